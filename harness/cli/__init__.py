@@ -1,0 +1,82 @@
+"""The `harness` command: a thin shell over the library. One module per command group, registered below.
+
+Command modules stay light at import time (no torch, no transformers): heavy imports happen inside commands.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import typer
+
+from harness import __version__
+from harness.errors import HarnessError
+
+# One line per command module; each exposes `register(app)`.
+COMMAND_MODULES = (
+    "harness.cli.store_cmds",
+)
+
+app = typer.Typer(
+    name="harness",
+    help="Merge LLMs on demand, evaluate them fast, keep every score with its lineage, flag benchmark overfitting.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"harness {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    db: str = typer.Option(None, "--db", help="Results store (DuckDB file). Default: $HARNESS_DB or results/harness.duckdb."),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    if db:
+        os.environ["HARNESS_DB"] = db
+    if debug:
+        os.environ["HARNESS_DEBUG"] = "1"
+
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(_name).register(app)
+
+
+def main() -> None:
+    """Entry point: run the app, turning HarnessError into one line on stderr and its exit code."""
+    try:
+        app(standalone_mode=False)
+    except HarnessError as exc:
+        if os.environ.get("HARNESS_DEBUG"):
+            raise
+        typer.echo(f"error: {exc.line()}", err=True)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        if os.environ.get("HARNESS_DEBUG"):
+            raise
+        typer.echo(f"error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True)
+        sys.exit(1)

@@ -1,0 +1,79 @@
+"""Commands over the store itself: `harness db`, `harness models`, `harness lineage`."""
+
+from __future__ import annotations
+
+import typer
+
+from harness.cli.output import print_json, print_table
+
+
+def register(app: typer.Typer) -> None:
+    db_app = typer.Typer(help="The results store (DuckDB).", no_args_is_help=True)
+    db_app.command("info")(db_info)
+    app.add_typer(db_app, name="db")
+    app.command("models")(models)
+    app.command("lineage")(lineage)
+
+
+def db_info(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Create or migrate the store and print its path, schema version and row counts."""
+    from harness.store import Store
+
+    store = Store()
+    version = store.init()
+    counts = store.counts()
+    if as_json:
+        print_json({"path": str(store.path), "schema_version": version, "rows": counts})
+        return
+    typer.echo(f"store: {store.path} (schema v{version})")
+    print_table(None, ["table", "rows"], sorted(counts.items()))
+
+
+def models(
+    kind: str = typer.Option(None, "--kind", help="Only models of this kind: source, zoo, merge, candidate."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List the models registered in the store."""
+    from harness.store import Store
+
+    store = Store()
+    store.init()
+    rows = store.list_models(kind)
+    if as_json:
+        print_json([r.__dict__ for r in rows])
+        return
+    print_table(
+        "models", ["id", "name", "kind", "params", "path"],
+        [(r.model_id[:12], r.name, r.kind, r.n_params, r.path) for r in rows],
+    )
+
+
+def lineage(
+    model: str = typer.Argument(..., help="Model name, id or path."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Show a model's ancestors (with depth), descendants and root sources."""
+    from harness.store import Store
+
+    store = Store()
+    store.init()
+    rec = store.get_model(model)
+    out = {
+        "model_id": rec.model_id, "name": rec.name, "depth": store.depth(rec.model_id),
+        "parents": [e.__dict__ for e in store.parents(rec.model_id)],
+        "ancestors": store.ancestors(rec.model_id), "descendants": store.descendants(rec.model_id),
+        "roots": store.roots(rec.model_id),
+        "selected_on": [(s.suite, s.split, s.process) for s in store.exposure(rec.model_id)],
+    }
+    if as_json:
+        print_json(out)
+        return
+    names = {m.model_id: m.name or m.model_id[:12] for m in store.list_models()}
+    typer.echo(f"{rec.name or rec.model_id} ({rec.model_id[:12]}), merge depth {out['depth']}")
+    for e in store.parents(rec.model_id):
+        typer.echo(f"  parent {names.get(e.parent_id, e.parent_id[:12])} role={e.role} weight={e.weight}")
+    for a, d in out["ancestors"].items():
+        typer.echo(f"  ancestor {names.get(a, a[:12])} (distance {d})")
+    for a, d in out["descendants"].items():
+        typer.echo(f"  descendant {names.get(a, a[:12])} (distance {d})")
+    typer.echo("  roots: " + ", ".join(names.get(r, r[:12]) for r in out["roots"]))

@@ -1,0 +1,48 @@
+"""Content hashes: models are identified by what their files contain, recipes by their normalised text."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+# Files that define a model's behaviour. Model cards and other docs are left out on purpose.
+MODEL_FILE_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+MODEL_FILE_NAMES = (
+    "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+    "special_tokens_map.json", "tokenizer.model", "vocab.json", "merges.txt", "chat_template.jinja",
+)
+CHUNK = 8 << 20
+
+
+def sha256_file(path: Path, h: Any | None = None) -> Any:
+    h = h or hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h
+
+
+def hash_model_dir(path: str | Path) -> str:
+    """sha256 over the names and contents of the files that define the model, in a fixed order."""
+    root = Path(path)
+    files = sorted(
+        p for p in root.iterdir()
+        if p.is_file() and (p.suffix in MODEL_FILE_SUFFIXES or p.name in MODEL_FILE_NAMES)
+    )
+    h = hashlib.sha256()
+    for p in files:
+        h.update(p.name.encode() + b"\0")
+        sha256_file(p, h)
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def hash_json(obj: Any) -> str:
+    """sha256 of a JSON-able object with sorted keys (a stable id for settings, recipes, requests)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def hash_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -1,0 +1,41 @@
+"""The results store: one DuckDB file holding models, lineage, runs, scores, samples and selections.
+
+    from harness.store import Store
+    store = Store()                 # results/harness.duckdb, or $HARNESS_DB
+    store.get_model("zoo-math")
+
+Every method opens the file for one short transaction under a cross-process lock (see locking.py), so several
+`harness eval` processes and a dashboard can use one file at once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.paths import default_db_path
+from harness.store.database import Database
+from harness.store.models import ModelsMixin
+from harness.store.records import LineageEdge, ModelRecord, RunRecord, Sample, Score, Selection
+from harness.store.runs import RunsMixin
+from harness.store.schema import SCHEMA_VERSION
+
+__all__ = [
+    "SCHEMA_VERSION", "LineageEdge", "ModelRecord", "RunRecord", "Sample", "Score", "Selection", "Store",
+]
+
+
+class Store(ModelsMixin, RunsMixin):
+    """The typed query API over the store that the CLI, the dashboard and the tests share."""
+
+    def __init__(self, path: str | Path | None = None, lock_timeout: float = 300.0) -> None:
+        self.path = Path(path) if path else default_db_path()
+        self.db = Database(self.path, timeout=lock_timeout)
+
+    def init(self) -> int:
+        """Create or migrate the file now; returns the schema version."""
+        self.db._prepare()
+        return SCHEMA_VERSION
+
+    def schema_version(self) -> int:
+        with self.db.read() as con:
+            return int(con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])

@@ -1,0 +1,182 @@
+"""Opening the DuckDB file: validation, creation, migrations, and short locked connections."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from harness.errors import HarnessError
+from harness.store.locking import LockStats, backoff_delays, locked
+from harness.store.schema import MIGRATIONS, SCHEMA_VERSION
+
+if TYPE_CHECKING:
+    import duckdb
+
+FIX_FOREIGN = "point --db (or HARNESS_DB) at a harness store, or move the file away to start a new one"
+
+
+def _is_lock_conflict(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "lock" in text and ("conflict" in text or "could not set" in text)
+
+
+def _connect(path: Path, read_only: bool, stats: LockStats, timeout: float) -> duckdb.DuckDBPyConnection:
+    """duckdb.connect, retrying while a process that does not use our lock holds the file."""
+    import duckdb
+
+    deadline = time.monotonic() + timeout
+    for delay in backoff_delays():
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.Error as exc:
+            if _is_lock_conflict(exc) and time.monotonic() < deadline:
+                stats.retries += 1
+                stats.waited_s += delay
+                time.sleep(delay)
+                continue
+            if _is_lock_conflict(exc):
+                raise HarnessError(f"{path} is locked by another program", "close it and retry") from exc
+            raise HarnessError(f"{path} is not a readable DuckDB database ({_first_line(exc)})", FIX_FOREIGN) from exc
+    raise AssertionError("unreachable")
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+
+
+def schema_version(con: duckdb.DuckDBPyConnection, path: Path) -> int:
+    """The version recorded in the file; 0 for an empty database. Refuses foreign databases."""
+    tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    if not tables:
+        return 0
+    if "meta" not in tables:
+        raise HarnessError(f"{path} is a DuckDB database but not a harness store", FIX_FOREIGN)
+    row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    if row is None:
+        raise HarnessError(f"{path} has a meta table but no schema version", FIX_FOREIGN)
+    return int(row[0])
+
+
+def migrate(con: duckdb.DuckDBPyConnection, path: Path) -> int:
+    """Bring the schema up to SCHEMA_VERSION in one transaction; returns the version found."""
+    found = schema_version(con, path)
+    if found > SCHEMA_VERSION:
+        raise HarnessError(
+            f"{path} was written by a newer harness (schema v{found}, this one knows v{SCHEMA_VERSION})",
+            "upgrade harness (pip install -U harness) or use another --db",
+        )
+    if found == SCHEMA_VERSION:
+        return found
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for statements in MIGRATIONS[found:]:
+            for sql in statements:
+                con.execute(sql)
+        con.execute(
+            "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
+        )
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    return found
+
+
+def ensure_parent(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HarnessError(
+            f"cannot create the results folder {path.parent} ({exc.strerror})",
+            "make it writable or point --db / HARNESS_DB at a writable place",
+        ) from exc
+    if not os.access(path.parent, os.W_OK):
+        raise HarnessError(
+            f"the results folder {path.parent} is not writable",
+            "make it writable or point --db / HARNESS_DB at a writable place",
+        )
+
+
+def _create(path: Path, stats: LockStats, timeout: float) -> None:
+    """Create a new store atomically: build it beside the target, then move it into place."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        con = _connect(tmp, False, stats, timeout)
+        try:
+            migrate(con, tmp)
+        finally:
+            con.close()
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        Path(str(tmp) + ".wal").unlink(missing_ok=True)
+
+
+class Database:
+    """A DuckDB file opened for one short transaction at a time, under the cross-process lock."""
+
+    def __init__(self, path: Path, timeout: float = 300.0) -> None:
+        self.path = path
+        self.timeout = timeout
+        self.stats = LockStats()
+        self._checked = False
+
+    def _prepare(self) -> None:
+        """Create or migrate the file once per process (under the writer lock)."""
+        if self._checked:
+            return
+        ensure_parent(self.path)
+        with locked(self.path, True, self.stats, self.timeout):
+            if not self.path.exists():
+                _create(self.path, self.stats, self.timeout)
+            else:
+                con = _connect(self.path, False, self.stats, self.timeout)
+                try:
+                    migrate(con, self.path)
+                finally:
+                    con.close()
+        self._checked = True
+
+    @contextmanager
+    def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-write connection inside one transaction, committed on success, rolled back on error."""
+        self._prepare()
+        with locked(self.path, True, self.stats, self.timeout):
+            con = _connect(self.path, False, self.stats, self.timeout)
+            try:
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    yield con
+                    con.execute("COMMIT")
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+            finally:
+                con.close()
+
+    @contextmanager
+    def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-only connection; the store must exist (readers never create or migrate it)."""
+        if not self.path.exists():
+            raise HarnessError(f"no harness store at {self.path}", "run a harness command that writes (e.g. harness zoo build) or pass --db")
+        if not self._checked:
+            with locked(self.path, False, self.stats, self.timeout):
+                con = _connect(self.path, True, self.stats, self.timeout)
+                try:
+                    found = schema_version(con, self.path)
+                finally:
+                    con.close()
+            if found != SCHEMA_VERSION:
+                self._prepare()  # migrates an older store, refuses a newer one
+            self._checked = True
+        with locked(self.path, False, self.stats, self.timeout):
+            con = _connect(self.path, True, self.stats, self.timeout)
+            try:
+                yield con
+            finally:
+                con.close()

@@ -1,0 +1,88 @@
+"""Typed rows of the store. The query API takes and returns these, never raw tuples."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    model_id: str
+    name: str | None
+    path: str | None
+    kind: str  # source | zoo | merge | candidate
+    source: str | None = None
+    architecture: str | None = None
+    n_params: int | None = None
+    recipe_id: str | None = None
+    materialized: bool = True
+    meta: dict[str, Any] = field(default_factory=dict)
+    created: datetime | None = None
+
+
+@dataclass(frozen=True)
+class LineageEdge:
+    child_id: str
+    parent_id: str
+    role: str  # base | source | finetuned_from
+    weight: float | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    model_id: str
+    suite: str
+    backend: str
+    harness_version: str
+    status: str = "running"  # running | complete | failed
+    suite_version: str | None = None
+    split: str | None = None
+    data_hash: str | None = None
+    backend_version: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None
+    error: str | None = None
+    started: datetime | None = None
+    ended: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Score:
+    task: str
+    metric: str
+    value: float | None
+    stderr: float | None = None
+    n: int | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+
+
+@dataclass(frozen=True)
+class Sample:
+    task: str
+    doc_id: int
+    metric: str
+    score: float | None
+    prediction: str | None = None
+    target: str | None = None
+    prompt: str | None = None
+    doc_hash: str | None = None
+    prompt_hash: str | None = None
+    target_hash: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Selection:
+    selection_id: str
+    model_id: str
+    suite: str
+    process: str  # evolve | check | user | train
+    split: str | None = None
+    process_id: str | None = None
+    note: str | None = None
+    created: datetime | None = None

@@ -1,0 +1,149 @@
+"""Evaluation runs, their scores and per-sample rows: the part of the store that `harness eval` writes.
+
+A run is written twice: `start_run` records it as running, and `finish_run` writes every score and sample and
+marks it complete in one transaction, so a killed run never shows as complete and never leaves partial scores.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import TYPE_CHECKING
+
+from harness.errors import HarnessError
+from harness.store.records import RunRecord, Sample, Score
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from harness.store.database import Database
+
+_RUN_COLS = (
+    "run_id, model_id, suite, backend, harness_version, status, suite_version, split, data_hash, "
+    "backend_version, settings, seed, error, started, ended"
+)
+SAMPLE_COLS = (
+    "run_id", "task", "doc_id", "metric", "doc_hash", "prompt_hash", "target_hash", "prompt", "prediction",
+    "target", "score", "extra",
+)
+
+
+def _run(row: tuple) -> RunRecord:
+    values = list(row)
+    values[10] = json.loads(values[10]) if values[10] else {}
+    return RunRecord(*values)
+
+
+def samples_frame(run_id: str, samples: list[Sample]) -> pd.DataFrame:
+    """Per-sample rows as a DataFrame in the table's column order (the fast bulk-insert path)."""
+    import pandas as pd
+
+    rows = []
+    for s in samples:
+        d = asdict(s)
+        d["run_id"] = run_id
+        d["extra"] = json.dumps(d["extra"]) if d["extra"] else None
+        rows.append(d)
+    return pd.DataFrame(rows, columns=list(SAMPLE_COLS))
+
+
+class RunsMixin:
+    db: Database
+
+    def start_run(self, run: RunRecord) -> None:
+        with self.db.write() as con:
+            con.execute(
+                "INSERT OR REPLACE INTO runs (run_id, model_id, suite, backend, harness_version, status, "
+                "suite_version, split, data_hash, backend_version, settings, seed) "
+                "VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)",
+                [run.run_id, run.model_id, run.suite, run.backend, run.harness_version, run.suite_version,
+                 run.split, run.data_hash, run.backend_version, json.dumps(run.settings), run.seed],
+            )
+
+    def finish_run(self, run_id: str, scores: list[Score], samples: list[Sample] | pd.DataFrame) -> None:
+        """Write all scores and samples and mark the run complete, atomically."""
+        frame = samples if not isinstance(samples, list) else samples_frame(run_id, samples)
+        with self.db.write() as con:
+            status = con.execute("SELECT status FROM runs WHERE run_id = ?", [run_id]).fetchone()
+            if status is None:
+                raise HarnessError(f"run {run_id} was never started", "call start_run first")
+            con.execute("DELETE FROM scores WHERE run_id = ?", [run_id])
+            con.execute("DELETE FROM samples WHERE run_id = ?", [run_id])
+            for s in scores:
+                con.execute(
+                    "INSERT INTO scores VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [run_id, s.task, s.metric, s.value, s.stderr, s.n, s.ci_low, s.ci_high],
+                )
+            if len(frame):
+                con.register("incoming_samples", frame)
+                con.execute(f"INSERT INTO samples SELECT {', '.join(SAMPLE_COLS)} FROM incoming_samples")
+                con.unregister("incoming_samples")
+            con.execute(
+                "UPDATE runs SET status = 'complete', error = NULL, ended = current_timestamp WHERE run_id = ?",
+                [run_id],
+            )
+
+    def fail_run(self, run_id: str, error: str) -> None:
+        with self.db.write() as con:
+            con.execute(
+                "UPDATE runs SET status = 'failed', error = ?, ended = current_timestamp WHERE run_id = ?",
+                [error[:2000], run_id],
+            )
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        with self.db.read() as con:
+            row = con.execute(f"SELECT {_RUN_COLS} FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        return _run(row) if row else None
+
+    def list_runs(
+        self, model_id: str | None = None, suite: str | None = None, status: str | None = "complete"
+    ) -> list[RunRecord]:
+        where, args = [], []
+        for col, val in (("model_id", model_id), ("suite", suite), ("status", status)):
+            if val is not None:
+                where.append(f"{col} = ?")
+                args.append(val)
+        sql = f"SELECT {_RUN_COLS} FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
+        with self.db.read() as con:
+            return [_run(r) for r in con.execute(sql + " ORDER BY started, run_id", args).fetchall()]
+
+    def scores(self, run_id: str) -> list[Score]:
+        with self.db.read() as con:
+            rows = con.execute(
+                "SELECT task, metric, value, stderr, n, ci_low, ci_high FROM scores WHERE run_id = ? "
+                "ORDER BY task, metric", [run_id]
+            ).fetchall()
+        return [Score(*r) for r in rows]
+
+    def samples(self, run_id: str, task: str | None = None) -> pd.DataFrame:
+        sql = f"SELECT {', '.join(SAMPLE_COLS)} FROM samples WHERE run_id = ?"
+        args: list[object] = [run_id]
+        if task:
+            sql += " AND task = ?"
+            args.append(task)
+        with self.db.read() as con:
+            return con.execute(sql + " ORDER BY task, doc_id, metric", args).df()
+
+    def leaderboard(self, suite: str | None = None) -> pd.DataFrame:
+        """The latest complete score per model, suite, split, task and metric, with the model's name."""
+        sql = """
+            WITH latest AS (
+                SELECT r.*, row_number() OVER (
+                    PARTITION BY r.model_id, r.suite, coalesce(r.split, ''), s.task, s.metric
+                    ORDER BY r.ended DESC) AS rn,
+                    s.task, s.metric, s.value, s.stderr, s.n, s.ci_low, s.ci_high
+                FROM runs r JOIN scores s USING (run_id)
+                WHERE r.status = 'complete' AND (? IS NULL OR r.suite = ?)
+            )
+            SELECT coalesce(m.name, l.model_id) AS model, l.model_id, m.kind, l.suite, l.split, l.task,
+                   l.metric, l.value, l.stderr, l.n, l.ci_low, l.ci_high, l.backend, l.run_id
+            FROM latest l LEFT JOIN models m USING (model_id)
+            WHERE rn = 1 ORDER BY l.suite, l.task, model"""
+        with self.db.read() as con:
+            return con.execute(sql, [suite, suite]).df()
+
+    def counts(self) -> dict[str, int]:
+        from harness.store.schema import TABLES
+
+        with self.db.read() as con:
+            return {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}  # noqa: S608

@@ -1,0 +1,134 @@
+"""The store's schema as an ordered list of migrations. A database records the version it is at.
+
+Add a migration by appending to MIGRATIONS; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+V1 = [
+    """CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)""",
+    # One row per model: sources, zoo models, merges, and evolve candidates (materialized = false).
+    """CREATE TABLE models (
+        model_id VARCHAR PRIMARY KEY,          -- content hash (sources) or recipe hash (merges)
+        name VARCHAR,                          -- display name
+        path VARCHAR,                          -- folder on disk, NULL if not materialized
+        kind VARCHAR NOT NULL,                 -- source | zoo | merge | candidate
+        source VARCHAR,                        -- where it came from: hub id, local path, 'zoo', 'merge'
+        architecture VARCHAR,
+        n_params BIGINT,
+        recipe_id VARCHAR,                     -- merges: the recipe that made it
+        materialized BOOLEAN NOT NULL DEFAULT TRUE,
+        meta JSON,                             -- free-form facts (training steps, card fields)
+        created TIMESTAMP NOT NULL DEFAULT current_timestamp
+    )""",
+    # A name points at the newest model registered under it (like a tag).
+    """CREATE TABLE aliases (
+        name VARCHAR PRIMARY KEY,
+        model_id VARCHAR NOT NULL,
+        updated TIMESTAMP NOT NULL DEFAULT current_timestamp
+    )""",
+    """CREATE TABLE recipes (
+        recipe_id VARCHAR PRIMARY KEY,         -- hash of the normalised recipe
+        method VARCHAR NOT NULL,
+        yaml VARCHAR NOT NULL,                 -- normalised recipe text
+        created TIMESTAMP NOT NULL DEFAULT current_timestamp
+    )""",
+    """CREATE TABLE lineage (
+        child_id VARCHAR NOT NULL,
+        parent_id VARCHAR NOT NULL,
+        role VARCHAR NOT NULL,                 -- base | source | finetuned_from | ...
+        weight DOUBLE,
+        params JSON,                           -- method parameters for this parent (density, layer weights...)
+        PRIMARY KEY (child_id, parent_id, role)
+    )""",
+    """CREATE TABLE runs (
+        run_id VARCHAR PRIMARY KEY,
+        model_id VARCHAR NOT NULL,
+        suite VARCHAR NOT NULL,
+        suite_version VARCHAR,
+        split VARCHAR,                         -- public | heldout | twin | ... (NULL: the suite's default)
+        data_hash VARCHAR,
+        backend VARCHAR NOT NULL,
+        backend_version VARCHAR,
+        harness_version VARCHAR NOT NULL,
+        settings JSON,                         -- limit, tier, batch size, dtype, judge, few-shot...
+        seed BIGINT,
+        status VARCHAR NOT NULL,               -- running | complete | failed
+        error VARCHAR,
+        started TIMESTAMP NOT NULL DEFAULT current_timestamp,
+        ended TIMESTAMP
+    )""",
+    """CREATE TABLE scores (
+        run_id VARCHAR NOT NULL,
+        task VARCHAR NOT NULL,
+        metric VARCHAR NOT NULL,
+        value DOUBLE,
+        stderr DOUBLE,
+        n BIGINT,
+        ci_low DOUBLE,
+        ci_high DOUBLE,
+        PRIMARY KEY (run_id, task, metric)
+    )""",
+    """CREATE TABLE samples (
+        run_id VARCHAR NOT NULL,
+        task VARCHAR NOT NULL,
+        doc_id BIGINT NOT NULL,
+        metric VARCHAR NOT NULL,
+        doc_hash VARCHAR,
+        prompt_hash VARCHAR,
+        target_hash VARCHAR,
+        prompt VARCHAR,
+        prediction VARCHAR,
+        target VARCHAR,
+        score DOUBLE,                           -- NULL when unscorable (an unparsed judgment)
+        extra JSON                              -- judge text, verdicts, per-choice loglikelihoods...
+    )""",
+    "CREATE INDEX samples_run ON samples (run_id)",
+    # Which model was chosen or optimised on which suite and split, by what process.
+    """CREATE TABLE selections (
+        selection_id VARCHAR PRIMARY KEY,
+        model_id VARCHAR NOT NULL,
+        suite VARCHAR NOT NULL,
+        split VARCHAR,
+        process VARCHAR NOT NULL,              -- evolve | check | user | train
+        process_id VARCHAR,                    -- the evolve run, check or training that selected it
+        note VARCHAR,
+        created TIMESTAMP NOT NULL DEFAULT current_timestamp
+    )""",
+    """CREATE TABLE evolve_runs (
+        evolve_id VARCHAR PRIMARY KEY,
+        config JSON NOT NULL,
+        status VARCHAR NOT NULL,               -- running | complete | failed
+        generation BIGINT NOT NULL DEFAULT 0,
+        optimizer_state BLOB,                  -- pickled by harness itself after each generation
+        best_model_id VARCHAR,
+        started TIMESTAMP NOT NULL DEFAULT current_timestamp,
+        ended TIMESTAMP
+    )""",
+    """CREATE TABLE evolve_candidates (
+        evolve_id VARCHAR NOT NULL,
+        generation BIGINT NOT NULL,
+        idx BIGINT NOT NULL,
+        model_id VARCHAR NOT NULL,
+        params JSON,
+        fitness DOUBLE,
+        heldout DOUBLE,
+        PRIMARY KEY (evolve_id, generation, idx)
+    )""",
+    """CREATE TABLE checks (
+        check_id VARCHAR PRIMARY KEY,
+        candidate_id VARCHAR NOT NULL,
+        baseline VARCHAR NOT NULL,
+        suite VARCHAR NOT NULL,
+        passed BOOLEAN NOT NULL,
+        report JSON,
+        created TIMESTAMP NOT NULL DEFAULT current_timestamp
+    )""",
+]
+
+MIGRATIONS: list[list[str]] = [V1]
+SCHEMA_VERSION = len(MIGRATIONS)
+TABLES = (
+    "meta", "models", "aliases", "recipes", "lineage", "runs", "scores", "samples",
+    "selections", "evolve_runs", "evolve_candidates", "checks",
+)
