@@ -1,0 +1,42 @@
+"""Shared fixtures: real stores in temporary folders, and tiny real Llama models built on the spot."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Keep every test off the user's results folder and caches.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture()
+def results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private results folder (and store path) for one test."""
+    out = tmp_path / "results"
+    monkeypatch.setenv("HARNESS_RESULTS", str(out))
+    monkeypatch.setenv("HARNESS_DB", str(out / "harness.duckdb"))
+    return out
+
+
+@pytest.fixture()
+def store(results: Path):
+    from harness.store import Store
+
+    s = Store(results / "harness.duckdb")
+    s.init()
+    return s
+
+
+@pytest.fixture()
+def tiny_llama(tmp_path: Path):
+    """A factory: tiny_llama(name, seed=0, **config) -> folder of a real random-weight LlamaForCausalLM."""
+    from tests.factories import make_tiny_llama
+
+    def make(name: str = "tiny", seed: int = 0, **config) -> Path:
+        return make_tiny_llama(tmp_path / name, seed=seed, **config)
+
+    return make
