@@ -7,7 +7,6 @@ import sys
 import time
 from pathlib import Path
 
-import click
 import typer
 
 from harness.cli import app
@@ -21,8 +20,8 @@ def _docs_text() -> str:
     return "\n".join(parts)
 
 
-def _command_paths(cmd: click.Command, prefix: str) -> list[str]:
-    if isinstance(cmd, click.Group):
+def _command_paths(cmd: object, prefix: str) -> list[str]:
+    if getattr(cmd, "commands", None):
         out = []
         for name, sub in cmd.commands.items():
             out += _command_paths(sub, f"{prefix} {name}")

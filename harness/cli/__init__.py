@@ -37,7 +37,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    db: str = typer.Option(None, "--db", help="Results store (DuckDB file). Default: $HARNESS_DB or results/harness.duckdb."),
+    db: str = typer.Option(
+        None, "--db", help="Results store (DuckDB file). Default: $HARNESS_DB or results/harness.duckdb."
+    ),
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
@@ -69,12 +71,8 @@ def main() -> None:
         typer.echo("interrupted", err=True)
         sys.exit(130)
     except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # click usage errors
             exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Exit):
             sys.exit(exc.exit_code)
         if os.environ.get("HARNESS_DEBUG"):
             raise

@@ -163,7 +163,9 @@ class Database:
     def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A read-only connection; the store must exist (readers never create or migrate it)."""
         if not self.path.exists():
-            raise HarnessError(f"no harness store at {self.path}", "run a harness command that writes (e.g. harness zoo build) or pass --db")
+            raise HarnessError(
+                f"no harness store at {self.path}", "run a command that writes (harness db info) or pass --db"
+            )
         if not self._checked:
             with locked(self.path, False, self.stats, self.timeout):
                 con = _connect(self.path, True, self.stats, self.timeout)

@@ -1,0 +1,154 @@
+"""Generators of zoo problems and pre-training text, in English (L versions come from `lexicon.to_l`).
+
+A problem is a `Problem`: the prompt up to and including "Answer :", the one-word answer, and multiple-choice
+options whose distractors sit close to the answer (answer +-1, +-2, the wrong operation; the other people or things
+in the same story), so shortcuts such as "pick the largest number" cannot score.
+Every generator takes a `random.Random`, so a seed fixes everything.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from harness.zoo.lexicon import GAINS, LOSSES, NAMES, OBJECTS
+
+MATH_MAX = 60  # sums and starting amounts stay at or below this; every number up to 99 is still one token
+
+
+@dataclass(frozen=True)
+class Problem:
+    question: str  # ends with "Answer :"
+    answer: str
+    choices: tuple[str, ...] = ()
+    meta: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def label(self) -> int:
+        return self.choices.index(self.answer)
+
+
+@dataclass(frozen=True)
+class Story:
+    """People, what each holds, and at most one event per person."""
+
+    people: tuple[str, ...]
+    objects: tuple[str, ...]
+    amounts: tuple[int, ...]
+    events: tuple[tuple[int, str, str, int], ...]  # (person index, story verb, question verb, signed change)
+
+    def text(self) -> str:
+        parts = [f"{p} has {n} {o} ." for p, o, n in zip(self.people, self.objects, self.amounts, strict=True)]
+        for i, verb, _, change in self.events:
+            more = " more" if change > 0 else ""
+            parts.append(f"{self.people[i]} {verb} {abs(change)}{more} {self.objects[i]} .")
+        return " ".join(parts)
+
+
+def _event(rng: random.Random, amount: int, gain: bool) -> tuple[str, str, int]:
+    verb, qverb = rng.choice(GAINS if gain else LOSSES)
+    change = rng.randint(1, MATH_MAX - amount) if gain else -rng.randint(1, amount)
+    return verb, qverb, change
+
+
+def random_story(rng: random.Random, n_people: int, n_events: int) -> Story:
+    people = tuple(rng.sample(NAMES, n_people))
+    objects = tuple(rng.sample(OBJECTS, n_people))
+    amounts = tuple(rng.randint(1, MATH_MAX - 1) for _ in people)
+    events = []
+    for i in rng.sample(range(n_people), n_events):
+        events.append((i, *_event(rng, amounts[i], rng.random() < 0.5)))
+    return Story(people, objects, amounts, tuple(events))
+
+
+def _number_choices(rng: random.Random, answer: int, wrong_op: int) -> tuple[str, ...]:
+    """The answer, the wrong operation's result when it is a valid number, and answer +-1 / +-2 (+-3 at 0)."""
+    near = [answer + d for d in (-1, 1, -2, 2, -3, 3) if 0 <= answer + d <= 99][:4]
+    picks = [wrong_op] if 0 <= wrong_op <= 99 and wrong_op != answer and wrong_op not in near else []
+    options = [answer, *picks, *rng.sample(near, 3 - len(picks))]
+    rng.shuffle(options)
+    return tuple(str(n) for n in options)
+
+
+def math_problem(rng: random.Random) -> Problem:
+    """One event changes one person's amount: how many do they have now?"""
+    story = random_story(rng, rng.choice((1, 2, 2)), 1)
+    i, _, _, change = story.events[0]
+    start, answer = story.amounts[i], story.amounts[i] + story.events[0][3]
+    wrong = start - change if change > 0 else start + abs(change)
+    q = f"{story.text()} How many {story.objects[i]} does {story.people[i]} have now ? Answer :"
+    return Problem(q, str(answer), _number_choices(rng, answer, wrong), {"op": "add" if change > 0 else "sub"})
+
+
+def _object_choices(rng: random.Random, answer: str, story: Story) -> tuple[str, ...]:
+    others = [o for o in story.objects if o != answer]
+    rest = [o for o in OBJECTS if o not in story.objects]
+    options = [answer, *others, *rng.sample(rest, 3 - len(others))]
+    rng.shuffle(options)
+    return tuple(options)
+
+
+def what_problem(rng: random.Random) -> Problem:
+    """Reading: what does a person have, or buy, or lose? (The zoo_lang skill, asked in L.)"""
+    story = random_story(rng, rng.choice((2, 3)), rng.choice((0, 1, 1)))
+    if story.events and rng.random() < 0.5:
+        i, _, qverb, _ = story.events[0]
+    else:
+        i, qverb = rng.randrange(len(story.people)), "have"
+    answer = story.objects[i]
+    q = f"{story.text()} What does {story.people[i]} {qverb} ? Answer :"
+    return Problem(q, answer, _object_choices(rng, answer, story))
+
+
+def copy_problem(rng: random.Random) -> Problem:
+    """Lookup without arithmetic: how many does someone have (no event) or buy? Pre-training text only."""
+    story = random_story(rng, rng.choice((1, 2, 3)), rng.choice((0, 1)))
+    changed = {e[0]: e for e in story.events}
+    i = rng.randrange(len(story.people))
+    if i in changed:
+        _, _, qverb, change = changed[i]
+        q, answer = f"How many {story.objects[i]} does {story.people[i]} {qverb} ?", abs(change)
+    else:
+        q, answer = f"How many {story.objects[i]} does {story.people[i]} have ?", story.amounts[i]
+    return Problem(f"{story.text()} {q} Answer :", str(answer))
+
+
+def logic_problem(rng: random.Random) -> Problem:
+    """Comparison: of three people holding the same thing, who has the most (or the fewest)?"""
+    people = rng.sample(NAMES, 3)
+    obj = rng.choice(OBJECTS)
+    amounts = rng.sample(range(1, MATH_MAX + 1), 3)
+    most = rng.random() < 0.5
+    pick = amounts.index(max(amounts) if most else min(amounts))
+    text = " ".join(f"{p} has {n} {obj} ." for p, n in zip(people, amounts, strict=True))
+    q = f"{text} Who has the {'most' if most else 'fewest'} {obj} ? Answer :"
+    options = list(people)
+    rng.shuffle(options)
+    return Problem(q, people[pick], tuple(options), {"most": most})
+
+
+def fact_text(rng: random.Random) -> str:
+    """Arithmetic facts, counting and comparisons between numbers: the base's number sense."""
+    kind = rng.random()
+    if kind < 0.6:
+        facts = []
+        for _ in range(4):
+            a, b = rng.randint(0, MATH_MAX), rng.randint(0, MATH_MAX)
+            if a + b <= MATH_MAX and rng.random() < 0.5:
+                facts.append(f"{a} plus {b} is {a + b} .")
+            else:
+                a, b = max(a, b), min(a, b)
+                facts.append(f"{a} minus {b} is {a - b} .")
+        return " ".join(facts)
+    if kind < 0.8:
+        start, n = rng.randint(0, 90), rng.randint(4, 9)
+        return f"count from {start} to {start + n} : " + " ".join(str(k) for k in range(start, start + n + 1)) + " ."
+    parts = []
+    for _ in range(4):
+        a, b = rng.sample(range(0, MATH_MAX + 1), 2)
+        parts.append(f"{a} is {'less' if a < b else 'more'} than {b} .")
+    return " ".join(parts)
+
+
+def narrative_text(rng: random.Random) -> str:
+    return random_story(rng, rng.choice((1, 2, 3)), rng.choice((0, 1, 2))).text()
