@@ -1,0 +1,1 @@
+"""Analyses over stored scores: statistics (stats.py); overfitting and regression gates come later."""

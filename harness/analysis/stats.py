@@ -1,0 +1,155 @@
+"""Statistics over per-sample scores: pure numpy/scipy, no store or engine imports.
+
+    summarize(scores)                  -> Estimate(mean, stderr, ci_low, ci_high, n)
+    aggregate({task: scores, ...})     -> Estimate of the macro mean over tasks (stratified bootstrap)
+    paired_compare(a, b)               -> PairedComparison(mean_diff, CI, McNemar exact p for 0/1 scores)
+
+Bootstrap intervals are percentile intervals; every function takes a `seed` so results are reproducible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+ArrayLike = Sequence[float] | np.ndarray
+DEFAULT_ITERS = 2000
+_CHUNK = 1 << 22  # max resampled values held at once
+
+
+@dataclass(frozen=True)
+class Estimate:
+    mean: float
+    stderr: float
+    ci_low: float
+    ci_high: float
+    n: int
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    mean_a: float
+    mean_b: float
+    mean_diff: float  # mean(b - a)
+    stderr: float
+    ci_low: float
+    ci_high: float
+    n: int
+    mcnemar_p: float | None  # exact two-sided; None unless both score vectors are 0/1
+    a_only: int | None  # items right for a and wrong for b (binary scores)
+    b_only: int | None
+
+
+def _clean(x: ArrayLike) -> np.ndarray:
+    arr = np.asarray(x, dtype=float).ravel()
+    return arr[~np.isnan(arr)]
+
+
+def mean_stderr(x: ArrayLike) -> float:
+    """Standard error of the mean with the sample standard deviation (ddof=1), as lm-eval computes it."""
+    arr = _clean(x)
+    if arr.size < 2:
+        return float("nan")
+    return float(arr.std(ddof=1) / np.sqrt(arr.size))
+
+
+def bootstrap_means(x: ArrayLike, iters: int = DEFAULT_ITERS, seed: int = 0) -> np.ndarray:
+    """`iters` bootstrap replicates of the mean of x (resampling with replacement)."""
+    arr = _clean(x)
+    rng = np.random.default_rng(seed)
+    if arr.size == 0:
+        return np.full(iters, np.nan)
+    per = max(1, _CHUNK // arr.size)
+    out = np.empty(iters)
+    for start in range(0, iters, per):
+        k = min(per, iters - start)
+        idx = rng.integers(0, arr.size, size=(k, arr.size))
+        out[start:start + k] = arr[idx].mean(axis=1)
+    return out
+
+
+def bootstrap_stat(
+    x: ArrayLike, stat: Callable[[np.ndarray], float], iters: int = DEFAULT_ITERS, seed: int = 0
+) -> np.ndarray:
+    """Bootstrap replicates of any statistic (slower than bootstrap_means; for non-mean metrics)."""
+    arr = _clean(x)
+    rng = np.random.default_rng(seed)
+    return np.array([stat(arr[rng.integers(0, arr.size, arr.size)]) for _ in range(iters)])
+
+
+def percentile_ci(replicates: np.ndarray, alpha: float = 0.05) -> tuple[float, float]:
+    reps = replicates[~np.isnan(replicates)]
+    if reps.size == 0:
+        return float("nan"), float("nan")
+    lo, hi = np.quantile(reps, [alpha / 2, 1 - alpha / 2])
+    return float(lo), float(hi)
+
+
+def summarize(x: ArrayLike, iters: int = DEFAULT_ITERS, alpha: float = 0.05, seed: int = 0) -> Estimate:
+    """Mean, stderr and a bootstrap (1 - alpha) interval of per-sample scores (NaN = unscorable, dropped)."""
+    arr = _clean(x)
+    if arr.size == 0:
+        return Estimate(float("nan"), float("nan"), float("nan"), float("nan"), 0)
+    lo, hi = percentile_ci(bootstrap_means(arr, iters, seed), alpha)
+    return Estimate(float(arr.mean()), mean_stderr(arr), lo, hi, int(arr.size))
+
+
+def aggregate(
+    per_task: Mapping[str, ArrayLike], iters: int = DEFAULT_ITERS, alpha: float = 0.05, seed: int = 0
+) -> Estimate:
+    """The macro mean over tasks (each task weighs the same), with a stratified bootstrap interval.
+
+    Each replicate resamples every task's samples within that task; stderr combines the task stderrs.
+    """
+    tasks = [_clean(v) for _, v in sorted(per_task.items())]
+    tasks = [t for t in tasks if t.size]
+    if not tasks:
+        return Estimate(float("nan"), float("nan"), float("nan"), float("nan"), 0)
+    reps = np.mean([bootstrap_means(t, iters, seed + i) for i, t in enumerate(tasks)], axis=0)
+    ses = np.array([mean_stderr(t) for t in tasks])
+    stderr = float(np.sqrt(np.nansum(ses**2)) / len(tasks)) if not np.all(np.isnan(ses)) else float("nan")
+    lo, hi = percentile_ci(reps, alpha)
+    mean = float(np.mean([t.mean() for t in tasks]))
+    return Estimate(mean, stderr, lo, hi, int(sum(t.size for t in tasks)))
+
+
+def mcnemar_exact(a_only: int, b_only: int) -> float:
+    """Exact two-sided McNemar p-value from the discordant counts (a binomial test at p = 1/2)."""
+    from scipy.stats import binom
+
+    n = a_only + b_only
+    if n == 0:
+        return 1.0
+    return float(min(1.0, 2.0 * binom.cdf(min(a_only, b_only), n, 0.5)))
+
+
+def _is_binary(x: np.ndarray) -> bool:
+    return bool(np.all((x == 0) | (x == 1)))
+
+
+def paired_compare(
+    a: ArrayLike, b: ArrayLike, iters: int = DEFAULT_ITERS, alpha: float = 0.05, seed: int = 0
+) -> PairedComparison:
+    """Compare two models scored on the same samples, in the same order: b - a.
+
+    Pairs where either score is NaN are dropped. The interval is a paired bootstrap (resampling items).
+    """
+    xa, xb = np.asarray(a, dtype=float).ravel(), np.asarray(b, dtype=float).ravel()
+    if xa.shape != xb.shape:
+        raise ValueError(f"paired scores must have the same length, got {xa.size} and {xb.size}")
+    keep = ~(np.isnan(xa) | np.isnan(xb))
+    xa, xb = xa[keep], xb[keep]
+    diff = xb - xa
+    lo, hi = percentile_ci(bootstrap_means(diff, iters, seed), alpha)
+    p = a_only = b_only = None
+    if xa.size and _is_binary(xa) and _is_binary(xb):
+        a_only, b_only = int(np.sum((xa == 1) & (xb == 0))), int(np.sum((xa == 0) & (xb == 1)))
+        p = mcnemar_exact(a_only, b_only)
+    nan = float("nan")
+    return PairedComparison(
+        mean_a=float(xa.mean()) if xa.size else nan, mean_b=float(xb.mean()) if xb.size else nan,
+        mean_diff=float(diff.mean()) if diff.size else nan, stderr=mean_stderr(diff), ci_low=lo, ci_high=hi,
+        n=int(diff.size), mcnemar_p=p, a_only=a_only, b_only=b_only,
+    )
