@@ -1,0 +1,93 @@
+"""The `suite.yaml` schema: one frozen, validated object; errors name the file and the field."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from harness.errors import HarnessError
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(:[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
+
+
+class SuiteSpec(BaseModel):
+    """What a suite.yaml holds (see docs/suites.md)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    version: str
+    kind: Literal["lm-eval", "judge"]
+    description: str = ""
+    default_split: str
+    splits: dict[str, list[str]] = Field(min_length=1)
+    tiers: dict[str, int | None] = Field(default_factory=lambda: {"smoke": 20, "quick": 100, "full": None})
+    twins: dict[str, str] = Field(default_factory=dict)
+    hub_tasks: list[str] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not NAME.match(v) or ":" in v:
+            raise ValueError("use letters, digits, '_', '-' or '.' (no ':')")
+        return v
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version(cls, v: Any) -> Any:
+        if isinstance(v, bool) or not isinstance(v, (str, int)) or str(v).strip() == "":
+            raise ValueError('a non-empty string such as "1"')
+        return str(v)
+
+    @field_validator("splits")
+    @classmethod
+    def _splits(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        for split, tasks in v.items():
+            if not tasks:
+                raise ValueError(f"split {split!r} lists no tasks")
+            if len(set(tasks)) != len(tasks):
+                raise ValueError(f"split {split!r} lists a task twice")
+        return v
+
+    @field_validator("tiers")
+    @classmethod
+    def _tiers(cls, v: dict[str, int | None]) -> dict[str, int | None]:
+        for tier, limit in v.items():
+            if limit is not None and limit < 1:
+                raise ValueError(f"tier {tier!r}: a limit is a positive integer or null")
+        return v
+
+    @field_validator("twins")
+    @classmethod
+    def _twins(cls, v: dict[str, str]) -> dict[str, str]:
+        for kind, ref in v.items():
+            if not REF.match(ref):
+                raise ValueError(f"twin {kind!r}: {ref!r} is not 'suite' or 'suite:split'")
+        return v
+
+    @model_validator(mode="after")
+    def _default_split(self) -> SuiteSpec:
+        if self.default_split not in self.splits:
+            raise ValueError(f"default_split {self.default_split!r} is not one of the splits: {', '.join(self.splits)}")
+        return self
+
+
+def parse_suite_yaml(raw: Any, path: Path) -> SuiteSpec:
+    """Validate a safe-loaded suite.yaml; the first problem becomes a one-line HarnessError naming the field."""
+    if not isinstance(raw, dict):
+        raise HarnessError(f"{path}: suite.yaml must be a mapping of fields", "see docs/suites.md for the format")
+    try:
+        return SuiteSpec.model_validate(raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "suite.yaml"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "missing":
+            msg = "required field is missing"
+        elif err["type"] == "extra_forbidden":
+            msg = "unknown field"
+        raise HarnessError(f"{path}: field {where!r}: {msg}", "see docs/suites.md for the format") from None

@@ -1,0 +1,279 @@
+"""Benchmark suites: discovery, validation and lm-eval task configs (see docs/suites.md).
+
+A suite is a folder under `suites/` with a `suite.yaml` (safe-loaded, validated here) and ordinary lm-eval task
+YAMLs. `load_suite(name)` reads and checks the suite.yaml and indexes the task YAMLs of its folder without importing
+lm-eval; `Suite.task_configs(split)` then loads the task YAMLs with lm-eval's own loader
+(`lm_eval.tasks._yaml_loader.load_yaml`: `include:` merged, `!function` resolved to callables; lm-eval 0.4.13 has no
+public `load_yaml_config` any more) and makes every `dataset_kwargs.data_files` path absolute (relative to the suite
+folder), so the dicts work from any working directory without a hub.
+
+How the dicts reach lm-eval 0.4.13 (checked offline in tests/test_suites.py):
+
+    from lm_eval.tasks import TaskManager
+    tm = TaskManager(include_defaults=False)        # skip indexing lm-eval's ~10k built-in YAMLs
+    lm_eval.simple_evaluate(model=..., tasks=suite.task_configs(split), task_manager=tm,
+                            limit=suite.tier_limit("smoke"))
+    tm.load(configs)["tasks"]                        # {task name: ConfigurableTask}, what simple_evaluate does
+
+An inline dict with a `task` key becomes a `ConfigurableTask` (TaskManager._load_spec -> TaskIndex.entry_from_config).
+Importing this module imports neither lm-eval nor torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.errors import HarnessError, did_you_mean
+from harness.paths import suites_dir
+from harness.suite_schema import SuiteSpec, parse_suite_yaml
+
+SUITE_FILE = "suite.yaml"
+TIERS = ("smoke", "quick", "full")
+DEFAULT_TIERS: dict[str, int | None] = {"smoke": 20, "quick": 100, "full": None}
+
+
+@dataclass(frozen=True)
+class Suite:
+    """One validated suite: what suite.yaml says plus where its task YAMLs are."""
+
+    name: str
+    version: str
+    kind: str
+    description: str
+    path: Path
+    splits: dict[str, tuple[str, ...]]
+    default_split: str
+    tiers: dict[str, int | None]
+    twins: dict[str, str]
+    hub_tasks: tuple[str, ...] = ()
+    task_files: dict[str, Path] = field(default_factory=dict, repr=False)
+
+    # ------------------------------------------------------------------ splits and tasks
+    def split_tasks(self, split: str | None = None) -> tuple[str, ...]:
+        """Task names of a split (the default split when None)."""
+        split = split or self.default_split
+        if split not in self.splits:
+            raise HarnessError(
+                f"suite {self.name!r} has no split {split!r}{did_you_mean(split, list(self.splits))}",
+                f"use one of: {', '.join(self.splits)}",
+            )
+        return self.splits[split]
+
+    @property
+    def all_tasks(self) -> tuple[str, ...]:
+        """Every task of every split, each once, in suite.yaml order."""
+        return tuple(dict.fromkeys(t for tasks in self.splits.values() for t in tasks))
+
+    def task_configs(self, split: str | None = None) -> list[dict[str, Any]]:
+        """lm-eval task config dicts for a split: includes merged, !function resolved, data paths absolute."""
+        from lm_eval.tasks._yaml_loader import load_yaml  # lm-eval's loader: !function and include:
+
+        configs = []
+        for task in self.split_tasks(split):
+            cfg = load_yaml(self.task_files[task], resolve_func=True)
+            configs.append(_absolute_data_files(cfg, self.path, self.task_files[task]))
+        return configs
+
+    # ------------------------------------------------------------------ tiers
+    def tier_limit(self, tier: str) -> int | None:
+        """Per-task document limit of a named tier (None = all documents)."""
+        if tier not in self.tiers:
+            raise HarnessError(
+                f"suite {self.name!r} has no tier {tier!r}{did_you_mean(tier, list(self.tiers))}",
+                f"use one of: {', '.join(self.tiers)}",
+            )
+        return self.tiers[tier]
+
+    # ------------------------------------------------------------------ provenance
+    def data_files(self) -> list[Path]:
+        """Every data file the suite's tasks read (sorted, absolute)."""
+        files: set[Path] = set()
+        for task in self.all_tasks:
+            cfg = _read_yaml(self.task_files[task])
+            files.update(_data_file_paths(cfg, self.path, self.task_files[task]))
+        return sorted(files)
+
+    def data_hash(self) -> str:
+        """sha256 over the relative names and bytes of the suite's data files."""
+        h = hashlib.sha256()
+        for p in self.data_files():
+            h.update(p.relative_to(self.path).as_posix().encode() + b"\0")
+            h.update(p.read_bytes())
+            h.update(b"\0")
+        return h.hexdigest()
+
+
+# ---------------------------------------------------------------------- discovery
+def _suite_files(root: Path | None = None) -> dict[str, Path]:
+    """Suite name -> suite.yaml path for every suite.yaml under the suites folder (recursively)."""
+    root = Path(root) if root else suites_dir()
+    found: dict[str, Path] = {}
+    for path in sorted(root.rglob(SUITE_FILE)):
+        spec = _parse(path)
+        if spec.name in found:
+            raise HarnessError(
+                f"two suites are named {spec.name!r}: {found[spec.name]} and {path}",
+                "rename one of them (suite names are unique)",
+            )
+        found[spec.name] = path
+    return found
+
+
+def list_suites(root: Path | None = None) -> list[str]:
+    """Names of all suites, sorted."""
+    return sorted(_suite_files(root))
+
+
+def load_suite(name: str, root: Path | None = None) -> Suite:
+    """Load and validate one suite by name (also accepts 'name:split' and checks the split)."""
+    name, _, split = name.partition(":")
+    files = _suite_files(root)
+    if name not in files:
+        raise HarnessError(
+            f"unknown suite {name!r}{did_you_mean(name, list(files))}",
+            "run `harness suites` to list them" if files else "no suite.yaml found under the suites folder",
+        )
+    suite = _build(files[name])
+    if split:
+        suite.split_tasks(split)
+    return suite
+
+
+def resolve_ref(ref: str, root: Path | None = None) -> tuple[Suite, str]:
+    """'suite' or 'suite:split' (the form twins use) -> (Suite, split name)."""
+    suite = load_suite(ref, root)
+    split = ref.partition(":")[2] or suite.default_split
+    return suite, split
+
+
+def tier_limit(tier: str, suite: Suite | str | None = None) -> int | None:
+    """Per-task --limit of a tier: the suite's own tiers when given, else the defaults (smoke/quick/full)."""
+    if suite is not None:
+        return (load_suite(suite) if isinstance(suite, str) else suite).tier_limit(tier)
+    if tier not in DEFAULT_TIERS:
+        raise HarnessError(f"unknown tier {tier!r}{did_you_mean(tier, TIERS)}", f"use one of: {', '.join(TIERS)}")
+    return DEFAULT_TIERS[tier]
+
+
+def _parse(path: Path) -> SuiteSpec:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise HarnessError(f"{path}:{where} is not valid YAML", "fix the syntax") from None
+    return parse_suite_yaml(raw, path)
+
+
+def _build(path: Path) -> Suite:
+    spec = _parse(path)
+    folder = path.parent
+    task_files = _index_tasks(folder)
+    for split, tasks in spec.splits.items():
+        for task in tasks:
+            if task not in task_files:
+                raise HarnessError(
+                    f"{path}: split {split!r} names unknown task {task!r}{did_you_mean(task, list(task_files))}",
+                    f"define it in a task YAML under {folder} or fix the name",
+                )
+    suite = Suite(
+        name=spec.name, version=spec.version, kind=spec.kind, description=spec.description, path=folder,
+        splits={k: tuple(v) for k, v in spec.splits.items()}, default_split=spec.default_split,
+        tiers=dict(spec.tiers), twins=dict(spec.twins), hub_tasks=tuple(spec.hub_tasks), task_files=task_files,
+    )
+    for task in suite.all_tasks:  # every data file exists before anything runs
+        for p in _data_file_paths(_read_yaml(task_files[task]), folder, task_files[task]):
+            if not p.is_file():
+                raise HarnessError(f"suite {spec.name!r} task {task!r}: data file {p} is missing",
+                                   "restore it (see the suite's data/PROVENANCE.md) or fix data_files")
+    return suite
+
+
+# ---------------------------------------------------------------------- task YAMLs (without lm-eval)
+class _TaskYamlLoader(yaml.SafeLoader):
+    """Safe loader that keeps `!function x.y` as the string 'x.y' (enough to index tasks and data files)."""
+
+
+_TaskYamlLoader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
+
+
+def _read_yaml(path: Path, _seen: frozenset[Path] = frozenset()) -> dict[str, Any]:
+    """A task YAML with its `include:` chain merged the way lm-eval merges it (local keys win)."""
+    path = path.resolve()
+    if path in _seen:
+        raise HarnessError(f"{path}: include cycle", "remove the circular include:")
+    try:
+        cfg = yaml.load(path.read_text(encoding="utf-8"), Loader=_TaskYamlLoader)  # noqa: S506 (safe subclass)
+    except (yaml.YAMLError, OSError) as e:
+        raise HarnessError(f"{path}: cannot read task YAML ({type(e).__name__})", "fix the file") from None
+    if not isinstance(cfg, dict):
+        raise HarnessError(f"{path}: a task YAML must be a mapping", "fix the file")
+    includes = cfg.pop("include", None)
+    merged: dict[str, Any] = {}
+    for inc in [] if includes is None else includes if isinstance(includes, list) else [includes]:
+        inc_cfg = _read_yaml(path.parent / inc, _seen | {path})
+        inc_cfg.pop("task_list", None)
+        merged.update(inc_cfg)
+    merged.update(cfg)
+    return merged
+
+
+def _index_tasks(folder: Path) -> dict[str, Path]:
+    """Task name -> YAML file for the *.yaml files of a suite folder (nested suites excluded)."""
+    index: dict[str, Path] = {}
+    for p in sorted(folder.rglob("*.yaml")):
+        if p.name == SUITE_FILE or _in_nested_suite(p, folder):
+            continue
+        task = _read_yaml(p).get("task")
+        if not isinstance(task, str):
+            continue  # groups and helper files are not tasks
+        if task in index:
+            raise HarnessError(f"task {task!r} is defined twice: {index[task]} and {p}", "rename one of them")
+        index[task] = p
+    return index
+
+
+def _in_nested_suite(p: Path, folder: Path) -> bool:
+    return any((d / SUITE_FILE).is_file() for d in p.parents if d != folder and folder in d.parents)
+
+
+def _data_file_paths(cfg: dict[str, Any], folder: Path, yaml_path: Path) -> list[Path]:
+    return [folder / f for f in _iter_data_files(cfg, yaml_path)]
+
+
+def _iter_data_files(cfg: dict[str, Any], yaml_path: Path) -> list[str]:
+    kwargs = cfg.get("dataset_kwargs") or {}
+    files = kwargs.get("data_files") if isinstance(kwargs, dict) else None
+    if files is None:
+        return []
+    values = list(files.values()) if isinstance(files, dict) else [files]
+    out: list[str] = []
+    for v in values:
+        for f in v if isinstance(v, list) else [v]:
+            if not isinstance(f, str):
+                raise HarnessError(f"{yaml_path}: dataset_kwargs.data_files must hold paths", "use strings")
+            out.append(f)
+    return out
+
+
+def _absolute_data_files(cfg: dict[str, Any], folder: Path, yaml_path: Path) -> dict[str, Any]:
+    kwargs = cfg.get("dataset_kwargs")
+    if not isinstance(kwargs, dict) or kwargs.get("data_files") is None:
+        return cfg
+    files = kwargs["data_files"]
+
+    def absolute(v: Any) -> Any:
+        if isinstance(v, list):
+            return [absolute(x) for x in v]
+        p = folder / v
+        if not p.is_file():
+            raise HarnessError(f"{yaml_path}: data file {p} is missing", "restore it or fix data_files")
+        return str(p.resolve())
+
+    new_files = {k: absolute(v) for k, v in files.items()} if isinstance(files, dict) else absolute(files)
+    return {**cfg, "dataset_kwargs": {**kwargs, "data_files": new_files}}
