@@ -1,0 +1,34 @@
+"""Chat generation over any lm-eval LM (hf, vllm, local-chat-completions): the model's own chat template,
+greedy by default."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class ChatGenerator:
+    """Answers conversations with an lm-eval LM. `identity` names it in caches and provenance."""
+
+    lm: Any  # lm_eval.api.model.LM
+    identity: dict[str, Any]
+    max_new_tokens: int = 1024
+    temperature: float = 0.0
+
+    def settings(self) -> dict[str, Any]:
+        return {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature}
+
+    def generate(self, conversations: list[list[dict[str, str]]]) -> list[str]:
+        if not conversations:
+            return []
+        from lm_eval.api.instance import Instance
+
+        gen_kwargs = {"until": [], "max_gen_toks": self.max_new_tokens, "do_sample": self.temperature > 0}
+        if self.temperature > 0:
+            gen_kwargs["temperature"] = self.temperature
+        requests = [
+            Instance("generate_until", {}, (self.lm.apply_chat_template(conv, True), dict(gen_kwargs)), i)
+            for i, conv in enumerate(conversations)
+        ]
+        return [out.strip() for out in self.lm.generate_until(requests)]

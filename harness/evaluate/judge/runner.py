@@ -1,0 +1,202 @@
+"""A judge-suite run: answers (one or two turns), judgments (single rating or pairwise in both orders), scores
+with bootstrap intervals per category and overall, per-sample rows in the store. Answers and judgments are cached.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness import __version__
+from harness.evaluate.judge.cache import TextCache
+from harness.evaluate.judge.chat import ChatGenerator
+from harness.evaluate.judge.data import JudgeData, Question, load_judge_data
+from harness.evaluate.judge.parse import OUTCOME_SCORE, combine_orders, parse_rating, parse_verdict
+from harness.evaluate.judge.prompts import JudgeRequest, pairwise_request, single_request
+from harness.hashing import hash_json, sha256_file
+from harness.store import RunRecord, Sample, Score, Store
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class JudgeResult:
+    run_id: str
+    scores: list[Score]
+    parse_rate: float
+    n_judgments: int
+    cache_hits: int
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def pick_questions(questions: tuple[Question, ...], limit: int | None) -> list[Question]:
+    """The first `limit` questions taken round-robin over categories, so a few questions still cover them."""
+    if limit is None or limit >= len(questions):
+        return list(questions)
+    by_cat: dict[str, list[Question]] = defaultdict(list)
+    for q in questions:
+        by_cat[q.category].append(q)
+    order = sorted(questions, key=lambda q: (by_cat[q.category].index(q), list(by_cat).index(q.category)))
+    return order[:limit]
+
+
+def data_hash(data_dir: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in sorted(data_dir.rglob("*.jsonl")):
+        h.update(p.relative_to(data_dir).as_posix().encode())
+        sha256_file(p, h)
+    return h.hexdigest()
+
+
+def _answer_all(gen: ChatGenerator, questions: list[Question], cache: TextCache) -> dict[int, list[str]]:
+    """Each question's answers, turn by turn (turn 2 sees the model's own turn-1 answer)."""
+    keys = {q.question_id: cache.key({"answer": gen.identity, "settings": gen.settings(), "turns": q.turns})
+            for q in questions}
+    answers: dict[int, list[str]] = {qid: v for qid, v in cache.get_many(list(keys.values())).items()}
+    answers = {qid: answers[k] for qid, k in keys.items() if k in answers}
+    todo = [q for q in questions if q.question_id not in answers]
+    convs: dict[int, list[dict[str, str]]] = {q.question_id: [] for q in todo}
+    partial: dict[int, list[str]] = {q.question_id: [] for q in todo}
+    for turn in range(max((len(q.turns) for q in todo), default=0)):
+        batch = [q for q in todo if len(q.turns) > turn]
+        for q in batch:
+            convs[q.question_id].append({"role": "user", "content": q.turns[turn]})
+        outs = gen.generate([convs[q.question_id] for q in batch])
+        for q, out in zip(batch, outs, strict=True):
+            convs[q.question_id].append({"role": "assistant", "content": out})
+            partial[q.question_id].append(out)
+    cache.put_many({keys[qid]: a for qid, a in partial.items()})
+    answers.update(partial)
+    return answers
+
+
+def _judge_all(judge: ChatGenerator, requests: list[JudgeRequest], cache: TextCache) -> list[str]:
+    keys = [cache.key({"judgment": judge.identity, "settings": judge.settings(), "messages": r.messages()})
+            for r in requests]
+    found = cache.get_many(keys)
+    todo = sorted({k for k in keys if k not in found})
+    by_key = {k: requests[keys.index(k)] for k in todo}
+    outs = judge.generate([by_key[k].messages() for k in todo])
+    fresh = dict(zip(todo, outs, strict=True))
+    cache.put_many(fresh)
+    found.update(fresh)
+    return [found[k] for k in keys]
+
+
+def mean_ci(values: list[float], n_boot: int = 2000, seed: int = 0) -> tuple[float | None, float | None,
+                                                                            float | None, float | None]:
+    """Mean, standard error and a percentile-bootstrap 95% interval (None for an empty list)."""
+    import numpy as np
+
+    if not values:
+        return None, None, None, None
+    x = np.asarray(values, dtype=float)
+    se = float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else 0.0
+    boots = np.random.default_rng(seed).choice(x, size=(n_boot, len(x)), replace=True).mean(axis=1)
+    return float(x.mean()), se, float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))
+
+
+def _scores(samples: list[Sample], metric: str) -> list[Score]:
+    groups: dict[str, list[float]] = defaultdict(list)
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for s in samples:
+        for task in ("overall", s.task):
+            counts[task][1] += 1
+            if s.score is not None:
+                groups[task].append(s.score)
+                counts[task][0] += 1
+    out = []
+    for task in sorted(counts):
+        mean, se, lo, hi = mean_ci(groups[task])
+        out.append(Score(task, metric, mean, se, len(groups[task]), lo, hi))
+        parsed, total = counts[task]
+        out.append(Score(task, "parse_rate", parsed / total, None, total))
+    return out
+
+
+def _single(data: JudgeData, qs: list[Question], answers: dict[int, list[str]], judge: ChatGenerator,
+            cache: TextCache) -> list[Sample]:
+    pairs = [(q, t) for q in qs for t in range(1, len(q.turns) + 1)]
+    reqs = [single_request(data, q, answers[q.question_id], t) for q, t in pairs]
+    texts = _judge_all(judge, reqs, cache)
+    return [
+        Sample(q.category, q.question_id, f"rating_turn{t}", parse_rating(text),
+               prediction=answers[q.question_id][t - 1],
+               target=q.references[t - 1] if q.needs_reference else None, prompt=q.turns[t - 1],
+               extra={"judgment": text, "judge_prompt": r.prompt_name, "parsed": parse_rating(text) is not None})
+        for (q, t), r, text in zip(pairs, reqs, texts, strict=True)
+    ]
+
+
+def _pairwise(data: JudgeData, qs: list[Question], answers: dict[int, list[str]], base: dict[int, list[str]],
+              judge: ChatGenerator, cache: TextCache) -> list[Sample]:
+    pairs = [(q, t) for q in qs for t in range(1, len(q.turns) + 1)]
+    first = [pairwise_request(data, q, answers[q.question_id], base[q.question_id], t) for q, t in pairs]
+    second = [pairwise_request(data, q, base[q.question_id], answers[q.question_id], t) for q, t in pairs]
+    texts = _judge_all(judge, first + second, cache)
+    out = []
+    for i, (q, t) in enumerate(pairs):
+        v1, v2 = parse_verdict(texts[i]), parse_verdict(texts[len(pairs) + i])
+        outcome = combine_orders(v1, v2)
+        out.append(Sample(
+            q.category, q.question_id, f"pairwise_turn{t}", OUTCOME_SCORE.get(outcome or "", None),
+            prediction=answers[q.question_id][t - 1], target=base[q.question_id][t - 1], prompt=q.turns[t - 1],
+            extra={"judgment_model_first": texts[i], "judgment_model_second": texts[len(pairs) + i],
+                   "verdict_model_first": v1, "verdict_model_second": v2, "outcome": outcome},
+        ))
+    return out
+
+
+def run_judge_suite(
+    store: Store, suite_name: str, suite_version: str, data_dir: Path, model_id: str, answerer: ChatGenerator,
+    judge: ChatGenerator, baseline: tuple[str, ChatGenerator] | None = None, limit: int | None = None,
+    cache_path: Path | None = None, progress: Progress | None = None, backend: str = "hf",
+    backend_version: str | None = None,
+) -> JudgeResult:
+    """Answer, judge, score and store one model on a judge suite; returns the stored scores."""
+    import time
+
+    from harness.paths import cache_dir
+
+    say = progress or (lambda _msg: None)
+    data = load_judge_data(data_dir)
+    qs = pick_questions(data.questions, limit)
+    mode = "pairwise" if baseline else "single"
+    settings: dict[str, Any] = {
+        "mode": mode, "limit": limit, "answer": answerer.settings(), "judge": judge.identity,
+        "judge_settings": judge.settings(), "baseline": baseline[0] if baseline else None,
+    }
+    dhash = data_hash(data_dir)
+    run_id = hash_json({"model": model_id, "suite": suite_name, "version": suite_version, "data": dhash,
+                        "backend": backend, "settings": settings})[:24]
+    store.start_run(RunRecord(run_id, model_id, suite_name, backend, __version__, suite_version=suite_version,
+                              data_hash=dhash, backend_version=backend_version, settings=settings, seed=0))
+    cache = TextCache(cache_path or cache_dir() / "judge.sqlite")
+    timings: dict[str, float] = {}
+    try:
+        t0 = time.perf_counter()
+        say(f"answering {len(qs)} questions")
+        answers = _answer_all(answerer, qs, cache)
+        if baseline:
+            say(f"answering {len(qs)} questions with the baseline {baseline[0]}")
+            base = _answer_all(baseline[1], qs, cache)
+        timings["answer_s"] = time.perf_counter() - t0
+        say("judging")
+        t1 = time.perf_counter()
+        if baseline:
+            samples = _pairwise(data, qs, answers, base, judge, cache)
+        else:
+            samples = _single(data, qs, answers, judge, cache)
+        timings["judge_s"] = time.perf_counter() - t1
+        scores = _scores(samples, "win_rate" if baseline else "rating")
+        store.finish_run(run_id, scores, samples)
+    except BaseException as exc:
+        store.fail_run(run_id, f"{type(exc).__name__}: {exc}")
+        raise
+    parsed = [s for s in samples if s.score is not None]
+    return JudgeResult(run_id, scores, len(parsed) / max(len(samples), 1), len(samples), cache.hits, timings)
