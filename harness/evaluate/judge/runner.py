@@ -88,19 +88,6 @@ def _judge_all(judge: ChatGenerator, requests: list[JudgeRequest], cache: TextCa
     return [found[k] for k in keys]
 
 
-def mean_ci(values: list[float], n_boot: int = 2000, seed: int = 0) -> tuple[float | None, float | None,
-                                                                            float | None, float | None]:
-    """Mean, standard error and a percentile-bootstrap 95% interval (None for an empty list)."""
-    import numpy as np
-
-    if not values:
-        return None, None, None, None
-    x = np.asarray(values, dtype=float)
-    se = float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else 0.0
-    boots = np.random.default_rng(seed).choice(x, size=(n_boot, len(x)), replace=True).mean(axis=1)
-    return float(x.mean()), se, float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))
-
-
 def _scores(samples: list[Sample], metric: str) -> list[Score]:
     groups: dict[str, list[float]] = defaultdict(list)
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
@@ -110,10 +97,15 @@ def _scores(samples: list[Sample], metric: str) -> list[Score]:
             if s.score is not None:
                 groups[task].append(s.score)
                 counts[task][0] += 1
+    from harness.analysis.stats import summarize
+
     out = []
     for task in sorted(counts):
-        mean, se, lo, hi = mean_ci(groups[task])
-        out.append(Score(task, metric, mean, se, len(groups[task]), lo, hi))
+        if groups[task]:
+            est = summarize(groups[task])
+            out.append(Score(task, metric, est.mean, est.stderr, est.n, est.ci_low, est.ci_high))
+        else:
+            out.append(Score(task, metric, None, None, 0))
         parsed, total = counts[task]
         out.append(Score(task, "parse_rate", parsed / total, None, total))
     return out
