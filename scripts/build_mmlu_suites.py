@@ -1,0 +1,213 @@
+"""Build suites/mmlu, suites/mmlu_permuted and suites/mmlu_redux from the shared MMLU and MMLU-Redux snapshot.
+
+Deterministic: rerunning it rewrites byte-identical files. Usage: python scripts/build_mmlu_suites.py [SOURCE_DIR]
+
+- mmlu: test and dev CSVs copied byte-identical; one task per subject (lm-eval's mmlu prompt, 5-shot from dev).
+- mmlu_permuted: every test item with its four options permuted (seeded by sha256 of subject and row, the correct
+  option always moves) unless an option points at other options by position ("all of the above", "A and B", ...);
+  a 7th column `perm` records the order (e.g. "CADB": new A = old C). dev is copied unchanged.
+- mmlu_redux: the 57 hand-edited CSVs (`;` or `,` separated, one Mac-Roman file, CRLF) parsed into JSONL with
+  normalised error_type labels; dev exemplars from MMLU dev in the same JSON shape.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import hashlib
+import io
+import itertools
+import json
+import random
+import re
+import sys
+from pathlib import Path
+
+from suite_files import SOURCE, SUITES, copy, copy_legal, csv_kwargs, dump, header, q, write
+
+SCRIPT = "build_mmlu_suites.py"
+COLUMNS = ["question", "A", "B", "C", "D", "answer"]
+LETTERS = "ABCD"
+PROMPT = "{{question.strip()}}\nA. {{A}}\nB. {{B}}\nC. {{C}}\nD. {{D}}\nAnswer:"
+PROMPT_LIST = (
+    "{{question.strip()}}\nA. {{choices[0]}}\nB. {{choices[1]}}\nC. {{choices[2]}}\nD. {{choices[3]}}\nAnswer:"
+)
+# options that refer to other options by position or as a set: their order must not change
+POSITIONAL = re.compile(
+    r"(?i)\b(all|none|both|neither|either)\s+of\s+(the\s+)?(above|these|those|them|the\s+above|following|options)\b"
+    r"|\b(options?|choices?|answers?|statements?)\s+\(?[A-D]\)?\b"
+    r"|(?-i:\b[A-D]\b\s*(,|and|or|&|\+)\s*\b[A-D]\b)"
+    r"|(?i:\b(all|none)\s+the\s+above\b)"
+)
+
+
+def subjects(src: Path) -> list[str]:
+    return sorted(p.name.removesuffix("_test.csv") for p in (src / "mmlu" / "test").glob("*_test.csv"))
+
+
+def description(subject: str) -> str:
+    return f"The following are multiple choice questions (with answers) about {subject.replace('_', ' ')}.\n\n"
+
+
+def template(prompt: str, target: str) -> str:
+    return dump({
+        "output_type": "multiple_choice",
+        "test_split": "test",
+        "fewshot_split": "dev",
+        "fewshot_config": {"sampler": "first_n"},
+        "num_fewshot": 5,
+        "doc_to_text": prompt,
+        "doc_to_choice": list(LETTERS),
+        "doc_to_target": target,
+        "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
+        "metadata": {"version": 1.0},
+    })
+
+
+def suite_yaml(name: str, version: str, desc: str, splits: dict[str, list[str]], tiers: dict, twins: dict,
+               hub: list[str]) -> str:
+    body = {"name": name, "version": version, "kind": "lm-eval", "description": desc,
+            "default_split": next(iter(splits)), "splits": splits, "tiers": tiers}
+    if twins:
+        body["twins"] = twins
+    if hub:
+        body["hub_tasks"] = hub
+    return header(SCRIPT) + dump(body)
+
+
+TIERS = {"smoke": 3, "quick": 20, "full": None}
+
+
+# ---------------------------------------------------------------------------------------------- mmlu
+def build_mmlu(src: Path) -> None:
+    out = SUITES / "mmlu"
+    copy_legal(src / "mmlu", out / "data")
+    write(out / "_mmlu_template_yaml", header(SCRIPT) + "dataset_path: csv\n"
+          + template(PROMPT, "{{['A', 'B', 'C', 'D'].index(answer.strip())}}"))
+    tasks = []
+    for s in subjects(src):
+        for part in ("test", "dev"):
+            copy(src / "mmlu" / part / f"{s}_{part}.csv", out / "data" / part / f"{s}_{part}.csv")
+        files = {"test": f"data/test/{s}_test.csv", "dev": f"data/dev/{s}_dev.csv"}
+        write(out / "tasks" / f"mmlu_{s}.yaml", header(SCRIPT) + f"task: mmlu_{s}\ntask_alias: {s}\n"
+              f"include: ../_mmlu_template_yaml\ndescription: {q(description(s))}\n" + csv_kwargs(files, COLUMNS))
+        tasks.append(f"mmlu_{s}")
+    write(out / "suite.yaml", suite_yaml(
+        "mmlu", "1", "MMLU (Hendrycks et al.): 57 subjects, 14,042 test questions, 5-shot from dev, "
+        "multiple choice by loglikelihood (lm-eval's mmlu prompt).",
+        {"test": tasks}, TIERS, {"permuted": "mmlu_permuted:test", "redux": "mmlu_redux:ok"}, ["mmlu"]))
+
+
+# ---------------------------------------------------------------------------------------------- permuted
+def read_rows(path: Path) -> list[list[str]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.reader(f))
+
+
+def permutation(subject: str, index: int, gold: int) -> tuple[int, ...]:
+    """A fixed pseudo-random order of the four options in which the correct option changes position."""
+    seed = int.from_bytes(hashlib.sha256(f"mmlu_permuted:1:{subject}:{index}".encode()).digest()[:8], "big")
+    moving = [p for p in itertools.permutations(range(4)) if p.index(gold) != gold]
+    return random.Random(seed).choice(moving)
+
+
+def permute_row(subject: str, index: int, row: list[str]) -> list[str]:
+    question, options, letter = row[0], row[1:5], row[5].strip()
+    gold = LETTERS.index(letter)
+    if any(POSITIONAL.search(o) for o in options):
+        order: tuple[int, ...] = (0, 1, 2, 3)
+    else:
+        order = permutation(subject, index, gold)
+    new = [options[i] for i in order]
+    return [question, *new, LETTERS[order.index(gold)], "".join(LETTERS[i] for i in order)]
+
+
+def build_permuted(src: Path) -> None:
+    out = SUITES / "mmlu_permuted"
+    copy_legal(src / "mmlu", out / "data")
+    write(out / "_mmlu_permuted_template_yaml", header(SCRIPT) + "dataset_path: csv\n"
+          + template(PROMPT, "{{['A', 'B', 'C', 'D'].index(answer.strip())}}"))
+    tasks = []
+    for s in subjects(src):
+        rows = [permute_row(s, i, r) for i, r in enumerate(read_rows(src / "mmlu" / "test" / f"{s}_test.csv"))]
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerows(rows)
+        write(out / "data" / "test" / f"{s}_test.csv", buf.getvalue())
+        copy(src / "mmlu" / "dev" / f"{s}_dev.csv", out / "data" / "dev" / f"{s}_dev.csv")
+        files = {"test": f"data/test/{s}_test.csv", "dev": f"data/dev/{s}_dev.csv"}
+        write(out / "tasks" / f"mmlu_permuted_{s}.yaml", header(SCRIPT) + f"task: mmlu_permuted_{s}\n"
+              f"task_alias: {s}\ninclude: ../_mmlu_permuted_template_yaml\ndescription: {q(description(s))}\n"
+              + csv_kwargs(files, [*COLUMNS, "perm"]))
+        tasks.append(f"mmlu_permuted_{s}")
+    write(out / "suite.yaml", suite_yaml(
+        "mmlu_permuted", "1", "MMLU test with the answer options of each question permuted (the correct option "
+        "moves to another letter); same prompt, same 5-shot dev exemplars. An overfitting twin of mmlu.",
+        {"test": tasks}, TIERS, {}, []))
+
+
+# ---------------------------------------------------------------------------------------------- redux
+def normalise_error_type(raw: str) -> str:
+    return re.sub(r"[\s_]+", " ", raw.strip().lower())
+
+
+def read_redux(path: Path) -> list[dict[str, str]]:
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = data.decode("mac_roman")  # mmlu_moral_scenarios.csv
+    text = text.removeprefix("\ufeff")
+    first = text.split("\n", 1)[0]
+    delimiter = ";" if first.count(";") > first.count(",") else ","
+    return list(csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter))
+
+
+def redux_doc(row: dict[str, str]) -> dict[str, object]:
+    choices = ast.literal_eval(row["choices"])
+    if len(choices) != 4:
+        raise ValueError(f"expected 4 choices: {row['choices'][:60]}")
+    return {"question": row["question"], "choices": [str(c) for c in choices], "answer": int(row["answer"]),
+            "error_type": normalise_error_type(row["error_type"]), "error_type_raw": row["error_type"],
+            "correct_answer": row.get("correct_answer") or "", "source": row.get("source") or "",
+            "potential_reason": row.get("potential_reason") or ""}
+
+
+def jsonl(docs: list[dict[str, object]]) -> str:
+    return "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs)
+
+
+def build_redux(src: Path) -> None:
+    out = SUITES / "mmlu_redux"
+    copy_legal(src / "mmlu_redux", out / "data")
+    copy(src / "mmlu" / "LICENSE.txt", out / "data" / "dev" / "LICENSE.txt")
+    tmpl = header(SCRIPT) + "dataset_path: json\n" + template(PROMPT_LIST, "answer")
+    write(out / "_mmlu_redux_template_yaml", tmpl)
+    splits: dict[str, list[str]] = {"ok": [], "all": []}
+    for s in subjects(src):
+        docs = [redux_doc(r) for r in read_redux(src / "mmlu_redux" / f"mmlu_{s}.csv")]
+        write(out / "data" / "test" / f"{s}.jsonl", jsonl(docs))
+        dev = [{"question": r[0], "choices": r[1:5], "answer": LETTERS.index(r[5].strip()), "error_type": "dev"}
+               for r in read_rows(src / "mmlu" / "dev" / f"{s}_dev.csv")]
+        write(out / "data" / "dev" / f"{s}_dev.jsonl", jsonl(dev))
+        kwargs = dump({"dataset_kwargs": {"data_files": {"test": f"data/test/{s}.jsonl",
+                                                         "dev": f"data/dev/{s}_dev.jsonl"}}})
+        for split, prefix, extra in (("ok", "mmlu_redux_", "process_docs: !function utils.ok_or_dev\n"),
+                                     ("all", "mmlu_redux_all_", "")):
+            write(out / "tasks" / f"{prefix}{s}.yaml", header(SCRIPT) + f"task: {prefix}{s}\ntask_alias: {s}\n"
+                  f"include: ../_mmlu_redux_template_yaml\ndescription: {q(description(s))}\n" + extra + kwargs)
+            splits[split].append(f"{prefix}{s}")
+    write(out / "suite.yaml", suite_yaml(
+        "mmlu_redux", "1", "MMLU-Redux (Gema et al. 2024): 5,700 re-annotated MMLU test questions, 100 per subject. "
+        "Split ok = the items annotators found correct; all = every item with the original label.",
+        splits, TIERS, {}, ["mmlu_redux_generative"]))
+
+
+def main() -> None:
+    src = Path(sys.argv[1]) if len(sys.argv) > 1 else SOURCE
+    build_mmlu(src)
+    build_permuted(src)
+    build_redux(src)
+
+
+if __name__ == "__main__":
+    main()

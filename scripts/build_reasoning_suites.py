@@ -1,0 +1,249 @@
+"""Build suites/bbh, suites/mgsm, suites/gsm8k, suites/gsm_plus and suites/gsm1k from the shared snapshot.
+
+Deterministic: rerunning it rewrites byte-identical files. Usage: python scripts/build_reasoning_suites.py [SOURCE]
+Every data file is a byte-identical copy; only task YAMLs are generated:
+
+- bbh: the 3-shot chain-of-thought prompts of the original release (data/cot-prompts/*.txt) are split into the
+  task description and three (input, reasoning) exemplars, asserting that they rebuild the file exactly.
+- mgsm: the published 8 native exemplars per language (data/exemplars.json); question/answer prefixes are the
+  exemplars' common prefixes. The direct form uses lm-eval's per-language "Answer" words.
+- gsm8k, gsm_plus, gsm1k: the standard 8 chain-of-thought exemplars (Wei et al. 2022) as lm-eval 0.4.13 ships them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from suite_files import SOURCE, SUITES, copy, copy_legal, csv_kwargs, dump, header, write
+
+SCRIPT = "build_reasoning_suites.py"
+STOP = ["</s>", "<|im_end|>"]
+# The last number of the output: thousands separators (, . NBSP) and a decimal or fraction part allowed.
+LAST_NUMBER = r"(-?[0-9]+(?:[,.\u00a0\u202f][0-9]{3})*(?:\.[0-9]+)?(?:/[0-9]+)?)"
+NUMBER_NORMALISE = [",", "\u00a0", "\u202f", "\\$", "\\.(?=[0-9]{3}(?![0-9]))", "\\.0+$"]
+# lm-eval's mgsm "direct" answer words (lm_eval/tasks/mgsm/utils.py, MIT)
+DIRECT = {"de": "Antwort:", "es": "Respuesta:", "fr": "Réponse :"}
+MGSM_LANGS = ["bn", "de", "en", "es", "fr", "ja", "ru", "sw", "te", "th", "zh"]
+CUE = "Let's think step by step."
+
+
+def number_task(until: list[str]) -> dict[str, Any]:
+    """Generation, last-number extraction and exact match, shared by the maths suites."""
+    return {
+        "output_type": "generate_until",
+        "generation_kwargs": {"until": until + STOP, "do_sample": False, "temperature": 0.0, "max_gen_toks": 256},
+        "filter_list": [{"name": "last-number", "filter": [
+            {"function": "regex", "regex_pattern": LAST_NUMBER, "group_select": -1},
+            {"function": "take_first"}]}],
+        "metric_list": [{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True,
+                         "ignore_case": True, "regexes_to_ignore": NUMBER_NORMALISE}],
+    }
+
+
+def suite_yaml(body: dict[str, Any]) -> str:
+    return header(SCRIPT) + dump({"kind": "lm-eval", **body})
+
+
+# ---------------------------------------------------------------------------------------------- bbh
+def split_cot_prompt(text: str) -> tuple[str, list[dict[str, str]]]:
+    """(description, exemplars) of an original BBH cot-prompt file; rebuilding them gives the file's prompt."""
+    body = text.split("-----\n", 1)[1].rstrip("\n")
+    head, *blocks = body.split("\n\nQ: ")
+    shots = []
+    for block in blocks:
+        question, reasoning = block.split(f"\nA: {CUE}", 1)
+        shots.append({"input": question, "target": reasoning})
+    rebuilt = head + "".join(f"\n\nQ: {s['input']}\nA: {CUE}{s['target']}" for s in shots)
+    assert rebuilt == body and len(shots) == 3, "cot-prompt did not split cleanly"
+    return head + "\n\n", shots
+
+
+def build_bbh(src: Path) -> None:
+    out = SUITES / "bbh"
+    copy_legal(src / "bbh", out / "data")
+    write(out / "_bbh_template_yaml", header(SCRIPT) + dump({
+        "dataset_path": "json", "output_type": "generate_until", "test_split": "test",
+        "doc_to_text": f"Q: {{{{input}}}}\nA: {CUE}", "doc_to_target": "{{target}}", "target_delimiter": "",
+        "fewshot_delimiter": "\n\n", "num_fewshot": 3,
+        "generation_kwargs": {"until": ["\n\n", "\nQ:", *STOP], "do_sample": False, "temperature": 0.0,
+                              "max_gen_toks": 512},
+        "filter_list": [{"name": "get-answer", "filter": [
+            {"function": "regex", "regex_pattern": r"the answer is (.+?)\.?(?:\n|$)", "group_select": -1},
+            {"function": "take_first"}]}],
+        "metric_list": [{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True}],
+        "metadata": {"version": 1.0}}))
+    tasks = []
+    for p in sorted((src / "bbh" / "tasks").glob("*.json")):
+        name = p.stem
+        copy(p, out / "data" / "tasks" / p.name)
+        prompt = src / "bbh" / "cot-prompts" / f"{name}.txt"
+        copy(prompt, out / "data" / "cot-prompts" / prompt.name)
+        desc, shots = split_cot_prompt(prompt.read_text(encoding="utf-8"))
+        write(out / "tasks" / f"bbh_cot_fewshot_{name}.yaml", header(SCRIPT) + dump({
+            "task": f"bbh_cot_fewshot_{name}", "task_alias": name, "include": "../_bbh_template_yaml",
+            "description": desc,
+            "dataset_kwargs": {"data_files": {"test": f"data/tasks/{p.name}"}, "field": "examples"},
+            "fewshot_config": {"sampler": "first_n", "samples": shots}}))
+        tasks.append(f"bbh_cot_fewshot_{name}")
+    write(out / "suite.yaml", suite_yaml({
+        "name": "bbh", "version": "1",
+        "description": "BIG-Bench Hard: 27 tasks, 6,511 items, 3-shot chain-of-thought prompts of the original "
+                       "release, exact match on the answer after 'the answer is'.",
+        "default_split": "test", "splits": {"test": tasks}, "tiers": {"smoke": 2, "quick": 10, "full": None},
+        "hub_tasks": ["bbh_cot_fewshot"]}))
+
+
+# ---------------------------------------------------------------------------------------------- mgsm
+def mgsm_prompts(exemplars: dict[str, Any], lang: str) -> tuple[str, str, list[dict[str, str]]]:
+    ex = [exemplars[lang][str(i)] for i in range(1, 9)]
+    qp = os.path.commonprefix([e["q"] for e in ex])
+    ap = os.path.commonprefix([e["a"] for e in ex])
+    shots = [{"question": e["q"][len(qp):], "target": e["a"][len(ap):]} for e in ex]
+    return qp, ap, shots
+
+
+def mgsm_task(task: str, lang: str, doc_to_text: str, delimiter: str, shots: list[dict[str, Any]],
+              stop: str) -> str:
+    files = {"test": f"data/mgsm_{lang}.tsv"}
+    return header(SCRIPT) + dump({
+        "task": task, "task_alias": lang, "include": "../_mgsm_template_yaml", "doc_to_text": doc_to_text,
+        "target_delimiter": delimiter,
+        "generation_kwargs": {**number_task([])["generation_kwargs"], "until": [stop, "\n\n", *STOP]},
+        "fewshot_config": {"sampler": "first_n", "samples": shots}}) + csv_kwargs(
+        files, ["question", "answer_number"], sep="\t", quoting=3)
+
+
+def build_mgsm(src: Path) -> None:
+    out = SUITES / "mgsm"
+    copy_legal(src / "mgsm", out / "data")
+    copy(src / "mgsm" / "exemplars.json", out / "data" / "exemplars.json")
+    numbers = json.loads((src / "mgsm" / "exemplars.json").read_text(encoding="utf-8"))
+    exemplars, answers = numbers["MGSM_EXEMPLARS"], numbers["EXEMPLAR_NUMBER_ANSWERS"]
+    write(out / "_mgsm_template_yaml", header(SCRIPT) + dump({
+        "dataset_path": "csv", "test_split": "test", "num_fewshot": 8, "fewshot_delimiter": "\n\n",
+        "doc_to_target": "{{target if target is defined else answer_number}}",
+        **number_task([]), "metadata": {"version": 1.0}}))
+    splits: dict[str, list[str]] = {"cot": [], "direct": []}
+    for lang in MGSM_LANGS:
+        copy(src / "mgsm" / f"mgsm_{lang}.tsv", out / "data" / f"mgsm_{lang}.tsv")
+        qp, ap, shots = mgsm_prompts(exemplars, lang)
+        cot_text = f"{qp}{{{{question}}}}\n{ap.rstrip()}"
+        write(out / "tasks" / f"mgsm_cot_{lang}.yaml", mgsm_task(
+            f"mgsm_cot_{lang}", lang, cot_text, " " if ap.endswith(" ") else "", shots, qp.strip()))
+        direct = DIRECT.get(lang, "Answer:")
+        direct_shots = [{"question": s["question"], "target": str(n)} for s, n in zip(shots, answers, strict=True)]
+        write(out / "tasks" / f"mgsm_direct_{lang}.yaml", mgsm_task(
+            f"mgsm_direct_{lang}", lang, f"{qp}{{{{question}}}}\n{direct}", " ", direct_shots, qp.strip()))
+        splits["cot"].append(f"mgsm_cot_{lang}")
+        splits["direct"].append(f"mgsm_direct_{lang}")
+    write(out / "suite.yaml", suite_yaml({
+        "name": "mgsm", "version": "1",
+        "description": "MGSM: 250 GSM8K problems translated into 11 languages; 8-shot native chain of thought with "
+                       "the published exemplars (split cot) or direct answers (split direct); last number scored.",
+        "default_split": "cot", "splits": splits, "tiers": {"smoke": 3, "quick": 25, "full": None},
+        "hub_tasks": ["mgsm_cot_native"]}))
+
+
+# ---------------------------------------------------------------------------------------------- gsm8k family
+def gsm_exemplars() -> list[dict[str, str]]:
+    import lm_eval
+
+    path = Path(lm_eval.__file__).parent / "tasks" / "gsm8k" / "gsm8k-cot.yaml"
+    return yaml.safe_load(path.read_text(encoding="utf-8"))["fewshot_config"]["samples"]
+
+
+def gsm_template(dataset_path: str) -> str:
+    return header(SCRIPT) + dump({
+        "dataset_path": dataset_path, "test_split": "test", "num_fewshot": 8, "fewshot_delimiter": "\n\n",
+        "doc_to_text": "Q: {{question}}\nA:", "target_delimiter": " ",
+        "doc_to_target": "{{answer.split('####')[-1].strip() if answer is defined else target}}",
+        "fewshot_config": {"sampler": "first_n", "samples": gsm_exemplars()},
+        **number_task(["Q:", "\n\n"]), "metadata": {"version": 1.0}})
+
+
+def gsm_task(task: str, template: str, kwargs: str, extra: dict[str, Any] | None = None) -> str:
+    return header(SCRIPT) + dump({"task": task, "include": template, **(extra or {})}) + kwargs
+
+
+GSM_TIERS = {"smoke": 10, "quick": 100, "full": None}
+
+
+def build_gsm8k(src: Path) -> None:
+    out = SUITES / "gsm8k"
+    copy_legal(src / "gsm8k", out / "data")
+    copy(src / "gsm8k" / "test.jsonl", out / "data" / "test.jsonl")
+    write(out / "_gsm8k_template_yaml", gsm_template("json"))
+    write(out / "gsm8k_cot.yaml", gsm_task("gsm8k_cot", "_gsm8k_template_yaml",
+                                           dump({"dataset_kwargs": {"data_files": {"test": "data/test.jsonl"}}})))
+    write(out / "suite.yaml", suite_yaml({
+        "name": "gsm8k", "version": "1",
+        "description": "GSM8K test (1,319 problems), 8-shot chain of thought with the standard exemplars; the last "
+                       "number of the output is scored.",
+        "default_split": "test", "splits": {"test": ["gsm8k_cot"]}, "tiers": GSM_TIERS,
+        "twins": {"plus": "gsm_plus:testmini", "plus_seeds": "gsm_plus:seeds", "gsm1k": "gsm1k:public"},
+        "hub_tasks": ["gsm8k_cot"]}))
+
+
+GSM_PLUS_TYPES = ["numerical substitution", "digit expansion", "integer-decimal-fraction conversion",
+                  "adding operation", "reversing operation", "problem understanding", "distraction insertion"]
+
+
+def slug(kind: str) -> str:
+    return kind.replace(" ", "_").replace("-", "_")
+
+
+def build_gsm_plus(src: Path) -> None:
+    out = SUITES / "gsm_plus"
+    copy_legal(src / "gsm_plus", out / "data")
+    copy(src / "gsm_plus" / "gsmplus_testmini.jsonl", out / "data" / "gsmplus_testmini.jsonl")
+    write(out / "_gsm_plus_template_yaml", gsm_template("json"))
+    kwargs = dump({"dataset_kwargs": {"data_files": {"test": "data/gsmplus_testmini.jsonl"}}})
+    tasks = []
+    for kind in GSM_PLUS_TYPES:
+        tasks.append(f"gsm_plus_{slug(kind)}")
+        write(out / "tasks" / f"{tasks[-1]}.yaml", gsm_task(
+            tasks[-1], "../_gsm_plus_template_yaml", kwargs, {"task_alias": kind}).replace(
+            "include:", f"process_docs: !function utils.{slug(kind)}\ninclude:", 1))
+    write(out / "tasks" / "gsm_plus_seeds.yaml", gsm_task(
+        "gsm_plus_seeds", "../_gsm_plus_template_yaml", kwargs, {"task_alias": "seed questions"}).replace(
+        "include:", "process_docs: !function utils.seeds\ninclude:", 1))
+    write(out / "suite.yaml", suite_yaml({
+        "name": "gsm_plus", "version": "1",
+        "description": "GSM-Plus testmini: 300 GSM8K test problems, each under 7 numeric perturbations (2,100 items; "
+                       "the 300 'critical thinking' items have no numeric answer and are left out); split seeds "
+                       "holds the 300 unperturbed originals.",
+        "default_split": "testmini", "splits": {"testmini": tasks, "seeds": ["gsm_plus_seeds"]},
+        "tiers": {"smoke": 3, "quick": 30, "full": None}, "hub_tasks": ["gsm_plus_mini"]}))
+
+
+def build_gsm1k(src: Path) -> None:
+    out = SUITES / "gsm1k"
+    copy_legal(src / "gsm1k", out / "data")
+    copy(src / "gsm1k" / "gsm1k_public_50.csv", out / "data" / "gsm1k_public_50.csv")
+    write(out / "_gsm1k_template_yaml", gsm_template("csv"))
+    kwargs = csv_kwargs({"test": "data/gsm1k_public_50.csv"}, ["answer", "question"]) + "  header: 0\n"
+    write(out / "gsm1k_cot.yaml", gsm_task("gsm1k_cot", "_gsm1k_template_yaml", kwargs))
+    write(out / "suite.yaml", suite_yaml({
+        "name": "gsm1k", "version": "1",
+        "description": "GSM1k public sample: 50 new grade-school problems in the style of GSM8K (Zhang et al. 2024), "
+                       "same 8-shot prompt as gsm8k; a small, high-variance contamination probe.",
+        "default_split": "public", "splits": {"public": ["gsm1k_cot"]},
+        "tiers": {"smoke": 10, "quick": 50, "full": None}}))
+
+
+def main() -> None:
+    src = Path(sys.argv[1]) if len(sys.argv) > 1 else SOURCE
+    build_bbh(src)
+    build_mgsm(src)
+    build_gsm8k(src)
+    build_gsm_plus(src)
+    build_gsm1k(src)
+
+
+if __name__ == "__main__":
+    main()
