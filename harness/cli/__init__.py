@@ -17,6 +17,7 @@ from harness.errors import HarnessError
 # One line per command module; each exposes `register(app)`.
 COMMAND_MODULES = (
     "harness.cli.store_cmds",
+    "harness.cli.merge_cmds",
 )
 
 app = typer.Typer(

@@ -1,0 +1,22 @@
+"""Merging models: mergekit recipes in, content-addressed HF folders (or in-memory state dicts) out.
+
+    from harness.merge import merge_to_folder, InMemoryMerger
+    result = merge_to_folder("recipe.yaml")          # MergeResult(model_id, path, parents, cached, ...)
+    tensors = InMemoryMerger().merge("recipe.yaml")  # dict[str, torch.Tensor], same tensors as the folder
+
+mergekit does the merging (every method in its registry, plus ours in `harness.merge.methods`); this package
+resolves model references, checks inputs, names results by content, writes folders atomically and records
+lineage in the store. Importing it does not import torch or mergekit.
+"""
+
+from __future__ import annotations
+
+from harness.merge.engine import MergeResult, merge_to_folder
+from harness.merge.memory import InMemoryMerger, TensorCache
+from harness.merge.recipe import Recipe, load_recipe
+from harness.merge.resolve import MergePlan, Parent, plan_merge
+
+__all__ = [
+    "InMemoryMerger", "MergePlan", "MergeResult", "Parent", "Recipe", "TensorCache", "load_recipe",
+    "merge_to_folder", "plan_merge",
+]

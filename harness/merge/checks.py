@@ -1,0 +1,149 @@
+"""Checks before and after a merge, each ending in one-line HarnessError that names the problem and the fix.
+
+Before: weights are safetensors (pickles only with --allow-pickle), architectures agree, tensors shared by
+name have one shape, tokenizers agree (unless the recipe sets mergekit's tokenizer options). After: every
+merged value is finite. Header and JSON reads only: no torch needed before the merge starts.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.errors import HarnessError
+
+if TYPE_CHECKING:
+    from harness.merge.resolve import MergePlan, Parent
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
+VOCAB_TENSOR_HINTS = ("embed_tokens", "lm_head", "wte", "embed_out", "word_embeddings")
+TOKENIZER_FIX = ("set mergekit's tokenizer option in the recipe, e.g. `tokenizer: {source: union}` "
+                 "(or `source: base`), or merge models that share a tokenizer")
+
+
+def label(p: Parent) -> str:
+    return p.name or p.ref
+
+
+def check_inputs(plan: MergePlan, allow_pickle: bool = False) -> None:
+    parents = [p for p in plan.parents if p.role != "tokenizer"]
+    for p in parents:
+        check_weights_format(p, allow_pickle)
+    check_architectures(parents)
+    tokenizer_opts = bool(plan.config_data.get("tokenizer") or plan.config_data.get("tokenizer_source"))
+    if not tokenizer_opts:
+        check_tokenizers(parents)
+    check_shapes(parents, skip_vocab=tokenizer_opts)
+
+
+def check_weights_format(p: Parent, allow_pickle: bool) -> None:
+    folder = Path(p.path)
+    if any(folder.glob("*.safetensors")):
+        return
+    pickles = sorted(f.name for f in folder.iterdir() if f.suffix in PICKLE_SUFFIXES)
+    if not pickles:
+        raise HarnessError(f"model {label(p)} ({folder}) has no weights (*.safetensors)",
+                           "point the recipe at a complete model folder")
+    if not allow_pickle:
+        raise HarnessError(
+            f"model {label(p)} has only pickle weights ({pickles[0]}); pickles can run code when loaded",
+            "convert it to safetensors, or pass --allow-pickle if you trust it",
+        )
+
+
+def read_config(p: Parent) -> dict[str, Any]:
+    f = Path(p.path) / "config.json"
+    if not f.is_file():
+        raise HarnessError(f"model {label(p)} has no config.json", "point the recipe at a Hugging Face model folder")
+    return json.loads(f.read_text())
+
+
+def check_architectures(parents: list[Parent]) -> None:
+    archs = [(p, (read_config(p).get("architectures") or ["?"])[0]) for p in parents]
+    first_p, first = archs[0]
+    for p, arch in archs[1:]:
+        if arch != first:
+            raise HarnessError(f"architectures differ: {label(first_p)} is {first}, {label(p)} is {arch}",
+                               "merge models of one architecture (mergekit's --allow-crimes is not exposed)")
+
+
+def safetensors_shapes(folder: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape, from the safetensors headers only."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for f in sorted(folder.glob("*.safetensors")):
+        with open(f, "rb") as fh:
+            (n,) = struct.unpack("<Q", fh.read(8))
+            header = json.loads(fh.read(n))
+        shapes.update({k: tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"})
+    return shapes
+
+
+def check_shapes(parents: list[Parent], skip_vocab: bool) -> None:
+    seen: dict[str, tuple[tuple[int, ...], Parent]] = {}
+    for p in parents:
+        for name, shape in safetensors_shapes(Path(p.path)).items():
+            if skip_vocab and any(h in name for h in VOCAB_TENSOR_HINTS):
+                continue
+            if name in seen and seen[name][0] != shape:
+                other_shape, other = seen[name]
+                raise HarnessError(
+                    f"tensor shapes differ: {name} is {list(other_shape)} in {label(other)} "
+                    f"but {list(shape)} in {label(p)}",
+                    "merge models of the same size (same hidden, intermediate and head sizes)",
+                )
+            seen.setdefault(name, (shape, p))
+
+
+def vocabulary(p: Parent) -> dict[int, str] | None:
+    """id -> token from tokenizer.json (vocab and added tokens); None when there is no tokenizer.json."""
+    f = Path(p.path) / "tokenizer.json"
+    if not f.is_file():
+        return None
+    tj = json.loads(f.read_text(encoding="utf-8"))
+    vocab = (tj.get("model") or {}).get("vocab") or {}
+    if isinstance(vocab, list):  # Unigram: [[piece, score], ...]
+        table = {i: v[0] for i, v in enumerate(vocab)}
+    else:
+        table = {i: t for t, i in vocab.items()}
+    table.update({a["id"]: a["content"] for a in tj.get("added_tokens") or []})
+    return table
+
+
+def check_tokenizers(parents: list[Parent]) -> None:
+    first = parents[0]
+    ref_vocab = vocabulary(first)
+    for p in parents[1:]:
+        vocab = vocabulary(p)
+        if ref_vocab is None or vocab is None or vocab == ref_vocab:
+            continue
+        diffs = [i for i in sorted(set(ref_vocab) | set(vocab)) if ref_vocab.get(i) != vocab.get(i)]
+        shown = ", ".join(f"id {i}: {ref_vocab.get(i)!r} vs {vocab.get(i)!r}" for i in diffs[:3])
+        raise HarnessError(
+            f"tokenizers differ between {label(first)} and {label(p)} ({len(diffs)} ids; first {shown})",
+            TOKENIZER_FIX,
+        )
+
+
+def check_finite(tensors: Any, where: str) -> None:
+    """Raise if any merged tensor holds NaN or inf. `tensors`: iterable of (name, tensor)."""
+    import torch
+
+    for name, t in tensors:
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise HarnessError(
+                f"the merge produced {bad} NaN/inf values in {name} ({where})",
+                "check the parents for NaN/inf weights and the recipe's weights (e.g. weights summing to 0)",
+            )
+
+
+def folder_tensors(folder: Path):
+    """(name, tensor) for every tensor of a safetensors folder, one at a time."""
+    from safetensors import safe_open
+
+    for f in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(f), framework="pt") as st:
+            for k in st.keys():
+                yield k, st.get_tensor(k)

@@ -1,0 +1,179 @@
+"""The folder path: recipe -> mergekit's run_merge into a staging folder -> checks -> atomic move -> store.
+
+    result = merge_to_folder("recipe.yaml", seed=0)   # MergeResult
+
+A merge that is already in the store (same id) returns at once. On any failure the staging folder is removed
+and nothing is written to the store.
+"""
+
+from __future__ import annotations
+
+import errno
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.errors import HarnessError
+from harness.merge.recipe import Recipe, load_recipe
+from harness.merge.resolve import MergePlan, Parent, Resolver, files_signature, plan_merge
+from harness.paths import results_dir
+
+if TYPE_CHECKING:
+    from harness.store import Store
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    model_id: str
+    path: Path
+    parents: tuple[Parent, ...]
+    recipe_id: str
+    cached: bool
+    seconds: float
+
+    def as_json(self) -> dict[str, Any]:
+        return {"model_id": self.model_id, "path": str(self.path), "recipe_id": self.recipe_id,
+                "cached": self.cached, "seconds": round(self.seconds, 3),
+                "parents": [{"model_id": p.model_id, "name": p.name, "path": p.path, "role": p.role,
+                             "weight": p.weight} for p in self.parents]}
+
+
+def merges_dir() -> Path:
+    return results_dir() / "merges"
+
+
+def merge_to_folder(
+    recipe: str | Path | dict | Recipe, out: str | Path | None = None, *, seed: int | None = 0,
+    device: str = "cpu", allow_pickle: bool = False, store: Store | None = None,
+) -> MergeResult:
+    """Merge a recipe into a HF folder (default results/merges/<id>/) and record it in the store."""
+    from harness.merge.methods import register_methods
+    from harness.store import Store
+
+    t0 = time.perf_counter()
+    store = store or Store()
+    store.init()
+    register_methods()
+    rec = load_recipe(recipe)
+
+    def materialize(sub: Path) -> tuple[str, str]:
+        r = merge_to_folder(sub, seed=seed, device=device, allow_pickle=allow_pickle, store=store)
+        return str(r.path), r.model_id
+
+    plan = plan_merge(rec, Resolver(store=store, materialize=materialize), seed=seed)
+    final = Path(out).resolve() if out else merges_dir() / plan.model_id
+    hit = cached_folder(store, plan, final)
+    if hit is not None:
+        return MergeResult(plan.model_id, hit, plan.parents, plan.recipe_id, True, time.perf_counter() - t0)
+    from harness.merge.checks import check_inputs
+
+    check_inputs(plan, allow_pickle)
+    if final.exists() and any(final.iterdir()):
+        raise HarnessError(f"{final} already exists and is not this merge", "pick another --out or remove it")
+    with staging(final) as tmp:
+        run_mergekit(plan, tmp, device=device, allow_pickle=allow_pickle)
+        from harness.merge.cards import write_card
+        from harness.merge.checks import check_finite, folder_tensors
+
+        check_finite(folder_tensors(tmp), f"merge of {rec.path or 'recipe'}")
+        write_card(tmp, plan, rec.name)
+    from harness.merge.lineage import record_merge
+
+    record_merge(store, plan, final, rec.name)
+    return MergeResult(plan.model_id, final, plan.parents, plan.recipe_id, False, time.perf_counter() - t0)
+
+
+def cached_folder(store: Store, plan: MergePlan, final: Path) -> Path | None:
+    """The stored folder of this merge if it is intact (copied to `final` if asked elsewhere), else None."""
+    rec = store.find_model(plan.model_id)
+    if rec is None or not rec.path or not Path(rec.path).is_dir():
+        return None
+    stored = Path(rec.path)
+    if rec.meta.get("files_sig") and files_signature(stored) != rec.meta["files_sig"]:
+        return None
+    if final == stored or final == merges_dir() / plan.model_id:
+        return stored
+    if final.exists():
+        if (final / "harness_merge.json").is_file() and plan.model_id in (final / "harness_merge.json").read_text():
+            return final
+        raise HarnessError(f"{final} already exists and is not this merge", "pick another --out or remove it")
+    with staging(final) as tmp:
+        shutil.copytree(stored, tmp, dirs_exist_ok=True)
+    return final
+
+
+@contextmanager
+def staging(final: Path) -> Iterator[Path]:
+    """A fresh folder beside `final`, renamed to `final` if the body succeeds, removed if it fails."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        if final.exists():
+            final.rmdir()  # an empty folder the user made for --out; a full one was refused earlier
+        tmp.rename(final)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise disk_error(exc, final) from exc
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def disk_error(exc: BaseException, final: Path) -> HarnessError:
+    if isinstance(exc, HarnessError):
+        return exc
+    code = getattr(exc, "errno", None)
+    text = str(exc)
+    if code in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT) or "No space left" in text or "too large" in text:
+        return HarnessError(f"disk full while writing {final} ({text.splitlines()[0][:120]})",
+                            "free space or pass --out on a bigger disk; nothing was kept")
+    return HarnessError(f"cannot write {final} ({text.splitlines()[0][:160]})", "check the folder's permissions")
+
+
+def run_mergekit(plan: MergePlan, out: Path, *, device: str, allow_pickle: bool) -> None:
+    """mergekit's own run_merge into `out`, seeded exactly as `mergekit-yaml --random-seed` seeds it."""
+    from mergekit.merge import run_merge
+
+    from harness.merge.rng import seeded
+
+    options = merge_options(plan.seed, device, allow_pickle)
+    try:
+        with seeded(plan.seed):
+            run_merge(plan.config(), str(out), options=options)
+    except (HarnessError, KeyboardInterrupt):
+        raise
+    except OSError as exc:
+        raise disk_error(exc, out) from exc
+    except Exception as exc:
+        if "No space left" in str(exc) or "too large" in str(exc):
+            raise disk_error(exc, out) from exc
+        raise mergekit_error(exc) from exc
+
+
+def merge_options(seed: int | None, device: str, allow_pickle: bool) -> Any:
+    from mergekit.options import MergeOptions
+
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise HarnessError("--device cuda but no CUDA GPU is visible", "use --device cpu")
+    return MergeOptions(
+        device=device, random_seed=seed, trust_remote_code=False, copy_tokenizer=True, write_model_card=False,
+        quiet=True, safe_serialization=True, lazy_unpickle=False, allow_crimes=False,
+    )
+
+
+def mergekit_error(exc: BaseException) -> HarnessError:
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    fix = "fix the recipe or its models"
+    if "size mismatch" in text.lower() or "vocabulary" in text.lower():
+        fix = "merge models of the same shape, or set mergekit's tokenizer option (tokenizer: {source: union})"
+    return HarnessError(f"mergekit failed: {text}", fix)

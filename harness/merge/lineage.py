@@ -1,0 +1,71 @@
+"""Writing a finished merge into the store (model, recipe, lineage edges, selections) and reading lineage back.
+
+The store's own queries (ancestors, descendants, depth, roots) walk any number of levels; `lineage_tree`
+adds the nested view a merge of merges needs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.merge.resolve import MergePlan, files_signature
+
+if TYPE_CHECKING:
+    from harness.store import Store
+
+
+def record_merge(store: Store, plan: MergePlan, folder: Path, name: str | None) -> None:
+    """Parents (as sources if new), the recipe, the merged model and one edge per parent."""
+    from harness.merge.checks import safetensors_shapes
+    from harness.store import LineageEdge, ModelRecord
+
+    for p in plan.parents:
+        if not p.known and store.find_model(p.model_id) is None:
+            store.add_model(ModelRecord(model_id=p.model_id, name=None, path=p.path, kind="source", source=p.path,
+                                        meta={"files_sig": p.files_sig}))
+    store.add_recipe(plan.recipe_id, plan.method, plan.normalised_yaml())
+    import json
+
+    config = json.loads((folder / "config.json").read_text())
+    n_params = 0
+    for shape in safetensors_shapes(folder).values():
+        count = 1
+        for d in shape:
+            count *= d
+        n_params += count
+    store.add_model(ModelRecord(
+        model_id=plan.model_id, name=name, path=str(folder), kind="merge", source="merge",
+        architecture=(config.get("architectures") or [None])[0], n_params=n_params, recipe_id=plan.recipe_id,
+        meta={"files_sig": files_signature(folder), "seed": plan.seed, "mergekit": plan.mergekit_version,
+              "method": plan.method, "recipe_file": str(plan.recipe.path) if plan.recipe.path else None},
+    ))
+    store.add_lineage([
+        LineageEdge(child_id=plan.model_id, parent_id=p.model_id, role=p.role, weight=p.weight, params=p.params)
+        for p in plan.parents
+    ])
+
+
+def record_selection(store: Store, model_id: str, suite_split: str, note: str | None = None) -> None:
+    """A user's declaration that this model was chosen on SUITE[:SPLIT] (its scores there are in-sample)."""
+    from harness.hashing import hash_json
+    from harness.store import Selection
+
+    suite, _, split = suite_split.partition(":")
+    store.add_selection(Selection(
+        selection_id=hash_json(["user", model_id, suite, split or None]), model_id=model_id, suite=suite,
+        process="user", split=split or None, note=note,
+    ))
+
+
+def lineage_tree(store: Store, model_id: str, _seen: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """{model_id, name, kind, parents: [{role, weight, params, **subtree}]}, down to the sources."""
+    rec = store.find_model(model_id)
+    node: dict[str, Any] = {"model_id": model_id, "name": rec.name if rec else None,
+                            "kind": rec.kind if rec else None, "parents": []}
+    if model_id in _seen:
+        return node
+    for e in store.parents(model_id):
+        sub = lineage_tree(store, e.parent_id, _seen | {model_id})
+        node["parents"].append({"role": e.role, "weight": e.weight, "params": e.params, **sub})
+    return node

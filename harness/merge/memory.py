@@ -1,0 +1,151 @@
+"""The in-memory path for search loops: recipe -> state dict, no folder written, parents loaded once.
+
+    merger = InMemoryMerger(store=Store())
+    tensors = merger.merge("candidate.yaml")        # dict[str, Tensor], equal to the folder path's tensors
+    merger.model_id("candidate.yaml")               # the id the folder path would give
+
+The plan is mergekit's own (MergePlanner.plan_in_memory) run by mergekit's Executor, seeded as run_merge seeds
+it, so random methods (DARE) draw the same masks in the same order. Parent tensors are kept in a TensorCache
+across calls and handed to the executor as already-computed values. Sub-recipes (merges of merges) are made
+through the folder path once and then read like any other parent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.errors import HarnessError
+from harness.merge.recipe import Recipe, load_recipe
+from harness.merge.resolve import MergePlan, Resolver, plan_merge
+
+if TYPE_CHECKING:
+    import torch
+
+    from harness.store import Store
+
+
+@dataclass
+class TensorCache:
+    """Parent tensors already read, keyed by mergekit's LoadTensor task (model, tensor, dtype, device)."""
+
+    tensors: dict[Any, torch.Tensor] = field(default_factory=dict)
+    hits: int = 0
+    misses: int = 0
+
+    def get(self, task: Any) -> torch.Tensor | None:
+        if task in self.tensors:
+            self.hits += 1
+            return self.tensors[task]
+        self.misses += 1
+        value = task.execute()
+        self.tensors[task] = value
+        return value
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.tensors.values() if t is not None)
+
+    def clear(self) -> None:
+        self.tensors.clear()
+
+
+@dataclass
+class InMemoryMerger:
+    store: Store | None = None
+    device: str = "cpu"
+    seed: int | None = 0
+    allow_pickle: bool = False
+    check_finite: bool = True
+    cache: TensorCache = field(default_factory=TensorCache)
+    resolver: Resolver = field(init=False)
+
+    def __post_init__(self) -> None:
+        from harness.merge.methods import register_methods
+
+        register_methods()
+        self.resolver = Resolver(store=self.store, materialize=self._materialize)
+        self._checked: set[tuple[str, ...]] = set()
+        self._arch: dict[str, tuple[Any, Any]] = {}  # mergekit architecture and output config per recipe shape
+
+    def _materialize(self, sub: Path) -> tuple[str, str]:
+        from harness.merge.engine import merge_to_folder
+
+        r = merge_to_folder(sub, seed=self.seed, device=self.device, allow_pickle=self.allow_pickle,
+                            store=self.store)
+        return str(r.path), r.model_id
+
+    def plan(self, recipe: str | Path | dict | Recipe, seed: int | None = None) -> MergePlan:
+        return plan_merge(load_recipe(recipe), self.resolver, seed=self.seed if seed is None else seed)
+
+    def model_id(self, recipe: str | Path | dict | Recipe, seed: int | None = None) -> str:
+        return self.plan(recipe, seed).model_id
+
+    def merge(self, recipe: str | Path | dict | Recipe, seed: int | None = None) -> dict[str, torch.Tensor]:
+        """The merged state dict (on the CPU), exactly as the folder path would write it."""
+        plan = self.plan(recipe, seed)
+        key = tuple(sorted(p.model_id for p in plan.parents)) + (str(plan.config_data.get("tokenizer")),)
+        if key not in self._checked:
+            from harness.merge.checks import check_inputs
+
+            check_inputs(plan, self.allow_pickle)
+            self._checked.add(key)
+        tensors = self._execute(plan)
+        if self.check_finite:
+            from harness.merge.checks import check_finite
+
+            check_finite(tensors.items(), "in-memory merge")
+        return tensors
+
+    def _execute(self, plan: MergePlan) -> dict[str, torch.Tensor]:
+        from mergekit.architecture import get_architecture_info
+        from mergekit.graph import Executor, TaskUniverse
+        from mergekit.io.tasks import LoaderCache, LoadTensor
+        from mergekit.merge import _model_out_config
+        from mergekit.plan import MergePlanner
+
+        from harness.hashing import hash_json
+        from harness.merge.engine import merge_options, mergekit_error
+        from harness.merge.rng import seeded
+
+        options = merge_options(plan.seed, self.device, self.allow_pickle)
+        config = plan.config()
+        try:
+            LoaderCache().setup(options=options)
+            shape_key = hash_json(strip_parameters(plan.config_data))
+            if shape_key not in self._arch:
+                arch = get_architecture_info(config, options)
+                self._arch[shape_key] = (arch, _model_out_config(config, arch, trust_remote_code=False))
+            arch, out_cfg = self._arch[shape_key]
+            planner = MergePlanner(config, arch, options=options, out_model_config=out_cfg)
+            # plan_in_memory() fails in mergekit 0.1.5 (ReturnTensor rejects its tensor_task), so we take the
+            # planned (weight, task) pairs and apply ReturnTensor's/SaveTensor's dtype cast ourselves.
+            planner._plan()
+            weights = {task: w for w, task in planner._tensors}
+            universe = TaskUniverse(list(weights))
+            handles = [universe.add_task(t) for t in weights]
+            cached = {universe.get_handle(t): self.cache.get(t) for t in universe.tasks if isinstance(t, LoadTensor)}
+            executor = Executor(handles, math_device=options.device, storage_device="cpu", cached_values=cached)
+            with seeded(plan.seed):
+                values = list(executor.run(quiet=True))
+        except HarnessError:
+            raise
+        except Exception as exc:
+            raise mergekit_error(exc) from exc
+        return {weights[task].name: cast(value, weights[task].force_dtype or config.out_dtype)
+                for task, value in values if value is not None}
+
+
+def cast(tensor: torch.Tensor, dtype: str | None) -> torch.Tensor:
+    from mergekit.common import dtype_from_name
+
+    return tensor.to(dtype=dtype_from_name(dtype)) if dtype else tensor
+
+
+def strip_parameters(node: Any) -> Any:
+    """The recipe without its parameters: what the architecture and output config depend on."""
+    if isinstance(node, dict):
+        return {k: strip_parameters(v) for k, v in node.items() if k != "parameters"}
+    if isinstance(node, list):
+        return [strip_parameters(v) for v in node]
+    return node

@@ -1,0 +1,135 @@
+"""Recipes: mergekit YAML read safely, validated once, with every model reference located.
+
+A recipe is mergekit's own YAML, accepted as is. harness adds one optional top-level key, `fisher:`
+(see harness.merge.fisher), which is removed before mergekit sees the recipe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError, did_you_mean
+
+HARNESS_KEYS = ("fisher", "name")
+KEYWORD_SOURCES = ("union", "base")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A parsed recipe: its data, its text, and the file it came from (relative references start there)."""
+
+    data: dict[str, Any]
+    text: str
+    path: Path | None = None
+    name: str | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def method(self) -> str:
+        return str(self.data["merge_method"])
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent if self.path else Path.cwd()
+
+
+def is_recipe_file(ref: str, base_dir: Path) -> Path | None:
+    """The recipe file a reference names (relative to the recipe's folder, then the cwd), else None."""
+    if not ref.endswith((".yaml", ".yml")):
+        return None
+    for candidate in (base_dir / ref, Path(ref)):
+        if candidate.is_file():
+            return candidate.resolve()
+    return None
+
+
+def load_recipe(source: str | Path | dict[str, Any] | Recipe) -> Recipe:
+    """Read a recipe from a file, YAML text or a dict; check its method and structure."""
+    import yaml
+
+    if isinstance(source, Recipe):
+        return source
+    path: Path | None = None
+    if isinstance(source, dict):
+        data, text = dict(source), yaml.safe_dump(source, sort_keys=False)
+    else:
+        text, path = _read_text(source)
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            where = f" in {path}" if path else ""
+            raise HarnessError(f"recipe is not valid YAML{where} ({str(exc).splitlines()[0]})",
+                               "fix the YAML syntax") from exc
+    if not isinstance(data, dict):
+        raise HarnessError("a recipe must be a YAML mapping with merge_method and models/slices",
+                           "see docs/merge.md for examples")
+    extras = {k: data.pop(k) for k in HARNESS_KEYS if k in data}
+    check_method(data)
+    name = extras.get("name") or (path.stem if path else None)
+    return Recipe(data=data, text=text, path=path, name=name, extras=extras)
+
+
+def _read_text(source: str | Path) -> tuple[str, Path | None]:
+    text = str(source)
+    if isinstance(source, Path) or ("\n" not in text and text.endswith((".yaml", ".yml"))):
+        path = Path(source)
+        if not path.is_file():
+            raise HarnessError(f"no recipe file {path}", "check the path")
+        return path.read_text(encoding="utf-8"), path.resolve()
+    return text, None
+
+
+def check_method(data: dict[str, Any]) -> None:
+    from harness.merge.methods import method_names
+
+    method = data.get("merge_method")
+    if not method:
+        raise HarnessError("the recipe has no merge_method", "add e.g. `merge_method: linear`")
+    names = method_names()
+    if method not in names:
+        raise HarnessError(f"unknown merge method {method!r}{did_you_mean(str(method), names)}",
+                           "pick one of: " + ", ".join(sorted(names)))
+    if sum(bool(data.get(k)) for k in ("models", "slices", "modules")) != 1:
+        raise HarnessError("a recipe needs exactly one of models:, slices: or modules:",
+                           "see mergekit's examples or docs/merge.md")
+
+
+def ref_slots(data: dict[str, Any]) -> Iterator[tuple[dict[str, Any], str, str]]:
+    """Every place a recipe names a model: (mapping, key, role), in document order."""
+    if data.get("base_model"):
+        yield data, "base_model", "base"
+    yield from _input_slots(data)
+    for module in (data.get("modules") or {}).values():
+        yield from _input_slots(module)
+    tok = data.get("tokenizer") or {}
+    if isinstance(tok, dict) and isinstance(tok.get("source"), str) and tok["source"] not in KEYWORD_SOURCES:
+        yield tok, "source", "tokenizer"
+    src = data.get("tokenizer_source")
+    if isinstance(src, str) and src not in KEYWORD_SOURCES:
+        yield data, "tokenizer_source", "tokenizer"
+
+
+def _input_slots(block: dict[str, Any]) -> Iterator[tuple[dict[str, Any], str, str]]:
+    for m in block.get("models") or []:
+        yield m, "model", "source"
+    for s in block.get("slices") or []:
+        if s.get("base_model"):
+            yield s, "base_model", "base"
+        for src in s.get("sources") or []:
+            yield src, "model", "source"
+
+
+def ref_text(value: Any) -> str:
+    """The string of a model reference (mergekit also accepts {model: {path: ...}})."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        inner = value.get("model", value.get("path"))
+        if value.get("lora"):
+            raise HarnessError("LoRA references in recipes are not supported by harness yet",
+                               "merge the adapter into its base model first")
+        return ref_text(inner)
+    raise HarnessError(f"cannot read the model reference {value!r}", "write `model: <path or name>`")

@@ -1,0 +1,223 @@
+"""From a recipe to a merge plan: model references located, parents hashed, the merge's content id computed.
+
+A reference is tried as a recipe file (a merge of merges, made first), a model folder (relative to the recipe,
+then the cwd), then a name, id or id prefix in the store. The id of a merge is a hash of the normalised recipe
+(references replaced by the parents' ids, files named in parameters by their hashes), the parents' ids, the
+mergekit version and the seed.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.errors import HarnessError, did_you_mean
+from harness.hashing import MODEL_FILE_NAMES, MODEL_FILE_SUFFIXES, hash_json, hash_model_dir, sha256_file
+from harness.merge.recipe import Recipe, is_recipe_file, ref_slots, ref_text
+
+if TYPE_CHECKING:
+    from harness.store import Store
+
+ID_FORMAT = 1  # bump when the way ids are computed changes
+
+
+@dataclass(frozen=True)
+class Parent:
+    """A model a merge reads: where it is and what it is."""
+
+    ref: str  # as written in the recipe
+    path: str  # absolute folder
+    model_id: str
+    role: str  # base | source | tokenizer
+    name: str | None = None
+    files_sig: str | None = None
+    known: bool = False  # already in the store
+    params: dict[str, Any] = field(default_factory=dict)
+    weight: float | None = None
+
+
+@dataclass(frozen=True)
+class MergePlan:
+    recipe: Recipe
+    config_data: dict[str, Any]  # the recipe for mergekit: references as absolute paths
+    normalised: dict[str, Any]  # the recipe with references as parent ids (what the id hashes)
+    parents: tuple[Parent, ...]
+    model_id: str
+    recipe_id: str
+    seed: int | None
+    mergekit_version: str
+
+    @property
+    def method(self) -> str:
+        return self.recipe.method
+
+    def normalised_yaml(self) -> str:
+        import yaml
+
+        return yaml.safe_dump(self.normalised, sort_keys=True)
+
+    def config(self) -> Any:
+        """mergekit's MergeConfiguration (validated; errors name the field)."""
+        return to_merge_config(self.config_data)
+
+
+def to_merge_config(data: dict[str, Any]) -> Any:
+    from mergekit.config import MergeConfiguration
+    from pydantic import ValidationError
+
+    try:
+        return MergeConfiguration.model_validate(copy.deepcopy(data))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise HarnessError(f"recipe field {where}: {err['msg']}", "fix the recipe (see docs/merge.md)") from exc
+    except RuntimeError as exc:
+        raise HarnessError(f"recipe: {exc}", "fix the recipe (see docs/merge.md)") from exc
+
+
+def files_signature(path: Path) -> str:
+    """A cheap fingerprint of a model folder (names, sizes, mtimes) to skip rehashing unchanged parents."""
+    rows = sorted(
+        (p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in path.iterdir()
+        if p.is_file() and (p.suffix in MODEL_FILE_SUFFIXES or p.name in MODEL_FILE_NAMES)
+    )
+    return hash_json(rows)
+
+
+Materialize = Callable[[Path], tuple[str, str]]  # sub-recipe file -> (folder, model id)
+
+
+@dataclass
+class Resolver:
+    """Turns references into parents. Keeps the hashes it computed, so a search loop hashes each parent once."""
+
+    store: Store | None = None
+    materialize: Materialize | None = None
+    hashes: dict[tuple[str, str], str] = field(default_factory=dict)
+    known: dict[tuple[str, str], bool] = field(default_factory=dict)
+    _stack: tuple[Path, ...] = ()
+
+    def locate(self, ref: str, base_dir: Path) -> tuple[Path, str | None, str | None]:
+        """(folder, model id if already known, name) for one reference."""
+        sub = is_recipe_file(ref, base_dir)
+        if sub is not None:
+            if sub in self._stack:
+                raise HarnessError(f"recipe {sub} refers to itself through {ref!r}", "break the cycle")
+            if self.materialize is None:
+                raise HarnessError(f"{ref!r} is a recipe; merging it needs a store", "pass store=")
+            folder, mid = self.materialize(sub)
+            return Path(folder), mid, sub.stem
+        for candidate in (base_dir / ref, Path(ref)):
+            if candidate.is_dir():
+                return candidate.resolve(), None, None
+        if self.store is not None:
+            rec = self.store.find_model(ref)
+            if rec is not None:
+                if not rec.path or not Path(rec.path).is_dir():
+                    raise HarnessError(f"model {ref!r} is in the store but its folder {rec.path} is gone",
+                                       "merge or download it again")
+                return Path(rec.path), rec.model_id, rec.name
+        names = list(self.store.aliases()) if self.store is not None else []
+        raise HarnessError(
+            f"no model {ref!r}: not a folder, a recipe file or a name in the store{did_you_mean(ref, names)}",
+            "pass a model folder, a recipe .yaml, or a name from `harness models` (no hub downloads)",
+        )
+
+    def identify(self, folder: Path, known_id: str | None) -> tuple[str, str, bool]:
+        """(model id, files signature, in store) for a folder: the store's id if unchanged, else its hash."""
+        sig = files_signature(folder)
+        if known_id:
+            return known_id, sig, True
+        key = (str(folder), sig)
+        if key not in self.hashes:
+            rec = self.store.find_model(str(folder)) if self.store is not None else None
+            if rec is not None and rec.meta.get("files_sig") == sig:
+                self.hashes[key] = rec.model_id
+            else:
+                self.hashes[key] = hash_model_dir(folder)
+        if key not in self.known:
+            self.known[key] = self.store is not None and self.store.find_model(self.hashes[key]) is not None
+        return self.hashes[key], sig, self.known[key]
+
+
+def plan_merge(recipe: Recipe, resolver: Resolver, seed: int | None = 0) -> MergePlan:
+    """Locate every reference, compute ids, and build mergekit's config. Writes nothing."""
+    from importlib.metadata import version
+
+    import mergekit  # noqa: F401  (fails early and clearly if mergekit is missing)
+
+    from harness.merge.fisher import attach_fisher
+
+    data = copy.deepcopy(recipe.data)
+    if recipe.extras.get("fisher"):
+        attach_fisher(data, recipe, resolver)
+    config_data, normalised = copy.deepcopy(data), copy.deepcopy(data)
+    found: dict[str, Parent] = {}
+    for (slot, key, role), (cslot, _, _), (nslot, _, _) in zip(
+        ref_slots(data), ref_slots(config_data), ref_slots(normalised), strict=True
+    ):
+        ref = ref_text(slot[key])
+        if ref not in found:
+            folder, known_id, name = resolver.locate(ref, recipe.base_dir)
+            mid, sig, known = resolver.identify(folder, known_id)
+            found[ref] = Parent(ref=ref, path=str(folder), model_id=mid, role=role, name=name,
+                                files_sig=sig, known=known)
+        cslot[key] = found[ref].path
+        nslot[key] = "model:" + found[ref].model_id
+    _hash_file_params(normalised, recipe.base_dir, config_data)
+    to_merge_config(config_data)
+    norm = to_merge_config(normalised).model_dump(exclude_defaults=True, mode="json")
+    parents = _with_roles(found, data)
+    mk = version("mergekit")
+    model_id = hash_json({"format": ID_FORMAT, "recipe": norm, "parents": sorted(p.model_id for p in parents),
+                          "mergekit": mk, "seed": seed})
+    return MergePlan(recipe=recipe, config_data=config_data, normalised=norm, parents=parents,
+                     model_id=model_id, recipe_id=hash_json(norm), seed=seed, mergekit_version=mk)
+
+
+def _hash_file_params(normalised: dict[str, Any], base_dir: Path, config_data: dict[str, Any]) -> None:
+    """Parameters naming files (e.g. fisher:) enter the id by content; mergekit gets absolute paths."""
+
+    def walk(node: Any, twin: Any) -> None:
+        if isinstance(node, dict):
+            for k in node:
+                if isinstance(node[k], str) and k not in ("model", "base_model", "merge_method"):
+                    p = base_dir / node[k]
+                    if node[k].endswith(".safetensors") and p.is_file():
+                        node[k] = "file:" + sha256_file(p).hexdigest()
+                        twin[k] = str(p.resolve())
+                else:
+                    walk(node[k], twin[k])
+        elif isinstance(node, list):
+            for a, b in zip(node, twin, strict=True):
+                walk(a, b)
+
+    walk(normalised, config_data)
+
+
+def _with_roles(found: dict[str, Parent], data: dict[str, Any]) -> tuple[Parent, ...]:
+    """One parent per model: role base wins over source over tokenizer; per-model parameters attached."""
+    rank = {"base": 0, "source": 1, "tokenizer": 2}
+    roles: dict[str, str] = {}
+    params: dict[str, dict[str, Any]] = {}
+    for slot, key, role in ref_slots(data):
+        ref = ref_text(slot[key])
+        if ref not in roles or rank[role] < rank[roles[ref]]:
+            roles[ref] = role
+        p = params.setdefault(ref, {})
+        if slot.get("parameters"):
+            p.update(slot["parameters"])
+        if slot.get("layer_range"):
+            p.setdefault("layer_ranges", []).append(list(slot["layer_range"]))
+    out = []
+    for ref, parent in found.items():
+        p = json.loads(json.dumps(params.get(ref, {}), default=str))
+        w = p.get("weight")
+        weight = float(w) if isinstance(w, int | float) and not isinstance(w, bool) else None
+        out.append(Parent(**{**parent.__dict__, "role": roles[ref], "params": {"method": data["merge_method"], **p},
+                             "weight": weight}))
+    return tuple(out)
