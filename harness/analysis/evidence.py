@@ -1,0 +1,151 @@
+"""What the overfitting analysis reads, gathered once: models, lineage, suite scores, exposure, and the gap between
+each public score and its twins (paired over shared document ids where the twin shares them).
+
+    data = gather(store, twins={"zoo_math": {"heldout": "zoo_math:heldout"}})
+
+`twins` maps a suite to {kind: "suite:split"} as in suite.yaml; None reads them from harness.suites, then adds
+what the store itself shows: any run on a split named heldout / twin / perturbed of a suite is a twin of that suite's
+default split.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from harness.analysis import views
+from harness.analysis.lineage import Graph
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from harness.store import Store
+
+TWIN_SPLIT_NAMES = ("heldout", "twin", "perturbed")
+MIN_PAIRED_DOCS = 20
+
+
+@dataclass
+class Data:
+    models: pd.DataFrame            # model_id, name, kind, method, ..., depth
+    graph: Graph
+    scores: pd.DataFrame            # views.suite_scores
+    twins: dict[str, dict[str, str]]
+    default_splits: dict[str, str]
+    exposure: dict[str, frozenset]  # model_id -> {(suite, split|None, process, selected model_id)}
+    gaps: pd.DataFrame              # model_id, suite, kind, twin, public, twin_value, gap, se, paired, n
+    names: dict[str, str]
+
+    def default_split(self, suite: str) -> str:
+        return self.default_splits.get(suite, "public")
+
+    def in_sample(self, model_id: str, suite: str, split: str | None = None) -> bool:
+        """Whether this model or an ancestor was selected on this suite and split (None: the default split)."""
+        split = split or self.default_split(suite)
+        for s, sp, _proc, _who in self.exposure.get(model_id, ()):
+            if s == suite and (sp == split or (sp is None and split == self.default_split(suite))):
+                return True
+        return False
+
+
+def suite_twins(twins: Mapping[str, Mapping[str, str]] | None) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
+    """Twins and default splits from a plain mapping, or from harness.suites when None (if it is installed)."""
+    if twins is not None:
+        return {s: dict(t) for s, t in twins.items()}, {}
+    found: dict[str, dict[str, str]] = {}
+    defaults: dict[str, str] = {}
+    try:
+        from harness.suites import list_suites, load_suite
+    except ImportError:  # pragma: no cover - the suite loader is optional for the analysis
+        return found, defaults
+    try:
+        for name in list_suites():
+            suite = load_suite(name)
+            defaults[name] = suite.default_split
+            if suite.twins:
+                found[name] = dict(suite.twins)
+    except Exception:  # noqa: BLE001 - a broken suite folder must not stop the dashboard; twins then come from runs
+        pass
+    return found, defaults
+
+
+def infer_twins(scores: pd.DataFrame, twins: dict[str, dict[str, str]], defaults: dict[str, str]) -> None:
+    """Add twins the runs show: a suite's heldout/twin/perturbed split probes its default split."""
+    for suite, split in scores[["suite", "split"]].drop_duplicates().itertuples(index=False):
+        if split in TWIN_SPLIT_NAMES and split != defaults.get(suite, "public"):
+            kind = "perturbed" if split in ("twin", "perturbed") else split
+            known = twins.setdefault(suite, {})
+            if f"{suite}:{split}" not in known.values():
+                known.setdefault(kind, f"{suite}:{split}")
+
+
+def gather(store: Store, twins: Mapping[str, Mapping[str, str]] | None = None,
+           default_splits: Mapping[str, str] | None = None) -> Data:
+    twin_map, defaults = suite_twins(twins)
+    defaults.update(default_splits or {})
+    models = views.models(store)
+    graph = Graph.from_edges(views.edges(store))
+    depth = graph.depths(models["model_id"])
+    models["depth"] = models["model_id"].map(depth).fillna(0).astype(int)
+    models["parents"] = models["model_id"].map(lambda m: len(graph.parents.get(m, ())))
+    scores = views.suite_scores(store, defaults)
+    infer_twins(scores, twin_map, defaults)
+    sels = views.selections(store)
+    own: dict[str, set] = {}
+    for r in sels.itertuples(index=False):
+        split = None if r.split is None or (isinstance(r.split, float) and math.isnan(r.split)) else r.split
+        own.setdefault(r.model_id, set()).add((r.suite, split, r.process, r.model_id))
+    exposure = graph.propagate(models["model_id"], own)
+    names = dict(zip(models["model_id"], models["name"], strict=True))
+    data = Data(models, graph, scores, twin_map, defaults, exposure, _empty_gaps(), names)
+    data.gaps = twin_gaps(store, data)
+    return data
+
+
+def _empty_gaps() -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame(columns=["model_id", "suite", "kind", "twin", "public", "twin_value", "gap", "se",
+                                 "paired", "n"])
+
+
+def twin_gaps(store: Store, data: Data) -> pd.DataFrame:
+    """public - twin for every model, suite and twin kind it has both scores for, with a stderr that is paired
+    over shared document ids when the two runs share at least half their ids (and MIN_PAIRED_DOCS), else
+    unpaired (sqrt(se_public^2 + se_twin^2))."""
+    import numpy as np
+    import pandas as pd
+
+    sc = data.scores
+    frames = []
+    for suite, kinds in data.twins.items():
+        pub = sc[(sc["suite"] == suite) & (sc["split"] == data.default_split(suite))]
+        for kind, ref in kinds.items():
+            t_suite, _, t_split = ref.partition(":")
+            t_split = t_split or data.default_split(t_suite)
+            tw = sc[(sc["suite"] == t_suite) & (sc["split"] == t_split)]
+            m = pub.merge(tw, on="model_id", suffixes=("", "_t"))
+            if m.empty:
+                continue
+            frames.append(pd.DataFrame({
+                "model_id": m["model_id"], "suite": suite, "kind": kind, "twin": f"{t_suite}:{t_split}",
+                "public": m["value"], "twin_value": m["value_t"], "se_public": m["se"], "se_twin": m["se_t"],
+                "run_a": m["run_id"], "run_b": m["run_id_t"], "n_public": m["n"], "n_twin": m["n_t"],
+            }))
+    if not frames:
+        return _empty_gaps()
+    g = pd.concat(frames, ignore_index=True)
+    g["key"] = g["model_id"] + "|" + g["suite"] + "|" + g["kind"]
+    pd_ = views.paired_diffs(store, g[["key", "run_a", "run_b"]])
+    g = g.merge(pd_, on="key", how="left")
+    n_common = g["n_common"].fillna(0)
+    smaller = np.minimum(g["n_a"].fillna(0), g["n_b"].fillna(0))
+    paired = (n_common >= MIN_PAIRED_DOCS) & (n_common >= 0.5 * smaller)
+    g["paired"] = paired
+    g["gap"] = np.where(paired, g["diff"], g["public"] - g["twin_value"])
+    g["se"] = np.where(paired, np.sqrt(g["var"].fillna(0) / n_common.clip(lower=1)),
+                       np.sqrt(g["se_public"] ** 2 + g["se_twin"] ** 2))
+    g["n"] = np.where(paired, n_common, np.minimum(g["n_public"], g["n_twin"])).astype(int)
+    return g[["model_id", "suite", "kind", "twin", "public", "twin_value", "gap", "se", "paired", "n"]]

@@ -1,0 +1,90 @@
+"""The merge lineage in memory: one pass over the lineage table, then ancestry, depth, roots, chains and exposure
+for thousands of models without a query per model (the store's recursive SQL answers one model at a time)."""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+@dataclass
+class Graph:
+    """Parent and child lists of every model that has lineage edges (weights kept per edge)."""
+
+    parents: dict[str, list[str]] = field(default_factory=dict)
+    children: dict[str, list[str]] = field(default_factory=dict)
+    weights: dict[tuple[str, str], float | None] = field(default_factory=dict)
+
+    @classmethod
+    def from_edges(cls, edges: pd.DataFrame) -> Graph:
+        parents: dict[str, list[str]] = defaultdict(list)
+        children: dict[str, list[str]] = defaultdict(list)
+        weights: dict[tuple[str, str], float | None] = {}
+        for child, parent, weight in zip(edges["child_id"], edges["parent_id"], edges["weight"], strict=True):
+            if parent not in parents[child]:
+                parents[child].append(parent)
+                children[parent].append(child)
+            weights[(child, parent)] = None if weight != weight else weight  # NaN -> None
+        return cls(dict(parents), dict(children), weights)
+
+    def topological(self, nodes: Iterable[str]) -> list[str]:
+        """Parents before children (Kahn); nodes in a cycle, which a sane store never has, come last."""
+        nodes = set(nodes) | set(self.parents) | set(self.children)
+        indeg = {n: len(self.parents.get(n, ())) for n in nodes}
+        queue = deque(sorted(n for n, d in indeg.items() if d == 0))
+        order: list[str] = []
+        while queue:
+            n = queue.popleft()
+            order.append(n)
+            for c in self.children.get(n, ()):
+                indeg[c] -= 1
+                if indeg[c] == 0:
+                    queue.append(c)
+        seen = set(order)
+        return order + sorted(n for n in nodes if n not in seen)
+
+    def depths(self, nodes: Iterable[str]) -> dict[str, int]:
+        """Merge depth: 0 without parents, else 1 + the deepest parent's depth (as Store.depth)."""
+        depth: dict[str, int] = {}
+        for n in self.topological(nodes):
+            ps = self.parents.get(n, ())
+            depth[n] = 1 + max((depth.get(p, 0) for p in ps), default=-1)
+        return depth
+
+    def roots_of(self, nodes: Iterable[str]) -> dict[str, frozenset[str]]:
+        """The parentless ancestors of every model (itself when it has no parents)."""
+        roots: dict[str, frozenset[str]] = {}
+        for n in self.topological(nodes):
+            ps = self.parents.get(n, ())
+            roots[n] = frozenset().union(*(roots.get(p, frozenset({p})) for p in ps)) if ps else frozenset({n})
+        return roots
+
+    def ancestors(self, model_id: str, limit: int | None = None) -> dict[str, int]:
+        """Ancestors with their shortest distance (breadth first); at most `limit` of them."""
+        dist: dict[str, int] = {}
+        queue = deque([(model_id, 0)])
+        while queue:
+            n, d = queue.popleft()
+            for p in self.parents.get(n, ()):
+                if p not in dist and p != model_id:
+                    if limit is not None and len(dist) >= limit:
+                        return dist
+                    dist[p] = d + 1
+                    queue.append((p, d + 1))
+        return dist
+
+    def propagate(self, nodes: Iterable[str], own: dict[str, set]) -> dict[str, frozenset]:
+        """Union of `own[x]` over each model and all its ancestors (e.g. the selections it is exposed to)."""
+        out: dict[str, frozenset] = {}
+        empty: frozenset = frozenset()
+        for n in self.topological(nodes):
+            acc = set(own.get(n, ()))
+            for p in self.parents.get(n, ()):
+                acc |= out.get(p, empty)
+            out[n] = frozenset(acc) if acc else empty
+        return out

@@ -1,0 +1,332 @@
+"""Benchmark-overfitting flags across merge lineages (docs/overfitting.md).
+
+    from harness.analysis.overfit import analyse
+    flags = analyse(store)                         # list[Flag], most severe first
+    flags = analyse(store, twins={"zoo_math": {"heldout": "zoo_math:heldout"}})
+
+Signals: `exposure` (selected on a suite: its scores there are in-sample), `twin_gap` (public score far above its
+held-out/perturbed twin, more than in unrelated reference models), `lineage_divergence` (public gains along a chain
+of merges that the twins do not follow) and `specialisation` (a gain on the optimised suite with significant losses
+elsewhere). Each flag has a severity, its evidence (numbers with 95% intervals) and a one-sentence explanation.
+Significance across the many models and twins of a store is controlled with Benjamini-Hochberg (false discovery
+rate `Thresholds.fdr`) on one-sided normal p-values, and an effect must also clear a minimum size.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from harness.analysis.evidence import Data, gather
+
+if TYPE_CHECKING:
+    from harness.store import Store
+
+SEVERITIES = ("info", "low", "medium", "high")
+SIGNALS = ("exposure", "twin_gap", "lineage_divergence", "specialisation")
+Z95 = 1.959964
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Documented in docs/overfitting.md; scores are fractions (0.05 = 5 points)."""
+
+    gap_min: float = 0.05        # excess twin gap (over reference models) before a twin_gap flag
+    medium: float = 0.08         # excess (or loss) from which a flag is medium
+    high: float = 0.15           # ... and high
+    divergence_min: float = 0.05  # public gain minus twin gain along a chain
+    min_depth: int = 2           # merges of merges: chains of at least this many merge steps
+    gain_z: float = 1.96         # the gain on the optimised suite must be significant at this z
+    loss_min: float = 0.03       # a loss elsewhere must be at least this large ...
+    loss_z: float = 2.576        # ... and significant at this z (99%)
+    spec_high: float = 0.10      # loss from which a specialisation flag is high
+    spec_medium: float = 0.05
+    fdr: float = 0.01            # Benjamini-Hochberg false discovery rate per signal
+    min_reference: int = 2       # reference models needed; fewer and the reference gap is taken as 0
+
+
+THRESHOLDS = Thresholds()
+
+
+@dataclass(frozen=True)
+class Flag:
+    model_id: str
+    model: str
+    signal: str        # exposure | twin_gap | lineage_divergence | specialisation
+    severity: str      # info | low | medium | high
+    suite: str
+    explanation: str   # one sentence
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rank(self) -> int:
+        return SEVERITIES.index(self.severity)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def analyse(store: Store, twins: Mapping[str, Mapping[str, str]] | None = None,
+            default_splits: Mapping[str, str] | None = None, thresholds: Thresholds = THRESHOLDS) -> list[Flag]:
+    """Every flag for every model in the store, most severe first (read-only)."""
+    return analyse_data(gather(store, twins, default_splits), thresholds)
+
+
+def analyse_data(data: Data, t: Thresholds = THRESHOLDS) -> list[Flag]:
+    flags = exposure_flags(data) + twin_gap_flags(data, t) + divergence_flags(data, t) + specialisation_flags(data, t)
+    return sorted(flags, key=lambda f: (-f.rank, SIGNALS.index(f.signal), f.model, f.suite))
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def _interval(value: float, se: float) -> list[float]:
+    return [round(value - Z95 * se, 4), round(value + Z95 * se, 4)]
+
+
+def _severity(size: float, t: Thresholds) -> str:
+    return "high" if size >= t.high else "medium" if size >= t.medium else "low"
+
+
+def _p_one_sided(z: float) -> float:
+    return 0.5 * math.erfc(z / math.sqrt(2))
+
+
+def bh_reject(pvalues: list[float], q: float) -> list[bool]:
+    """Benjamini-Hochberg: which hypotheses to reject at false discovery rate q."""
+    order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
+    m, cut = len(pvalues), -1
+    for rank, i in enumerate(order, 1):
+        if pvalues[i] <= q * rank / m:
+            cut = rank
+    keep = set(order[:cut]) if cut > 0 else set()
+    return [i in keep for i in range(len(pvalues))]
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def _pts(x: float) -> str:
+    return f"{100 * x:+.1f} pts"
+
+
+# ------------------------------------------------------------------------------------------------ signal 1
+def exposure_flags(data: Data) -> list[Flag]:
+    """One info flag per selection: the model's (and its descendants') scores there are in-sample."""
+    out = []
+    for mid, exposed in data.exposure.items():
+        for suite, split, process, who in sorted(exposed, key=str):
+            if who != mid:
+                continue
+            n_desc = sum(1 for other, e in data.exposure.items() if other != mid and (suite, split, process, mid) in e)
+            where = f"{suite}:{split or data.default_split(suite)}"
+            out.append(Flag(
+                mid, data.names.get(mid, mid[:12]), "exposure", "info", suite,
+                f"{data.names.get(mid, mid[:12])} was selected on {where} by {process}, so its scores there and "
+                f"those of its {n_desc} descendants are in-sample.",
+                {"suite": suite, "split": split or data.default_split(suite), "process": process,
+                 "descendants_in_sample": n_desc},
+            ))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ signal 2
+def _reference(data: Data, pool: dict, model_id: str) -> tuple[float, float, int]:
+    """Median gap of reference models other than this one and its parents, its stderr, and how many."""
+    skip = {model_id, *data.graph.parents.get(model_id, ())}
+    values = [g for m, g in pool.items() if m not in skip]
+    if not values:
+        return 0.0, 0.0, 0
+    values.sort()
+    k = len(values)
+    med = values[k // 2] if k % 2 else 0.5 * (values[k // 2 - 1] + values[k // 2])
+    if k < 2:
+        return med, 0.0, k
+    mean = sum(values) / k
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (k - 1))
+    return med, 1.2533 * sd / math.sqrt(k), k
+
+
+def _gap_rows(data: Data) -> dict[tuple[str, str, str], dict]:
+    return {(r["model_id"], r["suite"], r["kind"]): r for r in data.gaps.to_dict("records")}
+
+
+def twin_gap_flags(data: Data, t: Thresholds) -> list[Flag]:
+    rows = _gap_rows(data)
+    roots = {m for m in data.models["model_id"] if not data.graph.parents.get(m)}
+    pools: dict[tuple[str, str], dict[str, float]] = {}
+    for (mid, suite, kind), r in rows.items():
+        if mid in roots and not data.in_sample(mid, suite):
+            pools.setdefault((suite, kind), {})[mid] = r["gap"]
+    tests = []
+    for (mid, suite, kind), r in rows.items():
+        ref, ref_se, k = _reference(data, pools.get((suite, kind), {}), mid)
+        if k < t.min_reference:
+            ref, ref_se = 0.0, 0.0
+        excess, se = r["gap"] - ref, math.sqrt(r["se"] ** 2 + ref_se ** 2)
+        z = excess / se if se > 0 else (math.inf if excess > 0 else 0.0)
+        tests.append((mid, suite, kind, r, ref, ref_se, k, excess, se, _p_one_sided(z)))
+    reject = bh_reject([x[-1] for x in tests], t.fdr)
+    best: dict[tuple[str, str], tuple] = {}
+    for x, rej in zip(tests, reject, strict=True):
+        if rej and x[7] >= t.gap_min and ((x[0], x[1]) not in best or x[9] < best[(x[0], x[1])][9]):
+            best[(x[0], x[1])] = x
+    return [_twin_flag(data, rows, x, t) for x in best.values()]
+
+
+def _parent_gap(data: Data, rows: dict, mid: str, suite: str, kind: str) -> tuple[float, float] | None:
+    ps = [rows[(p, suite, kind)] for p in data.graph.parents.get(mid, ()) if (p, suite, kind) in rows]
+    if not ps:
+        return None
+    return (sum(p["gap"] for p in ps) / len(ps), math.sqrt(sum(p["se"] ** 2 for p in ps)) / len(ps))
+
+
+def _twin_flag(data: Data, rows: dict, x: tuple, t: Thresholds) -> Flag:
+    mid, suite, kind, r, ref, ref_se, k, excess, se, p = x
+    name = data.names.get(mid, mid[:12])
+    par = _parent_gap(data, rows, mid, suite, kind)
+    ev: dict[str, Any] = {
+        "suite": suite, "split": data.default_split(suite), "twin": r["twin"], "twin_kind": kind,
+        "public": round(r["public"], 4), "twin_score": round(r["twin_value"], 4),
+        "gap": round(r["gap"], 4), "gap_ci": _interval(r["gap"], r["se"]), "paired": bool(r["paired"]),
+        "n": int(r["n"]), "reference_gap": round(ref, 4), "reference_models": k,
+        "excess_over_reference": round(excess, 4), "excess_ci": _interval(excess, se), "p_value": p,
+        "in_sample": data.in_sample(mid, suite),
+    }
+    origin = "new"
+    if par is not None:
+        over_par = r["gap"] - par[0]
+        se_par = math.sqrt(r["se"] ** 2 + par[1] ** 2)
+        ev.update(parent_gap=round(par[0], 4), excess_over_parents=round(over_par, 4),
+                  excess_over_parents_ci=_interval(over_par, se_par))
+        if over_par - Z95 * se_par <= 0 or over_par < t.gap_min / 2:
+            origin = "inherited"
+    ev["origin"] = origin
+    tail = ("the gap is new in this model" if origin == "new" and par is not None
+            else "it inherits the gap from its parents" if origin == "inherited" else "it has no scored parents")
+    sentence = (f"{name} scores {pct(r['public'])} on {suite} but {pct(r['twin_value'])} on its {kind} twin "
+                f"{r['twin']}, a gap {_pts(excess)} [{_pts(ev['excess_ci'][0])}, {_pts(ev['excess_ci'][1])}] "
+                f"beyond that of {k} reference models; {tail}.")
+    return Flag(mid, name, "twin_gap", _severity(excess, t), suite, sentence, ev)
+
+
+# ------------------------------------------------------------------------------------------------ signal 3
+def _chain(data: Data, rows: dict, mid: str, suite: str, kind: str, depth: dict[str, int]) -> list[dict]:
+    """From the model up to a root, at each step the deepest scored parent (then the largest gap); root first."""
+    chain, node, seen = [], mid, set()
+    while node is not None and node not in seen:
+        seen.add(node)
+        r = rows.get((node, suite, kind))
+        if r is not None:
+            chain.append({"model_id": node, "model": data.names.get(node, node[:12]),
+                          "public": round(r["public"], 4), "twin": round(r["twin_value"], 4),
+                          "gap": round(r["gap"], 4)})
+        ps = [p for p in data.graph.parents.get(node, ()) if (p, suite, kind) in rows]
+        node = max(ps, key=lambda p: (depth.get(p, 0), rows[(p, suite, kind)]["gap"])) if ps else None
+    return chain[::-1]
+
+
+def divergence_flags(data: Data, t: Thresholds) -> list[Flag]:
+    rows = _gap_rows(data)
+    depth = dict(zip(data.models["model_id"], data.models["depth"], strict=True))
+    roots = data.graph.roots_of(data.models["model_id"])
+    tests = []
+    for (mid, suite, kind), r in rows.items():
+        if depth.get(mid, 0) < t.min_depth:
+            continue
+        rs = [rows[(q, suite, kind)] for q in roots.get(mid, ()) if (q, suite, kind) in rows]
+        if not rs:
+            continue
+        k = len(rs)
+        pub_gain = r["public"] - sum(q["public"] for q in rs) / k
+        twin_gain = r["twin_value"] - sum(q["twin_value"] for q in rs) / k
+        div = r["gap"] - sum(q["gap"] for q in rs) / k
+        se = math.sqrt(r["se"] ** 2 + sum(q["se"] ** 2 for q in rs) / k ** 2)
+        if pub_gain <= 0:
+            continue
+        z = div / se if se > 0 else (math.inf if div > 0 else 0.0)
+        tests.append((mid, suite, kind, r, k, pub_gain, twin_gain, div, se, _p_one_sided(z)))
+    reject = bh_reject([x[-1] for x in tests], t.fdr)
+    best: dict[tuple[str, str], tuple] = {}
+    for x, rej in zip(tests, reject, strict=True):
+        if rej and x[7] >= t.divergence_min and ((x[0], x[1]) not in best or x[9] < best[(x[0], x[1])][9]):
+            best[(x[0], x[1])] = x
+    out = []
+    for mid, suite, kind, r, k, pub_gain, twin_gain, div, se, p in best.values():
+        name = data.names.get(mid, mid[:12])
+        ev = {"suite": suite, "twin": r["twin"], "twin_kind": kind, "depth": depth.get(mid, 0), "roots": k,
+              "public_gain": round(pub_gain, 4), "twin_gain": round(twin_gain, 4),
+              "divergence": round(div, 4), "divergence_ci": _interval(div, se), "p_value": p,
+              "chain": _chain(data, rows, mid, suite, kind, depth), "in_sample": data.in_sample(mid, suite)}
+        out.append(Flag(
+            mid, name, "lineage_divergence", _severity(div, t), suite,
+            f"Over {depth.get(mid, 0)} merge steps {name} gained {_pts(pub_gain)} on {suite} over its {k} roots "
+            f"while its {kind} twin moved {_pts(twin_gain)}: a divergence of {_pts(div)} "
+            f"[{_pts(ev['divergence_ci'][0])}, {_pts(ev['divergence_ci'][1])}].", ev))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ signal 4
+def specialisation_flags(data: Data, t: Thresholds) -> list[Flag]:
+    sc = data.scores
+    public = sc[sc["split"] == sc["suite"].map(data.default_split)]
+    val = {(m, s): (v, e) for m, s, v, e in zip(public["model_id"], public["suite"], public["value"], public["se"],
+                                                strict=True)}
+    suites = sorted(public["suite"].unique())
+    out = []
+    for mid, exposed in data.exposure.items():
+        targets = {s for s, _sp, _p, who in exposed if who == mid}
+        ps = data.graph.parents.get(mid, ())
+        if not targets or not ps:
+            continue
+        deltas = {s: _delta(val, mid, ps, s) for s in suites}
+        for target in sorted(targets):
+            gain = deltas.get(target)
+            if gain is None or gain[0] <= 0 or gain[0] / max(gain[1], 1e-9) < t.gain_z:
+                continue
+            losses = {s: d for s, d in deltas.items() if s != target and d is not None
+                      and d[0] <= -t.loss_min and d[0] / max(d[1], 1e-9) <= -t.loss_z}
+            if not losses:
+                continue
+            worst = min(losses, key=lambda s: losses[s][0])
+            size = -losses[worst][0]
+            sev = "high" if size >= t.spec_high else "medium" if size >= t.spec_medium else "low"
+            name = data.names.get(mid, mid[:12])
+            ev = {"optimised_suite": target, "gain": round(gain[0], 4), "gain_ci": _interval(*gain),
+                  "losses": {s: {"delta": round(d[0], 4), "ci": _interval(*d)} for s, d in losses.items()},
+                  "parents": [data.names.get(p, p[:12]) for p in ps]}
+            out.append(Flag(
+                mid, name, "specialisation", sev, target,
+                f"{name} gained {_pts(gain[0])} over its parents on {target}, the suite it was selected on, but "
+                f"lost {_pts(losses[worst][0])} [{_pts(ev['losses'][worst]['ci'][0])}, "
+                f"{_pts(ev['losses'][worst]['ci'][1])}] on {worst}"
+                + (f" and significantly on {len(losses) - 1} more suite(s)." if len(losses) > 1 else "."), ev))
+    return out
+
+
+def _delta(val: dict, mid: str, parents: tuple | list, suite: str) -> tuple[float, float] | None:
+    """Model minus the mean of its parents on one suite, with an unpaired stderr."""
+    if (mid, suite) not in val:
+        return None
+    ps = [val[(p, suite)] for p in parents if (p, suite) in val]
+    if not ps:
+        return None
+    v, e = val[(mid, suite)]
+    mean = sum(p[0] for p in ps) / len(ps)
+    se = math.sqrt(e ** 2 + sum(p[1] ** 2 for p in ps) / len(ps) ** 2)
+    return v - mean, se
+
+
+# ------------------------------------------------------------------------------------------------ summaries
+def confusion(flags: list[Flag], truth: Mapping[str, bool | None], min_severity: str = "low") -> dict[str, Any]:
+    """Count flagged models against a ground truth (model name -> should be flagged; None = not counted)."""
+    floor = SEVERITIES.index(min_severity)
+    flagged = {f.model for f in flags if f.rank >= floor}
+    positives = {m for m, v in truth.items() if v is True}
+    negatives = {m for m, v in truth.items() if v is False}
+    return {
+        "true_flags": len(flagged & positives), "false_flags": len(flagged & negatives),
+        "missed": sorted(positives - flagged), "false": sorted(flagged & negatives),
+        "positives": len(positives), "negatives": len(negatives), "flagged": len(flagged),
+    }

@@ -1,0 +1,156 @@
+"""Read-only bulk queries over the store for the analysis and the dashboard: whole tables as DataFrames.
+
+Every function takes a `Store` and reads through `store.db.read()` (one short read transaction under the shared
+lock, never a write). They return pandas DataFrames built by one SQL statement each, so they stay fast on stores
+with thousands of models and millions of per-sample rows; the dashboard caches them (dashboard/queries.py).
+
+A *suite score* is one number per (model, suite, split): the latest complete run's primary metric (the first of
+PRIMARY_METRICS the task reports, else its alphabetically first metric), averaged over the split's tasks weighted
+by their document counts, with a stderr combined the same way and a 95% normal interval.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from harness.store import Store
+
+PRIMARY_METRICS = ("acc", "exact_match", "acc_norm", "score", "pass@1", "f1", "judge_score")
+Z95 = 1.959964
+
+_METRIC_RANK = "CASE s.metric " + " ".join(
+    f"WHEN '{m}' THEN {i}" for i, m in enumerate(PRIMARY_METRICS)) + f" ELSE {len(PRIMARY_METRICS)} END"
+
+SUITE_SCORES_SQL = f"""
+WITH latest AS (
+    SELECT run_id, model_id, suite, coalesce(split, '') AS split, backend, ended,
+        row_number() OVER (PARTITION BY model_id, suite, coalesce(split, '')
+                           ORDER BY ended DESC NULLS LAST, run_id DESC) AS rn
+    FROM runs WHERE status = 'complete'
+), prim AS (
+    SELECT s.run_id, s.task, s.metric, s.value, s.stderr, coalesce(s.n, 1) AS n,
+        row_number() OVER (PARTITION BY s.run_id, s.task ORDER BY {_METRIC_RANK}, s.metric) AS rk
+    FROM scores s JOIN latest l ON l.run_id = s.run_id AND l.rn = 1
+    WHERE s.value IS NOT NULL
+)
+SELECT l.model_id, l.suite, l.split, l.run_id, l.backend, l.ended,
+    sum(p.value * p.n) / sum(p.n) AS value,
+    sqrt(sum(p.n * p.n * coalesce(p.stderr * p.stderr,
+        greatest(p.value * (1 - p.value), 0) / greatest(p.n - 1, 1)))) / sum(p.n) AS se,
+    sum(p.n)::BIGINT AS n, count(*)::BIGINT AS tasks, min(p.metric) AS metric
+FROM prim p JOIN latest l ON l.run_id = p.run_id AND l.rn = 1
+WHERE p.rk = 1
+GROUP BY ALL
+"""
+
+
+def _df(store: Store, sql: str, args: list[object] | None = None) -> pd.DataFrame:
+    with store.db.read() as con:
+        return con.execute(sql, args or []).df()
+
+
+def models(store: Store) -> pd.DataFrame:
+    """One row per model: id, name, kind, merge method (from its recipe), created, meta."""
+    return _df(store, """
+        SELECT m.model_id, coalesce(m.name, left(m.model_id, 12)) AS name, m.kind, m.source, m.n_params,
+               r.method, m.materialized, m.created
+        FROM models m LEFT JOIN recipes r USING (recipe_id) ORDER BY m.created, m.model_id""")
+
+
+def edges(store: Store) -> pd.DataFrame:
+    """Every lineage edge (child_id, parent_id, role, weight)."""
+    return _df(store, "SELECT child_id, parent_id, role, weight FROM lineage ORDER BY child_id, role, parent_id")
+
+
+def selections(store: Store) -> pd.DataFrame:
+    """Every selection (which model was chosen or optimised on which suite/split, by what process)."""
+    return _df(store, "SELECT selection_id, model_id, suite, split, process, process_id, note, created "
+                      "FROM selections ORDER BY created")
+
+
+def suite_scores(store: Store, default_splits: dict[str, str] | None = None) -> pd.DataFrame:
+    """One row per (model, suite, split) with value, se, 95% interval, n; NULL splits become the default split."""
+    df = _df(store, SUITE_SCORES_SQL)
+    defaults = default_splits or {}
+    blank = df["split"] == ""
+    if blank.any():
+        df.loc[blank, "split"] = df.loc[blank, "suite"].map(lambda s: defaults.get(s, "default"))
+    df["ci_low"] = df["value"] - Z95 * df["se"]
+    df["ci_high"] = df["value"] + Z95 * df["se"]
+    return df
+
+
+def paired_diffs(store: Store, pairs: pd.DataFrame) -> pd.DataFrame:
+    """Paired per-document differences for run pairs (columns key, run_a, run_b): n, mean(a - b), var, and the
+    document counts of each run. Documents are matched on doc_id (scores averaged over a run's tasks per id)."""
+    import pandas as pd
+
+    if pairs.empty:
+        return pd.DataFrame(columns=["key", "n_common", "diff", "var", "n_a", "n_b"])
+    with store.db.read() as con:
+        con.register("pairs_in", pairs[["key", "run_a", "run_b"]])
+        out = con.execute("""
+            WITH wanted AS (SELECT run_a AS run_id FROM pairs_in UNION SELECT run_b FROM pairs_in),
+            d AS (
+                SELECT run_id, doc_id, avg(score) AS s FROM samples
+                WHERE run_id IN (SELECT run_id FROM wanted) AND score IS NOT NULL GROUP BY run_id, doc_id
+            ), cnt AS (SELECT run_id, count(*) AS n FROM d GROUP BY run_id),
+            j AS (
+                SELECT p.key, count(*) AS n_common, avg(a.s - b.s) AS diff, var_samp(a.s - b.s) AS var
+                FROM pairs_in p JOIN d a ON a.run_id = p.run_a JOIN d b ON b.run_id = p.run_b AND b.doc_id = a.doc_id
+                GROUP BY p.key
+            )
+            SELECT p.key, coalesce(j.n_common, 0) AS n_common, j.diff, j.var, ca.n AS n_a, cb.n AS n_b
+            FROM pairs_in p LEFT JOIN j USING (key) LEFT JOIN cnt ca ON ca.run_id = p.run_a
+            LEFT JOIN cnt cb ON cb.run_id = p.run_b""").df()
+        con.unregister("pairs_in")
+    return out
+
+
+def run_samples(store: Store, run_id: str, task: str | None = None, wrong_only: bool = False,
+                limit: int = 500, offset: int = 0) -> pd.DataFrame:
+    """Per-sample rows of one run (prompt, response, target, score), a page at a time."""
+    return _df(store, """
+        SELECT task, doc_id, metric, prompt, prediction AS response, target, score
+        FROM samples WHERE run_id = ? AND (? IS NULL OR task = ?) AND (NOT ? OR score < 1)
+        ORDER BY task, doc_id, metric LIMIT ? OFFSET ?""", [run_id, task, task, wrong_only, limit, offset])
+
+
+def doc_scores(store: Store, run_ids: Iterable[str]) -> pd.DataFrame:
+    """Per-document primary-metric scores of some runs (run_id, task, doc_id, score) for paired comparisons."""
+    return _df(store, f"""
+        WITH s AS (
+            SELECT run_id, task, doc_id, metric, score,
+                   dense_rank() OVER (PARTITION BY run_id, task ORDER BY {_METRIC_RANK.replace('s.', '')}, metric)
+                   AS rk
+            FROM samples WHERE list_contains(?, run_id) AND score IS NOT NULL
+        ) SELECT run_id, task, doc_id, avg(score) AS score FROM s WHERE rk = 1 GROUP BY ALL ORDER BY ALL""",
+        [list(run_ids)])
+
+
+def runs_of(store: Store, model_id: str) -> pd.DataFrame:
+    return _df(store, """
+        SELECT run_id, suite, split, status, backend, backend_version, suite_version, seed, started, ended, error,
+               (SELECT count(*) FROM samples s WHERE s.run_id = r.run_id) AS samples
+        FROM runs r WHERE model_id = ? ORDER BY started DESC, suite, split""", [model_id])
+
+
+def evolve_runs(store: Store) -> pd.DataFrame:
+    return _df(store, "SELECT evolve_id, status, generation, best_model_id, config, started, ended "
+                      "FROM evolve_runs ORDER BY started DESC")
+
+
+def evolve_history(store: Store, evolve_id: str) -> pd.DataFrame:
+    """Per generation: best and mean fitness, the held-out score of the fittest candidate, and its mean."""
+    return _df(store, """
+        SELECT generation, max(fitness) AS best_fitness, avg(fitness) AS mean_fitness,
+               arg_max(heldout, fitness) AS heldout_of_fittest, avg(heldout) AS mean_heldout, count(*) AS candidates
+        FROM evolve_candidates WHERE evolve_id = ? GROUP BY generation ORDER BY generation""", [evolve_id])
+
+
+def checks(store: Store) -> pd.DataFrame:
+    return _df(store, "SELECT check_id, candidate_id, baseline, suite, passed, created FROM checks ORDER BY created")
