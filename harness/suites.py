@@ -21,6 +21,7 @@ Importing this module imports neither lm-eval nor torch.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,16 +196,25 @@ def _build(path: Path) -> Suite:
 
 
 # ---------------------------------------------------------------------- task YAMLs (without lm-eval)
-class _TaskYamlLoader(yaml.SafeLoader):
+class _TaskYamlLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
     """Safe loader that keeps `!function x.y` as the string 'x.y' (enough to index tasks and data files)."""
 
 
 _TaskYamlLoader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
 
 
-def _read_yaml(path: Path, _seen: frozenset[Path] = frozenset()) -> dict[str, Any]:
-    """A task YAML with its `include:` chain merged the way lm-eval merges it (local keys win)."""
+def _read_yaml(path: Path) -> dict[str, Any]:
+    """A task YAML with its `include:` chain merged the way lm-eval merges it (local keys win). Read-only."""
     path = path.resolve()
+    try:
+        mtime = path.stat().st_mtime_ns
+    except OSError:
+        raise HarnessError(f"{path}: task YAML not found", "fix the include: or restore the file") from None
+    return _read_yaml_cached(path, mtime, frozenset())
+
+
+@functools.lru_cache(maxsize=4096)
+def _read_yaml_cached(path: Path, mtime: int, _seen: frozenset[Path]) -> dict[str, Any]:
     if path in _seen:
         raise HarnessError(f"{path}: include cycle", "remove the circular include:")
     try:
@@ -216,7 +226,10 @@ def _read_yaml(path: Path, _seen: frozenset[Path] = frozenset()) -> dict[str, An
     includes = cfg.pop("include", None)
     merged: dict[str, Any] = {}
     for inc in [] if includes is None else includes if isinstance(includes, list) else [includes]:
-        inc_cfg = _read_yaml(path.parent / inc, _seen | {path})
+        inc_path = (path.parent / inc).resolve()
+        if not inc_path.is_file():
+            raise HarnessError(f"{path}: include {inc!r} not found", "fix the include: or restore the file")
+        inc_cfg = dict(_read_yaml_cached(inc_path, inc_path.stat().st_mtime_ns, _seen | {path}))
         inc_cfg.pop("task_list", None)
         merged.update(inc_cfg)
     merged.update(cfg)

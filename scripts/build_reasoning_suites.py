@@ -73,7 +73,7 @@ def build_bbh(src: Path) -> None:
         "generation_kwargs": {"until": ["\n\n", "\nQ:", *STOP], "do_sample": False, "temperature": 0.0,
                               "max_gen_toks": 512},
         "filter_list": [{"name": "get-answer", "filter": [
-            {"function": "regex", "regex_pattern": r"the answer is (.+?)\.?(?:\n|$)", "group_select": -1},
+            {"function": "regex", "regex_pattern": r"(?m)^.*[Tt]he answer is (.+?)\.?[ \t]*$", "group_select": -1},
             {"function": "take_first"}]}],
         "metric_list": [{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True}],
         "metadata": {"version": 1.0}}))

@@ -1,0 +1,396 @@
+"""The suites and their loader, against real lm-eval 0.4.13 (offline, no model): configs build Tasks and requests."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.errors import HarnessError
+from harness.paths import repo_root
+from harness.suites import list_suites, load_suite, resolve_ref, tier_limit
+
+SUITES = repo_root() / "suites"
+MINE = ["bbh", "gsm1k", "gsm8k", "gsm_plus", "mgsm", "mmlu", "mmlu_permuted", "mmlu_redux"]
+MGSM_LANGS = ["bn", "de", "en", "es", "fr", "ja", "ru", "sw", "te", "th", "zh"]
+
+
+@pytest.fixture(scope="module")
+def tm():
+    import datasets
+    from lm_eval.tasks import TaskManager
+
+    datasets.disable_progress_bars()
+    return TaskManager(include_defaults=False)
+
+
+def build(tm, configs: list[dict]) -> dict:
+    return tm.load(configs)["tasks"]
+
+
+def pick(suite: str, split: str | None, *tasks: str) -> list[dict]:
+    return [c for c in load_suite(suite).task_configs(split) if c["task"] in tasks]
+
+
+def script(name: str):
+    spec = importlib.util.spec_from_file_location(name, repo_root() / "scripts" / f"{name}.py")
+    sys.path.insert(0, str(repo_root() / "scripts"))
+    try:
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(repo_root() / "scripts"))
+    return module
+
+
+# ---------------------------------------------------------------------------------------------- loading
+def test_every_suite_loads_with_its_documented_shape() -> None:
+    assert set(MINE) <= set(list_suites())
+    shape = {"mmlu": {"test": 57}, "mmlu_permuted": {"test": 57}, "mmlu_redux": {"ok": 57, "all": 57},
+             "bbh": {"test": 27}, "mgsm": {"cot": 11, "direct": 11}, "gsm8k": {"test": 1},
+             "gsm_plus": {"testmini": 7, "seeds": 1}, "gsm1k": {"public": 1}}
+    for name, splits in shape.items():
+        s = load_suite(name)
+        assert {k: len(v) for k, v in s.splits.items()} == splits, name
+        assert s.kind == "lm-eval" and s.version and s.path == SUITES / name
+        assert set(s.tiers) == {"smoke", "quick", "full"} and s.tier_limit("full") is None
+        assert 0 < s.tier_limit("smoke") < (s.tier_limit("quick") or 10**9)
+        assert re.fullmatch(r"[0-9a-f]{64}", s.data_hash())
+        for ref in s.twins.values():  # every twin resolves to a real suite and split
+            twin, split = resolve_ref(ref)
+            assert twin.split_tasks(split)
+
+
+def test_twins_and_hub_tasks() -> None:
+    assert load_suite("mmlu").twins == {"permuted": "mmlu_permuted:test", "redux": "mmlu_redux:ok"}
+    assert load_suite("gsm8k").twins["plus"] == "gsm_plus:testmini"
+    assert load_suite("gsm8k").twins["gsm1k"] == "gsm1k:public"
+    assert load_suite("mmlu").hub_tasks == ("mmlu",)
+    assert load_suite("bbh").hub_tasks == ("bbh_cot_fewshot",)
+
+
+def test_task_configs_have_absolute_existing_data_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # nothing depends on the working directory
+    for name in MINE:
+        for cfg in load_suite(name).task_configs()[:3]:
+            files = cfg["dataset_kwargs"]["data_files"]
+            for f in files.values():
+                assert Path(f).is_absolute() and Path(f).is_file(), f
+            assert "include" not in cfg and cfg["task"]
+
+
+def test_function_tags_resolve_to_callables() -> None:
+    cfg = pick("mmlu_redux", "ok", "mmlu_redux_anatomy")[0]
+    assert callable(cfg["process_docs"])
+    conv = pick("mmlu", None, "mmlu_anatomy")[0]["dataset_kwargs"]["converters"]
+    assert conv["A"] is str
+
+
+def test_data_hash_is_stable_and_tracks_content(tmp_path: Path) -> None:
+    root = tmp_path / "suites"
+    make_suite(root)
+    first = load_suite("toy", root).data_hash()
+    assert first == load_suite("toy", root).data_hash()
+    (root / "toy" / "data" / "test.jsonl").write_text('{"q": "changed", "a": "1"}\n')
+    assert load_suite("toy", root).data_hash() != first
+    assert load_suite("mmlu").data_hash() != load_suite("mmlu_permuted").data_hash()
+
+
+def test_tier_limits() -> None:
+    assert tier_limit("smoke") == 20 and tier_limit("full") is None
+    assert tier_limit("smoke", "bbh") == 2 == load_suite("bbh").tier_limit("smoke")
+    with pytest.raises(HarnessError, match="did you mean 'quick'"):
+        tier_limit("quik")
+
+
+def test_import_stays_light() -> None:
+    code = "import sys, harness.suites; print('torch' in sys.modules, 'lm_eval' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+
+
+# ---------------------------------------------------------------------------------------------- bad inputs
+TOY_TASK = """task: toy_task
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: data/test.jsonl
+output_type: generate_until
+test_split: test
+doc_to_text: "{{q}}"
+doc_to_target: "{{a}}"
+"""
+
+
+def make_suite(root: Path, suite_yaml: str | None = None) -> Path:
+    folder = root / "toy"
+    (folder / "data").mkdir(parents=True)
+    (folder / "data" / "test.jsonl").write_text('{"q": "1+1", "a": "2"}\n')
+    (folder / "toy_task.yaml").write_text(TOY_TASK)
+    (folder / "suite.yaml").write_text(suite_yaml or (
+        "name: toy\nversion: '1'\nkind: lm-eval\ndefault_split: public\nsplits:\n  public: [toy_task]\n"))
+    return folder
+
+
+def one_line(exc: pytest.ExceptionInfo) -> str:
+    msg = str(exc.value)
+    assert "\n" not in msg and ": " in msg
+    return msg
+
+
+def test_unknown_suite_says_did_you_mean() -> None:
+    with pytest.raises(HarnessError) as e:
+        load_suite("mmlu_permutd")
+    assert "unknown suite 'mmlu_permutd' (did you mean 'mmlu_permuted'?)" in one_line(e)
+
+
+def test_unknown_split_and_tier(tmp_path: Path) -> None:
+    with pytest.raises(HarnessError) as e:
+        load_suite("mgsm").task_configs("cto")
+    assert "no split 'cto' (did you mean 'cot'?)" in one_line(e) and "direct" in str(e.value)
+    with pytest.raises(HarnessError, match="no split 'x'"):
+        load_suite("mgsm:x")
+    with pytest.raises(HarnessError, match="no tier 'huge'"):
+        load_suite("bbh").tier_limit("huge")
+
+
+def test_unknown_task_names_the_split(tmp_path: Path) -> None:
+    make_suite(tmp_path, "name: toy\nversion: '1'\nkind: lm-eval\ndefault_split: p\nsplits:\n  p: [toy_tsk]\n")
+    with pytest.raises(HarnessError) as e:
+        load_suite("toy", tmp_path)
+    assert "split 'p' names unknown task 'toy_tsk' (did you mean 'toy_task'?)" in one_line(e)
+
+
+def test_missing_data_file_is_named(tmp_path: Path) -> None:
+    folder = make_suite(tmp_path)
+    (folder / "data" / "test.jsonl").unlink()
+    with pytest.raises(HarnessError) as e:
+        load_suite("toy", tmp_path)
+    assert str(folder / "data" / "test.jsonl") in one_line(e) and "missing" in str(e.value)
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    ("name: toy\nkind: lm-eval\ndefault_split: p\nsplits: {p: [toy_task]}\n", "field 'version': required field"),
+    ("name: toy\nversion: '1'\nkind: lmeval\ndefault_split: p\nsplits: {p: [toy_task]}\n", "field 'kind'"),
+    ("name: toy\nversion: '1'\nkind: lm-eval\ndefault_split: q\nsplits: {p: [toy_task]}\n", "default_split 'q'"),
+    ("name: toy\nversion: '1'\nkind: lm-eval\ndefault_split: p\nsplits: {p: toy_task}\n", "field 'splits.p'"),
+    ("name: toy\nversion: '1'\nkind: lm-eval\ndefault_split: p\nsplits: {p: [toy_task]}\ntiers: {smoke: 0}\n",
+     "field 'tiers'"),
+    ("name: toy\nversion: '1'\nkind: lm-eval\ndefault_split: p\nsplits: {p: [toy_task]}\ntwins: {x: 'a b'}\n",
+     "field 'twins'"),
+    ("name: toy\nversion: '1'\nkind: lm-eval\ndefault_split: p\nsplits: {p: [toy_task]}\nsplit: {}\n",
+     "field 'split': unknown field"),
+    ("name: toy\nversion: '1'\nkind: lm-eval\ndefault_split: p\nsplits: {p: [toy_task]\n", "not valid YAML"),
+    ("- just\n- a list\n", "must be a mapping"),
+])
+def test_malformed_suite_yaml_names_the_field(tmp_path: Path, text: str, needle: str) -> None:
+    make_suite(tmp_path, text)
+    with pytest.raises(HarnessError) as e:
+        list_suites(tmp_path) if "YAML" in needle or "mapping" in needle else load_suite("toy", tmp_path)
+    assert needle in one_line(e) and "suite.yaml" in str(e.value)
+
+
+def test_suite_yaml_is_safe_loaded(tmp_path: Path) -> None:
+    make_suite(tmp_path, "name: !!python/object/apply:os.getcwd []\nversion: '1'\n")
+    with pytest.raises(HarnessError, match="not valid YAML"):
+        list_suites(tmp_path)
+
+
+def test_toy_suite_runs_through_lm_eval(tmp_path: Path, tm) -> None:
+    make_suite(tmp_path)
+    task = build(tm, load_suite("toy", tmp_path).task_configs())["toy_task"]
+    assert [d["q"] for d in task.test_docs()] == ["1+1"]
+
+
+# ---------------------------------------------------------------------------------------------- real tasks
+def csv_rows(path: Path) -> list[list[str]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.reader(f))
+
+
+def test_mmlu_data_counts() -> None:
+    data = SUITES / "mmlu" / "data"
+    assert sum(len(csv_rows(p)) for p in (data / "test").glob("*.csv")) == 14042
+    assert {len(csv_rows(p)) for p in (data / "dev").glob("*.csv")} == {5}
+
+
+def test_mmlu_task_builds_five_shot_loglikelihood_requests(tm) -> None:
+    task = build(tm, pick("mmlu", None, "mmlu_abstract_algebra"))["mmlu_abstract_algebra"]
+    docs = list(task.test_docs())
+    assert len(docs) == 100 == len(csv_rows(SUITES / "mmlu/data/test/abstract_algebra_test.csv"))
+    task.build_all_requests(limit=2, rank=0, world_size=1)
+    first = [i for i in task.instances if i.doc_id == 0]
+    assert [i.args[1] for i in first] == [" A", " B", " C", " D"]
+    prompt = first[0].args[0]
+    assert prompt.startswith("The following are multiple choice questions (with answers) about abstract algebra.\n\n")
+    q, a, b, c, d, gold = csv_rows(SUITES / "mmlu/data/test/abstract_algebra_test.csv")[0]
+    assert prompt.count("\nAnswer:") == 6  # 5 shots + the question
+    assert prompt.endswith(f"\n\n{q.strip()}\nA. {a}\nB. {b}\nC. {c}\nD. {d}\nAnswer:")
+    dev = csv_rows(SUITES / "mmlu/data/dev/abstract_algebra_dev.csv")
+    assert all(f"{row[0].strip()}\nA. {row[1]}" in prompt and f"Answer: {row[5]}" in prompt for row in dev)
+    assert task.doc_to_target(docs[0]) == "ABCD".index(gold)
+
+
+def test_mmlu_redux_ok_split_drops_flagged_items(tm) -> None:
+    rows = [json.loads(line) for line in (SUITES / "mmlu_redux/data/test/virology.jsonl").open(encoding="utf-8")]
+    assert len(rows) == 100
+    tasks = build(tm, pick("mmlu_redux", "ok", "mmlu_redux_virology") + pick("mmlu_redux", "all",
+                                                                               "mmlu_redux_all_virology"))
+    ok = list(tasks["mmlu_redux_virology"].test_docs())
+    assert len(ok) == sum(r["error_type"] == "ok" for r in rows) < 100
+    assert len(list(tasks["mmlu_redux_all_virology"].test_docs())) == 100
+    assert len(list(tasks["mmlu_redux_virology"].fewshot_docs())) == 5
+    labels = {json.loads(line)["error_type"] for p in (SUITES / "mmlu_redux/data/test").glob("*.jsonl")
+              for line in p.open(encoding="utf-8")}
+    assert labels == {"ok", "bad question clarity", "wrong groundtruth", "multiple correct answers",
+                      "no correct answer", "expert", "bad options clarity"}
+
+
+def test_mmlu_permuted_really_permutes_and_is_deterministic() -> None:
+    build_mmlu = script("build_mmlu_suites")
+    moved = total = 0
+    for orig_path in sorted((SUITES / "mmlu/data/test").glob("*.csv")):
+        subject = orig_path.name.removesuffix("_test.csv")
+        orig, perm = csv_rows(orig_path), csv_rows(SUITES / "mmlu_permuted/data/test" / orig_path.name)
+        assert len(orig) == len(perm)
+        for i, (o, p) in enumerate(zip(orig, perm, strict=True)):
+            assert p[0] == o[0] and sorted(p[1:5]) == sorted(o[1:5])  # same question, same options
+            assert p[1 + "ABCD".index(p[5])] == o[1 + "ABCD".index(o[5])]  # same correct option text
+            assert [o[1 + "ABCD".index(c)] for c in p[6]] == p[1:5]  # the recorded order is the real one
+            moved += p[5] != o[5]
+            total += 1
+            if i < 3:  # the generator reproduces the stored rows
+                assert build_mmlu.permute_row(subject, i, o) == p
+    assert total == 14042 and moved / total > 0.9
+
+
+def test_bbh_prompt_holds_the_original_cot_exemplars(tm) -> None:
+    task = build(tm, pick("bbh", None, "bbh_cot_fewshot_date_understanding"))["bbh_cot_fewshot_date_understanding"]
+    raw = json.loads((SUITES / "bbh/data/tasks/date_understanding.json").read_text(encoding="utf-8"))
+    assert len(list(task.test_docs())) == len(raw["examples"]) == 250
+    task.build_all_requests(limit=1, rank=0, world_size=1)
+    prompt, gen = task.instances[0].args
+    original = (SUITES / "bbh/data/cot-prompts/date_understanding.txt").read_text(encoding="utf-8")
+    assert prompt.startswith(original.split("-----\n", 1)[1].rstrip("\n") + "\n\nQ: ")
+    assert prompt.endswith(f"Q: {raw['examples'][0]['input']}\nA: Let's think step by step.")
+    assert "canary" not in prompt and prompt.count("So the answer is") == 3 and "\n\n" in gen["until"]
+
+
+def test_bbh_counts() -> None:
+    total = sum(len(json.loads(p.read_text(encoding="utf-8"))["examples"])
+                for p in (SUITES / "bbh/data/tasks").glob("*.json"))
+    assert total == 6511 and len(list((SUITES / "bbh/data/cot-prompts").glob("*.txt"))) == 27
+
+
+def test_mgsm_native_cot_and_direct(tm) -> None:
+    tasks = build(tm, pick("mgsm", "cot", "mgsm_cot_de", "mgsm_cot_ja") + pick("mgsm", "direct", "mgsm_direct_de"))
+    for task in tasks.values():
+        assert len(list(task.test_docs())) == 250
+        task.build_all_requests(limit=1, rank=0, world_size=1)
+    de = tasks["mgsm_cot_de"].instances[0].args[0]
+    assert de.count("Frage: ") == 9 and de.count("Die Antwort ") == 8
+    assert de.endswith("Wie viel Dollar nimmt sie täglich auf dem Bauernmarkt ein?\nSchritt-für-Schritt-Antwort:")
+    assert "\n\nFrage: Roger hat 5 Tennisbälle." not in de and de.startswith("Frage: Roger hat 5 Tennisbälle.")
+    assert tasks["mgsm_cot_ja"].instances[0].args[0].endswith("ステップごとの答え：")
+    direct = tasks["mgsm_direct_de"].instances[0].args[0]
+    assert "Antwort: 11\n\nFrage:" in direct and direct.endswith("\nAntwort:")
+    assert tasks["mgsm_cot_de"].doc_to_target(tasks["mgsm_cot_de"].test_docs()[0]) == "18"
+    for lang in MGSM_LANGS:
+        assert len(csv_rows_tsv(SUITES / f"mgsm/data/mgsm_{lang}.tsv")) == 250
+
+
+def csv_rows_tsv(path: Path) -> list[list[str]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+
+
+def test_gsm_family_counts_and_prompt(tm) -> None:
+    configs = load_suite("gsm8k").task_configs() + load_suite("gsm1k").task_configs()
+    configs += pick("gsm_plus", "testmini", "gsm_plus_digit_expansion") + load_suite("gsm_plus").task_configs("seeds")
+    tasks = build(tm, configs)
+    counts = {name: len(list(t.test_docs())) for name, t in tasks.items()}
+    assert counts == {"gsm8k_cot": 1319, "gsm1k_cot": 50, "gsm_plus_digit_expansion": 300, "gsm_plus_seeds": 300}
+    gsm8k = tasks["gsm8k_cot"]
+    gsm8k.build_all_requests(limit=1, rank=0, world_size=1)
+    prompt = gsm8k.instances[0].args[0]
+    assert prompt.count("Q: ") == 9 and prompt.count("The answer is") == 8 and prompt.endswith("\nA:")
+    assert gsm8k.doc_to_target(gsm8k.test_docs()[0]) == "18"
+    assert tasks["gsm1k_cot"].doc_to_target(tasks["gsm1k_cot"].test_docs()[0]) == "7"
+
+
+# ---------------------------------------------------------------------------------------------- answer extraction
+def extract_and_score(cfg: dict, outputs: list[str], golds: list[str]) -> tuple[list[str], float]:
+    """Run a config's first filter and its exact_match metric (lm-eval's own classes) on model outputs."""
+    from lm_eval.api.instance import Instance
+    from lm_eval.api.metrics import exact_match_hf_evaluate
+    from lm_eval.filters import build_filter_ensemble
+
+    spec = cfg["filter_list"][0]
+    ensemble = build_filter_ensemble(spec["name"], [[f["function"], {k: v for k, v in f.items() if k != "function"}]
+                                                    for f in spec["filter"]])
+    instances = [Instance(request_type="generate_until", doc={}, arguments=("", {}), idx=i, resps=[out])
+                 for i, out in enumerate(outputs)]
+    ensemble.apply(instances)
+    preds = [inst.filtered_resps[spec["name"]] for inst in instances]
+    metric = cfg["metric_list"][0]
+    opts = {k: v for k, v in metric.items() if k not in ("metric", "aggregation", "higher_is_better")}
+    scores = [exact_match_hf_evaluate([p], [g], **opts)["exact_match"] for p, g in zip(preds, golds, strict=True)]
+    return preds, sum(scores) / len(scores)
+
+
+def test_last_number_extraction_on_realistic_outputs() -> None:
+    cfg = load_suite("gsm8k").task_configs()[0]
+    outputs = [
+        "Janet sells 16 - 3 - 4 = 9 duck eggs a day. She makes 9 * 2 = $18 every day. The answer is 18.",
+        "He spent 80,000 + 50,000 = 130,000. It is worth 200,000. 200,000 - 130,000 = 70,000. The answer is 70,000.",
+        "So she has 23 - 15 = 8 dollars left.",
+        "Each costs $2.50, so the total is $12.00",
+        "Half of it: 1/2",
+        "I am not sure.",
+    ]
+    preds, score = extract_and_score(cfg, outputs, ["18", "70000", "8", "12", "1/2", "5"])
+    assert preds == ["18", "70,000", "8", "12.00", "1/2", "[invalid]"]
+    assert score == pytest.approx(5 / 6)
+    mgsm = pick("mgsm", "cot", "mgsm_cot_de")[0]
+    outputs = ["80.000 + 50.000 = 130.000. Gewinn: 70.000 US-Dollar. Die Antwort ist 70.000.",
+               "5 + 6 = 11。答えは11です。"]
+    preds, score = extract_and_score(mgsm, outputs, ["70000", "11"])
+    assert preds == ["70.000", "11"] and score == 1.0
+
+
+def test_bbh_answer_extraction_on_realistic_outputs() -> None:
+    cfg = pick("bbh", None, "bbh_cot_fewshot_date_understanding")[0]
+    outputs = [
+        " Today is 12/31/1929. One week from today is 01/07/1930. So the answer is (B).",
+        " The expression is not ( True ) = False. So the answer is False.",
+        " Sorting gives: apple banana cherry. So the answer is apple banana cherry",
+        " First the answer is (A), but re-checking, the date is 05/01. So the answer is (C).",
+        " I cannot decide.",
+    ]
+    preds, score = extract_and_score(cfg, outputs, ["(B)", "False", "apple banana cherry", "(C)", "(A)"])
+    assert preds == ["(B)", "False", "apple banana cherry", "(C)", "[invalid]"]
+    assert score == pytest.approx(4 / 5)
+
+
+# ---------------------------------------------------------------------------------------------- everything
+@pytest.mark.slow
+def test_every_task_of_every_suite_builds_with_the_documented_counts(tm) -> None:
+    expected = {("mmlu", "test"): 14042, ("mmlu_permuted", "test"): 14042, ("mmlu_redux", "ok"): 5330,
+                ("mmlu_redux", "all"): 5700, ("bbh", "test"): 6511, ("mgsm", "cot"): 2750,
+                ("mgsm", "direct"): 2750, ("gsm8k", "test"): 1319, ("gsm_plus", "testmini"): 2100,
+                ("gsm_plus", "seeds"): 300, ("gsm1k", "public"): 50}
+    for (name, split), count in expected.items():
+        tasks = build(tm, load_suite(name).task_configs(split))
+        assert len(tasks) == len(load_suite(name).splits[split])
+        total = 0
+        for task in tasks.values():
+            total += len(list(task.test_docs()))
+            task.build_all_requests(limit=1, rank=0, world_size=1)
+            assert task.instances
+        assert total == count, (name, split)
