@@ -17,7 +17,9 @@ from harness.errors import HarnessError
 # One line per command module; each exposes `register(app)`.
 COMMAND_MODULES = (
     "harness.cli.store_cmds",
+    "harness.cli.eval_cmds",
     "harness.cli.merge_cmds",
+    "harness.cli.dashboard_cmds",
 )
 
 app = typer.Typer(

@@ -1,0 +1,174 @@
+"""`harness eval`, `harness leaderboard`, `harness serve`: thin shells over harness.evaluate and the store."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from harness.cli.output import print_json, print_table
+from harness.errors import HarnessError
+
+if TYPE_CHECKING:
+    from harness.evaluate.runner import RunResult
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval")(eval_cmd)
+    app.command("leaderboard")(leaderboard)
+    app.command("serve")(serve)
+
+
+def _fmt(v: Any, digits: int = 4) -> str:
+    return "" if v is None or v != v else f"{v:.{digits}f}"
+
+
+def _interval(lo: Any, hi: Any) -> str:
+    return "" if lo is None or lo != lo else f"[{_fmt(lo, 3)}, {_fmt(hi, 3)}]"
+
+
+def _print_result(res: RunResult) -> None:
+    how = "reused" if res.reused else f"{res.cached_requests} cached / {res.new_requests} new requests"
+    typer.echo(f"{res.model_name} on {res.suite}:{res.split} ({res.backend}) run {res.run_id}: {how}, "
+               f"{res.seconds:.1f} s -> {res.results_dir}", err=True)
+    print_table(None, ["task", "metric", "value", "stderr", "95% CI", "n"],
+                [(s.task, s.metric, _fmt(s.value), _fmt(s.stderr), _interval(s.ci_low, s.ci_high), s.n)
+                 for s in res.scores])
+
+
+def eval_cmd(
+    models: list[str] = typer.Argument(..., help="Model folders, registered names/ids, or merge recipe YAMLs."),
+    suite: str = typer.Option(..., "--suite", "-s", help="Suite name (see suites/)."),
+    split: str = typer.Option(None, "--split", help="Suite split (default: the suite's default_split)."),
+    backend: str = typer.Option("hf", "--backend", "-b", help="hf | vllm | openai."),
+    limit: int = typer.Option(None, "--limit", help="At most N documents per task."),
+    tier: str = typer.Option(None, "--tier", help="A named size from suite.yaml: smoke | quick | full."),
+    tasks: str = typer.Option(None, "--tasks", help="Comma-separated subset of the split's tasks."),
+    batch_size: str = typer.Option("16", "--batch-size", help="Batch size (an integer, or auto)."),
+    device: str = typer.Option(None, "--device", help="hf: cpu, cuda, cuda:1 ... (default: cuda if available)."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto | float32 | bfloat16 | float16."),
+    seed: int = typer.Option(1234, "--seed", help="Seed for python, numpy, torch and few-shot sampling."),
+    base_url: str = typer.Option(None, "--base-url", help="openai: server root, e.g. http://127.0.0.1:8000."),
+    serve_it: bool = typer.Option(False, "--serve", help="openai: run `vllm serve` on the model for the run."),
+    tokenizer: str = typer.Option(None, "--tokenizer", help="openai: local tokenizer folder (default: model)."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow model code from the folder."),
+    rerun: bool = typer.Option(False, "--rerun", help="Recompute a run that is already complete (uses the cache)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the request cache."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (one object per model) on stdout."),
+) -> None:
+    """Evaluate models on a suite: scores with intervals, stored with provenance; re-runs reuse earlier work."""
+    from harness.evaluate.backends.base import BackendOptions
+    from harness.evaluate.runner import EvalOptions, evaluate_models, result_dict
+
+    bo = BackendOptions(
+        batch_size=int(batch_size) if batch_size.isdigit() else batch_size, device=device, dtype=dtype,
+        trust_remote_code=trust_remote_code, base_url=base_url, tokenizer=tokenizer,
+    )
+    opts = EvalOptions(
+        split=split, backend=backend, limit=limit, tier=tier, seed=seed, rerun=rerun, use_cache=not no_cache,
+        serve=serve_it, tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()) if tasks else None,
+        backend_options=bo,
+    )
+    total = len(models)
+
+    def started(i: int, ref: str) -> None:
+        typer.echo(f"[{i + 1}/{total}] {ref}: {suite} ({backend})", err=True)
+
+    done: list[Any] = []
+
+    def on_done(ref: str, res: Any) -> None:
+        if isinstance(res, HarnessError):
+            if total > 1:
+                typer.echo(f"error: {ref}: {res.line()}", err=True)
+        elif not as_json:
+            _print_result(res)
+        done.append(res)
+        if len(done) < total:
+            started(len(done), models[len(done)])
+
+    from harness.evaluate.plan import make_plan
+
+    make_plan(suite, split, limit, tier, list(opts.tasks) if opts.tasks else None)  # shared problems fail once
+    started(0, models[0])
+    results = evaluate_models(models, suite, opts, on_done=on_done)
+    if as_json:
+        print_json([
+            result_dict(r) if not isinstance(r, HarnessError) else {"model": m, "status": "failed", "error": r.line()}
+            for m, r in zip(models, results, strict=True)
+        ])
+    failures = [r for r in results if isinstance(r, HarnessError)]
+    if failures:
+        if len(failures) == len(results) and len(results) == 1:
+            raise failures[0]
+        raise typer.Exit(max(f.exit_code for f in failures))
+
+
+def leaderboard(
+    suite: str = typer.Option(None, "--suite", "-s", help="Only this suite, one column per task."),
+    metric: str = typer.Option(None, "--metric", help="Only this metric (e.g. acc)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON rows."),
+    as_csv: bool = typer.Option(False, "--csv", help="Print CSV rows."),
+) -> None:
+    """Models x suites (or x tasks with --suite): the latest complete score of each, with its 95% interval."""
+    from harness.evaluate.records import AGGREGATE_TASK
+    from harness.store import Store
+
+    store = Store()
+    store.init()
+    df = store.leaderboard(suite)
+    if metric:
+        df = df[df["metric"] == metric]
+    if as_json:
+        print_json(df.to_dict(orient="records"))
+        return
+    if as_csv:
+        df.to_csv(sys.stdout, index=False)
+        return
+    if df.empty:
+        typer.echo("no complete runs yet" + (f" for suite {suite!r}" if suite else ""))
+        return
+    if not suite:  # one column per suite:split (the macro mean over its tasks)
+        df = df[df["task"] == AGGREGATE_TASK]
+    cells: dict[tuple[str, str], str] = {}
+    for r in df.itertuples():
+        where = f"{r.suite}:{r.split}" if not suite else ("all" if r.task == AGGREGATE_TASK else r.task)
+        cells[(r.model, f"{where} {r.metric}")] = f"{_fmt(r.value, 3)} {_interval(r.ci_low, r.ci_high)}".strip()
+    columns = sorted({c for _, c in cells}, key=lambda c: (not c.startswith("all "), c))
+    models = sorted({m for m, _ in cells})
+    rows = [[m, *[cells.get((m, c), "") for c in columns]] for m in models]
+    title = f"{suite}: value [95% CI]" if suite else "suites (macro mean over tasks): value [95% CI]"
+    print_table(title, ["model", *columns], rows)
+
+
+def serve(
+    model: str = typer.Argument(..., help="Model folder or registered name."),
+    port: int = typer.Option(8000, "--port", help="Port on 127.0.0.1."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto | float32 | bfloat16 | float16."),
+    max_model_len: int = typer.Option(None, "--max-model-len", help="Context length (default: the model's)."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow model code from the folder."),
+) -> None:
+    """Serve a model with `vllm serve` on 127.0.0.1 (OpenAI API) until Ctrl-C; for --backend openai."""
+    import time
+
+    from harness.evaluate.serve import serving
+    from harness.evaluate.target import resolve_model
+    from harness.store import Store
+
+    store = Store()
+    store.init()
+    target = resolve_model(model, store)
+    if target.path is None:
+        raise HarnessError(f"no local folder for {model!r}", "pass a model folder")
+    typer.echo(f"starting vllm serve {target.path} on 127.0.0.1:{port} ...", err=True)
+    with serving(target.path, port=port, name=target.name, dtype=dtype, max_model_len=max_model_len,
+                 trust_remote_code=trust_remote_code) as server:
+        typer.echo(f"serving {server.model_name} at {server.base_url}/v1 (log: {server.log_path}); Ctrl-C stops")
+        try:
+            while server.alive():
+                time.sleep(1)
+        except KeyboardInterrupt:
+            typer.echo("stopping", err=True)
+            return
+    raise HarnessError(f"vllm serve exited with code {server.proc.returncode}", f"see {server.log_path}",
+                       exit_code=3)

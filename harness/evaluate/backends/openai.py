@@ -1,0 +1,67 @@
+"""Any OpenAI-compatible endpoint through lm-eval's local-completions / local-chat-completions.
+
+Requests are tokenized here with the model's own tokenizer and sent as token ids, with BOS decided the same
+way as for hf and vllm (lm-eval's API models default to no BOS: the source of the hf/openai difference).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from harness.errors import HarnessError
+from harness.evaluate.backends.base import BackendOptions, ModelTarget, package_version
+
+if TYPE_CHECKING:
+    from lm_eval.api.model import LM
+
+
+def check_reachable(base_url: str, timeout: float = 5.0) -> None:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{base_url.rstrip('/')}/v1/models", timeout=timeout) as resp:
+            resp.read()
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise HarnessError(f"cannot reach the endpoint {base_url} ({reason})",
+                           "start it (harness serve MODEL) or pass --serve / the right --base-url") from None
+
+
+class OpenAIBackend:
+    name = "openai"
+
+    def version(self) -> str:
+        return f"lm-eval local-completions, aiohttp {package_version('aiohttp')}"
+
+    def build(self, target: ModelTarget, options: BackendOptions) -> LM:
+        if not options.base_url:
+            raise HarnessError("the openai backend needs an endpoint", "pass --base-url URL or --serve")
+        check_reachable(options.base_url)
+        tokenizer = options.tokenizer or (str(target.path) if target.path else None)
+        if tokenizer is None:
+            raise HarnessError("the openai backend needs a tokenizer to score loglikelihoods",
+                               "pass --tokenizer FOLDER")
+        root = options.base_url.rstrip("/")
+        common: dict[str, object] = {
+            "model": options.served_model or target.name, "tokenizer": tokenizer,
+            "tokenizer_backend": "huggingface", "max_retries": options.max_retries,
+            "num_concurrent": options.num_concurrent, "seed": options.seed, "timeout": 120,
+            "trust_remote_code": options.trust_remote_code,
+        }
+        if options.max_length:
+            common["max_length"] = options.max_length
+        if options.chat:
+            from lm_eval.models.openai_completions import LocalChatCompletion
+
+            return LocalChatCompletion(base_url=f"{root}/v1/chat/completions", tokenized_requests=False, **common)
+        from lm_eval.models.openai_completions import LocalCompletionsAPI
+
+        batch = options.batch_size if isinstance(options.batch_size, int) else 1
+        return LocalCompletionsAPI(
+            base_url=f"{root}/v1/completions", tokenized_requests=True, batch_size=batch,
+            add_bos_token=bool(options.add_bos_token), **common,
+        )
+
+
+BACKEND = OpenAIBackend()

@@ -1,0 +1,189 @@
+"""Per-request caching of model answers, so re-runs are nearly free and killed runs resume.
+
+One SQLite file per (model content hash, backend, answer-changing settings) under results/cache/requests/.
+Keys are lm-eval's own request hashes (`hash_args(method, request.args)`). Answers are written as the model
+produces them (through lm-eval's cache hook, committed every `flush_every` seconds) and again for every request
+when a call returns, so a run killed halfway loses at most the last few seconds of work.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.hashing import hash_json
+from harness.paths import cache_dir
+
+if TYPE_CHECKING:
+    from lm_eval.api.instance import Instance
+    from lm_eval.api.model import LM
+
+METHODS = ("loglikelihood", "loglikelihood_rolling", "generate_until")
+
+
+def cache_path(model_id: str, backend: str, settings: dict[str, Any]) -> Path:
+    return cache_dir() / "requests" / f"{model_id[:16]}-{backend}-{hash_json(settings)[:12]}.sqlite"
+
+
+def _encode(method: str, answer: Any) -> str:
+    if method == "loglikelihood":
+        ll, greedy = answer
+        return json.dumps([float(ll), bool(greedy)])
+    if method == "loglikelihood_rolling":
+        return json.dumps(float(answer))
+    return json.dumps(answer)
+
+
+def _decode(method: str, text: str) -> Any:
+    value = json.loads(text)
+    return tuple(value) if method == "loglikelihood" else value
+
+
+class RequestCache:
+    """A SQLite table of request hash -> answer, with buffered writes."""
+
+    def __init__(self, path: Path, flush_every: float = 1.0) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.con = sqlite3.connect(path, timeout=60, isolation_level=None)
+        self.con.execute("PRAGMA journal_mode=WAL")
+        self.con.execute("PRAGMA synchronous=NORMAL")
+        self.con.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, method TEXT, answer TEXT)")
+        self.flush_every = flush_every
+        self._pending: dict[str, tuple[str, str]] = {}
+        self._last_flush = time.monotonic()
+        self.hits = 0
+        self.misses = 0
+
+    def get_many(self, method: str, keys: list[str]) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.con.execute(f"SELECT key, answer FROM answers WHERE key IN ({marks})", chunk).fetchall()
+            found.update((k, _decode(method, a)) for k, a in rows)
+        return found
+
+    def put(self, method: str, key: str, answer: Any) -> None:
+        self._pending[key] = (method, _encode(method, answer))
+        if time.monotonic() - self._last_flush >= self.flush_every:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            rows = [(k, m, a) for k, (m, a) in self._pending.items()]
+            self.con.execute("BEGIN")
+            self.con.executemany("INSERT OR REPLACE INTO answers VALUES (?, ?, ?)", rows)
+            self.con.execute("COMMIT")
+            self._pending.clear()
+        self._last_flush = time.monotonic()
+
+    def __len__(self) -> int:
+        return int(self.con.execute("SELECT count(*) FROM answers").fetchone()[0])
+
+    def close(self) -> None:
+        self.flush()
+        self.con.close()
+
+
+class _Hook:
+    """Stands in for lm-eval's CacheHook: backends call add_partial as answers come out."""
+
+    def __init__(self, cache: RequestCache) -> None:
+        self.cache = cache
+
+    def add_partial(self, attr: str, req: Any, res: Any) -> None:
+        from lm_eval.api.model import hash_args
+
+        try:
+            self.cache.put(attr, hash_args(attr, req), res)
+        except (TypeError, ValueError):
+            pass  # an answer we cannot serialise is simply not cached early
+
+
+_NOT_WHILE_LAZY = frozenset({"MULTIMODAL", "tokenizer", "eot_token_id", "max_length", "get_model_info",
+                             "batch_sizes", "_model", "model"})
+
+
+def cached_lm(build: Callable[[], LM], cache: RequestCache | None) -> LM:
+    """An lm-eval LM (so simple_evaluate takes it) that answers from `cache` first and builds the real model
+    with `build()` only when some request is not cached: a fully cached re-run never loads the model."""
+    from lm_eval.api.model import LM, hash_args
+
+    class CachedLM(LM):
+        def __init__(self) -> None:
+            super().__init__()
+            self._inner: LM | None = None
+
+        @property
+        def inner(self) -> LM:
+            if self._inner is None:
+                self._inner = build()
+                if cache is not None:
+                    self._inner.set_cache_hook(_Hook(cache))  # type: ignore[arg-type]
+            return self._inner
+
+        @property
+        def built(self) -> bool:
+            return self._inner is not None
+
+        def __getattr__(self, attr: str) -> Any:  # everything else is the inner model's
+            if attr.startswith("__") or attr == "_inner" or (attr in _NOT_WHILE_LAZY and self._inner is None):
+                raise AttributeError(attr)
+            return getattr(self.inner, attr)
+
+        def _answer(self, method: str, requests: list[Instance]) -> list[Any]:
+            if cache is None:
+                return getattr(self.inner, method)(requests)
+            keys = [hash_args(method, r.args) for r in requests]
+            sampled = [method == "generate_until" and r.args[1].get("do_sample", False) for r in requests]
+            found = cache.get_many(method, [k for k, s in zip(keys, sampled, strict=True) if not s])
+            todo = [i for i, (k, s) in enumerate(zip(keys, sampled, strict=True)) if s or k not in found]
+            cache.hits += len(requests) - len(todo)
+            cache.misses += len(todo)
+            answers = [found.get(k) for k in keys]
+            if todo:
+                fresh = getattr(self.inner, method)([requests[i] for i in todo])
+                for i, ans in zip(todo, fresh, strict=True):
+                    answers[i] = ans
+                    if not sampled[i]:
+                        cache.put(method, keys[i], ans)
+            cache.flush()
+            return answers
+
+        def loglikelihood(self, requests: list[Instance], *args: Any, **kw: Any) -> list[Any]:
+            return self._answer("loglikelihood", requests)
+
+        def loglikelihood_rolling(self, requests: list[Instance], *args: Any, **kw: Any) -> list[Any]:
+            return self._answer("loglikelihood_rolling", requests)
+
+        def generate_until(self, requests: list[Instance], *args: Any, **kw: Any) -> list[Any]:
+            return self._answer("generate_until", requests)
+
+        def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+            return self.inner.apply_chat_template(chat_history, add_generation_prompt)
+
+        @property
+        def tokenizer_name(self) -> str:
+            return self.inner.tokenizer_name
+
+        def chat_template(self, chat_template: bool | str = False) -> str | None:
+            return self.inner.chat_template(chat_template)
+
+        @property
+        def rank(self) -> int:
+            return self._inner.rank if self._inner is not None else 0
+
+        @property
+        def world_size(self) -> int:
+            return self._inner.world_size if self._inner is not None else 1
+
+        @property
+        def device(self) -> Any:
+            return self._inner.device if self._inner is not None else None
+
+    return CachedLM()

@@ -1,0 +1,112 @@
+"""From (suite, split, tier/limit, task filter) to the lm-eval task configs of one run, checked before any
+model loads: unknown suites, splits and tasks get "did you mean", missing data files are named."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from harness.errors import HarnessError, did_you_mean
+
+
+class SuiteLike(Protocol):
+    """What harness.suites.load_suite returns (see docs/suites.md)."""
+
+    name: str
+    version: str
+    default_split: str
+    splits: dict[str, Sequence[str]]
+    tiers: dict[str, int | None]
+
+    def task_configs(self, split: str) -> list[dict[str, Any]]: ...
+
+    def data_hash(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Plan:
+    suite: SuiteLike
+    split: str
+    tasks: tuple[str, ...]
+    limit: int | None
+    data_hash: str | None
+
+
+def load_suite(suite: str | SuiteLike) -> SuiteLike:
+    if not isinstance(suite, str):
+        return suite
+    try:
+        from harness.suites import load_suite as _load  # type: ignore[import-not-found]
+    except ImportError:
+        raise HarnessError("no suites are available (harness.suites is missing in this checkout)",
+                           "update the checkout; suites live in suites/<name>/suite.yaml") from None
+    return _load(suite)
+
+
+def _limit(suite: SuiteLike, limit: int | None, tier: str | None) -> int | None:
+    if limit is not None and tier is not None:
+        raise HarnessError("--limit and --tier both given", "pass one of them")
+    if tier is None:
+        return limit
+    tiers = dict(getattr(suite, "tiers", None) or {})
+    if tier not in tiers:
+        raise HarnessError(f"suite {suite.name!r} has no tier {tier!r}{did_you_mean(tier, list(tiers))}",
+                           f"use one of {', '.join(tiers) or '(none defined)'}")
+    return tiers[tier]
+
+
+def data_files(config: dict[str, Any]) -> list[Path]:
+    files = ((config.get("dataset_kwargs") or {}).get("data_files")) or {}
+    values = files.values() if isinstance(files, dict) else [files]
+    out: list[Path] = []
+    for v in values:
+        out += [Path(x) for x in (v if isinstance(v, (list, tuple)) else [v])]
+    return out
+
+
+def task_configs(plan: Plan) -> list[dict[str, Any]]:
+    """The run's configs; HarnessError naming the task and file when a data file is missing."""
+    configs = [c for c in plan.suite.task_configs(plan.split) if c.get("task") in plan.tasks]
+    for c in configs:
+        for f in data_files(c):
+            if "://" not in str(f) and not f.exists():
+                raise HarnessError(f"task {c['task']!r} of suite {plan.suite.name!r}: data file {f} is missing",
+                                   "restore the file (git checkout suites/) or fix data_files in the task YAML")
+    return configs
+
+
+def _some(names: Sequence[str], n: int = 6) -> str:
+    return ", ".join(names[:n]) + (f" ... ({len(names)} in all)" if len(names) > n else "")
+
+
+def make_plan(
+    suite: str | SuiteLike, split: str | None = None, limit: int | None = None, tier: str | None = None,
+    tasks: list[str] | None = None,
+) -> Plan:
+    if isinstance(suite, str) and ":" in suite:  # 'suite:split', the form twins use
+        suite, _, named = suite.partition(":")
+        split = split or named
+    s = load_suite(suite)
+    if getattr(s, "kind", "lm-eval") != "lm-eval":
+        raise HarnessError(f"suite {s.name!r} is a {s.kind} suite, not an lm-eval one",
+                           "judge suites are scored by the judge runner, not by harness eval")
+    split = split or s.default_split
+    if split not in s.splits:
+        raise HarnessError(f"suite {s.name!r} has no split {split!r}{did_you_mean(split, list(s.splits))}",
+                           f"use one of {', '.join(s.splits)}")
+    available = list(s.splits[split])
+    chosen = available
+    if tasks:
+        unknown = [t for t in tasks if t not in available]
+        if unknown:
+            t = unknown[0]
+            raise HarnessError(f"suite {s.name!r} split {split!r} has no task {t!r}{did_you_mean(t, available)}",
+                               f"use some of {_some(available)}")
+        chosen = [t for t in available if t in tasks]
+    try:
+        data_hash = s.data_hash()
+    except OSError:
+        data_hash = None  # a missing file: task_configs() names it once the run is recorded
+    return Plan(s, split, tuple(chosen), _limit(s, limit, tier), data_hash)

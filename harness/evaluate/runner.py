@@ -1,0 +1,289 @@
+"""One evaluation run: model + suite + backend -> lm-eval -> store + results/runs/<run-id>/.
+
+    evaluate_model(model_ref, suite, split=..., backend=..., limit=...) -> RunResult
+
+The run id is a hash of everything that decides the scores, so a re-run finds its previous work: a complete
+run is returned from the store, and a killed one resumes from the request cache. The store is written once
+at the start (running) and once at the end (scores + samples + complete, in one transaction), or marked failed.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import harness
+from harness.errors import HarnessError
+from harness.evaluate.backends import get_backend
+from harness.evaluate.backends.base import BackendOptions, ModelTarget
+from harness.evaluate.plan import Plan, SuiteLike, make_plan, task_configs
+from harness.hashing import hash_json
+from harness.store.records import RunRecord, Score
+
+if TYPE_CHECKING:
+    from harness.store import Store
+
+LM_EVAL_BOOTSTRAP_ITERS = 1000
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """Everything about a run besides the model and suite."""
+
+    split: str | None = None
+    backend: str = "hf"
+    limit: int | None = None
+    tier: str | None = None
+    tasks: tuple[str, ...] | None = None
+    seed: int = 1234
+    rerun: bool = False  # recompute even if a complete run exists (answers still come from the cache)
+    use_cache: bool = True
+    serve: bool = False  # backend openai: start `vllm serve` on the model for the length of the run
+    backend_options: BackendOptions = field(default_factory=BackendOptions)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    model_id: str
+    model_name: str
+    suite: str
+    split: str
+    backend: str
+    status: str  # complete | failed
+    scores: list[Score]
+    results_dir: Path | None
+    reused: bool = False  # a complete run with this id already existed
+    cached_requests: int = 0
+    new_requests: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+
+    def score(self, task: str, metric: str = "acc") -> Score | None:
+        return next((s for s in self.scores if s.task == task and s.metric == metric), None)
+
+
+def resolve_bos(target: ModelTarget, options: BackendOptions) -> bool | None:
+    """Whether this model's tokenizer adds BOS by default: decided once, passed to every backend alike."""
+    if options.add_bos_token is not None:
+        return options.add_bos_token
+    folder = options.tokenizer or (str(target.path) if target.path else None)
+    if folder is None:
+        return None
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=options.trust_remote_code)
+    except Exception:  # noqa: BLE001 - a broken folder fails (and is recorded) when the backend loads it
+        return None
+    ids = tok("a b").input_ids
+    return bool(tok.bos_token_id is not None and ids and ids[0] == tok.bos_token_id)
+
+
+def score_settings(plan: Plan, opts: EvalOptions, bo: BackendOptions) -> dict[str, Any]:
+    """The settings that can change scores: part of the run id (batch size and device are not)."""
+    return {
+        "tasks": list(plan.tasks), "limit": plan.limit, "seed": opts.seed, "dtype": bo.dtype,
+        "add_bos_token": bo.add_bos_token, "max_length": bo.max_length, "chat": bo.chat,
+        "num_fewshot": None, "lm_eval_bootstrap_iters": LM_EVAL_BOOTSTRAP_ITERS,
+    }
+
+
+def run_id_for(target: ModelTarget, plan: Plan, backend: str, settings: dict[str, Any]) -> str:
+    key = {"model": target.model_id, "suite": plan.suite.name, "suite_version": str(plan.suite.version),
+           "split": plan.split, "data_hash": plan.data_hash, "backend": backend, "settings": settings}
+    return "r" + hash_json(key)[:19]
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, HarnessError):
+        return exc.line()
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:500]
+
+
+def _as_harness_error(exc: Exception, target: ModelTarget, opts: EvalOptions, stage: str) -> HarnessError:
+    if isinstance(exc, HarnessError):
+        return exc
+    kind = type(exc).__name__
+    if isinstance(exc, MemoryError) or "OutOfMemory" in kind or "out of memory" in str(exc).lower():
+        return HarnessError(f"out of memory evaluating {target.name} with {opts.backend}",
+                            "lower --batch-size, use --dtype bfloat16, or a device with more memory", exit_code=3)
+    if stage == "load":
+        return HarnessError(f"model {target.name} won't load with {opts.backend}: {_one_line(exc)}",
+                            "check the folder (config.json, weights, tokenizer) or try another --backend")
+    if opts.backend == "openai":
+        return HarnessError(f"the endpoint {opts.backend_options.base_url} failed during the run: {_one_line(exc)}",
+                            "check the server (its log); re-running resumes from the request cache", exit_code=3)
+    return HarnessError(f"evaluating {target.name} failed: {_one_line(exc)}", "rerun with --debug", exit_code=1)
+
+
+def _quiet_engines() -> None:
+    for name in ("lm-eval", "lm_eval", "vllm", "transformers", "datasets", "httpx"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _free_memory() -> None:
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass
+
+
+def _evaluate(target: ModelTarget, plan: Plan, run: RunRecord, opts: EvalOptions,
+              bo: BackendOptions, store: Store) -> RunResult:
+    import lm_eval
+    from lm_eval.loggers import EvaluationTracker
+    from lm_eval.tasks import TaskManager
+
+    from harness.evaluate.cache import RequestCache, cache_path, cached_lm
+    from harness.evaluate.records import to_records
+    from harness.evaluate.results_dir import write_run_dir
+
+    start = time.perf_counter()
+    configs = task_configs(plan)
+    backend = get_backend(opts.backend)
+
+    def build() -> Any:
+        try:
+            return backend.build(target, bo)
+        except Exception as exc:  # noqa: BLE001
+            raise _as_harness_error(exc, target, opts, "load") from None
+
+    cache = None
+    if opts.use_cache:
+        keyed = {k: run.settings[k] for k in ("dtype", "add_bos_token", "max_length", "chat")}
+        cache = RequestCache(cache_path(target.model_id, opts.backend, keyed))
+    lm = cached_lm(build, cache)
+    try:
+        tracker = EvaluationTracker()
+        results = lm_eval.simple_evaluate(
+            model=lm, tasks=configs, limit=plan.limit, bootstrap_iters=LM_EVAL_BOOTSTRAP_ITERS,
+            log_samples=True, evaluation_tracker=tracker, task_manager=TaskManager(include_defaults=False),
+            random_seed=opts.seed, numpy_random_seed=opts.seed, torch_random_seed=opts.seed,
+            fewshot_random_seed=opts.seed,
+        )
+    except Exception as exc:  # noqa: BLE001
+        raise _as_harness_error(exc, target, opts, "eval") from None
+    finally:
+        if cache is not None:
+            cache.close()
+        built = lm.built
+        lm = None
+        if built:
+            _free_memory()
+    scores, samples = to_records(results, seed=opts.seed)  # before the tracker sanitizes the samples
+    folder = write_run_dir(run, results, scores, tracker)
+    store.finish_run(run.run_id, scores, samples)
+    return RunResult(
+        run.run_id, target.model_id, target.name, plan.suite.name, plan.split, opts.backend, "complete",
+        scores, folder, cached_requests=cache.hits if cache is not None else 0,
+        new_requests=cache.misses if cache is not None else 0,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _evaluate_served(target: ModelTarget, plan: Plan, run: RunRecord, opts: EvalOptions,
+                     bo: BackendOptions, store: Store) -> RunResult:
+    from harness.evaluate.serve import serving
+
+    if opts.backend != "openai":
+        raise HarnessError("--serve works with --backend openai only", "add --backend openai or drop --serve")
+    if target.path is None:
+        raise HarnessError(f"--serve needs a local model folder, got {target.name!r}", "pass a folder")
+    with serving(target.path, name=target.name, dtype=bo.dtype, max_model_len=bo.max_length,
+                 trust_remote_code=bo.trust_remote_code) as server:
+        bo = replace(bo, base_url=server.base_url, served_model=server.model_name)
+        return _evaluate(target, plan, run, opts, bo, store)
+
+
+def _reuse(store: Store, run_id: str, target: ModelTarget, plan: Plan, backend: str) -> RunResult | None:
+    from harness.evaluate.results_dir import run_dir
+
+    prev = store.get_run(run_id)
+    if prev is None or prev.status != "complete" or not (run_dir(run_id) / "harness.json").is_file():
+        return None
+    return RunResult(run_id, target.model_id, target.name, plan.suite.name, plan.split, backend, "complete",
+                     store.scores(run_id), run_dir(run_id), reused=True)
+
+
+def evaluate_model(
+    model_ref: str, suite: str | SuiteLike, options: EvalOptions | None = None, store: Store | None = None,
+    **overrides: Any,
+) -> RunResult:
+    """Evaluate one model on one suite split; raises HarnessError (one line) after marking the run failed.
+
+    `overrides` set EvalOptions fields by name, e.g. evaluate_model(path, "zoo_math", split="public", limit=20).
+    """
+    from harness.evaluate.target import resolve_model
+    from harness.store import Store
+
+    opts = replace(options or EvalOptions(), **overrides)
+    store = store or Store()
+    store.init()
+    _quiet_engines()
+    get_backend(opts.backend)  # unknown backend: fail before anything else
+    plan = make_plan(suite, opts.split, opts.limit, opts.tier, list(opts.tasks) if opts.tasks else None)
+    target = resolve_model(model_ref, store, opts.backend_options.base_url)
+    bo = replace(opts.backend_options, seed=opts.seed, add_bos_token=resolve_bos(target, opts.backend_options))
+    settings = score_settings(plan, opts, bo)
+    run_id = run_id_for(target, plan, opts.backend, settings)
+    if not opts.rerun and (done := _reuse(store, run_id, target, plan, opts.backend)) is not None:
+        return done
+    backend = get_backend(opts.backend)
+    run = RunRecord(
+        run_id=run_id, model_id=target.model_id, suite=plan.suite.name, backend=opts.backend,
+        harness_version=harness.__version__, suite_version=str(plan.suite.version), split=plan.split,
+        data_hash=plan.data_hash, backend_version=backend.version(),
+        settings={**settings, "batch_size": bo.batch_size, "device": bo.device, "base_url": bo.base_url},
+        seed=opts.seed,
+    )
+    store.start_run(run)
+    try:
+        if not opts.serve:
+            return _evaluate(target, plan, run, opts, bo, store)
+        return _evaluate_served(target, plan, run, opts, bo, store)
+    except BaseException as exc:
+        store.fail_run(run_id, _one_line(exc))
+        raise
+
+
+def evaluate_models(
+    model_refs: Sequence[str], suite: str | SuiteLike, options: EvalOptions | None = None,
+    store: Store | None = None, on_done: Callable[[str, RunResult | HarnessError], None] | None = None,
+    **overrides: Any,
+) -> list[RunResult | HarnessError]:
+    """Evaluate several models; a model that fails is reported (HarnessError in the list) and the rest go on.
+
+    Problems shared by every model (unknown backend, suite, split, tier or task) raise once, before any run.
+    """
+    opts = replace(options or EvalOptions(), **overrides)
+    get_backend(opts.backend)
+    make_plan(suite, opts.split, opts.limit, opts.tier, list(opts.tasks) if opts.tasks else None)
+    out: list[RunResult | HarnessError] = []
+    for ref in model_refs:
+        try:
+            res: RunResult | HarnessError = evaluate_model(ref, suite, opts, store)
+        except HarnessError as exc:
+            res = exc
+        out.append(res)
+        if on_done:
+            on_done(ref, res)
+    return out
+
+
+def result_dict(res: RunResult) -> dict[str, Any]:
+    d = asdict(res)
+    d["results_dir"] = str(res.results_dir) if res.results_dir else None
+    return d

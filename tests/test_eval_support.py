@@ -1,0 +1,99 @@
+"""Helpers for the eval tests (no tests here): a small real lm-eval suite built in a temp folder, and a
+worker entry point that the kill-and-resume test runs in a subprocess."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+NAMES = ["tom", "ana", "bob", "kim"]
+THINGS = ["apples", "pears", "cats", "dogs", "books"]
+
+
+def write_mc_data(path: Path, n: int, seed: int = 0) -> Path:
+    rng = random.Random(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        for _ in range(n):
+            a, b = rng.randint(0, 40), rng.randint(0, 40)
+            q = f"{rng.choice(NAMES)} has {a} {rng.choice(THINGS)} and {b} more . how many ?"
+            choices = [str(a + b), str(a + b + 1), str(abs(a - b)), str(a + b + 2)]
+            f.write(json.dumps({"question": q, "choices": choices, "answer": 0}) + "\n")
+    return path
+
+
+def mc_config(task: str, data: Path) -> dict[str, Any]:
+    return {
+        "task": task, "dataset_path": "json", "dataset_kwargs": {"data_files": {"test": str(data)}},
+        "test_split": "test", "output_type": "multiple_choice", "doc_to_text": "{{question}}",
+        "doc_to_choice": "{{choices}}", "doc_to_target": "{{answer}}",
+        "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
+        "metadata": {"version": 1},
+    }
+
+
+def gen_config(task: str, data: Path) -> dict[str, Any]:
+    return {
+        "task": task, "dataset_path": "json", "dataset_kwargs": {"data_files": {"test": str(data)}},
+        "test_split": "test", "output_type": "generate_until", "doc_to_text": "{{question}}",
+        "doc_to_target": "{{choices[0]}}",
+        "generation_kwargs": {"until": ["?", "."], "max_gen_toks": 4, "do_sample": False},
+        "metric_list": [{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True}],
+        "metadata": {"version": 1},
+    }
+
+
+@dataclass
+class TmpSuite:
+    """Satisfies harness.evaluate.plan.SuiteLike, like harness.suites.load_suite's result."""
+
+    name: str
+    configs: dict[str, list[dict[str, Any]]]
+    version: str = "1"
+    default_split: str = "public"
+    tiers: dict[str, int | None] = field(default_factory=lambda: {"smoke": 5, "quick": 20, "full": None})
+
+    @property
+    def splits(self) -> dict[str, list[str]]:
+        return {k: [c["task"] for c in v] for k, v in self.configs.items()}
+
+    def task_configs(self, split: str) -> list[dict[str, Any]]:
+        return [json.loads(json.dumps(c)) for c in self.configs[split]]
+
+    def data_hash(self) -> str:
+        h = hashlib.sha256()
+        for configs in self.configs.values():
+            for c in configs:
+                h.update(Path(c["dataset_kwargs"]["data_files"]["test"]).read_bytes())
+        return h.hexdigest()
+
+
+def make_suite(root: Path, n: int = 40, with_gen: bool = False, name: str = "tmp_suite") -> TmpSuite:
+    mc = write_mc_data(root / "data" / "mc.jsonl", n)
+    mc2 = write_mc_data(root / "data" / "mc2.jsonl", n, seed=1)
+    public = [mc_config("tmp_mc", mc), mc_config("tmp_mc2", mc2)]
+    if with_gen:
+        public.append(gen_config("tmp_gen", mc))
+    return TmpSuite(name, {"public": public, "heldout": [mc_config("tmp_mc_heldout", mc2)]})
+
+
+def worker(argv: list[str]) -> None:
+    """python -m tests.test_eval_support MODEL SUITE_ROOT N: evaluate with the hf backend, batch size 1."""
+    from harness.evaluate import evaluate_model
+    from harness.evaluate.backends.base import BackendOptions
+    from harness.evaluate.runner import EvalOptions
+
+    model, root, n = argv[0], Path(argv[1]), int(argv[2])
+    suite = make_suite(root, n=n)
+    opts = EvalOptions(backend_options=BackendOptions(batch_size=1, device="cpu", dtype="float32"))
+    res = evaluate_model(model, suite, opts)
+    print(json.dumps({"run_id": res.run_id, "cached": res.cached_requests, "new": res.new_requests}))
+
+
+if __name__ == "__main__":
+    worker(sys.argv[1:])
