@@ -19,7 +19,6 @@ COMMAND_MODULES = (
     "harness.cli.store_cmds",
     "harness.cli.eval_cmds",
     "harness.cli.merge_cmds",
-    "harness.cli.dashboard_cmds",
 )
 
 app = typer.Typer(
