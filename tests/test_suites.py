@@ -394,3 +394,24 @@ def test_every_task_of_every_suite_builds_with_the_documented_counts(tm) -> None
             task.build_all_requests(limit=1, rank=0, world_size=1)
             assert task.instances
         assert total == count, (name, split)
+
+
+@pytest.mark.slow
+def test_configs_run_through_simple_evaluate_on_a_tiny_model(tiny_llama) -> None:
+    """The route the runner takes: inline dicts + TaskManager(include_defaults=False), a real HF model, smoke limit."""
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    path = tiny_llama("suite-model")
+    configs = pick("mmlu", None, "mmlu_anatomy") + load_suite("gsm8k").task_configs()
+    configs += pick("bbh", None, "bbh_cot_fewshot_navigate")
+    for cfg in configs[1:]:  # a random tiny model would babble 256 tokens; 8 is enough to test the plumbing
+        cfg["generation_kwargs"] = {**cfg["generation_kwargs"], "max_gen_toks": 8}
+    out = lm_eval.simple_evaluate(model="hf", model_args={"pretrained": str(path), "dtype": "float32"},
+                                  tasks=configs, task_manager=TaskManager(include_defaults=False), limit=2,
+                                  log_samples=True, device="cpu", batch_size=1)
+    res = out["results"]
+    assert 0.0 <= res["mmlu_anatomy"]["acc,none"] <= 1.0
+    assert 0.0 <= res["gsm8k_cot"]["exact_match,last-number"] <= 1.0
+    assert 0.0 <= res["bbh_cot_fewshot_navigate"]["exact_match,get-answer"] <= 1.0
+    assert out["configs"]["mmlu_anatomy"]["num_fewshot"] == 5 and len(out["samples"]["gsm8k_cot"]) == 2
