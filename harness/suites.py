@@ -72,6 +72,9 @@ class Suite:
 
     def task_configs(self, split: str | None = None) -> list[dict[str, Any]]:
         """lm-eval task config dicts for a split: includes merged, !function resolved, data paths absolute."""
+        if self.kind != "lm-eval":
+            raise HarnessError(f"suite {self.name!r} is a {self.kind} suite: it has no lm-eval task configs",
+                               "score it with the judge runner")
         from lm_eval.tasks._yaml_loader import load_yaml  # lm-eval's loader: !function and include:
 
         configs = []
@@ -92,7 +95,9 @@ class Suite:
 
     # ------------------------------------------------------------------ provenance
     def data_files(self) -> list[Path]:
-        """Every data file the suite's tasks read (sorted, absolute)."""
+        """Every data file the suite's tasks read (sorted, absolute); for judge suites every file under data/."""
+        if self.kind != "lm-eval":
+            return sorted(p for p in (self.path / "data").rglob("*") if p.is_file())
         files: set[Path] = set()
         for task in self.all_tasks:
             cfg = _read_yaml(self.task_files[task])
@@ -175,7 +180,7 @@ def _build(path: Path) -> Suite:
     spec = _parse(path)
     folder = path.parent
     task_files = _index_tasks(folder)
-    for split, tasks in spec.splits.items():
+    for split, tasks in spec.splits.items() if spec.kind == "lm-eval" else ():  # judge runners read their own
         for task in tasks:
             if task not in task_files:
                 raise HarnessError(
@@ -187,7 +192,7 @@ def _build(path: Path) -> Suite:
         splits={k: tuple(v) for k, v in spec.splits.items()}, default_split=spec.default_split,
         tiers=dict(spec.tiers), twins=dict(spec.twins), hub_tasks=tuple(spec.hub_tasks), task_files=task_files,
     )
-    for task in suite.all_tasks:  # every data file exists before anything runs
+    for task in suite.all_tasks if spec.kind == "lm-eval" else ():  # every data file exists before a run
         for p in _data_file_paths(_read_yaml(task_files[task]), folder, task_files[task]):
             if not p.is_file():
                 raise HarnessError(f"suite {spec.name!r} task {task!r}: data file {p} is missing",

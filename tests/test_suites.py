@@ -415,3 +415,11 @@ def test_configs_run_through_simple_evaluate_on_a_tiny_model(tiny_llama) -> None
     assert 0.0 <= res["gsm8k_cot"]["exact_match,last-number"] <= 1.0
     assert 0.0 <= res["bbh_cot_fewshot_navigate"]["exact_match,get-answer"] <= 1.0
     assert out["configs"]["mmlu_anatomy"]["num_fewshot"] == 5 and len(out["samples"]["gsm8k_cot"]) == 2
+
+
+def test_judge_suites_need_no_task_yamls(tmp_path: Path) -> None:
+    folder = make_suite(tmp_path, "name: toy\nversion: '1'\nkind: judge\ndefault_split: q\nsplits: {q: [q1, q2]}\n")
+    suite = load_suite("toy", tmp_path)
+    assert suite.splits == {"q": ("q1", "q2")} and suite.data_files() == [folder / "data" / "test.jsonl"]
+    with pytest.raises(HarnessError, match="judge suite"):
+        suite.task_configs()
