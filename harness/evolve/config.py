@@ -1,0 +1,171 @@
+"""The evolve config: a YAML file, safe-loaded and validated once by frozen pydantic models.
+
+    cfg = load_config("examples/evolve_zoo.yaml")      # EvolveConfig; HarnessError naming the field on bad input
+
+Model references and `suites_dir` are resolved relative to the config file's folder (then the cwd) when they are
+folders; otherwise they are names or ids in the store.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from harness.errors import HarnessError
+
+METHODS = ("linear", "task_arithmetic", "ties", "dare_ties", "dare_linear", "slerp")
+NEEDS_BASE = ("task_arithmetic", "ties", "dare_ties", "dare_linear", "slerp")
+METHOD_PARAMS: dict[str, tuple[str, ...]] = {
+    "linear": ("weight",),
+    "task_arithmetic": ("weight",),
+    "ties": ("weight", "density"),
+    "dare_ties": ("weight", "density"),
+    "dare_linear": ("weight", "density"),
+    "slerp": ("t",),
+}
+BACKENDS = ("hf", "vllm")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Bounds(_Frozen):
+    """The searched range of one merge parameter, and where the search starts."""
+
+    low: float
+    high: float
+    init: float | None = None  # default: the middle of the range
+
+    @model_validator(mode="after")
+    def _check(self) -> Bounds:
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        if self.init is not None and not self.low <= self.init <= self.high:
+            raise ValueError(f"init ({self.init}) must lie in [{self.low}, {self.high}]")
+        return self
+
+    @property
+    def start(self) -> float:
+        return (self.low + self.high) / 2 if self.init is None else self.init
+
+
+class FitnessSuite(_Frozen):
+    """One suite of the fitness: its weight in the sum, and optionally which tasks and metric count."""
+
+    suite: str
+    weight: float = 1.0
+    tasks: tuple[str, ...] | None = None  # default: every task of the split
+    metric: str | None = None  # default: each task's first metric (acc, exact_match, ...)
+
+
+class Budget(_Frozen):
+    """When the search stops: whichever limit comes first (at least one is required)."""
+
+    generations: int | None = Field(default=None, ge=1)
+    evaluations: int | None = Field(default=None, ge=1)
+    minutes: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _some(self) -> Budget:
+        if self.generations is None and self.evaluations is None and self.minutes is None:
+            raise ValueError("set generations, evaluations or minutes")
+        return self
+
+
+class EvolveConfig(_Frozen):
+    name: str | None = None
+    base: str | None = None
+    sources: tuple[str, ...] = Field(min_length=1)
+    method: Literal["linear", "task_arithmetic", "ties", "dare_ties", "dare_linear", "slerp"]
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    parameters: dict[str, Bounds] = Field(default_factory=dict)
+    granularity: Literal["global", "layer_groups", "layer"] = "global"
+    layer_groups: int = Field(default=2, ge=1)
+    fitness: tuple[FitnessSuite, ...] = Field(min_length=1)
+    search_split: str = "search"
+    heldout_split: str = "heldout"
+    limit: int | None = Field(default=None, ge=1)  # documents per task during the search (and its held-out checks)
+    report_suites: tuple[str, ...] = ()  # suite[:split] the final best is also evaluated on
+    suites_dir: str | None = None  # a folder of suites besides the repository's suites/
+    population: int = Field(default=8, ge=2)
+    sigma: float = Field(default=0.2, gt=0, le=1)  # CMA-ES step size in the unit cube of the parameters
+    budget: Budget
+    seed: int = 0
+    backend: Literal["hf", "vllm"] = "hf"
+    batch_size: int = Field(default=32, ge=1)
+    check_every: int = Field(default=5, ge=0)  # held-out check of the current best every N generations (0: never)
+    verify_every: int = Field(default=20, ge=0)  # vllm: compare logprobs with hf every N swaps (0: first swap only)
+    workers: int = Field(default=1, ge=1)  # >1: Ray actors, one engine each (needs `pip install harness[ray]`)
+    ray_address: str | None = None  # a Ray cluster; default: a local Ray
+    threads: int | None = Field(default=None, ge=1)  # torch CPU threads (default: torch's choice)
+
+    @model_validator(mode="after")
+    def _check(self) -> EvolveConfig:
+        if self.method in NEEDS_BASE and not self.base:
+            raise ValueError(f"method {self.method} needs `base`")
+        if self.method == "slerp" and len(self.sources) != 1:
+            raise ValueError("slerp merges `base` with exactly one source: give one entry in `sources`")
+        allowed = METHOD_PARAMS[self.method]
+        for name in self.parameters:
+            if name not in allowed:
+                raise ValueError(f"parameters.{name} is not searched by {self.method} (use {', '.join(allowed)})")
+        if not self.parameters:
+            raise ValueError(f"parameters: give bounds for at least one of {', '.join(allowed)}")
+        if self.search_split == self.heldout_split:
+            raise ValueError("search_split and heldout_split must differ: the held-out split is the honest check")
+        return self
+
+    def param_names(self) -> tuple[str, ...]:
+        return tuple(p for p in METHOD_PARAMS[self.method] if p in self.parameters)
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that decide the search's result: the evolve run id hashes these (budget, speed and report
+        settings are left out, so a run can be resumed with a larger budget or on more workers)."""
+        skip = {"name", "budget", "report_suites", "batch_size", "check_every", "verify_every", "workers",
+                "ray_address", "threads"}
+        return self.model_dump(mode="json", exclude=skip)
+
+    def fitness_key(self) -> dict[str, Any]:
+        """What decides a candidate's fitness besides the model: evaluations with the same key are reusable."""
+        return {"fitness": [f.model_dump() for f in self.fitness], "split": self.search_split,
+                "limit": self.limit, "backend": self.backend, "dtype": self.dtype}
+
+
+def _where(err: dict[str, Any]) -> str:
+    return ".".join(str(p) for p in err["loc"]) or "config"
+
+
+def parse_config(data: Any, source: str = "config") -> EvolveConfig:
+    if not isinstance(data, dict):
+        raise HarnessError(f"{source} must be a YAML mapping", "see docs/evolve.md for an example")
+    try:
+        return EvolveConfig.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        raise HarnessError(f"{source}: field {_where(err)}: {msg}", "fix the config (see docs/evolve.md)") from None
+
+
+def load_config(path: str | Path) -> tuple[EvolveConfig, Path]:
+    """(config, the folder relative references start from)."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise HarnessError(f"no evolve config at {p}", "check the path")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise HarnessError(f"{p} is not valid YAML ({str(exc).splitlines()[0]})", "fix the YAML syntax") from None
+    return parse_config(data, str(p)), p.resolve().parent
+
+
+def resolve_ref(ref: str, base_dir: Path) -> str:
+    """A folder reference made absolute (config folder first, then the cwd); anything else is kept as is."""
+    for candidate in (base_dir / ref, Path(ref)):
+        if candidate.is_dir():
+            return str(candidate.resolve())
+    return ref

@@ -1,0 +1,159 @@
+"""One engine per search, loaded once; each candidate's weights are swapped into it.
+
+    engine = open_engine("hf", base_folder, dtype="float32", batch_size=32, add_bos_token=True)
+    engine.swap(tensors)          # the merged state dict of a candidate
+    engine.lm                     # an lm-eval LM computing with those weights
+
+The engines are built by the evaluation backends themselves (harness.evaluate.backends), with the settings the
+runner uses, so a candidate's fitness equals what `harness eval` gives its materialised folder. `hf` loads the state
+dict into the live transformers model; `vllm` reloads the live engine's weights (harness.evolve.vllm_swap).
+`verify` compares the engine's prompt logprobs with a transformers forward pass of the same weights.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from harness.errors import HarnessError
+
+if TYPE_CHECKING:
+    import torch
+    from lm_eval.api.model import LM
+
+VERIFY_TOL = 1e-3
+
+
+class Engine(Protocol):
+    name: str
+    lm: LM
+
+    def swap(self, tensors: dict[str, torch.Tensor]) -> None: ...
+
+    def prompt_logprobs(self, prompts: list[list[int]]) -> list[list[float]]: ...
+
+    def close(self) -> None: ...
+
+
+def backend_lm(backend: str, folder: Path, dtype: str, batch_size: int, add_bos_token: bool | None,
+               seed: int = 1234) -> LM:
+    """The lm-eval LM the evaluation backend builds for a model folder (no request cache: weights change)."""
+    from harness.evaluate.backends import get_backend
+    from harness.evaluate.backends.base import BackendOptions, ModelTarget
+
+    opts = BackendOptions(batch_size=batch_size, dtype=dtype, add_bos_token=add_bos_token, seed=seed)
+    return get_backend(backend).build(ModelTarget("evolve-engine", folder, folder.name), opts)
+
+
+def check_keys(tensors: dict[str, Any], expected: set[str], tied: set[str]) -> None:
+    """Refuse partial or foreign state dicts (a half-swapped model would be scored as a candidate)."""
+    extra = set(tensors) - expected
+    missing = expected - set(tensors) - tied
+    if extra or missing:
+        name = sorted(extra or missing)[0]
+        raise HarnessError(f"merged weights do not fit the engine's model ({'unexpected' if extra else 'missing'} "
+                           f"tensor {name})", "merge models of the base's architecture")
+
+
+class HFEngine:
+    """A transformers model inside lm-eval's HFLM; swap = load_state_dict into the live model."""
+
+    name = "hf"
+
+    def __init__(self, folder: Path, dtype: str, batch_size: int, add_bos_token: bool | None, seed: int = 1234):
+        self.lm = backend_lm("hf", folder, dtype, batch_size, add_bos_token, seed)
+        self.model = self.lm.model  # type: ignore[attr-defined]
+        self.model.eval()
+        self._keys = set(self.model.state_dict())
+        self._tied = tied_keys(self.model)
+
+    def swap(self, tensors: dict[str, torch.Tensor]) -> None:
+        import torch
+
+        check_keys(tensors, self._keys, self._tied)
+        with torch.no_grad():
+            self.model.load_state_dict(tensors, strict=False)
+        live = self.model.state_dict()
+        for k, v in tensors.items():  # the live parameters must now be the candidate's (no copies kept)
+            if not torch.equal(live[k], v.to(live[k].dtype)):
+                raise HarnessError(f"the hf engine kept old weights for {k}", "report this as a bug")
+
+    def prompt_logprobs(self, prompts: list[list[int]]) -> list[list[float]]:
+        return hf_prompt_logprobs(self.model, prompts)
+
+    def close(self) -> None:
+        self.lm = None  # type: ignore[assignment]
+        self.model = None
+
+
+def tied_keys(model: Any) -> set[str]:
+    """State-dict keys that are views of another parameter (tied heads): a merge may leave them out."""
+    if getattr(model.config, "tie_word_embeddings", False):
+        return {k for k in model.state_dict() if k.endswith("lm_head.weight")}
+    return set()
+
+
+def hf_prompt_logprobs(model: Any, prompts: list[list[int]]) -> list[list[float]]:
+    """log p(token_i | tokens_<i) for i >= 1 of each prompt, by a plain forward pass."""
+    import torch
+
+    out = []
+    with torch.no_grad():
+        for ids in prompts:
+            x = torch.tensor([ids], device=model.device)
+            logp = torch.log_softmax(model(x).logits[0].float(), dim=-1)
+            out.append([float(logp[i - 1, ids[i]]) for i in range(1, len(ids))])
+    return out
+
+
+class Reference:
+    """A transformers copy of the model used to check an engine after a swap (built on first use)."""
+
+    def __init__(self, folder: Path, dtype: str):
+        self.folder, self.dtype = folder, dtype
+        self.model: Any = None
+
+    def logprobs(self, tensors: dict[str, torch.Tensor], prompts: list[list[int]]) -> list[list[float]]:
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        if self.model is None:
+            self.model = AutoModelForCausalLM.from_pretrained(self.folder, dtype=getattr(torch, self.dtype)).eval()
+        with torch.no_grad():
+            self.model.load_state_dict(tensors, strict=False)
+        return hf_prompt_logprobs(self.model, prompts)
+
+
+def probe_prompts(vocab_size: int, n: int = 3, length: int = 24, seed: int = 0) -> list[list[int]]:
+    """A few fixed token sequences for logprob checks."""
+    import random
+
+    rng = random.Random(seed)
+    return [[rng.randrange(4, vocab_size) for _ in range(length)] for _ in range(n)]
+
+
+def max_gap(a: list[list[float]], b: list[list[float]]) -> float:
+    return max(abs(x - y) for ra, rb in zip(a, b, strict=True) for x, y in zip(ra, rb, strict=True))
+
+
+def verify(engine: Engine, reference: Reference, tensors: dict[str, torch.Tensor], prompts: list[list[int]],
+           tol: float = VERIFY_TOL) -> float:
+    """The largest logprob gap between the engine and transformers on the candidate's weights; raises above tol."""
+    gap = max_gap(engine.prompt_logprobs(prompts), reference.logprobs(tensors, prompts))
+    if not gap <= tol:
+        raise HarnessError(f"after a weight swap the {engine.name} engine's logprobs differ from transformers' by "
+                           f"{gap:.2e} (> {tol:g})", "use backend: hf, or report the vLLM version as unsupported")
+    return gap
+
+
+def open_engine(backend: str, folder: Path, dtype: str, batch_size: int, add_bos_token: bool | None,
+                seed: int = 1234) -> Engine:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if backend == "hf":
+        return HFEngine(folder, dtype, batch_size, add_bos_token, seed)
+    if backend == "vllm":
+        from harness.evolve.vllm_swap import VLLMEngine
+
+        return VLLMEngine(folder, dtype, batch_size, add_bos_token, seed)
+    raise HarnessError(f"unknown evolve backend {backend!r}", "use hf or vllm")

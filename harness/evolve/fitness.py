@@ -1,0 +1,113 @@
+"""Fitness by lm-eval itself: the suites' task objects are built once per split, then
+`lm_eval.evaluator.evaluate` runs them against the live engine's LM for every candidate.
+
+    tasks = SplitTasks.build(cfg.fitness, "search", suites_root, limit=cfg.limit)
+    score = tasks.score(engine.lm)       # Score(fitness, per_suite, per_task)
+
+fitness = sum_s w_s * mean_t(metric of task t in suite s) / sum_s w_s, each task's metric being the suite's
+`metric` or the task's first metric (acc for multiple choice, exact_match for generation).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.errors import HarnessError, did_you_mean
+from harness.evolve.config import FitnessSuite
+
+if TYPE_CHECKING:
+    from lm_eval.api.model import LM
+
+
+@dataclass(frozen=True)
+class Score:
+    fitness: float
+    per_suite: dict[str, float]
+    per_task: dict[str, float]
+
+
+def load_suite(name: str, root: Path | None) -> Any:
+    """A suite from `root` (a config's suites_dir) if it is there, else from the repository's suites/."""
+    from harness.suites import list_suites
+    from harness.suites import load_suite as _load
+
+    if root is not None and name.partition(":")[0] in list_suites(root):
+        return _load(name, root)
+    return _load(name)
+
+
+def task_metric(config: dict[str, Any], override: str | None) -> str:
+    if override:
+        return override
+    metrics = config.get("metric_list") or [{"metric": "acc"}]
+    return str(metrics[0]["metric"])
+
+
+@dataclass
+class SplitTasks:
+    """The lm-eval tasks of one split of every fitness suite, with the metric and weight each one counts for."""
+
+    split: str
+    task_dict: dict[str, Any]
+    members: dict[str, tuple[str, str, float]]  # task -> (suite, metric, suite weight)
+    limit: int | None
+
+    @classmethod
+    def build(cls, fitness: tuple[FitnessSuite, ...], split: str, root: Path | None,
+              limit: int | None = None) -> SplitTasks:
+        from lm_eval.tasks import TaskManager
+
+        configs: list[dict[str, Any]] = []
+        members: dict[str, tuple[str, str, float]] = {}
+        for fs in fitness:
+            suite = load_suite(fs.suite, root)
+            if split not in suite.splits:
+                hint = did_you_mean(split, list(suite.splits))
+                raise HarnessError(f"suite {fs.suite!r} has no split {split!r}{hint}",
+                                   f"use one of {', '.join(suite.splits)} in search_split/heldout_split")
+            chosen = [c for c in suite.task_configs(split) if selected(c["task"], split, fs.tasks)]
+            if not chosen:
+                raise HarnessError(f"fitness suite {fs.suite!r}: no task of split {split!r} matches {fs.tasks}",
+                                   f"pick tasks from {', '.join(suite.splits[split])}")
+            for c in chosen:
+                members[c["task"]] = (fs.suite, task_metric(c, fs.metric), fs.weight)
+            configs += chosen
+        for name in ("lm-eval", "lm_eval"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        task_dict = TaskManager(include_defaults=False).load(configs)
+        return cls(split, task_dict, members, limit)
+
+    def score(self, lm: LM) -> Score:
+        from lm_eval.evaluator import evaluate
+
+        results = evaluate(lm, self.task_dict, limit=self.limit, bootstrap_iters=0, log_samples=False)
+        if results is None:
+            raise HarnessError("lm-eval returned no results", "run the search in a single process")
+        per_task = {t: metric_value(results["results"].get(t, {}), m, t) for t, (_, m, _) in self.members.items()}
+        suites: dict[str, list[float]] = {}
+        weights: dict[str, float] = {}
+        for t, (s, _, w) in self.members.items():
+            suites.setdefault(s, []).append(per_task[t])
+            weights[s] = w
+        per_suite = {s: sum(v) / len(v) for s, v in suites.items()}
+        total = sum(weights.values())
+        fitness = sum(weights[s] * per_suite[s] for s in per_suite) / total if total else 0.0
+        return Score(fitness, per_suite, per_task)
+
+
+def selected(task: str, split: str, tasks: tuple[str, ...] | None) -> bool:
+    """Whether `tasks` (None: all) names this task, in full or without its split suffix (zoo_math_mc)."""
+    return tasks is None or task in tasks or task.removesuffix(f"_{split}") in tasks
+
+
+def metric_value(task_results: dict[str, Any], metric: str, task: str) -> float:
+    """The value of `metric` under any filter (lm-eval keys are 'metric,filter')."""
+    for key, value in task_results.items():
+        if key.partition(",")[0] == metric and not key.partition(",")[0].endswith("_stderr"):
+            return float(value)
+    have = sorted({k.partition(",")[0] for k in task_results if "," in k and "stderr" not in k})
+    raise HarnessError(f"task {task!r} reports no metric {metric!r}{did_you_mean(metric, have)}",
+                       f"set fitness[].metric to one of {', '.join(have) or '(none)'}")

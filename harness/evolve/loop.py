@@ -1,0 +1,290 @@
+"""The evolution loop: CMA-ES (the `cmaes` library) over merge parameters, every candidate merged in memory,
+swapped into one live engine, scored by lm-eval on the search split, recorded in the store; the optimizer state is
+saved after each generation, so `resume=True` continues a killed run to the same result.
+
+    result = run_evolve("examples/evolve_zoo.yaml", on_generation=print)
+
+At the end the best candidate is materialised (merge_to_folder), evaluated through the evaluation runner on the
+held-out split, the search split and every report suite, and a selection row records that it was chosen on the
+fitness suites' search split by this run.
+"""
+
+from __future__ import annotations
+
+import pickle
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.errors import HarnessError
+from harness.evolve import records
+from harness.evolve.config import EvolveConfig, load_config, resolve_ref
+from harness.evolve.params import Space, num_layers
+from harness.hashing import hash_json
+
+if TYPE_CHECKING:
+    from harness.evolve.parallel import Pool, WorkerSpec
+    from harness.merge import InMemoryMerger
+    from harness.store import Store
+
+PENALTY = 1.0  # CMA-ES minimises -fitness; a failed merge (NaN weights) counts as -fitness = +1 (worse than any)
+
+
+@dataclass(frozen=True)
+class GenerationReport:
+    generation: int
+    best: float | None
+    mean: float | None
+    sigma: float
+    evaluated: int  # candidates scored in this generation
+    reused: int  # candidates whose fitness came from the cache (same model id seen before)
+    failed: int
+    seconds: float
+    per_minute: float
+    best_so_far: float | None
+    best_model_id: str | None
+    heldout: float | None = None  # held-out check of the best so far, every check_every generations
+
+
+@dataclass
+class EvolveResult:
+    evolve_id: str
+    status: str
+    generations: int
+    evaluations: int
+    best_model_id: str | None
+    best_fitness: float | None
+    best_params: dict[str, Any]
+    path: str | None
+    wall_s: float
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class LazyPool:
+    """Opens the workers (engines load here) only when a candidate needs scoring."""
+
+    def __init__(self, opener: Callable[[], Pool]) -> None:
+        self.opener, self.pool = opener, None
+
+    def map(self, recipes: list[dict[str, Any]], split: str = "search") -> list[Any]:
+        if not recipes:
+            return []
+        if self.pool is None:
+            self.pool = self.opener()
+        return self.pool.map(recipes, split)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+
+
+def folder_of(ref: str, base_dir: Path, store: Store) -> str:
+    """An absolute model folder for a config reference (folder or store name/id)."""
+    resolved = resolve_ref(ref, base_dir)
+    if Path(resolved).is_dir():
+        return resolved
+    rec = store.get_model(ref)
+    if not rec.path or not Path(rec.path).is_dir():
+        raise HarnessError(f"model {ref!r} has no folder on disk", "materialize it, or point the config at a folder")
+    return rec.path
+
+
+class Search:
+    """One evolution run: set up from a config, then `run()`."""
+
+    def __init__(self, cfg: EvolveConfig, base_dir: Path, store: Store) -> None:
+        from harness.merge import InMemoryMerger
+
+        self.cfg, self.store = cfg, store
+        self.sources = [folder_of(s, base_dir, store) for s in cfg.sources]
+        self.base = folder_of(cfg.base, base_dir, store) if cfg.base else None
+        self.engine_folder = self.base or self.sources[0]
+        self.suites_root = str(resolve_ref(cfg.suites_dir, base_dir)) if cfg.suites_dir else None
+        self.space = Space.build(cfg, self.sources, self.base, num_layers(self.engine_folder))
+        self.merger: InMemoryMerger = InMemoryMerger(store=store, seed=cfg.seed)
+        plan = self.merger.plan(self.space.recipe(self.space.start()))
+        self.parents = {p.path: p.model_id for p in plan.parents}
+        self.names = {p.path: Path(p.path).name for p in plan.parents}
+        self.fitness_key = hash_json({**cfg.fitness_key(), "data": self._data_hashes()})
+        self.evolve_id = "ev" + hash_json({"config": cfg.identity(), "parents": self.parents})[:18]
+
+    def _data_hashes(self) -> dict[str, str]:
+        from harness.evolve.fitness import load_suite
+
+        root = Path(self.suites_root) if self.suites_root else None
+        return {f.suite: load_suite(f.suite, root).data_hash() for f in self.cfg.fitness}
+
+    def stored_config(self) -> dict[str, Any]:
+        return {"config": self.cfg.model_dump(mode="json"), "fitness_key": self.fitness_key,
+                "parents": self.parents, "slots": [list(s) for s in self.space.slots()],
+                "sources": self.sources, "base": self.base}
+
+    def worker_spec(self) -> WorkerSpec:
+        import json
+
+        from harness.evaluate.backends.base import BackendOptions, ModelTarget
+        from harness.evaluate.runner import resolve_bos
+        from harness.evolve.parallel import WorkerSpec
+
+        folder = Path(self.engine_folder)
+        bos = resolve_bos(ModelTarget("engine", folder, folder.name), BackendOptions())
+        vocab = int(json.loads((folder / "config.json").read_text()).get("vocab_size") or 100)
+        return WorkerSpec(self.cfg.model_dump(mode="json"), self.engine_folder, self.suites_root, bos, vocab,
+                          self.cfg.threads)
+
+    # ------------------------------------------------------------------ the loop
+    def run(self, resume: bool = False, on_generation: Callable[[GenerationReport], None] | None = None,
+            stop_after: int | None = None) -> EvolveResult:
+        """Search until the budget is spent (or `stop_after` generations in this call), then finalise."""
+        t0 = time.perf_counter()
+        prev = records.get_run(self.store, self.evolve_id)
+        if prev is not None and not resume:
+            if prev.status == "complete":
+                return self.summary(prev.generation, time.perf_counter() - t0)
+            raise HarnessError(f"evolve run {self.evolve_id} exists ({prev.status}, generation {prev.generation})",
+                               "pass --resume to continue it, or change the config (e.g. its seed)")
+        opt = pickle.loads(prev.optimizer_state) if prev and prev.optimizer_state else self.new_optimizer()
+        generation = prev.generation if prev else 0
+        records.start_run(self.store, self.evolve_id, self.stored_config())
+        pool = LazyPool(self.open_pool)
+        try:
+            done = 0
+            while not self.spent(generation, time.perf_counter() - t0) and (stop_after is None or done < stop_after):
+                generation += 1
+                report = self.generation(opt, generation, pool)
+                done += 1
+                if on_generation:
+                    on_generation(report)
+            if stop_after is not None and not self.spent(generation, time.perf_counter() - t0):
+                return self.summary(generation, time.perf_counter() - t0, status="running")
+        except BaseException:
+            records.finish_run(self.store, self.evolve_id, "failed")
+            raise
+        finally:
+            pool.close()
+        return self.finalize(generation, time.perf_counter() - t0)
+
+    def new_optimizer(self) -> Any:
+        import numpy as np
+        from cmaes import CMA
+
+        dim = self.space.dim
+        return CMA(mean=np.array(self.space.start(), dtype=float), sigma=self.cfg.sigma,
+                   bounds=np.array([[0.0, 1.0]] * dim), seed=self.cfg.seed, population_size=self.cfg.population)
+
+    def open_pool(self) -> Pool:
+        from harness.evolve.parallel import open_pool
+
+        return open_pool(self.worker_spec(), self.cfg.workers, self.cfg.ray_address)
+
+    def spent(self, generation: int, elapsed: float) -> bool:
+        b = self.cfg.budget
+        return ((b.generations is not None and generation >= b.generations)
+                or (b.evaluations is not None and generation * self.cfg.population >= b.evaluations)
+                or (b.minutes is not None and elapsed >= 60 * b.minutes))
+
+    def generation(self, opt: Any, generation: int, pool: Pool) -> GenerationReport:
+        t0 = time.perf_counter()
+        xs = [opt.ask() for _ in range(opt.population_size)]
+        recipes = [self.space.recipe(x) for x in xs]
+        plans = [self.merger.plan(r) for r in recipes]
+        known: dict[str, float | None] = {}
+        todo: list[int] = []
+        for i, plan in enumerate(plans):
+            found, fit = records.cached_fitness(self.store, plan.model_id, self.fitness_key)
+            if found:
+                known[plan.model_id] = fit
+            elif plan.model_id not in {plans[j].model_id for j in todo}:
+                todo.append(i)
+        outcomes = dict(zip(todo, pool.map([recipes[i] for i in todo]), strict=True))
+        fits: list[float | None] = []
+        for i, (x, plan) in enumerate(zip(xs, plans, strict=True)):
+            out = outcomes.get(i)
+            fit = out.fitness if out is not None else known.get(plan.model_id)
+            if out is not None:
+                known[plan.model_id] = fit
+            extra = {"x": [float(v) for v in x], "reused": out is None}
+            if out is not None:
+                extra.update(per_suite=out.per_suite, seconds=round(out.seconds, 3), swap_gap=out.swap_gap,
+                             error=out.error)
+            records.record_candidate(self.store, self.evolve_id, generation, i, plan,
+                                     self.space.describe(x, self.names), fit, extra)
+            fits.append(fit)
+        opt.tell([(x, PENALTY if f is None else -f) for x, f in zip(xs, fits, strict=True)])
+        best = records.best(records.candidates(self.store, self.evolve_id))
+        heldout = self.heldout_check(best, generation, pool)
+        records.save_generation(self.store, self.evolve_id, generation, pickle.dumps(opt),
+                                best.model_id if best else None)
+        ok = [f for f in fits if f is not None]
+        secs = time.perf_counter() - t0
+        return GenerationReport(
+            generation, max(ok) if ok else None, sum(ok) / len(ok) if ok else None,
+            float(getattr(opt, "_sigma", float("nan"))), len(todo), len(xs) - len(todo),
+            len(xs) - len(ok), secs, 60 * len(xs) / secs if secs else 0.0,
+            best.fitness if best else None, best.model_id if best else None, heldout,
+        )
+
+    def heldout_check(self, best: records.Candidate | None, generation: int, pool: Pool) -> float | None:
+        every = self.cfg.check_every
+        if best is None or not every or generation % every:
+            return None
+        if best.heldout is not None:
+            return best.heldout
+        out = pool.map([self.space.recipe(best.params["x"])], split=self.cfg.heldout_split)[0]
+        if out.fitness is not None:
+            records.set_heldout(self.store, self.evolve_id, best.model_id, out.fitness)
+        return out.fitness
+
+    # ------------------------------------------------------------------ the end
+    def finalize(self, generation: int, wall_s: float) -> EvolveResult:
+        from harness.evolve.report import evaluate_best
+
+        best = records.best(records.candidates(self.store, self.evolve_id))
+        if best is None:
+            records.finish_run(self.store, self.evolve_id, "failed")
+            raise HarnessError(f"evolve run {self.evolve_id}: every candidate failed to merge",
+                               "narrow the parameter bounds (weights that cancel out give NaN merges)")
+        recipe = {**self.space.recipe(best.params["x"]), "name": f"evolve-{self.evolve_id[2:10]}"}
+        evaluate_best(self, recipe, best)
+        records.finish_run(self.store, self.evolve_id, "complete", best.model_id)
+        return self.summary(generation, wall_s)
+
+    def summary(self, generation: int, wall_s: float, status: str | None = None) -> EvolveResult:
+        from harness.evolve.report import final_runs
+
+        cands = records.candidates(self.store, self.evolve_id)
+        best = records.best(cands)
+        run = records.get_run(self.store, self.evolve_id)
+        model = self.store.find_model(best.model_id) if best else None
+        return EvolveResult(
+            self.evolve_id, status or (run.status if run else "running"), generation, len(cands),
+            best.model_id if best else None, best.fitness if best else None,
+            best.params.get("values", {}) if best else {}, model.path if model else None, wall_s,
+            final_runs(self.store, best.model_id) if best and (status or (run and run.status)) == "complete" else [],
+            records.history(self.store, self.evolve_id),
+        )
+
+
+def run_evolve(config: str | Path | EvolveConfig, resume: bool = False, store: Store | None = None,
+               on_generation: Callable[[GenerationReport], None] | None = None, base_dir: Path | None = None,
+               stop_after: int | None = None) -> EvolveResult:
+    """Run (or resume) the evolution a config describes; returns its summary."""
+    from harness.store import Store
+
+    if isinstance(config, EvolveConfig):
+        cfg, folder = config, base_dir or Path.cwd()
+    else:
+        cfg, folder = load_config(config)
+    store = store or Store()
+    store.init()
+    if cfg.threads:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
+    return Search(cfg, folder, store).run(resume=resume, on_generation=on_generation, stop_after=stop_after)

@@ -1,0 +1,147 @@
+"""Evaluating candidates: one Worker = one in-memory merger + one live engine + the search split's lm-eval tasks.
+
+    worker = Worker(spec)                 # loads the engine once
+    worker.evaluate(recipe)               # Outcome(fitness, per_suite, seconds, swap_gap, error)
+
+`local_pool(spec)` runs one Worker in this process. `ray_pool(spec, n, address)` runs n Workers as Ray actors
+(`pip install 'harness[ray]'`; a local Ray on CPU, or a cluster address for GPUs, one engine per actor, one GPU
+each when the cluster has them) and hands candidates to whichever actor is free. Scores do not depend on which
+worker evaluated a candidate, so a parallel search gives the same result as a serial one.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from harness.errors import HarnessError
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a worker needs, picklable (it travels to Ray actors): model folders are absolute paths."""
+
+    config: dict[str, Any]  # EvolveConfig.model_dump()
+    engine_folder: str
+    suites_root: str | None
+    add_bos_token: bool | None
+    probe_vocab: int
+    threads: int | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    fitness: float | None
+    per_suite: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+    swap_gap: float | None = None  # logprob gap engine vs transformers, when checked
+    error: str | None = None
+
+
+class Worker:
+    def __init__(self, spec: WorkerSpec) -> None:
+        from harness.evolve.config import EvolveConfig
+        from harness.evolve.engines import Reference, open_engine, probe_prompts
+        from harness.evolve.fitness import SplitTasks
+        from harness.merge import InMemoryMerger
+
+        if spec.threads:
+            import torch
+
+            torch.set_num_threads(spec.threads)
+        self.cfg = EvolveConfig.model_validate(spec.config)
+        root = Path(spec.suites_root) if spec.suites_root else None
+        self.merger = InMemoryMerger(seed=self.cfg.seed)
+        self.engine = open_engine(self.cfg.backend, Path(spec.engine_folder), self.cfg.dtype, self.cfg.batch_size,
+                                  spec.add_bos_token)
+        self.reference = Reference(Path(spec.engine_folder), self.cfg.dtype)
+        self.probes = probe_prompts(spec.probe_vocab)
+        self.tasks = {"search": SplitTasks.build(self.cfg.fitness, self.cfg.search_split, root, self.cfg.limit)}
+        self._root = root
+        self.swaps = 0
+
+    def load(self, recipe: dict[str, Any]) -> float | None:
+        """Merge in memory and swap into the engine; checks logprobs against transformers every verify_every."""
+        from harness.evolve.engines import verify
+
+        tensors = self.merger.merge(recipe)
+        self.engine.swap(tensors)
+        self.swaps += 1
+        gap = None
+        every = self.cfg.verify_every
+        if self.engine.name != "hf" and (self.swaps == 1 or (every and self.swaps % every == 0)):
+            gap = verify(self.engine, self.reference, tensors, self.probes)
+        return gap
+
+    def split_tasks(self, split: str) -> Any:
+        from harness.evolve.fitness import SplitTasks
+
+        if split not in self.tasks:
+            self.tasks[split] = SplitTasks.build(self.cfg.fitness, split, self._root, self.cfg.limit)
+        return self.tasks[split]
+
+    def evaluate(self, recipe: dict[str, Any], split: str = "search") -> Outcome:
+        t0 = time.perf_counter()
+        try:
+            gap = self.load(recipe)
+        except HarnessError as exc:
+            if "not finite" in exc.problem or "non-finite" in exc.problem or "NaN" in exc.problem:
+                return Outcome(None, seconds=time.perf_counter() - t0, error=exc.line())
+            raise
+        score = self.split_tasks(split).score(self.engine.lm)
+        return Outcome(score.fitness, score.per_suite, time.perf_counter() - t0, gap)
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+class Pool(Protocol):
+    def map(self, recipes: list[dict[str, Any]], split: str = "search") -> list[Outcome]: ...
+
+    def close(self) -> None: ...
+
+
+class LocalPool:
+    def __init__(self, spec: WorkerSpec) -> None:
+        self.worker = Worker(spec)
+
+    def map(self, recipes: list[dict[str, Any]], split: str = "search") -> list[Outcome]:
+        return [self.worker.evaluate(r, split) for r in recipes]
+
+    def close(self) -> None:
+        self.worker.close()
+
+
+class RayPool:
+    """n Ray actors, each a Worker; candidates go to free actors, results come back in order."""
+
+    def __init__(self, spec: WorkerSpec, n: int, address: str | None) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise HarnessError("workers > 1 needs Ray, which is not installed",
+                               "pip install 'harness[ray]', or set workers: 1") from None
+        if not ray.is_initialized():
+            ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+        gpus = 1 if ray.cluster_resources().get("GPU", 0) >= n else 0
+        actor = ray.remote(num_gpus=gpus, num_cpus=1)(Worker)
+        self.ray = ray
+        self.actors = [actor.remote(spec) for _ in range(n)]
+
+    def map(self, recipes: list[dict[str, Any]], split: str = "search") -> list[Outcome]:
+        from ray.util import ActorPool
+
+        pool = ActorPool(self.actors)
+        return list(pool.map(lambda a, r: a.evaluate.remote(r, split), recipes))
+
+    def close(self) -> None:
+        for a in self.actors:
+            self.ray.kill(a)
+
+
+def open_pool(spec: WorkerSpec, workers: int, address: str | None) -> Pool:
+    if workers <= 1:
+        return LocalPool(spec)
+    return RayPool(spec, workers, address)

@@ -1,0 +1,141 @@
+"""What an evolution run writes to the store and reads back (tables evolve_runs and evolve_candidates).
+
+Each candidate is a model row (kind="candidate", materialized=False) with its recipe and lineage edges, and an
+evolve_candidates row with its parameters and fitness. The optimizer state is saved after every generation, so a
+killed run resumes where it stopped. Short transactions, parameterised SQL.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harness.merge.resolve import MergePlan
+    from harness.store import Store
+
+
+@dataclass(frozen=True)
+class EvolveRun:
+    evolve_id: str
+    config: dict[str, Any]
+    status: str  # running | complete | failed
+    generation: int  # the last finished generation (0: none yet)
+    optimizer_state: bytes | None
+    best_model_id: str | None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    generation: int
+    idx: int
+    model_id: str
+    params: dict[str, Any]
+    fitness: float | None  # None: the merge failed (non-finite weights)
+    heldout: float | None
+
+
+def get_run(store: Store, evolve_id: str) -> EvolveRun | None:
+    with store.db.read() as con:
+        row = con.execute("SELECT evolve_id, config, status, generation, optimizer_state, best_model_id "
+                          "FROM evolve_runs WHERE evolve_id = ?", [evolve_id]).fetchone()
+    if row is None:
+        return None
+    return EvolveRun(row[0], json.loads(row[1]), row[2], int(row[3]), bytes(row[4]) if row[4] else None, row[5])
+
+
+def start_run(store: Store, evolve_id: str, config: dict[str, Any]) -> None:
+    with store.db.write() as con:
+        con.execute("INSERT INTO evolve_runs (evolve_id, config, status, generation) VALUES (?, ?, 'running', 0) "
+                    "ON CONFLICT (evolve_id) DO UPDATE SET status = 'running', ended = NULL",
+                    [evolve_id, json.dumps(config, default=str)])
+
+
+def save_generation(store: Store, evolve_id: str, generation: int, state: bytes, best_model_id: str | None) -> None:
+    with store.db.write() as con:
+        con.execute("UPDATE evolve_runs SET generation = ?, optimizer_state = ?, best_model_id = ? "
+                    "WHERE evolve_id = ?", [generation, state, best_model_id, evolve_id])
+
+
+def finish_run(store: Store, evolve_id: str, status: str, best_model_id: str | None = None) -> None:
+    with store.db.write() as con:
+        con.execute("UPDATE evolve_runs SET status = ?, best_model_id = COALESCE(?, best_model_id), "
+                    "ended = current_timestamp WHERE evolve_id = ?", [status, best_model_id, evolve_id])
+
+
+def record_candidate(store: Store, evolve_id: str, generation: int, idx: int, plan: MergePlan,
+                     params: dict[str, Any], fitness: float | None, extra: dict[str, Any]) -> None:
+    """The candidate's model row (unless a model with that id exists), recipe, lineage and evolve_candidates row."""
+    from harness.store import LineageEdge, ModelRecord
+
+    if store.find_model(plan.model_id) is None:
+        store.add_recipe(plan.recipe_id, plan.method, plan.normalised_yaml())
+        store.add_model(ModelRecord(
+            model_id=plan.model_id, name=None, path=None, kind="candidate", source="evolve",
+            recipe_id=plan.recipe_id, materialized=False,
+            meta={"evolve_id": evolve_id, "generation": generation, "idx": idx, "params": params,
+                  "seed": plan.seed, "method": plan.method, "mergekit": plan.mergekit_version},
+        ))
+        store.add_lineage([LineageEdge(child_id=plan.model_id, parent_id=p.model_id, role=p.role, weight=p.weight,
+                                       params=p.params) for p in plan.parents])
+    with store.db.write() as con:
+        con.execute("INSERT OR REPLACE INTO evolve_candidates VALUES (?, ?, ?, ?, ?, ?, NULL)",
+                    [evolve_id, generation, idx, plan.model_id, json.dumps({"values": params, **extra}), fitness])
+
+
+def set_heldout(store: Store, evolve_id: str, model_id: str, value: float) -> None:
+    with store.db.write() as con:
+        con.execute("UPDATE evolve_candidates SET heldout = ? WHERE evolve_id = ? AND model_id = ?",
+                    [value, evolve_id, model_id])
+
+
+def cached_fitness(store: Store, model_id: str, fitness_key: str) -> tuple[bool, float | None]:
+    """(found, fitness) of this model under the same fitness key in any evolution run."""
+    with store.db.read() as con:
+        row = con.execute(
+            "SELECT c.fitness FROM evolve_candidates c JOIN evolve_runs r USING (evolve_id) "
+            "WHERE c.model_id = ? AND json_extract_string(r.config, '$.fitness_key') = ? LIMIT 1",
+            [model_id, fitness_key],
+        ).fetchone()
+    return (row is not None, None if row is None else row[0])
+
+
+def candidates(store: Store, evolve_id: str) -> list[Candidate]:
+    with store.db.read() as con:
+        rows = con.execute("SELECT generation, idx, model_id, params, fitness, heldout FROM evolve_candidates "
+                           "WHERE evolve_id = ? ORDER BY generation, idx", [evolve_id]).fetchall()
+    return [Candidate(int(r[0]), int(r[1]), r[2], json.loads(r[3]) if r[3] else {}, r[4], r[5]) for r in rows]
+
+
+def best(cands: list[Candidate]) -> Candidate | None:
+    """The fittest candidate; ties go to the earliest (generation, idx)."""
+    ok = [c for c in cands if c.fitness is not None]
+    return max(ok, key=lambda c: (c.fitness, -c.generation, -c.idx)) if ok else None
+
+
+def history(store: Store, evolve_id: str) -> list[dict[str, Any]]:
+    """Per generation: candidates, best, mean, best so far and the latest held-out check (for the dashboard)."""
+    out: list[dict[str, Any]] = []
+    so_far = float("-inf")
+    by_gen: dict[int, list[Candidate]] = {}
+    for c in candidates(store, evolve_id):
+        by_gen.setdefault(c.generation, []).append(c)
+    for g, cs in sorted(by_gen.items()):
+        fit = [c.fitness for c in cs if c.fitness is not None]
+        so_far = max([so_far, *fit])
+        held = [c.heldout for c in cs if c.heldout is not None]
+        out.append({"generation": g, "candidates": len(cs), "best": max(fit) if fit else None,
+                    "mean": sum(fit) / len(fit) if fit else None, "best_so_far": so_far,
+                    "heldout": held[-1] if held else None})
+    return out
+
+
+def add_selection(store: Store, model_id: str, suite: str, split: str, evolve_id: str) -> None:
+    from harness.hashing import hash_json
+    from harness.store import Selection
+
+    store.add_selection(Selection(
+        selection_id=hash_json(["evolve", evolve_id, model_id, suite, split]), model_id=model_id, suite=suite,
+        process="evolve", split=split, process_id=evolve_id, note=f"best candidate of evolve run {evolve_id}",
+    ))
