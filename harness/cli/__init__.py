@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "harness.cli.store_cmds",
     "harness.cli.eval_cmds",
     "harness.cli.merge_cmds",
+    "harness.cli.evolve_cmds",
 )
 
 app = typer.Typer(
