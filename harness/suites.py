@@ -142,7 +142,7 @@ def load_suite(name: str, root: Path | None = None) -> Suite:
     if name not in files:
         raise HarnessError(
             f"unknown suite {name!r}{did_you_mean(name, list(files))}",
-            "run `harness suites` to list them" if files else "no suite.yaml found under the suites folder",
+            f"use one of: {', '.join(sorted(files))}" if files else "no suite.yaml found under the suites folder",
         )
     suite = _build(files[name])
     if split:
@@ -179,7 +179,7 @@ def _parse(path: Path) -> SuiteSpec:
 def _build(path: Path) -> Suite:
     spec = _parse(path)
     folder = path.parent
-    task_files = _index_tasks(folder)
+    task_files = _index_tasks(folder) if spec.kind == "lm-eval" else {}
     for split, tasks in spec.splits.items() if spec.kind == "lm-eval" else ():  # judge runners read their own
         for task in tasks:
             if task not in task_files:
