@@ -37,6 +37,7 @@ class Data:
     exposure: dict[str, frozenset]  # model_id -> {(suite, split|None, process, selected model_id)}
     gaps: pd.DataFrame              # model_id, suite, kind, twin, public, twin_value, gap, se, paired, n
     names: dict[str, str]
+    rows_cache: dict | None = None  # overfit._gap_rows
 
     def default_split(self, suite: str) -> str:
         return self.default_splits.get(suite, "public")
@@ -83,6 +84,15 @@ def infer_twins(scores: pd.DataFrame, twins: dict[str, dict[str, str]], defaults
 
 def gather(store: Store, twins: Mapping[str, Mapping[str, str]] | None = None,
            default_splits: Mapping[str, str] | None = None) -> Data:
+    """Everything the flags need, including the paired twin gaps (the one query over per-sample rows)."""
+    data = gather_base(store, twins, default_splits)
+    data.gaps = twin_gaps(store, data)
+    return data
+
+
+def gather_base(store: Store, twins: Mapping[str, Mapping[str, str]] | None = None,
+                default_splits: Mapping[str, str] | None = None) -> Data:
+    """Models (with depth), lineage, suite scores, twins and exposure; no per-sample reads (gaps left empty)."""
     twin_map, defaults = suite_twins(twins)
     defaults.update(default_splits or {})
     models = views.models(store)
@@ -99,9 +109,7 @@ def gather(store: Store, twins: Mapping[str, Mapping[str, str]] | None = None,
         own.setdefault(r.model_id, set()).add((r.suite, split, r.process, r.model_id))
     exposure = graph.propagate(models["model_id"], own)
     names = dict(zip(models["model_id"], models["name"], strict=True))
-    data = Data(models, graph, scores, twin_map, defaults, exposure, _empty_gaps(), names)
-    data.gaps = twin_gaps(store, data)
-    return data
+    return Data(models, graph, scores, twin_map, defaults, exposure, _empty_gaps(), names)
 
 
 def _empty_gaps() -> pd.DataFrame:

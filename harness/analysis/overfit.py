@@ -132,10 +132,16 @@ def exposure_flags(data: Data) -> list[Flag]:
 
 
 # ------------------------------------------------------------------------------------------------ signal 2
-def _reference(data: Data, pool: dict, model_id: str) -> tuple[float, float, int]:
+def _reference(data: Data, pool: dict, model_id: str, memo: dict) -> tuple[float, float, int]:
     """Median gap of reference models other than this one and its parents, its stderr, and how many."""
-    skip = {model_id, *data.graph.parents.get(model_id, ())}
-    values = [g for m, g in pool.items() if m not in skip]
+    skip = frozenset(m for m in (model_id, *data.graph.parents.get(model_id, ())) if m in pool)
+    key = (id(pool), skip)
+    if key not in memo:
+        memo[key] = _median_se([g for m, g in pool.items() if m not in skip])
+    return memo[key]
+
+
+def _median_se(values: list[float]) -> tuple[float, float, int]:
     if not values:
         return 0.0, 0.0, 0
     values.sort()
@@ -149,7 +155,13 @@ def _reference(data: Data, pool: dict, model_id: str) -> tuple[float, float, int
 
 
 def _gap_rows(data: Data) -> dict[tuple[str, str, str], dict]:
-    return {(r["model_id"], r["suite"], r["kind"]): r for r in data.gaps.to_dict("records")}
+    """(model_id, suite, twin kind) -> gap row as a dict, built once per Data."""
+    if data.rows_cache is None:
+        g = data.gaps
+        cols = {c: g[c].tolist() for c in g.columns}
+        recs = [dict(zip(cols, vals, strict=True)) for vals in zip(*cols.values(), strict=True)]
+        data.rows_cache = {(r["model_id"], r["suite"], r["kind"]): r for r in recs}
+    return data.rows_cache
 
 
 def twin_gap_flags(data: Data, t: Thresholds) -> list[Flag]:
@@ -159,9 +171,9 @@ def twin_gap_flags(data: Data, t: Thresholds) -> list[Flag]:
     for (mid, suite, kind), r in rows.items():
         if mid in roots and not data.in_sample(mid, suite):
             pools.setdefault((suite, kind), {})[mid] = r["gap"]
-    tests = []
+    tests, memo = [], {}
     for (mid, suite, kind), r in rows.items():
-        ref, ref_se, k = _reference(data, pools.get((suite, kind), {}), mid)
+        ref, ref_se, k = _reference(data, pools.setdefault((suite, kind), {}), mid, memo)
         if k < t.min_reference:
             ref, ref_se = 0.0, 0.0
         excess, se = r["gap"] - ref, math.sqrt(r["se"] ** 2 + ref_se ** 2)
@@ -227,22 +239,32 @@ def _chain(data: Data, rows: dict, mid: str, suite: str, kind: str, depth: dict[
     return chain[::-1]
 
 
+def _root_means(rows: dict, roots: frozenset, suite: str, kind: str) -> tuple[int, float, float, float, float]:
+    """How many roots are scored, their mean public, twin and gap, and the variance of the mean gap."""
+    rs = [rows[(q, suite, kind)] for q in roots if (q, suite, kind) in rows]
+    k = len(rs)
+    if not k:
+        return 0, 0.0, 0.0, 0.0, 0.0
+    return (k, sum(q["public"] for q in rs) / k, sum(q["twin_value"] for q in rs) / k,
+            sum(q["gap"] for q in rs) / k, sum(q["se"] ** 2 for q in rs) / k ** 2)
+
+
 def divergence_flags(data: Data, t: Thresholds) -> list[Flag]:
     rows = _gap_rows(data)
     depth = dict(zip(data.models["model_id"], data.models["depth"], strict=True))
     roots = data.graph.roots_of(data.models["model_id"])
-    tests = []
+    tests, memo = [], {}
     for (mid, suite, kind), r in rows.items():
         if depth.get(mid, 0) < t.min_depth:
             continue
-        rs = [rows[(q, suite, kind)] for q in roots.get(mid, ()) if (q, suite, kind) in rows]
-        if not rs:
+        key = (roots.get(mid, frozenset()), suite, kind)
+        if key not in memo:
+            memo[key] = _root_means(rows, *key)
+        k, pub0, twin0, gap0, se2 = memo[key]
+        if not k:
             continue
-        k = len(rs)
-        pub_gain = r["public"] - sum(q["public"] for q in rs) / k
-        twin_gain = r["twin_value"] - sum(q["twin_value"] for q in rs) / k
-        div = r["gap"] - sum(q["gap"] for q in rs) / k
-        se = math.sqrt(r["se"] ** 2 + sum(q["se"] ** 2 for q in rs) / k ** 2)
+        pub_gain, twin_gain, div = r["public"] - pub0, r["twin_value"] - twin0, r["gap"] - gap0
+        se = math.sqrt(r["se"] ** 2 + se2)
         if pub_gain <= 0:
             continue
         z = div / se if se > 0 else (math.inf if div > 0 else 0.0)

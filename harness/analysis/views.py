@@ -94,19 +94,20 @@ def paired_diffs(store: Store, pairs: pd.DataFrame) -> pd.DataFrame:
     with store.db.read() as con:
         con.register("pairs_in", pairs[["key", "run_a", "run_b"]])
         out = con.execute("""
-            WITH wanted AS (SELECT run_a AS run_id FROM pairs_in UNION SELECT run_b FROM pairs_in),
-            d AS (
-                SELECT run_id, doc_id, avg(score) AS s FROM samples
-                WHERE run_id IN (SELECT run_id FROM wanted) AND score IS NOT NULL GROUP BY run_id, doc_id
-            ), cnt AS (SELECT run_id, count(*) AS n FROM d GROUP BY run_id),
+            WITH a AS (
+                SELECT p.key, s.doc_id, avg(s.score) AS sa FROM pairs_in p JOIN samples s ON s.run_id = p.run_a
+                WHERE s.score IS NOT NULL GROUP BY ALL
+            ), b AS (
+                SELECT p.key, s.doc_id, avg(s.score) AS sb FROM pairs_in p JOIN samples s ON s.run_id = p.run_b
+                WHERE s.score IS NOT NULL GROUP BY ALL
+            ), na AS (SELECT key, count(*) AS n_a FROM a GROUP BY key),
+            nb AS (SELECT key, count(*) AS n_b FROM b GROUP BY key),
             j AS (
-                SELECT p.key, count(*) AS n_common, avg(a.s - b.s) AS diff, var_samp(a.s - b.s) AS var
-                FROM pairs_in p JOIN d a ON a.run_id = p.run_a JOIN d b ON b.run_id = p.run_b AND b.doc_id = a.doc_id
-                GROUP BY p.key
+                SELECT key, count(*) AS n_common, avg(sa - sb) AS diff, var_samp(sa - sb) AS var
+                FROM a JOIN b USING (key, doc_id) GROUP BY key
             )
-            SELECT p.key, coalesce(j.n_common, 0) AS n_common, j.diff, j.var, ca.n AS n_a, cb.n AS n_b
-            FROM pairs_in p LEFT JOIN j USING (key) LEFT JOIN cnt ca ON ca.run_id = p.run_a
-            LEFT JOIN cnt cb ON cb.run_id = p.run_b""").df()
+            SELECT p.key, coalesce(j.n_common, 0) AS n_common, j.diff, j.var, na.n_a, nb.n_b
+            FROM pairs_in p LEFT JOIN j USING (key) LEFT JOIN na USING (key) LEFT JOIN nb USING (key)""").df()
         con.unregister("pairs_in")
     return out
 

@@ -1,0 +1,26 @@
+"""The harness dashboard: a read-only Streamlit view over the results store (started by `harness dashboard`).
+
+Pages live in dashboard/pages/; every one reads through dashboard/queries.py, which only ever opens the store
+read-only. The store is $HARNESS_DB (set by `harness dashboard` from --db) or results/harness.duckdb.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # `import queries` from the pages, however the app is started
+    sys.path.insert(0, str(HERE))
+
+st.set_page_config(page_title="harness leaderboard", layout="wide")
+PAGES = [
+    st.Page(str(HERE / "pages" / "leaderboard.py"), title="Leaderboard", url_path="leaderboard", default=True),
+    st.Page(str(HERE / "pages" / "methods.py"), title="Methods", url_path="methods"),
+    st.Page(str(HERE / "pages" / "lineage.py"), title="Lineage", url_path="lineage"),
+    st.Page(str(HERE / "pages" / "overfitting.py"), title="Overfitting", url_path="overfitting"),
+    st.Page(str(HERE / "pages" / "runs.py"), title="Runs", url_path="runs"),
+]
+st.navigation(PAGES).run()

@@ -1,0 +1,152 @@
+"""The dashboard's only way to the data: cached, read-only queries over harness.analysis and the Store's read
+connections (`store.db.read()`: a shared lock and a read-only DuckDB connection per query, never a write).
+
+Results are cached with st.cache_data for TTL seconds (the analysis for ANALYSIS_TTL), keyed by the store path, so a
+page render after the first is a cache hit and new runs show up within a minute.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from harness.analysis import evidence, views
+from harness.analysis.overfit import SEVERITIES, Flag, analyse_data
+
+TTL = 30
+ANALYSIS_TTL = 120
+IN_SAMPLE = "in-sample"
+
+
+def db_path() -> str:
+    from harness.paths import default_db_path
+
+    return str(default_db_path())
+
+
+def store_or_stop() -> str:
+    """The store path, or an error and st.stop() when there is no store (the dashboard never creates one)."""
+    path = db_path()
+    if not Path(path).exists():
+        st.error(f"No harness store at {path}. Run `harness db info` or evaluate a model, or pass --db.")
+        st.stop()
+    return path
+
+
+@st.cache_resource(show_spinner=False)
+def _store(db: str):
+    from harness.store import Store
+
+    return Store(db)
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def base(db: str) -> evidence.Data:
+    """Models (with depth and method), lineage, suite scores, twins and exposure (no per-sample reads)."""
+    return evidence.gather_base(_store(db))
+
+
+@st.cache_data(ttl=ANALYSIS_TTL, show_spinner="Analysing the lineages...")
+def analysed(db: str) -> tuple[pd.DataFrame, list[Flag]]:
+    """The twin gaps of every model and every flag (harness.analysis.overfit over the cached base)."""
+    data = base(db)
+    data.gaps = evidence.twin_gaps(_store(db), data)
+    return data.gaps, analyse_data(data)
+
+
+def flags(db: str) -> list[Flag]:
+    return analysed(db)[1]
+
+
+def gaps(db: str) -> pd.DataFrame:
+    return analysed(db)[0]
+
+
+def flags_frame(db: str) -> pd.DataFrame:
+    rows = [{"severity": f.severity, "rank": f.rank, "signal": f.signal, "model": f.model, "suite": f.suite,
+             "explanation": f.explanation, "model_id": f.model_id,
+             "evidence": f"/lineage?model={f.model_id}&suite={f.suite}"} for f in flags(db)]
+    return pd.DataFrame(rows, columns=["severity", "rank", "signal", "model", "suite", "explanation", "model_id",
+                                       "evidence"])
+
+
+def worst_severity(db: str) -> dict[str, str]:
+    """model_id -> its most severe non-info flag."""
+    out: dict[str, str] = {}
+    for f in flags(db):
+        if f.severity != "info" and SEVERITIES.index(f.severity) > SEVERITIES.index(out.get(f.model_id, "info")):
+            out[f.model_id] = f.severity
+    return out
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def in_sample_table(db: str) -> pd.DataFrame:
+    """(model_id, suite, split) rows of every in-sample score (the model or an ancestor was selected there)."""
+    data = base(db)
+    sc = data.scores
+    mask = [data.in_sample(m, s, sp) if data.exposure.get(m) else False
+            for m, s, sp in zip(sc["model_id"], sc["suite"], sc["split"], strict=True)]
+    return sc.loc[mask, ["model_id", "suite", "split"]].reset_index(drop=True)
+
+
+def scores_marked(db: str) -> pd.DataFrame:
+    """Suite scores with the model's name, kind, method, depth and an in_sample column."""
+    data = base(db)
+    marked = in_sample_table(db).assign(in_sample=True)
+    sc = data.scores.merge(marked, on=["model_id", "suite", "split"], how="left")
+    sc["in_sample"] = sc["in_sample"].fillna(False).astype(bool)
+    meta = data.models[["model_id", "name", "kind", "method", "depth"]]
+    return sc.merge(meta, on="model_id", how="left")
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def runs_of(db: str, model_id: str) -> pd.DataFrame:
+    return views.runs_of(_store(db), model_id)
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def run_samples(db: str, run_id: str, task: str | None, wrong_only: bool, limit: int, offset: int) -> pd.DataFrame:
+    return views.run_samples(_store(db), run_id, task, wrong_only, limit, offset)
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def doc_scores(db: str, run_ids: tuple[str, ...]) -> pd.DataFrame:
+    return views.doc_scores(_store(db), run_ids)
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def evolve_runs(db: str) -> pd.DataFrame:
+    return views.evolve_runs(_store(db))
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def evolve_history(db: str, evolve_id: str) -> pd.DataFrame:
+    return views.evolve_history(_store(db), evolve_id)
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def checks(db: str) -> pd.DataFrame:
+    return views.checks(_store(db))
+
+
+def fmt_score(value: float, se: float, in_sample: bool) -> str:
+    text = f"{100 * value:.1f} ± {100 * 1.96 * se:.1f}"
+    return f"{text} ({IN_SAMPLE})" if in_sample else text
+
+
+def pick_model(data: evidence.Data, label: str, key: str, default: str | None = None) -> str:
+    """A model selectbox (names, newest merges first) that honours ?model=ID in the URL; returns a model_id."""
+    models = data.models.sort_values(["depth", "name"], ascending=[False, True])
+    ids = list(models["model_id"])
+    wanted = st.query_params.get("model") or default
+    index = ids.index(wanted) if wanted in ids else 0
+    return st.selectbox(label, ids, index=index, key=key, format_func=lambda m: data.names.get(m, m[:12]))
+
+
+def page_header(title: str, caption: str) -> str:
+    db = store_or_stop()
+    st.title(title)
+    st.caption(f"{caption} Store: `{db}` (read-only).")
+    return db

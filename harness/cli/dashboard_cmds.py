@@ -1,0 +1,76 @@
+"""`harness dashboard` (the read-only Streamlit leaderboard) and `harness overfit` (the overfitting flags)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+
+import typer
+
+from harness.cli.output import print_json, print_table
+from harness.errors import HarnessError
+
+
+def register(app: typer.Typer) -> None:
+    app.command("dashboard")(dashboard)
+    app.command("overfit")(overfit)
+
+
+def _existing_store():
+    from harness.store import Store
+
+    store = Store()
+    if not store.path.exists():
+        raise HarnessError(f"no harness store at {store.path}", "evaluate something first or pass --db PATH")
+    return store
+
+
+def dashboard(
+    port: int = typer.Option(8501, "--port", help="Port to serve on (bound to 127.0.0.1 only)."),
+) -> None:
+    """Serve the read-only leaderboard dashboard on http://127.0.0.1:PORT (Ctrl-C stops it)."""
+    from harness.paths import repo_root
+
+    store = _existing_store()
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise HarnessError(f"port {port} on 127.0.0.1 is in use", "pass another --port") from exc
+    app_file = repo_root() / "dashboard" / "app.py"
+    if not app_file.is_file():
+        raise HarnessError(f"the dashboard is missing ({app_file})", "reinstall harness from a full checkout")
+    os.environ["HARNESS_DB"] = str(store.path.resolve())
+    typer.echo(f"dashboard on http://127.0.0.1:{port} over {store.path} (read-only)", err=True)
+    argv = [sys.executable, "-m", "streamlit", "run", str(app_file), "--server.address", "127.0.0.1",
+            "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
+            "--server.fileWatcherType", "none", "--global.developmentMode", "false"]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)  # the server replaces this process: signals reach it directly
+
+
+def overfit(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (every flag with its evidence)."),
+    min_severity: str = typer.Option("low", "--min-severity", help="info, low, medium or high."),
+    model: str = typer.Option(None, "--model", help="Only flags of this model (name, id or path)."),
+) -> None:
+    """Flag benchmark overfitting across merge lineages: exposure, twin gaps, lineage divergence, specialisation."""
+    from harness.analysis.overfit import SEVERITIES, analyse
+    from harness.errors import did_you_mean
+
+    if min_severity not in SEVERITIES:
+        raise HarnessError(f"unknown severity {min_severity!r}{did_you_mean(min_severity, SEVERITIES)}",
+                           f"use one of: {', '.join(SEVERITIES)}")
+    store = _existing_store()
+    flags = analyse(store)
+    if model:
+        model_id = store.get_model(model).model_id
+        flags = [f for f in flags if f.model_id == model_id]
+    flags = [f for f in flags if f.rank >= SEVERITIES.index(min_severity)]
+    if as_json:
+        print_json([f.to_dict() for f in flags])
+        return
+    print_table(f"{len(flags)} overfitting flags", ["severity", "signal", "model", "suite", "explanation"],
+                [(f.severity, f.signal, f.model, f.suite, f.explanation) for f in flags])

@@ -1,0 +1,133 @@
+"""The overfitting analysis on a real store filled with planted cases (benchmarks/gen_store.py): which models are
+flagged, with what evidence, and that the clean merges are not; plus `harness overfit` as a real process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.gen_store import TWINS, build
+from harness.analysis.evidence import gather
+from harness.analysis.lineage import Graph
+from harness.analysis.overfit import THRESHOLDS, analyse, bh_reject, confusion
+from harness.analysis.views import edges
+from harness.store import Store
+
+REPO = Path(__file__).resolve().parent.parent
+PLANTED = {"zoo-overfit", "evo-best", "merge-of-overfit", "spec-code", "creep-4"}
+CLEAN = {"merge-linear", "merge-ties", "merge-slerp", "merge-dare", "merge-deep", "merge-deeper", "src-a", "ref-1"}
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    path = tmp_path_factory.mktemp("overfit") / "planted.duckdb"
+    truth = build(path, models=40, docs=500, sources=4, seed=0)
+    return path, truth
+
+
+@pytest.fixture(scope="module")
+def flags(planted):
+    return analyse(Store(planted[0]), twins=TWINS)
+
+
+def _by(flags, model: str, signal: str | None = None):
+    return [f for f in flags if f.model == model and (signal is None or f.signal == signal)]
+
+
+def test_planted_cases_are_flagged_and_clean_merges_are_not(planted, flags) -> None:
+    counts = confusion(flags, planted[1])
+    assert counts["false_flags"] == 0, counts["false"]
+    assert counts["true_flags"] == 8 and counts["positives"] == 10, counts
+    flagged = {f.model for f in flags if f.severity != "info"}
+    assert PLANTED <= flagged
+    assert not (CLEAN & flagged)
+
+
+def test_memorised_model_has_a_high_twin_gap_with_paired_evidence(flags) -> None:
+    (f,) = _by(flags, "zoo-overfit", "twin_gap")
+    ev = f.evidence
+    assert f.severity == "high" and f.suite == "zoo_math"
+    assert ev["twin_kind"] == "perturbed" and ev["paired"] is True and ev["n"] == 500
+    assert ev["excess_ci"][0] > THRESHOLDS.gap_min and ev["gap_ci"][0] < ev["gap"] < ev["gap_ci"][1]
+    assert ev["in_sample"] is True and ev["origin"] == "new"
+    assert ev["excess_over_parents"] > 0.2  # its parent src-a has an ordinary gap
+    assert "zoo-overfit scores" in f.explanation and f.explanation.endswith(".")
+
+
+def test_inherited_gap_is_told_apart_from_a_new_one(flags) -> None:
+    (f,) = _by(flags, "merge-of-overfit", "twin_gap")
+    assert f.evidence["origin"] == "inherited" and "inherits" in f.explanation
+
+
+def test_over_searched_evolve_run_and_exposure(planted, flags) -> None:
+    assert _by(flags, "evo-best", "twin_gap")[0].severity == "high"
+    (info,) = _by(flags, "evo-best", "exposure")
+    assert info.severity == "info" and info.evidence["process"] == "evolve"
+    (train,) = _by(flags, "zoo-overfit", "exposure")
+    store = Store(planted[0])
+    descendants = store.descendants(store.get_model("zoo-overfit").model_id)
+    assert train.evidence["process"] == "train" and train.evidence["descendants_in_sample"] == len(descendants) >= 1
+
+
+def test_specialisation_cost(flags) -> None:
+    (f,) = _by(flags, "spec-code", "specialisation")
+    assert f.suite == "zoo_code" and f.evidence["gain_ci"][0] > 0
+    assert "zoo_lang" in f.evidence["losses"] and f.evidence["losses"]["zoo_lang"]["ci"][1] < 0
+    assert not _by(flags, "spec-code", "twin_gap")  # it is not contaminated, only specialised
+
+
+def test_creeping_chain_diverges(flags) -> None:
+    (f,) = _by(flags, "creep-4", "lineage_divergence")
+    chain = [c["model"] for c in f.evidence["chain"]]
+    assert chain[-4:] == ["creep-1", "creep-2", "creep-3", "creep-4"] and chain[0] in {"src-b", "src-d"}
+    assert f.evidence["public_gain"] > f.evidence["twin_gain"] + THRESHOLDS.divergence_min
+
+
+def test_exposure_is_inherited_by_descendants_only_on_the_selected_split(planted) -> None:
+    data = gather(Store(planted[0]), twins=TWINS)
+    ids = {n: m for m, n in data.names.items()}
+    assert data.in_sample(ids["merge-of-overfit"], "zoo_math", "public")
+    assert not data.in_sample(ids["merge-of-overfit"], "zoo_math", "heldout")
+    assert not data.in_sample(ids["merge-linear"], "zoo_math", "public")
+    gaps = data.gaps.set_index(["model_id", "suite", "kind"])
+    assert bool(gaps.loc[(ids["src-a"], "zoo_math", "perturbed"), "paired"]) is True  # twin split shares doc ids
+    assert bool(gaps.loc[(ids["src-a"], "zoo_math", "heldout"), "paired"]) is False  # held-out docs: other items
+
+
+def test_twins_from_a_plain_mapping_match_twins_inferred_from_runs(planted, flags) -> None:
+    inferred = analyse(Store(planted[0]))  # no mapping: suite.yaml twins, then the splits the runs show
+    key = sorted((f.model, f.signal, f.suite, f.severity) for f in flags)
+    assert sorted((f.model, f.signal, f.suite, f.severity) for f in inferred) == key
+
+
+def test_in_memory_lineage_agrees_with_the_store(planted) -> None:
+    store = Store(planted[0])
+    graph = Graph.from_edges(edges(store))
+    mid = store.get_model("creep-4").model_id
+    assert graph.ancestors(mid) == store.ancestors(mid)
+    assert graph.depths([mid])[mid] == store.depth(mid) == 4
+
+
+def test_benjamini_hochberg() -> None:
+    assert bh_reject([0.001, 0.01, 0.04, 0.5], 0.05) == [True, True, False, False]
+    assert bh_reject([0.2, 0.3], 0.05) == [False, False]
+
+
+def test_cli_overfit_json_and_errors(planted) -> None:
+    cmd = [sys.executable, "-m", "harness.cli.__main__", "--db", str(planted[0]), "overfit"]
+    out = subprocess.run([*cmd, "--json", "--min-severity", "high"], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    assert {r["severity"] for r in rows} == {"high"}
+    assert any(r["model"] == "zoo-overfit" and r["signal"] == "twin_gap" for r in rows)
+    bad = subprocess.run([*cmd, "--min-severity", "hihg"], capture_output=True, text=True, cwd=REPO)
+    assert bad.returncode == 2 and "did you mean 'high'" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    nowhere = str(planted[0].parent / "no.duckdb")
+    missing = subprocess.run([sys.executable, "-m", "harness.cli.__main__", "--db", nowhere, "overfit"],
+                             capture_output=True, text=True, cwd=REPO)
+    assert missing.returncode == 2 and "no harness store" in missing.stderr
+    assert not (planted[0].parent / "no.duckdb").exists()  # the analysis never creates a store
