@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "harness.cli.eval_cmds",
     "harness.cli.merge_cmds",
     "harness.cli.evolve_cmds",
+    "harness.cli.dashboard_cmds",
 )
 
 app = typer.Typer(
