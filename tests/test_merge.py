@@ -92,6 +92,7 @@ def test_folder_equals_mergekit_and_memory(method, zoo, store, results, tmp_path
     assert merger.model_id(path) == result.model_id
 
 
+@pytest.mark.slow
 def test_dare_seed_matters_and_equals_mergekit_yaml(zoo, store, results, tmp_path):
     """Against the mergekit-yaml command itself, with a random method: same seed, same masks."""
     from harness.merge import InMemoryMerger, merge_to_folder
@@ -156,13 +157,10 @@ def test_three_level_merge_of_merges_lineage(zoo, store, results, tmp_path):
     from harness.merge.lineage import lineage_tree
 
     m0, m1, m2 = (str(zoo[k]) for k in ("m0", "m1", "m2"))
-    store_names = {"m0": m0}
+    from harness.hashing import hash_model_dir
     from harness.store import ModelRecord
 
-    from harness.hashing import hash_model_dir
-
     store.add_model(ModelRecord(model_id=hash_model_dir(m0), name="zoo-m0", path=m0, kind="zoo"))
-    del store_names
     write_recipe(tmp_path, "a", {"merge_method": "linear", "models": [
         {"model": "zoo-m0", "parameters": {"weight": 1.0}}, {"model": m1, "parameters": {"weight": 1.0}}]})
     write_recipe(tmp_path, "b", {"merge_method": "slerp", "base_model": m1, "models": [

@@ -49,7 +49,7 @@ def merges_dir() -> Path:
 
 def merge_to_folder(
     recipe: str | Path | dict | Recipe, out: str | Path | None = None, *, seed: int | None = 0,
-    device: str = "cpu", allow_pickle: bool = False, store: Store | None = None,
+    device: str = "cpu", allow_pickle: bool = False, store: Store | None = None, _stack: tuple[Path, ...] = (),
 ) -> MergeResult:
     """Merge a recipe into a HF folder (default results/merges/<id>/) and record it in the store."""
     from harness.merge.methods import register_methods
@@ -60,12 +60,13 @@ def merge_to_folder(
     store.init()
     register_methods()
     rec = load_recipe(recipe)
+    stack = _stack + ((rec.path,) if rec.path else ())
 
     def materialize(sub: Path) -> tuple[str, str]:
-        r = merge_to_folder(sub, seed=seed, device=device, allow_pickle=allow_pickle, store=store)
+        r = merge_to_folder(sub, seed=seed, device=device, allow_pickle=allow_pickle, store=store, _stack=stack)
         return str(r.path), r.model_id
 
-    plan = plan_merge(rec, Resolver(store=store, materialize=materialize), seed=seed)
+    plan = plan_merge(rec, Resolver(store=store, materialize=materialize, stack=stack), seed=seed)
     final = Path(out).resolve() if out else merges_dir() / plan.model_id
     hit = cached_folder(store, plan, final)
     if hit is not None:

@@ -72,11 +72,13 @@ class InMemoryMerger:
         from harness.merge.engine import merge_to_folder
 
         r = merge_to_folder(sub, seed=self.seed, device=self.device, allow_pickle=self.allow_pickle,
-                            store=self.store)
+                            store=self.store, _stack=self.resolver.stack)
         return str(r.path), r.model_id
 
     def plan(self, recipe: str | Path | dict | Recipe, seed: int | None = None) -> MergePlan:
-        return plan_merge(load_recipe(recipe), self.resolver, seed=self.seed if seed is None else seed)
+        rec = load_recipe(recipe)
+        self.resolver.stack = (rec.path,) if rec.path else ()
+        return plan_merge(rec, self.resolver, seed=self.seed if seed is None else seed)
 
     def model_id(self, recipe: str | Path | dict | Recipe, seed: int | None = None) -> str:
         return self.plan(recipe, seed).model_id

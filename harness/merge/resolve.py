@@ -99,13 +99,13 @@ class Resolver:
     materialize: Materialize | None = None
     hashes: dict[tuple[str, str], str] = field(default_factory=dict)
     known: dict[tuple[str, str], bool] = field(default_factory=dict)
-    _stack: tuple[Path, ...] = ()
+    stack: tuple[Path, ...] = ()  # recipe files being made, outermost first (to refuse cycles)
 
     def locate(self, ref: str, base_dir: Path) -> tuple[Path, str | None, str | None]:
         """(folder, model id if already known, name) for one reference."""
         sub = is_recipe_file(ref, base_dir)
         if sub is not None:
-            if sub in self._stack:
+            if sub in self.stack:
                 raise HarnessError(f"recipe {sub} refers to itself through {ref!r}", "break the cycle")
             if self.materialize is None:
                 raise HarnessError(f"{ref!r} is a recipe; merging it needs a store", "pass store=")
