@@ -95,5 +95,20 @@ def worker(argv: list[str]) -> None:
     print(json.dumps({"run_id": res.run_id, "cached": res.cached_requests, "new": res.new_requests}))
 
 
+def make_bos_tokenizer(folder: Path) -> Path:
+    """Make a tiny model's tokenizer add <s> in front of every text, as Llama's tokenizers do."""
+    path = folder / "tokenizer.json"
+    data = json.loads(path.read_text())
+    bos = {"SpecialToken": {"id": "<s>", "type_id": 0}}
+    data["post_processor"] = {
+        "type": "TemplateProcessing",
+        "single": [bos, {"Sequence": {"id": "A", "type_id": 0}}],
+        "pair": [bos, {"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+        "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}},
+    }
+    path.write_text(json.dumps(data))
+    return folder
+
+
 if __name__ == "__main__":
     worker(sys.argv[1:])

@@ -1,0 +1,205 @@
+"""harness eval with the hf backend against real lm-eval: same scores as lm-eval itself, the store and
+results/runs agree, re-runs reuse work, bad inputs give one line and a failed run (fast: tiny models)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from harness.errors import HarnessError
+from harness.evaluate.backends.base import BackendOptions
+from harness.evaluate.runner import EvalOptions, evaluate_model, evaluate_models
+from tests.test_eval_support import make_suite
+
+OPTS = EvalOptions(backend_options=BackendOptions(device="cpu", dtype="float32", batch_size=8))
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.factories import make_tiny_llama
+
+    return make_tiny_llama(tmp_path_factory.mktemp("models") / "tiny")
+
+
+@pytest.fixture()
+def suite(tmp_path: Path):
+    return make_suite(tmp_path / "suite", n=30)
+
+
+def test_scores_equal_lm_eval_simple_evaluate(results: Path, store, model: Path, suite) -> None:
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    res = evaluate_model(str(model), suite, OPTS, store=store, limit=25)
+    direct = lm_eval.simple_evaluate(
+        model="hf", model_args={"pretrained": str(model), "dtype": "float32"}, tasks=suite.task_configs("public"),
+        device="cpu", batch_size=8, limit=25, task_manager=TaskManager(include_defaults=False),
+        random_seed=1234, numpy_random_seed=1234, torch_random_seed=1234, fewshot_random_seed=1234,
+    )
+    for task in ("tmp_mc", "tmp_mc2"):
+        ours = res.score(task, "acc")
+        assert ours is not None and ours.n == 25
+        assert ours.value == direct["results"][task]["acc,none"]
+        assert ours.stderr == pytest.approx(direct["results"][task]["acc_stderr,none"])
+        assert ours.ci_low <= ours.value <= ours.ci_high
+        # per-sample loglikelihoods, not just the accuracy
+        extras = store.samples(res.run_id, task)["extra"]
+        ours_ll = [ll for e in extras for ll in json.loads(e)["loglikelihoods"]]
+        logged = sorted(direct["samples"][task], key=lambda s: s["doc_id"])
+        theirs = [r[0] for s in logged for r in s["filtered_resps"]]
+        assert ours_ll == pytest.approx(theirs, abs=1e-6)
+    agg = res.score("_aggregate", "acc")
+    assert agg.value == pytest.approx((res.score("tmp_mc").value + res.score("tmp_mc2").value) / 2)
+
+
+def test_store_and_results_folder_agree(results: Path, store, model: Path, suite) -> None:
+    from harness.evaluate.results_dir import read_run_dir
+
+    res = evaluate_model(str(model), suite, OPTS, store=store, limit=10)
+    run = store.get_run(res.run_id)
+    assert run.status == "complete" and run.model_id == res.model_id and run.suite == "tmp_suite"
+    assert run.data_hash == suite.data_hash() and run.backend_version.startswith("transformers")
+    assert run.settings["limit"] == 10 and run.settings["add_bos_token"] is False
+    folder = results / "runs" / res.run_id
+    assert folder == res.results_dir
+    disk = read_run_dir(res.run_id)
+    stored = {(s.task, s.metric): s for s in store.scores(res.run_id)}
+    assert {(s["task"], s["metric"]): s["value"] for s in disk["scores"]} == {k: v.value for k, v in stored.items()}
+    for task, metrics in disk["lm_eval"]["results"].items():
+        assert stored[(task, "acc")].value == metrics["acc,none"]
+    for task in ("tmp_mc", "tmp_mc2"):
+        lines = next(folder.glob(f"samples_{task}_*.jsonl")).read_text().splitlines()
+        logged = [json.loads(x) for x in lines]
+        rows = store.samples(res.run_id, task)
+        assert len(logged) == len(rows) == 10
+        assert sorted(x["acc"] for x in logged) == sorted(rows["score"].tolist())
+        assert {x["doc_hash"] for x in logged} == set(rows["doc_hash"])
+    assert not list((results / "runs").glob(".*"))  # no temporary folders left behind
+    assert store.get_model(res.model_id).name == "tiny"  # the folder was registered as a source model
+
+
+def test_rerun_reuses_the_run_and_the_request_cache(results: Path, store, model: Path, suite) -> None:
+    first = evaluate_model(str(model), suite, OPTS, store=store, limit=10)
+    assert first.new_requests == 80 and first.cached_requests == 0 and not first.reused
+    again = evaluate_model(str(model), suite, OPTS, store=store, limit=10)
+    assert again.reused and again.run_id == first.run_id
+    assert sorted(again.scores, key=str) == sorted(first.scores, key=str)
+    forced = evaluate_model(str(model), suite, OPTS, store=store, limit=10, rerun=True)
+    assert forced.cached_requests == 80 and forced.new_requests == 0 and not forced.reused
+    assert [(s.task, s.metric, s.value) for s in forced.scores] == [(s.task, s.metric, s.value) for s in first.scores]
+    more = evaluate_model(str(model), suite, OPTS, store=store, limit=15)  # a new run, the first 10 docs cached
+    assert more.run_id != first.run_id and more.cached_requests == 80 and more.new_requests == 40
+    assert len(store.list_runs()) == 2
+
+
+def test_run_id_changes_with_what_changes_scores(results: Path, store, model: Path, suite, tmp_path: Path) -> None:
+    a = evaluate_model(str(model), suite, OPTS, store=store, limit=5)
+    b = evaluate_model(str(model), suite, OPTS, store=store, limit=5, seed=7)
+    c = evaluate_model(str(model), suite, OPTS, store=store, limit=5, split="heldout")
+    copy = shutil.copytree(model, tmp_path / "copy")  # same content, another folder: same model, same run
+    d = evaluate_model(str(copy), suite, OPTS, store=store, limit=5)
+    assert len({a.run_id, b.run_id, c.run_id}) == 3
+    assert d.run_id == a.run_id and d.reused
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"split": "publik"}, "did you mean 'public'"),
+        ({"tasks": ("tmp_mcc",)}, "did you mean 'tmp_mc'"),
+        ({"tier": "smok"}, "did you mean 'smoke'"),
+        ({"backend": "vlm"}, "did you mean 'vllm'"),
+        ({"limit": 3, "tier": "smoke"}, "--limit and --tier"),
+    ],
+)
+def test_bad_options_fail_before_any_run(results: Path, store, model: Path, suite, kwargs, message) -> None:
+    with pytest.raises(HarnessError, match=message):
+        evaluate_model(str(model), suite, OPTS, store=store, **kwargs)
+    assert store.list_runs(status=None) == []
+
+
+def test_unknown_suite_name_says_did_you_mean(results: Path, store, model: Path) -> None:
+    from harness.suites import list_suites
+
+    names = list_suites()
+    if not names:
+        pytest.skip("no suites in this checkout")
+    with pytest.raises(HarnessError, match="did you mean"):
+        evaluate_model(str(model), names[0] + "x", OPTS, store=store)
+
+
+def test_missing_data_file_marks_the_run_failed(results: Path, store, model: Path, suite) -> None:
+    data = Path(suite.configs["public"][1]["dataset_kwargs"]["data_files"]["test"])
+    evaluate_model(str(model), suite, OPTS, store=store, limit=3, split="heldout")  # mc2.jsonl exists here
+    data.unlink()
+    with pytest.raises(HarnessError, match=r"task 'tmp_mc2' .* data file .*mc2.jsonl is missing"):
+        evaluate_model(str(model), suite, OPTS, store=store, limit=3)
+    (run,) = store.list_runs(status="failed")
+    assert "mc2.jsonl is missing" in run.error and store.scores(run.run_id) == []
+    assert store.samples(run.run_id).empty and not (results / "runs" / run.run_id).exists()
+
+
+def _broken_copy(model: Path, dest: Path) -> Path:
+    shutil.copytree(model, dest)
+    (dest / "model.safetensors").write_bytes(b"not a safetensors file")
+    return dest
+
+
+def test_model_that_wont_load_fails_its_run_and_others_go_on(
+    results: Path, store, model: Path, suite, tmp_path: Path
+) -> None:
+    broken = _broken_copy(model, tmp_path / "broken")
+    not_model = tmp_path / "empty"
+    not_model.mkdir()
+    out = evaluate_models([str(broken), str(not_model), str(model)], suite, OPTS, store=store, limit=3)
+    assert isinstance(out[0], HarnessError) and "won't load with hf" in out[0].line()
+    assert isinstance(out[1], HarnessError) and "not a model folder" in out[1].line()
+    assert out[2].status == "complete"
+    failed = store.list_runs(status="failed")
+    assert len(failed) == 1 and "won't load" in failed[0].error and store.scores(failed[0].run_id) == []
+    assert "\n" not in out[0].line()
+
+
+def test_unreachable_endpoint_fails_the_run(results: Path, store, model: Path, suite) -> None:
+    from dataclasses import replace
+
+    opts = replace(OPTS, backend="openai", backend_options=replace(OPTS.backend_options,
+                                                                   base_url="http://127.0.0.1:9"))
+    with pytest.raises(HarnessError, match="cannot reach the endpoint http://127.0.0.1:9"):
+        evaluate_model(str(model), suite, opts, store=store, limit=3, use_cache=False)
+    (run,) = store.list_runs(status="failed")
+    assert run.backend == "openai" and "cannot reach" in run.error
+
+
+def test_recipe_without_merge_support_or_unknown_name(results: Path, store, suite) -> None:
+    with pytest.raises(HarnessError, match="no model 'nope'"):
+        evaluate_model("nope", suite, OPTS, store=store)
+    with pytest.raises(HarnessError, match="no model folder at ./missing/dir"):
+        evaluate_model("./missing/dir", suite, OPTS, store=store)
+
+
+def test_cli_eval_json_and_leaderboard(results: Path, store, model: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+    from harness.suites import list_suites
+
+    if "mmlu" not in list_suites():
+        pytest.skip("the mmlu suite is not in this checkout")
+    runner = CliRunner()
+    broken = _broken_copy(model, tmp_path / "broken")
+    out = runner.invoke(app, ["eval", str(model), str(broken), "--suite", "mmlu", "--tasks", "mmlu_anatomy",
+                              "--limit", "2", "--device", "cpu", "--dtype", "float32", "--json"])
+    assert out.exit_code == 2, out.output
+    rows = json.loads(out.stdout)
+    assert rows[0]["status"] == "complete" and rows[1]["status"] == "failed"
+    assert {s["task"] for s in rows[0]["scores"]} == {"mmlu_anatomy", "_aggregate"}
+    board = runner.invoke(app, ["leaderboard", "--json"])
+    assert board.exit_code == 0
+    (row,) = [r for r in json.loads(board.stdout) if r["task"] == "mmlu_anatomy"]
+    assert row["model"] == "tiny" and row["n"] == 2 and row["ci_low"] <= row["value"] <= row["ci_high"]
+    csv = runner.invoke(app, ["leaderboard", "--csv", "--suite", "mmlu"])
+    assert csv.stdout.splitlines()[0].startswith("model,model_id,kind,suite,split,task,metric,value")
