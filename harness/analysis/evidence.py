@@ -72,6 +72,14 @@ def suite_twins(twins: Mapping[str, Mapping[str, str]] | None) -> tuple[dict[str
     return found, defaults
 
 
+def infer_defaults(scores: pd.DataFrame, defaults: dict[str, str]) -> None:
+    """Default split of suites without a suite.yaml: 'public' if scored, else runs without a split ('default')."""
+    for suite, splits in scores.groupby("suite")["split"]:
+        if suite not in defaults:
+            names = set(splits)
+            defaults[suite] = "public" if "public" in names else "default" if "default" in names else min(names)
+
+
 def infer_twins(scores: pd.DataFrame, twins: dict[str, dict[str, str]], defaults: dict[str, str]) -> None:
     """Add twins the runs show: a suite's heldout/twin/perturbed split probes its default split."""
     for suite, split in scores[["suite", "split"]].drop_duplicates().itertuples(index=False):
@@ -101,6 +109,7 @@ def gather_base(store: Store, twins: Mapping[str, Mapping[str, str]] | None = No
     models["depth"] = models["model_id"].map(depth).fillna(0).astype(int)
     models["parents"] = models["model_id"].map(lambda m: len(graph.parents.get(m, ())))
     scores = views.suite_scores(store, defaults)
+    infer_defaults(scores, defaults)
     infer_twins(scores, twin_map, defaults)
     sels = views.selections(store)
     own: dict[str, set] = {}
