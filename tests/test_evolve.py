@@ -1,0 +1,133 @@
+"""Evolve: config validation, the parameter space (vector -> recipe -> merged tensors), import weight."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.errors import HarnessError
+from harness.evolve.config import load_config, parse_config
+from tests.test_evolve_support import make_config, make_models
+
+GOOD = {
+    "base": "b", "sources": ["m1", "m2"], "method": "ties",
+    "parameters": {"weight": {"low": 0.0, "high": 1.0}, "density": {"low": 0.2, "high": 1.0, "init": 0.5}},
+    "fitness": [{"suite": "zoo_math_L", "weight": 1.0}], "budget": {"generations": 3},
+}
+
+
+def bad(**over: object) -> str:
+    with pytest.raises(HarnessError) as err:
+        parse_config({**GOOD, **over}, "cfg.yaml")
+    return err.value.line()
+
+
+def test_good_config_parses_and_is_frozen() -> None:
+    cfg = parse_config(GOOD)
+    assert cfg.param_names() == ("weight", "density")
+    assert cfg.parameters["density"].start == 0.5 and cfg.parameters["weight"].start == 0.5
+    with pytest.raises(Exception):  # noqa: B017 - pydantic's frozen error
+        cfg.population = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(("over", "field", "words"), [
+    ({"method": "tiess"}, "method", "Input should be"),
+    ({"parameters": {"weight": {"low": 1.0, "high": 0.5}}}, "parameters.weight", "low (1.0) must be below high"),
+    ({"parameters": {"t": {"low": 0, "high": 1}}}, "config", "parameters.t is not searched by ties"),
+    ({"budget": {}}, "budget", "set generations, evaluations or minutes"),
+    ({"population": 1}, "population", "greater than or equal to 2"),
+    ({"fitness": []}, "fitness", "at least 1"),
+    ({"heldout_split": "search"}, "config", "must differ"),
+    ({"base": None}, "config", "needs `base`"),
+    ({"backend": "tgi"}, "backend", "Input should be"),
+    ({"colour": "red"}, "colour", "Extra inputs"),
+    ({"budget": {"generations": 0}}, "budget.generations", "greater than or equal to 1"),
+])
+def test_config_errors_name_the_field(over: dict, field: str, words: str) -> None:
+    line = bad(**over)
+    assert f"field {field}:" in line and words in line and "\n" not in line
+
+
+def test_slerp_needs_one_source_and_t() -> None:
+    assert "exactly one source" in bad(method="slerp", parameters={"t": {"low": 0, "high": 1}})
+    cfg = parse_config({**GOOD, "method": "slerp", "sources": ["m1"], "parameters": {"t": {"low": 0, "high": 1}}})
+    assert cfg.param_names() == ("t",)
+
+
+def test_load_config_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(HarnessError, match="no evolve config"):
+        load_config(tmp_path / "missing.yaml")
+    (tmp_path / "x.yaml").write_text("method: [unclosed")
+    with pytest.raises(HarnessError, match="not valid YAML"):
+        load_config(tmp_path / "x.yaml")
+    (tmp_path / "y.yaml").write_text("- a list")
+    with pytest.raises(HarnessError, match="must be a YAML mapping"):
+        load_config(tmp_path / "y.yaml")
+
+
+def test_identity_leaves_out_budget_and_speed_settings() -> None:
+    a = parse_config(GOOD)
+    b = parse_config({**GOOD, "budget": {"generations": 30}, "workers": 4, "batch_size": 8})
+    c = parse_config({**GOOD, "seed": 1})
+    assert a.identity() == b.identity() != c.identity()
+
+
+def test_layer_groups_and_slots() -> None:
+    from harness.evolve.params import Space, layer_groups
+
+    assert layer_groups(4, "layer_groups", 2) == [[0, 1], [2, 3]]
+    assert layer_groups(5, "layer_groups", 2) == [[0, 1], [2, 3, 4]]
+    assert layer_groups(3, "layer", 0) == [[0], [1], [2]]
+    assert layer_groups(3, "global", 2) == []
+    with pytest.raises(HarnessError, match="more than the model's 2 layers"):
+        layer_groups(2, "layer_groups", 3)
+    cfg = parse_config({**GOOD, "granularity": "layer_groups"})
+    space = Space.build(cfg, ["/m1", "/m2"], "/b", 4)
+    assert space.group_names == ["layers0-1", "layers2-3", "io"]
+    assert space.dim == 2 * 2 * 3
+    assert space.start()[:3] == [0.5, 0.5, 0.5] and space.start()[3] == pytest.approx(0.375)
+    recipe = space.recipe([0.0] * 3 + [1.0] * 3 + [0.5] * 6)
+    w = recipe["models"][0]["parameters"]["weight"]
+    assert w[0] == {"filter": "layers.0.", "value": 0.0} and w[-1] == {"value": 0.0}
+    assert recipe["models"][0]["parameters"]["density"][2] == {"filter": "layers.2.", "value": 1.0}
+    assert recipe["base_model"] == "/b" and recipe["merge_method"] == "ties"
+
+
+def test_per_group_weights_reach_the_merged_tensors(tmp_path: Path) -> None:
+    """task arithmetic with a weight per layer group: every merged tensor is base + sum_i w_i,group (src_i - base)."""
+    import torch
+    from safetensors.torch import load_file
+
+    from harness.evolve.params import Space
+    from harness.merge import InMemoryMerger
+
+    base, sources = make_models(tmp_path, n_sources=2, layers=2)
+    cfg = parse_config(make_config(tmp_path, base, sources, granularity="layer"))
+    space = Space.build(cfg, [str(s) for s in sources], str(base), 2)
+    x = [0.1, 0.7, 0.4, 0.9, 0.2, 0.6]  # src0: layer0, layer1, io; src1: layer0, layer1, io
+    merged = InMemoryMerger(seed=cfg.seed).merge(space.recipe(x))
+    b = load_file(str(base / "model.safetensors"))
+    s = [load_file(str(p / "model.safetensors")) for p in sources]
+    for name, t in merged.items():
+        g = 0 if "layers.0." in name else 1 if "layers.1." in name else 2
+        want = b[name] + x[g] * (s[0][name] - b[name]) + x[3 + g] * (s[1][name] - b[name])
+        assert torch.allclose(t, want, atol=1e-6), name
+
+
+def test_imports_stay_light() -> None:
+    code = ("import sys, harness, harness.cli, harness.cli.evolve_cmds, harness.evolve, harness.evolve.config;"
+            "print([m for m in ('torch', 'cmaes', 'vllm', 'lm_eval', 'mergekit') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_example_configs_validate() -> None:
+    root = Path(__file__).resolve().parent.parent / "examples"
+    files = sorted(root.glob("evolve_*.yaml"))
+    assert {f.name for f in files} >= {"evolve_zoo.yaml", "evolve_oversearch.yaml"}
+    for f in files:
+        parse_config(yaml.safe_load(f.read_text()), str(f))
