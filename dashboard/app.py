@@ -1,7 +1,9 @@
 """The harness dashboard: a read-only Streamlit view over the results store (started by `harness dashboard`).
 
-Pages live in dashboard/pages/; every one reads through dashboard/queries.py, which only ever opens the store
-read-only. The store is $HARNESS_DB (set by `harness dashboard` from --db) or results/harness.duckdb.
+Pages live in dashboard/views/ (not pages/: a pages/ folder beside the entry script puts Streamlit in its
+legacy multipage mode, which ignores st.navigation); every one reads through dashboard/queries.py, which only
+ever opens the store read-only. The store is $HARNESS_DB (set by `harness dashboard` from --db) or
+results/harness.duckdb.
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ if str(HERE) not in sys.path:  # `import queries` from the pages, however the ap
 
 st.set_page_config(page_title="harness leaderboard", layout="wide")
 PAGES = [
-    st.Page(str(HERE / "pages" / "leaderboard.py"), title="Leaderboard", url_path="leaderboard", default=True),
-    st.Page(str(HERE / "pages" / "methods.py"), title="Methods", url_path="methods"),
-    st.Page(str(HERE / "pages" / "lineage.py"), title="Lineage", url_path="lineage"),
-    st.Page(str(HERE / "pages" / "overfitting.py"), title="Overfitting", url_path="overfitting"),
-    st.Page(str(HERE / "pages" / "runs.py"), title="Runs", url_path="runs"),
+    st.Page(str(HERE / "views" / "leaderboard.py"), title="Leaderboard", url_path="leaderboard", default=True),
+    st.Page(str(HERE / "views" / "methods.py"), title="Methods", url_path="methods"),
+    st.Page(str(HERE / "views" / "lineage.py"), title="Lineage", url_path="lineage"),
+    st.Page(str(HERE / "views" / "overfitting.py"), title="Overfitting", url_path="overfitting"),
+    st.Page(str(HERE / "views" / "runs.py"), title="Runs", url_path="runs"),
 ]
 st.navigation(PAGES).run()

@@ -55,7 +55,7 @@ pick = st.selectbox("Flag", visible, key="of_flag",
                                                       flags[i].suite)))
 flag = flags[pick]
 st.markdown(f"**{flag.severity} {flag.signal}** on `{flag.suite}`: {flag.explanation}")
-st.page_link("pages/lineage.py", label=f"Open the lineage of {flag.model}",
+st.page_link("views/lineage.py", label=f"Open the lineage of {flag.model}",
              query_params={"model": flag.model_id, "suite": flag.suite})
 ev = flag.evidence
 if flag.signal == "twin_gap":
