@@ -15,13 +15,16 @@ import yaml
 SMALL = {"hidden": 64, "heads": 1, "intermediate": 128, "layers": 2}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def zoo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Three tiny real Llamas sharing a tokenizer (built once per module)."""
+    """Three tiny real Llamas sharing a tokenizer, and a wider one; built once per session (the merge test
+    modules import this fixture)."""
     from tests.factories import make_tiny_llama
 
     root = tmp_path_factory.mktemp("zoo")
-    return {f"m{i}": make_tiny_llama(root / f"m{i}", seed=i, **SMALL) for i in range(3)}
+    models = {f"m{i}": make_tiny_llama(root / f"m{i}", seed=i, **SMALL) for i in range(3)}
+    models["wide"] = make_tiny_llama(root / "wide", seed=3, **{**SMALL, "intermediate": 192})
+    return models
 
 
 def write_recipe(folder: Path, name: str, recipe: dict) -> Path:
@@ -173,7 +176,7 @@ def test_three_level_merge_of_merges_lineage(zoo, store, results, tmp_path):
     res = merge_to_folder(top, store=store)
     ids = {r.name: r.model_id for r in store.list_models("merge")}
     assert set(ids) == {"a", "b", "ab", "top"} and ids["top"] == res.model_id
-    src = {k: hash_model_dir(v) for k, v in zoo.items()}
+    src = {k: hash_model_dir(zoo[k]) for k in ("m0", "m1", "m2")}
     assert store.depth(res.model_id) == 3
     anc = store.ancestors(res.model_id)
     assert anc[ids["ab"]] == 1 and anc[ids["a"]] == 2 and anc[ids["b"]] == 2

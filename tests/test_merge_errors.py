@@ -13,21 +13,9 @@ import pytest
 import yaml
 
 from harness.errors import HarnessError
+from tests import test_merge as shared
 
-SMALL = {"hidden": 64, "heads": 1, "intermediate": 128, "layers": 2}
-
-
-@pytest.fixture(scope="module")
-def zoo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from tests.factories import make_tiny_llama
-
-    root = tmp_path_factory.mktemp("zoo")
-    return {
-        "m0": make_tiny_llama(root / "m0", seed=0, **SMALL),
-        "m1": make_tiny_llama(root / "m1", seed=1, **SMALL),
-        "wide": make_tiny_llama(root / "wide", seed=2, **{**SMALL, "intermediate": 192}),
-    }
-
+zoo = shared.zoo  # the session's tiny models, built once for all merge tests
 
 def variant(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)

@@ -8,16 +8,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-SMALL = {"hidden": 64, "heads": 1, "intermediate": 128, "layers": 1}
+from tests import test_merge as shared
+
+zoo = shared.zoo  # the session's tiny models, built once for all merge tests
+
 TEXTS = ["tom has 3 apples and ana has 5 pears", "how many cats has bob ?", "kim buys 2 books . what is left ?"]
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    from tests.factories import make_tiny_llama
-
-    root = tmp_path_factory.mktemp("fz")
-    return make_tiny_llama(root / "a", seed=0, **SMALL), make_tiny_llama(root / "b", seed=1, **SMALL)
+def pair(zoo) -> tuple[Path, Path]:
+    return zoo["m0"], zoo["m1"]
 
 
 def test_fisher_method_is_registered_in_mergekit_and_matches_hand_formula(tmp_path):

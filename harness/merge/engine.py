@@ -52,13 +52,11 @@ def merge_to_folder(
     device: str = "cpu", allow_pickle: bool = False, store: Store | None = None, _stack: tuple[Path, ...] = (),
 ) -> MergeResult:
     """Merge a recipe into a HF folder (default results/merges/<id>/) and record it in the store."""
-    from harness.merge.methods import register_methods
     from harness.store import Store
 
     t0 = time.perf_counter()
     store = store or Store()
     store.init()
-    register_methods()
     rec = load_recipe(recipe)
     stack = _stack + ((rec.path,) if rec.path else ())
 
@@ -73,6 +71,7 @@ def merge_to_folder(
         return MergeResult(plan.model_id, hit, plan.parents, plan.recipe_id, True, time.perf_counter() - t0)
     from harness.merge.checks import check_inputs
 
+    plan.validate()
     check_inputs(plan, allow_pickle)
     if final.exists() and any(final.iterdir()):
         raise HarnessError(f"{final} already exists and is not this merge", "pick another --out or remove it")

@@ -86,8 +86,10 @@ class InMemoryMerger:
     def merge(self, recipe: str | Path | dict | Recipe, seed: int | None = None) -> dict[str, torch.Tensor]:
         """The merged state dict (on the CPU), exactly as the folder path would write it."""
         plan = self.plan(recipe, seed)
-        key = tuple(sorted(p.model_id for p in plan.parents)) + (str(plan.config_data.get("tokenizer")),)
-        if key not in self._checked:
+        plan.validate()
+        key = tuple(sorted(p.model_id for p in plan.parents)) + (
+            str(plan.config_data.get("tokenizer")), str(plan.config_data.get("tokenizer_source")))
+        if key not in self._checked:  # parent checks once per set of parents
             from harness.merge.checks import check_inputs
 
             check_inputs(plan, self.allow_pickle)

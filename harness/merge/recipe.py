@@ -67,7 +67,7 @@ def load_recipe(source: str | Path | dict[str, Any] | Recipe) -> Recipe:
         raise HarnessError("a recipe must be a YAML mapping with merge_method and models/slices",
                            "see docs/merge.md for examples")
     extras = {k: data.pop(k) for k in HARNESS_KEYS if k in data}
-    check_method(data)
+    check_structure(data)
     name = extras.get("name") or (path.stem if path else None)
     return Recipe(data=data, text=text, path=path, name=name, extras=extras)
 
@@ -82,19 +82,24 @@ def _read_text(source: str | Path) -> tuple[str, Path | None]:
     return text, None
 
 
-def check_method(data: dict[str, Any]) -> None:
-    from harness.merge.methods import method_names
-
-    method = data.get("merge_method")
-    if not method:
+def check_structure(data: dict[str, Any]) -> None:
+    """What can be checked without importing mergekit (the cache-hit path stays light)."""
+    if not data.get("merge_method"):
         raise HarnessError("the recipe has no merge_method", "add e.g. `merge_method: linear`")
-    names = method_names()
-    if method not in names:
-        raise HarnessError(f"unknown merge method {method!r}{did_you_mean(str(method), names)}",
-                           "pick one of: " + ", ".join(sorted(names)))
     if sum(bool(data.get(k)) for k in ("models", "slices", "modules")) != 1:
         raise HarnessError("a recipe needs exactly one of models:, slices: or modules:",
                            "see mergekit's examples or docs/merge.md")
+
+
+def check_method(data: dict[str, Any]) -> None:
+    """The method must be in mergekit's registry (with harness's methods added)."""
+    from harness.merge.methods import method_names
+
+    method = str(data.get("merge_method"))
+    names = method_names()
+    if method not in names:
+        raise HarnessError(f"unknown merge method {method!r}{did_you_mean(method, names)}",
+                           "pick one of: " + ", ".join(sorted(names)))
 
 
 def ref_slots(data: dict[str, Any]) -> Iterator[tuple[dict[str, Any], str, str]]:

@@ -64,6 +64,25 @@ class MergePlan:
         """mergekit's MergeConfiguration (validated; errors name the field)."""
         return to_merge_config(self.config_data)
 
+    def validate(self) -> None:
+        """The checks that need mergekit: a registered method and a config mergekit accepts."""
+        from harness.merge.recipe import check_method
+
+        check_method(self.config_data)
+        self.config()
+
+
+def canonical(node: Any, in_parameters: bool = False) -> Any:
+    """The recipe in one spelling: no nulls, numbers inside parameters as floats (1 == 1.0), refs as strings.
+    Key order does not matter (ids hash with sorted keys)."""
+    if isinstance(node, dict):
+        return {str(k): canonical(v, in_parameters or k == "parameters") for k, v in node.items() if v is not None}
+    if isinstance(node, list | tuple):
+        return [canonical(v, in_parameters) for v in node]
+    if in_parameters and isinstance(node, int) and not isinstance(node, bool):
+        return float(node)
+    return node
+
 
 def to_merge_config(data: dict[str, Any]) -> Any:
     from mergekit.config import MergeConfiguration
@@ -145,10 +164,8 @@ class Resolver:
 
 
 def plan_merge(recipe: Recipe, resolver: Resolver, seed: int | None = 0) -> MergePlan:
-    """Locate every reference, compute ids, and build mergekit's config. Writes nothing."""
+    """Locate every reference, compute ids, and build mergekit's config. Writes nothing, imports no mergekit."""
     from importlib.metadata import version
-
-    import mergekit  # noqa: F401  (fails early and clearly if mergekit is missing)
 
     from harness.merge.fisher import attach_fisher
 
@@ -169,8 +186,7 @@ def plan_merge(recipe: Recipe, resolver: Resolver, seed: int | None = 0) -> Merg
         cslot[key] = found[ref].path
         nslot[key] = "model:" + found[ref].model_id
     _hash_file_params(normalised, recipe.base_dir, config_data)
-    to_merge_config(config_data)
-    norm = to_merge_config(normalised).model_dump(exclude_defaults=True, mode="json")
+    norm = canonical(normalised)
     parents = _with_roles(found, data)
     mk = version("mergekit")
     model_id = hash_json({"format": ID_FORMAT, "recipe": norm, "parents": sorted(p.model_id for p in parents),
