@@ -8,6 +8,7 @@ from pathlib import Path
 ENV_DB = "HARNESS_DB"
 ENV_RESULTS = "HARNESS_RESULTS"
 ENV_CACHE = "HARNESS_CACHE"
+ENV_SUITES = "HARNESS_SUITES"
 
 
 def repo_root() -> Path:
@@ -30,6 +31,12 @@ def cache_dir() -> Path:
 
 def suites_dir() -> Path:
     return repo_root() / "suites"
+
+
+def suite_roots() -> list[Path]:
+    """The shipped suites folder, then any folders of the user's own suites in $HARNESS_SUITES (os.pathsep)."""
+    extra = [Path(p) for p in os.environ.get(ENV_SUITES, "").split(os.pathsep) if p]
+    return [suites_dir(), *extra]
 
 
 def zoo_dir() -> Path:

@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from harness.errors import HarnessError, did_you_mean
-from harness.paths import suites_dir
+from harness.paths import suite_roots
 from harness.suite_schema import SuiteSpec, parse_suite_yaml
 
 SUITE_FILE = "suite.yaml"
@@ -116,10 +116,10 @@ class Suite:
 
 # ---------------------------------------------------------------------- discovery
 def _suite_files(root: Path | None = None) -> dict[str, Path]:
-    """Suite name -> suite.yaml path for every suite.yaml under the suites folder (recursively)."""
-    root = Path(root) if root else suites_dir()
+    """Suite name -> suite.yaml path for every suite.yaml under the suites folders (recursively)."""
+    roots = [Path(root)] if root else suite_roots()
     found: dict[str, Path] = {}
-    for path in sorted(root.rglob(SUITE_FILE)):
+    for path in [p for r in roots for p in sorted(r.rglob(SUITE_FILE))]:
         spec = _parse(path)
         if spec.name in found:
             raise HarnessError(

@@ -21,6 +21,8 @@ COMMAND_MODULES = (
     "harness.cli.merge_cmds",
     "harness.cli.evolve_cmds",
     "harness.cli.dashboard_cmds",
+    "harness.cli.zoo_cmds",
+    "harness.cli.check_cmds",
 )
 
 app = typer.Typer(

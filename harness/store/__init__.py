@@ -16,7 +16,7 @@ from harness.paths import default_db_path
 from harness.store.database import Database
 from harness.store.models import ModelsMixin
 from harness.store.records import LineageEdge, ModelRecord, RunRecord, Sample, Score, Selection
-from harness.store.runs import RunsMixin
+from harness.store.runs import ChecksMixin, RunsMixin
 from harness.store.schema import SCHEMA_VERSION
 
 __all__ = [
@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 
-class Store(ModelsMixin, RunsMixin):
+class Store(ModelsMixin, RunsMixin, ChecksMixin):
     """The typed query API over the store that the CLI, the dashboard and the tests share."""
 
     def __init__(self, path: str | Path | None = None, lock_timeout: float = 300.0) -> None:

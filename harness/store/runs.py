@@ -147,3 +147,27 @@ class RunsMixin:
 
         with self.db.read() as con:
             return {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}  # noqa: S608
+
+
+class ChecksMixin:
+    db: Database
+
+    def add_check(self, check_id: str, candidate_id: str, baseline: str, suite: str, passed: bool,
+                  report: dict) -> None:
+        with self.db.write() as con:
+            con.execute(
+                "INSERT OR REPLACE INTO checks (check_id, candidate_id, baseline, suite, passed, report) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [check_id, candidate_id, baseline, suite, passed, json.dumps(report, default=str)],
+            )
+
+    def checks(self, candidate_id: str | None = None) -> list[dict]:
+        sql = "SELECT check_id, candidate_id, baseline, suite, passed, report, created FROM checks"
+        args: list[object] = []
+        if candidate_id:
+            sql += " WHERE candidate_id = ?"
+            args.append(candidate_id)
+        with self.db.read() as con:
+            rows = con.execute(sql + " ORDER BY created", args).fetchall()
+        keys = ("check_id", "candidate_id", "baseline", "suite", "passed", "report", "created")
+        return [dict(zip(keys, (*r[:5], json.loads(r[5]) if r[5] else {}, r[6]), strict=True)) for r in rows]

@@ -1,0 +1,136 @@
+"""Release baselines: a committed JSON file with a model's per-sample scores on a suite and how they were made.
+
+    results/baselines/NAME.json = {
+        "format": 1, "name", "created", "model": {id, name}, "suite": {name, version, split, data_hash},
+        "backend": {name, version}, "harness_version", "run_id", "settings" (the run's score settings),
+        "options" (what `harness check` needs to evaluate a candidate exactly alike),
+        "tasks": {task: {"metric", "value", "n", "samples": {doc_id: score}}}
+    }
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError
+from harness.paths import results_dir
+
+FORMAT = 1
+# Metrics in the order a gate prefers them when a task reports several.
+METRIC_PREFERENCE = ("acc", "exact_match,last-number", "exact_match,get-answer", "exact_match", "acc_norm")
+
+
+def baselines_dir() -> Path:
+    return results_dir() / "baselines"
+
+
+def baseline_path(name_or_path: str) -> Path:
+    p = Path(name_or_path)
+    if p.suffix == ".json" or p.parent != Path("."):
+        return p
+    return baselines_dir() / f"{name_or_path}.json"
+
+
+def primary_metric(metrics: list[str]) -> str:
+    for m in METRIC_PREFERENCE:
+        if m in metrics:
+            return m
+    exact = sorted(m for m in metrics if m.startswith("exact_match"))
+    return exact[0] if exact else sorted(metrics)[0]
+
+
+def task_samples(samples: Any, metric: str | None = None) -> dict[str, dict[str, Any]]:
+    """A run's per-sample rows (DataFrame) -> {task: {metric, samples: {doc_id: score}}} on one metric per task."""
+    out: dict[str, dict[str, Any]] = {}
+    for task, rows in samples.groupby("task"):
+        chosen = metric or primary_metric(sorted(set(rows["metric"])))
+        rows = rows[rows["metric"] == chosen]
+        scores = {int(d): float(s) for d, s in zip(rows["doc_id"], rows["score"], strict=True) if s == s}
+        if scores:
+            out[str(task)] = {"metric": chosen, "samples": scores}
+    return out
+
+
+def scores_by_task(tasks: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[int, float]]:
+    return {t: {int(k): float(v) for k, v in d["samples"].items()} for t, d in tasks.items()}
+
+
+def build_baseline(name: str, run: Any, model: Any, samples: Any, options: dict[str, Any]) -> dict[str, Any]:
+    """The baseline document for a complete run (RunRecord), its model (ModelRecord) and its samples."""
+    import harness
+
+    tasks = task_samples(samples)
+    for d in tasks.values():
+        vals = list(d["samples"].values())
+        d["value"], d["n"] = sum(vals) / len(vals), len(vals)
+    return {
+        "format": FORMAT, "name": name, "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "model": {"id": model.model_id, "name": model.name},
+        "suite": {"name": run.suite, "version": run.suite_version, "split": run.split, "data_hash": run.data_hash},
+        "backend": {"name": run.backend, "version": run.backend_version},
+        "harness_version": harness.__version__, "run_id": run.run_id,
+        "settings": {k: v for k, v in run.settings.items() if k not in ("device", "base_url")},
+        "options": options, "tasks": tasks,
+    }
+
+
+def write_baseline(doc: dict[str, Any], path: Path) -> Path:
+    write_text_atomic(path, json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    return path
+
+
+def read_baseline(name_or_path: str) -> dict[str, Any]:
+    path = baseline_path(name_or_path)
+    if not path.is_file():
+        raise HarnessError(
+            f"no baseline file {path}", "create it with harness baseline save MODEL --suite S --name NAME"
+        )
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise HarnessError(f"{path} is not valid JSON (line {exc.lineno})", "restore it from version control") from exc
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT or "tasks" not in doc:
+        raise HarnessError(
+            f"{path} is not a harness baseline (format {FORMAT})", "save it again with harness baseline save"
+        )
+    return doc
+
+
+def options_dict(opts: Any) -> dict[str, Any]:
+    """EvalOptions -> JSON (the fields a candidate must share with its baseline)."""
+    d = asdict(opts)
+    bo = d.pop("backend_options")
+    keep = ("batch_size", "dtype", "max_length", "add_bos_token", "trust_remote_code", "chat")
+    return {"split": d["split"], "backend": d["backend"], "limit": d["limit"], "tier": d["tier"],
+            "tasks": list(d["tasks"]) if d["tasks"] else None, "seed": d["seed"],
+            "backend_options": {k: bo[k] for k in keep}}
+
+
+def options_from(d: dict[str, Any], device: str | None = None, base_url: str | None = None) -> Any:
+    from harness.evaluate.backends.base import BackendOptions
+    from harness.evaluate.runner import EvalOptions
+
+    bo = BackendOptions(**d["backend_options"], device=device, base_url=base_url)
+    return EvalOptions(split=d["split"], backend=d["backend"], limit=d["limit"], tier=d["tier"],
+                       tasks=tuple(d["tasks"]) if d["tasks"] else None, seed=d["seed"], backend_options=bo)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write through a temporary file in the same folder, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

@@ -1,0 +1,150 @@
+"""`harness baseline save` and `harness check`: evaluate, pair, gate, report, record.
+
+The candidate is evaluated with the baseline's exact options (split, limit, tasks, backend, batch size, dtype,
+seed). A baseline made from another suite version or other data, or with other settings, is refused unless the
+user allows the mismatch. A passed check is recorded in the store, and (unless told otherwise) as a selection
+event: the candidate was chosen for release on this suite, which the overfitting analysis then knows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from harness.analysis.baseline import (
+    baseline_path,
+    build_baseline,
+    options_dict,
+    options_from,
+    read_baseline,
+    scores_by_task,
+    task_samples,
+    write_baseline,
+)
+from harness.analysis.gate import GateResult, compare, markdown_report
+from harness.errors import HarnessError
+from harness.hashing import hash_json
+from harness.store import Selection, Store
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    check_id: str
+    candidate: str
+    baseline: str
+    suite: str
+    result: GateResult
+    candidate_run: str
+    report: str  # Markdown
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "check_id": self.check_id, "candidate": self.candidate, "baseline": self.baseline, "suite": self.suite,
+            "passed": self.result.passed, "alpha": self.result.alpha, "failed_tasks": self.result.failed_tasks,
+            "underpowered_tasks": self.result.underpowered_tasks, "missing_tasks": self.result.missing,
+            "candidate_run": self.candidate_run, "tasks": [v.to_dict() for v in self.result.verdicts],
+        }
+
+
+def _evaluate(model: str, suite: str, opts: Any, store: Store) -> tuple[Any, Any]:
+    from harness.evaluate.runner import evaluate_model
+
+    res = evaluate_model(model, suite, opts, store)
+    run = store.get_run(res.run_id)
+    return res, run
+
+
+def save_baseline(model: str, suite: str, name: str, opts: Any, store: Store) -> Path:
+    """Evaluate (or reuse) `model` on `suite` and write results/baselines/NAME.json."""
+    res, run = _evaluate(model, suite, opts, store)
+    doc = build_baseline(name, run, store.get_model(res.model_id), store.samples(res.run_id), options_dict(opts))
+    return write_baseline(doc, baseline_path(name))
+
+
+def _baseline_doc(baseline: str, suite: str, opts: Any, store: Store) -> dict[str, Any]:
+    """A baseline file by name or path; otherwise a model to evaluate now with `opts`."""
+    path = baseline_path(baseline)
+    if path.is_file():
+        return read_baseline(baseline)
+    if store.find_model(baseline) is None and not Path(baseline).is_dir():
+        raise HarnessError(f"{baseline!r} is neither a baseline file ({path}) nor a model",
+                           "pass a baseline name saved with harness baseline save, or a model")
+    res, run = _evaluate(baseline, suite, opts, store)
+    return build_baseline(baseline, run, store.get_model(res.model_id), store.samples(res.run_id), options_dict(opts))
+
+
+def _mismatches(doc: dict[str, Any], run: Any) -> list[str]:
+    out = []
+    want = doc["suite"]
+    for key, have in (("version", run.suite_version), ("data_hash", run.data_hash), ("split", run.split)):
+        if str(want.get(key)) != str(have):
+            out.append(f"suite {key} {want.get(key)!r} (baseline) vs {have!r} (now)")
+    if doc["suite"]["name"] != run.suite:
+        out.append(f"suite {doc['suite']['name']!r} (baseline) vs {run.suite!r}")
+    if doc["backend"]["name"] != run.backend:
+        out.append(f"backend {doc['backend']['name']!r} (baseline) vs {run.backend!r}")
+    settings = {k: v for k, v in run.settings.items() if k not in ("device", "base_url")}
+    for key in sorted(set(doc["settings"]) | set(settings)):
+        if doc["settings"].get(key) != settings.get(key):
+            out.append(f"setting {key} {doc['settings'].get(key)!r} (baseline) vs {settings.get(key)!r}")
+    return out
+
+
+def run_check(
+    candidate: str, baseline: str, suite: str | None, store: Store, opts: Any | None = None,
+    tolerance: float = 0.02, per_task: dict[str, float] | None = None, alpha: float = 0.05,
+    allow_mismatch: bool = False, promote: bool = True, device: str | None = None,
+) -> CheckOutcome:
+    """Gate `candidate` against a baseline file (or a baseline model evaluated with `opts`)."""
+    from harness.evaluate.runner import EvalOptions
+
+    store.init()
+    if baseline_path(baseline).is_file():
+        doc = read_baseline(baseline)
+        suite = suite or doc["suite"]["name"]
+        if suite != doc["suite"]["name"]:
+            raise HarnessError(f"baseline {baseline!r} is for suite {doc['suite']['name']!r}, not {suite!r}",
+                               f"pass --suite {doc['suite']['name']} or another baseline")
+        opts = options_from(doc["options"], device=device)
+    else:
+        if suite is None:
+            raise HarnessError("--suite is required when the baseline is a model", "add --suite NAME")
+        opts = opts or EvalOptions()
+        doc = _baseline_doc(baseline, suite, opts, store)
+    _check_suite_now(doc, suite, allow_mismatch)
+    res, run = _evaluate(candidate, suite, replace(opts, rerun=False), store)
+    problems = _mismatches(doc, run)
+    if problems and not allow_mismatch:
+        raise HarnessError(f"the candidate's run differs from the baseline: {problems[0]}",
+                           "re-save the baseline with the current suite and settings, or pass --allow-mismatch")
+    cand = task_samples(store.samples(res.run_id))
+    result = compare(scores_by_task(doc["tasks"]), {t: d["samples"] for t, d in cand.items()},
+                     tolerance=tolerance, per_task_tolerance=per_task, alpha=alpha)
+    check_id = "c" + hash_json({"candidate": res.model_id, "baseline": doc["run_id"], "tol": tolerance,
+                                "per_task": per_task, "alpha": alpha})[:19]
+    title = f"harness check: {res.model_name} vs {doc['name']} on {suite}"
+    outcome = CheckOutcome(check_id, res.model_id, doc["name"], suite, result, res.run_id,
+                           markdown_report(result, title))
+    store.add_check(check_id, res.model_id, doc["name"], suite, result.passed, outcome.to_dict())
+    if result.passed and promote:
+        store.add_selection(Selection(f"sel-{check_id}", res.model_id, suite, "check", split=run.split,
+                                      process_id=check_id, note=f"passed the gate against {doc['name']}"))
+    return outcome
+
+
+def _check_suite_now(doc: dict[str, Any], suite: str, allow_mismatch: bool) -> None:
+    """Refuse early when the suite on disk is not the one the baseline was made from."""
+    from harness.suites import load_suite
+
+    now = load_suite(suite)
+    want = doc["suite"]
+    if allow_mismatch:
+        return
+    if str(want["version"]) != str(now.version):
+        raise HarnessError(
+            f"baseline {doc['name']!r} was made with {suite} version {want['version']}, the suite is now "
+            f"version {now.version}", "re-save the baseline (harness baseline save) or pass --allow-mismatch")
+    if want.get("data_hash") and want["data_hash"] != now.data_hash():
+        raise HarnessError(f"baseline {doc['name']!r} was made from other {suite} data (data hash differs)",
+                           "re-save the baseline (harness baseline save) or pass --allow-mismatch")

@@ -1,0 +1,103 @@
+"""`harness baseline save` and `harness check`: the regression gate before a release."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from harness.cli.output import print_json
+from harness.errors import HarnessError
+
+
+def register(app: typer.Typer) -> None:
+    baseline_app = typer.Typer(help="Release baselines (results/baselines/NAME.json, meant to be committed).",
+                               no_args_is_help=True)
+    baseline_app.command("save")(baseline_save)
+    app.add_typer(baseline_app, name="baseline")
+    app.command("check")(check)
+
+
+def _options(split: str | None, limit: int | None, tier: str | None, backend: str, batch_size: str,
+             dtype: str, seed: int, device: str | None):
+    from harness.evaluate.backends.base import BackendOptions
+    from harness.evaluate.runner import EvalOptions
+
+    bo = BackendOptions(batch_size=int(batch_size) if batch_size.isdigit() else batch_size, dtype=dtype,
+                        device=device)
+    return EvalOptions(split=split, backend=backend, limit=limit, tier=tier, seed=seed, backend_options=bo)
+
+
+def baseline_save(
+    model: str = typer.Argument(..., help="Model folder, registered name or id."),
+    suite: str = typer.Option(..., "--suite", "-s", help="Suite name."),
+    name: str = typer.Option(..., "--name", help="Baseline name: writes results/baselines/NAME.json."),
+    split: str = typer.Option(None, "--split", help="Suite split (default: the suite's default)."),
+    limit: int = typer.Option(None, "--limit", help="At most N documents per task."),
+    tier: str = typer.Option(None, "--tier", help="smoke | quick | full."),
+    backend: str = typer.Option("hf", "--backend", "-b", help="hf | vllm | openai."),
+    batch_size: str = typer.Option("16", "--batch-size", help="Batch size (scores can move with it: it is kept)."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto | float32 | bfloat16 | float16."),
+    seed: int = typer.Option(1234, "--seed", help="Seed."),
+    device: str = typer.Option(None, "--device", help="hf: cpu, cuda ..."),
+) -> None:
+    """Evaluate a model (or reuse its cached run) and write a baseline file with per-sample scores."""
+    from harness.analysis.check import save_baseline
+    from harness.store import Store
+
+    store = Store()
+    path = save_baseline(model, suite, name, _options(split, limit, tier, backend, batch_size, dtype, seed, device),
+                         store)
+    typer.echo(f"baseline {name}: {path}")
+
+
+def _tolerances(values: list[str]) -> tuple[float, dict[str, float]]:
+    default, per_task = 0.02, {}
+    for v in values:
+        try:
+            if "=" in v:
+                task, num = v.split("=", 1)
+                per_task[task.strip()] = float(num)
+            else:
+                default = float(v)
+        except ValueError:
+            raise HarnessError(f"--tolerance {v!r} is not a number or TASK=NUMBER",
+                               "write e.g. --tolerance 0.02 --tolerance zoo_math_mc_public=0.05") from None
+    return default, per_task
+
+
+def check(
+    candidate: str = typer.Option(..., "--candidate", help="The model to gate: folder, name or id."),
+    baseline: str = typer.Option(..., "--baseline", help="A baseline name/file, or a model to compare against."),
+    suite: str = typer.Option(None, "--suite", "-s", help="Suite (default: the baseline file's)."),
+    tolerance: list[str] = typer.Option(
+        [], "--tolerance", help="Allowed absolute drop: a number for every task, or TASK=NUMBER (repeatable)."),
+    alpha: float = typer.Option(0.05, "--alpha", help="Significance level after Holm correction."),
+    allow_mismatch: bool = typer.Option(False, "--allow-mismatch", help="Run although suite or settings differ."),
+    no_promote: bool = typer.Option(False, "--no-promote", help="Do not record a pass as a release selection."),
+    split: str = typer.Option(None, "--split", help="With a baseline model: the split."),
+    limit: int = typer.Option(None, "--limit", help="With a baseline model: at most N documents per task."),
+    tier: str = typer.Option(None, "--tier", help="With a baseline model: smoke | quick | full."),
+    backend: str = typer.Option("hf", "--backend", "-b", help="With a baseline model: hf | vllm | openai."),
+    device: str = typer.Option(None, "--device", help="hf: cpu, cuda ..."),
+    report: Path = typer.Option(None, "--report", help="Write the Markdown report here (for a PR comment)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the verdicts as JSON."),
+) -> None:
+    """Gate a candidate against a baseline: exit 0 pass, 1 a significant drop beyond tolerance, 2 an error."""
+    from harness.analysis.check import run_check
+    from harness.store import Store
+
+    default, per_task = _tolerances(tolerance)
+    opts = _options(split, limit, tier, backend, "16", "auto", 1234, device)
+    outcome = run_check(candidate, baseline, suite, Store(), opts, tolerance=default, per_task=per_task,
+                        alpha=alpha, allow_mismatch=allow_mismatch, promote=not no_promote, device=device)
+    if report:
+        from harness.analysis.baseline import write_text_atomic
+
+        write_text_atomic(report, outcome.report)
+    if as_json:
+        print_json(outcome.to_dict())
+    else:
+        typer.echo(outcome.report)
+    if not outcome.result.passed:
+        raise typer.Exit(1)
