@@ -148,7 +148,7 @@ def run_judge_suite(
     store: Store, suite_name: str, suite_version: str, data_dir: Path, model_id: str, answerer: ChatGenerator,
     judge: ChatGenerator, baseline: tuple[str, ChatGenerator] | None = None, limit: int | None = None,
     cache_path: Path | None = None, progress: Progress | None = None, backend: str = "hf",
-    backend_version: str | None = None,
+    backend_version: str | None = None, data_hash_value: str | None = None, split: str = "test",
 ) -> JudgeResult:
     """Answer, judge, score and store one model on a judge suite; returns the stored scores."""
     import time
@@ -163,11 +163,11 @@ def run_judge_suite(
         "mode": mode, "limit": limit, "answer": answerer.settings(), "judge": judge.identity,
         "judge_settings": judge.settings(), "baseline": baseline[0] if baseline else None,
     }
-    dhash = data_hash(data_dir)
+    dhash = data_hash_value or data_hash(data_dir)
     run_id = hash_json({"model": model_id, "suite": suite_name, "version": suite_version, "data": dhash,
                         "backend": backend, "settings": settings})[:24]
     store.start_run(RunRecord(run_id, model_id, suite_name, backend, __version__, suite_version=suite_version,
-                              data_hash=dhash, backend_version=backend_version, settings=settings, seed=0))
+                              split=split, data_hash=dhash, backend_version=backend_version, settings=settings, seed=0))
     cache = TextCache(cache_path or cache_dir() / "judge.sqlite")
     timings: dict[str, float] = {}
     try:

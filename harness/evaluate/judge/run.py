@@ -1,0 +1,85 @@
+"""`harness eval MODEL --suite mt_bench --judge JUDGE [--baseline MODEL]`: models and backends resolved the
+same way as every other evaluation, then the judge runner."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from harness.errors import HarnessError
+
+if TYPE_CHECKING:
+    from harness.evaluate.backends.base import BackendOptions
+    from harness.evaluate.judge.runner import JudgeResult
+    from harness.store import Store
+
+
+@dataclass(frozen=True)
+class JudgeOptions:
+    judge: str  # a model folder / name / id, or the model name an endpoint serves (with judge_base_url)
+    judge_backend: str = "hf"
+    judge_base_url: str | None = None  # openai judge: the endpoint; its key comes from $OPENAI_API_KEY
+    baseline: str | None = None  # pairwise comparison against this model's answers
+    backend: str = "hf"  # the answering model's backend (and the baseline's)
+    backend_options: BackendOptions | None = None
+    limit: int | None = None
+    tier: str | None = None
+    max_new_tokens: int = 1024
+    judge_max_new_tokens: int = 1024
+    temperature: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _generator(ref: str, backend: str, bo: BackendOptions, store: Store, max_new_tokens: int,
+               temperature: float, role: str) -> tuple[str, Any]:
+    from harness.evaluate.backends import get_backend
+    from harness.evaluate.judge.chat import ChatGenerator
+    from harness.evaluate.target import resolve_model
+
+    be = get_backend(backend)
+    target = resolve_model(ref, store, bo.base_url)
+    if backend == "openai":
+        bo = replace(bo, chat=True, served_model=bo.served_model or target.name)
+    try:
+        lm = be.build(target, bo)
+    except HarnessError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise HarnessError(f"{role} {target.name} won't load with {backend}: {str(exc).splitlines()[0][:200]}",
+                           "check the model folder or the endpoint") from None
+    identity = {"model": target.model_id, "name": target.name, "backend": backend, "version": be.version()}
+    return target.model_id, ChatGenerator(lm, identity, max_new_tokens, temperature)
+
+
+def evaluate_judge(model_ref: str, suite_name: str, opts: JudgeOptions, store: Store | None = None) -> JudgeResult:
+    """Answer with the model, judge with the judge, store the run; returns the judge result."""
+    from harness.evaluate.backends.base import BackendOptions
+    from harness.evaluate.judge.runner import run_judge_suite
+    from harness.store import Store
+    from harness.suites import load_suite
+
+    store = store or Store()
+    store.init()
+    suite = load_suite(suite_name)
+    if suite.kind != "judge":
+        raise HarnessError(f"--judge needs a judge suite; {suite_name} is an lm-eval suite",
+                           "use --suite mt_bench or vicuna_bench, or drop --judge")
+    limit = opts.limit if opts.limit is not None else (suite.tier_limit(opts.tier) if opts.tier else None)
+    bo = opts.backend_options or BackendOptions()
+    model_id, answerer = _generator(model_ref, opts.backend, bo, store, opts.max_new_tokens, opts.temperature,
+                                    "model")
+    baseline = None
+    if opts.baseline:
+        base_id, base_gen = _generator(opts.baseline, opts.backend, bo, store, opts.max_new_tokens,
+                                       opts.temperature, "baseline")
+        baseline = (base_id, base_gen)
+    judge_bo = BackendOptions(base_url=opts.judge_base_url, device=bo.device, dtype=bo.dtype,
+                              batch_size=bo.batch_size)
+    _, judge = _generator(opts.judge, opts.judge_backend, judge_bo, store, opts.judge_max_new_tokens, 0.0, "judge")
+    from harness.evaluate.backends import get_backend
+
+    return run_judge_suite(
+        store, suite.name, str(suite.version), suite.path / "data", model_id, answerer, judge, baseline=baseline,
+        limit=limit, backend=opts.backend, backend_version=get_backend(opts.backend).version(),
+        data_hash_value=suite.data_hash(), split=suite.default_split,
+    )
