@@ -64,6 +64,8 @@ class InMemoryMerger:
         from harness.merge.methods import register_methods
 
         register_methods()
+        if self.store is not None:
+            self.store.init()
         self.resolver = Resolver(store=self.store, materialize=self._materialize)
         self._checked: set[tuple[str, ...]] = set()
         self._arch: dict[str, tuple[Any, Any]] = {}  # mergekit architecture and output config per recipe shape
