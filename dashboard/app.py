@@ -8,6 +8,7 @@ results/harness.duckdb.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -25,4 +26,9 @@ PAGES = [
     st.Page(str(HERE / "views" / "overfitting.py"), title="Overfitting", url_path="overfitting"),
     st.Page(str(HERE / "views" / "runs.py"), title="Runs", url_path="runs"),
 ]
-st.navigation(PAGES).run()
+page = st.navigation(PAGES)
+import queries  # noqa: E402 (needs the path above)
+
+if os.environ.get("HARNESS_DASHBOARD_PREWARM", "1") != "0" and Path(queries.db_path()).exists():
+    queries.prewarm(queries.db_path())  # the overfitting analysis, in the background
+page.run()

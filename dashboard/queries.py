@@ -48,6 +48,55 @@ def base(db: str) -> evidence.Data:
     return evidence.gather_base(_store(db))
 
 
+@st.cache_data(ttl=TTL, show_spinner=False)
+def wide(db: str, columns: tuple[str, ...]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Leaderboard matrices (model_id x suite:split): value, stderr, in-sample."""
+    sc = scores_marked(db)
+    sc = sc.assign(column=sc["suite"] + ":" + sc["split"])
+    sc = sc[sc["column"].isin(columns)]
+    return tuple(sc.pivot_table(index="model_id", columns="column", values=v, aggfunc="first")
+                 for v in ("value", "se", "in_sample"))  # type: ignore[return-value]
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def method_stats(db: str, drop_in_sample: bool) -> pd.DataFrame:
+    """Per merge method and suite (default split): count, min, quartiles, max and mean of merged models' scores."""
+    data = base(db)
+    sc = scores_marked(db)
+    sc = sc[(sc["split"] == sc["suite"].map(data.default_split)) & sc["method"].notna()]
+    if drop_in_sample:
+        sc = sc[~sc["in_sample"]]
+    g = (sc.assign(score=sc["value"] * 100)).groupby(["method", "suite"])["score"]
+    out = g.agg(n="count", min="min", mean="mean", max="max")
+    out["q1"], out["median"], out["q3"] = g.quantile(0.25), g.median(), g.quantile(0.75)
+    return out.reset_index()
+
+
+def prewarm(db: str) -> None:
+    """Fill the caches (scores, then the analysis) in a background thread so the next page is a cache hit;
+    a page that needs a value being computed waits for it (st.cache_data computes each key once)."""
+    import threading
+
+    state = _prewarm_state(db)
+    with state["lock"]:
+        if state["thread"] is not None and state["thread"].is_alive():
+            return
+        state["thread"] = threading.Thread(target=_warm, args=(db,), daemon=True, name="harness-prewarm")
+        state["thread"].start()
+
+
+def _warm(db: str) -> None:
+    scores_marked(db)
+    analysed(db)
+
+
+@st.cache_resource(show_spinner=False)
+def _prewarm_state(db: str) -> dict:
+    import threading
+
+    return {"lock": threading.Lock(), "thread": None}
+
+
 @st.cache_data(ttl=ANALYSIS_TTL, show_spinner="Analysing the lineages...")
 def analysed(db: str) -> tuple[pd.DataFrame, list[Flag]]:
     """The twin gaps of every model and every flag (harness.analysis.overfit over the cached base)."""
@@ -91,6 +140,7 @@ def in_sample_table(db: str) -> pd.DataFrame:
     return sc.loc[mask, ["model_id", "suite", "split"]].reset_index(drop=True)
 
 
+@st.cache_data(ttl=TTL, show_spinner=False)
 def scores_marked(db: str) -> pd.DataFrame:
     """Suite scores with the model's name, kind, method, depth and an in_sample column."""
     data = base(db)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import queries as q
 import streamlit as st
@@ -30,18 +31,16 @@ with st.sidebar:
     exclude = st.toggle("Overall excludes in-sample scores", value=True, key="lb_exclude")
     limit = st.number_input("Rows shown", 10, 5000, 200, step=50, key="lb_limit")
 
-shown = scores[scores["column"].isin(columns)]
-wide_value = shown.pivot_table(index="model_id", columns="column", values="value", aggfunc="first")
-wide_se = shown.pivot_table(index="model_id", columns="column", values="se", aggfunc="first")
-wide_in = shown.pivot_table(index="model_id", columns="column", values="in_sample", aggfunc="first")
+wide_value, wide_se, wide_in = q.wide(db, tuple(columns))
 counted = wide_value.where(~wide_in.fillna(False).astype(bool)) if exclude else wide_value
 
 board = data.models.set_index("model_id")[["name", "kind", "method", "depth"]].copy()
-board["merged"] = board.index.map(lambda m: "merged" if data.graph.parents.get(m) else "source")
+board["merged"] = np.where(board.index.isin(list(data.graph.parents)), "merged", "source")
 board["overall"] = counted.mean(axis=1) * 100
 board["suites counted"] = counted.notna().sum(axis=1)
-board["in-sample on"] = wide_in.fillna(False).astype(bool).apply(
-    lambda r: ", ".join(c for c, v in r.items() if v), axis=1)
+marks = wide_in.fillna(False).astype(bool)
+names = np.array(marks.columns, dtype=object)
+board["in-sample on"] = pd.Series([", ".join(names[row]) for row in marks.to_numpy()], index=marks.index)
 board = board[board.index.isin(wide_value.index)]
 board = board[board["merged"].isin(kinds)]
 if method_pick:

@@ -18,15 +18,15 @@ if public.empty:
     st.info("No scored merges yet.")
 else:
     drop_in = st.toggle("Leave out in-sample scores", value=True, key="m_drop")
-    plot = public[~public["in_sample"]] if drop_in else public
-    plot = plot.assign(score=plot["value"] * 100)
-    box = alt.Chart(plot).mark_boxplot(extent="min-max").encode(
-        x=alt.X("method:N", title=None), y=alt.Y("score:Q", title="score (%)", scale=alt.Scale(zero=False)),
-        color=alt.Color("method:N", legend=None),
-    ).properties(width=220, height=260).facet(column=alt.Column("suite:N", title=None))
+    stats = q.method_stats(db, drop_in)
+    base = alt.Chart(stats).encode(x=alt.X("method:N", title=None), color=alt.Color("method:N", legend=None))
+    box = alt.layer(  # a box plot from precomputed quantiles: small specs however many models there are
+        base.mark_rule().encode(y=alt.Y("min:Q", title="score (%)", scale=alt.Scale(zero=False)), y2="max:Q"),
+        base.mark_bar(size=18).encode(y="q1:Q", y2="q3:Q", tooltip=["method", "suite", "n", "q1", "median", "q3"]),
+        base.mark_tick(color="black", size=18).encode(y="median:Q"),
+    ).properties(width=220, height=260).facet(column=alt.Column("suite:N", title=None), data=stats)
     st.altair_chart(box)
-    summary = plot.groupby(["method", "suite"])["score"].agg(["count", "mean", "median", "std"]).round(2)
-    st.dataframe(summary.reset_index(), hide_index=True, width="stretch")
+    st.dataframe(stats.round(2), hide_index=True, width="stretch")
 
 st.header("Paired comparison")
 st.caption("Per-task difference (B - A) over the documents both models answered, with a paired bootstrap 95% "

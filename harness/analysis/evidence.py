@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 TWIN_SPLIT_NAMES = ("heldout", "twin", "perturbed")
 MIN_PAIRED_DOCS = 20
+PAIR_MARGIN = 0.025  # half the smallest flag size (gap_min, divergence_min)
 
 
 @dataclass
@@ -52,22 +53,23 @@ class Data:
 
 
 def suite_twins(twins: Mapping[str, Mapping[str, str]] | None) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
-    """Twins and default splits from a plain mapping, or from harness.suites when None (if it is installed)."""
+    """Twins and default splits from a plain mapping, or from every suite.yaml under suites/ when None."""
     if twins is not None:
         return {s: dict(t) for s, t in twins.items()}, {}
     found: dict[str, dict[str, str]] = {}
     defaults: dict[str, str] = {}
-    try:
-        from harness.suites import list_suites, load_suite
-    except ImportError:  # pragma: no cover - the suite loader is optional for the analysis
-        return found, defaults
-    try:
-        for name in list_suites():
-            suite = load_suite(name)
-            defaults[name] = suite.default_split
-            if suite.twins:
-                found[name] = dict(suite.twins)
-    except Exception:  # noqa: BLE001 - a broken suite folder must not stop the dashboard; twins then come from runs
+    try:  # only each suite.yaml (twins, default split): no task YAMLs or data files, so it is quick
+        import yaml
+
+        from harness.paths import suites_dir
+        from harness.suite_schema import parse_suite_yaml
+
+        for path in sorted(suites_dir().rglob("suite.yaml")):
+            spec = parse_suite_yaml(yaml.safe_load(path.read_text(encoding="utf-8")), path)
+            defaults[spec.name] = spec.default_split
+            if spec.twins:
+                found[spec.name] = dict(spec.twins)
+    except Exception:  # noqa: BLE001 - a broken suite folder must not stop the analysis; twins then come from runs
         pass
     return found, defaults
 
@@ -128,10 +130,14 @@ def _empty_gaps() -> pd.DataFrame:
                                  "paired", "n"])
 
 
-def twin_gaps(store: Store, data: Data) -> pd.DataFrame:
+def twin_gaps(store: Store, data: Data, pair_all: bool = False) -> pd.DataFrame:
     """public - twin for every model, suite and twin kind it has both scores for, with a stderr that is paired
     over shared document ids when the two runs share at least half their ids (and MIN_PAIRED_DOCS), else
-    unpaired (sqrt(se_public^2 + se_twin^2))."""
+    unpaired (sqrt(se_public^2 + se_twin^2)).
+
+    Pairing reads the per-sample rows, so it is done for the gaps that matter: source models (the reference and
+    the roots of every chain) and gaps at least PAIR_MARGIN above the median gap of their suite and twin (a gap
+    below that cannot reach a flag's minimum size); `pair_all` pairs every one."""
     import numpy as np
     import pandas as pd
 
@@ -155,14 +161,22 @@ def twin_gaps(store: Store, data: Data) -> pd.DataFrame:
         return _empty_gaps()
     g = pd.concat(frames, ignore_index=True)
     g["key"] = g["model_id"] + "|" + g["suite"] + "|" + g["kind"]
-    pd_ = views.paired_diffs(store, g[["key", "run_a", "run_b"]])
-    g = g.merge(pd_, on="key", how="left")
-    n_common = g["n_common"].fillna(0)
-    smaller = np.minimum(g["n_a"].fillna(0), g["n_b"].fillna(0))
-    paired = (n_common >= MIN_PAIRED_DOCS) & (n_common >= 0.5 * smaller)
-    g["paired"] = paired
-    g["gap"] = np.where(paired, g["diff"], g["public"] - g["twin_value"])
-    g["se"] = np.where(paired, np.sqrt(g["var"].fillna(0) / n_common.clip(lower=1)),
-                       np.sqrt(g["se_public"] ** 2 + g["se_twin"] ** 2))
-    g["n"] = np.where(paired, n_common, np.minimum(g["n_public"], g["n_twin"])).astype(int)
+    g["gap"] = g["public"] - g["twin_value"]
+    g["se"] = np.sqrt(g["se_public"] ** 2 + g["se_twin"] ** 2)
+    g["n"] = np.minimum(g["n_public"], g["n_twin"]).fillna(0).astype(int)
+    g["paired"] = False
+    # Pairing needs a scan of the per-sample rows; only gaps that could reach a flag need it (see the docstring).
+    median = g.groupby(["suite", "kind"])["gap"].transform("median")
+    roots = g["model_id"].map(lambda m: not data.graph.parents.get(m))
+    wanted = g[pair_all | roots | (g["gap"] >= median + PAIR_MARGIN)]
+    pd_ = views.paired_diffs(store, wanted[["key", "run_a", "run_b"]]).set_index("key")
+    if len(pd_):
+        pd_ = pd_.reindex(g["key"])
+        n_common = pd_["n_common"].fillna(0).to_numpy()
+        smaller = np.minimum(pd_["n_a"].fillna(0).to_numpy(), pd_["n_b"].fillna(0).to_numpy())
+        paired = (n_common >= MIN_PAIRED_DOCS) & (n_common >= 0.5 * smaller)
+        g["paired"] = paired
+        g["gap"] = np.where(paired, pd_["diff"].to_numpy(), g["gap"])
+        g["se"] = np.where(paired, np.sqrt(pd_["var"].fillna(0).to_numpy() / np.clip(n_common, 1, None)), g["se"])
+        g["n"] = np.where(paired, n_common, g["n"]).astype(int)
     return g[["model_id", "suite", "kind", "twin", "public", "twin_value", "gap", "se", "paired", "n"]]

@@ -134,10 +134,16 @@ def doc_scores(store: Store, run_ids: Iterable[str]) -> pd.DataFrame:
 
 
 def runs_of(store: Store, model_id: str) -> pd.DataFrame:
+    """A model's runs (newest first) with their number of sample rows."""
     return _df(store, """
-        SELECT run_id, suite, split, status, backend, backend_version, suite_version, seed, started, ended, error,
-               (SELECT count(*) FROM samples s WHERE s.run_id = r.run_id) AS samples
-        FROM runs r WHERE model_id = ? ORDER BY started DESC, suite, split""", [model_id])
+        WITH r AS (
+            SELECT run_id, suite, split, status, backend, backend_version, suite_version, seed, started, ended, error
+            FROM runs WHERE model_id = ?
+        ), c AS (
+            SELECT run_id, count(*) AS samples FROM samples WHERE run_id IN (SELECT run_id FROM r) GROUP BY run_id
+        )
+        SELECT r.*, coalesce(c.samples, 0) AS samples FROM r LEFT JOIN c USING (run_id)
+        ORDER BY started DESC, suite, split""", [model_id])
 
 
 def evolve_runs(store: Store) -> pd.DataFrame:

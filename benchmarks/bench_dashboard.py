@@ -1,0 +1,123 @@
+"""Time every dashboard page (Streamlit AppTest, in process) and the overfitting analysis on a store.
+
+    python benchmarks/bench_dashboard.py STORE.duckdb [--truth truth.json] [--repeat 3]
+
+For each page: `cold` = first render with every st.cache_data/st.cache_resource entry cleared (the queries run),
+`warm` = the median of --repeat reruns (cache hits, what a user clicking around sees within the TTL). The first
+render of every page in the process (imports of streamlit, altair, scipy...) is reported on its own. The
+background pre-computation of the analysis (app.py) is switched off here so each page pays its own queries.
+Then the analysis (harness.analysis.overfit over the store, no cache) and, with --truth from gen_store.py,
+its flag counts. Prints one table with absolute numbers and the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+APP = str(REPO / "dashboard" / "app.py")
+PAGES = ("leaderboard", "methods", "lineage", "overfitting", "runs")
+
+
+def machine() -> str:
+    cpu = platform.processor() or "cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return f"{platform.node()}: {cpu}, {os.cpu_count()} cores, load avg {load}, Python {platform.python_version()}"
+
+
+def render(page: str):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=600)
+    at.run()
+    if page != "leaderboard":
+        at.switch_page(f"views/{page}.py")
+        at.run()
+    if at.exception:
+        raise SystemExit(f"{page}: {at.exception[0].value}")
+    return at
+
+
+def time_pages(repeat: int) -> tuple[float, list[tuple[str, float, float]]]:
+    import streamlit as st
+
+    t = time.perf_counter()
+    for page in PAGES:  # imports (streamlit, altair, scipy...) and first queries, not counted below
+        render(page)
+    first = time.perf_counter() - t
+    rows = []
+    for page in PAGES:
+        st.cache_data.clear()
+        st.cache_resource.clear()
+        t = time.perf_counter()
+        at = render(page)
+        cold = time.perf_counter() - t
+        warm = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            at.run()
+            warm.append(time.perf_counter() - t)
+        rows.append((page, cold, statistics.median(warm)))
+    return first, rows
+
+
+def time_analysis(db: str, truth: dict | None) -> tuple[float, float, dict]:
+    from harness.analysis import evidence
+    from harness.analysis.overfit import analyse_data, confusion
+    from harness.store import Store
+
+    store = Store(db)
+    t = time.perf_counter()
+    data = evidence.gather(store)
+    gathered = time.perf_counter() - t
+    t = time.perf_counter()
+    flags = analyse_data(data)
+    analysed = time.perf_counter() - t
+    out = {"flags": len(flags), "non_info": sum(f.severity != "info" for f in flags)}
+    if truth is not None:
+        c = confusion(flags, truth)
+        out.update({k: c[k] for k in ("true_flags", "false_flags", "positives", "negatives", "flagged")})
+    return gathered, analysed, out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("db")
+    ap.add_argument("--truth")
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args(argv)
+    os.environ["HARNESS_DB"] = str(Path(args.db).resolve())
+    os.environ["HARNESS_DASHBOARD_PREWARM"] = "0"
+    from harness.store import Store
+
+    counts = Store(args.db).counts()
+    truth = json.loads(Path(args.truth).read_text()) if args.truth else None
+    gathered, analysed, flags = time_analysis(args.db, truth)
+    first, rows = time_pages(args.repeat)
+    print(f"machine: {machine()}")
+    print(f"store: {args.db}: {counts['models']:,} models, {counts['lineage']:,} lineage edges, "
+          f"{counts['runs']:,} runs, {counts['samples']:,} samples")
+    print(f"analysis: gather {gathered:.2f} s + flags {analysed:.2f} s = {gathered + analysed:.2f} s; {flags}")
+    print(f"first render of all {len(PAGES)} pages in this process (imports included): {first:.2f} s")
+    print("| page | cold render (s) | warm rerun (s) |")
+    print("|---|---:|---:|")
+    for page, cold, warm in rows:
+        print(f"| {page} | {cold:.2f} | {warm:.2f} |")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
