@@ -149,7 +149,7 @@ class Search:
                 return self.summary(prev.generation, time.perf_counter() - t0)
             raise HarnessError(f"evolve run {self.evolve_id} exists ({prev.status}, generation {prev.generation})",
                                "pass --resume to continue it, or change the config (e.g. its seed)")
-        opt = pickle.loads(prev.optimizer_state) if prev and prev.optimizer_state else self.new_optimizer()
+        state = prev.optimizer_state if prev and prev.optimizer_state else pickle.dumps(self.new_optimizer())
         generation = prev.generation if prev else 0
         records.start_run(self.store, self.evolve_id, self.stored_config())
         pool = LazyPool(self.open_pool)
@@ -157,7 +157,7 @@ class Search:
             done = 0
             while not self.spent(generation, time.perf_counter() - t0) and (stop_after is None or done < stop_after):
                 generation += 1
-                report = self.generation(opt, generation, pool)
+                state, report = self.generation(state, generation, pool)
                 done += 1
                 if on_generation:
                     on_generation(report)
@@ -189,8 +189,15 @@ class Search:
                 or (b.evaluations is not None and generation * self.cfg.population >= b.evaluations)
                 or (b.minutes is not None and elapsed >= 60 * b.minutes))
 
-    def generation(self, opt: Any, generation: int, pool: Pool) -> GenerationReport:
+    def generation(self, state: bytes, generation: int, pool: Pool) -> tuple[bytes, GenerationReport]:
+        """One generation from the pickled optimizer; returns the next pickled state. Every generation starts
+        from a pickle (cmaes symmetrises the covariance when pickling), so resumed and uninterrupted runs follow
+        the same numbers to the last bit."""
         t0 = time.perf_counter()
+        opt = pickle.loads(state)
+        # cmaes leaves its random state out of pickles: each generation draws from a seed of its own, so a resumed
+        # run asks exactly what an uninterrupted one asks
+        opt.reseed_rng((self.cfg.seed * 1_000_003 + generation) % 2**32)
         xs = [opt.ask() for _ in range(opt.population_size)]
         recipes = [self.space.recipe(x) for x in xs]
         plans = [self.merger.plan(r) for r in recipes]
@@ -219,11 +226,12 @@ class Search:
         opt.tell([(x, PENALTY if f is None else -f) for x, f in zip(xs, fits, strict=True)])
         best = records.best(records.candidates(self.store, self.evolve_id))
         heldout = self.heldout_check(best, generation, pool)
-        records.save_generation(self.store, self.evolve_id, generation, pickle.dumps(opt),
+        state = pickle.dumps(opt)
+        records.save_generation(self.store, self.evolve_id, generation, state,
                                 best.model_id if best else None)
         ok = [f for f in fits if f is not None]
         secs = time.perf_counter() - t0
-        return GenerationReport(
+        return state, GenerationReport(
             generation, max(ok) if ok else None, sum(ok) / len(ok) if ok else None,
             float(getattr(opt, "_sigma", float("nan"))), len(todo), len(xs) - len(todo),
             len(xs) - len(ok), secs, 60 * len(xs) / secs if secs else 0.0,

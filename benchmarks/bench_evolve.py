@@ -1,0 +1,158 @@
+"""Candidates per minute: the evolve path (in-memory merge + weights swapped into one live engine) against the
+on-disk path mergekit-evolve took (merge to a folder, then load a fresh engine on it), same candidates, same
+lm-eval tasks, same process.
+
+    .venv/bin/python benchmarks/bench_evolve.py                       # tiny random Llamas, hf and vllm
+    .venv/bin/python benchmarks/bench_evolve.py --zoo --backend hf    # the zoo (results/zoo), zoo_math_L search
+
+The on-disk path reuses the already-built lm-eval task objects (mergekit-evolve rebuilt them per candidate), so
+its numbers are on the generous side. Both paths score every candidate; the scores must agree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def machine() -> str:
+    import torch
+
+    load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",)
+    cpu = platform.processor() or platform.machine()
+    return (f"{cpu}, {os.cpu_count()} cores (load avg {load[0]:.1f}), torch {torch.__version__} "
+            f"threads={torch.get_num_threads()}, cuda={torch.cuda.is_available()}, python {platform.python_version()}")
+
+
+def setup(work: Path, zoo: bool) -> tuple[Path, list[Path], Path | None, str, str, int | None]:
+    """(base, sources, suites root, suite, split, limit)."""
+    if zoo:
+        from harness.paths import zoo_dir
+
+        z = zoo_dir()
+        return z / "zoo-base", [z / "zoo-math", z / "zoo-lang"], None, "zoo_math_L", "search", 60
+    from tests.test_evolve_support import make_models, make_suite
+
+    make_suite(work / "suites", sizes={"search": 40, "heldout": 4, "public": 4})
+    base, sources = make_models(work / "models", n_sources=2, tie=True)
+    return base, sources, work / "suites", "tiny_sum", "search", None
+
+
+def recipes(base: Path, sources: list[Path], n: int, seed: int = 0) -> tuple[list[dict], object]:
+    import random
+
+    from harness.evolve.config import parse_config
+    from harness.evolve.params import Space, num_layers
+
+    cfg = parse_config({"base": str(base), "sources": [str(s) for s in sources], "method": "task_arithmetic",
+                        "parameters": {"weight": {"low": 0.0, "high": 1.2}}, "granularity": "layer_groups",
+                        "layer_groups": 2, "fitness": [{"suite": "x"}], "budget": {"generations": 1}})
+    space = Space.build(cfg, [str(s) for s in sources], str(base), num_layers(base))
+    rng = random.Random(seed)
+    return [space.recipe([rng.random() for _ in range(space.dim)]) for _ in range(n)], cfg
+
+
+def fast_path(backend: str, base: Path, recs: list[dict], tasks: object) -> tuple[float, list[float], list[float]]:
+    """(engine start seconds, seconds per candidate, fitness per candidate)."""
+    from harness.evaluate.backends.base import BackendOptions, ModelTarget
+    from harness.evaluate.runner import resolve_bos
+    from harness.evolve.engines import open_engine
+    from harness.merge import InMemoryMerger
+
+    t0 = time.perf_counter()
+    bos = resolve_bos(ModelTarget("b", base, base.name), BackendOptions())
+    engine = open_engine(backend, base, "float32", 64, bos)
+    merger = InMemoryMerger(seed=0)
+    start = time.perf_counter() - t0
+    secs, fits = [], []
+    for r in recs:
+        t = time.perf_counter()
+        engine.swap(merger.merge(r))
+        fits.append(tasks.score(engine.lm).fitness)  # type: ignore[attr-defined]
+        secs.append(time.perf_counter() - t)
+    engine.close()
+    return start, secs, fits
+
+
+def disk_path(backend: str, base: Path, recs: list[dict], tasks: object, work: Path) -> tuple[list[float], list]:
+    """Per candidate: merge_to_folder, a fresh engine on the folder, score, drop it (seconds, fitness)."""
+    import gc
+
+    from harness.evaluate.backends.base import BackendOptions, ModelTarget
+    from harness.evaluate.runner import resolve_bos
+    from harness.evolve.engines import backend_lm
+    from harness.merge import merge_to_folder
+    from harness.store import Store
+
+    store = Store(work / f"disk-{backend}.duckdb")
+    bos = resolve_bos(ModelTarget("b", base, base.name), BackendOptions())
+    secs, fits = [], []
+    for i, r in enumerate(recs):
+        t = time.perf_counter()
+        out = work / f"disk-{backend}-{i}"
+        res = merge_to_folder(r, out, seed=0, store=store)
+        lm = backend_lm(backend, res.path, "float32", 64, bos)
+        fits.append(tasks.score(lm).fitness)  # type: ignore[attr-defined]
+        del lm
+        gc.collect()
+        secs.append(time.perf_counter() - t)
+        shutil.rmtree(out, ignore_errors=True)
+    return secs, fits
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--backend", nargs="+", default=["hf", "vllm"], choices=["hf", "vllm"])
+    ap.add_argument("--zoo", action="store_true", help="use the zoo models and zoo_math_L (harness zoo build)")
+    ap.add_argument("--fast", type=int, default=12, help="candidates on the in-memory path")
+    ap.add_argument("--disk", type=int, default=3, help="candidates on the on-disk path")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    work = Path(tempfile.mkdtemp(prefix="bench-evolve-"))
+    os.environ.update(HARNESS_RESULTS=str(work / "results"), HARNESS_DB=str(work / "results" / "h.duckdb"),
+                      HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", VLLM_ENABLE_V1_MULTIPROCESSING="0")
+    from harness.evolve.config import FitnessSuite
+    from harness.evolve.fitness import SplitTasks
+
+    base, sources, root, suite, split, limit = setup(work, args.zoo)
+    recs, _ = recipes(base, sources, max(args.fast, args.disk))
+    tasks = SplitTasks.build((FitnessSuite(suite=suite),), split, root, limit)
+    print(f"machine: {machine()}")
+    print(f"models: {base.parent if args.zoo else 'tiny random Llama (hidden 128, 2 layers, tied head)'}; "
+          f"suite {suite}:{split} limit={limit}; per candidate: {sum(1 for _ in tasks.members)} task(s)")
+    rows = []
+    for backend in args.backend:
+        start, fsecs, ffits = fast_path(backend, base, recs[: args.fast], tasks)
+        dsecs, dfits = disk_path(backend, base, recs[: args.disk], tasks, work)
+        same = all(abs(a - b) < 1e-9 for a, b in zip(ffits, dfits, strict=False))
+        fast_cpm = 60 * len(fsecs) / sum(fsecs)
+        fast_total = 60 * len(fsecs) / (sum(fsecs) + start)
+        disk_cpm = 60 * len(dsecs) / sum(dsecs)
+        rows.append((backend, "in-memory + live swap", len(fsecs), f"{start:.1f}", f"{sum(fsecs) / len(fsecs):.2f}",
+                     f"{fast_cpm:.1f}", f"{fast_total:.1f}", f"{fast_cpm / disk_cpm:.1f}x", "yes" if same else "NO"))
+        rows.append((backend, "merge_to_folder + fresh engine", len(dsecs), "-", f"{sum(dsecs) / len(dsecs):.2f}",
+                     f"{disk_cpm:.1f}", f"{disk_cpm:.1f}", "1.0x", ""))
+    head = ("backend", "path", "cands", "engine start s", "s/cand", "cand/min", "cand/min incl. start",
+            "ratio", "same scores")
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
+    for r in [head, *rows]:
+        print("  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)))
+    print(f"machine after: {machine()}")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

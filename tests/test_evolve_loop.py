@@ -1,0 +1,155 @@
+"""Evolve end to end on tiny real Llamas and a tiny local suite (hf engine, lm-eval, mergekit, the store): records,
+lineage, materialisation and selection, the cache, resume after a kill, and the over-search positive case."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.evolve import records
+from harness.evolve.loop import run_evolve
+from tests.test_evolve_support import make_config, make_models, make_suite
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture()
+def setup(tmp_path: Path) -> tuple[Path, Path, list[Path]]:
+    make_suite(tmp_path / "suites")
+    base, sources = make_models(tmp_path / "models")
+    return tmp_path, base, sources
+
+
+def write(tmp: Path, cfg: dict, name: str = "evolve.yaml") -> Path:
+    path = tmp / name
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_candidates_recorded_best_materialised_and_selected(setup, store) -> None:
+    tmp, base, sources = setup
+    reports = []
+    res = run_evolve(write(tmp, make_config(tmp, base, sources)), store=store, on_generation=reports.append)
+    assert res.status == "complete" and res.generations == 2 and res.evaluations == 8
+    assert [r.generation for r in reports] == [1, 2] and reports[0].heldout is not None
+    run = records.get_run(store, res.evolve_id)
+    assert run is not None and run.status == "complete" and run.generation == 2 and run.optimizer_state
+    assert run.best_model_id == res.best_model_id
+    cands = records.candidates(store, res.evolve_id)
+    assert len(cands) == 8 and all(c.fitness is not None for c in cands)
+    assert res.best_fitness == max(c.fitness for c in cands)
+    for c in cands:
+        model = store.get_model(c.model_id)
+        if c.model_id == res.best_model_id:
+            assert model.kind == "merge" and model.materialized and Path(model.path).is_dir()
+        else:
+            assert model.kind == "candidate" and not model.materialized and model.path is None
+            assert model.meta["evolve_id"] == res.evolve_id and model.meta["params"] == c.params["values"]
+        edges = {e.role: e for e in store.parents(c.model_id) if e.role == "base"}
+        assert set(store.parents(c.model_id)[i].parent_id for i in range(3)) == set(
+            records.get_run(store, res.evolve_id).config["parents"].values())
+        assert "base" in edges
+    assert set(c.params["values"]) == {"src0", "src1"}
+    assert set(c.params["values"]["src0"]["weight"]) == {"layer0", "layer1", "io"}
+    sel = [s for s in store.selections([res.best_model_id]) if s.process == "evolve"]
+    assert len(sel) == 1 and (sel[0].suite, sel[0].split, sel[0].process_id) == ("tiny_sum", "search", res.evolve_id)
+    runs = {r["split"]: r for r in res.runs}
+    assert set(runs) == {"search", "heldout"}
+    search_acc = next(s["value"] for s in runs["search"]["scores"] if s["task"] == "tiny_sum_mc_search")
+    assert search_acc == pytest.approx(res.best_fitness)  # the live engine scored what `harness eval` scores
+    assert any(s["ci_low"] is not None for s in runs["heldout"]["scores"])
+    again = run_evolve(write(tmp, make_config(tmp, base, sources)), store=store)
+    assert again.best_model_id == res.best_model_id and len(records.candidates(store, res.evolve_id)) == 8
+    assert store.exposure(res.best_model_id)
+
+
+def test_fitness_is_cached_by_model_id(setup, store) -> None:
+    tmp, base, sources = setup
+    cfg = make_config(tmp, base, sources, granularity="global", budget={"generations": 1}, check_every=0)
+    first = run_evolve(write(tmp, cfg), store=store)
+    reports = []
+    twin = {**cfg, "layer_groups": 3}  # another run (id) whose candidates are the same models
+    second = run_evolve(write(tmp, twin, "twin.yaml"), store=store, on_generation=reports.append)
+    assert second.evolve_id != first.evolve_id
+    assert reports[0].reused == 4 and reports[0].evaluated == 0
+    a = [(c.model_id, c.fitness) for c in records.candidates(store, first.evolve_id)]
+    b = [(c.model_id, c.fitness) for c in records.candidates(store, second.evolve_id)]
+    assert a == b
+
+
+def _generation(db: Path, evolve_id: str) -> int:
+    from harness.store import Store
+
+    run = records.get_run(Store(db), evolve_id)
+    return run.generation if run else 0
+
+
+def uninterrupted(cfg_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The same config run in one go, in a store and results folder of its own: (store, result)."""
+    from harness.store import Store
+
+    with monkeypatch.context() as m:
+        m.setenv("HARNESS_RESULTS", str(tmp_path / "whole"))
+        whole = Store(tmp_path / "whole.duckdb")
+        whole.init()
+        return whole, run_evolve(cfg_path, store=whole)
+
+
+def test_resume_after_kill_equals_uninterrupted_run(setup, results, store, tmp_path, monkeypatch) -> None:
+    """Kill a real `harness evolve` process mid-search, resume it, and compare with an uninterrupted run."""
+    tmp, base, sources = setup
+    cfg_path = write(tmp, make_config(tmp, base, sources, budget={"generations": 5}, check_every=2))
+    whole, full = uninterrupted(cfg_path, tmp_path, monkeypatch)
+    env = {**os.environ, "HARNESS_DB": str(store.path), "HARNESS_RESULTS": str(results)}
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "evolve", str(cfg_path), "--json"], cwd=ROOT,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while _generation(store.path, full.evolve_id) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed = records.get_run(store, full.evolve_id)
+    assert killed is not None and killed.status == "running" and 2 <= killed.generation < 5
+    with pytest.raises(Exception, match="pass --resume"):
+        run_evolve(cfg_path, store=store)
+    resumed = run_evolve(cfg_path, store=store, resume=True)
+    assert resumed.best_model_id == full.best_model_id
+    assert resumed.best_fitness == full.best_fitness and resumed.best_params == full.best_params
+    a = [(c.generation, c.idx, c.model_id, c.fitness, c.params["x"]) for c in records.candidates(whole, full.evolve_id)]
+    b = [(c.generation, c.idx, c.model_id, c.fitness, c.params["x"]) for c in records.candidates(store, full.evolve_id)]
+    assert a == b and len(a) == 20  # the same points to the last bit
+
+
+def test_stop_after_k_generations_then_resume(setup, store, tmp_path, monkeypatch) -> None:
+    tmp, base, sources = setup
+    cfg_path = write(tmp, make_config(tmp, base, sources, budget={"generations": 3}, check_every=0))
+    part = run_evolve(cfg_path, store=store, stop_after=1)
+    assert part.status == "running" and part.generations == 1
+    resumed = run_evolve(cfg_path, store=store, resume=True)
+    _, full = uninterrupted(cfg_path, tmp_path, monkeypatch)
+    assert (resumed.best_model_id, resumed.best_fitness, resumed.best_params) == (
+        full.best_model_id, full.best_fitness, full.best_params)
+
+
+def test_oversearch_raises_the_search_score_not_the_heldout_one(tmp_path, store) -> None:
+    """Random tiny models, 6 search items, many knobs: the search 'improves'; held-out stays at chance."""
+    make_suite(tmp_path / "suites", sizes={"search": 6, "heldout": 80})
+    base, sources = make_models(tmp_path / "models", n_sources=3)
+    cfg = make_config(tmp_path, base, sources, method="dare_ties", granularity="layer",
+                      parameters={"weight": {"low": 0.0, "high": 2.0}, "density": {"low": 0.2, "high": 1.0}},
+                      population=8, sigma=0.4, budget={"generations": 6}, check_every=0)
+    res = run_evolve(write(tmp_path, cfg), store=store)
+    hist = records.history(store, res.evolve_id)
+    first_mean = hist[0]["mean"]
+    heldout = next(s["value"] for r in res.runs if r["split"] == "heldout" for s in r["scores"]
+                   if s["task"] == "tiny_sum_mc_heldout")
+    assert res.best_fitness >= first_mean + 0.15  # the search split's score rose
+    assert res.best_fitness - heldout >= 0.2  # and it did not carry over to held-out items
