@@ -211,3 +211,13 @@ def test_import_is_light():
     code = "import harness.merge, harness.cli, sys; print('torch' in sys.modules or 'mergekit' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ.copy())
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_docs_name_every_method_and_option():
+    from harness.merge.methods import method_names
+
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "merge.md").read_text()
+    missing = [m for m in method_names() if f"`{m}`" not in docs]
+    assert not missing, f"docs/merge.md does not mention {missing}"
+    for opt in ("--out", "--device", "--seed", "--allow-pickle", "--selected-on", "--json", "harness fisher"):
+        assert opt in docs, opt
