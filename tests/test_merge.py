@@ -221,3 +221,15 @@ def test_docs_name_every_method_and_option():
     assert not missing, f"docs/merge.md does not mention {missing}"
     for opt in ("--out", "--device", "--seed", "--allow-pickle", "--selected-on", "--json", "harness fisher"):
         assert opt in docs, opt
+
+
+def test_folder_without_store_row_is_registered_not_remade(zoo, results, tmp_path):
+    from harness.merge import merge_to_folder
+    from harness.store import Store
+
+    recipe = recipes(zoo)["linear"]
+    first = merge_to_folder(recipe, store=Store(tmp_path / "one.duckdb"))
+    fresh = Store(tmp_path / "two.duckdb")
+    again = merge_to_folder(recipe, store=fresh)
+    assert again.cached and again.path == first.path
+    assert fresh.get_model(first.model_id).kind == "merge" and len(fresh.parents(first.model_id)) == 2

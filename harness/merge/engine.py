@@ -91,6 +91,11 @@ def merge_to_folder(
 def cached_folder(store: Store, plan: MergePlan, final: Path) -> Path | None:
     """The stored folder of this merge if it is intact (copied to `final` if asked elsewhere), else None."""
     rec = store.find_model(plan.model_id)
+    if rec is None and is_this_merge(final, plan.model_id):  # made before, store row lost: register again
+        from harness.merge.lineage import record_merge
+
+        record_merge(store, plan, final, plan.recipe.name)
+        return final
     if rec is None or not rec.path or not Path(rec.path).is_dir():
         return None
     stored = Path(rec.path)
@@ -99,12 +104,24 @@ def cached_folder(store: Store, plan: MergePlan, final: Path) -> Path | None:
     if final == stored or final == merges_dir() / plan.model_id:
         return stored
     if final.exists():
-        if (final / "harness_merge.json").is_file() and plan.model_id in (final / "harness_merge.json").read_text():
+        if is_this_merge(final, plan.model_id):
             return final
         raise HarnessError(f"{final} already exists and is not this merge", "pick another --out or remove it")
     with staging(final) as tmp:
         shutil.copytree(stored, tmp, dirs_exist_ok=True)
     return final
+
+
+def is_this_merge(folder: Path, model_id: str) -> bool:
+    record = folder / "harness_merge.json"
+    if not record.is_file():
+        return False
+    import json
+
+    try:
+        return json.loads(record.read_text()).get("model_id") == model_id
+    except (OSError, ValueError):
+        return False
 
 
 @contextmanager
@@ -115,8 +132,11 @@ def staging(final: Path) -> Iterator[Path]:
     tmp.mkdir()
     try:
         yield tmp
+        if final.exists() and any(final.iterdir()):
+            shutil.rmtree(tmp)  # another process finished the same content-addressed merge first
+            return
         if final.exists():
-            final.rmdir()  # an empty folder the user made for --out; a full one was refused earlier
+            final.rmdir()  # an empty folder the user made for --out
         tmp.rename(final)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
