@@ -71,6 +71,8 @@ def test_leaderboard(use_db: str) -> None:
 def test_methods(use_db: str) -> None:
     at = open_page("methods")
     assert len(charts(at)) == 2  # distributions, paired differences
+    spec = json.loads(charts(at)[0].proto.spec)
+    assert spec["facet"]["column"]["field"] == "suite" and "\"data\"" not in json.dumps(spec["spec"])  # per suite
     summary = at.dataframe[0].value
     assert {"linear", "ties", "dare_ties"} <= set(summary["method"])
     ids = at.selectbox(key="m_a").options
@@ -155,3 +157,19 @@ def test_pages_read_while_a_writer_process_writes(tmp_path: Path, monkeypatch: p
     assert renders >= 3
     time.sleep(0)  # the store is still a valid harness store after the concurrent use
     assert Store(path).counts()["runs"] >= 20
+
+
+def test_dashboard_command_refuses_a_missing_store_and_a_busy_port(db: str, tmp_path: Path) -> None:
+    import socket
+
+    cmd = [sys.executable, "-m", "harness.cli.__main__"]
+    missing = subprocess.run([*cmd, "--db", str(tmp_path / "none.duckdb"), "dashboard"], capture_output=True,
+                             text=True, cwd=REPO, timeout=60)
+    assert missing.returncode == 2 and "no harness store" in missing.stderr
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        out = subprocess.run([*cmd, "--db", db, "dashboard", "--port", str(port)], capture_output=True, text=True,
+                             cwd=REPO, timeout=60)
+    assert out.returncode == 2 and f"port {port} on 127.0.0.1 is in use" in out.stderr

@@ -19,12 +19,12 @@ if public.empty:
 else:
     drop_in = st.toggle("Leave out in-sample scores", value=True, key="m_drop")
     stats = q.method_stats(db, drop_in)
-    base = alt.Chart(stats).encode(x=alt.X("method:N", title=None), color=alt.Color("method:N", legend=None))
+    base = alt.Chart().encode(x=alt.X("method:N", title=None), color=alt.Color("method:N", legend=None))
     box = alt.layer(  # a box plot from precomputed quantiles: small specs however many models there are
         base.mark_rule().encode(y=alt.Y("min:Q", title="score (%)", scale=alt.Scale(zero=False)), y2="max:Q"),
         base.mark_bar(size=18).encode(y="q1:Q", y2="q3:Q", tooltip=["method", "suite", "n", "q1", "median", "q3"]),
-        base.mark_tick(color="black", size=18).encode(y="median:Q"),
-    ).properties(width=220, height=260).facet(column=alt.Column("suite:N", title=None), data=stats)
+        base.mark_tick(color="black", size=18).encode(y="median:Q"), data=stats,
+    ).properties(width=220, height=260).facet(column=alt.Column("suite:N", title=None))
     st.altair_chart(box)
     st.dataframe(stats.round(2), hide_index=True, width="stretch")
 
