@@ -46,6 +46,8 @@ def recipes(z: dict[str, Path]) -> dict[str, dict]:
         "ties": {"merge_method": "ties", "base_model": m0, "models": [
             {"model": m1, "parameters": {"weight": 0.5, "density": 0.5}},
             {"model": m2, "parameters": {"weight": 0.5, "density": 0.7}}]},
+        "passthrough": {"merge_method": "passthrough", "slices": [
+            {"sources": [{"model": m0, "layer_range": [0, 2]}]}, {"sources": [{"model": m1, "layer_range": [1, 2]}]}]},
         "dare_ties": {"merge_method": "dare_ties", "base_model": m0, "models": [
             {"model": m1, "parameters": {"weight": 0.5, "density": 0.5}},
             {"model": m2, "parameters": {"weight": 0.5, "density": 0.7}}]},
@@ -79,7 +81,7 @@ def mergekit_run_merge(recipe: dict, out: Path, seed: int) -> dict:
     return load_folder(out)
 
 
-@pytest.mark.parametrize("method", ["linear", "slerp", "task_arithmetic", "ties", "dare_ties"])
+@pytest.mark.parametrize("method", ["linear", "slerp", "task_arithmetic", "ties", "dare_ties", "passthrough"])
 def test_folder_equals_mergekit_and_memory(method, zoo, store, results, tmp_path):
     from harness.merge import InMemoryMerger, merge_to_folder
 
