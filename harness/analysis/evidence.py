@@ -105,15 +105,17 @@ def gather_base(store: Store, twins: Mapping[str, Mapping[str, str]] | None = No
     """Models (with depth), lineage, suite scores, twins and exposure; no per-sample reads (gaps left empty)."""
     twin_map, defaults = suite_twins(twins)
     defaults.update(default_splits or {})
-    models = views.models(store)
-    graph = Graph.from_edges(views.edges(store))
+    with store.db.read() as con:  # one consistent snapshot, even while a writer is busy
+        models = views.models(con)
+        edges = views.edges(con)
+        scores = views.suite_scores(con, defaults)
+        sels = views.selections(con)
+    graph = Graph.from_edges(edges)
     depth = graph.depths(models["model_id"])
     models["depth"] = models["model_id"].map(depth).fillna(0).astype(int)
     models["parents"] = models["model_id"].map(lambda m: len(graph.parents.get(m, ())))
-    scores = views.suite_scores(store, defaults)
     infer_defaults(scores, defaults)
     infer_twins(scores, twin_map, defaults)
-    sels = views.selections(store)
     own: dict[str, set] = {}
     for r in sels.itertuples(index=False):
         split = None if r.split is None or (isinstance(r.split, float) and math.isnan(r.split)) else r.split

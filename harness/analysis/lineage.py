@@ -25,7 +25,8 @@ class Graph:
         parents: dict[str, list[str]] = defaultdict(list)
         children: dict[str, list[str]] = defaultdict(list)
         weights: dict[tuple[str, str], float | None] = {}
-        for child, parent, weight in zip(edges["child_id"], edges["parent_id"], edges["weight"], strict=True):
+        cols = (edges["child_id"].tolist(), edges["parent_id"].tolist(), edges["weight"].tolist())
+        for child, parent, weight in zip(*cols, strict=True):
             if parent not in parents[child]:
                 parents[child].append(parent)
                 children[parent].append(child)

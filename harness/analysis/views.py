@@ -1,7 +1,8 @@
 """Read-only bulk queries over the store for the analysis and the dashboard: whole tables as DataFrames.
 
 Every function takes a `Store` and reads through `store.db.read()` (one short read transaction under the shared
-lock, never a write). They return pandas DataFrames built by one SQL statement each, so they stay fast on stores
+lock, never a write); the table readers also take an open read connection, so several run in one snapshot.
+They return pandas DataFrames built by one SQL statement each, so they stay fast on stores
 with thousands of models and millions of per-sample rows; the dashboard caches them (dashboard/queries.py).
 
 A *suite score* is one number per (model, suite, split): the latest complete run's primary metric (the first of
@@ -15,6 +16,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import duckdb
     import pandas as pd
 
     from harness.store import Store
@@ -48,12 +50,15 @@ GROUP BY ALL
 """
 
 
-def _df(store: Store, sql: str, args: list[object] | None = None) -> pd.DataFrame:
-    with store.db.read() as con:
+def _df(src: Store | duckdb.DuckDBPyConnection, sql: str, args: list[object] | None = None) -> pd.DataFrame:
+    """Run one query: on an open read connection (several queries, one consistent snapshot) or a Store."""
+    if hasattr(src, "execute"):
+        return src.execute(sql, args or []).df()
+    with src.db.read() as con:
         return con.execute(sql, args or []).df()
 
 
-def models(store: Store) -> pd.DataFrame:
+def models(store: Store | duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """One row per model: id, name, kind, merge method (from its recipe), created, meta."""
     return _df(store, """
         SELECT m.model_id, coalesce(m.name, left(m.model_id, 12)) AS name, m.kind, m.source, m.n_params,
@@ -61,18 +66,19 @@ def models(store: Store) -> pd.DataFrame:
         FROM models m LEFT JOIN recipes r USING (recipe_id) ORDER BY m.created, m.model_id""")
 
 
-def edges(store: Store) -> pd.DataFrame:
+def edges(store: Store | duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Every lineage edge (child_id, parent_id, role, weight)."""
     return _df(store, "SELECT child_id, parent_id, role, weight FROM lineage ORDER BY child_id, role, parent_id")
 
 
-def selections(store: Store) -> pd.DataFrame:
+def selections(store: Store | duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Every selection (which model was chosen or optimised on which suite/split, by what process)."""
     return _df(store, "SELECT selection_id, model_id, suite, split, process, process_id, note, created "
                       "FROM selections ORDER BY created")
 
 
-def suite_scores(store: Store, default_splits: dict[str, str] | None = None) -> pd.DataFrame:
+def suite_scores(store: Store | duckdb.DuckDBPyConnection,
+                 default_splits: dict[str, str] | None = None) -> pd.DataFrame:
     """One row per (model, suite, split) with value, se, 95% interval, n; NULL splits become the default split."""
     df = _df(store, SUITE_SCORES_SQL)
     defaults = default_splits or {}
