@@ -131,3 +131,23 @@ def test_example_configs_validate() -> None:
     assert {f.name for f in files} >= {"evolve_zoo.yaml", "evolve_oversearch.yaml"}
     for f in files:
         parse_config(yaml.safe_load(f.read_text()), str(f))
+
+
+def test_cli_bad_config_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(yaml.safe_dump({**GOOD, "population": 1}))
+    out = subprocess.run([sys.executable, "-m", "harness.cli", "evolve", str(cfg)], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert out.returncode == 2
+    assert out.stderr.strip().count("\n") == 0 and "field population" in out.stderr and "docs/evolve.md" in out.stderr
+
+
+def test_workers_without_ray_is_a_clear_error() -> None:
+    from importlib.util import find_spec
+
+    from harness.evolve.parallel import RayPool
+
+    if find_spec("ray") is not None:
+        pytest.skip("Ray is installed")
+    with pytest.raises(HarnessError, match="needs Ray"):
+        RayPool(None, 2, None)  # type: ignore[arg-type]

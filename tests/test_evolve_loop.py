@@ -153,3 +153,16 @@ def test_oversearch_raises_the_search_score_not_the_heldout_one(tmp_path, store)
                    if s["task"] == "tiny_sum_mc_heldout")
     assert res.best_fitness >= first_mean + 0.15  # the search split's score rose
     assert res.best_fitness - heldout >= 0.2  # and it did not carry over to held-out items
+
+
+def test_ray_workers_give_the_serial_result(setup, store, tmp_path, monkeypatch) -> None:
+    """Two local Ray actors (one engine each) score the same candidates as one in-process worker."""
+    pytest.importorskip("ray")
+    tmp, base, sources = setup
+    cfg = make_config(tmp, base, sources, budget={"generations": 2}, check_every=0)
+    _, serial = uninterrupted(write(tmp, cfg), tmp_path, monkeypatch)
+    monkeypatch.setenv("RAY_ADDRESS", "")
+    par = run_evolve(write(tmp, {**cfg, "workers": 2}, "ray.yaml"), store=store)
+    assert par.evolve_id == serial.evolve_id  # workers are not part of the run's identity
+    assert (par.best_model_id, par.best_fitness, par.history) == (serial.best_model_id, serial.best_fitness,
+                                                                   serial.history)

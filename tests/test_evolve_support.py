@@ -56,8 +56,9 @@ def make_suite(root: Path, name: str = "tiny_sum", sizes: dict[str, int] | None 
         task = f"{name}_mc_{split}"
         (folder / f"{task}.yaml").write_text(TASK.format(task=task, split=split))
         splits[split] = [task]
+    default = "public" if "public" in splits else next(iter(splits))
     lines = [f"name: {name}", 'version: "1"', "kind: lm-eval", "description: Tiny sums for evolve tests.",
-             "default_split: public", "splits:"] + [f"  {s}: [{', '.join(t)}]" for s, t in splits.items()]
+             f"default_split: {default}", "splits:"] + [f"  {s}: [{', '.join(t)}]" for s, t in splits.items()]
     lines += ["tiers:", "  smoke: 4", "  quick: 8", "  full: null"]
     (folder / "suite.yaml").write_text("\n".join(lines) + "\n")
     (folder / "README.md").write_text(f"# {name}\n\nTiny generated sums for tests (license: Apache-2.0).\n")

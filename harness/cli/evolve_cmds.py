@@ -31,6 +31,7 @@ class LiveView:
 
         self.rows: list[tuple[str, ...]] = []
         self.live = Live(self.table(), console=Console(stderr=True), refresh_per_second=2)
+        self.started = False
 
     def table(self) -> Any:
         from rich.table import Table
@@ -45,7 +46,14 @@ class LiveView:
     def update(self, r: GenerationReport) -> None:
         self.rows.append((str(r.generation), _fmt(r.best), _fmt(r.mean), _fmt(r.best_so_far), _fmt(r.sigma),
                           f"{r.per_minute:.1f}", str(r.evaluated), str(r.reused), str(r.failed), _fmt(r.heldout)))
+        if not self.started:  # the table appears with the first generation (not before config errors)
+            self.live.start()
+            self.started = True
         self.live.update(self.table())
+
+    def stop(self) -> None:
+        if self.started:
+            self.live.stop()
 
 
 def _print_result(res: EvolveResult) -> None:
@@ -73,6 +81,8 @@ def evolve(
         print_json(run_evolve(config, resume=resume).as_json())
         return
     view = LiveView()
-    with view.live:
+    try:
         res = run_evolve(config, resume=resume, on_generation=view.update)
+    finally:
+        view.stop()
     _print_result(res)

@@ -59,3 +59,35 @@ def final_runs(store: Store, model_id: str) -> list[dict[str, Any]]:
         out.append({"run_id": run.run_id, "suite": run.suite, "split": run.split, "scores": scores,
                     "limit": run.settings.get("limit")})
     return out
+
+
+def compare(store: Store, models: dict[str, str], suite: Any, splits: list[str], backend: str = "hf",
+            baseline: str | None = None, batch_size: int = 64) -> list[dict[str, Any]]:
+    """Evaluate models (label -> store ref or folder) on splits of a suite through the runner: per model and split,
+    each task's score with its interval, the mean over tasks, and (against `baseline`) the paired difference of the
+    per-item mean over tasks with its bootstrap interval."""
+    from harness.analysis.stats import aggregate, paired_compare
+    from harness.evaluate.backends.base import BackendOptions
+    from harness.evaluate.runner import EvalOptions, evaluate_model
+
+    opts = EvalOptions(backend=backend, backend_options=BackendOptions(batch_size=batch_size))
+    items: dict[tuple[str, str], Any] = {}
+    rows = []
+    for split in splits:
+        for label, ref in models.items():
+            res = evaluate_model(ref, suite, opts, store, split=split)
+            df = store.samples(res.run_id)
+            main = df["metric"].isin(["acc", "exact_match"])
+            df = df[main] if main.any() else df
+            per_task = {t: g.sort_values("doc_id")["score"].to_numpy() for t, g in df.groupby("task")}
+            est = aggregate(per_task)
+            items[(label, split)] = df.groupby("doc_id")["score"].mean().sort_index().to_numpy()
+            row = {"model": label, "split": split, "mean": est.mean, "ci": (est.ci_low, est.ci_high),
+                   "tasks": {s.task: (s.value, s.ci_low, s.ci_high) for s in res.scores if s.task != "_aggregate"}}
+            rows.append(row)
+    if baseline is not None:
+        for row in rows:
+            if row["model"] != baseline:
+                d = paired_compare(items[(baseline, row["split"])], items[(row["model"], row["split"])])
+                row["vs_" + baseline] = (d.mean_diff, d.ci_low, d.ci_high)
+    return rows
