@@ -7,7 +7,8 @@ For each page: `cold` = first render with every st.cache_data/st.cache_resource 
 render of every page in the process (imports of streamlit, altair, scipy...) is reported on its own. The
 background pre-computation of the analysis (app.py) is switched off here so each page pays its own queries.
 Then the analysis (harness.analysis.overfit over the store, no cache) and, with --truth from gen_store.py,
-its flag counts. Prints one table with absolute numbers and the machine.
+its flag counts. Prints one table with absolute numbers (wall-clock seconds, and the CPU seconds the process
+used, which matter on a shared machine) and the machine with its load average.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ def render(page: str):
     return at
 
 
-def time_pages(repeat: int) -> tuple[float, list[tuple[str, float, float]]]:
+def time_pages(repeat: int) -> tuple[float, list[tuple[str, float, float, float, float]]]:
+    """Per page: cold wall and CPU seconds, warm (median) wall and CPU seconds."""
     import streamlit as st
 
     t = time.perf_counter()
@@ -63,15 +65,16 @@ def time_pages(repeat: int) -> tuple[float, list[tuple[str, float, float]]]:
     for page in PAGES:
         st.cache_data.clear()
         st.cache_resource.clear()
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         at = render(page)
-        cold = time.perf_counter() - t
+        cold, cold_cpu = time.perf_counter() - t, time.process_time() - c
         warm = []
         for _ in range(repeat):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             at.run()
-            warm.append(time.perf_counter() - t)
-        rows.append((page, cold, statistics.median(warm)))
+            warm.append((time.perf_counter() - t, time.process_time() - c))
+        rows.append((page, cold, cold_cpu, statistics.median([w for w, _ in warm]),
+                     statistics.median([c for _, c in warm])))
     return first, rows
 
 
@@ -81,13 +84,14 @@ def time_analysis(db: str, truth: dict | None) -> tuple[float, float, dict]:
     from harness.store import Store
 
     store = Store(db)
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     data = evidence.gather(store)
     gathered = time.perf_counter() - t
     t = time.perf_counter()
     flags = analyse_data(data)
     analysed = time.perf_counter() - t
-    out = {"flags": len(flags), "non_info": sum(f.severity != "info" for f in flags)}
+    out = {"cpu_s": round(time.process_time() - c, 2), "flags": len(flags),
+           "non_info": sum(f.severity != "info" for f in flags)}
     if truth is not None:
         c = confusion(flags, truth)
         out.update({k: c[k] for k in ("true_flags", "false_flags", "positives", "negatives", "flagged")})
@@ -113,10 +117,10 @@ def main(argv: list[str] | None = None) -> None:
           f"{counts['runs']:,} runs, {counts['samples']:,} samples")
     print(f"analysis: gather {gathered:.2f} s + flags {analysed:.2f} s = {gathered + analysed:.2f} s; {flags}")
     print(f"first render of all {len(PAGES)} pages in this process (imports included): {first:.2f} s")
-    print("| page | cold render (s) | warm rerun (s) |")
-    print("|---|---:|---:|")
-    for page, cold, warm in rows:
-        print(f"| {page} | {cold:.2f} | {warm:.2f} |")
+    print("| page | cold render, wall (s) | cold, CPU (s) | warm rerun, wall (s) | warm, CPU (s) |")
+    print("|---|---:|---:|---:|---:|")
+    for page, cold, cold_cpu, warm, warm_cpu in rows:
+        print(f"| {page} | {cold:.2f} | {cold_cpu:.2f} | {warm:.2f} | {warm_cpu:.2f} |")
 
 
 if __name__ == "__main__":

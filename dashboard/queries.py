@@ -133,11 +133,7 @@ def worst_severity(db: str) -> dict[str, str]:
 @st.cache_data(ttl=TTL, show_spinner=False)
 def in_sample_table(db: str) -> pd.DataFrame:
     """(model_id, suite, split) rows of every in-sample score (the model or an ancestor was selected there)."""
-    data = base(db)
-    sc = data.scores
-    mask = [data.in_sample(m, s, sp) if data.exposure.get(m) else False
-            for m, s, sp in zip(sc["model_id"], sc["suite"], sc["split"], strict=True)]
-    return sc.loc[mask, ["model_id", "suite", "split"]].reset_index(drop=True)
+    return evidence.exposure_frame(base(db))
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)

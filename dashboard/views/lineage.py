@@ -31,7 +31,7 @@ suite = c2.selectbox("Suite", suite_options, key="lin_suite",
 ancestors = data.graph.ancestors(model_id, limit=MAX_NODES)
 nodes = [model_id, *ancestors]
 public = data.scores[(data.scores["suite"] == suite) & (data.scores["split"] == data.default_split(suite or ""))]
-values = dict(zip(public["model_id"], public["value"], strict=True))
+values = dict(zip(public["model_id"].tolist(), public["value"].tolist(), strict=True))
 severity = q.worst_severity(db) if colour_by == "flag" else {}
 st.graphviz_chart(dot_graph(data, nodes, model_id, values if colour_by == "score" else None, severity, suite))
 depth = int(data.models.set_index("model_id").loc[model_id, "depth"])

@@ -52,6 +52,14 @@ class Data:
         return False
 
 
+def exposure_frame(data: Data) -> pd.DataFrame:
+    """Every (model_id, suite, split) a model is exposed on (its own or an ancestor's selection), one row each."""
+    import pandas as pd
+
+    rows = {(m, s, sp or data.default_split(s)) for m, exp in data.exposure.items() for s, sp, _p, _w in exp}
+    return pd.DataFrame(sorted(rows), columns=["model_id", "suite", "split"])
+
+
 def suite_twins(twins: Mapping[str, Mapping[str, str]] | None) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
     """Twins and default splits from a plain mapping, or from every suite.yaml under suites/ when None."""
     if twins is not None:
@@ -111,7 +119,7 @@ def gather_base(store: Store, twins: Mapping[str, Mapping[str, str]] | None = No
         scores = views.suite_scores(con, defaults)
         sels = views.selections(con)
     graph = Graph.from_edges(edges)
-    depth = graph.depths(models["model_id"])
+    depth = graph.depths(models["model_id"].tolist())
     models["depth"] = models["model_id"].map(depth).fillna(0).astype(int)
     models["parents"] = models["model_id"].map(lambda m: len(graph.parents.get(m, ())))
     infer_defaults(scores, defaults)
@@ -120,8 +128,8 @@ def gather_base(store: Store, twins: Mapping[str, Mapping[str, str]] | None = No
     for r in sels.itertuples(index=False):
         split = None if r.split is None or (isinstance(r.split, float) and math.isnan(r.split)) else r.split
         own.setdefault(r.model_id, set()).add((r.suite, split, r.process, r.model_id))
-    exposure = graph.propagate(models["model_id"], own)
-    names = dict(zip(models["model_id"], models["name"], strict=True))
+    exposure = graph.propagate(models["model_id"].tolist(), own)
+    names = dict(zip(models["model_id"].tolist(), models["name"].tolist(), strict=True))
     return Data(models, graph, scores, twin_map, defaults, exposure, _empty_gaps(), names)
 
 

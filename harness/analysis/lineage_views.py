@@ -16,7 +16,7 @@ RAMP = ("#f7fbff", "#c6dbef", "#6baed6", "#2171b5", "#08306b")
 
 def paths_to_roots(data: Data, model_id: str, limit: int = 6, max_len: int = 500) -> list[list[str]]:
     """Up to `limit` chains from a root down to the model (deepest parents explored first)."""
-    depth = dict(zip(data.models["model_id"], data.models["depth"], strict=True))
+    depth = dict(zip(data.models["model_id"].tolist(), data.models["depth"].tolist(), strict=True))
     out: list[list[str]] = []
     stack: list[list[str]] = [[model_id]]
     while stack and len(out) < limit:

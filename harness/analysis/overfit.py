@@ -166,7 +166,7 @@ def _gap_rows(data: Data) -> dict[tuple[str, str, str], dict]:
 
 def twin_gap_flags(data: Data, t: Thresholds) -> list[Flag]:
     rows = _gap_rows(data)
-    roots = {m for m in data.models["model_id"] if not data.graph.parents.get(m)}
+    roots = {m for m in data.models["model_id"].tolist() if not data.graph.parents.get(m)}
     pools: dict[tuple[str, str], dict[str, float]] = {}
     for (mid, suite, kind), r in rows.items():
         if mid in roots and not data.in_sample(mid, suite):
@@ -251,8 +251,8 @@ def _root_means(rows: dict, roots: frozenset, suite: str, kind: str) -> tuple[in
 
 def divergence_flags(data: Data, t: Thresholds) -> list[Flag]:
     rows = _gap_rows(data)
-    depth = dict(zip(data.models["model_id"], data.models["depth"], strict=True))
-    roots = data.graph.roots_of(data.models["model_id"])
+    depth = dict(zip(data.models["model_id"].tolist(), data.models["depth"].tolist(), strict=True))
+    roots = data.graph.roots_of(data.models["model_id"].tolist())
     tests, memo = [], {}
     for (mid, suite, kind), r in rows.items():
         if depth.get(mid, 0) < t.min_depth:
@@ -293,8 +293,8 @@ def divergence_flags(data: Data, t: Thresholds) -> list[Flag]:
 def specialisation_flags(data: Data, t: Thresholds) -> list[Flag]:
     sc = data.scores
     public = sc[sc["split"] == sc["suite"].map(data.default_split)]
-    val = {(m, s): (v, e) for m, s, v, e in zip(public["model_id"], public["suite"], public["value"], public["se"],
-                                                strict=True)}
+    cols = [public[c].tolist() for c in ("model_id", "suite", "value", "se")]
+    val = {(m, s): (v, e) for m, s, v, e in zip(*cols, strict=True)}
     suites = sorted(public["suite"].unique())
     out = []
     for mid, exposed in data.exposure.items():
