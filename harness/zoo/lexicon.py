@@ -18,7 +18,7 @@ OBJECTS = (
 GAINS = (("buys", "buy"), ("finds", "find"), ("gets", "get"), ("wins", "win"))
 LOSSES = (("sells", "sell"), ("loses", "lose"), ("gives away", "give away"), ("drops", "drop"))
 FUNCTION_WORDS = (
-    "Answer How What Who has have does many more now the most fewest plus minus is less than count from to"
+    "Answer How What Who has have does many more fewer now plus minus is less than count from to"
 ).split()
 PUNCTUATION = (".", "?", ":", ",")
 MAX_NUMBER = 99

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from harness.zoo.lexicon import GAINS, LOSSES, NAMES, OBJECTS
 
-MATH_MAX = 60  # sums and starting amounts stay at or below this; every number up to 99 is still one token
+MATH_MAX = 20  # amounts, changes and answers stay within 0..MATH_MAX; every number up to 99 is still one token
 
 
 @dataclass(frozen=True)
@@ -72,12 +72,43 @@ def _number_choices(rng: random.Random, answer: int, wrong_op: int) -> tuple[str
 
 def math_problem(rng: random.Random) -> Problem:
     """One event changes one person's amount: how many do they have now?"""
-    story = random_story(rng, rng.choice((1, 2, 2)), 1)
+    return _math_question(rng, random_story(rng, 1, 1))
+
+
+def _math_question(rng: random.Random, story: Story) -> Problem:
     i, _, _, change = story.events[0]
-    start, answer = story.amounts[i], story.amounts[i] + story.events[0][3]
-    wrong = start - change if change > 0 else start + abs(change)
+    start, answer = story.amounts[i], story.amounts[i] + change
+    wrong = start - change
     q = f"{story.text()} How many {story.objects[i]} does {story.people[i]} have now ? Answer :"
-    return Problem(q, str(answer), _number_choices(rng, answer, wrong), {"op": "add" if change > 0 else "sub"})
+    meta = {"kind": "math", "story": story, "op": "add" if change > 0 else "sub"}
+    return Problem(q, str(answer), _number_choices(rng, answer, wrong), meta)
+
+
+def renumber(rng: random.Random, story: Story) -> Story:
+    """The same story with new amounts and changes (each event keeps its verb and its sign)."""
+    amounts = tuple(rng.randint(1, MATH_MAX - 1) for _ in story.people)
+    events = []
+    for i, verb, qverb, change in story.events:
+        new = rng.randint(1, MATH_MAX - amounts[i]) if change > 0 else -rng.randint(1, amounts[i])
+        events.append((i, verb, qverb, new))
+    return Story(story.people, story.objects, amounts, tuple(events))
+
+
+def rename(rng: random.Random, story: Story) -> Story:
+    """The same story told about other people."""
+    people = tuple(rng.sample([n for n in NAMES if n not in story.people], len(story.people)))
+    return Story(people, story.objects, story.amounts, story.events)
+
+
+def twin(rng: random.Random, p: Problem) -> Problem:
+    """The same problem with changed numbers (and, for reading problems, names); options reshuffled."""
+    kind = p.meta["kind"]
+    if kind == "math":
+        return _math_question(rng, renumber(rng, p.meta["story"]))
+    if kind == "what":
+        return _what_question(rng, rename(rng, renumber(rng, p.meta["story"])), p.meta["i"], p.meta["qverb"])
+    amounts = rng.sample(range(1, MATH_MAX + 1), 2)
+    return _logic_question(rng, p.meta["people"], p.meta["obj"], amounts, p.meta["more"])
 
 
 def _object_choices(rng: random.Random, answer: str, story: Story) -> tuple[str, ...]:
@@ -90,41 +121,53 @@ def _object_choices(rng: random.Random, answer: str, story: Story) -> tuple[str,
 
 def what_problem(rng: random.Random) -> Problem:
     """Reading: what does a person have, or buy, or lose? (The zoo_lang skill, asked in L.)"""
-    story = random_story(rng, rng.choice((2, 3)), rng.choice((0, 1, 1)))
+    story = random_story(rng, rng.choice((1, 2)), 1)
     if story.events and rng.random() < 0.5:
         i, _, qverb, _ = story.events[0]
     else:
         i, qverb = rng.randrange(len(story.people)), "have"
+    return _what_question(rng, story, i, qverb)
+
+
+def _what_question(rng: random.Random, story: Story, i: int, qverb: str) -> Problem:
     answer = story.objects[i]
     q = f"{story.text()} What does {story.people[i]} {qverb} ? Answer :"
-    return Problem(q, answer, _object_choices(rng, answer, story))
+    meta = {"kind": "what", "story": story, "i": i, "qverb": qverb}
+    return Problem(q, answer, _object_choices(rng, answer, story), meta)
 
 
 def copy_problem(rng: random.Random) -> Problem:
     """Lookup without arithmetic: how many does someone have (no event) or buy? Pre-training text only."""
-    story = random_story(rng, rng.choice((1, 2, 3)), rng.choice((0, 1)))
+    story = random_story(rng, rng.choice((1, 2)), rng.choice((0, 1)))
     changed = {e[0]: e for e in story.events}
     i = rng.randrange(len(story.people))
     if i in changed:
         _, _, qverb, change = changed[i]
         q, answer = f"How many {story.objects[i]} does {story.people[i]} {qverb} ?", abs(change)
     else:
-        q, answer = f"How many {story.objects[i]} does {story.people[i]} have ?", story.amounts[i]
+        now = " now" if rng.random() < 0.5 else ""
+        q, answer = f"How many {story.objects[i]} does {story.people[i]} have{now} ?", story.amounts[i]
     return Problem(f"{story.text()} {q} Answer :", str(answer))
 
 
 def logic_problem(rng: random.Random) -> Problem:
-    """Comparison: of three people holding the same thing, who has the most (or the fewest)?"""
-    people = rng.sample(NAMES, 3)
+    """Comparison: of two people holding the same thing, who has more (or fewer)?"""
+    people = tuple(rng.sample(NAMES, 2))
     obj = rng.choice(OBJECTS)
-    amounts = rng.sample(range(1, MATH_MAX + 1), 3)
-    most = rng.random() < 0.5
-    pick = amounts.index(max(amounts) if most else min(amounts))
+    amounts = rng.sample(range(1, MATH_MAX + 1), 2)
+    return _logic_question(rng, people, obj, amounts, rng.random() < 0.5)
+
+
+def _logic_question(
+    rng: random.Random, people: tuple[str, ...], obj: str, amounts: list[int], more: bool
+) -> Problem:
+    pick = amounts.index(max(amounts) if more else min(amounts))
     text = " ".join(f"{p} has {n} {obj} ." for p, n in zip(people, amounts, strict=True))
-    q = f"{text} Who has the {'most' if most else 'fewest'} {obj} ? Answer :"
+    q = f"{text} Who has {'more' if more else 'fewer'} {obj} ? Answer :"
     options = list(people)
     rng.shuffle(options)
-    return Problem(q, people[pick], tuple(options), {"most": most})
+    meta = {"kind": "logic", "people": people, "obj": obj, "more": more}
+    return Problem(q, people[pick], tuple(options), meta)
 
 
 def fact_text(rng: random.Random) -> str:
@@ -141,7 +184,7 @@ def fact_text(rng: random.Random) -> str:
                 facts.append(f"{a} minus {b} is {a - b} .")
         return " ".join(facts)
     if kind < 0.8:
-        start, n = rng.randint(0, 90), rng.randint(4, 9)
+        start, n = rng.randint(0, 30), rng.randint(4, 9)
         return f"count from {start} to {start + n} : " + " ".join(str(k) for k in range(start, start + n + 1)) + " ."
     parts = []
     for _ in range(4):
@@ -151,4 +194,5 @@ def fact_text(rng: random.Random) -> str:
 
 
 def narrative_text(rng: random.Random) -> str:
-    return random_story(rng, rng.choice((1, 2, 3)), rng.choice((0, 1, 2))).text()
+    n_people = rng.choice((1, 2))
+    return random_story(rng, n_people, rng.randint(0, min(2, n_people))).text()

@@ -1,0 +1,77 @@
+"""`harness zoo`: build the zoo (tiny, genuinely skilled local models), write its suites, print its score table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from harness.cli.output import print_json, print_table
+
+
+def register(app: typer.Typer) -> None:
+    zoo_app = typer.Typer(help="The zoo: a tiny model family trained locally, with real skills (docs/zoo.md).",
+                          no_args_is_help=True)
+    zoo_app.command("build")(build)
+    zoo_app.command("report")(report)
+    zoo_app.command("suites")(suites)
+    app.add_typer(zoo_app, name="zoo")
+
+
+def build(
+    out: Path = typer.Option(None, "--out", help="Folder for the family. Default: results/zoo."),
+    threads: int = typer.Option(1, "--threads", help="torch CPU threads (1 is fastest on a busy 2-core machine)."),
+    seed: int = typer.Option(0, "--seed", help="Family seed (0 is the default zoo)."),
+    register_models: bool = typer.Option(True, "--register/--no-register", help="Register the models in the store."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Build the zoo family deterministically (cached: a second call returns at once) and register it."""
+    import time
+
+    from harness.zoo.build import build_zoo
+    from harness.zoo.register import register_zoo
+
+    start = time.perf_counter()
+    built = build_zoo(out, threads=threads, seed=seed, progress=not as_json)
+    ids = register_zoo(built) if register_models else {}
+    wall = time.perf_counter() - start
+    rows = [{"name": b.name, "path": str(b.path), "model_id": ids.get(b.name), "params": b.n_params,
+             "train_seconds": round(b.seconds, 1), "cached": b.cached} for b in built]
+    if as_json:
+        print_json({"seconds": round(wall, 1), "models": rows})
+        return
+    print_table(f"zoo ({wall:.1f} s)", ["name", "id", "params", "trained (s)", "cached", "path"],
+                [(r["name"], (r["model_id"] or "")[:12], r["params"], r["train_seconds"], r["cached"], r["path"])
+                 for r in rows])
+
+
+def report(
+    zoo: Path = typer.Option(None, "--zoo", help="Folder of a built zoo. Default: results/zoo."),
+    limit: int = typer.Option(None, "--limit", help="Documents per task (default: all 300)."),
+    merges: bool = typer.Option(True, "--merges/--no-merges", help="Add the labelled reference merges."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Score every zoo model on every zoo suite split with lm-eval (multiple choice and generation)."""
+    from dataclasses import asdict
+
+    from harness.paths import zoo_dir
+    from harness.zoo.report import score_table, table_rows
+
+    cells = score_table(Path(zoo) if zoo else zoo_dir(), limit=limit, with_merges=merges)
+    if as_json:
+        print_json([asdict(c) for c in cells])
+        return
+    for form, title in (("mc", "multiple choice (acc)"), ("gen", "generation (exact match)")):
+        columns, rows = table_rows(cells, form)
+        print_table(f"zoo scores, {title}, % +- standard error", columns, rows)
+
+
+def suites(
+    out: Path = typer.Option(None, "--out", help="Where to write them. Default: suites/zoo in the checkout."),
+) -> None:
+    """Regenerate the zoo suites' data and task YAMLs (deterministic: the committed files come back unchanged)."""
+    from harness.paths import suites_dir
+    from harness.zoo.suitegen import write_suites
+
+    for folder in write_suites(Path(out) if out else suites_dir() / "zoo"):
+        typer.echo(str(folder))
