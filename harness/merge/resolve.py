@@ -157,10 +157,34 @@ class Resolver:
             if rec is not None and rec.meta.get("files_sig") == sig:
                 self.hashes[key] = rec.model_id
             else:
-                self.hashes[key] = hash_model_dir(folder)
+                self.hashes[key] = remembered_hash(folder, sig)
         if key not in self.known:
             self.known[key] = self.store is not None and self.store.find_model(self.hashes[key]) is not None
         return self.hashes[key], sig, self.known[key]
+
+
+def remembered_hash(folder: Path, sig: str) -> str:
+    """hash_model_dir, remembered across processes by folder and fingerprint (results/cache/model_hashes.json)."""
+    import os
+
+    from harness.paths import cache_dir
+
+    book = cache_dir() / "model_hashes.json"
+    try:
+        known = json.loads(book.read_text())
+    except (OSError, ValueError):
+        known = {}
+    key = f"{folder}|{sig}"
+    if key not in known:
+        known[key] = hash_model_dir(folder)
+        try:
+            book.parent.mkdir(parents=True, exist_ok=True)
+            tmp = book.with_name(f".{book.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(known))
+            tmp.replace(book)
+        except OSError:
+            pass  # a cache only
+    return known[key]
 
 
 def plan_merge(recipe: Recipe, resolver: Resolver, seed: int | None = 0) -> MergePlan:
