@@ -118,6 +118,7 @@ class Resolver:
     materialize: Materialize | None = None
     hashes: dict[tuple[str, str], str] = field(default_factory=dict)
     known: dict[tuple[str, str], bool] = field(default_factory=dict)
+    names: dict[str, tuple[str | None, str, str | None]] = field(default_factory=dict)
     stack: tuple[Path, ...] = ()  # recipe files being made, outermost first (to refuse cycles)
 
     def locate(self, ref: str, base_dir: Path) -> tuple[Path, str | None, str | None]:
@@ -134,12 +135,16 @@ class Resolver:
             if candidate.is_dir():
                 return candidate.resolve(), None, None
         if self.store is not None:
-            rec = self.store.find_model(ref)
-            if rec is not None:
-                if not rec.path or not Path(rec.path).is_dir():
-                    raise HarnessError(f"model {ref!r} is in the store but its folder {rec.path} is gone",
+            if ref not in self.names:  # remembered for this resolver's life (a search loop asks again and again)
+                rec = self.store.find_model(ref)
+                if rec is not None:
+                    self.names[ref] = (rec.path, rec.model_id, rec.name)
+            if ref in self.names:
+                path, mid, name = self.names[ref]
+                if not path or not Path(path).is_dir():
+                    raise HarnessError(f"model {ref!r} is in the store but its folder {path} is gone",
                                        "merge or download it again")
-                return Path(rec.path), rec.model_id, rec.name
+                return Path(path), mid, name
         names = list(self.store.aliases()) if self.store is not None else []
         raise HarnessError(
             f"no model {ref!r}: not a folder, a recipe file or a name in the store{did_you_mean(ref, names)}",
