@@ -2,11 +2,14 @@
 connections (`store.db.read()`: a shared lock and a read-only DuckDB connection per query, never a write).
 
 Results are cached with st.cache_data for TTL seconds (the analysis for ANALYSIS_TTL), keyed by the store path, so a
-page render after the first is a cache hit and new runs show up within a minute.
+page render after the first is a cache hit and new runs show up within a minute; `base` (lineage, scores, exposure)
+is a read-only shared st.cache_resource with the same TTL, to spare pickling it on every rerun.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from pathlib import Path
 
 import pandas as pd
@@ -42,9 +45,12 @@ def _store(db: str):
     return Store(db)
 
 
-@st.cache_data(ttl=TTL, show_spinner=False)
+@st.cache_resource(ttl=TTL, show_spinner=False)
 def base(db: str) -> evidence.Data:
-    """Models (with depth and method), lineage, suite scores, twins and exposure (no per-sample reads)."""
+    """Models (with depth and method), lineage, suite scores, twins and exposure (no per-sample reads).
+
+    The one st.cache_resource: a shared object that pages only read, so the ~10 MB of lineage and scores of a
+    large store are not pickled and unpickled on every rerun as st.cache_data would; same TTL."""
     return evidence.gather_base(_store(db))
 
 
@@ -86,8 +92,11 @@ def prewarm(db: str) -> None:
 
 
 def _warm(db: str) -> None:
-    scores_marked(db)
-    analysed(db)
+    try:
+        scores_marked(db)
+        analysed(db)
+    except Exception as exc:  # noqa: BLE001 - opportunistic: the page that needs the value reports the error
+        logging.getLogger("harness.dashboard").warning("cache warm-up failed: %s", exc)
 
 
 @st.cache_resource(show_spinner=False)
@@ -100,8 +109,8 @@ def _prewarm_state(db: str) -> dict:
 @st.cache_data(ttl=ANALYSIS_TTL, show_spinner="Analysing the lineages...")
 def analysed(db: str) -> tuple[pd.DataFrame, list[Flag]]:
     """The twin gaps of every model and every flag (harness.analysis.overfit over the cached base)."""
-    data = base(db)
-    data.gaps = evidence.twin_gaps(_store(db), data)
+    shared = base(db)
+    data = dataclasses.replace(shared, gaps=evidence.twin_gaps(_store(db), shared), rows_cache=None)
     return data.gaps, analyse_data(data)
 
 

@@ -28,6 +28,12 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(path)
 
 
+@pytest.fixture(autouse=True)
+def no_background_warmup(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each AppTest render computes what it needs itself (the warm-up thread runs in the e2e test's server)."""
+    monkeypatch.setenv("HARNESS_DASHBOARD_PREWARM", "0")
+
+
 @pytest.fixture()
 def use_db(db: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("HARNESS_DB", db)
@@ -44,6 +50,12 @@ def open_page(page: str, query: dict | None = None) -> AppTest:
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
     return at
+
+
+def expire_caches() -> None:
+    """What the TTLs do after a while: the next render reads the store again."""
+    st.cache_data.clear()
+    st.cache_resource.clear()
 
 
 def charts(at: AppTest) -> list:
@@ -142,7 +154,7 @@ def test_pages_read_while_a_writer_process_writes(tmp_path: Path, monkeypatch: p
     try:
         while writer.poll() is None or renders < 3:
             for page in ("leaderboard", "overfitting", "runs"):
-                st.cache_data.clear()
+                expire_caches()
                 open_page(page)  # asserts no exception and no error
                 renders += 1
             if renders > 60:
@@ -151,7 +163,7 @@ def test_pages_read_while_a_writer_process_writes(tmp_path: Path, monkeypatch: p
         out, err = writer.communicate(timeout=120)
     assert writer.returncode == 0, err
     assert json.loads(out)["runs"] == 20
-    st.cache_data.clear()
+    expire_caches()
     board = open_page("leaderboard")
     assert "mw1" in set(board.dataframe[0].value["name"])  # the writer's model shows up once it is written
     assert renders >= 3
