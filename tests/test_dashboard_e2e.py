@@ -72,7 +72,7 @@ def test_every_page_in_chromium_while_a_writer_writes(tmp_path: Path) -> None:
         with sync_playwright() as p:
             context = p.chromium.launch_persistent_context(
                 str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, args=CHROME_ARGS, headless=True,
-                viewport={"width": 1500, "height": 1100})  # a fresh user-data-dir
+                viewport={"width": 1500, "height": 2000})  # a fresh user-data-dir
             page = context.new_page()
             mid = Store(db).get_model("merge-of-overfit").model_id
             for path, needles in PAGES.items():
@@ -94,6 +94,11 @@ def test_every_page_in_chromium_while_a_writer_writes(tmp_path: Path) -> None:
                 if path in ("methods", "lineage", "runs"):
                     assert page.locator('[data-testid="stVegaLiteChart"]').count() >= 1, path
                 page.screenshot(path=str(SHOTS / f"{path}.png"), full_page=True)
+            page.get_by_role("tab", name="Evolve history").click()  # still on the runs page
+            page.get_by_text("Held-out checks").wait_for(timeout=60_000)
+            page.wait_for_timeout(1500)
+            assert page.locator('[data-testid="stVegaLiteChart"]').count() >= 1
+            page.screenshot(path=str(SHOTS / "runs_evolve.png"), full_page=True)
             context.close()
         _, err = writer.communicate(timeout=180)
         assert writer.returncode == 0, err
