@@ -83,15 +83,25 @@ def make_suite(root: Path, n: int = 40, with_gen: bool = False, name: str = "tmp
 
 
 def worker(argv: list[str]) -> None:
-    """python -m tests.test_eval_support MODEL SUITE_ROOT N: evaluate with the hf backend, batch size 1."""
+    """python -m tests.test_eval_support MODEL SUITE_ROOT N [BATCH [BASE_URL SERVED_NAME]]: evaluate with the
+    hf backend, or the openai one against BASE_URL; prints the result as JSON, or the one-line error."""
+    from harness.errors import HarnessError
     from harness.evaluate import evaluate_model
     from harness.evaluate.backends.base import BackendOptions
     from harness.evaluate.runner import EvalOptions
 
     model, root, n = argv[0], Path(argv[1]), int(argv[2])
+    batch = int(argv[3]) if len(argv) > 3 else 1
+    base_url, served = (argv[4], argv[5]) if len(argv) > 5 else (None, None)
     suite = make_suite(root, n=n)
-    opts = EvalOptions(backend_options=BackendOptions(batch_size=1, device="cpu", dtype="float32"))
-    res = evaluate_model(model, suite, opts)
+    bo = BackendOptions(batch_size=batch, device="cpu", dtype="float32", base_url=base_url, served_model=served,
+                        max_length=256)
+    opts = EvalOptions(backend="openai" if base_url else "hf", use_cache=not base_url, backend_options=bo)
+    try:
+        res = evaluate_model(model, suite, opts)
+    except HarnessError as exc:
+        print(json.dumps({"error": exc.line()}))
+        sys.exit(exc.exit_code)
     print(json.dumps({"run_id": res.run_id, "cached": res.cached_requests, "new": res.new_requests}))
 
 

@@ -1,0 +1,70 @@
+"""A real `harness` evaluation killed halfway (SIGKILL) never shows as complete, leaves no scores, and the
+re-run finishes using the answers the killed run had already computed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+N_DOCS = 150  # per task; 2 tasks x 4 choices = 1200 requests
+
+
+def _cached_rows(results: Path) -> int:
+    total = 0
+    for db in (results / "cache" / "requests").glob("*.sqlite"):
+        try:
+            with sqlite3.connect(db, timeout=5) as con:
+                total += con.execute("SELECT count(*) FROM answers").fetchone()[0]
+        except sqlite3.Error:
+            pass
+    return total
+
+
+def _worker(model: Path, suite_root: Path) -> list[str]:
+    return [sys.executable, "-m", "tests.test_eval_support", str(model), str(suite_root), str(N_DOCS), "4"]
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_from_the_cache(results: Path, store, tiny_llama, tmp_path: Path) -> None:
+    model = tiny_llama("resume")
+    env = {**os.environ, "HARNESS_RESULTS": str(results), "HARNESS_DB": str(results / "harness.duckdb")}
+    proc = subprocess.Popen(_worker(model, tmp_path / "suite"), cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    t0 = time.monotonic()
+    while _cached_rows(results) < 100:
+        assert proc.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline, "no answers were cached in time"
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    print(f"killed after {time.monotonic() - t0:.1f} s")
+    at_kill = _cached_rows(results)
+    assert 100 <= at_kill < 2 * N_DOCS * 4
+
+    (killed,) = store.list_runs(status=None)
+    assert killed.status == "running"  # never complete
+    assert store.list_runs() == [] and store.scores(killed.run_id) == [] and store.samples(killed.run_id).empty
+    assert not (results / "runs" / killed.run_id).exists()
+
+    done = subprocess.run(_worker(model, tmp_path / "suite"), cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    print(f"re-run done after {time.monotonic() - t0:.1f} s")
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["run_id"] == killed.run_id
+    assert out["cached"] >= at_kill and out["new"] > 0
+    assert out["cached"] + out["new"] == 2 * N_DOCS * 4
+    run = store.get_run(killed.run_id)
+    assert run.status == "complete"
+    assert {s.task for s in store.scores(run.run_id)} == {"tmp_mc", "tmp_mc2", "_aggregate"}
+    assert len(store.samples(run.run_id)) == 2 * N_DOCS

