@@ -77,7 +77,7 @@ def compare(store: Store, models: dict[str, str], suite: Any, splits: list[str],
         for label, ref in models.items():
             res = evaluate_model(ref, suite, opts, store, split=split)
             df = store.samples(res.run_id)
-            main = df["metric"].isin(["acc", "exact_match"])
+            main = df["metric"].str.split(",").str[0].isin(["acc", "exact_match"])  # 'exact_match,strip' too
             df = df[main] if main.any() else df
             per_task = {t: g.sort_values("doc_id")["score"].to_numpy() for t, g in df.groupby("task")}
             est = aggregate(per_task)
