@@ -33,12 +33,10 @@ def machine() -> str:
             f"threads={torch.get_num_threads()}, cuda={torch.cuda.is_available()}, python {platform.python_version()}")
 
 
-def setup(work: Path, zoo: bool) -> tuple[Path, list[Path], Path | None, str, str, int | None]:
+def setup(work: Path, zoo: Path | None) -> tuple[Path, list[Path], Path | None, str, str, int | None]:
     """(base, sources, suites root, suite, split, limit)."""
     if zoo:
-        from harness.paths import zoo_dir
-
-        z = zoo_dir()
+        z = zoo
         return z / "zoo-base", [z / "zoo-math", z / "zoo-lang"], None, "zoo_math_L", "search", 60
     from tests.test_evolve_support import make_models, make_suite
 
@@ -121,13 +119,16 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    from harness.paths import zoo_dir
+
+    zoo = zoo_dir() if args.zoo else None  # before the results folder moves to the scratch folder
     work = Path(tempfile.mkdtemp(prefix="bench-evolve-"))
     os.environ.update(HARNESS_RESULTS=str(work / "results"), HARNESS_DB=str(work / "results" / "h.duckdb"),
                       HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", VLLM_ENABLE_V1_MULTIPROCESSING="0")
     from harness.evolve.config import FitnessSuite
     from harness.evolve.fitness import SplitTasks
 
-    base, sources, root, suite, split, limit = setup(work, args.zoo)
+    base, sources, root, suite, split, limit = setup(work, zoo)
     recs, _ = recipes(base, sources, max(args.fast, args.disk))
     tasks = SplitTasks.build((FitnessSuite(suite=suite),), split, root, limit)
     print(f"machine: {machine()}")
