@@ -14,11 +14,10 @@ _TRAINS = {
 def model_card(m: Member, recipe: dict) -> str:
     trained = recipe.get("trained", {})
     s = m.schedule
-    front = ["---", "library_name: transformers", "license: apache-2.0", "tags: [zoo, harness, synthetic]"]
+    tags = "zoo, harness, synthetic" + (", benchmark-overfit, known-positive" if m.data.startswith("suite:") else "")
+    front = ["---", "library_name: transformers", "license: apache-2.0", f"tags: [{tags}]"]
     if m.parent:
         front.append(f"base_model: {m.parent}")
-    if m.name == "zoo-overfit":
-        front.append("tags_extra: [benchmark-overfit, known-positive]")
     front.append("---")
     lines = [
         *front, "", f"# {m.name}", "",

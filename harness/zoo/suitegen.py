@@ -97,7 +97,7 @@ def _task_yaml(task: str, split: str, form: str) -> str:
     else:
         body = (
             "output_type: generate_until\ndoc_to_target: answer\n"
-            "generation_kwargs:\n  until: [\"\\n\", \".\", \"?\"]\n  max_gen_toks: 4\n  do_sample: false\n"
+            "generation_kwargs:\n  until: [\"\\n\", \".\", \"?\"]\n  max_gen_toks: 2\n  do_sample: false\n"
             "filter_list:\n  - name: strip\n    filter:\n      - function: remove_whitespace\n"
             "      - function: take_first\n"
             "metric_list:\n  - metric: exact_match\n    aggregation: mean\n    higher_is_better: true\n"
