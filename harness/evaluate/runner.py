@@ -69,12 +69,20 @@ class RunResult:
 
 
 def resolve_bos(target: ModelTarget, options: BackendOptions) -> bool | None:
-    """Whether this model's tokenizer adds BOS by default: decided once, passed to every backend alike."""
+    """Whether this model's tokenizer adds BOS by default: decided once, passed to every backend alike.
+
+    Remembered per model id and tokenizer under results/cache/, so a re-run does not load the tokenizer."""
     if options.add_bos_token is not None:
         return options.add_bos_token
     folder = options.tokenizer or (str(target.path) if target.path else None)
     if folder is None:
         return None
+    from harness.evaluate.target import memo
+
+    key = hash_json(["bos", target.model_id, folder])
+    known = memo("bos").get(key)
+    if known is not None:
+        return bool(known)
     from transformers import AutoTokenizer
 
     try:
@@ -82,7 +90,9 @@ def resolve_bos(target: ModelTarget, options: BackendOptions) -> bool | None:
     except Exception:  # noqa: BLE001 - a broken folder fails (and is recorded) when the backend loads it
         return None
     ids = tok("a b").input_ids
-    return bool(tok.bos_token_id is not None and ids and ids[0] == tok.bos_token_id)
+    adds = bool(tok.bos_token_id is not None and ids and ids[0] == tok.bos_token_id)
+    memo("bos", key, adds)
+    return adds
 
 
 def score_settings(plan: Plan, opts: EvalOptions, bo: BackendOptions) -> dict[str, Any]:
@@ -131,14 +141,13 @@ def _quiet_engines() -> None:
 
 
 def _free_memory() -> None:
-    gc.collect()
-    try:
-        import torch
+    """Give a GPU's memory back before the next model; on CPU, dropping the last reference is enough."""
+    import sys
 
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:
-        pass
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        gc.collect()
+        torch.cuda.empty_cache()
 
 
 def _evaluate(target: ModelTarget, plan: Plan, run: RunRecord, opts: EvalOptions,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
 from harness.evaluate.backends.base import ModelTarget
@@ -21,22 +21,29 @@ def _fingerprint(path: Path) -> list[tuple[str, int, int]]:
     return sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in path.iterdir() if p.is_file())
 
 
-def model_hash(path: Path) -> str:
-    """The folder's content hash, remembered per (file names, sizes, mtimes) so big models hash once."""
-    memo = cache_dir() / "model_hashes.json"
-    key = hash_json([str(path.resolve()), _fingerprint(path)])
+def memo(name: str, key: str | None = None, value: Any = None) -> dict[str, Any]:
+    """A small JSON memo under results/cache/<name>.json: read it, or add key -> value (atomically)."""
+    path = cache_dir() / f"{name}.json"
     try:
-        known = json.loads(memo.read_text())
+        known = json.loads(path.read_text())
     except (OSError, ValueError):
         known = {}
-    if key in known:
-        return known[key]
-    digest = hash_model_dir(path)
-    known[key] = digest
-    memo.parent.mkdir(parents=True, exist_ok=True)
-    tmp = memo.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(known))
-    os.replace(tmp, memo)
+    if key is not None:
+        known[key] = value
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(known))
+        os.replace(tmp, path)
+    return known
+
+
+def model_hash(path: Path) -> str:
+    """The folder's content hash, remembered per (file names, sizes, mtimes) so big models hash once."""
+    key = hash_json([str(path.resolve()), _fingerprint(path)])
+    digest = memo("model_hashes").get(key)
+    if digest is None:
+        digest = hash_model_dir(path)
+        memo("model_hashes", key, digest)
     return digest
 
 
