@@ -166,3 +166,23 @@ def test_ray_workers_give_the_serial_result(setup, store, tmp_path, monkeypatch)
     assert par.evolve_id == serial.evolve_id  # workers are not part of the run's identity
     assert (par.best_model_id, par.best_fitness, par.history) == (serial.best_model_id, serial.best_fitness,
                                                                    serial.history)
+
+
+def test_nan_merge_is_a_failed_candidate_not_a_poisoned_engine(setup) -> None:
+    """Weights that cancel out (linear, normalised, summing to 0) give a non-finite merge: fitness None, and the
+    engine still scores the next good candidate exactly as before."""
+    from harness.evolve.config import parse_config
+    from harness.evolve.parallel import Worker, WorkerSpec
+
+    tmp, base, sources = setup
+    cfg = parse_config(make_config(tmp, base, sources))
+    worker = Worker(WorkerSpec(cfg.model_dump(mode="json"), str(base), str(tmp / "suites"), True, 100, 1))
+    good = {"merge_method": "linear", "dtype": "float32",
+            "models": [{"model": str(s), "parameters": {"weight": 0.5}} for s in sources]}
+    bad = {**good, "models": [{"model": str(sources[0]), "parameters": {"weight": 1.0}},
+                              {"model": str(sources[1]), "parameters": {"weight": -1.0}}]}
+    before = worker.evaluate(good)
+    failed = worker.evaluate(bad)
+    after = worker.evaluate(good)
+    assert failed.fitness is None and "NaN" in (failed.error or "")
+    assert before.fitness is not None and after.fitness == before.fitness
