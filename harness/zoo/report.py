@@ -15,7 +15,8 @@ from harness.errors import HarnessError
 
 ZOO_SUITE_NAMES = ("zoo_math", "zoo_lang", "zoo_logic", "zoo_math_L")
 REPORT_SPLITS = ("public", "heldout", "twin")
-# Task arithmetic weights per expert (base + sum w * (expert - base)), chosen on zoo_math_L:search (docs/zoo.md).
+# Task arithmetic weights per expert (base + sum w * (expert - base)): w = 1, the design's natural choice (the
+# deltas touch disjoint rows); the per-seed weights chosen on zoo_math_L:search are in docs/zoo.md.
 REFERENCE_MERGES: dict[str, dict[str, float]] = {
     "ref-ta-math+lang": {"zoo-math": 1.0, "zoo-lang": 1.0},
     "ref-ta-math+lang+logic": {"zoo-math": 1.0, "zoo-lang": 1.0, "zoo-logic": 1.0},
