@@ -193,3 +193,21 @@ def test_every_page_on_an_empty_store(page: str, tmp_path: Path, monkeypatch: py
     monkeypatch.setenv("HARNESS_DB", str(tmp_path / "empty.duckdb"))
     at = open_page(page)  # no exception, no error
     assert at.title and (at.info or at.success)
+
+
+def test_evolve_only_evidence_on_the_overfitting_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "evolve_only.duckdb"
+    build(path, models=0, docs=100, seed=3)
+    store = Store(path)
+    best = store.get_model("evo-best").model_id  # not inside the write: the store's lock is not re-entrant
+    with store.db.write() as con:  # an evolve pick that was never evaluated: only the evolve records remain
+        con.execute("DELETE FROM runs WHERE model_id = ?", [best])
+    monkeypatch.setenv("HARNESS_DB", str(path))
+    at = open_page("overfitting")
+    box = at.selectbox(key="of_flag")
+    pos = [i for i, o in enumerate(box.options) if "evo-best" in o and "twin_gap" in o]
+    assert len(pos) == 1
+    box.select_index(pos[0]).run()
+    assert not at.exception
+    assert any("Evolve run evo-overfit" in c.value for c in at.caption)
+    assert json.loads(at.code[0].value)["source"] == "evolve"

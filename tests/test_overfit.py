@@ -131,3 +131,22 @@ def test_cli_overfit_json_and_errors(planted) -> None:
                              capture_output=True, text=True, cwd=REPO)
     assert missing.returncode == 2 and "no harness store" in missing.stderr
     assert not (planted[0].parent / "no.duckdb").exists()  # the analysis never creates a store
+
+
+def test_over_searched_evolve_run_is_flagged_from_its_own_records(flags, tmp_path: Path) -> None:
+    (f,) = _by(flags, "evo-best", "twin_gap")
+    ev = f.evidence["evolve"]  # the run-based flag carries the search's own evidence too
+    assert ev["evolve_id"] == "evo-overfit" and ev["excess_ci"][0] > THRESHOLDS.gap_min
+    assert ev["history"][-1]["best_fitness"] > ev["history"][0]["best_fitness"]
+    # an evolve whose pick was never evaluated by `harness eval`: the candidates' fitness and held-out scores suffice
+    path = tmp_path / "evolve_only.duckdb"
+    build(path, models=0, docs=100, seed=3)
+    store = Store(path)
+    best = store.get_model("evo-best").model_id
+    with store.db.write() as con:  # this test's own store: drop the pick's evaluation runs
+        con.execute("DELETE FROM samples WHERE run_id IN (SELECT run_id FROM runs WHERE model_id = ?)", [best])
+        con.execute("DELETE FROM scores WHERE run_id IN (SELECT run_id FROM runs WHERE model_id = ?)", [best])
+        con.execute("DELETE FROM runs WHERE model_id = ?", [best])
+    (only,) = [g for g in analyse(store, twins=TWINS) if g.model == "evo-best" and g.signal == "twin_gap"]
+    assert only.evidence["source"] == "evolve" and only.suite == "zoo_math" and only.severity == "high"
+    assert "Evolve run evo-overfit" in only.explanation

@@ -58,7 +58,14 @@ st.markdown(f"**{flag.severity} {flag.signal}** on `{flag.suite}`: {flag.explana
 st.page_link("views/lineage.py", label=f"Open the lineage of {flag.model}",
              query_params={"model": flag.model_id, "suite": flag.suite})
 ev = flag.evidence
-if flag.signal == "twin_gap":
+search = ev if ev.get("source") == "evolve" else ev.get("evolve")
+if search:  # an evolve run's own record: fitness against the held-out score of the fittest, per generation
+    hist = pd.DataFrame(search["history"]).melt(id_vars="generation", var_name="series", value_name="score")
+    hist["score"] *= 100
+    st.caption(f"Evolve run {search['evolve_id']}: fitness and the held-out score of the fittest candidate.")
+    st.altair_chart(alt.Chart(hist).mark_line(point=True).encode(
+        x="generation:O", y=alt.Y("score:Q", scale=alt.Scale(zero=False)), color="series:N"), width="stretch")
+if flag.signal == "twin_gap" and "gap" in ev:
     bars = [{"who": "this model", "gap": ev["gap"], "lo": ev["gap_ci"][0], "hi": ev["gap_ci"][1]},
             {"who": f"reference models ({ev['reference_models']})", "gap": ev["reference_gap"],
              "lo": ev["reference_gap"], "hi": ev["reference_gap"]}]

@@ -39,6 +39,7 @@ class Data:
     gaps: pd.DataFrame              # model_id, suite, kind, twin, public, twin_value, gap, se, paired, n
     names: dict[str, str]
     rows_cache: dict | None = None  # overfit._gap_rows
+    evolve: pd.DataFrame | None = None  # views.evolve_candidates
 
     def default_split(self, suite: str) -> str:
         return self.default_splits.get(suite, "public")
@@ -118,6 +119,7 @@ def gather_base(store: Store, twins: Mapping[str, Mapping[str, str]] | None = No
         edges = views.edges(con)
         scores = views.suite_scores(con, defaults)
         sels = views.selections(con)
+        evolve = views.evolve_candidates(con)
     graph = Graph.from_edges(edges)
     depth = graph.depths(models["model_id"].tolist())
     models["depth"] = models["model_id"].map(depth).fillna(0).astype(int)
@@ -130,7 +132,7 @@ def gather_base(store: Store, twins: Mapping[str, Mapping[str, str]] | None = No
         own.setdefault(r.model_id, set()).add((r.suite, split, r.process, r.model_id))
     exposure = graph.propagate(models["model_id"].tolist(), own)
     names = dict(zip(models["model_id"].tolist(), models["name"].tolist(), strict=True))
-    return Data(models, graph, scores, twin_map, defaults, exposure, _empty_gaps(), names)
+    return Data(models, graph, scores, twin_map, defaults, exposure, _empty_gaps(), names, evolve=evolve)
 
 
 def _empty_gaps() -> pd.DataFrame:

@@ -45,6 +45,7 @@ class Thresholds:
     spec_medium: float = 0.05
     fdr: float = 0.01            # Benjamini-Hochberg false discovery rate per signal
     min_reference: int = 2       # reference models needed; fewer and the reference gap is taken as 0
+    evolve_z: float = 2.576      # an evolve run's search gap must exceed generation 0's at this z
 
 
 THRESHOLDS = Thresholds()
@@ -75,7 +76,9 @@ def analyse(store: Store, twins: Mapping[str, Mapping[str, str]] | None = None,
 
 
 def analyse_data(data: Data, t: Thresholds = THRESHOLDS) -> list[Flag]:
-    flags = exposure_flags(data) + twin_gap_flags(data, t) + divergence_flags(data, t) + specialisation_flags(data, t)
+    twin = twin_gap_flags(data, t)
+    twin += evolve_flags(data, t, {(f.model_id, f.suite): f for f in twin})
+    flags = exposure_flags(data) + twin + divergence_flags(data, t) + specialisation_flags(data, t)
     return sorted(flags, key=lambda f: (-f.rank, SIGNALS.index(f.signal), f.model, f.suite))
 
 
@@ -221,6 +224,64 @@ def _twin_flag(data: Data, rows: dict, x: tuple, t: Thresholds) -> Flag:
                 f"{r['twin']}, a gap {_pts(excess)} [{_pts(ev['excess_ci'][0])}, {_pts(ev['excess_ci'][1])}] "
                 f"beyond that of {k} reference models; {tail}.")
     return Flag(mid, name, "twin_gap", _severity(excess, t), suite, sentence, ev)
+
+
+def evolve_flags(data: Data, t: Thresholds, existing: dict[tuple[str, str], Flag]) -> list[Flag]:
+    """Signal 2 from an evolve run's own records: fitness (the search split) minus the held-out score of the pick,
+    against the same gap among generation-0 candidates (their spread gives the interval). Attached to the pick's
+    run-based twin_gap flag when there is one, else a twin_gap flag of its own."""
+    out: list[Flag] = []
+    if data.evolve is None or data.evolve.empty:
+        return out
+    for evolve_id, rows in data.evolve.groupby("evolve_id"):
+        ev = _evolve_evidence(data, str(evolve_id), rows)
+        if ev is None or ev["excess"] < t.gap_min or ev["z"] < t.evolve_z:
+            continue
+        mid, suite = ev.pop("model_id"), ev["suite"]
+        if (mid, suite) in existing:
+            existing[(mid, suite)].evidence["evolve"] = ev
+            continue
+        name = data.names.get(mid, mid[:12])
+        out.append(Flag(
+            mid, name, "twin_gap", _severity(ev["excess"], t), suite,
+            f"Evolve run {evolve_id} pushed the fitness of {name} on {suite} to {pct(ev['final_fitness'])} while its "
+            f"held-out score is {pct(ev['final_heldout'])}: a search gap {_pts(ev['excess'])} "
+            f"[{_pts(ev['excess_ci'][0])}, {_pts(ev['excess_ci'][1])}] beyond that of generation 0.", ev))
+    return out
+
+
+def _evolve_evidence(data: Data, evolve_id: str, rows: Any) -> dict[str, Any] | None:
+    import json
+
+    first = rows[rows["generation"] == rows["generation"].min()]
+    gaps0 = (first["fitness"] - first["heldout"]).tolist()
+    best = rows["best_model_id"].iloc[0]
+    picked = rows[rows["model_id"] == best] if isinstance(best, str) else rows.iloc[0:0]
+    if picked.empty:
+        last = rows[rows["generation"] == rows["generation"].max()]
+        picked = last.loc[[last["fitness"].idxmax()]]
+    row = picked.sort_values("generation").iloc[-1]
+    k = len(gaps0)
+    if k < 2 or row["generation"] == first["generation"].iloc[0]:
+        return None
+    base, sd = sorted(gaps0)[k // 2], math.sqrt(sum((g - sum(gaps0) / k) ** 2 for g in gaps0) / (k - 1))
+    se = max(sd * math.sqrt(1 + 1 / k), 1e-9)
+    final = row["fitness"] - row["heldout"]
+    config = rows["config"].iloc[0]
+    try:
+        suite = json.loads(config).get("suite") if isinstance(config, str) else None
+    except ValueError:
+        suite = None
+    history = rows.groupby("generation").apply(
+        lambda g: {"generation": int(g.name), "best_fitness": round(float(g["fitness"].max()), 4),
+                   "heldout_of_fittest": round(float(g.loc[g["fitness"].idxmax(), "heldout"]), 4)},
+        include_groups=False).tolist()
+    return {"source": "evolve", "evolve_id": evolve_id, "model_id": row["model_id"], "suite": suite or "evolve",
+            "generations": int(rows["generation"].nunique()), "final_fitness": round(float(row["fitness"]), 4),
+            "final_heldout": round(float(row["heldout"]), 4), "final_gap": round(float(final), 4),
+            "generation0_gap": round(base, 4), "excess": round(float(final - base), 4),
+            "excess_ci": _interval(float(final - base), se), "z": round(float((final - base) / se), 2),
+            "history": history}
 
 
 # ------------------------------------------------------------------------------------------------ signal 3

@@ -157,6 +157,14 @@ def evolve_runs(store: Store) -> pd.DataFrame:
                       "FROM evolve_runs ORDER BY started DESC")
 
 
+def evolve_candidates(store: Store | duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Every evolve candidate with both a fitness and a held-out score, with its run's best model and config."""
+    return _df(store, """
+        SELECT c.evolve_id, c.generation, c.idx, c.model_id, c.fitness, c.heldout, r.best_model_id, r.config
+        FROM evolve_candidates c JOIN evolve_runs r USING (evolve_id)
+        WHERE c.fitness IS NOT NULL AND c.heldout IS NOT NULL ORDER BY c.evolve_id, c.generation, c.idx""")
+
+
 def evolve_history(store: Store, evolve_id: str) -> pd.DataFrame:
     """Per generation: best and mean fitness, the held-out score of the fittest candidate, and its mean."""
     return _df(store, """
