@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,28 @@ def test_judge_flow_end_to_end_on_hf(tiny_llama, store, tmp_path: Path) -> None:
                            limit=3, cache_path=cache)
     assert pair.cache_hits >= 6  # the answers were reused; only the judgments were new
     assert set(store.samples(pair.run_id)["metric"]) == {"pairwise_turn1", "pairwise_turn2"}
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_both_suites_with_a_vllm_served_judge(tiny_llama, store, results: Path) -> None:
+    """Answers from hf, judgments from a model served by `vllm serve` (OpenAI chat API), on both suites."""
+    import os
+
+    from harness.evaluate.backends.base import BackendOptions
+    from harness.evaluate.judge.run import JudgeOptions, evaluate_judge
+    from harness.evaluate.serve import serving
+
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    model = tiny_llama("judge")
+    with serving(model, dtype="float32", max_model_len=512) as server:
+        for suite in ("vicuna_bench", "mt_bench"):
+            opts = JudgeOptions(judge=str(model), judge_backend="openai", judge_base_url=server.base_url, limit=2,
+                                max_new_tokens=8, judge_max_new_tokens=8,
+                                backend_options=BackendOptions(device="cpu", dtype="float32", batch_size=4))
+            res = evaluate_judge(str(model), suite, opts, store)
+            run = store.get_run(res.run_id)
+            assert run.status == "complete" and run.settings["judge"]["backend"] == "openai"
+            turns = 2 if suite == "mt_bench" else 1
+            rows = store.samples(res.run_id)
+            assert len(rows) == 2 * turns and all(json.loads(e)["judgment"] for e in rows["extra"])

@@ -56,6 +56,13 @@ def eval_cmd(
     rerun: bool = typer.Option(False, "--rerun", help="Recompute a run that is already complete (uses the cache)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the request cache."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (one object per model) on stdout."),
+    judge: str = typer.Option(None, "--judge", help="Judge suites: the judge model (folder, name, or served name)."),
+    judge_backend: str = typer.Option("hf", "--judge-backend", help="Judge suites: hf | vllm | openai."),
+    judge_base_url: str = typer.Option(
+        None, "--judge-base-url", help="Judge suites: the judge's OpenAI-compatible endpoint ($OPENAI_API_KEY)."),
+    baseline: str = typer.Option(None, "--baseline", help="Judge suites: compare pairwise with this model."),
+    max_new_tokens: int = typer.Option(1024, "--max-new-tokens", help="Judge suites: answer length."),
+    judge_max_new_tokens: int = typer.Option(1024, "--judge-max-new-tokens", help="Judge suites: judgment length."),
 ) -> None:
     """Evaluate models on a suite: scores with intervals, stored with provenance; re-runs reuse earlier work."""
     from harness.evaluate.backends.base import BackendOptions
@@ -65,6 +72,16 @@ def eval_cmd(
         batch_size=int(batch_size) if batch_size.isdigit() else batch_size, device=device, dtype=dtype,
         trust_remote_code=trust_remote_code, base_url=base_url, tokenizer=tokenizer,
     )
+    if judge or baseline:
+        from harness.evaluate.judge.run import JudgeOptions
+
+        if not judge:
+            raise HarnessError("--baseline compares answers through a judge", "add --judge MODEL")
+        jopts = JudgeOptions(judge=judge, judge_backend=judge_backend, judge_base_url=judge_base_url,
+                             baseline=baseline, backend=backend, backend_options=bo, limit=limit, tier=tier,
+                             max_new_tokens=max_new_tokens, judge_max_new_tokens=judge_max_new_tokens)
+        _judge_models(models, suite, jopts, as_json)
+        return
     opts = EvalOptions(
         split=split, backend=backend, limit=limit, tier=tier, seed=seed, rerun=rerun, use_cache=not no_cache,
         serve=serve_it, tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()) if tasks else None,
@@ -102,6 +119,24 @@ def eval_cmd(
         if len(failures) == len(results) and len(results) == 1:
             raise failures[0]
         raise typer.Exit(max(f.exit_code for f in failures))
+
+
+def _judge_models(models: list[str], suite: str, jopts: Any, as_json: bool) -> None:
+    from harness.evaluate.judge.run import evaluate_judge
+
+    out = []
+    for ref in models:
+        typer.echo(f"{ref}: {suite} judged by {jopts.judge} ({jopts.judge_backend})", err=True)
+        res = evaluate_judge(ref, suite, jopts)
+        out.append({"model": ref, "run_id": res.run_id, "parse_rate": res.parse_rate, "judgments": res.n_judgments,
+                    "seconds": res.seconds, "scores": [s.__dict__ for s in res.scores]})
+        if not as_json:
+            typer.echo(f"run {res.run_id}: {res.n_judgments} judgments, parse rate {res.parse_rate:.0%}", err=True)
+            print_table(None, ["task", "metric", "value", "stderr", "95% CI", "n"],
+                        [(s.task, s.metric, _fmt(s.value), _fmt(s.stderr), _interval(s.ci_low, s.ci_high), s.n)
+                         for s in res.scores])
+    if as_json:
+        print_json(out)
 
 
 def leaderboard(

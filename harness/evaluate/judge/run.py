@@ -38,8 +38,8 @@ def _generator(ref: str, backend: str, bo: BackendOptions, store: Store, max_new
 
     be = get_backend(backend)
     target = resolve_model(ref, store, bo.base_url)
-    if backend == "openai":
-        bo = replace(bo, chat=True, served_model=bo.served_model or target.name)
+    if backend == "openai":  # `harness serve FOLDER` serves the model under its folder's name
+        bo = replace(bo, chat=True, served_model=bo.served_model or (target.path.name if target.path else target.name))
     try:
         lm = be.build(target, bo)
     except HarnessError:
