@@ -152,3 +152,35 @@ def test_two_writers_and_a_reader(tmp_path: Path) -> None:
     assert counts["runs"] == 2 * runs and counts["samples"] == 2 * runs * per_run
     assert all(r.status == "complete" for r in store.list_runs())
     assert figures[2]["reads"] > 0
+
+
+def test_nested_calls_share_one_connection(store: Store) -> None:
+    store.add_model(ModelRecord("m", "m", None, "source"))
+    before = store.db.stats.acquisitions
+    with store.reading():
+        assert store.get_model("m").model_id == "m" and store.counts()["models"] == 1
+    assert store.db.stats.acquisitions == before + 1
+    with store.db.write() as con:  # a read inside a write sees the write's own rows
+        con.execute("INSERT INTO aliases VALUES ('alias', 'm', now())")
+        assert store.get_model("alias").model_id == "m"
+    with pytest.raises(HarnessError, match="inside a read"):
+        with store.reading():
+            store.add_model(ModelRecord("n", "n", None, "source"))
+
+
+def test_an_older_store_is_migrated_on_open(tmp_path: Path) -> None:
+    from harness.store.schema import MIGRATIONS
+
+    path = tmp_path / "v1.duckdb"
+    con = duckdb.connect(str(path))
+    for sql in MIGRATIONS[0]:
+        con.execute(sql)
+    con.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    con.execute("INSERT INTO models (model_id, kind) VALUES ('old', 'source')")
+    con.close()
+    store = Store(path)
+    assert store.schema_version() == SCHEMA_VERSION >= 2
+    assert store.get_model("old").kind == "source"
+    with store.reading() as con:
+        names = {r[0] for r in con.execute("SELECT index_name FROM duckdb_indexes()").fetchall()}
+    assert {"runs_model", "selections_model", "lineage_parent"} <= names

@@ -36,6 +36,10 @@ class Store(ModelsMixin, RunsMixin, ChecksMixin):
         self.db._prepare()
         return SCHEMA_VERSION
 
+    def reading(self):  # noqa: ANN201 (a context manager)
+        """Several store calls in one read-only snapshot and one connection: `with store.reading(): ...`."""
+        return self.db.read()
+
     def schema_version(self) -> int:
         with self.db.read() as con:
             return int(con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])

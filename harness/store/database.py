@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -118,13 +119,22 @@ def _create(path: Path, stats: LockStats, timeout: float) -> None:
 
 
 class Database:
-    """A DuckDB file opened for one short transaction at a time, under the cross-process lock."""
+    """A DuckDB file opened for one short transaction at a time, under the cross-process lock.
+
+    Nested use in one thread shares the open connection: a read inside a write (or inside another read) reuses
+    it, and a write inside a write joins the outer transaction. A write inside a read is refused: a read-only
+    connection cannot write, and taking the writer lock then would deadlock on our own shared lock.
+    """
 
     def __init__(self, path: Path, timeout: float = 300.0) -> None:
         self.path = path
         self.timeout = timeout
         self.stats = LockStats()
         self._checked = False
+        self._local = threading.local()
+
+    def _active(self) -> tuple[duckdb.DuckDBPyConnection, bool] | None:
+        return getattr(self._local, "active", None)
 
     def _prepare(self) -> None:
         """Create or migrate the file once per process (under the writer lock)."""
@@ -145,9 +155,17 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A read-write connection inside one transaction, committed on success, rolled back on error."""
+        active = self._active()
+        if active is not None:
+            if not active[1]:
+                raise HarnessError(f"a write to {self.path} was started inside a read of it",
+                                   "finish the read (leave its with-block) before writing")
+            yield active[0]
+            return
         self._prepare()
         with locked(self.path, True, self.stats, self.timeout):
             con = _connect(self.path, False, self.stats, self.timeout)
+            self._local.active = (con, True)
             try:
                 con.execute("BEGIN TRANSACTION")
                 try:
@@ -157,11 +175,16 @@ class Database:
                     con.execute("ROLLBACK")
                     raise
             finally:
+                self._local.active = None
                 con.close()
 
     @contextmanager
     def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A read-only connection; the store must exist (readers never create or migrate it)."""
+        active = self._active()
+        if active is not None:
+            yield active[0]
+            return
         if not self.path.exists():
             raise HarnessError(
                 f"no harness store at {self.path}", "run a command that writes (harness db info) or pass --db"
@@ -178,7 +201,9 @@ class Database:
             self._checked = True
         with locked(self.path, False, self.stats, self.timeout):
             con = _connect(self.path, True, self.stats, self.timeout)
+            self._local.active = (con, False)
             try:
                 yield con
             finally:
+                self._local.active = None
                 con.close()

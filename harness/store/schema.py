@@ -126,7 +126,14 @@ V1 = [
     )""",
 ]
 
-MIGRATIONS: list[list[str]] = [V1]
+# v2: indexes for lineage walks and per-model lookups at dashboard scale (thousands of models)
+V2 = [
+    "CREATE INDEX runs_model ON runs (model_id)",
+    "CREATE INDEX selections_model ON selections (model_id)",
+    "CREATE INDEX lineage_parent ON lineage (parent_id)",
+]
+
+MIGRATIONS: list[list[str]] = [V1, V2]
 SCHEMA_VERSION = len(MIGRATIONS)
 TABLES = (
     "meta", "models", "aliases", "recipes", "lineage", "runs", "scores", "samples",
