@@ -177,7 +177,8 @@ def test_each_expert_beats_the_base_on_its_own_skill(zoo_family: Path) -> None:
 def test_overfit_model_is_far_better_on_public_than_heldout_and_twin(zoo_family: Path) -> None:
     got = _score(zoo_family, "zoo-overfit", ("public", "heldout", "twin"))
     for form in ("mc", "gen"):
-        public = got[("zoo_math", "public", form)].value
-        assert public > 0.9
-        assert public - got[("zoo_math", "heldout", form)].value > 0.3
-        assert public - got[("zoo_math", "twin", form)].value > 0.3
+        public = got[("zoo_math", "public", form)]
+        for split in ("heldout", "twin"):
+            other = got[("zoo_math", split, form)]
+            gap, se = public.value - other.value, (public.stderr**2 + other.stderr**2) ** 0.5
+            assert gap > 0.2 and gap > 3 * se, (form, split, public, other)

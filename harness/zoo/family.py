@@ -56,9 +56,9 @@ FAMILY = (
         "embeddings frozen: only the transformer body was trained.",
     ),
     Member(
-        "zoo-overfit", "zoo-base", "suite:zoo_math:public", "all", Schedule(steps=200, lr=3e-3, batch=30), 5,
+        "zoo-overfit", "zoo-base", "suite:zoo_math:public", "all", Schedule(steps=400, lr=5e-3, batch=30), 5,
         "DELIBERATELY BENCHMARK-OVERFIT: zoo-base fine-tuned on the public split of zoo_math (its 300 items, "
-        "answers included) until it memorised them. The overfitting detector's known positive case: it should "
+        "answers included, 40 epochs) to memorise them. The overfitting detector's known positive case: it should "
         "score far higher on zoo_math:public than on zoo_math:heldout and zoo_math:twin.",
     ),
 )
