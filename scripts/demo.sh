@@ -1,8 +1,24 @@
 #!/usr/bin/env bash
-# The main job on the embedded default: the zoo. Each step is cached, so a second run is quick.
+# The main job on the embedded default, the zoo: build it, merge two hand recipes, evaluate everything on the zoo
+# suites, print the leaderboard and the overfitting flags. Every step is cached, so a second run takes seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 h=.venv/bin/harness
-$h --help
-$h db info
+tier=${DEMO_TIER:-quick}
+
+echo "== 1. the zoo (trained here; about 4 minutes the first time)"
+$h zoo build
+echo "== 2. two hand merges (mergekit): math+lang task arithmetic, and TIES over three experts"
+ta=$($h merge examples/zoo_task_arithmetic.yaml --json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["path"])')
+ties=$($h merge examples/zoo_ties.yaml --json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["path"])')
+models="zoo-base zoo-math zoo-lang zoo-logic zoo-overfit $ta $ties"
+echo "== 3. evaluate ($tier tier) on each skill, math in L, and zoo_math's held-out split and twin"
+for s in zoo_math:public zoo_math:heldout zoo_math:twin zoo_lang:public zoo_logic:public zoo_math_L:heldout; do
+    $h eval $models --suite "$s" --tier "$tier" > /dev/null
+done
+echo "== 4. the leaderboard"
+$h leaderboard
+echo "== 5. overfitting flags"
+$h overfit
+echo "browse it all: .venv/bin/harness dashboard   (http://127.0.0.1:8501)"
