@@ -17,8 +17,9 @@ echo "== 3. evaluate ($tier tier) on each skill, math in L, and zoo_math's held-
 for s in zoo_math:public zoo_math:heldout zoo_math:twin zoo_lang:public zoo_logic:public zoo_math_L:heldout; do
     $h eval $models --suite "$s" --tier "$tier" > /dev/null
 done
-echo "== 4. the leaderboard"
-$h leaderboard
+echo "== 4. the leaderboard (multiple choice: acc; generation: exact match)"
+$h leaderboard --metric acc
+$h leaderboard --metric exact_match,strip
 echo "== 5. overfitting flags"
 $h overfit
 echo "browse it all: .venv/bin/harness dashboard   (http://127.0.0.1:8501)"

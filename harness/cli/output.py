@@ -12,6 +12,8 @@ def print_json(obj: Any) -> None:
 
 
 def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    import sys
+
     from rich.console import Console
     from rich.table import Table
 
@@ -20,4 +22,5 @@ def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequen
         table.add_column(c)
     for r in rows:
         table.add_row(*["" if v is None else str(v) for v in r])
-    Console().print(table)
+    # A terminal gets its own width; a pipe or a log file gets the whole table, unwrapped.
+    Console(width=None if sys.stdout.isatty() else 400).print(table)
