@@ -9,10 +9,12 @@ tier=${DEMO_TIER:-quick}
 
 echo "== 1. the zoo (trained here; about 4 minutes the first time)"
 $h zoo build
-echo "== 2. two hand merges (mergekit): math+lang task arithmetic, and TIES over three experts"
-ta=$($h merge examples/zoo_task_arithmetic.yaml --json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["path"])')
-ties=$($h merge examples/zoo_ties.yaml --json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["path"])')
-models="zoo-base zoo-math zoo-lang zoo-logic zoo-overfit $ta $ties"
+echo "== 2. hand merges (mergekit): linear, task arithmetic, TIES and DARE-TIES of the experts"
+merged=""
+for r in linear task_arithmetic ties dare_ties; do
+    merged="$merged $($h merge examples/zoo_$r.yaml --json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["path"])')"
+done
+models="zoo-base zoo-math zoo-lang zoo-logic zoo-overfit$merged"
 echo "== 3. evaluate ($tier tier) on each skill, math in L, and zoo_math's held-out split and twin"
 for s in zoo_math:public zoo_math:heldout zoo_math:twin zoo_lang:public zoo_logic:public zoo_math_L:heldout; do
     $h eval $models --suite "$s" --tier "$tier" > /dev/null
