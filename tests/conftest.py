@@ -42,6 +42,16 @@ def tiny_llama(tmp_path: Path):
     return make
 
 
+@pytest.fixture(scope="session")
+def zoo_family(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The full zoo, built once per test session (about 4 minutes; HARNESS_ZOO_CACHE reuses a built one)."""
+    from harness.zoo.build import build_zoo
+
+    out = Path(os.environ.get("HARNESS_ZOO_CACHE", tmp_path_factory.mktemp("zoo")))
+    build_zoo(out, threads=int(os.environ.get("HARNESS_ZOO_THREADS", "1")))
+    return out
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """`gpu` tests need CUDA: skip them cleanly without one (slow and vllm tests always run)."""
     if not any(item.get_closest_marker("gpu") for item in items):

@@ -145,17 +145,6 @@ def test_only_the_declared_weights_move(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------- the full family (slow: CI builds it once)
-@pytest.fixture(scope="session")
-def zoo_family(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import os
-
-    from harness.zoo.build import build_zoo
-
-    out = Path(os.environ.get("HARNESS_ZOO_CACHE", tmp_path_factory.mktemp("zoo")))
-    build_zoo(out, threads=int(os.environ.get("HARNESS_ZOO_THREADS", "1")))
-    return out
-
-
 def _score(zoo: Path, model: str, splits: tuple[str, ...] = ("public",), limit: int = 150) -> dict:
     from harness.zoo.report import evaluate_model, zoo_models
 
