@@ -72,3 +72,47 @@ def test_bad_tolerance_and_missing_baseline(results) -> None:
         _tolerances(["a=x"])
     proc = _cli("check", "--candidate", "nope", "--baseline", "missing-release", "--suite", "gsm1k")
     assert proc.returncode == 2 and "neither a baseline file" in proc.stderr
+
+
+def _noisy_copy(src: Path, dst: Path, scale: float, seed: int = 0) -> Path:
+    """A copy of a model with Gaussian noise (scale x each tensor's std) added to every weight matrix."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(src, dst)
+    gen = torch.Generator().manual_seed(seed)
+    for f in dst.glob("*.safetensors"):
+        tensors = load_file(f)
+        for k, t in tensors.items():
+            if t.ndim == 2:
+                tensors[k] = t + scale * t.std() * torch.randn(t.shape, generator=gen)
+        save_file(tensors, f, metadata={"format": "pt"})
+    return dst
+
+
+@pytest.mark.slow
+def test_the_gate_on_the_zoo(zoo_family: Path, results: Path, store, tmp_path: Path) -> None:
+    """zoo-math against itself passes; a copy damaged enough to lose its arithmetic fails and names the tasks;
+    a lightly perturbed copy passes."""
+    import time
+
+    from harness.analysis.check import run_check, save_baseline
+    from harness.evaluate.runner import EvalOptions
+
+    math = zoo_family / "zoo-math"
+    save_baseline(str(math), "zoo_math", "zoo-release", EvalOptions(tier="full"), store)
+    start = time.perf_counter()
+    same = run_check(str(math), "zoo-release", None, store, tolerance=0.05)
+    print(f"gate on zoo_math full tier: {time.perf_counter() - start:.1f} s, MDE "
+          + ", ".join(f"{v.task} {v.mde:.3f}" for v in same.result.verdicts))
+    assert same.result.passed and all(v.diff == 0 for v in same.result.verdicts)
+
+    broken = run_check(str(_noisy_copy(math, tmp_path / "broken", 1.0)), "zoo-release", None, store, tolerance=0.05)
+    assert not broken.result.passed
+    assert set(broken.result.failed_tasks) <= {"zoo_math_mc_public", "zoo_math_gen_public"}
+    assert broken.result.failed_tasks and "FAIL" in broken.report
+
+    light = run_check(str(_noisy_copy(math, tmp_path / "light", 0.002)), "zoo-release", None, store, tolerance=0.05)
+    assert light.result.passed, light.report
