@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-N_DOCS = 300  # per task; 2 tasks x 4 choices = 2400 requests (enough that the kill lands mid-run on an idle machine)
+N_DOCS = 150  # per task; 2 tasks x 4 choices = 1200 requests
 
 
 def _cached_rows(results: Path) -> int:
@@ -35,7 +35,8 @@ def _worker(model: Path, suite_root: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_killed_run_resumes_from_the_cache(results: Path, store, tiny_llama, tmp_path: Path) -> None:
-    model = tiny_llama("resume")
+    # wide enough that the answers take several seconds: the kill must land mid-run even on an idle machine
+    model = tiny_llama("resume", hidden=512, heads=8, intermediate=2048, layers=4)
     env = {**os.environ, "HARNESS_RESULTS": str(results), "HARNESS_DB": str(results / "harness.duckdb")}
     proc = subprocess.Popen(_worker(model, tmp_path / "suite"), cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
