@@ -182,12 +182,7 @@ def twin_gap_flags(data: Data, t: Thresholds) -> list[Flag]:
         excess, se = r["gap"] - ref, math.sqrt(r["se"] ** 2 + ref_se ** 2)
         z = excess / se if se > 0 else (math.inf if excess > 0 else 0.0)
         tests.append((mid, suite, kind, r, ref, ref_se, k, excess, se, _p_one_sided(z)))
-    reject = bh_reject([x[-1] for x in tests], t.fdr)
-    best: dict[tuple[str, str], tuple] = {}
-    for x, rej in zip(tests, reject, strict=True):
-        if rej and x[7] >= t.gap_min and ((x[0], x[1]) not in best or x[9] < best[(x[0], x[1])][9]):
-            best[(x[0], x[1])] = x
-    return [_twin_flag(data, rows, x, t) for x in best.values()]
+    return [_twin_flag(data, rows, x, t) for x in _strongest_rejections(tests, t.fdr, t.gap_min)]
 
 
 def _parent_gap(data: Data, rows: dict, mid: str, suite: str, kind: str) -> tuple[float, float] | None:
@@ -330,13 +325,9 @@ def divergence_flags(data: Data, t: Thresholds) -> list[Flag]:
             continue
         z = div / se if se > 0 else (math.inf if div > 0 else 0.0)
         tests.append((mid, suite, kind, r, k, pub_gain, twin_gain, div, se, _p_one_sided(z)))
-    reject = bh_reject([x[-1] for x in tests], t.fdr)
-    best: dict[tuple[str, str], tuple] = {}
-    for x, rej in zip(tests, reject, strict=True):
-        if rej and x[7] >= t.divergence_min and ((x[0], x[1]) not in best or x[9] < best[(x[0], x[1])][9]):
-            best[(x[0], x[1])] = x
     out = []
-    for mid, suite, kind, r, k, pub_gain, twin_gain, div, se, p in best.values():
+    for mid, suite, kind, r, k, pub_gain, twin_gain, div, se, p in _strongest_rejections(
+            tests, t.fdr, t.divergence_min):
         name = data.names.get(mid, mid[:12])
         ev = {"suite": suite, "twin": r["twin"], "twin_kind": kind, "depth": depth.get(mid, 0), "roots": k,
               "public_gain": round(pub_gain, 4), "twin_gain": round(twin_gain, 4),
@@ -413,3 +404,14 @@ def confusion(flags: list[Flag], truth: Mapping[str, bool | None], min_severity:
         "missed": sorted(positives - flagged), "false": sorted(flagged & negatives),
         "positives": len(positives), "negatives": len(negatives), "flagged": len(flagged),
     }
+
+
+def _strongest_rejections(tests: list[tuple], fdr: float, minimum: float) -> list[tuple]:
+    """Tests (model, suite, ..., size at [7], ..., p at [9]) that Benjamini-Hochberg rejects and whose size is at
+    least `minimum`, keeping the smallest p per (model, suite)."""
+    reject = bh_reject([x[9] for x in tests], fdr)
+    best: dict[tuple[str, str], tuple] = {}
+    for x, rej in zip(tests, reject, strict=True):
+        if rej and x[7] >= minimum and ((x[0], x[1]) not in best or x[9] < best[(x[0], x[1])][9]):
+            best[(x[0], x[1])] = x
+    return list(best.values())
