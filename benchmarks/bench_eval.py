@@ -6,9 +6,13 @@
      run is found by its id), vs the cold run (target: 20x faster or better)
   3. hf vs vllm on CPU: loglikelihood requests per second on the same requests, engine start-up apart
 
-    .venv/bin/python benchmarks/bench_eval.py [--docs 100] [--repeats 2] [--no-vllm]
+    .venv/bin/python benchmarks/bench_eval.py [--workload mmlu|tiny] [--docs N] [--repeats 2] [--threads T]
+                                              [--no-vllm]
 
-Uses a random-weight Llama (hidden 256, 4 layers) and a generated 2-task multiple-choice suite in a temp folder.
+Uses a random-weight Llama (hidden 256, 4 layers, context 512). Workloads: `mmlu` (default), two subjects of the
+shipped MMLU suite, 5-shot, so prompts are long and the model's work is a real share of the run; `tiny`, a
+generated 2-task multiple-choice suite with short prompts, where fixed costs dominate. On a shared 2-core machine
+pass --threads 1: torch's two threads fighting another process make every timing several times slower and noisy.
 """
 
 from __future__ import annotations
@@ -100,38 +104,62 @@ def throughput(model: Path, backend: str, requests: list) -> tuple[float, float]
     return start, len(requests) / seconds
 
 
+MMLU_TASKS = ("mmlu_abstract_algebra", "mmlu_astronomy")
+
+
+def workload(name: str, tmp: Path, docs: int) -> tuple[object, list[dict], str]:
+    """(suite, lm-eval task configs, description). tiny: a generated 2-task multiple-choice suite with short
+    prompts, where fixed costs dominate; mmlu: two subjects of the shipped MMLU suite, 5-shot, long prompts."""
+    from harness.suites import load_suite
+    from tests.test_eval_support import make_suite
+
+    if name == "tiny":
+        suite = make_suite(tmp / "suite", n=docs)
+        return suite, suite.task_configs("public"), f"{docs} docs x 2 generated tasks x 4 choices, short prompts"
+    suite = load_suite("mmlu")
+    configs = [c for c in suite.task_configs("test") if c["task"] in MMLU_TASKS]
+    return suite, configs, f"{docs} docs x {len(MMLU_TASKS)} MMLU subjects x 4 choices, 5-shot"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--docs", type=int, default=100, help="documents per task (2 tasks x 4 choices each)")
+    ap.add_argument("--workload", choices=("mmlu", "tiny"), default="mmlu")
+    ap.add_argument("--docs", type=int, default=0, help="documents per task (default: mmlu 40, tiny 100)")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--no-vllm", action="store_true")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = ap.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
 
     import logging
 
     from tests.factories import make_tiny_llama
-    from tests.test_eval_support import make_suite
 
     logging.disable(logging.WARNING)
     tmp = Path(tempfile.mkdtemp(prefix="bench_eval_"))
     model = make_tiny_llama(tmp / "model", hidden=256, layers=4, heads=4, intermediate=1024)
-    suite = make_suite(tmp / "suite", n=args.docs)
-    configs, n, b = suite.task_configs("public"), args.docs, args.batch_size
+    n, b = args.docs or (40 if args.workload == "mmlu" else 100), args.batch_size
+    suite, configs, what = workload(args.workload, tmp, n)
+    tasks = tuple(c["task"] for c in configs)
     info = machine()
     lm_eval_direct(model, configs, 2, b)  # imports and first-touch costs out of the way
     direct, cold, own = [], [], []
     _timing_simple_evaluate()
     for i in range(args.repeats):  # interleaved, each harness run in a fresh results folder (cold cache)
         direct.append(timed(lm_eval_direct, model, configs, n, b)[0])
-        t, res = timed(harness_run, model, suite, n, b, tmp / f"results{i}")
+        t, res = timed(harness_run, model, suite, n, b, tmp / f"results{i}", tasks=tasks)
         cold.append(t)
         own.append(t - INNER[-1])
     results = tmp / f"results{args.repeats - 1}"
-    cached = [timed(harness_run, model, suite, n, b, results, rerun=True)[0] for _ in range(args.repeats)]
-    reused = [timed(harness_run, model, suite, n, b, results)[0] for _ in range(args.repeats)]
+    cached = [timed(harness_run, model, suite, n, b, results, rerun=True, tasks=tasks)[0]
+              for _ in range(args.repeats)]
+    reused = [timed(harness_run, model, suite, n, b, results, tasks=tasks)[0] for _ in range(args.repeats)]
     d, c, ca, re_ = (min(x) for x in (direct, cold, cached, reused))  # least disturbed on a shared machine
-    n_req = 2 * n * 4
+    n_req = len(configs) * n * 4
     rows = [
         ("lm-eval simple_evaluate (hf)", d, "1.00", "peer"),
         ("harness eval, cold cache (hf)", c, f"{c / d:.2f} x lm-eval", "<= 1.10"),
@@ -142,8 +170,11 @@ def main() -> None:
     if not args.no_vllm:
         from lm_eval.api.instance import Instance
 
+        from tests.test_eval_support import make_suite
+
+        short = make_suite(tmp / "throughput", n=100).task_configs("public")[0]
         reqs = [Instance("loglikelihood", {}, (c["question"], " " + ch), i)
-                for i, c in enumerate(_docs(configs[0], n)) for ch in c["choices"]]
+                for i, c in enumerate(_docs(short, 100)) for ch in c["choices"]]
         hf_start, hf_rps = throughput(model, "hf", reqs)
         vl_start, vl_rps = throughput(model, "vllm", reqs)
         rows += [
@@ -152,8 +183,8 @@ def main() -> None:
             (f"vllm: {len(reqs)} loglikelihood requests", len(reqs) / vl_rps, f"{vl_rps:.0f} req/s "
              f"({vl_rps / hf_rps:.2f} x hf)", f"start {vl_start:.1f} s"),
         ]
-    print(f"\nbench_eval: {n_req} requests per run ({n} docs x 2 tasks x 4 choices), model hidden 256 x 4 layers, "
-          f"best of {args.repeats}")
+    print(f"\nbench_eval ({args.workload}): {n_req} requests per run ({what}), random Llama hidden 256 x 4 layers, "
+          f"batch {b}, best of {args.repeats}")
     print(f"machine: {info}")
     print(f"{'measurement':44} {'seconds':>9}  {'ratio':34} target")
     for name, secs, ratio, target in rows:

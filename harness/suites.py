@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,15 +71,19 @@ class Suite:
         """Every task of every split, each once, in suite.yaml order."""
         return tuple(dict.fromkeys(t for tasks in self.splits.values() for t in tasks))
 
-    def task_configs(self, split: str | None = None) -> list[dict[str, Any]]:
-        """lm-eval task config dicts for a split: includes merged, !function resolved, data paths absolute."""
+    def task_configs(self, split: str | None = None, tasks: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """lm-eval task config dicts for a split (only `tasks` of it, when given): includes merged, !function
+        resolved, data paths absolute."""
         if self.kind != "lm-eval":
             raise HarnessError(f"suite {self.name!r} is a {self.kind} suite: it has no lm-eval task configs",
                                "score it with the judge runner")
         from lm_eval.tasks._yaml_loader import load_yaml  # lm-eval's loader: !function and include:
 
         configs = []
+        wanted = None if tasks is None else set(tasks)
         for task in self.split_tasks(split):
+            if wanted is not None and task not in wanted:
+                continue
             cfg = load_yaml(self.task_files[task], resolve_func=True)
             configs.append(_absolute_data_files(cfg, self.path, self.task_files[task]))
         return configs

@@ -7,6 +7,7 @@ import hashlib
 import json
 import random
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,8 +63,8 @@ class TmpSuite:
     def splits(self) -> dict[str, list[str]]:
         return {k: [c["task"] for c in v] for k, v in self.configs.items()}
 
-    def task_configs(self, split: str) -> list[dict[str, Any]]:
-        return [json.loads(json.dumps(c)) for c in self.configs[split]]
+    def task_configs(self, split: str, tasks: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        return [json.loads(json.dumps(c)) for c in self.configs[split] if tasks is None or c["task"] in tasks]
 
     def data_hash(self) -> str:
         h = hashlib.sha256()

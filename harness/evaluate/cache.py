@@ -13,6 +13,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from harness.hashing import hash_json
@@ -109,9 +110,10 @@ _NOT_WHILE_LAZY = frozenset({"MULTIMODAL", "tokenizer", "eot_token_id", "max_len
                              "batch_sizes", "_model", "model"})
 
 
-def cached_lm(build: Callable[[], LM], cache: RequestCache | None) -> LM:
+def cached_lm(build: Callable[[], LM], cache: RequestCache | None, name: str = "") -> LM:
     """An lm-eval LM (so simple_evaluate takes it) that answers from `cache` first and builds the real model
-    with `build()` only when some request is not cached: a fully cached re-run never loads the model."""
+    with `build()` only when some request is not cached: a fully cached re-run never loads the model.
+    `name` stands in for the model config's `_name_or_path` (what lm-eval records) until the model is built."""
     from lm_eval.api.model import LM, hash_args
 
     class CachedLM(LM):
@@ -173,6 +175,12 @@ def cached_lm(build: Callable[[], LM], cache: RequestCache | None) -> LM:
 
         def chat_template(self, chat_template: bool | str = False) -> str | None:
             return self.inner.chat_template(chat_template)
+
+        @property
+        def config(self) -> Any:
+            if self._inner is None:
+                return SimpleNamespace(_name_or_path=name)
+            return self._inner.config
 
         @property
         def rank(self) -> int:

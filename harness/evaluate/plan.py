@@ -20,7 +20,7 @@ class SuiteLike(Protocol):
     splits: dict[str, Sequence[str]]
     tiers: dict[str, int | None]
 
-    def task_configs(self, split: str) -> list[dict[str, Any]]: ...
+    def task_configs(self, split: str, tasks: Sequence[str] | None = None) -> list[dict[str, Any]]: ...
 
     def data_hash(self) -> str: ...
 
@@ -68,7 +68,7 @@ def data_files(config: dict[str, Any]) -> list[Path]:
 
 def task_configs(plan: Plan) -> list[dict[str, Any]]:
     """The run's configs; HarnessError naming the task and file when a data file is missing."""
-    configs = [c for c in plan.suite.task_configs(plan.split) if c.get("task") in plan.tasks]
+    configs = [c for c in plan.suite.task_configs(plan.split, plan.tasks) if c.get("task") in plan.tasks]
     for c in configs:
         for f in data_files(c):
             if "://" not in str(f) and not f.exists():

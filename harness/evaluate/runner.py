@@ -157,6 +157,7 @@ def _evaluate(target: ModelTarget, plan: Plan, run: RunRecord, opts: EvalOptions
     from lm_eval.tasks import TaskManager
 
     from harness.evaluate.cache import RequestCache, cache_path, cached_lm
+    from harness.evaluate.lm_eval_speed import faster_lm_eval
     from harness.evaluate.records import to_records
     from harness.evaluate.results_dir import write_run_dir
 
@@ -174,15 +175,16 @@ def _evaluate(target: ModelTarget, plan: Plan, run: RunRecord, opts: EvalOptions
     if opts.use_cache:
         keyed = {k: run.settings[k] for k in ("dtype", "add_bos_token", "max_length", "chat")}
         cache = RequestCache(cache_path(target.model_id, opts.backend, keyed))
-    lm = cached_lm(build, cache)
+    lm = cached_lm(build, cache, str(target.path or target.name))
     try:
         tracker = EvaluationTracker()
-        results = lm_eval.simple_evaluate(
-            model=lm, tasks=configs, limit=plan.limit, bootstrap_iters=LM_EVAL_BOOTSTRAP_ITERS,
-            log_samples=True, evaluation_tracker=tracker, task_manager=TaskManager(include_defaults=False),
-            random_seed=opts.seed, numpy_random_seed=opts.seed, torch_random_seed=opts.seed,
-            fewshot_random_seed=opts.seed,
-        )
+        with faster_lm_eval():
+            results = lm_eval.simple_evaluate(
+                model=lm, tasks=configs, limit=plan.limit, bootstrap_iters=LM_EVAL_BOOTSTRAP_ITERS,
+                log_samples=True, evaluation_tracker=tracker, task_manager=TaskManager(include_defaults=False),
+                random_seed=opts.seed, numpy_random_seed=opts.seed, torch_random_seed=opts.seed,
+                fewshot_random_seed=opts.seed,
+            )
     except Exception as exc:  # noqa: BLE001
         raise _as_harness_error(exc, target, opts, "eval") from None
     finally:
@@ -220,11 +222,13 @@ def _evaluate_served(target: ModelTarget, plan: Plan, run: RunRecord, opts: Eval
 def _reuse(store: Store, run_id: str, target: ModelTarget, plan: Plan, backend: str) -> RunResult | None:
     from harness.evaluate.results_dir import run_dir
 
-    prev = store.get_run(run_id)
-    if prev is None or prev.status != "complete" or not (run_dir(run_id) / "harness.json").is_file():
-        return None
+    with store.reading():
+        prev = store.get_run(run_id)
+        if prev is None or prev.status != "complete" or not (run_dir(run_id) / "harness.json").is_file():
+            return None
+        scores = store.scores(run_id)
     return RunResult(run_id, target.model_id, target.name, plan.suite.name, plan.split, backend, "complete",
-                     store.scores(run_id), run_dir(run_id), reused=True)
+                     scores, run_dir(run_id), reused=True)
 
 
 def evaluate_model(
@@ -240,7 +244,8 @@ def evaluate_model(
 
     opts = replace(options or EvalOptions(), **overrides)
     store = store or Store()
-    store.init()
+    if not store.path.exists():
+        store.init()  # an existing store is checked (and migrated if older) by its first read
     _quiet_engines()
     get_backend(opts.backend)  # unknown backend: fail before anything else
     plan = make_plan(suite, opts.split, opts.limit, opts.tier, list(opts.tasks) if opts.tasks else None)

@@ -51,10 +51,11 @@ def _register_folder(store: Store, path: Path, model_id: str) -> str:
     """Add a folder evaluated for the first time to the store as a source model; returns its display name."""
     from harness.store import ModelRecord
 
-    existing = store.find_model(model_id)
+    with store.reading():
+        existing = store.find_model(model_id)
+        taken = store.aliases().get(path.name)
     if existing is not None:
         return existing.name or path.name
-    taken = store.aliases().get(path.name)
     name = path.name if taken in (None, model_id) else f"{path.name}-{model_id[:8]}"
     arch = None
     try:

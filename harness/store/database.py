@@ -189,21 +189,27 @@ class Database:
             raise HarnessError(
                 f"no harness store at {self.path}", "run a command that writes (harness db info) or pass --db"
             )
-        if not self._checked:
+        if not self._checked:  # the first read checks the schema version on the connection it then uses
             with locked(self.path, False, self.stats, self.timeout):
                 con = _connect(self.path, True, self.stats, self.timeout)
                 try:
-                    found = schema_version(con, self.path)
-                finally:
+                    current = schema_version(con, self.path) == SCHEMA_VERSION
+                except BaseException:
                     con.close()
-            if found != SCHEMA_VERSION:
-                self._prepare()  # migrates an older store, refuses a newer one
-            self._checked = True
-        with locked(self.path, False, self.stats, self.timeout):
-            con = _connect(self.path, True, self.stats, self.timeout)
-            self._local.active = (con, False)
-            try:
-                yield con
-            finally:
-                self._local.active = None
+                    raise
+                if current:
+                    self._checked = True
+                    yield from self._reading(con)
+                    return
                 con.close()
+            self._prepare()  # migrates an older store, refuses a newer one
+        with locked(self.path, False, self.stats, self.timeout):
+            yield from self._reading(_connect(self.path, True, self.stats, self.timeout))
+
+    def _reading(self, con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+        self._local.active = (con, False)
+        try:
+            yield con
+        finally:
+            self._local.active = None
+            con.close()
