@@ -4,6 +4,7 @@ results/runs agree, re-runs reuse work, bad inputs give one line and a failed ru
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -194,6 +195,7 @@ def test_cli_eval_json_and_leaderboard(results: Path, store, model: Path, tmp_pa
     out = runner.invoke(app, ["eval", str(model), str(broken), "--suite", "mmlu", "--tasks", "mmlu_anatomy",
                               "--limit", "2", "--device", "cpu", "--dtype", "float32", "--json"])
     assert out.exit_code == 2, out.output
+    assert re.search(r"\[1/2\] tiny loglikelihood .* 8/8 requests", out.stderr), out.stderr  # one bar, ours
     rows = json.loads(out.stdout)
     assert rows[0]["status"] == "complete" and rows[1]["status"] == "failed"
     assert {s["task"] for s in rows[0]["scores"]} == {"mmlu_anatomy", "_aggregate"}

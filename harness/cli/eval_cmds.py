@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -65,7 +66,11 @@ def eval_cmd(
     judge_max_new_tokens: int = typer.Option(1024, "--judge-max-new-tokens", help="Judge suites: judgment length."),
 ) -> None:
     """Evaluate models on a suite: scores with intervals, stored with provenance; re-runs reuse earlier work."""
+    from harness.evaluate.progress import quiet_engine_bars
+
+    quiet_engine_bars()  # before lm-eval, datasets or transformers is imported: one bar per run, ours
     from harness.evaluate.backends.base import BackendOptions
+    from harness.evaluate.progress import RequestBar, request_bars
     from harness.evaluate.runner import EvalOptions, evaluate_models, result_dict
 
     bo = BackendOptions(
@@ -108,7 +113,9 @@ def eval_cmd(
 
     make_plan(suite, split, limit, tier, list(opts.tasks) if opts.tasks else None)  # shared problems fail once
     started(0, models[0])
-    results = evaluate_models(models, suite, opts, on_done=on_done)
+    with request_bars() as bars:
+        opts = replace(opts, progress=lambda target: RequestBar(bars, f"[{len(done) + 1}/{total}] {target.name}"))
+        results = evaluate_models(models, suite, opts, on_done=on_done)
     if as_json:
         print_json([
             result_dict(r) if not isinstance(r, HarnessError) else {"model": m, "status": "failed", "error": r.line()}

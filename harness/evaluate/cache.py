@@ -8,6 +8,7 @@ when a call returns, so a run killed halfway loses at most the last few seconds 
 
 from __future__ import annotations
 
+import inspect
 import json
 import sqlite3
 import time
@@ -22,6 +23,8 @@ from harness.paths import cache_dir
 if TYPE_CHECKING:
     from lm_eval.api.instance import Instance
     from lm_eval.api.model import LM
+
+    from harness.evaluate.progress import RequestProgress
 
 METHODS = ("loglikelihood", "loglikelihood_rolling", "generate_until")
 
@@ -94,26 +97,42 @@ class RequestCache:
 class _Hook:
     """Stands in for lm-eval's CacheHook: backends call add_partial as answers come out."""
 
-    def __init__(self, cache: RequestCache) -> None:
+    def __init__(self, cache: RequestCache | None, progress: RequestProgress | None) -> None:
         self.cache = cache
+        self.progress = progress
 
     def add_partial(self, attr: str, req: Any, res: Any) -> None:
         from lm_eval.api.model import hash_args
 
+        if self.progress is not None:
+            self.progress.advance(1)
+        if self.cache is None:
+            return
         try:
             self.cache.put(attr, hash_args(attr, req), res)
         except (TypeError, ValueError):
             pass  # an answer we cannot serialise is simply not cached early
 
 
+def _call(lm: LM, method: str, requests: list[Instance], quiet: bool) -> list[Any]:
+    """lm.<method>(requests), without the backend's own tqdm bar when we draw one."""
+    fn = getattr(lm, method)
+    if quiet and "disable_tqdm" in inspect.signature(fn).parameters:
+        return fn(requests, disable_tqdm=True)
+    return fn(requests)
+
+
 _NOT_WHILE_LAZY = frozenset({"MULTIMODAL", "tokenizer", "eot_token_id", "max_length", "get_model_info",
                              "batch_sizes", "_model", "model"})
 
 
-def cached_lm(build: Callable[[], LM], cache: RequestCache | None, name: str = "") -> LM:
+def cached_lm(
+    build: Callable[[], LM], cache: RequestCache | None, name: str = "", progress: RequestProgress | None = None,
+) -> LM:
     """An lm-eval LM (so simple_evaluate takes it) that answers from `cache` first and builds the real model
     with `build()` only when some request is not cached: a fully cached re-run never loads the model.
-    `name` stands in for the model config's `_name_or_path` (what lm-eval records) until the model is built."""
+    `name` stands in for the model config's `_name_or_path` (what lm-eval records) until the model is built;
+    `progress` hears of every batch of requests and of every answer."""
     from lm_eval.api.model import LM, hash_args
 
     class CachedLM(LM):
@@ -125,8 +144,8 @@ def cached_lm(build: Callable[[], LM], cache: RequestCache | None, name: str = "
         def inner(self) -> LM:
             if self._inner is None:
                 self._inner = build()
-                if cache is not None:
-                    self._inner.set_cache_hook(_Hook(cache))  # type: ignore[arg-type]
+                if cache is not None or progress is not None:
+                    self._inner.set_cache_hook(_Hook(cache, progress))  # type: ignore[arg-type]
             return self._inner
 
         @property
@@ -140,7 +159,12 @@ def cached_lm(build: Callable[[], LM], cache: RequestCache | None, name: str = "
 
         def _answer(self, method: str, requests: list[Instance]) -> list[Any]:
             if cache is None:
-                return getattr(self.inner, method)(requests)
+                if progress is not None:
+                    progress.requests(method, len(requests), 0)
+                answers = _call(self.inner, method, requests, progress is not None)
+                if progress is not None:
+                    progress.finished()
+                return answers
             keys = [hash_args(method, r.args) for r in requests]
             sampled = [method == "generate_until" and r.args[1].get("do_sample", False) for r in requests]
             found = cache.get_many(method, [k for k, s in zip(keys, sampled, strict=True) if not s])
@@ -148,13 +172,17 @@ def cached_lm(build: Callable[[], LM], cache: RequestCache | None, name: str = "
             cache.hits += len(requests) - len(todo)
             cache.misses += len(todo)
             answers = [found.get(k) for k in keys]
+            if progress is not None:
+                progress.requests(method, len(requests), len(requests) - len(todo))
             if todo:
-                fresh = getattr(self.inner, method)([requests[i] for i in todo])
+                fresh = _call(self.inner, method, [requests[i] for i in todo], progress is not None)
                 for i, ans in zip(todo, fresh, strict=True):
                     answers[i] = ans
                     if not sampled[i]:
                         cache.put(method, keys[i], ans)
             cache.flush()
+            if progress is not None:
+                progress.finished()
             return answers
 
         def loglikelihood(self, requests: list[Instance], *args: Any, **kw: Any) -> list[Any]:

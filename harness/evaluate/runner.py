@@ -26,6 +26,7 @@ from harness.hashing import hash_json
 from harness.store.records import RunRecord, Score
 
 if TYPE_CHECKING:
+    from harness.evaluate.progress import RequestProgress
     from harness.store import Store
 
 LM_EVAL_BOOTSTRAP_ITERS = 1000
@@ -45,6 +46,7 @@ class EvalOptions:
     use_cache: bool = True
     serve: bool = False  # backend openai: start `vllm serve` on the model for the length of the run
     backend_options: BackendOptions = field(default_factory=BackendOptions)
+    progress: Callable[[ModelTarget], RequestProgress] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -175,7 +177,8 @@ def _evaluate(target: ModelTarget, plan: Plan, run: RunRecord, opts: EvalOptions
     if opts.use_cache:
         keyed = {k: run.settings[k] for k in ("dtype", "add_bos_token", "max_length", "chat")}
         cache = RequestCache(cache_path(target.model_id, opts.backend, keyed))
-    lm = cached_lm(build, cache, str(target.path or target.name))
+    progress = opts.progress(target) if opts.progress is not None else None
+    lm = cached_lm(build, cache, str(target.path or target.name), progress)
     try:
         tracker = EvaluationTracker()
         with faster_lm_eval():
