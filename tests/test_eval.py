@@ -143,6 +143,35 @@ def test_missing_data_file_marks_the_run_failed(results: Path, store, model: Pat
     assert store.samples(run.run_id).empty and not (results / "runs" / run.run_id).exists()
 
 
+def test_hub_mode_offline_fails_fast_and_marks_the_run_failed(
+    results: Path, store, model: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    with pytest.raises(HarnessError, match=r"--hub: lm-eval's mmlu could not be read .*HF_HUB_OFFLINE is set") as e:
+        evaluate_model(str(model), "mmlu", OPTS, store=store, hub=True, limit=2)
+    assert "run without --hub" in e.value.line() and e.value.exit_code == 3
+    (run,) = store.list_runs(status="failed")
+    assert run.split == "hub" and run.suite == "mmlu" and store.scores(run.run_id) == []
+    with pytest.raises(HarnessError, match=r"suite 'zoo_math' names no lm-eval built-in tasks"):
+        evaluate_model(str(model), "zoo_math", OPTS, store=store, hub=True)
+    with pytest.raises(HarnessError, match=r"--split and --tasks don't apply"):
+        evaluate_model(str(model), "mmlu", OPTS, store=store, hub=True, tasks=("mmlu_anatomy",))
+    assert len(store.list_runs(status="failed")) == 1  # the last two failed before any run was recorded
+
+
+@pytest.mark.slow
+def test_every_hub_task_is_an_lm_eval_builtin() -> None:
+    from lm_eval.tasks import TaskManager
+
+    from harness.suites import list_suites, load_suite
+
+    named = {(n, t) for n in list_suites() for t in load_suite(n).hub_tasks}
+    assert {"mmlu", "bbh", "mgsm", "gsm8k"} <= {n for n, _ in named}
+    known = set(TaskManager().all_tasks)
+    assert [(n, t) for n, t in sorted(named) if t not in known] == []
+
+
 def _broken_copy(model: Path, dest: Path) -> Path:
     shutil.copytree(model, dest)
     (dest / "model.safetensors").write_bytes(b"not a safetensors file")

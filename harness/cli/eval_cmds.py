@@ -54,6 +54,7 @@ def eval_cmd(
     serve_it: bool = typer.Option(False, "--serve", help="openai: run `vllm serve` on the model for the run."),
     tokenizer: str = typer.Option(None, "--tokenizer", help="openai: local tokenizer folder (default: model)."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow model code from the folder."),
+    hub: bool = typer.Option(False, "--hub", help="Run lm-eval's built-in tasks for the suite from the HF hub."),
     rerun: bool = typer.Option(False, "--rerun", help="Recompute a run that is already complete (uses the cache)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the request cache."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (one object per model) on stdout."),
@@ -89,7 +90,7 @@ def eval_cmd(
         return
     opts = EvalOptions(
         split=split, backend=backend, limit=limit, tier=tier, seed=seed, rerun=rerun, use_cache=not no_cache,
-        serve=serve_it, tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()) if tasks else None,
+        serve=serve_it, hub=hub, tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()) if tasks else None,
         backend_options=bo,
     )
     total = len(models)
@@ -111,7 +112,7 @@ def eval_cmd(
 
     from harness.evaluate.plan import make_plan
 
-    make_plan(suite, split, limit, tier, list(opts.tasks) if opts.tasks else None)  # shared problems fail once
+    make_plan(suite, split, limit, tier, list(opts.tasks) if opts.tasks else None, hub)  # shared problems: once
     started(0, models[0])
     with request_bars() as bars:
         opts = replace(opts, progress=lambda target: RequestBar(bars, f"[{len(done) + 1}/{total}] {target.name}"))

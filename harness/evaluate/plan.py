@@ -66,8 +66,11 @@ def data_files(config: dict[str, Any]) -> list[Path]:
     return out
 
 
-def task_configs(plan: Plan) -> list[dict[str, Any]]:
-    """The run's configs; HarnessError naming the task and file when a data file is missing."""
+def task_configs(plan: Plan) -> list[dict[str, Any]] | list[str]:
+    """The run's configs (a --hub run: lm-eval's task names); HarnessError naming the task and file when a data
+    file is missing."""
+    if plan.split == HUB_SPLIT:
+        return list(plan.tasks)
     configs = [c for c in plan.suite.task_configs(plan.split, plan.tasks) if c.get("task") in plan.tasks]
     for c in configs:
         for f in data_files(c):
@@ -81,9 +84,12 @@ def _some(names: Sequence[str], n: int = 6) -> str:
     return ", ".join(names[:n]) + (f" ... ({len(names)} in all)" if len(names) > n else "")
 
 
+HUB_SPLIT = "hub"  # the split name a --hub run is stored under
+
+
 def make_plan(
     suite: str | SuiteLike, split: str | None = None, limit: int | None = None, tier: str | None = None,
-    tasks: list[str] | None = None,
+    tasks: list[str] | None = None, hub: bool = False,
 ) -> Plan:
     if isinstance(suite, str) and ":" in suite:  # 'suite:split', the form twins use
         suite, _, named = suite.partition(":")
@@ -92,6 +98,8 @@ def make_plan(
     if getattr(s, "kind", "lm-eval") != "lm-eval":
         raise HarnessError(f"suite {s.name!r} is a {s.kind} suite, not an lm-eval one",
                            "judge suites are scored by the judge runner, not by harness eval")
+    if hub:
+        return _hub_plan(s, split, limit, tier, tasks)
     split = split or s.default_split
     if split not in s.splits:
         raise HarnessError(f"suite {s.name!r} has no split {split!r}{did_you_mean(split, list(s.splits))}",
@@ -110,3 +118,16 @@ def make_plan(
     except OSError:
         data_hash = None  # a missing file: task_configs() names it once the run is recorded
     return Plan(s, split, tuple(chosen), _limit(s, limit, tier), data_hash)
+
+
+def _hub_plan(s: SuiteLike, split: str | None, limit: int | None, tier: str | None,
+              tasks: list[str] | None) -> Plan:
+    """lm-eval's own built-in tasks for this benchmark (suite.yaml `hub_tasks`), read from the Hugging Face hub."""
+    hub_tasks = tuple(getattr(s, "hub_tasks", ()) or ())
+    if not hub_tasks:
+        raise HarnessError(f"suite {s.name!r} names no lm-eval built-in tasks (hub_tasks in its suite.yaml)",
+                           "run it without --hub (its shipped data), or add hub_tasks: to the suite.yaml")
+    if split not in (None, HUB_SPLIT) or tasks:
+        raise HarnessError("--hub runs the suite's hub_tasks as lm-eval defines them: --split and --tasks don't apply",
+                           f"drop --split/--tasks (hub tasks of {s.name}: {', '.join(hub_tasks)})")
+    return Plan(s, HUB_SPLIT, hub_tasks, _limit(s, limit, tier), None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -20,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 import harness
 from harness.errors import HarnessError
 from harness.evaluate.backends import get_backend
-from harness.evaluate.backends.base import BackendOptions, ModelTarget
-from harness.evaluate.plan import Plan, SuiteLike, make_plan, task_configs
+from harness.evaluate.backends.base import BackendOptions, ModelTarget, package_version
+from harness.evaluate.plan import HUB_SPLIT, Plan, SuiteLike, make_plan, task_configs
 from harness.hashing import hash_json
 from harness.store.records import RunRecord, Score
 
@@ -45,6 +46,7 @@ class EvalOptions:
     rerun: bool = False  # recompute even if a complete run exists (answers still come from the cache)
     use_cache: bool = True
     serve: bool = False  # backend openai: start `vllm serve` on the model for the length of the run
+    hub: bool = False  # run lm-eval's built-in tasks for the suite (suite.yaml hub_tasks) from the Hugging Face hub
     backend_options: BackendOptions = field(default_factory=BackendOptions)
     progress: Callable[[ModelTarget], RequestProgress] | None = field(default=None, compare=False)
 
@@ -103,6 +105,7 @@ def score_settings(plan: Plan, opts: EvalOptions, bo: BackendOptions) -> dict[st
         "tasks": list(plan.tasks), "limit": plan.limit, "seed": opts.seed, "dtype": bo.dtype,
         "add_bos_token": bo.add_bos_token, "max_length": bo.max_length, "chat": bo.chat,
         "num_fewshot": None, "lm_eval_bootstrap_iters": LM_EVAL_BOOTSTRAP_ITERS,
+        **({"lm_eval_tasks": package_version("lm_eval")} if plan.split == HUB_SPLIT else {}),  # tasks live there
     }
 
 
@@ -137,6 +140,28 @@ def _as_harness_error(exc: Exception, target: ModelTarget, opts: EvalOptions, st
     return HarnessError(f"evaluating {target.name} failed: {_one_line(exc)}", "rerun with --debug", exit_code=1)
 
 
+def _hub_error(why: str, plan: Plan) -> HarnessError:
+    return HarnessError(f"--hub: lm-eval's {', '.join(plan.tasks)} could not be read from the Hugging Face hub "
+                        f"({why})",
+                        f"run without --hub to use the data shipped in suites/{plan.suite.name}/, or run where the "
+                        "hub is reachable (unset HF_HUB_OFFLINE/HF_DATASETS_OFFLINE)", exit_code=3)
+
+
+def _check_hub(plan: Plan) -> None:
+    """Fail in seconds, not after the hub client's minute of retries, when the hub is off or out of reach."""
+    import socket
+    from urllib.parse import urlparse
+
+    offline = [v for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE") if os.environ.get(v, "0") not in ("", "0")]
+    if offline:
+        raise _hub_error(f"{' and '.join(offline)} {'are' if len(offline) > 1 else 'is'} set", plan)
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        socket.create_connection((url.hostname or "", url.port or 443), timeout=5).close()
+    except OSError as exc:
+        raise _hub_error(f"{url.hostname} is unreachable: {exc}", plan) from None
+
+
 def _quiet_engines() -> None:
     for name in ("lm-eval", "lm_eval", "vllm", "transformers", "datasets", "httpx"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -165,6 +190,8 @@ def _evaluate(target: ModelTarget, plan: Plan, run: RunRecord, opts: EvalOptions
 
     start = time.perf_counter()
     configs = task_configs(plan)
+    if plan.split == HUB_SPLIT:
+        _check_hub(plan)
     backend = get_backend(opts.backend)
 
     def build() -> Any:
@@ -184,11 +211,14 @@ def _evaluate(target: ModelTarget, plan: Plan, run: RunRecord, opts: EvalOptions
         with faster_lm_eval():
             results = lm_eval.simple_evaluate(
                 model=lm, tasks=configs, limit=plan.limit, bootstrap_iters=LM_EVAL_BOOTSTRAP_ITERS,
-                log_samples=True, evaluation_tracker=tracker, task_manager=TaskManager(include_defaults=False),
+                log_samples=True, evaluation_tracker=tracker,
+                task_manager=TaskManager(include_defaults=plan.split == HUB_SPLIT),
                 random_seed=opts.seed, numpy_random_seed=opts.seed, torch_random_seed=opts.seed,
                 fewshot_random_seed=opts.seed,
             )
     except Exception as exc:  # noqa: BLE001
+        if plan.split == HUB_SPLIT and not isinstance(exc, HarnessError):
+            raise _hub_error(_one_line(exc), plan) from None
         raise _as_harness_error(exc, target, opts, "eval") from None
     finally:
         if cache is not None:
@@ -251,7 +281,7 @@ def evaluate_model(
         store.init()  # an existing store is checked (and migrated if older) by its first read
     _quiet_engines()
     get_backend(opts.backend)  # unknown backend: fail before anything else
-    plan = make_plan(suite, opts.split, opts.limit, opts.tier, list(opts.tasks) if opts.tasks else None)
+    plan = make_plan(suite, opts.split, opts.limit, opts.tier, list(opts.tasks) if opts.tasks else None, opts.hub)
     target = resolve_model(model_ref, store, opts.backend_options.base_url)
     bo = replace(opts.backend_options, seed=opts.seed, add_bos_token=resolve_bos(target, opts.backend_options))
     settings = score_settings(plan, opts, bo)
@@ -287,7 +317,7 @@ def evaluate_models(
     """
     opts = replace(options or EvalOptions(), **overrides)
     get_backend(opts.backend)
-    make_plan(suite, opts.split, opts.limit, opts.tier, list(opts.tasks) if opts.tasks else None)
+    make_plan(suite, opts.split, opts.limit, opts.tier, list(opts.tasks) if opts.tasks else None, opts.hub)
     out: list[RunResult | HarnessError] = []
     for ref in model_refs:
         try:
