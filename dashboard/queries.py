@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 
 import pandas as pd
+import snapshots
 import streamlit as st
 
 from harness.analysis import evidence, views
@@ -106,12 +107,21 @@ def _prewarm_state(db: str) -> dict:
     return {"lock": threading.Lock(), "thread": None}
 
 
-@st.cache_data(ttl=ANALYSIS_TTL, show_spinner="Analysing the lineages...")
 def analysed(db: str) -> tuple[pd.DataFrame, list[Flag]]:
-    """The twin gaps of every model and every flag (harness.analysis.overfit over the cached base)."""
-    shared = base(db)
-    data = dataclasses.replace(shared, gaps=evidence.twin_gaps(_store(db), shared), rows_cache=None)
-    return data.gaps, analyse_data(data)
+    """The twin gaps of every model and every flag, for the store as it is now."""
+    return _analysed(db, snapshots.fingerprint(db))
+
+
+@st.cache_data(ttl=ANALYSIS_TTL, max_entries=4, show_spinner="Analysing the lineages...")
+def _analysed(db: str, version: str) -> tuple[pd.DataFrame, list[Flag]]:
+    """harness.analysis.overfit over the cached base; kept on disk per store version (dashboard/snapshots.py)."""
+
+    def compute() -> tuple[pd.DataFrame, list[Flag]]:
+        shared = base(db)
+        data = dataclasses.replace(shared, gaps=evidence.twin_gaps(_store(db), shared), rows_cache=None)
+        return data.gaps, analyse_data(data)
+
+    return snapshots.load_or_compute(db, version, compute)
 
 
 def flags(db: str) -> list[Flag]:

@@ -10,9 +10,11 @@ default split.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.analysis import views
@@ -68,19 +70,28 @@ def suite_twins(twins: Mapping[str, Mapping[str, str]] | None) -> tuple[dict[str
     found: dict[str, dict[str, str]] = {}
     defaults: dict[str, str] = {}
     try:  # only each suite.yaml (twins, default split): no task YAMLs or data files, so it is quick
-        import yaml
-
         from harness.paths import suites_dir
-        from harness.suite_schema import parse_suite_yaml
 
         for path in sorted(suites_dir().rglob("suite.yaml")):
-            spec = parse_suite_yaml(yaml.safe_load(path.read_text(encoding="utf-8")), path)
-            defaults[spec.name] = spec.default_split
-            if spec.twins:
-                found[spec.name] = dict(spec.twins)
+            name, default, twins = _suite_yaml(path, path.stat().st_mtime_ns)
+            defaults[name] = default
+            if twins:
+                found[name] = dict(twins)
     except Exception:  # noqa: BLE001 - a broken suite folder must not stop the analysis; twins then come from runs
         pass
     return found, defaults
+
+
+@functools.lru_cache(maxsize=256)
+def _suite_yaml(path: Path, mtime_ns: int) -> tuple[str, str, tuple[tuple[str, str], ...]]:
+    """(name, default split, twins) of one suite.yaml, parsed once per version of the file."""
+    import yaml
+
+    from harness.suite_schema import parse_suite_yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    spec = parse_suite_yaml(yaml.load(path.read_text(encoding="utf-8"), Loader=loader), path)  # noqa: S506 (safe)
+    return spec.name, spec.default_split, tuple(spec.twins.items())
 
 
 def infer_defaults(scores: pd.DataFrame, defaults: dict[str, str]) -> None:

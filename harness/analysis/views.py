@@ -100,13 +100,14 @@ def paired_diffs(store: Store, pairs: pd.DataFrame) -> pd.DataFrame:
     with store.db.read() as con:
         con.register("pairs_in", pairs[["key", "run_a", "run_b"]])
         out = con.execute("""
-            WITH a AS (
-                SELECT p.key, s.doc_id, avg(s.score) AS sa FROM pairs_in p JOIN samples s ON s.run_id = p.run_a
+            WITH runs AS (SELECT run_a AS run_id FROM pairs_in UNION SELECT run_b FROM pairs_in),
+            d AS (  -- one scan of the samples for both sides
+                SELECT s.run_id, s.doc_id, avg(s.score) AS sc FROM samples s SEMI JOIN runs USING (run_id)
                 WHERE s.score IS NOT NULL GROUP BY ALL
-            ), b AS (
-                SELECT p.key, s.doc_id, avg(s.score) AS sb FROM pairs_in p JOIN samples s ON s.run_id = p.run_b
-                WHERE s.score IS NOT NULL GROUP BY ALL
-            ), na AS (SELECT key, count(*) AS n_a FROM a GROUP BY key),
+            ),
+            a AS (SELECT p.key, d.doc_id, d.sc AS sa FROM pairs_in p JOIN d ON d.run_id = p.run_a),
+            b AS (SELECT p.key, d.doc_id, d.sc AS sb FROM pairs_in p JOIN d ON d.run_id = p.run_b),
+            na AS (SELECT key, count(*) AS n_a FROM a GROUP BY key),
             nb AS (SELECT key, count(*) AS n_b FROM b GROUP BY key),
             j AS (
                 SELECT key, count(*) AS n_common, avg(sa - sb) AS diff, var_samp(sa - sb) AS var

@@ -1,0 +1,75 @@
+"""The overfitting analysis kept on disk per version of the store, so a dashboard (re)started on a store that has
+not changed since shows its flags without recomputing them.
+
+A version is the store's fingerprint: size and modification time of the DuckDB file and of its WAL, which every
+committed write changes. The twin gaps are kept as Parquet and the flags as JSON (no pickle), under
+results/cache/dashboard/, named by the store's path and the fingerprint; older versions of the same store are
+removed when a new one is written. Files are written to a temporary name and renamed into place. When the cache
+folder cannot be written the analysis is simply computed each time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from harness.analysis.overfit import Flag
+from harness.hashing import hash_json
+
+Analysis = tuple[pd.DataFrame, list[Flag]]
+
+
+def fingerprint(db: str) -> str:
+    """Changes with every committed write to the store (file and WAL sizes and mtimes)."""
+    parts = []
+    for p in (Path(db), Path(db + ".wal")):
+        try:
+            st = p.stat()
+            parts.append([st.st_size, st.st_mtime_ns])
+        except OSError:
+            parts.append(None)
+    return hash_json(parts)[:16]
+
+
+def _folder() -> Path:
+    from harness.paths import cache_dir
+
+    return cache_dir() / "dashboard"
+
+
+def _stem(db: str) -> str:
+    return "analysis-" + hash_json(str(Path(db).resolve()))[:12]
+
+
+def load_or_compute(db: str, version: str, compute: Callable[[], Analysis]) -> Analysis:
+    """The analysis of this store version from disk, or computed now (and kept for the next process)."""
+    base = _folder() / f"{_stem(db)}-{version}"
+    gaps_file, flags_file = base.with_suffix(".parquet"), base.with_suffix(".json")
+    try:
+        flags = [Flag(**f) for f in json.loads(flags_file.read_text())]
+        return pd.read_parquet(gaps_file), flags
+    except (OSError, ValueError, TypeError):
+        pass
+    gaps, flags = compute()
+    try:
+        _write(base, gaps, flags)
+    except OSError:
+        pass  # a read-only results folder: the analysis is recomputed next time
+    return gaps, flags
+
+
+def _write(base: Path, gaps: pd.DataFrame, flags: list[Flag]) -> None:
+    base.parent.mkdir(parents=True, exist_ok=True)
+    tmp = base.with_name(f"{base.name}.tmp{os.getpid()}")
+    gaps.to_parquet(tmp.with_suffix(".parquet"), index=False)
+    tmp.with_suffix(".json").write_text(json.dumps([f.to_dict() for f in flags], default=str))
+    os.replace(tmp.with_suffix(".parquet"), base.with_suffix(".parquet"))
+    os.replace(tmp.with_suffix(".json"), base.with_suffix(".json"))  # the JSON last: it marks the pair complete
+    stem = base.name.rsplit("-", 1)[0]
+    for old in base.parent.glob(f"{stem}-*"):
+        if not old.name.startswith(base.name):
+            old.unlink(missing_ok=True)
