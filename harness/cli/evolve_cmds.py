@@ -75,6 +75,9 @@ def evolve(
     as_json: bool = typer.Option(False, "--json", help="Print the result (best, history, final runs) as JSON."),
 ) -> None:
     """Search merge parameters with CMA-ES; check the best merge on the held-out split."""
+    from harness.evaluate.progress import quiet_engine_bars
+
+    quiet_engine_bars()  # the live view is the progress display; lm-eval's per-candidate tqdm bars are noise
     from harness.evolve.loop import run_evolve
 
     if as_json:
