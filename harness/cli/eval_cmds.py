@@ -49,6 +49,7 @@ def eval_cmd(
     batch_size: str = typer.Option("16", "--batch-size", help="Batch size (an integer, or auto)."),
     device: str = typer.Option(None, "--device", help="hf: cpu, cuda, cuda:1 ... (default: cuda if available)."),
     dtype: str = typer.Option("auto", "--dtype", help="auto | float32 | bfloat16 | float16."),
+    max_length: int = typer.Option(None, "--max-length", help="Context length in tokens (default: the model's)."),
     seed: int = typer.Option(1234, "--seed", help="Seed for python, numpy, torch and few-shot sampling."),
     base_url: str = typer.Option(None, "--base-url", help="openai: server root, e.g. http://127.0.0.1:8000."),
     serve_it: bool = typer.Option(False, "--serve", help="openai: run `vllm serve` on the model for the run."),
@@ -76,6 +77,7 @@ def eval_cmd(
 
     bo = BackendOptions(
         batch_size=int(batch_size) if batch_size.isdigit() else batch_size, device=device, dtype=dtype,
+        max_length=max_length,
         trust_remote_code=trust_remote_code, base_url=base_url, tokenizer=tokenizer,
     )
     if judge or baseline:
@@ -188,6 +190,7 @@ def serve(
     model: str = typer.Argument(..., help="Model folder or registered name."),
     port: int = typer.Option(8000, "--port", help="Port on 127.0.0.1."),
     dtype: str = typer.Option("auto", "--dtype", help="auto | float32 | bfloat16 | float16."),
+    max_length: int = typer.Option(None, "--max-length", help="Context length in tokens (default: the model's)."),
     max_model_len: int = typer.Option(None, "--max-model-len", help="Context length (default: the model's)."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow model code from the folder."),
 ) -> None:

@@ -134,6 +134,10 @@ def _as_harness_error(exc: Exception, target: ModelTarget, opts: EvalOptions, st
     if stage == "load":
         return HarnessError(f"model {target.name} won't load with {opts.backend}: {_one_line(exc)}",
                             "check the folder (config.json, weights, tokenizer) or try another --backend")
+    if "maximum sequence length" in str(exc):
+        return HarnessError(f"evaluating {target.name}: {_one_line(exc).split(': ', 1)[-1]}",
+                            "this suite's prompts and answers need a longer context than the model's: use a model "
+                            "with a longer one, or --max-length N if its position embeddings allow it")
     if opts.backend == "openai":
         return HarnessError(f"the endpoint {opts.backend_options.base_url} failed during the run: {_one_line(exc)}",
                             "check the server (its log); re-running resumes from the request cache", exit_code=3)
