@@ -246,7 +246,6 @@ def evolve_flags(data: Data, t: Thresholds, existing: dict[tuple[str, str], Flag
 
 
 def _evolve_evidence(data: Data, evolve_id: str, rows: Any) -> dict[str, Any] | None:
-    import json
 
     first = rows[rows["generation"] == rows["generation"].min()]
     gaps0 = (first["fitness"] - first["heldout"]).tolist()
@@ -263,10 +262,7 @@ def _evolve_evidence(data: Data, evolve_id: str, rows: Any) -> dict[str, Any] | 
     se = max(sd * math.sqrt(1 + 1 / k), 1e-9)
     final = row["fitness"] - row["heldout"]
     config = rows["config"].iloc[0]
-    try:
-        suite = json.loads(config).get("suite") if isinstance(config, str) else None
-    except ValueError:
-        suite = None
+    suite = _evolve_suite(config)
     history = rows.groupby("generation").apply(
         lambda g: {"generation": int(g.name), "best_fitness": round(float(g["fitness"].max()), 4),
                    "heldout_of_fittest": round(float(g.loc[g["fitness"].idxmax(), "heldout"]), 4)},
@@ -277,6 +273,22 @@ def _evolve_evidence(data: Data, evolve_id: str, rows: Any) -> dict[str, Any] | 
             "generation0_gap": round(base, 4), "excess": round(float(final - base), 4),
             "excess_ci": _interval(float(final - base), se), "z": round(float((final - base) / se), 2),
             "history": history}
+
+
+def _evolve_suite(config: Any) -> str | None:
+    """The suite an evolve run optimised: its first fitness suite (stored config), or a plain `suite` key."""
+    import json
+
+    try:
+        stored = json.loads(config) if isinstance(config, str) else None
+    except ValueError:
+        return None
+    if not isinstance(stored, dict):
+        return None
+    fitness = (stored.get("config") or {}).get("fitness") or []
+    if fitness and isinstance(fitness[0], dict) and fitness[0].get("suite"):
+        return str(fitness[0]["suite"])
+    return stored.get("suite")
 
 
 # ------------------------------------------------------------------------------------------------ signal 3

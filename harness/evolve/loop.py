@@ -224,6 +224,8 @@ class Search:
                                      self.space.describe(x, self.names), fit, extra)
             fits.append(fit)
         opt.tell([(x, PENALTY if f is None else -f) for x, f in zip(xs, fits, strict=True)])
+        if generation == 1 and self.cfg.check_every:
+            self.baseline_check(plans, recipes, fits, pool)
         best = records.best(records.candidates(self.store, self.evolve_id))
         heldout = self.heldout_check(best, generation, pool)
         state = pickle.dumps(opt)
@@ -237,6 +239,19 @@ class Search:
             len(xs) - len(ok), secs, 60 * len(xs) / secs if secs else 0.0,
             best.fitness if best else None, best.model_id if best else None, heldout,
         )
+
+    def baseline_check(self, plans: list, recipes: list, fits: list[float | None], pool: Pool) -> None:
+        """Held-out scores of every first-generation candidate: before any selection, their search-minus-held-out
+        gaps show how far the two splits differ by chance, the yardstick the overfitting analysis measures the
+        final pick's gap against (harness.analysis.overfit.evolve_flags)."""
+        todo: dict[str, int] = {}
+        for i, (plan, fit) in enumerate(zip(plans, fits, strict=True)):
+            if fit is not None:
+                todo.setdefault(plan.model_id, i)
+        outs = pool.map([recipes[i] for i in todo.values()], split=self.cfg.heldout_split)
+        for model_id, out in zip(todo, outs, strict=True):
+            if out.fitness is not None:
+                records.set_heldout(self.store, self.evolve_id, model_id, out.fitness)
 
     def heldout_check(self, best: records.Candidate | None, generation: int, pool: Pool) -> float | None:
         every = self.cfg.check_every
