@@ -133,6 +133,24 @@ def test_cli_overfit_json_and_errors(planted) -> None:
     assert not (planted[0].parent / "no.duckdb").exists()  # the analysis never creates a store
 
 
+def test_cli_overfit_counts_flags_against_a_truth_file(planted, tmp_path: Path) -> None:
+    from harness.analysis.overfit import confusion
+
+    path, truth = planted
+    (tmp_path / "truth.json").write_text(json.dumps(truth))
+    cmd = [sys.executable, "-m", "harness.cli.__main__", "--db", str(path), "overfit", "--truth",
+           str(tmp_path / "truth.json")]
+    out = subprocess.run([*cmd, "--json"], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)["confusion"]
+    assert got == confusion(analyse(Store(path)), truth) and got["true_flags"] >= 5
+    text = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO).stdout
+    assert f"{got['true_flags']} true flags of {got['positives']} positives" in text
+    (tmp_path / "bad.json").write_text('{"zoo-overfit": "yes"}')
+    bad = subprocess.run([*cmd[:-1], str(tmp_path / "bad.json")], capture_output=True, text=True, cwd=REPO)
+    assert bad.returncode == 2 and "true/false/null" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
 def test_over_searched_evolve_run_is_flagged_from_its_own_records(flags, tmp_path: Path) -> None:
     (f,) = _by(flags, "evo-best", "twin_gap")
     ev = f.evidence["evolve"]  # the run-based flag carries the search's own evidence too

@@ -55,9 +55,10 @@ def overfit(
     as_json: bool = typer.Option(False, "--json", help="Print JSON (every flag with its evidence)."),
     min_severity: str = typer.Option("low", "--min-severity", help="info, low, medium or high."),
     model: str = typer.Option(None, "--model", help="Only flags of this model (name, id or path)."),
+    truth: str = typer.Option(None, "--truth", help="JSON {model name: true|false|null}: count true/false flags."),
 ) -> None:
     """Flag benchmark overfitting across merge lineages: exposure, twin gaps, lineage divergence, specialisation."""
-    from harness.analysis.overfit import SEVERITIES, analyse
+    from harness.analysis.overfit import SEVERITIES, analyse, confusion
     from harness.errors import did_you_mean
 
     if min_severity not in SEVERITIES:
@@ -69,8 +70,30 @@ def overfit(
         model_id = store.get_model(model).model_id
         flags = [f for f in flags if f.model_id == model_id]
     flags = [f for f in flags if f.rank >= SEVERITIES.index(min_severity)]
+    known = _read_truth(truth) if truth else None
     if as_json:
-        print_json([f.to_dict() for f in flags])
+        print_json([f.to_dict() for f in flags] if known is None else
+                   {"flags": [f.to_dict() for f in flags], "confusion": confusion(flags, known, min_severity)})
         return
     print_table(f"{len(flags)} overfitting flags", ["severity", "signal", "model", "suite", "explanation"],
                 [(f.severity, f.signal, f.model, f.suite, f.explanation) for f in flags])
+    if known is not None:
+        c = confusion(flags, known, min_severity)
+        typer.echo(f"against {truth}: {c['true_flags']} true flags of {c['positives']} positives "
+                   f"(missed: {', '.join(c['missed']) or 'none'}), {c['false_flags']} false flags of "
+                   f"{c['negatives']} negatives (false: {', '.join(c['false']) or 'none'})")
+
+
+def _read_truth(path: str) -> dict[str, bool | None]:
+    import json
+    from pathlib import Path
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise HarnessError(f"cannot read the truth file {path}: {type(exc).__name__}",
+                           'pass a JSON object of model name -> true/false/null, e.g. {"zoo-overfit": true}') from None
+    if not isinstance(data, dict) or not all(v in (True, False, None) for v in data.values()):
+        raise HarnessError(f"the truth file {path} is not a JSON object of model name -> true/false/null",
+                           'write it as e.g. {"zoo-overfit": true, "zoo-math": false}')
+    return data
