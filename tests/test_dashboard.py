@@ -35,8 +35,9 @@ def no_background_warmup(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture()
-def use_db(db: str, monkeypatch: pytest.MonkeyPatch) -> str:
+def use_db(db: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
     monkeypatch.setenv("HARNESS_DB", db)
+    monkeypatch.setenv("HARNESS_RESULTS", str(tmp_path / "results"))  # the analysis kept on disk goes here
     return db
 
 
@@ -211,3 +212,33 @@ def test_evolve_only_evidence_on_the_overfitting_page(tmp_path: Path, monkeypatc
     assert not at.exception
     assert any("Evolve run evo-overfit" in c.value for c in at.caption)
     assert json.loads(at.code[0].value)["source"] == "evolve"
+
+
+def test_analysis_is_kept_on_disk_per_store_version(db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A restarted dashboard on an unchanged store reads the flags from disk; a write to the store replaces them."""
+    import shutil
+
+    from harness.store.records import ModelRecord
+
+    copy = tmp_path / "copy.duckdb"
+    shutil.copy(db, copy)
+    monkeypatch.setenv("HARNESS_DB", str(copy))
+    monkeypatch.setenv("HARNESS_RESULTS", str(tmp_path / "results"))
+    folder = tmp_path / "results" / "cache" / "dashboard"
+    expire_caches()
+    first = open_page("overfitting")
+    (kept,) = folder.glob("*.json")
+    flags = json.loads(kept.read_text())
+    assert any(f["model"] == "zoo-overfit" and f["signal"] == "twin_gap" for f in flags)
+    assert (folder / kept.name.replace(".json", ".parquet")).is_file()
+    kept.write_text(json.dumps([{**f, "explanation": "read from disk"} for f in flags]))  # proof of reading
+    expire_caches()  # a new server process
+    again = open_page("overfitting")
+    assert "read from disk" in str([df.value.to_dict() for df in again.dataframe])
+    Store(copy).add_model(ModelRecord(model_id="f" * 64, name="new-model", path=None, kind="source"))
+    expire_caches()
+    fresh = open_page("overfitting")
+    (now,) = folder.glob("*.json")  # the old version was replaced
+    assert now.name != kept.name and "read from disk" not in now.read_text()
+    assert "read from disk" not in str([df.value.to_dict() for df in fresh.dataframe])
+    assert len(first.dataframe) == len(fresh.dataframe)
