@@ -1,0 +1,45 @@
+"""The overfitting analysis on the real zoo (lm-eval scores, a real mergekit merge, a real CMA-ES search): the two
+known positives, zoo-overfit and an over-searched evolve run, are flagged; the experts and a clean merge are not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+
+@pytest.mark.slow
+def test_known_positives_on_the_zoo_are_flagged_and_clean_models_are_not(
+    zoo_family: Path, results: Path, store, tmp_path: Path,
+) -> None:
+    from harness.analysis.overfit import analyse, confusion
+    from harness.evaluate.runner import EvalOptions, evaluate_models
+    from harness.evolve.loop import run_evolve
+    from harness.merge import merge_to_folder
+    from harness.zoo.build import build_zoo
+    from harness.zoo.register import register_zoo
+
+    register_zoo(build_zoo(zoo_family), store)  # cached: registers the family and zoo-overfit's selection
+    merged = merge_to_folder({"merge_method": "task_arithmetic", "base_model": "zoo-base", "dtype": "float32",
+                              "models": [{"model": "zoo-math", "parameters": {"weight": 1.0}},
+                                         {"model": "zoo-lang", "parameters": {"weight": 1.0}}]}, store=store)
+    models = ["zoo-overfit", "zoo-math", "zoo-lang", merged.path]
+    for split in ("public", "heldout", "twin"):
+        for res in evaluate_models(models, f"zoo_math:{split}", EvalOptions(tier="quick"), store=store):
+            assert not isinstance(res, Exception), res
+
+    config = yaml.safe_load((Path(__file__).parent.parent / "examples" / "evolve_oversearch.yaml").read_text())
+    config.update(base=str(zoo_family / "zoo-base"),
+                  sources=[str(zoo_family / m) for m in ("zoo-math", "zoo-lang", "zoo-logic")])
+    (tmp_path / "oversearch.yaml").write_text(yaml.safe_dump(config))
+    evolved = run_evolve(tmp_path / "oversearch.yaml", store=store)
+
+    truth = {"zoo-overfit": True, store.find_model(evolved.best_model_id).name: True,
+             "zoo-math": False, "zoo-lang": False, store.find_model(merged.model_id).name: False}
+    flags = analyse(store)
+    counts = confusion(flags, truth)
+    explain = [(f.severity, f.signal, f.model, f.suite, f.explanation) for f in flags if f.severity != "info"]
+    assert counts["missed"] == [] and counts["false"] == [], explain
+    evolve_flag = next(f for f in flags if f.model_id == evolved.best_model_id and f.signal == "twin_gap")
+    assert evolve_flag.suite == "zoo_math_L" and evolve_flag.evidence["source"] == "evolve"
