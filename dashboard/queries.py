@@ -1,7 +1,7 @@
 """The dashboard's only way to the data: cached, read-only queries over harness.analysis and the Store's read
 connections (`store.db.read()`: a shared lock and a read-only DuckDB connection per query, never a write).
 
-Results are cached with st.cache_data for TTL seconds (the analysis for ANALYSIS_TTL), keyed by the store path, so a
+Results are cached with st.cache_data for TTL seconds, keyed by the store path, so a
 page render after the first is a cache hit and new runs show up within a minute; `base` (lineage, scores, exposure)
 is a read-only shared st.cache_resource with the same TTL, to spare pickling it on every rerun.
 """
@@ -20,7 +20,6 @@ from harness.analysis import evidence, views
 from harness.analysis.overfit import SEVERITIES, Flag, analyse_data
 
 TTL = 30
-ANALYSIS_TTL = 120
 IN_SAMPLE = "in-sample"
 
 
@@ -44,6 +43,12 @@ def _store(db: str):
     from harness.store import Store
 
     return Store(db)
+
+
+def one_snapshot(db: str):  # noqa: ANN201 (a context manager)
+    """`with q.one_snapshot(db):` the queries of a page render share one read-only connection (and snapshot)
+    instead of opening the store once each (~30 ms apiece)."""
+    return _store(db).reading()
 
 
 @st.cache_resource(ttl=TTL, show_spinner=False)
@@ -108,20 +113,69 @@ def _prewarm_state(db: str) -> dict:
 
 
 def analysed(db: str) -> tuple[pd.DataFrame, list[Flag]]:
-    """The twin gaps of every model and every flag, for the store as it is now."""
-    return _analysed(db, snapshots.fingerprint(db))
+    """The twin gaps of every model and every flag. Stale while revalidating: when the store has changed since the
+    last analysis, that analysis is returned at once and the new one is computed in the background (the pages say
+    so, `analysis_is_stale`); only a store never analysed before makes a page wait for it."""
+    version = snapshots.fingerprint(db)
+    state = _analysis_state(db)
+    current = state["current"]
+    if current is not None and current[0] == version:
+        return current[1]
+    kept = snapshots.load(db, version)  # computed by an earlier server, or by another page's thread
+    if kept is not None:
+        state["current"] = (version, kept)
+        return kept
+    older = current[1] if current is not None else snapshots.latest(db)
+    if older is None:
+        with st.spinner("Analysing the lineages..."):
+            result = snapshots.compute_and_keep(db, version, lambda: _compute_analysis(db))
+        state["current"] = (version, result)
+        return result
+    _refresh_in_background(db, version, state)
+    if current is None:
+        state["current"] = (None, older)  # an earlier server's analysis, of an unknown earlier version
+    return older
 
 
-@st.cache_data(ttl=ANALYSIS_TTL, max_entries=4, show_spinner="Analysing the lineages...")
-def _analysed(db: str, version: str) -> tuple[pd.DataFrame, list[Flag]]:
-    """harness.analysis.overfit over the cached base; kept on disk per store version (dashboard/snapshots.py)."""
+def analysis_is_stale(db: str) -> bool:
+    """Whether the flags shown come from an earlier version of the store (a refresh is running)."""
+    current = _analysis_state(db)["current"]
+    return current is None or current[0] != snapshots.fingerprint(db)
 
-    def compute() -> tuple[pd.DataFrame, list[Flag]]:
-        shared = base(db)
-        data = dataclasses.replace(shared, gaps=evidence.twin_gaps(_store(db), shared), rows_cache=None)
-        return data.gaps, analyse_data(data)
 
-    return snapshots.load_or_compute(db, version, compute)
+def _compute_analysis(db: str, fresh: bool = False) -> tuple[pd.DataFrame, list[Flag]]:
+    """fresh=True reads the store again instead of the cached `base`, which may predate the write that made the
+    refresh necessary (the background refresh)."""
+    shared = evidence.gather_base(_store(db)) if fresh else base(db)
+    data = dataclasses.replace(shared, gaps=evidence.twin_gaps(_store(db), shared), rows_cache=None)
+    return data.gaps, analyse_data(data)
+
+
+def _refresh_in_background(db: str, version: str, state: dict) -> None:
+    import threading
+
+    def run() -> None:
+        try:
+            result = snapshots.compute_and_keep(db, version, lambda: _compute_analysis(db, fresh=True))
+            state["current"] = (version, result)
+        except Exception as exc:  # noqa: BLE001 - the next render tries again (and reports a real error)
+            logging.getLogger("harness.dashboard").warning("analysis refresh failed: %s", exc)
+        finally:
+            state["refreshing"] = None
+
+    with state["lock"]:
+        if state["refreshing"] == version:
+            return
+        state["refreshing"] = version
+        threading.Thread(target=run, daemon=True, name="harness-analysis").start()
+
+
+@st.cache_resource(show_spinner=False)
+def _analysis_state(db: str) -> dict:
+    """The latest analysis this server holds: (store version, result), and the version being computed."""
+    import threading
+
+    return {"lock": threading.Lock(), "current": None, "refreshing": None}
 
 
 def flags(db: str) -> list[Flag]:

@@ -1,5 +1,6 @@
 """The overfitting analysis kept on disk per version of the store, so a dashboard (re)started on a store that has
-not changed since shows its flags without recomputing them.
+not changed since shows its flags without recomputing them, and a dashboard whose store has just been written can
+show the previous version's flags while it computes the new ones (dashboard/queries.py).
 
 A version is the store's fingerprint: size and modification time of the DuckDB file and of its WAL, which every
 committed write changes. The twin gaps are kept as Parquet and the flags as JSON (no pickle), under
@@ -45,21 +46,42 @@ def _stem(db: str) -> str:
     return "analysis-" + hash_json(str(Path(db).resolve()))[:12]
 
 
-def load_or_compute(db: str, version: str, compute: Callable[[], Analysis]) -> Analysis:
-    """The analysis of this store version from disk, or computed now (and kept for the next process)."""
-    base = _folder() / f"{_stem(db)}-{version}"
-    gaps_file, flags_file = base.with_suffix(".parquet"), base.with_suffix(".json")
-    try:
-        flags = [Flag(**f) for f in json.loads(flags_file.read_text())]
-        return pd.read_parquet(gaps_file), flags
-    except (OSError, ValueError, TypeError):
-        pass
+def load(db: str, version: str) -> Analysis | None:
+    """The analysis of this store version, if one is kept on disk."""
+    return _read(_folder() / f"{_stem(db)}-{version}")
+
+
+def latest(db: str) -> Analysis | None:
+    """The most recently kept analysis of this store, whatever its version (None if there is none)."""
+    kept = sorted(_folder().glob(f"{_stem(db)}-*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for flags_file in kept:
+        found = _read(flags_file.with_suffix(""))
+        if found is not None:
+            return found
+    return None
+
+
+def compute_and_keep(db: str, version: str, compute: Callable[[], Analysis]) -> Analysis:
+    """Compute the analysis of this version and keep it on disk (replacing older versions)."""
     gaps, flags = compute()
     try:
-        _write(base, gaps, flags)
+        _write(_folder() / f"{_stem(db)}-{version}", gaps, flags)
     except OSError:
         pass  # a read-only results folder: the analysis is recomputed next time
     return gaps, flags
+
+
+def load_or_compute(db: str, version: str, compute: Callable[[], Analysis]) -> Analysis:
+    """The analysis of this store version from disk, or computed now (and kept for the next process)."""
+    return load(db, version) or compute_and_keep(db, version, compute)
+
+
+def _read(base: Path) -> Analysis | None:
+    try:
+        flags = [Flag(**f) for f in json.loads(base.with_suffix(".json").read_text())]
+        return pd.read_parquet(base.with_suffix(".parquet")), flags
+    except (OSError, ValueError, TypeError):
+        return None
 
 
 def _write(base: Path, gaps: pd.DataFrame, flags: list[Flag]) -> None:

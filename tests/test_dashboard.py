@@ -215,10 +215,11 @@ def test_evolve_only_evidence_on_the_overfitting_page(tmp_path: Path, monkeypatc
 
 
 def test_analysis_is_kept_on_disk_per_store_version(db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A restarted dashboard on an unchanged store reads the flags from disk; a write to the store replaces them."""
+    """A restarted dashboard on an unchanged store reads the flags from disk; after a write to the store the page
+    shows the previous flags at once, says so, and the new analysis replaces them when its thread is done."""
     import shutil
 
-    from harness.store.records import ModelRecord
+    from harness.store.records import ModelRecord, Selection
 
     copy = tmp_path / "copy.duckdb"
     shutil.copy(db, copy)
@@ -235,10 +236,19 @@ def test_analysis_is_kept_on_disk_per_store_version(db: str, tmp_path: Path, mon
     expire_caches()  # a new server process
     again = open_page("overfitting")
     assert "read from disk" in str([df.value.to_dict() for df in again.dataframe])
+    assert not [i for i in again.info if "store has changed" in i.value]
+
     Store(copy).add_model(ModelRecord(model_id="f" * 64, name="new-model", path=None, kind="source"))
-    expire_caches()
-    fresh = open_page("overfitting")
+    Store(copy).add_selection(Selection("sel-new", "f" * 64, "zoo_math", "user", "public"))
+    stale = open_page("overfitting")  # same server: the previous flags at once, and a note
+    assert "read from disk" in str([df.value.to_dict() for df in stale.dataframe])
+    assert [i for i in stale.info if "store has changed" in i.value]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and [p.name for p in folder.glob("*.json")] == [kept.name]:
+        time.sleep(0.5)
     (now,) = folder.glob("*.json")  # the old version was replaced
     assert now.name != kept.name and "read from disk" not in now.read_text()
+    fresh = open_page("overfitting")
     assert "read from disk" not in str([df.value.to_dict() for df in fresh.dataframe])
-    assert len(first.dataframe) == len(fresh.dataframe)
+    assert not [i for i in fresh.info if "store has changed" in i.value]
+    assert "new-model was selected on zoo_math:public" in now.read_text()  # the refresh read the new rows
