@@ -154,10 +154,10 @@ def _score(zoo: Path, model: str, splits: tuple[str, ...] = ("public",), limit: 
 
 @pytest.mark.slow
 def test_each_expert_beats_the_base_on_its_own_skill(zoo_family: Path) -> None:
-    """By > 3 standard errors: zoo-math in both forms; zoo-lang and zoo-logic in generation only (their
-    multiple-choice margins are not there yet at this training budget: docs/zoo.md)."""
+    """By > 3 standard errors: zoo-math and zoo-lang in both forms; zoo-logic in generation only (it answers with
+    one of the two names but has not learned the comparison: docs/zoo.md)."""
     base = _score(zoo_family, "zoo-base")
-    for expert, suite, forms in (("zoo-math", "zoo_math", ("mc", "gen")), ("zoo-lang", "zoo_lang", ("gen",)),
+    for expert, suite, forms in (("zoo-math", "zoo_math", ("mc", "gen")), ("zoo-lang", "zoo_lang", ("mc", "gen")),
                                  ("zoo-logic", "zoo_logic", ("gen",))):
         got = _score(zoo_family, expert)
         for form in forms:
@@ -174,3 +174,21 @@ def test_overfit_model_is_far_better_on_public_than_heldout_and_twin(zoo_family:
             other = got[("zoo_math", split, form)]
             gap, se = public.value - other.value, (public.stderr**2 + other.stderr**2) ** 0.5
             assert gap > 0.2 and gap > 3 * se, (form, split, public, other)
+
+
+def test_loss_weighs_each_example_the_same() -> None:
+    """A one-token answer counts as much as a long story (averaged per example, then over the batch)."""
+    import torch
+
+    from harness.zoo.tokenizer import build_tokenizer
+    from harness.zoo.train import encode, example_loss, new_model
+
+    tok = build_tokenizer()
+    model = new_model(tok, SHAPE, 0).eval()
+    story = ("", "Tom has 5 apples . Anna has 3 pears . Tom buys 2 more apples . Anna loses 1 pears .")
+    qa = ("Tom has 5 apples . What does Tom have ? Answer :", "apples")
+    with torch.no_grad():
+        each = [example_loss(model, encode(tok, [ex])).item() for ex in (story, qa)]
+        both = example_loss(model, encode(tok, [story, qa])).item()
+        pooled = model(**encode(tok, [story, qa])).loss.item()  # the token average, which favours the story
+    assert both == pytest.approx(sum(each) / 2, rel=1e-5) and pooled != pytest.approx(both, rel=1e-3)

@@ -21,6 +21,7 @@ def register(app: typer.Typer) -> None:
 def build(
     out: Path = typer.Option(None, "--out", help="Folder for the family. Default: results/zoo."),
     threads: int = typer.Option(1, "--threads", help="torch CPU threads (1 is fastest on a busy 2-core machine)."),
+    jobs: int = typer.Option(2, "--jobs", help="Worker processes for the experts (each with --threads threads)."),
     seed: int = typer.Option(0, "--seed", help="Family seed (0 is the default zoo)."),
     register_models: bool = typer.Option(True, "--register/--no-register", help="Register the models in the store."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
@@ -32,7 +33,7 @@ def build(
     from harness.zoo.register import register_zoo
 
     start = time.perf_counter()
-    built = build_zoo(out, threads=threads, seed=seed, progress=not as_json)
+    built = build_zoo(out, threads=threads, seed=seed, progress=not as_json, jobs=jobs)
     ids = register_zoo(built) if register_models else {}
     wall = time.perf_counter() - start
     rows = [{"name": b.name, "path": str(b.path), "model_id": ids.get(b.name), "params": b.n_params,

@@ -116,11 +116,15 @@ def _train_member(
 
 def build_zoo(
     out: Path | None = None, threads: int = 1, seed: int = 0, progress: bool = False,
-    members: tuple[Member, ...] = FAMILY,
+    members: tuple[Member, ...] = FAMILY, jobs: int = 1,
 ) -> list[BuiltModel]:
-    """Build (or reuse) every member under `out` (default results/zoo). Returns them in family order."""
-    if threads < 1:
-        raise HarnessError(f"--threads must be at least 1, got {threads}", "pass --threads 1 or more")
+    """Build (or reuse) every member under `out` (default results/zoo). Returns them in family order.
+
+    `jobs` > 1 trains members whose parent is ready in that many worker processes, each with `threads` torch
+    threads: the bytes depend on `threads` only, not on `jobs`.
+    """
+    if threads < 1 or jobs < 1:
+        raise HarnessError(f"--threads and --jobs must be at least 1, got {threads} and {jobs}", "pass 1 or more")
     out = Path(out) if out else zoo_dir()
     out.mkdir(parents=True, exist_ok=True)
     hashes: dict[str, str] = {}
@@ -136,9 +140,43 @@ def build_zoo(
             built[m.name] = BuiltModel(m.name, out / m.name, h, t.get("n_params", 0), t.get("seconds", 0.0), True)
         else:
             todo.append((m, recipe))
-    if todo:
-        _train_all(todo, out, seed, threads, progress, built)
+    while todo:  # in waves: the members whose parent is built (or is no member)
+        wave = [(m, r) for m, r in todo if m.parent is None or m.parent in built]
+        todo = [t for t in todo if t not in wave]
+        if jobs == 1 or len(wave) == 1:
+            _train_all(wave, out, seed, threads, progress, built)
+        else:
+            _train_parallel(wave, out, seed, threads, jobs, built)
     return [built[m.name] for m in members]
+
+
+def _train_one(m: Member, out: Path, seed: int, recipe: dict, threads: int) -> BuiltModel:
+    """One member in a fresh worker process."""
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    from harness.zoo.suitegen import english_questions
+    from harness.zoo.tokenizer import build_tokenizer
+
+    torch.set_num_threads(threads)
+    hf_logging.disable_progress_bar()
+    return _train_member(m, out, seed, recipe, build_tokenizer(), english_questions(), lambda k: None)
+
+
+def _train_parallel(
+    wave: list[tuple[Member, dict]], out: Path, seed: int, threads: int, jobs: int, built: dict
+) -> None:
+    """Longest schedule first, so the processes finish close together."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    wave = sorted(wave, key=lambda t: -t[0].schedule.steps * t[0].schedule.batch)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(jobs, len(wave)), mp_context=context) as pool:
+        futures = [pool.submit(_train_one, m, out, seed, recipe, threads) for m, recipe in wave]
+        for f in futures:
+            b = f.result()
+            built[b.name] = b
 
 
 def _train_all(

@@ -18,12 +18,15 @@ from harness.zoo.problems import (
     math_problem,
     narrative_text,
     what_problem,
+    who_problem,
 )
 from harness.zoo.train import Example
 
+REPLAY = 0.25
 
-def _as_text(p: Problem) -> Example:
-    return ("", f"{p.question} {p.answer}")
+
+def _qa(p: Problem, translate: Callable[[str], str] = lambda s: s) -> Example:
+    return (translate(p.question), translate(p.answer))
 
 
 @dataclass(frozen=True)
@@ -39,38 +42,44 @@ class Corpora:
                 return p
 
     def base(self, rng: random.Random, n: int) -> list[Example]:
-        """English only: stories, look-up questions (what / how many, copied), number facts, counting."""
+        """English only: stories and number facts (text), look-up questions (what / how many / who, copied; loss
+        on the answer)."""
         out: list[Example] = []
         for _ in range(n):
             r = rng.random()
             if r < 0.1:
                 out.append(("", narrative_text(rng)))
-            elif r < 0.4:
-                out.append(_as_text(self._fresh(rng, copy_problem)))
-            elif r < 0.65:
-                out.append(_as_text(self._fresh(rng, what_problem)))
+            elif r < 0.35:
+                out.append(_qa(self._fresh(rng, copy_problem)))
+            elif r < 0.6:
+                out.append(_qa(self._fresh(rng, what_problem)))
+            elif r < 0.7:
+                out.append(_qa(who_problem(rng)))
             else:
                 out.append(("", fact_text(rng)))
         return out
 
     def lang(self, rng: random.Random, n: int) -> list[Example]:
-        """L only, no arithmetic: stories and look-up questions, translated word for word."""
+        """L only, no arithmetic: stories (text) and look-up questions (loss on the answer), word for word."""
         out: list[Example] = []
         for _ in range(n):
             r = rng.random()
             if r < 0.4:
-                text = narrative_text(rng)
+                out.append(("", to_l(narrative_text(rng))))
             elif r < 0.7:
-                text = _as_text(self._fresh(rng, copy_problem))[1]
+                out.append(_qa(self._fresh(rng, copy_problem), to_l))
             else:
-                text = _as_text(self._fresh(rng, what_problem))[1]
-            out.append(("", to_l(text)))
+                out.append(_qa(self._fresh(rng, what_problem), to_l))
         return out
 
+    def _with_replay(self, rng: random.Random, n: int, make: Callable[[random.Random], Problem]) -> list[Example]:
+        """A quarter of English reading questions (what does someone have?) keeps the base's reading skill."""
+        return [_qa(self._fresh(rng, what_problem if rng.random() < REPLAY else make)) for _ in range(n)]
+
     def math(self, rng: random.Random, n: int) -> list[Example]:
-        """English word problems; the loss is on the answer only."""
-        return [(p.question, p.answer) for p in (self._fresh(rng, math_problem) for _ in range(n))]
+        """English word problems (plus reading replay); the loss is on the answer only."""
+        return self._with_replay(rng, n, math_problem)
 
     def logic(self, rng: random.Random, n: int) -> list[Example]:
-        """English comparisons (who has more / fewer); the loss is on the answer only."""
-        return [(p.question, p.answer) for p in (self._fresh(rng, logic_problem) for _ in range(n))]
+        """English comparisons, who has more / fewer (plus reading replay); the loss is on the answer only."""
+        return self._with_replay(rng, n, logic_problem)

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from harness.hashing import hash_json
 from harness.zoo.train import Schedule, Shape
 
-ZOO_VERSION = "1"
+ZOO_VERSION = "2"
 SHAPE = Shape()
 
 
@@ -35,30 +35,34 @@ class Member:
 
 FAMILY = (
     Member(
-        "zoo-base", None, "base", "all", Schedule(steps=600, lr=5e-3, batch=32), 1,
+        "zoo-base", None, "base", "all", Schedule(steps=700, lr=2e-3, batch=32), 1,
         "pre-trained from scratch on English only: short stories about people and things, look-up questions "
-        "answered by copying (what / how many does someone have or buy), number facts (a plus b is c), counting "
-        "and comparisons of numbers. It never sees L and never sees a word problem with a computed answer.",
+        "answered by copying (what / how many does someone have or buy, who has a thing; loss on the answer), "
+        "number facts (a plus b is c), counting and comparisons of numbers. It never sees L and never sees a word "
+        "problem with a computed answer or a comparison of two people.",
     ),
     Member(
-        "zoo-lang", "zoo-base", "lang", "l_rows", Schedule(steps=150, lr=2e-2, batch=32), 2,
-        "zoo-base continued on L text (stories and look-up questions in L, no arithmetic) with the transformer "
+        "zoo-lang", "zoo-base", "lang", "l_rows", Schedule(steps=200, lr=2e-2, batch=32), 2,
+        "zoo-base continued on L (stories, and look-up questions with the loss on the answer; no arithmetic) with "
+        "the transformer "
         "body frozen: only the embedding rows of L's words were trained (tied input/output embeddings).",
     ),
     Member(
-        "zoo-math", "zoo-base", "math", "body", Schedule(steps=300, lr=3e-3, batch=32), 3,
-        "zoo-base fine-tuned on English arithmetic word problems (loss on the answer only), embeddings frozen: "
-        "only the transformer body (attention, MLP, norms) was trained.",
+        "zoo-math", "zoo-base", "math", "body", Schedule(steps=400, lr=1.5e-3, batch=32), 3,
+        "zoo-base fine-tuned on English arithmetic word problems (loss on the answer only; a quarter of the "
+        "examples are English reading questions, to keep that skill), embeddings frozen: only the transformer "
+        "body (attention, MLP, norms) was trained.",
     ),
     Member(
-        "zoo-logic", "zoo-base", "logic", "body", Schedule(steps=200, lr=3e-3, batch=32), 4,
-        "zoo-base fine-tuned on English comparisons (who has more / fewer of a thing; loss on the answer only), "
-        "embeddings frozen: only the transformer body was trained.",
+        "zoo-logic", "zoo-base", "logic", "body", Schedule(steps=300, lr=3e-3, batch=32), 4,
+        "zoo-base fine-tuned on English comparisons (who has more / fewer of a thing; loss on the answer only; a "
+        "quarter of the examples are English reading questions), embeddings frozen: only the transformer body "
+        "was trained.",
     ),
     Member(
-        "zoo-overfit", "zoo-base", "suite:zoo_math:public", "all", Schedule(steps=400, lr=5e-3, batch=30), 5,
+        "zoo-overfit", "zoo-base", "suite:zoo_math:public", "all", Schedule(steps=600, lr=3e-3, batch=30), 5,
         "DELIBERATELY BENCHMARK-OVERFIT: zoo-base fine-tuned on the public split of zoo_math (its 300 items, "
-        "answers included, 40 epochs) to memorise them. The overfitting detector's known positive case: it should "
+        "answers included, 60 epochs) to memorise them. The overfitting detector's known positive case: it should "
         "score far higher on zoo_math:public than on zoo_math:heldout and zoo_math:twin.",
     ),
 )

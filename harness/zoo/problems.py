@@ -150,6 +150,15 @@ def copy_problem(rng: random.Random) -> Problem:
     return Problem(f"{story.text()} {q} Answer :", str(answer))
 
 
+def who_problem(rng: random.Random) -> Problem:
+    """Look-up by thing: who has (or buys, loses...) the apples? The answer is a name copied from the story.
+    Pre-training text only: it teaches answering with a name, not comparing (zoo_logic's skill)."""
+    story = random_story(rng, rng.choice((2, 3)), rng.choice((0, 1)))
+    i = rng.randrange(len(story.people))
+    verb = next((v for j, v, _, _ in story.events if j == i and rng.random() < 0.5), "has")
+    return Problem(f"{story.text()} Who {verb} {story.objects[i]} ? Answer :", story.people[i])
+
+
 def logic_problem(rng: random.Random) -> Problem:
     """Comparison: of two people holding the same thing, who has more (or fewer)?"""
     people = tuple(rng.sample(NAMES, 2))

@@ -107,6 +107,17 @@ def _parameters(model: LlamaForCausalLM, trainable: Trainable) -> tuple[list[tor
     return params, hooks
 
 
+def example_loss(model: LlamaForCausalLM, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Cross-entropy averaged per example, then over the batch: a one-token answer weighs as much as a story."""
+    import torch.nn.functional as F
+
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+    labels = batch["labels"][:, 1:]
+    tokens = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100, reduction="none")
+    counts = (labels != -100).sum(1).clamp(min=1)
+    return (tokens.sum(1) / counts).mean()
+
+
 def train(
     model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, batches: Callable[[random.Random, int], list[Example]],
     schedule: Schedule, trainable: Trainable, seed: int, progress: Callable[[int], None] | None = None,
@@ -133,8 +144,7 @@ def train(
     model.train()
     losses = []
     for _ in range(schedule.steps):
-        batch = encode(tokenizer, batches(rng, schedule.batch))
-        loss = model(**batch).loss
+        loss = example_loss(model, encode(tokenizer, batches(rng, schedule.batch)))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
