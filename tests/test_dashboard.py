@@ -227,7 +227,7 @@ def test_analysis_is_kept_on_disk_per_store_version(db: str, tmp_path: Path, mon
     monkeypatch.setenv("HARNESS_RESULTS", str(tmp_path / "results"))
     folder = tmp_path / "results" / "cache" / "dashboard"
     expire_caches()
-    first = open_page("overfitting")
+    open_page("overfitting")
     (kept,) = folder.glob("*.json")
     flags = json.loads(kept.read_text())
     assert any(f["model"] == "zoo-overfit" and f["signal"] == "twin_gap" for f in flags)

@@ -146,7 +146,7 @@ def build_zoo(
         if jobs == 1 or len(wave) == 1:
             _train_all(wave, out, seed, threads, progress, built)
         else:
-            _train_parallel(wave, out, seed, threads, jobs, built)
+            _train_parallel(wave, out, seed, threads, jobs, built, progress)
     return [built[m.name] for m in members]
 
 
@@ -164,19 +164,30 @@ def _train_one(m: Member, out: Path, seed: int, recipe: dict, threads: int) -> B
 
 
 def _train_parallel(
-    wave: list[tuple[Member, dict]], out: Path, seed: int, threads: int, jobs: int, built: dict
+    wave: list[tuple[Member, dict]], out: Path, seed: int, threads: int, jobs: int, built: dict,
+    progress: bool = False,
 ) -> None:
-    """Longest schedule first, so the processes finish close together."""
+    """Longest schedule first, so the processes finish close together. The bar counts optimizer steps of the
+    members that are done (the workers do not report steps as they go)."""
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     wave = sorted(wave, key=lambda t: -t[0].schedule.steps * t[0].schedule.batch)
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(jobs, len(wave)), mp_context=context) as pool:
-        futures = [pool.submit(_train_one, m, out, seed, recipe, threads) for m, recipe in wave]
-        for f in futures:
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
+               TimeElapsedColumn())
+    names = ", ".join(m.name for m, _ in wave)
+    with Progress(*columns, disable=not progress, transient=False) as bar, \
+            ProcessPoolExecutor(max_workers=min(jobs, len(wave)), mp_context=context) as pool:
+        task = bar.add_task(f"{names} ({min(jobs, len(wave))} processes)",
+                            total=sum(m.schedule.steps for m, _ in wave))
+        futures = {pool.submit(_train_one, m, out, seed, recipe, threads): m for m, recipe in wave}
+        for f in as_completed(futures):
             b = f.result()
             built[b.name] = b
+            bar.advance(task, futures[f].schedule.steps)
 
 
 def _train_all(
