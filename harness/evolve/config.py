@@ -87,7 +87,8 @@ class EvolveConfig(_Frozen):
     fitness: tuple[FitnessSuite, ...] = Field(min_length=1)
     search_split: str = "search"
     heldout_split: str = "heldout"
-    limit: int | None = Field(default=None, ge=1)  # documents per task during the search (and its held-out checks)
+    limit: int | None = Field(default=None, ge=1)  # documents per task during the search
+    heldout_limit: int | None = Field(default=None, ge=1)  # documents per task in held-out checks (None: all)
     report_suites: tuple[str, ...] = ()  # suite[:split] the final best is also evaluated on
     suites_dir: str | None = None  # a folder of suites besides the repository's suites/
     population: int = Field(default=8, ge=2)

@@ -79,7 +79,8 @@ class Worker:
         from harness.evolve.fitness import SplitTasks
 
         if split not in self.tasks:
-            self.tasks[split] = SplitTasks.build(self.cfg.fitness, split, self._root, self.cfg.limit)
+            limit = self.cfg.limit if split == self.cfg.search_split else self.cfg.heldout_limit
+            self.tasks[split] = SplitTasks.build(self.cfg.fitness, split, self._root, limit)
         return self.tasks[split]
 
     def evaluate(self, recipe: dict[str, Any], split: str = "search") -> Outcome:
