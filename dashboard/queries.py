@@ -45,12 +45,6 @@ def _store(db: str):
     return Store(db)
 
 
-def one_snapshot(db: str):  # noqa: ANN201 (a context manager)
-    """`with q.one_snapshot(db):` the queries of a page render share one read-only connection (and snapshot)
-    instead of opening the store once each (~30 ms apiece)."""
-    return _store(db).reading()
-
-
 @st.cache_resource(ttl=TTL, show_spinner=False)
 def base(db: str) -> evidence.Data:
     """Models (with depth and method), lineage, suite scores, twins and exposure (no per-sample reads).
@@ -126,10 +120,13 @@ def analysed(db: str) -> tuple[pd.DataFrame, list[Flag]]:
         state["current"] = (version, kept)
         return kept
     older = current[1] if current is not None else snapshots.latest(db)
-    if older is None:
-        with st.spinner("Analysing the lineages..."):
+    if older is None:  # one computation at a time: the warm-up thread may be on it already (no store lock held)
+        with st.spinner("Analysing the lineages..."), state["compute"]:
+            current = state["current"]
+            if current is not None and current[0] == version:
+                return current[1]
             result = snapshots.compute_and_keep(db, version, lambda: _compute_analysis(db))
-        state["current"] = (version, result)
+            state["current"] = (version, result)
         return result
     _refresh_in_background(db, version, state)
     if current is None:
@@ -175,7 +172,7 @@ def _analysis_state(db: str) -> dict:
     """The latest analysis this server holds: (store version, result), and the version being computed."""
     import threading
 
-    return {"lock": threading.Lock(), "current": None, "refreshing": None}
+    return {"lock": threading.Lock(), "compute": threading.Lock(), "current": None, "refreshing": None}
 
 
 def flags(db: str) -> list[Flag]:

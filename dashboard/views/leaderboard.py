@@ -8,76 +8,75 @@ import queries as q
 import streamlit as st
 
 db = q.page_header("Leaderboard", "Latest complete score per model and suite:split, ± the 95% interval.")
-with q.one_snapshot(db):  # every query of this render on one read connection
-    data = q.base(db)
-    scores = q.scores_marked(db)
-    if scores.empty:
-        st.info("No complete runs in the store yet.")
-        st.stop()
+data = q.base(db)
+scores = q.scores_marked(db)
+if scores.empty:
+    st.info("No complete runs in the store yet.")
+    st.stop()
 
-    scores["column"] = scores["suite"] + ":" + scores["split"]
-    defaults = sorted({f"{s}:{data.default_split(s)}" for s in scores["suite"]} & set(scores["column"]))
-    all_columns = sorted(scores["column"].unique())
+scores["column"] = scores["suite"] + ":" + scores["split"]
+defaults = sorted({f"{s}:{data.default_split(s)}" for s in scores["suite"]} & set(scores["column"]))
+all_columns = sorted(scores["column"].unique())
 
-    with st.sidebar:
-        st.header("Filters")
-        columns = st.multiselect("Suites", all_columns, default=defaults or all_columns, key="lb_columns")
-        kinds = st.multiselect("Kind", ["merged", "source"], default=["merged", "source"], key="lb_kinds")
-        methods = sorted(m for m in data.models["method"].dropna().unique())
-        method_pick = st.multiselect("Merge method", methods, default=[], key="lb_methods",
-                                     help="Empty: every method (and unmerged models).")
-        name_filter = st.text_input("Name contains", key="lb_name")
-        max_depth = int(data.models["depth"].max() or 0)
-        depth_range = st.slider("Lineage depth", 0, max(max_depth, 1), (0, max(max_depth, 1)), key="lb_depth")
-        exclude = st.toggle("Overall excludes in-sample scores", value=True, key="lb_exclude")
-        limit = st.number_input("Rows shown", 10, 5000, 200, step=50, key="lb_limit")
+with st.sidebar:
+    st.header("Filters")
+    columns = st.multiselect("Suites", all_columns, default=defaults or all_columns, key="lb_columns")
+    kinds = st.multiselect("Kind", ["merged", "source"], default=["merged", "source"], key="lb_kinds")
+    methods = sorted(m for m in data.models["method"].dropna().unique())
+    method_pick = st.multiselect("Merge method", methods, default=[], key="lb_methods",
+                                 help="Empty: every method (and unmerged models).")
+    name_filter = st.text_input("Name contains", key="lb_name")
+    max_depth = int(data.models["depth"].max() or 0)
+    depth_range = st.slider("Lineage depth", 0, max(max_depth, 1), (0, max(max_depth, 1)), key="lb_depth")
+    exclude = st.toggle("Overall excludes in-sample scores", value=True, key="lb_exclude")
+    limit = st.number_input("Rows shown", 10, 5000, 200, step=50, key="lb_limit")
 
-    wide_value, wide_se, wide_in = q.wide(db, tuple(columns))
-    counted = wide_value.where(~wide_in.fillna(False).astype(bool)) if exclude else wide_value
+wide_value, wide_se, wide_in = q.wide(db, tuple(columns))
+counted = wide_value.where(~wide_in.fillna(False).astype(bool)) if exclude else wide_value
 
-    board = data.models.set_index("model_id")[["name", "kind", "method", "depth"]].copy()
-    board["merged"] = np.where(board.index.isin(list(data.graph.parents)), "merged", "source")
-    board["overall"] = counted.mean(axis=1) * 100
-    board["suites counted"] = counted.notna().sum(axis=1)
-    marks = wide_in.fillna(False).astype(bool)
-    names = np.array(marks.columns, dtype=object)
-    board["in-sample on"] = pd.Series([", ".join(names[row]) for row in marks.to_numpy()], index=marks.index)
-    board = board[board.index.isin(wide_value.index)]
-    board = board[board["merged"].isin(kinds)]
-    if method_pick:
-        board = board[board["method"].isin(method_pick)]
-    if name_filter:
-        board = board[board["name"].str.contains(name_filter, case=False, regex=False)]
-    board = board[(board["depth"] >= depth_range[0]) & (board["depth"] <= depth_range[1])]
+board = data.models.set_index("model_id")[["name", "kind", "method", "depth"]].copy()
+board["merged"] = np.where(board.index.isin(list(data.graph.parents)), "merged", "source")
+board["overall"] = counted.mean(axis=1) * 100
+board["suites counted"] = counted.notna().sum(axis=1)
+marks = wide_in.fillna(False).astype(bool)
+names = np.array(marks.columns, dtype=object)
+board["in-sample on"] = pd.Series([", ".join(names[row]) for row in marks.to_numpy()], index=marks.index)
+board = board[board.index.isin(wide_value.index)]
+board = board[board["merged"].isin(kinds)]
+if method_pick:
+    board = board[board["method"].isin(method_pick)]
+if name_filter:
+    board = board[board["name"].str.contains(name_filter, case=False, regex=False)]
+board = board[(board["depth"] >= depth_range[0]) & (board["depth"] <= depth_range[1])]
 
-    sort_options = ["overall", *columns, "depth", "name"]
-    c1, c2 = st.columns([3, 1])
-    sort_by = c1.selectbox("Sort by", sort_options, key="lb_sort")
-    ascending = c2.toggle("Ascending", value=sort_by == "name", key="lb_asc")
-    key = wide_value[sort_by].reindex(board.index) if sort_by in columns else board[sort_by]
-    board = board.assign(_key=key).sort_values("_key", ascending=ascending, na_position="last").drop(columns="_key")
+sort_options = ["overall", *columns, "depth", "name"]
+c1, c2 = st.columns([3, 1])
+sort_by = c1.selectbox("Sort by", sort_options, key="lb_sort")
+ascending = c2.toggle("Ascending", value=sort_by == "name", key="lb_asc")
+key = wide_value[sort_by].reindex(board.index) if sort_by in columns else board[sort_by]
+board = board.assign(_key=key).sort_values("_key", ascending=ascending, na_position="last").drop(columns="_key")
 
-    top = board.head(int(limit)).copy()
-    for col in columns:
-        v, e, i = (w.reindex(top.index)[col] if col in w else pd.Series(index=top.index, dtype=float)
-                   for w in (wide_value, wide_se, wide_in))
-        top[col] = [q.fmt_score(a, b, bool(c) if c == c else False) if a == a else ""
-                    for a, b, c in zip(v, e, i, strict=True)]
-    top = top.reset_index()[
-        ["name", "merged", "method", "depth", "overall", "suites counted", *columns, "in-sample on"]]
+top = board.head(int(limit)).copy()
+for col in columns:
+    v, e, i = (w.reindex(top.index)[col] if col in w else pd.Series(index=top.index, dtype=float)
+               for w in (wide_value, wide_se, wide_in))
+    top[col] = [q.fmt_score(a, b, bool(c) if c == c else False) if a == a else ""
+                for a, b, c in zip(v, e, i, strict=True)]
+top = top.reset_index()[
+    ["name", "merged", "method", "depth", "overall", "suites counted", *columns, "in-sample on"]]
 
-    m1, m2, m3, m4 = st.columns(4)
-    m1.metric("Models", f"{len(board):,}")
-    m2.metric("Merged", f"{int((board['merged'] == 'merged').sum()):,}")
-    m3.metric("With in-sample scores", f"{int((board['in-sample on'] != '').sum()):,}")
-    m4.metric("Suites:splits shown", len(columns))
-    st.caption(f"A score marked ({q.IN_SAMPLE}) was selected or optimised on by the model or an ancestor (evolve, "
-               "check, user or train). Overall = mean of the shown suites"
-               + (", without in-sample scores." if exclude else ", in-sample scores included."))
-    st.dataframe(
-        top, hide_index=True, width="stretch", height=560,
-        column_config={"overall": st.column_config.NumberColumn("overall", format="%.1f"),
-                       "depth": st.column_config.NumberColumn("depth", help="merge depth (0 = not a merge)")},
-    )
-    if len(board) > len(top):
-        st.caption(f"Showing the first {len(top):,} of {len(board):,} models; raise 'Rows shown' in the sidebar.")
+m1, m2, m3, m4 = st.columns(4)
+m1.metric("Models", f"{len(board):,}")
+m2.metric("Merged", f"{int((board['merged'] == 'merged').sum()):,}")
+m3.metric("With in-sample scores", f"{int((board['in-sample on'] != '').sum()):,}")
+m4.metric("Suites:splits shown", len(columns))
+st.caption(f"A score marked ({q.IN_SAMPLE}) was selected or optimised on by the model or an ancestor (evolve, "
+           "check, user or train). Overall = mean of the shown suites"
+           + (", without in-sample scores." if exclude else ", in-sample scores included."))
+st.dataframe(
+    top, hide_index=True, width="stretch", height=560,
+    column_config={"overall": st.column_config.NumberColumn("overall", format="%.1f"),
+                   "depth": st.column_config.NumberColumn("depth", help="merge depth (0 = not a merge)")},
+)
+if len(board) > len(top):
+    st.caption(f"Showing the first {len(top):,} of {len(board):,} models; raise 'Rows shown' in the sidebar.")

@@ -14,57 +14,56 @@ MAX_CHAINS = 6
 
 db = q.page_header("Lineage", "Where a model comes from, what each ancestor was selected on, and how its public "
                               "scores and their twins moved along each chain of merges.")
-with q.one_snapshot(db):  # every query of this render on one read connection
-    data = q.base(db)
-    if data.models.empty:
-        st.info("No models in the store yet.")
-        st.stop()
-    model_id = q.pick_model(data, "Model", "lin_model")
-    suites = sorted(data.scores["suite"].unique())
-    twin_suites = [s for s in sorted(data.twins) if s in suites]
-    c1, c2 = st.columns(2)
-    colour_by = c1.radio("Colour nodes by", ["score", "flag"], horizontal=True, key="lin_colour")
-    wanted = st.query_params.get("suite")
-    suite_options = twin_suites or suites
-    suite = c2.selectbox("Suite", suite_options, key="lin_suite",
-                         index=suite_options.index(wanted) if wanted in suite_options else 0) if suite_options else None
+data = q.base(db)
+if data.models.empty:
+    st.info("No models in the store yet.")
+    st.stop()
+model_id = q.pick_model(data, "Model", "lin_model")
+suites = sorted(data.scores["suite"].unique())
+twin_suites = [s for s in sorted(data.twins) if s in suites]
+c1, c2 = st.columns(2)
+colour_by = c1.radio("Colour nodes by", ["score", "flag"], horizontal=True, key="lin_colour")
+wanted = st.query_params.get("suite")
+suite_options = twin_suites or suites
+suite = c2.selectbox("Suite", suite_options, key="lin_suite",
+                     index=suite_options.index(wanted) if wanted in suite_options else 0) if suite_options else None
 
-    ancestors = data.graph.ancestors(model_id, limit=MAX_NODES)
-    nodes = [model_id, *ancestors]
-    public = data.scores[(data.scores["suite"] == suite) & (data.scores["split"] == data.default_split(suite or ""))]
-    values = dict(zip(public["model_id"].tolist(), public["value"].tolist(), strict=True))
-    severity = q.worst_severity(db) if colour_by == "flag" else {}
-    st.graphviz_chart(dot_graph(data, nodes, model_id, values if colour_by == "score" else None, severity, suite))
-    depth = int(data.models.set_index("model_id").loc[model_id, "depth"])
-    st.caption(f"{data.names.get(model_id)}: merge depth {depth}, {len(data.graph.ancestors(model_id)):,} ancestors"
-               + (f" (the nearest {MAX_NODES} drawn)" if len(ancestors) >= MAX_NODES else "")
-               + ". Nodes: score on the suite's default split (darker = higher), or the worst flag; a double outline "
-                 "marks a model selected on the suite; edges carry the merge weight.")
+ancestors = data.graph.ancestors(model_id, limit=MAX_NODES)
+nodes = [model_id, *ancestors]
+public = data.scores[(data.scores["suite"] == suite) & (data.scores["split"] == data.default_split(suite or ""))]
+values = dict(zip(public["model_id"].tolist(), public["value"].tolist(), strict=True))
+severity = q.worst_severity(db) if colour_by == "flag" else {}
+st.graphviz_chart(dot_graph(data, nodes, model_id, values if colour_by == "score" else None, severity, suite))
+depth = int(data.models.set_index("model_id").loc[model_id, "depth"])
+st.caption(f"{data.names.get(model_id)}: merge depth {depth}, {len(data.graph.ancestors(model_id)):,} ancestors"
+           + (f" (the nearest {MAX_NODES} drawn)" if len(ancestors) >= MAX_NODES else "")
+           + ". Nodes: score on the suite's default split (darker = higher), or the worst flag; a double outline "
+             "marks a model selected on the suite; edges carry the merge weight.")
 
-    exposed = sorted({(s, sp or data.default_split(s), proc, data.names.get(who, who[:12]))
-                      for s, sp, proc, who in data.exposure.get(model_id, ())})
-    if exposed:
-        st.warning("In-sample: " + "; ".join(f"{s}:{sp} (selected by {proc} on {who})" for s, sp, proc, who in exposed))
+exposed = sorted({(s, sp or data.default_split(s), proc, data.names.get(who, who[:12]))
+                  for s, sp, proc, who in data.exposure.get(model_id, ())})
+if exposed:
+    st.warning("In-sample: " + "; ".join(f"{s}:{sp} (selected by {proc} on {who})" for s, sp, proc, who in exposed))
 
-    st.header("Public versus twin along each chain")
-    kinds = data.twins.get(suite or "", {})
-    if not kinds:
-        st.info("This suite has no twin (suite.yaml `twins:`), so there is nothing to compare along the chains.")
-        st.stop()
-    kind = st.selectbox("Twin", list(kinds), key="lin_kind", format_func=lambda k: f"{k} ({kinds[k]})")
-    frame = chains(data, model_id, suite, kinds[kind], limit=MAX_CHAINS)
-    if frame.empty:
-        st.info("No scores along this model's chains for this suite and twin.")
-        st.stop()
-    long = frame.melt(id_vars=["chain", "step", "model", "in_sample"], value_vars=["public", "twin"],
-                      var_name="split", value_name="score")
-    long["score"] = long["score"] * 100
-    chart = alt.Chart(long).mark_line(point=True).encode(
-        x=alt.X("step:O", title="merge step along the chain (root = 0)"),
-        y=alt.Y("score:Q", title=f"{suite} score (%)", scale=alt.Scale(zero=False)),
-        color=alt.Color("split:N", title=None),
-        shape=alt.Shape("in_sample:N", title="in-sample"),
-        tooltip=["chain", "step", "model", "split", alt.Tooltip("score:Q", format=".1f"), "in_sample"],
-    ).properties(width=320, height=220).facet(facet=alt.Facet("chain:N", title=None), columns=2)
-    st.altair_chart(chart)
-    st.dataframe(pd.DataFrame(frame).round(4), hide_index=True, width="stretch")
+st.header("Public versus twin along each chain")
+kinds = data.twins.get(suite or "", {})
+if not kinds:
+    st.info("This suite has no twin (suite.yaml `twins:`), so there is nothing to compare along the chains.")
+    st.stop()
+kind = st.selectbox("Twin", list(kinds), key="lin_kind", format_func=lambda k: f"{k} ({kinds[k]})")
+frame = chains(data, model_id, suite, kinds[kind], limit=MAX_CHAINS)
+if frame.empty:
+    st.info("No scores along this model's chains for this suite and twin.")
+    st.stop()
+long = frame.melt(id_vars=["chain", "step", "model", "in_sample"], value_vars=["public", "twin"],
+                  var_name="split", value_name="score")
+long["score"] = long["score"] * 100
+chart = alt.Chart(long).mark_line(point=True).encode(
+    x=alt.X("step:O", title="merge step along the chain (root = 0)"),
+    y=alt.Y("score:Q", title=f"{suite} score (%)", scale=alt.Scale(zero=False)),
+    color=alt.Color("split:N", title=None),
+    shape=alt.Shape("in_sample:N", title="in-sample"),
+    tooltip=["chain", "step", "model", "split", alt.Tooltip("score:Q", format=".1f"), "in_sample"],
+).properties(width=320, height=220).facet(facet=alt.Facet("chain:N", title=None), columns=2)
+st.altair_chart(chart)
+st.dataframe(pd.DataFrame(frame).round(4), hide_index=True, width="stretch")

@@ -10,68 +10,67 @@ import streamlit as st
 from harness.analysis.stats import paired_compare
 
 db = q.page_header("Merge methods", "Score distributions of merged models by merge method, per suite (default split).")
-with q.one_snapshot(db):  # every query of this render on one read connection
-    data = q.base(db)
-    scores = q.scores_marked(db)
-    public = scores[(scores["split"] == scores["suite"].map(data.default_split)) & scores["method"].notna()]
+data = q.base(db)
+scores = q.scores_marked(db)
+public = scores[(scores["split"] == scores["suite"].map(data.default_split)) & scores["method"].notna()]
 
-    if public.empty:
-        st.info("No scored merges yet.")
-    else:
-        drop_in = st.toggle("Leave out in-sample scores", value=True, key="m_drop")
-        stats = q.method_stats(db, drop_in)
-        base = alt.Chart().encode(x=alt.X("method:N", title=None), color=alt.Color("method:N", legend=None))
-        box = alt.layer(  # a box plot from precomputed quantiles: small specs however many models there are
-            base.mark_rule().encode(y=alt.Y("min:Q", title="score (%)", scale=alt.Scale(zero=False)), y2="max:Q"),
-            base.mark_bar(size=18).encode(y="q1:Q", y2="q3:Q", tooltip=["method", "suite", "n", "q1", "median", "q3"]),
-            base.mark_tick(color="black", size=18).encode(y="median:Q"), data=stats,
-        ).properties(width=220, height=260).facet(column=alt.Column("suite:N", title=None))
-        st.altair_chart(box)
-        st.dataframe(stats.round(2), hide_index=True, width="stretch")
+if public.empty:
+    st.info("No scored merges yet.")
+else:
+    drop_in = st.toggle("Leave out in-sample scores", value=True, key="m_drop")
+    stats = q.method_stats(db, drop_in)
+    base = alt.Chart().encode(x=alt.X("method:N", title=None), color=alt.Color("method:N", legend=None))
+    box = alt.layer(  # a box plot from precomputed quantiles: small specs however many models there are
+        base.mark_rule().encode(y=alt.Y("min:Q", title="score (%)", scale=alt.Scale(zero=False)), y2="max:Q"),
+        base.mark_bar(size=18).encode(y="q1:Q", y2="q3:Q", tooltip=["method", "suite", "n", "q1", "median", "q3"]),
+        base.mark_tick(color="black", size=18).encode(y="median:Q"), data=stats,
+    ).properties(width=220, height=260).facet(column=alt.Column("suite:N", title=None))
+    st.altair_chart(box)
+    st.dataframe(stats.round(2), hide_index=True, width="stretch")
 
-    st.header("Paired comparison")
-    st.caption("Per-task difference (B - A) over the documents both models answered, with a paired bootstrap 95% "
-               "interval and McNemar's exact test for 0/1 scores.")
-    merged_first = data.models.sort_values(["depth", "name"], ascending=[False, True])
-    ids = list(merged_first["model_id"])
-    if len(ids) < 2:
-        st.info("Two models are needed for a comparison.")
-        st.stop()
-    c1, c2 = st.columns(2)
-    a = c1.selectbox("Model A", ids, index=0, key="m_a", format_func=lambda m: data.names.get(m, m[:12]))
-    b = c2.selectbox("Model B", ids, index=1, key="m_b", format_func=lambda m: data.names.get(m, m[:12]))
-    sa = scores[scores["model_id"] == a].set_index(["suite", "split"])["run_id"]
-    sb = scores[scores["model_id"] == b].set_index(["suite", "split"])["run_id"]
-    common = sa.index.intersection(sb.index)
-    if a == b or common.empty:
-        st.info("Pick two different models that share at least one suite:split.")
-        st.stop()
-    docs = q.doc_scores(db, tuple(sorted(set(sa[common]) | set(sb[common]))))
-    rows = []
-    for suite, split in common:
-        da = docs[docs["run_id"] == sa[(suite, split)]].set_index(["task", "doc_id"])["score"]
-        dbb = docs[docs["run_id"] == sb[(suite, split)]].set_index(["task", "doc_id"])["score"]
-        both = pd.concat([da.rename("a"), dbb.rename("b")], axis=1, join="inner")
-        for task, grp in both.groupby(level="task"):
-            if len(grp) < 2:
-                continue
-            cmp = paired_compare(grp["a"].to_numpy(), grp["b"].to_numpy(), iters=1000)
-            rows.append({"suite": suite, "split": split, "task": task, "n": cmp.n, "A": 100 * cmp.mean_a,
-                         "B": 100 * cmp.mean_b, "B - A": 100 * cmp.mean_diff, "ci_low": 100 * cmp.ci_low,
-                         "ci_high": 100 * cmp.ci_high, "mcnemar_p": cmp.mcnemar_p,
-                         "significant": bool(cmp.ci_low > 0 or cmp.ci_high < 0),
-                         "in-sample (A/B)": f"{q.IN_SAMPLE if data.in_sample(a, suite, split) else '-'} / "
-                                            f"{q.IN_SAMPLE if data.in_sample(b, suite, split) else '-'}"})
-    if not rows:
-        st.info("No per-sample rows shared by the two models.")
-        st.stop()
-    table = pd.DataFrame(rows)
-    table["label"] = table["suite"] + ":" + table["split"] + " / " + table["task"]
-    base_chart = alt.Chart(table).encode(y=alt.Y("label:N", title=None))
-    bars = base_chart.mark_bar().encode(
-        x=alt.X("B - A:Q", title=f"{data.names.get(b)} minus {data.names.get(a)} (points)"),
-        color=alt.Color("significant:N", scale=alt.Scale(domain=[True, False], range=["#d62728", "#999999"])),
-        tooltip=["label", "n", "B - A", "ci_low", "ci_high", "mcnemar_p"])
-    whiskers = base_chart.mark_rule().encode(x="ci_low:Q", x2="ci_high:Q")
-    st.altair_chart(bars + whiskers, width="stretch")
-    st.dataframe(table.drop(columns="label").round(3), hide_index=True, width="stretch")
+st.header("Paired comparison")
+st.caption("Per-task difference (B - A) over the documents both models answered, with a paired bootstrap 95% "
+           "interval and McNemar's exact test for 0/1 scores.")
+merged_first = data.models.sort_values(["depth", "name"], ascending=[False, True])
+ids = list(merged_first["model_id"])
+if len(ids) < 2:
+    st.info("Two models are needed for a comparison.")
+    st.stop()
+c1, c2 = st.columns(2)
+a = c1.selectbox("Model A", ids, index=0, key="m_a", format_func=lambda m: data.names.get(m, m[:12]))
+b = c2.selectbox("Model B", ids, index=1, key="m_b", format_func=lambda m: data.names.get(m, m[:12]))
+sa = scores[scores["model_id"] == a].set_index(["suite", "split"])["run_id"]
+sb = scores[scores["model_id"] == b].set_index(["suite", "split"])["run_id"]
+common = sa.index.intersection(sb.index)
+if a == b or common.empty:
+    st.info("Pick two different models that share at least one suite:split.")
+    st.stop()
+docs = q.doc_scores(db, tuple(sorted(set(sa[common]) | set(sb[common]))))
+rows = []
+for suite, split in common:
+    da = docs[docs["run_id"] == sa[(suite, split)]].set_index(["task", "doc_id"])["score"]
+    dbb = docs[docs["run_id"] == sb[(suite, split)]].set_index(["task", "doc_id"])["score"]
+    both = pd.concat([da.rename("a"), dbb.rename("b")], axis=1, join="inner")
+    for task, grp in both.groupby(level="task"):
+        if len(grp) < 2:
+            continue
+        cmp = paired_compare(grp["a"].to_numpy(), grp["b"].to_numpy(), iters=1000)
+        rows.append({"suite": suite, "split": split, "task": task, "n": cmp.n, "A": 100 * cmp.mean_a,
+                     "B": 100 * cmp.mean_b, "B - A": 100 * cmp.mean_diff, "ci_low": 100 * cmp.ci_low,
+                     "ci_high": 100 * cmp.ci_high, "mcnemar_p": cmp.mcnemar_p,
+                     "significant": bool(cmp.ci_low > 0 or cmp.ci_high < 0),
+                     "in-sample (A/B)": f"{q.IN_SAMPLE if data.in_sample(a, suite, split) else '-'} / "
+                                        f"{q.IN_SAMPLE if data.in_sample(b, suite, split) else '-'}"})
+if not rows:
+    st.info("No per-sample rows shared by the two models.")
+    st.stop()
+table = pd.DataFrame(rows)
+table["label"] = table["suite"] + ":" + table["split"] + " / " + table["task"]
+base_chart = alt.Chart(table).encode(y=alt.Y("label:N", title=None))
+bars = base_chart.mark_bar().encode(
+    x=alt.X("B - A:Q", title=f"{data.names.get(b)} minus {data.names.get(a)} (points)"),
+    color=alt.Color("significant:N", scale=alt.Scale(domain=[True, False], range=["#d62728", "#999999"])),
+    tooltip=["label", "n", "B - A", "ci_low", "ci_high", "mcnemar_p"])
+whiskers = base_chart.mark_rule().encode(x="ci_low:Q", x2="ci_high:Q")
+st.altair_chart(bars + whiskers, width="stretch")
+st.dataframe(table.drop(columns="label").round(3), hide_index=True, width="stretch")
