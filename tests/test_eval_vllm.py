@@ -126,9 +126,10 @@ def test_serve_bos_default_and_a_dying_server(results: Path, store, bos_model: P
 
         # the server dies (harness serve is stopped) while a run (another process) is talking to it
         log = results / "cache" / "serve" / f"tiny-bos-{port}.log"
-        threading.Thread(target=_stop_after_requests, args=(proc, log, 5), daemon=True).start()
+        threading.Thread(target=_stop_after_requests, args=(proc, log, 5), daemon=True).start()  # long before the
+        # 8,000 requests of a 1,000-document run are done, however slowly the server log is written on a busy machine
         run = subprocess.run([sys.executable, "-m", "tests.test_eval_support", str(bos_model), str(tmp_path / "s"),
-                              "200", "1", base, "tiny-bos"], cwd=REPO, env=env, capture_output=True, text=True,
+                              "1000", "1", base, "tiny-bos"], cwd=REPO, env=env, capture_output=True, text=True,
                              timeout=600)
         assert run.returncode == 3, run.stderr[-2000:]
         error = json.loads(run.stdout.strip().splitlines()[-1])["error"]
