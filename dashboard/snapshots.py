@@ -71,11 +71,6 @@ def compute_and_keep(db: str, version: str, compute: Callable[[], Analysis]) -> 
     return gaps, flags
 
 
-def load_or_compute(db: str, version: str, compute: Callable[[], Analysis]) -> Analysis:
-    """The analysis of this store version from disk, or computed now (and kept for the next process)."""
-    return load(db, version) or compute_and_keep(db, version, compute)
-
-
 def _read(base: Path) -> Analysis | None:
     try:
         flags = [Flag(**f) for f in json.loads(base.with_suffix(".json").read_text())]
