@@ -143,7 +143,9 @@ def analysis_is_stale(db: str) -> bool:
 def _compute_analysis(db: str, fresh: bool = False) -> tuple[pd.DataFrame, list[Flag]]:
     """fresh=True reads the store again instead of the cached `base`, which may predate the write that made the
     refresh necessary (the background refresh)."""
-    shared = evidence.gather_base(_store(db)) if fresh else base(db)
+    if fresh:
+        return snapshots.analyse_store(db)
+    shared = base(db)
     data = dataclasses.replace(shared, gaps=evidence.twin_gaps(_store(db), shared), rows_cache=None)
     return data.gaps, analyse_data(data)
 

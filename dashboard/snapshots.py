@@ -11,9 +11,12 @@ folder cannot be written the analysis is simply computed each time.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -62,13 +65,53 @@ def latest(db: str) -> Analysis | None:
 
 
 def compute_and_keep(db: str, version: str, compute: Callable[[], Analysis]) -> Analysis:
-    """Compute the analysis of this version and keep it on disk (replacing older versions)."""
-    gaps, flags = compute()
+    """Compute the analysis of this version and keep it on disk (replacing older versions). One computation per
+    store at a time across processes: a page that finds another process (the one `harness dashboard` starts with
+    the server) computing waits for it and reads its result instead of computing the same thing again."""
+    with _store_lock(db):
+        kept = load(db, version)
+        if kept is not None:
+            return kept
+        gaps, flags = compute()
+        try:
+            _write(_folder() / f"{_stem(db)}-{version}", gaps, flags)
+        except OSError:
+            pass  # a read-only results folder: the analysis is recomputed next time
+        return gaps, flags
+
+
+@contextmanager
+def _store_lock(db: str) -> Iterator[None]:
     try:
-        _write(_folder() / f"{_stem(db)}-{version}", gaps, flags)
-    except OSError:
-        pass  # a read-only results folder: the analysis is recomputed next time
-    return gaps, flags
+        _folder().mkdir(parents=True, exist_ok=True)
+        fd = os.open(_folder() / f"{_stem(db)}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:  # a read-only results folder: no coordination, each computes its own
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def analyse_store(db: str) -> Analysis:
+    """The twin gaps and flags of the store as it is now (one read snapshot per step, no Streamlit)."""
+    from harness.analysis import evidence
+    from harness.analysis.overfit import analyse_data
+    from harness.store import Store
+
+    store = Store(db)
+    data = evidence.gather_base(store)
+    data.gaps = evidence.twin_gaps(store, data)
+    return data.gaps, analyse_data(data)
+
+
+def main(argv: list[str]) -> None:
+    """python dashboard/snapshots.py DB: analyse the store and keep the result (started by `harness dashboard`
+    beside the server, so the first page that shows flags finds them on disk or waits only for the rest)."""
+    db = argv[0]
+    compute_and_keep(db, fingerprint(db), lambda: analyse_store(db))
 
 
 def _read(base: Path) -> Analysis | None:
@@ -90,3 +133,7 @@ def _write(base: Path, gaps: pd.DataFrame, flags: list[Flag]) -> None:
     for old in base.parent.glob(f"{stem}-*"):
         if not old.name.startswith(base.name):
             old.unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -252,3 +252,36 @@ def test_analysis_is_kept_on_disk_per_store_version(db: str, tmp_path: Path, mon
     assert "read from disk" not in str([df.value.to_dict() for df in fresh.dataframe])
     assert not [i for i in fresh.info if "store has changed" in i.value]
     assert "new-model was selected on zoo_math:public" in now.read_text()  # the refresh read the new rows
+
+
+def test_dashboard_command_analyses_the_store_beside_the_server(db: str, tmp_path: Path) -> None:
+    """`harness dashboard` starts the overfitting analysis while the server boots: it is kept on disk before any
+    page is opened (Streamlit runs no page code until a browser connects), and no finished process is left
+    unreaped under the server."""
+    import socket
+
+    from harness.analysis.overfit import analyse
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "HARNESS_RESULTS": str(tmp_path / "results")}
+    server = subprocess.Popen([sys.executable, "-m", "harness.cli.__main__", "--db", db, "dashboard", "--port",
+                               str(port)], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    folder = tmp_path / "results" / "cache" / "dashboard"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not list(folder.glob("*.json")):
+            assert server.poll() is None, server.stderr.read()
+            time.sleep(0.2)
+        (kept,) = folder.glob("*.json")
+        flags = json.loads(kept.read_text())
+        assert sorted((f["model"], f["signal"], f["suite"]) for f in flags) == sorted(
+            (f.model, f.signal, f.suite) for f in analyse(Store(db)))
+        time.sleep(1)
+        children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+        stats = [Path(f"/proc/{c}/stat") for c in children]
+        assert not [st for st in stats if st.exists() and st.read_text().rsplit(")", 1)[-1].split()[0] == "Z"]
+    finally:
+        server.terminate()
+        server.wait(30)

@@ -19,6 +19,7 @@ class Graph:
     parents: dict[str, list[str]] = field(default_factory=dict)
     children: dict[str, list[str]] = field(default_factory=dict)
     weights: dict[tuple[str, str], float | None] = field(default_factory=dict)
+    _order: tuple[frozenset[str], list[str]] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_edges(cls, edges: pd.DataFrame) -> Graph:
@@ -34,8 +35,11 @@ class Graph:
         return cls(dict(parents), dict(children), weights)
 
     def topological(self, nodes: Iterable[str]) -> list[str]:
-        """Parents before children (Kahn); nodes in a cycle, which a sane store never has, come last."""
-        nodes = set(nodes) | set(self.parents) | set(self.children)
+        """Parents before children (Kahn); nodes in a cycle, which a sane store never has, come last. The last order
+        is kept: depths, roots and exposure of the same models each need it."""
+        nodes = frozenset(nodes) | self.parents.keys() | self.children.keys()
+        if self._order is not None and self._order[0] == nodes:
+            return self._order[1]
         indeg = {n: len(self.parents.get(n, ())) for n in nodes}
         queue = deque(sorted(n for n, d in indeg.items() if d == 0))
         order: list[str] = []
@@ -47,7 +51,9 @@ class Graph:
                 if indeg[c] == 0:
                     queue.append(c)
         seen = set(order)
-        return order + sorted(n for n in nodes if n not in seen)
+        order += sorted(n for n in nodes if n not in seen)
+        self._order = (nodes, order)
+        return order
 
     def depths(self, nodes: Iterable[str]) -> dict[str, int]:
         """Merge depth: 0 without parents, else 1 + the deepest parent's depth (as Store.depth)."""

@@ -15,6 +15,7 @@ rate `Thresholds.fdr`) on one-sided normal p-values, and an effect must also cle
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -118,11 +119,12 @@ def _pts(x: float) -> str:
 def exposure_flags(data: Data) -> list[Flag]:
     """One info flag per selection: the model's (and its descendants') scores there are in-sample."""
     out = []
+    reach = Counter(x for exposed in data.exposure.values() for x in exposed)  # the selector and its descendants
     for mid, exposed in data.exposure.items():
         for suite, split, process, who in sorted(exposed, key=str):
             if who != mid:
                 continue
-            n_desc = sum(1 for other, e in data.exposure.items() if other != mid and (suite, split, process, mid) in e)
+            n_desc = reach[(suite, split, process, mid)] - 1
             where = f"{suite}:{split or data.default_split(suite)}"
             out.append(Flag(
                 mid, data.names.get(mid, mid[:12]), "exposure", "info", suite,
@@ -309,12 +311,18 @@ def _chain(data: Data, rows: dict, mid: str, suite: str, kind: str, depth: dict[
 
 def _root_means(rows: dict, roots: frozenset, suite: str, kind: str) -> tuple[int, float, float, float, float]:
     """How many roots are scored, their mean public, twin and gap, and the variance of the mean gap."""
-    rs = [rows[(q, suite, kind)] for q in roots if (q, suite, kind) in rows]
-    k = len(rs)
+    k, pub, twin, gap, var = 0, 0.0, 0.0, 0.0, 0.0
+    for q in roots:  # one pass: this runs for every distinct set of roots in a store of thousands of models
+        r = rows.get((q, suite, kind))
+        if r is not None:
+            k += 1
+            pub += r["public"]
+            twin += r["twin_value"]
+            gap += r["gap"]
+            var += r["se"] ** 2
     if not k:
         return 0, 0.0, 0.0, 0.0, 0.0
-    return (k, sum(q["public"] for q in rs) / k, sum(q["twin_value"] for q in rs) / k,
-            sum(q["gap"] for q in rs) / k, sum(q["se"] ** 2 for q in rs) / k ** 2)
+    return k, pub / k, twin / k, gap / k, var / k ** 2
 
 
 def divergence_flags(data: Data, t: Thresholds) -> list[Flag]:

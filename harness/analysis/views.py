@@ -97,24 +97,26 @@ def paired_diffs(store: Store, pairs: pd.DataFrame) -> pd.DataFrame:
 
     if pairs.empty:
         return pd.DataFrame(columns=["key", "n_common", "diff", "var", "n_a", "n_b"])
+    keyed = pairs[["key", "run_a", "run_b"]].reset_index(drop=True)
+    keyed["pid"] = range(len(keyed))  # joins and groups on an integer, not the long key string
     with store.db.read() as con:
-        con.register("pairs_in", pairs[["key", "run_a", "run_b"]])
+        con.register("pairs_in", keyed)
         out = con.execute("""
-            WITH runs AS (SELECT run_a AS run_id FROM pairs_in UNION SELECT run_b FROM pairs_in),
-            d AS (  -- one scan of the samples for both sides
-                SELECT s.run_id, s.doc_id, avg(s.score) AS sc FROM samples s SEMI JOIN runs USING (run_id)
-                WHERE s.score IS NOT NULL GROUP BY ALL
+            WITH side AS (
+                SELECT pid, run_a AS run_id, 1 AS a FROM pairs_in UNION ALL SELECT pid, run_b, 0 FROM pairs_in
             ),
-            a AS (SELECT p.key, d.doc_id, d.sc AS sa FROM pairs_in p JOIN d ON d.run_id = p.run_a),
-            b AS (SELECT p.key, d.doc_id, d.sc AS sb FROM pairs_in p JOIN d ON d.run_id = p.run_b),
-            na AS (SELECT key, count(*) AS n_a FROM a GROUP BY key),
-            nb AS (SELECT key, count(*) AS n_b FROM b GROUP BY key),
+            d AS (  -- one scan of the samples, one row per pair and document with both sides' scores
+                SELECT x.pid, s.doc_id, avg(s.score) FILTER (WHERE x.a = 1) AS sa,
+                       avg(s.score) FILTER (WHERE x.a = 0) AS sb
+                FROM samples s JOIN side x USING (run_id) WHERE s.score IS NOT NULL GROUP BY x.pid, s.doc_id
+            ),
             j AS (
-                SELECT key, count(*) AS n_common, avg(sa - sb) AS diff, var_samp(sa - sb) AS var
-                FROM a JOIN b USING (key, doc_id) GROUP BY key
+                SELECT pid, count(sa - sb) AS n_common, avg(sa - sb) AS diff, var_samp(sa - sb) AS var,
+                       count(sa) AS n_a, count(sb) AS n_b
+                FROM d GROUP BY pid
             )
-            SELECT p.key, coalesce(j.n_common, 0) AS n_common, j.diff, j.var, na.n_a, nb.n_b
-            FROM pairs_in p LEFT JOIN j USING (key) LEFT JOIN na USING (key) LEFT JOIN nb USING (key)""").df()
+            SELECT p.key, coalesce(j.n_common, 0) AS n_common, j.diff, j.var, j.n_a, j.n_b
+            FROM pairs_in p LEFT JOIN j USING (pid) ORDER BY p.pid""").df()
         con.unregister("pairs_in")
     return out
 

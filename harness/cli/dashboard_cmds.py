@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+from pathlib import Path
 
 import typer
 
@@ -42,6 +43,7 @@ def dashboard(
     if not app_file.is_file():
         raise HarnessError(f"the dashboard is missing ({app_file})", "reinstall harness from a full checkout")
     os.environ["HARNESS_DB"] = str(store.path.resolve())
+    _analyse_beside_the_server(app_file.parent / "snapshots.py", os.environ["HARNESS_DB"])
     typer.echo(f"dashboard on http://127.0.0.1:{port} over {store.path} (read-only)", err=True)
     argv = [sys.executable, "-m", "streamlit", "run", str(app_file), "--server.address", "127.0.0.1",
             "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
@@ -49,6 +51,29 @@ def dashboard(
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, argv)  # the server replaces this process: signals reach it directly
+
+
+def _analyse_beside_the_server(script: Path, db: str) -> None:
+    """Start the overfitting analysis of the store in its own process while the server boots, so the first page
+    that shows flags finds it kept on disk (or waits only for the rest). Best effort: the pages compute it
+    themselves when this fails. A double fork: the analysis is nobody's child once started, so no zombie waits on
+    the server (which replaces this process) to be reaped."""
+    try:
+        pid = os.fork()
+    except OSError:
+        return
+    if pid:
+        os.waitpid(pid, 0)
+        return
+    try:  # the first child: start the analysis in a new session, then leave at once
+        if os.fork() == 0:
+            os.setsid()
+            devnull = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(devnull, fd)
+            os.execv(sys.executable, [sys.executable, str(script), db])
+    finally:
+        os._exit(0)
 
 
 def overfit(
