@@ -194,7 +194,8 @@ def serve(
     max_model_len: int = typer.Option(None, "--max-model-len", help="Context length (default: the model's)."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow model code from the folder."),
 ) -> None:
-    """Serve a model with `vllm serve` on 127.0.0.1 (OpenAI API) until Ctrl-C; for --backend openai."""
+    """Serve a model with `vllm serve` on 127.0.0.1 (OpenAI API) until Ctrl-C or SIGTERM; for --backend openai."""
+    import signal
     import time
 
     from harness.evaluate.serve import serving
@@ -206,6 +207,9 @@ def serve(
     target = resolve_model(model, store)
     if target.path is None:
         raise HarnessError(f"no local folder for {model!r}", "pass a model folder")
+    # SIGTERM (kill, a process manager, a job started in the background where Ctrl-C is ignored) stops vllm as
+    # cleanly as Ctrl-C, even while it starts; by default it would end this process and leave vllm running
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     typer.echo(f"starting vllm serve {target.path} on 127.0.0.1:{port} ...", err=True)
     with serving(target.path, port=port, name=target.name, dtype=dtype, max_model_len=max_model_len,
                  trust_remote_code=trust_remote_code) as server:
