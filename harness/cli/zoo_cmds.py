@@ -85,15 +85,19 @@ def compare(
     suite: list[str] = typer.Option(None, "--suite", help="Zoo suite(s) to score (default: all four)."),
     zoo: Path = typer.Option(None, "--zoo", help="Folder of a built zoo. Default: results/zoo."),
     limit: int = typer.Option(None, "--limit", help="Items per split (default: all 300)."),
+    threads: int = typer.Option(1, "--threads", help="torch CPU threads (1 is fastest on a busy 2-core machine)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Paired comparison of two zoo models on every split and form (fast in-process scorer, all items)."""
     from dataclasses import asdict
 
+    import torch
+
     from harness.paths import zoo_dir
     from harness.zoo.paired import compare as compare_models
     from harness.zoo.report import ZOO_SUITE_NAMES
 
+    torch.set_num_threads(threads)
     rows = compare_models(Path(zoo) if zoo else zoo_dir(), model, against, tuple(suite or ZOO_SUITE_NAMES),
                           limit=limit)
     if as_json:
