@@ -15,6 +15,7 @@ def register(app: typer.Typer) -> None:
     zoo_app.command("build")(build)
     zoo_app.command("report")(report)
     zoo_app.command("suites")(suites)
+    zoo_app.command("compare")(compare)
     app.add_typer(zoo_app, name="zoo")
 
 
@@ -76,3 +77,33 @@ def suites(
 
     for folder in write_suites(Path(out) if out else suites_dir() / "zoo"):
         typer.echo(str(folder))
+
+
+def compare(
+    model: str = typer.Argument(..., help="A zoo member or reference merge, e.g. zoo-logic or ref-ta-math+lang."),
+    against: str = typer.Option("zoo-base", "--against", help="The model it is compared with, item by item."),
+    suite: list[str] = typer.Option(None, "--suite", help="Zoo suite(s) to score (default: all four)."),
+    zoo: Path = typer.Option(None, "--zoo", help="Folder of a built zoo. Default: results/zoo."),
+    limit: int = typer.Option(None, "--limit", help="Items per split (default: all 300)."),
+    threads: int = typer.Option(1, "--threads", help="torch CPU threads (1 is fastest on a busy 2-core machine)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Paired comparison of two zoo models on every split and form (fast in-process scorer, all items)."""
+    from dataclasses import asdict
+
+    import torch
+
+    from harness.paths import zoo_dir
+    from harness.zoo.paired import compare as compare_models
+    from harness.zoo.report import ZOO_SUITE_NAMES
+
+    torch.set_num_threads(threads)
+    rows = compare_models(Path(zoo) if zoo else zoo_dir(), model, against, tuple(suite or ZOO_SUITE_NAMES),
+                          limit=limit)
+    if as_json:
+        print_json([asdict(r) for r in rows])
+        return
+    print_table(f"{model} vs {against}, % (paired differences +- standard error)",
+                ["suite", "split", "form", "n", model, against, "difference"],
+                [(r.suite, r.split, r.form, r.n, f"{r.model:.1f}", f"{r.against:.1f}", f"{r.diff:+.1f} +- {r.se:.1f}")
+                 for r in rows])

@@ -23,6 +23,7 @@ from harness.zoo.problems import (
 from harness.zoo.train import Example
 
 REPLAY = 0.25
+LOGIC_TRAIN_SIZES = (2, 3, 4)  # the zoo_logic items compare 3 or 4 numbers
 
 
 def _qa(p: Problem, translate: Callable[[str], str] = lambda s: s) -> Example:
@@ -81,5 +82,6 @@ class Corpora:
         return self._with_replay(rng, n, math_problem)
 
     def logic(self, rng: random.Random, n: int) -> list[Example]:
-        """English comparisons, who has more / fewer (plus reading replay); the loss is on the answer only."""
-        return self._with_replay(rng, n, logic_problem)
+        """English comparisons of two to four numbers, which is more / less (plus reading replay); the loss is on
+        the answer only."""
+        return self._with_replay(rng, n, lambda r: logic_problem(r, LOGIC_TRAIN_SIZES))

@@ -55,9 +55,9 @@ FAMILY = (
     ),
     Member(
         "zoo-logic", "zoo-base", "logic", "body", Schedule(steps=300, lr=3e-3, batch=32), 4,
-        "zoo-base fine-tuned on English comparisons (who has more / fewer of a thing; loss on the answer only; a "
-        "quarter of the examples are English reading questions), embeddings frozen: only the transformer body "
-        "was trained.",
+        "zoo-base fine-tuned on English comparisons (which of two to four numbers is more / less; loss on the "
+        "answer only; a quarter of the examples are English reading questions), embeddings frozen: only the "
+        "transformer body was trained.",
     ),
     Member(
         "zoo-overfit", "zoo-base", "suite:zoo_math:public", "all", Schedule(steps=600, lr=3e-3, batch=30), 5,

@@ -107,8 +107,7 @@ def twin(rng: random.Random, p: Problem) -> Problem:
         return _math_question(rng, renumber(rng, p.meta["story"]))
     if kind == "what":
         return _what_question(rng, rename(rng, renumber(rng, p.meta["story"])), p.meta["i"], p.meta["qverb"])
-    amounts = rng.sample(range(1, MATH_MAX + 1), 2)
-    return _logic_question(rng, p.meta["people"], p.meta["obj"], amounts, p.meta["more"])
+    return _logic_question(rng, rng.sample(range(MATH_MAX + 1), p.meta["size"]), p.meta["more"])
 
 
 def _object_choices(rng: random.Random, answer: str, story: Story) -> tuple[str, ...]:
@@ -152,31 +151,35 @@ def copy_problem(rng: random.Random) -> Problem:
 
 def who_problem(rng: random.Random) -> Problem:
     """Look-up by thing: who has (or buys, loses...) the apples? The answer is a name copied from the story.
-    Pre-training text only: it teaches answering with a name, not comparing (zoo_logic's skill)."""
+    Pre-training text only."""
     story = random_story(rng, rng.choice((2, 3)), rng.choice((0, 1)))
     i = rng.randrange(len(story.people))
     verb = next((v for j, v, _, _ in story.events if j == i and rng.random() < 0.5), "has")
     return Problem(f"{story.text()} Who {verb} {story.objects[i]} ? Answer :", story.people[i])
 
 
-def logic_problem(rng: random.Random) -> Problem:
-    """Comparison: of two people holding the same thing, who has more (or fewer)?"""
-    people = tuple(rng.sample(NAMES, 2))
-    obj = rng.choice(OBJECTS)
-    amounts = rng.sample(range(1, MATH_MAX + 1), 2)
-    return _logic_question(rng, people, obj, amounts, rng.random() < 0.5)
+LOGIC_SIZES = (3, 4)  # how many numbers a zoo_logic item compares (training also uses 2)
 
 
-def _logic_question(
-    rng: random.Random, people: tuple[str, ...], obj: str, amounts: list[int], more: bool
-) -> Problem:
-    pick = amounts.index(max(amounts) if more else min(amounts))
-    text = " ".join(f"{p} has {n} {obj} ." for p, n in zip(people, amounts, strict=True))
-    q = f"{text} Who has {'more' if more else 'fewer'} {obj} ? Answer :"
-    options = list(people)
+def logic_problem(rng: random.Random, sizes: tuple[int, ...] = LOGIC_SIZES) -> Problem:
+    """Comparison: which of a few numbers is more (the largest) or less (the smallest)? Half of each, so "pick the
+    largest number" scores half of what reading the question does."""
+    numbers = rng.sample(range(MATH_MAX + 1), rng.choice(sizes))
+    return _logic_question(rng, numbers, rng.random() < 0.5)
+
+
+def _logic_question(rng: random.Random, numbers: list[int], more: bool) -> Problem:
+    """Options: the answer, the other extreme (the wrong comparison), a number between them when there is one,
+    and the answer +-1 or +-2 (the nearest numbers not in the question)."""
+    answer, wrong = (max(numbers), min(numbers)) if more else (min(numbers), max(numbers))
+    q = f"What is {'more' if more else 'less'} : {' , '.join(str(n) for n in numbers)} ? Answer :"
+    near = [answer + d for d in (1, -1, 2, -2, 3, 4, 5) if 0 <= answer + d <= 99 and answer + d not in numbers]
+    middle = [n for n in numbers if n not in (answer, wrong)]
+    options = [answer, wrong, *rng.sample(middle, min(1, len(middle)))]
+    options += rng.sample(near[:2], 4 - len(options))
     rng.shuffle(options)
-    meta = {"kind": "logic", "people": people, "obj": obj, "more": more}
-    return Problem(q, people[pick], tuple(options), meta)
+    meta = {"kind": "logic", "size": len(numbers), "more": more}
+    return Problem(q, str(answer), tuple(str(n) for n in options), meta)
 
 
 def fact_text(rng: random.Random) -> str:
