@@ -188,6 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("db")
     ap.add_argument("--truth")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--no-server", action="store_true", help="skip timing harness dashboard's start")
     args = ap.parse_args(argv)
     os.environ["HARNESS_DB"] = str(Path(args.db).resolve())
     os.environ.setdefault("HARNESS_RESULTS", tempfile.mkdtemp(prefix="bench_dashboard_"))  # its own disk cache
@@ -198,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     truth = json.loads(Path(args.truth).read_text()) if args.truth else None
     gathered, analysed, flags = time_analysis(args.db, truth)
     first, rows = time_pages(args.repeat)
-    health, kept = time_server(args.db)
+    health, kept = (float("nan"), float("nan")) if args.no_server else time_server(args.db)
     print(f"machine: {machine()}")
     print(f"store: {args.db}: {counts['models']:,} models, {counts['lineage']:,} lineage edges, "
           f"{counts['runs']:,} runs, {counts['samples']:,} samples")
