@@ -101,9 +101,7 @@ def analyse_store(db: str) -> Analysis:
     from harness.analysis.overfit import analyse_data
     from harness.store import Store
 
-    store = Store(db)
-    data = evidence.gather_base(store)
-    data.gaps = evidence.twin_gaps(store, data)
+    data = evidence.gather(Store(db))
     return data.gaps, analyse_data(data)
 
 

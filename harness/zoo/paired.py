@@ -65,11 +65,10 @@ def item_scores(model_dir: Path, suite: str, split: str, limit: int | None = Non
 
 def paired_difference(a: list[int], b: list[int]) -> tuple[float, float]:
     """Mean of a - b and its standard error, in percent."""
+    from harness.analysis.stats import mean_stderr
+
     d = [x - y for x, y in zip(a, b, strict=True)]
-    n = len(d)
-    mean = sum(d) / n
-    var = sum((x - mean) ** 2 for x in d) / (n - 1)
-    return 100 * mean, 100 * (var / n) ** 0.5
+    return 100 * sum(d) / len(d), 100 * mean_stderr(d)
 
 
 def model_path(zoo: Path, name: str) -> Path:
