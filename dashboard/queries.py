@@ -16,8 +16,9 @@ import pandas as pd
 import snapshots
 import streamlit as st
 
-from harness.analysis import evidence, views
+from harness.analysis import evidence
 from harness.analysis.overfit import SEVERITIES, Flag, analyse_data
+from harness.store import views
 
 TTL = 30
 IN_SAMPLE = "in-sample"

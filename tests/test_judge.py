@@ -9,8 +9,8 @@ import pytest
 
 from harness.evaluate.judge.data import load_judge_data
 from harness.evaluate.judge.parse import combine_orders, parse_rating, parse_verdict
+from harness.evaluate.judge.pipeline import pick_questions
 from harness.evaluate.judge.prompts import pairwise_request, single_request
-from harness.evaluate.judge.runner import pick_questions
 
 SUITES = Path(__file__).resolve().parent.parent / "suites"
 
@@ -80,7 +80,7 @@ def test_judge_flow_end_to_end_on_hf(tiny_llama, store, tmp_path: Path) -> None:
     from lm_eval.models.huggingface import HFLM
 
     from harness.evaluate.judge.chat import ChatGenerator
-    from harness.evaluate.judge.runner import run_judge_suite
+    from harness.evaluate.judge.pipeline import run_judge_suite
     from harness.store import ModelRecord
 
     path = tiny_llama("answerer")
@@ -110,7 +110,7 @@ def test_both_suites_with_a_vllm_served_judge(tiny_llama, store, results: Path) 
     import os
 
     from harness.evaluate.backends.base import BackendOptions
-    from harness.evaluate.judge.run import JudgeOptions, evaluate_judge
+    from harness.evaluate.judge.evaluate import JudgeOptions, evaluate_judge
     from harness.evaluate.serve import serving
 
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")

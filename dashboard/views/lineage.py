@@ -7,7 +7,7 @@ import pandas as pd
 import queries as q
 import streamlit as st
 
-from harness.analysis.lineage_views import chains, dot_graph
+from dashboard.lineage_graph import chains, dot_graph
 
 MAX_NODES = 80
 MAX_CHAINS = 6

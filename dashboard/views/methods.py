@@ -7,7 +7,7 @@ import pandas as pd
 import queries as q
 import streamlit as st
 
-from harness.analysis.stats import paired_compare
+from harness.stats import paired_compare
 
 db = q.page_header("Merge methods", "Score distributions of merged models by merge method, per suite (default split).")
 data = q.base(db)

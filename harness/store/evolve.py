@@ -132,10 +132,5 @@ def history(store: Store, evolve_id: str) -> list[dict[str, Any]]:
 
 
 def add_selection(store: Store, model_id: str, suite: str, split: str, evolve_id: str) -> None:
-    from harness.hashing import hash_json
-    from harness.store import Selection
-
-    store.add_selection(Selection(
-        selection_id=hash_json(["evolve", evolve_id, model_id, suite, split]), model_id=model_id, suite=suite,
-        process="evolve", split=split, process_id=evolve_id, note=f"best candidate of evolve run {evolve_id}",
-    ))
+    store.select(model_id, suite, "evolve", split=split, process_id=evolve_id,
+                 note=f"best candidate of evolve run {evolve_id}")

@@ -97,7 +97,7 @@ def _scores(samples: list[Sample], metric: str) -> list[Score]:
             if s.score is not None:
                 groups[task].append(s.score)
                 counts[task][0] += 1
-    from harness.analysis.stats import summarize
+    from harness.stats import summarize
 
     out = []
     for task in sorted(counts):
