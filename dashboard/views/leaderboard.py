@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import queries as q
 import streamlit as st
+import widgets
 
-db = q.page_header("Leaderboard", "Latest complete score per model and suite:split, ± the 95% interval.")
+db = widgets.page_header("Leaderboard", "Latest complete score per model and suite:split, ± the 95% interval.")
 data = q.base(db)
 scores = q.scores_marked(db)
 if scores.empty:
@@ -60,7 +61,7 @@ top = board.head(int(limit)).copy()
 for col in columns:
     v, e, i = (w.reindex(top.index)[col] if col in w else pd.Series(index=top.index, dtype=float)
                for w in (wide_value, wide_se, wide_in))
-    top[col] = [q.fmt_score(a, b, bool(c) if c == c else False) if a == a else ""
+    top[col] = [widgets.fmt_score(a, b, bool(c) if c == c else False) if a == a else ""
                 for a, b, c in zip(v, e, i, strict=True)]
 top = top.reset_index()[
     ["name", "merged", "method", "depth", "overall", "suites counted", *columns, "in-sample on"]]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from harness.analysis.lineage import Graph
-from harness.store import views
+from harness.store import frames as views
 
 if TYPE_CHECKING:
     import pandas as pd

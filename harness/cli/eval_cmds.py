@@ -184,8 +184,8 @@ def serve(
     model: str = typer.Argument(..., help="Model folder or registered name."),
     port: int = typer.Option(8000, "--port", help="Port on 127.0.0.1."),
     dtype: str = typer.Option("auto", "--dtype", help="auto | float32 | bfloat16 | float16."),
-    max_length: int = typer.Option(None, "--max-length", help="Context length in tokens (default: the model's)."),
-    max_model_len: int = typer.Option(None, "--max-model-len", help="Context length (default: the model's)."),
+    max_length: int = typer.Option(
+        None, "--max-length", "--max-model-len", help="Context length in tokens (default: the model's)."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow model code from the folder."),
 ) -> None:
     """Serve a model with `vllm serve` on 127.0.0.1 (OpenAI API) until Ctrl-C or SIGTERM; for --backend openai."""
@@ -205,7 +205,7 @@ def serve(
     # cleanly as Ctrl-C, even while it starts; by default it would end this process and leave vllm running
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     typer.echo(f"starting vllm serve {target.path} on 127.0.0.1:{port} ...", err=True)
-    with serving(target.path, port=port, name=target.name, dtype=dtype, max_model_len=max_model_len,
+    with serving(target.path, port=port, name=target.name, dtype=dtype, max_model_len=max_length,
                  trust_remote_code=trust_remote_code) as server:
         typer.echo(f"serving {server.model_name} at {server.base_url}/v1 (log: {server.log_path}); Ctrl-C stops")
         try:

@@ -46,7 +46,7 @@ def write_run_dir(
         results["samples"] = samples
         for f in list(tmp.rglob("*.json*")):  # the tracker nests files under the model name: flatten
             if f.parent != tmp:
-                os.replace(f, tmp / f.name)
+                f.replace(tmp / f.name)
         for d in sorted((d for d in tmp.rglob("*") if d.is_dir()), reverse=True):
             d.rmdir()
         if not list(tmp.glob("results_*.json")):

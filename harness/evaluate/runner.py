@@ -193,9 +193,9 @@ def _evaluate(target: ModelTarget, plan: Plan, run: RunRecord, opts: EvalOptions
     from lm_eval.loggers import EvaluationTracker
     from lm_eval.tasks import TaskManager
 
-    from harness.evaluate.cache import RequestCache, cache_path, cached_lm
     from harness.evaluate.lm_eval_rows import to_records
     from harness.evaluate.lm_eval_speed import faster_lm_eval
+    from harness.evaluate.request_cache import RequestCache, cache_path, cached_lm
     from harness.evaluate.results_dir import write_run_dir
 
     start = time.perf_counter()

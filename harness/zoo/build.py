@@ -4,7 +4,7 @@
     built = build_zoo(Path("results/zoo"), threads=1)   # list[BuiltModel]; a second call returns at once
 
 A member whose folder holds `zoo_recipe.json` with its current recipe hash is reused as it is; any other member is
-trained into a temporary folder and moved into place with os.replace, so a killed build leaves either a complete
+trained into a temporary folder and moved into place (harness.atomic), so a killed build leaves either a complete
 member or none, and a re-run picks up where it stopped.
 """
 
@@ -72,7 +72,7 @@ def _trainable(m: Member, tokenizer: PreTrainedTokenizerFast):
 
 
 def _save(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, final: Path, extra: dict[str, str]) -> None:
-    """Write the folder next to its final place, then swap it in with os.replace."""
+    """Write the folder next to its final place, then swap it in (harness.atomic.atomic_dir)."""
     with atomic_dir(final) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__
-from harness.evaluate.judge.cache import TextCache
 from harness.evaluate.judge.chat import ChatGenerator
 from harness.evaluate.judge.data import JudgeData, Question, load_judge_data
 from harness.evaluate.judge.parse import OUTCOME_SCORE, combine_orders, parse_rating, parse_verdict
 from harness.evaluate.judge.prompts import JudgeRequest, pairwise_request, single_request
+from harness.evaluate.judge.text_cache import TextCache
 from harness.hashing import hash_json, sha256_file
 from harness.store import RunRecord, Sample, Score, Store
 
