@@ -32,7 +32,7 @@ import yaml
 
 from harness.errors import HarnessError, did_you_mean
 from harness.paths import suite_roots
-from harness.suite_schema import SuiteSpec, parse_suite_yaml
+from harness.suite_schema import AggregateSpec, SuiteSpec, parse_suite_yaml
 
 SUITE_FILE = "suite.yaml"
 TIERS = ("smoke", "quick", "full")
@@ -53,6 +53,7 @@ class Suite:
     tiers: dict[str, int | None]
     twins: dict[str, str]
     hub_tasks: tuple[str, ...] = ()
+    aggregate: AggregateSpec = field(default_factory=AggregateSpec)
     task_files: dict[str, Path] = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ splits and tasks
@@ -171,6 +172,33 @@ def tier_limit(tier: str, suite: Suite | str | None = None) -> int | None:
     return DEFAULT_TIERS[tier]
 
 
+@dataclass(frozen=True)
+class ScoreRule:
+    """How the store turns a suite's stored task rows into its one score (read by harness/analysis/views.py)."""
+
+    metric: str | None = None         # the metric every task contributes; None: each task's primary metric
+    weight_by_size: bool = True       # lm-eval's weight_by_size: tasks weighted by their document counts
+    summary_task: str | None = None   # judge suites: their stored 'overall' row is the score
+
+
+JUDGE_SUMMARY_TASK = "overall"
+
+
+def score_rules(root: Path | None = None) -> dict[str, ScoreRule]:
+    """Suite name -> ScoreRule from every readable suite.yaml (a broken one is skipped: it cannot be scored now,
+    and the rows it left are read under the default rule)."""
+    roots = [Path(root)] if root else suite_roots()
+    rules: dict[str, ScoreRule] = {}
+    for path in [p for r in roots for p in sorted(r.rglob(SUITE_FILE))]:
+        try:
+            spec = _parse(path)
+        except HarnessError:
+            continue
+        summary = JUDGE_SUMMARY_TASK if spec.kind == "judge" else None
+        rules.setdefault(spec.name, ScoreRule(spec.aggregate.metric, spec.aggregate.weight_by_size, summary))
+    return rules
+
+
 def _parse(path: Path) -> SuiteSpec:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -195,7 +223,8 @@ def _build(path: Path) -> Suite:
     suite = Suite(
         name=spec.name, version=spec.version, kind=spec.kind, description=spec.description, path=folder,
         splits={k: tuple(v) for k, v in spec.splits.items()}, default_split=spec.default_split,
-        tiers=dict(spec.tiers), twins=dict(spec.twins), hub_tasks=tuple(spec.hub_tasks), task_files=task_files,
+        tiers=dict(spec.tiers), twins=dict(spec.twins), hub_tasks=tuple(spec.hub_tasks), aggregate=spec.aggregate,
+        task_files=task_files,
     )
     for task in suite.all_tasks if spec.kind == "lm-eval" else ():  # every data file exists before a run
         for p in _data_file_paths(_read_yaml(task_files[task]), folder, task_files[task]):

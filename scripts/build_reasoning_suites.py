@@ -95,7 +95,8 @@ def build_bbh(src: Path) -> None:
         "description": "BIG-Bench Hard: 27 tasks, 6,511 items, 3-shot chain-of-thought prompts of the original "
                        "release, exact match on the answer after 'the answer is'.",
         "default_split": "test", "splits": {"test": tasks}, "tiers": {"smoke": 2, "quick": 10, "full": None},
-        "hub_tasks": ["bbh_cot_fewshot"]}))
+        "hub_tasks": ["bbh_cot_fewshot"],
+        "aggregate": {"metric": "exact_match,get-answer", "weight_by_size": True}}))
 
 
 # ---------------------------------------------------------------------------------------------- mgsm
@@ -146,7 +147,8 @@ def build_mgsm(src: Path) -> None:
         "description": "MGSM: 250 GSM8K problems translated into 11 languages; 8-shot native chain of thought with "
                        "the published exemplars (split cot) or direct answers (split direct); last number scored.",
         "default_split": "cot", "splits": splits, "tiers": {"smoke": 3, "quick": 25, "full": None},
-        "hub_tasks": ["mgsm_cot_native"]}))
+        "hub_tasks": ["mgsm_cot_native"],
+        "aggregate": {"metric": "exact_match,last-number", "weight_by_size": True}}))
 
 
 # ---------------------------------------------------------------------------------------------- gsm8k family
@@ -186,7 +188,7 @@ def build_gsm8k(src: Path) -> None:
                        "number of the output is scored.",
         "default_split": "test", "splits": {"test": ["gsm8k_cot"]}, "tiers": GSM_TIERS,
         "twins": {"plus": "gsm_plus:testmini", "plus_seeds": "gsm_plus:seeds", "gsm1k": "gsm1k:public"},
-        "hub_tasks": ["gsm8k_cot"]}))
+        "hub_tasks": ["gsm8k_cot"], "aggregate": {"metric": "exact_match,last-number", "weight_by_size": True}}))
 
 
 GSM_PLUS_TYPES = ["numerical substitution", "digit expansion", "integer-decimal-fraction conversion",
@@ -218,7 +220,8 @@ def build_gsm_plus(src: Path) -> None:
                        "the 300 'critical thinking' items have no numeric answer and are left out); split seeds "
                        "holds the 300 unperturbed originals.",
         "default_split": "testmini", "splits": {"testmini": tasks, "seeds": ["gsm_plus_seeds"]},
-        "tiers": {"smoke": 3, "quick": 30, "full": None}, "hub_tasks": ["gsm_plus_mini"]}))
+        "tiers": {"smoke": 3, "quick": 30, "full": None}, "hub_tasks": ["gsm_plus_mini"],
+        "aggregate": {"metric": "exact_match,last-number", "weight_by_size": True}}))
 
 
 def build_gsm1k(src: Path) -> None:
@@ -233,7 +236,8 @@ def build_gsm1k(src: Path) -> None:
         "description": "GSM1k public sample: 50 new grade-school problems in the style of GSM8K (Zhang et al. 2024), "
                        "same 8-shot prompt as gsm8k; a small, high-variance contamination probe.",
         "default_split": "public", "splits": {"public": ["gsm1k_cot"]},
-        "tiers": {"smoke": 10, "quick": 50, "full": None}}))
+        "tiers": {"smoke": 10, "quick": 50, "full": None},
+        "aggregate": {"metric": "exact_match,last-number", "weight_by_size": True}}))
 
 
 def main() -> None:

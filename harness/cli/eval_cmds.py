@@ -155,13 +155,23 @@ def leaderboard(
     as_json: bool = typer.Option(False, "--json", help="Print JSON rows."),
     as_csv: bool = typer.Option(False, "--csv", help="Print CSV rows."),
 ) -> None:
-    """Models x suites (or x tasks with --suite): the latest complete score of each, with its 95% interval."""
-    from harness.evaluate.records import AGGREGATE_TASK
-    from harness.store import Store
+    """Models x suites (or x tasks with --suite): the latest complete suite score of each (the suite's own
+    aggregation, as the dashboard shows it), with its 95% interval."""
+    from harness.analysis import views
+    from harness.analysis.evidence import suite_twins
+    from harness.store import AGGREGATE_TASK, Store
 
     store = Store()
     store.init()
-    df = store.leaderboard(suite)
+    board = views.suite_board(store, suite_twins(None)[1])
+    if suite:
+        tasks = store.leaderboard(suite)
+        tasks = tasks[tasks["task"] != AGGREGATE_TASK]
+        board = board[board["suite"] == suite]
+        df = tasks.merge(board, how="outer") if not tasks.empty else board
+        df = df[[c for c in board.columns if c in df.columns]]
+    else:
+        df = board
     if metric:
         df = df[df["metric"] == metric]
     if as_json:
@@ -173,16 +183,14 @@ def leaderboard(
     if df.empty:
         typer.echo("no complete runs yet" + (f" for suite {suite!r}" if suite else ""))
         return
-    if not suite:  # one column per suite:split (the macro mean over its tasks)
-        df = df[df["task"] == AGGREGATE_TASK]
     cells: dict[tuple[str, str], str] = {}
     for r in df.itertuples():
-        where = f"{r.suite}:{r.split}" if not suite else ("all" if r.task == AGGREGATE_TASK else r.task)
+        where = r.task if suite else f"{r.suite}:{r.split}"
         cells[(r.model, f"{where} {r.metric}")] = f"{_fmt(r.value, 3)} {_interval(r.ci_low, r.ci_high)}".strip()
     columns = sorted({c for _, c in cells}, key=lambda c: (not c.startswith("all "), c))
     models = sorted({m for m, _ in cells})
     rows = [[m, *[cells.get((m, c), "") for c in columns]] for m in models]
-    title = f"{suite}: value [95% CI]" if suite else "suites (macro mean over tasks): value [95% CI]"
+    title = f"{suite}: value [95% CI]" if suite else "suite scores (each suite's own aggregation): value [95% CI]"
     print_table(title, ["model", *columns], rows)
 
 
