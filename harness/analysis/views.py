@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from harness.suites import ScoreRule
 
 PRIMARY_METRICS = ("acc", "exact_match", "acc_norm", "score", "pass@1", "f1", "rating", "win_rate")
+RAW_SCALE_METRICS = ("rating",)  # not a proportion: shown as is, never averaged with accuracies
 Z95 = 1.959964
 
 _METRIC_RANK = "CASE s.metric " + " ".join(
