@@ -64,8 +64,13 @@ def eval_cmd(
     judge_base_url: str = typer.Option(
         None, "--judge-base-url", help="Judge suites: the judge's OpenAI-compatible endpoint ($OPENAI_API_KEY)."),
     baseline: str = typer.Option(None, "--baseline", help="Judge suites: compare pairwise with this model."),
-    max_new_tokens: int = typer.Option(1024, "--max-new-tokens", help="Judge suites: answer length."),
-    judge_max_new_tokens: int = typer.Option(1024, "--judge-max-new-tokens", help="Judge suites: judgment length."),
+    max_new_tokens: int = typer.Option(1024, "--max-new-tokens", help="Judge suites: answer length (FastChat's)."),
+    judge_max_new_tokens: int = typer.Option(
+        2048, "--judge-max-new-tokens", help="Judge suites: judgment length (FastChat's 2048)."),
+    judge_option: list[str] = typer.Option(
+        [], "--judge-option", help="Judge suites: a named deviation from FastChat (repeatable; docs/judge.md)."),
+    answer_temperature: float = typer.Option(
+        None, "--answer-temperature", help="Judge suites: one answer temperature (FastChat: per category)."),
 ) -> None:
     """Evaluate models on a suite: scores with intervals, stored with provenance; re-runs reuse earlier work."""
     from harness.evaluate.progress import quiet_engine_bars
@@ -81,13 +86,15 @@ def eval_cmd(
         trust_remote_code=trust_remote_code, base_url=base_url, tokenizer=tokenizer,
     )
     if judge or baseline:
+        from harness.evaluate.judge.rules import rules_from
         from harness.evaluate.judge.run import JudgeOptions
 
         if not judge:
             raise HarnessError("--baseline compares answers through a judge", "add --judge MODEL")
         jopts = JudgeOptions(judge=judge, judge_backend=judge_backend, judge_base_url=judge_base_url,
                              baseline=baseline, backend=backend, backend_options=bo, limit=limit, tier=tier,
-                             max_new_tokens=max_new_tokens, judge_max_new_tokens=judge_max_new_tokens)
+                             max_new_tokens=max_new_tokens, judge_max_new_tokens=judge_max_new_tokens,
+                             rules=rules_from(judge_option, answer_temperature))
         _judge_models(models, suite, jopts, as_json)
         return
     opts = EvalOptions(
