@@ -35,6 +35,7 @@ from harness.paths import suite_roots
 from harness.suite_schema import AggregateSpec, SuiteSpec, parse_suite_yaml
 
 SUITE_FILE = "suite.yaml"
+UPSTREAM = "lm_eval:"  # `include: lm_eval:tasks/gsm8k/gsm8k-cot.yaml` = that file of the installed lm-eval
 TIERS = ("smoke", "quick", "full")
 DEFAULT_TIERS: dict[str, int | None] = {"smoke": 20, "quick": 100, "full": None}
 
@@ -85,8 +86,14 @@ class Suite:
         for task in self.split_tasks(split):
             if wanted is not None and task not in wanted:
                 continue
-            cfg = load_yaml(self.task_files[task], resolve_func=True)
-            configs.append(_absolute_data_files(cfg, self.path, self.task_files[task]))
+            path = self.task_files[task]
+            local = load_yaml(path, resolve_func=True, recursive=False)
+            upstream = _upstream_include(local, path)
+            if upstream is None:
+                cfg = load_yaml(path, resolve_func=True)
+            else:  # upstream's task as lm-eval itself loads it, then only our keys (where the data comes from)
+                cfg = {**load_yaml(upstream, resolve_func=True), **{k: v for k, v in local.items() if k != "include"}}
+            configs.append(_absolute_data_files(cfg, self.path, path))
         return configs
 
     # ------------------------------------------------------------------ tiers
@@ -252,6 +259,33 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return _read_yaml_cached(path, mtime, frozenset())
 
 
+def lm_eval_tasks_dir() -> Path:
+    """The installed lm-eval's tasks folder, found without importing lm-eval."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("lm_eval")
+    if spec is None or spec.origin is None:
+        raise HarnessError("lm-eval is not installed", "pip install 'lm-eval==0.4.13'", exit_code=3)
+    return Path(spec.origin).parent / "tasks"
+
+
+def _upstream_include(cfg: dict[str, Any], path: Path) -> Path | None:
+    """The installed lm-eval task YAML a task YAML includes with `lm_eval:...`; a one-line error naming the task
+    and lm-eval's version when this lm-eval no longer ships it (a renamed or moved upstream task)."""
+    inc = cfg.get("include")
+    if not isinstance(inc, str) or not inc.startswith(UPSTREAM):
+        return None
+    rel = inc.removeprefix(UPSTREAM)
+    target = lm_eval_tasks_dir().parent / rel
+    if not target.is_file():
+        from importlib.metadata import version
+
+        raise HarnessError(
+            f"{path}: task {cfg.get('task')!r} includes {rel}, which lm-eval {version('lm_eval')} does not ship",
+            "install the lm-eval version the suite was written for (see its README) or update the suite's include:")
+    return target
+
+
 @functools.lru_cache(maxsize=4096)
 def _read_yaml_cached(path: Path, mtime: int, _seen: frozenset[Path]) -> dict[str, Any]:
     if path in _seen:
@@ -262,10 +296,11 @@ def _read_yaml_cached(path: Path, mtime: int, _seen: frozenset[Path]) -> dict[st
         raise HarnessError(f"{path}: cannot read task YAML ({type(e).__name__})", "fix the file") from None
     if not isinstance(cfg, dict):
         raise HarnessError(f"{path}: a task YAML must be a mapping", "fix the file")
+    upstream = _upstream_include(cfg, path)
     includes = cfg.pop("include", None)
     merged: dict[str, Any] = {}
     for inc in [] if includes is None else includes if isinstance(includes, list) else [includes]:
-        inc_path = (path.parent / inc).resolve()
+        inc_path = upstream if upstream is not None else (path.parent / inc).resolve()
         if not inc_path.is_file():
             raise HarnessError(f"{path}: include {inc!r} not found", "fix the include: or restore the file")
         inc_cfg = dict(_read_yaml_cached(inc_path, inc_path.stat().st_mtime_ns, _seen | {path}))
