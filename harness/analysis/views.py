@@ -65,7 +65,7 @@ SELECT l.model_id, l.suite, l.split, l.run_id, l.backend, l.ended,
     CASE WHEN l.by_size  -- lm-eval's pooled_sample_stderr, else its unweighted_mean_stderr
         THEN sqrt(sum((t.n - 1) * t.n * t.se * t.se) / greatest(sum(t.n) - count(*), 1) / sum(t.n))
         ELSE sqrt(sum(t.se * t.se)) / count(*) END AS se,
-    sum(t.n)::BIGINT AS n, count(*)::BIGINT AS tasks, min(t.metric) AS metric
+    sum(t.n)::BIGINT AS n, count(*)::BIGINT AS tasks, string_agg(DISTINCT t.metric, '+' ORDER BY t.metric) AS metric
 FROM t JOIN latest l ON l.run_id = t.run_id AND l.rn = 1
 GROUP BY l.model_id, l.suite, l.split, l.run_id, l.backend, l.ended, l.by_size
 """
