@@ -257,6 +257,15 @@ SELECT run_id, task, metric, avg(score), sqrt(avg(score) * (1 - avg(score)) / gr
        avg(score) + 1.96 * sqrt(avg(score) * (1 - avg(score)) / greatest(count(*) - 1, 1))
 FROM samples WHERE run_id IN (SELECT run_id FROM gen_runs) GROUP BY run_id, task, metric
 """
+# Like a real run (harness/evaluate/lm_eval_rows.py): one `_aggregate` row per run and metric, the macro mean over its
+# tasks, which a suite score must never count as one more task.
+AGGREGATE_SQL = """
+INSERT INTO scores
+SELECT run_id, '_aggregate', metric, avg(value), sqrt(sum(stderr * stderr)) / count(*), sum(n),
+       avg(value) - 1.96 * sqrt(sum(stderr * stderr)) / count(*),
+       avg(value) + 1.96 * sqrt(sum(stderr * stderr)) / count(*)
+FROM scores WHERE run_id IN (SELECT run_id FROM gen_runs) GROUP BY run_id, metric
+"""
 
 
 def write(path: Path, fr: dict[str, pd.DataFrame], n_docs: int, evolve: tuple | None, indexes: bool) -> None:
@@ -285,6 +294,7 @@ def write(path: Path, fr: dict[str, pd.DataFrame], n_docs: int, evolve: tuple | 
                     "FROM gen_runs")
         con.execute(SAMPLES_SQL, [n_docs])
         con.execute(SCORES_SQL)
+        con.execute(AGGREGATE_SQL)
         if evolve is not None:
             con.register("evolve_runs_df", evolve[0])
             con.register("evolve_cands_df", evolve[1])

@@ -96,6 +96,29 @@ def summarize(x: ArrayLike, iters: int = DEFAULT_ITERS, alpha: float = 0.05, see
     return Estimate(float(arr.mean()), mean_stderr(arr), lo, hi, int(arr.size))
 
 
+def summarize_clustered(x: ArrayLike, clusters: ArrayLike, iters: int = DEFAULT_ITERS, alpha: float = 0.05,
+                        seed: int = 0) -> Estimate:
+    """Mean of per-sample scores whose samples come in clusters (an MT-bench question's two turns): a
+    cluster-robust stderr, sqrt(G / (G - 1) * sum_g (sum_i (x_gi - mean))^2) / N, and a bootstrap interval that
+    resamples whole clusters. With one sample per cluster it is `summarize`'s stderr."""
+    arr = np.asarray(x, dtype=float).ravel()
+    ids = np.asarray(clusters).ravel()
+    keep = ~np.isnan(arr)
+    arr, ids = arr[keep], ids[keep]
+    if arr.size == 0:
+        return Estimate(float("nan"), float("nan"), float("nan"), float("nan"), 0)
+    _, inv = np.unique(ids, return_inverse=True)
+    sums, counts = np.bincount(inv, weights=arr), np.bincount(inv).astype(float)
+    g, mean = sums.size, float(arr.mean())
+    resid = sums - counts * mean
+    stderr = float(np.sqrt(g / (g - 1) * np.sum(resid**2)) / arr.size) if g > 1 else float("nan")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, g, size=(iters, g))
+    reps = sums[idx].sum(axis=1) / counts[idx].sum(axis=1)
+    lo, hi = percentile_ci(reps, alpha)
+    return Estimate(mean, stderr, lo, hi, int(arr.size))
+
+
 def aggregate(
     per_task: Mapping[str, ArrayLike], iters: int = DEFAULT_ITERS, alpha: float = 0.05, seed: int = 0
 ) -> Estimate:

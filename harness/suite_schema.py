@@ -14,6 +14,16 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(:[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
 
 
+class AggregateSpec(BaseModel):
+    """How a suite's tasks combine into its score, as lm-eval's group `aggregate_metric_list` says it: one metric
+    ("metric" or "metric,filter" as lm-eval reports it), weighted by each task's size or not."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    metric: str | None = None  # None: each task's primary metric (harness/store/frames.py PRIMARY_METRICS)
+    weight_by_size: bool = True
+
+
 class SuiteSpec(BaseModel):
     """What a suite.yaml holds (see docs/suites.md)."""
 
@@ -28,6 +38,7 @@ class SuiteSpec(BaseModel):
     tiers: dict[str, int | None] = Field(default_factory=lambda: {"smoke": 20, "quick": 100, "full": None})
     twins: dict[str, str] = Field(default_factory=dict)
     hub_tasks: list[str] = Field(default_factory=list)
+    aggregate: AggregateSpec = Field(default_factory=AggregateSpec)
 
     @field_validator("name")
     @classmethod

@@ -32,9 +32,10 @@ import yaml
 
 from harness.errors import HarnessError, did_you_mean
 from harness.paths import suite_roots
-from harness.suite_schema import SuiteSpec, parse_suite_yaml
+from harness.suite_schema import AggregateSpec, SuiteSpec, parse_suite_yaml
 
 SUITE_FILE = "suite.yaml"
+UPSTREAM = "lm_eval:"  # `include: lm_eval:tasks/gsm8k/gsm8k-cot.yaml` = that file of the installed lm-eval
 TIERS = ("smoke", "quick", "full")
 DEFAULT_TIERS: dict[str, int | None] = {"smoke": 20, "quick": 100, "full": None}
 
@@ -53,6 +54,7 @@ class Suite:
     tiers: dict[str, int | None]
     twins: dict[str, str]
     hub_tasks: tuple[str, ...] = ()
+    aggregate: AggregateSpec = field(default_factory=AggregateSpec)
     task_files: dict[str, Path] = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ splits and tasks
@@ -84,8 +86,14 @@ class Suite:
         for task in self.split_tasks(split):
             if wanted is not None and task not in wanted:
                 continue
-            cfg = load_yaml(self.task_files[task], resolve_func=True)
-            configs.append(_absolute_data_files(cfg, self.path, self.task_files[task]))
+            path = self.task_files[task]
+            local = load_yaml(path, resolve_func=True, recursive=False)
+            upstream = _upstream_include(local, path)
+            if upstream is None:
+                cfg = load_yaml(path, resolve_func=True)
+            else:  # upstream's task as lm-eval itself loads it, then only our keys (where the data comes from)
+                cfg = {**load_yaml(upstream, resolve_func=True), **{k: v for k, v in local.items() if k != "include"}}
+            configs.append(_absolute_data_files(cfg, self.path, path))
         return configs
 
     # ------------------------------------------------------------------ tiers
@@ -185,6 +193,33 @@ def tier_limit(tier: str, suite: Suite | str | None = None) -> int | None:
     return DEFAULT_TIERS[tier]
 
 
+@dataclass(frozen=True)
+class ScoreRule:
+    """How the store turns a suite's stored task rows into its one score (read by harness/store/frames.py)."""
+
+    metric: str | None = None         # the metric every task contributes; None: each task's primary metric
+    weight_by_size: bool = True       # lm-eval's weight_by_size: tasks weighted by their document counts
+    summary_task: str | None = None   # judge suites: their stored 'overall' row is the score
+
+
+JUDGE_SUMMARY_TASK = "overall"
+
+
+def score_rules(root: Path | None = None) -> dict[str, ScoreRule]:
+    """Suite name -> ScoreRule from every readable suite.yaml (a broken one is skipped: it cannot be scored now,
+    and the rows it left are read under the default rule)."""
+    roots = [Path(root)] if root else suite_roots()
+    rules: dict[str, ScoreRule] = {}
+    for path in [p for r in roots for p in sorted(r.rglob(SUITE_FILE))]:
+        try:
+            spec = _parse(path)
+        except HarnessError:
+            continue
+        summary = JUDGE_SUMMARY_TASK if spec.kind == "judge" else None
+        rules.setdefault(spec.name, ScoreRule(spec.aggregate.metric, spec.aggregate.weight_by_size, summary))
+    return rules
+
+
 def _parse(path: Path) -> SuiteSpec:
     return _parse_cached(path, path.stat().st_mtime_ns)
 
@@ -215,7 +250,8 @@ def _build(path: Path) -> Suite:
     suite = Suite(
         name=spec.name, version=spec.version, kind=spec.kind, description=spec.description, path=folder,
         splits={k: tuple(v) for k, v in spec.splits.items()}, default_split=spec.default_split,
-        tiers=dict(spec.tiers), twins=dict(spec.twins), hub_tasks=tuple(spec.hub_tasks), task_files=task_files,
+        tiers=dict(spec.tiers), twins=dict(spec.twins), hub_tasks=tuple(spec.hub_tasks), aggregate=spec.aggregate,
+        task_files=task_files,
     )
     for task in suite.all_tasks if spec.kind == "lm-eval" else ():  # every data file exists before a run
         for p in _data_file_paths(_read_yaml(task_files[task]), folder, task_files[task]):
@@ -243,6 +279,33 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return _read_yaml_cached(path, mtime, frozenset())
 
 
+def lm_eval_tasks_dir() -> Path:
+    """The installed lm-eval's tasks folder, found without importing lm-eval."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("lm_eval")
+    if spec is None or spec.origin is None:
+        raise HarnessError("lm-eval is not installed", "pip install 'lm-eval==0.4.13'", exit_code=3)
+    return Path(spec.origin).parent / "tasks"
+
+
+def _upstream_include(cfg: dict[str, Any], path: Path) -> Path | None:
+    """The installed lm-eval task YAML a task YAML includes with `lm_eval:...`; a one-line error naming the task
+    and lm-eval's version when this lm-eval no longer ships it (a renamed or moved upstream task)."""
+    inc = cfg.get("include")
+    if not isinstance(inc, str) or not inc.startswith(UPSTREAM):
+        return None
+    rel = inc.removeprefix(UPSTREAM)
+    target = lm_eval_tasks_dir().parent / rel
+    if not target.is_file():
+        from importlib.metadata import version
+
+        raise HarnessError(
+            f"{path}: task {cfg.get('task')!r} includes {rel}, which lm-eval {version('lm_eval')} does not ship",
+            "install the lm-eval version the suite was written for (see its README) or update the suite's include:")
+    return target
+
+
 @functools.lru_cache(maxsize=4096)
 def _read_yaml_cached(path: Path, mtime: int, _seen: frozenset[Path]) -> dict[str, Any]:
     if path in _seen:
@@ -253,10 +316,11 @@ def _read_yaml_cached(path: Path, mtime: int, _seen: frozenset[Path]) -> dict[st
         raise HarnessError(f"{path}: cannot read task YAML ({type(e).__name__})", "fix the file") from None
     if not isinstance(cfg, dict):
         raise HarnessError(f"{path}: a task YAML must be a mapping", "fix the file")
+    upstream = _upstream_include(cfg, path)
     includes = cfg.pop("include", None)
     merged: dict[str, Any] = {}
     for inc in [] if includes is None else includes if isinstance(includes, list) else [includes]:
-        inc_path = (path.parent / inc).resolve()
+        inc_path = upstream if upstream is not None else (path.parent / inc).resolve()
         if not inc_path.is_file():
             raise HarnessError(f"{path}: include {inc!r} not found", "fix the include: or restore the file")
         inc_cfg = dict(_read_yaml_cached(inc_path, inc_path.stat().st_mtime_ns, _seen | {path}))

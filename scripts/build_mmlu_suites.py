@@ -72,6 +72,7 @@ def suite_yaml(name: str, version: str, desc: str, splits: dict[str, list[str]],
         body["twins"] = twins
     if hub:
         body["hub_tasks"] = hub
+    body["aggregate"] = {"metric": "acc", "weight_by_size": True}  # lm-eval's mmlu group
     return header(SCRIPT) + dump(body)
 
 

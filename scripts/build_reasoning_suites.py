@@ -64,38 +64,30 @@ def split_cot_prompt(text: str) -> tuple[str, list[dict[str, str]]]:
 
 
 def build_bbh(src: Path) -> None:
+    """Each task is lm-eval's bbh_cot_fewshot_<name> (its 3-shot CoT prompt, stops, 'get-answer' filter, metric)
+    with only the data source ours; the original release's cot-prompts stay beside the data for provenance (their
+    exemplars are the ones lm-eval ships: split_cot_prompt checks that they split cleanly)."""
     out = SUITES / "bbh"
     copy_legal(src / "bbh", out / "data")
-    write(out / "_bbh_template_yaml", header(SCRIPT) + dump({
-        "dataset_path": "json", "output_type": "generate_until", "test_split": "test",
-        "doc_to_text": f"Q: {{{{input}}}}\nA: {CUE}", "doc_to_target": "{{target}}", "target_delimiter": "",
-        "fewshot_delimiter": "\n\n", "num_fewshot": 3,
-        "generation_kwargs": {"until": ["\n\n", "\nQ:", *STOP], "do_sample": False, "temperature": 0.0,
-                              "max_gen_toks": 512},
-        "filter_list": [{"name": "get-answer", "filter": [
-            {"function": "regex", "regex_pattern": r"(?m)^.*[Tt]he answer is (.+?)\.?[ \t]*$", "group_select": -1},
-            {"function": "take_first"}]}],
-        "metric_list": [{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True}],
-        "metadata": {"version": 1.0}}))
     tasks = []
     for p in sorted((src / "bbh" / "tasks").glob("*.json")):
         name = p.stem
         copy(p, out / "data" / "tasks" / p.name)
         prompt = src / "bbh" / "cot-prompts" / f"{name}.txt"
         copy(prompt, out / "data" / "cot-prompts" / prompt.name)
-        desc, shots = split_cot_prompt(prompt.read_text(encoding="utf-8"))
+        split_cot_prompt(prompt.read_text(encoding="utf-8"))
         write(out / "tasks" / f"bbh_cot_fewshot_{name}.yaml", header(SCRIPT) + dump({
-            "task": f"bbh_cot_fewshot_{name}", "task_alias": name, "include": "../_bbh_template_yaml",
-            "description": desc,
-            "dataset_kwargs": {"data_files": {"test": f"data/tasks/{p.name}"}, "field": "examples"},
-            "fewshot_config": {"sampler": "first_n", "samples": shots}}))
+            "task": f"bbh_cot_fewshot_{name}", "include": f"lm_eval:tasks/bbh/cot_fewshot/{name}.yaml",
+            "dataset_path": "json", "dataset_name": None,
+            "dataset_kwargs": {"data_files": {"test": f"data/tasks/{p.name}"}, "field": "examples"}}))
         tasks.append(f"bbh_cot_fewshot_{name}")
     write(out / "suite.yaml", suite_yaml({
-        "name": "bbh", "version": "1",
-        "description": "BIG-Bench Hard: 27 tasks, 6,511 items, 3-shot chain-of-thought prompts of the original "
-                       "release, exact match on the answer after 'the answer is'.",
+        "name": "bbh", "version": "2",
+        "description": "BIG-Bench Hard: 27 tasks, 6,511 items: lm-eval's bbh_cot_fewshot (3-shot chain of thought, "
+                       "exact match on the answer after 'the answer is') on the shipped data.",
         "default_split": "test", "splits": {"test": tasks}, "tiers": {"smoke": 2, "quick": 10, "full": None},
-        "hub_tasks": ["bbh_cot_fewshot"]}))
+        "hub_tasks": ["bbh_cot_fewshot"],
+        "aggregate": {"metric": "exact_match,get-answer", "weight_by_size": True}}))
 
 
 # ---------------------------------------------------------------------------------------------- mgsm
@@ -146,7 +138,8 @@ def build_mgsm(src: Path) -> None:
         "description": "MGSM: 250 GSM8K problems translated into 11 languages; 8-shot native chain of thought with "
                        "the published exemplars (split cot) or direct answers (split direct); last number scored.",
         "default_split": "cot", "splits": splits, "tiers": {"smoke": 3, "quick": 25, "full": None},
-        "hub_tasks": ["mgsm_cot_native"]}))
+        "hub_tasks": ["mgsm_cot_native"],
+        "aggregate": {"metric": "exact_match,last-number", "weight_by_size": True}}))
 
 
 # ---------------------------------------------------------------------------------------------- gsm8k family
@@ -157,7 +150,18 @@ def gsm_exemplars() -> list[dict[str, str]]:
     return yaml.safe_load(path.read_text(encoding="utf-8"))["fewshot_config"]["samples"]
 
 
-def gsm_template(dataset_path: str) -> str:
+UPSTREAM_GSM8K_COT = "lm_eval:tasks/gsm8k/gsm8k-cot.yaml"  # lm-eval's gsm8k_cot (harness.suites resolves it)
+
+
+def upstream_gsm(task: str, dataset_path: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """lm-eval's own gsm8k_cot task (prompt, 8 exemplars, stops, strict-match / flexible-extract, metric) with
+    only the data source ours."""
+    return {"task": task, **(extra or {}), "include": UPSTREAM_GSM8K_COT, "dataset_path": dataset_path,
+            "dataset_name": None}
+
+
+def last_number_template(dataset_path: str) -> str:
+    """harness's own variant (version 1 of the gsm suites): last number of the output, extra stops, 256 tokens."""
     return header(SCRIPT) + dump({
         "dataset_path": dataset_path, "test_split": "test", "num_fewshot": 8, "fewshot_delimiter": "\n\n",
         "doc_to_text": "Q: {{question}}\nA:", "target_delimiter": " ",
@@ -170,6 +174,13 @@ def gsm_task(task: str, template: str, kwargs: str, extra: dict[str, Any] | None
     return header(SCRIPT) + dump({"task": task, "include": template, **(extra or {})}) + kwargs
 
 
+def gsm_upstream_task(task: str, dataset_path: str, kwargs: str, extra: dict[str, Any] | None = None) -> str:
+    return header(SCRIPT) + dump(upstream_gsm(task, dataset_path, extra)) + kwargs
+
+
+GSM_AGGREGATE = {"metric": "exact_match,strict-match", "weight_by_size": True}
+
+
 GSM_TIERS = {"smoke": 10, "quick": 100, "full": None}
 
 
@@ -177,16 +188,19 @@ def build_gsm8k(src: Path) -> None:
     out = SUITES / "gsm8k"
     copy_legal(src / "gsm8k", out / "data")
     copy(src / "gsm8k" / "test.jsonl", out / "data" / "test.jsonl")
-    write(out / "_gsm8k_template_yaml", gsm_template("json"))
-    write(out / "gsm8k_cot.yaml", gsm_task("gsm8k_cot", "_gsm8k_template_yaml",
-                                           dump({"dataset_kwargs": {"data_files": {"test": "data/test.jsonl"}}})))
+    data = dump({"dataset_kwargs": {"data_files": {"test": "data/test.jsonl"}}})
+    write(out / "gsm8k_cot.yaml", gsm_upstream_task("gsm8k_cot", "json", data))
+    write(out / "_last_number_template_yaml", last_number_template("json"))
+    write(out / "gsm8k_cot_last_number.yaml", gsm_task("gsm8k_cot_last_number", "_last_number_template_yaml", data))
     write(out / "suite.yaml", suite_yaml({
-        "name": "gsm8k", "version": "1",
-        "description": "GSM8K test (1,319 problems), 8-shot chain of thought with the standard exemplars; the last "
-                       "number of the output is scored.",
-        "default_split": "test", "splits": {"test": ["gsm8k_cot"]}, "tiers": GSM_TIERS,
+        "name": "gsm8k", "version": "2",
+        "description": "GSM8K test (1,319 problems): lm-eval's gsm8k_cot (8-shot chain of thought, strict-match "
+                       "'The answer is N.' scored; flexible-extract stored too) on the shipped data. Split "
+                       "last_number: harness's own variant (the last number of the output).",
+        "default_split": "test", "splits": {"test": ["gsm8k_cot"], "last_number": ["gsm8k_cot_last_number"]},
+        "tiers": GSM_TIERS,
         "twins": {"plus": "gsm_plus:testmini", "plus_seeds": "gsm_plus:seeds", "gsm1k": "gsm1k:public"},
-        "hub_tasks": ["gsm8k_cot"]}))
+        "hub_tasks": ["gsm8k_cot"], "aggregate": GSM_AGGREGATE}))
 
 
 GSM_PLUS_TYPES = ["numerical substitution", "digit expansion", "integer-decimal-fraction conversion",
@@ -201,39 +215,40 @@ def build_gsm_plus(src: Path) -> None:
     out = SUITES / "gsm_plus"
     copy_legal(src / "gsm_plus", out / "data")
     copy(src / "gsm_plus" / "gsmplus_testmini.jsonl", out / "data" / "gsmplus_testmini.jsonl")
-    write(out / "_gsm_plus_template_yaml", gsm_template("json"))
     kwargs = dump({"dataset_kwargs": {"data_files": {"test": "data/gsmplus_testmini.jsonl"}}})
     tasks = []
     for kind in GSM_PLUS_TYPES:
         tasks.append(f"gsm_plus_{slug(kind)}")
-        write(out / "tasks" / f"{tasks[-1]}.yaml", gsm_task(
-            tasks[-1], "../_gsm_plus_template_yaml", kwargs, {"task_alias": kind}).replace(
+        write(out / "tasks" / f"{tasks[-1]}.yaml", gsm_upstream_task(
+            tasks[-1], "json", kwargs, {"task_alias": kind}).replace(
             "include:", f"process_docs: !function utils.{slug(kind)}\ninclude:", 1))
-    write(out / "tasks" / "gsm_plus_seeds.yaml", gsm_task(
-        "gsm_plus_seeds", "../_gsm_plus_template_yaml", kwargs, {"task_alias": "seed questions"}).replace(
+    write(out / "tasks" / "gsm_plus_seeds.yaml", gsm_upstream_task(
+        "gsm_plus_seeds", "json", kwargs, {"task_alias": "seed questions"}).replace(
         "include:", "process_docs: !function utils.seeds\ninclude:", 1))
     write(out / "suite.yaml", suite_yaml({
-        "name": "gsm_plus", "version": "1",
+        "name": "gsm_plus", "version": "2",
         "description": "GSM-Plus testmini: 300 GSM8K test problems, each under 7 numeric perturbations (2,100 items; "
                        "the 300 'critical thinking' items have no numeric answer and are left out); split seeds "
-                       "holds the 300 unperturbed originals.",
+                       "holds the 300 unperturbed originals. Each task is lm-eval's gsm8k_cot on these items, as "
+                       "the gsm8k suite it is a twin of.",
         "default_split": "testmini", "splits": {"testmini": tasks, "seeds": ["gsm_plus_seeds"]},
-        "tiers": {"smoke": 3, "quick": 30, "full": None}, "hub_tasks": ["gsm_plus_mini"]}))
+        "tiers": {"smoke": 3, "quick": 30, "full": None}, "hub_tasks": ["gsm_plus_mini"],
+        "aggregate": GSM_AGGREGATE}))
 
 
 def build_gsm1k(src: Path) -> None:
     out = SUITES / "gsm1k"
     copy_legal(src / "gsm1k", out / "data")
     copy(src / "gsm1k" / "gsm1k_public_50.csv", out / "data" / "gsm1k_public_50.csv")
-    write(out / "_gsm1k_template_yaml", gsm_template("csv"))
     kwargs = csv_kwargs({"test": "data/gsm1k_public_50.csv"}, ["answer", "question"]) + "  header: 0\n"
-    write(out / "gsm1k_cot.yaml", gsm_task("gsm1k_cot", "_gsm1k_template_yaml", kwargs))
+    write(out / "gsm1k_cot.yaml", gsm_upstream_task("gsm1k_cot", "csv", kwargs))
     write(out / "suite.yaml", suite_yaml({
-        "name": "gsm1k", "version": "1",
+        "name": "gsm1k", "version": "2",
         "description": "GSM1k public sample: 50 new grade-school problems in the style of GSM8K (Zhang et al. 2024), "
-                       "same 8-shot prompt as gsm8k; a small, high-variance contamination probe.",
+                       "scored as lm-eval's gsm8k_cot (as the gsm8k suite); a small, high-variance contamination "
+                       "probe.",
         "default_split": "public", "splits": {"public": ["gsm1k_cot"]},
-        "tiers": {"smoke": 10, "quick": 50, "full": None}}))
+        "tiers": {"smoke": 10, "quick": 50, "full": None}, "aggregate": GSM_AGGREGATE}))
 
 
 def main() -> None:

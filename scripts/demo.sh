@@ -22,9 +22,8 @@ done
 echo "== 4. an over-searched evolve run (CMA-ES, 30 knobs, 8 search items, 25 generations; about 4 minutes)"
 evolved=$($h evolve examples/evolve_oversearch.yaml --json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["best_model_id"])')
 echo "   best candidate: ${evolved:0:12}"
-echo "== 5. the leaderboard (multiple choice: acc; generation: exact match)"
-$h leaderboard --metric acc
-$h leaderboard --metric exact_match,strip
+echo "== 5. the leaderboard (each suite's score: its multiple-choice acc and generation exact match, size-weighted)"
+$h leaderboard
 echo "== 6. overfitting flags, counted against what we know: zoo-overfit and the over-searched pick are overfit"
 truth=$(mktemp)
 .venv/bin/python - "$truth" "$evolved" $models <<'PY'

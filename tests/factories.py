@@ -30,17 +30,18 @@ def make_tokenizer(words: list[str] | None = None):
 
 def make_tiny_llama(
     out: Path, seed: int = 0, hidden: int = 128, layers: int = 2, heads: int = 2, intermediate: int = 256,
-    dtype: str = "float32", tie: bool = False,
+    dtype: str = "float32", tie: bool = False, words: list[str] | None = None, max_positions: int = 512,
 ) -> Path:
-    """Save a random LlamaForCausalLM (head_dim 64 by default, which vLLM's CPU kernels accept)."""
+    """Save a random LlamaForCausalLM (head_dim 64 by default, which vLLM's CPU kernels accept); `words` is its
+    vocabulary (a model that knows only "[[7]]"-like words writes judgments that parse)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    tok = make_tokenizer()
+    tok = make_tokenizer(words)
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(tok), hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
-        num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=512,
+        num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=max_positions,
         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
         tie_word_embeddings=tie, torch_dtype=dtype,
     )

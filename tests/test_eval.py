@@ -230,7 +230,12 @@ def test_cli_eval_json_and_leaderboard(results: Path, store, model: Path, tmp_pa
     assert {s["task"] for s in rows[0]["scores"]} == {"mmlu_anatomy", "_aggregate"}
     board = runner.invoke(app, ["leaderboard", "--json"])
     assert board.exit_code == 0
-    (row,) = [r for r in json.loads(board.stdout) if r["task"] == "mmlu_anatomy"]
-    assert row["model"] == "tiny" and row["n"] == 2 and row["ci_low"] <= row["value"] <= row["ci_high"]
+    (row,) = json.loads(board.stdout)  # one suite score: the task, not the task plus its _aggregate row
+    assert row["model"] == "tiny" and row["suite"] == "mmlu" and row["task"] == "all" and row["metric"] == "acc"
+    assert row["n"] == 2 and row["tasks"] == 1 and row["ci_low"] <= row["value"] <= row["ci_high"]
+    (task,) = [s for s in rows[0]["scores"] if s["task"] == "mmlu_anatomy" and s["metric"] == "acc"]
+    assert row["value"] == pytest.approx(task["value"]) and row["stderr"] == pytest.approx(task["stderr"])
+    per_task = json.loads(runner.invoke(app, ["leaderboard", "--json", "--suite", "mmlu"]).stdout)
+    assert {r["task"] for r in per_task} == {"mmlu_anatomy", "all"}
     csv = runner.invoke(app, ["leaderboard", "--csv", "--suite", "mmlu"])
     assert csv.stdout.splitlines()[0].startswith("model,model_id,kind,suite,split,task,metric,value")

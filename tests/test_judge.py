@@ -7,11 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from harness.errors import HarnessError
 from harness.evaluate.judge.data import load_judge_data
 from harness.evaluate.judge.parse import combine_orders, parse_rating, parse_verdict
 from harness.evaluate.judge.pipeline import pick_questions
 from harness.evaluate.judge.prompts import pairwise_request, single_request
+from harness.evaluate.judge.rules import JudgeRules, rules_from
 
+OLDER = rules_from(["last-rating", "ratings-1-to-10", "spaces-in-brackets", "contradictions-unparsed"], 0.0)
 SUITES = Path(__file__).resolve().parent.parent / "suites"
 
 GOOD_SINGLE = (
@@ -20,32 +23,68 @@ GOOD_SINGLE = (
 )
 
 
-@pytest.mark.parametrize("text, expected", [
-    (GOOD_SINGLE, 8.0),
-    ("Rating: [[7.5]]", 7.5),
-    ("The answer is wrong: 3 + 4 is 7, not 8.\nRating: [[ 2 ]]", 2.0),
-    ("Rating: [3]", 3.0),  # FastChat's fallback format
-    ('As the format says ("for example: Rating: [[5]]"), my rating: [[9]]', 9.0),  # the last rating counts
-    ("I would rate this response a 7 out of 10.", None),  # no brackets: unparsed, never 0
-    ("Rating: [[11]]", None),  # outside 1-10
-    ("Rating: [[0]]", None),
-    ("", None),
+# (judgment, FastChat's reading, harness's older reading = every deviation option on)
+@pytest.mark.parametrize("text, fastchat, older", [
+    (GOOD_SINGLE, 8.0, 8.0),
+    ("Rating: [[7.5]]", 7.5, 7.5),
+    ("Rating: [[7.]]", 7.0, None),  # FastChat's pattern takes "7."; the older one wanted digits after a point
+    ("The answer is wrong: 3 + 4 is 7, not 8.\nRating: [[ 2 ]]", None, 2.0),  # no spaces in FastChat's brackets
+    ("Rating: [3]", 3.0, 3.0),  # the fallback format
+    ('As the format says ("for example: Rating: [[5]]"), my rating: [[9]]', 5.0, 9.0),  # first vs last match
+    ("I would rate this response a 7 out of 10.", None, None),  # no brackets: unparsed, never 0
+    ("Rating: [[11]]", 11.0, None),  # FastChat keeps any value; the older reading kept 1-10 only
+    ("Rating: [[0]]", 0.0, None),
+    ("[[A]] then [[8]]", 8.0, 8.0),
+    ("", None, None),
 ])
-def test_parse_rating(text: str, expected: float | None) -> None:
-    assert parse_rating(text) == expected
+def test_parse_rating(text: str, fastchat: float | None, older: float | None) -> None:
+    assert parse_rating(text) == fastchat
+    assert parse_rating(text, OLDER) == older
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("Assistant A follows the instructions more closely and is more accurate. [[A]]", "A"),
-    ("Both answers are equally helpful. [[C]]", "tie"),
-    ("After comparing both, my final verdict is: [[B]]", "B"),
-    ("Final verdict: [[ A ]]", "A"),
-    ("Assistant A is better.", None),
-    ("[[A]] at first sight, but on reflection [[B]]", None),  # contradictory
-    ("My verdict is [A]", None),
+@pytest.mark.parametrize("text, fastchat, older", [
+    ("Assistant A follows the instructions more closely and is more accurate. [[A]]", "A", "A"),
+    ("Both answers are equally helpful. [[C]]", "tie", "tie"),
+    ("After comparing both, my final verdict is: [[B]]", "B", "B"),
+    ("Final verdict: [[ A ]]", None, "A"),  # FastChat looks for the exact string "[[A]]"
+    ("Assistant A is better.", None, None),
+    ("[[B]] at first sight, but on reflection [[A]]", "A", None),  # FastChat checks A, then B, then C
+    ("[[C]] or [[B]]", "B", None),
+    ("My verdict is [A]", None, None),
 ])
-def test_parse_verdict(text: str, expected: str | None) -> None:
-    assert parse_verdict(text) == expected
+def test_parse_verdict(text: str, fastchat: str | None, older: str | None) -> None:
+    assert parse_verdict(text) == fastchat
+    assert parse_verdict(text, OLDER) == older
+
+
+def test_rules_default_to_fastchat_and_name_every_deviation() -> None:
+    rules = JudgeRules()
+    assert rules.deviations() == []
+    assert [rules.answer_temperature(c) for c in ("writing", "roleplay", "stem", "humanities", "math", "coding",
+                                                  "reasoning", "extraction", "generic")] == \
+        [0.7, 0.7, 0.1, 0.1, 0.0, 0.0, 0.0, 0.0, 0.7]  # a category FastChat does not list: 0.7
+    assert JudgeRules(one_temperature=0.0).answer_temperature("writing") == 0.0
+    assert set(OLDER.deviations()) == {"last_rating", "ratings_1_to_10", "spaces_in_brackets",
+                                       "contradictions_unparsed", "one_temperature=0.0"}
+    with pytest.raises(HarnessError, match="unknown judge option 'last-ratings'.*did you mean 'last-rating'"):
+        rules_from(["last-ratings"])
+
+
+def test_turns_of_a_question_are_one_cluster_in_the_interval() -> None:
+    import numpy as np
+
+    from harness.stats import summarize, summarize_clustered
+
+    rng = np.random.default_rng(0)
+    per_question = rng.normal(5, 2, 40)
+    values = np.repeat(per_question, 2) + rng.normal(0, 0.1, 80)  # two turns, nearly the same rating
+    questions = np.repeat(np.arange(40), 2)
+    naive, clustered = summarize(values), summarize_clustered(values, questions)
+    assert clustered.mean == pytest.approx(naive.mean)
+    assert clustered.stderr > 1.3 * naive.stderr  # 80 ratings carry about 40 questions' information
+    assert clustered.ci_high - clustered.ci_low > 1.3 * (naive.ci_high - naive.ci_low)
+    one_each = summarize_clustered(per_question, np.arange(40))
+    assert one_each.stderr == pytest.approx(summarize(per_question).stderr)
 
 
 def test_both_orders() -> None:

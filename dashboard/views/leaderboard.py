@@ -8,7 +8,9 @@ import queries as q
 import streamlit as st
 import widgets
 
-db = widgets.page_header("Leaderboard", "Latest complete score per model and suite:split, ± the 95% interval.")
+from harness.store import frames as views
+
+db = widgets.page_header("Leaderboard", "Latest complete score per model and suite:split, Â± the 95% interval.")
 data = q.base(db)
 scores = q.scores_marked(db)
 if scores.empty:
@@ -33,7 +35,10 @@ with st.sidebar:
     limit = st.number_input("Rows shown", 10, 5000, 200, step=50, key="lb_limit")
 
 wide_value, wide_se, wide_in = q.wide(db, tuple(columns))
+metric_of = scores.groupby("column")["metric"].first()
+proportions = [c for c in wide_value.columns if metric_of.get(c) not in views.RAW_SCALE_METRICS]
 counted = wide_value.where(~wide_in.fillna(False).astype(bool)) if exclude else wide_value
+counted = counted[proportions]  # the overall mean is over proportions only (a 1-10 rating is not one)
 
 board = data.models.set_index("model_id")[["name", "kind", "method", "depth"]].copy()
 board["merged"] = np.where(board.index.isin(list(data.graph.parents)), "merged", "source")
@@ -61,7 +66,7 @@ top = board.head(int(limit)).copy()
 for col in columns:
     v, e, i = (w.reindex(top.index)[col] if col in w else pd.Series(index=top.index, dtype=float)
                for w in (wide_value, wide_se, wide_in))
-    top[col] = [widgets.fmt_score(a, b, bool(c) if c == c else False) if a == a else ""
+    top[col] = [widgets.fmt_score(a, b, bool(c) if c == c else False, metric_of.get(col)) if a == a else ""
                 for a, b, c in zip(v, e, i, strict=True)]
 top = top.reset_index()[
     ["name", "merged", "method", "depth", "overall", "suites counted", *columns, "in-sample on"]]

@@ -64,8 +64,13 @@ def eval_cmd(
     judge_base_url: str = typer.Option(
         None, "--judge-base-url", help="Judge suites: the judge's OpenAI-compatible endpoint ($OPENAI_API_KEY)."),
     baseline: str = typer.Option(None, "--baseline", help="Judge suites: compare pairwise with this model."),
-    max_new_tokens: int = typer.Option(1024, "--max-new-tokens", help="Judge suites: answer length."),
-    judge_max_new_tokens: int = typer.Option(1024, "--judge-max-new-tokens", help="Judge suites: judgment length."),
+    max_new_tokens: int = typer.Option(1024, "--max-new-tokens", help="Judge suites: answer length (FastChat's)."),
+    judge_max_new_tokens: int = typer.Option(
+        2048, "--judge-max-new-tokens", help="Judge suites: judgment length (FastChat's 2048)."),
+    judge_option: list[str] = typer.Option(
+        [], "--judge-option", help="Judge suites: a named deviation from FastChat (repeatable; docs/judge.md)."),
+    answer_temperature: float = typer.Option(
+        None, "--answer-temperature", help="Judge suites: one answer temperature (FastChat: per category)."),
 ) -> None:
     """Evaluate models on a suite: scores with intervals, stored with provenance; re-runs reuse earlier work."""
     from harness.evaluate.progress import quiet_engine_bars
@@ -83,12 +88,14 @@ def eval_cmd(
     jopts = None
     if judge or baseline:
         from harness.evaluate.judge.evaluate import JudgeOptions
+        from harness.evaluate.judge.rules import rules_from
 
         if not judge:
             raise HarnessError("--baseline compares answers through a judge", "add --judge MODEL")
         jopts = JudgeOptions(judge=judge, judge_backend=judge_backend, judge_base_url=judge_base_url,
                              baseline=baseline, backend=backend, backend_options=opts.backend_options, limit=limit,
-                             tier=tier, max_new_tokens=max_new_tokens, judge_max_new_tokens=judge_max_new_tokens)
+                             tier=tier, max_new_tokens=max_new_tokens, judge_max_new_tokens=judge_max_new_tokens,
+                             rules=rules_from(judge_option, answer_temperature))
     total = len(models)
 
     def started(i: int, ref: str) -> None:
@@ -149,13 +156,23 @@ def leaderboard(
     as_json: bool = typer.Option(False, "--json", help="Print JSON rows."),
     as_csv: bool = typer.Option(False, "--csv", help="Print CSV rows."),
 ) -> None:
-    """Models x suites (or x tasks with --suite): the latest complete score of each, with its 95% interval."""
-    from harness.evaluate.lm_eval_rows import AGGREGATE_TASK
-    from harness.store import Store
+    """Models x suites (or x tasks with --suite): the latest complete suite score of each (the suite's own
+    aggregation, as the dashboard shows it), with its 95% interval."""
+    from harness.analysis.evidence import suite_twins
+    from harness.store import AGGREGATE_TASK, Store
+    from harness.store import frames as views
 
     store = Store()
     store.init()
-    df = store.leaderboard(suite)
+    board = views.suite_board(store, suite_twins(None)[1])
+    if suite:
+        tasks = store.leaderboard(suite)
+        tasks = tasks[tasks["task"] != AGGREGATE_TASK]
+        board = board[board["suite"] == suite]
+        df = tasks.merge(board, how="outer") if not tasks.empty else board
+        df = df[[c for c in board.columns if c in df.columns]]
+    else:
+        df = board
     if metric:
         df = df[df["metric"] == metric]
     if as_json:
@@ -167,16 +184,14 @@ def leaderboard(
     if df.empty:
         typer.echo("no complete runs yet" + (f" for suite {suite!r}" if suite else ""))
         return
-    if not suite:  # one column per suite:split (the macro mean over its tasks)
-        df = df[df["task"] == AGGREGATE_TASK]
     cells: dict[tuple[str, str], str] = {}
     for r in df.itertuples():
-        where = f"{r.suite}:{r.split}" if not suite else ("all" if r.task == AGGREGATE_TASK else r.task)
+        where = r.task if suite else f"{r.suite}:{r.split}"
         cells[(r.model, f"{where} {r.metric}")] = f"{_fmt(r.value, 3)} {_interval(r.ci_low, r.ci_high)}".strip()
     columns = sorted({c for _, c in cells}, key=lambda c: (not c.startswith("all "), c))
     models = sorted({m for m, _ in cells})
     rows = [[m, *[cells.get((m, c), "") for c in columns]] for m in models]
-    title = f"{suite}: value [95% CI]" if suite else "suites (macro mean over tasks): value [95% CI]"
+    title = f"{suite}: value [95% CI]" if suite else "suite scores (each suite's own aggregation): value [95% CI]"
     print_table(title, ["model", *columns], rows)
 
 

@@ -22,10 +22,13 @@ def db_info(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -
     store = Store()
     version = store.init()
     counts = store.counts()
+    notes = store.notes()
     if as_json:
-        print_json({"path": str(store.path), "schema_version": version, "rows": counts})
+        print_json({"path": str(store.path), "schema_version": version, "rows": counts, "notes": notes})
         return
     typer.echo(f"store: {store.path} (schema v{version})")
+    for note in notes:
+        typer.echo(f"note {note}")
     print_table(None, ["table", "rows"], sorted(counts.items()))
 
 

@@ -11,9 +11,9 @@ import math
 from typing import Any
 
 from harness.stats import aggregate, summarize
-from harness.store.records import Sample, Score
+from harness.store.records import AGGREGATE_TASK, Sample, Score
 
-AGGREGATE_TASK = "_aggregate"
+__all__ = ["AGGREGATE_TASK", "sample_rows", "to_records"]
 _SKIP = {"alias", "name", "sample_len", " "}
 
 

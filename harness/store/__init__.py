@@ -15,12 +15,13 @@ from pathlib import Path
 from harness.paths import default_db_path
 from harness.store.database import Database
 from harness.store.models import ModelsMixin
-from harness.store.records import LineageEdge, ModelRecord, RunRecord, Sample, Score, Selection
+from harness.store.records import AGGREGATE_TASK, LineageEdge, ModelRecord, RunRecord, Sample, Score, Selection
 from harness.store.runs import ChecksMixin, RunsMixin
 from harness.store.schema import SCHEMA_VERSION
 
 __all__ = [
-    "SCHEMA_VERSION", "LineageEdge", "ModelRecord", "RunRecord", "Sample", "Score", "Selection", "Store",
+    "AGGREGATE_TASK", "SCHEMA_VERSION", "LineageEdge", "ModelRecord", "RunRecord", "Sample", "Score", "Selection",
+    "Store",
 ]
 
 
@@ -43,3 +44,9 @@ class Store(ModelsMixin, RunsMixin, ChecksMixin):
     def schema_version(self) -> int:
         with self.db.read() as con:
             return int(con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+
+    def notes(self) -> list[str]:
+        """One line per migration that changed what stored rows mean (meta keys 'note:vN'), oldest first."""
+        with self.db.read() as con:
+            rows = con.execute("SELECT key, value FROM meta WHERE key LIKE 'note:v%'").fetchall()
+        return [f"{k.removeprefix('note:')}: {v}" for k, v in sorted(rows, key=lambda r: int(r[0][6:]))]

@@ -5,9 +5,14 @@ lock, never a write); the table readers also take an open read connection, so se
 They return pandas DataFrames built by one SQL statement each, so they stay fast on stores
 with thousands of models and millions of per-sample rows; the dashboard caches them (dashboard/queries.py).
 
-A *suite score* is one number per (model, suite, split): the latest complete run's primary metric (the first of
-PRIMARY_METRICS the task reports, else its alphabetically first metric), averaged over the split's tasks weighted
-by their document counts, with a stderr combined the same way and a 95% normal interval.
+A *suite score* is one number per (model, suite, split), defined here and only here (SUITE_SCORES_SQL): the
+latest complete run's task rows (never the `_aggregate` row a run also stores) on the suite's aggregate metric
+(suite.yaml `aggregate.metric`, as lm-eval's group config names it; else each task's first of PRIMARY_METRICS,
+else its alphabetically first metric), combined as lm-eval combines a group's subtasks: the size-weighted mean
+with lm-eval's pooled stderr (`weight_by_size: true`, the default) or the plain mean of the task scores with the
+stderr of that mean (`weight_by_size: false`); a 95% normal interval around it. A judge suite's score is its
+stored `overall` row (rating or win rate, the interval clustered by question). The CLI leaderboard, the
+dashboard, `harness overfit` and the evolve/check reports all read suite scores through `suite_scores`.
 """
 
 from __future__ import annotations
@@ -15,38 +20,54 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from harness.store.records import AGGREGATE_TASK
+
 if TYPE_CHECKING:
     import duckdb
     import pandas as pd
 
     from harness.store import Store
+    from harness.suites import ScoreRule
 
-PRIMARY_METRICS = ("acc", "exact_match", "acc_norm", "score", "pass@1", "f1", "judge_score")
+PRIMARY_METRICS = ("acc", "exact_match", "acc_norm", "score", "pass@1", "f1", "rating", "win_rate")
+RAW_SCALE_METRICS = ("rating",)  # not a proportion: shown as is, never averaged with accuracies
 Z95 = 1.959964
 
 _METRIC_RANK = "CASE s.metric " + " ".join(
     f"WHEN '{m}' THEN {i}" for i, m in enumerate(PRIMARY_METRICS)) + f" ELSE {len(PRIMARY_METRICS)} END"
 
+# Parameters: four parallel lists, the suites' rules (suite, metric, weight_by_size, summary task); a suite without
+# a rule is read under the default one (primary metrics, size-weighted).
 SUITE_SCORES_SQL = f"""
-WITH latest AS (
-    SELECT run_id, model_id, suite, coalesce(split, '') AS split, backend, ended,
-        row_number() OVER (PARTITION BY model_id, suite, coalesce(split, '')
-                           ORDER BY ended DESC NULLS LAST, run_id DESC) AS rn
-    FROM runs WHERE status = 'complete'
+WITH rules AS (
+    SELECT unnest(?::VARCHAR[]) AS suite, unnest(?::VARCHAR[]) AS want, unnest(?::BOOLEAN[]) AS by_size,
+           unnest(?::VARCHAR[]) AS summary
+), latest AS (
+    SELECT r.run_id, r.model_id, r.suite, coalesce(r.split, '') AS split, r.backend, r.ended,
+        coalesce(u.by_size, true) AS by_size, u.want, u.summary,
+        row_number() OVER (PARTITION BY r.model_id, r.suite, coalesce(r.split, '')
+                           ORDER BY r.ended DESC NULLS LAST, r.run_id DESC) AS rn
+    FROM runs r LEFT JOIN rules u ON u.suite = r.suite
+    WHERE r.status = 'complete'
 ), prim AS (
     SELECT s.run_id, s.task, s.metric, s.value, s.stderr, coalesce(s.n, 1) AS n,
         row_number() OVER (PARTITION BY s.run_id, s.task ORDER BY {_METRIC_RANK}, s.metric) AS rk
     FROM scores s JOIN latest l ON l.run_id = s.run_id AND l.rn = 1
-    WHERE s.value IS NOT NULL
+    WHERE s.value IS NOT NULL AND (l.want IS NULL OR s.metric = l.want)
+      AND CASE WHEN l.summary IS NULL THEN s.task <> '{AGGREGATE_TASK}' ELSE s.task = l.summary END
+), t AS (  -- one row per task: value, size, and lm-eval's stderr (else the binomial one)
+    SELECT run_id, task, metric, value, n,
+        coalesce(stderr, sqrt(greatest(value * (1 - value), 0) / greatest(n - 1, 1))) AS se
+    FROM prim WHERE rk = 1
 )
 SELECT l.model_id, l.suite, l.split, l.run_id, l.backend, l.ended,
-    sum(p.value * p.n) / sum(p.n) AS value,
-    sqrt(sum(p.n * p.n * coalesce(p.stderr * p.stderr,
-        greatest(p.value * (1 - p.value), 0) / greatest(p.n - 1, 1)))) / sum(p.n) AS se,
-    sum(p.n)::BIGINT AS n, count(*)::BIGINT AS tasks, min(p.metric) AS metric
-FROM prim p JOIN latest l ON l.run_id = p.run_id AND l.rn = 1
-WHERE p.rk = 1
-GROUP BY ALL
+    CASE WHEN l.by_size THEN sum(t.value * t.n) / sum(t.n) ELSE avg(t.value) END AS value,
+    CASE WHEN l.by_size  -- lm-eval's pooled_sample_stderr, else its unweighted_mean_stderr
+        THEN sqrt(sum((t.n - 1) * t.n * t.se * t.se) / greatest(sum(t.n) - count(*), 1) / sum(t.n))
+        ELSE sqrt(sum(t.se * t.se)) / count(*) END AS se,
+    sum(t.n)::BIGINT AS n, count(*)::BIGINT AS tasks, string_agg(DISTINCT t.metric, '+' ORDER BY t.metric) AS metric
+FROM t JOIN latest l ON l.run_id = t.run_id AND l.rn = 1
+GROUP BY l.model_id, l.suite, l.split, l.run_id, l.backend, l.ended, l.by_size
 """
 
 
@@ -77,10 +98,18 @@ def selections(store: Store | duckdb.DuckDBPyConnection) -> pd.DataFrame:
                       "FROM selections ORDER BY created")
 
 
-def suite_scores(store: Store | duckdb.DuckDBPyConnection,
-                 default_splits: dict[str, str] | None = None) -> pd.DataFrame:
-    """One row per (model, suite, split) with value, se, 95% interval, n; NULL splits become the default split."""
-    df = _df(store, SUITE_SCORES_SQL)
+def suite_scores(store: Store | duckdb.DuckDBPyConnection, default_splits: dict[str, str] | None = None,
+                 rules: dict[str, ScoreRule] | None = None) -> pd.DataFrame:
+    """One row per (model, suite, split) with value, se, 95% interval, n, tasks, metric; NULL splits become the
+    default split. `rules` (suite -> ScoreRule) default to every suite.yaml's (harness.suites.score_rules)."""
+    if rules is None:
+        from harness.suites import score_rules
+
+        rules = score_rules()
+    names = sorted(rules)
+    df = _df(store, SUITE_SCORES_SQL, [names, [rules[n].metric for n in names],
+                                       [rules[n].weight_by_size for n in names],
+                                       [rules[n].summary_task for n in names]])
     defaults = default_splits or {}
     blank = df["split"] == ""
     if blank.any():
@@ -88,6 +117,22 @@ def suite_scores(store: Store | duckdb.DuckDBPyConnection,
     df["ci_low"] = df["value"] - Z95 * df["se"]
     df["ci_high"] = df["value"] + Z95 * df["se"]
     return df
+
+
+BOARD_COLUMNS = ["model", "model_id", "kind", "suite", "split", "task", "metric", "value", "stderr", "n", "tasks",
+                 "ci_low", "ci_high", "backend", "run_id"]
+
+
+def suite_board(store: Store, default_splits: dict[str, str] | None = None,
+                rules: dict[str, ScoreRule] | None = None) -> pd.DataFrame:
+    """Suite scores with each model's name and kind, in `harness leaderboard`'s columns (task 'all')."""
+    with store.db.read() as con:
+        df = suite_scores(con, default_splits, rules)
+        names = models(con)[["model_id", "name", "kind"]]
+    df = df.merge(names, on="model_id", how="left")
+    df["model"] = df["name"].fillna(df["model_id"])
+    df = df.rename(columns={"se": "stderr"}).assign(task="all")
+    return df[BOARD_COLUMNS].sort_values(["suite", "split", "model"], ignore_index=True)
 
 
 def paired_diffs(store: Store, pairs: pd.DataFrame) -> pd.DataFrame:

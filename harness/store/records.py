@@ -50,6 +50,9 @@ class RunRecord:
     ended: datetime | None = None
 
 
+AGGREGATE_TASK = "_aggregate"  # the run-level row each lm-eval run stores beside its tasks; never a task
+
+
 @dataclass(frozen=True)
 class Score:
     task: str

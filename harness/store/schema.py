@@ -133,7 +133,20 @@ V2 = [
     "CREATE INDEX lineage_parent ON lineage (parent_id)",
 ]
 
-MIGRATIONS: list[list[str]] = [V1, V2]
+# v3: suite scores are read under one definition (harness/store/frames.py): `_aggregate` rows are no longer
+# counted as a task, judge suites are scored by rating / win_rate. Nothing stored is recomputed; a store that
+# already holds runs gets a one-line note naming the suites whose shown scores change (`harness db info`).
+V3 = [
+    """INSERT OR REPLACE INTO meta
+       SELECT 'note:v3', 'suite scores now follow each suite''s own aggregation (no _aggregate row counted as a task; '
+           || 'judge suites by rating / win_rate); the shown scores of these suites change: '
+           || string_agg(DISTINCT r.suite, ', ' ORDER BY r.suite)
+       FROM runs r JOIN scores s USING (run_id)
+       WHERE r.status = 'complete' AND (s.task = '_aggregate' OR s.metric IN ('rating', 'win_rate'))
+       HAVING count(*) > 0""",
+]
+
+MIGRATIONS: list[list[str]] = [V1, V2, V3]
 SCHEMA_VERSION = len(MIGRATIONS)
 TABLES = (
     "meta", "models", "aliases", "recipes", "lineage", "runs", "scores", "samples",

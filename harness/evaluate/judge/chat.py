@@ -19,16 +19,22 @@ class ChatGenerator:
     def settings(self) -> dict[str, Any]:
         return {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature}
 
-    def generate(self, conversations: list[list[dict[str, str]]]) -> list[str]:
+    def generate(self, conversations: list[list[dict[str, str]]],
+                 temperatures: list[float] | None = None) -> list[str]:
+        """One answer per conversation; `temperatures` (one per conversation) overrides `temperature`; greedy
+        below 1e-4, as FastChat."""
         if not conversations:
             return []
         from lm_eval.api.instance import Instance
 
-        gen_kwargs = {"until": [], "max_gen_toks": self.max_new_tokens, "do_sample": self.temperature > 0}
-        if self.temperature > 0:
-            gen_kwargs["temperature"] = self.temperature
+        temps = temperatures or [self.temperature] * len(conversations)
         requests = [
-            Instance("generate_until", {}, (self.lm.apply_chat_template(conv, True), dict(gen_kwargs)), i)
-            for i, conv in enumerate(conversations)
+            Instance("generate_until", {}, (self.lm.apply_chat_template(conv, True), self._kwargs(t)), i)
+            for i, (conv, t) in enumerate(zip(conversations, temps, strict=True))
         ]
         return [out.strip() for out in self.lm.generate_until(requests)]
+
+    def _kwargs(self, temperature: float) -> dict[str, Any]:
+        sample = temperature >= 1e-4
+        return {"until": [], "max_gen_toks": self.max_new_tokens, "do_sample": sample,
+                **({"temperature": temperature} if sample else {})}

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
+from harness.evaluate.judge.rules import ANSWER_MAX_NEW_TOKENS, JUDGE_MAX_NEW_TOKENS, JudgeRules
 
 if TYPE_CHECKING:
     from harness.evaluate.backends.base import BackendOptions
@@ -25,9 +26,9 @@ class JudgeOptions:
     backend_options: BackendOptions | None = None
     limit: int | None = None
     tier: str | None = None
-    max_new_tokens: int = 1024
-    judge_max_new_tokens: int = 1024
-    temperature: float = 0.0
+    max_new_tokens: int = ANSWER_MAX_NEW_TOKENS   # FastChat's answer budget
+    judge_max_new_tokens: int = JUDGE_MAX_NEW_TOKENS  # FastChat's judge budget (2048)
+    rules: JudgeRules = field(default_factory=JudgeRules)  # FastChat's behaviour; named deviations off
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -68,12 +69,12 @@ def evaluate_judge(model_ref: str, suite_name: str | Suite, opts: JudgeOptions,
                            "use --suite mt_bench or vicuna_bench, or drop --judge")
     limit = opts.limit if opts.limit is not None else (suite.tier_limit(opts.tier) if opts.tier else None)
     bo = opts.backend_options or BackendOptions()
-    model_id, answerer = _generator(model_ref, opts.backend, bo, store, opts.max_new_tokens, opts.temperature,
+    model_id, answerer = _generator(model_ref, opts.backend, bo, store, opts.max_new_tokens, 0.0,
                                     "model")
     baseline = None
     if opts.baseline:
         base_id, base_gen = _generator(opts.baseline, opts.backend, bo, store, opts.max_new_tokens,
-                                       opts.temperature, "baseline")
+                                       0.0, "baseline")
         baseline = (base_id, base_gen)
     judge_bo = BackendOptions(base_url=opts.judge_base_url, device=bo.device, dtype=bo.dtype,
                               batch_size=bo.batch_size)
@@ -83,5 +84,5 @@ def evaluate_judge(model_ref: str, suite_name: str | Suite, opts: JudgeOptions,
     return run_judge_suite(
         store, suite.name, str(suite.version), suite.path / "data", model_id, answerer, judge, baseline=baseline,
         limit=limit, backend=opts.backend, backend_version=get_backend(opts.backend).version(),
-        data_hash_value=suite.data_hash(), split=suite.default_split,
+        data_hash_value=suite.data_hash(), split=suite.default_split, rules=opts.rules,
     )

@@ -15,9 +15,11 @@ from harness.evaluate.judge.chat import ChatGenerator
 from harness.evaluate.judge.data import JudgeData, Question, load_judge_data
 from harness.evaluate.judge.parse import OUTCOME_SCORE, combine_orders, parse_rating, parse_verdict
 from harness.evaluate.judge.prompts import JudgeRequest, pairwise_request, single_request
+from harness.evaluate.judge.rules import JudgeRules
 from harness.evaluate.judge.text_cache import TextCache
 from harness.hashing import hash_json, sha256_file
 from harness.store import RunRecord, Sample, Score, Store
+from harness.suites import JUDGE_SUMMARY_TASK
 
 Progress = Callable[[str], None]
 
@@ -53,9 +55,14 @@ def data_hash(data_dir: Path) -> str:
     return h.hexdigest()
 
 
-def _answer_all(gen: ChatGenerator, questions: list[Question], cache: TextCache) -> dict[int, list[str]]:
-    """Each question's answers, turn by turn (turn 2 sees the model's own turn-1 answer)."""
-    keys = {q.question_id: cache.key({"answer": gen.identity, "settings": gen.settings(), "turns": q.turns})
+def _answer_all(gen: ChatGenerator, questions: list[Question], cache: TextCache,
+                rules: JudgeRules) -> dict[int, list[str]]:
+    """Each question's answers, turn by turn (turn 2 sees the model's own turn-1 answer), at the question
+    category's temperature (FastChat's) unless the rules fix one."""
+    temp = {q.question_id: rules.answer_temperature(q.category) for q in questions}
+    keys = {q.question_id: cache.key({"answer": gen.identity, "settings": {**gen.settings(),
+                                                                         "temperature": temp[q.question_id]},
+                                      "turns": q.turns})
             for q in questions}
     answers: dict[int, list[str]] = {qid: v for qid, v in cache.get_many(list(keys.values())).items()}
     answers = {qid: answers[k] for qid, k in keys.items() if k in answers}
@@ -66,7 +73,7 @@ def _answer_all(gen: ChatGenerator, questions: list[Question], cache: TextCache)
         batch = [q for q in todo if len(q.turns) > turn]
         for q in batch:
             convs[q.question_id].append({"role": "user", "content": q.turns[turn]})
-        outs = gen.generate([convs[q.question_id] for q in batch])
+        outs = gen.generate([convs[q.question_id] for q in batch], [temp[q.question_id] for q in batch])
         for q, out in zip(batch, outs, strict=True):
             convs[q.question_id].append({"role": "assistant", "content": out})
             partial[q.question_id].append(out)
@@ -89,20 +96,23 @@ def _judge_all(judge: ChatGenerator, requests: list[JudgeRequest], cache: TextCa
 
 
 def _scores(samples: list[Sample], metric: str) -> list[Score]:
-    groups: dict[str, list[float]] = defaultdict(list)
+    """Per category and overall: the mean with an interval clustered by question (a question's turns are not
+    independent), and the parse rate."""
+    groups: dict[str, list[tuple[float, int]]] = defaultdict(list)
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for s in samples:
-        for task in ("overall", s.task):
+        for task in (JUDGE_SUMMARY_TASK, s.task):
             counts[task][1] += 1
             if s.score is not None:
-                groups[task].append(s.score)
+                groups[task].append((s.score, s.doc_id))
                 counts[task][0] += 1
-    from harness.stats import summarize
+    from harness.stats import summarize_clustered
 
     out = []
     for task in sorted(counts):
         if groups[task]:
-            est = summarize(groups[task])
+            values, questions = zip(*groups[task], strict=True)
+            est = summarize_clustered(values, questions)
             out.append(Score(task, metric, est.mean, est.stderr, est.n, est.ci_low, est.ci_high))
         else:
             out.append(Score(task, metric, None, None, 0))
@@ -112,28 +122,28 @@ def _scores(samples: list[Sample], metric: str) -> list[Score]:
 
 
 def _single(data: JudgeData, qs: list[Question], answers: dict[int, list[str]], judge: ChatGenerator,
-            cache: TextCache) -> list[Sample]:
+            cache: TextCache, rules: JudgeRules) -> list[Sample]:
     pairs = [(q, t) for q in qs for t in range(1, len(q.turns) + 1)]
     reqs = [single_request(data, q, answers[q.question_id], t) for q, t in pairs]
     texts = _judge_all(judge, reqs, cache)
     return [
-        Sample(q.category, q.question_id, f"rating_turn{t}", parse_rating(text),
+        Sample(q.category, q.question_id, f"rating_turn{t}", parse_rating(text, rules),
                prediction=answers[q.question_id][t - 1],
                target=q.references[t - 1] if q.needs_reference else None, prompt=q.turns[t - 1],
-               extra={"judgment": text, "judge_prompt": r.prompt_name, "parsed": parse_rating(text) is not None})
+               extra={"judgment": text, "judge_prompt": r.prompt_name, "parsed": parse_rating(text, rules) is not None})
         for (q, t), r, text in zip(pairs, reqs, texts, strict=True)
     ]
 
 
 def _pairwise(data: JudgeData, qs: list[Question], answers: dict[int, list[str]], base: dict[int, list[str]],
-              judge: ChatGenerator, cache: TextCache) -> list[Sample]:
+              judge: ChatGenerator, cache: TextCache, rules: JudgeRules) -> list[Sample]:
     pairs = [(q, t) for q in qs for t in range(1, len(q.turns) + 1)]
     first = [pairwise_request(data, q, answers[q.question_id], base[q.question_id], t) for q, t in pairs]
     second = [pairwise_request(data, q, base[q.question_id], answers[q.question_id], t) for q, t in pairs]
     texts = _judge_all(judge, first + second, cache)
     out = []
     for i, (q, t) in enumerate(pairs):
-        v1, v2 = parse_verdict(texts[i]), parse_verdict(texts[len(pairs) + i])
+        v1, v2 = parse_verdict(texts[i], rules), parse_verdict(texts[len(pairs) + i], rules)
         outcome = combine_orders(v1, v2)
         out.append(Sample(
             q.category, q.question_id, f"pairwise_turn{t}", OUTCOME_SCORE.get(outcome or "", None),
@@ -149,6 +159,7 @@ def run_judge_suite(
     judge: ChatGenerator, baseline: tuple[str, ChatGenerator] | None = None, limit: int | None = None,
     cache_path: Path | None = None, progress: Progress | None = None, backend: str = "hf",
     backend_version: str | None = None, data_hash_value: str | None = None, split: str = "test",
+    rules: JudgeRules | None = None,
 ) -> JudgeResult:
     """Answer, judge, score and store one model on a judge suite; returns the stored scores."""
     import time
@@ -156,12 +167,14 @@ def run_judge_suite(
     from harness.paths import cache_dir
 
     say = progress or (lambda _msg: None)
+    rules = rules or JudgeRules()
     data = load_judge_data(data_dir)
     qs = pick_questions(data.questions, limit)
     mode = "pairwise" if baseline else "single"
     settings: dict[str, Any] = {
         "mode": mode, "limit": limit, "answer": answerer.settings(), "judge": judge.identity,
         "judge_settings": judge.settings(), "baseline": baseline[0] if baseline else None,
+        "rules": rules.as_dict(),
     }
     dhash = data_hash_value or data_hash(data_dir)
     run_id = hash_json({"model": model_id, "suite": suite_name, "version": suite_version, "data": dhash,
@@ -173,17 +186,17 @@ def run_judge_suite(
     try:
         t0 = time.perf_counter()
         say(f"answering {len(qs)} questions")
-        answers = _answer_all(answerer, qs, cache)
+        answers = _answer_all(answerer, qs, cache, rules)
         if baseline:
             say(f"answering {len(qs)} questions with the baseline {baseline[0]}")
-            base = _answer_all(baseline[1], qs, cache)
+            base = _answer_all(baseline[1], qs, cache, rules)
         timings["answer_s"] = time.perf_counter() - t0
         say("judging")
         t1 = time.perf_counter()
         if baseline:
-            samples = _pairwise(data, qs, answers, base, judge, cache)
+            samples = _pairwise(data, qs, answers, base, judge, cache, rules)
         else:
-            samples = _single(data, qs, answers, judge, cache)
+            samples = _single(data, qs, answers, judge, cache, rules)
         timings["judge_s"] = time.perf_counter() - t1
         scores = _scores(samples, "win_rate" if baseline else "rating")
         store.finish_run(run_id, scores, samples)

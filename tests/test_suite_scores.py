@@ -1,0 +1,172 @@
+"""One definition of a suite score (harness/store/frames.py SUITE_SCORES_SQL), checked on stores made by real
+`harness eval` runs: it equals lm-eval's own group result (size-weighted or not), never counts the `_aggregate` row,
+ranks judge suites by rating, and the CLI leaderboard and the dashboard show the same numbers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.evaluate.backends.base import BackendOptions
+from harness.evaluate.runner import EvalOptions, evaluate_model
+from harness.store import frames as views
+from harness.suites import ScoreRule, score_rules
+from tests.test_eval_support import TmpSuite, mc_config, write_mc_data
+
+OPTS = EvalOptions(backend_options=BackendOptions(device="cpu", dtype="float32", batch_size=8))
+LM_EVAL = Path(__import__("importlib.util").util.find_spec("lm_eval").origin).parent
+SUITES = Path(__file__).resolve().parent.parent / "suites"
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.factories import make_tiny_llama
+
+    return make_tiny_llama(tmp_path_factory.mktemp("models") / "tiny")
+
+
+def uneven_suite(root: Path) -> TmpSuite:
+    """Two multiple-choice tasks of 9 and 31 documents: weighted and unweighted means differ."""
+    return TmpSuite("tmp_suite", {"public": [mc_config("tmp_small", write_mc_data(root / "a.jsonl", 9)),
+                                             mc_config("tmp_large", write_mc_data(root / "b.jsonl", 31, seed=1))]})
+
+
+@pytest.mark.parametrize("by_size", [True, False])
+def test_suite_score_is_lm_eval_group_result(by_size: bool, results: Path, store, model: Path,
+                                             tmp_path: Path) -> None:
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    suite = uneven_suite(tmp_path)
+    res = evaluate_model(str(model), suite, OPTS, store=store)
+    assert res.score("_aggregate", "acc") is not None  # a real run stores its macro-mean row too
+    import yaml
+
+    folder = tmp_path / "lm_eval_tasks"  # the same tasks under an lm-eval group YAML, run by lm-eval itself
+    folder.mkdir()
+    for cfg in suite.task_configs("public"):
+        (folder / f"{cfg['task']}.yaml").write_text(yaml.safe_dump(cfg))
+    (folder / "tmp_group.yaml").write_text(yaml.safe_dump({
+        "group": "tmp_group", "task": ["tmp_small", "tmp_large"],
+        "aggregate_metric_list": [{"metric": "acc", "weight_by_size": by_size}]}))
+    direct = lm_eval.simple_evaluate(
+        model="hf", model_args={"pretrained": str(model), "dtype": "float32"}, tasks=["tmp_group"], device="cpu",
+        batch_size=8, task_manager=TaskManager(include_path=str(folder), include_defaults=False),
+    )
+    theirs = direct["results"]["tmp_group"]
+    small, large = direct["results"]["tmp_small"]["acc,none"], direct["results"]["tmp_large"]["acc,none"]
+    assert small != large  # so weighting matters to the number
+
+    (row,) = views.suite_scores(store, rules={"tmp_suite": ScoreRule("acc", by_size)}).itertuples()
+    assert row.tasks == 2 and row.n == 40  # the _aggregate row is not a third task
+    assert row.value == pytest.approx(theirs["acc,none"], abs=1e-12)
+    assert row.se == pytest.approx(theirs["acc_stderr,none"], rel=1e-9)
+    if by_size:  # the default rule (no suite.yaml) is lm-eval's default, weight_by_size: true
+        (default,) = views.suite_scores(store, rules={}).itertuples()
+        assert (default.value, default.se) == pytest.approx((row.value, row.se))
+
+
+def upstream_group(path: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load(path.read_text())["aggregate_metric_list"][0]
+
+
+@pytest.mark.parametrize("suite, group_yaml", [
+    ("mmlu", "mmlu/default/_mmlu.yaml"),
+    ("bbh", "bbh/cot_fewshot/_bbh_cot_fewshot.yaml"),
+])
+def test_suite_aggregate_is_the_installed_lm_eval_group(suite: str, group_yaml: str) -> None:
+    agg = upstream_group(LM_EVAL / "tasks" / group_yaml)
+    rule = score_rules()[suite]
+    filt = agg.get("filter_list")
+    want = agg["metric"] if filt in (None, "none", ["none"]) else f"{agg['metric']},{filt}"
+    assert (rule.metric, rule.weight_by_size) == (want, bool(agg.get("weight_by_size", True)))
+
+
+def judge_model(root: Path) -> Path:
+    """A real tiny Llama whose only words are ratings: its judgments parse (FastChat's [[r]] format)."""
+    from tests.factories import make_tiny_llama
+
+    return make_tiny_llama(root, words=["Rating:", *[f"[[{i}]]" for i in range(1, 11)]])
+
+
+def test_leaderboard_cli_and_dashboard_show_the_same_scores(results: Path, store, model: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from lm_eval.models.huggingface import HFLM
+    from streamlit.testing.v1 import AppTest
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+    from harness.evaluate.judge.chat import ChatGenerator
+    from harness.evaluate.judge.pipeline import run_judge_suite
+    from harness.store import ModelRecord
+
+    evaluate_model(str(model), uneven_suite(tmp_path), OPTS, store=store)
+    path = judge_model(tmp_path / "judge")
+    store.add_model(ModelRecord("j1", "judge-tiny", str(path), "source"))
+    lm = HFLM(pretrained=str(path), device="cpu", batch_size=8)
+    judge = ChatGenerator(lm, {"model": "j1", "backend": "hf", "role": "judge"}, max_new_tokens=6)
+    run = run_judge_suite(store, "mt_bench", "1", SUITES / "mt_bench" / "data", "j1", judge, judge, limit=4,
+                          cache_path=tmp_path / "judge.sqlite")
+    overall = {s.metric: s for s in run.scores if s.task == "overall"}
+    assert overall["rating"].value is not None and overall["parse_rate"].value > 0
+
+    cli = CliRunner().invoke(app, ["leaderboard", "--json"])
+    assert cli.exit_code == 0, cli.output
+    rows = {(r["model"], r["suite"], r["split"]): r for r in json.loads(cli.stdout)}
+    judged = rows[("judge-tiny", "mt_bench", "test")]
+    assert judged["metric"] == "rating" and judged["value"] == pytest.approx(overall["rating"].value)
+    assert judged["stderr"] == pytest.approx(overall["rating"].stderr)
+    assert rows[("tiny", "tmp_suite", "public")]["tasks"] == 2
+    text = CliRunner().invoke(app, ["leaderboard"]).stdout
+    assert "mt_bench:test rating" in text and f"{judged['value']:.3f}" in text
+
+    monkeypatch.setenv("HARNESS_DASHBOARD_PREWARM", "0")
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py"), default_timeout=120)
+    at.run()
+    at.sidebar.multiselect(key="lb_columns").set_value(["mt_bench:test", "tmp_suite:public"]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    board = at.dataframe[0].value.set_index("name")
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "dashboard"))
+    import queries as q
+
+    for (name, suite, split), r in rows.items():
+        assert board.loc[name, f"{suite}:{split}"] == q.fmt_score(r["value"], r["stderr"], False, r["metric"])
+
+
+def test_migration_recomputes_nothing_and_notes_changed_suites(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A v2 store (before one suite-score definition): the rows stay as they were, `harness db info` says which
+    suites' shown scores change (those with `_aggregate` rows or judge ratings), and a fresh store has no note."""
+    import duckdb
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+    from harness.store import Store
+    from harness.store.schema import MIGRATIONS
+
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    for sql in MIGRATIONS[0] + MIGRATIONS[1]:
+        con.execute(sql)
+    con.execute("INSERT INTO meta VALUES ('schema_version', '2')")
+    con.execute("INSERT INTO runs (run_id, model_id, suite, backend, harness_version, status) VALUES "
+                "('r1', 'm', 'mmlu', 'hf', '0', 'complete'), ('r2', 'm', 'mt_bench', 'hf', '0', 'complete'), "
+                "('r3', 'm', 'plain', 'hf', '0', 'complete')")
+    con.execute("INSERT INTO scores (run_id, task, metric, value) VALUES ('r1', '_aggregate', 'acc', 0.5), "
+                "('r1', 'mmlu_anatomy', 'acc', 0.5), ('r2', 'overall', 'rating', 5), ('r3', 't', 'acc', 0.4)")
+    before = con.execute("SELECT * FROM scores ORDER BY ALL").fetchall()
+    con.close()
+    monkeypatch.setenv("HARNESS_DB", str(path))
+    out = CliRunner().invoke(app, ["db", "info", "--json"])
+    assert out.exit_code == 0, out.output
+    (note,) = json.loads(out.stdout)["notes"]
+    assert note.startswith("v3: ") and note.endswith("change: mmlu, mt_bench")
+    with Store(path).db.read() as con:
+        assert con.execute("SELECT * FROM scores ORDER BY ALL").fetchall() == before
+    fresh = Store(tmp_path / "fresh.duckdb")
+    fresh.init()
+    assert fresh.notes() == []

@@ -1,0 +1,164 @@
+"""Real suites that are upstream's tasks: a task YAML that includes the installed lm-eval's task (`include:
+lm_eval:...`) renders to the same requests, metrics and filters as lm-eval's own loader makes of that task on our
+data; `harness eval` scores it per sample as the `lm_eval` CLI does; a YAML the installed lm-eval no longer ships is
+one line naming the task and lm-eval's version (exit 2), nothing stored."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.errors import HarnessError
+from harness.suites import UPSTREAM, Suite, lm_eval_tasks_dir, load_suite
+
+REAL = ["bbh", "gsm1k", "gsm8k", "gsm_plus", "mgsm", "mmlu", "mmlu_permuted", "mmlu_redux"]
+NOT_YET_UPSTREAM = {"mgsm", "mmlu", "mmlu_permuted", "mmlu_redux"}  # own prompts still; see docs/suites.md
+
+
+def upstream_tasks(suite: Suite) -> list[str]:
+    return [t for t in suite.all_tasks
+            if str(yaml.safe_load(suite.task_files[t].read_text().replace("!function", "")).get("include", ""))
+            .startswith(UPSTREAM)]
+
+
+def upstream_folder(suite: Suite, tasks: list[str], out: Path) -> Path:
+    """lm-eval's own view of the same tasks: each a YAML that includes the upstream file by its path and sets only
+    our data source (paths absolute), for `TaskManager(include_path=...)` / `lm_eval --include_path`."""
+    out.mkdir(parents=True, exist_ok=True)
+    for task in tasks:
+        text = suite.task_files[task].read_text()
+        local = yaml.safe_load(text.replace("!function", ""))
+        rel = local["include"].removeprefix(UPSTREAM)
+        text = text.replace(local["include"], str(lm_eval_tasks_dir().parent / rel))
+        for name in _data_names(local):
+            text = text.replace(name, str(suite.path / name))
+        (out / f"{task}.yaml").write_text(text)
+        utils = suite.task_files[task].parent / "utils.py"  # our process_docs (how our data file is read)
+        if utils.is_file():
+            (out / "utils.py").write_bytes(utils.read_bytes())
+    return out
+
+
+def _data_names(cfg: dict) -> list[str]:
+    files = cfg["dataset_kwargs"]["data_files"]
+    return [v for v in (files.values() if isinstance(files, dict) else [files])]
+
+
+def _requests(tasks: dict, limit: int = 3) -> dict[str, list]:
+    out = {}
+    for name, task in sorted(tasks.items()):
+        task.build_all_requests(limit=limit, rank=0, world_size=1)
+        out[name] = [(i.request_type, i.doc_id, i.args) for i in task.instances]
+    return out
+
+
+def test_which_real_suites_are_upstream() -> None:
+    for name in REAL:
+        suite = load_suite(name)
+        ups = upstream_tasks(suite)
+        if name in NOT_YET_UPSTREAM:
+            assert ups == [], f"{name} became upstream: move it out of NOT_YET_UPSTREAM"
+        else:
+            assert set(ups) == set(suite.all_tasks) - {"gsm8k_cot_last_number"}, name
+
+
+@pytest.mark.parametrize("name", sorted(set(REAL) - NOT_YET_UPSTREAM))
+def test_suite_renders_as_lm_evals_own_task(name: str, tmp_path: Path) -> None:
+    from lm_eval.tasks import TaskManager
+
+    suite = load_suite(name)
+    tasks = upstream_tasks(suite)
+    configs = {c["task"]: c for split in suite.splits for c in suite.task_configs(split) if c["task"] in tasks}
+    ours = TaskManager(include_defaults=False).load(list(configs.values()))["tasks"]
+    folder = upstream_folder(suite, tasks, tmp_path / "upstream")
+    theirs = TaskManager(include_path=str(folder), include_defaults=False).load(tasks)["tasks"]
+    assert sorted(ours) == sorted(theirs) == sorted(tasks)
+    for task in tasks:
+        a, b = ours[task].config, theirs[task].config
+        assert a.metric_list == b.metric_list and a.filter_list == b.filter_list, task
+        assert (a.generation_kwargs, a.num_fewshot, a.doc_to_text, a.doc_to_target) == \
+            (b.generation_kwargs, b.num_fewshot, b.doc_to_text, b.doc_to_target), task
+    assert _requests(ours) == _requests(theirs)
+
+
+def test_a_task_yaml_the_installed_lm_eval_no_longer_ships(tmp_path: Path, results: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib.metadata import version
+
+    from harness.store import Store
+
+    folder = tmp_path / "suites" / "renamed"
+    (folder / "data").mkdir(parents=True)
+    (folder / "data" / "test.jsonl").write_text(json.dumps({"question": "1 + 1?", "answer": "#### 2"}) + "\n")
+    (folder / "suite.yaml").write_text("name: renamed\nversion: '1'\nkind: lm-eval\ndefault_split: test\n"
+                                       "splits: {test: [gsm8k_cot_v9]}\n")
+    (folder / "task.yaml").write_text(
+        "task: gsm8k_cot_v9\ninclude: lm_eval:tasks/gsm8k/gsm8k-cot-v9.yaml\ndataset_path: json\n"
+        "dataset_kwargs: {data_files: {test: data/test.jsonl}}\n")
+    monkeypatch.setenv("HARNESS_SUITES", str(tmp_path / "suites"))
+    with pytest.raises(HarnessError) as err:
+        load_suite("renamed")
+    assert err.value.exit_code == 2
+    assert f"task 'gsm8k_cot_v9' includes tasks/gsm8k/gsm8k-cot-v9.yaml, which lm-eval {version('lm_eval')} " \
+        "does not ship" in err.value.line()
+    import os
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    out = subprocess.run([sys.executable, "-m", "harness.cli", "eval", "whatever", "--suite", "renamed"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "lm-eval" in out.stderr and "gsm8k_cot_v9" in out.stderr
+    db = results / "harness.duckdb"
+    assert not db.exists() or Store(db).counts()["runs"] == 0  # nothing stored
+
+
+def _lm_eval_cli(model: Path, tasks: list[str], include: Path, limit: int, out: Path) -> dict[str, list[dict]]:
+    """Per-sample rows of the real `lm_eval` CLI on the upstream task names, data from --include_path."""
+    subprocess.run(
+        [sys.executable, "-m", "lm_eval", "run", "--model", "hf", "--model_args",
+         f"pretrained={model},dtype=float32", "--tasks", ",".join(tasks), "--include_path", str(include),
+         "--limit", str(limit), "--device", "cpu", "--batch_size", "1", "--log_samples", "--output_path", str(out)],
+        check=True, capture_output=True, text=True, timeout=600)
+    rows: dict[str, list[dict]] = {}
+    for task in tasks:
+        (path,) = out.rglob(f"samples_{task}_*.jsonl")
+        rows[task] = [json.loads(line) for line in path.read_text().splitlines()]
+    (res,) = out.rglob("results_*.json")
+    rows["_results"] = [json.loads(res.read_text())["results"]]
+    return rows
+
+
+@pytest.mark.slow
+def test_harness_eval_equals_lm_eval_cli_per_sample(tiny_llama, results: Path, store, tmp_path: Path) -> None:
+    """gsm8k (limit 10) and one bbh task (limit 2): the same responses, filtered answers and per-sample scores as
+    `lm_eval run` on the upstream task names with our data, and the same task and suite scores."""
+    from harness.evaluate.backends.base import BackendOptions
+    from harness.evaluate.runner import EvalOptions, evaluate_model
+    from harness.store import frames as views
+
+    model = tiny_llama("parity", max_positions=2048)  # bbh asks for up to 1024 new tokens
+    opts = EvalOptions(backend_options=BackendOptions(device="cpu", dtype="float32", batch_size=1))
+    for name, tasks, limit in (("gsm8k", ["gsm8k_cot"], 10), ("bbh", ["bbh_cot_fewshot_navigate"], 2)):
+        suite = load_suite(name)
+        res = evaluate_model(str(model), suite, opts, store=store, limit=limit, tasks=tuple(tasks))
+        theirs = _lm_eval_cli(model, tasks, upstream_folder(suite, tasks, tmp_path / name), limit,
+                              tmp_path / f"{name}-out")
+        for task in tasks:
+            ours = store.samples(res.run_id, task)
+            for s in theirs[task]:
+                for metric in s["metrics"]:
+                    key = f"{metric},{s['filter']}" if s["filter"] != "none" else metric
+                    (row,) = ours[(ours["doc_id"] == s["doc_id"]) & (ours["metric"] == key)].itertuples()
+                    assert row.prediction == s["filtered_resps"][0], (task, s["doc_id"], key)
+                    assert row.score == s[metric], (task, s["doc_id"], key)
+            for key, value in theirs["_results"][0][task].items():
+                if "," in key and "_stderr" not in key:
+                    assert res.score(task, key.replace(",none", "")).value == pytest.approx(value), key
+        (row,) = views.suite_scores(store).query(f"suite == '{name}'").itertuples()
+        agg = suite.aggregate.metric
+        assert row.value == pytest.approx(theirs["_results"][0][tasks[0]][agg])
