@@ -90,7 +90,7 @@ def load(blob: bytes, template: Any) -> Any:
     try:
         doc = json.loads(bytes(blob).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _bad("not JSON; stores written before harness kept it as data hold a pickle, which is never read") from exc
+        raise _bad("not JSON; older stores hold a pickle here, which is never read") from exc
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("state"), dict):
         raise _bad(f"not a {FORMAT} document")
     expected = template.__getstate__()
