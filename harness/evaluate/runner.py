@@ -144,6 +144,15 @@ def _as_harness_error(exc: Exception, target: ModelTarget, opts: EvalOptions, st
     return HarnessError(f"evaluating {target.name} failed: {_one_line(exc)}", "rerun with --debug", exit_code=1)
 
 
+def _check_finite_scores(target: ModelTarget, scores: list[Score]) -> None:
+    import math
+
+    bad = next((s for s in scores if s.value is not None and not math.isfinite(s.value)), None)
+    if bad is not None:
+        raise HarnessError(f"evaluating {target.name} gave a non-finite score ({bad.task} {bad.metric} = {bad.value})",
+                           "check the model's outputs (rerun with --limit 5 --debug); nothing was stored")
+
+
 def _hub_error(why: str, plan: Plan) -> HarnessError:
     return HarnessError(f"--hub: lm-eval's {', '.join(plan.tasks)} could not be read from the Hugging Face hub "
                         f"({why})",
@@ -199,7 +208,10 @@ def _evaluate(target: ModelTarget, plan: Plan, run: RunRecord, opts: EvalOptions
     backend = get_backend(opts.backend)
 
     def build() -> Any:
+        from harness.evaluate.target import check_finite_weights
+
         try:
+            check_finite_weights(target)
             return backend.build(target, bo)
         except Exception as exc:  # noqa: BLE001
             raise _as_harness_error(exc, target, opts, "load") from None
@@ -209,7 +221,7 @@ def _evaluate(target: ModelTarget, plan: Plan, run: RunRecord, opts: EvalOptions
         keyed = {k: run.settings[k] for k in ("dtype", "add_bos_token", "max_length", "chat")}
         cache = RequestCache(cache_path(target.model_id, opts.backend, keyed))
     progress = opts.progress(target) if opts.progress is not None else None
-    lm = cached_lm(build, cache, str(target.path or target.name), progress)
+    lm = cached_lm(build, cache, str(target.path or target.name), progress, label=target.name)
     try:
         tracker = EvaluationTracker()
         with faster_lm_eval():
@@ -232,6 +244,7 @@ def _evaluate(target: ModelTarget, plan: Plan, run: RunRecord, opts: EvalOptions
         if built:
             _free_memory()
     scores, samples = to_records(results, seed=opts.seed)  # before the tracker sanitizes the samples
+    _check_finite_scores(target, scores)
     folder = write_run_dir(run, results, scores, tracker)
     store.finish_run(run.run_id, scores, samples)
     return RunResult(

@@ -47,6 +47,20 @@ def model_hash(path: Path) -> str:
     return digest
 
 
+def check_finite_weights(target: ModelTarget) -> None:
+    """Refuse a model whose weights hold NaN/inf (every answer would be NaN and the score plausible-looking
+    nonsense). Read once per model id, then remembered under results/cache/finite_weights.json."""
+    from harness.weights import folder_nonfinite
+
+    if target.path is None or memo("finite_weights").get(target.model_id):
+        return
+    bad = folder_nonfinite(target.path)
+    if bad is not None:
+        raise HarnessError(f"model {target.name} has {bad[1]} NaN/inf weights in {bad[0]}",
+                           "fix or re-export the model; a model with non-finite weights cannot be scored")
+    memo("finite_weights", target.model_id, True)
+
+
 def _register_folder(store: Store, path: Path, model_id: str) -> str:
     """Add a folder evaluated for the first time to the store as a source model; returns its display name."""
     from harness.store import ModelRecord

@@ -78,7 +78,8 @@ def merge_to_folder(
     with staging(final) as tmp:
         run_mergekit(plan, tmp, device=device, allow_pickle=allow_pickle)
         from harness.merge.cards import write_card
-        from harness.merge.checks import check_finite, folder_tensors
+        from harness.merge.checks import check_finite
+        from harness.weights import folder_tensors
 
         check_finite(folder_tensors(tmp), f"merge of {rec.path or 'recipe'}")
         write_card(tmp, plan, rec.name)
