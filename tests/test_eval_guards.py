@@ -68,3 +68,28 @@ def test_overflowing_model_fails_on_the_first_nonfinite_loglikelihood(
     assert store.list_runs(status="complete") == []
     again = evaluate_model(str(model), suite, OPTS, store=store, limit=4)  # a good model still scores
     assert again.status == "complete"
+
+
+def interrupted(target):
+    """A progress hook that stops the run the way Ctrl-C does, before any answer."""
+    raise KeyboardInterrupt
+
+
+def test_failed_rerun_keeps_the_complete_run_visible_and_history(results: Path, store, model: Path, suite) -> None:
+    from dataclasses import replace
+
+    first = evaluate_model(str(model), suite, OPTS, store=store, limit=4)
+    board = store.leaderboard()
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_model(str(model), suite, replace(OPTS, progress=interrupted), store=store, limit=4, rerun=True)
+    assert [r.run_id for r in store.list_runs()] == [first.run_id]  # the complete run is still there
+    assert store.leaderboard()[["model_id", "task", "value", "run_id"]].equals(board[["model_id", "task", "value",
+                                                                                     "run_id"]])
+    attempts = store.list_runs(status=None)
+    assert [r.status for r in attempts] == ["complete", "failed"] and attempts[1].run_id != first.run_id
+    assert evaluate_model(str(model), suite, OPTS, store=store, limit=4).run_id == first.run_id  # reused
+    redo = evaluate_model(str(model), suite, OPTS, store=store, limit=4, rerun=True)
+    assert redo.status == "complete" and redo.run_id not in (first.run_id, attempts[1].run_id)
+    assert set(store.leaderboard()["run_id"]) == {redo.run_id}  # the newest complete attempt is shown
+    assert [r.status for r in store.list_runs(status=None)] == ["complete", "failed", "complete"]  # history kept
+    assert evaluate_model(str(model), suite, OPTS, store=store, limit=4).run_id == redo.run_id

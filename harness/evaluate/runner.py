@@ -269,13 +269,16 @@ def _evaluate_served(target: ModelTarget, plan: Plan, run: RunRecord, opts: Eval
         return _evaluate(target, plan, run, opts, bo, store)
 
 
-def _reuse(store: Store, run_id: str, target: ModelTarget, plan: Plan, backend: str) -> RunResult | None:
+def _reuse(store: Store, attempts: list[RunRecord], target: ModelTarget, plan: Plan,
+           backend: str) -> RunResult | None:
+    """The newest complete attempt at this run, when its results folder is there too."""
     from harness.evaluate.results_dir import run_dir
 
+    done = [a for a in attempts if a.status == "complete" and (run_dir(a.run_id) / "harness.json").is_file()]
+    if not done:
+        return None
+    run_id = max(done, key=lambda a: (a.ended is not None, a.ended or a.started)).run_id
     with store.reading():
-        prev = store.get_run(run_id)
-        if prev is None or prev.status != "complete" or not (run_dir(run_id) / "harness.json").is_file():
-            return None
         scores = store.scores(run_id)
     return RunResult(run_id, target.model_id, target.name, plan.suite.name, plan.split, backend, "complete",
                      scores, run_dir(run_id), reused=True)
@@ -303,8 +306,10 @@ def evaluate_model(
     bo = replace(opts.backend_options, seed=opts.seed, add_bos_token=resolve_bos(target, opts.backend_options))
     settings = score_settings(plan, opts, bo)
     run_id = run_id_for(target, plan, opts.backend, settings)
-    if not opts.rerun and (done := _reuse(store, run_id, target, plan, opts.backend)) is not None:
+    attempts = store.attempts(run_id)
+    if not opts.rerun and (done := _reuse(store, attempts, target, plan, opts.backend)) is not None:
         return done
+    run_id = store.attempt_id(run_id)  # a re-run of a complete run is a new attempt; nothing is hidden
     backend = get_backend(opts.backend)
     run = RunRecord(
         run_id=run_id, model_id=target.model_id, suite=plan.suite.name, backend=opts.backend,
