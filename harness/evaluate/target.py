@@ -67,10 +67,9 @@ def _register_folder(store: Store, path: Path, model_id: str) -> str:
 
     with store.reading():
         existing = store.find_model(model_id)
-        taken = store.aliases().get(path.name)
+        name = store.free_name(path.name, model_id)
     if existing is not None:
         return existing.name or path.name
-    name = path.name if taken in (None, model_id) else f"{path.name}-{model_id[:8]}"
     arch = None
     try:
         arch = (json.loads((path / "config.json").read_text()).get("architectures") or [None])[0]
