@@ -50,3 +50,29 @@ def make_tiny_llama(
     model.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
     return out
+
+
+def run_cli(*args: str) -> tuple[int, str, str]:
+    """`harness ARGS` in this process, through the real entry point (`harness.cli.main`: errors become one line
+    and an exit code): returns (exit code, stdout, stderr). Environment changes the CLI makes are undone."""
+    import contextlib
+    import io
+    import os
+    import sys
+
+    from harness.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_env, saved_argv = dict(os.environ), sys.argv
+    sys.argv = ["harness", *args]
+    code: int = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        sys.argv = saved_argv
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return code, out.getvalue(), err.getvalue()

@@ -116,3 +116,29 @@ def test_the_gate_on_the_zoo(zoo_family: Path, results: Path, store, tmp_path: P
 
     light = run_check(str(_noisy_copy(math, tmp_path / "light", 0.002)), "zoo-release", None, store, tolerance=0.05)
     assert light.result.passed, light.report
+
+
+def test_baseline_name_is_a_name_and_an_existing_file_needs_force(tiny_llama, results, tiny_suite, store,
+                                                                   tmp_path) -> None:
+    """--name never writes outside results/baselines/ (a store was once replaced by JSON); nothing is written
+    over without --force, and a refusal comes before any evaluation."""
+    from tests.factories import run_cli
+
+    model = tiny_llama("m")
+    victim = tmp_path / "precious.duckdb"
+    victim.write_bytes(b"DUCK")
+    for name in (str(victim), str(tmp_path / "x"), "../escape", "sub/dir", str(victim.with_suffix(".json"))):
+        code, _, err = run_cli("baseline", "save", str(model), "--suite", "tiny_mc", "--name", name,
+                               "--batch-size", "8")
+        assert code == 2 and "is not a name" in err, (name, err)
+    assert victim.read_bytes() == b"DUCK" and not (tmp_path / "x.json").exists()
+    assert not (results / "escape.json").exists() and store.list_runs(status=None) == []
+    code, _, err = run_cli("baseline", "save", str(model), "--suite", "tiny_mc", "--name", "rel1", "--batch-size", "8")
+    assert code == 0, err
+    saved = (results / "baselines" / "rel1.json").read_text()
+    code, _, err = run_cli("baseline", "save", str(model), "--suite", "tiny_mc", "--name", "rel1", "--limit", "3")
+    assert code == 2 and "--force" in err and (results / "baselines" / "rel1.json").read_text() == saved
+    code, _, err = run_cli("baseline", "save", str(model), "--suite", "tiny_mc", "--name", "rel1", "--limit", "3",
+                           "--force", "--batch-size", "8")
+    assert code == 0, err
+    assert len(json.loads((results / "baselines" / "rel1.json").read_text())["tasks"]["tiny_mc"]["samples"]) == 3

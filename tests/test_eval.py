@@ -90,10 +90,11 @@ def test_rerun_reuses_the_run_and_the_request_cache(results: Path, store, model:
     assert sorted(again.scores, key=str) == sorted(first.scores, key=str)
     forced = evaluate_model(str(model), suite, OPTS, store=store, limit=10, rerun=True)
     assert forced.cached_requests == 80 and forced.new_requests == 0 and not forced.reused
+    assert forced.run_id == f"{first.run_id}-2"  # a new attempt; the first run is kept
     assert [(s.task, s.metric, s.value) for s in forced.scores] == [(s.task, s.metric, s.value) for s in first.scores]
     more = evaluate_model(str(model), suite, OPTS, store=store, limit=15)  # a new run, the first 10 docs cached
     assert more.run_id != first.run_id and more.cached_requests == 80 and more.new_requests == 40
-    assert len(store.list_runs()) == 2
+    assert len(store.list_runs()) == 3
 
 
 def test_run_id_changes_with_what_changes_scores(results: Path, store, model: Path, suite, tmp_path: Path) -> None:

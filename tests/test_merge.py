@@ -109,7 +109,7 @@ def test_dare_seed_matters_and_equals_mergekit_yaml(zoo, store, results, tmp_pat
                    capture_output=True)
     a = merge_to_folder(path, seed=11, store=store)
     assert_same(load_folder(a.path), load_folder(tmp_path / "peer"))
-    b = merge_to_folder(path, seed=12, store=store)
+    b = merge_to_folder(path, seed=12, store=store, name="dare-s12")  # another model: a name of its own
     assert a.model_id != b.model_id
     import torch
 

@@ -26,8 +26,13 @@ def test_new_store_has_every_table(store: Store) -> None:
 
 def test_models_aliases_and_lookup(store: Store) -> None:
     store.add_model(ModelRecord("a" * 64, "zoo-base", "/m/base", "zoo", n_params=10, meta={"steps": 5}))
-    store.add_model(ModelRecord("b" * 64, "zoo-base", "/m/base2", "zoo"))  # the name moves to the newer model
+    with pytest.raises(HarnessError, match="the name 'zoo-base' is taken by model aaaaaaaaaaaa.*--name"):
+        store.add_model(ModelRecord("b" * 64, "zoo-base", "/m/base2", "zoo"))  # never re-pointed silently
+    assert store.get_model("zoo-base").model_id == "a" * 64 and store.find_model("b" * 64) is None
+    store.add_model(ModelRecord("b" * 64, None, "/m/base2", "zoo"))
+    assert store.rename("b" * 64, "zoo-base", force=True) == ("b" * 64, "a" * 64)  # explicitly
     assert store.get_model("zoo-base").model_id == "b" * 64
+    assert store.get_model("zoo-base-aaaaaaaa").model_id == "a" * 64
     assert store.get_model("a" * 10).meta == {"steps": 5}
     assert store.get_model("/m/base").model_id == "a" * 64
     with pytest.raises(HarnessError, match="did you mean 'zoo-base'"):

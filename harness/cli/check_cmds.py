@@ -38,6 +38,7 @@ def baseline_save(
     dtype: str = typer.Option("auto", "--dtype", help="auto | float32 | bfloat16 | float16."),
     seed: int = typer.Option(1234, "--seed", help="Seed."),
     device: str = typer.Option(None, "--device", help="hf: cpu, cuda ..."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing baseline file of that name."),
 ) -> None:
     """Evaluate a model (or reuse its cached run) and write a baseline file with per-sample scores."""
     from harness.store import Store
@@ -45,7 +46,7 @@ def baseline_save(
 
     store = Store()
     path = save_baseline(model, suite, name, _options(split, limit, tier, backend, batch_size, dtype, seed, device),
-                         store)
+                         store, force=force)
     typer.echo(f"baseline {name}: {path}")
 
 
@@ -79,6 +80,7 @@ def check(
     backend: str = typer.Option("hf", "--backend", "-b", help="With a baseline model: hf | vllm | openai."),
     device: str = typer.Option(None, "--device", help="hf: cpu, cuda ..."),
     report: Path = typer.Option(None, "--report", help="Write the Markdown report here (for a PR comment)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --report file."),
     as_json: bool = typer.Option(False, "--json", help="Print the verdicts as JSON."),
 ) -> None:
     """Gate a candidate against a baseline: exit 0 pass, 1 a significant drop beyond tolerance, 2 an error."""
@@ -86,6 +88,8 @@ def check(
     from harness.workflows.check import run_check
 
     default, per_task = _tolerances(tolerance)
+    if report and (report.is_dir() or (report.exists() and not force)):
+        raise HarnessError(f"--report {report} exists", "pass --force to replace it, or another path")
     opts = _options(split, limit, tier, backend, "16", "auto", 1234, device)
     outcome = run_check(candidate, baseline, suite, Store(), opts, tolerance=default, per_task=per_task,
                         alpha=alpha, allow_mismatch=allow_mismatch, promote=not no_promote, device=device)

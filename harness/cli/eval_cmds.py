@@ -184,15 +184,27 @@ def leaderboard(
     if df.empty:
         typer.echo("no complete runs yet" + (f" for suite {suite!r}" if suite else ""))
         return
-    cells: dict[tuple[str, str], str] = {}
+    cells: dict[tuple[str, str], str] = {}  # keyed by model id: two models never share a row
     for r in df.itertuples():
         where = r.task if suite else f"{r.suite}:{r.split}"
-        cells[(r.model, f"{where} {r.metric}")] = f"{_fmt(r.value, 3)} {_interval(r.ci_low, r.ci_high)}".strip()
+        cells[(r.model_id, f"{where} {r.metric}")] = f"{_fmt(r.value, 3)} {_interval(r.ci_low, r.ci_high)}".strip()
     columns = sorted({c for _, c in cells}, key=lambda c: (not c.startswith("all "), c))
-    models = sorted({m for m, _ in cells})
-    rows = [[m, *[cells.get((m, c), "") for c in columns]] for m in models]
+    labels = _labels(df)
+    models = sorted({m for m, _ in cells}, key=lambda m: (labels[m], m))
+    rows = [[labels[m], *[cells.get((m, c), "") for c in columns]] for m in models]
     title = f"{suite}: value [95% CI]" if suite else "suite scores (each suite's own aggregation): value [95% CI]"
     print_table(title, ["model", *columns], rows)
+
+
+def _labels(df: Any) -> dict[str, str]:
+    """model id -> its name, with the id's first 8 characters added where two models share a name (a store
+    written before names were unique) and the short id where a model has none."""
+    names = dict(zip(df["model_id"], df["model"], strict=False))
+    counts: dict[str, int] = {}
+    for n in names.values():
+        counts[n] = counts.get(n, 0) + 1
+    return {m: (n if n != m and counts[n] == 1 else f"{n if n != m else ''} ({m[:8]})".strip())
+            for m, n in names.items()}
 
 
 def serve(

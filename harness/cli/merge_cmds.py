@@ -18,6 +18,7 @@ def merge(
     device: str = typer.Option("cpu", "--device", help="Where the arithmetic runs: cpu or cuda."),
     seed: int = typer.Option(0, "--seed", help="Seed for random methods (DARE masks); part of the model id."),
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Accept pickle (.bin) checkpoints."),
+    name: str = typer.Option(None, "--name", help="Name in the store (default: the recipe's name: or file stem)."),
     selected_on: str = typer.Option(None, "--selected-on", help="Record that this recipe was chosen on SUITE[:SPLIT]."),
     as_json: bool = typer.Option(False, "--json", help="Print the model id, path and parents as JSON."),
 ) -> None:
@@ -28,8 +29,13 @@ def merge(
 
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
         raise HarnessError(f"unknown --device {device!r}", "use cpu or cuda")
+    if name is not None:
+        from harness.names import check_name
+
+        check_name(name)
     store = Store()
-    result = merge_to_folder(recipe, out, seed=seed, device=device, allow_pickle=allow_pickle, store=store)
+    result = merge_to_folder(recipe, out, seed=seed, device=device, allow_pickle=allow_pickle, store=store,
+                             name=name)
     if selected_on:
         from harness.merge.record import record_selection
 

@@ -11,7 +11,11 @@ def register(app: typer.Typer) -> None:
     db_app = typer.Typer(help="The results store (DuckDB).", no_args_is_help=True)
     db_app.command("info")(db_info)
     app.add_typer(db_app, name="db")
-    app.command("models")(models)
+    models_app = typer.Typer(help="The registered models (no subcommand: list them).",
+                             invoke_without_command=True)
+    models_app.callback()(models)
+    models_app.command("rename")(rename)
+    app.add_typer(models_app, name="models")
     app.command("lineage")(lineage)
 
 
@@ -33,12 +37,15 @@ def db_info(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -
 
 
 def models(
+    ctx: typer.Context,
     kind: str = typer.Option(None, "--kind", help="Only models of this kind: source, zoo, merge, candidate."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """List the models registered in the store."""
     from harness.store import Store
 
+    if ctx.invoked_subcommand:
+        return
     store = Store()
     store.init()
     rows = store.list_models(kind)
@@ -49,6 +56,23 @@ def models(
         "models", ["id", "name", "kind", "params", "path"],
         [(r.model_id[:12], r.name, r.kind, r.n_params, r.path) for r in rows],
     )
+
+
+def rename(
+    model: str = typer.Argument(..., help="Model name, id or path."),
+    name: str = typer.Argument(..., help="Its new name."),
+    force: bool = typer.Option(False, "--force", help="Move the name from the model that holds it."),
+) -> None:
+    """Give a model a new name; moving a name another model holds (re-pointing it) needs --force."""
+    from harness.names import check_name
+    from harness.store import Store
+
+    check_name(name, "the new name")
+    store = Store()
+    store.init()
+    model_id, other = store.rename(model, name, force)
+    moved = f" (moved from {other[:12]}, which is now {name}-{other[:8]})" if other else ""
+    typer.echo(f"{name} -> {model_id[:12]}{moved}")
 
 
 def lineage(

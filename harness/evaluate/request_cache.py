@@ -33,12 +33,37 @@ def cache_path(model_id: str, backend: str, settings: dict[str, Any]) -> Path:
 
 
 def _encode(method: str, answer: Any) -> str:
+    """JSON for an answer; ValueError for a non-finite log-likelihood, which is never cached."""
     if method == "loglikelihood":
         ll, greedy = answer
-        return json.dumps([float(ll), bool(greedy)])
+        return json.dumps([float(ll), bool(greedy)], allow_nan=False)
     if method == "loglikelihood_rolling":
-        return json.dumps(float(answer))
+        return json.dumps(float(answer), allow_nan=False)
     return json.dumps(answer)
+
+
+def first_nonfinite(method: str, answers: list[Any]) -> int | None:
+    """The index of the first answer whose log-likelihood is NaN or inf (None: all finite, or generations)."""
+    import math
+
+    if method not in ("loglikelihood", "loglikelihood_rolling"):
+        return None
+    for i, ans in enumerate(answers):
+        ll = ans[0] if method == "loglikelihood" else ans
+        if not math.isfinite(float(ll)):
+            return i
+    return None
+
+
+def _nonfinite_error(label: str, method: str, requests: list[Instance], i: int, answer: Any) -> Exception:
+    from harness.errors import HarnessError
+
+    req = requests[i]
+    context = str(req.args[0])[-60:] if req.args else ""
+    return HarnessError(
+        f"model {label} gave a non-finite log-likelihood ({answer}) for {req.task_name} doc {req.doc_id} "
+        f"({method}, context ...{context!r})",
+        "the model's weights or dtype overflow: try --dtype float32, or check the model; nothing was stored")
 
 
 def _decode(method: str, text: str) -> Any:
@@ -64,7 +89,10 @@ class RequestCache:
         return {k: _decode(method, a) for k, a in self.kv.get_many(keys).items()}
 
     def put(self, method: str, key: str, answer: Any) -> None:
-        self._pending[key] = _encode(method, answer)
+        try:
+            self._pending[key] = _encode(method, answer)
+        except ValueError:
+            return  # a non-finite answer: the run fails on it and it is not kept
         if time.monotonic() - self._last_flush >= self.flush_every:
             self.flush()
 
@@ -115,11 +143,13 @@ _NOT_WHILE_LAZY = frozenset({"MULTIMODAL", "tokenizer", "eot_token_id", "max_len
 
 def cached_lm(
     build: Callable[[], LM], cache: RequestCache | None, name: str = "", progress: RequestProgress | None = None,
+    label: str = "",
 ) -> LM:
     """An lm-eval LM (so simple_evaluate takes it) that answers from `cache` first and builds the real model
     with `build()` only when some request is not cached: a fully cached re-run never loads the model.
     `name` stands in for the model config's `_name_or_path` (what lm-eval records) until the model is built;
-    `progress` hears of every batch of requests and of every answer."""
+    `progress` hears of every batch of requests and of every answer. A non-finite log-likelihood fails the run
+    with a HarnessError naming `label` (the model) and the first such request."""
     from lm_eval.api.model import LM, hash_args
 
     class CachedLM(LM):
@@ -145,6 +175,13 @@ def cached_lm(
             return getattr(self.inner, attr)
 
         def _answer(self, method: str, requests: list[Instance]) -> list[Any]:
+            answers = self._answers(method, requests)
+            bad = first_nonfinite(method, answers)
+            if bad is not None:
+                raise _nonfinite_error(label or name, method, requests, bad, answers[bad])
+            return answers
+
+        def _answers(self, method: str, requests: list[Instance]) -> list[Any]:
             if cache is None:
                 if progress is not None:
                     progress.requests(method, len(requests), 0)

@@ -150,6 +150,15 @@ def _as_harness_error(exc: Exception, target: ModelTarget, opts: EvalOptions, st
     return HarnessError(f"evaluating {target.name} failed: {_one_line(exc)}", "rerun with --debug", exit_code=1)
 
 
+def _check_finite_scores(target: ModelTarget, scores: list[Score]) -> None:
+    import math
+
+    bad = next((s for s in scores if s.value is not None and not math.isfinite(s.value)), None)
+    if bad is not None:
+        raise HarnessError(f"evaluating {target.name} gave a non-finite score ({bad.task} {bad.metric} = {bad.value})",
+                           "check the model's outputs (rerun with --limit 5 --debug); nothing was stored")
+
+
 def _hub_error(why: str, plan: Plan) -> HarnessError:
     return HarnessError(f"--hub: lm-eval's {', '.join(plan.tasks)} could not be read from the Hugging Face hub "
                         f"({why})",
@@ -205,7 +214,10 @@ def _evaluate(target: ModelTarget, plan: Plan, run: RunRecord, opts: EvalOptions
     backend = get_backend(opts.backend)
 
     def build() -> Any:
+        from harness.evaluate.target import check_finite_weights
+
         try:
+            check_finite_weights(target)
             return backend.build(target, bo)
         except Exception as exc:  # noqa: BLE001
             raise _as_harness_error(exc, target, opts, "load") from None
@@ -215,7 +227,7 @@ def _evaluate(target: ModelTarget, plan: Plan, run: RunRecord, opts: EvalOptions
         keyed = {k: run.settings[k] for k in ("dtype", "add_bos_token", "max_length", "chat")}
         cache = RequestCache(cache_path(target.model_id, opts.backend, keyed))
     progress = opts.progress(target) if opts.progress is not None else None
-    lm = cached_lm(build, cache, str(target.path or target.name), progress)
+    lm = cached_lm(build, cache, str(target.path or target.name), progress, label=target.name)
     try:
         tracker = EvaluationTracker()
         with faster_lm_eval():
@@ -238,6 +250,7 @@ def _evaluate(target: ModelTarget, plan: Plan, run: RunRecord, opts: EvalOptions
         if built:
             _free_memory()
     scores, samples = to_records(results, seed=opts.seed)  # before the tracker sanitizes the samples
+    _check_finite_scores(target, scores)
     folder = write_run_dir(run, results, scores, tracker)
     store.finish_run(run.run_id, scores, samples)
     return RunResult(
@@ -262,13 +275,16 @@ def _evaluate_served(target: ModelTarget, plan: Plan, run: RunRecord, opts: Eval
         return _evaluate(target, plan, run, opts, bo, store)
 
 
-def _reuse(store: Store, run_id: str, target: ModelTarget, plan: Plan, backend: str) -> RunResult | None:
+def _reuse(store: Store, attempts: list[RunRecord], target: ModelTarget, plan: Plan,
+           backend: str) -> RunResult | None:
+    """The newest complete attempt at this run, when its results folder is there too."""
     from harness.evaluate.results_dir import run_dir
 
+    done = [a for a in attempts if a.status == "complete" and (run_dir(a.run_id) / "harness.json").is_file()]
+    if not done:
+        return None
+    run_id = max(done, key=lambda a: (a.ended is not None, a.ended or a.started)).run_id
     with store.reading():
-        prev = store.get_run(run_id)
-        if prev is None or prev.status != "complete" or not (run_dir(run_id) / "harness.json").is_file():
-            return None
         scores = store.scores(run_id)
     return RunResult(run_id, target.model_id, target.name, plan.suite.name, plan.split, backend, "complete",
                      scores, run_dir(run_id), reused=True)
@@ -297,8 +313,10 @@ def evaluate_model(
     bo = replace(opts.backend_options, seed=opts.seed, add_bos_token=resolve_bos(target, opts.backend_options))
     settings = score_settings(plan, opts, bo)
     run_id = run_id_for(target, plan, opts.backend, settings)
-    if not opts.rerun and (done := _reuse(store, run_id, target, plan, opts.backend)) is not None:
+    attempts = store.attempts(run_id)
+    if not opts.rerun and (done := _reuse(store, attempts, target, plan, opts.backend)) is not None:
         return done
+    run_id = store.attempt_id(run_id)  # a re-run of a complete run is a new attempt; nothing is hidden
     backend = get_backend(opts.backend)
     run = RunRecord(
         run_id=run_id, model_id=target.model_id, suite=plan.suite.name, backend=opts.backend,

@@ -12,9 +12,24 @@ from harness import identity
 from harness.errors import HarnessError
 from harness.evaluate.backends.base import ModelTarget
 from harness.hashing import hash_json
+from harness.identity import memo
 
 if TYPE_CHECKING:
     from harness.store import Store
+
+
+def check_finite_weights(target: ModelTarget) -> None:
+    """Refuse a model whose weights hold NaN/inf (every answer would be NaN and the score plausible-looking
+    nonsense). Read once per model id, then remembered under results/cache/finite_weights.json."""
+    from harness.weights import folder_nonfinite
+
+    if target.path is None or memo("finite_weights").get(target.model_id):
+        return
+    bad = folder_nonfinite(target.path)
+    if bad is not None:
+        raise HarnessError(f"model {target.name} has {bad[1]} NaN/inf weights in {bad[0]}",
+                           "fix or re-export the model; a model with non-finite weights cannot be scored")
+    memo("finite_weights", target.model_id, True)
 
 
 def _register_folder(store: Store, path: Path, model_id: str) -> str:
@@ -23,10 +38,9 @@ def _register_folder(store: Store, path: Path, model_id: str) -> str:
 
     with store.reading():
         existing = store.find_model(model_id)
-        taken = store.aliases().get(path.name)
+        name = store.free_name(path.name, model_id)
     if existing is not None:
         return existing.name or path.name
-    name = path.name if taken in (None, model_id) else f"{path.name}-{model_id[:8]}"
     arch = None
     try:
         arch = (json.loads((path / "config.json").read_text()).get("architectures") or [None])[0]

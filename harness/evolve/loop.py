@@ -11,7 +11,6 @@ fitness suites' search split by this run.
 
 from __future__ import annotations
 
-import pickle
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
+from harness.evolve import optimizer_state
 from harness.evolve.config import EvolveConfig, resolve_ref
 from harness.evolve.params import Space, num_layers
 from harness.hashing import hash_json
@@ -160,7 +160,8 @@ class Search:
                 return Searched(prev.generation, time.perf_counter() - t0, "complete")
             raise HarnessError(f"evolve run {self.evolve_id} exists ({prev.status}, generation {prev.generation})",
                                "pass --resume to continue it, or change the config (e.g. its seed)")
-        state = prev.optimizer_state if prev and prev.optimizer_state else pickle.dumps(self.new_optimizer())
+        state = prev.optimizer_state if prev and prev.optimizer_state else optimizer_state.dump(self.new_optimizer())
+        optimizer_state.load(state, self.new_optimizer())  # a damaged or crafted state is refused before any work
         generation = prev.generation if prev else 0
         records.start_run(self.store, self.evolve_id, self.stored_config())
         pool = LazyPool(self.open_pool)
@@ -201,13 +202,13 @@ class Search:
                 or (b.minutes is not None and elapsed >= 60 * b.minutes))
 
     def generation(self, state: bytes, generation: int, pool: Pool) -> tuple[bytes, GenerationReport]:
-        """One generation from the pickled optimizer; returns the next pickled state. Every generation starts
-        from a pickle (cmaes symmetrises the covariance when pickling), so resumed and uninterrupted runs follow
-        the same numbers to the last bit."""
+        """One generation from the saved optimizer state (JSON data, harness.evolve.optimizer_state); returns the
+        next state. Every generation starts from a saved state (cmaes symmetrises the covariance when saving), so
+        resumed and uninterrupted runs follow the same numbers to the last bit."""
         t0 = time.perf_counter()
-        opt = pickle.loads(state)
-        # cmaes leaves its random state out of pickles: each generation draws from a seed of its own, so a resumed
-        # run asks exactly what an uninterrupted one asks
+        opt = optimizer_state.load(state, self.new_optimizer())
+        # cmaes leaves its random state out of its saved state: each generation draws from a seed of its own, so a
+        # resumed run asks exactly what an uninterrupted one asks
         opt.reseed_rng((self.cfg.seed * 1_000_003 + generation) % 2**32)
         xs = [opt.ask() for _ in range(opt.population_size)]
         recipes = [self.space.recipe(x) for x in xs]
@@ -239,7 +240,7 @@ class Search:
             self.baseline_check(plans, recipes, fits, pool)
         best = records.best(records.candidates(self.store, self.evolve_id))
         heldout = self.heldout_check(best, generation, pool)
-        state = pickle.dumps(opt)
+        state = optimizer_state.dump(opt)
         records.save_generation(self.store, self.evolve_id, generation, state,
                                 best.model_id if best else None)
         ok = [f for f in fits if f is not None]

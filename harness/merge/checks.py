@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
+from harness.weights import PICKLE_SUFFIXES, nonfinite
 
 if TYPE_CHECKING:
     from harness.merge.resolve import MergePlan, Parent
 
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
 VOCAB_TENSOR_HINTS = ("embed_tokens", "lm_head", "wte", "embed_out", "word_embeddings")
 TOKENIZER_FIX = ("set mergekit's tokenizer option in the recipe, e.g. `tokenizer: {source: union}` "
                  "(or `source: base`), or merge models that share a tokenizer")
@@ -128,22 +128,10 @@ def check_tokenizers(parents: list[Parent]) -> None:
 
 def check_finite(tensors: Any, where: str) -> None:
     """Raise if any merged tensor holds NaN or inf. `tensors`: iterable of (name, tensor)."""
-    import torch
+    bad = nonfinite(tensors)
+    if bad is not None:
+        raise HarnessError(
+            f"the merge produced {bad[1]} NaN/inf values in {bad[0]} ({where})",
+            "check the parents for NaN/inf weights and the recipe's weights (e.g. weights summing to 0)",
+        )
 
-    for name, t in tensors:
-        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-            bad = int((~torch.isfinite(t)).sum())
-            raise HarnessError(
-                f"the merge produced {bad} NaN/inf values in {name} ({where})",
-                "check the parents for NaN/inf weights and the recipe's weights (e.g. weights summing to 0)",
-            )
-
-
-def folder_tensors(folder: Path):
-    """(name, tensor) for every tensor of a safetensors folder, one at a time."""
-    from safetensors import safe_open
-
-    for f in sorted(folder.glob("*.safetensors")):
-        with safe_open(str(f), framework="pt") as st:
-            for k in st.keys():
-                yield k, st.get_tensor(k)

@@ -50,9 +50,11 @@ def merges_dir() -> Path:
 
 def merge_to_folder(
     recipe: str | Path | dict | Recipe, out: str | Path | None = None, *, seed: int | None = 0,
-    device: str = "cpu", allow_pickle: bool = False, store: Store | None = None, _stack: tuple[Path, ...] = (),
+    device: str = "cpu", allow_pickle: bool = False, store: Store | None = None, name: str | None = None,
+    _stack: tuple[Path, ...] = (),
 ) -> MergeResult:
-    """Merge a recipe into a HF folder (default results/merges/<id>/) and record it in the store."""
+    """Merge a recipe into a HF folder (default results/merges/<id>/) and record it in the store under `name`
+    (default: the recipe's `name:`, else its file's stem). A name another model holds is refused before any work."""
     from harness.store import Store
 
     t0 = time.perf_counter()
@@ -66,8 +68,9 @@ def merge_to_folder(
         return str(r.path), r.model_id
 
     plan = plan_merge(rec, Resolver(store=store, materialize=materialize, stack=stack), seed=seed)
+    name = _free(store, name or rec.name, plan.model_id)
     final = Path(out).resolve() if out else merges_dir() / plan.model_id
-    hit = cached_folder(store, plan, final)
+    hit = cached_folder(store, plan, final, name)
     if hit is not None:
         return MergeResult(plan.model_id, hit, plan.parents, plan.recipe_id, True, time.perf_counter() - t0)
     from harness.merge.checks import check_inputs
@@ -79,23 +82,35 @@ def merge_to_folder(
     with staging(final) as tmp:
         run_mergekit(plan, tmp, device=device, allow_pickle=allow_pickle)
         from harness.merge.cards import write_card
-        from harness.merge.checks import check_finite, folder_tensors
+        from harness.merge.checks import check_finite
+        from harness.weights import folder_tensors
 
         check_finite(folder_tensors(tmp), f"merge of {rec.path or 'recipe'}")
-        write_card(tmp, plan, rec.name)
+        write_card(tmp, plan, name)
     from harness.merge.record import record_merge
 
-    record_merge(store, plan, final, rec.name)
+    record_merge(store, plan, final, name)
     return MergeResult(plan.model_id, final, plan.parents, plan.recipe_id, False, time.perf_counter() - t0)
 
 
-def cached_folder(store: Store, plan: MergePlan, final: Path) -> Path | None:
+def _free(store: Store, name: str | None, model_id: str) -> str | None:
+    from harness.store.models import name_taken
+
+    if name is None:
+        return None
+    holder = store.name_holder(name)
+    if holder not in (None, model_id):
+        raise name_taken(name, holder)
+    return name
+
+
+def cached_folder(store: Store, plan: MergePlan, final: Path, name: str | None = None) -> Path | None:
     """The stored folder of this merge if it is intact (copied to `final` if asked elsewhere), else None."""
     rec = store.find_model(plan.model_id)
     if rec is None and is_this_merge(final, plan.model_id):  # made before, store row lost: register again
         from harness.merge.record import record_merge
 
-        record_merge(store, plan, final, plan.recipe.name)
+        record_merge(store, plan, final, name)
         return final
     if rec is None or not rec.path or not Path(rec.path).is_dir():
         return None

@@ -21,8 +21,8 @@ def record_merge(store: Store, plan: MergePlan, folder: Path, name: str | None) 
 
     for p in plan.parents:
         if not p.known and store.find_model(p.model_id) is None:
-            store.add_model(ModelRecord(model_id=p.model_id, name=None, path=p.path, kind="source", source=p.path,
-                                        meta={"files_sig": p.files_sig}))
+            store.add_model(ModelRecord(model_id=p.model_id, name=store.free_name(Path(p.path).name, p.model_id),
+                                        path=p.path, kind="source", source=p.path, meta={"files_sig": p.files_sig}))
     store.add_recipe(plan.recipe_id, plan.method, plan.normalised_yaml())
     import json
 

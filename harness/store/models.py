@@ -19,13 +19,24 @@ def _model(row: tuple) -> ModelRecord:
     return ModelRecord(*row[:9], meta=meta, created=row[10])  # type: ignore[misc]
 
 
+def name_taken(name: str, holder: str) -> HarnessError:
+    return HarnessError(f"the name {name!r} is taken by model {holder[:12]} in this store",
+                        "pass --name NEW (or set `name:` in the recipe); `harness models rename` moves a name")
+
+
 class ModelsMixin:
     db: Database
 
     # --- models and names -------------------------------------------------------------------------------
     def add_model(self, model: ModelRecord, alias: str | None = None) -> None:
-        """Insert or update a model; `alias` (default: its name) then points at it."""
+        """Insert or update a model; `alias` (default: its name) then points at it. A name that points at another
+        model is refused (names are unique per store; `rename` moves one, explicitly)."""
+        name = alias or model.name
         with self.db.write() as con:
+            if name:
+                holder = con.execute("SELECT model_id FROM aliases WHERE name = ?", [name]).fetchone()
+                if holder is not None and holder[0] != model.model_id:
+                    raise name_taken(name, holder[0])
             con.execute(
                 f"INSERT OR REPLACE INTO models ({_MODEL_COLS}) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, COALESCE((SELECT created FROM models WHERE model_id = ?),"
@@ -33,11 +44,42 @@ class ModelsMixin:
                 [model.model_id, model.name, model.path, model.kind, model.source, model.architecture,
                  model.n_params, model.recipe_id, model.materialized, json.dumps(model.meta), model.model_id],
             )
-            name = alias or model.name
             if name:
                 con.execute(
                     "INSERT OR REPLACE INTO aliases VALUES (?, ?, current_timestamp)", [name, model.model_id]
                 )
+
+    def name_holder(self, name: str) -> str | None:
+        """The id of the model `name` points at, or None when the name is free."""
+        rows = self._fetch("SELECT model_id FROM aliases WHERE name = ?", [name])
+        return rows[0][0] if rows else None
+
+    def free_name(self, base: str, model_id: str) -> str:
+        """`base` if it is free (or already this model's), else `base-<id[:8]>`: for names harness derives
+        itself (a folder's name), never for names the user gave."""
+        holder = self.name_holder(base)
+        return base if holder in (None, model_id) else f"{base}-{model_id[:8]}"
+
+    def rename(self, ref: str, name: str, force: bool = False) -> tuple[str, str | None]:
+        """Give model `ref` the name `name` (its old name is dropped). A name that another model holds moves only
+        with `force`; that model keeps `<name>-<its id[:8]>`. Returns (model id, the previous holder's id)."""
+        model = self.get_model(ref)
+        with self.db.write() as con:
+            holder = con.execute("SELECT model_id FROM aliases WHERE name = ?", [name]).fetchone()
+            other = holder[0] if holder is not None and holder[0] != model.model_id else None
+            if other is not None and not force:
+                raise HarnessError(f"the name {name!r} is taken by model {other[:12]}",
+                                   f"pass --force to move it to {model.model_id[:12]} (that model keeps "
+                                   f"{name}-{other[:8]}), or pick another name")
+            if other is not None:
+                kept = f"{name}-{other[:8]}"
+                con.execute("UPDATE models SET name = ? WHERE model_id = ?", [kept, other])
+                con.execute("INSERT OR REPLACE INTO aliases VALUES (?, ?, current_timestamp)", [kept, other])
+            if model.name and model.name != name:
+                con.execute("DELETE FROM aliases WHERE name = ? AND model_id = ?", [model.name, model.model_id])
+            con.execute("UPDATE models SET name = ? WHERE model_id = ?", [name, model.model_id])
+            con.execute("INSERT OR REPLACE INTO aliases VALUES (?, ?, current_timestamp)", [name, model.model_id])
+        return model.model_id, other
 
     def find_model(self, ref: str) -> ModelRecord | None:
         """A model by id, unique id prefix (8+ chars), alias, or folder path; None if there is none."""

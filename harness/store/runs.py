@@ -2,6 +2,10 @@
 
 A run is written twice: `start_run` records it as running, and `finish_run` writes every score and sample and
 marks it complete in one transaction, so a killed run never shows as complete and never leaves partial scores.
+
+A re-run of a complete run is a new attempt with a run id of its own (`<run id>-<n>`, `attempt_id`): the complete
+run stays visible until the attempt completes (views take the newest complete run), and every attempt is kept.
+`start_run` refuses to overwrite a complete run.
 """
 
 from __future__ import annotations
@@ -51,7 +55,12 @@ class RunsMixin:
     db: Database
 
     def start_run(self, run: RunRecord) -> None:
+        """Record `run` as running (replacing an attempt that never completed: a resume); never a complete run."""
         with self.db.write() as con:
+            prev = con.execute("SELECT status FROM runs WHERE run_id = ?", [run.run_id]).fetchone()
+            if prev is not None and prev[0] == "complete":
+                raise HarnessError(f"run {run.run_id} is complete and is kept",
+                                   "start a new attempt (Store.attempt_id; harness eval --rerun does)")
             con.execute(
                 "INSERT OR REPLACE INTO runs (run_id, model_id, suite, backend, harness_version, status, "
                 "suite_version, split, data_hash, backend_version, settings, seed) "
@@ -89,6 +98,26 @@ class RunsMixin:
                 "UPDATE runs SET status = 'failed', error = ?, ended = current_timestamp WHERE run_id = ?",
                 [error[:2000], run_id],
             )
+
+    def attempts(self, run_id: str) -> list[RunRecord]:
+        """Every attempt at run `run_id` (the run itself and its re-runs `<run_id>-<n>`), oldest first."""
+        with self.db.read() as con:
+            rows = con.execute(f"SELECT {_RUN_COLS} FROM runs WHERE run_id = ? OR run_id LIKE ? "
+                               "ORDER BY started, run_id", [run_id, f"{run_id}-%"]).fetchall()
+        return [_run(r) for r in rows]
+
+    def attempt_id(self, run_id: str) -> str:
+        """The id to write run `run_id` under now. A run that never completed is resumed under its id; once one
+        attempt is complete, each re-run is a new attempt `<run_id>-<n>`, so the complete run stays visible
+        until the new one completes, and a failed or killed re-run stays in the history beside it."""
+        attempts = self.attempts(run_id)
+        if not any(a.status == "complete" for a in attempts):
+            return attempts[-1].run_id if attempts else run_id
+        taken = {a.run_id for a in attempts}
+        n = len(taken) + 1
+        while f"{run_id}-{n}" in taken:
+            n += 1
+        return f"{run_id}-{n}"
 
     def get_run(self, run_id: str) -> RunRecord | None:
         with self.db.read() as con:

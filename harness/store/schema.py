@@ -100,7 +100,7 @@ V1 = [
         config JSON NOT NULL,
         status VARCHAR NOT NULL,               -- running | complete | failed
         generation BIGINT NOT NULL DEFAULT 0,
-        optimizer_state BLOB,                  -- pickled by harness itself after each generation
+        optimizer_state BLOB,                  -- cmaes state as JSON (harness.evolve.optimizer_state), never pickle
         best_model_id VARCHAR,
         started TIMESTAMP NOT NULL DEFAULT current_timestamp,
         ended TIMESTAMP

@@ -18,6 +18,7 @@ from harness.hashing import hash_json
 from harness.store import Store
 from harness.workflows.baseline import (
     baseline_path,
+    baselines_dir,
     build_baseline,
     options_dict,
     options_from,
@@ -57,11 +58,17 @@ def _evaluate(model: str, suite: str, opts: Any, store: Store) -> tuple[Any, Any
     return res, run
 
 
-def save_baseline(model: str, suite: str, name: str, opts: Any, store: Store) -> Path:
-    """Evaluate (or reuse) `model` on `suite` and write results/baselines/NAME.json."""
+def save_baseline(model: str, suite: str, name: str, opts: Any, store: Store, force: bool = False) -> Path:
+    """Evaluate (or reuse) `model` on `suite` and write results/baselines/NAME.json. `name` is a name, never a
+    path; an existing file is replaced only with `force` (both checked before any evaluation)."""
+    from harness.names import check_name
+
+    path = baselines_dir() / f"{check_name(name)}.json"
+    if path.exists() and not force:
+        raise HarnessError(f"baseline {name!r} exists ({path})", "pass --force to replace it, or another --name")
     res, run = _evaluate(model, suite, opts, store)
     doc = build_baseline(name, run, store.get_model(res.model_id), store.samples(res.run_id), options_dict(opts))
-    return write_baseline(doc, baseline_path(name))
+    return write_baseline(doc, path)
 
 
 def _baseline_doc(baseline: str, suite: str, opts: Any, store: Store) -> dict[str, Any]:

@@ -24,8 +24,12 @@ def register_zoo(built: list[BuiltModel], store: Store | None = None) -> dict[st
         m = member(b.name)
         meta = {"recipe_hash": b.recipe_hash, "trains": m.trains, "data": m.data, "steps": m.schedule.steps,
                 "zoo": True}
-        store.add_model(ModelRecord(ids[b.name], b.name, str(b.path.resolve()), "zoo", source="harness zoo build",
-                                    architecture="LlamaForCausalLM", n_params=b.n_params, meta=meta))
+        moved = store.name_holder(b.name) not in (None, ids[b.name])  # a rebuilt member: `zoo build` re-points
+        store.add_model(ModelRecord(ids[b.name], None if moved else b.name, str(b.path.resolve()), "zoo",
+                                    source="harness zoo build", architecture="LlamaForCausalLM",
+                                    n_params=b.n_params, meta=meta))
+        if moved:
+            store.rename(ids[b.name], b.name, force=True)
         if m.parent and m.parent in ids:
             store.add_lineage([LineageEdge(ids[b.name], ids[m.parent], "finetuned_from",
                                            params={"trains": m.trains})])

@@ -179,6 +179,7 @@ def run_judge_suite(
     dhash = data_hash_value or data_hash(data_dir)
     run_id = hash_json({"model": model_id, "suite": suite_name, "version": suite_version, "data": dhash,
                         "backend": backend, "settings": settings})[:24]
+    run_id = store.attempt_id(run_id)  # a complete run with these settings is kept; this is a new attempt
     store.start_run(RunRecord(run_id, model_id, suite_name, backend, __version__, suite_version=suite_version,
                               split=split, data_hash=dhash, backend_version=backend_version, settings=settings, seed=0))
     cache = TextCache(cache_path or cache_dir() / "judge.sqlite")
