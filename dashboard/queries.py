@@ -18,6 +18,7 @@ import streamlit as st
 
 from harness.analysis import evidence, views
 from harness.analysis.overfit import SEVERITIES, Flag, analyse_data
+from harness.analysis.twin_gaps import twin_gaps
 
 TTL = 30
 IN_SAMPLE = "in-sample"
@@ -146,7 +147,7 @@ def _compute_analysis(db: str, fresh: bool = False) -> tuple[pd.DataFrame, list[
     if fresh:
         return snapshots.analyse_store(db)
     shared = base(db)
-    data = dataclasses.replace(shared, gaps=evidence.twin_gaps(_store(db), shared), rows_cache=None)
+    data = dataclasses.replace(shared, gaps=twin_gaps(_store(db), shared), rows_cache=None)
     return data.gaps, analyse_data(data)
 
 

@@ -32,7 +32,7 @@ import yaml
 
 from harness.errors import HarnessError, did_you_mean
 from harness.paths import suite_roots
-from harness.suite_schema import SuiteSpec, parse_suite_yaml
+from harness.suite_schema import SuiteSpec, TwinSpec, parse_suite_yaml
 
 SUITE_FILE = "suite.yaml"
 TIERS = ("smoke", "quick", "full")
@@ -51,7 +51,7 @@ class Suite:
     splits: dict[str, tuple[str, ...]]
     default_split: str
     tiers: dict[str, int | None]
-    twins: dict[str, str]
+    twins: dict[str, TwinSpec]
     hub_tasks: tuple[str, ...] = ()
     task_files: dict[str, Path] = field(default_factory=dict, repr=False)
 

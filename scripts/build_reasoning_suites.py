@@ -171,6 +171,17 @@ def gsm_task(task: str, template: str, kwargs: str, extra: dict[str, Any] | None
 
 
 GSM_TIERS = {"smoke": 10, "quick": 100, "full": None}
+GSM_PLUS_TASKS = ["numerical_substitution", "digit_expansion", "integer_decimal_fraction_conversion",
+                  "adding_operation", "reversing_operation", "problem_understanding", "distraction_insertion"]
+# Item maps under suites/gsm8k/twins/ are built by scripts/build_twin_maps.py (docs/overfitting.md "Twin maps").
+# gsm_plus:seeds is not a twin: its items are gsm8k's own, unchanged, so it cannot see contamination.
+GSM8K_TWINS = {
+    "plus": {"ref": "gsm_plus:testmini", "relation": "derived", "map": "twins/plus.json"},
+    **{f"plus_{t}": {"ref": "gsm_plus:testmini", "relation": "derived", "map": "twins/plus.json",
+                     "tasks": [f"gsm_plus_{t}"]} for t in GSM_PLUS_TASKS},
+    "mgsm_en": {"ref": "mgsm:cot", "relation": "derived", "map": "twins/mgsm_en.json", "tasks": ["mgsm_cot_en"]},
+    "gsm1k": {"ref": "gsm1k:public", "relation": "independent"},
+}
 
 
 def build_gsm8k(src: Path) -> None:
@@ -185,7 +196,7 @@ def build_gsm8k(src: Path) -> None:
         "description": "GSM8K test (1,319 problems), 8-shot chain of thought with the standard exemplars; the last "
                        "number of the output is scored.",
         "default_split": "test", "splits": {"test": ["gsm8k_cot"]}, "tiers": GSM_TIERS,
-        "twins": {"plus": "gsm_plus:testmini", "plus_seeds": "gsm_plus:seeds", "gsm1k": "gsm1k:public"},
+        "twins": GSM8K_TWINS,
         "hub_tasks": ["gsm8k_cot"]}))
 
 
