@@ -168,7 +168,7 @@ def _items_needed(x: TwinTest, z_crit: float, target: float) -> int | None:
 def tier_for(suite: str, items: int | None) -> str:
     """The smallest tier of the suite whose per-task limit gives `items` (estimated as limit x tasks)."""
     if items is None:
-        return "none (the spread of the natural gap between models alone is larger)"
+        return "none"
     try:
         from harness.suites import load_suite
 
@@ -192,7 +192,8 @@ def coverage(data: Data, t: Thresholds) -> list[Coverage]:
     sc = data.scores
     public = sc[sc["split"] == sc["suite"].map(data.default_split)]
     out = []
-    for mid, suite in sorted(set(zip(public["model_id"].tolist(), public["suite"].tolist(), strict=True))):
+    pairs = set(zip(public["model_id"].tolist(), public["suite"].tolist(), strict=True))
+    for mid, suite in sorted(pairs, key=lambda ms: (data.names.get(ms[0], ms[0]), ms[1])):
         if suite in twin_suites and suite not in data.twins:
             continue
         out.append(_cover(data, mid, suite, tests.get((mid, suite), []), t))
@@ -212,8 +213,11 @@ def _cover(data: Data, mid: str, suite: str, mine: list[TwinTest], t: Thresholds
     if not live:
         return Coverage(mid, name, suite, "not calibrated", False, mine[0].ref.basis)
     best = min(live, key=lambda x: x.mde)
-    detail = (f"smallest detectable excess {100 * best.mde:.1f} pts on twin {best.kind} (n={int(best.row['n'])}); "
-              f"{100 * t.gap_min:.0f} pts needs tier {tier_for(suite, best.items_needed)}")
+    goal = f"{100 * t.gap_min:.0f} pts"
+    reach = (f"{goal} needs tier {tier_for(suite, best.items_needed)}" if best.items_needed is not None else
+             f"no tier reaches {goal}: the natural gap alone varies by {100 * best.ref.spread:.1f} pts between models")
+    detail = (f"smallest detectable excess {100 * best.mde:.1f} pts on twin {best.kind} (n={int(best.row['n'])}, "
+              f"{'paired' if best.row['paired'] else 'unpaired'}); {reach}")
     return Coverage(mid, name, suite, "checked", any(x.flagged for x in mine), detail, best.mde)
 
 
