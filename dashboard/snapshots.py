@@ -113,7 +113,8 @@ def analyse_gathered(data: Data) -> Analysis:
     from harness.analysis.overfit import THRESHOLDS, analyse_data
     from harness.analysis.verdicts import coverage
 
-    return data.gaps, analyse_data(data), coverage(data, THRESHOLDS)
+    flags = analyse_data(data)
+    return data.gaps, flags, coverage(data, THRESHOLDS, flags)
 
 
 def main(argv: list[str]) -> None:

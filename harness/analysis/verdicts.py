@@ -182,9 +182,12 @@ def tier_for(suite: str, items: int | None) -> str:
     return f"~{items:,} items"
 
 
-def coverage(data: Data, t: Thresholds) -> list[Coverage]:
+def coverage(data: Data, t: Thresholds, flags: Sequence[Any] = ()) -> list[Coverage]:
     """For every (model, suite) scored on the suite's default split: checked, not calibrated, not checkable (with
-    the command that would make it checkable) or no twin. Suites that are twins of another suite are left out."""
+    the command that would make it checkable) or no twin. Suites that are twins of another suite are left out.
+    `flags` (overfit.Flag) marks as flagged the checked ones with a twin_gap (an evolve run's too) or
+    lineage_divergence flag."""
+    marked = {(f.model_id, f.suite) for f in flags if f.signal in ("twin_gap", "lineage_divergence")}
     tests: dict[tuple[str, str], list[TwinTest]] = {}
     for x in twin_tests(data, t):
         tests.setdefault((x.model_id, x.suite), []).append(x)
@@ -196,7 +199,8 @@ def coverage(data: Data, t: Thresholds) -> list[Coverage]:
     for mid, suite in sorted(pairs, key=lambda ms: (data.names.get(ms[0], ms[0]), ms[1])):
         if suite in twin_suites and suite not in data.twins:
             continue
-        out.append(_cover(data, mid, suite, tests.get((mid, suite), []), t))
+        row = _cover(data, mid, suite, tests.get((mid, suite), []), t)
+        out.append(replace(row, flagged=True) if (mid, suite) in marked and row.status == "checked" else row)
     return out
 
 

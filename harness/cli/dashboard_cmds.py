@@ -97,7 +97,8 @@ def overfit(
                            f"use one of: {', '.join(SEVERITIES)}")
     store = _existing_store()
     data = gather(store)
-    flags, cover = analyse_data(data), coverage(data, THRESHOLDS)
+    flags = analyse_data(data)
+    cover = coverage(data, THRESHOLDS, flags)
     if model:
         model_id = store.get_model(model).model_id
         flags = [f for f in flags if f.model_id == model_id]
