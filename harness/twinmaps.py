@@ -10,7 +10,8 @@ suite, built once from question text by scripts/build_twin_maps.py:
 `seeds[i]` is the public doc id (lm-eval's doc_id, the index of the document after the task's process_docs) of
 twin doc i of that twin task, or null when twin doc i has no public seed. An aligned map is a bijection: every
 public item is the seed of exactly one twin item. A map that does not match its data stops the analysis with one
-line naming the suite and the id (exit 2): nothing is paired wrongly.
+line naming the suite and the id (exit 2): nothing is paired wrongly. A run that scored an item beyond the map
+(other data than the map was built from) is not paired (harness/analysis/twin_gaps.py).
 
     twin_map = load_map(path, "mmlu", "permuted", spec)       # validated TwinMap
     twin_map.pairs                                            # DataFrame twin_task, twin_doc, public_task, public_doc
@@ -42,14 +43,6 @@ class TwinMap:
     public_sizes: dict[str, int]
     twin_sizes: dict[str, int]
     pairs: pd.DataFrame  # twin_task, twin_doc, public_task, public_doc (mapped items only)
-
-    def check_docs(self, side: str, max_docs: dict[str, int]) -> None:
-        """Refuse a run whose documents the map does not know (its data changed since the map was built)."""
-        sizes = self.public_sizes if side == "public" else self.twin_sizes
-        for task, top in sorted(max_docs.items()):
-            if task in sizes and top >= sizes[task]:
-                raise _bad(self.suite, self.kind, f"{side} item {task}/{top} is not in the map "
-                                                  f"(the map knows {sizes[task]} items of {task})")
 
 
 def _bad(suite: str, kind: str, what: str) -> HarnessError:

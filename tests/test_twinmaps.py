@@ -135,9 +135,9 @@ def test_pairing_only_through_the_map_and_shuffled_ids_do_not_pair(store, tmp_pa
 
 def test_a_map_that_does_not_know_a_scored_item_refuses_to_pair(store, tmp_path: Path) -> None:
     path, docs = store
-    small = mapped_twins(tmp_path / "small", docs - 10)  # a map of 110 items for runs of 120
-    with pytest.raises(HarnessError, match=r"twin map zoo_\w+:perturbed: public item zoo_\w+_gen_public/119 is not"):
-        gather(Store(path), twins=small)
+    small = mapped_twins(tmp_path / "small", docs - 10)  # a map of 110 items for runs of 120: other data
+    gaps = _gaps(path, small)
+    assert gaps and not any(r.paired for r in gaps.values())  # unpaired, never paired wrongly
 
 
 def test_cli_overfit_exits_2_on_a_bad_map(store, tmp_path: Path) -> None:

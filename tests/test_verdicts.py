@@ -87,3 +87,16 @@ def test_power_and_coverage_of_every_model_and_suite(store: Path) -> None:
     assert np.median([x.mde for x in paired]) < np.median([x.mde for x in unpaired])  # pairing buys power
     flagged = {(c.model, c.suite) for c in cover if c.flagged}
     assert ("zoo-overfit", "zoo_math") in flagged
+
+
+def test_calibration_benchmark_false_flags_at_or_below_nominal(tmp_path: Path) -> None:
+    import json
+
+    from benchmarks.calibrate_overfit import main
+
+    main(["--stores", "1", "--models", "80", "--docs", "300", "--json", str(tmp_path / "cal.json")])
+    report = json.loads((tmp_path / "cal.json").read_text())
+    for signal, r in report["false_flag_rate"].items():
+        assert r["trials"] > 0 and r["ci"][0] <= r["nominal"], signal
+    big = report["recall"]["memorised >= 10"]
+    assert big["flagged"] >= 1 and big["plants"] == 5

@@ -84,20 +84,22 @@ def twin_gaps(store: Store, data: Data) -> pd.DataFrame:
     mapped = g[g["relation"] != "independent"]
     if mapped.empty:
         return g[GAP_COLUMNS]
-    maps, tasks, keys = [], [], {}
+    maps, tasks, keys, fits = [], [], {}, []
+    tops = max_docs(store, sorted(set(mapped["run_a"]) | set(mapped["run_b"])))
     for suite, kind in mapped[["suite", "kind"]].drop_duplicates().itertuples(index=False):
         tm = twin_map(data, suite, kind, data.twins[suite][kind])
         keys[(suite, kind)] = key = f"{suite}|{kind}"
         maps.append(tm.pairs.assign(map_key=key))
         tasks.append(pd.DataFrame({"map_key": key, "twin_task": sorted(tm.twin_sizes)}))
-        _check_runs(store, tm, mapped[(mapped["suite"] == suite) & (mapped["kind"] == kind)])
+        fits.append(_runs_fit(tm, mapped[(mapped["suite"] == suite) & (mapped["kind"] == kind)], tops))
     pairs = pd.DataFrame({"pid": mapped.index.to_numpy(), "run_a": mapped["run_a"].to_numpy(),
                           "run_b": mapped["run_b"].to_numpy(),
                           "map_key": [keys[(s, k)] for s, k in zip(mapped["suite"], mapped["kind"], strict=True)]})
     st = mapped_diffs(store, pairs, pd.concat(maps, ignore_index=True),
                       pd.concat(tasks, ignore_index=True)).set_index("pid")
     idx = st.index
-    ok = (st["n"] >= MIN_PAIRED_DOCS) & (st["clusters"] >= MIN_PAIRED_SEEDS)
+    fit = pd.concat(fits).reindex(idx).fillna(False).astype(bool)
+    ok = (st["n"] >= MIN_PAIRED_DOCS) & (st["clusters"] >= MIN_PAIRED_SEEDS) & fit
     p = idx[ok.to_numpy()]
     g.loc[p, "paired"] = True
     g.loc[p, "gap"] = st.loc[p, "diff"].to_numpy()
@@ -116,9 +118,16 @@ def twin_gaps(store: Store, data: Data) -> pd.DataFrame:
     return g.drop(index=gone)[GAP_COLUMNS].reset_index(drop=True)
 
 
-def _check_runs(store: Store, tm: TwinMap, rows: pd.DataFrame) -> None:
-    """A run that scored a document the map does not know means the map does not match the data: refuse."""
-    tops = max_docs(store, sorted(set(rows["run_a"]) | set(rows["run_b"])))
-    for side, col in (("public", "run_a"), ("twin", "run_b")):
-        mine = tops[tops["run_id"].isin(set(rows[col]))].groupby("task")["top"].max()
-        tm.check_docs(side, {str(k): int(v) for k, v in mine.items()})
+def _runs_fit(tm: TwinMap, rows: pd.DataFrame, tops: pd.DataFrame) -> pd.Series:
+    """Per gap row: whether both runs scored only items the map knows. A run that scored a document beyond the map
+    ran on other data than the map was built from (another version of the suite, or another store's suite of the
+    same name): its gap is not paired (it falls back to unpaired) rather than paired wrongly."""
+    import pandas as pd
+
+    top = {(r, t): int(v) for r, t, v in tops[["run_id", "task", "top"]].itertuples(index=False)}
+
+    def fits(run: str, sizes: dict[str, int]) -> bool:
+        return all(top.get((run, task), -1) < n for task, n in sizes.items())
+
+    return pd.Series([fits(a, tm.public_sizes) and fits(b, tm.twin_sizes)
+                      for a, b in zip(rows["run_a"], rows["run_b"], strict=True)], index=rows.index, dtype=bool)
