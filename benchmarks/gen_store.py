@@ -34,7 +34,7 @@ SUITES: dict[str, tuple[str, ...]] = {
     "zoo_lang": ("public", "twin"),
     "zoo_code": ("public",),
 }
-TWINS: dict[str, dict[str, str]] = {
+TWINS: dict[str, dict[str, str]] = {  # plain refs: independent twins, never paired (see mapped_twins)
     "zoo_math": {"heldout": "zoo_math:heldout", "perturbed": "zoo_math:twin"},
     "zoo_lang": {"perturbed": "zoo_lang:twin"},
 }
@@ -304,6 +304,26 @@ def write(path: Path, fr: dict[str, pd.DataFrame], n_docs: int, evolve: tuple | 
         if indexes:  # generator-only speed-ups (the product schema has samples_run already)
             con.execute("CREATE INDEX IF NOT EXISTS lineage_child ON lineage (child_id)")
             con.execute("CREATE INDEX IF NOT EXISTS runs_model ON runs (model_id)")
+
+
+def mapped_twins(path: str | Path, docs: int) -> dict[str, dict[str, dict]]:
+    """TWINS with the perturbed twins declared aligned: writes their item maps (harness/twinmaps.py) beside the
+    store at `path` (twin doc i of suite_gen_twin is public doc i of suite_gen_public) and returns the twins."""
+    out: dict[str, dict[str, dict]] = {}
+    for suite, kinds in TWINS.items():
+        out[suite] = {}
+        for kind, ref in kinds.items():
+            if kind != "perturbed":
+                out[suite][kind] = {"ref": ref}
+                continue
+            public_task, twin_task = f"{suite}_gen_public", f"{suite}_gen_twin"
+            body = {"suite": suite, "kind": kind, "twin": ref, "relation": "aligned",
+                    "public_sizes": {public_task: docs},
+                    "tasks": {twin_task: {"public_task": public_task, "seeds": list(range(docs))}}}
+            map_path = Path(f"{path}.{suite}.{kind}.json").resolve()
+            map_path.write_text(json.dumps(body), encoding="utf-8")
+            out[suite][kind] = {"ref": ref, "relation": "aligned", "map": str(map_path)}
+    return out
 
 
 def build(path: str | Path, models: int = 0, docs: int = 300, seed: int = 0, sources: int = 40,

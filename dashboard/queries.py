@@ -17,7 +17,8 @@ import snapshots
 import streamlit as st
 
 from harness.analysis import evidence
-from harness.analysis.overfit import SEVERITIES, Flag, analyse_data
+from harness.analysis.overfit import SEVERITIES, Flag
+from harness.analysis.twin_gaps import twin_gaps
 from harness.store import frames as views
 
 TTL = 30
@@ -107,7 +108,7 @@ def _prewarm_state(db: str) -> dict:
     return {"lock": threading.Lock(), "thread": None}
 
 
-def analysed(db: str) -> tuple[pd.DataFrame, list[Flag]]:
+def analysed(db: str) -> snapshots.Analysis:
     """The twin gaps of every model and every flag. Stale while revalidating: when the store has changed since the
     last analysis, that analysis is returned at once and the new one is computed in the background (the pages say
     so, `analysis_is_stale`); only a store never analysed before makes a page wait for it."""
@@ -141,14 +142,14 @@ def analysis_is_stale(db: str) -> bool:
     return current is None or current[0] != snapshots.fingerprint(db)
 
 
-def _compute_analysis(db: str, fresh: bool = False) -> tuple[pd.DataFrame, list[Flag]]:
+def _compute_analysis(db: str, fresh: bool = False) -> snapshots.Analysis:
     """fresh=True reads the store again instead of the cached `base`, which may predate the write that made the
     refresh necessary (the background refresh)."""
     if fresh:
         return snapshots.analyse_store(db)
     shared = base(db)
-    data = dataclasses.replace(shared, gaps=evidence.twin_gaps(_store(db), shared), rows_cache=None)
-    return data.gaps, analyse_data(data)
+    data = dataclasses.replace(shared, gaps=twin_gaps(_store(db), shared), rows_cache=None, verdicts_cache=None)
+    return snapshots.analyse_gathered(data)
 
 
 def _refresh_in_background(db: str, version: str, state: dict) -> None:
@@ -184,6 +185,11 @@ def flags(db: str) -> list[Flag]:
 
 def gaps(db: str) -> pd.DataFrame:
     return analysed(db)[0]
+
+
+def coverage(db: str) -> list:
+    """Every (model, public suite): checked (with the smallest excess it could flag) or why not."""
+    return analysed(db)[2]
 
 
 def flags_frame(db: str) -> pd.DataFrame:

@@ -3,7 +3,7 @@ not changed since shows its flags without recomputing them, and a dashboard whos
 show the previous version's flags while it computes the new ones (dashboard/queries.py).
 
 A version is the store's fingerprint: size and modification time of the DuckDB file and of its WAL, which every
-committed write changes. The twin gaps are kept as Parquet and the flags as JSON (no pickle), under
+committed write changes. The twin gaps are kept as Parquet and the flags and coverage as JSON (no pickle), under
 results/cache/dashboard/, named by the store's path and the fingerprint; older versions of the same store are
 removed when a new one is written. Files are written to a temporary name and renamed into place. When the cache
 folder cannot be written the analysis is simply computed each time.
@@ -17,15 +17,21 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from harness.analysis.overfit import Flag
+from harness.analysis.verdicts import Coverage
 from harness.atomic import atomic_file, write_text_atomic
 from harness.hashing import hash_json
 
-Analysis = tuple[pd.DataFrame, list[Flag]]
+if TYPE_CHECKING:
+    from harness.analysis.evidence import Data
+
+Analysis = tuple[pd.DataFrame, list[Flag], list[Coverage]]
 
 
 def fingerprint(db: str) -> str:
@@ -73,12 +79,12 @@ def compute_and_keep(db: str, version: str, compute: Callable[[], Analysis]) -> 
         kept = load(db, version)
         if kept is not None:
             return kept
-        gaps, flags = compute()
+        result = compute()
         try:
-            _write(_folder() / f"{_stem(db)}-{version}", gaps, flags)
+            _write(_folder() / f"{_stem(db)}-{version}", *result)
         except OSError:
             pass  # a read-only results folder: the analysis is recomputed next time
-        return gaps, flags
+        return result
 
 
 @contextmanager
@@ -97,13 +103,19 @@ def _store_lock(db: str) -> Iterator[None]:
 
 
 def analyse_store(db: str) -> Analysis:
-    """The twin gaps and flags of the store as it is now (one read snapshot per step, no Streamlit)."""
+    """The twin gaps, flags and coverage of the store as it is now (one read snapshot per step, no Streamlit)."""
     from harness.analysis import evidence
-    from harness.analysis.overfit import analyse_data
     from harness.store import Store
 
-    data = evidence.gather(Store(db))
-    return data.gaps, analyse_data(data)
+    return analyse_gathered(evidence.gather(Store(db)))
+
+
+def analyse_gathered(data: Data) -> Analysis:
+    from harness.analysis.overfit import THRESHOLDS, analyse_data
+    from harness.analysis.verdicts import coverage
+
+    flags = analyse_data(data)
+    return data.gaps, flags, coverage(data, THRESHOLDS, flags)
 
 
 def main(argv: list[str]) -> None:
@@ -115,17 +127,20 @@ def main(argv: list[str]) -> None:
 
 def _read(base: Path) -> Analysis | None:
     try:
-        flags = [Flag(**f) for f in json.loads(base.with_suffix(".json").read_text())]
-        return pd.read_parquet(base.with_suffix(".parquet")), flags
-    except (OSError, ValueError, TypeError):
+        kept = json.loads(base.with_suffix(".json").read_text())
+        flags = [Flag(**f) for f in kept["flags"]]  # a list: an older format without coverage, computed again
+        cover = [Coverage(**c) for c in kept["coverage"]]
+        return pd.read_parquet(base.with_suffix(".parquet")), flags, cover
+    except (OSError, ValueError, TypeError, KeyError):
         return None
 
 
-def _write(base: Path, gaps: pd.DataFrame, flags: list[Flag]) -> None:
+def _write(base: Path, gaps: pd.DataFrame, flags: list[Flag], cover: list[Coverage]) -> None:
     with atomic_file(base.with_suffix(".parquet"), suffix=".parquet") as tmp:
         gaps.to_parquet(tmp, index=False)
     # the JSON last: it marks the pair complete
-    write_text_atomic(base.with_suffix(".json"), json.dumps([f.to_dict() for f in flags], default=str))
+    write_text_atomic(base.with_suffix(".json"), json.dumps(
+        {"flags": [f.to_dict() for f in flags], "coverage": [asdict(c) for c in cover]}, default=str))
     stem = base.name.rsplit("-", 1)[0]
     for old in base.parent.glob(f"{stem}-*"):
         if not old.name.startswith(base.name):

@@ -22,6 +22,45 @@ class AggregateSpec(BaseModel):
 
     metric: str | None = None  # None: each task's primary metric (harness/store/frames.py PRIMARY_METRICS)
     weight_by_size: bool = True
+TwinRelation = Literal["aligned", "derived", "independent"]
+
+
+class TwinSpec(BaseModel):
+    """How a twin's items relate to the public items (docs/overfitting.md "Twin maps").
+
+    `aligned`: the same items with a changed surface, one twin item per public item (the map is a bijection);
+    `derived`: each twin item names the public item it was made from (several may share one);
+    `independent`: different items, never paired. `map` is a file of the public suite (built by
+    scripts/build_twin_maps.py); `tasks` restricts the twin to some of its split's tasks (one perturbation type)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ref: str
+    relation: TwinRelation = "independent"
+    map: str | None = None
+    tasks: tuple[str, ...] = ()
+
+    @field_validator("ref")
+    @classmethod
+    def _ref(cls, v: str) -> str:
+        if not REF.match(v):
+            raise ValueError(f"{v!r} is not 'suite' or 'suite:split'")
+        return v
+
+    @model_validator(mode="after")
+    def _mapped(self) -> TwinSpec:
+        if self.relation != "independent" and not self.map:
+            raise ValueError(f"an {self.relation} twin needs a map (twins/<kind>.json, scripts/build_twin_maps.py)")
+        if self.relation == "independent" and self.map:
+            raise ValueError("an independent twin is never paired: drop its map or name its relation")
+        return self
+
+    @classmethod
+    def of(cls, value: str | TwinSpec | dict[str, Any]) -> TwinSpec:
+        """A twin from suite.yaml's short form ('suite:split', independent) or its mapping form."""
+        if isinstance(value, TwinSpec):
+            return value
+        return cls(ref=value) if isinstance(value, str) else cls.model_validate(value)
 
 
 class SuiteSpec(BaseModel):
@@ -36,7 +75,7 @@ class SuiteSpec(BaseModel):
     default_split: str
     splits: dict[str, list[str]] = Field(min_length=1)
     tiers: dict[str, int | None] = Field(default_factory=lambda: {"smoke": 20, "quick": 100, "full": None})
-    twins: dict[str, str] = Field(default_factory=dict)
+    twins: dict[str, TwinSpec] = Field(default_factory=dict)
     hub_tasks: list[str] = Field(default_factory=list)
     aggregate: AggregateSpec = Field(default_factory=AggregateSpec)
 
@@ -72,13 +111,17 @@ class SuiteSpec(BaseModel):
                 raise ValueError(f"tier {tier!r}: a limit is a positive integer or null")
         return v
 
-    @field_validator("twins")
+    @field_validator("twins", mode="before")
     @classmethod
-    def _twins(cls, v: dict[str, str]) -> dict[str, str]:
+    def _twins(cls, v: Any) -> Any:
+        if not isinstance(v, dict):
+            return v
+        out = {}
         for kind, ref in v.items():
-            if not REF.match(ref):
+            if isinstance(ref, str) and not REF.match(ref):
                 raise ValueError(f"twin {kind!r}: {ref!r} is not 'suite' or 'suite:split'")
-        return v
+            out[kind] = TwinSpec(ref=ref) if isinstance(ref, str) else ref
+        return out
 
     @model_validator(mode="after")
     def _default_split(self) -> SuiteSpec:

@@ -32,7 +32,7 @@ import yaml
 
 from harness.errors import HarnessError, did_you_mean
 from harness.paths import suite_roots
-from harness.suite_schema import AggregateSpec, SuiteSpec, parse_suite_yaml
+from harness.suite_schema import AggregateSpec, SuiteSpec, TwinSpec, parse_suite_yaml
 
 SUITE_FILE = "suite.yaml"
 UPSTREAM = "lm_eval:"  # `include: lm_eval:tasks/gsm8k/gsm8k-cot.yaml` = that file of the installed lm-eval
@@ -52,7 +52,7 @@ class Suite:
     splits: dict[str, tuple[str, ...]]
     default_split: str
     tiers: dict[str, int | None]
-    twins: dict[str, str]
+    twins: dict[str, TwinSpec]
     hub_tasks: tuple[str, ...] = ()
     aggregate: AggregateSpec = field(default_factory=AggregateSpec)
     task_files: dict[str, Path] = field(default_factory=dict, repr=False)
@@ -149,6 +149,11 @@ def _suite_files(root: Path | None = None) -> dict[str, Path]:
             )
         found[spec.name] = path
     return found
+
+
+def suite_files(root: Path | None = None) -> dict[str, Path]:
+    """Suite name -> its suite.yaml."""
+    return _suite_files(root)
 
 
 def suite_specs(root: Path | None = None) -> dict[str, SuiteSpec]:

@@ -77,6 +77,11 @@ def suite_yaml(name: str, version: str, desc: str, splits: dict[str, list[str]],
 
 
 TIERS = {"smoke": 3, "quick": 20, "full": None}
+# item maps under suites/mmlu/twins/ are built by scripts/build_twin_maps.py (docs/overfitting.md "Twin maps")
+MMLU_TWINS = {
+    "permuted": {"ref": "mmlu_permuted:test", "relation": "aligned", "map": "twins/permuted.json"},
+    "redux": {"ref": "mmlu_redux:ok", "relation": "derived", "map": "twins/redux.json"},
+}
 
 
 # ---------------------------------------------------------------------------------------------- mmlu
@@ -96,7 +101,7 @@ def build_mmlu(src: Path) -> None:
     write(out / "suite.yaml", suite_yaml(
         "mmlu", "1", "MMLU (Hendrycks et al.): 57 subjects, 14,042 test questions, 5-shot from dev, "
         "multiple choice by loglikelihood (lm-eval's mmlu prompt).",
-        {"test": tasks}, TIERS, {"permuted": "mmlu_permuted:test", "redux": "mmlu_redux:ok"}, ["mmlu"]))
+        {"test": tasks}, TIERS, MMLU_TWINS, ["mmlu"]))
 
 
 # ---------------------------------------------------------------------------------------------- permuted

@@ -182,6 +182,17 @@ GSM_AGGREGATE = {"metric": "exact_match,strict-match", "weight_by_size": True}
 
 
 GSM_TIERS = {"smoke": 10, "quick": 100, "full": None}
+GSM_PLUS_TASKS = ["numerical_substitution", "digit_expansion", "integer_decimal_fraction_conversion",
+                  "adding_operation", "reversing_operation", "problem_understanding", "distraction_insertion"]
+# Item maps under suites/gsm8k/twins/ are built by scripts/build_twin_maps.py (docs/overfitting.md "Twin maps").
+# gsm_plus:seeds is not a twin: its items are gsm8k's own, unchanged, so it cannot see contamination.
+GSM8K_TWINS = {
+    "plus": {"ref": "gsm_plus:testmini", "relation": "derived", "map": "twins/plus.json"},
+    **{f"plus_{t}": {"ref": "gsm_plus:testmini", "relation": "derived", "map": "twins/plus.json",
+                     "tasks": [f"gsm_plus_{t}"]} for t in GSM_PLUS_TASKS},
+    "mgsm_en": {"ref": "mgsm:cot", "relation": "derived", "map": "twins/mgsm_en.json", "tasks": ["mgsm_cot_en"]},
+    "gsm1k": {"ref": "gsm1k:public", "relation": "independent"},
+}
 
 
 def build_gsm8k(src: Path) -> None:
@@ -198,9 +209,7 @@ def build_gsm8k(src: Path) -> None:
                        "'The answer is N.' scored; flexible-extract stored too) on the shipped data. Split "
                        "last_number: harness's own variant (the last number of the output).",
         "default_split": "test", "splits": {"test": ["gsm8k_cot"], "last_number": ["gsm8k_cot_last_number"]},
-        "tiers": GSM_TIERS,
-        "twins": {"plus": "gsm_plus:testmini", "plus_seeds": "gsm_plus:seeds", "gsm1k": "gsm1k:public"},
-        "hub_tasks": ["gsm8k_cot"], "aggregate": GSM_AGGREGATE}))
+        "tiers": GSM_TIERS, "twins": GSM8K_TWINS, "hub_tasks": ["gsm8k_cot"], "aggregate": GSM_AGGREGATE}))
 
 
 GSM_PLUS_TYPES = ["numerical substitution", "digit expansion", "integer-decimal-fraction conversion",

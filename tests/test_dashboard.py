@@ -15,6 +15,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from benchmarks.gen_store import build
+from harness.analysis.overfit import THRESHOLDS
 from harness.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
@@ -115,7 +116,11 @@ def test_lineage_graph_and_chains(use_db: str, db: str) -> None:
 
 def test_overfitting_flags_and_evidence(use_db: str) -> None:
     at = open_page("overfitting")
-    table = at.dataframe[0].value
+    cover, table = at.dataframe[0].value, at.dataframe[1].value  # coverage first, then the flags
+    assert {"checked", "no twin"} <= set(cover["status"])  # zoo_code has no twin: said, not silent
+    checked = cover[cover["status"] == "checked"]
+    assert (checked["smallest detectable excess (pts)"] >= 100 * THRESHOLDS.gap_min).all()
+    assert any("(model, suite) checked" in i.value and "not checked" in i.value for i in at.warning)
     assert list(table["rank"]) == sorted(table["rank"], reverse=True)
     top = table[table["model"] == "zoo-overfit"]
     assert "twin_gap" in set(top["signal"]) and "high" in set(top["severity"])
@@ -229,10 +234,13 @@ def test_analysis_is_kept_on_disk_per_store_version(db: str, tmp_path: Path, mon
     expire_caches()
     open_page("overfitting")
     (kept,) = folder.glob("*.json")
-    flags = json.loads(kept.read_text())
+    body = json.loads(kept.read_text())
+    flags = body["flags"]
     assert any(f["model"] == "zoo-overfit" and f["signal"] == "twin_gap" for f in flags)
+    assert any(c["status"] == "checked" for c in body["coverage"])
     assert (folder / kept.name.replace(".json", ".parquet")).is_file()
-    kept.write_text(json.dumps([{**f, "explanation": "read from disk"} for f in flags]))  # proof of reading
+    body["flags"] = [{**f, "explanation": "read from disk"} for f in flags]
+    kept.write_text(json.dumps(body))  # proof of reading
     expire_caches()  # a new server process
     again = open_page("overfitting")
     assert "read from disk" in str([df.value.to_dict() for df in again.dataframe])
@@ -275,7 +283,7 @@ def test_dashboard_command_analyses_the_store_beside_the_server(db: str, tmp_pat
             assert server.poll() is None, server.stderr.read()
             time.sleep(0.2)
         (kept,) = folder.glob("*.json")
-        flags = json.loads(kept.read_text())
+        flags = json.loads(kept.read_text())["flags"]
         assert sorted((f["model"], f["signal"], f["suite"]) for f in flags) == sorted(
             (f.model, f.signal, f.suite) for f in analyse(Store(db)))
         time.sleep(1)

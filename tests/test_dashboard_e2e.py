@@ -25,7 +25,7 @@ PAGES = {  # url path -> text that must be on the page
     "leaderboard": ["Leaderboard", "With in-sample scores", "(in-sample)"],  # table cells are a canvas
     "methods": ["Merge methods", "Paired comparison"],
     "lineage": ["Lineage", "Public versus twin along each chain"],
-    "overfitting": ["Overfitting flags", "twin_gap", "Evidence"],
+    "overfitting": ["Overfitting flags", "twin_gap", "Evidence", "(model, suite) checked", "not checked"],
     "runs": ["Runs", "Evolve history"],
 }
 

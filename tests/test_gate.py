@@ -84,3 +84,51 @@ def test_continuous_scores_use_a_paired_t_test() -> None:
     a = rng.normal(7, 1, 200)
     result = compare({"rating": _scores(a)}, {"rating": _scores(a - 1 + rng.normal(0, 0.3, 200))}, tolerance=0.5)
     assert result.verdicts[0].test == "paired-t" and result.failed_tasks == ["rating"]
+
+
+def _subjects(seed: int = 0) -> dict[str, dict[int, float]]:
+    """57 subjects of MMLU's real test sizes (14,042 items) at ~60% accuracy."""
+    import json
+    from pathlib import Path
+
+    sizes = json.loads((Path(__file__).resolve().parent.parent / "suites/mmlu/twins/permuted.json").read_text())
+    rng = np.random.default_rng(seed)
+    return {t: {i: float(rng.random() < 0.6) for i in range(n)} for t, n in sizes["public_sizes"].items()}
+
+
+def test_57_subjects_each_down_1_5_points_fail_on_the_pooled_test() -> None:
+    base = _subjects()
+    cand = {}
+    for t, docs in base.items():  # 1.5% of each subject's items go from right to wrong
+        right = [i for i, v in docs.items() if v == 1]
+        k = round(0.015 * len(docs))
+        cand[t] = {i: (0.0 if i in set(right[:k]) else v) for i, v in docs.items()}
+    result = compare(base, cand, tolerance=0.02)
+    assert len(result.verdicts) == 57 and not result.failed_tasks  # no task alone clears its tolerance
+    assert result.pooled is not None and result.pooled.failed and not result.passed
+    assert result.pooled.diff == pytest.approx(-0.015, abs=0.001) and result.pooled.n == 14042
+    assert result.pooled.mde < 0.01  # from the observed discordance, at Holm's first step over 58 tests
+    assert "95% CI" in markdown_report(result, "t") and "(all tasks, pooled)" in markdown_report(result, "t")
+    assert "90% CI" in markdown_report(compare(base, cand, alpha=0.1), "t")
+
+
+def test_no_change_fails_at_most_alpha_of_the_time() -> None:
+    """Candidate = baseline with symmetric random flips (no true change): the gate fails in at most alpha of 400
+    simulations (upper 95% binomial bound), with a small suite tolerance so the tests decide."""
+    rng = np.random.default_rng(7)
+    fails = 0
+    for _ in range(200):
+        p = {f"t{j}": rng.beta(2, 1.5, 80) for j in range(12)}  # item difficulties
+        base = {t: _scores(rng.random(80) < q) for t, q in p.items()}
+        cand = {t: _scores(rng.random(80) < q) for t, q in p.items()}
+        fails += not compare(base, cand, tolerance=0.0, suite_tolerance=0.0).passed
+    assert binomtest(fails, 200).proportion_ci(0.95).low <= 0.05, fails
+
+
+def test_mde_never_claims_zero_and_constant_differences_need_items() -> None:
+    same = {"t": {i: 1.0 for i in range(50)}}
+    v = compare(same, same).verdicts[0]
+    assert v.mde > 0.05 and not v.failed  # the rule-of-three floor on discordance, not 0
+    tiny_a, tiny_b = {"t": {0: 0.5, 1: 0.5}}, {"t": {0: 0.2, 1: 0.2}}
+    w = compare(tiny_a, tiny_b, tolerance=0.01).verdicts[0]
+    assert w.p_value == 0.5 and not w.failed  # two items: the exact sign-flip p, not 0

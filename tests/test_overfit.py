@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.gen_store import TWINS, build
+from benchmarks.gen_store import TWINS, build, mapped_twins
 from harness.analysis.evidence import gather
 from harness.analysis.lineage import Graph
 from harness.analysis.overfit import THRESHOLDS, analyse, bh_reject, confusion
@@ -26,12 +26,12 @@ CLEAN = {"merge-linear", "merge-ties", "merge-slerp", "merge-dare", "merge-deep"
 def planted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     path = tmp_path_factory.mktemp("overfit") / "planted.duckdb"
     truth = build(path, models=40, docs=500, sources=4, seed=0)
-    return path, truth
+    return path, truth, mapped_twins(path, 500)
 
 
 @pytest.fixture(scope="module")
 def flags(planted):
-    return analyse(Store(planted[0]), twins=TWINS)
+    return analyse(Store(planted[0]), twins=planted[2])
 
 
 def _by(flags, model: str, signal: str | None = None):
@@ -41,7 +41,7 @@ def _by(flags, model: str, signal: str | None = None):
 def test_planted_cases_are_flagged_and_clean_merges_are_not(planted, flags) -> None:
     counts = confusion(flags, planted[1])
     assert counts["false_flags"] == 0, counts["false"]
-    assert counts["true_flags"] == 8 and counts["positives"] == 10, counts
+    assert counts["true_flags"] >= 9 and counts["positives"] == 10, counts  # 8 before calibration on the spread
     flagged = {f.model for f in flags if f.severity != "info"}
     assert PLANTED <= flagged
     assert not (CLEAN & flagged)
@@ -88,7 +88,7 @@ def test_creeping_chain_diverges(flags) -> None:
 
 
 def test_exposure_is_inherited_by_descendants_only_on_the_selected_split(planted) -> None:
-    data = gather(Store(planted[0]), twins=TWINS)
+    data = gather(Store(planted[0]), twins=planted[2])
     ids = {n: m for m, n in data.names.items()}
     assert data.in_sample(ids["merge-of-overfit"], "zoo_math", "public")
     assert not data.in_sample(ids["merge-of-overfit"], "zoo_math", "heldout")
@@ -98,9 +98,10 @@ def test_exposure_is_inherited_by_descendants_only_on_the_selected_split(planted
     assert bool(gaps.loc[(ids["src-a"], "zoo_math", "heldout"), "paired"]) is False  # held-out docs: other items
 
 
-def test_twins_from_a_plain_mapping_match_twins_inferred_from_runs(planted, flags) -> None:
+def test_twins_from_a_plain_mapping_match_twins_inferred_from_runs(planted) -> None:
     inferred = analyse(Store(planted[0]))  # no mapping: suite.yaml twins, then the splits the runs show
-    key = sorted((f.model, f.signal, f.suite, f.severity) for f in flags)
+    plain = analyse(Store(planted[0]), twins=TWINS)  # plain refs: independent, as inferred ones are
+    key = sorted((f.model, f.signal, f.suite, f.severity) for f in plain)
     assert sorted((f.model, f.signal, f.suite, f.severity) for f in inferred) == key
 
 
@@ -136,7 +137,7 @@ def test_cli_overfit_json_and_errors(planted) -> None:
 def test_cli_overfit_counts_flags_against_a_truth_file(planted, tmp_path: Path) -> None:
     from harness.analysis.overfit import confusion
 
-    path, truth = planted
+    path, truth, _ = planted
     (tmp_path / "truth.json").write_text(json.dumps(truth))
     cmd = [sys.executable, "-m", "harness.cli.__main__", "--db", str(path), "overfit", "--truth",
            str(tmp_path / "truth.json")]
@@ -165,6 +166,7 @@ def test_over_searched_evolve_run_is_flagged_from_its_own_records(flags, tmp_pat
         con.execute("DELETE FROM samples WHERE run_id IN (SELECT run_id FROM runs WHERE model_id = ?)", [best])
         con.execute("DELETE FROM scores WHERE run_id IN (SELECT run_id FROM runs WHERE model_id = ?)", [best])
         con.execute("DELETE FROM runs WHERE model_id = ?", [best])
-    (only,) = [g for g in analyse(store, twins=TWINS) if g.model == "evo-best" and g.signal == "twin_gap"]
+    (only,) = [g for g in analyse(store, twins=mapped_twins(path, 100)) if g.model == "evo-best"
+               and g.signal == "twin_gap"]
     assert only.evidence["source"] == "evolve" and only.suite == "zoo_math" and only.severity == "high"
     assert "Evolve run evo-overfit" in only.explanation

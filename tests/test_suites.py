@@ -62,15 +62,20 @@ def test_every_suite_loads_with_its_documented_shape() -> None:
         assert set(s.tiers) == {"smoke", "quick", "full"} and s.tier_limit("full") is None
         assert 0 < s.tier_limit("smoke") < (s.tier_limit("quick") or 10**9)
         assert re.fullmatch(r"[0-9a-f]{64}", s.data_hash())
-        for ref in s.twins.values():  # every twin resolves to a real suite and split
-            twin, split = resolve_ref(ref)
-            assert twin.split_tasks(split)
+        for spec in s.twins.values():  # every twin resolves to a real suite and split (and its tasks)
+            twin, split = resolve_ref(spec.ref)
+            assert set(spec.tasks) <= set(twin.split_tasks(split))
 
 
 def test_twins_and_hub_tasks() -> None:
-    assert load_suite("mmlu").twins == {"permuted": "mmlu_permuted:test", "redux": "mmlu_redux:ok"}
-    assert load_suite("gsm8k").twins["plus"] == "gsm_plus:testmini"
-    assert load_suite("gsm8k").twins["gsm1k"] == "gsm1k:public"
+    mmlu = load_suite("mmlu").twins
+    assert {k: (v.ref, v.relation) for k, v in mmlu.items()} == {
+        "permuted": ("mmlu_permuted:test", "aligned"), "redux": ("mmlu_redux:ok", "derived")}
+    gsm = load_suite("gsm8k").twins
+    assert (gsm["plus"].ref, gsm["plus"].relation) == ("gsm_plus:testmini", "derived")
+    assert gsm["plus_digit_expansion"].tasks == ("gsm_plus_digit_expansion",)  # a perturbation type: a twin
+    assert (gsm["gsm1k"].ref, gsm["gsm1k"].relation, gsm["gsm1k"].map) == ("gsm1k:public", "independent", None)
+    assert "plus_seeds" not in gsm  # gsm8k's own items, unchanged: no twin
     assert load_suite("mmlu").hub_tasks == ("mmlu",)
     assert load_suite("bbh").hub_tasks == ("bbh_cot_fewshot",)
 

@@ -50,8 +50,9 @@ kinds = data.twins.get(suite or "", {})
 if not kinds:
     st.info("This suite has no twin (suite.yaml `twins:`), so there is nothing to compare along the chains.")
     st.stop()
-kind = st.selectbox("Twin", list(kinds), key="lin_kind", format_func=lambda k: f"{k} ({kinds[k]})")
-frame = chains(data, model_id, suite, kinds[kind], limit=MAX_CHAINS)
+kind = st.selectbox("Twin", list(kinds), key="lin_kind",
+                    format_func=lambda k: f"{k} ({kinds[k].ref}, {kinds[k].relation})")
+frame = chains(data, model_id, suite, kinds[kind].ref, limit=MAX_CHAINS)
 if frame.empty:
     st.info("No scores along this model's chains for this suite and twin.")
     st.stop()

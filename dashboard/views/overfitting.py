@@ -1,4 +1,6 @@
-"""Overfitting: every flag of harness.analysis.overfit, sortable by severity, each linked to its evidence."""
+"""Overfitting: what was checked (coverage and power), every flag of harness.analysis.overfit, sortable by
+severity, each linked to its evidence. Silence is never shown as health: the page says how many (model, suite)
+were checked, how small an excess they could have seen, and how many were not checked and why."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import streamlit as st
 import widgets
 
 from harness.analysis.overfit import SEVERITIES, SIGNALS, THRESHOLDS
+from harness.analysis.verdicts import coverage_summary, headline
 
 db = widgets.page_header("Overfitting flags", "Exposure, twin gaps, lineage divergence and specialisation cost "
                                         "(docs/overfitting.md).")
@@ -28,9 +31,20 @@ flagged_models = int(frame.loc[frame["severity"] != "info", "model_id"].nunique(
 cols[3].metric("flagged models", flagged_models)
 cols[4].metric("selections (info)", int((frame["severity"] == "info").sum()) if len(frame) else 0)
 
+cover = q.coverage(db)
+summary = coverage_summary(cover)
+line = headline(cover)
+(st.warning if summary["flagged"] else st.info)(
+    f"Coverage: {line}." + ("" if frame.empty else f" {len(frame)} flags of all signals below."))
+with st.expander(f"Coverage: {summary['checked']} checked, {summary['not_checked']} not checked", expanded=False):
+    cov = pd.DataFrame([{"model": c.model, "suite": c.suite, "status": c.status, "flagged": c.flagged,
+                         "smallest detectable excess (pts)": None if c.mde is None else round(100 * c.mde, 1),
+                         "detail": c.detail} for c in cover])
+    st.dataframe(cov, hide_index=True, width="stretch", height=320,
+                 column_config={"detail": st.column_config.TextColumn("detail", width="large")})
 if frame.empty:
-    st.success("No flags: no model is selected on a suite, and no twin gap, divergence or specialisation cost "
-               "clears the thresholds.")
+    st.info(f"No flags among {summary['checked']} (model, suite) checked; {summary['not_checked']} not checked "
+            "(see Coverage). No flag means no excess above the smallest detectable one, not no overfitting.")
     st.stop()
 
 c1, c2, c3 = st.columns([2, 2, 2])

@@ -3,9 +3,11 @@ each public score and its twins (paired over shared document ids where the twin 
 
     data = gather(store, twins={"zoo_math": {"heldout": "zoo_math:heldout"}})
 
-`twins` maps a suite to {kind: "suite:split"} as in suite.yaml; None reads them from harness.suites, then adds
-what the store itself shows: any run on a split named heldout / twin / perturbed of a suite is a twin of that suite's
-default split.
+`twins` maps a suite to {kind: "suite:split" or TwinSpec} as in suite.yaml (a plain string is an independent twin);
+None reads them from every suite.yaml, then adds what the store itself shows: any run on a split named heldout /
+twin / perturbed of a suite is an independent twin of that suite's default split. Items are paired only through a
+twin map (harness/twinmaps.py): an aligned or derived twin pairs each twin item with its public seed; an
+independent twin is compared unpaired.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.analysis.lineage import Graph
 from harness.store import frames as views
+from harness.suite_schema import TwinSpec
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -24,8 +28,9 @@ if TYPE_CHECKING:
     from harness.store import Store
 
 TWIN_SPLIT_NAMES = ("heldout", "twin", "perturbed")
-MIN_PAIRED_DOCS = 20
-PAIR_MARGIN = 0.025  # half the smallest flag size (gap_min, divergence_min)
+MIN_PAIRED_DOCS = 20      # mapped items needed for a paired gap ...
+MIN_PAIRED_SEEDS = 10     # ... from at least this many public seeds (the clusters of the stderr)
+GAP_COLUMNS = ["model_id", "suite", "kind", "twin", "relation", "public", "twin_value", "gap", "se", "paired", "n"]
 
 
 @dataclass
@@ -33,13 +38,15 @@ class Data:
     models: pd.DataFrame            # model_id, name, kind, method, ..., depth
     graph: Graph
     scores: pd.DataFrame            # views.suite_scores
-    twins: dict[str, dict[str, str]]
+    twins: dict[str, dict[str, TwinSpec]]
     default_splits: dict[str, str]
     exposure: dict[str, frozenset]  # model_id -> {(suite, split|None, process, selected model_id)}
-    gaps: pd.DataFrame              # model_id, suite, kind, twin, public, twin_value, gap, se, paired, n
+    gaps: pd.DataFrame              # GAP_COLUMNS
     names: dict[str, str]
     rows_cache: dict | None = None  # overfit._gap_rows
+    verdicts_cache: dict | None = None  # verdicts.twin_tests, per Thresholds
     evolve: pd.DataFrame | None = None  # views.evolve_candidates
+    suite_dirs: dict[str, Path] | None = None  # suite -> its folder (where its twin maps live)
 
     def default_split(self, suite: str) -> str:
         return self.default_splits.get(suite, "public")
@@ -61,22 +68,27 @@ def exposure_frame(data: Data) -> pd.DataFrame:
     return pd.DataFrame(sorted(rows), columns=["model_id", "suite", "split"])
 
 
-def suite_twins(twins: Mapping[str, Mapping[str, str]] | None) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
-    """Twins and default splits from a plain mapping, or from every suite.yaml (harness.suites) when None."""
+def suite_twins(twins: Mapping[str, Mapping[str, str | TwinSpec]] | None,
+                ) -> tuple[dict[str, dict[str, TwinSpec]], dict[str, str], dict[str, Path]]:
+    """Twins, default splits and suite folders from a plain mapping, or from every suite.yaml (harness.suites)
+    when None."""
     if twins is not None:
-        return {s: dict(t) for s, t in twins.items()}, {}
-    found: dict[str, dict[str, str]] = {}
+        return {s: {k: TwinSpec.of(v) for k, v in t.items()} for s, t in twins.items()}, {}, {}
+    found: dict[str, dict[str, TwinSpec]] = {}
     defaults: dict[str, str] = {}
+    dirs: dict[str, Path] = {}
     try:  # only each suite.yaml (twins, default split): no task YAMLs or data files, so it is quick
-        from harness.suites import suite_specs
+        from harness.suites import suite_files, suite_specs
 
+        folders = suite_files()
         for name, spec in suite_specs().items():
             defaults[name] = spec.default_split
+            dirs[name] = folders[name].parent
             if spec.twins:
                 found[name] = dict(spec.twins)
     except Exception:  # noqa: BLE001 - a broken suite folder must not stop the analysis; twins then come from runs
         pass
-    return found, defaults
+    return found, defaults, dirs
 
 
 def infer_defaults(scores: pd.DataFrame, defaults: dict[str, str]) -> None:
@@ -87,28 +99,31 @@ def infer_defaults(scores: pd.DataFrame, defaults: dict[str, str]) -> None:
             defaults[suite] = "public" if "public" in names else "default" if "default" in names else min(names)
 
 
-def infer_twins(scores: pd.DataFrame, twins: dict[str, dict[str, str]], defaults: dict[str, str]) -> None:
-    """Add twins the runs show: a suite's heldout/twin/perturbed split probes its default split."""
+def infer_twins(scores: pd.DataFrame, twins: dict[str, dict[str, TwinSpec]], defaults: dict[str, str]) -> None:
+    """Add twins the runs show: a suite's heldout/twin/perturbed split probes its default split (independent:
+    without a map nothing says which item is which)."""
     for suite, split in scores[["suite", "split"]].drop_duplicates().itertuples(index=False):
         if split in TWIN_SPLIT_NAMES and split != defaults.get(suite, "public"):
             kind = "perturbed" if split in ("twin", "perturbed") else split
             known = twins.setdefault(suite, {})
-            if f"{suite}:{split}" not in known.values():
-                known.setdefault(kind, f"{suite}:{split}")
+            if f"{suite}:{split}" not in {t.ref for t in known.values()}:
+                known.setdefault(kind, TwinSpec(ref=f"{suite}:{split}"))
 
 
-def gather(store: Store, twins: Mapping[str, Mapping[str, str]] | None = None,
+def gather(store: Store, twins: Mapping[str, Mapping[str, str | TwinSpec]] | None = None,
            default_splits: Mapping[str, str] | None = None) -> Data:
     """Everything the flags need, including the paired twin gaps (the one query over per-sample rows)."""
+    from harness.analysis.twin_gaps import twin_gaps
+
     data = gather_base(store, twins, default_splits)
     data.gaps = twin_gaps(store, data)
     return data
 
 
-def gather_base(store: Store, twins: Mapping[str, Mapping[str, str]] | None = None,
+def gather_base(store: Store, twins: Mapping[str, Mapping[str, str | TwinSpec]] | None = None,
                 default_splits: Mapping[str, str] | None = None) -> Data:
     """Models (with depth), lineage, suite scores, twins and exposure; no per-sample reads (gaps left empty)."""
-    twin_map, defaults = suite_twins(twins)
+    twin_map, defaults, dirs = suite_twins(twins)
     defaults.update(default_splits or {})
     with store.db.read() as con:  # one consistent snapshot, even while a writer is busy
         models = views.models(con)
@@ -119,6 +134,9 @@ def gather_base(store: Store, twins: Mapping[str, Mapping[str, str]] | None = No
     graph = Graph.from_edges(edges)
     depth = graph.depths(models["model_id"].tolist())
     models["depth"] = models["model_id"].map(depth).fillna(0).astype(int)
+    merges = set(models.loc[models["method"].notna(), "model_id"].tolist())
+    merge_depth = graph.merge_depths(models["model_id"].tolist(), merges)
+    models["merge_depth"] = models["model_id"].map(merge_depth).fillna(0).astype(int)
     models["parents"] = models["model_id"].map(lambda m: len(graph.parents.get(m, ())))
     infer_defaults(scores, defaults)
     infer_twins(scores, twin_map, defaults)
@@ -128,63 +146,11 @@ def gather_base(store: Store, twins: Mapping[str, Mapping[str, str]] | None = No
         own.setdefault(r.model_id, set()).add((r.suite, split, r.process, r.model_id))
     exposure = graph.propagate(models["model_id"].tolist(), own)
     names = dict(zip(models["model_id"].tolist(), models["name"].tolist(), strict=True))
-    return Data(models, graph, scores, twin_map, defaults, exposure, _empty_gaps(), names, evolve=evolve)
+    return Data(models, graph, scores, twin_map, defaults, exposure, _empty_gaps(), names, evolve=evolve,
+                suite_dirs=dirs)
 
 
 def _empty_gaps() -> pd.DataFrame:
     import pandas as pd
 
-    return pd.DataFrame(columns=["model_id", "suite", "kind", "twin", "public", "twin_value", "gap", "se",
-                                 "paired", "n"])
-
-
-def twin_gaps(store: Store, data: Data, pair_all: bool = False) -> pd.DataFrame:
-    """public - twin for every model, suite and twin kind it has both scores for, with a stderr that is paired
-    over shared document ids when the two runs share at least half their ids (and MIN_PAIRED_DOCS), else
-    unpaired (sqrt(se_public^2 + se_twin^2)).
-
-    Pairing reads the per-sample rows, so it is done for the gaps that matter: source models (the reference and
-    the roots of every chain) and gaps at least PAIR_MARGIN above the median gap of their suite and twin (a gap
-    below that cannot reach a flag's minimum size); `pair_all` pairs every one."""
-    import numpy as np
-    import pandas as pd
-
-    sc = data.scores
-    frames = []
-    for suite, kinds in data.twins.items():
-        pub = sc[(sc["suite"] == suite) & (sc["split"] == data.default_split(suite))]
-        for kind, ref in kinds.items():
-            t_suite, _, t_split = ref.partition(":")
-            t_split = t_split or data.default_split(t_suite)
-            tw = sc[(sc["suite"] == t_suite) & (sc["split"] == t_split)]
-            m = pub.merge(tw, on="model_id", suffixes=("", "_t"))
-            if m.empty:
-                continue
-            frames.append(pd.DataFrame({
-                "model_id": m["model_id"], "suite": suite, "kind": kind, "twin": f"{t_suite}:{t_split}",
-                "public": m["value"], "twin_value": m["value_t"], "se_public": m["se"], "se_twin": m["se_t"],
-                "run_a": m["run_id"], "run_b": m["run_id_t"], "n_public": m["n"], "n_twin": m["n_t"],
-            }))
-    if not frames:
-        return _empty_gaps()
-    g = pd.concat(frames, ignore_index=True)
-    g["key"] = g["model_id"] + "|" + g["suite"] + "|" + g["kind"]
-    g["gap"] = g["public"] - g["twin_value"]
-    g["se"] = np.sqrt(g["se_public"] ** 2 + g["se_twin"] ** 2)
-    g["n"] = np.minimum(g["n_public"], g["n_twin"]).fillna(0).astype(int)
-    g["paired"] = False
-    # Pairing needs a scan of the per-sample rows; only gaps that could reach a flag need it (see the docstring).
-    median = g.groupby(["suite", "kind"])["gap"].transform("median")
-    roots = g["model_id"].map(lambda m: not data.graph.parents.get(m))
-    wanted = g[pair_all | roots | (g["gap"] >= median + PAIR_MARGIN)]
-    pd_ = views.paired_diffs(store, wanted[["key", "run_a", "run_b"]]).set_index("key")
-    if len(pd_):
-        pd_ = pd_.reindex(g["key"])
-        n_common = pd_["n_common"].fillna(0).to_numpy()
-        smaller = np.minimum(pd_["n_a"].fillna(0).to_numpy(), pd_["n_b"].fillna(0).to_numpy())
-        paired = (n_common >= MIN_PAIRED_DOCS) & (n_common >= 0.5 * smaller)
-        g["paired"] = paired
-        g["gap"] = np.where(paired, pd_["diff"].to_numpy(), g["gap"])
-        g["se"] = np.where(paired, np.sqrt(pd_["var"].fillna(0).to_numpy() / np.clip(n_common, 1, None)), g["se"])
-        g["n"] = np.where(paired, n_common, g["n"]).astype(int)
-    return g[["model_id", "suite", "kind", "twin", "public", "twin_value", "gap", "se", "paired", "n"]]
+    return pd.DataFrame(columns=GAP_COLUMNS)

@@ -1,11 +1,16 @@
-"""The regression gate: is a candidate no worse than a baseline, task by task, on the same samples?
+"""The regression gate: is a candidate no worse than a baseline, task by task and over the whole suite?
 
-Per task the candidate and the baseline are paired on document ids. The difference (candidate - baseline) gets a
-paired bootstrap interval and a p-value for "no difference": McNemar's exact test when both are 0/1 scores, a
-paired t-test otherwise. p-values are Holm-corrected across the tasks. A task FAILS when its observed drop is
-larger than its tolerance AND the Holm-corrected p-value is below alpha: a drop that is both practically and
-statistically significant. For each task the gate also reports the minimum detectable effect (MDE) at 80% power
-after correction, and says when the sample is too small to detect a drop of the tolerance at all.
+Per task the candidate and the baseline are paired on document ids (the same task, the same documents). The
+difference (candidate - baseline) gets a paired bootstrap interval at level 1 - alpha and a p-value for "no
+difference": McNemar's exact test when both are 0/1 scores, a paired t-test otherwise (a constant difference: the
+exact sign-flip p-value 2^(1-n), so one or two items never give p = 0). Besides the per-task tests, a pooled test
+over all items of the suite, stratified by task (the item-weighted mean difference with the within-task variance;
+exact McNemar on the pooled discordant pairs for 0/1 scores), catches a small drop spread over many tasks (57 MMLU
+subjects each 1.5 points down). p-values are Holm-corrected across the tasks and the pooled test together. A task
+FAILS when its drop is larger than its tolerance AND its Holm p-value is below alpha; the suite FAILS when the pooled
+drop is larger than `suite_tolerance` AND its Holm p-value is below alpha. Each test reports its minimum detectable
+effect (MDE) at 80% power after correction, from the observed discordance (0/1 scores: the rate of discordant
+pairs, at least 3/n, the rule-of-three bound when none is seen) or the observed spread of the differences.
 """
 
 from __future__ import annotations
@@ -39,12 +44,21 @@ class TaskVerdict:
         return asdict(self)
 
 
+POOLED = "(all tasks, pooled)"
+
+
 @dataclass(frozen=True)
 class GateResult:
     passed: bool
     alpha: float
     verdicts: list[TaskVerdict]
     missing: list[str]  # tasks of the baseline with no paired samples in the candidate
+    pooled: TaskVerdict | None = None  # the stratified test over all items (task = POOLED)
+
+    @property
+    def level(self) -> str:
+        """The intervals' level, as their labels say it (1 - alpha)."""
+        return f"{100 * (1 - self.alpha):g}%"
 
     @property
     def failed_tasks(self) -> list[str]:
@@ -67,21 +81,27 @@ def holm(p_values: list[float]) -> list[float]:
     return adjusted.tolist()
 
 
-def mde(base_scores: np.ndarray, diff: np.ndarray, alpha: float, n_tests: int) -> float:
-    """Smallest true drop detectable with 80% power by a two-sided test at alpha / n_tests (Holm's first step).
+def _binary(x: np.ndarray) -> bool:
+    return bool(np.all((x == 0) | (x == 1)))
 
-    Uses the larger of the observed paired spread and sqrt(p(1-p)) of the baseline, so a candidate identical to
-    the baseline (zero spread) does not claim to detect everything.
-    """
+
+def diff_sd(a: np.ndarray, b: np.ndarray) -> float:
+    """The per-item sd of b - a that the MDE assumes: 0/1 scores from the observed discordance rate (at least
+    3/n, the rule-of-three bound when no pair is discordant), else the observed sd of the differences (at least
+    that of the baseline's scores times sqrt(3/n), for the same reason)."""
+    n = len(a)
+    if _binary(a) and _binary(b):
+        return float(np.sqrt(max(float(np.mean(a != b)), 3 / n)))
+    floor = float(np.std(a, ddof=1)) * np.sqrt(3 / n) if n > 1 else 0.0
+    return max(float(np.std(b - a, ddof=1)) if n > 1 else 0.0, floor)
+
+
+def mde(sd: float, n: int, alpha: float, n_tests: int) -> float:
+    """Smallest true drop detectable with 80% power by a two-sided test at alpha / n_tests (Holm's first step)."""
     from scipy.stats import norm
 
-    n = len(diff)
-    if n < 2:
+    if n < 2 or sd <= 0:
         return float("inf")
-    sd = float(np.std(diff, ddof=1))
-    p = float(np.clip(base_scores.mean(), 0.0, 1.0)) if np.all((base_scores >= 0) & (base_scores <= 1)) else None
-    if p is not None:
-        sd = max(sd, float(np.sqrt(p * (1 - p))))
     z = norm.ppf(1 - alpha / (2 * max(n_tests, 1))) + norm.ppf(POWER)
     return float(z * sd / np.sqrt(n))
 
@@ -90,11 +110,34 @@ def _p_value(a: np.ndarray, b: np.ndarray, mcnemar_p: float | None) -> tuple[str
     if mcnemar_p is not None:
         return "mcnemar", mcnemar_p
     diff = b - a
-    if len(diff) < 2 or np.allclose(diff, diff[0]):
-        return "none", 1.0 if np.allclose(diff, 0) else 0.0
+    if len(diff) == 0:
+        return "none", 1.0
+    if np.allclose(diff, diff[0]):  # constant: the exact sign-flip test (every flip is as extreme)
+        return ("none", 1.0) if np.allclose(diff, 0) else ("sign-flip", float(min(1.0, 2.0 ** (1 - len(diff)))))
     from scipy.stats import ttest_rel
 
     return "paired-t", float(ttest_rel(b, a).pvalue)
+
+
+def pooled_test(pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[str, float, float, float, int]:
+    """The stratified test over all items: (test, p, mean diff, its stderr, n). 0/1 scores: exact McNemar on the
+    pooled discordant pairs; else a normal test of the item-weighted mean with the within-task variances."""
+    from scipy.stats import norm
+
+    from harness.stats import mcnemar_exact
+
+    n = sum(len(a) for a, _ in pairs)
+    if n == 0:
+        return "none", 1.0, 0.0, 0.0, 0
+    diff = sum(float(np.sum(b - a)) for a, b in pairs) / n
+    var = sum(len(a) * float(np.var(b - a, ddof=1)) for a, b in pairs if len(a) > 1) / n ** 2
+    if all(_binary(a) and _binary(b) for a, b in pairs):
+        a_only = sum(int(np.sum((a == 1) & (b == 0))) for a, b in pairs)
+        b_only = sum(int(np.sum((a == 0) & (b == 1))) for a, b in pairs)
+        return "mcnemar (pooled)", mcnemar_exact(a_only, b_only), diff, float(np.sqrt(var)), n
+    if var <= 0:
+        return ("none", 1.0, diff, 0.0, n) if diff == 0 else ("sign-flip", min(1.0, 2.0 ** (1 - n)), diff, 0.0, n)
+    return "stratified-z", float(2 * norm.sf(abs(diff) / np.sqrt(var))), diff, float(np.sqrt(var)), n
 
 
 def compare(
@@ -104,6 +147,7 @@ def compare(
     per_task_tolerance: Mapping[str, float] | None = None,
     alpha: float = 0.05,
     seed: int = 0,
+    suite_tolerance: float = 0.01,
 ) -> GateResult:
     """Gate `candidate` against `baseline`: both map task -> {doc_id: score}."""
     from harness.stats import paired_compare
@@ -119,17 +163,33 @@ def compare(
         cmp = paired_compare(a, b, alpha=alpha, seed=seed)
         test, p = _p_value(a, b, cmp.mcnemar_p)
         rows.append((task, a, b, cmp, test, p))
-    adjusted = holm([r[5] for r in rows])
+    pooled = pooled_test([(r[1], r[2]) for r in rows]) if len(rows) > 1 else None
+    m = len(rows) + (pooled is not None)
+    adjusted = holm([r[5] for r in rows] + ([pooled[1]] if pooled else []))
     verdicts = []
-    for (task, a, b, cmp, test, p), p_adj in zip(rows, adjusted, strict=True):
+    for (task, a, b, cmp, test, p), p_adj in zip(rows, adjusted, strict=False):
         tol = float(per_task_tolerance.get(task, tolerance))
-        task_mde = mde(a, b - a, alpha, len(rows))
+        task_mde = mde(diff_sd(a, b), len(a), alpha, m)
         failed = bool(cmp.mean_diff < -tol and p_adj < alpha)
         verdicts.append(TaskVerdict(
             task, cmp.n, cmp.mean_a, cmp.mean_b, cmp.mean_diff, cmp.ci_low, cmp.ci_high, test, p, p_adj, tol,
             task_mde, task_mde <= tol, failed,
         ))
-    return GateResult(not any(v.failed for v in verdicts) and not missing, alpha, verdicts, missing)
+    pooled_v = _pooled_verdict(rows, pooled, adjusted[-1], suite_tolerance, alpha, m) if pooled else None
+    passed = not any(v.failed for v in verdicts) and not missing and not (pooled_v and pooled_v.failed)
+    return GateResult(passed, alpha, verdicts, missing, pooled_v)
+
+
+def _pooled_verdict(rows: list, pooled: tuple, p_adj: float, tol: float, alpha: float, m: int) -> TaskVerdict:
+    from scipy.stats import norm
+
+    test, p, diff, se, n = pooled
+    base = sum(float(np.sum(r[1])) for r in rows) / n
+    half = float(norm.ppf(1 - alpha / 2)) * se
+    sd = float(np.sqrt(sum(len(r[1]) * diff_sd(r[1], r[2]) ** 2 for r in rows) / n))
+    pooled_mde = mde(sd, n, alpha, m)
+    return TaskVerdict(POOLED, n, base, base + diff, diff, diff - half, diff + half, test, p, p_adj, tol,
+                       pooled_mde, pooled_mde <= tol, bool(diff < -tol and p_adj < alpha))
 
 
 def markdown_report(result: GateResult, title: str) -> str:
@@ -145,10 +205,12 @@ def markdown_report(result: GateResult, title: str) -> str:
             f"Too few samples to detect a drop of the tolerance in: {', '.join(result.underpowered_tasks)} "
             "(a pass there is not evidence of no regression)."
         )
-    columns = ["task", "n", "baseline", "candidate", "diff", "95% CI", "test", "p", "p (Holm)", "tolerance", "MDE",
-               "verdict"]
+    if result.pooled is not None and result.pooled.failed:
+        lines.append(f"Significant drop over the whole suite (pooled over its tasks): {result.pooled.diff:+.3f}.")
+    columns = ["task", "n", "baseline", "candidate", "diff", f"{result.level} CI", "test", "p", "p (Holm)",
+               "tolerance", "MDE", "verdict"]
     lines += ["", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for v in result.verdicts:
+    for v in [*result.verdicts, *([result.pooled] if result.pooled else [])]:
         verdict = "FAIL" if v.failed else ("pass" if v.powered else "pass (underpowered)")
         lines.append(
             f"| {v.task} | {v.n} | {v.baseline:.3f} | {v.candidate:.3f} | {v.diff:+.3f} | "

@@ -63,6 +63,16 @@ class Graph:
             depth[n] = 1 + max((depth.get(p, 0) for p in ps), default=-1)
         return depth
 
+    def merge_depths(self, nodes: Iterable[str], merges: set[str]) -> dict[str, int]:
+        """Merges of merges: 0 without parents; a merge (in `merges`, or with several parents) adds 1 to its
+        deepest parent's count, a fine-tune (one parent, no merge recipe) keeps it."""
+        depth: dict[str, int] = {}
+        for n in self.topological(nodes):
+            ps = self.parents.get(n, ())
+            top = max((depth.get(p, 0) for p in ps), default=0)
+            depth[n] = top + 1 if ps and (n in merges or len(ps) > 1) else top
+        return depth
+
     def roots_of(self, nodes: Iterable[str]) -> dict[str, frozenset[str]]:
         """The parentless ancestors of every model (itself when it has no parents)."""
         roots: dict[str, frozenset[str]] = {}

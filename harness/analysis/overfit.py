@@ -45,7 +45,7 @@ class Thresholds:
     spec_high: float = 0.10      # loss from which a specialisation flag is high
     spec_medium: float = 0.05
     fdr: float = 0.01            # Benjamini-Hochberg false discovery rate per signal
-    min_reference: int = 2       # reference models needed; fewer and the reference gap is taken as 0
+    min_reference: int = 5       # reference models needed to calibrate a twin (aligned twins need none)
     evolve_z: float = 2.576      # an evolve run's search gap must exceed generation 0's at this z
 
 
@@ -137,28 +137,6 @@ def exposure_flags(data: Data) -> list[Flag]:
 
 
 # ------------------------------------------------------------------------------------------------ signal 2
-def _reference(data: Data, pool: dict, model_id: str, memo: dict) -> tuple[float, float, int]:
-    """Median gap of reference models other than this one and its parents, its stderr, and how many."""
-    skip = frozenset(m for m in (model_id, *data.graph.parents.get(model_id, ())) if m in pool)
-    key = (id(pool), skip)
-    if key not in memo:
-        memo[key] = _median_se([g for m, g in pool.items() if m not in skip])
-    return memo[key]
-
-
-def _median_se(values: list[float]) -> tuple[float, float, int]:
-    if not values:
-        return 0.0, 0.0, 0
-    values.sort()
-    k = len(values)
-    med = values[k // 2] if k % 2 else 0.5 * (values[k // 2 - 1] + values[k // 2])
-    if k < 2:
-        return med, 0.0, k
-    mean = sum(values) / k
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (k - 1))
-    return med, 1.2533 * sd / math.sqrt(k), k
-
-
 def _gap_rows(data: Data) -> dict[tuple[str, str, str], dict]:
     """(model_id, suite, twin kind) -> gap row as a dict, built once per Data."""
     if data.rows_cache is None:
@@ -170,21 +148,16 @@ def _gap_rows(data: Data) -> dict[tuple[str, str, str], dict]:
 
 
 def twin_gap_flags(data: Data, t: Thresholds) -> list[Flag]:
+    """Calibrated twin-gap tests (harness.analysis.verdicts) that Benjamini-Hochberg rejects with an excess of at
+    least gap_min: the strongest per (model, suite)."""
+    from harness.analysis.verdicts import twin_tests
+
     rows = _gap_rows(data)
-    roots = {m for m in data.models["model_id"].tolist() if not data.graph.parents.get(m)}
-    pools: dict[tuple[str, str], dict[str, float]] = {}
-    for (mid, suite, kind), r in rows.items():
-        if mid in roots and not data.in_sample(mid, suite):
-            pools.setdefault((suite, kind), {})[mid] = r["gap"]
-    tests, memo = [], {}
-    for (mid, suite, kind), r in rows.items():
-        ref, ref_se, k = _reference(data, pools.setdefault((suite, kind), {}), mid, memo)
-        if k < t.min_reference:
-            ref, ref_se = 0.0, 0.0
-        excess, se = r["gap"] - ref, math.sqrt(r["se"] ** 2 + ref_se ** 2)
-        z = excess / se if se > 0 else (math.inf if excess > 0 else 0.0)
-        tests.append((mid, suite, kind, r, ref, ref_se, k, excess, se, _p_one_sided(z)))
-    return [_twin_flag(data, rows, x, t) for x in _strongest_rejections(tests, t.fdr, t.gap_min)]
+    best: dict[tuple[str, str], Any] = {}
+    for x in twin_tests(data, t):
+        if x.flagged and ((x.model_id, x.suite) not in best or x.p < best[(x.model_id, x.suite)].p):
+            best[(x.model_id, x.suite)] = x
+    return [_twin_flag(data, rows, x, t) for x in best.values()]
 
 
 def _parent_gap(data: Data, rows: dict, mid: str, suite: str, kind: str) -> tuple[float, float] | None:
@@ -194,17 +167,19 @@ def _parent_gap(data: Data, rows: dict, mid: str, suite: str, kind: str) -> tupl
     return (sum(p["gap"] for p in ps) / len(ps), math.sqrt(sum(p["se"] ** 2 for p in ps)) / len(ps))
 
 
-def _twin_flag(data: Data, rows: dict, x: tuple, t: Thresholds) -> Flag:
-    mid, suite, kind, r, ref, ref_se, k, excess, se, p = x
+def _twin_flag(data: Data, rows: dict, x: Any, t: Thresholds) -> Flag:
+    r, ref, mid, suite, kind = x.row, x.ref, x.model_id, x.suite, x.kind
     name = data.names.get(mid, mid[:12])
     par = _parent_gap(data, rows, mid, suite, kind)
     ev: dict[str, Any] = {
         "suite": suite, "split": data.default_split(suite), "twin": r["twin"], "twin_kind": kind,
+        "relation": r.get("relation", "independent"),
         "public": round(r["public"], 4), "twin_score": round(r["twin_value"], 4),
         "gap": round(r["gap"], 4), "gap_ci": _interval(r["gap"], r["se"]), "paired": bool(r["paired"]),
-        "n": int(r["n"]), "reference_gap": round(ref, 4), "reference_models": k,
-        "excess_over_reference": round(excess, 4), "excess_ci": _interval(excess, se), "p_value": p,
-        "in_sample": data.in_sample(mid, suite),
+        "n": int(r["n"]), "reference_gap": round(ref.centre, 4), "reference_spread": round(ref.spread, 4),
+        "reference_models": ref.k, "reference": ref.basis,
+        "excess_over_reference": round(x.excess, 4), "excess_ci": _interval(x.excess, x.se), "p_value": x.p,
+        "smallest_detectable_excess": round(x.mde, 4), "in_sample": data.in_sample(mid, suite),
     }
     origin = "new"
     if par is not None:
@@ -218,9 +193,10 @@ def _twin_flag(data: Data, rows: dict, x: tuple, t: Thresholds) -> Flag:
     tail = ("the gap is new in this model" if origin == "new" and par is not None
             else "it inherits the gap from its parents" if origin == "inherited" else "it has no scored parents")
     sentence = (f"{name} scores {pct(r['public'])} on {suite} but {pct(r['twin_value'])} on its {kind} twin "
-                f"{r['twin']}, a gap {_pts(excess)} [{_pts(ev['excess_ci'][0])}, {_pts(ev['excess_ci'][1])}] "
-                f"beyond that of {k} reference models; {tail}.")
-    return Flag(mid, name, "twin_gap", _severity(excess, t), suite, sentence, ev)
+                f"{r['twin']}, a gap {_pts(x.excess)} [{_pts(ev['excess_ci'][0])}, {_pts(ev['excess_ci'][1])}] "
+                f"beyond the natural gap ({ref.basis}: {_pts(ref.centre)}, spread {100 * ref.spread:.1f} pts); "
+                f"{tail}.")
+    return Flag(mid, name, "twin_gap", _severity(x.excess, t), suite, sentence, ev)
 
 
 def evolve_flags(data: Data, t: Thresholds, existing: dict[tuple[str, str], Flag]) -> list[Flag]:
@@ -325,9 +301,21 @@ def _root_means(rows: dict, roots: frozenset, suite: str, kind: str) -> tuple[in
     return k, pub / k, twin / k, gap / k, var / k ** 2
 
 
+def _spreads(data: Data, rows: dict) -> dict[tuple[str, str], float]:
+    """Between-model spread (tau) of the natural gap per (suite, twin kind), over the reference pool."""
+    from harness.analysis.verdicts import _pools, robust_reference
+
+    return {key: robust_reference([v[0] for v in pool.values()], [v[1] for v in pool.values()])[1]
+            for key, pool in _pools(data, rows).items()}
+
+
 def divergence_flags(data: Data, t: Thresholds) -> list[Flag]:
+    """Along merges of merges (merge depth >= min_depth): the model's excess over the references' gap minus its
+    roots' excess, tested against sampling error plus the spread of the natural gap between models (a clean model
+    differs from its roots by that spread: a better model on a harder twin is not divergent)."""
     rows = _gap_rows(data)
-    depth = dict(zip(data.models["model_id"].tolist(), data.models["depth"].tolist(), strict=True))
+    spread = _spreads(data, rows)
+    depth = dict(zip(data.models["model_id"].tolist(), data.models["merge_depth"].tolist(), strict=True))
     roots = data.graph.roots_of(data.models["model_id"].tolist())
     tests, memo = [], {}
     for (mid, suite, kind), r in rows.items():
@@ -340,7 +328,8 @@ def divergence_flags(data: Data, t: Thresholds) -> list[Flag]:
         if not k:
             continue
         pub_gain, twin_gain, div = r["public"] - pub0, r["twin_value"] - twin0, r["gap"] - gap0
-        se = math.sqrt(r["se"] ** 2 + se2)
+        tau2 = spread.get((suite, kind), 0.0) ** 2
+        se = math.sqrt(r["se"] ** 2 + se2 + tau2 * (1 + 1 / k))
         if pub_gain <= 0:
             continue
         z = div / se if se > 0 else (math.inf if div > 0 else 0.0)
@@ -379,8 +368,7 @@ def specialisation_flags(data: Data, t: Thresholds) -> list[Flag]:
             gain = deltas.get(target)
             if gain is None or gain[0] <= 0 or gain[0] / max(gain[1], 1e-9) < t.gain_z:
                 continue
-            losses = {s: d for s, d in deltas.items() if s != target and d is not None
-                      and d[0] <= -t.loss_min and d[0] / max(d[1], 1e-9) <= -t.loss_z}
+            losses = _significant_losses(deltas, target, t)
             if not losses:
                 continue
             worst = min(losses, key=lambda s: losses[s][0])
@@ -396,6 +384,20 @@ def specialisation_flags(data: Data, t: Thresholds) -> list[Flag]:
                 f"lost {_pts(losses[worst][0])} [{_pts(ev['losses'][worst]['ci'][0])}, "
                 f"{_pts(ev['losses'][worst]['ci'][1])}] on {worst}"
                 + (f" and significantly on {len(losses) - 1} more suite(s)." if len(losses) > 1 else "."), ev))
+    return out
+
+
+def _significant_losses(deltas: dict, target: str, t: Thresholds) -> dict[str, tuple[float, float]]:
+    """Losses elsewhere of at least loss_min that survive Holm's correction over the model's other suites at the
+    one-sided level of loss_z (each suite compared is one more chance of a spurious loss)."""
+    others = {s: d for s, d in deltas.items() if s != target and d is not None}
+    ps = sorted((_p_one_sided(-d[0] / max(d[1], 1e-9)), s) for s, d in others.items())
+    level, out = _p_one_sided(t.loss_z), {}
+    for i, (p, s) in enumerate(ps):
+        if p > level / (len(ps) - i):
+            break
+        if others[s][0] <= -t.loss_min:
+            out[s] = others[s]
     return out
 
 

@@ -72,6 +72,8 @@ def check(
     tolerance: list[str] = typer.Option(
         [], "--tolerance", help="Allowed absolute drop: a number for every task, or TASK=NUMBER (repeatable)."),
     alpha: float = typer.Option(0.05, "--alpha", help="Significance level after Holm correction."),
+    suite_tolerance: float = typer.Option(
+        0.01, "--suite-tolerance", help="Allowed drop of the pooled test over all items of the suite."),
     allow_mismatch: bool = typer.Option(False, "--allow-mismatch", help="Run although suite or settings differ."),
     no_promote: bool = typer.Option(False, "--no-promote", help="Do not record a pass as a release selection."),
     split: str = typer.Option(None, "--split", help="With a baseline model: the split."),
@@ -92,7 +94,8 @@ def check(
         raise HarnessError(f"--report {report} exists", "pass --force to replace it, or another path")
     opts = _options(split, limit, tier, backend, "16", "auto", 1234, device)
     outcome = run_check(candidate, baseline, suite, Store(), opts, tolerance=default, per_task=per_task,
-                        alpha=alpha, allow_mismatch=allow_mismatch, promote=not no_promote, device=device)
+                        alpha=alpha, allow_mismatch=allow_mismatch, promote=not no_promote, device=device,
+                        suite_tolerance=suite_tolerance)
     if report:
         from harness.atomic import write_text_atomic
 

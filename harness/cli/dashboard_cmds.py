@@ -81,27 +81,47 @@ def overfit(
     min_severity: str = typer.Option("low", "--min-severity", help="info, low, medium or high."),
     model: str = typer.Option(None, "--model", help="Only flags of this model (name, id or path)."),
     truth: str = typer.Option(None, "--truth", help="JSON {model name: true|false|null}: count true/false flags."),
+    show_coverage: bool = typer.Option(False, "--coverage", help="List every (model, suite): checked (with the "
+                                       "smallest excess it could flag) or why not."),
 ) -> None:
     """Flag benchmark overfitting across merge lineages: exposure, twin gaps, lineage divergence, specialisation."""
-    from harness.analysis.overfit import SEVERITIES, analyse, confusion
+    from dataclasses import asdict
+
+    from harness.analysis.evidence import gather
+    from harness.analysis.overfit import SEVERITIES, THRESHOLDS, analyse_data, confusion
+    from harness.analysis.verdicts import coverage, headline
     from harness.errors import did_you_mean
 
     if min_severity not in SEVERITIES:
         raise HarnessError(f"unknown severity {min_severity!r}{did_you_mean(min_severity, SEVERITIES)}",
                            f"use one of: {', '.join(SEVERITIES)}")
     store = _existing_store()
-    flags = analyse(store)
+    data = gather(store)
+    flags = analyse_data(data)
+    cover = coverage(data, THRESHOLDS, flags)
     if model:
         model_id = store.get_model(model).model_id
         flags = [f for f in flags if f.model_id == model_id]
+        cover = [c for c in cover if c.model_id == model_id]
     flags = [f for f in flags if f.rank >= SEVERITIES.index(min_severity)]
     known = _read_truth(truth) if truth else None
     if as_json:
-        print_json([f.to_dict() for f in flags] if known is None else
-                   {"flags": [f.to_dict() for f in flags], "confusion": confusion(flags, known, min_severity)})
+        if known is None and not show_coverage:
+            print_json([f.to_dict() for f in flags])
+            return
+        out: dict = {"flags": [f.to_dict() for f in flags]}
+        if known is not None:
+            out["confusion"] = confusion(flags, known, min_severity)
+        if show_coverage:
+            out["coverage"] = [asdict(c) for c in cover]
+        print_json(out)
         return
     print_table(f"{len(flags)} overfitting flags", ["severity", "signal", "model", "suite", "explanation"],
                 [(f.severity, f.signal, f.model, f.suite, f.explanation) for f in flags])
+    if show_coverage:
+        print_table("coverage", ["model", "suite", "status", "flagged", "detail"],
+                    [(c.model, c.suite, c.status, "yes" if c.flagged else "", c.detail) for c in cover])
+    typer.echo(f"coverage: {headline(cover)}" + ("" if show_coverage else " (--coverage lists them)"))
     if known is not None:
         c = confusion(flags, known, min_severity)
         typer.echo(f"against {truth}: {c['true_flags']} true flags of {c['positives']} positives "

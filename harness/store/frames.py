@@ -135,37 +135,6 @@ def suite_board(store: Store, default_splits: dict[str, str] | None = None,
     return df[BOARD_COLUMNS].sort_values(["suite", "split", "model"], ignore_index=True)
 
 
-def paired_diffs(store: Store, pairs: pd.DataFrame) -> pd.DataFrame:
-    """Paired per-document differences for run pairs (columns key, run_a, run_b): n, mean(a - b), var, and the
-    document counts of each run. Documents are matched on doc_id (scores averaged over a run's tasks per id)."""
-    import pandas as pd
-
-    if pairs.empty:
-        return pd.DataFrame(columns=["key", "n_common", "diff", "var", "n_a", "n_b"])
-    keyed = pairs[["key", "run_a", "run_b"]].reset_index(drop=True)
-    keyed["pid"] = range(len(keyed))  # joins and groups on an integer, not the long key string
-    with store.db.read() as con:
-        con.register("pairs_in", keyed)
-        out = con.execute("""
-            WITH side AS (
-                SELECT pid, run_a AS run_id, 1 AS a FROM pairs_in UNION ALL SELECT pid, run_b, 0 FROM pairs_in
-            ),
-            d AS (  -- one scan of the samples, one row per pair and document with both sides' scores
-                SELECT x.pid, s.doc_id, avg(s.score) FILTER (WHERE x.a = 1) AS sa,
-                       avg(s.score) FILTER (WHERE x.a = 0) AS sb
-                FROM samples s JOIN side x USING (run_id) WHERE s.score IS NOT NULL GROUP BY x.pid, s.doc_id
-            ),
-            j AS (
-                SELECT pid, count(sa - sb) AS n_common, avg(sa - sb) AS diff, var_samp(sa - sb) AS var,
-                       count(sa) AS n_a, count(sb) AS n_b
-                FROM d GROUP BY pid
-            )
-            SELECT p.key, coalesce(j.n_common, 0) AS n_common, j.diff, j.var, j.n_a, j.n_b
-            FROM pairs_in p LEFT JOIN j USING (pid) ORDER BY p.pid""").df()
-        con.unregister("pairs_in")
-    return out
-
-
 def run_samples(store: Store, run_id: str, task: str | None = None, wrong_only: bool = False,
                 limit: int = 500, offset: int = 0) -> pd.DataFrame:
     """Per-sample rows of one run (prompt, response, target, score), a page at a time."""

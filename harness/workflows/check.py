@@ -46,6 +46,8 @@ class CheckOutcome:
             "passed": self.result.passed, "alpha": self.result.alpha, "failed_tasks": self.result.failed_tasks,
             "underpowered_tasks": self.result.underpowered_tasks, "missing_tasks": self.result.missing,
             "candidate_run": self.candidate_run, "tasks": [v.to_dict() for v in self.result.verdicts],
+            "pooled": self.result.pooled.to_dict() if self.result.pooled else None,
+            "interval_level": self.result.level,
         }
 
 
@@ -103,7 +105,7 @@ def _mismatches(doc: dict[str, Any], run: Any) -> list[str]:
 def run_check(
     candidate: str, baseline: str, suite: str | None, store: Store, opts: Any | None = None,
     tolerance: float = 0.02, per_task: dict[str, float] | None = None, alpha: float = 0.05,
-    allow_mismatch: bool = False, promote: bool = True, device: str | None = None,
+    allow_mismatch: bool = False, promote: bool = True, device: str | None = None, suite_tolerance: float = 0.01,
 ) -> CheckOutcome:
     """Gate `candidate` against a baseline file (or a baseline model evaluated with `opts`)."""
     from harness.evaluate.options import eval_options
@@ -129,9 +131,9 @@ def run_check(
                            "re-save the baseline with the current suite and settings, or pass --allow-mismatch")
     cand = task_samples(store.samples(res.run_id), suite_metric(suite))
     result = compare(scores_by_task(doc["tasks"]), {t: d["samples"] for t, d in cand.items()},
-                     tolerance=tolerance, per_task_tolerance=per_task, alpha=alpha)
+                     tolerance=tolerance, per_task_tolerance=per_task, alpha=alpha, suite_tolerance=suite_tolerance)
     check_id = "c" + hash_json({"candidate": res.model_id, "baseline": doc["run_id"], "tol": tolerance,
-                                "per_task": per_task, "alpha": alpha})[:19]
+                                "per_task": per_task, "alpha": alpha, "suite_tol": suite_tolerance})[:19]
     title = f"harness check: {res.model_name} vs {doc['name']} on {suite}"
     outcome = CheckOutcome(check_id, res.model_id, doc["name"], suite, result, res.run_id,
                            markdown_report(result, title))

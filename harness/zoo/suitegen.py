@@ -126,8 +126,18 @@ def _suite_yaml(suite: ZooSuite) -> str:
     ]
     lines += [f"  {s}: [{', '.join(task_name(suite.name, f, s) for f in FORMS)}]" for s in suite.splits]
     lines += ["tiers:", "  smoke: 20", "  quick: 100", "  full: null", "twins:",
-              f"  heldout: {suite.name}:heldout", f"  perturbed: {suite.name}:twin"]
+              f"  heldout: {suite.name}:heldout",
+              f"  perturbed: {{ref: '{suite.name}:twin', relation: aligned, map: twins/perturbed.json}}"]
     return "\n".join(lines) + "\n"
+
+
+def _twin_map(suite: ZooSuite, n: int) -> str:
+    """twin item i is public item i's twin (harness/twinmaps.py): an aligned map, per form."""
+    tasks = {task_name(suite.name, f, "twin"): {"public_task": task_name(suite.name, f, "public"),
+                                                "seeds": list(range(n))} for f in FORMS}
+    return json.dumps({"suite": suite.name, "kind": "perturbed", "twin": f"{suite.name}:twin",
+                       "relation": "aligned", "public_sizes": {task_name(suite.name, f, "public"): n for f in FORMS},
+                       "tasks": tasks}, separators=(",", ":")) + "\n"
 
 
 def _readme(suite: ZooSuite) -> str:
@@ -157,6 +167,8 @@ def write_suite(suite: ZooSuite, folder: Path) -> None:
             name = task_name(suite.name, form, split)
             (folder / f"{name}.yaml").write_text(_task_yaml(name, split, form, suite.version))
     (folder / "suite.yaml").write_text(_suite_yaml(suite))
+    (folder / "twins").mkdir(exist_ok=True)
+    (folder / "twins" / "perturbed.json").write_text(_twin_map(suite, len(suite_problems(suite)["twin"])))
     (folder / "README.md").write_text(_readme(suite))
 
 

@@ -1,0 +1,133 @@
+"""The gap between each public score and its twins: paired through the twin's map, else unpaired.
+
+    gaps = twin_gaps(store, data)    # one row per (model, suite, twin kind): evidence.GAP_COLUMNS
+
+An independent twin (different items) is compared unpaired: public - twin, stderr sqrt(se_p^2 + se_t^2). An aligned
+or derived twin pairs each twin item with its public seed through the map (harness/twinmaps.py,
+harness/store/twin_pairs.py): the gap is the mean of public - twin over the mapped items the two runs share, with a
+stderr clustered by seed. When fewer than MIN_PAIRED_DOCS items (or MIN_PAIRED_SEEDS seeds) pair, for example two
+runs limited to different first items, the gap falls back to unpaired over the map's twin tasks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from harness.analysis.evidence import GAP_COLUMNS, MIN_PAIRED_DOCS, MIN_PAIRED_SEEDS, Data
+from harness.errors import HarnessError
+from harness.store.twin_pairs import mapped_diffs, max_docs
+from harness.twinmaps import TwinMap, load_map
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from harness.store import Store
+    from harness.suite_schema import TwinSpec
+
+
+def empty_gaps() -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame(columns=GAP_COLUMNS)
+
+
+def twin_map(data: Data, suite: str, kind: str, spec: TwinSpec) -> TwinMap:
+    """The validated map of a mapped twin (relative paths are inside the public suite's folder)."""
+    assert spec.map is not None
+    path = Path(spec.map)
+    if not path.is_absolute():
+        folder = (data.suite_dirs or {}).get(suite)
+        if folder is None:
+            raise HarnessError(f"twin map {suite}:{kind}: suite {suite!r} has no folder to find {spec.map} in",
+                               "give the map as an absolute path or add the suite under suites/")
+        path = folder / path
+    return load_map(path, suite, kind, spec)
+
+
+def _unpaired(data: Data) -> pd.DataFrame:
+    """Every (model, suite, twin kind) with both scores, unpaired, with the run ids to pair later."""
+    import numpy as np
+    import pandas as pd
+
+    sc, frames = data.scores, []
+    for suite, kinds in data.twins.items():
+        pub = sc[(sc["suite"] == suite) & (sc["split"] == data.default_split(suite))]
+        for kind, spec in kinds.items():
+            t_suite, _, t_split = spec.ref.partition(":")
+            t_split = t_split or data.default_split(t_suite)
+            m = pub.merge(sc[(sc["suite"] == t_suite) & (sc["split"] == t_split)], on="model_id",
+                          suffixes=("", "_t"))
+            if not m.empty:
+                frames.append(pd.DataFrame({
+                    "model_id": m["model_id"], "suite": suite, "kind": kind, "twin": f"{t_suite}:{t_split}",
+                    "relation": spec.relation, "public": m["value"], "twin_value": m["value_t"],
+                    "se_public": m["se"], "se_twin": m["se_t"], "run_a": m["run_id"], "run_b": m["run_id_t"],
+                    "n_public": m["n"], "n_twin": m["n_t"]}))
+    if not frames:
+        return empty_gaps()
+    g = pd.concat(frames, ignore_index=True)
+    g["gap"] = g["public"] - g["twin_value"]
+    g["se"] = np.sqrt(g["se_public"] ** 2 + g["se_twin"] ** 2)
+    g["n"] = np.minimum(g["n_public"], g["n_twin"]).fillna(0).astype(int)
+    g["paired"] = False
+    return g
+
+
+def twin_gaps(store: Store, data: Data) -> pd.DataFrame:
+    import numpy as np
+    import pandas as pd
+
+    g = _unpaired(data)
+    if g.empty:
+        return empty_gaps()
+    mapped = g[g["relation"] != "independent"]
+    if mapped.empty:
+        return g[GAP_COLUMNS]
+    maps, tasks, keys, fits = [], [], {}, []
+    tops = max_docs(store, sorted(set(mapped["run_a"]) | set(mapped["run_b"])))
+    for suite, kind in mapped[["suite", "kind"]].drop_duplicates().itertuples(index=False):
+        tm = twin_map(data, suite, kind, data.twins[suite][kind])
+        keys[(suite, kind)] = key = f"{suite}|{kind}"
+        maps.append(tm.pairs.assign(map_key=key))
+        tasks.append(pd.DataFrame({"map_key": key, "twin_task": sorted(tm.twin_sizes)}))
+        fits.append(_runs_fit(tm, mapped[(mapped["suite"] == suite) & (mapped["kind"] == kind)], tops))
+    pairs = pd.DataFrame({"pid": mapped.index.to_numpy(), "run_a": mapped["run_a"].to_numpy(),
+                          "run_b": mapped["run_b"].to_numpy(),
+                          "map_key": [keys[(s, k)] for s, k in zip(mapped["suite"], mapped["kind"], strict=True)]})
+    st = mapped_diffs(store, pairs, pd.concat(maps, ignore_index=True),
+                      pd.concat(tasks, ignore_index=True)).set_index("pid")
+    idx = st.index
+    fit = pd.concat(fits).reindex(idx).fillna(False).astype(bool)
+    ok = (st["n"] >= MIN_PAIRED_DOCS) & (st["clusters"] >= MIN_PAIRED_SEEDS) & fit
+    p = idx[ok.to_numpy()]
+    g.loc[p, "paired"] = True
+    g.loc[p, "gap"] = st.loc[p, "diff"].to_numpy()
+    g.loc[p, "se"] = st.loc[p, "se"].to_numpy()
+    g.loc[p, "n"] = st.loc[p, "n"].astype(int).to_numpy()
+    g.loc[p, "public"] = st.loc[p, "mean_a"].to_numpy()
+    g.loc[p, "twin_value"] = st.loc[p, "mean_b"].to_numpy()
+    # Unpaired over the map's twin tasks (a twin restricted to one perturbation type is not the whole split).
+    u = idx[(~ok & (st["n_b_all"] > 0)).to_numpy()]
+    g.loc[u, "twin_value"] = st.loc[u, "mean_b_all"].to_numpy()
+    g.loc[u, "gap"] = g.loc[u, "public"] - g.loc[u, "twin_value"]
+    se_b = st.loc[u, "se_b_all"].fillna(g.loc[u, "se_twin"]).to_numpy()
+    g.loc[u, "se"] = np.sqrt(g.loc[u, "se_public"].to_numpy() ** 2 + se_b ** 2)
+    g.loc[u, "n"] = np.minimum(g.loc[u, "n_public"], st.loc[u, "n_b_all"]).astype(int).to_numpy()
+    gone = idx[(~ok & (st["n_b_all"] == 0)).to_numpy()]  # the twin run has none of the map's twin tasks
+    return g.drop(index=gone)[GAP_COLUMNS].reset_index(drop=True)
+
+
+def _runs_fit(tm: TwinMap, rows: pd.DataFrame, tops: pd.DataFrame) -> pd.Series:
+    """Per gap row: whether both runs scored only items the map knows. A run that scored a document beyond the map
+    ran on other data than the map was built from (another version of the suite, or another store's suite of the
+    same name): its gap is not paired (it falls back to unpaired) rather than paired wrongly."""
+    import pandas as pd
+
+    top = {(r, t): int(v) for r, t, v in tops[["run_id", "task", "top"]].itertuples(index=False)}
+
+    def fits(run: str, sizes: dict[str, int]) -> bool:
+        return all(top.get((run, task), -1) < n for task, n in sizes.items())
+
+    return pd.Series([fits(a, tm.public_sizes) and fits(b, tm.twin_sizes)
+                      for a, b in zip(rows["run_a"], rows["run_b"], strict=True)], index=rows.index, dtype=bool)

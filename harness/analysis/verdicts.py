@@ -1,0 +1,241 @@
+"""Twin-gap verdicts calibrated on the spread of real models, with their power and the coverage of the store.
+
+    tests = twin_tests(data, THRESHOLDS)     # one TwinTest per (model, suite, twin kind) with both scores
+    rows = coverage(data, THRESHOLDS)        # one Coverage per (model, public suite): checked or why not
+
+A model's gap (public - twin) is compared with the *natural* gap of the reference pool: every model with that gap
+that is not exposed on the suite (no declared selection on it by itself or an ancestor), fine-tunes and merges
+included, less the model itself and its ancestors. The pool is summarised robustly, so a few undeclared
+contaminated references cannot move it: centre = median, between-model spread tau^2 = max(0, (1.4826 MAD)^2 -
+median sampling variance), stderr of the centre 1.2533 * 1.4826 MAD / sqrt(k). The excess gap is tested against
+sqrt(se_model^2 + tau^2 + se_centre^2) (random effects: a clean model's gap differs from the centre by the spread of
+real models plus sampling error). Fewer than `Thresholds.min_reference` references: "not calibrated" (shown, never
+flagged), unless the twin is aligned (the same items: its natural gap is zero by design).
+
+Power: the smallest excess a test could have flagged is (z_crit + z_0.8) * se, z_crit the one-sided z of the
+Benjamini-Hochberg cutoff actually used (q * max(1, R) / m), floored at `gap_min`; and the items needed for it to
+reach `gap_min` (sampling error shrinks with items, the spread between models does not).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from harness.analysis.evidence import Data
+
+if TYPE_CHECKING:
+    from harness.analysis.overfit import Thresholds
+
+Z80 = 0.841621  # one-sided z for 80% power
+MAD_SD = 1.4826
+MEDIAN_SE = 1.2533
+LOO_MAX = 400   # pools up to this size exclude the model and its ancestors; larger pools are unmoved by one model
+
+
+@dataclass(frozen=True)
+class Reference:
+    centre: float
+    spread: float      # tau: between-model sd of the natural gap
+    se: float          # stderr of the centre
+    k: int             # reference models
+    calibrated: bool
+    basis: str         # how the reference was obtained, for the explanation
+
+
+@dataclass(frozen=True)
+class TwinTest:
+    model_id: str
+    suite: str
+    kind: str
+    row: dict
+    ref: Reference
+    excess: float
+    se: float          # sqrt(se_gap^2 + tau^2 + se_centre^2)
+    p: float
+    flagged: bool = False
+    mde: float = math.nan          # smallest excess this test could have flagged (80% power)
+    items_needed: int | None = None  # items for mde to reach gap_min; None: unreachable (spread too large)
+
+
+@dataclass(frozen=True)
+class Coverage:
+    model_id: str
+    model: str
+    suite: str
+    status: str        # checked | not calibrated | not checkable | no twin
+    flagged: bool
+    detail: str        # mde and tier, the command that would make it checkable, ...
+    mde: float | None = None
+
+
+def _p(z: float) -> float:
+    return 0.5 * math.erfc(z / math.sqrt(2))
+
+
+def _z(p: float) -> float:
+    from statistics import NormalDist
+
+    return NormalDist().inv_cdf(1 - min(max(p, 1e-300), 0.5))
+
+
+def robust_reference(gaps: Sequence[float], ses: Sequence[float]) -> tuple[float, float, float, int]:
+    """(centre, tau, se of centre, k) of reference gaps: median, MAD spread less sampling error."""
+    import numpy as np
+
+    g, s = np.asarray(gaps, dtype=float), np.asarray(ses, dtype=float)
+    k = int(g.size)
+    if k == 0:
+        return 0.0, 0.0, 0.0, 0
+    centre = float(np.median(g))
+    sd = MAD_SD * float(np.median(np.abs(g - centre))) if k > 1 else 0.0
+    tau2 = max(0.0, sd ** 2 - float(np.median(s ** 2)))
+    se_centre = MEDIAN_SE * max(sd, float(np.sqrt(np.median(s ** 2)))) / math.sqrt(k)
+    return centre, math.sqrt(tau2), se_centre, k
+
+
+def _pools(data: Data, rows: dict) -> dict[tuple[str, str], dict[str, tuple[float, float]]]:
+    pools: dict[tuple[str, str], dict[str, tuple[float, float]]] = {}
+    for (mid, suite, kind), r in rows.items():
+        if not data.in_sample(mid, suite):
+            pools.setdefault((suite, kind), {})[mid] = (r["gap"], r["se"])
+    return pools
+
+
+def _reference(data: Data, pool: dict, mid: str, relation: str, t: Thresholds, memo: dict) -> Reference:
+    skip = frozenset(m for m in (mid, *data.graph.ancestors(mid)) if m in pool) if len(pool) <= LOO_MAX \
+        else frozenset()
+    key = (id(pool), skip)
+    if key not in memo:
+        vals = [v for m, v in pool.items() if m not in skip]
+        memo[key] = robust_reference([v[0] for v in vals], [v[1] for v in vals])
+    centre, tau, se_c, k = memo[key]
+    if k >= t.min_reference:
+        return Reference(centre, tau, se_c, k, True, f"median of {k} models not exposed on the suite")
+    if relation == "aligned":
+        return Reference(0.0, 0.0, 0.0, k, True, "zero by design (aligned twin: the same items)")
+    return Reference(centre, tau, se_c, k, False, f"only {k} models not exposed on the suite (need "
+                                                  f"{t.min_reference})")
+
+
+def twin_tests(data: Data, t: Thresholds) -> list[TwinTest]:
+    """Every twin-gap test of the store with its verdict and power (cached on `data` per thresholds)."""
+    from harness.analysis.overfit import _gap_rows
+
+    cache = data.verdicts_cache if data.verdicts_cache is not None else {}
+    data.verdicts_cache = cache
+    if t in cache:
+        return cache[t]
+    rows = _gap_rows(data)
+    pools, memo, tests = _pools(data, rows), {}, []
+    for (mid, suite, kind), r in rows.items():
+        ref = _reference(data, pools.get((suite, kind), {}), mid, r.get("relation", "independent"), t, memo)
+        excess = r["gap"] - ref.centre
+        se = math.sqrt(r["se"] ** 2 + ref.spread ** 2 + ref.se ** 2)
+        z = excess / se if se > 0 else (math.inf if excess > 0 else 0.0)
+        tests.append(TwinTest(mid, suite, kind, r, ref, excess, se, _p(z)))
+    cache[t] = _decide(tests, t)
+    return cache[t]
+
+
+def _decide(tests: list[TwinTest], t: Thresholds) -> list[TwinTest]:
+    """Benjamini-Hochberg over the calibrated tests; flag = rejected and at least gap_min; power of each."""
+    from harness.analysis.overfit import bh_reject
+
+    live = [i for i, x in enumerate(tests) if x.ref.calibrated]
+    reject = bh_reject([tests[i].p for i in live], t.fdr)
+    rejected = {i for i, rej in zip(live, reject, strict=True) if rej}
+    z_crit = _z(t.fdr * max(1, len(rejected)) / max(1, len(live)))
+    out = []
+    for i, x in enumerate(tests):
+        mde = max(t.gap_min, (z_crit + Z80) * x.se)
+        out.append(replace(x, flagged=i in rejected and x.excess >= t.gap_min, mde=mde,
+                           items_needed=_items_needed(x, z_crit, t.gap_min)))
+    return out
+
+
+def _items_needed(x: TwinTest, z_crit: float, target: float) -> int | None:
+    """Items for (z_crit + z_0.8) * se to reach `target`: the sampling part shrinks as 1/n, the spread does not."""
+    room = (target / (z_crit + Z80)) ** 2 - x.ref.spread ** 2 - x.ref.se ** 2
+    n = max(int(x.row.get("n") or 0), 1)
+    if room <= 0:
+        return None
+    return max(n, math.ceil(x.row["se"] ** 2 * n / room))
+
+
+def tier_for(suite: str, items: int | None) -> str:
+    """The smallest tier of the suite whose per-task limit gives `items` (estimated as limit x tasks)."""
+    if items is None:
+        return "none"
+    try:
+        from harness.suites import load_suite
+
+        s = load_suite(suite)
+    except Exception:  # noqa: BLE001 - a suite of the store without a suite.yaml: say the number of items
+        return f"~{items:,} items"
+    tasks = len(s.split_tasks())
+    for tier, limit in sorted(s.tiers.items(), key=lambda kv: math.inf if kv[1] is None else kv[1]):
+        if limit is None or limit * tasks >= items:
+            return f"{tier} (~{items:,} items)"
+    return f"~{items:,} items"
+
+
+def coverage(data: Data, t: Thresholds, flags: Sequence[Any] = ()) -> list[Coverage]:
+    """For every (model, suite) scored on the suite's default split: checked, not calibrated, not checkable (with
+    the command that would make it checkable) or no twin. Suites that are twins of another suite are left out.
+    `flags` (overfit.Flag) marks as flagged the checked ones with a twin_gap (an evolve run's too) or
+    lineage_divergence flag."""
+    marked = {(f.model_id, f.suite) for f in flags if f.signal in ("twin_gap", "lineage_divergence")}
+    tests: dict[tuple[str, str], list[TwinTest]] = {}
+    for x in twin_tests(data, t):
+        tests.setdefault((x.model_id, x.suite), []).append(x)
+    twin_suites = {spec.ref.partition(":")[0] for kinds in data.twins.values() for spec in kinds.values()}
+    sc = data.scores
+    public = sc[sc["split"] == sc["suite"].map(data.default_split)]
+    out = []
+    pairs = set(zip(public["model_id"].tolist(), public["suite"].tolist(), strict=True))
+    for mid, suite in sorted(pairs, key=lambda ms: (data.names.get(ms[0], ms[0]), ms[1])):
+        if suite in twin_suites and suite not in data.twins:
+            continue
+        row = _cover(data, mid, suite, tests.get((mid, suite), []), t)
+        out.append(replace(row, flagged=True) if (mid, suite) in marked and row.status == "checked" else row)
+    return out
+
+
+def _cover(data: Data, mid: str, suite: str, mine: list[TwinTest], t: Thresholds) -> Coverage:
+    name = data.names.get(mid, mid[:12])
+    if not data.twins.get(suite):
+        return Coverage(mid, name, suite, "no twin", False, "no twin exists for this suite (suite.yaml twins:)")
+    if not mine:
+        refs = sorted({s.ref for s in data.twins[suite].values()})
+        cmds = "; ".join(f"harness eval {name} --suite {r.partition(':')[0]}"
+                         + (f" --split {r.partition(':')[2]}" if r.partition(":")[2] else "") for r in refs)
+        return Coverage(mid, name, suite, "not checkable", False, f"no twin run: {cmds}")
+    live = [x for x in mine if x.ref.calibrated]
+    if not live:
+        return Coverage(mid, name, suite, "not calibrated", False, mine[0].ref.basis)
+    best = min(live, key=lambda x: x.mde)
+    goal = f"{100 * t.gap_min:.0f} pts"
+    reach = (f"{goal} needs tier {tier_for(suite, best.items_needed)}" if best.items_needed is not None else
+             f"no tier reaches {goal}: the natural gap alone varies by {100 * best.ref.spread:.1f} pts between models")
+    detail = (f"smallest detectable excess {100 * best.mde:.1f} pts on twin {best.kind} (n={int(best.row['n'])}, "
+              f"{'paired' if best.row['paired'] else 'unpaired'}); {reach}")
+    return Coverage(mid, name, suite, "checked", any(x.flagged for x in mine), detail, best.mde)
+
+
+def coverage_summary(rows: Sequence[Coverage]) -> dict[str, Any]:
+    """Counts for a headline: 'no flags among N checked; M not checked'."""
+    counts = {s: sum(r.status == s for r in rows) for s in ("checked", "not calibrated", "not checkable", "no twin")}
+    counts["flagged"] = sum(r.flagged for r in rows)
+    counts["not_checked"] = len(rows) - counts["checked"]
+    return counts
+
+
+def headline(rows: Sequence[Coverage]) -> str:
+    c = coverage_summary(rows)
+    lead = f"{c['flagged']} flagged" if c["flagged"] else "no twin-gap flags"
+    return (f"{lead} among {c['checked']} (model, suite) checked; {c['not_checked']} not checked "
+            f"({c['not checkable']} without a twin run, {c['not calibrated']} not calibrated, "
+            f"{c['no twin']} without a twin)")
