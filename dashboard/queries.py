@@ -12,6 +12,7 @@ import dataclasses
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import snapshots
 import streamlit as st
@@ -254,12 +255,27 @@ def fmt_score(value: float, se: float, in_sample: bool) -> str:
     return f"{text} ({IN_SAMPLE})" if in_sample else text
 
 
+KINDS = ("source", "fine-tune", "merge", "candidate")
+
+
+def model_kinds(data: evidence.Data) -> pd.Series:
+    """Each model's kind as the store knows it: merges and evolve candidates by their kind, a model with parents
+    but no merge recipe (a zoo expert, fine-tuned from zoo-base) a fine-tune, anything else a source."""
+    models = data.models.set_index("model_id")
+    has_parents = models.index.isin(list(data.graph.parents))
+    kind = np.where(models["kind"].isin(["merge", "candidate"]), models["kind"],
+                    np.where(has_parents, "fine-tune", "source"))
+    return pd.Series(kind, index=models.index, name="kind")
+
+
 def pick_model(data: evidence.Data, label: str, key: str, default: str | None = None) -> str:
-    """A model selectbox (names, newest merges first) that honours ?model=ID in the URL; returns a model_id."""
+    """A model selectbox (names, newest merges first) that honours ?model=ID in the URL; returns a model_id.
+    Without one it opens on the first model that has scores, not on a model with nothing to show."""
     models = data.models.sort_values(["depth", "name"], ascending=[False, True])
     ids = list(models["model_id"])
     wanted = st.query_params.get("model") or default
-    index = ids.index(wanted) if wanted in ids else 0
+    scored = set(data.scores["model_id"]) if "model_id" in data.scores else set()
+    index = ids.index(wanted) if wanted in ids else next((i for i, m in enumerate(ids) if m in scored), 0)
     return st.selectbox(label, ids, index=index, key=key, format_func=lambda m: data.names.get(m, m[:12]))
 
 

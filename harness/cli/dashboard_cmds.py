@@ -47,7 +47,8 @@ def dashboard(
     typer.echo(f"dashboard on http://127.0.0.1:{port} over {store.path} (read-only)", err=True)
     argv = [sys.executable, "-m", "streamlit", "run", str(app_file), "--server.address", "127.0.0.1",
             "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
-            "--server.fileWatcherType", "none", "--global.developmentMode", "false"]
+            "--server.fileWatcherType", "none", "--global.developmentMode", "false",
+            "--client.toolbarMode", "viewer"]  # no Deploy button or developer menu: a read-only viewer
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, argv)  # the server replaces this process: signals reach it directly
