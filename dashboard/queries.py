@@ -12,6 +12,7 @@ import dataclasses
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import snapshots
 import streamlit as st
@@ -254,3 +255,16 @@ def evolve_history(db: str, evolve_id: str) -> pd.DataFrame:
 @st.cache_data(ttl=TTL, show_spinner=False)
 def checks(db: str) -> pd.DataFrame:
     return views.checks(_store(db))
+
+
+KINDS = ("source", "fine-tune", "merge", "candidate")
+
+
+def model_kinds(data: evidence.Data) -> pd.Series:
+    """Each model's kind as the store knows it: merges and evolve candidates by their kind, a model with parents
+    but no merge recipe (a zoo expert, fine-tuned from zoo-base) a fine-tune, anything else a source."""
+    models = data.models.set_index("model_id")
+    has_parents = models.index.isin(list(data.graph.parents))
+    kind = np.where(models["kind"].isin(["merge", "candidate"]), models["kind"],
+                    np.where(has_parents, "fine-tune", "source"))
+    return pd.Series(kind, index=models.index, name="kind")

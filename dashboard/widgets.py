@@ -14,11 +14,13 @@ def fmt_score(value: float, se: float, in_sample: bool) -> str:
 
 
 def pick_model(data: evidence.Data, label: str, key: str, default: str | None = None) -> str:
-    """A model selectbox (names, newest merges first) that honours ?model=ID in the URL; returns a model_id."""
+    """A model selectbox (names, newest merges first) that honours ?model=ID in the URL; returns a model_id.
+    Without one it opens on the first model that has scores, not on a model with nothing to show."""
     models = data.models.sort_values(["depth", "name"], ascending=[False, True])
     ids = list(models["model_id"])
     wanted = st.query_params.get("model") or default
-    index = ids.index(wanted) if wanted in ids else 0
+    scored = set(data.scores["model_id"]) if "model_id" in data.scores else set()
+    index = ids.index(wanted) if wanted in ids else next((i for i, m in enumerate(ids) if m in scored), 0)
     return st.selectbox(label, ids, index=index, key=key, format_func=lambda m: data.names.get(m, m[:12]))
 
 

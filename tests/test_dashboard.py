@@ -68,7 +68,10 @@ def test_leaderboard(use_db: str) -> None:
     at = open_page("leaderboard")
     assert at.title[0].value == "Leaderboard"
     board = at.dataframe[0].value
-    assert {"name", "merged", "method", "depth", "overall", "zoo_math:public", "in-sample on"} <= set(board.columns)
+    assert {"name", "kind", "method", "depth", "overall", "zoo_math:public", "in-sample on"} <= set(board.columns)
+    kinds = board.set_index("name")["kind"]
+    assert (kinds["zoo-overfit"], kinds["merge-linear"]) == ("fine-tune", "merge")  # not all "merged"
+    assert set(kinds) <= {"source", "fine-tune", "merge", "candidate"} and "source" in set(kinds)
     row = board.set_index("name").loc["zoo-overfit"]
     assert row["zoo_math:public"].endswith("(in-sample)") and "±" in row["zoo_math:public"]
     assert row["in-sample on"] == "zoo_math:public"
@@ -79,7 +82,28 @@ def test_leaderboard(use_db: str) -> None:
     at.sidebar.toggle(key="lb_exclude").set_value(False).run()
     assert at.dataframe[0].value.set_index("name").loc["zoo-overfit", "suites counted"] == 3
     at.sidebar.multiselect(key="lb_kinds").set_value(["source"]).run()
-    assert set(at.dataframe[0].value["merged"]) == {"source"}
+    assert set(at.dataframe[0].value["kind"]) == {"source"}
+
+
+def test_pickers_open_on_a_model_with_scores(db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The model a picker lists first (the deepest) may have no runs: the Lineage and Runs pages open on one that
+    has scores instead."""
+    import shutil
+
+    from harness.store import LineageEdge, ModelRecord
+
+    copy = tmp_path / "copy.duckdb"
+    shutil.copy(db, copy)
+    monkeypatch.setenv("HARNESS_DB", str(copy))
+    store = Store(copy)
+    deepest = max(store.list_models(), key=lambda m: store.depth(m.model_id))
+    store.add_model(ModelRecord(model_id="e" * 64, name="unscored", path=None, kind="merge"))
+    store.add_lineage([LineageEdge("e" * 64, deepest.model_id, "base")])
+    scored = {r.model_id for r in store.list_runs()}
+    expire_caches()
+    for page, key in (("lineage", "lin_model"), ("runs", "runs_model")):
+        box = open_page(page).selectbox(key=key)
+        assert box.options[0] == "unscored" and box.value in scored
 
 
 def test_methods(use_db: str) -> None:

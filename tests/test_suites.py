@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessError
-from harness.paths import repo_root
 from harness.suites import list_suites, load_suite, resolve_ref, tier_limit
 
-SUITES = repo_root() / "suites"
+ROOT = Path(__file__).resolve().parent.parent
+SUITES = ROOT / "suites"
 MINE = ["bbh", "gsm1k", "gsm8k", "gsm_plus", "mgsm", "mmlu", "mmlu_permuted", "mmlu_redux"]
 MGSM_LANGS = ["bn", "de", "en", "es", "fr", "ja", "ru", "sw", "te", "th", "zh"]
 
@@ -39,13 +39,13 @@ def pick(suite: str, split: str | None, *tasks: str) -> list[dict]:
 
 
 def script(name: str):
-    spec = importlib.util.spec_from_file_location(name, repo_root() / "scripts" / f"{name}.py")
-    sys.path.insert(0, str(repo_root() / "scripts"))
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    sys.path.insert(0, str(ROOT / "scripts"))
     try:
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
     finally:
-        sys.path.remove(str(repo_root() / "scripts"))
+        sys.path.remove(str(ROOT / "scripts"))
     return module
 
 

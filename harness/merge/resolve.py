@@ -1,9 +1,9 @@
 """From a recipe to a merge plan: model references located, parents hashed, the merge's content id computed.
 
-A reference is tried as a recipe file (a merge of merges, made first), a model folder (relative to the recipe,
-then the cwd), then a name, id or id prefix in the store. The id of a merge is a hash of the normalised recipe
-(references replaced by the parents' ids, files named in parameters by their hashes), the parents' ids, the
-mergekit version and the seed.
+A reference is tried as a recipe file (a merge of merges, made first), a model folder or a .gguf file (converted
+once into a cached folder; relative to the recipe, then the cwd), then a name, id or id prefix in the store. The
+id of a merge is a hash of the normalised recipe (references replaced by the parents' ids, files named in
+parameters by their hashes), the parents' ids, the mergekit version and the seed.
 """
 
 from __future__ import annotations
@@ -126,6 +126,8 @@ class Resolver:
         for candidate in (base_dir / ref, Path(ref)):
             if candidate.is_dir():
                 return candidate.resolve(), None, None
+            if candidate.is_file() and candidate.suffix.lower() == ".gguf":
+                return self._gguf(candidate)
         if self.store is not None:
             if ref not in self.names:  # remembered for this resolver's life (a search loop asks again and again)
                 rec = self.store.find_model(ref)
@@ -142,6 +144,17 @@ class Resolver:
             f"no model {ref!r}: not a folder, a recipe file or a name in the store{did_you_mean(ref, names)}",
             "pass a model folder, a recipe .yaml, or a name from `harness models` (no hub downloads)",
         )
+
+    def _gguf(self, path: Path) -> tuple[Path, str | None, str | None]:
+        """A GGUF parent: its cached safetensors conversion (registered when there is a store)."""
+        if self.store is None:
+            from harness.models.gguf import ensure_folder
+
+            return ensure_folder(path)[0], None, path.stem
+        from harness.models.importer import import_gguf
+
+        rec = import_gguf(path, self.store)
+        return Path(str(rec.path)), rec.model_id, rec.name
 
     def identify(self, folder: Path, known_id: str | None) -> tuple[str, str, bool]:
         """(model id, files signature, in store) for a folder: the store's id if unchanged, else its hash."""

@@ -1,0 +1,149 @@
+"""A GGUF file as a model: checked from its metadata, dequantised once by transformers into a float32
+safetensors folder with its tokenizer and chat template, cached under results/cache/gguf/<sha256 of the file>.
+
+The folder is what the hf and vLLM backends, mergekit and the store see; the GGUF file is recorded as its source.
+Bad input (a truncated file, an architecture transformers cannot dequantise, no tokenizer) is refused before
+anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError
+from harness.hashing import hash_json, sha256_file
+from harness.paths import cache_dir
+
+SOURCE_FILE = "gguf_source.json"  # written into the converted folder: which file, which bytes, which converter
+
+
+@dataclass(frozen=True)
+class GgufInfo:
+    path: Path
+    sha256: str
+    architecture: str  # as the GGUF names it (llama, qwen2, ...)
+    config: dict[str, Any]
+    has_chat_template: bool
+
+
+def is_gguf(path: Path) -> bool:
+    return path.suffix.lower() == ".gguf"
+
+
+def gguf_cache_dir() -> Path:
+    return cache_dir() / "gguf"
+
+
+def file_sha256(path: Path, remember: bool = False) -> str:
+    """The file's sha256, remembered per (path, size, mtime) once the file converted, so it hashes once."""
+    from harness.evaluate.target import memo
+
+    st = path.stat()
+    key = hash_json([str(path.resolve()), st.st_size, st.st_mtime_ns])
+    digest = memo("gguf_hashes").get(key)
+    if digest is None:
+        digest = sha256_file(path).hexdigest()
+    if remember:
+        memo("gguf_hashes", key, digest)
+    return digest
+
+
+def read_info(path: Path) -> GgufInfo:
+    """The GGUF's metadata, or a one-line HarnessError naming what is wrong with the file."""
+    if not path.is_file():
+        raise HarnessError(f"no GGUF file at {path}", "check the path")
+    arch = _architecture(path)
+    from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES, load_gguf_checkpoint
+
+    try:
+        parsed = load_gguf_checkpoint(str(path), return_tensors=False)
+    except ValueError as exc:
+        if "not supported" in str(exc):
+            raise HarnessError(
+                f"{path.name}: transformers cannot dequantise GGUF architecture {arch!r} "
+                f"(it reads {', '.join(sorted(set(GGUF_SUPPORTED_ARCHITECTURES) - {'general', 'tokenizer'}))})",
+                "convert the original checkpoint to safetensors and pass that folder instead",
+            ) from exc
+        raise HarnessError(f"{path.name} is not a readable GGUF file ({exc})", "download it again") from exc
+    tokenizer = parsed.get("tokenizer") or {}
+    if not tokenizer.get("tokens"):
+        raise HarnessError(f"{path.name} carries no tokenizer (no tokenizer.ggml.tokens)",
+                           "use a GGUF exported with its tokenizer, or the original safetensors folder")
+    template = (parsed.get("tokenizer_config") or {}).get("chat_template")
+    return GgufInfo(path=path.resolve(), sha256=file_sha256(path), architecture=arch, config=parsed["config"],
+                    has_chat_template=bool(template))
+
+
+def _architecture(path: Path) -> str:
+    """general.architecture, read with the gguf package; a truncated or foreign file fails here."""
+    try:
+        from gguf import GGUFReader
+    except ImportError as exc:
+        raise HarnessError("reading GGUF files needs the gguf package", "pip install gguf") from exc
+    try:
+        reader = GGUFReader(str(path))
+        field = reader.fields["general.architecture"]
+        arch = bytes(field.parts[field.data[0]]).decode()
+        for t in reader.tensors:  # a truncated file lists tensors its bytes no longer hold
+            end = int(t.data_offset) + int(t.n_bytes)
+            if end > path.stat().st_size:
+                raise ValueError(f"tensor {t.name} ends at byte {end}, past the end of the file")
+    except (ValueError, KeyError, IndexError, OSError, EOFError) as exc:
+        raise HarnessError(f"{path.name} is not a complete GGUF file ({str(exc).splitlines()[0][:120]})",
+                           "download it again (it may be truncated)") from exc
+    return arch
+
+
+def converted_folder(info: GgufInfo) -> Path:
+    return gguf_cache_dir() / info.sha256[:24]
+
+
+def ensure_folder(path: Path) -> tuple[Path, GgufInfo]:
+    """The cached safetensors folder for this GGUF, converting it on first use (atomically)."""
+    from harness.merge.engine import staging
+
+    if path.is_file():
+        final = gguf_cache_dir() / file_sha256(path)[:24]
+        if (final / SOURCE_FILE).is_file():  # converted before: the file's bytes are what was checked then
+            known = json.loads((final / SOURCE_FILE).read_text())
+            return final, GgufInfo(path.resolve(), known["gguf_sha256"], known["gguf_architecture"], {},
+                                   bool(known.get("chat_template")))
+    info = read_info(path)
+    final = converted_folder(info)
+    with staging(final) as tmp:
+        convert(info, tmp)
+    file_sha256(path, remember=True)
+    return final, info
+
+
+def convert(info: GgufInfo, out: Path) -> None:
+    """Dequantise into a fresh float32 model of the same config (save_pretrained refuses the GGUF-loaded
+    object itself) and save it with the tokenizer and chat template the GGUF carries."""
+    import torch
+    import transformers
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    folder, name = str(info.path.parent), info.path.name
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    config = AutoConfig.from_pretrained(folder, gguf_file=name)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.dtype = torch.float32
+    fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = fresh.load_state_dict(loaded.state_dict(), strict=False)
+    missing = [k for k in missing if not (config.tie_word_embeddings and k == "lm_head.weight")]
+    if missing or unexpected:
+        raise HarnessError(f"{info.path.name}: dequantised weights do not fit {type(fresh).__name__} "
+                           f"(missing {missing[:3]}, unexpected {unexpected[:3]})",
+                           "convert the original checkpoint to safetensors instead")
+    fresh.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    (out / SOURCE_FILE).write_text(json.dumps({
+        "gguf_file": info.path.name, "gguf_sha256": info.sha256, "gguf_architecture": info.architecture,
+        "transformers": transformers.__version__, "dtype": "float32",
+        "chat_template": info.has_chat_template,
+    }, indent=1))
