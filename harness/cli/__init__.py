@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "harness.cli.dashboard_cmds",
     "harness.cli.zoo_cmds",
     "harness.cli.check_cmds",
+    "harness.cli.dtm_cmds",
 )
 
 app = typer.Typer(

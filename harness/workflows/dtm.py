@@ -246,7 +246,7 @@ def _evaluate(cfg: DtmConfig, rows: list[Model], store: Store, say: Callable[[st
 
 
 def run_dtm(config: str | Path, resume: bool = False, seed: int | None = None, store: Store | None = None,
-            say: Callable[[str], None] = lambda s: None) -> Study:
+            say: Callable[[str], None] | None = None) -> Study:
     from harness.store import Store
 
     cfg, here = load_config(config)
@@ -262,7 +262,7 @@ def run_dtm(config: str | Path, resume: bool = False, seed: int | None = None, s
     _write_json(folder / STARTED, cfg.identity())
     store = store or Store()
     store.init()
-    return _run(cfg, here, folder, store, say)
+    return _run(cfg, here, folder, store, say or (lambda s: None))
 
 
 def _run(cfg: DtmConfig, here: Path, folder: Path, store: Store, say: Callable[[str], None]) -> Study:

@@ -1,0 +1,1 @@
+"""Workflows: jobs that combine parts (merge, train, evaluate, store) into one study."""
