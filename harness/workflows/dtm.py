@@ -68,7 +68,7 @@ def _write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-def _base(cfg: DtmConfig, here: Path, store: Store) -> Model:
+def _base(cfg: DtmConfig, here: Path, store: Store, say: Callable[[str], None]) -> Model:
     from harness.evaluate.target import resolve_model
 
     ref = cfg.base
@@ -79,6 +79,7 @@ def _base(cfg: DtmConfig, here: Path, store: Store) -> Model:
         from harness.zoo.register import register_zoo
 
         name = ref.removeprefix("zoo:")
+        say(f"base: {name} (built into {zoo_dir()} unless it is there)")
         if name != "zoo-base":
             raise HarnessError(f"base {ref!r}: only zoo:zoo-base is built by harness dtm",
                                "build the zoo (harness zoo build) and name the member's folder")
@@ -274,8 +275,9 @@ def _run(cfg: DtmConfig, here: Path, folder: Path, store: Store, say: Callable[[
     study = f"{cfg.name}-s{cfg.seed}"
     clock: dict[str, float] = {}
     start = time.perf_counter()
-    base = _base(cfg, here, store)
+    base = _base(cfg, here, store, say)
     examples = _examples(cfg, here, folder)
+    clock["base and data"] = time.perf_counter() - start
     t = time.perf_counter()
     labels = _clusters(cfg, base, examples, folder)
     clock["embedding"] = time.perf_counter() - t
