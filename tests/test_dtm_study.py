@@ -104,3 +104,18 @@ def test_cli_bad_config_is_one_line_exit_2(tmp_path: Path, results: Path) -> Non
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [f"error: {path}: field k: Input should be greater than or equal to 1: "
                                                "fix the config (see docs/dtm.md)"]
+
+
+def test_l2_gradient_is_the_penaltys() -> None:
+    import torch
+
+    from harness.train.finetune import _add_l2_grad
+
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(5))
+    ref = [w.detach() + torch.randn(5)]
+    (w ** 2).sum().backward()
+    _add_l2_grad([w], ref, 0.3)
+    w2 = torch.nn.Parameter(w.detach().clone())
+    ((w2 ** 2).sum() + 0.3 * ((w2 - ref[0]) ** 2).sum()).backward()
+    assert torch.allclose(w.grad, w2.grad) and not torch.allclose(w.grad, 2 * w.detach())

@@ -5,7 +5,8 @@
 
 The loss is on the response only (the zoo's `example_loss`: cross-entropy per example, then averaged). `l2` adds
 l2 * sum((w - w_base)^2) over every weight: vanilla fine-tuning "with L2 to the base". A loss that is not finite
-stops the run with its step number and nothing written. The folder is written beside its final place and moved in
+stops the run with its step number and nothing written. (The L2 term's gradient is added to the loss's; the
+reported loss leaves the term out.) The folder is written beside its final place and moved in
 with os.replace, so a killed run leaves a finished model or none, and `finetune.json` (the hash of the base, the
 data slice and the parameters) lets a re-run skip it.
 """
@@ -79,8 +80,11 @@ def _factor(step: int, steps: int, warmup: int) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * done))
 
 
-def _l2(model: Any, ref: list[torch.Tensor]) -> torch.Tensor:
-    return sum(((p - r) ** 2).sum() for p, r in zip(model.parameters(), ref, strict=True))  # type: ignore[return-value]
+def _add_l2_grad(params: list[torch.Tensor], ref: list[torch.Tensor], l2: float) -> None:
+    """The gradient of l2 * sum((w - w_base)^2), added in place (no autograd graph over every weight)."""
+    for p, r in zip(params, ref, strict=True):
+        if p.grad is not None:
+            p.grad.add_(p.detach() - r, alpha=2 * l2)
 
 
 def _batches(n: int, hp: FinetuneParams) -> list[list[int]]:
@@ -96,7 +100,8 @@ def _batches(n: int, hp: FinetuneParams) -> list[list[int]]:
 
 
 def train_loop(model: Any, tokenizer: Any, examples: list[Example], hp: FinetuneParams, name: str) -> tuple[int, float]:
-    """AdamW, warmup then cosine to a tenth; returns (tokens seen, mean loss of the last ten steps)."""
+    """AdamW, warmup then cosine to a tenth; returns (tokens seen, mean loss of the last ten steps, without the
+    L2 term)."""
     import torch
 
     from harness.zoo.train import encode, example_loss
@@ -115,14 +120,14 @@ def train_loop(model: Any, tokenizer: Any, examples: list[Example], hp: Finetune
     for step, idx in enumerate(batches, 1):
         batch = encode(tokenizer, [examples[i].pair for i in idx])
         loss = example_loss(model, batch)
-        if hp.l2:
-            loss = loss + hp.l2 * _l2(model, ref)
         if not math.isfinite(loss.item()):
             raise HarnessError(f"training {name} diverged: the loss is {loss.item()} at step {step} of "
                                f"{len(batches)}", "lower lr (or l2) in the study's config and run it again",
                                exit_code=1)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if hp.l2:
+            _add_l2_grad(params, ref, hp.l2)
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
