@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "harness.cli.zoo_cmds",
     "harness.cli.check_cmds",
     "harness.cli.suite_cmds",
+    "harness.cli.dtm_cmds",
 )
 
 GLOBAL_VALUE_OPTIONS = ("--db",)

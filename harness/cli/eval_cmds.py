@@ -42,7 +42,7 @@ def eval_cmd(
     models: list[str] = typer.Argument(..., help="Model folders, registered names/ids, or merge recipe YAMLs."),
     suite: str = typer.Option(..., "--suite", "-s", help="Suite name (see suites/)."),
     split: str = typer.Option(None, "--split", help="Suite split (default: the suite's default_split)."),
-    backend: str = typer.Option("hf", "--backend", "-b", help="hf | vllm | openai."),
+    backend: str = typer.Option("hf", "--backend", "-b", help="hf | vllm | openai | ensemble (an ensemble folder)."),
     limit: int = typer.Option(None, "--limit", help="At most N documents per task."),
     tier: str = typer.Option(None, "--tier", help="A named size from suite.yaml: smoke | quick | full."),
     tasks: str = typer.Option(None, "--tasks", help="Comma-separated subset of the split's tasks."),

@@ -17,6 +17,7 @@ BACKENDS: dict[str, str] = {
     "hf": "harness.evaluate.backends.hf",
     "vllm": "harness.evaluate.backends.vllm",
     "openai": "harness.evaluate.backends.openai",
+    "ensemble": "harness.evaluate.backends.ensemble",
 }
 
 

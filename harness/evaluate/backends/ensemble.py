@@ -1,0 +1,174 @@
+"""A K-model ensemble: every token's log-probability is the average of its members' log-probabilities.
+
+An ensemble is a folder made by `ensemble_folder(members, out)`: the first member's tokenizer and config.json,
+with the members (paths and content ids) listed under config.json's `harness_ensemble` key, so the folder's
+content hash, and every run id, changes with its members. Evaluate it like any model:
+
+    harness eval results/ensembles/E --suite zoo_math --backend ensemble
+
+Scores: a continuation's log-likelihood is the sum over its tokens of mean_k log p_k(token | prefix); it is greedy
+when each token is the argmax of mean_k log p_k; generation is greedy on the same average. One member gives exactly
+the member's own scores. The members must share the tokenizer (checked on load). K forward passes per request:
+K times a single model's cost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.errors import HarnessError
+from harness.evaluate.backends.base import BackendOptions, ModelTarget, package_version
+
+if TYPE_CHECKING:
+    from lm_eval.api.model import LM
+
+KEY = "harness_ensemble"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
+                   "vocab.json", "merges.txt", "chat_template.jinja")
+
+
+def ensemble_folder(members: list[tuple[Path, str]], out: Path) -> Path:
+    """Write (or keep) the ensemble folder for (path, model id) members at `out`."""
+    if len(members) < 1:
+        raise HarnessError("an ensemble needs at least one member", "list the member models")
+    first = Path(members[0][0])
+    config = json.loads((first / "config.json").read_text())
+    config[KEY] = {"members": [{"path": str(Path(p).resolve()), "model_id": mid} for p, mid in members]}
+    text = json.dumps(config, indent=2, sort_keys=True) + "\n"
+    if (out / "config.json").is_file() and (out / "config.json").read_text() == text:
+        return out
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name in TOKENIZER_FILES:
+        if (first / name).is_file():
+            shutil.copy2(first / name, tmp / name)
+    (tmp / "config.json").write_text(text)
+    (tmp / "README.md").write_text("# ensemble\n\n" + "\n".join(f"- {p} ({m[:12]})" for p, m in members) + "\n")
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out
+
+
+def members_of(folder: Path) -> list[Path]:
+    try:
+        listed = json.loads((folder / "config.json").read_text())[KEY]["members"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise HarnessError(f"{folder} is not an ensemble folder (no {KEY} in config.json)",
+                           "make one with harness.evaluate.backends.ensemble.ensemble_folder") from None
+    return [Path(m["path"]) for m in listed]
+
+
+def make_lm(folder: Path, options: BackendOptions) -> LM:
+    import torch
+    from lm_eval.api.model import TemplateLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    class EnsembleLM(TemplateLM):
+        backend = "causal"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.dev = torch.device(options.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+            self.tokenizer = AutoTokenizer.from_pretrained(folder)
+            paths = members_of(folder)
+            for p in paths:
+                if AutoTokenizer.from_pretrained(p).get_vocab() != self.tokenizer.get_vocab():
+                    raise HarnessError(f"ensemble member {p} has another tokenizer", "ensemble models that share "
+                                       "one tokenizer (fine-tunes of one base)")
+            dtype = torch.float32 if options.dtype in ("auto", "float32") else getattr(torch, options.dtype)
+            self.models = [AutoModelForCausalLM.from_pretrained(p, dtype=dtype).to(self.dev).eval()
+                           for p in paths]
+            self.add_bos_token = bool(options.add_bos_token)
+            self.recent: dict[tuple[int, ...], torch.Tensor] = {}
+            self.max_length = options.max_length or min(m.config.max_position_embeddings for m in self.models)
+
+        @property
+        def eot_token_id(self) -> int:
+            return self.tokenizer.eos_token_id
+
+        @property
+        def prefix_token_id(self) -> int:
+            tok = self.tokenizer
+            return tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+
+        def tok_encode(self, string: str, add_special_tokens: bool | None = None, **kw: Any) -> list[int]:
+            special = self.add_bos_token if add_special_tokens is None else add_special_tokens
+            return self.tokenizer.encode(string, add_special_tokens=special)
+
+        def mean_logprobs(self, tokens: list[int]) -> torch.Tensor:
+            """[len(tokens), vocab]: mean over members of log p(next token | tokens[:i+1]). The last few are
+            remembered: a multiple-choice item's one-token options and its generation share one context."""
+            key = tuple(tokens)
+            if key not in self.recent:
+                with torch.no_grad():
+                    x = torch.tensor([tokens], device=self.dev)
+                    logp = torch.stack([m(x).logits[0].float().log_softmax(-1) for m in self.models]).mean(0)
+                if len(self.recent) >= 64:
+                    self.recent.pop(next(iter(self.recent)))
+                self.recent[key] = logp
+            return self.recent[key]
+
+        def _loglikelihood_tokens(self, requests: list, disable_tqdm: bool = False, **kw: Any) -> list:
+            out = []
+            for _key, context, continuation in requests:
+                whole = (context + continuation)[-(self.max_length + 1):]
+                logp = self.mean_logprobs(whole[:-1])[-len(continuation):]
+                target = torch.tensor(continuation, device=logp.device)
+                ll = float(logp.gather(1, target[:, None]).sum())
+                out.append((ll, bool((logp.argmax(-1) == target).all())))
+            return out
+
+        def loglikelihood_rolling(self, requests: list, disable_tqdm: bool = False) -> list[float]:
+            from lm_eval import utils
+
+            out = []
+            for (string,) in [r.args for r in requests]:
+                windows = map(utils.make_disjoint_window, utils.get_rolling_token_windows(
+                    token_list=self.tok_encode(string), prefix_token=self.prefix_token_id,
+                    max_seq_len=self.max_length, context_len=1))
+                out.append(sum(ll for ll, _ in self._loglikelihood_tokens([(None, c, t) for c, t in windows])))
+            return out
+
+        def generate_until(self, requests: list, disable_tqdm: bool = False) -> list[str]:
+            out = []
+            for context, kwargs in [r.args for r in requests]:
+                until = kwargs.get("until") or []
+                until = [until] if isinstance(until, str) else list(until)
+                tokens, new = self.tok_encode(context), []
+                for _ in range(int(kwargs.get("max_gen_toks", 256))):
+                    nxt = int(self.mean_logprobs(tokens[-self.max_length:])[-1].argmax())
+                    if nxt == self.eot_token_id:
+                        break
+                    tokens.append(nxt)
+                    new.append(nxt)
+                    if any(u in self.tokenizer.decode(new) for u in until):
+                        break
+                text = self.tokenizer.decode(new)
+                for u in until:
+                    text = text.split(u)[0]
+                out.append(text)
+            return out
+
+    return EnsembleLM()
+
+
+class EnsembleBackend:
+    name = "ensemble"
+
+    def version(self) -> str:
+        return f"ensemble (mean log-probs), transformers {package_version('transformers')}"
+
+    def build(self, target: ModelTarget, options: BackendOptions) -> LM:
+        if target.path is None:
+            raise HarnessError(f"the ensemble backend needs an ensemble folder, got {target.name!r}",
+                               "make one with ensemble_folder (harness dtm writes one)")
+        return make_lm(target.path, options)
+
+
+BACKEND = EnsembleBackend()

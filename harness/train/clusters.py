@@ -1,0 +1,74 @@
+"""Splitting instruction data into K clusters: k-means on embeddings (the paper's), or at random (the control).
+
+    vectors = embed(model_dir, texts)              # the base model's own mean last hidden state, one row a text
+    labels = kmeans_labels(vectors, k, seed)       # cluster id per example
+    labels = random_labels(n, k, seed)             # same sizes as an even split, random membership
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from harness.errors import HarnessError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+def check_k(k: int, n: int) -> None:
+    if k < 1 or k > n:
+        raise HarnessError(f"K={k} clusters for {n} examples", f"set k between 1 and {n} (the number of examples)")
+
+
+def embed(model_dir: Path, texts: list[str], batch: int = 64) -> np.ndarray:
+    """Mean of the last hidden state over each text's tokens (padding masked out), float32, one row per text."""
+    import numpy as np
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "right"
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    rows = []
+    with torch.no_grad():
+        for i in range(0, len(texts), batch):
+            enc = tok(texts[i:i + batch], return_tensors="pt", padding=True, add_special_tokens=False)
+            hidden = model(**enc, output_hidden_states=True).hidden_states[-1]
+            mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            rows.append((hidden * mask).sum(1) / mask.sum(1).clamp(min=1))
+    return torch.cat(rows).numpy().astype(np.float32)
+
+
+def kmeans_labels(vectors: np.ndarray, k: int, seed: int) -> list[int]:
+    """scikit-learn k-means (k-means++, 10 starts) on L2-normalised vectors; cluster ids ordered by size."""
+    import numpy as np
+    from sklearn.cluster import KMeans
+
+    check_k(k, len(vectors))
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
+    raw = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(unit)
+    order = sorted(range(k), key=lambda c: (-int((raw == c).sum()), c))
+    rename = {old: new for new, old in enumerate(order)}
+    return [rename[int(c)] for c in raw]
+
+
+def random_labels(n: int, k: int, seed: int) -> list[int]:
+    """An even split into k groups at random (sizes differ by at most one)."""
+    check_k(k, n)
+    labels = [i % k for i in range(n)]
+    random.Random(seed).shuffle(labels)
+    return labels
+
+
+def groups(labels: list[int], k: int) -> list[list[int]]:
+    """Example indices per cluster; an empty cluster is an error (k-means can leave one on duplicates)."""
+    out: list[list[int]] = [[] for _ in range(k)]
+    for i, c in enumerate(labels):
+        out[c].append(i)
+    if any(not g for g in out):
+        raise HarnessError(f"{sum(not g for g in out)} of {k} clusters are empty", "lower k or add examples")
+    return out

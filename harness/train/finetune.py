@@ -1,0 +1,179 @@
+"""Full fine-tuning of a causal LM on a slice of instruction data, seeded, cached by what decides the weights.
+
+    hp = FinetuneParams(epochs=2, batch=16, lr=1e-3, seed=0)
+    done = finetune(base_dir, examples, hp, out_dir)      # FinetuneResult; a second call returns at once
+
+The loss is on the response only (the zoo's `example_loss`: cross-entropy per example, then averaged). `l2` adds
+l2 * sum((w - w_base)^2) over every weight: vanilla fine-tuning "with L2 to the base". A loss that is not finite
+stops the run with its step number and nothing written. (The L2 term's gradient is added to the loss's; the
+reported loss leaves the term out.) The folder is written beside its final place and moved in
+with os.replace, so a killed run leaves a finished model or none, and `finetune.json` (the hash of the base, the
+data slice and the parameters) lets a re-run skip it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.errors import HarnessError
+from harness.hashing import hash_json
+from harness.train.data import Example, slice_hash
+
+if TYPE_CHECKING:
+    import torch
+
+RECORD = "finetune.json"
+
+
+@dataclass(frozen=True)
+class FinetuneParams:
+    epochs: float = 2.0
+    batch: int = 16
+    lr: float = 1e-3
+    warmup: float = 0.1  # fraction of the steps
+    l2: float = 0.0  # pull towards the base weights
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class FinetuneResult:
+    path: Path
+    key: str  # hash of base id + data slice + params
+    steps: int
+    tokens: int  # non-padding tokens seen
+    seconds: float
+    last_loss: float
+    cached: bool
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+
+def finetune_key(base_id: str, examples: list[Example], hp: FinetuneParams) -> str:
+    return hash_json({"base": base_id, "slice": slice_hash(examples), "params": asdict(hp)})
+
+
+def cached(out: Path, key: str) -> FinetuneResult | None:
+    try:
+        rec = json.loads((out / RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+    if rec.get("key") != key or not (out / "model.safetensors").exists():
+        return None
+    t = rec["trained"]
+    return FinetuneResult(out, key, t["steps"], t["tokens"], t["seconds"], t["last_loss"], cached=True)
+
+
+def _factor(step: int, steps: int, warmup: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    done = (step - warmup) / max(1, steps - warmup)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * done))
+
+
+def _add_l2_grad(params: list[torch.Tensor], ref: list[torch.Tensor], l2: float) -> None:
+    """The gradient of l2 * sum((w - w_base)^2), added in place (no autograd graph over every weight)."""
+    for p, r in zip(params, ref, strict=True):
+        if p.grad is not None:
+            p.grad.add_(p.detach() - r, alpha=2 * l2)
+
+
+def _batches(n: int, hp: FinetuneParams) -> list[list[int]]:
+    """Index batches: whole shuffled epochs (the last one partial when `epochs` is fractional)."""
+    rng = random.Random(hp.seed)
+    order: list[int] = []
+    while len(order) < round(hp.epochs * n):
+        epoch = list(range(n))
+        rng.shuffle(epoch)
+        order += epoch
+    order = order[:max(1, round(hp.epochs * n))]
+    return [order[i:i + hp.batch] for i in range(0, len(order), hp.batch)]
+
+
+def train_loop(model: Any, tokenizer: Any, examples: list[Example], hp: FinetuneParams, name: str) -> tuple[int, float]:
+    """AdamW, warmup then cosine to a tenth; returns (tokens seen, mean loss of the last ten steps, without the
+    L2 term)."""
+    import torch
+
+    from harness.zoo.train import encode, example_loss
+
+    torch.manual_seed(hp.seed)
+    batches = _batches(len(examples), hp)
+    params = list(model.parameters())
+    for p in params:
+        p.requires_grad_(True)
+    ref = [p.detach().clone() for p in params] if hp.l2 else []
+    opt = torch.optim.AdamW(params, lr=hp.lr, betas=(0.9, 0.98), weight_decay=0.0)
+    warm = max(1, round(hp.warmup * len(batches)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _factor(s, len(batches), warm))
+    model.train()
+    tokens, losses = 0, []
+    for step, idx in enumerate(batches, 1):
+        batch = encode(tokenizer, [examples[i].pair for i in idx])
+        loss = example_loss(model, batch)
+        if not math.isfinite(loss.item()):
+            raise HarnessError(f"training {name} diverged: the loss is {loss.item()} at step {step} of "
+                               f"{len(batches)}", "lower lr (or l2) in the study's config and run it again",
+                               exit_code=1)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if hp.l2:
+            _add_l2_grad(params, ref, hp.l2)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        tokens += int(batch["attention_mask"].sum())
+        losses.append(loss.item())
+    model.eval()
+    for p in params:
+        p.requires_grad_(False)
+    tail = losses[-10:]
+    return tokens, sum(tail) / len(tail)
+
+
+def _save(model: Any, tokenizer: Any, final: Path, record: dict, card: str) -> None:
+    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "README.md").write_text(card)
+    (tmp / RECORD).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+
+
+def finetune(base_dir: Path, base_id: str, examples: list[Example], hp: FinetuneParams, out: Path,
+             meta: dict | None = None) -> FinetuneResult:
+    """Fine-tune every weight of the model in `base_dir` on `examples` into `out` (or reuse `out`)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    key = finetune_key(base_id, examples, hp)
+    if (hit := cached(out, key)) is not None:
+        return hit
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    start = time.perf_counter()
+    tokens, last = train_loop(model, tokenizer, examples, hp, out.name)
+    seconds = time.perf_counter() - start
+    steps = len(_batches(len(examples), hp))
+    record = {"key": key, "base": base_id, "slice": slice_hash(examples), "n_examples": len(examples),
+              "params": asdict(hp), "meta": meta or {},
+              "trained": {"steps": steps, "tokens": tokens, "seconds": round(seconds, 2), "last_loss": last}}
+    card = (f"---\nbase_model: {base_dir}\ntags: [fine-tune]\n---\n# {out.name}\n\nFull fine-tune of {base_dir} on "
+            f"{len(examples)} examples (slice {record['slice'][:12]}), {steps} steps, params {asdict(hp)}.\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _save(model, tokenizer, out, record, card)
+    return FinetuneResult(out, key, steps, tokens, seconds, last, cached=False)
