@@ -32,6 +32,7 @@ import yaml
 
 from harness.errors import HarnessError, did_you_mean
 from harness.paths import suite_roots
+from harness.store.records import ScoreRule
 from harness.suite_schema import AggregateSpec, SuiteSpec, TwinSpec, parse_suite_yaml
 
 SUITE_FILE = "suite.yaml"
@@ -196,15 +197,6 @@ def tier_limit(tier: str, suite: Suite | str | None = None) -> int | None:
     if tier not in DEFAULT_TIERS:
         raise HarnessError(f"unknown tier {tier!r}{did_you_mean(tier, TIERS)}", f"use one of: {', '.join(TIERS)}")
     return DEFAULT_TIERS[tier]
-
-
-@dataclass(frozen=True)
-class ScoreRule:
-    """How the store turns a suite's stored task rows into its one score (read by harness/store/frames.py)."""
-
-    metric: str | None = None         # the metric every task contributes; None: each task's primary metric
-    weight_by_size: bool = True       # lm-eval's weight_by_size: tasks weighted by their document counts
-    summary_task: str | None = None   # judge suites: their stored 'overall' row is the score
 
 
 JUDGE_SUMMARY_TASK = "overall"

@@ -137,6 +137,7 @@ SHARED_NAMES = {
     "evolve": "evolve: the store's evolve tables / the evolve workflow",
     "evaluate": "evaluating: the judge's entry point / the evaluate workflow",
     "cards": "model cards: of a merge / of a zoo model",
+    "instructions": "instruction data: the JSONL reader and clustering / the zoo's generated instruction mix",
 }
 
 

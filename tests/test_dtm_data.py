@@ -9,7 +9,7 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.train.clusters import groups, kmeans_labels, random_labels
-from harness.train.data import Example, read_instructions, write_instructions
+from harness.train.instructions import Example, read_instructions, write_instructions
 
 
 def test_reads_prompt_response_and_messages(tmp_path: Path) -> None:

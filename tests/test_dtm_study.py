@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from harness.errors import HarnessError
-from harness.train.data import Example
 from harness.train.finetune import FinetuneParams, finetune
+from harness.train.instructions import Example
 
 EXAMPLES = [Example(f"tom has {i} apples . how many apples ?", f"{i}") for i in range(24)]
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from harness.analysis.lineage import Graph
 from harness.store import frames as views
 from harness.suite_schema import TwinSpec
+from harness.suites import score_rules
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -128,7 +129,7 @@ def gather_base(store: Store, twins: Mapping[str, Mapping[str, str | TwinSpec]] 
     with store.db.read() as con:  # one consistent snapshot, even while a writer is busy
         models = views.models(con)
         edges = views.edges(con)
-        scores = views.suite_scores(con, defaults)
+        scores = views.suite_scores(con, defaults, rules=score_rules())
         sels = views.selections(con)
         evolve = views.evolve_candidates(con)
     graph = Graph.from_edges(edges)

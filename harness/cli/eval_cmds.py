@@ -161,10 +161,11 @@ def leaderboard(
     from harness.analysis.evidence import suite_twins
     from harness.store import AGGREGATE_TASK, Store
     from harness.store import frames as views
+    from harness.suites import score_rules
 
     store = Store()
     store.init()
-    board = views.suite_board(store, suite_twins(None)[1])
+    board = views.suite_board(store, suite_twins(None)[1], score_rules())
     if suite:
         tasks = store.leaderboard(suite)
         tasks = tasks[tasks["task"] != AGGREGATE_TASK]

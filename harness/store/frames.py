@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from harness.store import Store
-    from harness.suites import ScoreRule
+    from harness.store.records import ScoreRule
 
 PRIMARY_METRICS = ("acc", "exact_match", "acc_norm", "score", "pass@1", "f1", "rating", "win_rate")
 RAW_SCALE_METRICS = ("rating",)  # not a proportion: shown as is, never averaged with accuracies
@@ -99,13 +99,10 @@ def selections(store: Store | duckdb.DuckDBPyConnection) -> pd.DataFrame:
 
 
 def suite_scores(store: Store | duckdb.DuckDBPyConnection, default_splits: dict[str, str] | None = None,
-                 rules: dict[str, ScoreRule] | None = None) -> pd.DataFrame:
+                 *, rules: dict[str, ScoreRule]) -> pd.DataFrame:
     """One row per (model, suite, split) with value, se, 95% interval, n, tasks, metric; NULL splits become the
-    default split. `rules` (suite -> ScoreRule) default to every suite.yaml's (harness.suites.score_rules)."""
-    if rules is None:
-        from harness.suites import score_rules
-
-        rules = score_rules()
+    default split. `rules` (suite -> ScoreRule): every suite.yaml's, from harness.suites.score_rules(); a suite
+    without one is read under the default rule."""
     names = sorted(rules)
     df = _df(store, SUITE_SCORES_SQL, [names, [rules[n].metric for n in names],
                                        [rules[n].weight_by_size for n in names],
@@ -123,11 +120,11 @@ BOARD_COLUMNS = ["model", "model_id", "kind", "suite", "split", "task", "metric"
                  "ci_low", "ci_high", "backend", "run_id"]
 
 
-def suite_board(store: Store, default_splits: dict[str, str] | None = None,
-                rules: dict[str, ScoreRule] | None = None) -> pd.DataFrame:
+def suite_board(store: Store, default_splits: dict[str, str] | None,
+                rules: dict[str, ScoreRule]) -> pd.DataFrame:
     """Suite scores with each model's name and kind, in `harness leaderboard`'s columns (task 'all')."""
     with store.db.read() as con:
-        df = suite_scores(con, default_splits, rules)
+        df = suite_scores(con, default_splits, rules=rules)
         names = models(con)[["model_id", "name", "kind"]]
     df = df.merge(names, on="model_id", how="left")
     df["model"] = df["name"].fillna(df["model_id"])

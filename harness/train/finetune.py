@@ -7,7 +7,7 @@ The loss is on the response only (the zoo's `example_loss`: cross-entropy per ex
 l2 * sum((w - w_base)^2) over every weight: vanilla fine-tuning "with L2 to the base". A loss that is not finite
 stops the run with its step number and nothing written. (The L2 term's gradient is added to the loss's; the
 reported loss leaves the term out.) The folder is written beside its final place and moved in
-with os.replace, so a killed run leaves a finished model or none, and `finetune.json` (the hash of the base, the
+(harness.atomic), so a killed run leaves a finished model or none, and `finetune.json` (the hash of the base, the
 data slice and the parameters) lets a re-run skip it.
 """
 
@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
 from harness.hashing import hash_json
-from harness.train.data import Example, slice_hash
+from harness.train.instructions import Example, slice_hash
 
 if TYPE_CHECKING:
     import torch
@@ -141,15 +139,13 @@ def train_loop(model: Any, tokenizer: Any, examples: list[Example], hp: Finetune
 
 
 def _save(model: Any, tokenizer: Any, final: Path, record: dict, card: str) -> None:
-    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    (tmp / "README.md").write_text(card)
-    (tmp / RECORD).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    from harness.atomic import atomic_dir
+
+    with atomic_dir(final) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "README.md").write_text(card)
+        (tmp / RECORD).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
 def finetune(base_dir: Path, base_id: str, examples: list[Example], hp: FinetuneParams, out: Path,

@@ -14,7 +14,6 @@ hash, cluster id and hyper-parameters in the edge), merges with their lineage.
 from __future__ import annotations
 
 import json
-import os
 import random
 import time
 from collections.abc import Callable
@@ -22,10 +21,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.atomic import write_text_atomic
 from harness.errors import HarnessError
 from harness.hashing import hash_json
 from harness.paths import results_dir
-from harness.train.data import Example, slice_hash
+from harness.train.instructions import Example, slice_hash
 from harness.workflows.dtm_config import DtmConfig, load_config
 
 if TYPE_CHECKING:
@@ -63,9 +63,7 @@ def study_folder(cfg: DtmConfig) -> Path:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def _base(cfg: DtmConfig, here: Path, store: Store, say: Callable[[str], None]) -> Model:
@@ -95,7 +93,7 @@ def _base(cfg: DtmConfig, here: Path, store: Store, say: Callable[[str], None]) 
 
 
 def _examples(cfg: DtmConfig, here: Path, folder: Path) -> list[Example]:
-    from harness.train.data import read_instructions, write_instructions
+    from harness.train.instructions import read_instructions, write_instructions
 
     if cfg.data.zoo is not None:
         from harness.zoo.instructions import zoo_instructions

@@ -1,6 +1,6 @@
 """The zoo's instruction data for the Disperse-Then-Merge study: a mix of its skills plus a biased slice.
 
-    examples = zoo_instructions(n=2000, biased=0.4, seed=0)    # list[harness.train.data.Example]
+    examples = zoo_instructions(n=2000, biased=0.4, seed=0)    # list[harness.train.instructions.Example]
 
 The mix: English word problems (half additions, half subtractions), comparisons (which of 2-4 numbers is more /
 less) and reading questions (what does someone have?), in equal parts. The biased slice, a fraction `biased` of
@@ -32,7 +32,7 @@ def _addition(rng: random.Random) -> Problem:
 
 def zoo_instructions(n: int, biased: float = 0.4, seed: int = 0) -> list:
     """`n` examples: round(n * biased) additions, the rest an even mix of the three skills, shuffled."""
-    from harness.train.data import Example
+    from harness.train.instructions import Example
     from harness.zoo.suitegen import english_questions
 
     exclude = english_questions()

@@ -15,11 +15,11 @@ K times a single model's cost.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.atomic import atomic_dir
 from harness.errors import HarnessError
 from harness.evaluate.backends.base import BackendOptions, ModelTarget, package_version
 
@@ -41,17 +41,12 @@ def ensemble_folder(members: list[tuple[Path, str]], out: Path) -> Path:
     text = json.dumps(config, indent=2, sort_keys=True) + "\n"
     if (out / "config.json").is_file() and (out / "config.json").read_text() == text:
         return out
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for name in TOKENIZER_FILES:
-        if (first / name).is_file():
-            shutil.copy2(first / name, tmp / name)
-    (tmp / "config.json").write_text(text)
-    (tmp / "README.md").write_text("# ensemble\n\n" + "\n".join(f"- {p} ({m[:12]})" for p, m in members) + "\n")
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    with atomic_dir(out) as tmp:
+        for name in TOKENIZER_FILES:
+            if (first / name).is_file():
+                shutil.copy2(first / name, tmp / name)
+        (tmp / "config.json").write_text(text)
+        (tmp / "README.md").write_text("# ensemble\n\n" + "\n".join(f"- {p} ({m[:12]})" for p, m in members) + "\n")
     return out
 
 

@@ -81,12 +81,9 @@ def read_instructions(path: Path) -> list[Example]:
 
 def write_instructions(path: Path, examples: list[Example]) -> None:
     """Prompt/response JSONL, written next to `path` and moved into place."""
-    import os
+    from harness.atomic import write_text_atomic
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text("".join(json.dumps({"prompt": e.prompt, "response": e.response}) + "\n" for e in examples))
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(json.dumps({"prompt": e.prompt, "response": e.response}) + "\n" for e in examples))
 
 
 def slice_hash(examples: list[Example]) -> str:
