@@ -6,10 +6,15 @@ import queries as q
 import streamlit as st
 
 from harness.analysis import evidence
+from harness.store import frames as views
 
 
-def fmt_score(value: float, se: float, in_sample: bool) -> str:
-    text = f"{100 * value:.1f} ± {100 * 1.96 * se:.1f}"
+def fmt_score(value: float, se: float, in_sample: bool, metric: str | None = None) -> str:
+    """A proportion as a percentage ± its 95% half-width; a judge rating (1-10) as it is."""
+    if metric in views.RAW_SCALE_METRICS:
+        text = f"{value:.2f} ± {1.96 * se:.2f}"
+    else:
+        text = f"{100 * value:.1f} ± {100 * 1.96 * se:.1f}"
     return f"{text} ({q.IN_SAMPLE})" if in_sample else text
 
 

@@ -11,7 +11,7 @@ import widgets
 
 from harness.store import frames as views
 
-db = widgets.page_header("Leaderboard", "Latest complete score per model and suite:split, Â± the 95% interval.")
+db = widgets.page_header("Leaderboard", "Latest complete score per model and suite:split, ± the 95% interval.")
 data = q.base(db)
 scores = q.scores_marked(db)
 if scores.empty:
