@@ -290,18 +290,18 @@ def test_bbh_counts() -> None:
 
 
 def test_mgsm_native_cot_and_direct(tm) -> None:
-    tasks = build(tm, pick("mgsm", "cot", "mgsm_cot_de", "mgsm_cot_ja") + pick("mgsm", "direct", "mgsm_direct_de"))
+    tasks = build(tm, pick("mgsm", "cot", "mgsm_8shot_cot_de", "mgsm_8shot_cot_ja") + pick("mgsm", "direct", "mgsm_8shot_direct_de"))
     for task in tasks.values():
         assert len(list(task.test_docs())) == 250
         task.build_all_requests(limit=1, rank=0, world_size=1)
-    de = tasks["mgsm_cot_de"].instances[0].args[0]
+    de = tasks["mgsm_8shot_cot_de"].instances[0].args[0]
     assert de.count("Frage: ") == 9 and de.count("Die Antwort ") == 8
     assert de.endswith("Wie viel Dollar nimmt sie täglich auf dem Bauernmarkt ein?\nSchritt-für-Schritt-Antwort:")
     assert "\n\nFrage: Roger hat 5 Tennisbälle." not in de and de.startswith("Frage: Roger hat 5 Tennisbälle.")
-    assert tasks["mgsm_cot_ja"].instances[0].args[0].endswith("ステップごとの答え：")
-    direct = tasks["mgsm_direct_de"].instances[0].args[0]
+    assert tasks["mgsm_8shot_cot_ja"].instances[0].args[0].endswith("ステップごとの答え：")
+    direct = tasks["mgsm_8shot_direct_de"].instances[0].args[0]
     assert "Antwort: 11\n\nFrage:" in direct and direct.endswith("\nAntwort:")
-    assert tasks["mgsm_cot_de"].doc_to_target(tasks["mgsm_cot_de"].test_docs()[0]) == "18"
+    assert tasks["mgsm_8shot_cot_de"].doc_to_target(tasks["mgsm_8shot_cot_de"].test_docs()[0]) == "18"
     for lang in MGSM_LANGS:
         assert len(csv_rows_tsv(SUITES / f"mgsm/data/mgsm_{lang}.tsv")) == 250
 
@@ -369,7 +369,7 @@ def test_last_number_extraction_on_realistic_outputs() -> None:
     preds, score = extract_and_score(cfg, outputs, ["18", "70000", "8", "12", "1/2", "5"])
     assert preds == ["18", "70,000", "8", "12.00", "1/2", "[invalid]"]
     assert score == pytest.approx(5 / 6)
-    mgsm = pick("mgsm", "cot", "mgsm_cot_de")[0]
+    mgsm = pick("mgsm", "cot", "mgsm_8shot_cot_de")[0]
     outputs = ["80.000 + 50.000 = 130.000. Gewinn: 70.000 US-Dollar. Die Antwort ist 70.000.",
                "5 + 6 = 11。答えは11です。"]
     preds, score = extract_and_score(mgsm, outputs, ["70000", "11"])
