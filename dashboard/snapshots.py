@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.analysis.overfit import Flag
+from harness.atomic import atomic_file, write_text_atomic
 from harness.hashing import hash_json
 
 Analysis = tuple[pd.DataFrame, list[Flag]]
@@ -121,12 +122,10 @@ def _read(base: Path) -> Analysis | None:
 
 
 def _write(base: Path, gaps: pd.DataFrame, flags: list[Flag]) -> None:
-    base.parent.mkdir(parents=True, exist_ok=True)
-    tmp = base.with_name(f"{base.name}.tmp{os.getpid()}")
-    gaps.to_parquet(tmp.with_suffix(".parquet"), index=False)
-    tmp.with_suffix(".json").write_text(json.dumps([f.to_dict() for f in flags], default=str))
-    os.replace(tmp.with_suffix(".parquet"), base.with_suffix(".parquet"))
-    os.replace(tmp.with_suffix(".json"), base.with_suffix(".json"))  # the JSON last: it marks the pair complete
+    with atomic_file(base.with_suffix(".parquet"), suffix=".parquet") as tmp:
+        gaps.to_parquet(tmp, index=False)
+    # the JSON last: it marks the pair complete
+    write_text_atomic(base.with_suffix(".json"), json.dumps([f.to_dict() for f in flags], default=str))
     stem = base.name.rsplit("-", 1)[0]
     for old in base.parent.glob(f"{stem}-*"):
         if not old.name.startswith(base.name):

@@ -20,7 +20,7 @@ class AggregateSpec(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    metric: str | None = None  # None: each task's primary metric (harness/analysis/views.py PRIMARY_METRICS)
+    metric: str | None = None  # None: each task's primary metric (harness/store/frames.py PRIMARY_METRICS)
     weight_by_size: bool = True
 
 

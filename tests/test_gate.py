@@ -7,7 +7,7 @@ import pytest
 from scipy.stats import binomtest
 
 from harness.analysis.gate import compare, holm, markdown_report
-from harness.analysis.stats import mcnemar_exact, paired_compare
+from harness.stats import mcnemar_exact, paired_compare
 
 
 def _scores(values: np.ndarray) -> dict[int, float]:

@@ -10,9 +10,9 @@ import pytest
 from harness.errors import HarnessError
 from harness.evaluate.judge.data import load_judge_data
 from harness.evaluate.judge.parse import combine_orders, parse_rating, parse_verdict
+from harness.evaluate.judge.pipeline import pick_questions
 from harness.evaluate.judge.prompts import pairwise_request, single_request
 from harness.evaluate.judge.rules import JudgeRules, rules_from
-from harness.evaluate.judge.runner import pick_questions
 
 OLDER = rules_from(["last-rating", "ratings-1-to-10", "spaces-in-brackets", "contradictions-unparsed"], 0.0)
 SUITES = Path(__file__).resolve().parent.parent / "suites"
@@ -73,7 +73,7 @@ def test_rules_default_to_fastchat_and_name_every_deviation() -> None:
 def test_turns_of_a_question_are_one_cluster_in_the_interval() -> None:
     import numpy as np
 
-    from harness.analysis.stats import summarize, summarize_clustered
+    from harness.stats import summarize, summarize_clustered
 
     rng = np.random.default_rng(0)
     per_question = rng.normal(5, 2, 40)
@@ -119,7 +119,7 @@ def test_judge_flow_end_to_end_on_hf(tiny_llama, store, tmp_path: Path) -> None:
     from lm_eval.models.huggingface import HFLM
 
     from harness.evaluate.judge.chat import ChatGenerator
-    from harness.evaluate.judge.runner import run_judge_suite
+    from harness.evaluate.judge.pipeline import run_judge_suite
     from harness.store import ModelRecord
 
     path = tiny_llama("answerer")
@@ -149,7 +149,7 @@ def test_both_suites_with_a_vllm_served_judge(tiny_llama, store, results: Path) 
     import os
 
     from harness.evaluate.backends.base import BackendOptions
-    from harness.evaluate.judge.run import JudgeOptions, evaluate_judge
+    from harness.evaluate.judge.evaluate import JudgeOptions, evaluate_judge
     from harness.evaluate.serve import serving
 
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")

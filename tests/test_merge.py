@@ -159,7 +159,6 @@ def test_same_recipe_is_cached_and_card_is_written(zoo, store, results, tmp_path
 
 def test_three_level_merge_of_merges_lineage(zoo, store, results, tmp_path):
     from harness.merge import merge_to_folder
-    from harness.merge.lineage import lineage_tree
 
     m0, m1, m2 = (str(zoo[k]) for k in ("m0", "m1", "m2"))
     from harness.hashing import hash_model_dir
@@ -187,7 +186,7 @@ def test_three_level_merge_of_merges_lineage(zoo, store, results, tmp_path):
     assert set(store.descendants(src["m0"])) == {ids["a"], ids["ab"], ids["top"]}
     roles = {(e.parent_id, e.role) for e in store.parents(ids["ab"])}
     assert roles == {(src["m0"], "base"), (ids["a"], "source"), (ids["b"], "source")}
-    tree = lineage_tree(store, res.model_id)
+    tree = store.lineage_tree(res.model_id)
     ab = next(p for p in tree["parents"] if p["name"] == "ab")
     assert ab["weight"] == 0.8 and ab["params"]["method"] == "linear"
     assert {p["name"] for p in ab["parents"]} == {"zoo-m0", "a", "b"}

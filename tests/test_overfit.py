@@ -14,8 +14,8 @@ from benchmarks.gen_store import TWINS, build
 from harness.analysis.evidence import gather
 from harness.analysis.lineage import Graph
 from harness.analysis.overfit import THRESHOLDS, analyse, bh_reject, confusion
-from harness.analysis.views import edges
 from harness.store import Store
+from harness.store.frames import edges
 
 REPO = Path(__file__).resolve().parent.parent
 PLANTED = {"zoo-overfit", "evo-best", "merge-of-overfit", "spec-code", "creep-4"}

@@ -15,8 +15,8 @@ def test_known_positives_on_the_zoo_are_flagged_and_clean_models_are_not(
 ) -> None:
     from harness.analysis.overfit import analyse, confusion
     from harness.evaluate.runner import EvalOptions, evaluate_models
-    from harness.evolve.loop import run_evolve
     from harness.merge import merge_to_folder
+    from harness.workflows.evolve import run_evolve
     from harness.zoo.build import build_zoo
     from harness.zoo.register import register_zoo
 

@@ -1,4 +1,4 @@
-"""harness.analysis.stats on synthetic scores: intervals cover, McNemar matches scipy, pairing helps."""
+"""harness.stats on synthetic scores: intervals cover, McNemar matches scipy, pairing helps."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.analysis.stats import aggregate, mcnemar_exact, mean_stderr, paired_compare, summarize
+from harness.stats import aggregate, mcnemar_exact, mean_stderr, paired_compare, summarize
 
 
 def test_summarize_matches_closed_form() -> None:

@@ -1,4 +1,4 @@
-"""One definition of a suite score (harness/analysis/views.py SUITE_SCORES_SQL), checked on stores made by real
+"""One definition of a suite score (harness/store/frames.py SUITE_SCORES_SQL), checked on stores made by real
 `harness eval` runs: it equals lm-eval's own group result (size-weighted or not), never counts the `_aggregate` row,
 ranks judge suites by rating, and the CLI leaderboard and the dashboard show the same numbers."""
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.analysis import views
 from harness.evaluate.backends.base import BackendOptions
 from harness.evaluate.runner import EvalOptions, evaluate_model
+from harness.store import frames as views
 from harness.suites import ScoreRule, score_rules
 from tests.test_eval_support import TmpSuite, mc_config, write_mc_data
 
@@ -101,7 +101,7 @@ def test_leaderboard_cli_and_dashboard_show_the_same_scores(results: Path, store
 
     from harness.cli import app
     from harness.evaluate.judge.chat import ChatGenerator
-    from harness.evaluate.judge.runner import run_judge_suite
+    from harness.evaluate.judge.pipeline import run_judge_suite
     from harness.store import ModelRecord
 
     evaluate_model(str(model), uneven_suite(tmp_path), OPTS, store=store)
@@ -131,10 +131,10 @@ def test_leaderboard_cli_and_dashboard_show_the_same_scores(results: Path, store
     assert not at.exception, [e.value for e in at.exception]
     board = at.dataframe[0].value.set_index("name")
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "dashboard"))
-    import queries as q
+    import widgets
 
     for (name, suite, split), r in rows.items():
-        assert board.loc[name, f"{suite}:{split}"] == q.fmt_score(r["value"], r["stderr"], False, r["metric"])
+        assert board.loc[name, f"{suite}:{split}"] == widgets.fmt_score(r["value"], r["stderr"], False, r["metric"])
 
 
 def test_migration_recomputes_nothing_and_notes_changed_suites(tmp_path: Path,

@@ -290,7 +290,8 @@ def test_bbh_counts() -> None:
 
 
 def test_mgsm_native_cot_and_direct(tm) -> None:
-    tasks = build(tm, pick("mgsm", "cot", "mgsm_8shot_cot_de", "mgsm_8shot_cot_ja") + pick("mgsm", "direct", "mgsm_8shot_direct_de"))
+    tasks = build(tm, pick("mgsm", "cot", "mgsm_8shot_cot_de", "mgsm_8shot_cot_ja")
+                  + pick("mgsm", "direct", "mgsm_8shot_direct_de"))
     for task in tasks.values():
         assert len(list(task.test_docs())) == 250
         task.build_all_requests(limit=1, rank=0, world_size=1)

@@ -6,10 +6,11 @@ import numpy as np
 import pandas as pd
 import queries as q
 import streamlit as st
+import widgets
 
-from harness.analysis import views
+from harness.store import frames as views
 
-db = q.page_header("Leaderboard", "Latest complete score per model and suite:split, ± the 95% interval.")
+db = widgets.page_header("Leaderboard", "Latest complete score per model and suite:split, ± the 95% interval.")
 data = q.base(db)
 scores = q.scores_marked(db)
 if scores.empty:
@@ -65,7 +66,7 @@ top = board.head(int(limit)).copy()
 for col in columns:
     v, e, i = (w.reindex(top.index)[col] if col in w else pd.Series(index=top.index, dtype=float)
                for w in (wide_value, wide_se, wide_in))
-    top[col] = [q.fmt_score(a, b, bool(c) if c == c else False, metric_of.get(col)) if a == a else ""
+    top[col] = [widgets.fmt_score(a, b, bool(c) if c == c else False, metric_of.get(col)) if a == a else ""
                 for a, b, c in zip(v, e, i, strict=True)]
 top = top.reset_index()[
     ["name", "merged", "method", "depth", "overall", "suites counted", *columns, "in-sample on"]]

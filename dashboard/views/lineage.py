@@ -6,19 +6,19 @@ import altair as alt
 import pandas as pd
 import queries as q
 import streamlit as st
-
-from harness.analysis.lineage_views import chains, dot_graph
+import widgets
+from lineage_graph import chains, dot_graph
 
 MAX_NODES = 80
 MAX_CHAINS = 6
 
-db = q.page_header("Lineage", "Where a model comes from, what each ancestor was selected on, and how its public "
+db = widgets.page_header("Lineage", "Where a model comes from, what each ancestor was selected on, and how its public "
                               "scores and their twins moved along each chain of merges.")
 data = q.base(db)
 if data.models.empty:
     st.info("No models in the store yet.")
     st.stop()
-model_id = q.pick_model(data, "Model", "lin_model")
+model_id = widgets.pick_model(data, "Model", "lin_model")
 suites = sorted(data.scores["suite"].unique())
 twin_suites = [s for s in sorted(data.twins) if s in suites]
 c1, c2 = st.columns(2)

@@ -6,10 +6,12 @@ import altair as alt
 import pandas as pd
 import queries as q
 import streamlit as st
+import widgets
 
-from harness.analysis.stats import paired_compare
+from harness.stats import paired_compare
 
-db = q.page_header("Merge methods", "Score distributions of merged models by merge method, per suite (default split).")
+db = widgets.page_header("Merge methods",
+                         "Score distributions of merged models by merge method, per suite (default split).")
 data = q.base(db)
 scores = q.scores_marked(db)
 public = scores[(scores["split"] == scores["suite"].map(data.default_split)) & scores["method"].notna()]

@@ -8,10 +8,11 @@ import altair as alt
 import pandas as pd
 import queries as q
 import streamlit as st
+import widgets
 
 from harness.analysis.overfit import SEVERITIES, SIGNALS, THRESHOLDS
 
-db = q.page_header("Overfitting flags", "Exposure, twin gaps, lineage divergence and specialisation cost "
+db = widgets.page_header("Overfitting flags", "Exposure, twin gaps, lineage divergence and specialisation cost "
                                         "(docs/overfitting.md).")
 frame = q.flags_frame(db)
 flags = q.flags(db)

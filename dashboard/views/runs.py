@@ -7,10 +7,11 @@ import json
 import altair as alt
 import queries as q
 import streamlit as st
+import widgets
 
 PAGE_ROWS = 200
 
-db = q.page_header("Runs", "Every evaluation run of a model down to its samples, and each evolve run's history.")
+db = widgets.page_header("Runs", "Every evaluation run of a model down to its samples, and each evolve run's history.")
 data = q.base(db)
 tab_runs, tab_evolve = st.tabs(["Samples", "Evolve history"])
 
@@ -18,7 +19,7 @@ with tab_runs:
     if data.models.empty:
         st.info("No models in the store yet.")
     else:
-        model_id = q.pick_model(data, "Model", "runs_model")
+        model_id = widgets.pick_model(data, "Model", "runs_model")
         runs = q.runs_of(db, model_id)
         if runs.empty:
             st.info("This model has no runs.")

@@ -10,15 +10,13 @@ default split.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.analysis import views
 from harness.analysis.lineage import Graph
+from harness.store import frames as views
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -64,34 +62,21 @@ def exposure_frame(data: Data) -> pd.DataFrame:
 
 
 def suite_twins(twins: Mapping[str, Mapping[str, str]] | None) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
-    """Twins and default splits from a plain mapping, or from every suite.yaml under suites/ when None."""
+    """Twins and default splits from a plain mapping, or from every suite.yaml (harness.suites) when None."""
     if twins is not None:
         return {s: dict(t) for s, t in twins.items()}, {}
     found: dict[str, dict[str, str]] = {}
     defaults: dict[str, str] = {}
     try:  # only each suite.yaml (twins, default split): no task YAMLs or data files, so it is quick
-        from harness.paths import suites_dir
+        from harness.suites import suite_specs
 
-        for path in sorted(suites_dir().rglob("suite.yaml")):
-            name, default, twins = _suite_yaml(path, path.stat().st_mtime_ns)
-            defaults[name] = default
-            if twins:
-                found[name] = dict(twins)
+        for name, spec in suite_specs().items():
+            defaults[name] = spec.default_split
+            if spec.twins:
+                found[name] = dict(spec.twins)
     except Exception:  # noqa: BLE001 - a broken suite folder must not stop the analysis; twins then come from runs
         pass
     return found, defaults
-
-
-@functools.lru_cache(maxsize=256)
-def _suite_yaml(path: Path, mtime_ns: int) -> tuple[str, str, tuple[tuple[str, str], ...]]:
-    """(name, default split, twins) of one suite.yaml, parsed once per version of the file."""
-    import yaml
-
-    from harness.suite_schema import parse_suite_yaml
-
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    spec = parse_suite_yaml(yaml.load(path.read_text(encoding="utf-8"), Loader=loader), path)  # noqa: S506 (safe)
-    return spec.name, spec.default_split, tuple(spec.twins.items())
 
 
 def infer_defaults(scores: pd.DataFrame, defaults: dict[str, str]) -> None:
@@ -123,12 +108,15 @@ def gather(store: Store, twins: Mapping[str, Mapping[str, str]] | None = None,
 def gather_base(store: Store, twins: Mapping[str, Mapping[str, str]] | None = None,
                 default_splits: Mapping[str, str] | None = None) -> Data:
     """Models (with depth), lineage, suite scores, twins and exposure; no per-sample reads (gaps left empty)."""
+    from harness.suites import score_rules
+
     twin_map, defaults = suite_twins(twins)
     defaults.update(default_splits or {})
+    rules = score_rules()  # each suite's own aggregation, from its suite.yaml
     with store.db.read() as con:  # one consistent snapshot, even while a writer is busy
         models = views.models(con)
         edges = views.edges(con)
-        scores = views.suite_scores(con, defaults)
+        scores = views.suite_scores(con, defaults, rules)
         sels = views.selections(con)
         evolve = views.evolve_candidates(con)
     graph = Graph.from_edges(edges)

@@ -106,7 +106,7 @@ def compare(
     seed: int = 0,
 ) -> GateResult:
     """Gate `candidate` against `baseline`: both map task -> {doc_id: score}."""
-    from harness.analysis.stats import paired_compare
+    from harness.stats import paired_compare
 
     per_task_tolerance = per_task_tolerance or {}
     tasks = [t for t in sorted(baseline) if set(baseline[t]) & set(candidate.get(t, {}))]

@@ -9,7 +9,9 @@ import importlib
 import os
 import sys
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from harness import __version__
 from harness.errors import HarnessError
@@ -25,7 +27,39 @@ COMMAND_MODULES = (
     "harness.cli.check_cmds",
 )
 
+GLOBAL_VALUE_OPTIONS = ("--db",)
+GLOBAL_FLAGS = ("--debug",)
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """`--db X` and `--debug` may stand anywhere before a lone `--`: move them in front of the command, where
+    the root callback reads them (`harness eval M --suite S --db X` == `harness --db X eval M --suite S`)."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "--":
+            rest += args[i:]
+            break
+        if a in GLOBAL_FLAGS or any(a.startswith(o + "=") for o in GLOBAL_VALUE_OPTIONS):
+            front.append(a)
+        elif a in GLOBAL_VALUE_OPTIONS and i + 1 < len(args):
+            front += [a, args[i + 1]]
+            i += 1
+        else:
+            rest.append(a)
+        i += 1
+    return front + rest
+
+
+class _Group(TyperGroup):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_global_options(list(args)))
+
+
 app = typer.Typer(
+    cls=_Group,
     name="harness",
     help="Merge LLMs on demand, evaluate them fast, keep every score with its lineage, flag benchmark overfitting.",
     no_args_is_help=True,

@@ -20,12 +20,10 @@ def register(app: typer.Typer) -> None:
 
 def _options(split: str | None, limit: int | None, tier: str | None, backend: str, batch_size: str,
              dtype: str, seed: int, device: str | None):
-    from harness.evaluate.backends.base import BackendOptions
-    from harness.evaluate.runner import EvalOptions
+    from harness.evaluate.options import eval_options
 
-    bo = BackendOptions(batch_size=int(batch_size) if batch_size.isdigit() else batch_size, dtype=dtype,
-                        device=device)
-    return EvalOptions(split=split, backend=backend, limit=limit, tier=tier, seed=seed, backend_options=bo)
+    return eval_options(split=split, backend=backend, limit=limit, tier=tier, seed=seed, batch_size=batch_size,
+                        dtype=dtype, device=device)
 
 
 def baseline_save(
@@ -42,8 +40,8 @@ def baseline_save(
     device: str = typer.Option(None, "--device", help="hf: cpu, cuda ..."),
 ) -> None:
     """Evaluate a model (or reuse its cached run) and write a baseline file with per-sample scores."""
-    from harness.analysis.check import save_baseline
     from harness.store import Store
+    from harness.workflows.check import save_baseline
 
     store = Store()
     path = save_baseline(model, suite, name, _options(split, limit, tier, backend, batch_size, dtype, seed, device),
@@ -84,15 +82,15 @@ def check(
     as_json: bool = typer.Option(False, "--json", help="Print the verdicts as JSON."),
 ) -> None:
     """Gate a candidate against a baseline: exit 0 pass, 1 a significant drop beyond tolerance, 2 an error."""
-    from harness.analysis.check import run_check
     from harness.store import Store
+    from harness.workflows.check import run_check
 
     default, per_task = _tolerances(tolerance)
     opts = _options(split, limit, tier, backend, "16", "auto", 1234, device)
     outcome = run_check(candidate, baseline, suite, Store(), opts, tolerance=default, per_task=per_task,
                         alpha=alpha, allow_mismatch=allow_mismatch, promote=not no_promote, device=device)
     if report:
-        from harness.analysis.baseline import write_text_atomic
+        from harness.atomic import write_text_atomic
 
         write_text_atomic(report, outcome.report)
     if as_json:

@@ -76,36 +76,33 @@ def eval_cmd(
     from harness.evaluate.progress import quiet_engine_bars
 
     quiet_engine_bars()  # before lm-eval, datasets or transformers is imported: one bar per run, ours
-    from harness.evaluate.backends.base import BackendOptions
+    from harness.evaluate.options import eval_options
     from harness.evaluate.progress import RequestBar, request_bars
-    from harness.evaluate.runner import EvalOptions, evaluate_models, result_dict
+    from harness.workflows.evaluate import evaluate
 
-    bo = BackendOptions(
-        batch_size=int(batch_size) if batch_size.isdigit() else batch_size, device=device, dtype=dtype,
-        max_length=max_length,
-        trust_remote_code=trust_remote_code, base_url=base_url, tokenizer=tokenizer,
+    opts = eval_options(
+        split=split, backend=backend, limit=limit, tier=tier, tasks=tasks, seed=seed, rerun=rerun,
+        use_cache=not no_cache, serve=serve_it, hub=hub, batch_size=batch_size, device=device, dtype=dtype,
+        max_length=max_length, base_url=base_url, tokenizer=tokenizer, trust_remote_code=trust_remote_code,
     )
+    jopts = None
     if judge or baseline:
+        from harness.evaluate.judge.evaluate import JudgeOptions
         from harness.evaluate.judge.rules import rules_from
-        from harness.evaluate.judge.run import JudgeOptions
 
         if not judge:
             raise HarnessError("--baseline compares answers through a judge", "add --judge MODEL")
         jopts = JudgeOptions(judge=judge, judge_backend=judge_backend, judge_base_url=judge_base_url,
-                             baseline=baseline, backend=backend, backend_options=bo, limit=limit, tier=tier,
-                             max_new_tokens=max_new_tokens, judge_max_new_tokens=judge_max_new_tokens,
+                             baseline=baseline, backend=backend, backend_options=opts.backend_options, limit=limit,
+                             tier=tier, max_new_tokens=max_new_tokens, judge_max_new_tokens=judge_max_new_tokens,
                              rules=rules_from(judge_option, answer_temperature))
-        _judge_models(models, suite, jopts, as_json)
-        return
-    opts = EvalOptions(
-        split=split, backend=backend, limit=limit, tier=tier, seed=seed, rerun=rerun, use_cache=not no_cache,
-        serve=serve_it, hub=hub, tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()) if tasks else None,
-        backend_options=bo,
-    )
     total = len(models)
 
     def started(i: int, ref: str) -> None:
-        typer.echo(f"[{i + 1}/{total}] {ref}: {suite} ({backend})", err=True)
+        if jopts is not None:
+            typer.echo(f"{ref}: {suite} judged by {jopts.judge} ({jopts.judge_backend})", err=True)
+        else:
+            typer.echo(f"[{i + 1}/{total}] {ref}: {suite} ({backend})", err=True)
 
     done: list[Any] = []
 
@@ -113,24 +110,21 @@ def eval_cmd(
         if isinstance(res, HarnessError):
             if total > 1:
                 typer.echo(f"error: {ref}: {res.line()}", err=True)
+        elif jopts is not None:
+            if not as_json:
+                _print_judged(res)
         elif not as_json:
             _print_result(res)
         done.append(res)
         if len(done) < total:
             started(len(done), models[len(done)])
 
-    from harness.evaluate.plan import make_plan
-
-    make_plan(suite, split, limit, tier, list(opts.tasks) if opts.tasks else None, hub)  # shared problems: once
     started(0, models[0])
     with request_bars() as bars:
         opts = replace(opts, progress=lambda target: RequestBar(bars, f"[{len(done) + 1}/{total}] {target.name}"))
-        results = evaluate_models(models, suite, opts, on_done=on_done)
+        results = evaluate(models, suite, opts, judge=jopts, on_done=on_done).results
     if as_json:
-        print_json([
-            result_dict(r) if not isinstance(r, HarnessError) else {"model": m, "status": "failed", "error": r.line()}
-            for m, r in zip(models, results, strict=True)
-        ])
+        print_json([_as_json(m, r, jopts is not None) for m, r in zip(models, results, strict=True)])
     failures = [r for r in results if isinstance(r, HarnessError)]
     if failures:
         if len(failures) == len(results) and len(results) == 1:
@@ -138,22 +132,22 @@ def eval_cmd(
         raise typer.Exit(max(f.exit_code for f in failures))
 
 
-def _judge_models(models: list[str], suite: str, jopts: Any, as_json: bool) -> None:
-    from harness.evaluate.judge.run import evaluate_judge
+def _as_json(model: str, res: Any, judged: bool) -> dict[str, Any]:
+    from harness.evaluate.runner import result_dict
 
-    out = []
-    for ref in models:
-        typer.echo(f"{ref}: {suite} judged by {jopts.judge} ({jopts.judge_backend})", err=True)
-        res = evaluate_judge(ref, suite, jopts)
-        out.append({"model": ref, "run_id": res.run_id, "parse_rate": res.parse_rate, "judgments": res.n_judgments,
-                    "seconds": res.seconds, "scores": [s.__dict__ for s in res.scores]})
-        if not as_json:
-            typer.echo(f"run {res.run_id}: {res.n_judgments} judgments, parse rate {res.parse_rate:.0%}", err=True)
-            print_table(None, ["task", "metric", "value", "stderr", "95% CI", "n"],
-                        [(s.task, s.metric, _fmt(s.value), _fmt(s.stderr), _interval(s.ci_low, s.ci_high), s.n)
-                         for s in res.scores])
-    if as_json:
-        print_json(out)
+    if isinstance(res, HarnessError):
+        return {"model": model, "status": "failed", "error": res.line()}
+    if judged:
+        return {"model": model, "run_id": res.run_id, "parse_rate": res.parse_rate, "judgments": res.n_judgments,
+                "seconds": res.seconds, "scores": [s.__dict__ for s in res.scores]}
+    return result_dict(res)
+
+
+def _print_judged(res: Any) -> None:
+    typer.echo(f"run {res.run_id}: {res.n_judgments} judgments, parse rate {res.parse_rate:.0%}", err=True)
+    print_table(None, ["task", "metric", "value", "stderr", "95% CI", "n"],
+                [(s.task, s.metric, _fmt(s.value), _fmt(s.stderr), _interval(s.ci_low, s.ci_high), s.n)
+                 for s in res.scores])
 
 
 def leaderboard(
@@ -164,13 +158,14 @@ def leaderboard(
 ) -> None:
     """Models x suites (or x tasks with --suite): the latest complete suite score of each (the suite's own
     aggregation, as the dashboard shows it), with its 95% interval."""
-    from harness.analysis import views
     from harness.analysis.evidence import suite_twins
     from harness.store import AGGREGATE_TASK, Store
+    from harness.store import frames as views
+    from harness.suites import score_rules
 
     store = Store()
     store.init()
-    board = views.suite_board(store, suite_twins(None)[1])
+    board = views.suite_board(store, suite_twins(None)[1], score_rules())
     if suite:
         tasks = store.leaderboard(suite)
         tasks = tasks[tasks["task"] != AGGREGATE_TASK]
@@ -205,8 +200,8 @@ def serve(
     model: str = typer.Argument(..., help="Model folder or registered name."),
     port: int = typer.Option(8000, "--port", help="Port on 127.0.0.1."),
     dtype: str = typer.Option("auto", "--dtype", help="auto | float32 | bfloat16 | float16."),
-    max_length: int = typer.Option(None, "--max-length", help="Context length in tokens (default: the model's)."),
-    max_model_len: int = typer.Option(None, "--max-model-len", help="Context length (default: the model's)."),
+    max_length: int = typer.Option(
+        None, "--max-length", "--max-model-len", help="Context length in tokens (default: the model's)."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow model code from the folder."),
 ) -> None:
     """Serve a model with `vllm serve` on 127.0.0.1 (OpenAI API) until Ctrl-C or SIGTERM; for --backend openai."""
@@ -226,7 +221,7 @@ def serve(
     # cleanly as Ctrl-C, even while it starts; by default it would end this process and leave vllm running
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     typer.echo(f"starting vllm serve {target.path} on 127.0.0.1:{port} ...", err=True)
-    with serving(target.path, port=port, name=target.name, dtype=dtype, max_model_len=max_model_len,
+    with serving(target.path, port=port, name=target.name, dtype=dtype, max_model_len=max_length,
                  trust_remote_code=trust_remote_code) as server:
         typer.echo(f"serving {server.model_name} at {server.base_url}/v1 (log: {server.log_path}); Ctrl-C stops")
         try:

@@ -1,4 +1,4 @@
-"""`harness evolve CONFIG.yaml [--resume] [--json]`: a thin shell over harness.evolve.run_evolve."""
+"""`harness evolve CONFIG.yaml [--resume] [--json]`: a thin shell over harness.workflows.evolve.run_evolve."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def evolve(
     from harness.evaluate.progress import quiet_engine_bars
 
     quiet_engine_bars()  # the live view is the progress display; lm-eval's per-candidate tqdm bars are noise
-    from harness.evolve.loop import run_evolve
+    from harness.workflows.evolve import run_evolve
 
     if as_json:
         print_json(run_evolve(config, resume=resume).as_json())

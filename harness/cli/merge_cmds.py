@@ -31,7 +31,7 @@ def merge(
     store = Store()
     result = merge_to_folder(recipe, out, seed=seed, device=device, allow_pickle=allow_pickle, store=store)
     if selected_on:
-        from harness.merge.lineage import record_selection
+        from harness.merge.record import record_selection
 
         record_selection(store, result.model_id, selected_on, note=f"harness merge {recipe}")
     if as_json:

@@ -45,7 +45,7 @@ def _environment_key() -> str:
 
 @functools.lru_cache(maxsize=1)
 def _pretty_env_info(real: Any) -> str:
-    from harness.evaluate.target import memo
+    from harness.identity import memo
 
     key = _environment_key()
     known = memo("env_info").get(key)

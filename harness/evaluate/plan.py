@@ -6,46 +6,32 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError, did_you_mean
 
-
-class SuiteLike(Protocol):
-    """What harness.suites.load_suite returns (see docs/suites.md)."""
-
-    name: str
-    version: str
-    default_split: str
-    splits: dict[str, Sequence[str]]
-    tiers: dict[str, int | None]
-
-    def task_configs(self, split: str, tasks: Sequence[str] | None = None) -> list[dict[str, Any]]: ...
-
-    def data_hash(self) -> str: ...
+if TYPE_CHECKING:
+    from harness.suites import Suite
 
 
 @dataclass(frozen=True)
 class Plan:
-    suite: SuiteLike
+    suite: Suite
     split: str
     tasks: tuple[str, ...]
     limit: int | None
     data_hash: str | None
 
 
-def load_suite(suite: str | SuiteLike) -> SuiteLike:
+def load_suite(suite: str | Suite) -> Suite:
     if not isinstance(suite, str):
         return suite
-    try:
-        from harness.suites import load_suite as _load  # type: ignore[import-not-found]
-    except ImportError:
-        raise HarnessError("no suites are available (harness.suites is missing in this checkout)",
-                           "update the checkout; suites live in suites/<name>/suite.yaml") from None
+    from harness.suites import load_suite as _load
+
     return _load(suite)
 
 
-def _limit(suite: SuiteLike, limit: int | None, tier: str | None) -> int | None:
+def _limit(suite: Suite, limit: int | None, tier: str | None) -> int | None:
     if limit is not None and tier is not None:
         raise HarnessError("--limit and --tier both given", "pass one of them")
     if tier is None:
@@ -88,7 +74,7 @@ HUB_SPLIT = "hub"  # the split name a --hub run is stored under
 
 
 def make_plan(
-    suite: str | SuiteLike, split: str | None = None, limit: int | None = None, tier: str | None = None,
+    suite: str | Suite, split: str | None = None, limit: int | None = None, tier: str | None = None,
     tasks: list[str] | None = None, hub: bool = False,
 ) -> Plan:
     if isinstance(suite, str) and ":" in suite:  # 'suite:split', the form twins use
@@ -120,7 +106,7 @@ def make_plan(
     return Plan(s, split, tuple(chosen), _limit(s, limit, tier), data_hash)
 
 
-def _hub_plan(s: SuiteLike, split: str | None, limit: int | None, tier: str | None,
+def _hub_plan(s: Suite, split: str | None, limit: int | None, tier: str | None,
               tasks: list[str] | None) -> Plan:
     """lm-eval's own built-in tasks for this benchmark (suite.yaml `hub_tasks`), read from the Hugging Face hub."""
     hub_tasks = tuple(getattr(s, "hub_tasks", ()) or ())

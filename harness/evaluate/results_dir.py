@@ -11,6 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.atomic import replace_dir
 from harness.errors import HarnessError
 from harness.paths import results_dir
 
@@ -26,14 +27,6 @@ def runs_dir() -> Path:
 
 def run_dir(run_id: str) -> Path:
     return runs_dir() / run_id
-
-
-def _replace_dir(tmp: Path, final: Path) -> None:
-    old = final.with_name(f".{final.name}.old-{os.getpid()}")
-    if final.exists():
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def write_run_dir(
@@ -53,7 +46,7 @@ def write_run_dir(
         results["samples"] = samples
         for f in list(tmp.rglob("*.json*")):  # the tracker nests files under the model name: flatten
             if f.parent != tmp:
-                os.replace(f, tmp / f.name)
+                f.replace(tmp / f.name)
         for d in sorted((d for d in tmp.rglob("*") if d.is_dir()), reverse=True):
             d.rmdir()
         if not list(tmp.glob("results_*.json")):
@@ -62,7 +55,7 @@ def write_run_dir(
         meta = {"run": {**asdict(run), "started": None, "ended": None},
                 "scores": [asdict(s) for s in scores]}
         (tmp / "harness.json").write_text(json.dumps(meta, indent=2, default=str))
-        _replace_dir(tmp, final)
+        replace_dir(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final

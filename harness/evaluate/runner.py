@@ -22,13 +22,14 @@ import harness
 from harness.errors import HarnessError
 from harness.evaluate.backends import get_backend
 from harness.evaluate.backends.base import BackendOptions, ModelTarget, package_version
-from harness.evaluate.plan import HUB_SPLIT, Plan, SuiteLike, make_plan, task_configs
+from harness.evaluate.plan import HUB_SPLIT, Plan, make_plan, task_configs
 from harness.hashing import hash_json
 from harness.store.records import RunRecord, Score
 
 if TYPE_CHECKING:
     from harness.evaluate.progress import RequestProgress
     from harness.store import Store
+    from harness.suites import Suite
 
 LM_EVAL_BOOTSTRAP_ITERS = 1000
 
@@ -72,6 +73,11 @@ class RunResult:
         return next((s for s in self.scores if s.task == task and s.metric == metric), None)
 
 
+def plan_for(suite: str | Suite, opts: EvalOptions) -> Plan:
+    """The run plan of these options (suite, split, tasks, limit, data hash), checked before any model loads."""
+    return make_plan(suite, opts.split, opts.limit, opts.tier, list(opts.tasks) if opts.tasks else None, opts.hub)
+
+
 def resolve_bos(target: ModelTarget, options: BackendOptions) -> bool | None:
     """Whether this model's tokenizer adds BOS by default: decided once, passed to every backend alike.
 
@@ -81,7 +87,7 @@ def resolve_bos(target: ModelTarget, options: BackendOptions) -> bool | None:
     folder = options.tokenizer or (str(target.path) if target.path else None)
     if folder is None:
         return None
-    from harness.evaluate.target import memo
+    from harness.identity import memo
 
     key = hash_json(["bos", target.model_id, folder])
     known = memo("bos").get(key)
@@ -187,9 +193,9 @@ def _evaluate(target: ModelTarget, plan: Plan, run: RunRecord, opts: EvalOptions
     from lm_eval.loggers import EvaluationTracker
     from lm_eval.tasks import TaskManager
 
-    from harness.evaluate.cache import RequestCache, cache_path, cached_lm
+    from harness.evaluate.lm_eval_rows import to_records
     from harness.evaluate.lm_eval_speed import faster_lm_eval
-    from harness.evaluate.records import to_records
+    from harness.evaluate.request_cache import RequestCache, cache_path, cached_lm
     from harness.evaluate.results_dir import write_run_dir
 
     start = time.perf_counter()
@@ -269,12 +275,13 @@ def _reuse(store: Store, run_id: str, target: ModelTarget, plan: Plan, backend: 
 
 
 def evaluate_model(
-    model_ref: str, suite: str | SuiteLike, options: EvalOptions | None = None, store: Store | None = None,
-    **overrides: Any,
+    model_ref: str, suite: str | Suite, options: EvalOptions | None = None, store: Store | None = None,
+    plan: Plan | None = None, **overrides: Any,
 ) -> RunResult:
     """Evaluate one model on one suite split; raises HarnessError (one line) after marking the run failed.
 
     `overrides` set EvalOptions fields by name, e.g. evaluate_model(path, "zoo_math", split="public", limit=20).
+    `plan` is the plan_for(suite, options) a caller evaluating several models built once.
     """
     from harness.evaluate.target import resolve_model
     from harness.store import Store
@@ -285,7 +292,7 @@ def evaluate_model(
         store.init()  # an existing store is checked (and migrated if older) by its first read
     _quiet_engines()
     get_backend(opts.backend)  # unknown backend: fail before anything else
-    plan = make_plan(suite, opts.split, opts.limit, opts.tier, list(opts.tasks) if opts.tasks else None, opts.hub)
+    plan = plan or plan_for(suite, opts)
     target = resolve_model(model_ref, store, opts.backend_options.base_url)
     bo = replace(opts.backend_options, seed=opts.seed, add_bos_token=resolve_bos(target, opts.backend_options))
     settings = score_settings(plan, opts, bo)
@@ -311,7 +318,7 @@ def evaluate_model(
 
 
 def evaluate_models(
-    model_refs: Sequence[str], suite: str | SuiteLike, options: EvalOptions | None = None,
+    model_refs: Sequence[str], suite: str | Suite, options: EvalOptions | None = None,
     store: Store | None = None, on_done: Callable[[str, RunResult | HarnessError], None] | None = None,
     **overrides: Any,
 ) -> list[RunResult | HarnessError]:
@@ -321,11 +328,11 @@ def evaluate_models(
     """
     opts = replace(options or EvalOptions(), **overrides)
     get_backend(opts.backend)
-    make_plan(suite, opts.split, opts.limit, opts.tier, list(opts.tasks) if opts.tasks else None, opts.hub)
+    plan = plan_for(suite, opts)  # once, for every model: unknown suites, splits, tiers and tasks fail here
     out: list[RunResult | HarnessError] = []
     for ref in model_refs:
         try:
-            res: RunResult | HarnessError = evaluate_model(ref, suite, opts, store)
+            res: RunResult | HarnessError = evaluate_model(ref, plan.suite, opts, store, plan=plan)
         except HarnessError as exc:
             res = exc
         out.append(res)

@@ -1,50 +1,20 @@
-"""What `harness eval MODEL` can point at: a model folder, a name or id in the store, a merge recipe YAML,
-or (with --backend openai --base-url) a model served elsewhere."""
+"""What `harness eval MODEL` can point at: a model folder, a name or id in the store, or (with --backend openai
+--base-url) a model served elsewhere. A merge recipe YAML is merged first by harness.workflows.evaluate."""
 
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from harness import identity
 from harness.errors import HarnessError
 from harness.evaluate.backends.base import ModelTarget
-from harness.hashing import hash_json, hash_model_dir
-from harness.paths import cache_dir
+from harness.hashing import hash_json
 
 if TYPE_CHECKING:
     from harness.store import Store
-
-
-def _fingerprint(path: Path) -> list[tuple[str, int, int]]:
-    return sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in path.iterdir() if p.is_file())
-
-
-def memo(name: str, key: str | None = None, value: Any = None) -> dict[str, Any]:
-    """A small JSON memo under results/cache/<name>.json: read it, or add key -> value (atomically)."""
-    path = cache_dir() / f"{name}.json"
-    try:
-        known = json.loads(path.read_text())
-    except (OSError, ValueError):
-        known = {}
-    if key is not None:
-        known[key] = value
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(known))
-        os.replace(tmp, path)
-    return known
-
-
-def model_hash(path: Path) -> str:
-    """The folder's content hash, remembered per (file names, sizes, mtimes) so big models hash once."""
-    key = hash_json([str(path.resolve()), _fingerprint(path)])
-    digest = memo("model_hashes").get(key)
-    if digest is None:
-        digest = hash_model_dir(path)
-        memo("model_hashes", key, digest)
-    return digest
 
 
 def _register_folder(store: Store, path: Path, model_id: str) -> str:
@@ -67,21 +37,11 @@ def _register_folder(store: Store, path: Path, model_id: str) -> str:
     return name
 
 
-def _merge_recipe(path: Path, store: Store) -> ModelTarget:
-    try:
-        from harness.merge import merge_to_folder
-    except ImportError:
-        raise HarnessError(f"{path} is a merge recipe, but this checkout has no harness.merge",
-                           "merge it with mergekit first and pass the output folder") from None
-    result = merge_to_folder(path, store=store)
-    rec = store.find_model(result.model_id)
-    return ModelTarget(result.model_id, Path(result.path), (rec.name if rec else None) or Path(result.path).name)
-
-
 def resolve_model(ref: str, store: Store, base_url: str | None = None) -> ModelTarget:
     path = Path(ref).expanduser()
     if path.is_file() and path.suffix in (".yaml", ".yml"):
-        return _merge_recipe(path, store)
+        raise HarnessError(f"{ref} is a merge recipe, not a model",
+                           f"merge it first (harness merge {ref}), or pass it to harness eval, which merges it")
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise HarnessError(f"{ref} is not a model folder (no config.json)",
@@ -90,7 +50,7 @@ def resolve_model(ref: str, store: Store, base_url: str | None = None) -> ModelT
         known = store.find_model(str(path))  # a merge or zoo model keeps the id the store gave it
         if known is not None:
             return ModelTarget(known.model_id, path, known.name or path.name)
-        model_id = model_hash(path)
+        model_id = identity.model_id(path)
         return ModelTarget(model_id, path, _register_folder(store, path, model_id))
     rec = store.find_model(ref)
     if rec is not None:

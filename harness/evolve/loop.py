@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
-from harness.evolve import records
-from harness.evolve.config import EvolveConfig, load_config, resolve_ref
+from harness.evolve.config import EvolveConfig, resolve_ref
 from harness.evolve.params import Space, num_layers
 from harness.hashing import hash_json
+from harness.store import evolve as records
 
 if TYPE_CHECKING:
     from harness.evolve.parallel import Pool, WorkerSpec
@@ -64,6 +64,16 @@ class EvolveResult:
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Searched:
+    """Where a call to Search.run left the search: complete before this call, running (stopped early), or searched
+    (budget spent, ready to be finished)."""
+
+    generation: int
+    wall_s: float
+    status: str
 
 
 class LazyPool:
@@ -140,13 +150,14 @@ class Search:
 
     # ------------------------------------------------------------------ the loop
     def run(self, resume: bool = False, on_generation: Callable[[GenerationReport], None] | None = None,
-            stop_after: int | None = None) -> EvolveResult:
-        """Search until the budget is spent (or `stop_after` generations in this call), then finalise."""
+            stop_after: int | None = None) -> Searched:
+        """Search until the budget is spent (or `stop_after` generations in this call). Finishing the run (the best
+        candidate materialised and evaluated) is the workflow's: harness.workflows.evolve."""
         t0 = time.perf_counter()
         prev = records.get_run(self.store, self.evolve_id)
         if prev is not None and not resume:
             if prev.status == "complete":
-                return self.summary(prev.generation, time.perf_counter() - t0)
+                return Searched(prev.generation, time.perf_counter() - t0, "complete")
             raise HarnessError(f"evolve run {self.evolve_id} exists ({prev.status}, generation {prev.generation})",
                                "pass --resume to continue it, or change the config (e.g. its seed)")
         state = prev.optimizer_state if prev and prev.optimizer_state else pickle.dumps(self.new_optimizer())
@@ -162,13 +173,13 @@ class Search:
                 if on_generation:
                     on_generation(report)
             if stop_after is not None and not self.spent(generation, time.perf_counter() - t0):
-                return self.summary(generation, time.perf_counter() - t0, status="running")
+                return Searched(generation, time.perf_counter() - t0, "running")
         except BaseException:
             records.finish_run(self.store, self.evolve_id, "failed")
             raise
         finally:
             pool.close()
-        return self.finalize(generation, time.perf_counter() - t0)
+        return Searched(generation, time.perf_counter() - t0, "searched")
 
     def new_optimizer(self) -> Any:
         import numpy as np
@@ -263,51 +274,3 @@ class Search:
         if out.fitness is not None:
             records.set_heldout(self.store, self.evolve_id, best.model_id, out.fitness)
         return out.fitness
-
-    # ------------------------------------------------------------------ the end
-    def finalize(self, generation: int, wall_s: float) -> EvolveResult:
-        from harness.evolve.report import evaluate_best
-
-        best = records.best(records.candidates(self.store, self.evolve_id))
-        if best is None:
-            records.finish_run(self.store, self.evolve_id, "failed")
-            raise HarnessError(f"evolve run {self.evolve_id}: every candidate failed to merge",
-                               "narrow the parameter bounds (weights that cancel out give NaN merges)")
-        recipe = {**self.space.recipe(best.params["x"]), "name": f"evolve-{self.evolve_id[2:10]}"}
-        evaluate_best(self, recipe, best)
-        records.finish_run(self.store, self.evolve_id, "complete", best.model_id)
-        return self.summary(generation, wall_s)
-
-    def summary(self, generation: int, wall_s: float, status: str | None = None) -> EvolveResult:
-        from harness.evolve.report import final_runs
-
-        cands = records.candidates(self.store, self.evolve_id)
-        best = records.best(cands)
-        run = records.get_run(self.store, self.evolve_id)
-        model = self.store.find_model(best.model_id) if best else None
-        return EvolveResult(
-            self.evolve_id, status or (run.status if run else "running"), generation, len(cands),
-            best.model_id if best else None, best.fitness if best else None,
-            best.params.get("values", {}) if best else {}, model.path if model else None, wall_s,
-            final_runs(self.store, best.model_id) if best and (status or (run and run.status)) == "complete" else [],
-            records.history(self.store, self.evolve_id),
-        )
-
-
-def run_evolve(config: str | Path | EvolveConfig, resume: bool = False, store: Store | None = None,
-               on_generation: Callable[[GenerationReport], None] | None = None, base_dir: Path | None = None,
-               stop_after: int | None = None) -> EvolveResult:
-    """Run (or resume) the evolution a config describes; returns its summary."""
-    from harness.store import Store
-
-    if isinstance(config, EvolveConfig):
-        cfg, folder = config, base_dir or Path.cwd()
-    else:
-        cfg, folder = load_config(config)
-    store = store or Store()
-    store.init()
-    if cfg.threads:
-        import torch
-
-        torch.set_num_threads(cfg.threads)
-    return Search(cfg, folder, store).run(resume=resume, on_generation=on_generation, stop_after=stop_after)

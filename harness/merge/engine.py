@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
+from harness.identity import files_signature
 from harness.merge.recipe import Recipe, load_recipe
-from harness.merge.resolve import MergePlan, Parent, Resolver, files_signature, plan_merge
+from harness.merge.resolve import MergePlan, Parent, Resolver, plan_merge
 from harness.paths import results_dir
 
 if TYPE_CHECKING:
@@ -82,7 +83,7 @@ def merge_to_folder(
 
         check_finite(folder_tensors(tmp), f"merge of {rec.path or 'recipe'}")
         write_card(tmp, plan, rec.name)
-    from harness.merge.lineage import record_merge
+    from harness.merge.record import record_merge
 
     record_merge(store, plan, final, rec.name)
     return MergeResult(plan.model_id, final, plan.parents, plan.recipe_id, False, time.perf_counter() - t0)
@@ -92,7 +93,7 @@ def cached_folder(store: Store, plan: MergePlan, final: Path) -> Path | None:
     """The stored folder of this merge if it is intact (copied to `final` if asked elsewhere), else None."""
     rec = store.find_model(plan.model_id)
     if rec is None and is_this_merge(final, plan.model_id):  # made before, store row lost: register again
-        from harness.merge.lineage import record_merge
+        from harness.merge.record import record_merge
 
         record_merge(store, plan, final, plan.recipe.name)
         return final

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.atomic import atomic_file
 from harness.errors import HarnessError
 from harness.hashing import hash_json, sha256_file
 from harness.paths import cache_dir
@@ -78,10 +79,8 @@ def estimate_fisher(model_dir: str | Path, texts: list[str], out: str | Path, *,
                 acc[n].add_(p.grad.detach().to(torch.float32) ** 2)
     fisher = {n: (a / len(texts)).contiguous().cpu() for n, a in acc.items()}
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    save_file(fisher, str(tmp), metadata={"texts": str(len(texts)), "max_length": str(max_length)})
-    tmp.replace(out)
+    with atomic_file(out, suffix=".safetensors") as tmp:
+        save_file(fisher, str(tmp), metadata={"texts": str(len(texts)), "max_length": str(max_length)})
     return out
 
 

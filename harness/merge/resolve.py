@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError, did_you_mean
-from harness.hashing import MODEL_FILE_NAMES, MODEL_FILE_SUFFIXES, hash_json, hash_model_dir, sha256_file
+from harness.hashing import hash_json, sha256_file
+from harness.identity import files_signature, model_id
 from harness.merge.recipe import Recipe, is_recipe_file, ref_slots, ref_text
 
 if TYPE_CHECKING:
@@ -98,15 +99,6 @@ def to_merge_config(data: dict[str, Any]) -> Any:
         raise HarnessError(f"recipe: {exc}", "fix the recipe (see docs/merge.md)") from exc
 
 
-def files_signature(path: Path) -> str:
-    """A cheap fingerprint of a model folder (names, sizes, mtimes) to skip rehashing unchanged parents."""
-    rows = sorted(
-        (p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in path.iterdir()
-        if p.is_file() and (p.suffix in MODEL_FILE_SUFFIXES or p.name in MODEL_FILE_NAMES)
-    )
-    return hash_json(rows)
-
-
 Materialize = Callable[[Path], tuple[str, str]]  # sub-recipe file -> (folder, model id)
 
 
@@ -162,34 +154,10 @@ class Resolver:
             if rec is not None and rec.meta.get("files_sig") == sig:
                 self.hashes[key] = rec.model_id
             else:
-                self.hashes[key] = remembered_hash(folder, sig)
+                self.hashes[key] = model_id(folder, sig)
         if key not in self.known:
             self.known[key] = self.store is not None and self.store.find_model(self.hashes[key]) is not None
         return self.hashes[key], sig, self.known[key]
-
-
-def remembered_hash(folder: Path, sig: str) -> str:
-    """hash_model_dir, remembered across processes by folder and fingerprint (results/cache/model_hashes.json)."""
-    import os
-
-    from harness.paths import cache_dir
-
-    book = cache_dir() / "model_hashes.json"
-    try:
-        known = json.loads(book.read_text())
-    except (OSError, ValueError):
-        known = {}
-    key = f"{folder}|{sig}"
-    if key not in known:
-        known[key] = hash_model_dir(folder)
-        try:
-            book.parent.mkdir(parents=True, exist_ok=True)
-            tmp = book.with_name(f".{book.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(known))
-            tmp.replace(book)
-        except OSError:
-            pass  # a cache only
-    return known[key]
 
 
 def plan_merge(recipe: Recipe, resolver: Resolver, seed: int | None = 0) -> MergePlan:

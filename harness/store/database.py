@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from harness.atomic import atomic_file
 from harness.errors import HarnessError
 from harness.store.locking import LockStats, backoff_delays, locked
 from harness.store.schema import MIGRATIONS, SCHEMA_VERSION
@@ -104,18 +105,15 @@ def ensure_parent(path: Path) -> None:
 
 def _create(path: Path, stats: LockStats, timeout: float) -> None:
     """Create a new store atomically: build it beside the target, then move it into place."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        con = _connect(tmp, False, stats, timeout)
+    with atomic_file(path) as tmp:
         try:
-            migrate(con, tmp)
+            con = _connect(tmp, False, stats, timeout)
+            try:
+                migrate(con, tmp)
+            finally:
+                con.close()
         finally:
-            con.close()
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-        Path(str(tmp) + ".wal").unlink(missing_ok=True)
+            Path(str(tmp) + ".wal").unlink(missing_ok=True)
 
 
 class Database:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError, did_you_mean
 from harness.store.records import LineageEdge, ModelRecord, Selection
@@ -149,6 +149,31 @@ class ModelsMixin:
         return sorted(a for a in anc if a not in with_parents)
 
     # --- selections -------------------------------------------------------------------------------------
+    def lineage_tree(self, model_id: str, _seen: frozenset[str] = frozenset()) -> dict[str, Any]:
+        """{model_id, name, kind, parents: [{role, weight, params, **subtree}]}, down to the sources: the nested view
+        a merge of merges needs."""
+        rec = self.find_model(model_id)
+        node: dict[str, Any] = {"model_id": model_id, "name": rec.name if rec else None,
+                                "kind": rec.kind if rec else None, "parents": []}
+        if model_id in _seen:
+            return node
+        for e in self.parents(model_id):
+            sub = self.lineage_tree(e.parent_id, _seen | {model_id})
+            node["parents"].append({"role": e.role, "weight": e.weight, "params": e.params, **sub})
+        return node
+
+    def select(self, model_id: str, suite: str, process: str, split: str | None = None,
+               process_id: str | None = None, note: str | None = None) -> str:
+        """Record that `model_id` was chosen on suite[:split] by a process (evolve | check | user | train); the one
+        id scheme: the same choice recorded twice is one row. Returns the selection id."""
+        from harness.hashing import hash_json
+
+        sel_id = "sel-" + hash_json({"model": model_id, "suite": suite, "split": split, "process": process,
+                                     "process_id": process_id})[:24]
+        self.add_selection(Selection(sel_id, model_id, suite, process, split=split, process_id=process_id,
+                                     note=note))
+        return sel_id
+
     def add_selection(self, sel: Selection) -> None:
         with self.db.write() as con:
             con.execute(

@@ -133,7 +133,7 @@ V2 = [
     "CREATE INDEX lineage_parent ON lineage (parent_id)",
 ]
 
-# v3: suite scores are read under one definition (harness/analysis/views.py): `_aggregate` rows are no longer
+# v3: suite scores are read under one definition (harness/store/frames.py): `_aggregate` rows are no longer
 # counted as a task, judge suites are scored by rating / win_rate. Nothing stored is recomputed; a store that
 # already holds runs gets a one-line note naming the suites whose shown scores change (`harness db info`).
 V3 = [

@@ -4,22 +4,21 @@
     built = build_zoo(Path("results/zoo"), threads=1)   # list[BuiltModel]; a second call returns at once
 
 A member whose folder holds `zoo_recipe.json` with its current recipe hash is reused as it is; any other member is
-trained into a temporary folder and moved into place with os.replace, so a killed build leaves either a complete
+trained into a temporary folder and moved into place (harness.atomic), so a killed build leaves either a complete
 member or none, and a re-run picks up where it stopped.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import random
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from harness.atomic import atomic_dir
 from harness.errors import HarnessError
 from harness.paths import zoo_dir
 from harness.zoo.family import FAMILY, SHAPE, Member
@@ -73,18 +72,12 @@ def _trainable(m: Member, tokenizer: PreTrainedTokenizerFast):
 
 
 def _save(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, final: Path, extra: dict[str, str]) -> None:
-    """Write the folder next to its final place, then swap it in with os.replace."""
-    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    for name, text in extra.items():
-        (tmp / name).write_text(text)
-    old = final.parent / f".{final.name}.old-{os.getpid()}"
-    if final.exists():
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
+    """Write the folder next to its final place, then swap it in (harness.atomic.atomic_dir)."""
+    with atomic_dir(final) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        for name, text in extra.items():
+            (tmp / name).write_text(text)
 
 
 def _train_member(

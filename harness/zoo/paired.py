@@ -65,7 +65,7 @@ def item_scores(model_dir: Path, suite: str, split: str, limit: int | None = Non
 
 def paired_difference(a: list[int], b: list[int]) -> tuple[float, float]:
     """Mean of a - b and its standard error, in percent."""
-    from harness.analysis.stats import mean_stderr
+    from harness.stats import mean_stderr
 
     d = [x - y for x, y in zip(a, b, strict=True)]
     return 100 * sum(d) / len(d), 100 * mean_stderr(d)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from harness.hashing import hash_json, hash_model_dir
+from harness.hashing import hash_model_dir
 from harness.zoo.family import member
 
 if TYPE_CHECKING:
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 def register_zoo(built: list[BuiltModel], store: Store | None = None) -> dict[str, str]:
     """Add the members to the store (idempotent); returns name -> model id (the content hash)."""
-    from harness.store import LineageEdge, ModelRecord, Selection, Store
+    from harness.store import LineageEdge, ModelRecord, Store
 
     store = store or Store()
     store.init()
@@ -31,8 +31,6 @@ def register_zoo(built: list[BuiltModel], store: Store | None = None) -> dict[st
                                            params={"trains": m.trains})])
         if m.data.startswith("suite:"):
             _, suite, split = m.data.split(":")
-            sel_id = hash_json({"model": ids[b.name], "suite": suite, "split": split, "process": "train"})
-            store.add_selection(Selection(sel_id, ids[b.name], suite, "train", split=split,
-                                          process_id=b.recipe_hash,
-                                          note=f"{b.name} was fine-tuned on {suite}:{split} (deliberate overfit)"))
+            store.select(ids[b.name], suite, "train", split=split, process_id=b.recipe_hash,
+                         note=f"{b.name} was fine-tuned on {suite}:{split} (deliberate overfit)")
     return ids

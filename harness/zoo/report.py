@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.atomic import atomic_dir
 from harness.errors import HarnessError
 
 ZOO_SUITE_NAMES = ("zoo_math", "zoo_lang", "zoo_logic", "zoo_math_L")
@@ -46,12 +47,9 @@ def task_arithmetic(base: Path, experts: dict[Path, float], out: Path) -> Path:
     for folder, w in experts.items():
         for k, v in load_file(folder / "model.safetensors").items():
             merged[k] += w * (v - anchor[k])
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(base, tmp, ignore=shutil.ignore_patterns("README.md", "zoo_recipe.json"))
-    save_file(merged, tmp / "model.safetensors", metadata={"format": "pt"})
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.replace(out)
+    with atomic_dir(out) as tmp:
+        shutil.copytree(base, tmp, ignore=shutil.ignore_patterns("README.md", "zoo_recipe.json"), dirs_exist_ok=True)
+        save_file(merged, tmp / "model.safetensors", metadata={"format": "pt"})
     return out
 
 

@@ -12,7 +12,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from harness.analysis.baseline import (
+from harness.analysis.gate import GateResult, compare, markdown_report
+from harness.errors import HarnessError
+from harness.hashing import hash_json
+from harness.store import Store
+from harness.workflows.baseline import (
     baseline_path,
     build_baseline,
     options_dict,
@@ -23,10 +27,6 @@ from harness.analysis.baseline import (
     task_samples,
     write_baseline,
 )
-from harness.analysis.gate import GateResult, compare, markdown_report
-from harness.errors import HarnessError
-from harness.hashing import hash_json
-from harness.store import Selection, Store
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,9 @@ class CheckOutcome:
 
 def _evaluate(model: str, suite: str, opts: Any, store: Store) -> tuple[Any, Any]:
     from harness.evaluate.runner import evaluate_model
+    from harness.workflows.evaluate import materialise
 
-    res = evaluate_model(model, suite, opts, store)
+    res = evaluate_model(materialise(model, store), suite, opts, store)
     run = store.get_run(res.run_id)
     return res, run
 
@@ -98,7 +99,7 @@ def run_check(
     allow_mismatch: bool = False, promote: bool = True, device: str | None = None,
 ) -> CheckOutcome:
     """Gate `candidate` against a baseline file (or a baseline model evaluated with `opts`)."""
-    from harness.evaluate.runner import EvalOptions
+    from harness.evaluate.options import eval_options
 
     store.init()
     if baseline_path(baseline).is_file():
@@ -111,7 +112,7 @@ def run_check(
     else:
         if suite is None:
             raise HarnessError("--suite is required when the baseline is a model", "add --suite NAME")
-        opts = opts or EvalOptions()
+        opts = opts or eval_options()
         doc = _baseline_doc(baseline, suite, opts, store)
     _check_suite_now(doc, suite, allow_mismatch)
     res, run = _evaluate(candidate, suite, replace(opts, rerun=False), store)
@@ -129,8 +130,8 @@ def run_check(
                            markdown_report(result, title))
     store.add_check(check_id, res.model_id, doc["name"], suite, result.passed, outcome.to_dict())
     if result.passed and promote:
-        store.add_selection(Selection(f"sel-{check_id}", res.model_id, suite, "check", split=run.split,
-                                      process_id=check_id, note=f"passed the gate against {doc['name']}"))
+        store.select(res.model_id, suite, "check", split=run.split, process_id=check_id,
+                     note=f"passed the gate against {doc['name']}")
     return outcome
 
 

@@ -20,14 +20,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from harness.store.records import AGGREGATE_TASK
+from harness.store.records import AGGREGATE_TASK, ScoreRule
 
 if TYPE_CHECKING:
     import duckdb
     import pandas as pd
 
     from harness.store import Store
-    from harness.suites import ScoreRule
 
 PRIMARY_METRICS = ("acc", "exact_match", "acc_norm", "score", "pass@1", "f1", "rating", "win_rate")
 RAW_SCALE_METRICS = ("rating",)  # not a proportion: shown as is, never averaged with accuracies
@@ -101,11 +100,9 @@ def selections(store: Store | duckdb.DuckDBPyConnection) -> pd.DataFrame:
 def suite_scores(store: Store | duckdb.DuckDBPyConnection, default_splits: dict[str, str] | None = None,
                  rules: dict[str, ScoreRule] | None = None) -> pd.DataFrame:
     """One row per (model, suite, split) with value, se, 95% interval, n, tasks, metric; NULL splits become the
-    default split. `rules` (suite -> ScoreRule) default to every suite.yaml's (harness.suites.score_rules)."""
-    if rules is None:
-        from harness.suites import score_rules
-
-        rules = score_rules()
+    default split. `rules` (suite -> ScoreRule, harness.suites.score_rules() for the shipped suites): a suite
+    without one is read under the default rule (primary metrics, size-weighted)."""
+    rules = rules or {}
     names = sorted(rules)
     df = _df(store, SUITE_SCORES_SQL, [names, [rules[n].metric for n in names],
                                        [rules[n].weight_by_size for n in names],

@@ -1,15 +1,14 @@
-"""Writing a finished merge into the store (model, recipe, lineage edges, selections) and reading lineage back.
+"""Writing a finished merge into the store: model, recipe, lineage edges, and a user's selection.
 
-The store's own queries (ancestors, descendants, depth, roots) walk any number of levels; `lineage_tree`
-adds the nested view a merge of merges needs.
-"""
+Reading lineage back is the store's (ancestors, descendants, depth, roots, lineage_tree)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from harness.merge.resolve import MergePlan, files_signature
+from harness.identity import files_signature
+from harness.merge.resolve import MergePlan
 
 if TYPE_CHECKING:
     from harness.store import Store
@@ -48,24 +47,5 @@ def record_merge(store: Store, plan: MergePlan, folder: Path, name: str | None) 
 
 def record_selection(store: Store, model_id: str, suite_split: str, note: str | None = None) -> None:
     """A user's declaration that this model was chosen on SUITE[:SPLIT] (its scores there are in-sample)."""
-    from harness.hashing import hash_json
-    from harness.store import Selection
-
     suite, _, split = suite_split.partition(":")
-    store.add_selection(Selection(
-        selection_id=hash_json(["user", model_id, suite, split or None]), model_id=model_id, suite=suite,
-        process="user", split=split or None, note=note,
-    ))
-
-
-def lineage_tree(store: Store, model_id: str, _seen: frozenset[str] = frozenset()) -> dict[str, Any]:
-    """{model_id, name, kind, parents: [{role, weight, params, **subtree}]}, down to the sources."""
-    rec = store.find_model(model_id)
-    node: dict[str, Any] = {"model_id": model_id, "name": rec.name if rec else None,
-                            "kind": rec.kind if rec else None, "parents": []}
-    if model_id in _seen:
-        return node
-    for e in store.parents(model_id):
-        sub = lineage_tree(store, e.parent_id, _seen | {model_id})
-        node["parents"].append({"role": e.role, "weight": e.weight, "params": e.params, **sub})
-    return node
+    store.select(model_id, suite, "user", split=split or None, note=note)

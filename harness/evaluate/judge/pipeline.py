@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__
-from harness.evaluate.judge.cache import TextCache
 from harness.evaluate.judge.chat import ChatGenerator
 from harness.evaluate.judge.data import JudgeData, Question, load_judge_data
 from harness.evaluate.judge.parse import OUTCOME_SCORE, combine_orders, parse_rating, parse_verdict
 from harness.evaluate.judge.prompts import JudgeRequest, pairwise_request, single_request
 from harness.evaluate.judge.rules import JudgeRules
+from harness.evaluate.judge.text_cache import TextCache
 from harness.hashing import hash_json, sha256_file
 from harness.store import RunRecord, Sample, Score, Store
 from harness.suites import JUDGE_SUMMARY_TASK
@@ -106,7 +106,7 @@ def _scores(samples: list[Sample], metric: str) -> list[Score]:
             if s.score is not None:
                 groups[task].append((s.score, s.doc_id))
                 counts[task][0] += 1
-    from harness.analysis.stats import summarize_clustered
+    from harness.stats import summarize_clustered
 
     out = []
     for task in sorted(counts):

@@ -11,8 +11,9 @@ from harness.evaluate.judge.rules import ANSWER_MAX_NEW_TOKENS, JUDGE_MAX_NEW_TO
 
 if TYPE_CHECKING:
     from harness.evaluate.backends.base import BackendOptions
-    from harness.evaluate.judge.runner import JudgeResult
+    from harness.evaluate.judge.pipeline import JudgeResult
     from harness.store import Store
+    from harness.suites import Suite
 
 
 @dataclass(frozen=True)
@@ -52,16 +53,17 @@ def _generator(ref: str, backend: str, bo: BackendOptions, store: Store, max_new
     return target.model_id, ChatGenerator(lm, identity, max_new_tokens, temperature)
 
 
-def evaluate_judge(model_ref: str, suite_name: str, opts: JudgeOptions, store: Store | None = None) -> JudgeResult:
+def evaluate_judge(model_ref: str, suite_name: str | Suite, opts: JudgeOptions,
+                   store: Store | None = None) -> JudgeResult:
     """Answer with the model, judge with the judge, store the run; returns the judge result."""
     from harness.evaluate.backends.base import BackendOptions
-    from harness.evaluate.judge.runner import run_judge_suite
+    from harness.evaluate.judge.pipeline import run_judge_suite
     from harness.store import Store
     from harness.suites import load_suite
 
     store = store or Store()
     store.init()
-    suite = load_suite(suite_name)
+    suite = load_suite(suite_name) if isinstance(suite_name, str) else suite_name
     if suite.kind != "judge":
         raise HarnessError(f"--judge needs a judge suite; {suite_name} is an lm-eval suite",
                            "use --suite mt_bench or vicuna_bench, or drop --judge")

@@ -1,7 +1,7 @@
 """lm-eval's results and logged samples -> the store's Score and Sample rows, with our intervals.
 
 The score value and lm-eval's stderr are taken as lm-eval computed them; the bootstrap interval comes from the
-per-sample scores (harness.analysis.stats). A suite-level row (task "_aggregate") holds the macro mean over the
+per-sample scores (harness.stats). A suite-level row (task "_aggregate") holds the macro mean over the
 tasks that share a metric.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from harness.analysis.stats import aggregate, summarize
+from harness.stats import aggregate, summarize
 from harness.store.records import AGGREGATE_TASK, Sample, Score
 
 __all__ = ["AGGREGATE_TASK", "sample_rows", "to_records"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,7 +29,7 @@ METHODS = ("loglikelihood", "loglikelihood_rolling", "generate_until")
 
 
 def cache_path(model_id: str, backend: str, settings: dict[str, Any]) -> Path:
-    return cache_dir() / "requests" / f"{model_id[:16]}-{backend}-{hash_json(settings)[:12]}.sqlite"
+    return cache_dir() / "requests" / f"{model_id[:16]}-{backend}-{hash_json(settings)[:12]}.kv.sqlite"
 
 
 def _encode(method: str, answer: Any) -> str:
@@ -48,50 +47,38 @@ def _decode(method: str, text: str) -> Any:
 
 
 class RequestCache:
-    """A SQLite table of request hash -> answer, with buffered writes."""
+    """Request hash -> answer (a harness.store.kv file), with buffered writes."""
 
     def __init__(self, path: Path, flush_every: float = 1.0) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        from harness.store.kv import KVFile
+
         self.path = path
-        self.con = sqlite3.connect(path, timeout=60, isolation_level=None)
-        self.con.execute("PRAGMA journal_mode=WAL")
-        self.con.execute("PRAGMA synchronous=NORMAL")
-        self.con.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, method TEXT, answer TEXT)")
+        self.kv = KVFile(path, table="answers")
         self.flush_every = flush_every
-        self._pending: dict[str, tuple[str, str]] = {}
+        self._pending: dict[str, str] = {}
         self._last_flush = time.monotonic()
         self.hits = 0
         self.misses = 0
 
     def get_many(self, method: str, keys: list[str]) -> dict[str, Any]:
-        found: dict[str, Any] = {}
-        for start in range(0, len(keys), 500):
-            chunk = keys[start:start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = self.con.execute(f"SELECT key, answer FROM answers WHERE key IN ({marks})", chunk).fetchall()
-            found.update((k, _decode(method, a)) for k, a in rows)
-        return found
+        return {k: _decode(method, a) for k, a in self.kv.get_many(keys).items()}
 
     def put(self, method: str, key: str, answer: Any) -> None:
-        self._pending[key] = (method, _encode(method, answer))
+        self._pending[key] = _encode(method, answer)
         if time.monotonic() - self._last_flush >= self.flush_every:
             self.flush()
 
     def flush(self) -> None:
-        if self._pending:
-            rows = [(k, m, a) for k, (m, a) in self._pending.items()]
-            self.con.execute("BEGIN")
-            self.con.executemany("INSERT OR REPLACE INTO answers VALUES (?, ?, ?)", rows)
-            self.con.execute("COMMIT")
-            self._pending.clear()
+        self.kv.put_many(self._pending)
+        self._pending.clear()
         self._last_flush = time.monotonic()
 
     def __len__(self) -> int:
-        return int(self.con.execute("SELECT count(*) FROM answers").fetchone()[0])
+        return len(self.kv)
 
     def close(self) -> None:
         self.flush()
-        self.con.close()
+        self.kv.close()
 
 
 class _Hook:

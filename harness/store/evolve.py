@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from harness.merge.resolve import MergePlan
     from harness.store import Store
 
 
@@ -64,9 +63,11 @@ def finish_run(store: Store, evolve_id: str, status: str, best_model_id: str | N
                     "ended = current_timestamp WHERE evolve_id = ?", [status, best_model_id, evolve_id])
 
 
-def record_candidate(store: Store, evolve_id: str, generation: int, idx: int, plan: MergePlan,
+def record_candidate(store: Store, evolve_id: str, generation: int, idx: int, plan: Any,
                      params: dict[str, Any], fitness: float | None, extra: dict[str, Any]) -> None:
-    """The candidate's model row (unless a model with that id exists), recipe, lineage and evolve_candidates row."""
+    """The candidate's model row (unless a model with that id exists), recipe, lineage and evolve_candidates row.
+    `plan` is a harness.merge MergePlan (model_id, recipe_id, method, normalised_yaml(), parents, seed,
+    mergekit_version); the store does not import the merge package."""
     from harness.store import LineageEdge, ModelRecord
 
     if store.find_model(plan.model_id) is None:
@@ -132,10 +133,5 @@ def history(store: Store, evolve_id: str) -> list[dict[str, Any]]:
 
 
 def add_selection(store: Store, model_id: str, suite: str, split: str, evolve_id: str) -> None:
-    from harness.hashing import hash_json
-    from harness.store import Selection
-
-    store.add_selection(Selection(
-        selection_id=hash_json(["evolve", evolve_id, model_id, suite, split]), model_id=model_id, suite=suite,
-        process="evolve", split=split, process_id=evolve_id, note=f"best candidate of evolve run {evolve_id}",
-    ))
+    store.select(model_id, suite, "evolve", split=split, process_id=evolve_id,
+                 note=f"best candidate of evolve run {evolve_id}")

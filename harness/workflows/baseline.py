@@ -11,14 +11,13 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from harness.atomic import write_text_atomic
 from harness.errors import HarnessError
 from harness.paths import results_dir
 
@@ -123,23 +122,6 @@ def options_dict(opts: Any) -> dict[str, Any]:
 
 
 def options_from(d: dict[str, Any], device: str | None = None, base_url: str | None = None) -> Any:
-    from harness.evaluate.backends.base import BackendOptions
-    from harness.evaluate.runner import EvalOptions
+    from harness.evaluate.options import stored_options
 
-    bo = BackendOptions(**d["backend_options"], device=device, base_url=base_url)
-    return EvalOptions(split=d["split"], backend=d["backend"], limit=d["limit"], tier=d["tier"],
-                       tasks=tuple(d["tasks"]) if d["tasks"] else None, seed=d["seed"], backend_options=bo)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write through a temporary file in the same folder, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    return stored_options(d, device=device, base_url=base_url)

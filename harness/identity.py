@@ -1,0 +1,76 @@
+"""One model identity: a model folder's id is the sha256 of the files that define it (harness.hashing.hash_model_dir),
+remembered per (folder, files signature) in one cache file, results/cache/model_ids.json, so a large model is
+hashed once. Merge, evaluate and evolve all ask here.
+
+Also the small JSON memos that cache derived facts under results/cache/ (`memo`): read-modify-write under a file
+lock, written atomically, so two processes never lose each other's entries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from harness.atomic import write_text_atomic
+from harness.hashing import MODEL_FILE_NAMES, MODEL_FILE_SUFFIXES, hash_json, hash_model_dir
+from harness.paths import cache_dir
+
+IDS_MEMO = "model_ids"
+
+
+def files_signature(path: Path) -> str:
+    """A cheap fingerprint of a model folder (names, sizes, mtimes of the files that define it)."""
+    rows = sorted(
+        (p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in Path(path).iterdir()
+        if p.is_file() and (p.suffix in MODEL_FILE_SUFFIXES or p.name in MODEL_FILE_NAMES)
+    )
+    return hash_json(rows)
+
+
+def model_id(path: Path, signature: str | None = None) -> str:
+    """The folder's content hash, remembered per (resolved folder, files signature)."""
+    path = Path(path).resolve()
+    key = f"{path}|{signature or files_signature(path)}"
+    known = memo(IDS_MEMO).get(key)
+    if known is None:
+        known = hash_model_dir(path)
+        memo(IDS_MEMO, key, known)
+    return known
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.lock"), "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def memo(name: str, key: str | None = None, value: Any = None) -> dict[str, Any]:
+    """A small JSON memo under results/cache/<name>.json: read it, or add key -> value. A cache only: a folder that
+    cannot be written is not an error."""
+    path = cache_dir() / f"{name}.json"
+    if key is None:
+        return _read(path)
+    try:
+        with _locked(path):
+            known = _read(path)
+            known[key] = value
+            write_text_atomic(path, json.dumps(known))
+    except OSError:
+        known = {key: value}
+    return known
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}

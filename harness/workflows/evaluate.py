@@ -1,0 +1,89 @@
+"""`harness eval`: models (folders, names, ids or merge recipes) on one suite. The suite is loaded once and its kind
+picks the runner: lm-eval suites go through harness.evaluate.runner with one plan for every model; judge suites
+(mt_bench, vicuna_bench) through the judge. A merge recipe given as a model is merged first (cached), then
+evaluated like any folder."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.errors import HarnessError
+
+if TYPE_CHECKING:
+    from harness.evaluate.judge.evaluate import JudgeOptions
+    from harness.evaluate.runner import EvalOptions, RunResult
+    from harness.store import Store
+    from harness.suites import Suite
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    suite: Suite
+    results: list[Any]  # RunResult | JudgeResult | HarnessError, one per model
+
+
+def suite_kind_check(suite: Suite, judged: bool) -> None:
+    """Judge flags belong to judge suites and judge suites need a judge."""
+    if suite.kind == "judge" and not judged:
+        raise HarnessError(f"suite {suite.name!r} is scored by a judge model",
+                           "add --judge MODEL (a folder, a registered name, or a served model with --judge-base-url)")
+    if suite.kind != "judge" and judged:
+        raise HarnessError(f"--judge needs a judge suite; {suite.name} is an lm-eval suite",
+                           "use --suite mt_bench or vicuna_bench, or drop --judge")
+
+
+def materialise(ref: str, store: Store) -> str:
+    """A merge recipe YAML given as a model is merged (or found in the merge cache); anything else passes through."""
+    path = Path(ref).expanduser()
+    if not (path.is_file() and path.suffix in (".yaml", ".yml")):
+        return ref
+    from harness.merge import merge_to_folder
+
+    return merge_to_folder(path, store=store).model_id
+
+
+def evaluate(
+    models: Sequence[str], suite_name: str, opts: EvalOptions, judge: JudgeOptions | None = None,
+    store: Store | None = None, on_done: Callable[[str, Any], None] | None = None,
+) -> Evaluation:
+    """Evaluate each model; a model that fails is reported (HarnessError in the list) and the rest go on.
+    Problems shared by every model (unknown suite, split, tier, task or backend) raise once, before any run."""
+    from harness.store import Store
+    from harness.suites import load_suite
+
+    suite = load_suite(suite_name.partition(":")[0])
+    suite_kind_check(suite, judge is not None)
+    store = store or Store()
+    if judge is not None:
+        return Evaluation(suite, _judged(models, suite, judge, store, on_done))
+    from harness.evaluate.runner import evaluate_model, get_backend, plan_for
+
+    get_backend(opts.backend)
+    plan = plan_for(suite_name if ":" in suite_name else suite, opts)
+    out: list[RunResult | HarnessError] = []
+    for ref in models:
+        try:
+            res: RunResult | HarnessError = evaluate_model(materialise(ref, store), plan.suite, opts, store,
+                                                           plan=plan)
+        except HarnessError as exc:
+            res = exc
+        out.append(res)
+        if on_done:
+            on_done(ref, res)
+    return Evaluation(suite, out)
+
+
+def _judged(models: Sequence[str], suite: Suite, judge: JudgeOptions, store: Store,
+            on_done: Callable[[str, Any], None] | None) -> list[Any]:
+    from harness.evaluate.judge.evaluate import evaluate_judge
+
+    out = []
+    for ref in models:
+        res = evaluate_judge(materialise(ref, store), suite, judge, store)
+        out.append(res)
+        if on_done:
+            on_done(ref, res)
+    return out
