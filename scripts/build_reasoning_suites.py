@@ -125,18 +125,19 @@ def build_mgsm(src: Path) -> None:
         copy(src / "mgsm" / f"mgsm_{lang}.tsv", out / "data" / f"mgsm_{lang}.tsv")
         qp, ap, shots = mgsm_prompts(exemplars, lang)
         cot_text = f"{qp}{{{{question}}}}\n{ap.rstrip()}"
-        write(out / "tasks" / f"mgsm_cot_{lang}.yaml", mgsm_task(
-            f"mgsm_cot_{lang}", lang, cot_text, " " if ap.endswith(" ") else "", shots, qp.strip()))
+        write(out / "tasks" / f"mgsm_8shot_cot_{lang}.yaml", mgsm_task(
+            f"mgsm_8shot_cot_{lang}", lang, cot_text, " " if ap.endswith(" ") else "", shots, qp.strip()))
         direct = DIRECT.get(lang, "Answer:")
         direct_shots = [{"question": s["question"], "target": str(n)} for s, n in zip(shots, answers, strict=True)]
-        write(out / "tasks" / f"mgsm_direct_{lang}.yaml", mgsm_task(
-            f"mgsm_direct_{lang}", lang, f"{qp}{{{{question}}}}\n{direct}", " ", direct_shots, qp.strip()))
-        splits["cot"].append(f"mgsm_cot_{lang}")
-        splits["direct"].append(f"mgsm_direct_{lang}")
+        write(out / "tasks" / f"mgsm_8shot_direct_{lang}.yaml", mgsm_task(
+            f"mgsm_8shot_direct_{lang}", lang, f"{qp}{{{{question}}}}\n{direct}", " ", direct_shots, qp.strip()))
+        splits["cot"].append(f"mgsm_8shot_cot_{lang}")
+        splits["direct"].append(f"mgsm_8shot_direct_{lang}")
     write(out / "suite.yaml", suite_yaml({
-        "name": "mgsm", "version": "1",
-        "description": "MGSM: 250 GSM8K problems translated into 11 languages; 8-shot native chain of thought with "
-                       "the published exemplars (split cot) or direct answers (split direct); last number scored.",
+        "name": "mgsm", "version": "2",
+        "description": "MGSM: 250 GSM8K problems translated into 11 languages; harness's own protocol (not an "
+                       "lm-eval mgsm task): 8-shot native chain of thought with the published exemplars (split cot) "
+                       "or direct answers (split direct); last number scored.",
         "default_split": "cot", "splits": splits, "tiers": {"smoke": 3, "quick": 25, "full": None},
         "hub_tasks": ["mgsm_cot_native"],
         "aggregate": {"metric": "exact_match,last-number", "weight_by_size": True}}))

@@ -131,10 +131,10 @@ def test_leaderboard_cli_and_dashboard_show_the_same_scores(results: Path, store
     assert not at.exception, [e.value for e in at.exception]
     board = at.dataframe[0].value.set_index("name")
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "dashboard"))
-    import queries as q
+    import widgets
 
     for (name, suite, split), r in rows.items():
-        assert board.loc[name, f"{suite}:{split}"] == q.fmt_score(r["value"], r["stderr"], False, r["metric"])
+        assert board.loc[name, f"{suite}:{split}"] == widgets.fmt_score(r["value"], r["stderr"], False, r["metric"])
 
 
 def test_migration_recomputes_nothing_and_notes_changed_suites(tmp_path: Path,

@@ -53,7 +53,7 @@ def script(name: str):
 def test_every_suite_loads_with_its_documented_shape() -> None:
     assert set(MINE) <= set(list_suites())
     shape = {"mmlu": {"test": 57}, "mmlu_permuted": {"test": 57}, "mmlu_redux": {"ok": 57, "all": 57},
-             "bbh": {"test": 27}, "mgsm": {"cot": 11, "direct": 11}, "gsm8k": {"test": 1},
+             "bbh": {"test": 27}, "mgsm": {"cot": 11, "direct": 11}, "gsm8k": {"test": 1, "last_number": 1},
              "gsm_plus": {"testmini": 7, "seeds": 1}, "gsm1k": {"public": 1}}
     for name, splits in shape.items():
         s = load_suite(name)
@@ -282,8 +282,9 @@ def test_bbh_prompt_holds_the_original_cot_exemplars(tm) -> None:
     task.build_all_requests(limit=1, rank=0, world_size=1)
     prompt, gen = task.instances[0].args
     original = (SUITES / "bbh/data/cot-prompts/date_understanding.txt").read_text(encoding="utf-8")
-    assert prompt.startswith(original.split("-----\n", 1)[1].rstrip("\n") + "\n\nQ: ")
-    assert prompt.endswith(f"Q: {raw['examples'][0]['input']}\nA: Let's think step by step.")
+    for block in original.split("-----\n", 1)[1].split("\n\nQ: ")[1:]:  # lm-eval ships the release's exemplars
+        assert block.split("\nA: ")[0] in prompt
+    assert prompt.endswith(f"Q: {raw['examples'][0]['input']}\nA: Let's think step by step.\n")  # lm-eval's form
     assert "canary" not in prompt and prompt.count("So the answer is") == 3 and "\n\n" in gen["until"]
 
 
@@ -294,18 +295,19 @@ def test_bbh_counts() -> None:
 
 
 def test_mgsm_native_cot_and_direct(tm) -> None:
-    tasks = build(tm, pick("mgsm", "cot", "mgsm_cot_de", "mgsm_cot_ja") + pick("mgsm", "direct", "mgsm_direct_de"))
+    tasks = build(tm, pick("mgsm", "cot", "mgsm_8shot_cot_de", "mgsm_8shot_cot_ja")
+                  + pick("mgsm", "direct", "mgsm_8shot_direct_de"))
     for task in tasks.values():
         assert len(list(task.test_docs())) == 250
         task.build_all_requests(limit=1, rank=0, world_size=1)
-    de = tasks["mgsm_cot_de"].instances[0].args[0]
+    de = tasks["mgsm_8shot_cot_de"].instances[0].args[0]
     assert de.count("Frage: ") == 9 and de.count("Die Antwort ") == 8
     assert de.endswith("Wie viel Dollar nimmt sie täglich auf dem Bauernmarkt ein?\nSchritt-für-Schritt-Antwort:")
     assert "\n\nFrage: Roger hat 5 Tennisbälle." not in de and de.startswith("Frage: Roger hat 5 Tennisbälle.")
-    assert tasks["mgsm_cot_ja"].instances[0].args[0].endswith("ステップごとの答え：")
-    direct = tasks["mgsm_direct_de"].instances[0].args[0]
+    assert tasks["mgsm_8shot_cot_ja"].instances[0].args[0].endswith("ステップごとの答え：")
+    direct = tasks["mgsm_8shot_direct_de"].instances[0].args[0]
     assert "Antwort: 11\n\nFrage:" in direct and direct.endswith("\nAntwort:")
-    assert tasks["mgsm_cot_de"].doc_to_target(tasks["mgsm_cot_de"].test_docs()[0]) == "18"
+    assert tasks["mgsm_8shot_cot_de"].doc_to_target(tasks["mgsm_8shot_cot_de"].test_docs()[0]) == "18"
     for lang in MGSM_LANGS:
         assert len(csv_rows_tsv(SUITES / f"mgsm/data/mgsm_{lang}.tsv")) == 250
 
@@ -349,8 +351,19 @@ def extract_and_score(cfg: dict, outputs: list[str], golds: list[str]) -> tuple[
     return preds, sum(scores) / len(scores)
 
 
+def test_gsm8k_is_lm_evals_strict_match_and_last_number_is_a_named_variant() -> None:
+    outputs = [
+        "Janet sells 16 - 3 - 4 = 9 duck eggs a day. She makes 9 * 2 = $18 every day. The answer is 18.",
+        "He spent 80,000 + 50,000 = 130,000. It is worth 200,000. 200,000 - 130,000 = 70,000. The answer is 70,000.",
+        "So she has 23 - 15 = 8 dollars left.",
+    ]
+    preds, score = extract_and_score(load_suite("gsm8k").task_configs()[0], outputs, ["18", "70000", "8"])
+    assert preds == ["18", "70,000", "[invalid]"] and score == pytest.approx(2 / 3)  # strict-match: "The answer is"
+    assert load_suite("gsm8k").aggregate.metric == "exact_match,strict-match"
+
+
 def test_last_number_extraction_on_realistic_outputs() -> None:
-    cfg = load_suite("gsm8k").task_configs()[0]
+    cfg = load_suite("gsm8k").task_configs("last_number")[0]
     outputs = [
         "Janet sells 16 - 3 - 4 = 9 duck eggs a day. She makes 9 * 2 = $18 every day. The answer is 18.",
         "He spent 80,000 + 50,000 = 130,000. It is worth 200,000. 200,000 - 130,000 = 70,000. The answer is 70,000.",
@@ -362,7 +375,7 @@ def test_last_number_extraction_on_realistic_outputs() -> None:
     preds, score = extract_and_score(cfg, outputs, ["18", "70000", "8", "12", "1/2", "5"])
     assert preds == ["18", "70,000", "8", "12.00", "1/2", "[invalid]"]
     assert score == pytest.approx(5 / 6)
-    mgsm = pick("mgsm", "cot", "mgsm_cot_de")[0]
+    mgsm = pick("mgsm", "cot", "mgsm_8shot_cot_de")[0]
     outputs = ["80.000 + 50.000 = 130.000. Gewinn: 70.000 US-Dollar. Die Antwort ist 70.000.",
                "5 + 6 = 11。答えは11です。"]
     preds, score = extract_and_score(mgsm, outputs, ["70000", "11"])
@@ -379,8 +392,10 @@ def test_bbh_answer_extraction_on_realistic_outputs() -> None:
         " I cannot decide.",
     ]
     preds, score = extract_and_score(cfg, outputs, ["(B)", "False", "apple banana cherry", "(C)", "(A)"])
-    assert preds == ["(B)", "False", "apple banana cherry", "(C)", "[invalid]"]
-    assert score == pytest.approx(4 / 5)
+    # lm-eval's get-answer: after the first "the answer is", the rest of the line but its last character
+    assert preds == ["(B)", "False", "apple banana cherr",
+                     "(A), but re-checking, the date is 05/01. So the answer is (C)", "[invalid]"]
+    assert score == pytest.approx(2 / 5)
 
 
 # ---------------------------------------------------------------------------------------------- everything

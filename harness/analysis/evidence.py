@@ -126,10 +126,11 @@ def gather_base(store: Store, twins: Mapping[str, Mapping[str, str | TwinSpec]] 
     """Models (with depth), lineage, suite scores, twins and exposure; no per-sample reads (gaps left empty)."""
     twin_map, defaults, dirs = suite_twins(twins)
     defaults.update(default_splits or {})
+    rules = score_rules()  # each suite's own aggregation, from its suite.yaml
     with store.db.read() as con:  # one consistent snapshot, even while a writer is busy
         models = views.models(con)
         edges = views.edges(con)
-        scores = views.suite_scores(con, defaults, rules=score_rules())
+        scores = views.suite_scores(con, defaults, rules=rules)
         sels = views.selections(con)
         evolve = views.evolve_candidates(con)
     graph = Graph.from_edges(edges)

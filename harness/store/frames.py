@@ -12,7 +12,8 @@ else its alphabetically first metric), combined as lm-eval combines a group's su
 with lm-eval's pooled stderr (`weight_by_size: true`, the default) or the plain mean of the task scores with the
 stderr of that mean (`weight_by_size: false`); a 95% normal interval around it. A judge suite's score is its
 stored `overall` row (rating or win rate, the interval clustered by question). The CLI leaderboard, the
-dashboard, `harness overfit` and the evolve/check reports all read suite scores through `suite_scores`.
+dashboard and `harness overfit` read suite scores through `suite_scores` (with harness.suites.score_rules());
+`harness check` gates per task on the suite's aggregate metric.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from harness.store.records import AGGREGATE_TASK
+from harness.store.records import AGGREGATE_TASK, ScoreRule
 
 if TYPE_CHECKING:
     import duckdb

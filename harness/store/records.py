@@ -54,6 +54,16 @@ AGGREGATE_TASK = "_aggregate"  # the run-level row each lm-eval run stores besid
 
 
 @dataclass(frozen=True)
+class ScoreRule:
+    """How a suite's stored task rows make its one score (harness/store/frames.py SUITE_SCORES_SQL); built from
+    suite.yaml by harness.suites.score_rules."""
+
+    metric: str | None = None         # the metric every task contributes; None: each task's primary metric
+    weight_by_size: bool = True       # lm-eval's weight_by_size: tasks weighted by their document counts
+    summary_task: str | None = None   # judge suites: their stored 'overall' row is the score
+
+
+@dataclass(frozen=True)
 class Score:
     task: str
     metric: str
