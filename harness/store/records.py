@@ -99,13 +99,3 @@ class Selection:
     process_id: str | None = None
     note: str | None = None
     created: datetime | None = None
-
-
-@dataclass(frozen=True)
-class ScoreRule:
-    """How the store turns a suite's stored task rows into its one score (harness.suites.score_rules reads them
-    from suite.yaml; harness/store/frames.py applies them)."""
-
-    metric: str | None = None         # the metric every task contributes; None: each task's primary metric
-    weight_by_size: bool = True       # lm-eval's weight_by_size: tasks weighted by their document counts
-    summary_task: str | None = None   # judge suites: their stored 'overall' row is the score
