@@ -191,7 +191,7 @@ GSM8K_TWINS = {
     "plus": {"ref": "gsm_plus:testmini", "relation": "derived", "map": "twins/plus.json"},
     **{f"plus_{t}": {"ref": "gsm_plus:testmini", "relation": "derived", "map": "twins/plus.json",
                      "tasks": [f"gsm_plus_{t}"]} for t in GSM_PLUS_TASKS},
-    "mgsm_en": {"ref": "mgsm:cot", "relation": "derived", "map": "twins/mgsm_en.json", "tasks": ["mgsm_cot_en"]},
+    "mgsm_en": {"ref": "mgsm:cot", "relation": "derived", "map": "twins/mgsm_en.json", "tasks": ["mgsm_8shot_cot_en"]},
     "gsm1k": {"ref": "gsm1k:public", "relation": "independent"},
 }
 

@@ -9,7 +9,7 @@ mmlu_redux split ok: filtered by error_type), so the maps pair exactly the sampl
   are paired in order, so the map is one to one.
 - mmlu -> mmlu_redux:ok (derived): same subject, question and option set (first MMLU occurrence).
 - gsm8k -> gsm_plus:testmini (derived): each perturbed problem's seed_question is a GSM8K test question.
-- gsm8k -> mgsm_cot_en (derived): MGSM's English problems are GSM8K test problems (same text).
+- gsm8k -> mgsm_8shot_cot_en (derived): MGSM's English problems are GSM8K test problems (same text).
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def gsm_maps() -> tuple[dict, dict]:
         plus[task] = {"public_task": "gsm8k_cot", "seeds": match(pub, twin, False)}
     with (SUITES / "mgsm/data/mgsm_en.tsv").open(encoding="utf-8", newline="") as f:
         en = [norm(r[0]) for r in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)]
-    mgsm = {"mgsm_cot_en": {"public_task": "gsm8k_cot", "seeds": match(pub, en, False)}}
+    mgsm = {"mgsm_8shot_cot_en": {"public_task": "gsm8k_cot", "seeds": match(pub, en, False)}}
     return (map_file("gsm8k", "plus", "gsm_plus:testmini", "derived", sizes, plus),
             map_file("gsm8k", "mgsm_en", "mgsm:cot", "derived", sizes, mgsm))
 

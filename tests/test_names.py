@@ -34,7 +34,8 @@ def scored(store, model_id: str, metric: str, value: float) -> None:
     run = RunRecord(run_id=f"r-{model_id[:8]}-{metric}", model_id=model_id, suite="s", backend="hf",
                     harness_version="test", split="public")
     store.start_run(run)
-    store.finish_run(run.run_id, [Score("_aggregate", metric, value, 0.01, 10, value - 0.1, value + 0.1)], [])
+    row = Score("s_task", metric, value, 0.01, 10, value - 0.1, value + 0.1)  # a task row, and the run's aggregate
+    store.finish_run(run.run_id, [row, Score("_aggregate", metric, value, 0.01, 10, value - 0.1, value + 0.1)], [])
 
 
 def test_same_recipe_stem_is_refused_then_named_and_both_shown(zoo, store, results, tmp_path) -> None:

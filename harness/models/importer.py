@@ -42,7 +42,7 @@ def import_model(ref: str, store: Store, name: str | None = None) -> ModelRecord
 
 
 def import_gguf(path: Path, store: Store, name: str | None = None, source: str | None = None) -> ModelRecord:
-    from harness.evaluate.target import model_hash
+    from harness.identity import model_id as model_hash
     from harness.store import ModelRecord
 
     folder, info = ensure_folder(path)

@@ -157,7 +157,7 @@ def _jobs(cfg: DtmConfig, examples: list[Example], labels: dict[str, list[int]])
 
 
 def _register(store: Store, study: str, base: Model, job: Job, path: Path, record: Any) -> Model:
-    from harness.evaluate.target import model_hash
+    from harness.identity import model_id as model_hash
     from harness.store import LineageEdge, ModelRecord
 
     model_id = model_hash(path)
@@ -221,7 +221,7 @@ def _merges(cfg: DtmConfig, base: Model, models: dict[str, Model], folder: Path,
 
 def _ensemble(cfg: DtmConfig, models: dict[str, Model], folder: Path) -> Model:
     from harness.evaluate.backends.ensemble import ensemble_folder
-    from harness.evaluate.target import model_hash
+    from harness.identity import model_id as model_hash
 
     members = [models[f"dtm-c{c}"] for c in range(cfg.k)]
     path = ensemble_folder([(m.path, m.model_id) for m in members], folder / "ensemble")
