@@ -5,12 +5,13 @@
 
 A model's gap (public - twin) is compared with the *natural* gap of the reference pool: every model with that gap
 that is not exposed on the suite (no declared selection on it by itself or an ancestor), fine-tunes and merges
-included, less the model itself and its ancestors. The pool is summarised robustly, so a few undeclared
-contaminated references cannot move it: centre = median, between-model spread tau^2 = max(0, (1.4826 MAD)^2 -
-median sampling variance), stderr of the centre 1.2533 * 1.4826 MAD / sqrt(k). The excess gap is tested against
-sqrt(se_model^2 + tau^2 + se_centre^2) (random effects: a clean model's gap differs from the centre by the spread of
-real models plus sampling error). Fewer than `Thresholds.min_reference` references: "not calibrated" (shown, never
-flagged), unless the twin is aligned (the same items: its natural gap is zero by design).
+included, less the model itself and its parents (in pools of up to LOO_MAX models). The pool is summarised
+robustly, so a few undeclared contaminated references cannot move it: centre = median, between-model spread
+tau^2 = max(0, (1.4826 MAD)^2 - median sampling variance), stderr of the centre 1.2533 * 1.4826 MAD / sqrt(k).
+The excess gap is tested against sqrt(se_model^2 + tau^2 + se_centre^2) (random effects: a clean model's gap
+differs from the centre by the spread of real models plus sampling error). Fewer than `Thresholds.min_reference`
+references: "not calibrated" (shown, never flagged), unless the twin is aligned (the same items: its natural gap
+is zero by design).
 
 Power: the smallest excess a test could have flagged is (z_crit + z_0.8) * se, z_crit the one-sided z of the
 Benjamini-Hochberg cutoff actually used (q * max(1, R) / m), floored at `gap_min`; and the items needed for it to
@@ -32,7 +33,8 @@ if TYPE_CHECKING:
 Z80 = 0.841621  # one-sided z for 80% power
 MAD_SD = 1.4826
 MEDIAN_SE = 1.2533
-LOO_MAX = 400   # pools up to this size exclude the model and its ancestors; larger pools are unmoved by one model
+LOO_MAX = 50    # pools up to this size leave the model and its parents out; a larger pool's median and MAD barely
+                # move with one model (and computing a pool per model would cost O(models^2))
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,7 @@ def _pools(data: Data, rows: dict) -> dict[tuple[str, str], dict[str, tuple[floa
 
 
 def _reference(data: Data, pool: dict, mid: str, relation: str, t: Thresholds, memo: dict) -> Reference:
-    skip = frozenset(m for m in (mid, *data.graph.ancestors(mid)) if m in pool) if len(pool) <= LOO_MAX \
+    skip = frozenset(m for m in (mid, *data.graph.parents.get(mid, ())) if m in pool) if len(pool) <= LOO_MAX \
         else frozenset()
     key = (id(pool), skip)
     if key not in memo:
