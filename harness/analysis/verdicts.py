@@ -186,21 +186,19 @@ def tier_for(suite: str, items: int | None) -> str:
 
 def coverage(data: Data, t: Thresholds, flags: Sequence[Any] = ()) -> list[Coverage]:
     """For every (model, suite) scored on the suite's default split: checked, not calibrated, not checkable (with
-    the command that would make it checkable) or no twin. Suites that are twins of another suite are left out.
+    the command that would make it checkable) or no twin (a suite that is itself another's twin, such as gsm_plus,
+    is still a benchmark of the leaderboard: listed).
     `flags` (overfit.Flag) marks as flagged the checked ones with a twin_gap (an evolve run's too) or
     lineage_divergence flag."""
     marked = {(f.model_id, f.suite) for f in flags if f.signal in ("twin_gap", "lineage_divergence")}
     tests: dict[tuple[str, str], list[TwinTest]] = {}
     for x in twin_tests(data, t):
         tests.setdefault((x.model_id, x.suite), []).append(x)
-    twin_suites = {spec.ref.partition(":")[0] for kinds in data.twins.values() for spec in kinds.values()}
     sc = data.scores
     public = sc[sc["split"] == sc["suite"].map(data.default_split)]
     out = []
     pairs = set(zip(public["model_id"].tolist(), public["suite"].tolist(), strict=True))
     for mid, suite in sorted(pairs, key=lambda ms: (data.names.get(ms[0], ms[0]), ms[1])):
-        if suite in twin_suites and suite not in data.twins:
-            continue
         row = _cover(data, mid, suite, tests.get((mid, suite), []), t)
         out.append(replace(row, flagged=True) if (mid, suite) in marked and row.status == "checked" else row)
     return out
