@@ -5,12 +5,13 @@
 
 A model's gap (public - twin) is compared with the *natural* gap of the reference pool: every model with that gap
 that is not exposed on the suite (no declared selection on it by itself or an ancestor), fine-tunes and merges
-included, less the model itself and its ancestors. The pool is summarised robustly, so a few undeclared
-contaminated references cannot move it: centre = median, between-model spread tau^2 = max(0, (1.4826 MAD)^2 -
-median sampling variance), stderr of the centre 1.2533 * 1.4826 MAD / sqrt(k). The excess gap is tested against
-sqrt(se_model^2 + tau^2 + se_centre^2) (random effects: a clean model's gap differs from the centre by the spread of
-real models plus sampling error). Fewer than `Thresholds.min_reference` references: "not calibrated" (shown, never
-flagged), unless the twin is aligned (the same items: its natural gap is zero by design).
+included, less the model itself and its parents (in pools of up to LOO_MAX models). The pool is summarised
+robustly, so a few undeclared contaminated references cannot move it: centre = median, between-model spread
+tau^2 = max(0, (1.4826 MAD)^2 - median sampling variance), stderr of the centre 1.2533 * 1.4826 MAD / sqrt(k).
+The excess gap is tested against sqrt(se_model^2 + tau^2 + se_centre^2) (random effects: a clean model's gap
+differs from the centre by the spread of real models plus sampling error). Fewer than `Thresholds.min_reference`
+references: "not calibrated" (shown, never flagged), unless the twin is aligned (the same items: its natural gap
+is zero by design).
 
 Power: the smallest excess a test could have flagged is (z_crit + z_0.8) * se, z_crit the one-sided z of the
 Benjamini-Hochberg cutoff actually used (q * max(1, R) / m), floored at `gap_min`; and the items needed for it to
@@ -32,7 +33,8 @@ if TYPE_CHECKING:
 Z80 = 0.841621  # one-sided z for 80% power
 MAD_SD = 1.4826
 MEDIAN_SE = 1.2533
-LOO_MAX = 400   # pools up to this size exclude the model and its ancestors; larger pools are unmoved by one model
+LOO_MAX = 50    # pools up to this size leave the model and its parents out; a larger pool's median and MAD barely
+                # move with one model (and computing a pool per model would cost O(models^2))
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,7 @@ def _pools(data: Data, rows: dict) -> dict[tuple[str, str], dict[str, tuple[floa
 
 
 def _reference(data: Data, pool: dict, mid: str, relation: str, t: Thresholds, memo: dict) -> Reference:
-    skip = frozenset(m for m in (mid, *data.graph.ancestors(mid)) if m in pool) if len(pool) <= LOO_MAX \
+    skip = frozenset(m for m in (mid, *data.graph.parents.get(mid, ())) if m in pool) if len(pool) <= LOO_MAX \
         else frozenset()
     key = (id(pool), skip)
     if key not in memo:
@@ -184,21 +186,19 @@ def tier_for(suite: str, items: int | None) -> str:
 
 def coverage(data: Data, t: Thresholds, flags: Sequence[Any] = ()) -> list[Coverage]:
     """For every (model, suite) scored on the suite's default split: checked, not calibrated, not checkable (with
-    the command that would make it checkable) or no twin. Suites that are twins of another suite are left out.
+    the command that would make it checkable) or no twin (a suite that is itself another's twin, such as gsm_plus,
+    is still a benchmark of the leaderboard: listed).
     `flags` (overfit.Flag) marks as flagged the checked ones with a twin_gap (an evolve run's too) or
     lineage_divergence flag."""
     marked = {(f.model_id, f.suite) for f in flags if f.signal in ("twin_gap", "lineage_divergence")}
     tests: dict[tuple[str, str], list[TwinTest]] = {}
     for x in twin_tests(data, t):
         tests.setdefault((x.model_id, x.suite), []).append(x)
-    twin_suites = {spec.ref.partition(":")[0] for kinds in data.twins.values() for spec in kinds.values()}
     sc = data.scores
     public = sc[sc["split"] == sc["suite"].map(data.default_split)]
     out = []
     pairs = set(zip(public["model_id"].tolist(), public["suite"].tolist(), strict=True))
     for mid, suite in sorted(pairs, key=lambda ms: (data.names.get(ms[0], ms[0]), ms[1])):
-        if suite in twin_suites and suite not in data.twins:
-            continue
         row = _cover(data, mid, suite, tests.get((mid, suite), []), t)
         out.append(replace(row, flagged=True) if (mid, suite) in marked and row.status == "checked" else row)
     return out

@@ -24,12 +24,13 @@ def _primary_sql(runs: str) -> str:
     from harness.store.frames import _METRIC_RANK  # moves to harness/store/views.py (issue 14)
 
     return f"""
-        SELECT run_id, task, doc_id, avg(score) AS score FROM (
-            SELECT run_id, task, doc_id, score,
-                   dense_rank() OVER (PARTITION BY run_id, task
-                                      ORDER BY {_METRIC_RANK.replace('s.', '')}, metric) AS rk
-            FROM samples WHERE run_id IN ({runs}) AND score IS NOT NULL
-        ) WHERE rk = 1 GROUP BY ALL"""
+        SELECT s.run_id, s.task, s.doc_id, avg(s.score) AS score
+        FROM samples s JOIN (  -- the primary metric of each (run, task), as the suite score picks it
+            SELECT run_id, task, arg_min(metric, ({_METRIC_RANK.replace('s.', '')}, metric)) AS metric
+            FROM (SELECT DISTINCT run_id, task, metric FROM samples
+                  WHERE run_id IN ({runs}) AND score IS NOT NULL) GROUP BY run_id, task
+        ) m USING (run_id, task, metric)
+        WHERE s.score IS NOT NULL GROUP BY ALL"""
 
 
 def mapped_diffs(store: Store, pairs: pd.DataFrame, maps: pd.DataFrame, tasks: pd.DataFrame) -> pd.DataFrame:
@@ -48,11 +49,15 @@ def mapped_diffs(store: Store, pairs: pd.DataFrame, maps: pd.DataFrame, tasks: p
         con.register("tasks_in", tasks[["map_key", "twin_task"]])
         try:
             out = con.execute(f"""
-                WITH prim AS ({_primary_sql(runs)}),
+                WITH prim AS MATERIALIZED ({_primary_sql(runs)}),
+                twin_side AS MATERIALIZED (  -- the twin runs' items first: joining the map to every pair is larger
+                    SELECT p.pid, p.run_a, p.map_key, b.task, b.doc_id, b.score
+                    FROM pairs_in p JOIN prim b ON b.run_id = p.run_b
+                ),
                 tw AS (
-                    SELECT p.pid, p.run_a, m.public_task, m.public_doc, b.score AS sb
-                    FROM pairs_in p JOIN maps_in m USING (map_key)
-                    JOIN prim b ON b.run_id = p.run_b AND b.task = m.twin_task AND b.doc_id = m.twin_doc
+                    SELECT t.pid, t.run_a, m.public_task, m.public_doc, t.score AS sb
+                    FROM twin_side t JOIN maps_in m
+                      ON m.map_key = t.map_key AND m.twin_task = t.task AND m.twin_doc = t.doc_id
                 ),
                 c AS (
                     SELECT tw.pid, tw.public_task, tw.public_doc, sum(a.score - tw.sb) AS s, count(*) AS k,
@@ -72,9 +77,9 @@ def mapped_diffs(store: Store, pairs: pd.DataFrame, maps: pd.DataFrame, tasks: p
                     FROM tot JOIN c USING (pid) GROUP BY tot.pid
                 ),
                 twin_all AS (
-                    SELECT p.pid, count(*) AS n_b_all, avg(b.score) AS mean_b_all, var_samp(b.score) AS var_b_all
-                    FROM pairs_in p JOIN tasks_in t USING (map_key)
-                    JOIN prim b ON b.run_id = p.run_b AND b.task = t.twin_task GROUP BY p.pid
+                    SELECT s.pid, count(*) AS n_b_all, avg(s.score) AS mean_b_all, var_samp(s.score) AS var_b_all
+                    FROM twin_side s JOIN tasks_in t ON t.map_key = s.map_key AND t.twin_task = s.task
+                    GROUP BY s.pid
                 )
                 SELECT p.pid, coalesce(r.n, 0) AS n, coalesce(r.clusters, 0) AS clusters, r.diff, r.ss,
                        r.mean_a, r.mean_b, coalesce(t.n_b_all, 0) AS n_b_all, t.mean_b_all, t.var_b_all
