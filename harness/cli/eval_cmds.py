@@ -55,6 +55,7 @@ def eval_cmd(
     serve_it: bool = typer.Option(False, "--serve", help="openai: run `vllm serve` on the model for the run."),
     tokenizer: str = typer.Option(None, "--tokenizer", help="openai: local tokenizer folder (default: model)."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow model code from the folder."),
+    allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Accept pickle (.bin) checkpoints."),
     hub: bool = typer.Option(False, "--hub", help="Run lm-eval's built-in tasks for the suite from the HF hub."),
     rerun: bool = typer.Option(False, "--rerun", help="Recompute a run that is already complete (uses the cache)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the request cache."),
@@ -78,7 +79,7 @@ def eval_cmd(
     bo = BackendOptions(
         batch_size=int(batch_size) if batch_size.isdigit() else batch_size, device=device, dtype=dtype,
         max_length=max_length,
-        trust_remote_code=trust_remote_code, base_url=base_url, tokenizer=tokenizer,
+        trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, base_url=base_url, tokenizer=tokenizer,
     )
     if judge or baseline:
         from harness.evaluate.judge.run import JudgeOptions

@@ -303,6 +303,10 @@ def evaluate_model(
     get_backend(opts.backend)  # unknown backend: fail before anything else
     plan = make_plan(suite, opts.split, opts.limit, opts.tier, list(opts.tasks) if opts.tasks else None, opts.hub)
     target = resolve_model(model_ref, store, opts.backend_options.base_url)
+    if target.path is not None:
+        from harness.weights import require_safe_weights
+
+        require_safe_weights(target.path, target.name, opts.backend_options.allow_pickle)  # as merge does
     bo = replace(opts.backend_options, seed=opts.seed, add_bos_token=resolve_bos(target, opts.backend_options))
     settings = score_settings(plan, opts, bo)
     run_id = run_id_for(target, plan, opts.backend, settings)
