@@ -20,10 +20,11 @@ def register(app: typer.Typer) -> None:
 
 def _options(split: str | None, limit: int | None, tier: str | None, backend: str, batch_size: str,
              dtype: str, seed: int, device: str | None):
+    from harness.cli.output import parse_batch_size
     from harness.evaluate.backends.base import BackendOptions
     from harness.evaluate.runner import EvalOptions
 
-    bo = BackendOptions(batch_size=int(batch_size) if batch_size.isdigit() else batch_size, dtype=dtype,
+    bo = BackendOptions(batch_size=parse_batch_size(batch_size), dtype=dtype,
                         device=device)
     return EvalOptions(split=split, backend=backend, limit=limit, tier=tier, seed=seed, backend_options=bo)
 
@@ -33,7 +34,7 @@ def baseline_save(
     suite: str = typer.Option(..., "--suite", "-s", help="Suite name."),
     name: str = typer.Option(..., "--name", help="Baseline name: writes results/baselines/NAME.json."),
     split: str = typer.Option(None, "--split", help="Suite split (default: the suite's default)."),
-    limit: int = typer.Option(None, "--limit", help="At most N documents per task."),
+    limit: int = typer.Option(None, "--limit", min=1, help="At most N documents per task."),
     tier: str = typer.Option(None, "--tier", help="smoke | quick | full."),
     backend: str = typer.Option("hf", "--backend", "-b", help="hf | vllm | openai."),
     batch_size: str = typer.Option("16", "--batch-size", help="Batch size (scores can move with it: it is kept)."),
@@ -73,11 +74,11 @@ def check(
     suite: str = typer.Option(None, "--suite", "-s", help="Suite (default: the baseline file's)."),
     tolerance: list[str] = typer.Option(
         [], "--tolerance", help="Allowed absolute drop: a number for every task, or TASK=NUMBER (repeatable)."),
-    alpha: float = typer.Option(0.05, "--alpha", help="Significance level after Holm correction."),
+    alpha: float = typer.Option(0.05, "--alpha", min=0.0, max=1.0, help="Significance level after Holm correction."),
     allow_mismatch: bool = typer.Option(False, "--allow-mismatch", help="Run although suite or settings differ."),
     no_promote: bool = typer.Option(False, "--no-promote", help="Do not record a pass as a release selection."),
     split: str = typer.Option(None, "--split", help="With a baseline model: the split."),
-    limit: int = typer.Option(None, "--limit", help="With a baseline model: at most N documents per task."),
+    limit: int = typer.Option(None, "--limit", min=1, help="With a baseline model: at most N documents per task."),
     tier: str = typer.Option(None, "--tier", help="With a baseline model: smoke | quick | full."),
     backend: str = typer.Option("hf", "--backend", "-b", help="With a baseline model: hf | vllm | openai."),
     device: str = typer.Option(None, "--device", help="hf: cpu, cuda ..."),

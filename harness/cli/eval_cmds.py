@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import typer
 
-from harness.cli.output import print_json, print_table
+from harness.cli.output import parse_batch_size, print_json, print_table, stdout_to_stderr
 from harness.errors import HarnessError
 
 if TYPE_CHECKING:
@@ -43,13 +44,13 @@ def eval_cmd(
     suite: str = typer.Option(..., "--suite", "-s", help="Suite name (see suites/)."),
     split: str = typer.Option(None, "--split", help="Suite split (default: the suite's default_split)."),
     backend: str = typer.Option("hf", "--backend", "-b", help="hf | vllm | openai."),
-    limit: int = typer.Option(None, "--limit", help="At most N documents per task."),
+    limit: int = typer.Option(None, "--limit", min=1, help="At most N documents per task."),
     tier: str = typer.Option(None, "--tier", help="A named size from suite.yaml: smoke | quick | full."),
     tasks: str = typer.Option(None, "--tasks", help="Comma-separated subset of the split's tasks."),
     batch_size: str = typer.Option("16", "--batch-size", help="Batch size (an integer, or auto)."),
     device: str = typer.Option(None, "--device", help="hf: cpu, cuda, cuda:1 ... (default: cuda if available)."),
     dtype: str = typer.Option("auto", "--dtype", help="auto | float32 | bfloat16 | float16."),
-    max_length: int = typer.Option(None, "--max-length", help="Context length in tokens (default: the model's)."),
+    max_length: int = typer.Option(None, "--max-length", min=1, help="Context length in tokens (default: model's)."),
     seed: int = typer.Option(1234, "--seed", help="Seed for python, numpy, torch and few-shot sampling."),
     base_url: str = typer.Option(None, "--base-url", help="openai: server root, e.g. http://127.0.0.1:8000."),
     serve_it: bool = typer.Option(False, "--serve", help="openai: run `vllm serve` on the model for the run."),
@@ -59,14 +60,15 @@ def eval_cmd(
     hub: bool = typer.Option(False, "--hub", help="Run lm-eval's built-in tasks for the suite from the HF hub."),
     rerun: bool = typer.Option(False, "--rerun", help="Recompute a run that is already complete (uses the cache)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the request cache."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON (one object per model) on stdout."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list (one object per model) on stdout."),
     judge: str = typer.Option(None, "--judge", help="Judge suites: the judge model (folder, name, or served name)."),
     judge_backend: str = typer.Option("hf", "--judge-backend", help="Judge suites: hf | vllm | openai."),
     judge_base_url: str = typer.Option(
         None, "--judge-base-url", help="Judge suites: the judge's OpenAI-compatible endpoint ($OPENAI_API_KEY)."),
     baseline: str = typer.Option(None, "--baseline", help="Judge suites: compare pairwise with this model."),
-    max_new_tokens: int = typer.Option(1024, "--max-new-tokens", help="Judge suites: answer length."),
-    judge_max_new_tokens: int = typer.Option(1024, "--judge-max-new-tokens", help="Judge suites: judgment length."),
+    max_new_tokens: int = typer.Option(1024, "--max-new-tokens", min=1, help="Judge suites: answer length."),
+    judge_max_new_tokens: int = typer.Option(1024, "--judge-max-new-tokens", min=1,
+                                             help="Judge suites: judgment length."),
 ) -> None:
     """Evaluate models on a suite: scores with intervals, stored with provenance; re-runs reuse earlier work."""
     from harness.evaluate.progress import quiet_engine_bars
@@ -77,7 +79,7 @@ def eval_cmd(
     from harness.evaluate.runner import EvalOptions, evaluate_models, result_dict
 
     bo = BackendOptions(
-        batch_size=int(batch_size) if batch_size.isdigit() else batch_size, device=device, dtype=dtype,
+        batch_size=parse_batch_size(batch_size), device=device, dtype=dtype,
         max_length=max_length,
         trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, base_url=base_url, tokenizer=tokenizer,
     )
@@ -99,7 +101,7 @@ def eval_cmd(
     total = len(models)
 
     def started(i: int, ref: str) -> None:
-        typer.echo(f"[{i + 1}/{total}] {ref}: {suite} ({backend})", err=True)
+        typer.echo(f"[{i + 1}/{total}] {_display_name(ref)}: {suite} ({backend})", err=True)
 
     done: list[Any] = []
 
@@ -116,13 +118,16 @@ def eval_cmd(
     from harness.evaluate.plan import make_plan
 
     make_plan(suite, split, limit, tier, list(opts.tasks) if opts.tasks else None, hub)  # shared problems: once
-    started(0, models[0])
-    with request_bars() as bars:
-        opts = replace(opts, progress=lambda target: RequestBar(bars, f"[{len(done) + 1}/{total}] {target.name}"))
-        results = evaluate_models(models, suite, opts, on_done=on_done)
+    quiet = stdout_to_stderr() if as_json else contextlib.nullcontext()
+    with quiet:
+        started(0, models[0])
+        with request_bars() as bars:
+            opts = replace(opts, progress=lambda target: RequestBar(bars, f"[{len(done) + 1}/{total}] {target.name}"))
+            results = evaluate_models(models, suite, opts, on_done=on_done)
     if as_json:
         print_json([
-            result_dict(r) if not isinstance(r, HarnessError) else {"model": m, "status": "failed", "error": r.line()}
+            {"model": m, **result_dict(r)} if not isinstance(r, HarnessError)
+            else {"model": m, "status": "failed", "error": r.line()}
             for m, r in zip(models, results, strict=True)
         ])
     failures = [r for r in results if isinstance(r, HarnessError)]
@@ -130,6 +135,20 @@ def eval_cmd(
         if len(failures) == len(results) and len(results) == 1:
             raise failures[0]
         raise typer.Exit(max(f.exit_code for f in failures))
+
+
+def _display_name(ref: str) -> str:
+    """A model's name in the store (a merged model's folder is named by its hash), else what the user typed."""
+    from pathlib import Path
+
+    from harness.store import Store
+
+    store = Store()
+    if not store.path.is_file():
+        return ref
+    path = Path(ref).expanduser()
+    rec = store.find_model(str(path.resolve()) if path.is_dir() else ref)
+    return rec.name if rec is not None and rec.name else ref
 
 
 def _judge_models(models: list[str], suite: str, jopts: Any, as_json: bool) -> None:
@@ -160,8 +179,7 @@ def leaderboard(
     from harness.evaluate.records import AGGREGATE_TASK
     from harness.store import Store
 
-    store = Store()
-    store.init()
+    store = Store.existing()
     df = store.leaderboard(suite)
     if metric:
         df = df[df["metric"] == metric]
@@ -201,10 +219,10 @@ def _labels(df: Any) -> dict[str, str]:
 
 def serve(
     model: str = typer.Argument(..., help="Model folder or registered name."),
-    port: int = typer.Option(8000, "--port", help="Port on 127.0.0.1."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535, help="Port on 127.0.0.1."),
     dtype: str = typer.Option("auto", "--dtype", help="auto | float32 | bfloat16 | float16."),
-    max_length: int = typer.Option(None, "--max-length", help="Context length in tokens (default: the model's)."),
-    max_model_len: int = typer.Option(None, "--max-model-len", help="Context length (default: the model's)."),
+    max_length: int = typer.Option(None, "--max-length", min=1, help="Context length in tokens (default: model's)."),
+    max_model_len: int = typer.Option(None, "--max-model-len", min=1, help="Context length (default: the model's)."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow model code from the folder."),
 ) -> None:
     """Serve a model with `vllm serve` on 127.0.0.1 (OpenAI API) until Ctrl-C or SIGTERM; for --backend openai."""

@@ -53,8 +53,8 @@ def fisher(
     model: str = typer.Argument(..., help="Model folder."),
     data: str = typer.Option(..., "--data", help="Texts: .txt (one per line) or .jsonl (field text)."),
     out: str = typer.Option(..., "--out", help="Output .safetensors file."),
-    samples: int = typer.Option(64, "--samples", help="How many texts to use."),
-    max_length: int = typer.Option(256, "--max-length", help="Tokens per text."),
+    samples: int = typer.Option(64, "--samples", min=1, help="How many texts to use."),
+    max_length: int = typer.Option(256, "--max-length", min=1, help="Tokens per text."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
 ) -> None:
     """Estimate a model's diagonal Fisher on a text sample, for `merge_method: fisher` recipes."""

@@ -239,7 +239,7 @@ def _evaluate(target: ModelTarget, plan: Plan, run: RunRecord, opts: EvalOptions
     finally:
         if cache is not None:
             cache.close()
-        built = lm.built
+        built, counts = lm.built, (lm.hits, lm.misses)
         lm = None
         if built:
             _free_memory()
@@ -249,8 +249,7 @@ def _evaluate(target: ModelTarget, plan: Plan, run: RunRecord, opts: EvalOptions
     store.finish_run(run.run_id, scores, samples)
     return RunResult(
         run.run_id, target.model_id, target.name, plan.suite.name, plan.split, opts.backend, "complete",
-        scores, folder, cached_requests=cache.hits if cache is not None else 0,
-        new_requests=cache.misses if cache is not None else 0,
+        scores, folder, cached_requests=counts[0], new_requests=counts[1],
         seconds=time.perf_counter() - start,
     )
 
