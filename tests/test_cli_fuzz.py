@@ -102,11 +102,17 @@ def test_fuzz_paths_and_refs(h: Harness) -> None:
 
 
 def test_fuzz_numbers(h: Harness) -> None:
+    """On a real tiny model: a value the flag accepts runs a real (mostly cached) evaluation."""
+    from tests.factories import make_tiny_llama
+
+    model = make_tiny_llama(h.root / "models" / "tiny", hidden=64, heads=1, intermediate=128)
+    eval_args = ["eval", str(model), "--suite", "tiny_mc", "--limit", "2", "--device", "cpu", "--dtype", "float32"]
+
     @SETTINGS
     @given(flag=st.sampled_from(["--limit", "--batch-size", "--max-length", "--seed", "--tier", "--split", "--tasks"]),
            value=numbers)
     def check(flag: str, value: str) -> None:
-        h.run("eval", "./no-such-model", "--suite", "tiny_mc", flag, value)
+        h.run(*eval_args, flag, value)
         h.run("serve", "no-such-model", "--port", value)  # a valid port reaches the model lookup: exit 2
         h.run("check", "--candidate", "./none", "--baseline", "none", "--alpha", value)
 

@@ -39,7 +39,7 @@ def baseline_save(
     backend: str = typer.Option("hf", "--backend", "-b", help="hf | vllm | openai."),
     batch_size: str = typer.Option("16", "--batch-size", help="Batch size (scores can move with it: it is kept)."),
     dtype: str = typer.Option("auto", "--dtype", help="auto | float32 | bfloat16 | float16."),
-    seed: int = typer.Option(1234, "--seed", help="Seed."),
+    seed: int = typer.Option(1234, "--seed", min=0, max=2**32 - 1, help="Seed."),
     device: str = typer.Option(None, "--device", help="hf: cpu, cuda ..."),
     force: bool = typer.Option(False, "--force", help="Replace an existing baseline file of that name."),
 ) -> None:

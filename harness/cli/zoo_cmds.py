@@ -23,7 +23,7 @@ def build(
     out: Path = typer.Option(None, "--out", help="Folder for the family. Default: results/zoo."),
     threads: int = typer.Option(1, "--threads", min=1, help="torch CPU threads (1: fastest on a busy 2-core machine)."),
     jobs: int = typer.Option(2, "--jobs", min=1, help="Worker processes for the experts (each --threads threads)."),
-    seed: int = typer.Option(0, "--seed", help="Family seed (0 is the default zoo)."),
+    seed: int = typer.Option(0, "--seed", min=0, max=2**32 - 1, help="Family seed (0 is the default zoo)."),
     register_models: bool = typer.Option(True, "--register/--no-register", help="Register the models in the store."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
