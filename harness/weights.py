@@ -22,6 +22,22 @@ def safetensors_files(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.safetensors"))
 
 
+def require_safe_weights(folder: Path, label: str, allow_pickle: bool) -> None:
+    """The one pickle policy (merge and eval): a folder's weights are safetensors, or pickle checkpoints only with
+    --allow-pickle (unpickling runs whatever code the file names). HarnessError otherwise."""
+    from harness.errors import HarnessError
+
+    if safetensors_files(folder):
+        return
+    pickles = pickle_files(folder)
+    if not pickles:
+        raise HarnessError(f"model {label} ({folder}) has no weights (*.safetensors)",
+                           "point at a complete model folder")
+    if not allow_pickle:
+        raise HarnessError(f"model {label} has only pickle weights ({pickles[0].name}); pickles can run code "
+                           "when loaded", "convert it to safetensors, or pass --allow-pickle if you trust it")
+
+
 def folder_tensors(folder: Path) -> Iterator[tuple[str, Any]]:
     """(name, tensor) for every tensor of a safetensors folder, one at a time."""
     from safetensors import safe_open

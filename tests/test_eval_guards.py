@@ -93,3 +93,32 @@ def test_failed_rerun_keeps_the_complete_run_visible_and_history(results: Path, 
     assert set(store.leaderboard()["run_id"]) == {redo.run_id}  # the newest complete attempt is shown
     assert [r.status for r in store.list_runs(status=None)] == ["complete", "failed", "complete"]  # history kept
     assert evaluate_model(str(model), suite, OPTS, store=store, limit=4).run_id == redo.run_id
+
+
+def pickle_copy(model: Path, dest: Path) -> Path:
+    """The same model saved as a pickle checkpoint (pytorch_model.bin) only."""
+    import torch
+    from safetensors.torch import load_file
+
+    shutil.copytree(model, dest)
+    sd = load_file(str(dest / "model.safetensors"))
+    (dest / "model.safetensors").unlink()
+    torch.save(sd, dest / "pytorch_model.bin")
+    return dest
+
+
+def test_eval_refuses_pickle_checkpoints_unless_allowed(results: Path, store, model: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.factories import run_cli
+    from tests.test_check import write_tiny_suite
+
+    monkeypatch.setenv("HARNESS_SUITES", str(tmp_path / "suites"))
+    write_tiny_suite(tmp_path / "suites")
+    bin_model = pickle_copy(model, tmp_path / "pickled")
+    args = ["eval", str(bin_model), "--suite", "tiny_mc", "--limit", "2", "--device", "cpu", "--dtype", "float32"]
+    code, _, err = run_cli(*args)
+    assert code == 2 and "only pickle weights (pytorch_model.bin)" in err and "--allow-pickle" in err, err
+    assert store.list_runs(status=None) == []  # refused before any run
+    code, _, err = run_cli(*args, "--allow-pickle")
+    assert code == 0, err
+    assert [r.status for r in store.list_runs(status=None)] == ["complete"]

@@ -154,3 +154,17 @@ def test_serve_bos_default_and_a_dying_server(results: Path, store, bos_model: P
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_vllm_json_stdout_is_only_json(results: Path, store, bos_model: Path, tmp_path: Path) -> None:
+    """vLLM logs to the stdout it found at import (about 50 lines): with --json they go to stderr."""
+    from tests.test_check import write_tiny_suite
+
+    write_tiny_suite(tmp_path / "suites")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HARNESS_SUITES": str(tmp_path / "suites"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", "eval", str(bos_model), "--suite", "tiny_mc",
+                           "--backend", "vllm", "--limit", "2", "--dtype", "float32", "--max-length", "256",
+                           "--no-cache", "--json"], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (row,) = json.loads(proc.stdout)
+    assert row["status"] == "complete" and row["backend"] == "vllm"

@@ -79,3 +79,24 @@ def test_crafted_store_runs_nothing_on_evolve_resume(tmp_path: Path) -> None:
     assert not marker.exists(), "the store's pickle ran"
     assert proc.returncode == 2, proc.stderr
     assert "optimizer state is not valid data" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_crafted_store_cannot_read_other_files(tmp_path: Path, results) -> None:
+    """A store whose `models` table was replaced by a view over a local file: the file's text never comes out."""
+    import duckdb
+
+    from harness.store import Store
+    from tests.factories import run_cli
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET-LINE\n")
+    store = Store(tmp_path / "crafted.duckdb")
+    store.init()
+    con = duckdb.connect(str(store.path))
+    con.execute("DROP TABLE models")
+    con.execute(f"CREATE VIEW models AS SELECT content AS model_id, content AS name, NULL AS path, 'x' AS kind, "
+                f"NULL AS source, NULL AS architecture, NULL AS n_params, NULL AS recipe_id, TRUE AS materialized, "
+                f"NULL AS meta, current_timestamp AS created FROM read_text('{secret}')")
+    con.close()
+    code, out, err = run_cli("--db", str(store.path), "models")
+    assert code != 0 and "TOP-SECRET" not in out + err, out + err

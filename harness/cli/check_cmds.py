@@ -20,10 +20,11 @@ def register(app: typer.Typer) -> None:
 
 def _options(split: str | None, limit: int | None, tier: str | None, backend: str, batch_size: str,
              dtype: str, seed: int, device: str | None):
+    from harness.cli.output import parse_batch_size
     from harness.evaluate.options import eval_options
 
-    return eval_options(split=split, backend=backend, limit=limit, tier=tier, seed=seed, batch_size=batch_size,
-                        dtype=dtype, device=device)
+    return eval_options(split=split, backend=backend, limit=limit, tier=tier, seed=seed,
+                        batch_size=parse_batch_size(batch_size), dtype=dtype, device=device)
 
 
 def baseline_save(
@@ -31,12 +32,12 @@ def baseline_save(
     suite: str = typer.Option(..., "--suite", "-s", help="Suite name."),
     name: str = typer.Option(..., "--name", help="Baseline name: writes results/baselines/NAME.json."),
     split: str = typer.Option(None, "--split", help="Suite split (default: the suite's default)."),
-    limit: int = typer.Option(None, "--limit", help="At most N documents per task."),
+    limit: int = typer.Option(None, "--limit", min=1, help="At most N documents per task."),
     tier: str = typer.Option(None, "--tier", help="smoke | quick | full."),
     backend: str = typer.Option("hf", "--backend", "-b", help="hf | vllm | openai."),
     batch_size: str = typer.Option("16", "--batch-size", help="Batch size (scores can move with it: it is kept)."),
     dtype: str = typer.Option("auto", "--dtype", help="auto | float32 | bfloat16 | float16."),
-    seed: int = typer.Option(1234, "--seed", help="Seed."),
+    seed: int = typer.Option(1234, "--seed", min=0, max=2**32 - 1, help="Seed."),
     device: str = typer.Option(None, "--device", help="hf: cpu, cuda ..."),
     force: bool = typer.Option(False, "--force", help="Replace an existing baseline file of that name."),
 ) -> None:
@@ -71,13 +72,13 @@ def check(
     suite: str = typer.Option(None, "--suite", "-s", help="Suite (default: the baseline file's)."),
     tolerance: list[str] = typer.Option(
         [], "--tolerance", help="Allowed absolute drop: a number for every task, or TASK=NUMBER (repeatable)."),
-    alpha: float = typer.Option(0.05, "--alpha", help="Significance level after Holm correction."),
+    alpha: float = typer.Option(0.05, "--alpha", min=0.0, max=1.0, help="Significance level after Holm correction."),
     suite_tolerance: float = typer.Option(
         0.01, "--suite-tolerance", help="Allowed drop of the pooled test over all items of the suite."),
     allow_mismatch: bool = typer.Option(False, "--allow-mismatch", help="Run although suite or settings differ."),
     no_promote: bool = typer.Option(False, "--no-promote", help="Do not record a pass as a release selection."),
     split: str = typer.Option(None, "--split", help="With a baseline model: the split."),
-    limit: int = typer.Option(None, "--limit", help="With a baseline model: at most N documents per task."),
+    limit: int = typer.Option(None, "--limit", min=1, help="With a baseline model: at most N documents per task."),
     tier: str = typer.Option(None, "--tier", help="With a baseline model: smoke | quick | full."),
     backend: str = typer.Option("hf", "--backend", "-b", help="With a baseline model: hf | vllm | openai."),
     device: str = typer.Option(None, "--device", help="hf: cpu, cuda ..."),

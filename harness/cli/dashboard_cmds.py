@@ -21,14 +21,11 @@ def register(app: typer.Typer) -> None:
 def _existing_store():
     from harness.store import Store
 
-    store = Store()
-    if not store.path.exists():
-        raise HarnessError(f"no harness store at {store.path}", "evaluate something first or pass --db PATH")
-    return store
+    return Store.existing()
 
 
 def dashboard(
-    port: int = typer.Option(8501, "--port", help="Port to serve on (bound to 127.0.0.1 only)."),
+    port: int = typer.Option(8501, "--port", min=1, max=65535, help="Port to serve on (bound to 127.0.0.1 only)."),
 ) -> None:
     """Serve the read-only leaderboard dashboard on http://127.0.0.1:PORT (Ctrl-C stops it)."""
     from harness.paths import dashboard_dir

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import typer
 
-from harness.cli.output import print_json, print_table
+from harness.cli.output import parse_batch_size, print_json, print_table, stdout_to_stderr
 from harness.errors import HarnessError
 
 if TYPE_CHECKING:
@@ -43,30 +44,33 @@ def eval_cmd(
     suite: str = typer.Option(..., "--suite", "-s", help="Suite name (see suites/)."),
     split: str = typer.Option(None, "--split", help="Suite split (default: the suite's default_split)."),
     backend: str = typer.Option("hf", "--backend", "-b", help="hf | vllm | openai | ensemble (an ensemble folder)."),
-    limit: int = typer.Option(None, "--limit", help="At most N documents per task."),
+    limit: int = typer.Option(None, "--limit", min=1, help="At most N documents per task."),
     tier: str = typer.Option(None, "--tier", help="A named size from suite.yaml: smoke | quick | full."),
     tasks: str = typer.Option(None, "--tasks", help="Comma-separated subset of the split's tasks."),
     batch_size: str = typer.Option("16", "--batch-size", help="Batch size (an integer, or auto)."),
     device: str = typer.Option(None, "--device", help="hf: cpu, cuda, cuda:1 ... (default: cuda if available)."),
     dtype: str = typer.Option("auto", "--dtype", help="auto | float32 | bfloat16 | float16."),
-    max_length: int = typer.Option(None, "--max-length", help="Context length in tokens (default: the model's)."),
-    seed: int = typer.Option(1234, "--seed", help="Seed for python, numpy, torch and few-shot sampling."),
+    max_length: int = typer.Option(None, "--max-length", min=1, help="Context length in tokens (default: model's)."),
+    seed: int = typer.Option(1234, "--seed", min=0, max=2**32 - 1,
+                              help="Seed for python, numpy, torch and few-shot sampling."),
     base_url: str = typer.Option(None, "--base-url", help="openai: server root, e.g. http://127.0.0.1:8000."),
     serve_it: bool = typer.Option(False, "--serve", help="openai: run `vllm serve` on the model for the run."),
     tokenizer: str = typer.Option(None, "--tokenizer", help="openai: local tokenizer folder (default: model)."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow model code from the folder."),
+    allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Accept pickle (.bin) checkpoints."),
     hub: bool = typer.Option(False, "--hub", help="Run lm-eval's built-in tasks for the suite from the HF hub."),
     rerun: bool = typer.Option(False, "--rerun", help="Recompute a run that is already complete (uses the cache)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the request cache."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON (one object per model) on stdout."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list (one object per model) on stdout."),
     judge: str = typer.Option(None, "--judge", help="Judge suites: the judge model (folder, name, or served name)."),
     judge_backend: str = typer.Option("hf", "--judge-backend", help="Judge suites: hf | vllm | openai."),
     judge_base_url: str = typer.Option(
         None, "--judge-base-url", help="Judge suites: the judge's OpenAI-compatible endpoint ($OPENAI_API_KEY)."),
     baseline: str = typer.Option(None, "--baseline", help="Judge suites: compare pairwise with this model."),
-    max_new_tokens: int = typer.Option(1024, "--max-new-tokens", help="Judge suites: answer length (FastChat's)."),
+    max_new_tokens: int = typer.Option(
+        1024, "--max-new-tokens", min=1, help="Judge suites: answer length (FastChat's)."),
     judge_max_new_tokens: int = typer.Option(
-        2048, "--judge-max-new-tokens", help="Judge suites: judgment length (FastChat's 2048)."),
+        2048, "--judge-max-new-tokens", min=1, help="Judge suites: judgment length (FastChat's 2048)."),
     judge_option: list[str] = typer.Option(
         [], "--judge-option", help="Judge suites: a named deviation from FastChat (repeatable; docs/judge.md)."),
     answer_temperature: float = typer.Option(
@@ -82,8 +86,9 @@ def eval_cmd(
 
     opts = eval_options(
         split=split, backend=backend, limit=limit, tier=tier, tasks=tasks, seed=seed, rerun=rerun,
-        use_cache=not no_cache, serve=serve_it, hub=hub, batch_size=batch_size, device=device, dtype=dtype,
-        max_length=max_length, base_url=base_url, tokenizer=tokenizer, trust_remote_code=trust_remote_code,
+        use_cache=not no_cache, serve=serve_it, hub=hub, batch_size=parse_batch_size(batch_size), device=device,
+        dtype=dtype, max_length=max_length, base_url=base_url, tokenizer=tokenizer,
+        trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
     )
     jopts = None
     if judge or baseline:
@@ -100,9 +105,9 @@ def eval_cmd(
 
     def started(i: int, ref: str) -> None:
         if jopts is not None:
-            typer.echo(f"{ref}: {suite} judged by {jopts.judge} ({jopts.judge_backend})", err=True)
+            typer.echo(f"{_display_name(ref)}: {suite} judged by {jopts.judge} ({jopts.judge_backend})", err=True)
         else:
-            typer.echo(f"[{i + 1}/{total}] {ref}: {suite} ({backend})", err=True)
+            typer.echo(f"[{i + 1}/{total}] {_display_name(ref)}: {suite} ({backend})", err=True)
 
     done: list[Any] = []
 
@@ -119,10 +124,12 @@ def eval_cmd(
         if len(done) < total:
             started(len(done), models[len(done)])
 
-    started(0, models[0])
-    with request_bars() as bars:
-        opts = replace(opts, progress=lambda target: RequestBar(bars, f"[{len(done) + 1}/{total}] {target.name}"))
-        results = evaluate(models, suite, opts, judge=jopts, on_done=on_done).results
+    quiet = stdout_to_stderr() if as_json else contextlib.nullcontext()
+    with quiet:
+        started(0, models[0])
+        with request_bars() as bars:
+            opts = replace(opts, progress=lambda target: RequestBar(bars, f"[{len(done) + 1}/{total}] {target.name}"))
+            results = evaluate(models, suite, opts, judge=jopts, on_done=on_done).results
     if as_json:
         print_json([_as_json(m, r, jopts is not None) for m, r in zip(models, results, strict=True)])
     failures = [r for r in results if isinstance(r, HarnessError)]
@@ -130,6 +137,20 @@ def eval_cmd(
         if len(failures) == len(results) and len(results) == 1:
             raise failures[0]
         raise typer.Exit(max(f.exit_code for f in failures))
+
+
+def _display_name(ref: str) -> str:
+    """A model's name in the store (a merged model's folder is named by its hash), else what the user typed."""
+    from pathlib import Path
+
+    from harness.store import Store
+
+    store = Store()
+    if not store.path.is_file():
+        return ref
+    path = Path(ref).expanduser()
+    rec = store.find_model(str(path.resolve()) if path.is_dir() else ref)
+    return rec.name if rec is not None and rec.name else ref
 
 
 def _as_json(model: str, res: Any, judged: bool) -> dict[str, Any]:
@@ -140,7 +161,7 @@ def _as_json(model: str, res: Any, judged: bool) -> dict[str, Any]:
     if judged:
         return {"model": model, "run_id": res.run_id, "parse_rate": res.parse_rate, "judgments": res.n_judgments,
                 "seconds": res.seconds, "scores": [s.__dict__ for s in res.scores]}
-    return result_dict(res)
+    return {"model": model, **result_dict(res)}
 
 
 def _print_judged(res: Any) -> None:
@@ -163,8 +184,7 @@ def leaderboard(
     from harness.store import frames as views
     from harness.suites import score_rules
 
-    store = Store()
-    store.init()
+    store = Store.existing()
     board = views.suite_board(store, suite_twins(None)[1], score_rules())
     if suite:
         tasks = store.leaderboard(suite)
@@ -210,10 +230,10 @@ def _labels(df: Any) -> dict[str, str]:
 
 def serve(
     model: str = typer.Argument(..., help="Model folder or registered name."),
-    port: int = typer.Option(8000, "--port", help="Port on 127.0.0.1."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535, help="Port on 127.0.0.1."),
     dtype: str = typer.Option("auto", "--dtype", help="auto | float32 | bfloat16 | float16."),
     max_length: int = typer.Option(
-        None, "--max-length", "--max-model-len", help="Context length in tokens (default: the model's)."),
+        None, "--max-length", "--max-model-len", min=1, help="Context length in tokens (default: the model's)."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow model code from the folder."),
 ) -> None:
     """Serve a model with `vllm serve` on 127.0.0.1 (OpenAI API) until Ctrl-C or SIGTERM; for --backend openai."""

@@ -16,7 +16,8 @@ def merge(
     recipe: str = typer.Argument(..., help="mergekit recipe YAML (models by path, store name/id, or recipe file)."),
     out: str = typer.Option(None, "--out", help="Output folder. Default: results/merges/<id>/."),
     device: str = typer.Option("cpu", "--device", help="Where the arithmetic runs: cpu or cuda."),
-    seed: int = typer.Option(0, "--seed", help="Seed for random methods (DARE masks); part of the model id."),
+    seed: int = typer.Option(0, "--seed", min=0, max=2**32 - 1,
+                              help="Seed for random methods (DARE masks); part of the model id."),
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Accept pickle (.bin) checkpoints."),
     name: str = typer.Option(None, "--name", help="Name in the store (default: the recipe's name: or file stem)."),
     selected_on: str = typer.Option(None, "--selected-on", help="Record that this recipe was chosen on SUITE[:SPLIT]."),
@@ -53,8 +54,8 @@ def fisher(
     model: str = typer.Argument(..., help="Model folder."),
     data: str = typer.Option(..., "--data", help="Texts: .txt (one per line) or .jsonl (field text)."),
     out: str = typer.Option(..., "--out", help="Output .safetensors file."),
-    samples: int = typer.Option(64, "--samples", help="How many texts to use."),
-    max_length: int = typer.Option(256, "--max-length", help="Tokens per text."),
+    samples: int = typer.Option(64, "--samples", min=1, help="How many texts to use."),
+    max_length: int = typer.Option(256, "--max-length", min=1, help="Tokens per text."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
 ) -> None:
     """Estimate a model's diagonal Fisher on a text sample, for `merge_method: fisher` recipes."""

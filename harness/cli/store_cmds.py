@@ -47,8 +47,7 @@ def models(
 
     if ctx.invoked_subcommand:
         return
-    store = Store()
-    store.init()
+    store = Store.existing()
     rows = store.list_models(kind)
     if as_json:
         print_json([r.__dict__ for r in rows])
@@ -69,8 +68,7 @@ def rename(
     from harness.store import Store
 
     check_name(name, "the new name")
-    store = Store()
-    store.init()
+    store = Store.existing()
     model_id, other = store.rename(model, name, force)
     moved = f" (moved from {other[:12]}, which is now {name}-{other[:8]})" if other else ""
     typer.echo(f"{name} -> {model_id[:12]}{moved}")
@@ -99,8 +97,7 @@ def lineage(
     """Show a model's ancestors (with depth), descendants and root sources."""
     from harness.store import Store
 
-    store = Store()
-    store.init()
+    store = Store.existing()
     rec = store.get_model(model)
     out = {
         "model_id": rec.model_id, "name": rec.name, "depth": store.depth(rec.model_id),

@@ -21,9 +21,9 @@ def register(app: typer.Typer) -> None:
 
 def build(
     out: Path = typer.Option(None, "--out", help="Folder for the family. Default: results/zoo."),
-    threads: int = typer.Option(1, "--threads", help="torch CPU threads (1 is fastest on a busy 2-core machine)."),
-    jobs: int = typer.Option(2, "--jobs", help="Worker processes for the experts (each with --threads threads)."),
-    seed: int = typer.Option(0, "--seed", help="Family seed (0 is the default zoo)."),
+    threads: int = typer.Option(1, "--threads", min=1, help="torch CPU threads (1: fastest on a busy 2-core machine)."),
+    jobs: int = typer.Option(2, "--jobs", min=1, help="Worker processes for the experts (each --threads threads)."),
+    seed: int = typer.Option(0, "--seed", min=0, max=2**32 - 1, help="Family seed (0 is the default zoo)."),
     register_models: bool = typer.Option(True, "--register/--no-register", help="Register the models in the store."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
@@ -49,7 +49,7 @@ def build(
 
 def report(
     zoo: Path = typer.Option(None, "--zoo", help="Folder of a built zoo. Default: results/zoo."),
-    limit: int = typer.Option(None, "--limit", help="Documents per task (default: all 300)."),
+    limit: int = typer.Option(None, "--limit", min=1, help="Documents per task (default: all 300)."),
     merges: bool = typer.Option(True, "--merges/--no-merges", help="Add the labelled reference merges."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
@@ -84,8 +84,8 @@ def compare(
     against: str = typer.Option("zoo-base", "--against", help="The model it is compared with, item by item."),
     suite: list[str] = typer.Option(None, "--suite", help="Zoo suite(s) to score (default: all four)."),
     zoo: Path = typer.Option(None, "--zoo", help="Folder of a built zoo. Default: results/zoo."),
-    limit: int = typer.Option(None, "--limit", help="Items per split (default: all 300)."),
-    threads: int = typer.Option(1, "--threads", help="torch CPU threads (1 is fastest on a busy 2-core machine)."),
+    limit: int = typer.Option(None, "--limit", min=1, help="Items per split (default: all 300)."),
+    threads: int = typer.Option(1, "--threads", min=1, help="torch CPU threads (1: fastest on a busy 2-core machine)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Paired comparison of two zoo models on every split and form (fast in-process scorer, all items)."""

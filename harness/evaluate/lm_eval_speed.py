@@ -7,7 +7,11 @@
   subprocesses (0.7-0.9 s here) on every run. harness computes that text once per environment (the interpreter and
   the distributions installed in its site-packages folders) and remembers it under results/cache/.
 
-Both are installed only while harness's own `simple_evaluate` call runs (`faster_lm_eval()`), and restored after:
+A third is about noise, not time: lm-eval asks `git describe` for the working folder's commit and lets git print
+`fatal: not a git repository` on every run outside a checkout. harness asks the same question with git's stderr
+captured (`_quiet_git_hash`), so the recorded value is unchanged.
+
+All are installed only while harness's own `simple_evaluate` call runs (`faster_lm_eval()`), and restored after:
 the results are the same, byte for byte, as without them.
 """
 
@@ -55,17 +59,34 @@ def _pretty_env_info(real: Any) -> str:
     return known
 
 
+def _quiet_git_hash() -> Any:
+    """lm-eval's `get_git_commit_hash`, with git's complaints captured instead of printed."""
+    import subprocess
+
+    from lm_eval.loggers.utils import get_commit_from_path
+
+    try:
+        out = subprocess.run(["git", "describe", "--always"], capture_output=True, check=True)  # noqa: S607
+        return out.stdout.strip().decode()
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        return get_commit_from_path(os.getcwd())
+
+
 @contextmanager
 def faster_lm_eval() -> Iterator[None]:
     """Compile each lm-eval template once and reuse the environment description, for the length of the block."""
+    import lm_eval.evaluator
     import lm_eval.utils
     import torch.utils.collect_env as collect_env
 
     real_apply, real_env = lm_eval.utils.apply_template, collect_env.get_pretty_env_info
+    real_git = lm_eval.evaluator.get_git_commit_hash
     lm_eval.utils.apply_template = _apply_template
     collect_env.get_pretty_env_info = functools.partial(_pretty_env_info, real_env)
+    lm_eval.evaluator.get_git_commit_hash = _quiet_git_hash
     try:
         yield
     finally:
         lm_eval.utils.apply_template = real_apply
         collect_env.get_pretty_env_info = real_env
+        lm_eval.evaluator.get_git_commit_hash = real_git

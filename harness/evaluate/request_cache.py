@@ -156,6 +156,8 @@ def cached_lm(
         def __init__(self) -> None:
             super().__init__()
             self._inner: LM | None = None
+            self.hits = 0  # requests answered from the cache
+            self.misses = 0  # requests the model answered (all of them without a cache)
 
         @property
         def inner(self) -> LM:
@@ -170,7 +172,8 @@ def cached_lm(
             return self._inner is not None
 
         def __getattr__(self, attr: str) -> Any:  # everything else is the inner model's
-            if attr.startswith("__") or attr == "_inner" or (attr in _NOT_WHILE_LAZY and self._inner is None):
+            own = attr.startswith("__") or attr in ("_inner", "hits", "misses")
+            if own or (attr in _NOT_WHILE_LAZY and self._inner is None):
                 raise AttributeError(attr)
             return getattr(self.inner, attr)
 
@@ -183,6 +186,7 @@ def cached_lm(
 
         def _answers(self, method: str, requests: list[Instance]) -> list[Any]:
             if cache is None:
+                self.misses += len(requests)
                 if progress is not None:
                     progress.requests(method, len(requests), 0)
                 answers = _call(self.inner, method, requests, progress is not None)
@@ -195,6 +199,8 @@ def cached_lm(
             todo = [i for i, (k, s) in enumerate(zip(keys, sampled, strict=True)) if s or k not in found]
             cache.hits += len(requests) - len(todo)
             cache.misses += len(todo)
+            self.hits += len(requests) - len(todo)
+            self.misses += len(todo)
             answers = [found.get(k) for k in keys]
             if progress is not None:
                 progress.requests(method, len(requests), len(requests) - len(todo))

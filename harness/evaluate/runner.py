@@ -245,7 +245,7 @@ def _evaluate(target: ModelTarget, plan: Plan, run: RunRecord, opts: EvalOptions
     finally:
         if cache is not None:
             cache.close()
-        built = lm.built
+        built, counts = lm.built, (lm.hits, lm.misses)
         lm = None
         if built:
             _free_memory()
@@ -255,8 +255,7 @@ def _evaluate(target: ModelTarget, plan: Plan, run: RunRecord, opts: EvalOptions
     store.finish_run(run.run_id, scores, samples)
     return RunResult(
         run.run_id, target.model_id, target.name, plan.suite.name, plan.split, opts.backend, "complete",
-        scores, folder, cached_requests=cache.hits if cache is not None else 0,
-        new_requests=cache.misses if cache is not None else 0,
+        scores, folder, cached_requests=counts[0], new_requests=counts[1],
         seconds=time.perf_counter() - start,
     )
 
@@ -310,6 +309,10 @@ def evaluate_model(
     get_backend(opts.backend)  # unknown backend: fail before anything else
     plan = plan or plan_for(suite, opts)
     target = resolve_model(model_ref, store, opts.backend_options.base_url)
+    if target.path is not None:
+        from harness.weights import require_safe_weights
+
+        require_safe_weights(target.path, target.name, opts.backend_options.allow_pickle)  # as merge does
     bo = replace(opts.backend_options, seed=opts.seed, add_bos_token=resolve_bos(target, opts.backend_options))
     settings = score_settings(plan, opts, bo)
     run_id = run_id_for(target, plan, opts.backend, settings)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
-from harness.weights import PICKLE_SUFFIXES, nonfinite
+from harness.weights import nonfinite, require_safe_weights
 
 if TYPE_CHECKING:
     from harness.merge.resolve import MergePlan, Parent
@@ -39,18 +39,7 @@ def check_inputs(plan: MergePlan, allow_pickle: bool = False) -> None:
 
 
 def check_weights_format(p: Parent, allow_pickle: bool) -> None:
-    folder = Path(p.path)
-    if any(folder.glob("*.safetensors")):
-        return
-    pickles = sorted(f.name for f in folder.iterdir() if f.suffix in PICKLE_SUFFIXES)
-    if not pickles:
-        raise HarnessError(f"model {label(p)} ({folder}) has no weights (*.safetensors)",
-                           "point the recipe at a complete model folder")
-    if not allow_pickle:
-        raise HarnessError(
-            f"model {label(p)} has only pickle weights ({pickles[0]}); pickles can run code when loaded",
-            "convert it to safetensors, or pass --allow-pickle if you trust it",
-        )
+    require_safe_weights(Path(p.path), label(p), allow_pickle)
 
 
 def read_config(p: Parent) -> dict[str, Any]:

@@ -9,6 +9,7 @@ and nothing is written to the store.
 from __future__ import annotations
 
 import errno
+import os
 import shutil
 import time
 import uuid
@@ -142,10 +143,17 @@ def is_this_merge(folder: Path, model_id: str) -> bool:
 
 @contextmanager
 def staging(final: Path) -> Iterator[Path]:
-    """A fresh folder beside `final`, renamed to `final` if the body succeeds, removed if it fails."""
+    """A fresh folder beside `final`, renamed to `final` if the body succeeds, removed if it fails. The folder is
+    locked (flock on it) while the merge runs, so staging folders a killed merge left behind are told from live
+    ones and removed (`clean_stale_staging`) before a new one starts."""
+    import fcntl
+
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
+    clean_stale_staging(final.parent)
+    tmp = final.parent / f".{final.name}{STAGING}{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
+    held = os.open(tmp, os.O_RDONLY)
+    fcntl.flock(held, fcntl.LOCK_EX)
     try:
         yield tmp
         if final.exists() and any(final.iterdir()):
@@ -160,6 +168,36 @@ def staging(final: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        os.close(held)  # releases the lock
+
+
+STAGING = ".tmp-"
+STALE_AFTER_S = 60.0  # younger folders are left alone: their merge may be between mkdir and flock
+
+
+def clean_stale_staging(folder: Path) -> list[Path]:
+    """Remove the staging folders in `folder` whose merge is gone (nobody holds their lock); returns them."""
+    import fcntl
+
+    removed = []
+    for tmp in folder.glob(f".*{STAGING}*"):
+        try:
+            if not tmp.is_dir() or time.time() - tmp.stat().st_mtime < STALE_AFTER_S:
+                continue
+            fd = os.open(tmp, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # a live merge
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+        finally:
+            os.close(fd)
+    return removed
 
 
 def disk_error(exc: BaseException, final: Path) -> HarnessError:

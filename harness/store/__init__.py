@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.errors import HarnessError
 from harness.paths import default_db_path
 from harness.store.database import Database
 from harness.store.models import ModelsMixin
@@ -31,6 +32,17 @@ class Store(ModelsMixin, RunsMixin, ChecksMixin):
     def __init__(self, path: str | Path | None = None, lock_timeout: float = 300.0) -> None:
         self.path = Path(path) if path else default_db_path()
         self.db = Database(self.path, timeout=lock_timeout)
+
+    @classmethod
+    def existing(cls, path: str | Path | None = None) -> Store:
+        """The store at `path` (default: --db / $HARNESS_DB / results/harness.duckdb) for a command that only reads:
+        it is never created (a mistyped --db says so instead of showing an empty store)."""
+        store = cls(path)
+        if not store.path.is_file():
+            raise HarnessError(f"no harness store at {store.path}",
+                               "check --db / HARNESS_DB (a store is created by a command that writes: harness eval, "
+                               "harness merge, harness db info)")
+        return store
 
     def init(self) -> int:
         """Create or migrate the file now; returns the schema version."""

@@ -26,6 +26,12 @@ def _is_lock_conflict(exc: Exception) -> bool:
     return "lock" in text and ("conflict" in text or "could not set" in text)
 
 
+# A store is data: the views or macros a crafted file might hold cannot read other files on this machine, nor make
+# DuckDB install or load an extension (docs/security.md).
+DATA_ONLY = {"enable_external_access": False, "autoinstall_known_extensions": False,
+             "autoload_known_extensions": False}
+
+
 def _connect(path: Path, read_only: bool, stats: LockStats, timeout: float) -> duckdb.DuckDBPyConnection:
     """duckdb.connect, retrying while a process that does not use our lock holds the file."""
     import duckdb
@@ -33,7 +39,7 @@ def _connect(path: Path, read_only: bool, stats: LockStats, timeout: float) -> d
     deadline = time.monotonic() + timeout
     for delay in backoff_delays():
         try:
-            return duckdb.connect(str(path), read_only=read_only)
+            return duckdb.connect(str(path), read_only=read_only, config=DATA_ONLY)
         except duckdb.Error as exc:
             if _is_lock_conflict(exc) and time.monotonic() < deadline:
                 stats.retries += 1

@@ -37,10 +37,19 @@ def backoff_delays(first: float = 0.002, cap: float = 0.25) -> Iterator[float]:
         delay = min(delay * 2, cap)
 
 
-def _open_lock_file(path: Path) -> int:
+def _open_lock_file(path: Path, reader: bool = False) -> int | None:
+    """The lock file's descriptor. A reader on read-only media (or in a folder it may not write) uses the lock
+    file if one is there, and none if not: where nobody can create a lock file, nobody can write the store."""
+    import errno
+
     try:
         return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
+        if reader and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            try:
+                return os.open(path, os.O_RDONLY)
+            except OSError:
+                return None
         raise HarnessError(
             f"cannot create the lock file {path} ({exc.strerror})",
             "make the results folder writable or point --db / HARNESS_DB elsewhere",
@@ -67,8 +76,15 @@ def _acquire(fd: int, mode: int, stats: LockStats, deadline: float, what: Path) 
 def locked(db_path: Path, exclusive: bool, stats: LockStats, timeout: float) -> Iterator[None]:
     """Hold the store's lock (exclusive for writers, shared for readers) for the body of the with-block."""
     deadline = time.monotonic() + timeout
-    gate = _open_lock_file(db_path.with_name(db_path.name + ".gate"))
-    lock = _open_lock_file(db_path.with_name(db_path.name + ".lock"))
+    gate = _open_lock_file(db_path.with_name(db_path.name + ".gate"), reader=not exclusive)
+    lock = _open_lock_file(db_path.with_name(db_path.name + ".lock"), reader=not exclusive)
+    if gate is None or lock is None:  # read-only media: no writer can exist
+        for fd in (gate, lock):
+            if fd is not None:
+                os.close(fd)
+        stats.acquisitions += 1
+        yield
+        return
     try:
         _acquire(gate, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH, stats, deadline, db_path)
         try:

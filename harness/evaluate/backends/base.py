@@ -20,6 +20,7 @@ class BackendOptions:
     max_length: int | None = None
     add_bos_token: bool | None = None  # resolved from the tokenizer by the runner (see docs/eval.md)
     trust_remote_code: bool = False
+    allow_pickle: bool = False  # accept pickle-only checkpoints (pytorch_model.bin): they can run code when loaded
     seed: int = 1234
     base_url: str | None = None  # openai: the server root, e.g. http://127.0.0.1:8000
     served_model: str | None = None  # openai: the model name the server knows
