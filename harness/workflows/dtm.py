@@ -298,8 +298,13 @@ def _run(cfg: DtmConfig, here: Path, folder: Path, store: Store, say: Callable[[
     runs.update({c.label: runs["vanilla"] for c in curve if c.path == models["vanilla"].path})
     clock["evaluation"] = time.perf_counter() - t
     clock["total"] = time.perf_counter() - start
-    result = Study(folder, cfg.model_dump(mode="json"), table_rows(runs, [m.label for m in rows], store),
-                   curve_rows(runs, cfg.curve, store), {k: round(v, 2) for k, v in clock.items()}, trained)
+    table = table_rows(runs, [m.label for m in rows], store)
+    curve_table = curve_rows(runs, cfg.curve, store)
+    for r in [*table, *curve_table]:
+        first = next(iter(runs[r["row"]].values()))
+        r["model_id"], r["model"] = first.model_id, first.model_name
+    result = Study(folder, cfg.model_dump(mode="json"), table, curve_table,
+                   {k: round(v, 2) for k, v in clock.items()}, trained)
     data = asdict(result)
     data.pop("folder")
     data.pop("cached")
