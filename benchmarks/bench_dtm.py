@@ -2,6 +2,7 @@
 
     python benchmarks/bench_dtm.py examples/dtm_zoo.yaml [--seed N]        # runs (or reuses) the study
     python benchmarks/bench_dtm.py --study results/dtm/<name>-<hash>       # reads a finished study
+    python benchmarks/bench_dtm.py --study results/dtm/<name>-<hash> --markdown   # and its tables for the docs
 
 Prints, per fine-tune, examples, steps, tokens, seconds and tokens/s (cached ones left out), the total, and the
 wall time split into embedding, training, merging and evaluation, with the machine and its load average. Run it
@@ -37,8 +38,14 @@ def main() -> None:
     ap.add_argument("config", nargs="?")
     ap.add_argument("--study")
     ap.add_argument("--seed", type=int)
+    ap.add_argument("--markdown", action="store_true", help="Also print the table and the curve as markdown.")
     args = ap.parse_args()
     data = load(args)
+    if args.markdown:
+        sys.path.insert(0, str(REPO))
+        from harness.analysis.study_table import format_markdown
+
+        print(format_markdown(data["rows"]) + "\n\n" + format_markdown(data["curve"]) + "\n")
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} now, "
           f"torch threads {data['config']['threads']}")
     print(f"{'fine-tune':<12}{'examples':>9}{'steps':>7}{'tokens':>9}{'seconds':>9}{'tokens/s':>10}")
