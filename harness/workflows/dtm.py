@@ -226,7 +226,7 @@ def _ensemble(cfg: DtmConfig, models: dict[str, Model], folder: Path) -> Model:
     from harness.evaluate.target import model_hash
 
     members = [models[f"dtm-c{c}"] for c in range(cfg.k)]
-    path = ensemble_folder([(m.path, m.model_id) for m in members], folder / "ensemble")
+    path = ensemble_folder([(m.path, m.model_id) for m in members], folder / f"{cfg.name}-s{cfg.seed}-ensemble")
     return Model(f"ensemble of {cfg.k}", path, model_hash(path), backend="ensemble")
 
 
