@@ -99,6 +99,9 @@ def test_study_refuses_bad_input_and_resumes(zoo_family: Path, results: Path, st
 
     with pytest.raises(HarnessError, match="K=65 clusters for 64 examples"):
         run_dtm(_config(tmp_path, zoo_family, k=65), store=store)
+    assert not study_folder(load_config(tmp_path / "dtm.yaml")[0]).exists()  # refused before anything is written
+    with pytest.raises(HarnessError, match="zoo_mathh"):
+        run_dtm(_config(tmp_path, zoo_family, suites=["zoo_mathh:heldout"]), store=store)
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "a", "response": "b"}\n{"prompt": "a"}\n')
     with pytest.raises(HarnessError, match="bad.jsonl line 2 lacks a string 'response'"):

@@ -94,6 +94,12 @@ def _base(cfg: DtmConfig, here: Path, store: Store, say: Callable[[str], None]) 
     return Model("base", target.path, target.model_id)
 
 
+def _data_path(cfg: DtmConfig, here: Path) -> Path:
+    """data.path relative to the config's folder when a file is there, else as given."""
+    p = Path(cfg.data.path or "")
+    return p if p.is_absolute() or not (here / p).exists() else here / p
+
+
 def _examples(cfg: DtmConfig, here: Path, folder: Path) -> list[Example]:
     from harness.train.data import read_instructions, write_instructions
 
@@ -102,8 +108,7 @@ def _examples(cfg: DtmConfig, here: Path, folder: Path) -> list[Example]:
 
         examples = zoo_instructions(cfg.data.zoo.n, cfg.data.zoo.biased, cfg.seed)
     else:
-        p = Path(cfg.data.path or "")
-        examples = read_instructions(p if p.is_absolute() or not (here / p).exists() else here / p)
+        examples = read_instructions(_data_path(cfg, here))
     random.Random(cfg.seed).shuffle(examples)
     write_instructions(folder / "data.jsonl", examples)
     texts = folder / "texts.jsonl"  # Fisher estimation reads {"text": ...}
@@ -246,6 +251,21 @@ def _evaluate(cfg: DtmConfig, rows: list[Model], store: Store, say: Callable[[st
     return out
 
 
+def _check_inputs(cfg: DtmConfig, here: Path) -> None:
+    """Bad data, K or suites fail here, before the study folder is marked started or anything is trained."""
+    from harness.evaluate.plan import make_plan
+    from harness.train.clusters import check_k
+    from harness.train.data import read_instructions
+
+    for suite in cfg.suites:
+        name, _, split = suite.partition(":")
+        make_plan(name, split or None, cfg.limit, None, None, False)
+    if cfg.data.zoo is not None:
+        check_k(cfg.k, cfg.data.zoo.n)
+    else:
+        check_k(cfg.k, len(read_instructions(_data_path(cfg, here))))
+
+
 def run_dtm(config: str | Path, resume: bool = False, seed: int | None = None, store: Store | None = None,
             say: Callable[[str], None] | None = None) -> Study:
     from harness.store import Store
@@ -256,6 +276,7 @@ def run_dtm(config: str | Path, resume: bool = False, seed: int | None = None, s
     folder = study_folder(cfg)
     if (folder / FINISHED).is_file():
         return Study(**{**json.loads((folder / FINISHED).read_text()), "folder": folder, "cached": True})
+    _check_inputs(cfg, here)
     if (folder / STARTED).is_file() and not resume:
         raise HarnessError(f"study {folder.name} was started and did not finish ({folder})",
                            "pass --resume to continue from its first unfinished model")
