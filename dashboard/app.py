@@ -25,6 +25,7 @@ PAGES = [
     st.Page(str(HERE / "views" / "lineage.py"), title="Lineage", url_path="lineage"),
     st.Page(str(HERE / "views" / "overfitting.py"), title="Overfitting", url_path="overfitting"),
     st.Page(str(HERE / "views" / "runs.py"), title="Runs", url_path="runs"),
+    st.Page(str(HERE / "views" / "studies.py"), title="Studies", url_path="studies"),
 ]
 page = st.navigation(PAGES)
 import queries  # noqa: E402 (needs the path above)

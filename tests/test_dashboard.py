@@ -217,10 +217,11 @@ def test_dashboard_command_refuses_a_missing_store_and_a_busy_port(db: str, tmp_
     assert out.returncode == 2 and f"port {port} on 127.0.0.1 is in use" in out.stderr
 
 
-@pytest.mark.parametrize("page", ["leaderboard", "methods", "lineage", "overfitting", "runs"])
+@pytest.mark.parametrize("page", ["leaderboard", "methods", "lineage", "overfitting", "runs", "studies"])
 def test_every_page_on_an_empty_store(page: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     Store(tmp_path / "empty.duckdb").init()
     monkeypatch.setenv("HARNESS_DB", str(tmp_path / "empty.duckdb"))
+    monkeypatch.setenv("HARNESS_RESULTS", str(tmp_path / "results"))  # no study there either
     at = open_page(page)  # no exception, no error
     assert at.title and (at.info or at.success)
 

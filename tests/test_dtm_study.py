@@ -72,6 +72,24 @@ def test_tiny_study_end_to_end(zoo_family: Path, results: Path, store, tmp_path:
     assert sub.model_id in merge_parents and len(merge_parents) == 2
     again = run_dtm(_config(tmp_path, zoo_family), store=store)
     assert again.cached and again.rows == json.loads(json.dumps(study.rows))
+    _studies_page_shows(study, merge_parents)
+
+
+def _studies_page_shows(study, merge_parents: set[str]) -> None:
+    """The dashboard's study page: the table, the curve, and the winner's lineage."""
+    import os
+
+    from streamlit.testing.v1 import AppTest
+
+    os.environ["HARNESS_DASHBOARD_PREWARM"] = "0"
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("views/studies.py")
+    at.run()
+    assert not at.exception and not at.error
+    winner = [s.value for s in at.subheader if s.value.startswith("The winner:")]
+    assert winner and any(winner[0].startswith(f"The winner: {r['row']} ") for r in study.rows)
+    assert len(at.get("graphviz_chart")) == 1 and len(at.get("vega_lite_chart")) == 1
 
 
 @pytest.mark.slow
@@ -81,6 +99,9 @@ def test_study_refuses_bad_input_and_resumes(zoo_family: Path, results: Path, st
 
     with pytest.raises(HarnessError, match="K=65 clusters for 64 examples"):
         run_dtm(_config(tmp_path, zoo_family, k=65), store=store)
+    assert not study_folder(load_config(tmp_path / "dtm.yaml")[0]).exists()  # refused before anything is written
+    with pytest.raises(HarnessError, match="zoo_mathh"):
+        run_dtm(_config(tmp_path, zoo_family, suites=["zoo_mathh:heldout"]), store=store)
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "a", "response": "b"}\n{"prompt": "a"}\n')
     with pytest.raises(HarnessError, match="bad.jsonl line 2 lacks a string 'response'"):

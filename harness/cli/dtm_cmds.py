@@ -34,4 +34,5 @@ def dtm(
     typer.echo(format_table(study.rows))
     typer.echo("\nthe alignment-tax curve (vanilla fine-tuning on a fraction of the data)")
     typer.echo(format_table(study.curve))
-    typer.echo("\nwall time (s): " + ", ".join(f"{k} {v:.1f}" for k, v in study.seconds.items()))
+    when = "the run that finished it" if study.cached else "this run"
+    typer.echo(f"\nwall time of {when} (s): " + ", ".join(f"{k} {v:.1f}" for k, v in study.seconds.items()))

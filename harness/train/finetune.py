@@ -151,12 +151,12 @@ def _save(model: Any, tokenizer: Any, final: Path, record: dict, card: str) -> N
 def finetune(base_dir: Path, base_id: str, examples: list[Example], hp: FinetuneParams, out: Path,
              meta: dict | None = None) -> FinetuneResult:
     """Fine-tune every weight of the model in `base_dir` on `examples` into `out` (or reuse `out`)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     key = finetune_key(base_id, examples, hp)
     if (hit := cached(out, key)) is not None:
         return hit
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token

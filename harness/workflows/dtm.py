@@ -92,6 +92,12 @@ def _base(cfg: DtmConfig, here: Path, store: Store, say: Callable[[str], None]) 
     return Model("base", target.path, target.model_id)
 
 
+def _data_path(cfg: DtmConfig, here: Path) -> Path:
+    """data.path relative to the config's folder when a file is there, else as given."""
+    p = Path(cfg.data.path or "")
+    return p if p.is_absolute() or not (here / p).exists() else here / p
+
+
 def _examples(cfg: DtmConfig, here: Path, folder: Path) -> list[Example]:
     from harness.train.instructions import read_instructions, write_instructions
 
@@ -100,8 +106,7 @@ def _examples(cfg: DtmConfig, here: Path, folder: Path) -> list[Example]:
 
         examples = zoo_instructions(cfg.data.zoo.n, cfg.data.zoo.biased, cfg.seed)
     else:
-        p = Path(cfg.data.path or "")
-        examples = read_instructions(p if p.is_absolute() or not (here / p).exists() else here / p)
+        examples = read_instructions(_data_path(cfg, here))
     random.Random(cfg.seed).shuffle(examples)
     write_instructions(folder / "data.jsonl", examples)
     texts = folder / "texts.jsonl"  # Fisher estimation reads {"text": ...}
@@ -224,7 +229,7 @@ def _ensemble(cfg: DtmConfig, models: dict[str, Model], folder: Path) -> Model:
     from harness.identity import model_id as model_hash
 
     members = [models[f"dtm-c{c}"] for c in range(cfg.k)]
-    path = ensemble_folder([(m.path, m.model_id) for m in members], folder / "ensemble")
+    path = ensemble_folder([(m.path, m.model_id) for m in members], folder / f"{cfg.name}-s{cfg.seed}-ensemble")
     return Model(f"ensemble of {cfg.k}", path, model_hash(path), backend="ensemble")
 
 
@@ -244,6 +249,21 @@ def _evaluate(cfg: DtmConfig, rows: list[Model], store: Store, say: Callable[[st
     return out
 
 
+def _check_inputs(cfg: DtmConfig, here: Path) -> None:
+    """Bad data, K or suites fail here, before the study folder is marked started or anything is trained."""
+    from harness.evaluate.plan import make_plan
+    from harness.train.clusters import check_k
+    from harness.train.data import read_instructions
+
+    for suite in cfg.suites:
+        name, _, split = suite.partition(":")
+        make_plan(name, split or None, cfg.limit, None, None, False)
+    if cfg.data.zoo is not None:
+        check_k(cfg.k, cfg.data.zoo.n)
+    else:
+        check_k(cfg.k, len(read_instructions(_data_path(cfg, here))))
+
+
 def run_dtm(config: str | Path, resume: bool = False, seed: int | None = None, store: Store | None = None,
             say: Callable[[str], None] | None = None) -> Study:
     from harness.store import Store
@@ -254,6 +274,7 @@ def run_dtm(config: str | Path, resume: bool = False, seed: int | None = None, s
     folder = study_folder(cfg)
     if (folder / FINISHED).is_file():
         return Study(**{**json.loads((folder / FINISHED).read_text()), "folder": folder, "cached": True})
+    _check_inputs(cfg, here)
     if (folder / STARTED).is_file() and not resume:
         raise HarnessError(f"study {folder.name} was started and did not finish ({folder})",
                            "pass --resume to continue from its first unfinished model")
@@ -296,8 +317,13 @@ def _run(cfg: DtmConfig, here: Path, folder: Path, store: Store, say: Callable[[
     runs.update({c.label: runs["vanilla"] for c in curve if c.path == models["vanilla"].path})
     clock["evaluation"] = time.perf_counter() - t
     clock["total"] = time.perf_counter() - start
-    result = Study(folder, cfg.model_dump(mode="json"), table_rows(runs, [m.label for m in rows], store),
-                   curve_rows(runs, cfg.curve, store), {k: round(v, 2) for k, v in clock.items()}, trained)
+    table = table_rows(runs, [m.label for m in rows], store)
+    curve_table = curve_rows(runs, cfg.curve, store)
+    for r in [*table, *curve_table]:
+        first = next(iter(runs[r["row"]].values()))
+        r["model_id"], r["model"] = first.model_id, first.model_name
+    result = Study(folder, cfg.model_dump(mode="json"), table, curve_table,
+                   {k: round(v, 2) for k, v in clock.items()}, trained)
     data = asdict(result)
     data.pop("folder")
     data.pop("cached")
