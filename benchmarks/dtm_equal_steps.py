@@ -26,12 +26,12 @@ def main() -> None:
 
     from harness.analysis.study_table import _cell, _per_doc
     from harness.evaluate.runner import evaluate_model
-    from harness.evaluate.target import model_hash
+    from harness.identity import model_id as model_hash
     from harness.merge import merge_to_folder
     from harness.store import Store
     from harness.train.clusters import groups
-    from harness.train.data import read_instructions
     from harness.train.finetune import finetune
+    from harness.train.instructions import read_instructions
     from harness.workflows.dtm import Model, merge_recipe, study_folder
     from harness.workflows.dtm_config import load_config
 

@@ -62,7 +62,8 @@ def test_a_store_on_read_only_media_can_be_read(tmp_path: Path, results) -> None
     store = Store(src / "h.duckdb")
     store.init()
     store.start_run(RunRecord(run_id="r1", model_id="m" * 64, suite="s", backend="hf", harness_version="t"))
-    store.finish_run("r1", [Score("_aggregate", "acc", 0.42, 0.01, 10, 0.4, 0.44)], [])
+    store.finish_run("r1", [Score("s_task", "acc", 0.42, 0.01, 10, 0.4, 0.44),  # a task row and the run's aggregate
+                            Score("_aggregate", "acc", 0.42, 0.01, 10, 0.4, 0.44)], [])
     for f in src.glob("h.duckdb.*"):
         f.unlink()  # as copied onto the medium: the store alone
     bound = subprocess.run(["mount", "--bind", str(src), str(ro)], capture_output=True)

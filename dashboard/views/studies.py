@@ -9,8 +9,8 @@ import altair as alt
 import pandas as pd
 import queries as q
 import streamlit as st
+from lineage_graph import dot_graph
 
-from harness.analysis.lineage_views import dot_graph
 from harness.paths import results_dir
 
 db = q.page_header("Studies", "Disperse-Then-Merge studies (harness dtm): each recipe's score per suite task with "

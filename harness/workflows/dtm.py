@@ -253,7 +253,7 @@ def _check_inputs(cfg: DtmConfig, here: Path) -> None:
     """Bad data, K or suites fail here, before the study folder is marked started or anything is trained."""
     from harness.evaluate.plan import make_plan
     from harness.train.clusters import check_k
-    from harness.train.data import read_instructions
+    from harness.train.instructions import read_instructions
 
     for suite in cfg.suites:
         name, _, split = suite.partition(":")
