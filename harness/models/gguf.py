@@ -141,9 +141,23 @@ def convert(info: GgufInfo, out: Path) -> None:
                            f"(missing {missing[:3]}, unexpected {unexpected[:3]})",
                            "convert the original checkpoint to safetensors instead")
     fresh.save_pretrained(out, safe_serialization=True)
-    tok.save_pretrained(out)
+    save_tokenizer(tok, out)
     (out / SOURCE_FILE).write_text(json.dumps({
         "gguf_file": info.path.name, "gguf_sha256": info.sha256, "gguf_architecture": info.architecture,
         "transformers": transformers.__version__, "dtype": "float32",
         "chat_template": info.has_chat_template,
     }, indent=1))
+
+
+# Keys transformers writes into tokenizer_config.json from how the tokenizer was loaded, not what it is
+# (local_files_only follows HF_HUB_OFFLINE): left in, the same bytes would get two model ids.
+_LOAD_STATE_KEYS = ("local_files_only", "is_local", "name_or_path", "_commit_hash")
+
+
+def save_tokenizer(tok: Any, out: Path) -> None:
+    """save_pretrained, then drop the load-state keys so the folder's content hash depends on the tokenizer only."""
+    tok.save_pretrained(out)
+    path = out / "tokenizer_config.json"
+    if path.is_file():
+        config = json.loads(path.read_text())
+        path.write_text(json.dumps({k: v for k, v in config.items() if k not in _LOAD_STATE_KEYS}, indent=2) + "\n")
