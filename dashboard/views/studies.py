@@ -14,8 +14,8 @@ from lineage_graph import dot_graph
 
 from harness.paths import results_dir
 
-db = widgets.page_header("Studies", "Disperse-Then-Merge studies (harness dtm): each recipe's score per suite task with "
-                              "its 95% interval and the paired difference against vanilla fine-tuning.")
+db = widgets.page_header("Studies", "Disperse-Then-Merge studies (harness dtm): each recipe's score per suite task "
+                         "with its 95% interval and the paired difference against vanilla fine-tuning.")
 found = sorted(results_dir().glob("dtm/*/study.json"))
 if not found:
     st.info("No finished study yet: run `harness dtm examples/dtm_zoo.yaml`.")
