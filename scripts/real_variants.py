@@ -13,8 +13,8 @@ import random
 import time
 from pathlib import Path
 
-from harness.models.finetune import FinetuneConfig, finetune_registered
 from harness.store import Store
+from harness.train.lora import FinetuneConfig, finetune_registered
 from harness.zoo.problems import logic_problem, math_problem
 
 BASE = "smollm2-135m-instruct"

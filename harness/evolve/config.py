@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from harness.errors import HarnessError
+from harness.configs import load_yaml_config, validated
 
 METHODS = ("linear", "task_arithmetic", "ties", "dare_ties", "dare_linear", "slerp")
 NEEDS_BASE = ("task_arithmetic", "ties", "dare_ties", "dare_linear", "slerp")
@@ -135,33 +135,13 @@ class EvolveConfig(_Frozen):
                 "limit": self.limit, "backend": self.backend, "dtype": self.dtype}
 
 
-def _where(err: dict[str, Any]) -> str:
-    return ".".join(str(p) for p in err["loc"]) or "config"
-
-
 def parse_config(data: Any, source: str = "config") -> EvolveConfig:
-    if not isinstance(data, dict):
-        raise HarnessError(f"{source} must be a YAML mapping", "see docs/evolve.md for an example")
-    try:
-        return EvolveConfig.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        raise HarnessError(f"{source}: field {_where(err)}: {msg}", "fix the config (see docs/evolve.md)") from None
+    return validated(EvolveConfig, data, source, "config", "docs/evolve.md")
 
 
 def load_config(path: str | Path) -> tuple[EvolveConfig, Path]:
     """(config, the folder relative references start from)."""
-    import yaml
-
-    p = Path(path)
-    if not p.is_file():
-        raise HarnessError(f"no evolve config at {p}", "check the path")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise HarnessError(f"{p} is not valid YAML ({str(exc).splitlines()[0]})", "fix the YAML syntax") from None
-    return parse_config(data, str(p)), p.resolve().parent
+    return load_yaml_config(path, EvolveConfig, "evolve", "docs/evolve.md")
 
 
 def resolve_ref(ref: str, base_dir: Path) -> str:

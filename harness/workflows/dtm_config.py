@@ -8,9 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from harness.errors import HarnessError
+from harness.configs import load_yaml_config, validated
 from harness.train.finetune import FinetuneParams
 
 MERGES = ("linear", "fisher", "ties", "dare_ties")
@@ -80,25 +80,8 @@ class DtmConfig(_Frozen):
 
 
 def parse_config(data: Any, source: str = "config") -> DtmConfig:
-    if not isinstance(data, dict):
-        raise HarnessError(f"{source} must be a YAML mapping", "see docs/dtm.md for an example")
-    try:
-        return DtmConfig.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "config"
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        raise HarnessError(f"{source}: field {where}: {msg}", "fix the config (see docs/dtm.md)") from None
+    return validated(DtmConfig, data, source, "config", "docs/dtm.md")
 
 
 def load_config(path: str | Path) -> tuple[DtmConfig, Path]:
-    import yaml
-
-    p = Path(path)
-    if not p.is_file():
-        raise HarnessError(f"no dtm config at {p}", "check the path")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise HarnessError(f"{p} is not valid YAML ({str(exc).splitlines()[0]})", "fix the YAML syntax") from None
-    return parse_config(data, str(p)), p.resolve().parent
+    return load_yaml_config(path, DtmConfig, "dtm", "docs/dtm.md")
