@@ -15,5 +15,5 @@ t $h eval $m --suite mmlu --limit 3 --batch-size 4 \
     --tasks mmlu_abstract_algebra,mmlu_high_school_geography,mmlu_marketing,mmlu_world_religions
 t $h eval $m --suite gsm8k --limit 2 --batch-size 2
 t $h eval $m --suite bbh --limit 2 --batch-size 2 --tasks bbh_cot_fewshot_boolean_expressions
-t $h eval $m --suite mgsm --limit 2 --batch-size 2 --tasks mgsm_cot_en
+t $h eval $m --suite mgsm --limit 2 --batch-size 2 --tasks mgsm_8shot_cot_en
 t $h eval $m --suite mt_bench --limit 1 --judge $m --max-new-tokens 96 --judge-max-new-tokens 96

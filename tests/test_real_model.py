@@ -19,7 +19,7 @@ os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 OPTS = EvalOptions(use_cache=False, backend_options=BackendOptions(device="cpu", dtype="float32", batch_size=2))
 # one short task per lm-eval suite (the first task of mgsm is Bengali: long prompts; English is enough here)
 FIRST = {"mmlu": "mmlu_marketing", "mmlu_permuted": None, "mmlu_redux": None, "gsm8k": None, "gsm_plus": None,
-         "gsm1k": None, "bbh": "bbh_cot_fewshot_boolean_expressions", "mgsm": "mgsm_cot_en"}
+         "gsm1k": None, "bbh": "bbh_cot_fewshot_boolean_expressions", "mgsm": "mgsm_8shot_cot_en"}
 MMLU_TASKS = ("mmlu_marketing", "mmlu_high_school_geography")
 
 
