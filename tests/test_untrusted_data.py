@@ -67,6 +67,26 @@ def test_optimizer_state_round_trips_as_data() -> None:
     assert [a.ask().tolist() for _ in range(6)] == [b.ask().tolist() for _ in range(6)]  # bit for bit
 
 
+def test_optimizer_state_with_non_finite_array_entries_round_trips() -> None:
+    """cmaes keeps inf in some arrays (e.g. after a penalised generation): JSON has no inf, so it is spelled out."""
+    import numpy as np
+    from cmaes import CMA
+
+    from harness.evolve import optimizer_state
+
+    def fresh() -> CMA:
+        return CMA(mean=np.zeros(3), sigma=0.5, seed=1)
+
+    opt = fresh()
+    state = opt.__getstate__()
+    name = next(k for k, v in state.items() if isinstance(v, np.ndarray) and v.size)
+    planted = state[name].astype(float).copy()
+    planted.flat[0], planted.flat[-1] = np.inf, -np.inf
+    opt.__setstate__({**state, name: planted})
+    back = optimizer_state.load(optimizer_state.dump(opt), fresh()).__getstate__()[name]
+    assert np.array_equal(back, planted)
+
+
 @pytest.mark.slow
 def test_crafted_store_runs_nothing_on_evolve_resume(tmp_path: Path) -> None:
     """The store's optimizer state is a pickle payload; `harness evolve --resume` refuses it and nothing runs."""

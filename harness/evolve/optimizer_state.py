@@ -25,7 +25,7 @@ def _encode(value: Any) -> Any:
     import numpy as np
 
     if isinstance(value, np.ndarray):
-        return {"array": value.astype(float).ravel().tolist(), "shape": list(value.shape)}
+        return {"array": [_float(x) for x in value.astype(float).ravel().tolist()], "shape": list(value.shape)}
     if isinstance(value, bool | np.bool_):
         return bool(value)
     if isinstance(value, int | np.integer):
