@@ -12,6 +12,19 @@ from pathlib import Path
 from typing import Any
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
+ENSEMBLE_KEY = "harness_ensemble"  # config.json of an ensemble folder lists its members under this key
+
+
+def weight_folders(folder: Path) -> list[Path]:
+    """The folders that hold a model's weights: the folder itself, or an ensemble folder's members."""
+    import json
+
+    try:
+        listed = json.loads((folder / "config.json").read_text()).get(ENSEMBLE_KEY) or {}
+    except (OSError, ValueError, AttributeError):
+        return [folder]
+    members = listed.get("members") if isinstance(listed, dict) else None
+    return [Path(m["path"]) for m in members] if members else [folder]
 
 
 def pickle_files(folder: Path) -> list[Path]:
@@ -27,6 +40,11 @@ def require_safe_weights(folder: Path, label: str, allow_pickle: bool) -> None:
     --allow-pickle (unpickling runs whatever code the file names). HarnessError otherwise."""
     from harness.errors import HarnessError
 
+    members = weight_folders(folder)
+    if members != [folder]:  # an ensemble: each member is held to the policy
+        for member in members:
+            require_safe_weights(member, f"{label} member {member.name}", allow_pickle)
+        return
     if safetensors_files(folder):
         return
     pickles = pickle_files(folder)
@@ -60,4 +78,9 @@ def nonfinite(tensors: Iterable[tuple[str, Any]]) -> tuple[str, int] | None:
 
 
 def folder_nonfinite(folder: Path) -> tuple[str, int] | None:
-    return nonfinite(folder_tensors(folder))
+    """The first non-finite tensor of the model's weights (an ensemble's: each member's, named by member)."""
+    for member in weight_folders(folder):
+        bad = nonfinite(folder_tensors(member))
+        if bad is not None:
+            return (bad[0] if member == folder else f"{member.name}/{bad[0]}"), bad[1]
+    return None

@@ -22,11 +22,12 @@ from typing import TYPE_CHECKING, Any
 from harness.atomic import atomic_dir
 from harness.errors import HarnessError
 from harness.evaluate.backends.base import BackendOptions, ModelTarget, package_version
+from harness.weights import ENSEMBLE_KEY
 
 if TYPE_CHECKING:
     from lm_eval.api.model import LM
 
-KEY = "harness_ensemble"
+KEY = ENSEMBLE_KEY  # the members listed in config.json (harness.weights reads them too)
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
                    "vocab.json", "merges.txt", "chat_template.jinja")
 
