@@ -170,3 +170,20 @@ def test_migration_recomputes_nothing_and_notes_changed_suites(tmp_path: Path,
     fresh = Store(tmp_path / "fresh.duckdb")
     fresh.init()
     assert fresh.notes() == []
+
+
+def test_a_judge_run_without_a_rating_has_no_suite_score(store) -> None:
+    """A judge whose judgments never parse stores a parse rate and no rating: the suite score is missing, never the
+    parse rate shown as if it were the score (found on the real model judging itself in make demo)."""
+    from harness.store import RunRecord, Score
+
+    rules = {"judged": ScoreRule(None, True, "overall")}
+    for run_id, scores in (("r-none", [Score("overall", "parse_rate", 0.0, 0.0, 2, 0.0, 0.0)]),
+                           ("r-rated", [Score("overall", "parse_rate", 1.0, 0.0, 2, 1.0, 1.0),
+                                        Score("overall", "rating", 6.5, 0.5, 2, 5.5, 7.5)])):
+        store.start_run(RunRecord(run_id=run_id, model_id=f"m-{run_id}", suite="judged", backend="hf",
+                                  harness_version="test", split="test"))
+        store.finish_run(run_id, scores, [])
+    df = views.suite_scores(store, rules=rules)
+    assert list(df["model_id"]) == ["m-r-rated"] and list(df["metric"]) == ["rating"]
+    assert float(df["value"].iloc[0]) == 6.5

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from harness.store.records import ScoreRule
 
 PRIMARY_METRICS = ("acc", "exact_match", "acc_norm", "score", "pass@1", "f1", "rating", "win_rate")
+JUDGE_METRICS = ("rating", "win_rate")  # a judge suite's score is one of these, never its parse rate
 RAW_SCALE_METRICS = ("rating",)  # not a proportion: shown as is, never averaged with accuracies
 Z95 = 1.959964
 
@@ -55,7 +56,8 @@ WITH rules AS (
         row_number() OVER (PARTITION BY s.run_id, s.task ORDER BY {_METRIC_RANK}, s.metric) AS rk
     FROM scores s JOIN latest l ON l.run_id = s.run_id AND l.rn = 1
     WHERE s.value IS NOT NULL AND (l.want IS NULL OR s.metric = l.want)
-      AND CASE WHEN l.summary IS NULL THEN s.task <> '{AGGREGATE_TASK}' ELSE s.task = l.summary END
+      AND CASE WHEN l.summary IS NULL THEN s.task <> '{AGGREGATE_TASK}'
+               ELSE s.task = l.summary AND s.metric IN {JUDGE_METRICS} END
 ), t AS (  -- one row per task: value, size, and lm-eval's stderr (else the binomial one)
     SELECT run_id, task, metric, value, n,
         coalesce(stderr, sqrt(greatest(value * (1 - value), 0) / greatest(n - 1, 1))) AS se
