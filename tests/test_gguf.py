@@ -77,6 +77,7 @@ def test_real_gguf_import_matches_transformers(real_model, results: Path) -> Non
     assert "quantization_config" not in cfg and cfg["tie_word_embeddings"] is True
     tok_cfg = json.loads((real_model.folder / "tokenizer_config.json").read_text())
     assert "local_files_only" not in tok_cfg  # it follows HF_HUB_OFFLINE: the same bytes would get two ids
+    assert tok_cfg["model_max_length"] == 8192  # the model's context, not transformers' 1e30 "not set"
     ours = load_file(str(real_model.folder / "model.safetensors"))
     folder, name = str(real_model.gguf.parent), real_model.gguf.name
     theirs = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32).state_dict()

@@ -97,8 +97,17 @@ def _architecture(path: Path) -> str:
     return arch
 
 
+# Bumped when the conversion writes different bytes for the same GGUF (2: the tokenizer's model_max_length is the
+# model's context, not transformers' 1e30 "unknown"), so an older conversion is never reused under the new rules.
+CONVERTER_VERSION = 2
+
+
 def converted_folder(info: GgufInfo) -> Path:
-    return gguf_cache_dir() / info.sha256[:24]
+    return _cache_folder(info.sha256)
+
+
+def _cache_folder(sha256: str) -> Path:
+    return gguf_cache_dir() / f"{sha256[:24]}-v{CONVERTER_VERSION}"
 
 
 def ensure_folder(path: Path) -> tuple[Path, GgufInfo]:
@@ -106,7 +115,7 @@ def ensure_folder(path: Path) -> tuple[Path, GgufInfo]:
     from harness.merge.engine import staging
 
     if path.is_file():
-        final = gguf_cache_dir() / file_sha256(path)[:24]
+        final = _cache_folder(file_sha256(path))
         if (final / SOURCE_FILE).is_file():  # converted before: the file's bytes are what was checked then
             known = json.loads((final / SOURCE_FILE).read_text())
             return final, GgufInfo(path.resolve(), known["gguf_sha256"], known["gguf_architecture"], {},
@@ -141,6 +150,9 @@ def convert(info: GgufInfo, out: Path) -> None:
                            f"(missing {missing[:3]}, unexpected {unexpected[:3]})",
                            "convert the original checkpoint to safetensors instead")
     fresh.save_pretrained(out, safe_serialization=True)
+    context = getattr(config, "max_position_embeddings", None)
+    if context and not tok.model_max_length < 1e9:  # transformers' VERY_LARGE_INTEGER stands for "not set"
+        tok.model_max_length = int(context)
     save_tokenizer(tok, out)
     (out / SOURCE_FILE).write_text(json.dumps({
         "gguf_file": info.path.name, "gguf_sha256": info.sha256, "gguf_architecture": info.architecture,
