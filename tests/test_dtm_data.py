@@ -73,3 +73,73 @@ def test_kmeans_finds_planted_clusters_and_random_is_even() -> None:
         random_labels(10, 11, seed=0)
     with pytest.raises(HarnessError, match="K=61 clusters for 60 examples"):
         kmeans_labels(vecs, 61, seed=0)
+
+
+TEXTS = ["tom has 3 apples", "how many apples", "the cat sat", "tom"]
+
+
+def _tiny_encoder(folder: Path, cls: bool | None = None) -> Path:
+    """A real random-weight BERT encoder with a word-level tokenizer ([CLS] ... [SEP]), like a downloaded
+    sentence-transformers folder (1_Pooling/config.json when `cls` is given)."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    words = sorted({w for t in TEXTS for w in t.split()})
+    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", *words])}
+    raw = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    raw.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    raw.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2),
+                                                                                                ("[SEP]", 3)])
+    tok = PreTrainedTokenizerFast(tokenizer_object=raw, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]",
+                                  sep_token="[SEP]")
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32)).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    if cls is not None:
+        (folder / "1_Pooling").mkdir()
+        (folder / "1_Pooling" / "config.json").write_text(json.dumps(
+            {"pooling_mode_cls_token": cls, "pooling_mode_mean_tokens": not cls}))
+    return folder
+
+
+@pytest.mark.parametrize("cls", [None, False, True])
+def test_named_sentence_encoder_embeds_with_its_pooling(tmp_path: Path, cls: bool | None) -> None:
+    """An encoder folder embeds by mean pooling over [CLS] text [SEP] (or at [CLS] when its pooling config says
+    so), computed here by hand from BertModel."""
+    import numpy as np
+    import torch
+    from transformers import AutoTokenizer, BertModel
+
+    from harness.train.clusters import embed
+
+    folder = _tiny_encoder(tmp_path / "enc", cls)
+    ours = embed(folder, TEXTS, batch=3)
+    model, tok = BertModel.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
+    for text, row in zip(TEXTS, ours, strict=True):
+        ids = tok(text, return_tensors="pt")
+        assert ids.input_ids[0, 0] == 2 and ids.input_ids[0, -1] == 3
+        with torch.no_grad():
+            hidden = model(**ids).last_hidden_state[0]
+        want = hidden[0] if cls else hidden.mean(0)
+        np.testing.assert_allclose(row, want.numpy(), atol=1e-5)
+
+
+def test_base_causal_lm_embedding_is_its_final_hidden_state(tiny_llama) -> None:
+    """For a causal LM (the base) the embedding is the mean of hidden_states[-1] over the text's own tokens,
+    without special tokens: what the study clustered on before named encoders existed."""
+    import numpy as np
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from harness.train.clusters import embed
+
+    folder = tiny_llama("base")
+    ours = embed(folder, TEXTS, batch=2)
+    model, tok = AutoModelForCausalLM.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
+    for text, row in zip(TEXTS, ours, strict=True):
+        ids = tok(text, return_tensors="pt", add_special_tokens=False)
+        with torch.no_grad():
+            want = model(**ids, output_hidden_states=True).hidden_states[-1][0].mean(0)
+        np.testing.assert_allclose(row, want.numpy(), atol=1e-5)

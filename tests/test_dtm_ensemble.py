@@ -38,8 +38,12 @@ def _by_hand(folder: Path, context: str, continuation: str) -> tuple[float, list
 def test_ensemble_is_the_mean_of_its_members_log_probs(tiny_llama, tmp_path: Path) -> None:
     a, b = tiny_llama("a", seed=0), tiny_llama("b", seed=1)
     folder = ensemble_folder([(a, hash_model_dir(a)), (b, hash_model_dir(b))], tmp_path / "ens")
-    lm = make_lm(folder, BackendOptions(device="cpu", add_bos_token=False))
-    got = lm.loglikelihood(_instances("loglikelihood", REQUESTS))
+    lm = make_lm(folder, BackendOptions(device="cpu", add_bos_token=False, batch_size=2))
+    got = lm.loglikelihood(_instances("loglikelihood", REQUESTS))  # two batches, left-padded
+    one = make_lm(folder, BackendOptions(device="cpu", add_bos_token=False, batch_size=1))
+    for (ll, greedy), (ll1, greedy1) in zip(got, one.loglikelihood(_instances("loglikelihood", REQUESTS)),
+                                            strict=True):
+        assert ll == pytest.approx(ll1, abs=1e-5) and greedy == greedy1  # padding changes nothing
     for (context, continuation), (ll, _greedy) in zip(REQUESTS, got, strict=True):
         la, _ = _by_hand(a, context, continuation)
         lb, _ = _by_hand(b, context, continuation)

@@ -102,6 +102,11 @@ def test_study_refuses_bad_input_and_resumes(zoo_family: Path, results: Path, st
     assert not study_folder(load_config(tmp_path / "dtm.yaml")[0]).exists()  # refused before anything is written
     with pytest.raises(HarnessError, match="zoo_mathh"):
         run_dtm(_config(tmp_path, zoo_family, suites=["zoo_mathh:heldout"]), store=store)
+    with pytest.raises(HarnessError, match="embedding model 'no-such-encoder' is no model folder"):
+        run_dtm(_config(tmp_path, zoo_family, name="emb", embedding="no-such-encoder"), store=store)
+    with pytest.raises(HarnessError, match=r"LoRA targets \['qkv'\] are no module"):
+        run_dtm(_config(tmp_path, zoo_family, name="lora", train={"epochs": 1, "lora": {"targets": ["qkv"]}}),
+                store=store)
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "a", "response": "b"}\n{"prompt": "a"}\n')
     with pytest.raises(HarnessError, match="bad.jsonl line 2 lacks a string 'response'"):
@@ -140,3 +145,99 @@ def test_l2_gradient_is_the_penaltys() -> None:
     w2 = torch.nn.Parameter(w.detach().clone())
     ((w2 ** 2).sum() + 0.3 * ((w2 - ref[0]) ** 2).sum()).backward()
     assert torch.allclose(w.grad, w2.grad) and not torch.allclose(w.grad, 2 * w.detach())
+
+
+def _weights(folder: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_lora_finetune_saves_full_weights_changed_only_where_adapted(tiny_llama, tmp_path: Path) -> None:
+    """LoRA on q_proj/v_proj, merged back: an ordinary folder (no adapter tensors) whose weights differ from the
+    base in the adapted projections only; its key differs from the full fine-tune's."""
+    base = tiny_llama("base")
+    hp = FinetuneParams(epochs=2, batch=8, lr=1e-2, seed=0, lora_rank=4, lora_targets=("q_proj", "v_proj"))
+    done = finetune(base, "base-id", EXAMPLES, hp, tmp_path / "lora")
+    assert not done.cached and done.key != finetune_key_full(hp)
+    ours, theirs = _weights(tmp_path / "lora"), _weights(base)
+    assert set(ours) == set(theirs)
+    changed = {k for k in ours if not torch_equal(ours[k], theirs[k])}
+    assert changed and all(k.endswith(("q_proj.weight", "v_proj.weight")) for k in changed), sorted(changed)
+    assert "LoRA (rank 4" in (tmp_path / "lora" / "README.md").read_text()
+
+
+def finetune_key_full(hp: FinetuneParams) -> str:
+    from dataclasses import replace
+
+    from harness.train.finetune import finetune_key
+
+    return finetune_key("base-id", EXAMPLES, replace(hp, lora_rank=0))
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))
+
+
+def test_lora_l2_is_the_distance_of_the_merged_weights_to_the_base(tiny_llama, tmp_path: Path) -> None:
+    """The LoRA penalty equals sum((W_merged - W_base)^2) after merge_and_unload, and a strong l2 keeps the
+    fine-tune nearer the base than none."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from harness.train.finetune import lora_delta_penalty, with_lora
+
+    base = tiny_llama("base")
+    hp = FinetuneParams(lora_rank=4, lora_targets=("q_proj", "v_proj", "down_proj"))
+    model = with_lora(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), hp)
+    torch.manual_seed(1)
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            p.data.normal_()
+    penalty = float(lora_delta_penalty(model).detach())
+    merged = model.merge_and_unload().state_dict()
+    ref = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32).state_dict()
+    distance = sum(float(((merged[k] - ref[k]) ** 2).sum()) for k in ref)
+    assert penalty > 0 and abs(penalty - distance) <= 1e-4 * distance
+
+    def dist(l2: float, out: str) -> float:
+        finetune(base, "base-id", EXAMPLES, FinetuneParams(epochs=2, batch=8, lr=1e-2, l2=l2, lora_rank=4,
+                                                           lora_targets=("q_proj", "v_proj")), tmp_path / out)
+        ours, theirs = _weights(tmp_path / out), _weights(base)
+        return sum(float(((ours[k] - theirs[k]) ** 2).sum()) for k in ours)
+
+    assert dist(10.0, "l2") < 0.5 * dist(0.0, "free")
+
+
+def test_lora_target_that_is_no_module_is_one_line(tiny_llama, tmp_path: Path) -> None:
+    hp = FinetuneParams(lora_rank=4, lora_targets=("q_proj", "qkv_proj"))
+    with pytest.raises(HarnessError, match=r"LoRA targets \['qkv_proj'\] are no module of LlamaForCausalLM"):
+        finetune(tiny_llama("base"), "base-id", EXAMPLES, hp, tmp_path / "ft")
+    assert not (tmp_path / "ft").exists()
+
+
+@pytest.mark.slow
+def test_ray_workers_train_the_same_bytes_as_one_process(tiny_llama, tmp_path: Path) -> None:
+    """Two Ray workers train three fine-tunes (one diverging later) to the bytes one process writes, in order;
+    a worker's HarnessError comes back as its one line."""
+    pytest.importorskip("ray")
+    from harness.train.ray_training import TrainTask, train_all
+
+    base = tiny_llama("base")
+
+    def tasks(root: Path, lrs: tuple[float, ...]) -> list[TrainTask]:
+        return [TrainTask(base, "base-id", EXAMPLES[i::2], FinetuneParams(epochs=1, batch=8, lr=lr, seed=i),
+                          root / f"m{i}", {}) for i, lr in enumerate(lrs)]
+
+    here = train_all(tasks(tmp_path / "one", (1e-3, 2e-3, 3e-3)))
+    seen: list[int] = []
+    there = train_all(tasks(tmp_path / "two", (1e-3, 2e-3, 3e-3)), workers=2, done=lambda i, t, r: seen.append(i))
+    assert sorted(seen) == [0, 1, 2] and [r.path.name for r in there] == ["m0", "m1", "m2"]
+    for a, b in zip(here, there, strict=True):
+        assert (a.path / "model.safetensors").read_bytes() == (b.path / "model.safetensors").read_bytes()
+        assert a.key == b.key and not b.cached
+    with pytest.raises(HarnessError, match=r"training m1 diverged: the loss is \w+ at step \d of 2"):
+        train_all(tasks(tmp_path / "bad", (1e-3, 1e30)), workers=2)
+    assert not (tmp_path / "bad" / "m1").exists()

@@ -1,6 +1,6 @@
 """Splitting instruction data into K clusters: k-means on embeddings (the paper's), or at random (the control).
 
-    vectors = embed(model_dir, texts)              # the base model's own mean last hidden state, one row a text
+    vectors = embed(model_dir, texts)              # a model's mean (or CLS) last hidden state, one row a text
     labels = kmeans_labels(vectors, k, seed)       # cluster id per example
     labels = random_labels(n, k, seed)             # same sizes as an even split, random membership
 """
@@ -22,25 +22,47 @@ def check_k(k: int, n: int) -> None:
         raise HarnessError(f"K={k} clusters for {n} examples", f"set k between 1 and {n} (the number of examples)")
 
 
+def pooling(model_dir: Path) -> str:
+    """"cls" or "mean": a sentence-transformers folder says which in 1_Pooling/config.json; anything else is mean."""
+    import json
+
+    try:
+        config = json.loads((model_dir / "1_Pooling" / "config.json").read_text())
+    except (OSError, ValueError):
+        return "mean"
+    return "cls" if config.get("pooling_mode_cls_token") and not config.get("pooling_mode_mean_tokens") else "mean"
+
+
 def embed(model_dir: Path, texts: list[str], batch: int = 64) -> np.ndarray:
-    """Mean of the last hidden state over each text's tokens (padding masked out), float32, one row per text."""
+    """The last hidden state of any transformers model (a causal LM such as the base, or a sentence-embedding
+    encoder), pooled over each text's tokens (padding masked out) or at its first token; float32, a row a text.
+    A causal LM's last hidden state is after its final norm, as in its hidden_states[-1]."""
     import numpy as np
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModel, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "right"
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    model = AutoModel.from_pretrained(model_dir, dtype=torch.float32).eval()
+    cls, special = pooling(model_dir) == "cls", model.config.is_encoder_decoder or not _is_causal(model)
     rows = []
     with torch.no_grad():
         for i in range(0, len(texts), batch):
-            enc = tok(texts[i:i + batch], return_tensors="pt", padding=True, add_special_tokens=False)
-            hidden = model(**enc, output_hidden_states=True).hidden_states[-1]
+            enc = tok(texts[i:i + batch], return_tensors="pt", padding=True, add_special_tokens=special)
+            hidden = model(**enc).last_hidden_state
+            if cls:
+                rows.append(hidden[:, 0])
+                continue
             mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             rows.append((hidden * mask).sum(1) / mask.sum(1).clamp(min=1))
     return torch.cat(rows).numpy().astype(np.float32)
+
+
+def _is_causal(model: object) -> bool:
+    archs = getattr(getattr(model, "config", None), "architectures", None) or []
+    return any(a.endswith("ForCausalLM") for a in archs)
 
 
 def kmeans_labels(vectors: np.ndarray, k: int, seed: int) -> list[int]:

@@ -3,6 +3,11 @@
     hp = FinetuneParams(epochs=2, batch=16, lr=1e-3, seed=0)
     done = finetune(base_dir, examples, hp, out_dir)      # FinetuneResult; a second call returns at once
 
+`lora_rank > 0` trains LoRA adapters (peft) on `lora_targets` instead of every weight and merges them back before
+saving, so the folder is an ordinary full model (what larger bases need: the optimiser holds the adapters only).
+With LoRA, `l2` is exact too: the base is frozen, so the distance to it is the merged delta, scaling * B @ A, summed
+over the adapted modules.
+
 The loss is on the response only (the zoo's `example_loss`: cross-entropy per example, then averaged). `l2` adds
 l2 * sum((w - w_base)^2) over every weight: vanilla fine-tuning "with L2 to the base". A loss that is not finite
 stops the run with its step number and nothing written. (The L2 term's gradient is added to the loss's; the
@@ -39,6 +44,17 @@ class FinetuneParams:
     warmup: float = 0.1  # fraction of the steps
     l2: float = 0.0  # pull towards the base weights
     seed: int = 0
+    lora_rank: int = 0  # 0: full fine-tuning
+    lora_alpha: int = 16
+    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+    def identity(self) -> dict[str, Any]:
+        """What decides the weights: the LoRA fields only when LoRA is on (full fine-tunes keep their keys)."""
+        data = asdict(self)
+        if not self.lora_rank:
+            for k in ("lora_rank", "lora_alpha", "lora_targets"):
+                data.pop(k)
+        return data
 
 
 @dataclass(frozen=True)
@@ -57,7 +73,7 @@ class FinetuneResult:
 
 
 def finetune_key(base_id: str, examples: list[Example], hp: FinetuneParams) -> str:
-    return hash_json({"base": base_id, "slice": slice_hash(examples), "params": asdict(hp)})
+    return hash_json({"base": base_id, "slice": slice_hash(examples), "params": hp.identity()})
 
 
 def cached(out: Path, key: str) -> FinetuneResult | None:
@@ -97,19 +113,42 @@ def _batches(n: int, hp: FinetuneParams) -> list[list[int]]:
     return [order[i:i + hp.batch] for i in range(0, len(order), hp.batch)]
 
 
+def with_lora(model: Any, hp: FinetuneParams) -> Any:
+    """The model wrapped with fresh LoRA adapters (peft): only the adapters require gradients."""
+    from peft import LoraConfig, get_peft_model
+
+    missing = [t for t in hp.lora_targets if not any(n.endswith(f".{t}") for n, _ in model.named_modules())]
+    if missing:
+        raise HarnessError(f"LoRA targets {missing} are no module of {type(model).__name__}",
+                           "set train.lora.targets to module names of the base (e.g. q_proj, v_proj)")
+    config = LoraConfig(r=hp.lora_rank, lora_alpha=hp.lora_alpha, lora_dropout=0.0, task_type="CAUSAL_LM",
+                        target_modules=list(hp.lora_targets))
+    return get_peft_model(model, config)
+
+
+def lora_delta_penalty(model: Any) -> torch.Tensor:
+    """sum over adapted modules of ||scaling * B @ A||^2: the squared distance of the merged weights to the base."""
+    terms = [(m.scaling[a] * m.lora_B[a].weight @ m.lora_A[a].weight).pow(2).sum()
+             for m in model.modules() if hasattr(m, "lora_A") for a in m.lora_A]
+    return sum(terms[1:], terms[0])
+
+
 def train_loop(model: Any, tokenizer: Any, examples: list[Example], hp: FinetuneParams, name: str) -> tuple[int, float]:
     """AdamW, warmup then cosine to a tenth; returns (tokens seen, mean loss of the last ten steps, without the
-    L2 term)."""
+    L2 term). A LoRA-wrapped model trains its adapters only."""
     import torch
 
     from harness.zoo.train import encode, example_loss
 
     torch.manual_seed(hp.seed)
     batches = _batches(len(examples), hp)
-    params = list(model.parameters())
-    for p in params:
-        p.requires_grad_(True)
-    ref = [p.detach().clone() for p in params] if hp.l2 else []
+    if hp.lora_rank:
+        params = [p for p in model.parameters() if p.requires_grad]
+    else:
+        params = list(model.parameters())
+        for p in params:
+            p.requires_grad_(True)
+    ref = [p.detach().clone() for p in params] if hp.l2 and not hp.lora_rank else []
     opt = torch.optim.AdamW(params, lr=hp.lr, betas=(0.9, 0.98), weight_decay=0.0)
     warm = max(1, round(hp.warmup * len(batches)))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _factor(s, len(batches), warm))
@@ -123,8 +162,11 @@ def train_loop(model: Any, tokenizer: Any, examples: list[Example], hp: Finetune
                                f"{len(batches)}", "lower lr (or l2) in the study's config and run it again",
                                exit_code=1)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if hp.l2:
+        if hp.l2 and hp.lora_rank:
+            (loss + hp.l2 * lora_delta_penalty(model)).backward()
+        else:
+            loss.backward()
+        if ref:
             _add_l2_grad(params, ref, hp.l2)
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
@@ -161,15 +203,20 @@ def finetune(base_dir: Path, base_id: str, examples: list[Example], hp: Finetune
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    if hp.lora_rank:
+        model = with_lora(model, hp)
     start = time.perf_counter()
     tokens, last = train_loop(model, tokenizer, examples, hp, out.name)
     seconds = time.perf_counter() - start
+    if hp.lora_rank:
+        model = model.merge_and_unload()
     steps = len(_batches(len(examples), hp))
     record = {"key": key, "base": base_id, "slice": slice_hash(examples), "n_examples": len(examples),
-              "params": asdict(hp), "meta": meta or {},
+              "params": hp.identity(), "meta": meta or {},
               "trained": {"steps": steps, "tokens": tokens, "seconds": round(seconds, 2), "last_loss": last}}
-    card = (f"---\nbase_model: {base_dir}\ntags: [fine-tune]\n---\n# {out.name}\n\nFull fine-tune of {base_dir} on "
-            f"{len(examples)} examples (slice {record['slice'][:12]}), {steps} steps, params {asdict(hp)}.\n")
+    how = f"LoRA (rank {hp.lora_rank}, merged back)" if hp.lora_rank else "Full"
+    card = (f"---\nbase_model: {base_dir}\ntags: [fine-tune]\n---\n# {out.name}\n\n{how} fine-tune of {base_dir} on "
+            f"{len(examples)} examples (slice {record['slice'][:12]}), {steps} steps, params {hp.identity()}.\n")
     out.parent.mkdir(parents=True, exist_ok=True)
     _save(model, tokenizer, out, record, card)
     return FinetuneResult(out, key, steps, tokens, seconds, last, cached=False)

@@ -115,7 +115,17 @@ def _examples(cfg: DtmConfig, here: Path, folder: Path) -> list[Example]:
     return examples
 
 
-def _clusters(cfg: DtmConfig, base: Model, examples: list[Example], folder: Path) -> dict[str, list[int]]:
+def _embedding_folder(cfg: DtmConfig, here: Path) -> Path:
+    """A named embedding model: a folder (relative to the config's folder, or as given)."""
+    for p in (here / cfg.embedding, Path(cfg.embedding)):
+        if (p / "config.json").is_file():
+            return p.resolve()
+    raise HarnessError(f"embedding model {cfg.embedding!r} is no model folder (no config.json there)",
+                       "download the sentence-embedding model to a folder and name it, or use embedding: base")
+
+
+def _clusters(cfg: DtmConfig, base: Model, examples: list[Example], folder: Path,
+              here: Path) -> dict[str, list[int]]:
     """k-means labels on the embeddings and the random control, cached in clusters.json."""
     from harness.train.clusters import check_k, embed, kmeans_labels, random_labels
 
@@ -125,7 +135,7 @@ def _clusters(cfg: DtmConfig, base: Model, examples: list[Example], folder: Path
     path = folder / "clusters.json"
     if path.exists() and (known := json.loads(path.read_text())).get("key") == key:
         return known["labels"]
-    model = base.path if cfg.embedding == "base" else Path(cfg.embedding)
+    model = base.path if cfg.embedding == "base" else _embedding_folder(cfg, here)
     vectors = embed(model, [e.text for e in examples])
     labels = {"kmeans": kmeans_labels(vectors, cfg.k, cfg.seed), "random": random_labels(len(examples), cfg.k,
                                                                                           cfg.seed)}
@@ -167,7 +177,7 @@ def _register(store: Store, study: str, base: Model, job: Job, path: Path, recor
 
     model_id = model_hash(path)
     meta = {"study": study, **job.meta, "slice": slice_hash(job.examples), "n_examples": len(job.examples),
-            "params": asdict(job.params), "steps": record.steps, "tokens": record.tokens}
+            "params": job.params.identity(), "steps": record.steps, "tokens": record.tokens}
     store.add_model(ModelRecord(model_id, f"{study}-{job.name}", str(path.resolve()), "finetune",
                                 source="harness dtm", architecture="LlamaForCausalLM", meta=meta))
     store.add_lineage([LineageEdge(model_id, base.model_id, "finetuned_from", params=meta)])
@@ -176,15 +186,22 @@ def _register(store: Store, study: str, base: Model, job: Job, path: Path, recor
 
 def _train(cfg: DtmConfig, base: Model, jobs: list[Job], folder: Path, store: Store, study: str,
            say: Callable[[str], None]) -> tuple[dict[str, Model], list[dict[str, Any]]]:
-    from harness.train.finetune import finetune
+    """Every sub-model and baseline fine-tune: here one after another, or over Ray with train.workers > 1."""
+    from harness.train.ray_training import TrainTask, train_all
 
-    models, trained = {}, []
-    for i, job in enumerate(jobs, 1):
-        res = finetune(base.path, base.model_id, job.examples, job.params, folder / "models" / job.name,
-                       {"study": study, **job.meta})
-        say(f"[{i}/{len(jobs)}] {job.name}: {len(job.examples)} examples, {res.steps} steps, "
+    tasks = [TrainTask(base.path, base.model_id, job.examples, job.params, folder / "models" / job.name,
+                       {"study": study, **job.meta}, cfg.threads) for job in jobs]
+    count = [0]
+
+    def done(i: int, task: TrainTask, res: Any) -> None:
+        count[0] += 1
+        say(f"[{count[0]}/{len(jobs)}] {jobs[i].name}: {len(task.examples)} examples, {res.steps} steps, "
             + ("cached" if res.cached else f"{res.seconds:.1f} s, {res.tokens_per_s:,.0f} tokens/s, "
                f"loss {res.last_loss:.3f}"))
+
+    results = train_all(tasks, cfg.train.workers, cfg.train.ray_address, done)
+    models, trained = {}, []
+    for job, res in zip(jobs, results, strict=True):
         models[job.name] = _register(store, study, base, job, res.path, res)
         trained.append({"name": job.name, "steps": res.steps, "tokens": res.tokens, "seconds": round(res.seconds, 2),
                         "tokens_per_s": round(res.tokens_per_s, 1), "cached": res.cached,
@@ -258,6 +275,8 @@ def _check_inputs(cfg: DtmConfig, here: Path) -> None:
     for suite in cfg.suites:
         name, _, split = suite.partition(":")
         make_plan(name, split or None, cfg.limit, None, None, False)
+    if cfg.embedding != "base":
+        _embedding_folder(cfg, here)
     if cfg.data.zoo is not None:
         check_k(cfg.k, cfg.data.zoo.n)
     else:
@@ -298,7 +317,7 @@ def _run(cfg: DtmConfig, here: Path, folder: Path, store: Store, say: Callable[[
     examples = _examples(cfg, here, folder)
     clock["base and data"] = time.perf_counter() - start
     t = time.perf_counter()
-    labels = _clusters(cfg, base, examples, folder)
+    labels = _clusters(cfg, base, examples, folder, here)
     clock["embedding"] = time.perf_counter() - t
     t = time.perf_counter()
     models, trained = _train(cfg, base, _jobs(cfg, examples, labels), folder, store, study, say)

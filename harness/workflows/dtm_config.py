@@ -38,11 +38,23 @@ class Data(_Frozen):
         return self
 
 
+class Lora(_Frozen):
+    """LoRA adapters (peft) instead of full fine-tuning, merged back into full weights before any merge."""
+
+    rank: int = Field(default=16, ge=1)
+    alpha: int = Field(default=32, ge=1)
+    targets: tuple[str, ...] = Field(default=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                              "down_proj"), min_length=1)
+
+
 class Train(_Frozen):
     epochs: float = Field(default=2.0, gt=0)
     batch: int = Field(default=16, ge=1)
     lr: float = Field(default=1e-3, gt=0)
     warmup: float = Field(default=0.1, ge=0, lt=1)
+    lora: Lora | None = None  # None: every weight is trained (the zoo's default)
+    workers: int = Field(default=1, ge=1)  # > 1: fine-tunes run as Ray tasks, one GPU each where there are GPUs
+    ray_address: str | None = None  # a Ray cluster (ray://host:10001 or auto); None starts a local one
 
 
 class DtmConfig(_Frozen):
@@ -72,11 +84,16 @@ class DtmConfig(_Frozen):
 
     def params(self, lr: float | None = None, l2: float = 0.0, seed: int | None = None) -> FinetuneParams:
         t = self.train
+        lora = {"lora_rank": t.lora.rank, "lora_alpha": t.lora.alpha, "lora_targets": t.lora.targets} if t.lora else {}
         return FinetuneParams(epochs=t.epochs, batch=t.batch, lr=lr or t.lr, warmup=t.warmup, l2=l2,
-                              seed=self.seed if seed is None else seed)
+                              seed=self.seed if seed is None else seed, **lora)
 
     def identity(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude={"threads", "name"})
+        data = self.model_dump(mode="json", exclude={"threads": True, "name": True,
+                                                     "train": {"workers", "ray_address"}})
+        if self.train.lora is None:  # studies from before LoRA existed keep their folders
+            del data["train"]["lora"]
+        return data
 
 
 def parse_config(data: Any, source: str = "config") -> DtmConfig:

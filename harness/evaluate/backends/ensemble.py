@@ -8,8 +8,10 @@ content hash, and every run id, changes with its members. Evaluate it like any m
 
 Scores: a continuation's log-likelihood is the sum over its tokens of mean_k log p_k(token | prefix); it is greedy
 when each token is the argmax of mean_k log p_k; generation is greedy on the same average. One member gives exactly
-the member's own scores. The members must share the tokenizer (checked on load). K forward passes per request:
-K times a single model's cost.
+the member's own scores. The members must share the tokenizer (checked on load). Log-likelihood requests run in
+batches (left-padded, positions counted from each row's first real token) and the members' heads are applied only at
+the continuations' positions: K forward passes per batch, K times a single model's cost. Generation is one greedy
+token at a time.
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ def make_lm(folder: Path, options: BackendOptions) -> LM:
             self.add_bos_token = bool(options.add_bos_token)
             self.recent: dict[tuple[int, ...], torch.Tensor] = {}
             self.max_length = options.max_length or min(m.config.max_position_embeddings for m in self.models)
+            self.batch = options.batch_size if isinstance(options.batch_size, int) else 16
 
         @property
         def eot_token_id(self) -> int:
@@ -111,14 +114,35 @@ def make_lm(folder: Path, options: BackendOptions) -> LM:
             return self.recent[key]
 
         def _loglikelihood_tokens(self, requests: list, disable_tqdm: bool = False, **kw: Any) -> list:
-            out = []
-            for _key, context, continuation in requests:
-                whole = (context + continuation)[-(self.max_length + 1):]
-                logp = self.mean_logprobs(whole[:-1])[-len(continuation):]
-                target = torch.tensor(continuation, device=logp.device)
-                ll = float(logp.gather(1, target[:, None]).sum())
-                out.append((ll, bool((logp.argmax(-1) == target).all())))
+            wholes = [(context + continuation)[-(self.max_length + 1):] for _key, context, continuation in requests]
+            order = sorted(range(len(requests)), key=lambda i: -len(wholes[i]))
+            out: list[tuple[float, bool] | None] = [None] * len(requests)
+            for start in range(0, len(order), self.batch):
+                chunk = order[start:start + self.batch]
+                conts = [requests[i][2] for i in chunk]
+                for i, logp in zip(chunk, self.batch_logprobs([wholes[i][:-1] for i in chunk], conts), strict=True):
+                    target = torch.tensor(requests[i][2], device=logp.device)
+                    out[i] = (float(logp.gather(1, target[:, None]).sum()), bool((logp.argmax(-1) == target).all()))
             return out
+
+        def batch_logprobs(self, inputs: list[list[int]], conts: list[list[int]]) -> list[torch.Tensor]:
+            """Per row, [len(cont), vocab]: the members' mean log-probs at the positions that predict its
+            continuation. Rows are left-padded so every continuation ends at the last position; only the last
+            max(len(cont)) positions go through the heads."""
+            width, keep = max(map(len, inputs)), max(map(len, conts))
+            pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eot_token_id
+            ids = torch.tensor([[pad] * (width - len(r)) + r for r in inputs], device=self.dev)
+            mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in inputs], device=self.dev)
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            total = None
+            with torch.no_grad():
+                for m in self.models:
+                    logits = m(input_ids=ids, attention_mask=mask, position_ids=positions,
+                               logits_to_keep=keep).logits[:, -keep:]
+                    logp = logits.float().log_softmax(-1)
+                    total = logp if total is None else total + logp
+            mean = total / len(self.models)
+            return [mean[r, keep - len(c):] for r, c in enumerate(conts)]
 
         def loglikelihood_rolling(self, requests: list, disable_tqdm: bool = False) -> list[float]:
             from lm_eval import utils
