@@ -1,7 +1,7 @@
-"""Build suites/bbh, suites/mgsm, suites/gsm8k, suites/gsm_plus and suites/gsm1k from the shared snapshot.
+"""Build suites/bbh, bbh_permuted, mgsm, gsm8k, gsm_plus and gsm1k from the shared snapshot.
 
 Deterministic: rerunning it rewrites byte-identical files. Usage: python scripts/build_reasoning_suites.py [SOURCE]
-Every data file is a byte-identical copy; only task YAMLs are generated:
+Every data file is a byte-identical copy (bbh_permuted's are derived, see below); only task YAMLs are generated:
 
 - bbh: the 3-shot chain-of-thought prompts of the original release (data/cot-prompts/*.txt) are split into the
   task description and three (input, reasoning) exemplars, asserting that they rebuild the file exactly.
