@@ -213,3 +213,50 @@ def test_a_twin_of_some_public_tasks_never_falls_back_to_the_whole_suite_score(t
     assert data.gaps[data.gaps["suite"] == "bbh"].empty
     rows = [r for r in coverage(data, THRESHOLDS) if r.suite == "bbh"]
     assert len(rows) == 8 and all(r.status == "not checkable" and "twin run not paired" in r.detail for r in rows)
+
+
+# --------------------------------------------------------------------------------------------- paired tier samples
+def _seeds(suite: str, kind: str) -> dict[tuple[str, int], tuple[str, int]]:
+    from harness.suites import load_suite
+    from harness.twinmaps import load_map
+
+    s = load_suite(suite)
+    tm = load_map(s.path / s.twins[kind].map, suite, kind, s.twins[kind])
+    return {(t, d): (pt, sd) for t, d, pt, sd in tm.pairs.itertuples(index=False)}
+
+
+def test_a_tier_run_of_a_derived_twin_evaluates_the_items_whose_seeds_the_public_run_has() -> None:
+    from harness.evaluate.plan import make_plan
+
+    assert make_plan("gsm8k", tier="quick").samples is None  # public suites: the first items, as before
+    assert make_plan("mmlu_permuted", tier="quick").samples is None  # aligned, same order: the first items pair
+    assert make_plan("gsm_plus", limit=30).samples is None  # an explicit --limit means the first items
+    plan = make_plan("gsm_plus", tier="quick")
+    seeds = _seeds("gsm8k", "plus")
+    assert [t for t, _ in plan.samples] == list(plan.tasks) and len(plan.tasks) == 7
+    for task, docs in plan.samples:
+        assert len(docs) == 30 == len(set(docs)) and list(docs) == sorted(docs)
+        paired = [d for d in docs if seeds[(task, d)][1] < 100]  # gsm8k quick: its first 100 items
+        assert len(paired) == 16  # every item of the type whose seed is among them (0 among the first 30)
+        assert sum(seeds[(task, d)][1] < 100 for d in range(300)) == 16
+    redux, twin = make_plan("mmlu_redux", tier="quick"), make_plan("mmlu_redux_permuted", tier="quick")
+    mmlu = _seeds("mmlu", "redux")
+    for (task, docs), (t_task, t_docs) in zip(redux.samples, twin.samples, strict=True):
+        assert t_task == task.replace("mmlu_redux_", "mmlu_redux_permuted_") and t_docs == docs  # follows its public
+        seeded = {d for (t, d), (_pt, sd) in mmlu.items() if t == task and sd < 20}  # mmlu quick: 20 per subject
+        assert len(docs) == 20 and (seeded <= set(docs) if len(seeded) <= 20 else set(docs) <= seeded)
+
+
+@pytest.mark.slow
+def test_a_paired_tier_sample_is_what_the_run_stores(zoo_family: Path, results: Path, store) -> None:
+    from harness.evaluate.backends.base import BackendOptions
+    from harness.evaluate.plan import make_plan
+    from harness.evaluate.runner import EvalOptions, evaluate_model
+
+    task = "mmlu_redux_abstract_algebra"  # smoke: mmlu's first 3 items; redux has them at docs 47, 53, 60
+    opts = EvalOptions(tier="smoke", tasks=(task,), backend_options=BackendOptions(batch_size=8, max_length=512))
+    res = evaluate_model(str(zoo_family / "zoo-base"), "mmlu_redux", opts, store)
+    (want,) = [d for t, d in make_plan("mmlu_redux", tier="smoke", tasks=[task]).samples]
+    assert want == (47, 53, 60) and res.status == "complete"
+    assert sorted(set(store.samples(res.run_id)["doc_id"])) == list(want)  # lm-eval's true doc ids, as planned
+    assert store.get_run(res.run_id).settings["samples"] == {task: list(want)}
