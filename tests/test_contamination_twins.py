@@ -260,3 +260,30 @@ def test_a_paired_tier_sample_is_what_the_run_stores(zoo_family: Path, results: 
     assert want == (47, 53, 60) and res.status == "complete"
     assert sorted(set(store.samples(res.run_id)["doc_id"])) == list(want)  # lm-eval's true doc ids, as planned
     assert store.get_run(res.run_id).settings["samples"] == {task: list(want)}
+
+
+def test_an_english_memoriser_is_flagged_by_mgsm_s_other_languages(tmp_path: Path) -> None:
+    """mgsm's cross-lingual twin is the same run's other languages: one run per model pairs English item i with its
+    10 translations. Clean models are weaker outside English by their own margin (the natural gap the references
+    calibrate); a model that recalls 40% of the English answers is flagged, they are not."""
+    langs = ["bn", "de", "es", "fr", "ja", "ru", "sw", "te", "th", "zh"]
+    store = Store(tmp_path / "s.duckdb")
+    store.init()
+    for k, name in enumerate((*CLEAN, MEMORISER)):
+        mid = hashlib.sha256(name.encode()).hexdigest()
+        store.add_model(ModelRecord(mid, name, None, "source"))
+        rng = random.Random(name)
+        p = 0.5 if name == MEMORISER else CLEAN[name]
+        drop = 0.05 + 0.02 * (k % 4)  # each model's own English advantage
+        rows = []
+        for i in range(60):
+            u, recalled = rng.random(), name == MEMORISER and rng.random() < 0.4
+            rows.append(("mgsm_8shot_cot_en", i, float(recalled or u < p)))
+            rows += [(f"mgsm_8shot_cot_{lang}", i, float((u if rng.random() < 0.7 else rng.random()) < p - drop))
+                     for lang in langs]
+        _run(store, mid, "mgsm", "cot", "exact_match,last-number", rows)
+    data = gather(store)
+    gaps = data.gaps[(data.gaps["suite"] == "mgsm") & (data.gaps["kind"] == "xling")]
+    assert len(gaps) == 8 and gaps["paired"].all() and (gaps["n"] == 600).all()
+    flagged = {f.model for f in analyse_data(data, THRESHOLDS) if f.signal == "twin_gap" and f.suite == "mgsm"}
+    assert flagged == {MEMORISER}
