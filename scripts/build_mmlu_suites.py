@@ -1,4 +1,4 @@
-"""Build suites/mmlu, suites/mmlu_permuted and suites/mmlu_redux from the shared MMLU and MMLU-Redux snapshot.
+"""Build suites/mmlu, mmlu_permuted, mmlu_redux and mmlu_redux_permuted from the shared MMLU and MMLU-Redux snapshot.
 
 Deterministic: rerunning it rewrites byte-identical files. Usage: python scripts/build_mmlu_suites.py [SOURCE_DIR]
 
@@ -8,6 +8,8 @@ Deterministic: rerunning it rewrites byte-identical files. Usage: python scripts
   a 7th column `perm` records the order (e.g. "CADB": new A = old C). dev is copied unchanged.
 - mmlu_redux: the 57 hand-edited CSVs (`;` or `,` separated, one Mac-Roman file, CRLF) parsed into JSONL with
   normalised error_type labels; dev exemplars from MMLU dev in the same JSON shape.
+- mmlu_redux_permuted: mmlu_redux's 5,700 test items with their options permuted as mmlu_permuted does (own seed
+  prefix, same positional exception), `perm` recording the order; same tasks, same process_docs, same dev.
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ MMLU_TWINS = {
     "permuted": {"ref": "mmlu_permuted:test", "relation": "aligned", "map": "twins/permuted.json"},
     "redux": {"ref": "mmlu_redux:ok", "relation": "derived", "map": "twins/redux.json"},
 }
+REDUX_TWINS = {"permuted": {"ref": "mmlu_redux_permuted:ok", "relation": "aligned", "map": "twins/permuted.json"}}
 
 
 # ---------------------------------------------------------------------------------------------- mmlu
@@ -110,9 +113,9 @@ def read_rows(path: Path) -> list[list[str]]:
         return list(csv.reader(f))
 
 
-def permutation(subject: str, index: int, gold: int) -> tuple[int, ...]:
+def permutation(subject: str, index: int, gold: int, prefix: str = "mmlu_permuted:1") -> tuple[int, ...]:
     """A fixed pseudo-random order of the four options in which the correct option changes position."""
-    seed = int.from_bytes(hashlib.sha256(f"mmlu_permuted:1:{subject}:{index}".encode()).digest()[:8], "big")
+    seed = int.from_bytes(hashlib.sha256(f"{prefix}:{subject}:{index}".encode()).digest()[:8], "big")
     moving = [p for p in itertools.permutations(range(4)) if p.index(gold) != gold]
     return random.Random(seed).choice(moving)
 
@@ -205,7 +208,44 @@ def build_redux(src: Path) -> None:
     write(out / "suite.yaml", suite_yaml(
         "mmlu_redux", "1", "MMLU-Redux (Gema et al. 2024): 5,700 re-annotated MMLU test questions, 100 per subject. "
         "Split ok = the items annotators found correct; all = every item with the original label.",
-        splits, TIERS, {}, ["mmlu_redux_generative"]))
+        splits, TIERS, REDUX_TWINS, ["mmlu_redux_generative"]))
+
+
+# ---------------------------------------------------------------------------------------------- redux permuted
+def permute_doc(subject: str, index: int, doc: dict[str, object]) -> dict[str, object]:
+    """mmlu_redux doc `index` of `subject` with its options reordered (answer relabelled, `perm` the order), unless
+    an option points at others by position (then unchanged, perm ABCD)."""
+    options, gold = list(doc["choices"]), int(doc["answer"])  # type: ignore[call-overload]
+    if any(POSITIONAL.search(o) for o in options):
+        order: tuple[int, ...] = (0, 1, 2, 3)
+    else:
+        order = permutation(subject, index, gold, "mmlu_redux_permuted:1")
+    return {**doc, "choices": [options[i] for i in order], "answer": order.index(gold),
+            "perm": "".join(LETTERS[i] for i in order)}
+
+
+def build_redux_permuted(src: Path) -> None:
+    out, redux = SUITES / "mmlu_redux_permuted", SUITES / "mmlu_redux"
+    copy_legal(src / "mmlu_redux", out / "data")
+    copy(src / "mmlu" / "LICENSE.txt", out / "data" / "dev" / "LICENSE.txt")
+    copy(redux / "tasks" / "utils.py", out / "tasks" / "utils.py")
+    write(out / "_mmlu_redux_permuted_template_yaml",
+          header(SCRIPT) + "dataset_path: json\n" + template(PROMPT_LIST, "answer"))
+    tasks = []
+    for s in subjects(src):
+        docs = [redux_doc(r) for r in read_redux(src / "mmlu_redux" / f"mmlu_{s}.csv")]
+        write(out / "data" / "test" / f"{s}.jsonl", jsonl([permute_doc(s, i, d) for i, d in enumerate(docs)]))
+        copy(redux / "data" / "dev" / f"{s}_dev.jsonl", out / "data" / "dev" / f"{s}_dev.jsonl")
+        kwargs = dump({"dataset_kwargs": {"data_files": {"test": f"data/test/{s}.jsonl",
+                                                         "dev": f"data/dev/{s}_dev.jsonl"}}})
+        write(out / "tasks" / f"mmlu_redux_permuted_{s}.yaml", header(SCRIPT)
+              + f"task: mmlu_redux_permuted_{s}\ntask_alias: {s}\ninclude: ../_mmlu_redux_permuted_template_yaml\n"
+              f"description: {q(description(s))}\nprocess_docs: !function utils.ok_or_dev\n" + kwargs)
+        tasks.append(f"mmlu_redux_permuted_{s}")
+    write(out / "suite.yaml", suite_yaml(
+        "mmlu_redux_permuted", "1", "MMLU-Redux's ok items with the answer options of each question permuted (the "
+        "correct option moves to another letter); same prompt, same 5-shot dev exemplars. An overfitting twin of "
+        "mmlu_redux.", {"ok": tasks}, TIERS, {}, []))
 
 
 def main() -> None:
@@ -213,6 +253,7 @@ def main() -> None:
     build_mmlu(src)
     build_permuted(src)
     build_redux(src)
+    build_redux_permuted(src)
 
 
 if __name__ == "__main__":

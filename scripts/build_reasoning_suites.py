@@ -1,10 +1,13 @@
-"""Build suites/bbh, suites/mgsm, suites/gsm8k, suites/gsm_plus and suites/gsm1k from the shared snapshot.
+"""Build suites/bbh, bbh_permuted, mgsm, gsm8k, gsm_plus and gsm1k from the shared snapshot.
 
 Deterministic: rerunning it rewrites byte-identical files. Usage: python scripts/build_reasoning_suites.py [SOURCE]
-Every data file is a byte-identical copy; only task YAMLs are generated:
+Every data file is a byte-identical copy (bbh_permuted's are derived, see below); only task YAMLs are generated:
 
 - bbh: the 3-shot chain-of-thought prompts of the original release (data/cot-prompts/*.txt) are split into the
   task description and three (input, reasoning) exemplars, asserting that they rebuild the file exactly.
+- bbh_permuted: bbh's 16 multiple-choice tasks (options "(A) ..." after "Options:") with the options of every
+  item in a seeded order in which the correct option moves, the target relabelled and `perm` recording the order;
+  the prompt, exemplars and scoring are bbh's (lm-eval's bbh_cot_fewshot_<task>).
 - mgsm: the published 8 native exemplars per language (data/exemplars.json); question/answer prefixes are the
   exemplars' common prefixes. The direct form uses lm-eval's per-language "Answer" words.
 - gsm8k, gsm_plus, gsm1k: the standard 8 chain-of-thought exemplars (Wei et al. 2022) as lm-eval 0.4.13 ships them.
@@ -12,8 +15,11 @@ Every data file is a byte-identical copy; only task YAMLs are generated:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import random
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -86,11 +92,85 @@ def build_bbh(src: Path) -> None:
         "description": "BIG-Bench Hard: 27 tasks, 6,511 items: lm-eval's bbh_cot_fewshot (3-shot chain of thought, "
                        "exact match on the answer after 'the answer is') on the shipped data.",
         "default_split": "test", "splits": {"test": tasks}, "tiers": {"smoke": 2, "quick": 10, "full": None},
-        "hub_tasks": ["bbh_cot_fewshot"],
+        "twins": BBH_TWINS, "hub_tasks": ["bbh_cot_fewshot"],
+        "aggregate": {"metric": "exact_match,get-answer", "weight_by_size": True}}))
+
+
+# ---------------------------------------------------------------------------------------------- bbh_permuted
+OPTION = re.compile(r"^\(([A-Z])\) ", re.M)
+# item maps under suites/bbh/twins/ are built by scripts/build_twin_maps.py (docs/overfitting.md "Twin maps")
+BBH_TWINS = {"permuted": {"ref": "bbh_permuted:test", "relation": "aligned", "map": "twins/permuted.json"}}
+
+
+def bbh_options(text: str) -> tuple[str, list[str]] | None:
+    """(stem up to and including 'Options:\n', option texts) of a multiple-choice item whose options are the lines
+    (A) .. in order at its end; None for other items."""
+    stem, sep, block = text.rpartition("\nOptions:\n")
+    lines = block.split("\n")
+    if not sep or any(not line.startswith(f"({chr(65 + i)}) ") for i, line in enumerate(lines)) or len(lines) < 2:
+        return None
+    return stem + sep, [line[4:] for line in lines]
+
+
+def permute_bbh(task: str, index: int, example: dict[str, str]) -> dict[str, str]:
+    """bbh item `index` of `task` with its options in a seeded order in which the correct option moves (target
+    relabelled, `perm` the order: new (A) = old perm[0]); an item that is not multiple choice with a letter target
+    (three items of the release whose options were split at commas) is kept as it is, perm ''."""
+    parts, target = bbh_options(example["input"]), example["target"]
+    if parts is None or not re.fullmatch(r"\([A-Z]\)", target) or ord(target[1]) - 65 >= len(parts[1]):
+        return {**example, "perm": ""}
+    stem, options = parts
+    gold = ord(target[1]) - 65
+    seed = int.from_bytes(hashlib.sha256(f"bbh_permuted:1:{task}:{index}".encode()).digest()[:8], "big")
+    rng, order = random.Random(seed), list(range(len(options)))
+    while order.index(gold) == gold:
+        rng.shuffle(order)
+    body = "\n".join(f"({chr(65 + j)}) {options[i]}" for j, i in enumerate(order))
+    return {"input": stem + body, "target": f"({chr(65 + order.index(gold))})",
+            "perm": "".join(chr(65 + i) for i in order)}
+
+
+def bbh_mc_tasks(src: Path) -> list[str]:
+    """The bbh tasks whose items are multiple choice ("Options:" then (A), (B), ...; snarks has one truncated item,
+    which the twin keeps unchanged)."""
+    out = []
+    for p in sorted((src / "bbh" / "tasks").glob("*.json")):
+        examples = json.loads(p.read_text(encoding="utf-8"))["examples"]
+        if sum(bbh_options(e["input"]) is not None for e in examples) >= 0.95 * len(examples):
+            out.append(p.stem)
+    return out
+
+
+def build_bbh_permuted(src: Path) -> None:
+    out = SUITES / "bbh_permuted"
+    copy_legal(src / "bbh", out / "data")
+    tasks = []
+    for name in bbh_mc_tasks(src):
+        raw = json.loads((src / "bbh" / "tasks" / f"{name}.json").read_text(encoding="utf-8"))
+        examples = [permute_bbh(name, i, e) for i, e in enumerate(raw["examples"])]
+        write(out / "data" / "tasks" / f"{name}.json",
+              json.dumps({"canary": raw["canary"], "examples": examples}, indent=2, ensure_ascii=False) + "\n")
+        write(out / "tasks" / f"bbh_permuted_{name}.yaml", header(SCRIPT) + dump({
+            "task": f"bbh_permuted_{name}", "task_alias": name,
+            "include": f"lm_eval:tasks/bbh/cot_fewshot/{name}.yaml", "dataset_path": "json", "dataset_name": None,
+            "dataset_kwargs": {"data_files": {"test": f"data/tasks/{name}.json"}, "field": "examples"}}))
+        tasks.append(f"bbh_permuted_{name}")
+    write(out / "suite.yaml", suite_yaml({
+        "name": "bbh_permuted", "version": "1",
+        "description": f"BIG-Bench Hard's {len(tasks)} multiple-choice tasks with the options of each item permuted "
+                       "(the correct option moves to another letter); bbh's prompt, exemplars and scoring. An "
+                       "overfitting twin of bbh.",
+        "default_split": "test", "splits": {"test": tasks}, "tiers": {"smoke": 2, "quick": 10, "full": None},
         "aggregate": {"metric": "exact_match,get-answer", "weight_by_size": True}}))
 
 
 # ---------------------------------------------------------------------------------------------- mgsm
+# Cross-lingual twin (map by scripts/build_twin_maps.py): the 10 other languages' translations of each English
+# problem. Derived, not aligned: ten twin items share one seed, and the natural gap (most models are weaker outside
+# English) is not zero by design, so it is calibrated on the references.
+MGSM_TWINS = {"xling": {"ref": "mgsm:cot", "relation": "derived", "map": "twins/xling.json"}}
+
+
 def mgsm_prompts(exemplars: dict[str, Any], lang: str) -> tuple[str, str, list[dict[str, str]]]:
     ex = [exemplars[lang][str(i)] for i in range(1, 9)]
     qp = os.path.commonprefix([e["q"] for e in ex])
@@ -139,7 +219,7 @@ def build_mgsm(src: Path) -> None:
                        "lm-eval mgsm task): 8-shot native chain of thought with the published exemplars (split cot) "
                        "or direct answers (split direct); last number scored.",
         "default_split": "cot", "splits": splits, "tiers": {"smoke": 3, "quick": 25, "full": None},
-        "hub_tasks": ["mgsm_cot_native"],
+        "twins": MGSM_TWINS, "hub_tasks": ["mgsm_cot_native"],
         "aggregate": {"metric": "exact_match,last-number", "weight_by_size": True}}))
 
 
@@ -264,6 +344,7 @@ def build_gsm1k(src: Path) -> None:
 def main() -> None:
     src = Path(sys.argv[1]) if len(sys.argv) > 1 else SOURCE
     build_bbh(src)
+    build_bbh_permuted(src)
     build_mgsm(src)
     build_gsm8k(src)
     build_gsm_plus(src)

@@ -10,6 +10,10 @@ mmlu_redux split ok: filtered by error_type), so the maps pair exactly the sampl
 - mmlu -> mmlu_redux:ok (derived): same subject, question and option set (first MMLU occurrence).
 - gsm8k -> gsm_plus:testmini (derived): each perturbed problem's seed_question is a GSM8K test question.
 - gsm8k -> mgsm_8shot_cot_en (derived): MGSM's English problems are GSM8K test problems (same text).
+- mmlu_redux:ok -> mmlu_redux_permuted:ok (aligned): same subject, question and option set, in order.
+- bbh -> bbh_permuted (aligned): same task, same stem and option set (items kept unchanged: same text), in order.
+- mgsm English -> mgsm's 10 other languages (derived, cross-lingual): MGSM row i of every language translates the
+  same problem (checked: the same answer on all 250 rows); the 10 translations of one problem share its seed.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -90,6 +95,64 @@ def gsm_maps() -> tuple[dict, dict]:
             map_file("gsm8k", "mgsm_en", "mgsm:cot", "derived", sizes, mgsm))
 
 
+def redux_ok_keys(folder: str, subject: str) -> list:
+    lines = (SUITES / f"{folder}/data/test/{subject}.jsonl").read_text(encoding="utf-8").split("\n")
+    docs = [d for d in map(json.loads, filter(None, lines)) if d["error_type"] in ("ok", "dev")]  # utils.ok_or_dev
+    return [mc_key(d["question"], [str(c) for c in d["choices"]]) for d in docs]
+
+
+def redux_permuted_map() -> dict:
+    sizes, tasks = {}, {}
+    for subject in mmlu_subjects():
+        pub = redux_ok_keys("mmlu_redux", subject)
+        sizes[f"mmlu_redux_{subject}"] = len(pub)
+        tasks[f"mmlu_redux_permuted_{subject}"] = {"public_task": f"mmlu_redux_{subject}",
+                                                   "seeds": match(pub, redux_ok_keys("mmlu_redux_permuted", subject),
+                                                                  True)}
+    return map_file("mmlu_redux", "permuted", "mmlu_redux_permuted:ok", "aligned", sizes, tasks)
+
+
+def bbh_key(text: str) -> tuple:
+    from build_reasoning_suites import bbh_options
+
+    parts = bbh_options(text)
+    return (norm(text),) if parts is None else (norm(parts[0]), tuple(sorted(norm(o) for o in parts[1])))
+
+
+def bbh_keys(folder: str, name: str) -> list:
+    raw = json.loads((SUITES / folder / "data/tasks" / name).read_text(encoding="utf-8"))
+    return [bbh_key(e["input"]) for e in raw["examples"]]
+
+
+def bbh_permuted_map() -> dict:
+    sizes, tasks = {}, {}
+    for path in sorted((SUITES / "bbh_permuted/data/tasks").glob("*.json")):
+        pub = bbh_keys("bbh", path.name)
+        sizes[f"bbh_cot_fewshot_{path.stem}"] = len(pub)
+        tasks[f"bbh_permuted_{path.stem}"] = {"public_task": f"bbh_cot_fewshot_{path.stem}",
+                                              "seeds": match(pub, bbh_keys("bbh_permuted", path.name), True)}
+    return map_file("bbh", "permuted", "bbh_permuted:test", "aligned", sizes, tasks)
+
+
+MGSM_LANGS = ["bn", "de", "es", "fr", "ja", "ru", "sw", "te", "th", "zh"]  # the languages other than English
+
+
+def mgsm_rows(lang: str) -> list[list[str]]:
+    with (SUITES / f"mgsm/data/mgsm_{lang}.tsv").open(encoding="utf-8", newline="") as f:
+        return list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+
+
+def mgsm_xling_map() -> dict:
+    """Row i of each language translates English row i: same index, and the same answer (checked)."""
+    en = mgsm_rows("en")
+    tasks = {}
+    for lang in MGSM_LANGS:
+        rows = mgsm_rows(lang)
+        tasks[f"mgsm_8shot_cot_{lang}"] = {"public_task": "mgsm_8shot_cot_en", "seeds": [
+            i if i < len(en) and r[1] == en[i][1] else None for i, r in enumerate(rows)]}
+    return map_file("mgsm", "xling", "mgsm:cot", "derived", {"mgsm_8shot_cot_en": len(en)}, tasks)
+
+
 def map_file(suite: str, kind: str, twin: str, relation: str, sizes: dict, tasks: dict) -> dict:
     return {"suite": suite, "kind": kind, "twin": twin, "relation": relation, "public_sizes": sizes,
             "tasks": tasks}
@@ -107,7 +170,8 @@ def write(m: dict) -> None:
 
 
 def main() -> None:
-    for m in (*mmlu_maps(), *gsm_maps()):
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # build_reasoning_suites (bbh's option parser)
+    for m in (*mmlu_maps(), *gsm_maps(), redux_permuted_map(), bbh_permuted_map(), mgsm_xling_map()):
         write(m)
 
 

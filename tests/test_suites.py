@@ -17,7 +17,8 @@ from harness.suites import list_suites, load_suite, resolve_ref, tier_limit
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITES = ROOT / "suites"
-MINE = ["bbh", "gsm1k", "gsm8k", "gsm_plus", "mgsm", "mmlu", "mmlu_permuted", "mmlu_redux"]
+MINE = ["bbh", "bbh_permuted", "gsm1k", "gsm8k", "gsm_plus", "mgsm", "mmlu", "mmlu_permuted", "mmlu_redux",
+        "mmlu_redux_permuted"]
 MGSM_LANGS = ["bn", "de", "en", "es", "fr", "ja", "ru", "sw", "te", "th", "zh"]
 
 
@@ -54,7 +55,8 @@ def test_every_suite_loads_with_its_documented_shape() -> None:
     assert set(MINE) <= set(list_suites())
     shape = {"mmlu": {"test": 57}, "mmlu_permuted": {"test": 57}, "mmlu_redux": {"ok": 57, "all": 57},
              "bbh": {"test": 27}, "mgsm": {"cot": 11, "direct": 11}, "gsm8k": {"test": 1, "last_number": 1},
-             "gsm_plus": {"testmini": 7, "seeds": 1}, "gsm1k": {"public": 1}}
+             "gsm_plus": {"testmini": 7, "seeds": 1}, "gsm1k": {"public": 1}, "bbh_permuted": {"test": 17},
+             "mmlu_redux_permuted": {"ok": 57}}
     for name, splits in shape.items():
         s = load_suite(name)
         assert {k: len(v) for k, v in s.splits.items()} == splits, name
@@ -76,6 +78,11 @@ def test_twins_and_hub_tasks() -> None:
     assert gsm["plus_digit_expansion"].tasks == ("gsm_plus_digit_expansion",)  # a perturbation type: a twin
     assert (gsm["gsm1k"].ref, gsm["gsm1k"].relation, gsm["gsm1k"].map) == ("gsm1k:public", "independent", None)
     assert "plus_seeds" not in gsm  # gsm8k's own items, unchanged: no twin
+    assert {(k, v.ref, v.relation) for k, v in load_suite("bbh").twins.items()} == {
+        ("permuted", "bbh_permuted:test", "aligned")}
+    assert {(k, v.ref, v.relation) for k, v in load_suite("mmlu_redux").twins.items()} == {
+        ("permuted", "mmlu_redux_permuted:ok", "aligned")}
+    assert {(k, v.ref, v.relation) for k, v in load_suite("mgsm").twins.items()} == {("xling", "mgsm:cot", "derived")}
     assert load_suite("mmlu").hub_tasks == ("mmlu",)
     assert load_suite("bbh").hub_tasks == ("bbh_cot_fewshot",)
 
@@ -404,7 +411,8 @@ def test_every_task_of_every_suite_builds_with_the_documented_counts(tm) -> None
     expected = {("mmlu", "test"): 14042, ("mmlu_permuted", "test"): 14042, ("mmlu_redux", "ok"): 5330,
                 ("mmlu_redux", "all"): 5700, ("bbh", "test"): 6511, ("mgsm", "cot"): 2750,
                 ("mgsm", "direct"): 2750, ("gsm8k", "test"): 1319, ("gsm_plus", "testmini"): 2100,
-                ("gsm_plus", "seeds"): 300, ("gsm1k", "public"): 50}
+                ("gsm_plus", "seeds"): 300, ("gsm1k", "public"): 50, ("bbh_permuted", "test"): 4074,
+                ("mmlu_redux_permuted", "ok"): 5330}
     for (name, split), count in expected.items():
         tasks = build(tm, load_suite(name).task_configs(split))
         assert len(tasks) == len(load_suite(name).splits[split])

@@ -24,7 +24,7 @@ SUITES = REPO / "suites"
 
 
 def _shipped():
-    for name in ("mmlu", "gsm8k"):
+    for name in ("mmlu", "gsm8k", "mmlu_redux", "bbh", "mgsm"):
         suite = load_suite(name)
         for kind, spec in suite.twins.items():
             if spec.map:
@@ -47,6 +47,36 @@ def test_shipped_maps_load_and_aligned_maps_are_bijections() -> None:
     assert seen[("mmlu", "permuted")] == 14042 and seen[("gsm8k", "plus")] == 2100
     assert seen[("gsm8k", "plus_digit_expansion")] == 300 and seen[("gsm8k", "mgsm_en")] == 250
     assert seen[("mmlu", "redux")] >= 5300
+    assert seen[("mmlu_redux", "permuted")] == 5330 and seen[("bbh", "permuted")] == 4074
+    assert seen[("mgsm", "xling")] == 2500
+
+
+def test_permuted_twins_pair_item_i_with_item_i() -> None:
+    """The permuted twins keep the public order, so a run limited to its first items pairs with the public run's."""
+    for name, kind, _spec, tm in _shipped():
+        if kind == "permuted":
+            assert (tm.pairs["twin_doc"] == tm.pairs["public_doc"]).all(), name
+            assert set(zip(tm.pairs["twin_task"].str.replace("_permuted", "").str.replace("bbh_", "bbh_cot_fewshot_"),
+                           tm.pairs["public_task"], strict=True)) == {(p, p) for p in tm.public_sizes}, name
+
+
+def test_mgsm_languages_pair_with_the_english_problem_they_translate() -> None:
+    """Read the TSVs again: twin item i of every other language pairs with English item i, which has the same
+    answer; each English problem is the seed of its 10 translations."""
+    spec = load_suite("mgsm").twins["xling"]
+    tm = load_map(SUITES / "mgsm" / spec.map, "mgsm", "xling", spec)
+
+    def answers(lang: str) -> list[str]:
+        with (SUITES / f"mgsm/data/mgsm_{lang}.tsv").open(encoding="utf-8", newline="") as f:
+            return [r[1] for r in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)]
+
+    by_lang = {lang: answers(lang) for lang in ("en", "bn", "de", "es", "fr", "ja", "ru", "sw", "te", "th", "zh")}
+    en = by_lang["en"]
+    assert set(tm.public_sizes) == {"mgsm_8shot_cot_en"} and len(tm.twin_sizes) == 10
+    for task, doc, public_task, seed in tm.pairs.itertuples(index=False):
+        assert public_task == "mgsm_8shot_cot_en" and doc == seed
+        assert by_lang[task.rsplit("_", 1)[1]][doc] == en[seed]
+    assert (tm.pairs.groupby("public_doc").size() == 10).all()
 
 
 def test_mapped_items_are_the_same_question() -> None:

@@ -16,8 +16,10 @@ import yaml
 from harness.errors import HarnessError
 from harness.suites import UPSTREAM, Suite, lm_eval_tasks_dir, load_suite, score_rules
 
-REAL = ["bbh", "gsm1k", "gsm8k", "gsm_plus", "mgsm", "mmlu", "mmlu_permuted", "mmlu_redux"]
-NOT_YET_UPSTREAM = {"mgsm", "mmlu", "mmlu_permuted", "mmlu_redux"}  # own prompts still; see docs/suites.md
+REAL = ["bbh", "bbh_permuted", "gsm1k", "gsm8k", "gsm_plus", "mgsm", "mmlu", "mmlu_permuted", "mmlu_redux",
+        "mmlu_redux_permuted"]
+# own prompts still; see docs/suites.md
+NOT_YET_UPSTREAM = {"mgsm", "mmlu", "mmlu_permuted", "mmlu_redux", "mmlu_redux_permuted"}
 
 
 def upstream_tasks(suite: Suite) -> list[str]:

@@ -6,7 +6,9 @@ An independent twin (different items) is compared unpaired: public - twin, stder
 or derived twin pairs each twin item with its public seed through the map (harness/twinmaps.py,
 harness/store/twin_pairs.py): the gap is the mean of public - twin over the mapped items the two runs share, with a
 stderr clustered by seed. When fewer than MIN_PAIRED_DOCS items (or MIN_PAIRED_SEEDS seeds) pair, for example two
-runs limited to different first items, the gap falls back to unpaired over the map's twin tasks.
+runs limited to different first items, the gap falls back to unpaired over the map's twin tasks, unless the map
+covers only some of the public tasks (bbh's permuted twin: its multiple-choice tasks; mgsm's cross-lingual twin:
+English): then there is no gap rather than a wrong one.
 """
 
 from __future__ import annotations
@@ -84,14 +86,16 @@ def twin_gaps(store: Store, data: Data) -> pd.DataFrame:
     mapped = g[g["relation"] != "independent"]
     if mapped.empty:
         return g[GAP_COLUMNS]
-    maps, tasks, keys, fits = [], [], {}, []
+    maps, tasks, keys, fits, wholes = [], [], {}, [], []
     tops = max_docs(store, sorted(set(mapped["run_a"]) | set(mapped["run_b"])))
     for suite, kind in mapped[["suite", "kind"]].drop_duplicates().itertuples(index=False):
         tm = twin_map(data, suite, kind, data.twins[suite][kind])
         keys[(suite, kind)] = key = f"{suite}|{kind}"
         maps.append(tm.pairs.assign(map_key=key))
         tasks.append(pd.DataFrame({"map_key": key, "twin_task": sorted(tm.twin_sizes)}))
-        fits.append(_runs_fit(tm, mapped[(mapped["suite"] == suite) & (mapped["kind"] == kind)], tops))
+        rows = mapped[(mapped["suite"] == suite) & (mapped["kind"] == kind)]
+        fits.append(_runs_fit(tm, rows, tops))
+        wholes.append(_covers_public(tm, rows, tops))
     pairs = pd.DataFrame({"pid": mapped.index.to_numpy(), "run_a": mapped["run_a"].to_numpy(),
                           "run_b": mapped["run_b"].to_numpy(),
                           "map_key": [keys[(s, k)] for s, k in zip(mapped["suite"], mapped["kind"], strict=True)]})
@@ -107,14 +111,17 @@ def twin_gaps(store: Store, data: Data) -> pd.DataFrame:
     g.loc[p, "n"] = st.loc[p, "n"].astype(int).to_numpy()
     g.loc[p, "public"] = st.loc[p, "mean_a"].to_numpy()
     g.loc[p, "twin_value"] = st.loc[p, "mean_b"].to_numpy()
-    # Unpaired over the map's twin tasks (a twin restricted to one perturbation type is not the whole split).
-    u = idx[(~ok & (st["n_b_all"] > 0)).to_numpy()]
+    # Unpaired over the map's twin tasks (a twin restricted to one perturbation type is not the whole split), only
+    # where the map's public tasks are all the public run scored: the suite score of bbh (27 tasks) against its 17
+    # permuted multiple-choice tasks, or of mgsm (11 languages) against 10 of them, would not be public - twin.
+    whole = pd.concat(wholes).reindex(idx).fillna(False).astype(bool)
+    u = idx[(~ok & whole & (st["n_b_all"] > 0)).to_numpy()]
     g.loc[u, "twin_value"] = st.loc[u, "mean_b_all"].to_numpy()
     g.loc[u, "gap"] = g.loc[u, "public"] - g.loc[u, "twin_value"]
     se_b = st.loc[u, "se_b_all"].fillna(g.loc[u, "se_twin"]).to_numpy()
     g.loc[u, "se"] = np.sqrt(g.loc[u, "se_public"].to_numpy() ** 2 + se_b ** 2)
     g.loc[u, "n"] = np.minimum(g.loc[u, "n_public"], st.loc[u, "n_b_all"]).astype(int).to_numpy()
-    gone = idx[(~ok & (st["n_b_all"] == 0)).to_numpy()]  # the twin run has none of the map's twin tasks
+    gone = idx[(~ok & (~whole | (st["n_b_all"] == 0))).to_numpy()]  # or none of the map's twin tasks were run
     return g.drop(index=gone)[GAP_COLUMNS].reset_index(drop=True)
 
 
@@ -131,3 +138,15 @@ def _runs_fit(tm: TwinMap, rows: pd.DataFrame, tops: pd.DataFrame) -> pd.Series:
 
     return pd.Series([fits(a, tm.public_sizes) and fits(b, tm.twin_sizes)
                       for a, b in zip(rows["run_a"], rows["run_b"], strict=True)], index=rows.index, dtype=bool)
+
+
+def _covers_public(tm: TwinMap, rows: pd.DataFrame, tops: pd.DataFrame) -> pd.Series:
+    """Per gap row: whether every task the public run scored is one of the map's public tasks (else the public suite
+    score is not the score of the mapped tasks, and only a paired gap compares like with like)."""
+    import pandas as pd
+
+    scored: dict[str, set[str]] = {}
+    for run, task in tops[["run_id", "task"]].itertuples(index=False):
+        scored.setdefault(run, set()).add(task)
+    return pd.Series([scored.get(a, set()) <= set(tm.public_sizes) for a in rows["run_a"]], index=rows.index,
+                     dtype=bool)

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from harness.analysis.evidence import Data
+from harness.analysis.evidence import MIN_PAIRED_DOCS, MIN_PAIRED_SEEDS, Data
 
 if TYPE_CHECKING:
     from harness.analysis.overfit import Thresholds
@@ -210,6 +210,10 @@ def _cover(data: Data, mid: str, suite: str, mine: list[TwinTest], t: Thresholds
         return Coverage(mid, name, suite, "no twin", False, "no twin exists for this suite (suite.yaml twins:)")
     if not mine:
         refs = sorted({s.ref for s in data.twins[suite].values()})
+        if _twin_scored(data, mid, refs):
+            return Coverage(mid, name, suite, "not checkable", False, "twin run not paired (fewer than "
+                            f"{MIN_PAIRED_DOCS} mapped items from {MIN_PAIRED_SEEDS} seeds): rerun both with a larger "
+                            "--tier or --limit")
         cmds = "; ".join(f"harness eval {name} --suite {r.partition(':')[0]}"
                          + (f" --split {r.partition(':')[2]}" if r.partition(":")[2] else "") for r in refs)
         return Coverage(mid, name, suite, "not checkable", False, f"no twin run: {cmds}")
@@ -223,6 +227,13 @@ def _cover(data: Data, mid: str, suite: str, mine: list[TwinTest], t: Thresholds
     detail = (f"smallest detectable excess {100 * best.mde:.1f} pts on twin {best.kind} (n={int(best.row['n'])}, "
               f"{'paired' if best.row['paired'] else 'unpaired'}); {reach}")
     return Coverage(mid, name, suite, "checked", any(x.flagged for x in mine), detail, best.mde)
+
+
+def _twin_scored(data: Data, mid: str, refs: list[str]) -> bool:
+    """Whether the model has a score on one of these twin refs ('suite:split') although no gap was formed."""
+    sc = data.scores[data.scores["model_id"] == mid]
+    have = {f"{s}:{sp}" for s, sp in zip(sc["suite"], sc["split"], strict=True)}
+    return any((r if ":" in r else f"{r}:{data.default_split(r)}") in have for r in refs)
 
 
 def coverage_summary(rows: Sequence[Coverage]) -> dict[str, Any]:

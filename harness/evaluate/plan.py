@@ -1,5 +1,11 @@
 """From (suite, split, tier/limit, task filter) to the lm-eval task configs of one run, checked before any
-model loads: unknown suites, splits and tasks get "did you mean", missing data files are named."""
+model loads: unknown suites, splits and tasks get "did you mean", missing data files are named.
+
+A tier run of a twin whose items name their public seeds (a mapped twin, harness/twinmaps.py) evaluates a paired
+sample: per task, first the documents whose seed is among the public suite's items at the same tier, then the
+task's first other documents, up to the tier's limit (`Plan.samples`, lm-eval's `samples=`). gsm_plus at `quick`
+(30 per perturbation type) otherwise shares no seed with gsm8k's first 100 items; now 16 per type pair.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ class Plan:
     tasks: tuple[str, ...]
     limit: int | None
     data_hash: str | None
+    samples: tuple[tuple[str, tuple[int, ...]], ...] | None = None  # task -> doc ids (a paired tier sample)
 
 
 def load_suite(suite: str | Suite) -> Suite:
@@ -103,7 +110,65 @@ def make_plan(
         data_hash = s.data_hash()
     except OSError:
         data_hash = None  # a missing file: task_configs() names it once the run is recorded
-    return Plan(s, split, tuple(chosen), _limit(s, limit, tier), data_hash)
+    limit = _limit(s, limit, tier)
+    samples = paired_sample(s, split, tier, chosen) if tier is not None and limit is not None else None
+    return Plan(s, split, tuple(chosen), limit, data_hash, samples)
+
+
+def paired_sample(s: Suite, split: str, tier: str, tasks: Sequence[str],
+                  ) -> tuple[tuple[str, tuple[int, ...]], ...] | None:
+    """The documents a tier run of these tasks evaluates when it is a mapped twin of another suite (module doc);
+    None when that is the first `limit` of every task (no map covers it, or the paired items come first anyway)."""
+    from harness.suites import suite_files, suite_specs
+
+    ctx = _Specs(suite_specs(), {n: f.parent for n, f in suite_files().items()}, tier)
+    picked = {t: docs for t in tasks if (docs := ctx.tier_docs(s.name, split, t, frozenset())) is not None}
+    limit = s.tiers.get(tier)
+    if not picked or limit is None or all(docs == tuple(range(len(docs))) for docs in picked.values()):
+        return None
+    return tuple((t, picked.get(t, tuple(range(limit)))) for t in tasks)
+
+
+@dataclass(frozen=True)
+class _Specs:
+    specs: dict[str, Any]   # suite -> SuiteSpec
+    folders: dict[str, Path]
+    tier: str
+
+    def tier_docs(self, suite: str, split: str, task: str, seen: frozenset) -> tuple[int, ...] | None:
+        """Sorted doc ids of `task` at the tier when a twin map names its seeds; None: the first `limit`."""
+        from harness.twinmaps import load_map
+
+        me = self.specs.get(suite)
+        limit = me.tiers.get(self.tier) if me else None
+        if me is None or limit is None or (suite, task) in seen:
+            return None
+        for public, spec in sorted(self.specs.items()):
+            for kind, twin in sorted(spec.twins.items()):
+                ref, _, ref_split = twin.ref.partition(":")
+                if ref != suite or (ref_split or me.default_split) != split or not twin.map or twin.tasks:
+                    continue
+                tm = load_map(self.folders[public] / twin.map, public, kind, twin)
+                rows = tm.pairs[tm.pairs["twin_task"] == task]
+                if rows.empty or tm.twin_sizes.get(task, 0) <= limit:
+                    continue
+                public_docs = {(pt, d) for pt in set(rows["public_task"])
+                               for d in self.public_docs(public, spec.default_split, pt, seen | {(suite, task)})}
+                paired = sorted({int(d) for d, pt, sd in zip(rows["twin_doc"], rows["public_task"],
+                                                             rows["public_doc"], strict=True)
+                                 if (pt, int(sd)) in public_docs})
+                taken = set(paired)
+                rest = [d for d in range(tm.twin_sizes[task]) if d not in taken]
+                return tuple(sorted((paired + rest)[:limit]))
+        return None
+
+    def public_docs(self, suite: str, split: str, task: str, seen: frozenset) -> tuple[int, ...] | range:
+        """The doc ids a tier run of a public task evaluates (itself perhaps a paired sample of another twin)."""
+        docs = self.tier_docs(suite, split, task, seen)
+        if docs is not None:
+            return docs
+        limit = self.specs[suite].tiers.get(self.tier)
+        return range(limit) if limit is not None else range(10**7)
 
 
 def _hub_plan(s: Suite, split: str | None, limit: int | None, tier: str | None,

@@ -112,6 +112,7 @@ def score_settings(plan: Plan, opts: EvalOptions, bo: BackendOptions) -> dict[st
         "add_bos_token": bo.add_bos_token, "max_length": bo.max_length, "chat": bo.chat,
         "num_fewshot": None, "lm_eval_bootstrap_iters": LM_EVAL_BOOTSTRAP_ITERS,
         **({"lm_eval_tasks": package_version("lm_eval")} if plan.split == HUB_SPLIT else {}),  # tasks live there
+        **({"samples": {t: list(d) for t, d in plan.samples}} if plan.samples else {}),  # a paired tier sample
     }
 
 
@@ -232,7 +233,9 @@ def _evaluate(target: ModelTarget, plan: Plan, run: RunRecord, opts: EvalOptions
         tracker = EvaluationTracker()
         with faster_lm_eval():
             results = lm_eval.simple_evaluate(
-                model=lm, tasks=configs, limit=plan.limit, bootstrap_iters=LM_EVAL_BOOTSTRAP_ITERS,
+                model=lm, tasks=configs, limit=None if plan.samples else plan.limit,
+                samples={t: list(d) for t, d in plan.samples} if plan.samples else None,
+                bootstrap_iters=LM_EVAL_BOOTSTRAP_ITERS,
                 log_samples=True, evaluation_tracker=tracker,
                 task_manager=TaskManager(include_defaults=plan.split == HUB_SPLIT),
                 random_seed=opts.seed, numpy_random_seed=opts.seed, torch_random_seed=opts.seed,
