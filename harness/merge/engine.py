@@ -23,6 +23,7 @@ from harness.errors import HarnessError
 from harness.identity import files_signature
 from harness.merge.recipe import Recipe, load_recipe
 from harness.merge.resolve import MergePlan, Parent, Resolver, plan_merge
+from harness.merge.stream import SHARD_BYTES
 from harness.paths import results_dir
 
 if TYPE_CHECKING:
@@ -52,10 +53,11 @@ def merges_dir() -> Path:
 def merge_to_folder(
     recipe: str | Path | dict | Recipe, out: str | Path | None = None, *, seed: int | None = 0,
     device: str = "cpu", allow_pickle: bool = False, store: Store | None = None, name: str | None = None,
-    _stack: tuple[Path, ...] = (),
+    shard_bytes: int = SHARD_BYTES, _stack: tuple[Path, ...] = (),
 ) -> MergeResult:
     """Merge a recipe into a HF folder (default results/merges/<id>/) and record it in the store under `name`
-    (default: the recipe's `name:`, else its file's stem). A name another model holds is refused before any work."""
+    (default: the recipe's `name:`, else its file's stem). A name another model holds is refused before any work.
+    The weights are written in shards of at most `shard_bytes` (a tensor larger than that gets a shard of its own)."""
     from harness.store import Store
 
     t0 = time.perf_counter()
@@ -81,7 +83,7 @@ def merge_to_folder(
     if final.exists() and any(final.iterdir()):
         raise HarnessError(f"{final} already exists and is not this merge", "pick another --out or remove it")
     with staging(final) as tmp:
-        run_mergekit(plan, tmp, device=device, allow_pickle=allow_pickle)
+        run_mergekit(plan, tmp, device=device, allow_pickle=allow_pickle, shard_bytes=shard_bytes)
         from harness.merge.cards import write_card
         from harness.merge.checks import check_finite
         from harness.weights import folder_tensors
@@ -211,16 +213,20 @@ def disk_error(exc: BaseException, final: Path) -> HarnessError:
     return HarnessError(f"cannot write {final} ({text.splitlines()[0][:160]})", "check the folder's permissions")
 
 
-def run_mergekit(plan: MergePlan, out: Path, *, device: str, allow_pickle: bool) -> None:
-    """mergekit's own run_merge into `out`, seeded exactly as `mergekit-yaml --random-seed` seeds it."""
+def run_mergekit(plan: MergePlan, out: Path, *, device: str, allow_pickle: bool,
+                 shard_bytes: int = SHARD_BYTES) -> None:
+    """mergekit's own run_merge into `out`, seeded exactly as `mergekit-yaml --random-seed` seeds it, in bounded
+    memory (harness/merge/stream.py: inputs read a tensor at a time, output in shards of SHARD_BYTES)."""
     from mergekit.merge import run_merge
 
     from harness.merge.rng import seeded
+    from harness.merge.stream import bounded_loaders
 
-    options = merge_options(plan.seed, device, allow_pickle)
+    options = merge_options(plan.seed, device, allow_pickle).model_copy(update={"out_shard_size": shard_bytes})
+    config = plan.config()
     try:
-        with seeded(plan.seed):
-            run_merge(plan.config(), str(out), options=options)
+        with seeded(plan.seed), bounded_loaders(config, options):
+            run_merge(config, str(out), options=options)
     except (HarnessError, KeyboardInterrupt):
         raise
     except OSError as exc:
