@@ -27,7 +27,7 @@ from harness.merge.stream import SHARD_BYTES
 from harness.paths import results_dir
 
 if TYPE_CHECKING:
-    from harness.store import Store
+    from harness.store import ModelRecord, Store
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,8 @@ def merge_to_folder(
 
     t0 = time.perf_counter()
     store = store or Store()
-    store.init()
+    if not store.path.exists():
+        store.init()  # an existing store is checked (and migrated if older) by its first read
     rec = load_recipe(recipe)
     stack = _stack + ((rec.path,) if rec.path else ())
 
@@ -71,9 +72,11 @@ def merge_to_folder(
         return str(r.path), r.model_id
 
     plan = plan_merge(rec, Resolver(store=store, materialize=materialize, stack=stack), seed=seed)
-    name = _free(store, name or rec.name, plan.model_id)
+    with store.reading():  # one connection for the name and the cache look-up
+        name = _free(store, name or rec.name, plan.model_id)
+        stored = store.find_model(plan.model_id)
     final = Path(out).resolve() if out else merges_dir() / plan.model_id
-    hit = cached_folder(store, plan, final, name)
+    hit = cached_folder(store, plan, final, name, stored)
     if hit is not None:
         return MergeResult(plan.model_id, hit, plan.parents, plan.recipe_id, True, time.perf_counter() - t0)
     from harness.merge.checks import check_inputs
@@ -107,9 +110,11 @@ def _free(store: Store, name: str | None, model_id: str) -> str | None:
     return name
 
 
-def cached_folder(store: Store, plan: MergePlan, final: Path, name: str | None = None) -> Path | None:
-    """The stored folder of this merge if it is intact (copied to `final` if asked elsewhere), else None."""
-    rec = store.find_model(plan.model_id)
+def cached_folder(store: Store, plan: MergePlan, final: Path, name: str | None = None,
+                  rec: ModelRecord | None = None) -> Path | None:
+    """The stored folder of this merge if it is intact (copied to `final` if asked elsewhere), else None. `rec`:
+    the store's row for the merge when the caller has read it already."""
+    rec = rec or store.find_model(plan.model_id)
     if rec is None and is_this_merge(final, plan.model_id):  # made before, store row lost: register again
         from harness.merge.record import record_merge
 

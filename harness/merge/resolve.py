@@ -8,6 +8,7 @@ parameters by their hashes), the parents' ids, the mergekit version and the seed
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 from collections.abc import Callable
@@ -190,17 +191,18 @@ def plan_merge(recipe: Recipe, resolver: Resolver, seed: int | None = 0) -> Merg
         if ref not in located:
             located[ref] = resolver.locate(ref, recipe.base_dir)
     prefetch_ids([folder for folder, known_id, _ in located.values() if not known_id])
-    for (slot, key, role), (cslot, _, _), (nslot, _, _) in zip(
-        ref_slots(data), ref_slots(config_data), ref_slots(normalised), strict=True
-    ):
-        ref = ref_text(slot[key])
-        if ref not in found:
-            folder, known_id, name = located[ref]
-            mid, sig, known = resolver.identify(folder, known_id)
-            found[ref] = Parent(ref=ref, path=str(folder), model_id=mid, role=role, name=name,
-                                files_sig=sig, known=known)
-        cslot[key] = found[ref].path
-        nslot[key] = "model:" + found[ref].model_id
+    with resolver.store.reading() if resolver.store is not None else contextlib.nullcontext():  # one connection
+        for (slot, key, role), (cslot, _, _), (nslot, _, _) in zip(
+            ref_slots(data), ref_slots(config_data), ref_slots(normalised), strict=True
+        ):
+            ref = ref_text(slot[key])
+            if ref not in found:
+                folder, known_id, name = located[ref]
+                mid, sig, known = resolver.identify(folder, known_id)
+                found[ref] = Parent(ref=ref, path=str(folder), model_id=mid, role=role, name=name,
+                                    files_sig=sig, known=known)
+            cslot[key] = found[ref].path
+            nslot[key] = "model:" + found[ref].model_id
     _hash_file_params(normalised, recipe.base_dir, config_data)
     norm = canonical(normalised)
     parents = _with_roles(found, data)
