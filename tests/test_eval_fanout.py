@@ -67,3 +67,11 @@ def test_two_workers_give_the_rows_of_one_and_survive_a_dead_worker(models, resu
         assert [r.status for r in dead_store.list_runs(status=None)] == ["complete"] * 3
     finally:
         ray.shutdown()
+
+
+def test_workers_refuse_judge_suites_in_one_line(results, tmp_path):
+    from tests.factories import run_cli
+
+    code, _, err = run_cli("eval", str(tmp_path), "--suite", "mt_bench", "--judge", str(tmp_path), "--workers", "2")
+    assert code == 2
+    assert "--workers fans out lm-eval suites" in err and "Traceback" not in err
