@@ -29,15 +29,37 @@ sys.path.insert(0, str(ROOT))
 
 
 def run_timed(cmd: list[str], env: dict[str, str]) -> tuple[float, int, float]:
-    """(wall seconds, peak RSS in bytes, CPU seconds user + system) of one child process."""
+    """(wall seconds, peak RSS in bytes, CPU seconds user + system) of one child process.
+
+    The peak is the child's own VmHWM, sampled from /proc while it runs: wait4's ru_maxrss also counts the memory
+    of this (forking) process at the fork, which is over a GiB here once the big models were built."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    err = proc.stderr.read().decode() if proc.stderr else ""
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log)
+        peak, status, usage = 0, 0, None
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            peak = max(peak, hwm(proc.pid))
+            time.sleep(0.02)
+        wall = time.perf_counter() - t0
+        log.seek(0)
+        err = log.read().decode(errors="replace")
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{cmd[0]} failed: {err[-800:]}")
-    return wall, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime
+    return wall, peak, usage.ru_utime + usage.ru_stime
+
+
+def hwm(pid: int) -> int:
+    """VmHWM of a live process in bytes (0 once it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 def recipe(models: list[Path], method: str, seed_density: float = 0.5) -> dict:
