@@ -75,6 +75,9 @@ def eval_cmd(
         [], "--judge-option", help="Judge suites: a named deviation from FastChat (repeatable; docs/judge.md)."),
     answer_temperature: float = typer.Option(
         None, "--answer-temperature", help="Judge suites: one answer temperature (FastChat: per category)."),
+    workers: int = typer.Option(1, "--workers", min=1, max=1024,
+                                help="Ray actors to spread the models over, one engine each (docs/eval.md)."),
+    ray_address: str = typer.Option(None, "--ray-address", help="A Ray cluster (default: a local Ray)."),
 ) -> None:
     """Evaluate models on a suite: scores with intervals, stored with provenance; re-runs reuse earlier work."""
     from harness.evaluate.progress import quiet_engine_bars
@@ -129,7 +132,16 @@ def eval_cmd(
         started(0, models[0])
         with request_bars() as bars:
             opts = replace(opts, progress=lambda target: RequestBar(bars, f"[{len(done) + 1}/{total}] {target.name}"))
-            results = evaluate(models, suite, opts, judge=jopts, on_done=on_done).results
+            if workers > 1 or ray_address:
+                from harness.workflows.fanout import evaluate_fanout
+
+                if jopts is not None:
+                    raise HarnessError("--workers fans out lm-eval suites; judge suites run in one process",
+                                       "drop --workers for mt_bench / vicuna_bench")
+
+                results = evaluate_fanout(models, suite, opts, workers, ray_address, on_done=on_done).results
+            else:
+                results = evaluate(models, suite, opts, judge=jopts, on_done=on_done).results
     if as_json:
         print_json([_as_json(m, r, jopts is not None) for m, r in zip(models, results, strict=True)])
     failures = [r for r in results if isinstance(r, HarnessError)]

@@ -23,10 +23,11 @@ from harness.errors import HarnessError
 from harness.identity import files_signature
 from harness.merge.recipe import Recipe, load_recipe
 from harness.merge.resolve import MergePlan, Parent, Resolver, plan_merge
+from harness.merge.stream import SHARD_BYTES
 from harness.paths import results_dir
 
 if TYPE_CHECKING:
-    from harness.store import Store
+    from harness.store import ModelRecord, Store
 
 
 @dataclass(frozen=True)
@@ -52,15 +53,17 @@ def merges_dir() -> Path:
 def merge_to_folder(
     recipe: str | Path | dict | Recipe, out: str | Path | None = None, *, seed: int | None = 0,
     device: str = "cpu", allow_pickle: bool = False, store: Store | None = None, name: str | None = None,
-    _stack: tuple[Path, ...] = (),
+    shard_bytes: int = SHARD_BYTES, _stack: tuple[Path, ...] = (),
 ) -> MergeResult:
     """Merge a recipe into a HF folder (default results/merges/<id>/) and record it in the store under `name`
-    (default: the recipe's `name:`, else its file's stem). A name another model holds is refused before any work."""
+    (default: the recipe's `name:`, else its file's stem). A name another model holds is refused before any work.
+    The weights are written in shards of at most `shard_bytes` (a tensor larger than that gets a shard of its own)."""
     from harness.store import Store
 
     t0 = time.perf_counter()
     store = store or Store()
-    store.init()
+    if not store.path.exists():
+        store.init()  # an existing store is checked (and migrated if older) by its first read
     rec = load_recipe(recipe)
     stack = _stack + ((rec.path,) if rec.path else ())
 
@@ -69,9 +72,11 @@ def merge_to_folder(
         return str(r.path), r.model_id
 
     plan = plan_merge(rec, Resolver(store=store, materialize=materialize, stack=stack), seed=seed)
-    name = _free(store, name or rec.name, plan.model_id)
+    with store.reading():  # one connection for the name and the cache look-up
+        name = _free(store, name or rec.name, plan.model_id)
+        stored = store.find_model(plan.model_id)
     final = Path(out).resolve() if out else merges_dir() / plan.model_id
-    hit = cached_folder(store, plan, final, name)
+    hit = cached_folder(store, plan, final, name, stored)
     if hit is not None:
         return MergeResult(plan.model_id, hit, plan.parents, plan.recipe_id, True, time.perf_counter() - t0)
     from harness.merge.checks import check_inputs
@@ -81,7 +86,7 @@ def merge_to_folder(
     if final.exists() and any(final.iterdir()):
         raise HarnessError(f"{final} already exists and is not this merge", "pick another --out or remove it")
     with staging(final) as tmp:
-        run_mergekit(plan, tmp, device=device, allow_pickle=allow_pickle)
+        run_mergekit(plan, tmp, device=device, allow_pickle=allow_pickle, shard_bytes=shard_bytes)
         from harness.merge.cards import write_card
         from harness.merge.checks import check_finite
         from harness.weights import folder_tensors
@@ -105,9 +110,11 @@ def _free(store: Store, name: str | None, model_id: str) -> str | None:
     return name
 
 
-def cached_folder(store: Store, plan: MergePlan, final: Path, name: str | None = None) -> Path | None:
-    """The stored folder of this merge if it is intact (copied to `final` if asked elsewhere), else None."""
-    rec = store.find_model(plan.model_id)
+def cached_folder(store: Store, plan: MergePlan, final: Path, name: str | None = None,
+                  rec: ModelRecord | None = None) -> Path | None:
+    """The stored folder of this merge if it is intact (copied to `final` if asked elsewhere), else None. `rec`:
+    the store's row for the merge when the caller has read it already."""
+    rec = rec or store.find_model(plan.model_id)
     if rec is None and is_this_merge(final, plan.model_id):  # made before, store row lost: register again
         from harness.merge.record import record_merge
 
@@ -211,16 +218,20 @@ def disk_error(exc: BaseException, final: Path) -> HarnessError:
     return HarnessError(f"cannot write {final} ({text.splitlines()[0][:160]})", "check the folder's permissions")
 
 
-def run_mergekit(plan: MergePlan, out: Path, *, device: str, allow_pickle: bool) -> None:
-    """mergekit's own run_merge into `out`, seeded exactly as `mergekit-yaml --random-seed` seeds it."""
+def run_mergekit(plan: MergePlan, out: Path, *, device: str, allow_pickle: bool,
+                 shard_bytes: int = SHARD_BYTES) -> None:
+    """mergekit's own run_merge into `out`, seeded exactly as `mergekit-yaml --random-seed` seeds it, in bounded
+    memory (harness/merge/stream.py: inputs read a tensor at a time, output in shards of SHARD_BYTES)."""
     from mergekit.merge import run_merge
 
     from harness.merge.rng import seeded
+    from harness.merge.stream import bounded_loaders
 
-    options = merge_options(plan.seed, device, allow_pickle)
+    options = merge_options(plan.seed, device, allow_pickle).model_copy(update={"out_shard_size": shard_bytes})
+    config = plan.config()
     try:
-        with seeded(plan.seed):
-            run_merge(plan.config(), str(out), options=options)
+        with seeded(plan.seed), bounded_loaders(config, options):
+            run_merge(config, str(out), options=options)
     except (HarnessError, KeyboardInterrupt):
         raise
     except OSError as exc:

@@ -8,6 +8,7 @@ parameters by their hashes), the parents' ids, the mergekit version and the seed
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError, did_you_mean
 from harness.hashing import hash_json, sha256_file
-from harness.identity import files_signature, model_id
+from harness.identity import files_signature, model_id, prefetch_ids
 from harness.merge.recipe import Recipe, is_recipe_file, ref_slots, ref_text
 
 if TYPE_CHECKING:
@@ -184,17 +185,24 @@ def plan_merge(recipe: Recipe, resolver: Resolver, seed: int | None = 0) -> Merg
         attach_fisher(data, recipe, resolver)
     config_data, normalised = copy.deepcopy(data), copy.deepcopy(data)
     found: dict[str, Parent] = {}
-    for (slot, key, role), (cslot, _, _), (nslot, _, _) in zip(
-        ref_slots(data), ref_slots(config_data), ref_slots(normalised), strict=True
-    ):
+    located: dict[str, tuple[Path, str | None, str | None]] = {}
+    for slot, key, _ in ref_slots(data):
         ref = ref_text(slot[key])
-        if ref not in found:
-            folder, known_id, name = resolver.locate(ref, recipe.base_dir)
-            mid, sig, known = resolver.identify(folder, known_id)
-            found[ref] = Parent(ref=ref, path=str(folder), model_id=mid, role=role, name=name,
-                                files_sig=sig, known=known)
-        cslot[key] = found[ref].path
-        nslot[key] = "model:" + found[ref].model_id
+        if ref not in located:
+            located[ref] = resolver.locate(ref, recipe.base_dir)
+    prefetch_ids([folder for folder, known_id, _ in located.values() if not known_id])
+    with resolver.store.reading() if resolver.store is not None else contextlib.nullcontext():  # one connection
+        for (slot, key, role), (cslot, _, _), (nslot, _, _) in zip(
+            ref_slots(data), ref_slots(config_data), ref_slots(normalised), strict=True
+        ):
+            ref = ref_text(slot[key])
+            if ref not in found:
+                folder, known_id, name = located[ref]
+                mid, sig, known = resolver.identify(folder, known_id)
+                found[ref] = Parent(ref=ref, path=str(folder), model_id=mid, role=role, name=name,
+                                    files_sig=sig, known=known)
+            cslot[key] = found[ref].path
+            nslot[key] = "model:" + found[ref].model_id
     _hash_file_params(normalised, recipe.base_dir, config_data)
     norm = canonical(normalised)
     parents = _with_roles(found, data)

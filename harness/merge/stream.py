@@ -1,0 +1,63 @@
+"""Merging in bounded memory: what `harness merge` holds while mergekit's run_merge runs.
+
+mergekit's executor already merges one tensor at a time (its schedule groups each tensor's loads, merge and save
+together and drops values after their last use). Two things kept a whole model resident anyway:
+
+- the inputs: each model's safetensors file stays memory-mapped for the whole merge, so every page read stays in
+  the process's resident set (3 x 1 GB inputs -> 3 GB resident by the end);
+- the output: mergekit's TensorWriter holds the current shard in memory until it is full (5 GB by default: the whole
+  output of most models).
+
+`bounded_loaders` gives each input a loader that maps its file only while one tensor is read (mergekit's own
+LazyTensorLoader, flushed after each read), and `SHARD_BYTES` caps the output shard, so the peak is a few tensors
+plus one shard whatever the model size. The output is byte for byte what `mergekit-yaml --out-shard-size
+SHARD_BYTES` writes (tests/test_merge_stream.py compares the files).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+SHARD_BYTES = 256_000_000  # bytes per output shard; mergekit-yaml --out-shard-size 256M writes the same files
+
+
+def releasing_loader(loader: Any) -> Any:
+    """A mergekit LazyTensorLoader whose shard is unmapped after every read (the tensor itself is a copy)."""
+    from mergekit.io.lazy_tensor_loader import LazyTensorLoader
+
+    class ReleasingLoader(LazyTensorLoader):
+        def get_tensor(self, key: str, device: str = "cpu", aliases: Any = None,
+                       raise_on_missing: bool = True) -> Any:
+            try:
+                return super().get_tensor(key, device=device, aliases=aliases, raise_on_missing=raise_on_missing)
+            finally:
+                self.flush()
+
+    return ReleasingLoader(loader.index, lazy_unpickle=loader.lazy_unpickle)
+
+
+@contextmanager
+def bounded_loaders(config: Any, options: Any) -> Iterator[None]:
+    """Put releasing loaders for the recipe's plain (non-LoRA) models into mergekit's LoaderCache for the merge,
+    and put back what was there afterwards (the in-memory merger shares that cache)."""
+    from mergekit.io.tasks import LoaderCache
+
+    cache = LoaderCache()
+    cache.setup(options=options)
+    before = {}
+    for model in config.referenced_models():
+        if model.lora:
+            continue
+        before[model] = cache.loaders.get(model)
+        plain = model.lazy_loader(cache_dir=options.transformers_cache, lazy_unpickle=options.lazy_unpickle)
+        cache.loaders[model] = releasing_loader(plain)
+    try:
+        yield
+    finally:
+        for model, loader in before.items():
+            if loader is None:
+                cache.loaders.pop(model, None)
+            else:
+                cache.loaders[model] = loader
