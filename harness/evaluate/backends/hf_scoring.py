@@ -13,9 +13,10 @@ mmlu batch of a SmolLM2: 18.8 GB peak), and keeps only the continuation's positi
 - a forward never holds more than `TOKENS_PER_FORWARD` padded tokens or `LOGITS_PER_FORWARD` head outputs, so the
   memory is bounded by construction, whatever the batch size asked for (which still caps the rows).
 
-Requests lm-eval would truncate (context + continuation longer than the model's window), and models whose forward
-takes no `logits_to_keep`, go through lm-eval's own code. Scores equal lm-eval's per request (tests compare them,
-within 1e-5 on log-likelihoods, identical greedy flags).
+Requests lm-eval would truncate (context + continuation longer than the model's window), models whose forward takes
+no `logits_to_keep` and models whose own cache cannot be repeated across rows go through lm-eval's own code. Scores
+equal lm-eval's per request (tests/test_hf_scoring.py: identical on SmolLM2's mmlu requests, sums over many tokens
+within the spread lm-eval shows against itself across batch sizes, identical greedy flags).
 """
 
 from __future__ import annotations
@@ -81,14 +82,17 @@ class Scorer:
             for i in groups[single[k]]:
                 answers[i] = _answer(logprobs[None], requests[i][2])
         for ctx in sorted(set(groups) - set(single), key=len, reverse=True):
-            conts = [requests[i][2] for i in groups[ctx]]
-            answers.update(zip(groups[ctx], self.group_answers(list(ctx), conts), strict=True))
+            shared = self.group_answers(list(ctx), [requests[i][2] for i in groups[ctx]])
+            if shared is None:
+                fallback += groups[ctx]
+            else:
+                answers.update(zip(groups[ctx], shared, strict=True))
         return answers
 
-    def _forward(self, ids: torch.Tensor, keep: int | torch.Tensor, cache: Any = None) -> Any:
+    def _forward(self, ids: torch.Tensor, keep: int | torch.Tensor, cache: Any = None, use_cache: bool = False) -> Any:
         with torch.no_grad(), torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype,
                                              enabled=self.autocast_dtype is not None):
-            return self.model(ids, past_key_values=cache, use_cache=cache is not None, logits_to_keep=keep)
+            return self.model(ids, past_key_values=cache, use_cache=use_cache, logits_to_keep=keep)
 
     def _log_softmax(self, logits: torch.Tensor) -> torch.Tensor:
         return F.log_softmax(logits, dim=-1, dtype=self.softmax_dtype)
@@ -107,15 +111,16 @@ class Scorer:
             for r, i in enumerate(batch):
                 yield i, self._log_softmax(logits[r, keep.index(ends[r])])
 
-    def group_answers(self, context: list[int], conts: list[list[int]]) -> list[Answer]:
-        """One context, its continuations on top of its KV cache (the context runs once)."""
+    def group_answers(self, context: list[int], conts: list[list[int]]) -> list[Answer] | None:
+        """One context, its continuations on top of its KV cache (the context runs once). None when the model's
+        own cache cannot be shared across rows (a custom cache class): lm-eval's path then."""
         ctx = torch.tensor([context], device=self.device)
-        out = self._forward(ctx, 1, cache=_new_cache(self.model))
-        first = self._log_softmax(out.logits[0, -1])
-        longest = max(len(c) for c in conts)
-        if longest == 1:
-            return [_answer(first[None], c) for c in conts]
+        out = self._forward(ctx, 1, use_cache=True)
         cache = out.past_key_values
+        if not hasattr(cache, "batch_repeat_interleave"):
+            return None
+        first = self._log_softmax(out.logits[0, -1])
+        longest = max(len(c) for c in conts)  # > 1: groups of one-token answers go through last_logprobs
         cache.batch_repeat_interleave(len(conts))
         ids = torch.zeros((len(conts), longest - 1), dtype=torch.long)
         for r, c in enumerate(conts):
@@ -126,7 +131,7 @@ class Scorer:
         picked = [[first[c[0]].reshape(1)] for c in conts]
         greedy = [[bool(first.argmax() == c[0])] for c in conts]
         for start in range(0, longest - 1, step):
-            logits = self._forward(ids[:, start: start + step], 0, cache=cache).logits
+            logits = self._forward(ids[:, start: start + step], 0, cache=cache, use_cache=True).logits
             for r, c in enumerate(conts):
                 span = c[start + 1: start + 1 + step]
                 if span:
@@ -135,12 +140,6 @@ class Scorer:
                     picked[r].append(lp.gather(1, target[:, None])[:, 0])
                     greedy[r].append(bool((lp.argmax(-1) == target).all()))
         return [(float(torch.cat(p).sum()), all(g)) for p, g in zip(picked, greedy, strict=True)]
-
-
-def _new_cache(model: Any) -> Any:
-    from transformers import DynamicCache
-
-    return DynamicCache(config=model.config)
 
 
 def _answer(logprobs: torch.Tensor, cont: list[int]) -> Answer:
