@@ -47,13 +47,15 @@ def test_a_second_model_reuses_the_plan_and_scores_the_same(zoo_family: Path, re
     assert [(s.task, s.metric, s.value) for s in second.scores] == [(s.task, s.metric, s.value) for s in fresh.scores]
 
 
-def test_an_entry_from_another_lm_eval_is_rebuilt(zoo_family: Path, results: Path, store) -> None:
+@pytest.mark.parametrize("damage", ["other lm-eval", "not json"])
+def test_an_entry_from_another_lm_eval_is_rebuilt(zoo_family: Path, results: Path, store, damage: str) -> None:
     from harness.evaluate.request_plan import made_by
 
     model = str(zoo_family / "zoo-math")
     first = evaluate_model(model, "zoo_math", OPTS, store)
     con = sqlite3.connect(results / "cache" / "request_plans.kv.sqlite")
     stale = json.dumps({"made_by": {**made_by(), "lm_eval": "0.0.1"}, "instances": "[]"})  # would score nothing
+    stale = stale if damage == "other lm-eval" else stale[:20]
     con.execute("UPDATE plans SET value = ?", (stale,))
     con.commit()
     con.close()

@@ -82,10 +82,13 @@ def _lookup(kv: Any, key: str, versions: dict[str, str]) -> list[Any] | None:
     found = kv.get_many([key]).get(key)
     if found is None:
         return None
-    entry = json.loads(found)
-    if entry.get("made_by") != versions:
-        return None  # written by another lm-eval or datasets: rebuilt below
-    return _decode(entry["instances"])
+    try:
+        entry = json.loads(found)
+        if entry.get("made_by") != versions:
+            return None  # written by another lm-eval or datasets: rebuilt below
+        return _decode(entry["instances"]) or None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None  # a damaged entry: rebuilt and overwritten
 
 
 @contextmanager
