@@ -22,7 +22,7 @@ def test_templates_render_the_same_and_the_original_comes_back() -> None:
 
 
 def test_environment_description_is_computed_once_per_environment(results: Path) -> None:
-    import torch.utils.collect_env as collect_env
+    import lm_eval.evaluator
 
     from harness.evaluate import lm_eval_speed
 
@@ -34,12 +34,12 @@ def test_environment_description_is_computed_once_per_environment(results: Path)
 
     lm_eval_speed._pretty_env_info.cache_clear()
     with lm_eval_speed.faster_lm_eval():
-        first = collect_env.get_pretty_env_info
+        first = lm_eval.evaluator.add_env_info
     assert lm_eval_speed._pretty_env_info(counted) == "described"
     lm_eval_speed._pretty_env_info.cache_clear()  # a new process: only the memo file is left
     assert lm_eval_speed._pretty_env_info(counted) == "described"
     assert len(calls) == 1
     memo = json.loads((results / "cache" / "env_info.json").read_text())
     assert memo == {lm_eval_speed._environment_key(): "described"}
-    assert first is not collect_env.get_pretty_env_info  # restored after the block
+    assert first is not lm_eval.evaluator.add_env_info  # restored after the block
     lm_eval_speed._pretty_env_info.cache_clear()

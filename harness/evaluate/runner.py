@@ -14,6 +14,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -68,6 +69,7 @@ class RunResult:
     new_requests: int = 0
     seconds: float = 0.0
     error: str | None = None
+    planned_tasks: int = 0  # tasks whose rendered requests came from the request plan cache
 
     def score(self, task: str, metric: str = "acc") -> Score | None:
         return next((s for s in self.scores if s.task == task and s.metric == metric), None)
@@ -197,6 +199,12 @@ def _free_memory() -> None:
         torch.cuda.empty_cache()
 
 
+def _plan_parts(plan: Plan, opts: EvalOptions) -> dict[str, Any]:
+    """What request plans are keyed by besides each task's config and limit: no model (see request_plan.py)."""
+    return {"suite": plan.suite.name, "suite_version": str(plan.suite.version), "split": plan.split,
+            "data_hash": plan.data_hash, "seed": opts.seed}
+
+
 def _evaluate(target: ModelTarget, plan: Plan, run: RunRecord, opts: EvalOptions,
               bo: BackendOptions, store: Store) -> RunResult:
     import lm_eval
@@ -206,6 +214,7 @@ def _evaluate(target: ModelTarget, plan: Plan, run: RunRecord, opts: EvalOptions
     from harness.evaluate.lm_eval_rows import to_records
     from harness.evaluate.lm_eval_speed import faster_lm_eval
     from harness.evaluate.request_cache import RequestCache, cache_path, cached_lm
+    from harness.evaluate.request_plan import PlanStats, request_plans
     from harness.evaluate.results_dir import write_run_dir
 
     start = time.perf_counter()
@@ -219,6 +228,10 @@ def _evaluate(target: ModelTarget, plan: Plan, run: RunRecord, opts: EvalOptions
 
         try:
             check_finite_weights(target)
+            if opts.backend in ("hf", "vllm", "ensemble"):
+                import torch
+
+                torch.manual_seed(opts.seed)  # lm-eval's torch seed, deferred to here (lm_eval_speed)
             return backend.build(target, bo)
         except Exception as exc:  # noqa: BLE001
             raise _as_harness_error(exc, target, opts, "load") from None
@@ -231,7 +244,9 @@ def _evaluate(target: ModelTarget, plan: Plan, run: RunRecord, opts: EvalOptions
     lm = cached_lm(build, cache, str(target.path or target.name), progress, label=target.name)
     try:
         tracker = EvaluationTracker()
-        with faster_lm_eval():
+        plans = opts.use_cache and plan.split != HUB_SPLIT  # the hub's data can change under one version
+        plan_cache = request_plans(_plan_parts(plan, opts)) if plans else nullcontext(PlanStats())
+        with faster_lm_eval(), plan_cache as pstats:
             results = lm_eval.simple_evaluate(
                 model=lm, tasks=configs, limit=None if plan.samples else plan.limit,
                 samples={t: list(d) for t, d in plan.samples} if plan.samples else None,
@@ -259,7 +274,7 @@ def _evaluate(target: ModelTarget, plan: Plan, run: RunRecord, opts: EvalOptions
     return RunResult(
         run.run_id, target.model_id, target.name, plan.suite.name, plan.split, opts.backend, "complete",
         scores, folder, cached_requests=counts[0], new_requests=counts[1],
-        seconds=time.perf_counter() - start,
+        seconds=time.perf_counter() - start, planned_tasks=pstats.reused,
     )
 
 

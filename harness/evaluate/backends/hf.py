@@ -1,4 +1,4 @@
-"""transformers on CPU or GPU through lm-eval's HFLM."""
+"""transformers on CPU or GPU through lm-eval's HFLM (log-likelihoods at the cost of the continuation: hf_scoring)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ class HFBackend:
         return f"transformers {package_version('transformers')}, torch {package_version('torch')}"
 
     def build(self, target: ModelTarget, options: BackendOptions) -> LM:
-        from lm_eval.models.huggingface import HFLM
+        from harness.evaluate.backends.hf_scoring import ContinuationHFLM
 
         if target.path is None:
             raise HarnessError(f"the hf backend needs a local model folder, got {target.name!r}",
@@ -38,7 +38,7 @@ class HFBackend:
             kwargs["add_bos_token"] = options.add_bos_token
         if options.max_length:
             kwargs["max_length"] = options.max_length
-        return HFLM(**kwargs)
+        return ContinuationHFLM(**kwargs)
 
 
 BACKEND = HFBackend()

@@ -1,0 +1,163 @@
+"""Log-likelihoods at the cost of the continuation, for lm-eval's HFLM (the hf backend).
+
+lm-eval's `HFLM._loglikelihood_tokens` runs each (context + continuation) through the model, applies the LM head
+and a full-vocabulary log-softmax at every position of a padded batch (16 x ~1,000 x 49,152 floats for a 5-shot
+mmlu batch of a SmolLM2: 18.8 GB peak), and keeps only the continuation's positions. Here, with the same inputs:
+
+- requests are grouped by context; a context runs once for all its continuations;
+- the head is applied only where a continuation is scored (`logits_to_keep`, the model's own head code);
+- continuations of one token (multiple choice with letters): the contexts of many groups share one right-padded
+  forward (no attention mask, as lm-eval's), and each row's last position is read;
+- longer continuations: the context runs once with a KV cache, then all its continuations run on top of it,
+  right-padded, in chunks of positions;
+- a forward never holds more than `TOKENS_PER_FORWARD` padded tokens or `LOGITS_PER_FORWARD` head outputs, so the
+  memory is bounded by construction, whatever the batch size asked for (which still caps the rows).
+
+Requests lm-eval would truncate (context + continuation longer than the model's window), models whose forward takes
+no `logits_to_keep` and models whose own cache cannot be repeated across rows go through lm-eval's own code. Scores
+equal lm-eval's per request (tests/test_hf_scoring.py: identical on SmolLM2's mmlu requests, sums over many tokens
+within the spread lm-eval shows against itself across batch sizes, identical greedy flags).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from lm_eval.models.huggingface import HFLM
+
+Request = tuple[Any, list[int], list[int]]  # (cache key, context tokens, continuation tokens), as HFLM gets them
+Answer = tuple[float, bool]
+TOKENS_PER_FORWARD = 4096  # padded tokens in one forward
+LOGITS_PER_FORWARD = 2**24  # head outputs (positions x vocabulary) in one forward: 64 MB of float32
+
+
+class ContinuationHFLM(HFLM):
+    """lm-eval's HFLM with `_loglikelihood_tokens` computed at the cost of the continuation (see module doc)."""
+
+    def _loglikelihood_tokens(self, requests: Sequence[Request], disable_tqdm: bool = False,
+                              override_bs: int | None = None) -> list[Answer]:  # type: ignore[override]
+        if self.backend != "causal" or not _takes_logits_to_keep(self.model):
+            return super()._loglikelihood_tokens(requests, disable_tqdm, override_bs)  # type: ignore[arg-type]
+        rows = self.batch_size if isinstance(self.batch_size, int) else 16
+        scorer = Scorer(self.model, self.device, self.mixed_precision_dtype, self.softmax_dtype, max(1, rows))
+        fallback: list[int] = []
+        answers = scorer.score(list(requests), self.max_length, fallback)
+        if fallback:
+            slow = super()._loglikelihood_tokens([requests[i] for i in fallback], True, override_bs)
+            answers.update(zip(fallback, slow, strict=True))
+        slow_ones = set(fallback)  # lm-eval's own code has told the cache hook of those
+        for i, (key, _, _) in enumerate(requests):
+            if key is not None and i not in slow_ones:
+                self.cache_hook.add_partial("loglikelihood", key, answers[i])
+        return [answers[i] for i in range(len(requests))]
+
+
+def _takes_logits_to_keep(model: Any) -> bool:
+    return "logits_to_keep" in inspect.signature(model.forward).parameters
+
+
+class Scorer:
+    """Scores (context, continuation) token requests with one model, in bounded memory."""
+
+    def __init__(self, model: Any, device: Any, autocast_dtype: Any = None, softmax_dtype: Any = None,
+                 max_rows: int = 16) -> None:
+        self.model, self.device, self.max_rows = model, device, max_rows
+        self.autocast_dtype, self.softmax_dtype = autocast_dtype, softmax_dtype
+
+    def score(self, requests: list[Request], max_length: int, fallback: list[int]) -> dict[int, Answer]:
+        """Answers by request index; indices lm-eval would truncate are appended to `fallback` instead."""
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, (_, ctx, cont) in enumerate(requests):
+            if len(ctx) + len(cont) > max_length + 1 or not ctx or not cont:
+                fallback.append(i)
+            else:
+                groups.setdefault(tuple(ctx), []).append(i)
+        answers: dict[int, Answer] = {}
+        single = [c for c, idx in groups.items() if all(len(requests[i][2]) == 1 for i in idx)]
+        for k, logprobs in self.last_logprobs(single):
+            for i in groups[single[k]]:
+                answers[i] = _answer(logprobs[None], requests[i][2])
+        for ctx in sorted(set(groups) - set(single), key=len, reverse=True):
+            shared = self.group_answers(list(ctx), [requests[i][2] for i in groups[ctx]])
+            if shared is None:
+                fallback += groups[ctx]
+            else:
+                answers.update(zip(groups[ctx], shared, strict=True))
+        return answers
+
+    def _forward(self, ids: torch.Tensor, keep: int | torch.Tensor, cache: Any = None, use_cache: bool = False) -> Any:
+        with torch.no_grad(), torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype,
+                                             enabled=self.autocast_dtype is not None):
+            return self.model(ids, past_key_values=cache, use_cache=use_cache, logits_to_keep=keep)
+
+    def _log_softmax(self, logits: torch.Tensor) -> torch.Tensor:
+        return F.log_softmax(logits, dim=-1, dtype=self.softmax_dtype)
+
+    def last_logprobs(self, contexts: list[tuple[int, ...]]) -> Iterator[tuple[int, torch.Tensor]]:
+        """(index, the log-probabilities after contexts[index]), several contexts per right-padded forward."""
+        order = sorted(range(len(contexts)), key=lambda i: -len(contexts[i]))
+        for batch in _batches(order, [len(c) for c in contexts], self.max_rows):
+            width = len(contexts[batch[0]])
+            ids = torch.zeros((len(batch), width), dtype=torch.long)
+            for r, i in enumerate(batch):
+                ids[r, : len(contexts[i])] = torch.tensor(contexts[i])
+            ends = [len(contexts[i]) - 1 for i in batch]
+            keep = sorted(set(ends))
+            logits = self._forward(ids.to(self.device), torch.tensor(keep, device=self.device)).logits
+            for r, i in enumerate(batch):
+                yield i, self._log_softmax(logits[r, keep.index(ends[r])])
+
+    def group_answers(self, context: list[int], conts: list[list[int]]) -> list[Answer] | None:
+        """One context, its continuations on top of its KV cache (the context runs once). None when the model's
+        own cache cannot be shared across rows (a custom cache class): lm-eval's path then."""
+        ctx = torch.tensor([context], device=self.device)
+        out = self._forward(ctx, 1, use_cache=True)
+        cache = out.past_key_values
+        if not hasattr(cache, "batch_repeat_interleave"):
+            return None
+        first = self._log_softmax(out.logits[0, -1])
+        longest = max(len(c) for c in conts)  # > 1: groups of one-token answers go through last_logprobs
+        cache.batch_repeat_interleave(len(conts))
+        ids = torch.zeros((len(conts), longest - 1), dtype=torch.long)
+        for r, c in enumerate(conts):
+            ids[r, : len(c) - 1] = torch.tensor(c[:-1])
+        ids = ids.to(self.device)
+        vocab = first.shape[-1]
+        step = max(1, min(TOKENS_PER_FORWARD // len(conts), LOGITS_PER_FORWARD // (len(conts) * vocab)))
+        picked = [[first[c[0]].reshape(1)] for c in conts]
+        greedy = [[bool(first.argmax() == c[0])] for c in conts]
+        for start in range(0, longest - 1, step):
+            logits = self._forward(ids[:, start: start + step], 0, cache=cache, use_cache=True).logits
+            for r, c in enumerate(conts):
+                span = c[start + 1: start + 1 + step]
+                if span:
+                    lp = self._log_softmax(logits[r, : len(span)])
+                    target = torch.tensor(span, device=self.device)
+                    picked[r].append(lp.gather(1, target[:, None])[:, 0])
+                    greedy[r].append(bool((lp.argmax(-1) == target).all()))
+        return [(float(torch.cat(p).sum()), all(g)) for p, g in zip(picked, greedy, strict=True)]
+
+
+def _answer(logprobs: torch.Tensor, cont: list[int]) -> Answer:
+    """(sum of log-probabilities of `cont`, whether each token is the argmax), from [len(cont), vocab]."""
+    target = torch.tensor(cont, device=logprobs.device)
+    greedy = bool((logprobs.argmax(-1) == target).all())
+    return float(logprobs.gather(1, target[:, None]).sum()), greedy
+
+
+def _batches(order: list[int], lengths: list[int], max_rows: int) -> Iterator[list[int]]:
+    """Consecutive runs of `order` (longest first) whose padded size fits TOKENS_PER_FORWARD and max_rows."""
+    batch: list[int] = []
+    for i in order:
+        width = lengths[batch[0]] if batch else lengths[i]
+        if batch and (len(batch) >= max_rows or (len(batch) + 1) * width > TOKENS_PER_FORWARD):
+            yield batch
+            batch = []
+        batch.append(i)
+    if batch:
+        yield batch
+
