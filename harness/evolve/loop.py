@@ -25,6 +25,7 @@ from harness.hashing import hash_json
 from harness.store import evolve as records
 
 if TYPE_CHECKING:
+    from harness.evolve.dfs import DfsSpace
     from harness.evolve.parallel import Pool, WorkerSpec
     from harness.merge import InMemoryMerger
     from harness.store import Store
@@ -105,6 +106,17 @@ def folder_of(ref: str, base_dir: Path, store: Store) -> str:
     return rec.path
 
 
+def build_space(cfg: EvolveConfig, sources: list[str], base: str | None, engine_folder: str) -> Space | DfsSpace:
+    """The searched space: merge parameters (PS) or a layer path (DFS, its memory checked before any search)."""
+    if cfg.method == "dfs":
+        from harness.evolve.dfs import DfsSpace, check_memory
+
+        space = DfsSpace.build(cfg, sources)
+        check_memory(space)
+        return space
+    return Space.build(cfg, sources, base, num_layers(engine_folder))
+
+
 class Search:
     """One evolution run: set up from a config, then `run()`."""
 
@@ -116,9 +128,9 @@ class Search:
         self.base = folder_of(cfg.base, base_dir, store) if cfg.base else None
         self.engine_folder = self.base or self.sources[0]
         self.suites_root = str(resolve_ref(cfg.suites_dir, base_dir)) if cfg.suites_dir else None
-        self.space = Space.build(cfg, self.sources, self.base, num_layers(self.engine_folder))
+        self.space = build_space(cfg, self.sources, self.base, self.engine_folder)
         self.merger: InMemoryMerger = InMemoryMerger(store=store, seed=cfg.seed)
-        plan = self.merger.plan(self.space.recipe(self.space.start()))
+        plan = self.merger.plan(self.space.parent_recipe())
         self.parents = {p.path: p.model_id for p in plan.parents}
         self.names = {p.path: Path(p.path).name for p in plan.parents}
         self.fitness_key = hash_json({**cfg.fitness_key(), "data": self._data_hashes()})
@@ -212,18 +224,25 @@ class Search:
         opt.reseed_rng((self.cfg.seed * 1_000_003 + generation) % 2**32)
         xs = [opt.ask() for _ in range(opt.population_size)]
         recipes = [self.space.recipe(x) for x in xs]
-        plans = [self.merger.plan(r) for r in recipes]
+        plans = [None if r is None else self.merger.plan(r) for r in recipes]
         known: dict[str, float | None] = {}
         todo: list[int] = []
         for i, plan in enumerate(plans):
+            if plan is None:  # a dfs path that selects no layer: fitness NULL, never merged nor loaded
+                continue
             found, fit = records.cached_fitness(self.store, plan.model_id, self.fitness_key)
             if found:
                 known[plan.model_id] = fit
-            elif plan.model_id not in {plans[j].model_id for j in todo}:
+            elif plan.model_id not in {plans[j].model_id for j in todo}:  # type: ignore[union-attr]
                 todo.append(i)
-        outcomes = dict(zip(todo, pool.map([recipes[i] for i in todo]), strict=True))
+        outcomes = dict(zip(todo, pool.map([recipes[i] for i in todo]), strict=True))  # type: ignore[misc]
         fits: list[float | None] = []
         for i, (x, plan) in enumerate(zip(xs, plans, strict=True)):
+            if plan is None:
+                records.record_empty_candidate(self.store, self.evolve_id, generation, i, self.space.describe(x),
+                                               {"x": [float(v) for v in x], "error": "the path selects no layer"})
+                fits.append(None)
+                continue
             out = outcomes.get(i)
             fit = out.fitness if out is not None else known.get(plan.model_id)
             if out is not None:
@@ -247,7 +266,7 @@ class Search:
         secs = time.perf_counter() - t0
         return state, GenerationReport(
             generation, max(ok) if ok else None, sum(ok) / len(ok) if ok else None,
-            float(getattr(opt, "_sigma", float("nan"))), len(todo), len(xs) - len(todo),
+            float(getattr(opt, "_sigma", float("nan"))), len(todo), sum(p is not None for p in plans) - len(todo),
             len(xs) - len(ok), secs, 60 * len(xs) / secs if secs else 0.0,
             best.fitness if best else None, best.model_id if best else None, heldout,
         )
@@ -258,7 +277,7 @@ class Search:
         final pick's gap against (harness.analysis.overfit.evolve_flags)."""
         todo: dict[str, int] = {}
         for i, (plan, fit) in enumerate(zip(plans, fits, strict=True)):
-            if fit is not None:
+            if fit is not None and plan is not None:
                 todo.setdefault(plan.model_id, i)
         outs = pool.map([recipes[i] for i in todo.values()], split=self.cfg.heldout_split)
         for model_id, out in zip(todo, outs, strict=True):

@@ -132,6 +132,10 @@ class Space:
             recipe["base_model"] = self.base
         return recipe
 
+    def parent_recipe(self) -> dict[str, Any]:
+        """A recipe naming every parent (the starting point's)."""
+        return self.recipe(self.start())
+
     def describe(self, x: Any, names: dict[str, str] | None = None) -> dict[str, Any]:
         """The values keyed by short model names and group names (what the store and the report show)."""
         names = names or {}

@@ -85,6 +85,14 @@ def record_candidate(store: Store, evolve_id: str, generation: int, idx: int, pl
                     [evolve_id, generation, idx, plan.model_id, json.dumps({"values": params, **extra}), fitness])
 
 
+def record_empty_candidate(store: Store, evolve_id: str, generation: int, idx: int, params: dict[str, Any],
+                           extra: dict[str, Any]) -> None:
+    """A candidate that is no model (a layer path selecting no layer): fitness NULL, no model row, no lineage."""
+    with store.db.write() as con:
+        con.execute("INSERT OR REPLACE INTO evolve_candidates VALUES (?, ?, ?, ?, ?, NULL, NULL)",
+                    [evolve_id, generation, idx, "empty-path", json.dumps({"values": params, **extra})])
+
+
 def set_heldout(store: Store, evolve_id: str, model_id: str, value: float) -> None:
     with store.db.write() as con:
         con.execute("UPDATE evolve_candidates SET heldout = ? WHERE evolve_id = ? AND model_id = ?",
