@@ -167,3 +167,35 @@ def test_dfs_search_records_paths_and_an_empty_path_is_never_loaded(tmp_path: Pa
     run = records.get_run(store, res.evolve_id)
     assert run is not None
     assert {e.parent_id for e in store.parents(res.best_model_id)} == set(run.config["parents"].values())
+
+
+@pytest.mark.slow
+def test_ps_dfs_from_one_config_searches_a_path_over_the_ps_merge_and_its_sources(tmp_path: Path, store) -> None:
+    """PS+DFS: the PS run (the same id as the config without `dfs:`), then a DFS run whose sources are the PS best
+    merge's folder and the sources, starting from the PS merge's own layers."""
+    from harness.store import evolve as records
+    from harness.workflows.evolve import run_evolve
+
+    base, sources = make_models(tmp_path, n_sources=2, layers=2)
+    make_suite(tmp_path / "suites")
+    ps_only = make_config(tmp_path, base, sources, granularity="global", population=3, check_every=0,
+                          budget={"generations": 1})
+    cfg = parse_config({**ps_only, "dfs": {"repeats": 1}})
+    res = run_evolve(cfg, store=store, base_dir=tmp_path)
+    ps_id, dfs_id = res.stages
+    assert res.evolve_id == dfs_id and res.status == "complete"
+    from harness.evolve.loop import Search
+
+    assert Search(parse_config(ps_only), tmp_path, store).evolve_id == ps_id
+    ps_run, dfs_run = records.get_run(store, ps_id), records.get_run(store, dfs_id)
+    assert ps_run is not None and dfs_run is not None
+    ps_path = store.find_model(ps_run.best_model_id).path
+    assert dfs_run.config["sources"] == [ps_path, *(str(s.resolve()) for s in sources)]
+    from harness.evolve.config import EvolveConfig
+    from harness.evolve.dfs import DfsSpace
+
+    sp = DfsSpace.build(EvolveConfig.model_validate(dfs_run.config["config"]), dfs_run.config["sources"])
+    start = sp.recipe(sp.start())
+    assert [(s["sources"][0]["model"], s["sources"][0]["layer_range"]) for s in start["slices"]] == [
+        (ps_path, [0, 1]), (ps_path, [1, 2])]
+    assert {s.process_id for s in store.selections([res.best_model_id])} == {dfs_id}

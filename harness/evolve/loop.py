@@ -62,6 +62,7 @@ class EvolveResult:
     wall_s: float
     runs: list[dict[str, Any]] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
+    stages: list[str] = field(default_factory=list)  # PS+DFS: the evolve ids of the PS and the DFS run
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
