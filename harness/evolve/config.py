@@ -95,6 +95,9 @@ class EvolveConfig(_Frozen):
     sources: tuple[str, ...] = Field(min_length=1)
     method: Literal["linear", "task_arithmetic", "ties", "dare_ties", "dare_linear", "slerp", "dfs"]
     dfs: DfsSettings | None = None  # with method dfs: the layer path search; with a PS method: PS then DFS
+    # hand recipes scored first (generation 0), {source as written in `sources`: {parameter: value}} each (the
+    # value holds for every group; unnamed ones start at `init`); the search's mean starts at the fittest of them
+    starts: tuple[dict[str, dict[str, float]], ...] = ()
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     parameters: dict[str, Bounds] = Field(default_factory=dict)
     granularity: Literal["global", "layer_groups", "layer"] = "global"
@@ -132,6 +135,7 @@ class EvolveConfig(_Frozen):
             self._check_dfs()
         elif not self.parameters:
             raise ValueError(f"parameters: give bounds for at least one of {', '.join(allowed)}")
+        self._check_starts()
         if self.dfs is not None and self.backend != "hf":
             raise ValueError("a dfs search runs on backend hf (a live vLLM engine cannot change its layer count)")
         if self.search_split == self.heldout_split:
@@ -143,6 +147,20 @@ class EvolveConfig(_Frozen):
             raise ValueError("method dfs needs a `dfs:` block (repeats, scales, scale bounds)")
         if self.base:
             raise ValueError("method dfs takes no `base`: the path is built from the layers of `sources`")
+
+    def _check_starts(self) -> None:
+        if self.starts and self.method == "dfs":
+            raise ValueError("starts: are parameter settings; a dfs search starts from dfs.start")
+        for k, start in enumerate(self.starts):
+            for src, params in start.items():
+                if src not in self.sources:
+                    raise ValueError(f"starts[{k}]: {src!r} is not one of sources ({', '.join(self.sources)})")
+                for p, v in params.items():
+                    b = self.parameters.get(p)
+                    if b is None:
+                        raise ValueError(f"starts[{k}].{src}: {p} is not a searched parameter")
+                    if not b.low <= v <= b.high:
+                        raise ValueError(f"starts[{k}].{src}.{p}: {v} lies outside [{b.low}, {b.high}]")
 
     @property
     def ps_dfs(self) -> bool:
@@ -159,7 +177,9 @@ class EvolveConfig(_Frozen):
         skip = {"name", "budget", "report_suites", "batch_size", "check_every", "verify_every", "workers",
                 "ray_address", "threads"}
         if self.dfs is None:
-            skip.add("dfs")  # PS configs keep the ids they had before DFS existed
+            skip.add("dfs")  # PS configs keep the ids they had before DFS and starts existed
+        if not self.starts:
+            skip.add("starts")
         out = self.model_dump(mode="json", exclude=skip)
         if self.dfs is not None:
             out["dfs"].pop("memory_gb", None)

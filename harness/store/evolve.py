@@ -134,9 +134,11 @@ def history(store: Store, evolve_id: str) -> list[dict[str, Any]]:
         fit = [c.fitness for c in cs if c.fitness is not None]
         so_far = max([so_far, *fit])
         held = [c.heldout for c in cs if c.heldout is not None]
+        top = best(cs)
         out.append({"generation": g, "candidates": len(cs), "best": max(fit) if fit else None,
                     "mean": sum(fit) / len(fit) if fit else None, "best_so_far": so_far,
-                    "heldout": held[-1] if held else None})
+                    "heldout": held[-1] if held else None,
+                    "stderr": top.params.get("stderr") if top else None})  # of the generation's best fitness
     return out
 
 
