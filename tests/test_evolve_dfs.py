@@ -180,6 +180,7 @@ def test_ps_dfs_from_one_config_searches_a_path_over_the_ps_merge_and_its_source
     make_suite(tmp_path / "suites")
     ps_only = make_config(tmp_path, base, sources, granularity="global", population=3, check_every=0,
                           budget={"generations": 1})
+    ps_only["starts"] = [{str(sources[0]): {"weight": 1.0}}]  # hand starts belong to the PS stage only
     cfg = parse_config({**ps_only, "dfs": {"repeats": 1}})
     res = run_evolve(cfg, store=store, base_dir=tmp_path)
     ps_id, dfs_id = res.stages

@@ -55,7 +55,8 @@ def run_ps_dfs(cfg: EvolveConfig, folder: Path, store: Store, resume: bool,
     if ps.status != "complete" or not ps.path:
         return ps
     sources = [ps.path, *(folder_of(s, folder, store) for s in cfg.sources)]
-    data = {**cfg.model_dump(mode="json"), "method": "dfs", "base": None, "parameters": {}, "sources": sources}
+    data = {**cfg.model_dump(mode="json"), "method": "dfs", "base": None, "parameters": {}, "sources": sources,
+            "starts": []}
     dfs = run_evolve(EvolveConfig.model_validate(data), resume, store, on_generation, folder, stop_after)
     dfs.stages = [ps.evolve_id, dfs.evolve_id]
     return dfs
