@@ -65,6 +65,8 @@ def _print_result(res: EvolveResult) -> None:
                f"{res.evaluations} candidates, {res.wall_s:.1f}s")
     typer.echo(f"best {res.best_model_id and res.best_model_id[:12]} fitness {_fmt(res.best_fitness, 4)}"
                + (f": {res.path}" if res.path else ""))
+    if res.stages:
+        typer.echo(f"PS+DFS: PS run {res.stages[0]}, then DFS run {res.stages[1]} (this result)")
     rows = [(r["suite"], r["split"], s["task"], s["metric"], _fmt(s["value"]), f"[{_fmt(s['ci_low'])}, "
              f"{_fmt(s['ci_high'])}]", s["n"]) for r in res.runs for s in r["scores"]]
     if rows:
