@@ -200,3 +200,23 @@ def test_ps_dfs_from_one_config_searches_a_path_over_the_ps_merge_and_its_source
     assert [(s["sources"][0]["model"], s["sources"][0]["layer_range"]) for s in start["slices"]] == [
         (ps_path, [0, 1]), (ps_path, [1, 2])]
     assert {s.process_id for s in store.selections([res.best_model_id])} == {dfs_id}
+    # the store now holds a PS and a PS+DFS pick; a hand recipe scored on both splits makes them comparable
+    from harness.analysis.search_methods import stored_comparison
+    from harness.evaluate.options import eval_options
+    from harness.evaluate.runner import evaluate_model
+    from harness.evolve.fitness import load_suite
+    from harness.merge import merge_to_folder
+    from tests.factories import run_cli
+
+    hand = merge_to_folder({"merge_method": "linear", "dtype": "float32", "models": [
+        {"model": str(s), "parameters": {"weight": 0.5}} for s in sources]}, seed=0, store=store).model_id
+    suite = load_suite("tiny_sum", tmp_path / "suites")
+    for split in ("search", "heldout"):
+        evaluate_model(hand, suite, eval_options(backend="hf", batch_size=16), store, split=split)
+    table = stored_comparison(store, "tiny_sum").set_index("method")
+    assert list(table.index) == ["hand", "PS", "PS+DFS"] and table.loc["hand", "model_id"] == hand
+    assert table.loc["PS+DFS", "model_id"] == res.best_model_id and table.loc["PS+DFS", "n"] == 40
+    code, out, err = run_cli("leaderboard", "--methods", "--suite", "tiny_sum", "--db", str(store.path))
+    assert code == 0 and "PS+DFS" in out and "vs best hand" in out, err
+    code, _, err = run_cli("leaderboard", "--methods", "--db", str(store.path))
+    assert code == 2 and "--suite" in err

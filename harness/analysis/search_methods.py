@@ -14,11 +14,14 @@ bootstrap 95% interval (harness.stats.paired_compare).
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from harness.stats import paired_compare
+
+if TYPE_CHECKING:
+    from harness.store import Store
 
 METHOD_ORDER = ("hand", "PS", "DFS", "PS+DFS")
 
@@ -74,3 +77,22 @@ def method_comparison(labels: dict[str, str], docs: pd.DataFrame, chosen_on: str
                      compare_on: 100 * means.loc[mid, compare_on], "vs best hand": 100 * cmp.mean_diff,
                      "ci_low": 100 * cmp.ci_low, "ci_high": 100 * cmp.ci_high, "n": cmp.n})
     return pd.DataFrame(rows)
+
+
+def stored_comparison(store: Store, suite: str, chosen_on: str = "search", compare_on: str = "heldout") -> pd.DataFrame:
+    """method_comparison over a store's latest complete runs of `suite` (what `harness leaderboard --methods`
+    prints)."""
+    from harness.analysis.evidence import suite_twins
+    from harness.store import frames as views
+    from harness.suites import score_rules
+
+    with store.db.read() as con:
+        models, edges = views.models(con), views.edges(con)
+        scores = views.suite_scores(con, suite_twins(None)[1], rules=score_rules())
+    labels = search_labels(models, views.evolve_runs(store), edges)
+    sc = scores[(scores["suite"] == suite) & scores["split"].isin([chosen_on, compare_on])
+                & scores["model_id"].isin(labels)]
+    if sc.empty:
+        return pd.DataFrame()
+    docs = views.doc_scores(store, sorted(sc["run_id"])).merge(sc[["run_id", "model_id", "split"]], on="run_id")
+    return method_comparison(labels, docs, chosen_on, compare_on)
