@@ -4,6 +4,7 @@ lm-eval tasks, same process.
 
     .venv/bin/python benchmarks/bench_evolve.py                       # tiny random Llamas, hf and vllm
     .venv/bin/python benchmarks/bench_evolve.py --zoo --backend hf    # the zoo (results/zoo), zoo_math_L search
+    .venv/bin/python benchmarks/bench_evolve.py --space dfs --backend hf   # DFS layer paths (hf only)
 
 The on-disk path reuses the already-built lm-eval task objects (mergekit-evolve rebuilt them per candidate), so
 its numbers are on the generous side. Both paths score every candidate; the scores must agree.
@@ -45,18 +46,39 @@ def setup(work: Path, zoo: Path | None) -> tuple[Path, list[Path], Path | None, 
     return base, sources, work / "suites", "tiny_sum", "search", None
 
 
-def recipes(base: Path, sources: list[Path], n: int, seed: int = 0) -> tuple[list[dict], object]:
+def recipes(base: Path, sources: list[Path], n: int, seed: int = 0, space: str = "ps") -> tuple[list[dict], object]:
     import random
 
     from harness.evolve.config import parse_config
     from harness.evolve.params import Space, num_layers
 
+    if space == "dfs":
+        return dfs_recipes(sources, n, seed)
     cfg = parse_config({"base": str(base), "sources": [str(s) for s in sources], "method": "task_arithmetic",
                         "parameters": {"weight": {"low": 0.0, "high": 1.2}}, "granularity": "layer_groups",
                         "layer_groups": 2, "fitness": [{"suite": "x"}], "budget": {"generations": 1}})
     space = Space.build(cfg, [str(s) for s in sources], str(base), num_layers(base))
     rng = random.Random(seed)
     return [space.recipe([rng.random() for _ in range(space.dim)]) for _ in range(n)], cfg
+
+
+def dfs_recipes(sources: list[Path], n: int, seed: int) -> tuple[list[dict], object]:
+    """Random layer paths (T = layers x sources x 2 repeats, indicators and scales) that select at least a layer."""
+    import random
+
+    from harness.evolve.config import parse_config
+    from harness.evolve.dfs import DfsSpace
+
+    cfg = parse_config({"sources": [str(s) for s in sources], "method": "dfs", "dfs": {"repeats": 2},
+                        "fitness": [{"suite": "x"}], "budget": {"generations": 1}})
+    space = DfsSpace.build(cfg, [str(s) for s in sources])
+    rng = random.Random(seed)
+    out: list[dict] = []
+    while len(out) < n:
+        r = space.recipe([rng.random() for _ in range(space.dim)])
+        if r is not None:
+            out.append(r)
+    return out, cfg
 
 
 def fast_path(backend: str, base: Path, recs: list[dict], tasks: object) -> tuple[float, list[float], list[float]]:
@@ -114,6 +136,7 @@ def main() -> None:
     ap.add_argument("--fast", type=int, default=12, help="candidates on the in-memory path")
     ap.add_argument("--disk", type=int, default=3, help="candidates on the on-disk path")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--space", default="ps", choices=["ps", "dfs"], help="merge parameters or DFS layer paths")
     args = ap.parse_args()
 
     import torch
@@ -129,11 +152,16 @@ def main() -> None:
     from harness.evolve.fitness import SplitTasks
 
     base, sources, root, suite, split, limit = setup(work, zoo)
-    recs, _ = recipes(base, sources, max(args.fast, args.disk))
+    recs, _ = recipes(base, sources, max(args.fast, args.disk), space=args.space)
+    if args.space == "dfs":
+        base = sources[0]  # a dfs engine starts on the first source; each path changes its depth
+        if args.backend != ["hf"]:
+            raise SystemExit("--space dfs runs on --backend hf only")
     tasks = SplitTasks.build((FitnessSuite(suite=suite),), split, root, limit)
     print(f"machine: {machine()}")
     print(f"models: {base.parent if args.zoo else 'tiny random Llama (hidden 128, 2 layers, tied head)'}; "
-          f"suite {suite}:{split} limit={limit}; per candidate: {sum(1 for _ in tasks.members)} task(s)")
+          f"suite {suite}:{split} limit={limit}; space {args.space}; per candidate: "
+          f"{sum(1 for _ in tasks.members)} task(s)")
     rows = []
     for backend in args.backend:
         start, fsecs, ffits = fast_path(backend, base, recs[: args.fast], tasks)

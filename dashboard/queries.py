@@ -243,6 +243,30 @@ def doc_scores(db: str, run_ids: tuple[str, ...]) -> pd.DataFrame:
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
+def search_labels(db: str) -> dict[str, str]:
+    """model_id -> hand | PS | DFS | PS+DFS (harness.analysis.search_methods)."""
+    from harness.analysis.search_methods import search_labels as labels
+
+    store = _store(db)
+    return labels(base(db).models, views.evolve_runs(store), views.edges(store))
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def search_comparison(db: str, suite: str, chosen_on: str, compare_on: str) -> pd.DataFrame:
+    """Per search method, its pick on `chosen_on` against the best hand recipe's, paired per document."""
+    from harness.analysis.search_methods import method_comparison
+
+    labels = search_labels(db)
+    sc = scores_marked(db)
+    sc = sc[(sc["suite"] == suite) & sc["split"].isin([chosen_on, compare_on]) & sc["model_id"].isin(labels)]
+    if sc.empty:
+        return pd.DataFrame()
+    docs = doc_scores(db, tuple(sorted(sc["run_id"])))
+    docs = docs.merge(sc[["run_id", "model_id", "split"]], on="run_id")
+    return method_comparison(labels, docs, chosen_on, compare_on)
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
 def evolve_runs(db: str) -> pd.DataFrame:
     return views.evolve_runs(_store(db))
 

@@ -186,3 +186,33 @@ def test_nan_merge_is_a_failed_candidate_not_a_poisoned_engine(setup) -> None:
     after = worker.evaluate(good)
     assert failed.fitness is None and "NaN" in (failed.error or "")
     assert before.fitness is not None and after.fitness == before.fitness
+
+
+def test_hand_starts_are_generation_zero_and_the_search_starts_from_the_fittest(setup, store) -> None:
+    """`starts`: hand settings scored first (generation 0, recorded candidates that compete for the pick); the
+    CMA-ES mean starts at the fittest; each generation reports its best fitness's standard error, which for one
+    task of n items scored 0/1 is sqrt(p (1 - p) / (n - 1))."""
+    from harness.evolve import optimizer_state
+    from harness.evolve.config import parse_config
+    from harness.evolve.loop import Search
+
+    tmp, base, sources = setup
+    starts = [{str(sources[0]): {"weight": 1.0}, str(sources[1]): {"weight": 0.0}},
+              {str(sources[0]): {"weight": 0.0}, str(sources[1]): {"weight": 1.0}}]
+    cfg = make_config(tmp, base, sources, granularity="global", starts=starts, check_every=0,
+                      budget={"generations": 1})
+    path = write(tmp, cfg)
+    assert run_evolve(path, store=store, stop_after=0).status == "running"
+    run = records.get_run(store, run_evolve(path, store=store, stop_after=0, resume=True).evolve_id)
+    zero = records.candidates(store, run.evolve_id)
+    assert [c.params["values"]["src0"]["weight"]["all"] for c in zero] == [1.0, 0.0]
+    fittest = max(zero, key=lambda c: (c.fitness, -c.idx))
+    opt = optimizer_state.load(run.optimizer_state, Search(parse_config(cfg), tmp, store).new_optimizer())
+    assert [float(v) for v in opt._mean] == fittest.params["x"]
+    reports = []
+    res = run_evolve(path, store=store, resume=True, on_generation=reports.append)
+    hist = records.history(store, res.evolve_id)
+    assert [h["generation"] for h in hist] == [0, 1] and res.evaluations == 2 + 4
+    p, n = reports[0].best, 12
+    assert reports[0].stderr == pytest.approx((p * (1 - p) / (n - 1)) ** 0.5)
+    assert hist[1]["stderr"] == pytest.approx(reports[0].stderr)

@@ -30,6 +30,30 @@ else:
     st.altair_chart(box)
     st.dataframe(stats.round(2), hide_index=True, width="stretch")
 
+st.header("Searches against hand recipes")
+st.caption("Each evolve run's best merge labelled by its search (PS, DFS, PS+DFS; other merges are hand recipes). "
+           "Per method, the model with the best score on the selection split is compared, per document (mean over "
+           "the suite's tasks), with the best hand recipe chosen the same way: paired bootstrap 95% interval.")
+labels = q.search_labels(db)
+searched = scores[scores["model_id"].isin([m for m, lab in labels.items() if lab != "hand"])]
+if searched.empty:
+    st.info("No complete evolve run with a scored best merge yet.")
+else:
+    s1, s2, s3 = st.columns(3)
+    suites = sorted(searched["suite"].unique())
+    suite = s1.selectbox("Suite", suites, key="sm_suite")
+    splits = sorted(scores.loc[scores["suite"] == suite, "split"].unique())
+    chosen_on = s2.selectbox("Chosen on", splits, index=splits.index("search") if "search" in splits else 0,
+                             key="sm_chosen")
+    compare_on = s3.selectbox("Compared on", splits, key="sm_compare",
+                              index=splits.index("heldout") if "heldout" in splits else 0)
+    table = q.search_comparison(db, suite, chosen_on, compare_on)
+    if table.empty or chosen_on == compare_on:
+        st.info("Pick two different splits on which a hand recipe and a searched merge are both scored.")
+    else:
+        table.insert(1, "model", table["model_id"].map(lambda m: data.names.get(m, m[:12])))
+        st.dataframe(table.round(2), hide_index=True, width="stretch")
+
 st.header("Paired comparison")
 st.caption("Per-task difference (B - A) over the documents both models answered, with a paired bootstrap 95% "
            "interval and McNemar's exact test for 0/1 scores.")

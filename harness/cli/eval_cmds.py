@@ -188,9 +188,16 @@ def leaderboard(
     metric: str = typer.Option(None, "--metric", help="Only this metric (e.g. acc)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON rows."),
     as_csv: bool = typer.Option(False, "--csv", help="Print CSV rows."),
+    methods: bool = typer.Option(False, "--methods", help="With --suite: hand recipes, PS, DFS and PS+DFS as "
+                                 "methods, each pick against the best hand recipe, paired (docs/evolve.md)."),
+    chosen_on: str = typer.Option("search", "--chosen-on", help="--methods: the split picks are made on."),
+    compared_on: str = typer.Option("heldout", "--compared-on", help="--methods: the split compared."),
 ) -> None:
     """Models x suites (or x tasks with --suite): the latest complete suite score of each (the suite's own
     aggregation, as the dashboard shows it), with its 95% interval."""
+    if methods:
+        _methods_board(suite, chosen_on, compared_on, as_json)
+        return
     from harness.analysis.evidence import suite_twins
     from harness.store import AGGREGATE_TASK, Store
     from harness.store import frames as views
@@ -227,6 +234,27 @@ def leaderboard(
     rows = [[labels[m], *[cells.get((m, c), "") for c in columns]] for m in models]
     title = f"{suite}: value [95% CI]" if suite else "suite scores (each suite's own aggregation): value [95% CI]"
     print_table(title, ["model", *columns], rows)
+
+
+def _methods_board(suite: str | None, chosen_on: str, compared_on: str, as_json: bool) -> None:
+    from harness.analysis.search_methods import stored_comparison
+    from harness.store import Store
+
+    if not suite or chosen_on == compared_on:
+        raise HarnessError("--methods compares on one suite between two splits",
+                           "pass --suite NAME and different --chosen-on / --compared-on splits")
+    table = stored_comparison(Store.existing(), suite, chosen_on, compared_on)
+    if as_json:
+        print_json(table.to_dict(orient="records"))
+        return
+    if table.empty:
+        typer.echo(f"no hand recipe and searched merge both scored on {suite}:{chosen_on} and {suite}:{compared_on}")
+        return
+    print_table(f"{suite}: picks chosen on {chosen_on}, compared on {compared_on} (points, paired 95% CI)",
+                ["method", "model", chosen_on, compared_on, "vs best hand", "95% CI", "n"],
+                [[r["method"], r["model_id"][:12], _fmt(r[chosen_on], 1), _fmt(r[compared_on], 1),
+                  f"{r['vs best hand']:+.1f}", f"[{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]", r["n"]]
+                 for r in table.to_dict(orient="records")])
 
 
 def _labels(df: Any) -> dict[str, str]:

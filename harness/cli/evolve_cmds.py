@@ -23,7 +23,8 @@ def _fmt(v: float | None, digits: int = 3) -> str:
 class LiveView:
     """One row per generation (best, mean, best so far, sigma, candidates per minute, held-out check)."""
 
-    COLUMNS = ("gen", "best", "mean", "best so far", "sigma", "cand/min", "scored", "reused", "failed", "held-out")
+    COLUMNS = ("gen", "best", "+- se", "mean", "best so far", "sigma", "cand/min", "scored", "reused", "failed",
+               "held-out")
 
     def __init__(self) -> None:
         from rich.console import Console
@@ -44,8 +45,9 @@ class LiveView:
         return t
 
     def update(self, r: GenerationReport) -> None:
-        self.rows.append((str(r.generation), _fmt(r.best), _fmt(r.mean), _fmt(r.best_so_far), _fmt(r.sigma),
-                          f"{r.per_minute:.1f}", str(r.evaluated), str(r.reused), str(r.failed), _fmt(r.heldout)))
+        self.rows.append((str(r.generation), _fmt(r.best), _fmt(r.stderr), _fmt(r.mean), _fmt(r.best_so_far),
+                          _fmt(r.sigma), f"{r.per_minute:.1f}", str(r.evaluated), str(r.reused), str(r.failed),
+                          _fmt(r.heldout)))
         if not self.started:  # the table appears with the first generation (not before config errors)
             self.live.start()
             self.started = True
@@ -63,6 +65,8 @@ def _print_result(res: EvolveResult) -> None:
                f"{res.evaluations} candidates, {res.wall_s:.1f}s")
     typer.echo(f"best {res.best_model_id and res.best_model_id[:12]} fitness {_fmt(res.best_fitness, 4)}"
                + (f": {res.path}" if res.path else ""))
+    if res.stages:
+        typer.echo(f"PS+DFS: PS run {res.stages[0]}, then DFS run {res.stages[1]} (this result)")
     rows = [(r["suite"], r["split"], s["task"], s["metric"], _fmt(s["value"]), f"[{_fmt(s['ci_low'])}, "
              f"{_fmt(s['ci_high'])}]", s["n"]) for r in res.runs for s in r["scores"]]
     if rows:

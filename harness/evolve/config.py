@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from harness.configs import load_yaml_config, validated
 
-METHODS = ("linear", "task_arithmetic", "ties", "dare_ties", "dare_linear", "slerp")
+METHODS = ("linear", "task_arithmetic", "ties", "dare_ties", "dare_linear", "slerp", "dfs")
 NEEDS_BASE = ("task_arithmetic", "ties", "dare_ties", "dare_linear", "slerp")
 METHOD_PARAMS: dict[str, tuple[str, ...]] = {
     "linear": ("weight",),
@@ -24,6 +24,7 @@ METHOD_PARAMS: dict[str, tuple[str, ...]] = {
     "dare_ties": ("weight", "density"),
     "dare_linear": ("weight", "density"),
     "slerp": ("t",),
+    "dfs": (),
 }
 BACKENDS = ("hf", "vllm")
 
@@ -75,11 +76,28 @@ class Budget(_Frozen):
         return self
 
 
+class DfsSettings(_Frozen):
+    """The data-flow-space (layer path) search: T = M x repeats slots, M the layers of all sources laid out in order
+    (every layer of source 1, then of source 2, ...), repeated `repeats` times; each slot has an inclusion
+    indicator (CMA-ES coordinate > 0.5) and, unless `scales: false`, a scale of the residual stream entering it."""
+
+    repeats: int = Field(default=2, ge=1)  # the paper's r
+    scales: bool = True  # search a scale per slot (the paper's W, per slot)
+    scale: Bounds = Bounds(low=0.5, high=2.0, init=1.0)
+    start: Literal["first", "all"] = "first"  # the starting path: the first source's layers, or every slot
+    margin: float = Field(default=0.25, gt=0, le=0.5)  # start indicators at 0.5 +- margin
+    memory_gb: float | None = Field(default=None, gt=0)  # the memory a candidate may use (default: what is free)
+
+
 class EvolveConfig(_Frozen):
     name: str | None = None
     base: str | None = None
     sources: tuple[str, ...] = Field(min_length=1)
-    method: Literal["linear", "task_arithmetic", "ties", "dare_ties", "dare_linear", "slerp"]
+    method: Literal["linear", "task_arithmetic", "ties", "dare_ties", "dare_linear", "slerp", "dfs"]
+    dfs: DfsSettings | None = None  # with method dfs: the layer path search; with a PS method: PS then DFS
+    # hand recipes scored first (generation 0), {source as written in `sources`: {parameter: value}} each (the
+    # value holds for every group; unnamed ones start at `init`); the search's mean starts at the fittest of them
+    starts: tuple[dict[str, dict[str, float]], ...] = ()
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     parameters: dict[str, Bounds] = Field(default_factory=dict)
     granularity: Literal["global", "layer_groups", "layer"] = "global"
@@ -113,11 +131,42 @@ class EvolveConfig(_Frozen):
         for name in self.parameters:
             if name not in allowed:
                 raise ValueError(f"parameters.{name} is not searched by {self.method} (use {', '.join(allowed)})")
-        if not self.parameters:
+        if self.method == "dfs":
+            self._check_dfs()
+        elif not self.parameters:
             raise ValueError(f"parameters: give bounds for at least one of {', '.join(allowed)}")
+        self._check_starts()
+        if self.dfs is not None and self.backend != "hf":
+            raise ValueError("a dfs search runs on backend hf (a live vLLM engine cannot change its layer count)")
         if self.search_split == self.heldout_split:
             raise ValueError("search_split and heldout_split must differ: the held-out split is the honest check")
         return self
+
+    def _check_dfs(self) -> None:
+        if self.dfs is None:
+            raise ValueError("method dfs needs a `dfs:` block (repeats, scales, scale bounds)")
+        if self.base:
+            raise ValueError("method dfs takes no `base`: the path is built from the layers of `sources`")
+
+    def _check_starts(self) -> None:
+        if self.starts and self.method == "dfs":
+            raise ValueError("starts: are parameter settings; a dfs search starts from dfs.start")
+        for k, start in enumerate(self.starts):
+            for src, params in start.items():
+                if src not in self.sources:
+                    raise ValueError(f"starts[{k}]: {src!r} is not one of sources ({', '.join(self.sources)})")
+                for p, v in params.items():
+                    b = self.parameters.get(p)
+                    if b is None:
+                        raise ValueError(f"starts[{k}].{src}: {p} is not a searched parameter")
+                    if not b.low <= v <= b.high:
+                        raise ValueError(f"starts[{k}].{src}.{p}: {v} lies outside [{b.low}, {b.high}]")
+
+    @property
+    def ps_dfs(self) -> bool:
+        """PS+DFS: a parameter-space method with a `dfs:` block searches PS first, then DFS over its best merge
+        and the sources."""
+        return self.method != "dfs" and self.dfs is not None
 
     def param_names(self) -> tuple[str, ...]:
         return tuple(p for p in METHOD_PARAMS[self.method] if p in self.parameters)
@@ -127,7 +176,14 @@ class EvolveConfig(_Frozen):
         settings are left out, so a run can be resumed with a larger budget or on more workers)."""
         skip = {"name", "budget", "report_suites", "batch_size", "check_every", "verify_every", "workers",
                 "ray_address", "threads"}
-        return self.model_dump(mode="json", exclude=skip)
+        if self.dfs is None:
+            skip.add("dfs")  # PS configs keep the ids they had before DFS and starts existed
+        if not self.starts:
+            skip.add("starts")
+        out = self.model_dump(mode="json", exclude=skip)
+        if self.dfs is not None:
+            out["dfs"].pop("memory_gb", None)
+        return out
 
     def fitness_key(self) -> dict[str, Any]:
         """What decides a candidate's fitness besides the model: evaluations with the same key are reusable."""

@@ -67,10 +67,30 @@ class HFEngine:
         self.model.eval()
         self._keys = set(self.model.state_dict())
         self._tied = tied_keys(self.model)
+        self._layers = list(self.model.get_decoder().layers)  # every decoder layer built so far (dfs reuses them)
+
+    def fit_layers(self, n: int) -> None:
+        """Give the live model n decoder layers (a dfs path's depth): layers built once are reused, new ones are
+        built by the model's own layer class; their weights all come from the next load_state_dict."""
+        import torch
+
+        decoder, config = self.model.get_decoder(), self.model.config
+        first = self._layers[0]
+        param = next(first.parameters())
+        while len(self._layers) < n:
+            self._layers.append(type(first)(config, layer_idx=len(self._layers)).to(param.dtype).to(param.device))
+        decoder.layers = torch.nn.ModuleList(self._layers[:n])
+        config.num_hidden_layers = n
+        if getattr(config, "layer_types", None):
+            config.layer_types = [config.layer_types[0]] * n
+        self._keys = set(self.model.state_dict())
 
     def swap(self, tensors: dict[str, torch.Tensor]) -> None:
         import torch
 
+        n = tensor_layers(tensors)
+        if n and n != len(self.model.get_decoder().layers):
+            self.fit_layers(n)
         check_keys(tensors, self._keys, self._tied)
         with torch.no_grad():
             self.model.load_state_dict(tensors, strict=False)
@@ -85,6 +105,14 @@ class HFEngine:
     def close(self) -> None:
         self.lm = None  # type: ignore[assignment]
         self.model = None
+
+
+def tensor_layers(tensors: dict[str, Any]) -> int:
+    """The number of decoder layers a state dict holds (model.layers.N. names)."""
+    import re
+
+    found = [int(m.group(1)) for k in tensors if (m := re.search(r"\.layers\.(\d+)\.", k))]
+    return max(found) + 1 if found else 0
 
 
 def tied_keys(model: Any) -> set[str]:

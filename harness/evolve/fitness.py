@@ -27,6 +27,7 @@ class Score:
     fitness: float
     per_suite: dict[str, float]
     per_task: dict[str, float]
+    stderr: float | None = None  # of the fitness (fitness_stderr)
 
 
 def load_suite(name: str, root: Path | None) -> Any:
@@ -95,7 +96,29 @@ class SplitTasks:
         per_suite = {s: sum(v) / len(v) for s, v in suites.items()}
         total = sum(weights.values())
         fitness = sum(weights[s] * per_suite[s] for s in per_suite) / total if total else 0.0
-        return Score(fitness, per_suite, per_task)
+        counts = {t: int((results.get("n-samples") or {}).get(t, {}).get("effective") or 0) for t in self.members}
+        return Score(fitness, per_suite, per_task, fitness_stderr(self.members, per_task, counts))
+
+
+def fitness_stderr(members: dict[str, tuple[str, str, float]], per_task: dict[str, float],
+                   counts: dict[str, int]) -> float | None:
+    """The fitness's standard error from each task's sqrt(p (1 - p) / (n - 1)) (lm-eval's mean_stderr for a
+    metric that is 0 or 1 per item: acc, exact_match), combined through the fitness's weights as if the tasks were
+    independent (tasks posing the same problems two ways are positively correlated: then this is a lower bound).
+    None when a task has fewer than 2 items or a metric outside [0, 1]."""
+    sizes: dict[str, int] = {}
+    weights: dict[str, float] = {}
+    for s, _, w in members.values():
+        sizes[s] = sizes.get(s, 0) + 1
+        weights[s] = w
+    total = sum(weights.values())
+    var = 0.0
+    for t, (s, _, w) in members.items():
+        p, n = per_task[t], counts.get(t, 0)
+        if n < 2 or not 0.0 <= p <= 1.0 or not total:
+            return None
+        var += (w / total / sizes[s]) ** 2 * p * (1 - p) / (n - 1)
+    return var ** 0.5
 
 
 def selected(task: str, split: str, tasks: tuple[str, ...] | None) -> bool:

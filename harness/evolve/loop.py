@@ -25,6 +25,7 @@ from harness.hashing import hash_json
 from harness.store import evolve as records
 
 if TYPE_CHECKING:
+    from harness.evolve.dfs import DfsSpace
     from harness.evolve.parallel import Pool, WorkerSpec
     from harness.merge import InMemoryMerger
     from harness.store import Store
@@ -46,6 +47,7 @@ class GenerationReport:
     best_so_far: float | None
     best_model_id: str | None
     heldout: float | None = None  # held-out check of the best so far, every check_every generations
+    stderr: float | None = None  # standard error of this generation's best fitness (its noise)
 
 
 @dataclass
@@ -61,9 +63,23 @@ class EvolveResult:
     wall_s: float
     runs: list[dict[str, Any]] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
+    stages: list[str] = field(default_factory=list)  # PS+DFS: the evolve ids of the PS and the DFS run
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Scored:
+    plans: list[Any]  # MergePlan, or None for an empty dfs path
+    fits: list[float | None]
+    stderrs: list[float | None]
+    todo: list[int]
+
+    def best_stderr(self) -> float | None:
+        """The standard error of the fittest point's fitness (None when it came from the cache)."""
+        ok = [(f, -i) for i, f in enumerate(self.fits) if f is not None]
+        return self.stderrs[-max(ok)[1]] if ok else None
 
 
 @dataclass(frozen=True)
@@ -105,6 +121,17 @@ def folder_of(ref: str, base_dir: Path, store: Store) -> str:
     return rec.path
 
 
+def build_space(cfg: EvolveConfig, sources: list[str], base: str | None, engine_folder: str) -> Space | DfsSpace:
+    """The searched space: merge parameters (PS) or a layer path (DFS, its memory checked before any search)."""
+    if cfg.method == "dfs":
+        from harness.evolve.dfs import DfsSpace, check_memory
+
+        space = DfsSpace.build(cfg, sources)
+        check_memory(space)
+        return space
+    return Space.build(cfg, sources, base, num_layers(engine_folder))
+
+
 class Search:
     """One evolution run: set up from a config, then `run()`."""
 
@@ -116,9 +143,9 @@ class Search:
         self.base = folder_of(cfg.base, base_dir, store) if cfg.base else None
         self.engine_folder = self.base or self.sources[0]
         self.suites_root = str(resolve_ref(cfg.suites_dir, base_dir)) if cfg.suites_dir else None
-        self.space = Space.build(cfg, self.sources, self.base, num_layers(self.engine_folder))
+        self.space = build_space(cfg, self.sources, self.base, self.engine_folder)
         self.merger: InMemoryMerger = InMemoryMerger(store=store, seed=cfg.seed)
-        plan = self.merger.plan(self.space.recipe(self.space.start()))
+        plan = self.merger.plan(self.space.parent_recipe())
         self.parents = {p.path: p.model_id for p in plan.parents}
         self.names = {p.path: Path(p.path).name for p in plan.parents}
         self.fitness_key = hash_json({**cfg.fitness_key(), "data": self._data_hashes()})
@@ -160,12 +187,15 @@ class Search:
                 return Searched(prev.generation, time.perf_counter() - t0, "complete")
             raise HarnessError(f"evolve run {self.evolve_id} exists ({prev.status}, generation {prev.generation})",
                                "pass --resume to continue it, or change the config (e.g. its seed)")
-        state = prev.optimizer_state if prev and prev.optimizer_state else optimizer_state.dump(self.new_optimizer())
-        optimizer_state.load(state, self.new_optimizer())  # a damaged or crafted state is refused before any work
+        state = prev.optimizer_state if prev and prev.optimizer_state else None
+        if state is not None:
+            optimizer_state.load(state, self.new_optimizer())  # a damaged or crafted state is refused before any work
         generation = prev.generation if prev else 0
         records.start_run(self.store, self.evolve_id, self.stored_config())
         pool = LazyPool(self.open_pool)
         try:
+            if state is None:
+                state = self.first_state(pool)
             done = 0
             while not self.spent(generation, time.perf_counter() - t0) and (stop_after is None or done < stop_after):
                 generation += 1
@@ -182,12 +212,29 @@ class Search:
             pool.close()
         return Searched(generation, time.perf_counter() - t0, "searched")
 
-    def new_optimizer(self) -> Any:
+    def first_state(self, pool: Pool) -> bytes:
+        """The optimizer before generation 1: its mean at the space's start, or, with `starts`, at the fittest hand
+        setting, all of them scored and recorded as generation 0 (they compete for the final pick like any
+        candidate)."""
+        if not self.cfg.starts:
+            return optimizer_state.dump(self.new_optimizer())
+        assert isinstance(self.space, Space)
+        xs = [self.space.point(s) for s in self.cfg.starts]
+        fits = self.score_points(xs, 0, pool).fits
+        scored = [(f, -i) for i, f in enumerate(fits) if f is not None]
+        mean = xs[-max(scored)[1]] if scored else self.space.start()
+        state = optimizer_state.dump(self.new_optimizer(mean))
+        best = records.best(records.candidates(self.store, self.evolve_id))
+        records.save_generation(self.store, self.evolve_id, 0, state, best.model_id if best else None)
+        return state
+
+    def new_optimizer(self, mean: list[float] | None = None) -> Any:
         import numpy as np
         from cmaes import CMA
 
         dim = self.space.dim
-        return CMA(mean=np.array(self.space.start(), dtype=float), sigma=self.cfg.sigma,
+        start = self.space.start() if mean is None else mean
+        return CMA(mean=np.array(start, dtype=float), sigma=self.cfg.sigma,
                    bounds=np.array([[0.0, 1.0]] * dim), seed=self.cfg.seed, population_size=self.cfg.population)
 
     def open_pool(self) -> Pool:
@@ -211,30 +258,9 @@ class Search:
         # resumed run asks exactly what an uninterrupted one asks
         opt.reseed_rng((self.cfg.seed * 1_000_003 + generation) % 2**32)
         xs = [opt.ask() for _ in range(opt.population_size)]
+        scored = self.score_points(xs, generation, pool)
+        plans, fits, todo = scored.plans, scored.fits, scored.todo
         recipes = [self.space.recipe(x) for x in xs]
-        plans = [self.merger.plan(r) for r in recipes]
-        known: dict[str, float | None] = {}
-        todo: list[int] = []
-        for i, plan in enumerate(plans):
-            found, fit = records.cached_fitness(self.store, plan.model_id, self.fitness_key)
-            if found:
-                known[plan.model_id] = fit
-            elif plan.model_id not in {plans[j].model_id for j in todo}:
-                todo.append(i)
-        outcomes = dict(zip(todo, pool.map([recipes[i] for i in todo]), strict=True))
-        fits: list[float | None] = []
-        for i, (x, plan) in enumerate(zip(xs, plans, strict=True)):
-            out = outcomes.get(i)
-            fit = out.fitness if out is not None else known.get(plan.model_id)
-            if out is not None:
-                known[plan.model_id] = fit
-            extra = {"x": [float(v) for v in x], "reused": out is None}
-            if out is not None:
-                extra.update(per_suite=out.per_suite, seconds=round(out.seconds, 3), swap_gap=out.swap_gap,
-                             error=out.error)
-            records.record_candidate(self.store, self.evolve_id, generation, i, plan,
-                                     self.space.describe(x, self.names), fit, extra)
-            fits.append(fit)
         opt.tell([(x, PENALTY if f is None else -f) for x, f in zip(xs, fits, strict=True)])
         if generation == 1 and self.cfg.check_every:
             self.baseline_check(plans, recipes, fits, pool)
@@ -247,10 +273,48 @@ class Search:
         secs = time.perf_counter() - t0
         return state, GenerationReport(
             generation, max(ok) if ok else None, sum(ok) / len(ok) if ok else None,
-            float(getattr(opt, "_sigma", float("nan"))), len(todo), len(xs) - len(todo),
+            float(getattr(opt, "_sigma", float("nan"))), len(todo), sum(p is not None for p in plans) - len(todo),
             len(xs) - len(ok), secs, 60 * len(xs) / secs if secs else 0.0,
-            best.fitness if best else None, best.model_id if best else None, heldout,
+            best.fitness if best else None, best.model_id if best else None, heldout, scored.best_stderr(),
         )
+
+    def score_points(self, xs: list[Any], generation: int, pool: Pool) -> Scored:
+        """Merge plans, fitness of each point (None: failed merge or empty path), its standard error and the indices
+        scored now (not cached); every point is recorded as a candidate of `generation`."""
+        recipes = [self.space.recipe(x) for x in xs]
+        plans = [None if r is None else self.merger.plan(r) for r in recipes]
+        known: dict[str, float | None] = {}
+        todo: list[int] = []
+        for i, plan in enumerate(plans):
+            if plan is None:  # a dfs path that selects no layer: fitness NULL, never merged nor loaded
+                continue
+            found, fit = records.cached_fitness(self.store, plan.model_id, self.fitness_key)
+            if found:
+                known[plan.model_id] = fit
+            elif plan.model_id not in {plans[j].model_id for j in todo}:  # type: ignore[union-attr]
+                todo.append(i)
+        outcomes = dict(zip(todo, pool.map([recipes[i] for i in todo]), strict=True))  # type: ignore[misc]
+        fits: list[float | None] = []
+        errs: list[float | None] = []
+        for i, (x, plan) in enumerate(zip(xs, plans, strict=True)):
+            out = outcomes.get(i)
+            errs.append(out.stderr if out is not None else None)
+            if plan is None:
+                records.record_empty_candidate(self.store, self.evolve_id, generation, i, self.space.describe(x),
+                                               {"x": [float(v) for v in x], "error": "the path selects no layer"})
+                fits.append(None)
+                continue
+            fit = out.fitness if out is not None else known.get(plan.model_id)
+            if out is not None:
+                known[plan.model_id] = fit
+            extra = {"x": [float(v) for v in x], "reused": out is None}
+            if out is not None:
+                extra.update(per_suite=out.per_suite, seconds=round(out.seconds, 3), swap_gap=out.swap_gap,
+                             error=out.error, stderr=out.stderr)
+            records.record_candidate(self.store, self.evolve_id, generation, i, plan,
+                                     self.space.describe(x, self.names), fit, extra)
+            fits.append(fit)
+        return Scored(plans, fits, errs, todo)
 
     def baseline_check(self, plans: list, recipes: list, fits: list[float | None], pool: Pool) -> None:
         """Held-out scores of every first-generation candidate: before any selection, their search-minus-held-out
@@ -258,7 +322,7 @@ class Search:
         final pick's gap against (harness.analysis.overfit.evolve_flags)."""
         todo: dict[str, int] = {}
         for i, (plan, fit) in enumerate(zip(plans, fits, strict=True)):
-            if fit is not None:
+            if fit is not None and plan is not None:
                 todo.setdefault(plan.model_id, i)
         outs = pool.map([recipes[i] for i in todo.values()], split=self.cfg.heldout_split)
         for model_id, out in zip(todo, outs, strict=True):

@@ -38,6 +38,7 @@ class Outcome:
     seconds: float = 0.0
     swap_gap: float | None = None  # logprob gap engine vs transformers, when checked
     error: str | None = None
+    stderr: float | None = None  # of the fitness (harness.evolve.fitness.fitness_stderr)
 
 
 class Worker:
@@ -92,7 +93,7 @@ class Worker:
                 return Outcome(None, seconds=time.perf_counter() - t0, error=exc.line())
             raise
         score = self.split_tasks(split).score(self.engine.lm)
-        return Outcome(score.fitness, score.per_suite, time.perf_counter() - t0, gap)
+        return Outcome(score.fitness, score.per_suite, time.perf_counter() - t0, gap, stderr=score.stderr)
 
     def close(self) -> None:
         self.engine.close()

@@ -90,6 +90,15 @@ class Space:
             out.append((b.start - b.low) / (b.high - b.low))
         return out
 
+    def point(self, start: dict[str, dict[str, float]]) -> list[float]:
+        """The unit-cube point of a hand setting {source as written in the config: {parameter: value}}."""
+        out = []
+        for m, p, _ in self.slots():
+            b = self.cfg.parameters[p]
+            v = start.get(self.cfg.sources[self.sources.index(m)], {}).get(p, b.start)
+            out.append((v - b.low) / (b.high - b.low))
+        return out
+
     def values(self, x: Any) -> dict[str, dict[str, list[float]]]:
         """{model: {parameter: [value per group]}} of a unit-cube point (clipped to the cube, rounded)."""
         out: dict[str, dict[str, list[float]]] = {}
@@ -131,6 +140,10 @@ class Space:
         if self.base and cfg.method != "linear":
             recipe["base_model"] = self.base
         return recipe
+
+    def parent_recipe(self) -> dict[str, Any]:
+        """A recipe naming every parent (the starting point's)."""
+        return self.recipe(self.start())
 
     def describe(self, x: Any, names: dict[str, str] | None = None) -> dict[str, Any]:
         """The values keyed by short model names and group names (what the store and the report show)."""

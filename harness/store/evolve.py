@@ -85,6 +85,14 @@ def record_candidate(store: Store, evolve_id: str, generation: int, idx: int, pl
                     [evolve_id, generation, idx, plan.model_id, json.dumps({"values": params, **extra}), fitness])
 
 
+def record_empty_candidate(store: Store, evolve_id: str, generation: int, idx: int, params: dict[str, Any],
+                           extra: dict[str, Any]) -> None:
+    """A candidate that is no model (a layer path selecting no layer): fitness NULL, no model row, no lineage."""
+    with store.db.write() as con:
+        con.execute("INSERT OR REPLACE INTO evolve_candidates VALUES (?, ?, ?, ?, ?, NULL, NULL)",
+                    [evolve_id, generation, idx, "empty-path", json.dumps({"values": params, **extra})])
+
+
 def set_heldout(store: Store, evolve_id: str, model_id: str, value: float) -> None:
     with store.db.write() as con:
         con.execute("UPDATE evolve_candidates SET heldout = ? WHERE evolve_id = ? AND model_id = ?",
@@ -126,9 +134,11 @@ def history(store: Store, evolve_id: str) -> list[dict[str, Any]]:
         fit = [c.fitness for c in cs if c.fitness is not None]
         so_far = max([so_far, *fit])
         held = [c.heldout for c in cs if c.heldout is not None]
+        top = best(cs)
         out.append({"generation": g, "candidates": len(cs), "best": max(fit) if fit else None,
                     "mean": sum(fit) / len(fit) if fit else None, "best_so_far": so_far,
-                    "heldout": held[-1] if held else None})
+                    "heldout": held[-1] if held else None,
+                    "stderr": top.params.get("stderr") if top else None})  # of the generation's best fitness
     return out
 
 

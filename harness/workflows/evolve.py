@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
 from harness.evolve.config import EvolveConfig, load_config
-from harness.evolve.loop import EvolveResult, GenerationReport, Search
+from harness.evolve.loop import EvolveResult, GenerationReport, Search, folder_of
 from harness.store import evolve as records
 
 if TYPE_CHECKING:
@@ -37,11 +37,29 @@ def run_evolve(config: str | Path | EvolveConfig, resume: bool = False, store: S
         import torch
 
         torch.set_num_threads(cfg.threads)
+    if cfg.ps_dfs:
+        return run_ps_dfs(cfg, folder, store, resume, on_generation, stop_after)
     search = Search(cfg, folder, store)
     out = search.run(resume=resume, on_generation=on_generation, stop_after=stop_after)
     if out.status == "searched":
         return finish(search, out.generation, out.wall_s)
     return summary(search, out.generation, out.wall_s, status="running" if out.status == "running" else None)
+
+
+def run_ps_dfs(cfg: EvolveConfig, folder: Path, store: Store, resume: bool,
+               on_generation: Callable[[GenerationReport], None] | None, stop_after: int | None) -> EvolveResult:
+    """PS+DFS (the paper's hybrid): the parameter-space search first (the same run a config without `dfs:` gives),
+    then a layer path over its materialised best merge and the sources, which starts from the PS merge's own
+    layers. Each stage is its own evolve run with its own selection; the result is the DFS stage's."""
+    ps = run_evolve(cfg.model_copy(update={"dfs": None}), resume, store, on_generation, folder, stop_after)
+    if ps.status != "complete" or not ps.path:
+        return ps
+    sources = [ps.path, *(folder_of(s, folder, store) for s in cfg.sources)]
+    data = {**cfg.model_dump(mode="json"), "method": "dfs", "base": None, "parameters": {}, "sources": sources,
+            "starts": []}
+    dfs = run_evolve(EvolveConfig.model_validate(data), resume, store, on_generation, folder, stop_after)
+    dfs.stages = [ps.evolve_id, dfs.evolve_id]
+    return dfs
 
 
 def finish(search: Search, generation: int, wall_s: float) -> EvolveResult:

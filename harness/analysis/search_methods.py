@@ -1,0 +1,98 @@
+"""Hand recipes against the searches (PS, DFS, PS+DFS) as methods, from stored results only.
+
+    labels = search_labels(models, evolve_runs, edges)   # model_id -> "hand" | "PS" | "DFS" | "PS+DFS"
+    table = method_comparison(labels, docs, chosen_on="search", compare_on="heldout")
+
+Each complete evolve run's best merge is labelled by its search: "DFS" when the run searched a layer path,
+"PS+DFS" when that path's parents include another evolve run's best, else "PS"; every other merge is a "hand"
+recipe. Per method, the model with the highest score on `chosen_on` (the search split: the choice is itself a
+selection, never made on the split compared) is compared with the best hand recipe chosen the same way, per
+document on `compare_on` (a document's score: the mean over the suite's tasks of its primary metric), with a paired
+bootstrap 95% interval (harness.stats.paired_compare).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from harness.stats import paired_compare
+
+if TYPE_CHECKING:
+    from harness.store import Store
+
+METHOD_ORDER = ("hand", "PS", "DFS", "PS+DFS")
+
+
+def search_labels(models: pd.DataFrame, evolve_runs: pd.DataFrame, edges: pd.DataFrame) -> dict[str, str]:
+    best: dict[str, dict[str, Any]] = {}
+    for r in evolve_runs.itertuples():
+        if r.status == "complete" and isinstance(r.best_model_id, str):
+            cfg = json.loads(r.config) if isinstance(r.config, str) else dict(r.config or {})
+            best[r.best_model_id] = cfg.get("config", {})
+    out: dict[str, str] = {}
+    for mid, cfg in best.items():
+        if cfg.get("method") == "dfs":
+            parents = set(edges.loc[edges["child_id"] == mid, "parent_id"])
+            out[mid] = "PS+DFS" if parents & set(best) else "DFS"
+        else:
+            out[mid] = "PS"
+    for r in models.itertuples():
+        if r.kind == "merge" and r.model_id not in out:
+            out[r.model_id] = "hand"
+    return out
+
+
+def per_document(docs: pd.DataFrame) -> pd.DataFrame:
+    """(model_id, split, doc_id) -> score: the mean over tasks of each document's score. `docs` has model_id,
+    split, task, doc_id, score (one suite; task names carry the split, so tasks pair up by their position)."""
+    return docs.groupby(["model_id", "split", "doc_id"], as_index=False)["score"].mean()
+
+
+def method_comparison(labels: dict[str, str], docs: pd.DataFrame, chosen_on: str,
+                      compare_on: str) -> pd.DataFrame:
+    """One row per method with a model scored on both splits: its pick, scores, and the paired difference with the
+    best hand recipe on `compare_on` (points), or an empty frame when no hand recipe is scored on both."""
+    doc = per_document(docs[docs["model_id"].isin(labels)])
+    means = doc.groupby(["model_id", "split"])["score"].mean().unstack("split")
+    if chosen_on not in means or compare_on not in means:
+        return pd.DataFrame()
+    means = means.dropna(subset=[chosen_on, compare_on])
+    picks: dict[str, str] = {}
+    for method in METHOD_ORDER:
+        cands = [m for m in means.index if labels.get(m) == method]
+        if cands:
+            picks[method] = max(cands, key=lambda m: (means.loc[m, chosen_on], m))
+    if "hand" not in picks:
+        return pd.DataFrame()
+    on = doc[doc["split"] == compare_on].set_index(["model_id", "doc_id"])["score"]
+    ref = on.loc[picks["hand"]]
+    rows = []
+    for method, mid in picks.items():
+        both = pd.concat([ref.rename("a"), on.loc[mid].rename("b")], axis=1, join="inner")
+        cmp = paired_compare(both["a"].to_numpy(), both["b"].to_numpy(), iters=2000)
+        rows.append({"method": method, "model_id": mid, chosen_on: 100 * means.loc[mid, chosen_on],
+                     compare_on: 100 * means.loc[mid, compare_on], "vs best hand": 100 * cmp.mean_diff,
+                     "ci_low": 100 * cmp.ci_low, "ci_high": 100 * cmp.ci_high, "n": cmp.n})
+    return pd.DataFrame(rows)
+
+
+def stored_comparison(store: Store, suite: str, chosen_on: str = "search", compare_on: str = "heldout") -> pd.DataFrame:
+    """method_comparison over a store's latest complete runs of `suite` (what `harness leaderboard --methods`
+    prints)."""
+    from harness.analysis.evidence import suite_twins
+    from harness.store import frames as views
+    from harness.suites import score_rules
+
+    with store.db.read() as con:
+        models, edges = views.models(con), views.edges(con)
+        scores = views.suite_scores(con, suite_twins(None)[1], rules=score_rules())
+    labels = search_labels(models, views.evolve_runs(store), edges)
+    sc = scores[(scores["suite"] == suite) & scores["split"].isin([chosen_on, compare_on])
+                & scores["model_id"].isin(labels)]
+    if sc.empty:
+        return pd.DataFrame()
+    docs = views.doc_scores(store, sorted(sc["run_id"])).merge(sc[["run_id", "model_id", "split"]], on="run_id")
+    return method_comparison(labels, docs, chosen_on, compare_on)
