@@ -86,6 +86,20 @@ def test_suite_aggregate_is_the_installed_lm_eval_group(suite: str, group_yaml: 
     assert (rule.metric, rule.weight_by_size) == (want, bool(agg.get("weight_by_size", True)))
 
 
+@pytest.mark.parametrize("split", ["lm_eval_direct", "lm_eval_native_cot", "lm_eval_en_cot"])
+def test_mgsm_lm_eval_splits_score_on_their_tasks_first_filter(split: str) -> None:
+    """lm-eval has no mgsm group (tags only): each lm-eval split's score is on its tasks' first filter, which
+    differs from harness's own splits (last-number); the gate reads the same metric."""
+    from harness.suites import load_suite
+    from harness.workflows.baseline import suite_metric
+
+    rule = score_rules()["mgsm"]
+    firsts = {f"{cfg['metric_list'][0]['metric']},{cfg['filter_list'][0]['name']}"
+              for cfg in load_suite("mgsm").task_configs(split)}
+    assert firsts == {rule.metric_for(split)} == {suite_metric("mgsm", split)}
+    assert rule.metric_for("cot") == rule.metric_for(None) == "exact_match,last-number" != rule.metric_for(split)
+
+
 def judge_model(root: Path) -> Path:
     """A real tiny Llama whose only words are ratings: its judgments parse (FastChat's [[r]] format)."""
     from tests.factories import make_tiny_llama

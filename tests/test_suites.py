@@ -53,7 +53,7 @@ def script(name: str):
 def test_every_suite_loads_with_its_documented_shape() -> None:
     assert set(MINE) <= set(list_suites())
     shape = {"mmlu": {"test": 57, "oll_v1": 57}, "mmlu_permuted": {"test": 57}, "mmlu_redux": {"ok": 57, "all": 57},
-             "bbh": {"test": 27}, "mgsm": {"cot": 11, "direct": 11}, "gsm8k": {"test": 1, "last_number": 1},
+             "bbh": {"test": 27}, "mgsm": {"cot": 11, "direct": 11, "lm_eval_direct": 11, "lm_eval_native_cot": 11, "lm_eval_en_cot": 11}, "gsm8k": {"test": 1, "last_number": 1},
              "gsm_plus": {"testmini": 7, "seeds": 1}, "gsm1k": {"public": 1}}
     for name, splits in shape.items():
         s = load_suite(name)
@@ -191,6 +191,8 @@ def test_missing_data_file_is_named(tmp_path: Path) -> None:
      "field 'twins'"),
     ("name: toy\nversion: '1'\nkind: lm-eval\ndefault_split: p\nsplits: {p: [toy_task]}\nsplit: {}\n",
      "field 'split': unknown field"),
+    ("name: toy\nversion: '1'\nkind: lm-eval\ndefault_split: p\nsplits: {p: [toy_task]}\n"
+     "aggregate: {metric: acc, split_metrics: {q: f1}}\n", "split_metrics names 'q', which is not one of the splits"),
     ("name: toy\nversion: '1'\nkind: lm-eval\ndefault_split: p\nsplits: {p: [toy_task]\n", "not valid YAML"),
     ("- just\n- a list\n", "must be a mapping"),
 ])
