@@ -10,7 +10,9 @@ latest complete run's task rows (never the `_aggregate` row a run also stores) o
 (suite.yaml `aggregate.metric`, as lm-eval's group config names it, or the split's own in
 `aggregate.split_metrics`; else each task's first of PRIMARY_METRICS, else its alphabetically first metric),
 combined as lm-eval combines a group's subtasks: the size-weighted mean with lm-eval's pooled stderr
-(`weight_by_size: true`, the default) or the plain mean of the task scores with the stderr of that mean (`weight_by_size: false`); a 95% normal interval around it. A judge suite's score is its
+(`weight_by_size: true`, the default) or the plain mean of the task scores with the stderr of that mean
+(`weight_by_size: false`). Its 95% interval stays inside the metric's range (harness.stats.bounded_intervals):
+Wilson's for 0/1 metrics, the normal one clipped to the range otherwise. A judge suite's score is its
 stored `overall` row (rating or win rate, the interval clustered by question). The CLI leaderboard, the
 dashboard and `harness overfit` read suite scores through `suite_scores` (with harness.suites.score_rules());
 `harness check` gates per task on the suite's aggregate metric.
@@ -33,7 +35,9 @@ if TYPE_CHECKING:
 PRIMARY_METRICS = ("acc", "exact_match", "acc_norm", "score", "pass@1", "f1", "rating", "win_rate")
 JUDGE_METRICS = ("rating", "win_rate")  # a judge suite's score is one of these, never its parse rate
 RAW_SCALE_METRICS = ("rating",)  # not a proportion: shown as is, never averaged with accuracies
-Z95 = 1.959964
+BINARY_METRICS = ("acc", "acc_norm", "exact_match", "pass@1")  # 0 or 1 per sample
+METRIC_RANGES = {**{m: (0.0, 1.0) for m in (*BINARY_METRICS, "f1", "win_rate", "parse_rate")},
+                 "rating": (1.0, 10.0)}  # FastChat's single-answer scale; other metrics: no known range
 
 _METRIC_RANK = "CASE s.metric " + " ".join(
     f"WHEN '{m}' THEN {i}" for i, m in enumerate(PRIMARY_METRICS)) + f" ELSE {len(PRIMARY_METRICS)} END"
@@ -117,9 +121,22 @@ def suite_scores(store: Store | duckdb.DuckDBPyConnection, default_splits: dict[
     blank = df["split"] == ""
     if blank.any():
         df.loc[blank, "split"] = df.loc[blank, "suite"].map(lambda s: defaults.get(s, "default"))
-    df["ci_low"] = df["value"] - Z95 * df["se"]
-    df["ci_high"] = df["value"] + Z95 * df["se"]
+    df["ci_low"], df["ci_high"] = metric_intervals(df["value"], df["se"], df["n"], df["metric"])
     return df
+
+
+def metric_intervals(value: pd.Series, se: pd.Series, n: pd.Series, metric: pd.Series) -> tuple:
+    """95% intervals inside each row's metric range ('exact_match,strict-match' is exact_match's; several metrics
+    joined by '+' share a range only when each has it)."""
+    from harness.stats import bounded_intervals
+
+    bases = [{m.split(",", 1)[0] for m in str(name).split("+")} for name in metric]
+    ranges = [METRIC_RANGES.get(next(iter(b))) if len({METRIC_RANGES.get(x) for x in b}) == 1 else None
+              for b in bases]
+    binary = [b <= set(BINARY_METRICS) for b in bases]
+    low = [r[0] if r else float("nan") for r in ranges]
+    high = [r[1] if r else float("nan") for r in ranges]
+    return bounded_intervals(value, se, n, binary, low, high)
 
 
 BOARD_COLUMNS = ["model", "model_id", "kind", "suite", "split", "task", "metric", "value", "stderr", "n", "tasks",
