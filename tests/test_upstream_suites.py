@@ -190,12 +190,13 @@ def test_mmlu_and_mgsm_equal_lm_eval_cli_per_sample(tiny_llama, results: Path, s
     from harness.evaluate.runner import EvalOptions, evaluate_model
 
     model = tiny_llama("parity", max_positions=512)
-    opts = EvalOptions(backend_options=BackendOptions(device="cpu", dtype="float32", batch_size=8))
+    batch = 64  # one batch per task set: 33 generations of up to 256 tokens run as one (both sides alike)
+    opts = EvalOptions(backend_options=BackendOptions(device="cpu", dtype="float32", batch_size=batch))
     mmlu = load_suite("mmlu")
     tasks = list(mmlu.splits["test"])
     res = evaluate_model(str(model), mmlu, opts, store=store, limit=3)
     theirs = _lm_eval_cli(model, tasks, upstream_folder(mmlu, tasks, tmp_path / "mmlu"), 3, tmp_path / "mmlu-out",
-                          run_names=["mmlu"], batch=8)
+                          run_names=["mmlu"], batch=batch)
     _same_per_sample(store, res, tasks, theirs)
     group, row = theirs["_results"][0]["mmlu"], _suite_row(store, "mmlu", "test")
     assert (row.n, row.tasks) == (171, 57)
@@ -205,7 +206,7 @@ def test_mmlu_and_mgsm_equal_lm_eval_cli_per_sample(tiny_llama, results: Path, s
     tasks = list(mgsm.splits["lm_eval_native_cot"])
     res = evaluate_model(str(model), mgsm, opts, store=store, limit=3, split="lm_eval_native_cot")
     theirs = _lm_eval_cli(model, tasks, upstream_folder(mgsm, tasks, tmp_path / "mgsm"), 3, tmp_path / "mgsm-out",
-                          batch=8)
+                          batch=batch)
     _same_per_sample(store, res, tasks, theirs)
     strict = [theirs["_results"][0][t]["exact_match,strict-match"] for t in tasks]
     row = _suite_row(store, "mgsm", "lm_eval_native_cot")
