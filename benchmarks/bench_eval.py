@@ -104,7 +104,7 @@ def throughput(model: Path, backend: str, requests: list) -> tuple[float, float]
     return start, len(requests) / seconds
 
 
-MMLU_TASKS = ("mmlu_abstract_algebra", "mmlu_astronomy")
+MMLU_TASKS = ("mmlu_5shot_abstract_algebra", "mmlu_5shot_astronomy")  # split oll_v1: 5-shot, long prompts
 
 
 def workload(name: str, tmp: Path, docs: int) -> tuple[object, list[dict], str]:
@@ -117,7 +117,7 @@ def workload(name: str, tmp: Path, docs: int) -> tuple[object, list[dict], str]:
         suite = make_suite(tmp / "suite", n=docs)
         return suite, suite.task_configs("public"), f"{docs} docs x 2 generated tasks x 4 choices, short prompts"
     suite = load_suite("mmlu")
-    configs = [c for c in suite.task_configs("test") if c["task"] in MMLU_TASKS]
+    configs = [c for c in suite.task_configs("oll_v1") if c["task"] in MMLU_TASKS]
     return suite, configs, f"{docs} docs x {len(MMLU_TASKS)} MMLU subjects x 4 choices, 5-shot"
 
 

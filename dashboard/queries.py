@@ -58,13 +58,13 @@ def base(db: str) -> evidence.Data:
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
-def wide(db: str, columns: tuple[str, ...]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Leaderboard matrices (model_id x suite:split): value, stderr, in-sample."""
+def wide(db: str, columns: tuple[str, ...]) -> tuple[pd.DataFrame, ...]:
+    """Leaderboard matrices (model_id x suite:split): value, interval low, interval high, in-sample."""
     sc = scores_marked(db)
     sc = sc.assign(column=sc["suite"] + ":" + sc["split"])
     sc = sc[sc["column"].isin(columns)]
     return tuple(sc.pivot_table(index="model_id", columns="column", values=v, aggfunc="first")
-                 for v in ("value", "se", "in_sample"))  # type: ignore[return-value]
+                 for v in ("value", "ci_low", "ci_high", "in_sample"))
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)

@@ -9,12 +9,13 @@ from harness.analysis import evidence
 from harness.store import frames as views
 
 
-def fmt_score(value: float, se: float, in_sample: bool, metric: str | None = None) -> str:
-    """A proportion as a percentage ± its 95% half-width; a judge rating (1-10) as it is."""
+def fmt_score(value: float, ci_low: float, ci_high: float, in_sample: bool, metric: str | None = None) -> str:
+    """A proportion as a percentage with its 95% interval (inside 0-100: docs/eval.md "Intervals"); a judge rating
+    (1-10) as it is."""
     if metric in views.RAW_SCALE_METRICS:
-        text = f"{value:.2f} ± {1.96 * se:.2f}"
+        text = f"{value:.2f} [{ci_low:.2f}, {ci_high:.2f}]"
     else:
-        text = f"{100 * value:.1f} ± {100 * 1.96 * se:.1f}"
+        text = f"{100 * value:.1f} [{100 * ci_low:.1f}, {100 * ci_high:.1f}]"
     return f"{text} ({q.IN_SAMPLE})" if in_sample else text
 
 

@@ -3,8 +3,12 @@
     summarize(scores)                  -> Estimate(mean, stderr, ci_low, ci_high, n)
     aggregate({task: scores, ...})     -> Estimate of the macro mean over tasks (stratified bootstrap)
     paired_compare(a, b)               -> PairedComparison(mean_diff, CI, McNemar exact p for 0/1 scores)
+    wilson_interval(p, n)              -> Wilson's score interval of a proportion (0/1 scores)
+    bounded_intervals(value, se, n, binary, low, high) -> 95% intervals inside a metric's range
 
-Bootstrap intervals are percentile intervals; every function takes a `seed` so results are reproducible.
+Bootstrap intervals are percentile intervals; every function takes a `seed` so results are reproducible. The
+interval of 0/1 scores is Wilson's (docs/eval.md "Intervals"): it stays inside [0, 1] and does not collapse to a
+point when every sample is right or every one wrong, as the normal and the bootstrap intervals do at small n.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import numpy as np
 
 ArrayLike = Sequence[float] | np.ndarray
 DEFAULT_ITERS = 2000
+Z95 = 1.959963984540054  # the normal quantile of a two-sided 95% interval
 _CHUNK = 1 << 22  # max resampled values held at once
 
 
@@ -88,12 +93,52 @@ def percentile_ci(replicates: np.ndarray, alpha: float = 0.05) -> tuple[float, f
 
 
 def summarize(x: ArrayLike, iters: int = DEFAULT_ITERS, alpha: float = 0.05, seed: int = 0) -> Estimate:
-    """Mean, stderr and a bootstrap (1 - alpha) interval of per-sample scores (NaN = unscorable, dropped)."""
+    """Mean, stderr (lm-eval's) and a (1 - alpha) interval of per-sample scores (NaN = unscorable, dropped): Wilson's
+    for 0/1 scores, else a bootstrap percentile interval."""
+    from scipy.stats import norm
+
     arr = _clean(x)
     if arr.size == 0:
         return Estimate(float("nan"), float("nan"), float("nan"), float("nan"), 0)
-    lo, hi = percentile_ci(bootstrap_means(arr, iters, seed), alpha)
+    if _is_binary(arr):
+        lo, hi = wilson_interval(float(arr.mean()), arr.size, float(norm.ppf(1 - alpha / 2)))
+    else:
+        lo, hi = percentile_ci(bootstrap_means(arr, iters, seed), alpha)
     return Estimate(float(arr.mean()), mean_stderr(arr), lo, hi, int(arr.size))
+
+
+def wilson_interval(p: float, n: float, z: float = Z95) -> tuple[float, float]:
+    """Wilson's score interval of a proportion p seen on n 0/1 samples: inside [0, 1] by construction, and not a
+    point when p is 0 or 1 (at p = 0 it is [0, z^2 / (n + z^2)])."""
+    lo, hi = _wilson(np.array([p], dtype=float), np.array([n], dtype=float), z)
+    return float(lo[0]), float(hi[0])
+
+
+def _wilson(p: np.ndarray, n: np.ndarray, z: float) -> tuple[np.ndarray, np.ndarray]:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z2 = z * z / n
+        centre = (p + z2 / 2) / (1 + z2)
+        half = z * np.sqrt(p * (1 - p) / n + z2 / (4 * n)) / (1 + z2)
+        lo, hi = np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
+    return np.fmin(lo, p), np.fmax(hi, p)  # exactly 0 at p = 0 and 1 at p = 1 (not 1 - 1e-16)
+
+
+def bounded_intervals(value: ArrayLike, se: ArrayLike, n: ArrayLike, binary: ArrayLike, low: ArrayLike,
+                      high: ArrayLike, z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
+    """95% intervals of scores whose stderr is lm-eval's, kept inside each metric's range [low, high] (NaN: none).
+    0/1 metrics: Wilson's interval on the effective sample size p(1 - p) / se^2 (at most n; n itself where p is 0
+    or 1 or se is missing), so it is as wide as the stderr says where the normal interval fits and stays in [0, 1]
+    where it does not. Other metrics: value +- z se, clipped to the range."""
+    v, s, m = (np.asarray(a, dtype=float) for a in (value, se, n))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        eff = np.where((v > 0) & (v < 1) & (s > 0), np.minimum(m, v * (1 - v) / (s * s)), m)
+    w_lo, w_hi = _wilson(v, np.maximum(eff, 1.0), z)
+    n_lo = np.clip(v - z * s, np.asarray(low, dtype=float), np.asarray(high, dtype=float))
+    n_hi = np.clip(v + z * s, np.asarray(low, dtype=float), np.asarray(high, dtype=float))
+    n_lo = np.where(np.isnan(np.asarray(low, dtype=float)), v - z * s, n_lo)
+    n_hi = np.where(np.isnan(np.asarray(high, dtype=float)), v + z * s, n_hi)
+    b = np.asarray(binary, dtype=bool)
+    return np.where(b, w_lo, n_lo), np.where(b, w_hi, n_hi)
 
 
 def summarize_clustered(x: ArrayLike, clusters: ArrayLike, iters: int = DEFAULT_ITERS, alpha: float = 0.05,

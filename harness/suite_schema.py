@@ -22,6 +22,9 @@ class AggregateSpec(BaseModel):
 
     metric: str | None = None  # None: each task's primary metric (harness/store/frames.py PRIMARY_METRICS)
     weight_by_size: bool = True
+    # split -> the metric of that split's tasks where a split's tasks report another one (mgsm: lm-eval's
+    # variants filter differently from harness's own); the other splits use `metric`
+    split_metrics: dict[str, str] = Field(default_factory=dict)
 TwinRelation = Literal["aligned", "derived", "independent"]
 
 
@@ -127,6 +130,9 @@ class SuiteSpec(BaseModel):
     def _default_split(self) -> SuiteSpec:
         if self.default_split not in self.splits:
             raise ValueError(f"default_split {self.default_split!r} is not one of the splits: {', '.join(self.splits)}")
+        unknown = sorted(set(self.aggregate.split_metrics) - set(self.splits))
+        if unknown:
+            raise ValueError(f"aggregate.split_metrics names {unknown[0]!r}, which is not one of the splits")
         return self
 
 

@@ -213,7 +213,9 @@ def score_rules(root: Path | None = None) -> dict[str, ScoreRule]:
         except HarnessError:
             continue
         summary = JUDGE_SUMMARY_TASK if spec.kind == "judge" else None
-        rules.setdefault(spec.name, ScoreRule(spec.aggregate.metric, spec.aggregate.weight_by_size, summary))
+        agg = spec.aggregate
+        rules.setdefault(spec.name, ScoreRule(agg.metric, agg.weight_by_size, summary,
+                                              tuple(sorted(agg.split_metrics.items()))))
     return rules
 
 

@@ -2,7 +2,10 @@
 
 Deterministic: rerunning it rewrites byte-identical files. Usage: python scripts/build_mmlu_suites.py [SOURCE_DIR]
 
-- mmlu: test and dev CSVs copied byte-identical; one task per subject (lm-eval's mmlu prompt, 5-shot from dev).
+- mmlu: test and dev CSVs copied byte-identical; one task per subject that includes lm-eval's own mmlu_<subject>
+  (0-shot, its default) and one 5-shot variant per subject (split oll_v1, the Open LLM Leaderboard v1 setting);
+  `tasks/utils.py` reads the CSV rows into the docs the upstream prompt expects. mmlu_permuted and mmlu_redux
+  include the same upstream tasks.
 - mmlu_permuted: every test item with its four options permuted (seeded by sha256 of subject and row, the correct
   option always moves) unless an option points at other options by position ("all of the above", "A and B", ...);
   a 7th column `perm` records the order (e.g. "CADB": new A = old C). dev is copied unchanged.
@@ -25,15 +28,11 @@ import re
 import sys
 from pathlib import Path
 
-from suite_files import SOURCE, SUITES, copy, copy_legal, csv_kwargs, dump, header, q, write
+from suite_files import SOURCE, SUITES, copy, copy_legal, csv_kwargs, dump, header, write
 
 SCRIPT = "build_mmlu_suites.py"
 COLUMNS = ["question", "A", "B", "C", "D", "answer"]
 LETTERS = "ABCD"
-PROMPT = "{{question.strip()}}\nA. {{A}}\nB. {{B}}\nC. {{C}}\nD. {{D}}\nAnswer:"
-PROMPT_LIST = (
-    "{{question.strip()}}\nA. {{choices[0]}}\nB. {{choices[1]}}\nC. {{choices[2]}}\nD. {{choices[3]}}\nAnswer:"
-)
 # options that refer to other options by position or as a set: their order must not change
 POSITIONAL = re.compile(
     r"(?i)\b(all|none|both|neither|either)\s+of\s+(the\s+)?(above|these|those|them|the\s+above|following|options)\b"
@@ -47,23 +46,22 @@ def subjects(src: Path) -> list[str]:
     return sorted(p.name.removesuffix("_test.csv") for p in (src / "mmlu" / "test").glob("*_test.csv"))
 
 
-def description(subject: str) -> str:
-    return f"The following are multiple choice questions (with answers) about {subject.replace('_', ' ')}.\n\n"
+UPSTREAM = "lm_eval:tasks/mmlu/default"  # lm-eval's own mmlu subject tasks (harness.suites resolves lm_eval:)
+OLL_V1_SHOTS = 5  # the Open LLM Leaderboard v1 ran MMLU 5-shot (first five dev questions); lm-eval's default is 0
 
 
-def template(prompt: str, target: str) -> str:
-    return dump({
-        "output_type": "multiple_choice",
-        "test_split": "test",
-        "fewshot_split": "dev",
-        "fewshot_config": {"sampler": "first_n"},
-        "num_fewshot": 5,
-        "doc_to_text": prompt,
-        "doc_to_choice": list(LETTERS),
-        "doc_to_target": target,
-        "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
-        "metadata": {"version": 1.0},
-    })
+def upstream_task(task: str, subject: str, dataset_path: str, process_docs: str | None, kwargs: str,
+                  shots: int | None = None) -> str:
+    """lm-eval's own mmlu_<subject> (prompt, description, dev few-shot, choices, metric) with only the data source
+    ours: our files, read by `process_docs` into the docs the upstream prompt reads; `num_fewshot` only for the
+    named 5-shot variant."""
+    lines = [f"task: {task}", f"include: {UPSTREAM}/mmlu_{subject}.yaml", f"dataset_path: {dataset_path}",
+             "dataset_name: null"]
+    if shots is not None:
+        lines.append(f"num_fewshot: {shots}")
+    if process_docs:
+        lines.append(f"process_docs: !function utils.{process_docs}")
+    return header(SCRIPT) + "\n".join(lines) + "\n" + kwargs
 
 
 def suite_yaml(name: str, version: str, desc: str, splits: dict[str, list[str]], tiers: dict, twins: dict,
@@ -91,20 +89,19 @@ REDUX_TWINS = {"permuted": {"ref": "mmlu_redux_permuted:ok", "relation": "aligne
 def build_mmlu(src: Path) -> None:
     out = SUITES / "mmlu"
     copy_legal(src / "mmlu", out / "data")
-    write(out / "_mmlu_template_yaml", header(SCRIPT) + "dataset_path: csv\n"
-          + template(PROMPT, "{{['A', 'B', 'C', 'D'].index(answer.strip())}}"))
-    tasks = []
+    splits: dict[str, list[str]] = {"test": [], "oll_v1": []}
     for s in subjects(src):
         for part in ("test", "dev"):
             copy(src / "mmlu" / part / f"{s}_{part}.csv", out / "data" / part / f"{s}_{part}.csv")
-        files = {"test": f"data/test/{s}_test.csv", "dev": f"data/dev/{s}_dev.csv"}
-        write(out / "tasks" / f"mmlu_{s}.yaml", header(SCRIPT) + f"task: mmlu_{s}\ntask_alias: {s}\n"
-              f"include: ../_mmlu_template_yaml\ndescription: {q(description(s))}\n" + csv_kwargs(files, COLUMNS))
-        tasks.append(f"mmlu_{s}")
+        kwargs = csv_kwargs({"test": f"data/test/{s}_test.csv", "dev": f"data/dev/{s}_dev.csv"}, COLUMNS)
+        for split, task, shots in (("test", f"mmlu_{s}", None), ("oll_v1", f"mmlu_5shot_{s}", OLL_V1_SHOTS)):
+            write(out / "tasks" / f"{task}.yaml", upstream_task(task, s, "csv", "mmlu_docs", kwargs, shots))
+            splits[split].append(task)
     write(out / "suite.yaml", suite_yaml(
-        "mmlu", "1", "MMLU (Hendrycks et al.): 57 subjects, 14,042 test questions, 5-shot from dev, "
-        "multiple choice by loglikelihood (lm-eval's mmlu prompt).",
-        {"test": tasks}, TIERS, MMLU_TWINS, ["mmlu"]))
+        "mmlu", "2", "MMLU (Hendrycks et al.): 57 subjects, 14,042 test questions; lm-eval's mmlu (0-shot, "
+        "multiple choice by loglikelihood) on the shipped data. Split oll_v1: the same tasks 5-shot from dev, as "
+        "the Open LLM Leaderboard v1 ran them.",
+        splits, TIERS, MMLU_TWINS, ["mmlu"]))
 
 
 # ---------------------------------------------------------------------------------------------- permuted
@@ -134,8 +131,6 @@ def permute_row(subject: str, index: int, row: list[str]) -> list[str]:
 def build_permuted(src: Path) -> None:
     out = SUITES / "mmlu_permuted"
     copy_legal(src / "mmlu", out / "data")
-    write(out / "_mmlu_permuted_template_yaml", header(SCRIPT) + "dataset_path: csv\n"
-          + template(PROMPT, "{{['A', 'B', 'C', 'D'].index(answer.strip())}}"))
     tasks = []
     for s in subjects(src):
         rows = [permute_row(s, i, r) for i, r in enumerate(read_rows(src / "mmlu" / "test" / f"{s}_test.csv"))]
@@ -144,13 +139,12 @@ def build_permuted(src: Path) -> None:
         write(out / "data" / "test" / f"{s}_test.csv", buf.getvalue())
         copy(src / "mmlu" / "dev" / f"{s}_dev.csv", out / "data" / "dev" / f"{s}_dev.csv")
         files = {"test": f"data/test/{s}_test.csv", "dev": f"data/dev/{s}_dev.csv"}
-        write(out / "tasks" / f"mmlu_permuted_{s}.yaml", header(SCRIPT) + f"task: mmlu_permuted_{s}\n"
-              f"task_alias: {s}\ninclude: ../_mmlu_permuted_template_yaml\ndescription: {q(description(s))}\n"
-              + csv_kwargs(files, [*COLUMNS, "perm"]))
+        write(out / "tasks" / f"mmlu_permuted_{s}.yaml", upstream_task(
+            f"mmlu_permuted_{s}", s, "csv", "mmlu_docs", csv_kwargs(files, [*COLUMNS, "perm"])))
         tasks.append(f"mmlu_permuted_{s}")
     write(out / "suite.yaml", suite_yaml(
-        "mmlu_permuted", "1", "MMLU test with the answer options of each question permuted (the correct option "
-        "moves to another letter); same prompt, same 5-shot dev exemplars. An overfitting twin of mmlu.",
+        "mmlu_permuted", "2", "MMLU test with the answer options of each question permuted (the correct option "
+        "moves to another letter); lm-eval's mmlu task on it, as the mmlu suite. An overfitting twin of mmlu.",
         {"test": tasks}, TIERS, {}, []))
 
 
@@ -189,8 +183,6 @@ def build_redux(src: Path) -> None:
     out = SUITES / "mmlu_redux"
     copy_legal(src / "mmlu_redux", out / "data")
     copy(src / "mmlu" / "LICENSE.txt", out / "data" / "dev" / "LICENSE.txt")
-    tmpl = header(SCRIPT) + "dataset_path: json\n" + template(PROMPT_LIST, "answer")
-    write(out / "_mmlu_redux_template_yaml", tmpl)
     splits: dict[str, list[str]] = {"ok": [], "all": []}
     for s in subjects(src):
         docs = [redux_doc(r) for r in read_redux(src / "mmlu_redux" / f"mmlu_{s}.csv")]
@@ -200,14 +192,13 @@ def build_redux(src: Path) -> None:
         write(out / "data" / "dev" / f"{s}_dev.jsonl", jsonl(dev))
         kwargs = dump({"dataset_kwargs": {"data_files": {"test": f"data/test/{s}.jsonl",
                                                          "dev": f"data/dev/{s}_dev.jsonl"}}})
-        for split, prefix, extra in (("ok", "mmlu_redux_", "process_docs: !function utils.ok_or_dev\n"),
-                                     ("all", "mmlu_redux_all_", "")):
-            write(out / "tasks" / f"{prefix}{s}.yaml", header(SCRIPT) + f"task: {prefix}{s}\ntask_alias: {s}\n"
-                  f"include: ../_mmlu_redux_template_yaml\ndescription: {q(description(s))}\n" + extra + kwargs)
+        for split, prefix, docs in (("ok", "mmlu_redux_", "ok_or_dev"), ("all", "mmlu_redux_all_", None)):
+            write(out / "tasks" / f"{prefix}{s}.yaml", upstream_task(f"{prefix}{s}", s, "json", docs, kwargs))
             splits[split].append(f"{prefix}{s}")
     write(out / "suite.yaml", suite_yaml(
-        "mmlu_redux", "1", "MMLU-Redux (Gema et al. 2024): 5,700 re-annotated MMLU test questions, 100 per subject. "
-        "Split ok = the items annotators found correct; all = every item with the original label.",
+        "mmlu_redux", "2", "MMLU-Redux (Gema et al. 2024): 5,700 re-annotated MMLU test questions, 100 per subject, "
+        "as lm-eval's mmlu task. Split ok = the items annotators found correct; all = every item with the "
+        "original label.",
         splits, TIERS, REDUX_TWINS, ["mmlu_redux_generative"]))
 
 
@@ -229,8 +220,6 @@ def build_redux_permuted(src: Path) -> None:
     copy_legal(src / "mmlu_redux", out / "data")
     copy(src / "mmlu" / "LICENSE.txt", out / "data" / "dev" / "LICENSE.txt")
     copy(redux / "tasks" / "utils.py", out / "tasks" / "utils.py")
-    write(out / "_mmlu_redux_permuted_template_yaml",
-          header(SCRIPT) + "dataset_path: json\n" + template(PROMPT_LIST, "answer"))
     tasks = []
     for s in subjects(src):
         docs = [redux_doc(r) for r in read_redux(src / "mmlu_redux" / f"mmlu_{s}.csv")]
@@ -238,14 +227,13 @@ def build_redux_permuted(src: Path) -> None:
         copy(redux / "data" / "dev" / f"{s}_dev.jsonl", out / "data" / "dev" / f"{s}_dev.jsonl")
         kwargs = dump({"dataset_kwargs": {"data_files": {"test": f"data/test/{s}.jsonl",
                                                          "dev": f"data/dev/{s}_dev.jsonl"}}})
-        write(out / "tasks" / f"mmlu_redux_permuted_{s}.yaml", header(SCRIPT)
-              + f"task: mmlu_redux_permuted_{s}\ntask_alias: {s}\ninclude: ../_mmlu_redux_permuted_template_yaml\n"
-              f"description: {q(description(s))}\nprocess_docs: !function utils.ok_or_dev\n" + kwargs)
+        write(out / "tasks" / f"mmlu_redux_permuted_{s}.yaml",
+              upstream_task(f"mmlu_redux_permuted_{s}", s, "json", "ok_or_dev", kwargs))
         tasks.append(f"mmlu_redux_permuted_{s}")
     write(out / "suite.yaml", suite_yaml(
         "mmlu_redux_permuted", "1", "MMLU-Redux's ok items with the answer options of each question permuted (the "
-        "correct option moves to another letter); same prompt, same 5-shot dev exemplars. An overfitting twin of "
-        "mmlu_redux.", {"ok": tasks}, TIERS, {}, []))
+        "correct option moves to another letter); the same prompt (lm-eval's mmlu task) and dev exemplars. An "
+        "overfitting twin of mmlu_redux.", {"ok": tasks}, TIERS, {}, []))
 
 
 def main() -> None:

@@ -190,6 +190,22 @@ def mgsm_task(task: str, lang: str, doc_to_text: str, delimiter: str, shots: lis
         files, ["question", "answer_number"], sep="\t", quoting=3)
 
 
+# lm-eval's own mgsm variants (0-shot, lm-eval's default): split -> (task prefix, upstream folder, scored filter)
+MGSM_UPSTREAM = {"lm_eval_direct": ("mgsm_direct", "direct", "exact_match,remove_whitespace"),
+                 "lm_eval_native_cot": ("mgsm_native_cot", "native_cot", "exact_match,strict-match"),
+                 "lm_eval_en_cot": ("mgsm_en_cot", "en_cot", "exact_match,strict-match")}
+
+
+def mgsm_upstream_task(prefix: str, folder: str, lang: str) -> str:
+    """lm-eval's mgsm_<variant>_<lang> with only the data source ours: the TSV, read by tasks/utils.py into the
+    Hub's doc shape; no train split (lm-eval's default is 0-shot; the Hub's train split holds the exemplars)."""
+    return header(SCRIPT) + dump({
+        "task": f"{prefix}_{lang}", "include": f"lm_eval:tasks/mgsm/{folder}/{prefix}_{lang}.yaml",
+        "dataset_path": "csv", "dataset_name": None, "training_split": None}).replace(
+        "training_split: null\n", "training_split: null\nprocess_docs: !function utils.lm_eval_docs\n") + csv_kwargs(
+        {"test": f"data/mgsm_{lang}.tsv"}, ["question", "answer_number"], sep="\t", quoting=3)
+
+
 def build_mgsm(src: Path) -> None:
     out = SUITES / "mgsm"
     copy_legal(src / "mgsm", out / "data")
@@ -213,14 +229,20 @@ def build_mgsm(src: Path) -> None:
             f"mgsm_8shot_direct_{lang}", lang, f"{qp}{{{{question}}}}\n{direct}", " ", direct_shots, qp.strip()))
         splits["cot"].append(f"mgsm_8shot_cot_{lang}")
         splits["direct"].append(f"mgsm_8shot_direct_{lang}")
+        for split, (prefix, folder, _) in MGSM_UPSTREAM.items():
+            write(out / "tasks" / f"{prefix}_{lang}.yaml", mgsm_upstream_task(prefix, folder, lang))
+            splits.setdefault(split, []).append(f"{prefix}_{lang}")
     write(out / "suite.yaml", suite_yaml({
         "name": "mgsm", "version": "2",
-        "description": "MGSM: 250 GSM8K problems translated into 11 languages; harness's own protocol (not an "
-                       "lm-eval mgsm task): 8-shot native chain of thought with the published exemplars (split cot) "
-                       "or direct answers (split direct); last number scored.",
+        "description": "MGSM: 250 GSM8K problems translated into 11 languages. Splits cot and direct: harness's own "
+                       "protocol (not an lm-eval mgsm task): 8-shot native chain of thought with the published "
+                       "exemplars or direct answers; last number scored. Splits lm_eval_direct, lm_eval_native_cot, "
+                       "lm_eval_en_cot: lm-eval's own mgsm_direct / mgsm_native_cot / mgsm_en_cot tasks (0-shot) "
+                       "on the shipped data.",
         "default_split": "cot", "splits": splits, "tiers": {"smoke": 3, "quick": 25, "full": None},
         "twins": MGSM_TWINS, "hub_tasks": ["mgsm_cot_native"],
-        "aggregate": {"metric": "exact_match,last-number", "weight_by_size": True}}))
+        "aggregate": {"metric": "exact_match,last-number", "weight_by_size": True,
+                      "split_metrics": {split: m for split, (_, _, m) in MGSM_UPSTREAM.items()}}}))
 
 
 # ---------------------------------------------------------------------------------------------- gsm8k family

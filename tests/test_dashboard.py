@@ -73,7 +73,7 @@ def test_leaderboard(use_db: str) -> None:
     assert (kinds["zoo-overfit"], kinds["merge-linear"]) == ("fine-tune", "merge")  # not all "merged"
     assert set(kinds) <= {"source", "fine-tune", "merge", "candidate"} and "source" in set(kinds)
     row = board.set_index("name").loc["zoo-overfit"]
-    assert row["zoo_math:public"].endswith("(in-sample)") and "±" in row["zoo_math:public"]
+    assert row["zoo_math:public"].endswith("(in-sample)") and " [" in row["zoo_math:public"]
     assert row["in-sample on"] == "zoo_math:public"
     assert not board.set_index("name").loc["merge-linear", "zoo_math:public"].endswith("(in-sample)")
     assert board["overall"].is_monotonic_decreasing

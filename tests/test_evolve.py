@@ -151,3 +151,39 @@ def test_workers_without_ray_is_a_clear_error() -> None:
         pytest.skip("Ray is installed")
     with pytest.raises(HarnessError, match="needs Ray"):
         RayPool(None, 2, None)  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("by_size", [True, False])
+def test_fitness_is_the_suite_score(by_size: bool, tmp_path: Path, store) -> None:
+    """A search split of two tasks of 9 and 31 documents (weighted and plain means differ): the live engine's
+    fitness is the suite score the leaderboard shows for `harness eval` of the same model (SUITE_SCORES_SQL, the
+    suite's aggregate rule), not the plain mean over tasks it was before."""
+    from lm_eval.models.huggingface import HFLM
+
+    from harness.evaluate.backends.base import BackendOptions
+    from harness.evaluate.runner import EvalOptions, evaluate_model
+    from harness.evolve.config import FitnessSuite
+    from harness.evolve.fitness import SplitTasks
+    from harness.store import frames as views
+    from harness.suites import load_suite, score_rules
+    from tests.factories import make_tiny_llama
+    from tests.test_evolve_support import make_suite
+
+    folder = make_suite(tmp_path / "suites", sizes={"a": 9, "b": 31})
+    (folder / "suite.yaml").write_text(
+        "name: tiny_sum\nversion: '1'\nkind: lm-eval\ndefault_split: search\n"
+        "splits: {search: [tiny_sum_mc_a, tiny_sum_mc_b]}\n"
+        f"aggregate: {{metric: acc, weight_by_size: {str(by_size).lower()}}}\n")
+    model = make_tiny_llama(tmp_path / "model", seed=3)
+    tasks = SplitTasks.build((FitnessSuite(suite="tiny_sum"),), "search", tmp_path / "suites")
+    score = tasks.score(HFLM(pretrained=str(model), device="cpu", batch_size=8, dtype="float32"))
+    a, b = score.per_task["tiny_sum_mc_a"], score.per_task["tiny_sum_mc_b"]
+    assert a != b  # so the weighting matters to the number
+    assert score.fitness == pytest.approx((9 * a + 31 * b) / 40 if by_size else (a + b) / 2, abs=1e-12)
+
+    suite = load_suite("tiny_sum", tmp_path / "suites")
+    evaluate_model(str(model), suite, EvalOptions(backend_options=BackendOptions(device="cpu", dtype="float32",
+                                                                                 batch_size=8)), store=store)
+    (row,) = views.suite_scores(store, rules=score_rules(tmp_path / "suites")).itertuples()
+    assert score.fitness == pytest.approx(row.value, abs=1e-12) and row.tasks == 2

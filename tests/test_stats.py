@@ -9,7 +9,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.stats import aggregate, mcnemar_exact, mean_stderr, paired_compare, summarize
+from harness.stats import (
+    Z95,
+    aggregate,
+    bounded_intervals,
+    mcnemar_exact,
+    mean_stderr,
+    paired_compare,
+    summarize,
+    wilson_interval,
+)
 
 
 def test_summarize_matches_closed_form() -> None:
@@ -18,7 +27,7 @@ def test_summarize_matches_closed_form() -> None:
     assert est.mean == pytest.approx(0.3)
     assert est.n == 100
     assert est.stderr == pytest.approx(np.std(x, ddof=1) / 10)
-    # the percentile bootstrap interval is close to mean +- 1.96 se for a proportion this size
+    # Wilson's interval (0/1 scores) is close to mean +- 1.96 se for a proportion this size
     assert est.ci_low == pytest.approx(0.3 - 1.96 * est.stderr, abs=0.02)
     assert est.ci_high == pytest.approx(0.3 + 1.96 * est.stderr, abs=0.02)
 
@@ -30,7 +39,7 @@ def test_summarize_drops_nan_and_handles_empty() -> None:
     assert math.isnan(mean_stderr([1.0]))
 
 
-def test_bootstrap_interval_covers_the_truth_about_95_percent() -> None:
+def test_interval_of_0_1_scores_covers_the_truth_about_95_percent() -> None:
     rng = np.random.default_rng(0)
     hits = 0
     for i in range(200):
@@ -93,3 +102,68 @@ def test_paired_is_antisymmetric(pairs: list[tuple[float, float]]) -> None:
     ab, ba = paired_compare(a, b, iters=200), paired_compare(b, a, iters=200)
     assert ab.mean_diff == pytest.approx(-ba.mean_diff)
     assert ab.mcnemar_p == pytest.approx(ba.mcnemar_p)
+
+
+# ---------------------------------------------------------------------------------------------- intervals, small n
+PS = [0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99]
+
+
+def exact_coverage(n: int, p: float, bounded: bool) -> tuple[float, bool]:
+    """P(interval covers p) over every outcome k of n 0/1 samples (binomial weights, no sampling noise), with
+    lm-eval's stderr; and whether every interval stays inside [0, 1]."""
+    from scipy.stats import binom
+
+    k = np.arange(n + 1)
+    v = k / n
+    se = np.sqrt(v * (1 - v) / (n - 1))  # mean_stderr of k ones and n - k zeros
+    if bounded:
+        lo, hi = bounded_intervals(v, se, np.full(n + 1, n), np.ones(n + 1, bool), np.zeros(n + 1), np.ones(n + 1))
+    else:  # the normal interval the suite score printed before
+        lo, hi = v - Z95 * se, v + Z95 * se
+    return float(binom.pmf(k, n, p)[(lo <= p) & (p <= hi)].sum()), bool(np.all((lo >= 0) & (hi <= 1)))
+
+
+@pytest.mark.parametrize("bounded", [True, False])
+def test_interval_coverage_at_small_n_near_0_and_1(bounded: bool) -> None:
+    """n = 2..30 documents, p from 0.01 to 0.99: the interval the suite score prints covers p about 95% of the time
+    and never leaves [0, 1]; the normal interval (value +- 1.96 lm-eval stderr) fails both, which this test shows."""
+    runs = [exact_coverage(n, p, bounded) for n in range(2, 31) for p in PS]
+    cover = np.array([c for c, _ in runs])
+    ok = cover.mean() >= 0.94 and cover.min() >= 0.80 and all(inside for _, inside in runs)
+    assert ok == bounded, (cover.mean(), cover.min())  # measured: 0.954 / 0.843 bounded; 0.588 / 0.02 normal
+
+
+def test_pooled_suite_interval_covers_at_small_n() -> None:
+    """A suite of three tasks of 2, 3 and 5 documents with p near 0 or 1, scored as lm-eval scores a group
+    (size-weighted mean, its pooled_sample_stderr): the bounded interval covers the true mean about 95% of the time
+    and stays in [0, 1]; the normal one does not."""
+    from lm_eval.api.metrics import pooled_sample_stderr
+
+    rng = np.random.default_rng(0)
+    sizes = np.array([2, 3, 5])
+    for ps in ([0.05, 0.02, 0.1], [0.95, 0.9, 0.98], [0.5, 0.8, 0.9]):
+        truth = float(np.dot(sizes, ps) / sizes.sum())
+        hits = normal_hits = 0
+        for _ in range(2000):
+            draws = [rng.random(n) < p for n, p in zip(sizes, ps, strict=True)]
+            means = np.array([d.mean() for d in draws])
+            ses = [float(d.std(ddof=1) / np.sqrt(d.size)) for d in draws]
+            value, se = float(np.dot(sizes, means) / sizes.sum()), float(pooled_sample_stderr(ses, list(sizes)))
+            (lo,), (hi,) = bounded_intervals([value], [se], [sizes.sum()], [True], [0.0], [1.0])
+            assert 0.0 <= lo <= value <= hi <= 1.0
+            hits += lo <= truth <= hi
+            normal_hits += value - Z95 * se <= truth <= value + Z95 * se
+        assert hits / 2000 >= 0.90 > normal_hits / 2000, (ps, hits, normal_hits)
+
+
+def test_wilson_interval_closed_form() -> None:
+    assert wilson_interval(0.0, 10) == pytest.approx((0.0, Z95**2 / (10 + Z95**2)))
+    lo, hi = wilson_interval(0.5, 2)
+    assert 0.0 < lo < 0.5 < hi < 1.0 and lo == pytest.approx(1 - hi)
+
+
+def test_bounded_intervals_clip_other_metrics_to_their_range() -> None:
+    lo, hi = bounded_intervals([9.5, 5.0, 3.0], [1.0, 1.0, 2.0], [4, 4, 4], [False] * 3, [1.0, 1.0, float("nan")],
+                               [10.0, 10.0, float("nan")])
+    assert list(hi) == pytest.approx([10.0, 5.0 + Z95, 3.0 + 2 * Z95])
+    assert list(lo) == pytest.approx([9.5 - Z95, 5.0 - Z95, 3.0 - 2 * Z95])

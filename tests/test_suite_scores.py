@@ -68,6 +68,29 @@ def test_suite_score_is_lm_eval_group_result(by_size: bool, results: Path, store
         assert (default.value, default.se) == pytest.approx((row.value, row.se))
 
 
+def test_suite_score_interval_stays_in_the_metric_range(store) -> None:
+    """bbh at limit 2 (one task, 2 documents, one right): the normal interval was [-0.48, 1.48]; the stored
+    suite score keeps lm-eval's stderr and prints Wilson's interval, inside [0, 1]; a rating stays in 1..10."""
+    from harness.stats import wilson_interval
+    from harness.store import RunRecord, Score
+
+    for run_id, suite, scores in (
+        ("r-bbh", "bbh", [Score("bbh_cot_fewshot_navigate", "exact_match,get-answer", 0.5, 0.5, 2)]),
+        ("r-none", "bbh", [Score("bbh_cot_fewshot_navigate", "exact_match,get-answer", 0.0, 0.0, 2)]),
+        ("r-mt", "mt_bench", [Score("overall", "rating", 9.6, 0.4, 4)]),
+    ):
+        store.start_run(RunRecord(run_id, f"m-{run_id}", suite, "hf", "0", split="test"))
+        store.finish_run(run_id, scores, [])
+    df = views.suite_scores(store, rules=score_rules()).set_index("run_id")
+    half = df.loc["r-bbh"]
+    # on the effective size p(1 - p) / se^2 = 1 (lm-eval's stderr has ddof=1)
+    assert half.se == 0.5 and (half.ci_low, half.ci_high) == pytest.approx(wilson_interval(0.5, 1))
+    assert 0.0 < half.ci_low < 0.5 < half.ci_high < 1.0
+    none = df.loc["r-none"]  # every answer wrong: not the point [0, 0] the normal interval gave
+    assert (none.ci_low, none.ci_high) == pytest.approx(wilson_interval(0.0, 2)) and none.ci_high > 0.5
+    assert (df.loc["r-mt"].ci_low, df.loc["r-mt"].ci_high) == pytest.approx((9.6 - 1.959964 * 0.4, 10.0))
+
+
 def upstream_group(path: Path) -> dict:
     import yaml
 
@@ -84,6 +107,20 @@ def test_suite_aggregate_is_the_installed_lm_eval_group(suite: str, group_yaml: 
     filt = agg.get("filter_list")
     want = agg["metric"] if filt in (None, "none", ["none"]) else f"{agg['metric']},{filt}"
     assert (rule.metric, rule.weight_by_size) == (want, bool(agg.get("weight_by_size", True)))
+
+
+@pytest.mark.parametrize("split", ["lm_eval_direct", "lm_eval_native_cot", "lm_eval_en_cot"])
+def test_mgsm_lm_eval_splits_score_on_their_tasks_first_filter(split: str) -> None:
+    """lm-eval has no mgsm group (tags only): each lm-eval split's score is on its tasks' first filter, which
+    differs from harness's own splits (last-number); the gate reads the same metric."""
+    from harness.suites import load_suite
+    from harness.workflows.baseline import suite_metric
+
+    rule = score_rules()["mgsm"]
+    firsts = {f"{cfg['metric_list'][0]['metric']},{cfg['filter_list'][0]['name']}"
+              for cfg in load_suite("mgsm").task_configs(split)}
+    assert firsts == {rule.metric_for(split)} == {suite_metric("mgsm", split)}
+    assert rule.metric_for("cot") == rule.metric_for(None) == "exact_match,last-number" != rule.metric_for(split)
 
 
 def judge_model(root: Path) -> Path:
@@ -134,7 +171,8 @@ def test_leaderboard_cli_and_dashboard_show_the_same_scores(results: Path, store
     import widgets
 
     for (name, suite, split), r in rows.items():
-        assert board.loc[name, f"{suite}:{split}"] == widgets.fmt_score(r["value"], r["stderr"], False, r["metric"])
+        assert board.loc[name, f"{suite}:{split}"] == widgets.fmt_score(r["value"], r["ci_low"], r["ci_high"], False,
+                                                                           r["metric"])
 
 
 def test_migration_recomputes_nothing_and_notes_changed_suites(tmp_path: Path,

@@ -53,8 +53,9 @@ def script(name: str):
 # ---------------------------------------------------------------------------------------------- loading
 def test_every_suite_loads_with_its_documented_shape() -> None:
     assert set(MINE) <= set(list_suites())
-    shape = {"mmlu": {"test": 57}, "mmlu_permuted": {"test": 57}, "mmlu_redux": {"ok": 57, "all": 57},
-             "bbh": {"test": 27}, "mgsm": {"cot": 11, "direct": 11}, "gsm8k": {"test": 1, "last_number": 1},
+    shape = {"mmlu": {"test": 57, "oll_v1": 57}, "mmlu_permuted": {"test": 57}, "mmlu_redux": {"ok": 57, "all": 57},
+             "bbh": {"test": 27}, "gsm8k": {"test": 1, "last_number": 1},
+             "mgsm": {"cot": 11, "direct": 11, "lm_eval_direct": 11, "lm_eval_native_cot": 11, "lm_eval_en_cot": 11},
              "gsm_plus": {"testmini": 7, "seeds": 1}, "gsm1k": {"public": 1}, "bbh_permuted": {"test": 17},
              "mmlu_redux_permuted": {"ok": 57}}
     for name, splits in shape.items():
@@ -198,6 +199,8 @@ def test_missing_data_file_is_named(tmp_path: Path) -> None:
      "field 'twins'"),
     ("name: toy\nversion: '1'\nkind: lm-eval\ndefault_split: p\nsplits: {p: [toy_task]}\nsplit: {}\n",
      "field 'split': unknown field"),
+    ("name: toy\nversion: '1'\nkind: lm-eval\ndefault_split: p\nsplits: {p: [toy_task]}\n"
+     "aggregate: {metric: acc, split_metrics: {q: f1}}\n", "split_metrics names 'q', which is not one of the splits"),
     ("name: toy\nversion: '1'\nkind: lm-eval\ndefault_split: p\nsplits: {p: [toy_task]\n", "not valid YAML"),
     ("- just\n- a list\n", "must be a mapping"),
 ])
@@ -232,8 +235,17 @@ def test_mmlu_data_counts() -> None:
     assert {len(csv_rows(p)) for p in (data / "dev").glob("*.csv")} == {5}
 
 
-def test_mmlu_task_builds_five_shot_loglikelihood_requests(tm) -> None:
+def test_mmlu_task_is_zero_shot_as_lm_evals_default(tm) -> None:
     task = build(tm, pick("mmlu", None, "mmlu_abstract_algebra"))["mmlu_abstract_algebra"]
+    task.build_all_requests(limit=1, rank=0, world_size=1)
+    q, a, b, c, d, gold = csv_rows(SUITES / "mmlu/data/test/abstract_algebra_test.csv")[0]
+    assert task.instances[0].args[0] == "The following are multiple choice questions (with answers) about abstract " \
+        f"algebra.\n\n{q.strip()}\nA. {a}\nB. {b}\nC. {c}\nD. {d}\nAnswer:"
+    assert task.doc_to_target(next(iter(task.test_docs()))) == "ABCD".index(gold)
+
+
+def test_mmlu_oll_v1_task_builds_five_shot_loglikelihood_requests(tm) -> None:
+    task = build(tm, pick("mmlu", "oll_v1", "mmlu_5shot_abstract_algebra"))["mmlu_5shot_abstract_algebra"]
     docs = list(task.test_docs())
     assert len(docs) == 100 == len(csv_rows(SUITES / "mmlu/data/test/abstract_algebra_test.csv"))
     task.build_all_requests(limit=2, rank=0, world_size=1)
@@ -442,7 +454,7 @@ def test_configs_run_through_simple_evaluate_on_a_tiny_model(tiny_llama) -> None
     assert 0.0 <= res["mmlu_anatomy"]["acc,none"] <= 1.0
     assert 0.0 <= res["gsm8k_cot"]["exact_match,strict-match"] <= 1.0  # lm-eval's own gsm8k_cot filters
     assert 0.0 <= res["bbh_cot_fewshot_navigate"]["exact_match,get-answer"] <= 1.0
-    assert out["configs"]["mmlu_anatomy"]["num_fewshot"] == 5  # one sample row per document and filter:
+    assert out["configs"]["mmlu_anatomy"]["num_fewshot"] == 0  # one sample row per document and filter:
     assert len({row["doc_id"] for row in out["samples"]["gsm8k_cot"]}) == 2
 
 

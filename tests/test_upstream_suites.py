@@ -18,8 +18,11 @@ from harness.suites import UPSTREAM, Suite, lm_eval_tasks_dir, load_suite, score
 
 REAL = ["bbh", "bbh_permuted", "gsm1k", "gsm8k", "gsm_plus", "mgsm", "mmlu", "mmlu_permuted", "mmlu_redux",
         "mmlu_redux_permuted"]
-# own prompts still; see docs/suites.md
-NOT_YET_UPSTREAM = {"mgsm", "mmlu", "mmlu_permuted", "mmlu_redux", "mmlu_redux_permuted"}
+
+
+def ours(task: str) -> bool:
+    """harness's own variants, under their own names (docs/suites.md): not lm-eval tasks."""
+    return task == "gsm8k_cot_last_number" or task.startswith("mgsm_8shot_")
 
 
 def upstream_tasks(suite: Suite) -> list[str]:
@@ -62,14 +65,11 @@ def _requests(tasks: dict, limit: int = 3) -> dict[str, list]:
 def test_which_real_suites_are_upstream() -> None:
     for name in REAL:
         suite = load_suite(name)
-        ups = upstream_tasks(suite)
-        if name in NOT_YET_UPSTREAM:
-            assert ups == [], f"{name} became upstream: move it out of NOT_YET_UPSTREAM"
-        else:
-            assert set(ups) == set(suite.all_tasks) - {"gsm8k_cot_last_number"}, name
+        assert set(upstream_tasks(suite)) == {t for t in suite.all_tasks if not ours(t)}, name
+        assert not any(ours(t) for t in suite.splits[suite.default_split]) or name == "mgsm", name
 
 
-@pytest.mark.parametrize("name", sorted(set(REAL) - NOT_YET_UPSTREAM))
+@pytest.mark.parametrize("name", REAL)
 def test_suite_renders_as_lm_evals_own_task(name: str, tmp_path: Path) -> None:
     from lm_eval.tasks import TaskManager
 
@@ -120,13 +120,15 @@ def test_a_task_yaml_the_installed_lm_eval_no_longer_ships(tmp_path: Path, resul
     assert not db.exists() or Store(db).counts()["runs"] == 0  # nothing stored
 
 
-def _lm_eval_cli(model: Path, tasks: list[str], include: Path, limit: int, out: Path) -> dict[str, list[dict]]:
-    """Per-sample rows of the real `lm_eval` CLI on the upstream task names, data from --include_path."""
+def _lm_eval_cli(model: Path, tasks: list[str], include: Path, limit: int, out: Path,
+                 run_names: list[str] | None = None, batch: int = 1) -> dict[str, list[dict]]:
+    """Per-sample rows of the real `lm_eval` CLI on the upstream task (or group) names, data from --include_path."""
     subprocess.run(
         [sys.executable, "-m", "lm_eval", "run", "--model", "hf", "--model_args",
-         f"pretrained={model},dtype=float32", "--tasks", ",".join(tasks), "--include_path", str(include),
-         "--limit", str(limit), "--device", "cpu", "--batch_size", "1", "--log_samples", "--output_path", str(out)],
-        check=True, capture_output=True, text=True, timeout=600)
+         f"pretrained={model},dtype=float32", "--tasks", ",".join(run_names or tasks), "--include_path", str(include),
+         "--limit", str(limit), "--device", "cpu", "--batch_size", str(batch), "--log_samples",
+         "--output_path", str(out)],
+        check=True, capture_output=True, text=True, timeout=900)
     rows: dict[str, list[dict]] = {}
     for task in tasks:
         (path,) = out.rglob(f"samples_{task}_*.jsonl")
@@ -136,13 +138,37 @@ def _lm_eval_cli(model: Path, tasks: list[str], include: Path, limit: int, out: 
     return rows
 
 
+def _same_per_sample(store, res, tasks: list[str], theirs: dict[str, list[dict]]) -> None:
+    """Every sample: the same filtered response and score; every task: the same scores as lm-eval's results."""
+    for task in tasks:
+        ours = store.samples(res.run_id, task)
+        assert len(theirs[task]) and len(ours), task
+        for s in theirs[task]:
+            for metric in s["metrics"]:
+                key = f"{metric},{s['filter']}" if s["filter"] != "none" else metric
+                (row,) = ours[(ours["doc_id"] == s["doc_id"]) & (ours["metric"] == key)].itertuples()
+                if s["filtered_resps"] and isinstance(s["filtered_resps"][0], str):  # generation tasks
+                    assert row.prediction == s["filtered_resps"][0], (task, s["doc_id"], key)
+                assert row.score == s[metric], (task, s["doc_id"], key)
+        for key, value in theirs["_results"][0][task].items():
+            if "," in key and "_stderr" not in key:
+                assert res.score(task, key.replace(",none", "")).value == pytest.approx(value), key
+
+
+def _suite_row(store, name: str, split: str):
+    from harness.store import frames as views
+
+    (row,) = views.suite_scores(store, rules=score_rules()).query(f"suite == '{name}' and split == '{split}'")\
+        .itertuples()
+    return row
+
+
 @pytest.mark.slow
 def test_harness_eval_equals_lm_eval_cli_per_sample(tiny_llama, results: Path, store, tmp_path: Path) -> None:
     """gsm8k (limit 10) and one bbh task (limit 2): the same responses, filtered answers and per-sample scores as
     `lm_eval run` on the upstream task names with our data, and the same task and suite scores."""
     from harness.evaluate.backends.base import BackendOptions
     from harness.evaluate.runner import EvalOptions, evaluate_model
-    from harness.store import frames as views
 
     model = tiny_llama("parity", max_positions=2048)  # bbh asks for up to 1024 new tokens
     opts = EvalOptions(backend_options=BackendOptions(device="cpu", dtype="float32", batch_size=1))
@@ -151,17 +177,39 @@ def test_harness_eval_equals_lm_eval_cli_per_sample(tiny_llama, results: Path, s
         res = evaluate_model(str(model), suite, opts, store=store, limit=limit, tasks=tuple(tasks))
         theirs = _lm_eval_cli(model, tasks, upstream_folder(suite, tasks, tmp_path / name), limit,
                               tmp_path / f"{name}-out")
-        for task in tasks:
-            ours = store.samples(res.run_id, task)
-            for s in theirs[task]:
-                for metric in s["metrics"]:
-                    key = f"{metric},{s['filter']}" if s["filter"] != "none" else metric
-                    (row,) = ours[(ours["doc_id"] == s["doc_id"]) & (ours["metric"] == key)].itertuples()
-                    assert row.prediction == s["filtered_resps"][0], (task, s["doc_id"], key)
-                    assert row.score == s[metric], (task, s["doc_id"], key)
-            for key, value in theirs["_results"][0][task].items():
-                if "," in key and "_stderr" not in key:
-                    assert res.score(task, key.replace(",none", "")).value == pytest.approx(value), key
-        (row,) = views.suite_scores(store, rules=score_rules()).query(f"suite == '{name}'").itertuples()
-        agg = suite.aggregate.metric
-        assert row.value == pytest.approx(theirs["_results"][0][tasks[0]][agg])
+        _same_per_sample(store, res, tasks, theirs)
+        row = _suite_row(store, name, suite.default_split)
+        assert row.value == pytest.approx(theirs["_results"][0][tasks[0]][suite.aggregate.metric])
+
+
+@pytest.mark.slow
+def test_mmlu_and_mgsm_equal_lm_eval_cli_per_sample(tiny_llama, results: Path, store, tmp_path: Path) -> None:
+    """mmlu (every subject, limit 3) against `lm_eval run --tasks mmlu` (lm-eval's own group over our data) and
+    mgsm's lm-eval native-CoT split (11 languages, limit 3): the same per-sample scores and task scores; the mmlu
+    suite score (value and stderr) is lm-eval's mmlu group result; mgsm's is the size-weighted strict-match."""
+    from harness.evaluate.backends.base import BackendOptions
+    from harness.evaluate.runner import EvalOptions, evaluate_model
+
+    model = tiny_llama("parity", max_positions=512)
+    batch = 64  # one batch per task set: 33 generations of up to 256 tokens run as one (both sides alike)
+    opts = EvalOptions(backend_options=BackendOptions(device="cpu", dtype="float32", batch_size=batch))
+    mmlu = load_suite("mmlu")
+    tasks = list(mmlu.splits["test"])
+    res = evaluate_model(str(model), mmlu, opts, store=store, limit=3)
+    theirs = _lm_eval_cli(model, tasks, upstream_folder(mmlu, tasks, tmp_path / "mmlu"), 3, tmp_path / "mmlu-out",
+                          run_names=["mmlu"], batch=batch)
+    _same_per_sample(store, res, tasks, theirs)
+    group, row = theirs["_results"][0]["mmlu"], _suite_row(store, "mmlu", "test")
+    assert (row.n, row.tasks) == (171, 57)
+    assert (row.value, row.se) == pytest.approx((group["acc,none"], group["acc_stderr,none"]), rel=1e-9)
+
+    mgsm = load_suite("mgsm")
+    tasks = list(mgsm.splits["lm_eval_native_cot"])
+    res = evaluate_model(str(model), mgsm, opts, store=store, limit=3, split="lm_eval_native_cot")
+    theirs = _lm_eval_cli(model, tasks, upstream_folder(mgsm, tasks, tmp_path / "mgsm"), 3, tmp_path / "mgsm-out",
+                          batch=batch)
+    _same_per_sample(store, res, tasks, theirs)
+    strict = [theirs["_results"][0][t]["exact_match,strict-match"] for t in tasks]
+    row = _suite_row(store, "mgsm", "lm_eval_native_cot")
+    assert row.metric == "exact_match,strict-match" and row.n == 33
+    assert row.value == pytest.approx(sum(strict) / len(strict))

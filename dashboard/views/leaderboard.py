@@ -11,7 +11,7 @@ import widgets
 
 from harness.store import frames as views
 
-db = widgets.page_header("Leaderboard", "Latest complete score per model and suite:split, ± the 95% interval.")
+db = widgets.page_header("Leaderboard", "Latest complete score per model and suite:split, with its 95% interval.")
 data = q.base(db)
 scores = q.scores_marked(db)
 if scores.empty:
@@ -35,7 +35,7 @@ with st.sidebar:
     exclude = st.toggle("Overall excludes in-sample scores", value=True, key="lb_exclude")
     limit = st.number_input("Rows shown", 10, 5000, 200, step=50, key="lb_limit")
 
-wide_value, wide_se, wide_in = q.wide(db, tuple(columns))
+wide_value, wide_lo, wide_hi, wide_in = q.wide(db, tuple(columns))
 metric_of = scores.groupby("column")["metric"].first()
 proportions = [c for c in wide_value.columns if metric_of.get(c) not in views.RAW_SCALE_METRICS]
 counted = wide_value.where(~wide_in.fillna(False).astype(bool)) if exclude else wide_value
@@ -65,10 +65,10 @@ board = board.assign(_key=key).sort_values("_key", ascending=ascending, na_posit
 
 top = board.head(int(limit)).copy()
 for col in columns:
-    v, e, i = (w.reindex(top.index)[col] if col in w else pd.Series(index=top.index, dtype=float)
-               for w in (wide_value, wide_se, wide_in))
-    top[col] = [widgets.fmt_score(a, b, bool(c) if c == c else False, metric_of.get(col)) if a == a else ""
-                for a, b, c in zip(v, e, i, strict=True)]
+    v, lo, hi, i = (w.reindex(top.index)[col] if col in w else pd.Series(index=top.index, dtype=float)
+                    for w in (wide_value, wide_lo, wide_hi, wide_in))
+    top[col] = [widgets.fmt_score(a, b, c, bool(d) if d == d else False, metric_of.get(col)) if a == a else ""
+                for a, b, c, d in zip(v, lo, hi, i, strict=True)]
 top = top.reset_index()[
     ["name", "kind", "method", "depth", "overall", "suites counted", *columns, "in-sample on"]]
 

@@ -4,14 +4,17 @@
     tasks = SplitTasks.build(cfg.fitness, "search", suites_root, limit=cfg.limit)
     score = tasks.score(engine.lm)       # Score(fitness, per_suite, per_task)
 
-fitness = sum_s w_s * mean_t(metric of task t in suite s) / sum_s w_s, each task's metric being the suite's
-`metric` or the task's first metric (acc for multiple choice, exact_match for generation).
+fitness = sum_s w_s * score_s / sum_s w_s, where score_s is suite s's score as its suite.yaml `aggregate` defines
+it, the one definition the leaderboard reads (harness/store/frames.py SUITE_SCORES_SQL, lm-eval's group rule): the
+size-weighted mean of its tasks' metric (`weight_by_size: true`, the default; sizes = documents evaluated) or their
+plain mean (`false`). Each task's metric is the fitness entry's `metric`, else the suite's aggregate metric for the
+split, else the task's first metric (acc for multiple choice, exact_match for generation).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +58,7 @@ class SplitTasks:
     task_dict: dict[str, Any]
     members: dict[str, tuple[str, str, float]]  # task -> (suite, metric, suite weight)
     limit: int | None
+    by_size: dict[str, bool] = field(default_factory=dict)  # suite -> its aggregate's weight_by_size
 
     @classmethod
     def build(cls, fitness: tuple[FitnessSuite, ...], split: str, root: Path | None,
@@ -63,8 +67,11 @@ class SplitTasks:
 
         configs: list[dict[str, Any]] = []
         members: dict[str, tuple[str, str, float]] = {}
+        by_size: dict[str, bool] = {}
         for fs in fitness:
             suite = load_suite(fs.suite, root)
+            agg = suite.aggregate
+            by_size[fs.suite] = agg.weight_by_size
             if split not in suite.splits:
                 hint = did_you_mean(split, list(suite.splits))
                 raise HarnessError(f"suite {fs.suite!r} has no split {split!r}{hint}",
@@ -74,12 +81,13 @@ class SplitTasks:
                 raise HarnessError(f"fitness suite {fs.suite!r}: no task of split {split!r} matches {fs.tasks}",
                                    f"pick tasks from {', '.join(suite.splits[split])}")
             for c in chosen:
-                members[c["task"]] = (fs.suite, task_metric(c, fs.metric), fs.weight)
+                metric = fs.metric or agg.split_metrics.get(split, agg.metric)
+                members[c["task"]] = (fs.suite, task_metric(c, metric), fs.weight)
             configs += chosen
         for name in ("lm-eval", "lm_eval"):
             logging.getLogger(name).setLevel(logging.WARNING)
         task_dict = TaskManager(include_defaults=False).load(configs)
-        return cls(split, task_dict, members, limit)
+        return cls(split, task_dict, members, limit, by_size)
 
     def score(self, lm: LM) -> Score:
         from lm_eval.evaluator import evaluate
@@ -88,12 +96,14 @@ class SplitTasks:
         if results is None:
             raise HarnessError("lm-eval returned no results", "run the search in a single process")
         per_task = {t: metric_value(results["results"].get(t, {}), m, t) for t, (_, m, _) in self.members.items()}
-        suites: dict[str, list[float]] = {}
+        sizes = results.get("n-samples", {})
+        suites: dict[str, list[tuple[float, float]]] = {}
         weights: dict[str, float] = {}
         for t, (s, _, w) in self.members.items():
-            suites.setdefault(s, []).append(per_task[t])
+            n = float(sizes.get(t, {}).get("effective") or 1) if self.by_size.get(s, True) else 1.0
+            suites.setdefault(s, []).append((per_task[t], n))
             weights[s] = w
-        per_suite = {s: sum(v) / len(v) for s, v in suites.items()}
+        per_suite = {s: sum(v * n for v, n in vs) / sum(n for _, n in vs) for s, vs in suites.items()}
         total = sum(weights.values())
         fitness = sum(weights[s] * per_suite[s] for s in per_suite) / total if total else 0.0
         counts = {t: int((results.get("n-samples") or {}).get(t, {}).get("effective") or 0) for t in self.members}
@@ -127,9 +137,9 @@ def selected(task: str, split: str, tasks: tuple[str, ...] | None) -> bool:
 
 
 def metric_value(task_results: dict[str, Any], metric: str, task: str) -> float:
-    """The value of `metric` under any filter (lm-eval keys are 'metric,filter')."""
+    """The value of `metric` ('metric,filter' as lm-eval reports it; a bare metric: under any filter)."""
     for key, value in task_results.items():
-        if key.partition(",")[0] == metric and not key.partition(",")[0].endswith("_stderr"):
+        if key == metric or ("," not in metric and key.partition(",")[0] == metric):
             return float(value)
     have = sorted({k.partition(",")[0] for k in task_results if "," in k and "stderr" not in k})
     raise HarnessError(f"task {task!r} reports no metric {metric!r}{did_you_mean(metric, have)}",

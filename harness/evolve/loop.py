@@ -148,7 +148,7 @@ class Search:
         plan = self.merger.plan(self.space.parent_recipe())
         self.parents = {p.path: p.model_id for p in plan.parents}
         self.names = {p.path: Path(p.path).name for p in plan.parents}
-        self.fitness_key = hash_json({**cfg.fitness_key(), "data": self._data_hashes()})
+        self.fitness_key = hash_json({**cfg.fitness_key(), "data": self._data_hashes(), "score": self._score_rules()})
         self.evolve_id = "ev" + hash_json({"config": cfg.identity(), "parents": self.parents})[:18]
 
     def _data_hashes(self) -> dict[str, str]:
@@ -156,6 +156,14 @@ class Search:
 
         root = Path(self.suites_root) if self.suites_root else None
         return {f.suite: load_suite(f.suite, root).data_hash() for f in self.cfg.fitness}
+
+    def _score_rules(self) -> dict[str, Any]:
+        """Each fitness suite's aggregate (how its tasks make its score, hence the fitness): a changed rule is a new
+        fitness, never one read from the cache."""
+        from harness.evolve.fitness import load_suite
+
+        root = Path(self.suites_root) if self.suites_root else None
+        return {f.suite: load_suite(f.suite, root).aggregate.model_dump(mode="json") for f in self.cfg.fitness}
 
     def stored_config(self) -> dict[str, Any]:
         return {"config": self.cfg.model_dump(mode="json"), "fitness_key": self.fitness_key,

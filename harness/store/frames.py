@@ -7,10 +7,12 @@ with thousands of models and millions of per-sample rows; the dashboard caches t
 
 A *suite score* is one number per (model, suite, split), defined here and only here (SUITE_SCORES_SQL): the
 latest complete run's task rows (never the `_aggregate` row a run also stores) on the suite's aggregate metric
-(suite.yaml `aggregate.metric`, as lm-eval's group config names it; else each task's first of PRIMARY_METRICS,
-else its alphabetically first metric), combined as lm-eval combines a group's subtasks: the size-weighted mean
-with lm-eval's pooled stderr (`weight_by_size: true`, the default) or the plain mean of the task scores with the
-stderr of that mean (`weight_by_size: false`); a 95% normal interval around it. A judge suite's score is its
+(suite.yaml `aggregate.metric`, as lm-eval's group config names it, or the split's own in
+`aggregate.split_metrics`; else each task's first of PRIMARY_METRICS, else its alphabetically first metric),
+combined as lm-eval combines a group's subtasks: the size-weighted mean with lm-eval's pooled stderr
+(`weight_by_size: true`, the default) or the plain mean of the task scores with the stderr of that mean
+(`weight_by_size: false`). Its 95% interval stays inside the metric's range (harness.stats.bounded_intervals):
+Wilson's for 0/1 metrics, the normal one clipped to the range otherwise. A judge suite's score is its
 stored `overall` row (rating or win rate, the interval clustered by question). The CLI leaderboard, the
 dashboard and `harness overfit` read suite scores through `suite_scores` (with harness.suites.score_rules());
 `harness check` gates per task on the suite's aggregate metric.
@@ -33,23 +35,28 @@ if TYPE_CHECKING:
 PRIMARY_METRICS = ("acc", "exact_match", "acc_norm", "score", "pass@1", "f1", "rating", "win_rate")
 JUDGE_METRICS = ("rating", "win_rate")  # a judge suite's score is one of these, never its parse rate
 RAW_SCALE_METRICS = ("rating",)  # not a proportion: shown as is, never averaged with accuracies
-Z95 = 1.959964
+BINARY_METRICS = ("acc", "acc_norm", "exact_match", "pass@1")  # 0 or 1 per sample
+METRIC_RANGES = {**{m: (0.0, 1.0) for m in (*BINARY_METRICS, "f1", "win_rate", "parse_rate")},
+                 "rating": (1.0, 10.0)}  # FastChat's single-answer scale; other metrics: no known range
 
 _METRIC_RANK = "CASE s.metric " + " ".join(
     f"WHEN '{m}' THEN {i}" for i, m in enumerate(PRIMARY_METRICS)) + f" ELSE {len(PRIMARY_METRICS)} END"
 
-# Parameters: four parallel lists, the suites' rules (suite, metric, weight_by_size, summary task); a suite without
-# a rule is read under the default one (primary metrics, size-weighted).
+# Parameters: five parallel lists, the suites' rules (suite, split, metric, weight_by_size, summary task): split ''
+# is the suite's rule, a named split overrides its metric; a suite without a rule is read under the default one
+# (primary metrics, size-weighted).
 SUITE_SCORES_SQL = f"""
 WITH rules AS (
-    SELECT unnest(?::VARCHAR[]) AS suite, unnest(?::VARCHAR[]) AS want, unnest(?::BOOLEAN[]) AS by_size,
-           unnest(?::VARCHAR[]) AS summary
+    SELECT unnest(?::VARCHAR[]) AS suite, unnest(?::VARCHAR[]) AS split, unnest(?::VARCHAR[]) AS want,
+           unnest(?::BOOLEAN[]) AS by_size, unnest(?::VARCHAR[]) AS summary
 ), latest AS (
     SELECT r.run_id, r.model_id, r.suite, coalesce(r.split, '') AS split, r.backend, r.ended,
-        coalesce(u.by_size, true) AS by_size, u.want, u.summary,
+        coalesce(u.by_size, true) AS by_size, CASE WHEN us.suite IS NULL THEN u.want ELSE us.want END AS want,
+        u.summary,
         row_number() OVER (PARTITION BY r.model_id, r.suite, coalesce(r.split, '')
                            ORDER BY r.ended DESC NULLS LAST, r.run_id DESC) AS rn
-    FROM runs r LEFT JOIN rules u ON u.suite = r.suite
+    FROM runs r LEFT JOIN rules u ON u.suite = r.suite AND u.split = ''
+        LEFT JOIN rules us ON us.suite = r.suite AND us.split <> '' AND us.split = r.split
     WHERE r.status = 'complete'
 ), prim AS (
     SELECT s.run_id, s.task, s.metric, s.value, s.stderr, coalesce(s.n, 1) AS n,
@@ -106,17 +113,30 @@ def suite_scores(store: Store | duckdb.DuckDBPyConnection, default_splits: dict[
     """One row per (model, suite, split) with value, se, 95% interval, n, tasks, metric; NULL splits become the
     default split. `rules` (suite -> ScoreRule): every suite.yaml's, from harness.suites.score_rules(); a suite
     without one is read under the default rule."""
-    names = sorted(rules)
-    df = _df(store, SUITE_SCORES_SQL, [names, [rules[n].metric for n in names],
-                                       [rules[n].weight_by_size for n in names],
-                                       [rules[n].summary_task for n in names]])
+    rows = [(n, "", r.metric, r.weight_by_size, r.summary_task) for n, r in sorted(rules.items())]
+    rows += [(n, split, metric, r.weight_by_size, r.summary_task)
+             for n, r in sorted(rules.items()) for split, metric in r.split_metrics]
+    df = _df(store, SUITE_SCORES_SQL, [list(col) for col in zip(*rows, strict=True)] if rows else [[]] * 5)
     defaults = default_splits or {}
     blank = df["split"] == ""
     if blank.any():
         df.loc[blank, "split"] = df.loc[blank, "suite"].map(lambda s: defaults.get(s, "default"))
-    df["ci_low"] = df["value"] - Z95 * df["se"]
-    df["ci_high"] = df["value"] + Z95 * df["se"]
+    df["ci_low"], df["ci_high"] = metric_intervals(df["value"], df["se"], df["n"], df["metric"])
     return df
+
+
+def metric_intervals(value: pd.Series, se: pd.Series, n: pd.Series, metric: pd.Series) -> tuple:
+    """95% intervals inside each row's metric range ('exact_match,strict-match' is exact_match's; several metrics
+    joined by '+' share a range only when each has it)."""
+    from harness.stats import bounded_intervals
+
+    bases = [{m.split(",", 1)[0] for m in str(name).split("+")} for name in metric]
+    ranges = [METRIC_RANGES.get(next(iter(b))) if len({METRIC_RANGES.get(x) for x in b}) == 1 else None
+              for b in bases]
+    binary = [b <= set(BINARY_METRICS) for b in bases]
+    low = [r[0] if r else float("nan") for r in ranges]
+    high = [r[1] if r else float("nan") for r in ranges]
+    return bounded_intervals(value, se, n, binary, low, high)
 
 
 BOARD_COLUMNS = ["model", "model_id", "kind", "suite", "split", "task", "metric", "value", "stderr", "n", "tasks",

@@ -61,6 +61,11 @@ class ScoreRule:
     metric: str | None = None         # the metric every task contributes; None: each task's primary metric
     weight_by_size: bool = True       # lm-eval's weight_by_size: tasks weighted by their document counts
     summary_task: str | None = None   # judge suites: their stored 'overall' row is the score
+    split_metrics: tuple[tuple[str, str], ...] = ()  # (split, metric) where a split's tasks report another one
+
+    def metric_for(self, split: str | None) -> str | None:
+        """The metric a run of this split is scored on."""
+        return dict(self.split_metrics).get(split or "", self.metric)
 
 
 @dataclass(frozen=True)

@@ -45,13 +45,13 @@ def primary_metric(metrics: list[str]) -> str:
     return exact[0] if exact else sorted(metrics)[0]
 
 
-def suite_metric(suite: str) -> str | None:
-    """The metric the suite's score is on (suite.yaml `aggregate.metric`), so a gate judges what the leaderboard
-    shows; None leaves each task's primary metric."""
+def suite_metric(suite: str, split: str | None = None) -> str | None:
+    """The metric the suite's score is on (suite.yaml `aggregate.metric`, or the split's own), so a gate judges
+    what the leaderboard shows; None leaves each task's primary metric."""
     from harness.suites import score_rules
 
     rule = score_rules().get(suite)
-    return rule.metric if rule else None
+    return rule.metric_for(split) if rule else None
 
 
 def task_samples(samples: Any, metric: str | None = None) -> dict[str, dict[str, Any]]:
@@ -74,7 +74,7 @@ def build_baseline(name: str, run: Any, model: Any, samples: Any, options: dict[
     """The baseline document for a complete run (RunRecord), its model (ModelRecord) and its samples."""
     import harness
 
-    tasks = task_samples(samples, suite_metric(run.suite))
+    tasks = task_samples(samples, suite_metric(run.suite, run.split))
     for d in tasks.values():
         vals = list(d["samples"].values())
         d["value"], d["n"] = sum(vals) / len(vals), len(vals)

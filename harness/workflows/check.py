@@ -129,7 +129,7 @@ def run_check(
     if problems and not allow_mismatch:
         raise HarnessError(f"the candidate's run differs from the baseline: {problems[0]}",
                            "re-save the baseline with the current suite and settings, or pass --allow-mismatch")
-    cand = task_samples(store.samples(res.run_id), suite_metric(suite))
+    cand = task_samples(store.samples(res.run_id), suite_metric(suite, run.split))
     result = compare(scores_by_task(doc["tasks"]), {t: d["samples"] for t, d in cand.items()},
                      tolerance=tolerance, per_task_tolerance=per_task, alpha=alpha, suite_tolerance=suite_tolerance)
     check_id = "c" + hash_json({"candidate": res.model_id, "baseline": doc["run_id"], "tol": tolerance,
