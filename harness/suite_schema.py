@@ -66,6 +66,17 @@ class TwinSpec(BaseModel):
         return cls(ref=value) if isinstance(value, str) else cls.model_validate(value)
 
 
+class UserDataSpec(BaseModel):
+    """A data file a suite's task YAMLs read but the suite does not ship (its license or size): `what` it is,
+    where to `get` it, and the environment variable `env` that may hold its path (harness/suite_data.py)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    env: str = Field(pattern=r"^[A-Z][A-Z0-9_]*$")
+    what: str
+    get: str
+
+
 class SuiteSpec(BaseModel):
     """What a suite.yaml holds (see docs/suites.md)."""
 
@@ -81,6 +92,7 @@ class SuiteSpec(BaseModel):
     twins: dict[str, TwinSpec] = Field(default_factory=dict)
     hub_tasks: list[str] = Field(default_factory=list)
     aggregate: AggregateSpec = Field(default_factory=AggregateSpec)
+    user_data: dict[str, UserDataSpec] = Field(default_factory=dict)  # data file name -> how the user supplies it
 
     @field_validator("name")
     @classmethod

@@ -33,7 +33,8 @@ import yaml
 from harness.errors import HarnessError, did_you_mean
 from harness.paths import suite_roots
 from harness.store.records import ScoreRule
-from harness.suite_schema import AggregateSpec, SuiteSpec, TwinSpec, parse_suite_yaml
+from harness.suite_data import absolute_data_files, data_file_names, user_file
+from harness.suite_schema import AggregateSpec, SuiteSpec, TwinSpec, UserDataSpec, parse_suite_yaml
 
 SUITE_FILE = "suite.yaml"
 UPSTREAM = "lm_eval:"  # `include: lm_eval:tasks/gsm8k/gsm8k-cot.yaml` = that file of the installed lm-eval
@@ -57,6 +58,7 @@ class Suite:
     hub_tasks: tuple[str, ...] = ()
     aggregate: AggregateSpec = field(default_factory=AggregateSpec)
     task_files: dict[str, Path] = field(default_factory=dict, repr=False)
+    user_data: dict[str, UserDataSpec] = field(default_factory=dict)  # data files the user supplies (suite_data)
 
     # ------------------------------------------------------------------ splits and tasks
     def split_tasks(self, split: str | None = None) -> tuple[str, ...]:
@@ -94,7 +96,7 @@ class Suite:
                 cfg = load_yaml(path, resolve_func=True)
             else:  # upstream's task as lm-eval itself loads it, then only our keys (where the data comes from)
                 cfg = {**load_yaml(upstream, resolve_func=True), **{k: v for k, v in local.items() if k != "include"}}
-            configs.append(_absolute_data_files(cfg, self.path, path))
+            configs.append(absolute_data_files(cfg, self.path, path, self.name, self.user_data))
         return configs
 
     # ------------------------------------------------------------------ tiers
@@ -109,21 +111,29 @@ class Suite:
 
     # ------------------------------------------------------------------ provenance
     def data_files(self) -> list[Path]:
-        """Every data file the suite's tasks read (sorted, absolute); for judge suites every file under data/."""
+        """Every shipped data file the suite's tasks read (sorted, absolute); for judge suites every file under
+        data/. User-supplied files are not in it (see data_hash)."""
         if self.kind != "lm-eval":
             return sorted(p for p in (self.path / "data").rglob("*") if p.is_file())
         files: set[Path] = set()
         for task in self.all_tasks:
             cfg = _read_yaml(self.task_files[task])
-            files.update(_data_file_paths(cfg, self.path, self.task_files[task]))
+            files.update(_data_file_paths(cfg, self.path, self.task_files[task], self.user_data))
         return sorted(files)
 
-    def data_hash(self) -> str:
-        """sha256 over the relative names and bytes of the suite's data files (hashed once per process while the
-        files' sizes and mtimes stay the same)."""
-        files = tuple((p.relative_to(self.path).as_posix(), str(p), p.stat().st_size, p.stat().st_mtime_ns)
-                      for p in self.data_files())
-        return _hash_files(files)
+    def user_files(self, split: str | None = None) -> dict[str, Path]:
+        """Name -> where it is, for the user-supplied files a split's tasks read (HarnessError when one is not at
+        hand); none for a split that reads none."""
+        names = {n for t in self.split_tasks(split) if self.kind == "lm-eval"
+                 for n in data_file_names(_read_yaml(self.task_files[t]), self.task_files[t])}
+        return {n: user_file(self.name, self.path, n, spec) for n, spec in self.user_data.items() if n in names}
+
+    def data_hash(self, split: str | None = None) -> str:
+        """sha256 over the relative names and bytes of the suite's shipped data files, plus the user-supplied files
+        `split` reads when one is named (hashed once per process while sizes and mtimes stay the same)."""
+        named = [(p.relative_to(self.path).as_posix(), p) for p in self.data_files()]
+        named += sorted(self.user_files(split).items()) if split is not None else []
+        return _hash_files(tuple((n, str(p), p.stat().st_size, p.stat().st_mtime_ns) for n, p in named))
 
 
 @functools.lru_cache(maxsize=256)
@@ -250,10 +260,10 @@ def _build(path: Path) -> Suite:
         name=spec.name, version=spec.version, kind=spec.kind, description=spec.description, path=folder,
         splits={k: tuple(v) for k, v in spec.splits.items()}, default_split=spec.default_split,
         tiers=dict(spec.tiers), twins=dict(spec.twins), hub_tasks=tuple(spec.hub_tasks), aggregate=spec.aggregate,
-        task_files=task_files,
+        task_files=task_files, user_data=dict(spec.user_data),
     )
     for task in suite.all_tasks if spec.kind == "lm-eval" else ():  # every data file exists before a run
-        for p in _data_file_paths(_read_yaml(task_files[task]), folder, task_files[task]):
+        for p in _data_file_paths(_read_yaml(task_files[task]), folder, task_files[task], dict(spec.user_data)):
             if not p.is_file():
                 raise HarnessError(f"suite {spec.name!r} task {task!r}: data file {p} is missing",
                                    "restore it (see the suite's data/PROVENANCE.md) or fix data_files")
@@ -348,38 +358,7 @@ def _in_nested_suite(p: Path, folder: Path) -> bool:
     return any((d / SUITE_FILE).is_file() for d in p.parents if d != folder and folder in d.parents)
 
 
-def _data_file_paths(cfg: dict[str, Any], folder: Path, yaml_path: Path) -> list[Path]:
-    return [folder / f for f in _iter_data_files(cfg, yaml_path)]
-
-
-def _iter_data_files(cfg: dict[str, Any], yaml_path: Path) -> list[str]:
-    kwargs = cfg.get("dataset_kwargs") or {}
-    files = kwargs.get("data_files") if isinstance(kwargs, dict) else None
-    if files is None:
-        return []
-    values = list(files.values()) if isinstance(files, dict) else [files]
-    out: list[str] = []
-    for v in values:
-        for f in v if isinstance(v, list) else [v]:
-            if not isinstance(f, str):
-                raise HarnessError(f"{yaml_path}: dataset_kwargs.data_files must hold paths", "use strings")
-            out.append(f)
-    return out
-
-
-def _absolute_data_files(cfg: dict[str, Any], folder: Path, yaml_path: Path) -> dict[str, Any]:
-    kwargs = cfg.get("dataset_kwargs")
-    if not isinstance(kwargs, dict) or kwargs.get("data_files") is None:
-        return cfg
-    files = kwargs["data_files"]
-
-    def absolute(v: Any) -> Any:
-        if isinstance(v, list):
-            return [absolute(x) for x in v]
-        p = folder / v
-        if not p.is_file():
-            raise HarnessError(f"{yaml_path}: data file {p} is missing", "restore it or fix data_files")
-        return str(p.resolve())
-
-    new_files = {k: absolute(v) for k, v in files.items()} if isinstance(files, dict) else absolute(files)
-    return {**cfg, "dataset_kwargs": {**kwargs, "data_files": new_files}}
+def _data_file_paths(cfg: dict[str, Any], folder: Path, yaml_path: Path,
+                    user_data: dict[str, UserDataSpec] | None = None) -> list[Path]:
+    """The shipped data files of a task config (user-supplied ones left out)."""
+    return [folder / f for f in data_file_names(cfg, yaml_path) if f not in (user_data or {})]

@@ -254,6 +254,12 @@ def gsm_exemplars() -> list[dict[str, str]]:
 
 
 UPSTREAM_GSM8K_COT = "lm_eval:tasks/gsm8k/gsm8k-cot.yaml"  # lm-eval's gsm8k_cot (harness.suites resolves it)
+UPSTREAM_GSM8K = "lm_eval:tasks/gsm8k/gsm8k.yaml"  # lm-eval's plain gsm8k: 5-shot from train (Open LLM Leaderboard v1)
+# GSM8K's train split is not shipped: the user supplies it (suite.yaml user_data, harness/suite_data.py)
+GSM8K_TRAIN = {"data/train.jsonl": {
+    "env": "HARNESS_GSM8K_TRAIN", "what": "GSM8K's train split (the few-shot pool of split oll_v1)",
+    "get": "train.jsonl of github.com/openai/grade-school-math (grade_school_math/data/train.jsonl, MIT, 7,473 "
+           "problems)"}}
 
 
 def upstream_gsm(task: str, dataset_path: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -306,13 +312,20 @@ def build_gsm8k(src: Path) -> None:
     write(out / "gsm8k_cot.yaml", gsm_upstream_task("gsm8k_cot", "json", data))
     write(out / "_last_number_template_yaml", last_number_template("json"))
     write(out / "gsm8k_cot_last_number.yaml", gsm_task("gsm8k_cot_last_number", "_last_number_template_yaml", data))
+    write(out / "gsm8k_5shot.yaml", header(SCRIPT) + dump({
+        "task": "gsm8k_5shot", "include": UPSTREAM_GSM8K, "dataset_path": "json", "dataset_name": None,
+        "num_fewshot": 5, "dataset_kwargs": {"data_files": {"test": "data/test.jsonl", "train": "data/train.jsonl"}}}))
     write(out / "suite.yaml", suite_yaml({
         "name": "gsm8k", "version": "2",
         "description": "GSM8K test (1,319 problems): lm-eval's gsm8k_cot (8-shot chain of thought, strict-match "
                        "'The answer is N.' scored; flexible-extract stored too) on the shipped data. Split "
-                       "last_number: harness's own variant (the last number of the output).",
-        "default_split": "test", "splits": {"test": ["gsm8k_cot"], "last_number": ["gsm8k_cot_last_number"]},
-        "tiers": GSM_TIERS, "twins": GSM8K_TWINS, "hub_tasks": ["gsm8k_cot"], "aggregate": GSM_AGGREGATE}))
+                       "last_number: harness's own variant (the last number of the output). Split oll_v1: "
+                       "lm-eval's gsm8k, 5 shots from the train split the user supplies (the Open LLM Leaderboard v1 "
+                       "setting).",
+        "default_split": "test", "splits": {"test": ["gsm8k_cot"], "last_number": ["gsm8k_cot_last_number"],
+                                            "oll_v1": ["gsm8k_5shot"]},
+        "tiers": GSM_TIERS, "twins": GSM8K_TWINS, "hub_tasks": ["gsm8k_cot"], "aggregate": GSM_AGGREGATE,
+        "user_data": GSM8K_TRAIN}))
 
 
 GSM_PLUS_TYPES = ["numerical substitution", "digit expansion", "integer-decimal-fraction conversion",

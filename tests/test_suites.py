@@ -54,7 +54,7 @@ def script(name: str):
 def test_every_suite_loads_with_its_documented_shape() -> None:
     assert set(MINE) <= set(list_suites())
     shape = {"mmlu": {"test": 57, "oll_v1": 57}, "mmlu_permuted": {"test": 57}, "mmlu_redux": {"ok": 57, "all": 57},
-             "bbh": {"test": 27}, "gsm8k": {"test": 1, "last_number": 1},
+             "bbh": {"test": 27}, "gsm8k": {"test": 1, "last_number": 1, "oll_v1": 1},
              "mgsm": {"cot": 11, "direct": 11, "lm_eval_direct": 11, "lm_eval_native_cot": 11, "lm_eval_en_cot": 11},
              "gsm_plus": {"testmini": 7, "seeds": 1}, "gsm1k": {"public": 1}, "bbh_permuted": {"test": 17},
              "mmlu_redux_permuted": {"ok": 57}}

@@ -6,6 +6,7 @@ one line naming the task and lm-eval's version (exit 2), nothing stored."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,12 @@ REAL = ["bbh", "bbh_permuted", "gsm1k", "gsm8k", "gsm_plus", "mgsm", "mmlu", "mm
 def ours(task: str) -> bool:
     """harness's own variants, under their own names (docs/suites.md): not lm-eval tasks."""
     return task == "gsm8k_cot_last_number" or task.startswith("mgsm_8shot_")
+
+
+def reads_user_data(suite: Suite, task: str) -> bool:
+    """A task that reads a file the user supplies (gsm8k_5shot: GSM8K's train split): rendered by its own test."""
+    local = yaml.safe_load(suite.task_files[task].read_text().replace("!function", ""))
+    return bool(set(suite.user_data) & set(_data_names(local)))
 
 
 def upstream_tasks(suite: Suite) -> list[str]:
@@ -74,8 +81,9 @@ def test_suite_renders_as_lm_evals_own_task(name: str, tmp_path: Path) -> None:
     from lm_eval.tasks import TaskManager
 
     suite = load_suite(name)
-    tasks = upstream_tasks(suite)
-    configs = {c["task"]: c for split in suite.splits for c in suite.task_configs(split) if c["task"] in tasks}
+    tasks = [t for t in upstream_tasks(suite) if not reads_user_data(suite, t)]
+    splits = [split for split, names in suite.splits.items() if set(names) <= set(tasks)]
+    configs = {c["task"]: c for split in splits for c in suite.task_configs(split) if c["task"] in tasks}
     ours = TaskManager(include_defaults=False).load(list(configs.values()))["tasks"]
     folder = upstream_folder(suite, tasks, tmp_path / "upstream")
     theirs = TaskManager(include_path=str(folder), include_defaults=False).load(tasks)["tasks"]
@@ -86,6 +94,61 @@ def test_suite_renders_as_lm_evals_own_task(name: str, tmp_path: Path) -> None:
         assert (a.generation_kwargs, a.num_fewshot, a.doc_to_text, a.doc_to_target) == \
             (b.generation_kwargs, b.num_fewshot, b.doc_to_text, b.doc_to_target), task
     assert _requests(ours) == _requests(theirs)
+
+
+def test_gsm8k_oll_v1_renders_as_lm_evals_own_gsm8k(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Split oll_v1's gsm8k_5shot is lm-eval's plain gsm8k task (5 shots drawn from the train split by its sampler
+    and seed) on our test file and the user's train file. GSM8K's train split is not shipped: the train file here is
+    made from 40 test items only to have few-shot docs; the parity does not depend on which docs they are."""
+    from lm_eval.tasks import TaskManager
+
+    suite = load_suite("gsm8k")
+    test = suite.path / "data" / "test.jsonl"
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(test.read_text().splitlines(keepends=True)[-40:]))
+    monkeypatch.setenv("HARNESS_GSM8K_TRAIN", str(train))
+    ours = TaskManager(include_defaults=False).load(suite.task_configs("oll_v1"))["tasks"]["gsm8k_5shot"]
+    (tmp_path / "gsm8k.yaml").write_text(yaml.safe_dump({
+        "include": str(lm_eval_tasks_dir() / "gsm8k" / "gsm8k.yaml"), "dataset_path": "json", "dataset_name": None,
+        "dataset_kwargs": {"data_files": {"test": str(test), "train": str(train)}}}))
+    theirs = TaskManager(include_path=str(tmp_path), include_defaults=False).load(["gsm8k"])["tasks"]["gsm8k"]
+    a, b = ours.config, theirs.config
+    assert a.metric_list == b.metric_list and a.filter_list == b.filter_list
+    assert (a.generation_kwargs, a.doc_to_text, a.doc_to_target, a.fewshot_split, a.fewshot_config) == \
+        (b.generation_kwargs, b.doc_to_text, b.doc_to_target, b.fewshot_split, b.fewshot_config)
+    assert a.num_fewshot == b.num_fewshot == 5
+    for task in (ours, theirs):
+        task.set_fewshot_seed(1234)  # what simple_evaluate does (fewshot_random_seed=1234, as harness runs it)
+    mine, upstream = _requests({"t": ours}, limit=4)["t"], _requests({"t": theirs}, limit=4)["t"]
+    assert mine == upstream and len(mine) == 4
+    shots = re.findall(r"Question: (.*?)\nAnswer:", mine[0][2][0], flags=re.S)[:-1]
+    assert len(shots) == 5 and set(shots) <= {json.loads(line)["question"] for line in train.read_text().splitlines()}
+    assert mine[0][2][0].endswith(f"Question: {json.loads(test.open().readline())['question']}\nAnswer:")
+    assert suite.data_hash("oll_v1") != suite.data_hash() == suite.data_hash("test")  # the train file is hashed
+
+
+def test_gsm8k_oll_v1_without_a_train_file(tmp_path: Path, results: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from harness.store import Store
+
+    suite = load_suite("gsm8k")
+    assert not (suite.path / "data" / "train.jsonl").exists(), "a user's train.jsonl is in the suite: move it away"
+    monkeypatch.delenv("HARNESS_GSM8K_TRAIN", raising=False)
+    assert suite.task_configs("test") and suite.data_hash("last_number")  # the other splits never look for it
+    with pytest.raises(HarnessError) as err:
+        suite.task_configs("oll_v1")
+    assert err.value.exit_code == 2 and "grade-school-math" in err.value.line()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+           "HARNESS_GSM8K_TRAIN": str(tmp_path / "nowhere.jsonl")}
+    out = subprocess.run([sys.executable, "-m", "harness.cli", "eval", "whatever", "--suite", "gsm8k:oll_v1"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert out.returncode == 2 and len(errors) == 1 and "Traceback" not in out.stderr, out.stderr
+    assert "data/train.jsonl is missing" in errors[0] and "nowhere.jsonl is not a file" in errors[0]
+    assert "set HARNESS_GSM8K_TRAIN" in errors[0] and "grade_school_math/data/train.jsonl" in errors[0]
+    db = results / "harness.duckdb"
+    assert not db.exists() or Store(db).counts()["runs"] == 0  # nothing stored
 
 
 def test_a_task_yaml_the_installed_lm_eval_no_longer_ships(tmp_path: Path, results: Path,

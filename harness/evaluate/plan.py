@@ -107,7 +107,7 @@ def make_plan(
                                f"use some of {_some(available)}")
         chosen = [t for t in available if t in tasks]
     try:
-        data_hash = s.data_hash()
+        data_hash = s.data_hash(split)  # a user-supplied file the split reads is not at hand: one line, here
     except OSError:
         data_hash = None  # a missing file: task_configs() names it once the run is recorded
     limit = _limit(s, limit, tier)

@@ -156,6 +156,7 @@ def _check_suite_now(doc: dict[str, Any], suite: str, allow_mismatch: bool) -> N
         raise HarnessError(
             f"baseline {doc['name']!r} was made with {suite} version {want['version']}, the suite is now "
             f"version {now.version}", "re-save the baseline (harness baseline save) or pass --allow-mismatch")
-    if want.get("data_hash") and want["data_hash"] != now.data_hash():
+    if want.get("data_hash") and want["data_hash"] != now.data_hash(
+            want.get("split") if want.get("split") in now.splits else None):
         raise HarnessError(f"baseline {doc['name']!r} was made from other {suite} data (data hash differs)",
                            "re-save the baseline (harness baseline save) or pass --allow-mismatch")
