@@ -155,7 +155,8 @@ class Search:
         from harness.evolve.fitness import load_suite
 
         root = Path(self.suites_root) if self.suites_root else None
-        return {f.suite: load_suite(f.suite, root).data_hash() for f in self.cfg.fitness}
+        split = self.cfg.search_split  # with the user-supplied files that split reads (suite_data.py)
+        return {f.suite: load_suite(f.suite, root).data_hash(split) for f in self.cfg.fitness}
 
     def _score_rules(self) -> dict[str, Any]:
         """Each fitness suite's aggregate (how its tasks make its score, hence the fitness): a changed rule is a new
