@@ -38,16 +38,18 @@ def test_killed_run_resumes_from_the_cache(results: Path, store, tiny_llama, tmp
     # wide enough that the answers take several seconds: the kill must land mid-run even on an idle machine
     model = tiny_llama("resume", hidden=512, heads=8, intermediate=2048, layers=4)
     env = {**os.environ, "HARNESS_RESULTS": str(results), "HARNESS_DB": str(results / "harness.duckdb")}
-    proc = subprocess.Popen(_worker(model, tmp_path / "suite"), cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    err = (tmp_path / "worker.err").open("w")
+    proc = subprocess.Popen(_worker(model, tmp_path / "suite"), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=err)
     deadline = time.monotonic() + 300
     t0 = time.monotonic()
     while _cached_rows(results) < 100:
-        assert proc.poll() is None, "the run ended before it could be killed"
+        assert proc.poll() is None, ("the run ended before it could be killed: "
+                                     + (tmp_path / "worker.err").read_text()[-1500:])
         assert time.monotonic() < deadline, "no answers were cached in time"
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    err.close()
     print(f"killed after {time.monotonic() - t0:.1f} s")
     at_kill = _cached_rows(results)
     assert 100 <= at_kill < 2 * N_DOCS * 4

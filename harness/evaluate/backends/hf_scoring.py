@@ -22,7 +22,7 @@ within the spread lm-eval shows against itself across batch sizes, identical gre
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -45,14 +45,15 @@ class ContinuationHFLM(HFLM):
         rows = self.batch_size if isinstance(self.batch_size, int) else 16
         scorer = Scorer(self.model, self.device, self.mixed_precision_dtype, self.softmax_dtype, max(1, rows))
         fallback: list[int] = []
-        answers = scorer.score(list(requests), self.max_length, fallback)
-        if fallback:
+
+        def done(i: int, answer: Answer) -> None:  # as each is computed: a killed run keeps what it had
+            if requests[i][0] is not None:
+                self.cache_hook.add_partial("loglikelihood", requests[i][0], answer)
+
+        answers = scorer.score(list(requests), self.max_length, fallback, done)
+        if fallback:  # lm-eval's own code tells the cache hook of these
             slow = super()._loglikelihood_tokens([requests[i] for i in fallback], True, override_bs)
             answers.update(zip(fallback, slow, strict=True))
-        slow_ones = set(fallback)  # lm-eval's own code has told the cache hook of those
-        for i, (key, _, _) in enumerate(requests):
-            if key is not None and i not in slow_ones:
-                self.cache_hook.add_partial("loglikelihood", key, answers[i])
         return [answers[i] for i in range(len(requests))]
 
 
@@ -68,8 +69,10 @@ class Scorer:
         self.model, self.device, self.max_rows = model, device, max_rows
         self.autocast_dtype, self.softmax_dtype = autocast_dtype, softmax_dtype
 
-    def score(self, requests: list[Request], max_length: int, fallback: list[int]) -> dict[int, Answer]:
-        """Answers by request index; indices lm-eval would truncate are appended to `fallback` instead."""
+    def score(self, requests: list[Request], max_length: int, fallback: list[int],
+              done: Callable[[int, Answer], None] | None = None) -> dict[int, Answer]:
+        """Answers by request index, each passed to `done` as soon as it is computed; indices lm-eval would truncate
+        are appended to `fallback` instead."""
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, (_, ctx, cont) in enumerate(requests):
             if len(ctx) + len(cont) > max_length + 1 or not ctx or not cont:
@@ -78,15 +81,19 @@ class Scorer:
                 groups.setdefault(tuple(ctx), []).append(i)
         answers: dict[int, Answer] = {}
         single = [c for c, idx in groups.items() if all(len(requests[i][2]) == 1 for i in idx)]
+        report = done or (lambda i, a: None)
         for k, logprobs in self.last_logprobs(single):
             for i in groups[single[k]]:
                 answers[i] = _answer(logprobs[None], requests[i][2])
+                report(i, answers[i])
         for ctx in sorted(set(groups) - set(single), key=len, reverse=True):
             shared = self.group_answers(list(ctx), [requests[i][2] for i in groups[ctx]])
             if shared is None:
                 fallback += groups[ctx]
-            else:
-                answers.update(zip(groups[ctx], shared, strict=True))
+                continue
+            for i, answer in zip(groups[ctx], shared, strict=True):
+                answers[i] = answer
+                report(i, answer)
         return answers
 
     def _forward(self, ids: torch.Tensor, keep: int | torch.Tensor, cache: Any = None, use_cache: bool = False) -> Any:
