@@ -110,7 +110,9 @@ def test_recipe_naming_a_gguf_merges_its_conversion(real_model, results: Path, t
     done = run("merge", str(recipe), "--json", env=env)
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
-    merged = load_file(str(Path(out["path"]) / "model.safetensors"))
+    shards = sorted(Path(out["path"]).glob("*.safetensors"))  # 0.54 GB: written in 256 MB shards
+    assert len(shards) > 1 and (Path(out["path"]) / "model.safetensors.index.json").is_file()
+    merged = {k: v for f in shards for k, v in load_file(str(f)).items()}
     source = load_file(str(real_model.folder / "model.safetensors"))
     assert set(merged) == set(source)
     for key, t in source.items():
