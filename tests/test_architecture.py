@@ -12,7 +12,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 GROUND = {"harness", "harness.errors", "harness.paths", "harness.hashing", "harness.stats", "harness.atomic",
-          "harness.identity", "harness.configs"}
+          "harness.identity", "harness.configs", "harness.cluster"}
 FORBIDDEN_FOR_READERS = ("harness.evaluate", "harness.merge", "harness.evolve", "harness.workflows", "harness.cli",
                          "harness.zoo", "harness.train")
 SQL = re.compile(r"\b(SELECT\s[\s\S]*\sFROM\s|INSERT\s+(OR\s+\w+\s+)?INTO\s|UPDATE\s+\w+\s+SET\s|DELETE\s+FROM\s|"

@@ -142,15 +142,20 @@ def test_cli_bad_config_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert out.stderr.strip().count("\n") == 0 and "field population" in out.stderr and "docs/evolve.md" in out.stderr
 
 
-def test_workers_without_ray_is_a_clear_error() -> None:
-    from importlib.util import find_spec
-
-    from harness.evolve.parallel import RayPool
-
-    if find_spec("ray") is not None:
-        pytest.skip("Ray is installed")
-    with pytest.raises(HarnessError, match="needs Ray"):
-        RayPool(None, 2, None)  # type: ignore[arg-type]
+@pytest.mark.parametrize("code, says", [
+    ("from harness.evolve.parallel import RayPool; RayPool(None, 2, None)",
+     "workers > 1 needs Ray, which is not installed: pip install 'harness[ray]', or set workers: 1"),
+    ("from harness.train.ray_training import train_all, TrainTask; train_all([None, None], workers=2)",
+     "train.workers > 1 needs Ray, which is not installed: pip install 'harness[ray]', or set train.workers: 1"),
+])
+def test_workers_without_ray_is_a_clear_error(code: str, says: str) -> None:
+    """Where Ray is not installed (here it is, so the child process hides it), asking for workers is one line."""
+    hide = "import sys; sys.modules['ray'] = None\n"  # `import ray` raises ImportError, as on a machine without it
+    out = subprocess.run([sys.executable, "-c", hide + "from harness.errors import HarnessError\ntry:\n    "
+                          + code + "\nexcept HarnessError as e:\n    print(e.line())"],
+                         capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
+    assert out.returncode == 0, out.stderr[-1500:]
+    assert out.stdout.strip() == says
 
 
 @pytest.mark.slow

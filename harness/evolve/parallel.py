@@ -120,13 +120,9 @@ class RayPool:
     """n Ray actors, each a Worker; candidates go to free actors, results come back in order."""
 
     def __init__(self, spec: WorkerSpec, n: int, address: str | None) -> None:
-        try:
-            import ray
-        except ImportError:
-            raise HarnessError("workers > 1 needs Ray, which is not installed",
-                               "pip install 'harness[ray]', or set workers: 1") from None
-        if not ray.is_initialized():
-            ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+        from harness.cluster import connect_ray
+
+        ray = connect_ray(address, "workers > 1", "set workers: 1")
         gpus = 1 if ray.cluster_resources().get("GPU", 0) >= n else 0
         actor = ray.remote(num_gpus=gpus, num_cpus=1)(Worker)
         self.ray = ray

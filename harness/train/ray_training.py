@@ -66,14 +66,9 @@ def train_all(tasks: list[TrainTask], workers: int = 1, address: str | None = No
 
 
 def _ray(address: str | None) -> Any:
-    try:
-        import ray
-    except ImportError:
-        raise HarnessError("train.workers > 1 needs Ray, which is not installed",
-                           "pip install 'harness[ray]', or set train.workers: 1") from None
-    if not ray.is_initialized():
-        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
-    return ray
+    from harness.cluster import connect_ray
+
+    return connect_ray(address, "train.workers > 1", "set train.workers: 1")
 
 
 def _get(ray: Any, ref: Any) -> FinetuneResult:

@@ -150,13 +150,9 @@ class ActorPool:
     model queued again."""
 
     def __init__(self, suite: str, opts: EvalOptions, n: int, address: str | None) -> None:
-        try:
-            import ray
-        except ImportError:
-            raise HarnessError("--workers needs Ray, which is not installed",
-                               "pip install 'harness[ray]', or drop --workers") from None
-        if not ray.is_initialized():
-            ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+        from harness.cluster import connect_ray
+
+        ray = connect_ray(address, "--workers", "drop --workers")
         gpus = 1 if ray.cluster_resources().get("GPU", 0) >= n else 0
         threads = None if address or gpus else max(1, (os.cpu_count() or 1) // n)  # local CPUs shared out
         self.ray = ray
