@@ -10,5 +10,6 @@ setup(
     packages=[*find_packages(include=["harness", "harness.*"]), "harness._suites", "harness._dashboard"],
     package_dir={"harness._suites": "suites", "harness._dashboard": "dashboard"},
     package_data={"harness": ["py.typed"], "harness._suites": ["**/*"], "harness._dashboard": ["**/*.py"]},
-    exclude_package_data={"": ["__pycache__/*", "*.pyc"]},
+    # a user-supplied file a suite reads (suite.yaml user_data: GSM8K's train split) is never packaged
+    exclude_package_data={"": ["__pycache__/*", "*.pyc"], "harness._suites": ["gsm8k/data/train.jsonl"]},
 )
