@@ -30,17 +30,16 @@ class FinetuneConfig:
 def finetune(base: Path, texts: list[str], out: Path, cfg: FinetuneConfig) -> list[float]:
     """Train LoRA adapters on `texts` (next-token loss on every real token), merge them in, save to `out`."""
     import torch
-    from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from harness.models.gguf import save_tokenizer
+    from harness.train.finetune import FinetuneParams, with_lora
 
     torch.manual_seed(cfg.seed)
     tok = AutoTokenizer.from_pretrained(base)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-    lora = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=0.0, task_type="CAUSAL_LM",
-                      target_modules=list(cfg.target_modules))
-    tuned = get_peft_model(model, lora)
+    tuned = with_lora(model, FinetuneParams(lora_rank=cfg.rank, lora_alpha=cfg.alpha,
+                                            lora_targets=tuple(cfg.target_modules)))
     tuned.train()
     opt = torch.optim.AdamW([p for p in tuned.parameters() if p.requires_grad], lr=cfg.learning_rate)
     losses = []
