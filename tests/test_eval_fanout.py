@@ -77,3 +77,35 @@ def test_workers_refuse_judge_suites_in_one_line(results, tmp_path):
     code, _, err = run_cli("eval", str(tmp_path), "--suite", "mt_bench", "--judge", str(tmp_path), "--workers", "2")
     assert code == 2
     assert "--workers fans out lm-eval suites" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--tensor-parallel-size", "2"], "--tensor-parallel-size is a vLLM engine setting; the hf backend would ignore"),
+    (["--gpu-memory-utilization", "0.8"], "--gpu-memory-utilization is a vLLM engine setting"),
+    (["--backend", "vllm", "--gpu-memory-utilization", "1.5"], "--gpu-memory-utilization 1.5 is not a share"),
+    (["--backend", "vllm", "--data-parallel-size", "0"], "--data-parallel-size 0 is below 1"),
+])
+def test_vllm_engine_settings_are_refused_where_they_would_be_ignored(results, tmp_path, args, message):
+    from tests.factories import run_cli
+
+    code, _, err = run_cli("eval", str(tmp_path), "--suite", "mmlu", *args)
+    assert code == 2
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_engine_asks_ray_for_its_tensor_and_data_parallel_gpus(tmp_path):
+    from harness.errors import HarnessError
+    from harness.evaluate.backends.base import ModelTarget
+    from harness.evaluate.backends.vllm import engine_kwargs
+    from harness.workflows.fanout import actor_gpus
+
+    bo = BackendOptions(tensor_parallel_size=4, data_parallel_size=2, gpu_memory_utilization=0.75)
+    kwargs = engine_kwargs(ModelTarget("m", tmp_path, "m"), bo, cpu=False)
+    assert (kwargs["tensor_parallel_size"], kwargs["data_parallel_size"]) == (4, 2)
+    assert kwargs["gpu_memory_utilization"] == 0.75 and "enforce_eager" not in kwargs
+    assert engine_kwargs(ModelTarget("m", tmp_path, "m"), BackendOptions(), cpu=True)["gpu_memory_utilization"] == 0.5
+    assert actor_gpus(16, 2, bo.gpus_per_engine()) == 8
+    assert actor_gpus(8, 8, 1) == 1 and actor_gpus(4, 8, 1) == 0 and actor_gpus(0, 2, 8) == 0
+    with pytest.raises(HarnessError, match="need 16 GPUs; the cluster has 8") as err:
+        actor_gpus(8, 2, 8)
+    assert "--workers 1" in err.value.fix

@@ -57,6 +57,8 @@ def test_hf_and_vllm_agree(results: Path, store, bos_model: Path, tmp_path: Path
     hf = evaluate_model(str(bos_model), suite, OPTS, store=store, limit=LIMIT)
     vl = evaluate_model(str(bos_model), suite, OPTS, store=store, limit=LIMIT, backend="vllm")
     assert store.get_run(hf.run_id).settings["add_bos_token"] is True
+    assert store.get_run(vl.run_id).settings["tensor_parallel_size"] == 1  # passed to the engine, recorded
+    assert "tensor_parallel_size" not in store.get_run(hf.run_id).settings
     assert _compare(store, hf, vl) < 1e-3
     assert store.get_run(vl.run_id).backend_version.startswith("vllm 0.32")
 

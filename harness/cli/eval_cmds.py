@@ -78,6 +78,10 @@ def eval_cmd(
     workers: int = typer.Option(1, "--workers", min=1, max=1024,
                                 help="Ray actors to spread the models over, one engine each (docs/eval.md)."),
     ray_address: str = typer.Option(None, "--ray-address", help="A Ray cluster (default: a local Ray)."),
+    tensor_parallel_size: int = typer.Option(1, "--tensor-parallel-size", help="vllm: GPUs one engine spans."),
+    data_parallel_size: int = typer.Option(1, "--data-parallel-size", help="vllm: engine replicas per model (Ray)."),
+    gpu_memory_utilization: float = typer.Option(
+        None, "--gpu-memory-utilization", help="vllm: share of each GPU's memory (default 0.9)."),
 ) -> None:
     """Evaluate models on a suite: scores with intervals, stored with provenance; re-runs reuse earlier work."""
     from harness.evaluate.progress import quiet_engine_bars
@@ -91,7 +95,8 @@ def eval_cmd(
         split=split, backend=backend, limit=limit, tier=tier, tasks=tasks, seed=seed, rerun=rerun,
         use_cache=not no_cache, serve=serve_it, hub=hub, batch_size=parse_batch_size(batch_size), device=device,
         dtype=dtype, max_length=max_length, base_url=base_url, tokenizer=tokenizer,
-        trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
+        trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, tensor_parallel_size=tensor_parallel_size,
+        data_parallel_size=data_parallel_size, gpu_memory_utilization=gpu_memory_utilization,
     )
     jopts = None
     if judge or baseline:

@@ -25,6 +25,7 @@ def eval_options(
     from harness.evaluate.backends.base import BackendOptions
     from harness.evaluate.runner import EvalOptions
 
+    check_parallel(backend, backend_extra)
     if isinstance(tasks, str):
         tasks = tuple(t.strip() for t in tasks.split(",") if t.strip()) or None
     elif tasks:
@@ -33,6 +34,26 @@ def eval_options(
                         trust_remote_code=trust_remote_code, base_url=base_url, tokenizer=tokenizer, **backend_extra)
     return EvalOptions(split=split, backend=backend, limit=limit, tier=tier, tasks=tasks or None, seed=seed,
                        rerun=rerun, use_cache=use_cache, serve=serve, hub=hub, backend_options=bo)
+
+
+VLLM_ONLY = {"tensor_parallel_size": 1, "data_parallel_size": 1, "gpu_memory_utilization": None}
+
+
+def check_parallel(backend: str, extra: dict[str, Any]) -> None:
+    """vLLM's engine settings: refused on other backends (they would be silently ignored) and out of range."""
+    from harness.errors import HarnessError
+
+    for key, default in VLLM_ONLY.items():
+        value, flag = extra.get(key, default), "--" + key.replace("_", "-")
+        if value == default:
+            continue
+        if backend != "vllm":
+            raise HarnessError(f"{flag} is a vLLM engine setting; the {backend} backend would ignore it",
+                               f"add --backend vllm, or drop {flag}")
+        if key == "gpu_memory_utilization" and not 0 < float(value) <= 1:
+            raise HarnessError(f"{flag} {value} is not a share of the GPU's memory", f"give {flag} in (0, 1]")
+        if key != "gpu_memory_utilization" and int(value) < 1:
+            raise HarnessError(f"{flag} {value} is below 1", f"give {flag} 1 or more")
 
 
 def evolve_eval_options(cfg: Any) -> EvalOptions:

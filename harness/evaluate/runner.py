@@ -343,7 +343,8 @@ def evaluate_model(
         run_id=run_id, model_id=target.model_id, suite=plan.suite.name, backend=opts.backend,
         harness_version=harness.__version__, suite_version=str(plan.suite.version), split=plan.split,
         data_hash=plan.data_hash, backend_version=backend.version(),
-        settings={**settings, "batch_size": bo.batch_size, "device": bo.device, "base_url": bo.base_url},
+        settings={**settings, "batch_size": bo.batch_size, "device": bo.device, "base_url": bo.base_url,
+                  **bo.engine_settings(opts.backend)},
         seed=opts.seed,
     )
     store.start_run(run)

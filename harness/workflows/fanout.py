@@ -10,8 +10,9 @@ its record, scores and samples. Only this process writes the real store, each ru
 An actor that dies mid-run (its process killed, a node lost) loses only its private store: its model goes back in
 the queue for a fresh actor (at most RETRIES times). A complete run already in the store is kept and reported as
 reused (the actor's copy is dropped; its answers came from the shared request cache when workers share this
-machine's results folder). The backend options travel to every actor unchanged; each actor asks Ray for one GPU
-when the cluster has one per actor (one engine per GPU; the vLLM backend has no tensor-parallel option yet).
+machine's results folder). The backend options travel to every actor unchanged; each actor asks Ray for the GPUs
+of one engine (vLLM's --tensor-parallel-size x --data-parallel-size, else 1) when the cluster has them for every
+actor; a cluster with GPUs but too few for the engines asked for is refused before any actor starts.
 """
 
 from __future__ import annotations
@@ -145,6 +146,18 @@ def record(finished: Finished, store: Store, rerun: bool) -> RunResult | Harness
     return replace(res, run_id=run_id, reused=False)
 
 
+def actor_gpus(cluster: int, workers: int, per_engine: int) -> int:
+    """GPUs each actor asks Ray for: an engine's tensor x data parallel share when the cluster holds one per
+    actor; none on a cluster without GPUs (CPU engines); refused when the cluster has GPUs but too few."""
+    if cluster >= workers * per_engine:
+        return per_engine
+    if per_engine == 1 or cluster == 0:
+        return 0
+    raise HarnessError(f"--workers {workers} engines of {per_engine} GPUs each need {workers * per_engine} GPUs; "
+                       f"the cluster has {cluster}",
+                       f"use --workers {max(1, cluster // per_engine)} or a smaller --tensor-parallel-size")
+
+
 class ActorPool:
     """n Ray actors, each an EvalWorker; a model goes to whichever actor is free; a dead actor is replaced and its
     model queued again."""
@@ -153,7 +166,7 @@ class ActorPool:
         from harness.cluster import connect_ray
 
         ray = connect_ray(address, "--workers", "drop --workers")
-        gpus = 1 if ray.cluster_resources().get("GPU", 0) >= n else 0
+        gpus = actor_gpus(int(ray.cluster_resources().get("GPU", 0)), n, opts.backend_options.gpus_per_engine())
         threads = None if address or gpus else max(1, (os.cpu_count() or 1) // n)  # local CPUs shared out
         self.ray = ray
         self.remote = ray.remote(num_gpus=gpus, num_cpus=1, max_restarts=0)(EvalWorker)

@@ -28,6 +28,20 @@ class BackendOptions:
     chat: bool = False  # openai: use /v1/chat/completions (generation tasks only)
     num_concurrent: int = 4  # openai: parallel requests
     max_retries: int = 2  # openai
+    tensor_parallel_size: int = 1  # vllm: GPUs one engine spans (vLLM's tensor_parallel_size)
+    data_parallel_size: int = 1  # vllm: engine replicas within one evaluation (lm-eval's data_parallel_size, Ray)
+    gpu_memory_utilization: float | None = None  # vllm: share of each GPU's memory (default 0.9; 0.5 on CPU)
+
+    def gpus_per_engine(self) -> int:
+        """GPUs one evaluation holds: tensor x data parallel (1 for the other backends)."""
+        return self.tensor_parallel_size * self.data_parallel_size
+
+    def engine_settings(self, backend: str) -> dict[str, object]:
+        """vLLM's parallel layout and memory share: recorded with a run, not part of its id (like the batch size)."""
+        if backend != "vllm":
+            return {}
+        return {"tensor_parallel_size": self.tensor_parallel_size, "data_parallel_size": self.data_parallel_size,
+                "gpu_memory_utilization": self.gpu_memory_utilization}
 
 
 @dataclass(frozen=True)

@@ -56,18 +56,24 @@ class VLLMBackend:
         prepare_environment()
         from lm_eval.models.vllm_causallms import VLLM
 
-        kwargs: dict[str, object] = {
-            "pretrained": str(target.path), "dtype": options.dtype, "batch_size": options.batch_size,
-            "trust_remote_code": options.trust_remote_code, "seed": options.seed,
-            "enable_prefix_caching": True, "gpu_memory_utilization": 0.5 if is_cpu_build() else 0.9,
-        }
-        if is_cpu_build():
-            kwargs["enforce_eager"] = True  # torch.compile start-up costs ~1 min on CPU for no gain at our sizes
-        if options.add_bos_token is not None:
-            kwargs["add_bos_token"] = options.add_bos_token
-        if options.max_length:
-            kwargs["max_model_len"] = options.max_length
-        return VLLM(**kwargs)
+        return VLLM(**engine_kwargs(target, options, is_cpu_build()))
+
+
+def engine_kwargs(target: ModelTarget, options: BackendOptions, cpu: bool) -> dict[str, Any]:
+    """lm-eval's VLLM arguments for a model folder: the parallel settings and memory share pass through as given."""
+    kwargs: dict[str, Any] = {
+        "pretrained": str(target.path), "dtype": options.dtype, "batch_size": options.batch_size,
+        "trust_remote_code": options.trust_remote_code, "seed": options.seed, "enable_prefix_caching": True,
+        "gpu_memory_utilization": options.gpu_memory_utilization or (0.5 if cpu else 0.9),
+        "tensor_parallel_size": options.tensor_parallel_size, "data_parallel_size": options.data_parallel_size,
+    }
+    if cpu:
+        kwargs["enforce_eager"] = True  # torch.compile start-up costs ~1 min on CPU for no gain at our sizes
+    if options.add_bos_token is not None:
+        kwargs["add_bos_token"] = options.add_bos_token
+    if options.max_length:
+        kwargs["max_model_len"] = options.max_length
+    return kwargs
 
 
 BACKEND = VLLMBackend()
