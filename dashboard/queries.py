@@ -254,7 +254,7 @@ def search_labels(db: str) -> dict[str, str]:
 @st.cache_data(ttl=TTL, show_spinner=False)
 def search_comparison(db: str, suite: str, chosen_on: str, compare_on: str) -> pd.DataFrame:
     """Per search method, its pick on `chosen_on` against the best hand recipe's, paired per document."""
-    from harness.analysis.search_methods import method_comparison
+    from harness.analysis.search_methods import method_comparison, selections_of
 
     labels = search_labels(db)
     sc = scores_marked(db)
@@ -263,7 +263,8 @@ def search_comparison(db: str, suite: str, chosen_on: str, compare_on: str) -> p
         return pd.DataFrame()
     docs = doc_scores(db, tuple(sorted(sc["run_id"])))
     docs = docs.merge(sc[["run_id", "model_id", "split"]], on="run_id")
-    return method_comparison(labels, docs, chosen_on, compare_on)
+    picked = selections_of(views.selections(_store(db)), suite)
+    return method_comparison(labels, docs, chosen_on, compare_on, picked)
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)

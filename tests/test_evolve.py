@@ -46,6 +46,8 @@ def test_good_config_parses_and_is_frozen() -> None:
     ({"backend": "tgi"}, "backend", "Input should be"),
     ({"colour": "red"}, "colour", "Extra inputs"),
     ({"budget": {"generations": 0}}, "budget.generations", "greater than or equal to 1"),
+    ({"finalists": {"split": "search"}}, "config", "finalists.split must differ from search_split"),
+    ({"finalists": {"count": 1, "split": "heldout"}}, "finalists.count", "greater than or equal to 2"),
 ])
 def test_config_errors_name_the_field(over: dict, field: str, words: str) -> None:
     line = bad(**over)

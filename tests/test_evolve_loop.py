@@ -216,3 +216,26 @@ def test_hand_starts_are_generation_zero_and_the_search_starts_from_the_fittest(
     p, n = reports[0].best, 12
     assert reports[0].stderr == pytest.approx((p * (1 - p) / (n - 1)) ** 0.5)
     assert hist[1]["stderr"] == pytest.approx(reports[0].stderr)
+
+
+def test_declared_finalists_decide_on_their_split_and_are_recorded_as_a_selection(setup, store) -> None:
+    """`finalists`: the fittest 3 distinct candidates are scored on the held-out split, the best of them there is
+    the pick (materialised, evaluated), and the pick carries two selections: search and held-out."""
+    tmp, base, sources = setup
+    cfg = make_config(tmp, base, sources, granularity="global", check_every=0, budget={"generations": 2},
+                      finalists={"count": 3, "split": "heldout"})
+    res = run_evolve(write(tmp, cfg), store=store)
+    cands = records.candidates(store, res.evolve_id)
+    finalists = {c.model_id: c.params["finalist"] for c in cands if "finalist" in c.params}
+    assert set(finalists) == {c.model_id for c in records.top(cands, 3)} and len(finalists) == 3
+    assert all(f["split"] == "heldout" and f["fitness"] is not None for f in finalists.values())
+    top = records.top(cands, 3)  # fittest first: max() keeps the fitter of a held-out tie, as the pick does
+    assert res.best_model_id == max(top, key=lambda c: finalists[c.model_id]["fitness"]).model_id
+    assert records.get_run(store, res.evolve_id).best_model_id == res.best_model_id
+    sel = sorted(s.split for s in store.selections([res.best_model_id]) if s.process == "evolve")
+    assert sel == ["heldout", "search"]
+    heldout = next(r for r in res.runs if r["split"] == "heldout")["scores"]
+    assert next(s["value"] for s in heldout if s["task"] == "tiny_sum_mc_heldout") == pytest.approx(
+        finalists[res.best_model_id]["fitness"])  # the runner's held-out score is what the finalists were scored
+    again = run_evolve(write(tmp, cfg), store=store)
+    assert again.best_model_id == res.best_model_id

@@ -55,3 +55,8 @@ def test_picks_are_made_on_the_selection_split_and_compared_paired_on_the_other(
     assert table.loc["DFS", "ci_low"] < 0 < table.loc["DFS", "ci_high"]
     assert method_comparison(labels, docs[~docs["model_id"].isin(["h1", "h2"])], "search",
                              "heldout").empty  # no hand recipe: nothing to compare with
+    assert not table["in_sample"].any()
+    finalists = method_comparison(labels, docs, "search", "heldout", frozenset({("psdfs", "heldout"),
+                                                                                  ("ps", "search")}))
+    assert finalists.set_index("method")["in_sample"].to_dict() == {"hand": False, "PS": False, "DFS": False,
+                                                                     "PS+DFS": True}

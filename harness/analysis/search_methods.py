@@ -52,9 +52,11 @@ def per_document(docs: pd.DataFrame) -> pd.DataFrame:
 
 
 def method_comparison(labels: dict[str, str], docs: pd.DataFrame, chosen_on: str,
-                      compare_on: str) -> pd.DataFrame:
+                      compare_on: str, selected_on: frozenset[tuple[str, str]] = frozenset()) -> pd.DataFrame:
     """One row per method with a model scored on both splits: its pick, scores, and the paired difference with the
-    best hand recipe on `compare_on` (points), or an empty frame when no hand recipe is scored on both."""
+    best hand recipe on `compare_on` (points), or an empty frame when no hand recipe is scored on both.
+    `selected_on` holds the recorded (model id, split) selections of the suite: a pick selected on `compare_on` (an
+    evolve run's declared finalists, say) is marked `in_sample`, its difference there no honest check."""
     doc = per_document(docs[docs["model_id"].isin(labels)])
     means = doc.groupby(["model_id", "split"])["score"].mean().unstack("split")
     if chosen_on not in means or compare_on not in means:
@@ -75,7 +77,8 @@ def method_comparison(labels: dict[str, str], docs: pd.DataFrame, chosen_on: str
         cmp = paired_compare(both["a"].to_numpy(), both["b"].to_numpy(), iters=2000)
         rows.append({"method": method, "model_id": mid, chosen_on: 100 * means.loc[mid, chosen_on],
                      compare_on: 100 * means.loc[mid, compare_on], "vs best hand": 100 * cmp.mean_diff,
-                     "ci_low": 100 * cmp.ci_low, "ci_high": 100 * cmp.ci_high, "n": cmp.n})
+                     "ci_low": 100 * cmp.ci_low, "ci_high": 100 * cmp.ci_high, "n": cmp.n,
+                     "in_sample": (mid, compare_on) in selected_on})
     return pd.DataFrame(rows)
 
 
@@ -95,4 +98,10 @@ def stored_comparison(store: Store, suite: str, chosen_on: str = "search", compa
     if sc.empty:
         return pd.DataFrame()
     docs = views.doc_scores(store, sorted(sc["run_id"])).merge(sc[["run_id", "model_id", "split"]], on="run_id")
-    return method_comparison(labels, docs, chosen_on, compare_on)
+    return method_comparison(labels, docs, chosen_on, compare_on, selections_of(views.selections(store), suite))
+
+
+def selections_of(selections: pd.DataFrame, suite: str) -> frozenset[tuple[str, str]]:
+    """(model id, split) of every recorded selection on `suite` (harness.store.frames.selections)."""
+    own = selections[selections["suite"] == suite]
+    return frozenset(zip(own["model_id"], own["split"], strict=True))

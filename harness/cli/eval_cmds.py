@@ -257,9 +257,12 @@ def _methods_board(suite: str | None, chosen_on: str, compared_on: str, as_json:
         return
     print_table(f"{suite}: picks chosen on {chosen_on}, compared on {compared_on} (points, paired 95% CI)",
                 ["method", "model", chosen_on, compared_on, "vs best hand", "95% CI", "n"],
-                [[r["method"], r["model_id"][:12], _fmt(r[chosen_on], 1), _fmt(r[compared_on], 1),
-                  f"{r['vs best hand']:+.1f}", f"[{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]", r["n"]]
-                 for r in table.to_dict(orient="records")])
+                [[r["method"], r["model_id"][:12] + (" *" if r["in_sample"] else ""), _fmt(r[chosen_on], 1),
+                  _fmt(r[compared_on], 1), f"{r['vs best hand']:+.1f}", f"[{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]",
+                  r["n"]] for r in table.to_dict(orient="records")])
+    if table["in_sample"].any():
+        typer.echo(f"* selected on {compared_on} too (declared finalists): in-sample there; compare on another "
+                   "split (e.g. --compared-on twin)")
 
 
 def _labels(df: Any) -> dict[str, str]:

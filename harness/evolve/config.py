@@ -89,6 +89,14 @@ class DfsSettings(_Frozen):
     memory_gb: float | None = Field(default=None, gt=0)  # the memory a candidate may use (default: what is free)
 
 
+class Finalists(_Frozen):
+    """A declared second selection: the `count` fittest candidates (distinct models) are scored on `split`, and the
+    best there becomes the run's pick, recorded as a selection on that split as well as on the search split."""
+
+    count: int = Field(default=3, ge=2)
+    split: str
+
+
 class EvolveConfig(_Frozen):
     name: str | None = None
     base: str | None = None
@@ -108,6 +116,7 @@ class EvolveConfig(_Frozen):
     limit: int | None = Field(default=None, ge=1)  # documents per task during the search
     heldout_limit: int | None = Field(default=None, ge=1)  # documents per task in held-out checks (None: all)
     report_suites: tuple[str, ...] = ()  # suite[:split] the final best is also evaluated on
+    finalists: Finalists | None = None  # decide among the fittest few on another split, declared as a selection
     suites_dir: str | None = None  # a folder of suites besides the repository's suites/
     population: int = Field(default=8, ge=2)
     sigma: float = Field(default=0.2, gt=0, le=1)  # CMA-ES step size in the unit cube of the parameters
@@ -140,6 +149,8 @@ class EvolveConfig(_Frozen):
             raise ValueError("a dfs search runs on backend hf (a live vLLM engine cannot change its layer count)")
         if self.search_split == self.heldout_split:
             raise ValueError("search_split and heldout_split must differ: the held-out split is the honest check")
+        if self.finalists is not None and self.finalists.split == self.search_split:
+            raise ValueError("finalists.split must differ from search_split: the finalists are its fittest already")
         return self
 
     def _check_dfs(self) -> None:
@@ -180,6 +191,8 @@ class EvolveConfig(_Frozen):
             skip.add("dfs")  # PS configs keep the ids they had before DFS and starts existed
         if not self.starts:
             skip.add("starts")
+        if self.finalists is None:
+            skip.add("finalists")
         out = self.model_dump(mode="json", exclude=skip)
         if self.dfs is not None:
             out["dfs"].pop("memory_gb", None)

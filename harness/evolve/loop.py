@@ -214,6 +214,8 @@ class Search:
                     on_generation(report)
             if stop_after is not None and not self.spent(generation, time.perf_counter() - t0):
                 return Searched(generation, time.perf_counter() - t0, "running")
+            if self.cfg.finalists is not None:
+                self.score_finalists(pool)
         except BaseException:
             records.finish_run(self.store, self.evolve_id, "failed")
             raise
@@ -337,6 +339,17 @@ class Search:
         for model_id, out in zip(todo, outs, strict=True):
             if out.fitness is not None:
                 records.set_heldout(self.store, self.evolve_id, model_id, out.fitness)
+
+    def score_finalists(self, pool: Pool) -> None:
+        """The declared second selection (config `finalists`): the fittest `count` candidates scored on its split,
+        each once (a resumed run keeps the scores it has); the workflow picks the best of them."""
+        fin = self.cfg.finalists
+        assert fin is not None
+        todo = [c for c in records.top(records.candidates(self.store, self.evolve_id), fin.count)
+                if "finalist" not in c.params]
+        outs = pool.map([self.space.recipe(c.params["x"]) for c in todo], split=fin.split)
+        for c, out in zip(todo, outs, strict=True):
+            records.set_finalist(self.store, self.evolve_id, c.model_id, fin.split, out.fitness)
 
     def heldout_check(self, best: records.Candidate | None, generation: int, pool: Pool) -> float | None:
         every = self.cfg.check_every

@@ -123,6 +123,36 @@ def best(cands: list[Candidate]) -> Candidate | None:
     return max(ok, key=lambda c: (c.fitness, -c.generation, -c.idx)) if ok else None
 
 
+def top(cands: list[Candidate], count: int) -> list[Candidate]:
+    """The `count` fittest distinct models, fittest first (ties go to the earliest)."""
+    out: dict[str, Candidate] = {}
+    for c in sorted((c for c in cands if c.fitness is not None), key=lambda c: (-c.fitness, c.generation, c.idx)):
+        if len(out) < count:
+            out.setdefault(c.model_id, c)
+    return list(out.values())
+
+
+def pick(cands: list[Candidate], finalists_split: str | None = None) -> Candidate | None:
+    """The run's pick: the fittest candidate, or, with declared finalists, the best of them on their split (ties:
+    the fitter on the search split)."""
+    scored = [c for c in cands if (f := c.params.get("finalist")) and f["split"] == finalists_split
+              and f["fitness"] is not None]
+    if finalists_split is None or not scored:
+        return best(cands)
+    return max(scored, key=lambda c: (c.params["finalist"]["fitness"], c.fitness, -c.generation, -c.idx))
+
+
+def set_finalist(store: Store, evolve_id: str, model_id: str, split: str, value: float | None) -> None:
+    """A finalist's score on the finalists' split, kept in its params (every row of that model in the run)."""
+    with store.db.write() as con:
+        rows = con.execute("SELECT generation, idx, params FROM evolve_candidates WHERE evolve_id = ? AND model_id = ?",
+                           [evolve_id, model_id]).fetchall()
+        for generation, idx, params in rows:
+            new = {**(json.loads(params) if params else {}), "finalist": {"split": split, "fitness": value}}
+            con.execute("UPDATE evolve_candidates SET params = ? WHERE evolve_id = ? AND generation = ? AND idx = ?",
+                        [json.dumps(new), evolve_id, generation, idx])
+
+
 def history(store: Store, evolve_id: str) -> list[dict[str, Any]]:
     """Per generation: candidates, best, mean, best so far and the latest held-out check (for the dashboard)."""
     out: list[dict[str, Any]] = []
@@ -142,6 +172,6 @@ def history(store: Store, evolve_id: str) -> list[dict[str, Any]]:
     return out
 
 
-def add_selection(store: Store, model_id: str, suite: str, split: str, evolve_id: str) -> None:
+def add_selection(store: Store, model_id: str, suite: str, split: str, evolve_id: str, note: str | None = None) -> None:
     store.select(model_id, suite, "evolve", split=split, process_id=evolve_id,
-                 note=f"best candidate of evolve run {evolve_id}")
+                 note=note or f"best candidate of evolve run {evolve_id}")

@@ -1,6 +1,7 @@
 """`harness evolve`: a search (harness.evolve.loop) and its end: the best candidate materialised, evaluated through
 the evaluation runner (so its scores land in the store like any run), and a selection row saying it was chosen on
-the fitness suites' search split.
+the fitness suites' search split (and, with `finalists:`, a second one on the split that decided among the
+fittest few).
 
     from harness.workflows.evolve import run_evolve
     result = run_evolve("examples/evolve_zoo.yaml")
@@ -65,7 +66,7 @@ def run_ps_dfs(cfg: EvolveConfig, folder: Path, store: Store, resume: bool,
 def finish(search: Search, generation: int, wall_s: float) -> EvolveResult:
     """Materialise and evaluate the best candidate, and mark the run complete."""
     store, evolve_id = search.store, search.evolve_id
-    best = records.best(records.candidates(store, evolve_id))
+    best = records.pick(records.candidates(store, evolve_id), finalists_split(search.cfg))
     if best is None:
         records.finish_run(store, evolve_id, "failed")
         raise HarnessError(f"evolve run {evolve_id}: every candidate failed to merge",
@@ -79,7 +80,7 @@ def finish(search: Search, generation: int, wall_s: float) -> EvolveResult:
 def summary(search: Search, generation: int, wall_s: float, status: str | None = None) -> EvolveResult:
     store, evolve_id = search.store, search.evolve_id
     cands = records.candidates(store, evolve_id)
-    best = records.best(cands)
+    best = records.pick(cands, finalists_split(search.cfg))
     run = records.get_run(store, evolve_id)
     model = store.find_model(best.model_id) if best else None
     return EvolveResult(
@@ -89,6 +90,10 @@ def summary(search: Search, generation: int, wall_s: float, status: str | None =
         final_runs(store, best.model_id) if best and (status or (run and run.status)) == "complete" else [],
         records.history(store, evolve_id),
     )
+
+
+def finalists_split(cfg: EvolveConfig) -> str | None:
+    return cfg.finalists.split if cfg.finalists else None
 
 
 def evaluate_best(search: Search, recipe: dict[str, Any], best: records.Candidate) -> str:
@@ -105,15 +110,23 @@ def evaluate_best(search: Search, recipe: dict[str, Any], best: records.Candidat
                            "report this as a bug (in-memory and folder merges disagree)")
     root = Path(search.suites_root) if search.suites_root else None
     opts = evolve_eval_options(cfg)
+    fin = cfg.finalists
     for fs in cfg.fitness:
         suite = load_suite(fs.suite, root)
-        evaluate_model(res.model_id, suite, opts, store, split=cfg.heldout_split,
-                       tasks=tuple(t for t in suite.splits[cfg.heldout_split]
-                                   if selected(t, cfg.heldout_split, fs.tasks)))
-        evaluate_model(res.model_id, suite, opts, store, split=cfg.search_split, limit=cfg.limit,
-                       tasks=tuple(t for t in suite.splits[cfg.search_split]
-                                   if selected(t, cfg.search_split, fs.tasks)))
+
+        def on(split: str, limit: int | None = None, suite: Any = suite, fs: Any = fs) -> None:
+            tasks = tuple(t for t in suite.splits[split] if selected(t, split, fs.tasks))
+            evaluate_model(res.model_id, suite, opts, store, split=split, limit=limit, tasks=tasks)
+
+        on(cfg.heldout_split)
+        on(cfg.search_split, cfg.limit)
         records.add_selection(store, res.model_id, fs.suite, cfg.search_split, search.evolve_id)
+        if fin is not None:  # the second, declared selection: that split is in-sample for the pick too
+            if fin.split != cfg.heldout_split:
+                on(fin.split)
+            records.add_selection(store, res.model_id, fs.suite, fin.split, search.evolve_id,
+                                  note=f"best on {fin.split} of the {fin.count} fittest candidates of evolve run "
+                                       f"{search.evolve_id}")
     for ref in cfg.report_suites:
         name, _, split = ref.partition(":")
         evaluate_model(res.model_id, load_suite(name, root), opts, store, split=split or None)
