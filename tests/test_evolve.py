@@ -194,3 +194,32 @@ def test_fitness_is_the_suite_score(by_size: bool, tmp_path: Path, store) -> Non
                                                                                  batch_size=8)), store=store)
     (row,) = views.suite_scores(store, rules=score_rules(tmp_path / "suites")).itertuples()
     assert score.fitness == pytest.approx(row.value, abs=1e-12) and row.tasks == 2
+
+
+@pytest.mark.slow
+def test_requests_built_once_score_like_a_fresh_build(zoo_family: Path) -> None:
+    """The search's fixed work done once per split (each task's requests, the tokenizer's encodings, compiled
+    templates) changes no score: candidates swapped into one engine and scored with the reused task objects get
+    exactly what a fresh build of the tasks gives them, multiple choice and generation alike, in any order."""
+    from harness.evolve.config import FitnessSuite
+    from harness.evolve.engines import open_engine
+    from harness.evolve.fitness import SplitTasks, _tasks_of
+    from harness.merge import InMemoryMerger
+
+    fitness = (FitnessSuite(suite="zoo_math_L"),)
+    engine = open_engine("hf", zoo_family / "zoo-base", "float32", 16, None)
+    merger = InMemoryMerger(seed=0)
+    recipes = [{"merge_method": "task_arithmetic", "base_model": str(zoo_family / "zoo-base"), "dtype": "float32",
+                "models": [{"model": str(zoo_family / name), "parameters": {"weight": w}}
+                           for name, w in (("zoo-math", wm), ("zoo-lang", wl))]}
+               for wm, wl in ((1.0, 0.5), (0.3, 1.0), (1.0, 0.5))]
+    reused = SplitTasks.build(fitness, "search", None, limit=12)
+    for recipe in recipes:
+        engine.swap(merger.merge(recipe))
+        again = reused.score(engine.lm)
+        fresh = SplitTasks.build(fitness, "search", None, limit=12).score(engine.lm)
+        assert again.per_task == fresh.per_task and again.fitness == fresh.fitness
+        assert set(again.per_task) == {"zoo_math_L_mc_search", "zoo_math_L_gen_search"}
+    assert reused.score(engine.lm) == fresh  # the last candidate again: its answers were not carried over
+    assert [len(t.build_all_requests.built) for t in _tasks_of(reused.task_dict["tasks"])] == [1, 1]  # built once
+    engine.close()

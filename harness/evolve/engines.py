@@ -178,10 +178,29 @@ def verify(engine: Engine, reference: Reference, tensors: dict[str, torch.Tensor
 def open_engine(backend: str, folder: Path, dtype: str, batch_size: int, add_bos_token: bool | None,
                 seed: int = 1234) -> Engine:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    engine: Engine
     if backend == "hf":
-        return HFEngine(folder, dtype, batch_size, add_bos_token, seed)
-    if backend == "vllm":
+        engine = HFEngine(folder, dtype, batch_size, add_bos_token, seed)
+    elif backend == "vllm":
         from harness.evolve.vllm_swap import VLLMEngine
 
-        return VLLMEngine(folder, dtype, batch_size, add_bos_token, seed)
-    raise HarnessError(f"unknown evolve backend {backend!r}", "use hf or vllm")
+        engine = VLLMEngine(folder, dtype, batch_size, add_bos_token, seed)
+    else:
+        raise HarnessError(f"unknown evolve backend {backend!r}", "use hf or vllm")
+    remember_tokens(engine.lm)
+    return engine
+
+
+def remember_tokens(lm: Any) -> None:
+    """The engine's tokenizer never changes while candidates come and go: each text is encoded once (every
+    candidate asks for the same contexts). Callers get a copy; the encodings are the tokenizer's own."""
+    real, known = lm.tok_encode, {}
+
+    def tok_encode(string: Any, *args: Any, **kwargs: Any) -> Any:
+        key = (string if isinstance(string, str) else tuple(string), args, tuple(sorted(kwargs.items())))
+        if key not in known:
+            known[key] = real(string, *args, **kwargs)
+        hit = known[key]
+        return [list(x) if isinstance(x, list) else x for x in hit] if isinstance(hit, list) else hit
+
+    lm.tok_encode = tok_encode

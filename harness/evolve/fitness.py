@@ -1,6 +1,12 @@
 """Fitness by lm-eval itself: the suites' task objects are built once per split, then
 `lm_eval.evaluator.evaluate` runs them against the live engine's LM for every candidate.
 
+What does not depend on the candidate is done once per split, not once per candidate: each task's requests (its
+few-shot contexts and continuations: `build_all_requests` asked again with the same arguments hands out fresh
+copies of the instances it built the first time, answers emptied) and the Jinja templates behind them (compiled
+once, harness.evaluate.lm_eval_speed). lm-eval fills each copy's answers and scores it as usual, so the scores
+are those of a fresh build (tests/test_evolve.py compares them).
+
     tasks = SplitTasks.build(cfg.fitness, "search", suites_root, limit=cfg.limit)
     score = tasks.score(engine.lm)       # Score(fitness, per_suite, per_task)
 
@@ -87,12 +93,16 @@ class SplitTasks:
         for name in ("lm-eval", "lm_eval"):
             logging.getLogger(name).setLevel(logging.WARNING)
         task_dict = TaskManager(include_defaults=False).load(configs)
+        reuse_requests(task_dict)
         return cls(split, task_dict, members, limit, by_size)
 
     def score(self, lm: LM) -> Score:
         from lm_eval.evaluator import evaluate
 
-        results = evaluate(lm, self.task_dict, limit=self.limit, bootstrap_iters=0, log_samples=False)
+        from harness.evaluate.lm_eval_speed import faster_lm_eval
+
+        with faster_lm_eval():
+            results = evaluate(lm, self.task_dict, limit=self.limit, bootstrap_iters=0, log_samples=False)
         if results is None:
             raise HarnessError("lm-eval returned no results", "run the search in a single process")
         per_task = {t: metric_value(results["results"].get(t, {}), m, t) for t, (_, m, _) in self.members.items()}
@@ -108,6 +118,36 @@ class SplitTasks:
         fitness = sum(weights[s] * per_suite[s] for s in per_suite) / total if total else 0.0
         counts = {t: int((results.get("n-samples") or {}).get(t, {}).get("effective") or 0) for t in self.members}
         return Score(fitness, per_suite, per_task, fitness_stderr(self.members, per_task, counts))
+
+
+def reuse_requests(task_dict: dict[str, Any]) -> None:
+    """Each task's `build_all_requests` builds once per set of arguments, then hands out fresh copies."""
+    for task in _tasks_of(task_dict.get("tasks", task_dict)):
+        task.build_all_requests = _RequestMemo(task)
+
+
+def _tasks_of(tree: dict[Any, Any]) -> list[Any]:
+    """The task objects of lm-eval's task dict (new layout: its "tasks" mapping; old: nested by group)."""
+    out: list[Any] = []
+    for value in tree.values():
+        out += _tasks_of(value) if isinstance(value, dict) else [value] if hasattr(value, "build_all_requests") else []
+    return out
+
+
+class _RequestMemo:
+    """A task's `build_all_requests`, remembered per set of arguments (the same LM asks the same each time)."""
+
+    def __init__(self, task: Any) -> None:
+        self.task, self.real, self.built = task, task.build_all_requests, {}
+
+    def __call__(self, **kwargs: Any) -> None:
+        from dataclasses import replace
+
+        key = repr(sorted(kwargs.items()))
+        if key not in self.built:
+            self.real(**kwargs)
+            self.built[key] = list(self.task._instances)
+        self.task._instances = [replace(i, resps=[], filtered_resps={}) for i in self.built[key]]
 
 
 def fitness_stderr(members: dict[str, tuple[str, str, float]], per_task: dict[str, float],

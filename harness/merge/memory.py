@@ -12,6 +12,8 @@ through the folder path once and then read like any other parent.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,6 +71,7 @@ class InMemoryMerger:
         self.resolver = Resolver(store=self.store, materialize=self._materialize)
         self._checked: set[tuple[str, ...]] = set()
         self._arch: dict[str, tuple[Any, Any]] = {}  # mergekit architecture and output config per recipe shape
+        self._configs: dict[tuple[Any, bool], Any] = {}  # each parent's config, read once (configs_read_once)
 
     def _materialize(self, sub: Path) -> tuple[str, str]:
         from harness.merge.engine import merge_to_folder
@@ -123,10 +126,11 @@ class InMemoryMerger:
                 arch = get_architecture_info(config, options)
                 self._arch[shape_key] = (arch, _model_out_config(config, arch, trust_remote_code=False))
             arch, out_cfg = self._arch[shape_key]
-            planner = MergePlanner(config, arch, options=options, out_model_config=out_cfg)
-            # plan_in_memory() fails in mergekit 0.1.5 (ReturnTensor rejects its tensor_task), so we take the
-            # planned (weight, task) pairs and apply ReturnTensor's/SaveTensor's dtype cast ourselves.
-            planner._plan()
+            with configs_read_once(self._configs):
+                planner = MergePlanner(config, arch, options=options, out_model_config=out_cfg)
+                # plan_in_memory() fails in mergekit 0.1.5 (ReturnTensor rejects its tensor_task), so we take the
+                # planned (weight, task) pairs and apply ReturnTensor's/SaveTensor's dtype cast ourselves.
+                planner._plan()
             weights = {task: w for w, task in planner._tensors}
             universe = TaskUniverse(list(weights))
             handles = [universe.add_task(t) for t in weights]
@@ -140,6 +144,27 @@ class InMemoryMerger:
             raise mergekit_error(exc) from exc
         return {weights[task].name: cast(value, weights[task].force_dtype or config.out_dtype)
                 for task, value in values if value is not None}
+
+
+@contextmanager
+def configs_read_once(known: dict[tuple[Any, bool], Any]) -> Iterator[None]:
+    """While mergekit plans, each model's config is read once per merger: its planner asks transformers to parse
+    every parent's config.json several times per merge (66 parses, ~60% of a zoo candidate's merge time), and
+    planning only reads them. The parents of a search never change (a changed folder is another model id)."""
+    from mergekit.common import ModelReference
+
+    real = ModelReference.config
+
+    def config(ref: Any, trust_remote_code: bool = False) -> Any:
+        if (ref, trust_remote_code) not in known:
+            known[ref, trust_remote_code] = real(ref, trust_remote_code)
+        return known[ref, trust_remote_code]
+
+    ModelReference.config = config  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        ModelReference.config = real  # type: ignore[method-assign]
 
 
 def cast(tensor: torch.Tensor, dtype: str | None) -> torch.Tensor:
