@@ -127,7 +127,8 @@ def scorer_rows(folder: Path, threads: int, ref: str, tmp: Path) -> list[tuple]:
     diff = max(abs(a[0] - b[0]) for a, b in zip(new["answers"], old["answers"], strict=True))
     same = all(a[1] == b[1] for a, b in zip(new["answers"], old["answers"], strict=True))
     n = len(new["answers"])
-    return [(f"scorer alone, {len(SCORER_TASKS)} subjects 5-shot ({n} requests), CPU s (peer: {ref}'s scorer)", new["cpu"], old["cpu"]),
+    what = f"scorer alone, {len(SCORER_TASKS)} subjects 5-shot ({n} requests), CPU s (peer: {ref}'s scorer)"
+    return [(what, new["cpu"], old["cpu"]),
             ("scorer alone: peak RSS GB (whole process)", got["harness"][1], got["main"][1]),
             (f"scorer alone: largest log-likelihood difference {diff:.1e}, greedy flags "
              f"{'identical' if same else 'DIFFER'}", "", "", "")]
