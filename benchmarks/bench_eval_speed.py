@@ -103,7 +103,7 @@ from lm_eval.tasks import TaskManager
 from harness.evaluate.backends.hf_scoring import ContinuationHFLM
 from harness.evaluate.plan import make_plan, task_configs
 torch.set_num_threads(int(sys.argv[3]))
-plan = make_plan("mmlu", "oll_v1", 3, None, sys.argv[2].split(","))
+plan = make_plan("mmlu", sys.argv[4], 3, None, sys.argv[2].split(","))
 reqs = []
 for task in TaskManager(include_defaults=False).load(task_configs(plan))["tasks"].values():
     task.build_all_requests(limit=3, rank=0, world_size=1)
@@ -115,22 +115,28 @@ print(json.dumps({"cpu": time.process_time() - start, "answers": answers}))
 """
 
 
-def scorer_rows(folder: Path, threads: int, ref: str, tmp: Path) -> list[tuple]:
-    """The scorer alone (ContinuationHFLM.loglikelihood on SCORER_TASKS), this tree's against `ref`'s."""
+def scorer_rows(folder: Path, threads: int, ref: str, tmp: Path, zero_shot: bool = False) -> list[tuple]:
+    """The scorer alone (ContinuationHFLM.loglikelihood on SCORER_TASKS, 5-shot or 0-shot), this tree's against
+    `ref`'s."""
     got = {}
-    (tmp / "scorer-ref").mkdir()
-    for side, code in (("harness", REPO), ("main", old_code(ref, tmp / "scorer-ref"))):
-        cmd = [PY, "-c", SCORER, str(folder), ",".join(SCORER_TASKS), str(threads)]
+    ref_code = tmp / "scorer-ref"
+    if not ref_code.exists():
+        ref_code.mkdir()
+        old_code(ref, ref_code)
+    split, tasks = ("test", [t.replace("5shot_", "") for t in SCORER_TASKS]) if zero_shot else ("oll_v1", SCORER_TASKS)
+    for side, code in (("harness", REPO), ("main", ref_code)):
+        cmd = [PY, "-c", SCORER, str(folder), ",".join(tasks), str(threads), split]
         _, _, rss, out = run_out(cmd, code, tmp / f"scorer-{side}", threads)
         got[side] = (json.loads(next(line for line in out.splitlines() if line.startswith('{"cpu"'))), rss)
     new, old = got["harness"][0], got["main"][0]
     diff = max(abs(a[0] - b[0]) for a, b in zip(new["answers"], old["answers"], strict=True))
     same = all(a[1] == b[1] for a, b in zip(new["answers"], old["answers"], strict=True))
     n = len(new["answers"])
-    what = f"scorer alone, {len(SCORER_TASKS)} subjects 5-shot ({n} requests), CPU s (peer: {ref}'s scorer)"
+    shots = "0-shot" if zero_shot else "5-shot"
+    what = f"scorer alone, {len(tasks)} subjects {shots} ({n} requests), CPU s (peer: {ref}'s scorer)"
     return [(what, new["cpu"], old["cpu"]),
-            ("scorer alone: peak RSS GB (whole process)", got["harness"][1], got["main"][1]),
-            (f"scorer alone: largest log-likelihood difference {diff:.1e}, greedy flags "
+            (f"scorer alone {shots}: peak RSS GB (whole process)", got["harness"][1], got["main"][1]),
+            (f"scorer alone {shots}: largest log-likelihood difference {diff:.1e}, greedy flags "
              f"{'identical' if same else 'DIFFER'}", "", "", "")]
 
 
@@ -179,6 +185,7 @@ def main() -> None:
     ap.add_argument("--real", type=Path, help="the SmolLM2 folder (tests/factories.py real_model_cache)")
     ap.add_argument("--real-peer", action="store_true", help="also run lm-eval's own CLI on it (slow)")
     ap.add_argument("--scorer-ref", default="dbe08f7", help="--real: the commit whose scorer is the peer")
+    ap.add_argument("--scorer-only", action="store_true", help="--real: only the scorer rows (0-shot and 5-shot)")
     ap.add_argument("--skip-zoo", action="store_true")
     args = ap.parse_args()
     print(machine(args.threads))
@@ -188,7 +195,9 @@ def main() -> None:
             rows += zoo_rows(args.zoo, args.limit, args.threads, old_code(args.old_ref, Path(tmp)), Path(tmp))
         if args.real:
             rows += scorer_rows(args.real, args.threads, args.scorer_ref, Path(tmp))
-            rows += real_rows(args.real, args.threads, args.real_peer, Path(tmp))
+            rows += scorer_rows(args.real, args.threads, args.scorer_ref, Path(tmp), zero_shot=True)
+            if not args.scorer_only:
+                rows += real_rows(args.real, args.threads, args.real_peer, Path(tmp))
     show(rows)
 
 
