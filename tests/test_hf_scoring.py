@@ -67,14 +67,15 @@ def assert_same(ours: list, theirs: list, rel: float = 0.0) -> None:
             assert a[1] == b[1], (i, a, b)
 
 
-def few_shot_requests(n: int = 4) -> list:
-    """n questions after one few-shot prompt, each with one-token answers: what prefix reuse is for."""
+def few_shot_requests(n: int = 4, answers: tuple[str, ...] = (" 1", " 3", " 5", " 9")) -> list:
+    """n questions after one few-shot prompt (and one question alone), each with the same answers: what prefix
+    reuse is for."""
     from lm_eval.api.instance import Instance
 
     shots = "".join(f"Question: what is {a} + {b}?\nAnswer: {a + b}\n\n" for a, b in [(2, 2), (3, 5), (1, 7), (4, 4)])
     contexts = [f"{shots}Question: what is {k} + {k + 1}?\nAnswer:" for k in range(n)] + ["Question: alone\nAnswer:"]
     return [Instance("loglikelihood", {}, (c, a), i) for i, (c, a) in enumerate(
-        (c, a) for c in contexts for a in (" 1", " 3", " 5", " 9"))]
+        (c, a) for c in contexts for a in answers)]
 
 
 def shared_groups(lm, reqs: list) -> list:
@@ -94,6 +95,10 @@ def check_model(folder: Path, mmlu: tuple[str, ...], limit: int, shots: tuple[st
     assert len(shared_groups(ours, shot_reqs)) == max(1, len(shots))  # one shared prompt per subject
     got = ours.loglikelihood(shot_reqs, disable_tqdm=True)
     assert_same(got, lm_eval_lm.loglikelihood(shot_reqs, disable_tqdm=True), 2e-6)
+    long_reqs = few_shot_requests(3, (" 12 apples", " nine, obviously", " 7"))  # a shared prefix, then a KV cache
+    assert max(len(ours.tok_encode(r.args[1])) for r in long_reqs) > 2 and len(shared_groups(ours, long_reqs)) == 1
+    got = ours.loglikelihood(long_reqs, disable_tqdm=True)
+    assert_same(got, lm_eval_lm.loglikelihood(long_reqs, disable_tqdm=True), 2e-6)
     ll, rolling = free_requests()
     assert max(len(ours.tok_encode(r.args[1])) for r in ll) > 3  # answers of several tokens: the KV-cache path
     assert_same(ours.loglikelihood(ll, disable_tqdm=True), lm_eval_lm.loglikelihood(ll, disable_tqdm=True), 2e-6)

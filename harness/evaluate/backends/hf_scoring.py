@@ -11,8 +11,9 @@ mmlu batch of a SmolLM2: 18.8 GB peak), and keeps only the continuation's positi
 - contexts that begin with the same long run of tokens (a few-shot prompt: mmlu's 5 dev examples are the same for
   every question of a subject) run that shared prefix once with a KV cache; their own remainders then run on top
   of copies of it, right-padded, in bounded batches (`prefix_groups`, `Scorer.shared_last_logprobs`);
-- longer continuations: the context runs once with a KV cache, then all its continuations run on top of it,
-  right-padded, in chunks of positions;
+- longer continuations: the context runs once with a KV cache (after a copy of the cache of a prefix it shares
+  with other contexts, as below), then all its continuations run on top of it, right-padded, in chunks of
+  positions;
 - a forward never holds more than `TOKENS_PER_FORWARD` padded tokens or `LOGITS_PER_FORWARD` head outputs, so the
   memory is bounded by construction, whatever the batch size asked for (which still caps the rows).
 
@@ -93,15 +94,24 @@ class Scorer:
             for i in groups[single[k]]:
                 answers[i] = _answer(logprobs[None], requests[i][2])
                 report(i, answers[i])
-        for ctx in sorted(set(groups) - set(single), key=len, reverse=True):
-            shared = self.group_answers(list(ctx), [requests[i][2] for i in groups[ctx]])
-            if shared is None:
+        longer = sorted(set(groups) - set(single), key=len, reverse=True)
+        for ctx, got in self.longer_answers(longer, [[requests[i][2] for i in groups[c]] for c in longer]):
+            if got is None:
                 fallback += groups[ctx]
                 continue
-            for i, answer in zip(groups[ctx], shared, strict=True):
+            for i, answer in zip(groups[ctx], got, strict=True):
                 answers[i] = answer
                 report(i, answer)
         return answers
+
+    def longer_answers(self, contexts: list[tuple[int, ...]], conts: list[list[list[int]]]) \
+            -> Iterator[tuple[tuple[int, ...], list[Answer] | None]]:
+        """(context, `group_answers` of its continuations); contexts sharing a long prefix start from its cache."""
+        prefixed, alone = prefix_groups(contexts)
+        for shared, members in [*prefixed, *((0, [k]) for k in alone)]:
+            base = self._prefix_cache(contexts[members[0]][:shared]) if shared else None
+            for k in members:
+                yield contexts[k], self.group_answers(list(contexts[k]), conts[k], base)
 
     def _forward(self, ids: torch.Tensor, keep: int | torch.Tensor, cache: Any = None, use_cache: bool = False) -> Any:
         with torch.no_grad(), torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype,
@@ -161,11 +171,13 @@ class Scorer:
             for r, k in enumerate(batch):
                 yield members[k], self._log_softmax(logits[r, keep.index(ends[r])])
 
-    def group_answers(self, context: list[int], conts: list[list[int]]) -> list[Answer] | None:
-        """One context, its continuations on top of its KV cache (the context runs once). None when the model's
-        own cache cannot be shared across rows (a custom cache class): lm-eval's path then."""
-        ctx = torch.tensor([context], device=self.device)
-        out = self._forward(ctx, 1, use_cache=True)
+    def group_answers(self, context: list[int], conts: list[list[int]], base: Any = None) -> list[Answer] | None:
+        """One context, its continuations on top of its KV cache (the context runs once; after a copy of `base`,
+        the cache of a prefix it shares with others, when given). None when the model's own cache cannot be
+        shared across rows (a custom cache class): lm-eval's path then."""
+        start = 0 if base is None else base.get_seq_length()
+        ctx = torch.tensor([context[start:]], device=self.device)
+        out = self._forward(ctx, 1, None if base is None else copy.deepcopy(base), use_cache=True)
         cache = out.past_key_values
         if not hasattr(cache, "batch_repeat_interleave"):
             return None
