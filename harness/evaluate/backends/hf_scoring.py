@@ -8,8 +8,12 @@ mmlu batch of a SmolLM2: 18.8 GB peak), and keeps only the continuation's positi
 - the head is applied only where a continuation is scored (`logits_to_keep`, the model's own head code);
 - continuations of one token (multiple choice with letters): the contexts of many groups share one right-padded
   forward (no attention mask, as lm-eval's), and each row's last position is read;
-- longer continuations: the context runs once with a KV cache, then all its continuations run on top of it,
-  right-padded, in chunks of positions;
+- contexts that begin with the same long run of tokens (a few-shot prompt: mmlu's 5 dev examples are the same for
+  every question of a subject) run that shared prefix once with a KV cache; their own remainders then run on top
+  of copies of it, right-padded, in bounded batches (`prefix_groups`, `Scorer.shared_last_logprobs`);
+- longer continuations: the context runs once with a KV cache (after a copy of the cache of a prefix it shares
+  with other contexts, as below), then all its continuations run on top of it, right-padded, in chunks of
+  positions;
 - a forward never holds more than `TOKENS_PER_FORWARD` padded tokens or `LOGITS_PER_FORWARD` head outputs, so the
   memory is bounded by construction, whatever the batch size asked for (which still caps the rows).
 
@@ -21,6 +25,7 @@ within the spread lm-eval shows against itself across batch sizes, identical gre
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -33,6 +38,9 @@ Request = tuple[Any, list[int], list[int]]  # (cache key, context tokens, contin
 Answer = tuple[float, bool]
 TOKENS_PER_FORWARD = 4096  # padded tokens in one forward
 LOGITS_PER_FORWARD = 2**24  # head outputs (positions x vocabulary) in one forward: 64 MB of float32
+CACHED_TOKENS = 2 * TOKENS_PER_FORWARD  # rows x (shared prefix + remainder) attended in one forward on a prefix
+MIN_SHARED = 64  # contexts share a prefix run once only from this many tokens, and only when it is as long as the
+# rest on average (a 0-shot mmlu description, ~20 tokens before a question, is not shared; a 5-shot prompt is)
 
 
 class ContinuationHFLM(HFLM):
@@ -82,19 +90,28 @@ class Scorer:
         answers: dict[int, Answer] = {}
         single = [c for c, idx in groups.items() if all(len(requests[i][2]) == 1 for i in idx)]
         report = done or (lambda i, a: None)
-        for k, logprobs in self.last_logprobs(single):
+        for k, logprobs in self.shared_last_logprobs(single):
             for i in groups[single[k]]:
                 answers[i] = _answer(logprobs[None], requests[i][2])
                 report(i, answers[i])
-        for ctx in sorted(set(groups) - set(single), key=len, reverse=True):
-            shared = self.group_answers(list(ctx), [requests[i][2] for i in groups[ctx]])
-            if shared is None:
+        longer = sorted(set(groups) - set(single), key=len, reverse=True)
+        for ctx, got in self.longer_answers(longer, [[requests[i][2] for i in groups[c]] for c in longer]):
+            if got is None:
                 fallback += groups[ctx]
                 continue
-            for i, answer in zip(groups[ctx], shared, strict=True):
+            for i, answer in zip(groups[ctx], got, strict=True):
                 answers[i] = answer
                 report(i, answer)
         return answers
+
+    def longer_answers(self, contexts: list[tuple[int, ...]], conts: list[list[list[int]]]) \
+            -> Iterator[tuple[tuple[int, ...], list[Answer] | None]]:
+        """(context, `group_answers` of its continuations); contexts sharing a long prefix start from its cache."""
+        prefixed, alone = prefix_groups(contexts)
+        for shared, members in [*prefixed, *((0, [k]) for k in alone)]:
+            base = self._prefix_cache(contexts[members[0]][:shared]) if shared else None
+            for k in members:
+                yield contexts[k], self.group_answers(list(contexts[k]), conts[k], base)
 
     def _forward(self, ids: torch.Tensor, keep: int | torch.Tensor, cache: Any = None, use_cache: bool = False) -> Any:
         with torch.no_grad(), torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype,
@@ -118,11 +135,49 @@ class Scorer:
             for r, i in enumerate(batch):
                 yield i, self._log_softmax(logits[r, keep.index(ends[r])])
 
-    def group_answers(self, context: list[int], conts: list[list[int]]) -> list[Answer] | None:
-        """One context, its continuations on top of its KV cache (the context runs once). None when the model's
-        own cache cannot be shared across rows (a custom cache class): lm-eval's path then."""
-        ctx = torch.tensor([context], device=self.device)
-        out = self._forward(ctx, 1, use_cache=True)
+    def shared_last_logprobs(self, contexts: list[tuple[int, ...]]) -> Iterator[tuple[int, torch.Tensor]]:
+        """As `last_logprobs`; contexts sharing a long prefix run it once (KV cache), then their remainders."""
+        groups, alone = prefix_groups(contexts)
+        for shared, members in groups:
+            cache = self._prefix_cache(contexts[members[0]][:shared])
+            if cache is None:  # the model's own cache cannot be repeated across rows
+                alone += members
+                continue
+            yield from self._on_prefix(cache, [contexts[i][shared:] for i in members], members)
+        for k, logprobs in self.last_logprobs([contexts[i] for i in alone]):
+            yield alone[k], logprobs
+
+    def _prefix_cache(self, prefix: tuple[int, ...]) -> Any:
+        cache = self._forward(torch.tensor([prefix], device=self.device), 1, use_cache=True).past_key_values
+        return cache if hasattr(cache, "batch_repeat_interleave") else None
+
+    def _on_prefix(self, cache: Any, rests: list[tuple[int, ...]], members: list[int]) \
+            -> Iterator[tuple[int, torch.Tensor]]:
+        """(members[k], log-probabilities after the prefix + rests[k]): rests right-padded on copies of the cache."""
+        order = sorted(range(len(rests)), key=lambda k: -len(rests[k]))
+        shared = cache.get_seq_length()
+        rows = max(1, min(self.max_rows, CACHED_TOKENS // (shared + len(rests[order[0]]))))
+        for batch in _batches(order, [len(r) for r in rests], rows):
+            ids = torch.zeros((len(batch), len(rests[batch[0]])), dtype=torch.long)
+            for r, k in enumerate(batch):
+                ids[r, : len(rests[k])] = torch.tensor(rests[k])
+            ends = [len(rests[k]) - 1 for k in batch]
+            keep = sorted(set(ends))
+            rows_cache = copy.deepcopy(cache)
+            rows_cache.batch_repeat_interleave(len(batch))
+            logits = self._forward(ids.to(self.device), torch.tensor(keep, device=self.device), rows_cache,
+                                   use_cache=True).logits
+            del rows_cache
+            for r, k in enumerate(batch):
+                yield members[k], self._log_softmax(logits[r, keep.index(ends[r])])
+
+    def group_answers(self, context: list[int], conts: list[list[int]], base: Any = None) -> list[Answer] | None:
+        """One context, its continuations on top of its KV cache (the context runs once; after a copy of `base`,
+        the cache of a prefix it shares with others, when given). None when the model's own cache cannot be
+        shared across rows (a custom cache class): lm-eval's path then."""
+        start = 0 if base is None else base.get_seq_length()
+        ctx = torch.tensor([context[start:]], device=self.device)
+        out = self._forward(ctx, 1, None if base is None else copy.deepcopy(base), use_cache=True)
         cache = out.past_key_values
         if not hasattr(cache, "batch_repeat_interleave"):
             return None
@@ -154,6 +209,51 @@ def _answer(logprobs: torch.Tensor, cont: list[int]) -> Answer:
     target = torch.tensor(cont, device=logprobs.device)
     greedy = bool((logprobs.argmax(-1) == target).all())
     return float(logprobs.gather(1, target[:, None]).sum()), greedy
+
+
+def prefix_groups(contexts: list[tuple[int, ...]]) -> tuple[list[tuple[int, list[int]]], list[int]]:
+    """([(shared prefix length, indices of the contexts that begin with it)], indices of the others). Sorted, the
+    contexts that share a prefix are neighbours: runs of neighbours sharing >= MIN_SHARED tokens (each keeping at
+    least one token of its own) are groups, a run split where its shortest link is when that saves more tokens; a
+    group whose prefix is shorter than what its members add on average is not worth a forward of its own."""
+    order = sorted(range(len(contexts)), key=lambda i: contexts[i])
+    links = [min(_common(contexts[i], contexts[j]), len(contexts[i]) - 1, len(contexts[j]) - 1)
+             for i, j in zip(order, order[1:], strict=False)]
+    groups: list[tuple[int, list[int]]] = []
+    alone: list[int] = []
+    runs, start = [], 0
+    for k in range(len(order)):
+        if k == len(links) or links[k] < MIN_SHARED:
+            runs.append((start, k + 1))
+            start = k + 1
+    while runs:
+        lo, hi = runs.pop()
+        if hi - lo == 1:
+            alone.append(order[lo])
+            continue
+        cut = min(range(lo, hi - 1), key=lambda k: links[k])
+        if _saved(links, lo, cut + 1) + _saved(links, cut + 1, hi) > _saved(links, lo, hi):
+            runs += [(lo, cut + 1), (cut + 1, hi)]
+        elif links[cut] * (hi - lo) >= sum(len(contexts[i]) - links[cut] for i in order[lo:hi]):
+            groups.append((links[cut], order[lo:hi]))
+        else:  # the prefix is shorter than what each adds on average (a 0-shot description): batched as they are
+            alone += order[lo:hi]
+    return groups, alone
+
+
+def _saved(links: list[int], lo: int, hi: int) -> int:
+    """Tokens not run again when order[lo:hi] share their common prefix (links[k]: between k and k + 1)."""
+    return (hi - lo - 1) * min(links[lo: hi - 1]) if hi - lo > 1 else 0
+
+
+def _common(a: tuple[int, ...], b: tuple[int, ...]) -> int:
+    """The length of the longest common prefix of a and b."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def _batches(order: list[int], lengths: list[int], max_rows: int) -> Iterator[list[int]]:
