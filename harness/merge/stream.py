@@ -12,6 +12,9 @@ together and drops values after their last use). Two things kept a whole model r
 LazyTensorLoader, flushed after each read), and `SHARD_BYTES` caps the output shard, so the peak is a few tensors
 plus one shard whatever the model size. The output is byte for byte what `mergekit-yaml --out-shard-size
 SHARD_BYTES` writes (tests/test_merge_stream.py compares the files).
+
+`finite_writer` checks each output tensor for NaN/inf as mergekit hands it to its writer (in memory already),
+instead of reading the written folder back afterwards.
 """
 
 from __future__ import annotations
@@ -61,3 +64,25 @@ def bounded_loaders(config: Any, options: Any) -> Iterator[None]:
                 cache.loaders.pop(model, None)
             else:
                 cache.loaders[model] = loader
+
+
+@contextmanager
+def finite_writer(where: str) -> Iterator[None]:
+    """Make mergekit's writer refuse a tensor holding NaN/inf (HarnessError naming it, raised out of run_merge
+    before the shard is written), for the merges that run inside the block."""
+    import mergekit.io.tasks as tasks
+
+    from harness.merge.checks import check_finite
+
+    plain = tasks.TensorWriter
+
+    class FiniteWriter(plain):  # type: ignore[misc, valid-type]
+        def save_tensor(self, name: str, tensor: Any, clone: bool = False) -> None:
+            check_finite([(name, tensor)], where)
+            super().save_tensor(name, tensor, clone=clone)
+
+    tasks.TensorWriter = FiniteWriter
+    try:
+        yield
+    finally:
+        tasks.TensorWriter = plain
