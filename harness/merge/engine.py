@@ -241,12 +241,12 @@ def run_mergekit(plan: MergePlan, out: Path, *, device: str, allow_pickle: bool,
     from mergekit.merge import run_merge
 
     from harness.merge.rng import seeded
-    from harness.merge.stream import bounded_loaders, finite_writer
+    from harness.merge.stream import bounded_loaders, finite_writer, reused_memory
 
     options = merge_options(plan.seed, device, allow_pickle).model_copy(update={"out_shard_size": shard_bytes})
     config = plan.config()
     try:
-        with seeded(plan.seed), bounded_loaders(config, options), finite_writer(where):
+        with seeded(plan.seed), bounded_loaders(config, options), finite_writer(where), reused_memory():
             run_merge(config, str(out), options=options)
     except (HarnessError, KeyboardInterrupt):
         raise
