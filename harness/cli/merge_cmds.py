@@ -46,7 +46,9 @@ def merge(
     if result.self_contained and name is None:  # the next `harness merge` of it is answered without the store
         from harness.cli.answers import remember_merge
 
-        remember_merge(recipe, out, seed, answer, {p.path: p.files_sig for p in result.parents})
+        with store.reading():  # no writer between this check and the store fingerprint the answer is kept with
+            if store.find_model(result.model_id) is not None:
+                remember_merge(recipe, out, seed, answer, {p.path: p.files_sig for p in result.parents})
 
 
 def fisher(
