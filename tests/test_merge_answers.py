@@ -84,3 +84,26 @@ def test_anything_changed_falls_through_to_the_store(zoo, results, tmp_path, cap
     assert "merged in" in run_cli("merge", recipe)[1]  # made again
     Path(recipe).write_text(Path(recipe).read_text() + "\n# another text, another key\n")
     assert not answer_merge(["merge", recipe])
+
+
+def test_answers_hang_only_on_fingerprinted_inputs(zoo, results, tmp_path):  # noqa: F811
+    """A merge of merges, or one naming a file in its parameters, depends on files the index does not fingerprint:
+    such answers are never remembered (a changed sub-recipe must be merged again)."""
+    import shutil
+
+    from harness.merge import load_recipe, plan_merge
+    from harness.merge.engine import self_contained
+    from harness.merge.resolve import Resolver
+
+    sub = write_recipe(tmp_path, "sub", recipes(zoo)["linear"])
+    top = write_recipe(tmp_path, "top", {"merge_method": "linear", "models": [
+        {"model": "sub.yaml", "parameters": {"weight": 0.5}},
+        {"model": str(zoo["m2"]), "parameters": {"weight": 0.5}}]})
+    shutil.copy(zoo["m0"] / "model.safetensors", tmp_path / "extra.safetensors")
+    with_file = recipes(zoo)["linear"]
+    with_file["models"][0]["parameters"]["mask"] = "extra.safetensors"
+    with_file = write_recipe(tmp_path, "with_file", with_file)
+    made_before = Resolver(materialize=lambda path: (str(zoo["m1"]), "0" * 64))  # the sub-merge's folder and id
+    assert self_contained(plan_merge(load_recipe(sub), Resolver()))
+    assert not self_contained(plan_merge(load_recipe(top), made_before))
+    assert not self_contained(plan_merge(load_recipe(with_file), Resolver()))

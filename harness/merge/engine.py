@@ -40,7 +40,6 @@ class MergeResult:
     seconds: float
     self_contained: bool = False  # depends only on the recipe's text, the parents' folders and the store
 
-
     def as_json(self) -> dict[str, Any]:
         return {"model_id": self.model_id, "path": str(self.path), "recipe_id": self.recipe_id,
                 "cached": self.cached, "seconds": round(self.seconds, 3),
