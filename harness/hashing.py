@@ -13,7 +13,7 @@ MODEL_FILE_NAMES = (
     "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
     "special_tokens_map.json", "tokenizer.model", "vocab.json", "merges.txt", "chat_template.jinja",
 )
-CHUNK = 8 << 20
+CHUNK = 1 << 20  # fits the CPU's cache between read() and sha256: 0.72-0.84 CPU s per GB here, 8 MiB 0.77-0.86
 
 
 def sha256_file(path: Path, h: Any | None = None) -> Any:

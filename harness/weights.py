@@ -71,9 +71,11 @@ def nonfinite(tensors: Iterable[tuple[str, Any]]) -> tuple[str, int] | None:
 
     for name, t in tensors:
         if t.is_floating_point():
-            # NaN and inf survive a sum, so a finite sum clears the tensor at a third of isfinite's cost; only a
-            # non-finite sum (a bad value, or finite values overflowing float32) is looked at element by element
-            if t.numel() and bool(torch.isfinite(t.sum(dtype=torch.float32))):
+            # NaN and inf survive a sum, so a finite sum clears the tensor; only a non-finite sum (a bad value, or
+            # finite values overflowing the dtype) is looked at element by element. The sum stays in the tensor's
+            # own dtype: sum(dtype=float32) first copies a bfloat16 tensor to float32 (2.3 CPU s for a 1 GB merge
+            # here, against 0.4 s)
+            if t.numel() and bool(torch.isfinite(t.sum())):
                 continue
             ok = torch.isfinite(t)
             if not bool(ok.all()):

@@ -191,3 +191,21 @@ def test_disk_full_on_a_small_tmpfs(zoo, store, results, tmp_path):
         assert store.list_models("merge") == []
     finally:
         subprocess.run(["umount", str(small)], check=False)
+
+
+def test_nonfinite_sums_in_the_tensors_own_dtype_and_still_finds_every_bad_value():
+    """The finite check sums each tensor in its own dtype (no float32 copy); a sum that overflows the dtype while
+    every value is finite is looked at element by element and passes; one NaN or inf anywhere is found and counted."""
+    import torch
+
+    from harness.weights import nonfinite
+
+    for dtype in (torch.bfloat16, torch.float16, torch.float32):
+        big = torch.full((4096,), torch.finfo(dtype).max / 2, dtype=dtype)  # finite values whose sum overflows
+        assert bool(torch.isinf(big.sum()))
+        assert nonfinite([("big", big), ("empty", torch.empty(0, dtype=dtype))]) is None
+        for bad in (float("nan"), float("inf"), float("-inf")):
+            t = torch.randn(3, 1000).to(dtype)
+            t[2, 999] = bad
+            t[0, 5] = bad
+            assert nonfinite([("ok", torch.ones(3, dtype=dtype)), ("w", t)]) == ("w", 2)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from harness.cli.output import print_json
+from harness.cli.answers import print_answer
 
 
 def register(app: typer.Typer) -> None:
@@ -41,13 +41,14 @@ def merge(
         from harness.merge.record import record_selection
 
         record_selection(store, result.model_id, selected_on, note=f"harness merge {recipe}")
-    if as_json:
-        print_json(result.as_json())
-        return
-    state = "cached" if result.cached else f"merged in {result.seconds:.1f}s"
-    typer.echo(f"{result.model_id[:12]} {state}: {result.path}")
-    for p in result.parents:
-        typer.echo(f"  {p.role:<6} {p.name or p.path} ({p.model_id[:12]})")
+    answer = result.as_json()
+    print_answer(answer, "cached" if result.cached else f"merged in {result.seconds:.1f}s", as_json)
+    if result.self_contained and name is None:  # the next `harness merge` of it is answered without the store
+        from harness.cli.answers import remember_merge
+
+        with store.reading():  # no writer between this check and the store fingerprint the answer is kept with
+            if store.find_model(result.model_id) is not None:
+                remember_merge(recipe, out, seed, answer, {p.path: p.files_sig for p in result.parents})
 
 
 def fisher(

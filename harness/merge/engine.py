@@ -38,6 +38,7 @@ class MergeResult:
     recipe_id: str
     cached: bool
     seconds: float
+    self_contained: bool = False  # depends only on the recipe's text, the parents' folders and the store
 
     def as_json(self) -> dict[str, Any]:
         return {"model_id": self.model_id, "path": str(self.path), "recipe_id": self.recipe_id,
@@ -78,7 +79,8 @@ def merge_to_folder(
     final = Path(out).resolve() if out else merges_dir() / plan.model_id
     hit = cached_folder(store, plan, final, name, stored)
     if hit is not None:
-        return MergeResult(plan.model_id, hit, plan.parents, plan.recipe_id, True, time.perf_counter() - t0)
+        return MergeResult(plan.model_id, hit, plan.parents, plan.recipe_id, True, time.perf_counter() - t0,
+                           self_contained(plan))
     from harness.merge.checks import check_inputs
 
     plan.validate()
@@ -86,17 +88,29 @@ def merge_to_folder(
     if final.exists() and any(final.iterdir()):
         raise HarnessError(f"{final} already exists and is not this merge", "pick another --out or remove it")
     with staging(final) as tmp:
-        run_mergekit(plan, tmp, device=device, allow_pickle=allow_pickle, shard_bytes=shard_bytes)
+        run_mergekit(plan, tmp, device=device, allow_pickle=allow_pickle, shard_bytes=shard_bytes,
+                     where=f"merge of {rec.path or 'recipe'}")
         from harness.merge.cards import write_card
-        from harness.merge.checks import check_finite
-        from harness.weights import folder_tensors
 
-        check_finite(folder_tensors(tmp), f"merge of {rec.path or 'recipe'}")
         write_card(tmp, plan, name)
     from harness.merge.record import record_merge
 
     record_merge(store, plan, final, name)
-    return MergeResult(plan.model_id, final, plan.parents, plan.recipe_id, False, time.perf_counter() - t0)
+    return MergeResult(plan.model_id, final, plan.parents, plan.recipe_id, False, time.perf_counter() - t0,
+                       self_contained(plan))
+
+
+def self_contained(plan: MergePlan) -> bool:
+    """True when the merge depends on nothing but its recipe's text, its parents' folders and the store: no
+    recipe file (a merge of merges) or GGUF file among its references, no file named in its parameters."""
+    import json
+
+    from harness.merge.recipe import is_recipe_file
+
+    if plan.recipe.extras.get("fisher") or "file:" in json.dumps(plan.normalised):
+        return False
+    return all(not p.ref.lower().endswith(".gguf") and is_recipe_file(p.ref, plan.recipe.base_dir) is None
+               for p in plan.parents)
 
 
 def _free(store: Store, name: str | None, model_id: str) -> str | None:
@@ -219,18 +233,19 @@ def disk_error(exc: BaseException, final: Path) -> HarnessError:
 
 
 def run_mergekit(plan: MergePlan, out: Path, *, device: str, allow_pickle: bool,
-                 shard_bytes: int = SHARD_BYTES) -> None:
+                 shard_bytes: int = SHARD_BYTES, where: str = "merge") -> None:
     """mergekit's own run_merge into `out`, seeded exactly as `mergekit-yaml --random-seed` seeds it, in bounded
-    memory (harness/merge/stream.py: inputs read a tensor at a time, output in shards of SHARD_BYTES)."""
+    memory (harness/merge/stream.py: inputs read a tensor at a time, output in shards of SHARD_BYTES), every
+    output tensor checked for NaN/inf as it is written (HarnessError naming `where`)."""
     from mergekit.merge import run_merge
 
     from harness.merge.rng import seeded
-    from harness.merge.stream import bounded_loaders
+    from harness.merge.stream import bounded_loaders, finite_writer, reused_memory
 
     options = merge_options(plan.seed, device, allow_pickle).model_copy(update={"out_shard_size": shard_bytes})
     config = plan.config()
     try:
-        with seeded(plan.seed), bounded_loaders(config, options):
+        with seeded(plan.seed), bounded_loaders(config, options), finite_writer(where), reused_memory():
             run_merge(config, str(out), options=options)
     except (HarnessError, KeyboardInterrupt):
         raise

@@ -15,7 +15,12 @@ if TYPE_CHECKING:
 
 
 def record_merge(store: Store, plan: MergePlan, folder: Path, name: str | None) -> None:
-    """Parents (as sources if new), the recipe, the merged model and one edge per parent."""
+    """Parents (as sources if new), the recipe, the merged model and one edge per parent: one transaction."""
+    with store.writing():
+        _record_merge(store, plan, folder, name)
+
+
+def _record_merge(store: Store, plan: MergePlan, folder: Path, name: str | None) -> None:
     from harness.merge.checks import safetensors_shapes
     from harness.store import LineageEdge, ModelRecord
 

@@ -53,6 +53,10 @@ class Store(ModelsMixin, RunsMixin, ChecksMixin):
         """Several store calls in one read-only snapshot and one connection: `with store.reading(): ...`."""
         return self.db.read()
 
+    def writing(self):  # noqa: ANN201 (a context manager)
+        """Several store calls in one transaction and one connection: `with store.writing(): ...` (all or none)."""
+        return self.db.write()
+
     def schema_version(self) -> int:
         with self.db.read() as con:
             return int(con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
