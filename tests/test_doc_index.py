@@ -124,6 +124,9 @@ def test_pairing_reads_the_index_and_equals_the_query_over_samples(written: Path
     assert (by.loc[[0, 10], "clusters"] < by.loc[[0, 10], "n"]).all()  # map A: two twin items per p1 seed
     assert by.loc[20, "n"] < by.loc[50, "n"]  # pub-2 has no p2; tw-5 scored more documents than tw-2
     assert (by["n_b_all"] > 0).sum() == 2 * MODELS and by["se"].notna().sum() >= MODELS
+    aligned = pairs[pairs["map_key"] == "B"]  # one twin item per seed: each item is its own cluster
+    _same(mapped_diffs(Store(written), aligned, maps[maps["map_key"] == "B"], tasks),
+          _reference(written, aligned, maps[maps["map_key"] == "B"], tasks))
 
 
 def test_max_docs_reads_the_index(written: Path) -> None:

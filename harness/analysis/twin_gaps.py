@@ -88,6 +88,7 @@ def twin_gaps(store: Store, data: Data) -> pd.DataFrame:
         return g[GAP_COLUMNS]
     maps, tasks, keys, fits, wholes = [], [], {}, [], []
     tops = max_docs(store, sorted(set(mapped["run_a"]) | set(mapped["run_b"])))
+    tops = tops.astype({"run_id": object, "task": object})  # looked up by value below: hashing, not Arrow scans
     for suite, kind in mapped[["suite", "kind"]].drop_duplicates().itertuples(index=False):
         tm = twin_map(data, suite, kind, data.twins[suite][kind])
         keys[(suite, kind)] = key = f"{suite}|{kind}"
@@ -135,7 +136,8 @@ def _runs_fit(tm: TwinMap, rows: pd.DataFrame, tops: pd.DataFrame) -> pd.Series:
         n = tops["task"].map(sizes)
         return tops.loc[n.notna() & (tops["top"] >= n), "run_id"]
 
-    fit = ~rows["run_a"].isin(beyond(tm.public_sizes)) & ~rows["run_b"].isin(beyond(tm.twin_sizes))
+    fit = (~rows["run_a"].astype(object).isin(beyond(tm.public_sizes))
+           & ~rows["run_b"].astype(object).isin(beyond(tm.twin_sizes)))
     return pd.Series(fit.to_numpy(dtype=bool), index=rows.index, dtype=bool)
 
 
@@ -145,4 +147,4 @@ def _covers_public(tm: TwinMap, rows: pd.DataFrame, tops: pd.DataFrame) -> pd.Se
     import pandas as pd
 
     other = tops.loc[~tops["task"].isin(list(tm.public_sizes)), "run_id"]
-    return pd.Series(~rows["run_a"].isin(other).to_numpy(dtype=bool), index=rows.index, dtype=bool)
+    return pd.Series(~rows["run_a"].astype(object).isin(other).to_numpy(dtype=bool), index=rows.index, dtype=bool)

@@ -138,7 +138,11 @@ def _pair_stats(con: duckdb.DuckDBPyConnection, maps: MapIndex, public: PublicSc
         r = maps.rows(d["key"], d["doc_id"])
         i, b, r = d["i"][r >= 0], d["score"][r >= 0], r[r >= 0]
         a, ok = public.get(i, maps.pk[r], maps.public_doc[r])
-        seeds.append(_seed_sums(i[ok] * maps.n_seeds + maps.seed[r][ok], a[ok], b[ok]))
+        key, a, b = i[ok] * maps.n_seeds + maps.seed[r][ok], a[ok], b[ok]
+        if maps.n_seeds == len(maps.seed):  # one twin item per seed (an aligned map): each item is its seed
+            seeds.append((key, np.ones(len(key)), a - b, a, b))
+        else:
+            seeds.append(_seed_sums(key, a, b))
     key, k, s, sa, sb = (np.concatenate([x[j] for x in seeds]) for j in range(5))
     i = key // maps.n_seeds
     n = np.bincount(i, weights=k, minlength=n_pairs)
