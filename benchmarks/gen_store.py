@@ -270,6 +270,7 @@ FROM scores WHERE run_id IN (SELECT run_id FROM gen_runs) GROUP BY run_id, metri
 
 def write(path: Path, fr: dict[str, pd.DataFrame], n_docs: int, evolve: tuple | None, indexes: bool) -> None:
     from harness.store import Store
+    from harness.store.doc_index import index_all
 
     store = Store(path)
     store.init()
@@ -293,6 +294,7 @@ def write(path: Path, fr: dict[str, pd.DataFrame], n_docs: int, evolve: tuple | 
                     "'{\"tier\": \"synthetic\"}', 0, 'complete', current_timestamp, current_timestamp "
                     "FROM gen_runs")
         con.execute(SAMPLES_SQL, [n_docs])
+        index_all(con)  # the per-document index Store.finish_run writes with a run's samples
         con.execute(SCORES_SQL)
         con.execute(AGGREGATE_SQL)
         if evolve is not None:

@@ -15,6 +15,7 @@ from harness.analysis.evidence import gather
 from harness.analysis.lineage import Graph
 from harness.analysis.overfit import THRESHOLDS, analyse, bh_reject, confusion
 from harness.store import Store
+from harness.store.doc_index import rebuild
 from harness.store.frames import edges
 
 REPO = Path(__file__).resolve().parent.parent
@@ -166,6 +167,7 @@ def test_over_searched_evolve_run_is_flagged_from_its_own_records(flags, tmp_pat
         con.execute("DELETE FROM samples WHERE run_id IN (SELECT run_id FROM runs WHERE model_id = ?)", [best])
         con.execute("DELETE FROM scores WHERE run_id IN (SELECT run_id FROM runs WHERE model_id = ?)", [best])
         con.execute("DELETE FROM runs WHERE model_id = ?", [best])
+        rebuild(con)  # samples changed by hand: their per-document index too
     (only,) = [g for g in analyse(store, twins=mapped_twins(path, 100)) if g.model == "evo-best"
                and g.signal == "twin_gap"]
     assert only.evidence["source"] == "evolve" and only.suite == "zoo_math" and only.severity == "high"

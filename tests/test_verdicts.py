@@ -14,6 +14,7 @@ from harness.analysis.evidence import gather
 from harness.analysis.overfit import THRESHOLDS, analyse_data
 from harness.analysis.verdicts import coverage, headline, robust_reference, twin_tests
 from harness.store import Store
+from harness.store.doc_index import rebuild
 
 
 def test_robust_reference_recovers_the_spread_and_ignores_a_few_contaminated() -> None:
@@ -58,6 +59,7 @@ def test_too_few_references_is_not_calibrated_never_flagged_except_aligned(store
                     "'heldout') AND NOT list_contains(?, model_id))", [keep])
         con.execute("DELETE FROM runs WHERE split IN ('twin', 'heldout') AND NOT list_contains(?, model_id)", [keep])
         con.execute("DELETE FROM evolve_candidates")
+        rebuild(con)  # samples changed by hand: their per-document index too
     data = gather(Store(few), twins=TWINS)  # independent twins: a natural gap is unknown with <= 3 references
     tests = twin_tests(data, THRESHOLDS)
     assert tests and not any(x.ref.calibrated for x in tests) and not any(x.flagged for x in tests)

@@ -88,6 +88,7 @@ def twin_gaps(store: Store, data: Data) -> pd.DataFrame:
         return g[GAP_COLUMNS]
     maps, tasks, keys, fits, wholes = [], [], {}, [], []
     tops = max_docs(store, sorted(set(mapped["run_a"]) | set(mapped["run_b"])))
+    tops = tops.astype({"run_id": object, "task": object})  # looked up by value below: hashing, not Arrow scans
     for suite, kind in mapped[["suite", "kind"]].drop_duplicates().itertuples(index=False):
         tm = twin_map(data, suite, kind, data.twins[suite][kind])
         keys[(suite, kind)] = key = f"{suite}|{kind}"
@@ -131,13 +132,13 @@ def _runs_fit(tm: TwinMap, rows: pd.DataFrame, tops: pd.DataFrame) -> pd.Series:
     same name): its gap is not paired (it falls back to unpaired) rather than paired wrongly."""
     import pandas as pd
 
-    top = {(r, t): int(v) for r, t, v in tops[["run_id", "task", "top"]].itertuples(index=False)}
+    def beyond(sizes: dict[str, int]) -> pd.Series:  # the runs with a document at or past a task's size
+        n = tops["task"].map(sizes)
+        return tops.loc[n.notna() & (tops["top"] >= n), "run_id"]
 
-    def fits(run: str, sizes: dict[str, int]) -> bool:
-        return all(top.get((run, task), -1) < n for task, n in sizes.items())
-
-    return pd.Series([fits(a, tm.public_sizes) and fits(b, tm.twin_sizes)
-                      for a, b in zip(rows["run_a"], rows["run_b"], strict=True)], index=rows.index, dtype=bool)
+    fit = (~rows["run_a"].astype(object).isin(beyond(tm.public_sizes))
+           & ~rows["run_b"].astype(object).isin(beyond(tm.twin_sizes)))
+    return pd.Series(fit.to_numpy(dtype=bool), index=rows.index, dtype=bool)
 
 
 def _covers_public(tm: TwinMap, rows: pd.DataFrame, tops: pd.DataFrame) -> pd.Series:
@@ -145,8 +146,5 @@ def _covers_public(tm: TwinMap, rows: pd.DataFrame, tops: pd.DataFrame) -> pd.Se
     score is not the score of the mapped tasks, and only a paired gap compares like with like)."""
     import pandas as pd
 
-    scored: dict[str, set[str]] = {}
-    for run, task in tops[["run_id", "task"]].itertuples(index=False):
-        scored.setdefault(run, set()).add(task)
-    return pd.Series([scored.get(a, set()) <= set(tm.public_sizes) for a in rows["run_a"]], index=rows.index,
-                     dtype=bool)
+    other = tops.loc[~tops["task"].isin(list(tm.public_sizes)), "run_id"]
+    return pd.Series(~rows["run_a"].astype(object).isin(other).to_numpy(dtype=bool), index=rows.index, dtype=bool)

@@ -63,7 +63,8 @@ def schema_version(con: duckdb.DuckDBPyConnection, path: Path) -> int:
         return 0
     if "meta" not in tables:
         raise HarnessError(f"{path} is a DuckDB database but not a harness store", FIX_FOREIGN)
-    row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    rows = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()  # no result left open
+    row = rows[0] if rows else None
     if row is None:
         raise HarnessError(f"{path} has a meta table but no schema version", FIX_FOREIGN)
     return int(row[0])
@@ -79,11 +80,15 @@ def migrate(con: duckdb.DuckDBPyConnection, path: Path) -> int:
         )
     if found == SCHEMA_VERSION:
         return found
+    con.execute("SET enable_progress_bar = false")  # a back-fill takes seconds: no bar on stdout, where --json goes
     con.execute("BEGIN TRANSACTION")
     try:
         for statements in MIGRATIONS[found:]:
-            for sql in statements:
-                con.execute(sql)
+            for step in statements:
+                if callable(step):
+                    step(con)
+                else:
+                    con.execute(step)
         con.execute(
             "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
         )

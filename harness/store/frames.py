@@ -128,14 +128,18 @@ def suite_scores(store: Store | duckdb.DuckDBPyConnection, default_splits: dict[
 def metric_intervals(value: pd.Series, se: pd.Series, n: pd.Series, metric: pd.Series) -> tuple:
     """95% intervals inside each row's metric range ('exact_match,strict-match' is exact_match's; several metrics
     joined by '+' share a range only when each has it)."""
+    import numpy as np
+    import pandas as pd
+
     from harness.stats import bounded_intervals
 
-    bases = [{m.split(",", 1)[0] for m in str(name).split("+")} for name in metric]
+    codes, names = pd.factorize(pd.Series(metric, dtype=object).map(str))  # a few names: each is read once
+    bases = [{m.split(",", 1)[0] for m in name.split("+")} for name in names]
     ranges = [METRIC_RANGES.get(next(iter(b))) if len({METRIC_RANGES.get(x) for x in b}) == 1 else None
               for b in bases]
-    binary = [b <= set(BINARY_METRICS) for b in bases]
-    low = [r[0] if r else float("nan") for r in ranges]
-    high = [r[1] if r else float("nan") for r in ranges]
+    binary = np.array([b <= set(BINARY_METRICS) for b in bases] + [False])[codes]
+    low = np.array([r[0] if r else float("nan") for r in ranges] + [float("nan")])[codes]
+    high = np.array([r[1] if r else float("nan") for r in ranges] + [float("nan")])[codes]
     return bounded_intervals(value, se, n, binary, low, high)
 
 

@@ -15,6 +15,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
+from harness.store.doc_index import index_run
 from harness.store.records import RunRecord, Sample, Score
 
 if TYPE_CHECKING:
@@ -87,6 +88,7 @@ class RunsMixin:
                 con.register("incoming_samples", frame)
                 con.execute(f"INSERT INTO samples SELECT {', '.join(SAMPLE_COLS)} FROM incoming_samples")
                 con.unregister("incoming_samples")
+            index_run(con, run_id)  # the per-document index the twin pairing reads, in the same transaction
             con.execute(
                 "UPDATE runs SET status = 'complete', error = NULL, ended = current_timestamp WHERE run_id = ?",
                 [run_id],

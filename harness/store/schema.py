@@ -1,9 +1,19 @@
 """The store's schema as an ordered list of migrations. A database records the version it is at.
 
-Add a migration by appending to MIGRATIONS; never edit one that has shipped.
+Add a migration by appending to MIGRATIONS; never edit one that has shipped. A step is an SQL statement or a function
+of the connection (a back-fill written once, in harness/store/).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from harness.store.doc_index import DDL as DOC_INDEX_DDL
+from harness.store.doc_index import index_all
+
+if TYPE_CHECKING:
+    import duckdb
 
 V1 = [
     """CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)""",
@@ -146,9 +156,14 @@ V3 = [
        HAVING count(*) > 0""",
 ]
 
-MIGRATIONS: list[list[str]] = [V1, V2, V3]
+# v4: the per-document index of the samples (harness/store/doc_index.py: run_tasks, doc_scores), which the twin
+# pairing reads instead of every sample row; written by Store.finish_run with the samples, back-filled here once
+# (5 million samples: about 5 s).
+V4: list[str | Callable[[duckdb.DuckDBPyConnection], None]] = [*DOC_INDEX_DDL, index_all]
+
+MIGRATIONS: list[list[str | Callable[[duckdb.DuckDBPyConnection], None]]] = [V1, V2, V3, V4]
 SCHEMA_VERSION = len(MIGRATIONS)
 TABLES = (
     "meta", "models", "aliases", "recipes", "lineage", "runs", "scores", "samples",
-    "selections", "evolve_runs", "evolve_candidates", "checks",
+    "selections", "evolve_runs", "evolve_candidates", "checks", "run_tasks", "doc_scores",
 )

@@ -1,36 +1,189 @@
 """Paired public - twin differences through a twin map (harness/twinmaps.py): the one query that pairs twin items.
 
-    stats = mapped_diffs(store, pairs, maps)   # pairs: pid, run_a (public run), run_b (twin run), map_key
-                                               # maps: map_key, twin_task, twin_doc, public_task, public_doc
+    stats = mapped_diffs(store, pairs, maps, tasks)  # pairs: pid, run_a (public run), run_b (twin run), map_key
+                                                     # maps: map_key, twin_task, twin_doc, public_task, public_doc
+                                                     # tasks: map_key, twin_task (the map's twin tasks)
 
 Documents are matched only through the map: twin item (twin_task, twin_doc) of run_b against its public seed
 (public_task, public_doc) of run_a; a doc_id that happens to be equal on both sides means nothing. Each public
 seed is a cluster (gsm_plus makes 7 perturbations of one seed), so the stderr is cluster-robust over seeds.
+
+The per-document primary scores come from the store's per-document index (harness/store/doc_index.py), never from
+the per-sample rows: one read of the documents the maps name, laid out densely per (run, task) so that every mapped
+item is found by position, then sums per seed and per pair in numpy (docs/dashboard.md has the figures).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import duckdb
+    import numpy as np
     import pandas as pd
 
     from harness.store import Store
 
 COLUMNS = ["pid", "n", "clusters", "diff", "se", "mean_a", "mean_b", "n_b_all", "mean_b_all", "se_b_all"]
+CHUNK_ROWS = 2_000_000  # twin documents held at once, whatever the number of pairs
 
 
-def _primary_sql(runs: str) -> str:
-    from harness.store.frames import _METRIC_RANK  # moves to harness/store/views.py (issue 14)
+def _read(con: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame, sql: str, numpy: bool = False) -> Any:
+    """One query over `frame` registered as `name`: a DataFrame, or numpy arrays by column."""
+    con.register(name, frame)
+    try:
+        result = con.execute(sql)
+        return result.fetchnumpy() if numpy else result.df()
+    finally:
+        con.unregister(name)
 
-    return f"""
-        SELECT s.run_id, s.task, s.doc_id, avg(s.score) AS score
-        FROM samples s JOIN (  -- the primary metric of each (run, task), as the suite score picks it
-            SELECT run_id, task, arg_min(metric, ({_METRIC_RANK.replace('s.', '')}, metric)) AS metric
-            FROM (SELECT DISTINCT run_id, task, metric FROM samples
-                  WHERE run_id IN ({runs}) AND score IS NOT NULL) GROUP BY run_id, task
-        ) m USING (run_id, task, metric)
-        WHERE s.score IS NOT NULL GROUP BY ALL"""
+
+class MapIndex:
+    """Every map row (r) of every map, found from its twin side by position: per (map, twin task) `tk` a dense
+    array over the twin docs the map names; per (map, public task) `pk`; per (map, public task, public doc) a seed."""
+
+    def __init__(self, maps: pd.DataFrame) -> None:
+        import numpy as np
+        import pandas as pd
+
+        self.tk, twin_keys = pd.factorize(pd.MultiIndex.from_arrays([maps["map_key"], maps["twin_task"]]))
+        self.pk, public_keys = pd.factorize(pd.MultiIndex.from_arrays([maps["map_key"], maps["public_task"]]))
+        self.seed, seeds = pd.factorize(pd.MultiIndex.from_arrays(
+            [maps["map_key"], maps["public_task"], maps["public_doc"]]))
+        self.n_pk, self.n_seeds = len(public_keys), len(seeds)
+        self.public_doc = maps["public_doc"].to_numpy(dtype=np.int64)
+        twin_doc = maps["twin_doc"].to_numpy(dtype=np.int64)
+        self.twin = _ranges(twin_keys, self.tk, twin_doc)
+        self.public = _ranges(public_keys, self.pk, self.public_doc)
+        self.start = np.concatenate([[0], np.cumsum(self.twin["hi"] - self.twin["lo"] + 1)]).astype(np.int64)
+        self.row_of = np.full(int(self.start[-1]), -1, dtype=np.int64)
+        self.row_of[self.start[self.tk] + twin_doc - self.twin["lo"].to_numpy()[self.tk]] = np.arange(len(maps))
+
+    def rows(self, tk: np.ndarray, doc: np.ndarray) -> np.ndarray:
+        """The map row of each twin document (tk, doc) of the range its block was read with; -1 where unmapped."""
+        return self.row_of[self.start[tk] + doc - self.twin["lo"].to_numpy()[tk]]
+
+
+def _ranges(keys: pd.MultiIndex, code: np.ndarray, doc: np.ndarray) -> pd.DataFrame:
+    """Per key (map_key, task): its position, and the lowest and highest doc the map names in it."""
+    import numpy as np
+    import pandas as pd
+
+    lo = pd.Series(doc).groupby(code).min().to_numpy(dtype=np.int64)
+    hi = pd.Series(doc).groupby(code).max().to_numpy(dtype=np.int64)
+    return pd.DataFrame({"map_key": keys.get_level_values(0), "task": keys.get_level_values(1),
+                         "key": np.arange(len(keys)), "lo": lo, "hi": hi})
+
+
+def _blocks(pairs: pd.DataFrame, side: str, ranges: pd.DataFrame, keys: pd.DataFrame) -> pd.DataFrame:
+    """Per pair and task of its map on one side ('a' public, 'b' twin): the run's (run, task) key rt, the map's
+    doc range cut to the run's, and the run's number of scored documents there (pairs: i, a, b, map_key)."""
+    import numpy as np
+
+    out = pairs[["i", side, "map_key"]].merge(ranges, on="map_key").merge(
+        keys[["rt", "run", "task", "low_doc", "top_doc", "docs"]], left_on=[side, "task"], right_on=["run", "task"])
+    out["lo"] = np.maximum(out["lo"], out["low_doc"])
+    out["hi"] = np.minimum(out["hi"], out["top_doc"])
+    return out[out["lo"] <= out["hi"]].reset_index(drop=True)
+
+
+class PublicScores:
+    """The public runs' scores of the documents their pairs' maps name: one dense block per (pair, public task)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, blocks: pd.DataFrame, n_pk: int) -> None:
+        import numpy as np
+
+        blocks = blocks.assign(q=blocks["i"].to_numpy(dtype=np.int64) * n_pk + blocks["key"]).sort_values("q")
+        span = (blocks["hi"] - blocks["lo"] + 1).to_numpy(dtype=np.int64)
+        start = np.concatenate([[0], np.cumsum(span)]).astype(np.int64)
+        self.q, self.lo, self.hi = (blocks[c].to_numpy(dtype=np.int64) for c in ("q", "lo", "hi"))
+        self.base, self.n_pk = start[:-1] - self.lo, n_pk
+        docs = _read(con, "public_in", blocks[["rt", "lo", "hi"]].assign(base=self.base), """
+            SELECT b.base + d.doc_id AS slot, d.score FROM doc_scores d JOIN public_in b USING (rt)
+            WHERE d.doc_id BETWEEN b.lo AND b.hi""", numpy=True)
+        self.score = np.full(int(start[-1]), np.nan)
+        self.score[docs["slot"]] = docs["score"]
+        self.present = None  # a stored NaN score is a score: then presence is kept apart
+        if np.isnan(docs["score"]).any():
+            self.present = np.zeros(len(self.score), dtype=bool)
+            self.present[docs["slot"]] = True
+
+    def get(self, i: np.ndarray, pk: np.ndarray, doc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The public score of each (pair i, public key pk, doc), and whether the pair's public run has one."""
+        import numpy as np
+
+        q = i * self.n_pk + pk
+        if not len(self.q):
+            return np.full(len(q), np.nan), np.zeros(len(q), dtype=bool)
+        j = np.minimum(np.searchsorted(self.q, q), len(self.q) - 1)
+        inside = (self.q[j] == q) & (doc >= self.lo[j]) & (doc <= self.hi[j])
+        slot = np.where(inside, self.base[j] + doc, 0)
+        value = self.score[slot]
+        ok = inside & (~np.isnan(value) if self.present is None else self.present[slot])
+        return value, ok
+
+
+def _pair_stats(con: duckdb.DuckDBPyConnection, maps: MapIndex, public: PublicScores, twin: pd.DataFrame,
+                n_pairs: int) -> dict[str, np.ndarray]:
+    """Per pair (by position i): the sums over its seeds: n, clusters, s, sa, sb, ss parts, from the twin blocks
+    `twin` (i, rt, key, lo, hi), read a chunk of about CHUNK_ROWS documents at a time."""
+    import numpy as np
+
+    seeds = [_seed_sums(np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0))]
+    chunk = np.cumsum(twin["docs"].to_numpy()) // CHUNK_ROWS
+    for _, part in twin.groupby(chunk):
+        d = _read(con, "twin_in", part[["i", "rt", "key", "lo", "hi"]], """
+            SELECT b.i, b.key, d.doc_id, d.score FROM doc_scores d JOIN twin_in b USING (rt)
+            WHERE d.doc_id BETWEEN b.lo AND b.hi""", numpy=True)
+        r = maps.rows(d["key"], d["doc_id"])
+        i, b, r = d["i"][r >= 0], d["score"][r >= 0], r[r >= 0]
+        a, ok = public.get(i, maps.pk[r], maps.public_doc[r])
+        key, a, b = i[ok] * maps.n_seeds + maps.seed[r][ok], a[ok], b[ok]
+        if maps.n_seeds == len(maps.seed):  # one twin item per seed (an aligned map): each item is its seed
+            seeds.append((key, np.ones(len(key)), a - b, a, b))
+        else:
+            seeds.append(_seed_sums(key, a, b))
+    key, k, s, sa, sb = (np.concatenate([x[j] for x in seeds]) for j in range(5))
+    i = key // maps.n_seeds
+    n = np.bincount(i, weights=k, minlength=n_pairs)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        diff = np.bincount(i, weights=s, minlength=n_pairs) / n
+        return {"n": n.astype(np.int64), "clusters": np.bincount(i, minlength=n_pairs), "diff": diff,
+                "ss": np.bincount(i, weights=(s - diff[i] * k) ** 2, minlength=n_pairs),
+                "mean_a": np.bincount(i, weights=sa, minlength=n_pairs) / n,
+                "mean_b": np.bincount(i, weights=sb, minlength=n_pairs) / n}
+
+
+def _seed_sums(key: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per seed key (pair i * seeds + seed): its items k, sum(a - b), sum(a), sum(b)."""
+    import numpy as np
+
+    order = np.argsort(key, kind="stable")
+    key, a, b = key[order], a[order], b[order]
+    if not len(key):
+        return key, *(np.zeros(0) for _ in range(4))
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    return (key[starts], np.diff(np.r_[starts, len(key)]).astype(float), np.add.reduceat(a - b, starts),
+            np.add.reduceat(a, starts), np.add.reduceat(b, starts))
+
+
+def _twin_all(keys: pd.DataFrame, pairs: pd.DataFrame, tasks: pd.DataFrame) -> pd.DataFrame:
+    """Per pair: the twin run's documents over the map's twin tasks: n_b_all, mean_b_all, var_b_all (the tasks'
+    stored counts, sums and variances combined; one task's are its own)."""
+    import numpy as np
+
+    t = pairs[["pid", "b", "map_key"]].merge(tasks[["map_key", "twin_task"]], on="map_key").merge(
+        keys[["run", "task", "docs", "total", "var"]], left_on=["b", "twin_task"], right_on=["run", "task"])
+    t = t[t["docs"] > 0]
+    g = t.groupby("pid")
+    n, total = g["docs"].sum(), g["total"].sum()
+    mean = total / n
+    m2 = ((t["docs"] - 1) * t["var"].fillna(0) + t["docs"] * (t["total"] / t["docs"] - t["pid"].map(mean)) ** 2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        combined = m2.groupby(t["pid"]).sum() / (n - 1)
+    var = combined.where(g.size() > 1, g["var"].first()).where(n > 1)
+    out = pairs[["pid"]].set_index("pid")
+    return out.assign(n_b_all=n.reindex(out.index).fillna(0).astype(np.int64), mean_b_all=mean, var_b_all=var)
 
 
 def mapped_diffs(store: Store, pairs: pd.DataFrame, maps: pd.DataFrame, tasks: pd.DataFrame) -> pd.DataFrame:
@@ -42,54 +195,20 @@ def mapped_diffs(store: Store, pairs: pd.DataFrame, maps: pd.DataFrame, tasks: p
 
     if pairs.empty:
         return pd.DataFrame(columns=COLUMNS)
-    runs = "SELECT run_a FROM pairs_in UNION SELECT run_b FROM pairs_in"
+    pairs = pairs.sort_values("pid", ignore_index=True)
+    runs = pd.Index(pd.unique(pd.concat([pairs["run_a"], pairs["run_b"]]).to_numpy(dtype=object)))
+    pairs = pd.DataFrame({"i": np.arange(len(pairs)), "pid": pairs["pid"].to_numpy(),
+                          "a": runs.get_indexer(pairs["run_a"]), "b": runs.get_indexer(pairs["run_b"]),
+                          "map_key": pairs["map_key"].to_numpy()})
+    index = MapIndex(maps.reset_index(drop=True))
     with store.db.read() as con:
-        con.register("pairs_in", pairs[["pid", "run_a", "run_b", "map_key"]])
-        con.register("maps_in", maps[["map_key", "twin_task", "twin_doc", "public_task", "public_doc"]])
-        con.register("tasks_in", tasks[["map_key", "twin_task"]])
-        try:
-            out = con.execute(f"""
-                WITH prim AS MATERIALIZED ({_primary_sql(runs)}),
-                twin_side AS MATERIALIZED (  -- the twin runs' items first: joining the map to every pair is larger
-                    SELECT p.pid, p.run_a, p.map_key, b.task, b.doc_id, b.score
-                    FROM pairs_in p JOIN prim b ON b.run_id = p.run_b
-                ),
-                tw AS (
-                    SELECT t.pid, t.run_a, m.public_task, m.public_doc, t.score AS sb
-                    FROM twin_side t JOIN maps_in m
-                      ON m.map_key = t.map_key AND m.twin_task = t.task AND m.twin_doc = t.doc_id
-                ),
-                c AS (
-                    SELECT tw.pid, tw.public_task, tw.public_doc, sum(a.score - tw.sb) AS s, count(*) AS k,
-                           sum(a.score) AS sa, sum(tw.sb) AS sb
-                    FROM tw JOIN prim a ON a.run_id = tw.run_a AND a.task = tw.public_task
-                                        AND a.doc_id = tw.public_doc
-                    GROUP BY ALL
-                ),
-                tot AS (
-                    SELECT pid, sum(k) AS n, count(*) AS clusters, sum(s) / sum(k) AS diff,
-                           sum(sa) / sum(k) AS mean_a, sum(sb) / sum(k) AS mean_b FROM c GROUP BY pid
-                ),
-                robust AS (
-                    SELECT tot.pid, any_value(tot.n) AS n, any_value(tot.clusters) AS clusters,
-                           any_value(tot.diff) AS diff, any_value(tot.mean_a) AS mean_a,
-                           any_value(tot.mean_b) AS mean_b, sum(power(c.s - tot.diff * c.k, 2)) AS ss
-                    FROM tot JOIN c USING (pid) GROUP BY tot.pid
-                ),
-                twin_all AS (
-                    SELECT s.pid, count(*) AS n_b_all, avg(s.score) AS mean_b_all, var_samp(s.score) AS var_b_all
-                    FROM twin_side s JOIN tasks_in t ON t.map_key = s.map_key AND t.twin_task = s.task
-                    GROUP BY s.pid
-                )
-                SELECT p.pid, coalesce(r.n, 0) AS n, coalesce(r.clusters, 0) AS clusters, r.diff, r.ss,
-                       r.mean_a, r.mean_b, coalesce(t.n_b_all, 0) AS n_b_all, t.mean_b_all, t.var_b_all
-                FROM pairs_in p LEFT JOIN robust r USING (pid) LEFT JOIN twin_all t USING (pid)
-                ORDER BY p.pid""").df()
-        finally:
-            for name in ("pairs_in", "maps_in", "tasks_in"):
-                con.unregister(name)
-    c = out["clusters"].to_numpy(dtype=float)
-    n = out["n"].to_numpy(dtype=float)
+        keys = _read(con, "runs_in", pd.DataFrame({"run_id": runs, "run": np.arange(len(runs))}), """
+            SELECT t.rt, r.run, t.task, t.low_doc, t.top_doc, t.docs, t.total, t.var
+            FROM run_tasks t JOIN runs_in r USING (run_id)""")
+        public = PublicScores(con, _blocks(pairs, "a", index.public, keys), index.n_pk)
+        stats = _pair_stats(con, index, public, _blocks(pairs, "b", index.twin, keys), len(pairs))
+    out = pd.DataFrame({"pid": pairs["pid"], **stats}).join(_twin_all(keys, pairs, tasks), on="pid")
+    c, n = out["clusters"].to_numpy(dtype=float), out["n"].to_numpy(dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         out["se"] = np.where(c > 1, np.sqrt(c / (c - 1) * out["ss"].fillna(0).to_numpy()) / n, np.nan)
         nb = out["n_b_all"].to_numpy(dtype=float)
@@ -99,6 +218,8 @@ def mapped_diffs(store: Store, pairs: pd.DataFrame, maps: pd.DataFrame, tasks: p
 
 def max_docs(store: Store, run_ids: list[str]) -> pd.DataFrame:
     """The highest doc_id of each (run, task): a map must know every document a run scored."""
+    import pandas as pd
+
     with store.db.read() as con:
-        return con.execute("SELECT run_id, task, max(doc_id) AS top FROM samples WHERE list_contains(?, run_id) "
-                           "GROUP BY ALL", [list(run_ids)]).df()
+        return _read(con, "runs_in", pd.DataFrame({"run_id": list(run_ids)}, dtype=object),
+                     "SELECT run_id, task, top_doc AS top FROM run_tasks JOIN runs_in USING (run_id)")
