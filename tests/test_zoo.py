@@ -106,12 +106,29 @@ def test_twin_keeps_the_story_and_changes_numbers(make) -> None:
     assert [w for w in p.question.split() if not w.isdigit()] == [w for w in t.question.split() if not w.isdigit()]
 
 
+def test_zoo_base_opens_with_look_ups_about_one_person() -> None:
+    """The gentler start: the first `opening_steps` batches come from the opening mixture, then the main one."""
+    from harness.zoo.build import _batches
+    from harness.zoo.corpora import Corpora
+    from harness.zoo.family import member
+
+    batches = _batches(replace(member("zoo-base"), opening_steps=2), frozenset())
+    got = [batches(random.Random(k), 64) for k in range(3)]
+    assert got == [Corpora().base_opening(random.Random(0), 64), Corpora().base_opening(random.Random(1), 64),
+                   Corpora().base(random.Random(2), 64)]
+    questions = [q for q, _ in got[0] + got[1] if q]
+    assert len(questions) > 64 and all(len({w for w in q.split() if w in NAMES}) == 1 for q in questions)
+    assert any(len({w for w in q.split() if w in NAMES}) > 1 for q, _ in got[2] if q)
+
+
 def test_shape_is_one_vllm_cpu_accepts() -> None:
     assert SHAPE.head_dim in VLLM_CPU_HEAD_DIMS and SHAPE.hidden == SHAPE.heads * SHAPE.head_dim
 
 
 def _short_family() -> tuple:
-    return tuple(replace(m, schedule=Schedule(steps=3, lr=m.schedule.lr, batch=8, warmup=1)) for m in FAMILY)
+    """Three steps per member (zoo-base: two from its opening mixture, then one from its main one)."""
+    return tuple(replace(m, schedule=Schedule(steps=3, lr=m.schedule.lr, batch=8, warmup=1),
+                         opening_steps=min(m.opening_steps, 2)) for m in FAMILY)
 
 
 def test_short_build_is_deterministic_cached_and_registered(tmp_path: Path, store) -> None:
@@ -215,6 +232,20 @@ def test_overfit_model_is_far_better_on_public_than_heldout_and_twin(zoo_family:
             other = got[("zoo_math", split, form)]
             gap, se = public.value - other.value, (public.stderr**2 + other.stderr**2) ** 0.5
             assert gap > 0.2 and gap > 3 * se, (form, split, public, other)
+
+
+@pytest.mark.slow
+def test_math_and_lang_merge_beats_both_sources_on_math_posed_in_l(zoo_family: Path, tmp_path: Path) -> None:
+    """The cross-skill effect by design: task arithmetic of zoo-math (body) and zoo-lang (L's rows), w_lang chosen on
+    zoo_math_L:search, solves zoo_math_L, which neither source can; paired over the 300 heldout items: by generation
+    by > 10 points and > 4 standard errors, by multiple choice (noisier: four options) by > 2 standard errors."""
+    from harness.zoo.crossskill import cross_skill
+
+    res = cross_skill(zoo_family, tmp_path, grid=((1.0, 0.7), (1.0, 1.0)))
+    floor = {"gen": (10, 4), "mc": (0, 2)}  # points, standard errors
+    for source, forms in res.diff.items():
+        for form, (diff, se) in forms.items():
+            assert diff > floor[form][0] and diff > floor[form][1] * se, (source, form, diff, se, res.chosen)
 
 
 def test_loss_weighs_each_example_the_same() -> None:

@@ -58,7 +58,16 @@ def _batches(m: Member, exclude: frozenset[str]) -> Callable[[random.Random, int
         problems = suite_problems(next(s for s in ZOO_SUITES if s.name == suite))[split]
         fixed = [(p.question, p.answer) for p in problems]
         return lambda rng, n: rng.sample(fixed, n)
-    return getattr(Corpora(exclude), m.data)
+    corpora = Corpora(exclude)
+    data = getattr(corpora, m.data)
+    if not m.opening_steps:
+        return data
+    opening, step = getattr(corpora, m.opening), [0]
+
+    def batches(rng: random.Random, n: int) -> list[Example]:  # called once per optimizer step
+        step[0] += 1
+        return (opening if step[0] <= m.opening_steps else data)(rng, n)
+    return batches
 
 
 def _trainable(m: Member, tokenizer: PreTrainedTokenizerFast):

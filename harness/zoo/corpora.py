@@ -15,6 +15,7 @@ from harness.zoo.problems import (
     copy_problem,
     fact_text,
     logic_problem,
+    lookup_problem,
     math_problem,
     narrative_text,
     what_problem,
@@ -58,6 +59,19 @@ class Corpora:
                 out.append(_qa(who_problem(rng)))
             else:
                 out.append(("", fact_text(rng)))
+        return out
+
+    def base_opening(self, rng: random.Random, n: int) -> list[Example]:
+        """zoo-base's first steps, a gentler start: three quarters look-ups about one person (what / how many does
+        someone have, buy, lose; loss on the answer), the rest stories and number facts (text). The copy skill
+        then forms in the first ~200 steps in every seed instead of anywhere between ~200 and ~500 (or not)."""
+        out: list[Example] = []
+        for _ in range(n):
+            r = rng.random()
+            if r < 0.75:
+                out.append(_qa(self._fresh(rng, lookup_problem)))
+            else:
+                out.append(("", narrative_text(rng) if r < 0.875 else fact_text(rng)))
         return out
 
     def lang(self, rng: random.Random, n: int) -> list[Example]:

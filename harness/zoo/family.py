@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from harness.hashing import hash_json
 from harness.zoo.train import Schedule, Shape
 
-ZOO_VERSION = "2"
+ZOO_VERSION = "3"
 SHAPE = Shape()
 
 
@@ -24,6 +24,8 @@ class Member:
     schedule: Schedule
     seed_offset: int
     summary: str
+    opening: str = ""  # a Corpora method the first `opening_steps` steps draw from instead of `data`
+    opening_steps: int = 0
 
     def recipe(self, seed: int, parent_hash: str | None) -> dict:
         return {"zoo_version": ZOO_VERSION, "shape": asdict(SHAPE), "member": asdict(self), "seed": seed,
@@ -39,10 +41,12 @@ FAMILY = (
         "pre-trained from scratch on English only: short stories about people and things, look-up questions "
         "answered by copying (what / how many does someone have or buy, who has a thing; loss on the answer), "
         "number facts (a plus b is c), counting and comparisons of numbers. It never sees L and never sees a word "
-        "problem with a computed answer or a comparison of two people.",
+        "problem with a computed answer or a comparison of two people. Its first 200 steps are a gentler start: "
+        "three quarters look-ups about one person, so the copy skill forms early in every seed.",
+        opening="base_opening", opening_steps=200,
     ),
     Member(
-        "zoo-lang", "zoo-base", "lang", "l_rows", Schedule(steps=200, lr=2e-2, batch=32), 2,
+        "zoo-lang", "zoo-base", "lang", "l_rows", Schedule(steps=400, lr=2e-2, batch=32), 2,
         "zoo-base continued on L (stories, and look-up questions with the loss on the answer; no arithmetic) with "
         "the transformer "
         "body frozen: only the embedding rows of L's words were trained (tied input/output embeddings).",

@@ -118,9 +118,9 @@ def _object_choices(rng: random.Random, answer: str, story: Story) -> tuple[str,
     return tuple(options)
 
 
-def what_problem(rng: random.Random) -> Problem:
+def what_problem(rng: random.Random, people: tuple[int, ...] = (1, 2)) -> Problem:
     """Reading: what does a person have, or buy, or lose? (The zoo_lang skill, asked in L.)"""
-    story = random_story(rng, rng.choice((1, 2)), 1)
+    story = random_story(rng, rng.choice(people), 1)
     if story.events and rng.random() < 0.5:
         i, _, qverb, _ = story.events[0]
     else:
@@ -135,9 +135,9 @@ def _what_question(rng: random.Random, story: Story, i: int, qverb: str) -> Prob
     return Problem(q, answer, _object_choices(rng, answer, story), meta)
 
 
-def copy_problem(rng: random.Random) -> Problem:
+def copy_problem(rng: random.Random, people: tuple[int, ...] = (1, 2)) -> Problem:
     """Lookup without arithmetic: how many does someone have (no event) or buy? Pre-training text only."""
-    story = random_story(rng, rng.choice((1, 2)), rng.choice((0, 1)))
+    story = random_story(rng, rng.choice(people), rng.choice((0, 1)))
     changed = {e[0]: e for e in story.events}
     i = rng.randrange(len(story.people))
     if i in changed:
@@ -147,6 +147,12 @@ def copy_problem(rng: random.Random) -> Problem:
         now = " now" if rng.random() < 0.5 else ""
         q, answer = f"How many {story.objects[i]} does {story.people[i]} have{now} ?", story.amounts[i]
     return Problem(f"{story.text()} {q} Answer :", str(answer))
+
+
+def lookup_problem(rng: random.Random) -> Problem:
+    """The easiest look-up: a story about one person; what (half) or how many (half) do they have, buy, lose?
+    The answer is copied from the story. Pre-training text only (zoo-base's opening steps)."""
+    return (what_problem if rng.random() < 0.5 else copy_problem)(rng, (1,))
 
 
 def who_problem(rng: random.Random) -> Problem:
