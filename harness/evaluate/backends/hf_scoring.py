@@ -12,15 +12,17 @@ mmlu batch of a SmolLM2: 18.8 GB peak), and keeps only the continuation's positi
   every question of a subject) run that shared prefix once with a KV cache; their own remainders then run on top
   of copies of it, right-padded, in bounded batches (`prefix_groups`, `Scorer.shared_last_logprobs`);
 - longer continuations: the context runs once with a KV cache (after a copy of the cache of a prefix it shares
-  with other contexts, as below), then all its continuations run on top of it, right-padded, in chunks of
+  with other contexts, as above), then all its continuations run on top of it, right-padded, in chunks of
   positions;
-- a forward never holds more than `TOKENS_PER_FORWARD` padded tokens or `LOGITS_PER_FORWARD` head outputs, so the
-  memory is bounded by construction, whatever the batch size asked for (which still caps the rows).
+- a forward never holds more than `TOKENS_PER_FORWARD` padded tokens or `LOGITS_PER_FORWARD` head outputs, nor on
+  a shared prefix more than `CACHED_TOKENS` rows x (prefix + remainder) positions, so the memory is bounded by
+  construction, whatever the batch size asked for (which still caps the rows).
 
 Requests lm-eval would truncate (context + continuation longer than the model's window), models whose forward takes
-no `logits_to_keep` and models whose own cache cannot be repeated across rows go through lm-eval's own code. Scores
-equal lm-eval's per request (tests/test_hf_scoring.py: identical on SmolLM2's mmlu requests, sums over many tokens
-within the spread lm-eval shows against itself across batch sizes, identical greedy flags).
+no `logits_to_keep` and models whose own cache cannot be repeated across rows go through lm-eval's own code (a
+shared prefix such a model's contexts have is simply not shared). Scores equal lm-eval's per request
+(tests/test_hf_scoring.py: identical on SmolLM2's 0-shot mmlu requests; on 5-shot ones and sums over many tokens
+within the float32 spread lm-eval shows against itself across batch sizes; identical greedy flags).
 """
 
 from __future__ import annotations
