@@ -81,8 +81,10 @@ def _index(con: duckdb.DuckDBPyConnection, where: str, arg: object) -> None:
 
 def index_run(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
     """(Re)write the index rows of one run from its samples, inside the caller's write transaction."""
-    con.execute("DELETE FROM doc_scores WHERE rt IN (SELECT rt FROM run_tasks WHERE run_id = ?)", [run_id])
-    con.execute("DELETE FROM run_tasks WHERE run_id = ?", [run_id])
+    old = [r[0] for r in con.execute("SELECT rt FROM run_tasks WHERE run_id = ?", [run_id]).fetchall()]
+    if old:  # a run written again (a resumed attempt): its rows go first; a first write scans nothing
+        con.execute("DELETE FROM doc_scores WHERE list_contains(?, rt)", [old])
+        con.execute("DELETE FROM run_tasks WHERE run_id = ?", [run_id])
     _index(con, _ONE_RUN, run_id)
 
 
