@@ -71,12 +71,13 @@ def _batches(m: Member, exclude: frozenset[str]) -> Callable[[random.Random, int
 
 
 def _trainable(m: Member, tokenizer: PreTrainedTokenizerFast):
-    from harness.zoo.lexicon import l_words
+    from harness.zoo.lexicon import l_lexicon, l_words
     from harness.zoo.tokenizer import word_token_ids
     from harness.zoo.train import Trainable
 
-    if m.trains == "l_rows":
-        return Trainable("embed_rows", tuple(word_token_ids(tokenizer, l_words())))
+    if m.trains == "l_rows":  # L's rows, kept no longer than English words' rows are on average
+        english = tuple(word_token_ids(tokenizer, list(l_lexicon())))
+        return Trainable("embed_rows", tuple(word_token_ids(tokenizer, l_words())), like=english)
     return Trainable(m.trains)  # type: ignore[arg-type]
 
 

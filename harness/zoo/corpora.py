@@ -63,8 +63,9 @@ class Corpora:
 
     def base_opening(self, rng: random.Random, n: int) -> list[Example]:
         """zoo-base's first steps, a gentler start: three quarters look-ups about one person (what / how many does
-        someone have, buy, lose; loss on the answer), the rest stories and number facts (text). The copy skill
-        then forms in the first ~200 steps in every seed instead of anywhere between ~200 and ~500 (or not)."""
+        someone have, buy, lose; loss on the answer), the rest stories and number facts (text). Without it the
+        copy skill formed anywhere between steps ~200 and ~500 (seed 0's version 2 base read 23% of fresh "what
+        does X have?" items; its version 3 base reads 88%): docs/zoo.md."""
         out: list[Example] = []
         for _ in range(n):
             r = rng.random()

@@ -49,7 +49,8 @@ FAMILY = (
         "zoo-lang", "zoo-base", "lang", "l_rows", Schedule(steps=400, lr=2e-2, batch=32), 2,
         "zoo-base continued on L (stories, and look-up questions with the loss on the answer; no arithmetic) with "
         "the transformer "
-        "body frozen: only the embedding rows of L's words were trained (tied input/output embeddings).",
+        "body frozen: only the embedding rows of L's words were trained (tied input/output embeddings), each kept "
+        "no longer than the mean norm of the English words' rows.",
     ),
     Member(
         "zoo-math", "zoo-base", "math", "body", Schedule(steps=400, lr=1.5e-3, batch=32), 3,

@@ -40,6 +40,7 @@ class Shape:
 class Trainable:
     what: Literal["all", "body", "embed_rows"]
     rows: tuple[int, ...] = ()  # for embed_rows
+    like: tuple[int, ...] = ()  # for embed_rows: after each step, no trained row is longer than these rows' mean norm
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,18 @@ def _parameters(model: LlamaForCausalLM, trainable: Trainable) -> tuple[list[tor
     return params, hooks
 
 
+def _cap_rows(model: LlamaForCausalLM, trainable: Trainable) -> None:
+    """Scale down any trained row longer than the mean norm of the `like` rows (frozen, so the cap is fixed)."""
+    import torch
+
+    embed = model.get_input_embeddings().weight
+    with torch.no_grad():
+        cap = embed[list(trainable.like)].norm(dim=1).mean()
+        rows = list(trainable.rows)
+        norms = embed[rows].norm(dim=1, keepdim=True)
+        embed[rows] *= torch.clamp(cap / norms, max=1.0)
+
+
 def example_loss(model: LlamaForCausalLM, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Cross-entropy averaged per example, then over the batch: a one-token answer weighs as much as a story."""
     import torch.nn.functional as F
@@ -150,6 +163,8 @@ def train(
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
+        if trainable.like:
+            _cap_rows(model, trainable)
         losses.append(loss.item())
         if progress:
             progress(1)
