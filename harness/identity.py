@@ -70,16 +70,22 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def memo(name: str, key: str | None = None, value: Any = None) -> dict[str, Any]:
+MEMO_KEEP = 1000  # entries per memo file: a merge answer is ~1 KB, so at most ~1 MB to read
+
+
+def memo(name: str, key: str | None = None, value: Any = None, keep: int = MEMO_KEEP) -> dict[str, Any]:
     """A small JSON memo under results/cache/<name>.json: read it, or add key -> value. A cache only: a folder that
-    cannot be written is not an error."""
+    cannot be written is not an error. It keeps the `keep` entries written last, so it stays small to read."""
     path = cache_dir() / f"{name}.json"
     if key is None:
         return _read(path)
     try:
         with _locked(path):
             known = _read(path)
+            known.pop(key, None)  # re-inserted last: the newest entries are the ones kept
             known[key] = value
+            for old in list(known)[:max(0, len(known) - keep)]:
+                del known[old]
             write_text_atomic(path, json.dumps(known))
     except OSError:
         known = {key: value}

@@ -35,3 +35,15 @@ def test_model_id_is_unchanged_and_matches_its_definition(tmp_path, results):
     assert model_id(folder) == KNOWN_ID
     (folder / "config.json").write_text('{"a": 22}')  # another size: a new signature even within one mtime tick
     assert model_id(folder) != KNOWN_ID
+
+
+def test_a_memo_keeps_the_entries_written_last(results):
+    from harness.identity import memo
+
+    for i in range(7):
+        memo("bounded", f"k{i}", i, keep=4)
+    memo("bounded", "k4", "again", keep=4)  # written again: now the newest
+    kept = memo("bounded")
+    assert list(kept) == ["k3", "k5", "k6", "k4"]
+    assert kept["k4"] == "again"
+    assert (results / "cache" / "bounded.json").is_file()
