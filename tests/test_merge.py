@@ -155,6 +155,11 @@ def test_same_recipe_is_cached_and_card_is_written(zoo, store, results, tmp_path
     elsewhere = merge_to_folder(path, tmp_path / "mine", store=store)
     assert elsewhere.cached and (tmp_path / "mine" / "model.safetensors").is_file()
     assert not [p for p in (results / "merges").iterdir() if p.name.startswith(".")]
+    # --name on a stored merge: the model takes the name asked for, the old name is dropped
+    assert store.get_model(first.model_id).name == "lin"
+    named = merge_to_folder(path, store=store, name="lin-v2")
+    assert named.cached and store.get_model("lin-v2").model_id == first.model_id
+    assert store.get_model(first.model_id).name == "lin-v2" and store.find_model("lin") is None
 
 
 def test_three_level_merge_of_merges_lineage(zoo, store, results, tmp_path):

@@ -66,6 +66,7 @@ def merge_to_folder(
     if not store.path.exists():
         store.init()  # an existing store is checked (and migrated if older) by its first read
     rec = load_recipe(recipe)
+    asked_name = name
     stack = _stack + ((rec.path,) if rec.path else ())
 
     def materialize(sub: Path) -> tuple[str, str]:
@@ -79,6 +80,8 @@ def merge_to_folder(
     final = Path(out).resolve() if out else merges_dir() / plan.model_id
     hit = cached_folder(store, plan, final, name, stored)
     if hit is not None:
+        if asked_name is not None and stored is not None and stored.name != asked_name:
+            store.rename(plan.model_id, asked_name)  # the name the user asked for now (free: checked above)
         return MergeResult(plan.model_id, hit, plan.parents, plan.recipe_id, True, time.perf_counter() - t0,
                            self_contained(plan))
     from harness.merge.checks import check_inputs
