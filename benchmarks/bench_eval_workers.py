@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_eval_workers.py                       # 8 random Llamas built here
     .venv/bin/python benchmarks/bench_eval_workers.py --models A B C ...    # your own folders (e.g. zoo models)
+    .venv/bin/python benchmarks/bench_eval_workers.py --hidden 512 --layers 8 --limit 135   # more work per model
 
 Each command runs in a fresh results folder with --no-cache (every answer computed), on mmlu (--tasks, --limit).
 Prints wall and CPU seconds of each, the speed-up, whether the scores of every model are identical, and the
@@ -49,18 +50,21 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=8, help="how many random models to build (without --models)")
     ap.add_argument("--tasks", default="mmlu_anatomy,mmlu_astronomy")
     ap.add_argument("--limit", type=int, default=20)
+    ap.add_argument("--hidden", type=int, default=256, help="hidden size of the random models (without --models)")
+    ap.add_argument("--layers", type=int, default=4, help="layers of the random models (without --models)")
     args = ap.parse_args()
     from tests.factories import make_tiny_llama
 
     work = Path(tempfile.mkdtemp(prefix="bench_workers_"))
     try:
-        models = args.models or [make_tiny_llama(work / f"m{i}", seed=i, hidden=256, layers=4, heads=4,
-                                                 intermediate=512) for i in range(args.n)]
+        models = args.models or [make_tiny_llama(work / f"m{i}", seed=i, hidden=args.hidden, layers=args.layers,
+                                                 heads=4, intermediate=2 * args.hidden) for i in range(args.n)]
         one = run(models, work, 1, args)
         two = run(models, work, 2, args)
         load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
         print(f"\nmachine: {platform.node()} {platform.machine()} {os.cpu_count()} CPUs, load {load}")
-        print(f"{len(models)} models, mmlu {args.tasks} --limit {args.limit}, --no-cache\n")
+        shape = "" if args.models else f" (random Llamas, hidden {args.hidden}, {args.layers} layers)"
+        print(f"{len(models)} models{shape}, mmlu {args.tasks} --limit {args.limit}, --no-cache\n")
         print("measure | --workers 2 | --workers 1 (peer) | ratio")
         print("--- | --- | --- | ---")
         print(f"wall, s | {two[0]:.1f} | {one[0]:.1f} | {one[0] / two[0]:.2f}x faster")
