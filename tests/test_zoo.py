@@ -159,6 +159,14 @@ def test_short_build_is_deterministic_cached_and_registered(tmp_path: Path, stor
     assert [(s.suite, s.split, s.process) for s in store.exposure(overfit.model_id)] == [
         ("zoo_math", "public", "train")]
     assert [e.parent_id for e in store.parents(ids["zoo-math"])] == [ids["zoo-base"]]
+    # the same folder asked for another seed: refused in one line, the seed-0 build left as it was
+    from harness.errors import HarnessError
+
+    before = [hash_model_dir(b.path) for b in first]
+    with pytest.raises(HarnessError, match="built with seed 0, not seed 1") as err:
+        build_zoo(tmp_path / "a", threads=1, seed=1, members=family)
+    assert "--seed 0" in err.value.fix
+    assert [hash_model_dir(b.path) for b in first] == before
 
 
 def test_only_the_declared_weights_move(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from harness.atomic import atomic_dir
 from harness.errors import HarnessError
 from harness.paths import zoo_dir
-from harness.zoo.family import FAMILY, SHAPE, Member
+from harness.zoo.family import FAMILY, SHAPE, ZOO_VERSION, Member
 
 if TYPE_CHECKING:
     from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
@@ -129,6 +129,7 @@ def build_zoo(
     if threads < 1 or jobs < 1:
         raise HarnessError(f"--threads and --jobs must be at least 1, got {threads} and {jobs}", "pass 1 or more")
     out = Path(out) if out else zoo_dir()
+    check_seed(out, seed, members)
     out.mkdir(parents=True, exist_ok=True)
     hashes: dict[str, str] = {}
     todo: list[tuple[Member, dict]] = []
@@ -151,6 +152,15 @@ def build_zoo(
         else:
             _train_parallel(wave, out, seed, threads, jobs, built, progress)
     return [built[m.name] for m in members]
+
+
+def check_seed(out: Path, seed: int, members: tuple[Member, ...]) -> None:
+    """A folder holding this zoo version built with another seed is refused, not overwritten (minutes of training)."""
+    for m in members:
+        have = read_recipe(out / m.name)
+        if have and have.get("zoo_version") == ZOO_VERSION and have.get("seed") not in (None, seed):
+            raise HarnessError(f"{out} holds the zoo built with seed {have['seed']}, not seed {seed}",
+                               f"pass --seed {have['seed']} to use it, or another --out for seed {seed}")
 
 
 def _train_one(m: Member, out: Path, seed: int, recipe: dict, threads: int) -> BuiltModel:
