@@ -207,14 +207,34 @@ def quiet_requests(lm: Any) -> None:
 
 def remember_tokens(lm: Any) -> None:
     """The engine's tokenizer never changes while candidates come and go: each text is encoded once (every
-    candidate asks for the same contexts). Callers get a copy; the encodings are the tokenizer's own."""
-    real, known = lm.tok_encode, {}
+    candidate asks for the same contexts), by `tok_encode`, by `_encode_pair` (a request's context and
+    continuation) and by `tok_batch_encode` (a generation batch). Callers get copies; the encodings are the
+    tokenizer's own."""
+    for method, copy in (("tok_encode", _copied), ("_encode_pair", _copied), ("tok_batch_encode", _cloned)):
+        if callable(getattr(lm, method, None)):
+            setattr(lm, method, _Remembered(getattr(lm, method), copy))
 
-    def tok_encode(string: Any, *args: Any, **kwargs: Any) -> Any:
-        key = (string if isinstance(string, str) else tuple(string), args, tuple(sorted(kwargs.items())))
-        if key not in known:
-            known[key] = real(string, *args, **kwargs)
-        hit = known[key]
-        return [list(x) if isinstance(x, list) else x for x in hit] if isinstance(hit, list) else hit
 
-    lm.tok_encode = tok_encode
+class _Remembered:
+    """A pure function of its arguments, each answer computed once and handed out as a copy."""
+
+    def __init__(self, real: Any, copy: Any) -> None:
+        self.real, self.copy, self.known = real, copy, {}
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        key = (tuple(tuple(a) if isinstance(a, list) else a for a in args), tuple(sorted(kwargs.items())))
+        if key not in self.known:
+            self.known[key] = self.real(*args, **kwargs)
+        return self.copy(self.known[key])
+
+
+def _copied(hit: Any) -> Any:
+    """Token ids (a list, a list of lists, or a tuple of lists) as new lists."""
+    if isinstance(hit, tuple):
+        return tuple(_copied(x) for x in hit)
+    return [list(x) if isinstance(x, list) else x for x in hit] if isinstance(hit, list) else hit
+
+
+def _cloned(hit: Any) -> Any:
+    """tok_batch_encode's (input ids, attention mask) tensors, cloned."""
+    return tuple(t.clone() for t in hit)
