@@ -97,11 +97,12 @@ class SplitTasks:
         return cls(split, task_dict, members, limit, by_size)
 
     def score(self, lm: LM) -> Score:
+        import torch
         from lm_eval.evaluator import evaluate
 
         from harness.evaluate.lm_eval_speed import faster_lm_eval
 
-        with faster_lm_eval():
+        with faster_lm_eval(), torch.inference_mode():  # as no_grad, without autograd's version counters: ~5% less
             results = evaluate(lm, self.task_dict, limit=self.limit, bootstrap_iters=0, log_samples=False)
         if results is None:
             raise HarnessError("lm-eval returned no results", "run the search in a single process")
