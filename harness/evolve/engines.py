@@ -210,7 +210,7 @@ def remember_tokens(lm: Any) -> None:
     candidate asks for the same contexts), by `tok_encode`, by `_encode_pair` (a request's context and
     continuation) and by `tok_batch_encode` (a generation batch). Callers get copies; the encodings are the
     tokenizer's own."""
-    for method, copy in (("tok_encode", _copied), ("_encode_pair", _copied), ("tok_batch_encode", _cloned)):
+    for method, copy in (("tok_encode", _copied), ("_encode_pair", _pair), ("tok_batch_encode", _cloned)):
         if callable(getattr(lm, method, None)):
             setattr(lm, method, _Remembered(getattr(lm, method), copy))
 
@@ -229,10 +229,15 @@ class _Remembered:
 
 
 def _copied(hit: Any) -> Any:
-    """Token ids (a list, a list of lists, or a tuple of lists) as new lists."""
-    if isinstance(hit, tuple):
-        return tuple(_copied(x) for x in hit)
-    return [list(x) if isinstance(x, list) else x for x in hit] if isinstance(hit, list) else hit
+    """Token ids (a list of them, or a list of such lists) as new lists."""
+    if isinstance(hit, list) and hit and isinstance(hit[0], list):
+        return [list(x) for x in hit]
+    return list(hit) if isinstance(hit, list) else hit
+
+
+def _pair(hit: tuple[list[int], list[int]]) -> tuple[list[int], list[int]]:
+    """_encode_pair's (context ids, continuation ids), as new lists."""
+    return list(hit[0]), list(hit[1])
 
 
 def _cloned(hit: Any) -> Any:

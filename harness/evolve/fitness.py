@@ -153,10 +153,8 @@ class _RequestMemo:
 
 def _fresh(instance: Any) -> Any:
     """A copy of a built instance with no answers (what dataclasses.replace gives, without re-running __init__)."""
-    from copy import copy
-
-    new = copy(instance)
-    new.resps, new.filtered_resps = [], {}
+    new = object.__new__(type(instance))
+    new.__dict__.update(instance.__dict__, resps=[], filtered_resps={})
     return new
 
 
