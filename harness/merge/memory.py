@@ -118,7 +118,6 @@ class InMemoryMerger:
 
         from harness.hashing import hash_json
         from harness.merge.engine import merge_options, mergekit_error
-        from harness.merge.rng import seeded
 
         options = merge_options(plan.seed, self.device, self.allow_pickle)
         config = plan.config()
@@ -135,8 +134,7 @@ class InMemoryMerger:
                 # planned (weight, task) pairs and apply ReturnTensor's/SaveTensor's dtype cast ourselves.
                 planner._plan()
             weights = {task: w for w, task in planner._tensors}
-            with seeded(plan.seed):
-                values = self._run(list(weights), options.device)
+            values = self._run(list(weights), options.device, plan.seed)
         except HarnessError:
             raise
         except Exception as exc:
@@ -144,11 +142,14 @@ class InMemoryMerger:
         return {weights[task].name: cast(value, weights[task].force_dtype or config.out_dtype)
                 for task, value in values if value is not None}
 
-    def _run(self, targets: list[Any], device: Any) -> list[tuple[Any, Any]]:
-        """(task, value) of each planned target: directly (harness.merge.direct) where the order of execution cannot
-        matter, else by mergekit's Executor, with the parents' tensors handed over as already computed."""
+    def _run(self, targets: list[Any], device: Any, seed: int | None) -> list[tuple[Any, Any]]:
+        """(task, value) of each planned target: directly (harness.merge.direct: methods that draw no random number,
+        so unseeded) where the order of execution cannot matter, else by mergekit's Executor, seeded as run_merge
+        seeds it, with the parents' tensors handed over as already computed."""
         from mergekit.graph import Executor, TaskUniverse
         from mergekit.io.tasks import LoadTensor
+
+        from harness.merge.rng import seeded
 
         direct = self.direct.run_planned(targets, str(device))
         if direct is not None:
@@ -157,7 +158,8 @@ class InMemoryMerger:
         handles = [universe.add_task(t) for t in targets]
         cached = {universe.get_handle(t): self.cache.get(t) for t in universe.tasks if isinstance(t, LoadTensor)}
         executor = Executor(handles, math_device=device, storage_device="cpu", cached_values=cached)
-        return list(executor.run(quiet=True))
+        with seeded(seed):
+            return list(executor.run(quiet=True))
 
 
 @contextmanager
