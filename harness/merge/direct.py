@@ -3,8 +3,9 @@
 A search merges the same parents with new parameters hundreds of times. mergekit's Executor builds a task universe
 and a schedule (a networkx topological sort over pydantic-hashed tasks) for every merge: for a 38-tensor model that
 is most of the merge's time. Here each output tensor is computed by calling the planned tasks' own `execute`
-(mergekit's merge-method code, on mergekit's own inputs), depth first, and the gathered parent tensors (GatherTensors
-of LoadTensors: they depend on the parents only) are kept across candidates.
+(mergekit's merge-method code, on mergekit's own inputs), in the planner's order, and the gathered parent tensors
+(GatherTensors of LoadTensors: they depend on the parents only, and hold the tensor cache's own tensors, no copies)
+are kept across candidates.
 
 Only where the order of execution cannot matter: deterministic methods (`DETERMINISTIC`) on the CPU, with graphs
 made of loads, gathers and merge-method tasks. Anything else (DARE's random masks, drawn in the schedule's order;
@@ -54,6 +55,3 @@ class DirectRunner:
             loads = gather.arguments()
             self.gathered[key] = gather.execute(**{k: self.load(t) for k, t in loads.items()})
         return self.gathered[key]
-
-    def clear(self) -> None:
-        self.gathered.clear()
