@@ -197,10 +197,11 @@ def test_fitness_is_the_suite_score(by_size: bool, tmp_path: Path, store) -> Non
 
 
 @pytest.mark.slow
-def test_requests_built_once_score_like_a_fresh_build(zoo_family: Path) -> None:
-    """The search's fixed work done once per split (each task's requests, the tokenizer's encodings, compiled
-    templates) changes no score: candidates swapped into one engine and scored with the reused task objects get
-    exactly what a fresh build of the tasks gives them, multiple choice and generation alike, in any order."""
+def test_requests_built_once_score_like_a_fresh_build(zoo_family: Path, capfd: pytest.CaptureFixture) -> None:
+    """The search's fixed work done once per split (each task's requests and documents, the tokenizer's
+    encodings, compiled templates) changes no score: candidates swapped into one engine and scored with the reused
+    task objects get exactly what a fresh build of the tasks gives them, multiple choice and generation alike, in
+    any order. lm-eval's per-candidate progress bars stay off."""
     from harness.evolve.config import FitnessSuite
     from harness.evolve.engines import open_engine
     from harness.evolve.fitness import SplitTasks, _tasks_of
@@ -223,3 +224,5 @@ def test_requests_built_once_score_like_a_fresh_build(zoo_family: Path) -> None:
     assert reused.score(engine.lm) == fresh  # the last candidate again: its answers were not carried over
     assert [len(t.build_all_requests.built) for t in _tasks_of(reused.task_dict["tasks"])] == [1, 1]  # built once
     engine.close()
+    err = capfd.readouterr().err
+    assert "Tokenizing inputs" not in err and "Running generate_until requests" not in err

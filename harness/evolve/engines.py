@@ -188,19 +188,58 @@ def open_engine(backend: str, folder: Path, dtype: str, batch_size: int, add_bos
     else:
         raise HarnessError(f"unknown evolve backend {backend!r}", "use hf or vllm")
     remember_tokens(engine.lm)
+    quiet_requests(engine.lm)
     return engine
+
+
+def quiet_requests(lm: Any) -> None:
+    """The LM's request methods without their tqdm bars ("Tokenizing inputs", "Running generate_until requests"):
+    one per task per candidate otherwise. lm-eval passes `disable=disable_tqdm` to tqdm explicitly, and an explicit
+    argument wins over TQDM_DISABLE, so the CLI's variable alone cannot silence them; the search draws its own."""
+    import functools
+    import inspect
+
+    for method in ("loglikelihood", "loglikelihood_rolling", "generate_until"):
+        fn = getattr(lm, method, None)
+        if fn is not None and "disable_tqdm" in inspect.signature(fn).parameters:
+            setattr(lm, method, functools.partial(fn, disable_tqdm=True))
 
 
 def remember_tokens(lm: Any) -> None:
     """The engine's tokenizer never changes while candidates come and go: each text is encoded once (every
-    candidate asks for the same contexts). Callers get a copy; the encodings are the tokenizer's own."""
-    real, known = lm.tok_encode, {}
+    candidate asks for the same contexts), by `tok_encode`, by `_encode_pair` (a request's context and
+    continuation) and by `tok_batch_encode` (a generation batch). Callers get copies; the encodings are the
+    tokenizer's own."""
+    for method, copy in (("tok_encode", _copied), ("_encode_pair", _pair), ("tok_batch_encode", _cloned)):
+        if callable(getattr(lm, method, None)):
+            setattr(lm, method, _Remembered(getattr(lm, method), copy))
 
-    def tok_encode(string: Any, *args: Any, **kwargs: Any) -> Any:
-        key = (string if isinstance(string, str) else tuple(string), args, tuple(sorted(kwargs.items())))
-        if key not in known:
-            known[key] = real(string, *args, **kwargs)
-        hit = known[key]
-        return [list(x) if isinstance(x, list) else x for x in hit] if isinstance(hit, list) else hit
 
-    lm.tok_encode = tok_encode
+class _Remembered:
+    """A pure function of its arguments, each answer computed once and handed out as a copy."""
+
+    def __init__(self, real: Any, copy: Any) -> None:
+        self.real, self.copy, self.known = real, copy, {}
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        key = (tuple(tuple(a) if isinstance(a, list) else a for a in args), tuple(sorted(kwargs.items())))
+        if key not in self.known:
+            self.known[key] = self.real(*args, **kwargs)
+        return self.copy(self.known[key])
+
+
+def _copied(hit: Any) -> Any:
+    """Token ids (a list of them, or a list of such lists) as new lists."""
+    if isinstance(hit, list) and hit and isinstance(hit[0], list):
+        return [list(x) for x in hit]
+    return list(hit) if isinstance(hit, list) else hit
+
+
+def _pair(hit: tuple[list[int], list[int]]) -> tuple[list[int], list[int]]:
+    """_encode_pair's (context ids, continuation ids), as new lists."""
+    return list(hit[0]), list(hit[1])
+
+
+def _cloned(hit: Any) -> Any:
+    """tok_batch_encode's (input ids, attention mask) tensors, cloned."""
+    return tuple(t.clone() for t in hit)

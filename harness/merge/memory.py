@@ -5,9 +5,10 @@
     merger.model_id("candidate.yaml")               # the id the folder path would give
 
 The plan is mergekit's own (MergePlanner.plan_in_memory) run by mergekit's Executor, seeded as run_merge seeds
-it, so random methods (DARE) draw the same masks in the same order. Parent tensors are kept in a TensorCache
-across calls and handed to the executor as already-computed values. Sub-recipes (merges of merges) are made
-through the folder path once and then read like any other parent.
+it, so random methods (DARE) draw the same masks in the same order; deterministic methods on the CPU skip the
+Executor's per-merge schedule and run the planned tasks directly (harness.merge.direct). Parent tensors are kept
+in a TensorCache across calls and handed to the executor as already-computed values. Sub-recipes (merges of
+merges) are made through the folder path once and then read like any other parent.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
+from harness.merge.direct import DirectRunner
 from harness.merge.recipe import Recipe, load_recipe
 from harness.merge.resolve import MergePlan, Resolver, plan_merge
 
@@ -61,6 +63,7 @@ class InMemoryMerger:
     check_finite: bool = True
     cache: TensorCache = field(default_factory=TensorCache)
     resolver: Resolver = field(init=False)
+    direct: DirectRunner = field(init=False)
 
     def __post_init__(self) -> None:
         from harness.merge.methods import register_methods
@@ -69,6 +72,7 @@ class InMemoryMerger:
         if self.store is not None:
             self.store.init()
         self.resolver = Resolver(store=self.store, materialize=self._materialize)
+        self.direct = DirectRunner(self.cache.get)
         self._checked: set[tuple[str, ...]] = set()
         self._arch: dict[str, tuple[Any, Any]] = {}  # mergekit architecture and output config per recipe shape
         self._configs: dict[tuple[Any, bool], Any] = {}  # each parent's config, read once (configs_read_once)
@@ -108,14 +112,12 @@ class InMemoryMerger:
 
     def _execute(self, plan: MergePlan) -> dict[str, torch.Tensor]:
         from mergekit.architecture import get_architecture_info
-        from mergekit.graph import Executor, TaskUniverse
-        from mergekit.io.tasks import LoaderCache, LoadTensor
+        from mergekit.io.tasks import LoaderCache
         from mergekit.merge import _model_out_config
         from mergekit.plan import MergePlanner
 
         from harness.hashing import hash_json
         from harness.merge.engine import merge_options, mergekit_error
-        from harness.merge.rng import seeded
 
         options = merge_options(plan.seed, self.device, self.allow_pickle)
         config = plan.config()
@@ -132,18 +134,32 @@ class InMemoryMerger:
                 # planned (weight, task) pairs and apply ReturnTensor's/SaveTensor's dtype cast ourselves.
                 planner._plan()
             weights = {task: w for w, task in planner._tensors}
-            universe = TaskUniverse(list(weights))
-            handles = [universe.add_task(t) for t in weights]
-            cached = {universe.get_handle(t): self.cache.get(t) for t in universe.tasks if isinstance(t, LoadTensor)}
-            executor = Executor(handles, math_device=options.device, storage_device="cpu", cached_values=cached)
-            with seeded(plan.seed):
-                values = list(executor.run(quiet=True))
+            values = self._run(list(weights), options.device, plan.seed)
         except HarnessError:
             raise
         except Exception as exc:
             raise mergekit_error(exc) from exc
         return {weights[task].name: cast(value, weights[task].force_dtype or config.out_dtype)
                 for task, value in values if value is not None}
+
+    def _run(self, targets: list[Any], device: Any, seed: int | None) -> list[tuple[Any, Any]]:
+        """(task, value) of each planned target: directly (harness.merge.direct: methods that draw no random number,
+        so unseeded) where the order of execution cannot matter, else by mergekit's Executor, seeded as run_merge
+        seeds it, with the parents' tensors handed over as already computed."""
+        from mergekit.graph import Executor, TaskUniverse
+        from mergekit.io.tasks import LoadTensor
+
+        from harness.merge.rng import seeded
+
+        direct = self.direct.run_planned(targets, str(device))
+        if direct is not None:
+            return list(zip(targets, direct, strict=True))
+        universe = TaskUniverse(targets)
+        handles = [universe.add_task(t) for t in targets]
+        cached = {universe.get_handle(t): self.cache.get(t) for t in universe.tasks if isinstance(t, LoadTensor)}
+        executor = Executor(handles, math_device=device, storage_device="cpu", cached_values=cached)
+        with seeded(seed):
+            return list(executor.run(quiet=True))
 
 
 @contextmanager

@@ -6,6 +6,7 @@ A recipe is mergekit's own YAML, accepted as is. harness adds one optional top-l
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,10 +23,17 @@ class Recipe:
     """A parsed recipe: its data, its text, and the file it came from (relative references start there)."""
 
     data: dict[str, Any]
-    text: str
+    source: str | dict[str, Any]  # the YAML text, or the mapping it was given as (a copy)
     path: Path | None = None
     name: str | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        """The recipe as YAML (a mapping is written out only when asked: a search loop never asks)."""
+        import yaml
+
+        return self.source if isinstance(self.source, str) else yaml.safe_dump(self.source, sort_keys=False)
 
     @property
     def method(self) -> str:
@@ -53,8 +61,9 @@ def load_recipe(source: str | Path | dict[str, Any] | Recipe) -> Recipe:
     if isinstance(source, Recipe):
         return source
     path: Path | None = None
+    text: str | dict[str, Any]
     if isinstance(source, dict):
-        data, text = dict(source), yaml.safe_dump(source, sort_keys=False)
+        data, text = dict(source), copy.deepcopy(source)
     else:
         text, path = _read_text(source)
         try:
@@ -69,7 +78,7 @@ def load_recipe(source: str | Path | dict[str, Any] | Recipe) -> Recipe:
     extras = {k: data.pop(k) for k in HARNESS_KEYS if k in data}
     check_structure(data)
     name = extras.get("name") or (path.stem if path else None)
-    return Recipe(data=data, text=text, path=path, name=name, extras=extras)
+    return Recipe(data=data, source=text, path=path, name=name, extras=extras)
 
 
 def _read_text(source: str | Path) -> tuple[str, Path | None]:

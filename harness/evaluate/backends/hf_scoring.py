@@ -93,8 +93,10 @@ class Scorer:
         single = [c for c, idx in groups.items() if all(len(requests[i][2]) == 1 for i in idx)]
         report = done or (lambda i, a: None)
         for k, logprobs in self.shared_last_logprobs(single):
+            best = int(logprobs.argmax())  # once per context, not once per choice
             for i in groups[single[k]]:
-                answers[i] = _answer(logprobs[None], requests[i][2])
+                (token,) = requests[i][2]
+                answers[i] = (float(logprobs[token]), token == best)
                 report(i, answers[i])
         longer = sorted(set(groups) - set(single), key=len, reverse=True)
         for ctx, got in self.longer_answers(longer, [[requests[i][2] for i in groups[c]] for c in longer]):
@@ -204,13 +206,6 @@ class Scorer:
                     picked[r].append(lp.gather(1, target[:, None])[:, 0])
                     greedy[r].append(bool((lp.argmax(-1) == target).all()))
         return [(float(torch.cat(p).sum()), all(g)) for p, g in zip(picked, greedy, strict=True)]
-
-
-def _answer(logprobs: torch.Tensor, cont: list[int]) -> Answer:
-    """(sum of log-probabilities of `cont`, whether each token is the argmax), from [len(cont), vocab]."""
-    target = torch.tensor(cont, device=logprobs.device)
-    greedy = bool((logprobs.argmax(-1) == target).all())
-    return float(logprobs.gather(1, target[:, None]).sum()), greedy
 
 
 def prefix_groups(contexts: list[tuple[int, ...]]) -> tuple[list[tuple[int, list[int]]], list[int]]:
