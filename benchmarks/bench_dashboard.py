@@ -30,6 +30,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 APP = str(REPO / "dashboard" / "app.py")
 PAGES = ("leaderboard", "methods", "lineage", "overfitting", "runs")
+TITLES = {"leaderboard": "Leaderboard", "methods": "Merge methods", "lineage": "Lineage",
+          "overfitting": "Overfitting flags", "runs": "Runs"}
 
 
 def machine() -> str:
@@ -66,10 +68,11 @@ def render(page: str):
     at = AppTest.from_file(APP, default_timeout=600)
     if hasattr(at, "_bidi_component_manager"):  # as a server: scanned once (see _components)
         at._bidi_component_manager = _components()
-    at.run()
-    if page != "leaderboard":
-        at.switch_page(f"views/{page}.py")
-        at.run()
+    if page != "leaderboard":  # opened at its own URL (/methods...), as a visitor does: the leaderboard not run
+        at.switch_page(f"views/{page}.py")  # (before the first run Streamlit finds a page by its file name,
+    at.run()  # which is every page's url_path here)
+    if at.title and at.title[0].value != TITLES[page]:
+        raise SystemExit(f"{page}: opened {at.title[0].value!r} instead")
     if at.exception:
         raise SystemExit(f"{page}: {at.exception[0].value}")
     return at
