@@ -100,71 +100,72 @@ def robust_reference(gaps: Sequence[float], ses: Sequence[float]) -> tuple[float
 
 def _pools(data: Data, rows: dict) -> dict[tuple[str, str], dict[str, tuple[float, float]]]:
     pools: dict[tuple[str, str], dict[str, tuple[float, float]]] = {}
+    exposed = data.exposure  # a model without any exposure is in-sample nowhere: most models, no call
     for (mid, suite, kind), r in rows.items():
-        if not data.in_sample(mid, suite):
+        if mid not in exposed or not data.in_sample(mid, suite):
             pools.setdefault((suite, kind), {})[mid] = (r["gap"], r["se"])
     return pools
 
 
 def _reference(data: Data, pool: dict, mid: str, relation: str, t: Thresholds, memo: dict) -> Reference:
+    """The reference of one test; one object per distinct pool less the left-out models (shared, frozen)."""
     skip = frozenset(m for m in (mid, *data.graph.parents.get(mid, ())) if m in pool) if len(pool) <= LOO_MAX \
         else frozenset()
-    key = (id(pool), skip)
+    key = (id(pool), skip, relation == "aligned")
     if key not in memo:
         vals = [v for m, v in pool.items() if m not in skip]
-        memo[key] = robust_reference([v[0] for v in vals], [v[1] for v in vals])
-    centre, tau, se_c, k = memo[key]
-    if k >= t.min_reference:
-        return Reference(centre, tau, se_c, k, True, f"median of {k} models not exposed on the suite")
-    if relation == "aligned":
-        return Reference(0.0, 0.0, 0.0, k, True, "zero by design (aligned twin: the same items)")
-    return Reference(centre, tau, se_c, k, False, f"only {k} models not exposed on the suite (need "
-                                                  f"{t.min_reference})")
+        centre, tau, se_c, k = robust_reference([v[0] for v in vals], [v[1] for v in vals])
+        if k >= t.min_reference:
+            memo[key] = Reference(centre, tau, se_c, k, True, f"median of {k} models not exposed on the suite")
+        elif relation == "aligned":
+            memo[key] = Reference(0.0, 0.0, 0.0, k, True, "zero by design (aligned twin: the same items)")
+        else:
+            memo[key] = Reference(centre, tau, se_c, k, False, f"only {k} models not exposed on the suite (need "
+                                                               f"{t.min_reference})")
+    return memo[key]
 
 
 def twin_tests(data: Data, t: Thresholds) -> list[TwinTest]:
-    """Every twin-gap test of the store with its verdict and power (cached on `data` per thresholds)."""
-    from harness.analysis.overfit import _gap_rows
+    """Every twin-gap test of the store with its verdict and power (cached on `data` per thresholds). Column-wise:
+    one reference per distinct pool, the arithmetic over arrays (squares and tails through Python's own ** and
+    erfc, so every figure is what the per-row formulas give), one TwinTest per row made once."""
+    import numpy as np
+
+    from harness.analysis.overfit import _gap_rows, bh_reject
 
     cache = data.verdicts_cache if data.verdicts_cache is not None else {}
     data.verdicts_cache = cache
     if t in cache:
         return cache[t]
     rows = _gap_rows(data)
-    pools, memo, tests = _pools(data, rows), {}, []
-    for (mid, suite, kind), r in rows.items():
-        ref = _reference(data, pools.get((suite, kind), {}), mid, r.get("relation", "independent"), t, memo)
-        excess = r["gap"] - ref.centre
-        se = math.sqrt(r["se"] ** 2 + ref.spread ** 2 + ref.se ** 2)
-        z = excess / se if se > 0 else (math.inf if excess > 0 else 0.0)
-        tests.append(TwinTest(mid, suite, kind, r, ref, excess, se, _p(z)))
-    cache[t] = _decide(tests, t)
-    return cache[t]
-
-
-def _decide(tests: list[TwinTest], t: Thresholds) -> list[TwinTest]:
-    """Benjamini-Hochberg over the calibrated tests; flag = rejected and at least gap_min; power of each."""
-    from harness.analysis.overfit import bh_reject
-
-    live = [i for i, x in enumerate(tests) if x.ref.calibrated]
-    reject = bh_reject([tests[i].p for i in live], t.fdr)
-    rejected = {i for i, rej in zip(live, reject, strict=True) if rej}
+    pools, memo, empty = _pools(data, rows), {}, {}
+    refs = [_reference(data, pools.get((suite, kind), empty), mid, r.get("relation", "independent"), t, memo)
+            for (mid, suite, kind), r in rows.items()]
+    rs = list(rows.values())
+    excess = np.array([r["gap"] for r in rs], dtype=float) - np.array([x.centre for x in refs], dtype=float)
+    se = np.sqrt(np.array([r["se"] ** 2 + x.spread ** 2 + x.se ** 2 for r, x in zip(rs, refs, strict=True)],
+                          dtype=float))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(se > 0, excess / se, np.where(excess > 0, np.inf, 0.0))
+    p = [_p(v) for v in z.tolist()]
+    live = [i for i, x in enumerate(refs) if x.calibrated]
+    rejected = {i for i, rej in zip(live, bh_reject([p[i] for i in live], t.fdr), strict=True) if rej}
     z_crit = _z(t.fdr * max(1, len(rejected)) / max(1, len(live)))
-    out = []
-    for i, x in enumerate(tests):
-        mde = max(t.gap_min, (z_crit + Z80) * x.se)
-        out.append(replace(x, flagged=i in rejected and x.excess >= t.gap_min, mde=mde,
-                           items_needed=_items_needed(x, z_crit, t.gap_min)))
-    return out
+    tests = [TwinTest(mid, suite, kind, r, ref, e, s, pv, i in rejected and e >= t.gap_min,
+                      max(t.gap_min, (z_crit + Z80) * s), _items_needed(r, ref, z_crit, t.gap_min))
+             for i, ((mid, suite, kind), r, ref, e, s, pv) in enumerate(zip(
+                 rows, rs, refs, excess.tolist(), se.tolist(), p, strict=True))]
+    cache[t] = tests
+    return tests
 
 
-def _items_needed(x: TwinTest, z_crit: float, target: float) -> int | None:
+def _items_needed(row: dict, ref: Reference, z_crit: float, target: float) -> int | None:
     """Items for (z_crit + z_0.8) * se to reach `target`: the sampling part shrinks as 1/n, the spread does not."""
-    room = (target / (z_crit + Z80)) ** 2 - x.ref.spread ** 2 - x.ref.se ** 2
-    n = max(int(x.row.get("n") or 0), 1)
+    room = (target / (z_crit + Z80)) ** 2 - ref.spread ** 2 - ref.se ** 2
+    n = max(int(row.get("n") or 0), 1)
     if room <= 0:
         return None
-    return max(n, math.ceil(x.row["se"] ** 2 * n / room))
+    return max(n, math.ceil(row["se"] ** 2 * n / room))
 
 
 def tier_for(suite: str, items: int | None) -> str:
