@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from harness.analysis.evidence import MIN_PAIRED_DOCS, MIN_PAIRED_SEEDS, Data
@@ -99,7 +99,13 @@ def robust_reference(gaps: Sequence[float], ses: Sequence[float]) -> tuple[float
 
 
 def _pools(data: Data, rows: dict) -> dict[tuple[str, str], dict[str, tuple[float, float]]]:
+    """(suite, kind) -> {model: (gap, se)} of the models not exposed on the suite (kept on `data`: read-only)."""
+    if data.verdicts_cache is None:
+        data.verdicts_cache = {}
+    if "pools" in data.verdicts_cache:
+        return data.verdicts_cache["pools"]
     pools: dict[tuple[str, str], dict[str, tuple[float, float]]] = {}
+    data.verdicts_cache["pools"] = pools
     exposed = data.exposure  # a model without any exposure is in-sample nowhere: most models, no call
     for (mid, suite, kind), r in rows.items():
         if mid not in exposed or not data.in_sample(mid, suite):
@@ -192,49 +198,62 @@ def coverage(data: Data, t: Thresholds, flags: Sequence[Any] = ()) -> list[Cover
     `flags` (overfit.Flag) marks as flagged the checked ones with a twin_gap (an evolve run's too) or
     lineage_divergence flag."""
     marked = {(f.model_id, f.suite) for f in flags if f.signal in ("twin_gap", "lineage_divergence")}
-    tests: dict[tuple[str, str], list[TwinTest]] = {}
+    tests: dict[tuple[str, str], list] = {}  # (model, suite) -> [its first test, its best calibrated, any flagged]
     for x in twin_tests(data, t):
-        tests.setdefault((x.model_id, x.suite), []).append(x)
+        mine = tests.get((x.model_id, x.suite))
+        if mine is None:
+            mine = tests[(x.model_id, x.suite)] = [x, None, False]
+        if x.ref.calibrated and (mine[1] is None or x.mde < mine[1].mde):  # min(): the first of equal ones
+            mine[1] = x
+        mine[2] = mine[2] or x.flagged
     sc = data.scores
     public = sc[sc["split"] == sc["suite"].map(data.default_split)]
-    out = []
     pairs = set(zip(public["model_id"].tolist(), public["suite"].tolist(), strict=True))
+    scored: set[tuple[str, str]] = set()  # (model, 'suite:split') of every score, read once if needed
+    tiers: dict[tuple[str, int | None], str] = {}
+    out = []
     for mid, suite in sorted(pairs, key=lambda ms: (data.names.get(ms[0], ms[0]), ms[1])):
-        row = _cover(data, mid, suite, tests.get((mid, suite), []), t)
-        out.append(replace(row, flagged=True) if (mid, suite) in marked and row.status == "checked" else row)
+        name = data.names.get(mid, mid[:12])
+        mine = tests.get((mid, suite))
+        if not data.twins.get(suite):
+            out.append(Coverage(mid, name, suite, "no twin", False,
+                                "no twin exists for this suite (suite.yaml twins:)"))
+        elif mine is None:
+            out.append(_not_checkable(data, mid, name, suite, scored))
+        elif mine[1] is None:
+            out.append(Coverage(mid, name, suite, "not calibrated", False, mine[0].ref.basis))
+        else:
+            best = mine[1]
+            out.append(Coverage(mid, name, suite, "checked", mine[2] or (mid, suite) in marked,
+                                _checked_detail(best, suite, t, tiers), best.mde))
     return out
 
 
-def _cover(data: Data, mid: str, suite: str, mine: list[TwinTest], t: Thresholds) -> Coverage:
-    name = data.names.get(mid, mid[:12])
-    if not data.twins.get(suite):
-        return Coverage(mid, name, suite, "no twin", False, "no twin exists for this suite (suite.yaml twins:)")
-    if not mine:
-        refs = sorted({s.ref for s in data.twins[suite].values()})
-        if _twin_scored(data, mid, refs):
-            return Coverage(mid, name, suite, "not checkable", False, "twin run not paired (fewer than "
-                            f"{MIN_PAIRED_DOCS} mapped items from {MIN_PAIRED_SEEDS} seeds): rerun both with a larger "
-                            "--tier or --limit")
-        cmds = "; ".join(f"harness eval {name} --suite {r.partition(':')[0]}"
-                         + (f" --split {r.partition(':')[2]}" if r.partition(":")[2] else "") for r in refs)
-        return Coverage(mid, name, suite, "not checkable", False, f"no twin run: {cmds}")
-    live = [x for x in mine if x.ref.calibrated]
-    if not live:
-        return Coverage(mid, name, suite, "not calibrated", False, mine[0].ref.basis)
-    best = min(live, key=lambda x: x.mde)
+def _checked_detail(best: TwinTest, suite: str, t: Thresholds, tiers: dict) -> str:
     goal = f"{100 * t.gap_min:.0f} pts"
-    reach = (f"{goal} needs tier {tier_for(suite, best.items_needed)}" if best.items_needed is not None else
-             f"no tier reaches {goal}: the natural gap alone varies by {100 * best.ref.spread:.1f} pts between models")
-    detail = (f"smallest detectable excess {100 * best.mde:.1f} pts on twin {best.kind} (n={int(best.row['n'])}, "
-              f"{'paired' if best.row['paired'] else 'unpaired'}); {reach}")
-    return Coverage(mid, name, suite, "checked", any(x.flagged for x in mine), detail, best.mde)
+    if best.items_needed is not None:
+        key = (suite, best.items_needed)
+        tier = tiers[key] if key in tiers else tiers.setdefault(key, tier_for(suite, best.items_needed))
+        reach = f"{goal} needs tier {tier}"
+    else:
+        reach = (f"no tier reaches {goal}: the natural gap alone varies by {100 * best.ref.spread:.1f} pts "
+                 "between models")
+    return (f"smallest detectable excess {100 * best.mde:.1f} pts on twin {best.kind} (n={int(best.row['n'])}, "
+            f"{'paired' if best.row['paired'] else 'unpaired'}); {reach}")
 
 
-def _twin_scored(data: Data, mid: str, refs: list[str]) -> bool:
-    """Whether the model has a score on one of these twin refs ('suite:split') although no gap was formed."""
-    sc = data.scores[data.scores["model_id"] == mid]
-    have = {f"{s}:{sp}" for s, sp in zip(sc["suite"], sc["split"], strict=True)}
-    return any((r if ":" in r else f"{r}:{data.default_split(r)}") in have for r in refs)
+def _not_checkable(data: Data, mid: str, name: str, suite: str, scored: set) -> Coverage:
+    refs = sorted({s.ref for s in data.twins[suite].values()})
+    if not scored:
+        sc = data.scores
+        scored.update(zip(sc["model_id"].tolist(), (sc["suite"] + ":" + sc["split"]).tolist(), strict=True))
+    if any((mid, r if ":" in r else f"{r}:{data.default_split(r)}") in scored for r in refs):
+        return Coverage(mid, name, suite, "not checkable", False, "twin run not paired (fewer than "
+                        f"{MIN_PAIRED_DOCS} mapped items from {MIN_PAIRED_SEEDS} seeds): rerun both with a larger "
+                        "--tier or --limit")
+    cmds = "; ".join(f"harness eval {name} --suite {r.partition(':')[0]}"
+                     + (f" --split {r.partition(':')[2]}" if r.partition(":")[2] else "") for r in refs)
+    return Coverage(mid, name, suite, "not checkable", False, f"no twin run: {cmds}")
 
 
 def coverage_summary(rows: Sequence[Coverage]) -> dict[str, Any]:
