@@ -78,17 +78,20 @@ def reference_divergence(data: Data) -> list[tuple]:
         if not data.in_sample(mid, suite):
             pools.setdefault((suite, kind), []).append((r["gap"], r["se"]))
     spread = {key: robust_reference([v[0] for v in p], [v[1] for v in p])[1] for key, p in pools.items()}
-    tests = []
+    tests, sums = [], {}
     for (mid, suite, kind), r in rows.items():
         if depth.get(mid, 0) < T.min_depth:
             continue
-        scored = [rows[(q, suite, kind)] for q in roots.get(mid, frozenset()) if (q, suite, kind) in rows]
-        k = len(scored)
+        group = (roots.get(mid, frozenset()), suite, kind)
+        if group not in sums:  # equal root sets share one sum, in the first one's order (as the analysis does)
+            scored = [rows[(q, suite, kind)] for q in group[0] if (q, suite, kind) in rows]
+            pub, twin, gap, var = 0.0, 0.0, 0.0, 0.0
+            for q in scored:
+                pub, twin, gap, var = pub + q["public"], twin + q["twin_value"], gap + q["gap"], var + q["se"] ** 2
+            sums[group] = (len(scored), pub, twin, gap, var)
+        k, pub, twin, gap, var = sums[group]
         if not k:
             continue
-        pub, twin, gap, var = 0.0, 0.0, 0.0, 0.0
-        for q in scored:  # summed in the roots' own order, as the analysis does
-            pub, twin, gap, var = pub + q["public"], twin + q["twin_value"], gap + q["gap"], var + q["se"] ** 2
         pub_gain, twin_gain, div = r["public"] - pub / k, r["twin_value"] - twin / k, r["gap"] - gap / k
         if pub_gain <= 0:
             continue
