@@ -247,8 +247,10 @@ def search_labels(db: str) -> dict[str, str]:
     """model_id -> hand | PS | DFS | PS+DFS (harness.analysis.search_methods)."""
     from harness.analysis.search_methods import search_labels as labels
 
-    store = _store(db)
-    return labels(base(db).models, views.evolve_runs(store), views.edges(store))
+    data = base(db)  # its lineage graph: no second read of the 20,000 edges
+    edges = pd.DataFrame([(c, p) for c, ps in data.graph.parents.items() for p in ps],
+                         columns=["child_id", "parent_id"])
+    return labels(data.models, views.evolve_runs(_store(db)), edges)
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)

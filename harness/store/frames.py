@@ -173,16 +173,20 @@ def doc_scores(store: Store, run_ids: Iterable[str]) -> pd.DataFrame:
     per-document index (harness/store/doc_index.py), which holds exactly this (the mean of the primary metric's
     scored sample rows of each document), instead of the sample rows."""
     return _df(store, """
-        SELECT t.run_id, t.task, d.doc_id, d.score FROM doc_scores d JOIN run_tasks t USING (rt)
-        WHERE list_contains(?, t.run_id) ORDER BY ALL""", [list(run_ids)])
+        WITH t AS (SELECT rt, run_id, task FROM run_tasks
+                   JOIN (SELECT DISTINCT unnest(?::VARCHAR[]) AS run_id) USING (run_id))
+        SELECT t.run_id, t.task, d.doc_id, d.score FROM doc_scores d JOIN t USING (rt) ORDER BY ALL""",
+        [list(run_ids)])
 
 
 def run_doc_means(store: Store, run_ids: Iterable[str]) -> pd.DataFrame:
     """(run_id, mean): per run, the mean over its documents of each document's mean primary score over the run's
     tasks (a document is its doc_id), from the per-document index; a run without scored documents has no row."""
     return _df(store, """
-        WITH d AS (SELECT t.run_id, d.doc_id, avg(d.score) AS score FROM doc_scores d JOIN run_tasks t USING (rt)
-                   WHERE list_contains(?, t.run_id) GROUP BY t.run_id, d.doc_id)
+        WITH t AS (SELECT rt, run_id FROM run_tasks
+                   JOIN (SELECT DISTINCT unnest(?::VARCHAR[]) AS run_id) USING (run_id)),
+        d AS (SELECT t.run_id, d.doc_id, avg(d.score) AS score FROM doc_scores d JOIN t USING (rt)
+              GROUP BY t.run_id, d.doc_id)
         SELECT run_id, avg(score) AS mean FROM d GROUP BY run_id ORDER BY run_id""", [list(run_ids)])
 
 
