@@ -256,13 +256,12 @@ def search_labels(db: str) -> dict[str, str]:
 @st.cache_data(ttl=TTL, show_spinner=False)
 def search_comparison(db: str, suite: str, chosen_on: str, compare_on: str) -> pd.DataFrame:
     """Per search method, its pick on `chosen_on` against the best hand recipe's, paired per document."""
-    from harness.analysis.search_methods import contenders, method_comparison, selections_of
+    from harness.analysis.search_methods import contender_scores, method_comparison, selections_of
 
     labels = search_labels(db)
     sc = scores_marked(db)
     sc = sc[(sc["suite"] == suite) & sc["split"].isin([chosen_on, compare_on]) & sc["model_id"].isin(labels)]
-    means = views.run_doc_means(_store(db), sc["run_id"]).merge(sc[["run_id", "model_id", "split"]], on="run_id")
-    sc = sc[sc["model_id"].isin(contenders(labels, means, chosen_on, compare_on))]  # the documents of a few
+    sc = contender_scores(_store(db), labels, sc, chosen_on, compare_on)  # then the documents of a few
     if sc.empty:
         return pd.DataFrame()
     docs = doc_scores(db, tuple(sorted(sc["run_id"])))

@@ -190,6 +190,14 @@ def run_doc_means(store: Store, run_ids: Iterable[str]) -> pd.DataFrame:
         SELECT run_id, avg(score) AS mean FROM d GROUP BY run_id ORDER BY run_id""", [list(run_ids)])
 
 
+def scored_runs(store: Store, run_ids: Iterable[str]) -> set[str]:
+    """The runs, of these, with at least one scored document in the per-document index (no documents read)."""
+    found = _df(store, """
+        SELECT DISTINCT run_id FROM run_tasks JOIN (SELECT DISTINCT unnest(?::VARCHAR[]) AS run_id) USING (run_id)
+        WHERE docs > 0""", [list(run_ids)])
+    return set(found["run_id"].tolist())
+
+
 def runs_of(store: Store, model_id: str) -> pd.DataFrame:
     """A model's runs (newest first) with their number of sample rows."""
     return _df(store, """
