@@ -181,13 +181,18 @@ def doc_scores(store: Store, run_ids: Iterable[str]) -> pd.DataFrame:
 
 def run_doc_means(store: Store, run_ids: Iterable[str]) -> pd.DataFrame:
     """(run_id, mean): per run, the mean over its documents of each document's mean primary score over the run's
-    tasks (a document is its doc_id), from the per-document index; a run without scored documents has no row."""
+    tasks (a document is its doc_id), from the per-document index; a run without scored documents has no row. A
+    run of one task is its stored total over its count (run_tasks: no document read; equal to the mean over its
+    documents up to the rounding of the sum), a run of several averages its documents across tasks first."""
     return _df(store, """
-        WITH t AS (SELECT rt, run_id FROM run_tasks
+        WITH t AS (SELECT rt, run_id, docs, total FROM run_tasks
                    JOIN (SELECT DISTINCT unnest(?::VARCHAR[]) AS run_id) USING (run_id)),
+        one AS (SELECT run_id FROM t GROUP BY run_id HAVING count(*) = 1),
         d AS (SELECT t.run_id, d.doc_id, avg(d.score) AS score FROM doc_scores d JOIN t USING (rt)
-              GROUP BY t.run_id, d.doc_id)
-        SELECT run_id, avg(score) AS mean FROM d GROUP BY run_id ORDER BY run_id""", [list(run_ids)])
+              WHERE t.run_id NOT IN (SELECT run_id FROM one) GROUP BY t.run_id, d.doc_id)
+        SELECT run_id, total / docs AS mean FROM t WHERE docs > 0 AND run_id IN (SELECT run_id FROM one)
+        UNION ALL SELECT run_id, avg(score) AS mean FROM d GROUP BY run_id
+        ORDER BY run_id""", [list(run_ids)])
 
 
 def scored_runs(store: Store, run_ids: Iterable[str]) -> set[str]:
