@@ -247,18 +247,21 @@ def search_labels(db: str) -> dict[str, str]:
     """model_id -> hand | PS | DFS | PS+DFS (harness.analysis.search_methods)."""
     from harness.analysis.search_methods import search_labels as labels
 
-    store = _store(db)
-    return labels(base(db).models, views.evolve_runs(store), views.edges(store))
+    data = base(db)  # its lineage graph: no second read of the 20,000 edges
+    edges = pd.DataFrame([(c, p) for c, ps in data.graph.parents.items() for p in ps],
+                         columns=["child_id", "parent_id"])
+    return labels(data.models, views.evolve_runs(_store(db)), edges)
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
 def search_comparison(db: str, suite: str, chosen_on: str, compare_on: str) -> pd.DataFrame:
     """Per search method, its pick on `chosen_on` against the best hand recipe's, paired per document."""
-    from harness.analysis.search_methods import method_comparison, selections_of
+    from harness.analysis.search_methods import contender_scores, method_comparison, selections_of
 
     labels = search_labels(db)
     sc = scores_marked(db)
     sc = sc[(sc["suite"] == suite) & sc["split"].isin([chosen_on, compare_on]) & sc["model_id"].isin(labels)]
+    sc = contender_scores(_store(db), labels, sc, chosen_on, compare_on)  # then the documents of a few
     if sc.empty:
         return pd.DataFrame()
     docs = doc_scores(db, tuple(sorted(sc["run_id"])))

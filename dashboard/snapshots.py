@@ -17,7 +17,6 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -140,7 +139,8 @@ def _write(base: Path, gaps: pd.DataFrame, flags: list[Flag], cover: list[Covera
         gaps.to_parquet(tmp, index=False)
     # the JSON last: it marks the pair complete
     write_text_atomic(base.with_suffix(".json"), json.dumps(
-        {"flags": [f.to_dict() for f in flags], "coverage": [asdict(c) for c in cover]}, default=str))
+        {"flags": [f.to_dict() for f in flags], "coverage": [vars(c) for c in cover]}, default=str))  # flat fields:
+    # what asdict gives, without its deep copy of 30,000 rows (0.4 CPU s at 10,000 models)
     stem = base.name.rsplit("-", 1)[0]
     for old in base.parent.glob(f"{stem}-*"):
         if not old.name.startswith(base.name):

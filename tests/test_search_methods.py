@@ -60,3 +60,37 @@ def test_picks_are_made_on_the_selection_split_and_compared_paired_on_the_other(
                                                                                   ("ps", "search")}))
     assert finalists.set_index("method")["in_sample"].to_dict() == {"hand": False, "PS": False, "DFS": False,
                                                                      "PS+DFS": True}
+
+
+def test_stored_comparison_reads_only_contenders_and_equals_the_whole_comparison(tmp_path) -> None:
+    """On a generated DuckDB store: the per-run document means from the index equal the pandas means of the
+    documents, and the comparison over the contenders' documents equals method_comparison over every model's."""
+    from benchmarks.gen_store import build
+    from harness.analysis.search_methods import selections_of, stored_comparison
+    from harness.store import Store
+    from harness.store import frames as views
+
+    build(tmp_path / "s.duckdb", models=60, docs=40, sources=4, seed=4)
+    store = Store(tmp_path / "s.duckdb")
+    with store.db.read() as con:
+        models, edges = views.models(con), views.edges(con)
+        scores = views.suite_scores(con, rules={})
+    labels = search_labels(models, views.evolve_runs(store), edges)
+    assert {"hand", "PS"} <= set(labels.values())
+    runs = sorted(scores["run_id"])
+    docs = views.doc_scores(store, runs)
+    want = docs.groupby(["run_id", "doc_id"])["score"].mean().groupby("run_id").mean()
+    got = views.run_doc_means(store, runs).set_index("run_id")["mean"]
+    assert list(got.index) == list(want.index) and np.allclose(got, want, rtol=0, atol=1e-12)
+    compared = 0
+    for suite in sorted(scores["suite"].unique()):
+        splits = sorted(scores.loc[scores["suite"] == suite, "split"].unique())
+        for a in splits:
+            for b in splits:
+                sc = scores[(scores["suite"] == suite) & scores["split"].isin([a, b])
+                            & scores["model_id"].isin(labels)]
+                every = docs.merge(sc[["run_id", "model_id", "split"]], on="run_id")
+                whole = method_comparison(labels, every, a, b, selections_of(views.selections(store), suite))
+                pd.testing.assert_frame_equal(stored_comparison(store, suite, a, b), whole)
+                compared += not whole.empty
+    assert compared

@@ -314,29 +314,10 @@ def divergence_flags(data: Data, t: Thresholds) -> list[Flag]:
     roots' excess, tested against sampling error plus the spread of the natural gap between models (a clean model
     differs from its roots by that spread: a better model on a harder twin is not divergent)."""
     rows = _gap_rows(data)
-    spread = _spreads(data, rows)
     depth = dict(zip(data.models["model_id"].tolist(), data.models["merge_depth"].tolist(), strict=True))
-    roots = data.graph.roots_of(data.models["model_id"].tolist())
-    tests, memo = [], {}
-    for (mid, suite, kind), r in rows.items():
-        if depth.get(mid, 0) < t.min_depth:
-            continue
-        key = (roots.get(mid, frozenset()), suite, kind)
-        if key not in memo:
-            memo[key] = _root_means(rows, *key)
-        k, pub0, twin0, gap0, se2 = memo[key]
-        if not k:
-            continue
-        pub_gain, twin_gain, div = r["public"] - pub0, r["twin_value"] - twin0, r["gap"] - gap0
-        tau2 = spread.get((suite, kind), 0.0) ** 2
-        se = math.sqrt(r["se"] ** 2 + se2 + tau2 * (1 + 1 / k))
-        if pub_gain <= 0:
-            continue
-        z = div / se if se > 0 else (math.inf if div > 0 else 0.0)
-        tests.append((mid, suite, kind, r, k, pub_gain, twin_gain, div, se, _p_one_sided(z)))
+    tests = _divergence_tests(data, rows, depth, t)
     out = []
-    for mid, suite, kind, r, k, pub_gain, twin_gain, div, se, p in _strongest_rejections(
-            tests, t.fdr, t.divergence_min):
+    for mid, suite, kind, r, k, pub_gain, twin_gain, div, se, p in tests:
         name = data.names.get(mid, mid[:12])
         ev = {"suite": suite, "twin": r["twin"], "twin_kind": kind, "depth": depth.get(mid, 0), "roots": k,
               "public_gain": round(pub_gain, 4), "twin_gain": round(twin_gain, 4),
@@ -348,6 +329,42 @@ def divergence_flags(data: Data, t: Thresholds) -> list[Flag]:
             f"while its {kind} twin moved {_pts(twin_gain)}: a divergence of {_pts(div)} "
             f"[{_pts(ev['divergence_ci'][0])}, {_pts(ev['divergence_ci'][1])}].", ev))
     return out
+
+
+def _divergence_tests(data: Data, rows: dict, depth: dict[str, int], t: Thresholds) -> list[tuple]:
+    """(model, suite, kind, row, roots, public gain, twin gain, divergence, se, p) of the rows deep enough, with
+    scored roots and a public gain, that Benjamini-Hochberg rejects with a divergence of at least divergence_min:
+    the smallest p per (model, suite). Over arrays: the roots' means once per distinct (roots, suite, kind), the
+    squares and tails through Python's own ** and erfc (each figure is the per-row formula's, bit for bit)."""
+    import numpy as np
+
+    keys, vals = list(rows), list(rows.values())
+    deep = np.flatnonzero(~(np.array([depth.get(k[0], 0) for k in keys], dtype=float) < t.min_depth))
+    roots, none, memo = data.graph.roots_of(data.models["model_id"].tolist()), frozenset(), {}
+    means = []
+    for i in deep.tolist():
+        group = (roots.get(keys[i][0], none), keys[i][1], keys[i][2])
+        means.append(memo[group] if group in memo else memo.setdefault(group, _root_means(rows, *group)))
+    if not means:
+        return []
+    k, pub0, twin0, gap0, se2 = (np.array(c, dtype=float) for c in zip(*means, strict=True))
+    col = {c: np.array([vals[i][c] for i in deep.tolist()], dtype=float) for c in ("public", "twin_value", "gap")}
+    pub_gain, twin_gain, div = col["public"] - pub0, col["twin_value"] - twin0, col["gap"] - gap0
+    live = np.flatnonzero((k != 0) & ~(pub_gain <= 0))
+    idx, k, se2, pub_gain, twin_gain, div = (a[live] for a in (deep, k, se2, pub_gain, twin_gain, div))
+    spread = _spreads(data, rows)
+    tau2 = np.array([spread.get(keys[i][1:], 0.0) ** 2 for i in idx.tolist()], dtype=float)
+    se = np.sqrt(np.array([vals[i]["se"] ** 2 for i in idx.tolist()], dtype=float) + se2 + tau2 * (1 + 1 / k))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(se > 0, div / se, np.where(div > 0, np.inf, 0.0))
+    p = [_p_one_sided(v) for v in z.tolist()]
+    best: dict[tuple[str, str], int] = {}
+    for j, rej in enumerate(bh_reject(p, t.fdr)):
+        key = keys[idx[j]][:2]
+        if rej and div[j] >= t.divergence_min and (key not in best or p[j] < p[best[key]]):
+            best[key] = j
+    return [(*keys[idx[j]], vals[idx[j]], int(k[j]), float(pub_gain[j]), float(twin_gain[j]), float(div[j]),
+             float(se[j]), p[j]) for j in best.values()]
 
 
 # ------------------------------------------------------------------------------------------------ signal 4
@@ -426,14 +443,3 @@ def confusion(flags: list[Flag], truth: Mapping[str, bool | None], min_severity:
         "missed": sorted(positives - flagged), "false": sorted(flagged & negatives),
         "positives": len(positives), "negatives": len(negatives), "flagged": len(flagged),
     }
-
-
-def _strongest_rejections(tests: list[tuple], fdr: float, minimum: float) -> list[tuple]:
-    """Tests (model, suite, ..., size at [7], ..., p at [9]) that Benjamini-Hochberg rejects and whose size is at
-    least `minimum`, keeping the smallest p per (model, suite)."""
-    reject = bh_reject([x[9] for x in tests], fdr)
-    best: dict[tuple[str, str], tuple] = {}
-    for x, rej in zip(tests, reject, strict=True):
-        if rej and x[7] >= minimum and ((x[0], x[1]) not in best or x[9] < best[(x[0], x[1])][9]):
-            best[(x[0], x[1])] = x
-    return list(best.values())

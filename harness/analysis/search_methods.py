@@ -82,6 +82,35 @@ def method_comparison(labels: dict[str, str], docs: pd.DataFrame, chosen_on: str
     return pd.DataFrame(rows)
 
 
+def contenders(labels: dict[str, str], means: pd.DataFrame, chosen_on: str, compare_on: str,
+               tol: float = 1e-9) -> set[str]:
+    """The models that can be a method's pick: `means` has model_id, split and mean (the mean over documents of a
+    document's mean over tasks, harness.store.frames.run_doc_means, per run); of the models with a mean on both
+    splits, each within `tol` of its method's best on `chosen_on`. method_comparison over their documents alone
+    makes the picks it makes over every model's (it computes the means again from the documents; `tol` covers the
+    rounding of two summation orders), without reading the documents of thousands of hand recipes."""
+    wide = means.pivot_table(index="model_id", columns="split", values="mean", aggfunc="first")
+    if chosen_on not in wide or compare_on not in wide:
+        return set()
+    on = wide.dropna(subset=[chosen_on, compare_on])[chosen_on]
+    best = on.groupby(on.index.map(labels)).transform("max")
+    return set(on.index[on >= best - tol])
+
+
+def contender_scores(store: Store, labels: dict[str, str], sc: pd.DataFrame, chosen_on: str,
+                     compare_on: str) -> pd.DataFrame:
+    """The rows of `sc` (suite scores of one suite: model_id, split, run_id) of the models that can be a method's
+    pick (`contenders`): document means of the runs on `chosen_on` only (frames.run_doc_means); on `compare_on`
+    only whether the run has a scored document matters (frames.scored_runs)."""
+    from harness.store import frames as views
+
+    on, other = sc[sc["split"] == chosen_on], sc[sc["split"] == compare_on]
+    means = views.run_doc_means(store, on["run_id"]).merge(on[["run_id", "model_id", "split"]], on="run_id")
+    present = other[other["run_id"].isin(views.scored_runs(store, other["run_id"]))]
+    means = pd.concat([means[["model_id", "split", "mean"]], present[["model_id", "split"]].assign(mean=0.0)])
+    return sc[sc["model_id"].isin(contenders(labels, means, chosen_on, compare_on))]
+
+
 def stored_comparison(store: Store, suite: str, chosen_on: str = "search", compare_on: str = "heldout") -> pd.DataFrame:
     """method_comparison over a store's latest complete runs of `suite` (what `harness leaderboard --methods`
     prints)."""
@@ -97,6 +126,7 @@ def stored_comparison(store: Store, suite: str, chosen_on: str = "search", compa
                 & scores["model_id"].isin(labels)]
     if sc.empty:
         return pd.DataFrame()
+    sc = contender_scores(store, labels, sc, chosen_on, compare_on)
     docs = views.doc_scores(store, sorted(sc["run_id"])).merge(sc[["run_id", "model_id", "split"]], on="run_id")
     return method_comparison(labels, docs, chosen_on, compare_on, selections_of(views.selections(store), suite))
 

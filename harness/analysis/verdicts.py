@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from harness.analysis.evidence import MIN_PAIRED_DOCS, MIN_PAIRED_SEEDS, Data
@@ -99,72 +99,79 @@ def robust_reference(gaps: Sequence[float], ses: Sequence[float]) -> tuple[float
 
 
 def _pools(data: Data, rows: dict) -> dict[tuple[str, str], dict[str, tuple[float, float]]]:
+    """(suite, kind) -> {model: (gap, se)} of the models not exposed on the suite (kept on `data`: read-only)."""
+    if data.verdicts_cache is None:
+        data.verdicts_cache = {}
+    if "pools" in data.verdicts_cache:
+        return data.verdicts_cache["pools"]
     pools: dict[tuple[str, str], dict[str, tuple[float, float]]] = {}
+    data.verdicts_cache["pools"] = pools
+    exposed = data.exposure  # a model without any exposure is in-sample nowhere: most models, no call
     for (mid, suite, kind), r in rows.items():
-        if not data.in_sample(mid, suite):
+        if mid not in exposed or not data.in_sample(mid, suite):
             pools.setdefault((suite, kind), {})[mid] = (r["gap"], r["se"])
     return pools
 
 
 def _reference(data: Data, pool: dict, mid: str, relation: str, t: Thresholds, memo: dict) -> Reference:
+    """The reference of one test; one object per distinct pool less the left-out models (shared, frozen)."""
     skip = frozenset(m for m in (mid, *data.graph.parents.get(mid, ())) if m in pool) if len(pool) <= LOO_MAX \
         else frozenset()
-    key = (id(pool), skip)
+    key = (id(pool), skip, relation == "aligned")
     if key not in memo:
         vals = [v for m, v in pool.items() if m not in skip]
-        memo[key] = robust_reference([v[0] for v in vals], [v[1] for v in vals])
-    centre, tau, se_c, k = memo[key]
-    if k >= t.min_reference:
-        return Reference(centre, tau, se_c, k, True, f"median of {k} models not exposed on the suite")
-    if relation == "aligned":
-        return Reference(0.0, 0.0, 0.0, k, True, "zero by design (aligned twin: the same items)")
-    return Reference(centre, tau, se_c, k, False, f"only {k} models not exposed on the suite (need "
-                                                  f"{t.min_reference})")
+        centre, tau, se_c, k = robust_reference([v[0] for v in vals], [v[1] for v in vals])
+        if k >= t.min_reference:
+            memo[key] = Reference(centre, tau, se_c, k, True, f"median of {k} models not exposed on the suite")
+        elif relation == "aligned":
+            memo[key] = Reference(0.0, 0.0, 0.0, k, True, "zero by design (aligned twin: the same items)")
+        else:
+            memo[key] = Reference(centre, tau, se_c, k, False, f"only {k} models not exposed on the suite (need "
+                                                               f"{t.min_reference})")
+    return memo[key]
 
 
 def twin_tests(data: Data, t: Thresholds) -> list[TwinTest]:
-    """Every twin-gap test of the store with its verdict and power (cached on `data` per thresholds)."""
-    from harness.analysis.overfit import _gap_rows
+    """Every twin-gap test of the store with its verdict and power (cached on `data` per thresholds). Column-wise:
+    one reference per distinct pool, the arithmetic over arrays (squares and tails through Python's own ** and
+    erfc, so every figure is what the per-row formulas give), one TwinTest per row made once."""
+    import numpy as np
+
+    from harness.analysis.overfit import _gap_rows, bh_reject
 
     cache = data.verdicts_cache if data.verdicts_cache is not None else {}
     data.verdicts_cache = cache
     if t in cache:
         return cache[t]
     rows = _gap_rows(data)
-    pools, memo, tests = _pools(data, rows), {}, []
-    for (mid, suite, kind), r in rows.items():
-        ref = _reference(data, pools.get((suite, kind), {}), mid, r.get("relation", "independent"), t, memo)
-        excess = r["gap"] - ref.centre
-        se = math.sqrt(r["se"] ** 2 + ref.spread ** 2 + ref.se ** 2)
-        z = excess / se if se > 0 else (math.inf if excess > 0 else 0.0)
-        tests.append(TwinTest(mid, suite, kind, r, ref, excess, se, _p(z)))
-    cache[t] = _decide(tests, t)
-    return cache[t]
-
-
-def _decide(tests: list[TwinTest], t: Thresholds) -> list[TwinTest]:
-    """Benjamini-Hochberg over the calibrated tests; flag = rejected and at least gap_min; power of each."""
-    from harness.analysis.overfit import bh_reject
-
-    live = [i for i, x in enumerate(tests) if x.ref.calibrated]
-    reject = bh_reject([tests[i].p for i in live], t.fdr)
-    rejected = {i for i, rej in zip(live, reject, strict=True) if rej}
+    pools, memo, empty = _pools(data, rows), {}, {}
+    refs = [_reference(data, pools.get((suite, kind), empty), mid, r.get("relation", "independent"), t, memo)
+            for (mid, suite, kind), r in rows.items()]
+    rs = list(rows.values())
+    excess = np.array([r["gap"] for r in rs], dtype=float) - np.array([x.centre for x in refs], dtype=float)
+    se = np.sqrt(np.array([r["se"] ** 2 + x.spread ** 2 + x.se ** 2 for r, x in zip(rs, refs, strict=True)],
+                          dtype=float))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(se > 0, excess / se, np.where(excess > 0, np.inf, 0.0))
+    p = [_p(v) for v in z.tolist()]
+    live = [i for i, x in enumerate(refs) if x.calibrated]
+    rejected = {i for i, rej in zip(live, bh_reject([p[i] for i in live], t.fdr), strict=True) if rej}
     z_crit = _z(t.fdr * max(1, len(rejected)) / max(1, len(live)))
-    out = []
-    for i, x in enumerate(tests):
-        mde = max(t.gap_min, (z_crit + Z80) * x.se)
-        out.append(replace(x, flagged=i in rejected and x.excess >= t.gap_min, mde=mde,
-                           items_needed=_items_needed(x, z_crit, t.gap_min)))
-    return out
+    tests = [TwinTest(mid, suite, kind, r, ref, e, s, pv, i in rejected and e >= t.gap_min,
+                      max(t.gap_min, (z_crit + Z80) * s), _items_needed(r, ref, z_crit, t.gap_min))
+             for i, ((mid, suite, kind), r, ref, e, s, pv) in enumerate(zip(
+                 rows, rs, refs, excess.tolist(), se.tolist(), p, strict=True))]
+    cache[t] = tests
+    return tests
 
 
-def _items_needed(x: TwinTest, z_crit: float, target: float) -> int | None:
+def _items_needed(row: dict, ref: Reference, z_crit: float, target: float) -> int | None:
     """Items for (z_crit + z_0.8) * se to reach `target`: the sampling part shrinks as 1/n, the spread does not."""
-    room = (target / (z_crit + Z80)) ** 2 - x.ref.spread ** 2 - x.ref.se ** 2
-    n = max(int(x.row.get("n") or 0), 1)
+    room = (target / (z_crit + Z80)) ** 2 - ref.spread ** 2 - ref.se ** 2
+    n = max(int(row.get("n") or 0), 1)
     if room <= 0:
         return None
-    return max(n, math.ceil(x.row["se"] ** 2 * n / room))
+    return max(n, math.ceil(row["se"] ** 2 * n / room))
 
 
 def tier_for(suite: str, items: int | None) -> str:
@@ -191,49 +198,62 @@ def coverage(data: Data, t: Thresholds, flags: Sequence[Any] = ()) -> list[Cover
     `flags` (overfit.Flag) marks as flagged the checked ones with a twin_gap (an evolve run's too) or
     lineage_divergence flag."""
     marked = {(f.model_id, f.suite) for f in flags if f.signal in ("twin_gap", "lineage_divergence")}
-    tests: dict[tuple[str, str], list[TwinTest]] = {}
+    tests: dict[tuple[str, str], list] = {}  # (model, suite) -> [its first test, its best calibrated, any flagged]
     for x in twin_tests(data, t):
-        tests.setdefault((x.model_id, x.suite), []).append(x)
+        mine = tests.get((x.model_id, x.suite))
+        if mine is None:
+            mine = tests[(x.model_id, x.suite)] = [x, None, False]
+        if x.ref.calibrated and (mine[1] is None or x.mde < mine[1].mde):  # min(): the first of equal ones
+            mine[1] = x
+        mine[2] = mine[2] or x.flagged
     sc = data.scores
     public = sc[sc["split"] == sc["suite"].map(data.default_split)]
-    out = []
     pairs = set(zip(public["model_id"].tolist(), public["suite"].tolist(), strict=True))
+    scored: set[tuple[str, str]] = set()  # (model, 'suite:split') of every score, read once if needed
+    tiers: dict[tuple[str, int | None], str] = {}
+    out = []
     for mid, suite in sorted(pairs, key=lambda ms: (data.names.get(ms[0], ms[0]), ms[1])):
-        row = _cover(data, mid, suite, tests.get((mid, suite), []), t)
-        out.append(replace(row, flagged=True) if (mid, suite) in marked and row.status == "checked" else row)
+        name = data.names.get(mid, mid[:12])
+        mine = tests.get((mid, suite))
+        if not data.twins.get(suite):
+            out.append(Coverage(mid, name, suite, "no twin", False,
+                                "no twin exists for this suite (suite.yaml twins:)"))
+        elif mine is None:
+            out.append(_not_checkable(data, mid, name, suite, scored))
+        elif mine[1] is None:
+            out.append(Coverage(mid, name, suite, "not calibrated", False, mine[0].ref.basis))
+        else:
+            best = mine[1]
+            out.append(Coverage(mid, name, suite, "checked", mine[2] or (mid, suite) in marked,
+                                _checked_detail(best, suite, t, tiers), best.mde))
     return out
 
 
-def _cover(data: Data, mid: str, suite: str, mine: list[TwinTest], t: Thresholds) -> Coverage:
-    name = data.names.get(mid, mid[:12])
-    if not data.twins.get(suite):
-        return Coverage(mid, name, suite, "no twin", False, "no twin exists for this suite (suite.yaml twins:)")
-    if not mine:
-        refs = sorted({s.ref for s in data.twins[suite].values()})
-        if _twin_scored(data, mid, refs):
-            return Coverage(mid, name, suite, "not checkable", False, "twin run not paired (fewer than "
-                            f"{MIN_PAIRED_DOCS} mapped items from {MIN_PAIRED_SEEDS} seeds): rerun both with a larger "
-                            "--tier or --limit")
-        cmds = "; ".join(f"harness eval {name} --suite {r.partition(':')[0]}"
-                         + (f" --split {r.partition(':')[2]}" if r.partition(":")[2] else "") for r in refs)
-        return Coverage(mid, name, suite, "not checkable", False, f"no twin run: {cmds}")
-    live = [x for x in mine if x.ref.calibrated]
-    if not live:
-        return Coverage(mid, name, suite, "not calibrated", False, mine[0].ref.basis)
-    best = min(live, key=lambda x: x.mde)
+def _checked_detail(best: TwinTest, suite: str, t: Thresholds, tiers: dict) -> str:
     goal = f"{100 * t.gap_min:.0f} pts"
-    reach = (f"{goal} needs tier {tier_for(suite, best.items_needed)}" if best.items_needed is not None else
-             f"no tier reaches {goal}: the natural gap alone varies by {100 * best.ref.spread:.1f} pts between models")
-    detail = (f"smallest detectable excess {100 * best.mde:.1f} pts on twin {best.kind} (n={int(best.row['n'])}, "
-              f"{'paired' if best.row['paired'] else 'unpaired'}); {reach}")
-    return Coverage(mid, name, suite, "checked", any(x.flagged for x in mine), detail, best.mde)
+    if best.items_needed is not None:
+        key = (suite, best.items_needed)
+        tier = tiers[key] if key in tiers else tiers.setdefault(key, tier_for(suite, best.items_needed))
+        reach = f"{goal} needs tier {tier}"
+    else:
+        reach = (f"no tier reaches {goal}: the natural gap alone varies by {100 * best.ref.spread:.1f} pts "
+                 "between models")
+    return (f"smallest detectable excess {100 * best.mde:.1f} pts on twin {best.kind} (n={int(best.row['n'])}, "
+            f"{'paired' if best.row['paired'] else 'unpaired'}); {reach}")
 
 
-def _twin_scored(data: Data, mid: str, refs: list[str]) -> bool:
-    """Whether the model has a score on one of these twin refs ('suite:split') although no gap was formed."""
-    sc = data.scores[data.scores["model_id"] == mid]
-    have = {f"{s}:{sp}" for s, sp in zip(sc["suite"], sc["split"], strict=True)}
-    return any((r if ":" in r else f"{r}:{data.default_split(r)}") in have for r in refs)
+def _not_checkable(data: Data, mid: str, name: str, suite: str, scored: set) -> Coverage:
+    refs = sorted({s.ref for s in data.twins[suite].values()})
+    if not scored:
+        sc = data.scores
+        scored.update(zip(sc["model_id"].tolist(), (sc["suite"] + ":" + sc["split"]).tolist(), strict=True))
+    if any((mid, r if ":" in r else f"{r}:{data.default_split(r)}") in scored for r in refs):
+        return Coverage(mid, name, suite, "not checkable", False, "twin run not paired (fewer than "
+                        f"{MIN_PAIRED_DOCS} mapped items from {MIN_PAIRED_SEEDS} seeds): rerun both with a larger "
+                        "--tier or --limit")
+    cmds = "; ".join(f"harness eval {name} --suite {r.partition(':')[0]}"
+                     + (f" --split {r.partition(':')[2]}" if r.partition(":")[2] else "") for r in refs)
+    return Coverage(mid, name, suite, "not checkable", False, f"no twin run: {cmds}")
 
 
 def coverage_summary(rows: Sequence[Coverage]) -> dict[str, Any]:

@@ -169,15 +169,38 @@ def run_samples(store: Store, run_id: str, task: str | None = None, wrong_only: 
 
 
 def doc_scores(store: Store, run_ids: Iterable[str]) -> pd.DataFrame:
-    """Per-document primary-metric scores of some runs (run_id, task, doc_id, score) for paired comparisons."""
-    return _df(store, f"""
-        WITH s AS (
-            SELECT run_id, task, doc_id, metric, score,
-                   dense_rank() OVER (PARTITION BY run_id, task ORDER BY {_METRIC_RANK.replace('s.', '')}, metric)
-                   AS rk
-            FROM samples WHERE list_contains(?, run_id) AND score IS NOT NULL
-        ) SELECT run_id, task, doc_id, avg(score) AS score FROM s WHERE rk = 1 GROUP BY ALL ORDER BY ALL""",
+    """Per-document primary-metric scores of some runs (run_id, task, doc_id, score) for paired comparisons: the
+    per-document index (harness/store/doc_index.py), which holds exactly this (the mean of the primary metric's
+    scored sample rows of each document), instead of the sample rows."""
+    return _df(store, """
+        WITH t AS (SELECT rt, run_id, task FROM run_tasks
+                   JOIN (SELECT DISTINCT unnest(?::VARCHAR[]) AS run_id) USING (run_id))
+        SELECT t.run_id, t.task, d.doc_id, d.score FROM doc_scores d JOIN t USING (rt) ORDER BY ALL""",
         [list(run_ids)])
+
+
+def run_doc_means(store: Store, run_ids: Iterable[str]) -> pd.DataFrame:
+    """(run_id, mean): per run, the mean over its documents of each document's mean primary score over the run's
+    tasks (a document is its doc_id), from the per-document index; a run without scored documents has no row. A
+    run of one task is its stored total over its count (run_tasks: no document read; equal to the mean over its
+    documents up to the rounding of the sum), a run of several averages its documents across tasks first."""
+    return _df(store, """
+        WITH t AS (SELECT rt, run_id, docs, total FROM run_tasks
+                   JOIN (SELECT DISTINCT unnest(?::VARCHAR[]) AS run_id) USING (run_id)),
+        one AS (SELECT run_id FROM t GROUP BY run_id HAVING count(*) = 1),
+        d AS (SELECT t.run_id, d.doc_id, avg(d.score) AS score FROM doc_scores d JOIN t USING (rt)
+              WHERE t.run_id NOT IN (SELECT run_id FROM one) GROUP BY t.run_id, d.doc_id)
+        SELECT run_id, total / docs AS mean FROM t WHERE docs > 0 AND run_id IN (SELECT run_id FROM one)
+        UNION ALL SELECT run_id, avg(score) AS mean FROM d GROUP BY run_id
+        ORDER BY run_id""", [list(run_ids)])
+
+
+def scored_runs(store: Store, run_ids: Iterable[str]) -> set[str]:
+    """The runs, of these, with at least one scored document in the per-document index (no documents read)."""
+    found = _df(store, """
+        SELECT DISTINCT run_id FROM run_tasks JOIN (SELECT DISTINCT unnest(?::VARCHAR[]) AS run_id) USING (run_id)
+        WHERE docs > 0""", [list(run_ids)])
+    return set(found["run_id"].tolist())
 
 
 def runs_of(store: Store, model_id: str) -> pd.DataFrame:

@@ -143,7 +143,8 @@ def _pair_stats(con: duckdb.DuckDBPyConnection, maps: MapIndex, public: PublicSc
             seeds.append((key, np.ones(len(key)), a - b, a, b))
         else:
             seeds.append(_seed_sums(key, a, b))
-    key, k, s, sa, sb = (np.concatenate([x[j] for x in seeds]) for j in range(5))
+    seeds = [x for x in seeds if len(x[0])] or seeds[:1]  # one chunk (most stores): its arrays, not copies
+    key, k, s, sa, sb = seeds[0] if len(seeds) == 1 else (np.concatenate([x[j] for x in seeds]) for j in range(5))
     i = key // maps.n_seeds
     n = np.bincount(i, weights=k, minlength=n_pairs)
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -1,0 +1,154 @@
+"""The column-wise twin-gap tests, lineage divergence and coverage (harness.analysis.verdicts, overfit) against
+plain per-row references (the formulas as docs/overfitting.md states them, one row at a time), on real DuckDB
+stores with planted overfit models: every field equal, bit for bit."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from benchmarks.gen_store import TWINS, build, mapped_twins
+from harness.analysis.evidence import MIN_PAIRED_DOCS, Data, gather
+from harness.analysis.overfit import THRESHOLDS, _divergence_tests, _gap_rows, analyse_data, bh_reject
+from harness.analysis.verdicts import LOO_MAX, Z80, _z, coverage, robust_reference, tier_for, twin_tests
+from harness.store import Store
+
+T = THRESHOLDS
+
+
+@pytest.fixture(scope="module", params=[(40, 2, True), (120, 3, False)], ids=["loo-mapped", "large-pools"])
+def data(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Data:
+    """40 models (pools of at most LOO_MAX: leave-one-out; aligned twins) and 120 (larger pools, independent)."""
+    models, seed, mapped = request.param
+    path = tmp_path_factory.mktemp("columns") / "s.duckdb"
+    build(path, models=models, docs=120, sources=4, seed=seed)
+    return gather(Store(path), twins=mapped_twins(path, 120) if mapped else TWINS)
+
+
+def reference_tests(data: Data) -> list[tuple]:
+    """Per gap row: (model, suite, kind, reference, excess, se, p, flagged, mde, items needed), one at a time."""
+    rows = _gap_rows(data)
+    pools: dict = {}
+    for (mid, suite, kind), r in rows.items():
+        if not data.in_sample(mid, suite):
+            pools.setdefault((suite, kind), {})[mid] = (r["gap"], r["se"])
+    out = []
+    for (mid, suite, kind), r in rows.items():
+        pool = pools.get((suite, kind), {})
+        skip = {mid, *data.graph.parents.get(mid, ())} if len(pool) <= LOO_MAX else set()
+        vals = [v for m, v in pool.items() if m not in skip]
+        centre, tau, se_c, k = robust_reference([v[0] for v in vals], [v[1] for v in vals])
+        calibrated = k >= T.min_reference or r["relation"] == "aligned"
+        if k < T.min_reference and r["relation"] == "aligned":
+            centre, tau, se_c = 0.0, 0.0, 0.0
+        excess = r["gap"] - centre
+        se = math.sqrt(r["se"] ** 2 + tau ** 2 + se_c ** 2)
+        z = excess / se if se > 0 else (math.inf if excess > 0 else 0.0)
+        out.append([mid, suite, kind, (centre, tau, se_c, k, calibrated), excess, se,
+                    0.5 * math.erfc(z / math.sqrt(2)), r])
+    live = [i for i, x in enumerate(out) if x[3][4]]
+    rejected = {i for i, rej in zip(live, bh_reject([out[i][6] for i in live], T.fdr), strict=True) if rej}
+    z_crit = _z(T.fdr * max(1, len(rejected)) / max(1, len(live)))
+    for i, x in enumerate(out):
+        (_c, tau, se_c, _k, _cal), excess, se, r = x[3], x[4], x[5], x.pop()
+        room = (T.gap_min / (z_crit + Z80)) ** 2 - tau ** 2 - se_c ** 2
+        n = max(int(r.get("n") or 0), 1)
+        x += [i in rejected and excess >= T.gap_min, max(T.gap_min, (z_crit + Z80) * se),
+              None if room <= 0 else max(n, math.ceil(r["se"] ** 2 * n / room))]
+    return [tuple(x) for x in out]
+
+
+def test_twin_tests_equal_the_per_row_reference(data: Data) -> None:
+    got = [(x.model_id, x.suite, x.kind, (x.ref.centre, x.ref.spread, x.ref.se, x.ref.k, x.ref.calibrated),
+            x.excess, x.se, x.p, x.flagged, x.mde, x.items_needed) for x in twin_tests(data, T)]
+    want = reference_tests(data)
+    assert got == want
+    assert any(x[7] for x in want) and any(x[3][4] for x in want)  # planted models flagged, calibrated pools
+
+
+def reference_divergence(data: Data) -> list[tuple]:
+    """Every lineage-divergence test row by row, then Benjamini-Hochberg and the smallest p per (model, suite)."""
+    rows = _gap_rows(data)
+    depth = dict(zip(data.models["model_id"], data.models["merge_depth"], strict=True))
+    roots = data.graph.roots_of(list(data.models["model_id"]))
+    pools: dict = {}
+    for (mid, suite, kind), r in rows.items():
+        if not data.in_sample(mid, suite):
+            pools.setdefault((suite, kind), []).append((r["gap"], r["se"]))
+    spread = {key: robust_reference([v[0] for v in p], [v[1] for v in p])[1] for key, p in pools.items()}
+    tests, sums = [], {}
+    for (mid, suite, kind), r in rows.items():
+        if depth.get(mid, 0) < T.min_depth:
+            continue
+        group = (roots.get(mid, frozenset()), suite, kind)
+        if group not in sums:  # equal root sets share one sum, in the first one's order (as the analysis does)
+            scored = [rows[(q, suite, kind)] for q in group[0] if (q, suite, kind) in rows]
+            pub, twin, gap, var = 0.0, 0.0, 0.0, 0.0
+            for q in scored:
+                pub, twin, gap, var = pub + q["public"], twin + q["twin_value"], gap + q["gap"], var + q["se"] ** 2
+            sums[group] = (len(scored), pub, twin, gap, var)
+        k, pub, twin, gap, var = sums[group]
+        if not k:
+            continue
+        pub_gain, twin_gain, div = r["public"] - pub / k, r["twin_value"] - twin / k, r["gap"] - gap / k
+        if pub_gain <= 0:
+            continue
+        se = math.sqrt(r["se"] ** 2 + var / k ** 2 + spread.get((suite, kind), 0.0) ** 2 * (1 + 1 / k))
+        z = div / se if se > 0 else (math.inf if div > 0 else 0.0)
+        tests.append((mid, suite, kind, r, k, pub_gain, twin_gain, div, se, 0.5 * math.erfc(z / math.sqrt(2))))
+    best: dict = {}
+    for x, rej in zip(tests, bh_reject([x[9] for x in tests], T.fdr), strict=True):
+        if rej and x[7] >= T.divergence_min and ((x[0], x[1]) not in best or x[9] < best[(x[0], x[1])][9]):
+            best[(x[0], x[1])] = x
+    return list(best.values())
+
+
+def test_divergence_tests_equal_the_per_row_reference(data: Data) -> None:
+    depth = dict(zip(data.models["model_id"].tolist(), data.models["merge_depth"].tolist(), strict=True))
+    got = _divergence_tests(data, _gap_rows(data), depth, T)
+    want = reference_divergence(data)
+    assert got == want
+    assert want or len(depth) < LOO_MAX  # the 120-model store's deep chains: 5 divergent (model, suite)
+
+
+def test_coverage_equals_the_per_row_reference(data: Data) -> None:
+    flags = analyse_data(data)
+    marked = {(f.model_id, f.suite) for f in flags if f.signal in ("twin_gap", "lineage_divergence")}
+    tests = twin_tests(data, T)
+    got = coverage(data, T, flags)
+    public = data.scores[data.scores["split"] == data.scores["suite"].map(data.default_split)]
+    pairs = sorted(set(zip(public["model_id"], public["suite"], strict=True)),
+                   key=lambda ms: (data.names.get(ms[0], ms[0]), ms[1]))
+    assert [(c.model_id, c.suite) for c in got] == pairs
+    statuses = set()
+    for c in got:
+        mine = [x for x in tests if (x.model_id, x.suite) == (c.model_id, c.suite)]
+        live = [x for x in mine if x.ref.calibrated]
+        if not data.twins.get(c.suite):
+            assert (c.status, c.flagged, c.mde) == ("no twin", False, None)
+        elif not mine:
+            assert c.status == "not checkable" and not c.flagged and c.mde is None
+            assert (f"{MIN_PAIRED_DOCS} mapped items" in c.detail) != c.detail.startswith("no twin run: harness eval")
+        elif not live:
+            assert (c.status, c.flagged, c.detail) == ("not calibrated", False, mine[0].ref.basis)
+        else:
+            best = min(live, key=lambda x: x.mde)
+            tier = f"needs tier {tier_for(c.suite, best.items_needed)}" if best.items_needed is not None else \
+                f"varies by {100 * best.ref.spread:.1f} pts"
+            assert (c.status, c.mde) == ("checked", best.mde) and tier in c.detail
+            assert c.detail.startswith(f"smallest detectable excess {100 * best.mde:.1f} pts on twin {best.kind} "
+                                       f"(n={int(best.row['n'])}, {'paired' if best.row['paired'] else 'unpaired'})")
+            assert c.flagged == (any(x.flagged for x in mine) or (c.model_id, c.suite) in marked)
+        statuses.add(c.status)
+    assert {"checked", "no twin"} <= statuses and any(c.flagged for c in got)
+
+
+def test_twin_tests_keep_their_pools_and_results_on_the_data(tmp_path: Path) -> None:
+    """A second call (the coverage after the flags) reuses the tests: the same objects, computed once."""
+    path = tmp_path / "s.duckdb"
+    build(path, models=12, docs=40, sources=3, seed=5)
+    data = gather(Store(path), twins=TWINS)
+    first = twin_tests(data, T)
+    assert twin_tests(data, T) is first and "pools" in data.verdicts_cache
