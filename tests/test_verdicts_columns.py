@@ -83,8 +83,8 @@ def reference_divergence(data: Data) -> list[tuple]:
         if depth.get(mid, 0) < T.min_depth:
             continue
         group = (roots.get(mid, frozenset()), suite, kind)
-        if group not in sums:  # equal root sets share one sum, in the first one's order (as the analysis does)
-            scored = [rows[(q, suite, kind)] for q in group[0] if (q, suite, kind) in rows]
+        if group not in sums:  # summed in the roots' sorted order, whatever the hash seed
+            scored = [rows[(q, suite, kind)] for q in sorted(group[0]) if (q, suite, kind) in rows]
             pub, twin, gap, var = 0.0, 0.0, 0.0, 0.0
             for q in scored:
                 pub, twin, gap, var = pub + q["public"], twin + q["twin_value"], gap + q["gap"], var + q["se"] ** 2
@@ -152,3 +152,37 @@ def test_twin_tests_keep_their_pools_and_results_on_the_data(tmp_path: Path) -> 
     data = gather(Store(path), twins=TWINS)
     first = twin_tests(data, T)
     assert twin_tests(data, T) is first and "pools" in data.verdicts_cache
+
+
+DIVERGENCE_DUMP = """
+import sys
+from dataclasses import replace
+
+from benchmarks.gen_store import TWINS
+from harness.analysis.evidence import gather
+from harness.analysis.overfit import THRESHOLDS, _divergence_tests, _gap_rows
+from harness.store import Store
+
+data = gather(Store(sys.argv[1]), twins=TWINS)
+depth = dict(zip(data.models["model_id"].tolist(), data.models["merge_depth"].tolist(), strict=True))
+T = replace(THRESHOLDS, fdr=1.0, divergence_min=-1e9)  # every test, not only the rejections
+for x in sorted(_divergence_tests(data, _gap_rows(data), depth, T), key=lambda x: (x[0], x[1])):
+    print(x[0], x[1], repr(x[8]), repr(x[9]))
+"""
+
+
+def test_divergence_p_values_do_not_follow_the_hash_seed(tmp_path: Path) -> None:
+    """The roots' sums are taken in one order: the same store gives the same bits under any PYTHONHASHSEED."""
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "s.duckdb"
+    build(path, models=120, docs=120, sources=4, seed=3)
+    root = Path(__file__).resolve().parent.parent
+    outs = [subprocess.run([sys.executable, "-c", DIVERGENCE_DUMP, str(path)], capture_output=True, text=True,
+                           check=True, cwd=root, env={**os.environ, "PYTHONHASHSEED": seed,
+                                                      "PYTHONPATH": str(root)}).stdout
+            for seed in ("1", "2", "3")]
+    assert outs[0].count("\n") > 20
+    assert outs[0] == outs[1] == outs[2]

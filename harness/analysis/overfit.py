@@ -288,7 +288,7 @@ def _chain(data: Data, rows: dict, mid: str, suite: str, kind: str, depth: dict[
 def _root_means(rows: dict, roots: frozenset, suite: str, kind: str) -> tuple[int, float, float, float, float]:
     """How many roots are scored, their mean public, twin and gap, and the variance of the mean gap."""
     k, pub, twin, gap, var = 0, 0.0, 0.0, 0.0, 0.0
-    for q in roots:  # one pass: this runs for every distinct set of roots in a store of thousands of models
+    for q in sorted(roots):  # one pass per distinct root set; sorted: the sum must not follow the hash seed
         r = rows.get((q, suite, kind))
         if r is not None:
             k += 1
