@@ -122,3 +122,15 @@ def test_eval_refuses_pickle_checkpoints_unless_allowed(results: Path, store, mo
     code, _, err = run_cli(*args, "--allow-pickle")
     assert code == 0, err
     assert [r.status for r in store.list_runs(status=None)] == ["complete"]
+
+
+def test_tqdm_disable_silences_the_engine_bars_without_a_progress_hook(results: Path, store, model: Path, suite,
+                                                                        capfd: pytest.CaptureFixture,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """lm-eval passes `disable=` to its tqdm bars, which overrides TQDM_DISABLE: the runner passes it instead."""
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    evaluate_model(str(model), suite, OPTS, store=store, limit=4, use_cache=False)
+    assert "Tokenizing inputs" in capfd.readouterr().err  # lm-eval's own bar
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    evaluate_model(str(model), suite, OPTS, store=store, limit=4, rerun=True, use_cache=False)
+    assert "Tokenizing inputs" not in capfd.readouterr().err

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -130,8 +131,10 @@ class _Hook:
 
 
 def _call(lm: LM, method: str, requests: list[Instance], quiet: bool) -> list[Any]:
-    """lm.<method>(requests), without the backend's own tqdm bar when we draw one."""
+    """lm.<method>(requests), without the backend's own tqdm bar when we draw one or TQDM_DISABLE asks for none
+    (lm-eval passes `disable=` to tqdm explicitly, which overrides the environment variable)."""
     fn = getattr(lm, method)
+    quiet = quiet or os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true")
     if quiet and "disable_tqdm" in inspect.signature(fn).parameters:
         return fn(requests, disable_tqdm=True)
     return fn(requests)
