@@ -105,7 +105,7 @@ def evaluate_fanout(
             folders[i] = model_folder(materialise(ref, store), store, opts)
         except HarnessError as exc:
             out[i] = exc
-    pool = ActorPool(suite_name, replace(opts, progress=None), workers, ray_address)
+    pool = ActorPool(suite_name, replace(opts, progress=None), max(1, min(workers, len(folders))), ray_address)
     try:
         for i, finished in pool.run(folders):
             out[i] = finished if isinstance(finished, HarnessError) else record(finished, store, opts.rerun)
