@@ -1,8 +1,10 @@
-"""`harness eval --workers N`: models spread over Ray actors give the rows one process gives; a worker that dies
-has its model evaluated again by a fresh one, and only the driver writes the store."""
+"""`harness eval --workers N`: models, and pieces of one model's suite split, spread over Ray actors give the rows
+one process gives; a worker that dies has its piece evaluated again by a fresh one, a piece that fails fails its run,
+and only the driver writes the store."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -26,7 +28,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 def rows(store, results) -> list[tuple]:
     """Per model: its scores and its samples, without run ids or times (2 models x 2 documents: the test pays Ray's
-    start and four actors' imports, ~3-5 min on the shared 2-core machine)."""
+    start and two actors' imports, ~1-3 min on the shared 2-core machine)."""
     out = []
     for res in results:
         with store.reading():
@@ -37,12 +39,12 @@ def rows(store, results) -> list[tuple]:
 
 
 @pytest.mark.slow
-def test_two_workers_give_the_rows_of_one_and_survive_a_dead_worker(models, results, tmp_path):
+def test_two_workers_give_the_rows_of_one(models, results, tmp_path):
     import ray
 
     from harness.store import Store
     from harness.workflows.evaluate import evaluate
-    from harness.workflows.fanout import ActorPool, evaluate_fanout, record
+    from harness.workflows.fanout import evaluate_fanout
 
     refs = [str(m) for m in models]
     serial_store, fan_store = Store(tmp_path / "serial.duckdb"), Store(tmp_path / "fan.duckdb")
@@ -51,23 +53,112 @@ def test_two_workers_give_the_rows_of_one_and_survive_a_dead_worker(models, resu
         fanned = evaluate_fanout(refs, "mmlu", OPTS, workers=2, store=fan_store).results
         assert not [r for r in fanned if isinstance(r, Exception)], fanned
         assert rows(fan_store, fanned) == rows(serial_store, serial)
-        # one model with 2 workers: one actor (no second engine started for nothing); its complete run is reused
+        # one model with 2 workers on one task: one piece, one actor; its complete run is reused without any
         assert [r.reused for r in evaluate_fanout(refs[:1], "mmlu", OPTS, 2, store=fan_store).results] == [True]
+    finally:
+        ray.shutdown()
 
-        # a worker killed before its run (the second model goes to it): that model goes to a fresh actor, and
-        # every run lands complete exactly once
+
+ZOO_OPTS = EvalOptions(limit=3, use_cache=False,
+                       backend_options=BackendOptions(device="cpu", dtype="float32", batch_size=8))
+ZOO_FLAGS = ("--limit", "3", "--no-cache", "--device", "cpu", "--dtype", "float32", "--batch-size", "8")
+
+
+def run_rows(store, run_id: str) -> tuple:
+    """A run as the store holds it: its record (all but the started/ended times), every score with its interval,
+    every sample row (run id included)."""
+    from dataclasses import asdict
+
+    with store.reading():
+        run = {k: v for k, v in asdict(store.get_run(run_id)).items() if k not in ("started", "ended")}
+        scores = sorted(tuple(asdict(s).values()) for s in store.scores(run_id))
+        samples = store.samples(run_id).sort_values(["task", "doc_id", "metric"]).reset_index(drop=True)
+    return run, scores, samples.to_json()
+
+
+def broken_suite(root: Path) -> str:
+    """zoo_math's multiple-choice task twice: one reads the public data, the other a data file that is not JSON."""
+    folder = root / "zoo_math_broken"
+    (folder / "data").mkdir(parents=True)
+    src = Path(__file__).resolve().parents[1] / "suites" / "zoo" / "zoo_math"
+    (folder / "data" / "public.jsonl").write_text((src / "data" / "public.jsonl").read_text())
+    task = (src / "zoo_math_mc_public.yaml").read_text()
+    (folder / "data" / "bad.jsonl").write_text("{this is not json\n")
+    for name, data in (("zmb_ok", "public"), ("zmb_bad", "bad")):
+        text = task.replace("zoo_math_mc_public", name).replace("data/public.jsonl", f"data/{data}.jsonl")
+        (folder / f"{name}.yaml").write_text(text)
+    (folder / "suite.yaml").write_text("name: zoo_math_broken\nversion: '1'\nkind: lm-eval\ndefault_split: public\n"
+                                       "splits:\n  public: [zmb_ok, zmb_bad]\n")
+    return "zoo_math_broken"
+
+
+@pytest.mark.slow
+def test_one_model_split_over_two_workers_gives_the_run_of_one(zoo_family, results, tmp_path, monkeypatch):
+    """One model, --workers 2, zoo_math's two tasks: two pieces on two actors, joined into the very run one process
+    stores (record, scores with intervals and the `_aggregate` row, samples); a worker killed before its piece has
+    only that piece evaluated again; a piece that fails fails the run, nothing shown complete. ~1-2 min here."""
+    import ray
+    import torch
+
+    from harness.errors import HarnessError
+    from harness.evaluate.pieces import split_plan
+    from harness.evaluate.runner import plan_for
+    from harness.store import Store
+    from harness.workflows.evaluate import evaluate
+    from harness.workflows.fanout import ActorPool, Assembly, evaluate_fanout, pieces_per_run, prepare_runs
+    from tests.factories import run_cli
+
+    model = str(zoo_family / "zoo-math")
+    plan = plan_for("zoo_math", ZOO_OPTS)
+    assert pieces_per_run(1, 2) == [2] and pieces_per_run(3, 2) == [1, 1, 1] and pieces_per_run(2, 5) == [3, 2]
+    assert [p.tasks for p in split_plan(plan, 2)] == [(plan.tasks[0],), (plan.tasks[1],)]
+    # the actors get cpu_count // 2 torch threads each; the one process gets as many, since torch's matmuls sum in
+    # another order with another thread count (log-likelihoods then differ in the 7th digit: not the split's doing)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))
+    try:
+        serial_store = Store(tmp_path / "serial.duckdb")
+        serial = evaluate([model], "zoo_math", ZOO_OPTS, store=serial_store).results[0]
+    finally:
+        torch.set_num_threads(threads)
+    try:
+        fan_db = tmp_path / "fan.duckdb"
+        code, out, err = run_cli("--db", str(fan_db), "eval", model, "--suite", "zoo_math", *ZOO_FLAGS,
+                                 "--workers", "2", "--json")
+        assert code == 0, err
+        (row,) = json.loads(out)
+        assert row["run_id"] == serial.run_id
+        fan_store = Store(fan_db)
+        assert run_rows(fan_store, serial.run_id) == run_rows(serial_store, serial.run_id)
+        again = evaluate([model], "zoo_math", ZOO_OPTS, store=fan_store).results[0]  # one process reuses it
+        assert (again.reused, again.run_id) == (True, serial.run_id)
+
+        # a worker killed before its piece: that piece goes to a fresh actor; the run lands complete, once
         dead_store = Store(tmp_path / "dead.duckdb")
         dead_store.init()
-        pool = ActorPool("mmlu", OPTS, 2, None)
+        _, runs = prepare_runs([model], plan, ZOO_OPTS, dead_store)
+        assembly = Assembly(plan, runs, dead_store)
+        assembly.cut(2)
+        pool = ActorPool(ZOO_OPTS, 2, None)
         try:
             os.kill(pool.pids()[0], signal.SIGKILL)
-            done = dict(pool.run(dict(enumerate(refs))))
+            (done,) = assembly.run(pool)
         finally:
             pool.close()
-        assert sorted(done) == [0, 1]
-        recorded = [record(done[i], dead_store, rerun=False) for i in range(2)]
-        assert rows(dead_store, recorded) == rows(serial_store, serial)
-        assert [r.status for r in dead_store.list_runs(status=None)] == ["complete"] * 2
+        assert done[1].run_id == serial.run_id
+        assert run_rows(dead_store, serial.run_id) == run_rows(serial_store, serial.run_id)
+        assert [r.status for r in dead_store.list_runs(status=None)] == ["complete"]
+
+        # one piece fails (its task's data file is not JSON), the other is fine: the run is failed with one line
+        monkeypatch.setenv("HARNESS_SUITES", str(tmp_path / "suites"))
+        broken = broken_suite(tmp_path / "suites")
+        bad_store = Store(tmp_path / "bad.duckdb")
+        (res,) = evaluate_fanout([model], broken, ZOO_OPTS, 2, store=bad_store).results
+        assert isinstance(res, HarnessError) and "evaluating zoo-math failed" in res.problem, res
+        (run,) = bad_store.list_runs(status=None)
+        assert run.status == "failed" and run.error == res.line() and len(res.line().splitlines()) == 1
+        with bad_store.reading():
+            assert bad_store.scores(run.run_id) == [] and bad_store.samples(run.run_id).empty
     finally:
         ray.shutdown()
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -24,6 +23,7 @@ from harness.errors import HarnessError
 from harness.evaluate.backends import get_backend
 from harness.evaluate.backends.base import BackendOptions, ModelTarget, package_version
 from harness.evaluate.plan import HUB_SPLIT, Plan, make_plan, task_configs
+from harness.evaluate.run_errors import as_harness_error, check_finite_scores, check_hub, hub_error, one_line
 from harness.hashing import hash_json
 from harness.store.records import RunRecord, Score
 
@@ -124,67 +124,7 @@ def run_id_for(target: ModelTarget, plan: Plan, backend: str, settings: dict[str
     return "r" + hash_json(key)[:19]
 
 
-def _one_line(exc: BaseException) -> str:
-    if isinstance(exc, HarnessError):
-        return exc.line()
-    if isinstance(exc, KeyboardInterrupt):
-        return "interrupted"
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:500]
-
-
-def _as_harness_error(exc: Exception, target: ModelTarget, opts: EvalOptions, stage: str) -> HarnessError:
-    if isinstance(exc, HarnessError):
-        return exc
-    kind = type(exc).__name__
-    if isinstance(exc, MemoryError) or "OutOfMemory" in kind or "out of memory" in str(exc).lower():
-        return HarnessError(f"out of memory evaluating {target.name} with {opts.backend}",
-                            "lower --batch-size, use --dtype bfloat16, or a device with more memory", exit_code=3)
-    if stage == "load":
-        return HarnessError(f"model {target.name} won't load with {opts.backend}: {_one_line(exc)}",
-                            "check the folder (config.json, weights, tokenizer) or try another --backend")
-    if "maximum sequence length" in str(exc):
-        return HarnessError(f"evaluating {target.name}: {_one_line(exc).split(': ', 1)[-1]}",
-                            "this suite's prompts and answers need a longer context than the model's: use a model "
-                            "with a longer one, or --max-length N if its position embeddings allow it")
-    if opts.backend == "openai":
-        return HarnessError(f"the endpoint {opts.backend_options.base_url} failed during the run: {_one_line(exc)}",
-                            "check the server (its log); re-running resumes from the request cache", exit_code=3)
-    return HarnessError(f"evaluating {target.name} failed: {_one_line(exc)}", "rerun with --debug", exit_code=1)
-
-
-def _check_finite_scores(target: ModelTarget, scores: list[Score]) -> None:
-    import math
-
-    bad = next((s for s in scores if s.value is not None and not math.isfinite(s.value)), None)
-    if bad is not None:
-        raise HarnessError(f"evaluating {target.name} gave a non-finite score ({bad.task} {bad.metric} = {bad.value})",
-                           "check the model's outputs (rerun with --limit 5 --debug); nothing was stored")
-
-
-def _hub_error(why: str, plan: Plan) -> HarnessError:
-    return HarnessError(f"--hub: lm-eval's {', '.join(plan.tasks)} could not be read from the Hugging Face hub "
-                        f"({why})",
-                        f"run without --hub to use the data shipped in suites/{plan.suite.name}/, or run where the "
-                        "hub is reachable (unset HF_HUB_OFFLINE/HF_DATASETS_OFFLINE)", exit_code=3)
-
-
-def _check_hub(plan: Plan) -> None:
-    """Fail in seconds, not after the hub client's minute of retries, when the hub is off or out of reach."""
-    import socket
-    from urllib.parse import urlparse
-
-    offline = [v for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE") if os.environ.get(v, "0") not in ("", "0")]
-    if offline:
-        raise _hub_error(f"{' and '.join(offline)} {'are' if len(offline) > 1 else 'is'} set", plan)
-    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    try:
-        socket.create_connection((url.hostname or "", url.port or 443), timeout=5).close()
-    except OSError as exc:
-        raise _hub_error(f"{url.hostname} is unreachable: {exc}", plan) from None
-
-
-def _quiet_engines() -> None:
+def quiet_engines() -> None:
     for name in ("lm-eval", "lm_eval", "vllm", "transformers", "datasets", "httpx"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
@@ -205,22 +145,33 @@ def _plan_parts(plan: Plan, opts: EvalOptions) -> dict[str, Any]:
             "data_hash": plan.data_hash, "seed": opts.seed}
 
 
-def _evaluate(target: ModelTarget, plan: Plan, run: RunRecord, opts: EvalOptions,
-              bo: BackendOptions, store: Store) -> RunResult:
+@dataclass(frozen=True)
+class LmEvalOutput:
+    """What lm-eval gave for a plan's tasks: its results (with the logged samples), its tracker's general config
+    (model name and arguments, for the results file) and the request cache's hits and misses."""
+
+    results: dict[str, Any]
+    config: Any  # lm_eval.loggers.evaluation_tracker.GeneralConfigTracker
+    hits: int = 0
+    misses: int = 0
+    planned: int = 0  # tasks whose rendered requests came from the request plan cache
+
+
+def lm_eval_results(target: ModelTarget, plan: Plan, opts: EvalOptions, bo: BackendOptions,
+                    settings: dict[str, Any]) -> LmEvalOutput:
+    """Run lm-eval on the plan's tasks (the model built lazily, answers through the request cache); writes nothing
+    to the store. `settings` are the run's (the answer-changing ones key the request cache)."""
     import lm_eval
     from lm_eval.loggers import EvaluationTracker
     from lm_eval.tasks import TaskManager
 
-    from harness.evaluate.lm_eval_rows import to_records
     from harness.evaluate.lm_eval_speed import faster_lm_eval
     from harness.evaluate.request_cache import RequestCache, cache_path, cached_lm
     from harness.evaluate.request_plan import PlanStats, request_plans
-    from harness.evaluate.results_dir import write_run_dir
 
-    start = time.perf_counter()
     configs = task_configs(plan)
     if plan.split == HUB_SPLIT:
-        _check_hub(plan)
+        check_hub(plan)
     backend = get_backend(opts.backend)
 
     def build() -> Any:
@@ -234,11 +185,11 @@ def _evaluate(target: ModelTarget, plan: Plan, run: RunRecord, opts: EvalOptions
                 torch.manual_seed(opts.seed)  # lm-eval's torch seed, deferred to here (lm_eval_speed)
             return backend.build(target, bo)
         except Exception as exc:  # noqa: BLE001
-            raise _as_harness_error(exc, target, opts, "load") from None
+            raise as_harness_error(exc, target, opts, "load") from None
 
     cache = None
     if opts.use_cache:
-        keyed = {k: run.settings[k] for k in ("dtype", "add_bos_token", "max_length", "chat")}
+        keyed = {k: settings[k] for k in ("dtype", "add_bos_token", "max_length", "chat")}
         cache = RequestCache(cache_path(target.model_id, opts.backend, keyed))
     progress = opts.progress(target) if opts.progress is not None else None
     lm = cached_lm(build, cache, str(target.path or target.name), progress, label=target.name)
@@ -258,8 +209,8 @@ def _evaluate(target: ModelTarget, plan: Plan, run: RunRecord, opts: EvalOptions
             )
     except Exception as exc:  # noqa: BLE001
         if plan.split == HUB_SPLIT and not isinstance(exc, HarnessError):
-            raise _hub_error(_one_line(exc), plan) from None
-        raise _as_harness_error(exc, target, opts, "eval") from None
+            raise hub_error(one_line(exc), plan) from None
+        raise as_harness_error(exc, target, opts, "eval") from None
     finally:
         if cache is not None:
             cache.close()
@@ -267,14 +218,35 @@ def _evaluate(target: ModelTarget, plan: Plan, run: RunRecord, opts: EvalOptions
         lm = None
         if built:
             _free_memory()
-    scores, samples = to_records(results, seed=opts.seed)  # before the tracker sanitizes the samples
-    _check_finite_scores(target, scores)
-    folder = write_run_dir(run, results, scores, tracker)
+    return LmEvalOutput(results, tracker.general_config_tracker, counts[0], counts[1], pstats.reused)
+
+
+def record_results(target: ModelTarget, run: RunRecord, out: LmEvalOutput, store: Store) -> tuple[list[Score], Path]:
+    """lm-eval's results -> Score and Sample rows, results/runs/<run-id>/, then the store (scores, samples and
+    complete in one transaction); a non-finite score raises before anything is written."""
+    from lm_eval.loggers import EvaluationTracker
+
+    from harness.evaluate.lm_eval_rows import to_records
+    from harness.evaluate.results_dir import write_run_dir
+
+    scores, samples = to_records(out.results, seed=run.seed or 0)  # before the tracker sanitizes the samples
+    check_finite_scores(target, scores)
+    tracker = EvaluationTracker()
+    tracker.general_config_tracker = out.config
+    folder = write_run_dir(run, out.results, scores, tracker)
     store.finish_run(run.run_id, scores, samples)
+    return scores, folder
+
+
+def _evaluate(target: ModelTarget, plan: Plan, run: RunRecord, opts: EvalOptions,
+              bo: BackendOptions, store: Store) -> RunResult:
+    start = time.perf_counter()
+    out = lm_eval_results(target, plan, opts, bo, run.settings)
+    scores, folder = record_results(target, run, out, store)
     return RunResult(
         run.run_id, target.model_id, target.name, plan.suite.name, plan.split, opts.backend, "complete",
-        scores, folder, cached_requests=counts[0], new_requests=counts[1],
-        seconds=time.perf_counter() - start, planned_tasks=pstats.reused,
+        scores, folder, cached_requests=out.hits, new_requests=out.misses,
+        seconds=time.perf_counter() - start, planned_tasks=out.planned,
     )
 
 
@@ -307,25 +279,20 @@ def _reuse(store: Store, attempts: list[RunRecord], target: ModelTarget, plan: P
                      scores, run_dir(run_id), reused=True)
 
 
-def evaluate_model(
-    model_ref: str, suite: str | Suite, options: EvalOptions | None = None, store: Store | None = None,
-    plan: Plan | None = None, **overrides: Any,
-) -> RunResult:
-    """Evaluate one model on one suite split; raises HarnessError (one line) after marking the run failed.
+@dataclass(frozen=True)
+class Prepared:
+    """A run about to be evaluated: its model, its backend options (BOS resolved) and its record, not yet stored."""
 
-    `overrides` set EvalOptions fields by name, e.g. evaluate_model(path, "zoo_math", split="public", limit=20).
-    `plan` is the plan_for(suite, options) a caller evaluating several models built once.
-    """
+    target: ModelTarget
+    bo: BackendOptions
+    run: RunRecord
+
+
+def prepare_run(model_ref: str, plan: Plan, opts: EvalOptions, store: Store) -> Prepared | RunResult:
+    """The run of this model on the plan: the stored complete run (reused) unless --rerun, else its record under
+    the attempt id to write it as. Registers the model in the store."""
     from harness.evaluate.target import resolve_model
-    from harness.store import Store
 
-    opts = replace(options or EvalOptions(), **overrides)
-    store = store or Store()
-    if not store.path.exists():
-        store.init()  # an existing store is checked (and migrated if older) by its first read
-    _quiet_engines()
-    get_backend(opts.backend)  # unknown backend: fail before anything else
-    plan = plan or plan_for(suite, opts)
     target = resolve_model(model_ref, store, opts.backend_options.base_url)
     if target.path is not None:
         from harness.weights import require_safe_weights
@@ -337,23 +304,47 @@ def evaluate_model(
     attempts = store.attempts(run_id)
     if not opts.rerun and (done := _reuse(store, attempts, target, plan, opts.backend)) is not None:
         return done
-    run_id = store.attempt_id(run_id)  # a re-run of a complete run is a new attempt; nothing is hidden
-    backend = get_backend(opts.backend)
     run = RunRecord(
-        run_id=run_id, model_id=target.model_id, suite=plan.suite.name, backend=opts.backend,
+        run_id=store.attempt_id(run_id),  # a re-run of a complete run is a new attempt; nothing is hidden
+        model_id=target.model_id, suite=plan.suite.name, backend=opts.backend,
         harness_version=harness.__version__, suite_version=str(plan.suite.version), split=plan.split,
-        data_hash=plan.data_hash, backend_version=backend.version(),
+        data_hash=plan.data_hash, backend_version=get_backend(opts.backend).version(),
         settings={**settings, "batch_size": bo.batch_size, "device": bo.device, "base_url": bo.base_url,
                   **bo.engine_settings(opts.backend)},
         seed=opts.seed,
     )
+    return Prepared(target, bo, run)
+
+
+def evaluate_model(
+    model_ref: str, suite: str | Suite, options: EvalOptions | None = None, store: Store | None = None,
+    plan: Plan | None = None, **overrides: Any,
+) -> RunResult:
+    """Evaluate one model on one suite split; raises HarnessError (one line) after marking the run failed.
+
+    `overrides` set EvalOptions fields by name, e.g. evaluate_model(path, "zoo_math", split="public", limit=20).
+    `plan` is the plan_for(suite, options) a caller evaluating several models built once.
+    """
+    from harness.store import Store
+
+    opts = replace(options or EvalOptions(), **overrides)
+    store = store or Store()
+    if not store.path.exists():
+        store.init()  # an existing store is checked (and migrated if older) by its first read
+    quiet_engines()
+    get_backend(opts.backend)  # unknown backend: fail before anything else
+    plan = plan or plan_for(suite, opts)
+    prepared = prepare_run(model_ref, plan, opts, store)
+    if isinstance(prepared, RunResult):
+        return prepared
+    target, bo, run, run_id = prepared.target, prepared.bo, prepared.run, prepared.run.run_id
     store.start_run(run)
     try:
         if not opts.serve:
             return _evaluate(target, plan, run, opts, bo, store)
         return _evaluate_served(target, plan, run, opts, bo, store)
     except BaseException as exc:
-        store.fail_run(run_id, _one_line(exc))
+        store.fail_run(run_id, one_line(exc))
         raise
 
 

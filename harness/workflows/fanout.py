@@ -1,24 +1,33 @@
-"""`harness eval M1 ... Mn --workers N [--ray-address ADDR]`: models fanned out to Ray actors, one engine each.
+"""`harness eval M1 ... Mn --workers N [--ray-address ADDR]`: models, and pieces of their suite split, fanned out to
+Ray actors, one engine each.
 
     evaluation = evaluate_fanout(models, "zoo_math", opts, workers=2)   # Evaluation, results in the models' order
 
-This process resolves every model (merging recipes) in the store first, then hands each model folder to whichever
-actor is free. An actor evaluates into a private store of its own (a temporary DuckDB file) and sends the run back:
-its record, scores and samples. Only this process writes the real store, each run in two steps as the runner does
-(started, then scores + samples + complete in one transaction), so a run is never shown complete half-written.
+This process resolves every model (merging recipes) in the store first and prepares its run as the runner does
+(run id, attempt, reuse). A complete run already stored is reused without any actor. Each run left is cut into
+pieces, groups of its tasks (harness/evaluate/pieces.py), only when there are more workers than runs left: the
+workers are shared out over the runs (workers // runs pieces each, the first workers % runs runs one more, never
+more pieces than tasks), so one model with --workers 4 on mmlu's 57 tasks is 4 pieces of ~14 tasks balanced by
+documents, and 8 models with --workers 2 stay 8 whole runs (a piece costs an engine load; models alone keep every
+actor busy). Whichever actor is free takes the next piece and sends back lm-eval's output for it (results and
+logged samples), writing nothing. This process alone writes the store, each run in the runner's two steps: started
+when its first piece goes out, then, once every piece is back, the pieces' outputs joined and turned into rows by
+the runner's own code (runner.record_results: scores with the `_aggregate` row, samples, results/runs/<run-id>/)
+in one transaction. So a split run is stored exactly as a one-process run would be: same run id and record, same
+rows.
 
-An actor that dies mid-run (its process killed, a node lost) loses only its private store: its model goes back in
-the queue for a fresh actor (at most RETRIES times). A complete run already in the store is kept and reported as
-reused (the actor's copy is dropped; its answers came from the shared request cache when workers share this
-machine's results folder). The backend options travel to every actor unchanged; each actor asks Ray for the GPUs
-of one engine (vLLM's --tensor-parallel-size x --data-parallel-size, else 1) when the cluster has them for every
-actor; a cluster with GPUs but too few for the engines asked for is refused before any actor starts.
+An actor that dies mid-piece (its process killed, a node lost) loses only that piece: it goes back in the queue for
+a fresh actor (at most RETRIES times). A piece that fails fails its run (marked failed with the one-line error,
+its other pieces dropped); the other models go on. The backend options travel to every actor unchanged; each actor
+asks Ray for the GPUs of one engine (vLLM's --tensor-parallel-size x --data-parallel-size, else 1) when the
+cluster has them for every actor; a cluster with GPUs but too few for the engines asked for is refused before any
+actor starts.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,67 +36,66 @@ from typing import TYPE_CHECKING, Any
 from harness.errors import HarnessError
 
 if TYPE_CHECKING:
-    import pandas as pd
+    from harness.evaluate.backends.base import BackendOptions, ModelTarget
+    from harness.evaluate.plan import Plan
+    from harness.evaluate.runner import EvalOptions, LmEvalOutput, Prepared, RunResult
+    from harness.store import Store
 
-    from harness.evaluate.runner import EvalOptions, RunResult
-    from harness.store import RunRecord, Score, Store
+RETRIES = 2  # fresh actors a piece gets after the one evaluating it died
+Key = tuple[int, int]  # (model index, piece index)
 
-RETRIES = 2  # fresh actors a model gets after the one evaluating it died
+
+@dataclass(frozen=True)
+class Job:
+    """One piece of one run, as an actor needs it: the model, the piece's plan, the run's backend options and
+    settings (the answer-changing ones key the request cache)."""
+
+    target: ModelTarget
+    plan: Plan
+    bo: BackendOptions
+    settings: dict[str, Any]
 
 
 @dataclass(frozen=True)
 class Finished:
-    """What an actor sends back for one model: the run as its private store holds it, or the error."""
+    """What an actor sends back for one piece: lm-eval's output, or the error."""
 
-    result: RunResult | None
-    run: RunRecord | None = None
-    scores: tuple[Score, ...] = ()
-    samples: pd.DataFrame | None = None
+    output: LmEvalOutput | None
     error: tuple[str, str, int] | None = None  # HarnessError's problem, fix, exit code
 
 
 class EvalWorker:
-    """One engine's worth of work: the suite's plan built once, runs written to a private store."""
+    """One engine's worth of work: pieces evaluated with lm-eval; nothing written to any store."""
 
-    def __init__(self, suite: str, opts: EvalOptions, threads: int | None) -> None:
-        from harness.evaluate.runner import plan_for
-        from harness.store import Store
-
+    def __init__(self, opts: EvalOptions, threads: int | None) -> None:
         if threads:
             import torch
 
             torch.set_num_threads(threads)
         self.opts = opts
-        self.plan = plan_for(suite, opts)
-        self.folder = Path(tempfile.mkdtemp(prefix="harness_worker_"))
-        self.store = Store(self.folder / "worker.duckdb")
-        self.store.init()
 
     def pid(self) -> int:
         return os.getpid()
 
-    def evaluate(self, folder: str) -> Finished:
-        from harness.evaluate.runner import evaluate_model
+    def evaluate(self, job: Job) -> Finished:
+        from harness.evaluate.runner import lm_eval_results, quiet_engines
 
+        quiet_engines()
         try:
-            res = evaluate_model(folder, self.plan.suite, self.opts, self.store, plan=self.plan)
+            return Finished(lm_eval_results(job.target, job.plan, self.opts, job.bo, job.settings))
         except HarnessError as exc:
             return Finished(None, error=(exc.problem, exc.fix, exc.exit_code))
-        with self.store.reading():
-            run = self.store.get_run(res.run_id)
-            samples = self.store.samples(res.run_id)
-        return Finished(res, run, tuple(res.scores), samples)
 
 
 def evaluate_fanout(
     models: Sequence[str], suite_name: str, opts: EvalOptions, workers: int, ray_address: str | None = None,
     store: Store | None = None, on_done: Callable[[str, Any], None] | None = None,
 ) -> Any:
-    """Like workflows.evaluate.evaluate for lm-eval suites, with the models spread over `workers` Ray actors."""
+    """Like workflows.evaluate.evaluate for lm-eval suites, with models and pieces spread over `workers` actors."""
     from harness.evaluate.runner import get_backend, plan_for
     from harness.store import Store
     from harness.suites import load_suite
-    from harness.workflows.evaluate import Evaluation, materialise
+    from harness.workflows.evaluate import Evaluation
 
     suite = load_suite(suite_name.partition(":")[0])
     if suite.kind == "judge":
@@ -97,23 +105,122 @@ def evaluate_fanout(
     if not store.path.exists():
         store.init()
     get_backend(opts.backend)
-    plan_for(suite_name if ":" in suite_name else suite, opts)  # bad split/tier/tasks: fail before any actor
-    folders: dict[int, str] = {}
+    plan = plan_for(suite_name if ":" in suite_name else suite, opts)  # bad split/tier/tasks: fail before actors
+    out, runs = prepare_runs(models, plan, opts, store, on_done)
+    if runs:
+        assembly = Assembly(plan, runs, store)
+        assembly.cut(workers)
+        pool = ActorPool(replace(opts, progress=None), max(1, min(workers, len(assembly.jobs))), ray_address)
+        try:
+            for i, res in assembly.run(pool):
+                out[i] = res
+                if on_done:
+                    on_done(models[i], res)
+        finally:
+            pool.close()
+    return Evaluation(suite, [out[i] for i in range(len(models))])
+
+
+def prepare_runs(models: Sequence[str], plan: Plan, opts: EvalOptions, store: Store,
+                 on_done: Callable[[str, Any], None] | None = None) -> tuple[dict[int, Any], dict[int, Prepared]]:
+    """Each model resolved (recipes merged) and its run prepared here: a reused run or a model that can't be
+    evaluated is done already (first dict); the runs left to evaluate (second)."""
+    from harness.evaluate.runner import RunResult, prepare_run
+    from harness.workflows.evaluate import materialise
+
     out: dict[int, Any] = {}
+    runs: dict[int, Prepared] = {}
     for i, ref in enumerate(models):
         try:
-            folders[i] = model_folder(materialise(ref, store), store, opts)
+            prepared = prepare_run(model_folder(materialise(ref, store), store, opts), plan, opts, store)
         except HarnessError as exc:
-            out[i] = exc
-    pool = ActorPool(suite_name, replace(opts, progress=None), max(1, min(workers, len(folders))), ray_address)
-    try:
-        for i, finished in pool.run(folders):
-            out[i] = finished if isinstance(finished, HarnessError) else record(finished, store, opts.rerun)
+            prepared = exc
+        if isinstance(prepared, (RunResult, HarnessError)):
+            out[i] = prepared
             if on_done:
-                on_done(models[i], out[i])
-    finally:
-        pool.close()
-    return Evaluation(suite, [out[i] for i in range(len(models))])
+                on_done(models[i], prepared)
+        else:
+            runs[i] = prepared
+    return out, runs
+
+
+def pieces_per_run(runs: int, workers: int) -> list[int]:
+    """How many pieces each of `runs` runs is cut into: 1 each unless workers outnumber runs, then the workers
+    shared out (the first runs get the remainder)."""
+    if workers <= runs:
+        return [1] * runs
+    return [workers // runs + (1 if k < workers % runs else 0) for k in range(runs)]
+
+
+class Assembly:
+    """The prepared runs, their pieces and what came back: each run started when its first piece goes out,
+    recorded (or failed) once its pieces are in."""
+
+    def __init__(self, plan: Plan, runs: dict[int, Prepared], store: Store) -> None:
+        self.plan, self.runs, self.store = plan, runs, store
+        self.jobs: dict[Key, Job] = {}
+        self.outputs: dict[int, dict[int, LmEvalOutput]] = {i: {} for i in runs}
+        self.started: dict[int, float] = {}
+
+    def cut(self, workers: int) -> None:
+        from harness.evaluate.pieces import split_plan
+
+        for i, n in zip(self.runs, pieces_per_run(len(self.runs), workers), strict=True):
+            p = self.runs[i]
+            for j, sub in enumerate(split_plan(self.plan, n)):
+                self.jobs[(i, j)] = Job(p.target, sub, p.bo, p.run.settings)
+
+    def run(self, pool: ActorPool) -> Any:
+        """Yield (model index, RunResult or HarnessError) as runs finish, the pieces evaluated by the pool."""
+        try:
+            for key, finished in pool.run(self.jobs, on_start=self.start):
+                i = key[0]
+                if i not in self.outputs:  # its run already failed
+                    continue
+                res = self.take(key, finished)
+                if res is not None:
+                    pool.drop(lambda k, i=i: k[0] == i)
+                    yield i, res
+        finally:
+            for i in self.outputs:  # interrupted: a started run is marked failed, as the runner does
+                if i in self.started:
+                    self.store.fail_run(self.runs[i].run.run_id, "interrupted")
+
+    def start(self, key: Key) -> None:
+        i = key[0]
+        if i not in self.started:
+            self.started[i] = time.perf_counter()
+            self.store.start_run(self.runs[i].run)
+
+    def take(self, key: Key, finished: Finished | HarnessError) -> RunResult | HarnessError | None:
+        """A piece back: None while the run waits for others, else the run recorded or failed."""
+        i, j = key
+        if isinstance(finished, Finished) and finished.error is None and finished.output is not None:
+            self.outputs[i][j] = finished.output
+            if len(self.outputs[i]) < sum(1 for k in self.jobs if k[0] == i):
+                return None
+            return self.record(i)
+        err = finished if isinstance(finished, HarnessError) else HarnessError(*(finished.error or ("?", "?", 1)))
+        self.store.fail_run(self.runs[i].run.run_id, err.line())
+        del self.outputs[i]
+        return err
+
+    def record(self, i: int) -> RunResult | HarnessError:
+        from harness.evaluate.pieces import merge_outputs
+        from harness.evaluate.runner import RunResult, record_results
+
+        p, pieces = self.runs[i], self.outputs.pop(i)
+        merged = merge_outputs(self.plan, [pieces[j] for j in sorted(pieces)])
+        merged.config.start_time = self.started[i]  # the results file's evaluation time: this run's wall here
+        try:
+            scores, folder = record_results(p.target, p.run, merged, self.store)
+        except HarnessError as exc:
+            self.store.fail_run(p.run.run_id, exc.line())
+            return exc
+        return RunResult(p.run.run_id, p.target.model_id, p.target.name, self.plan.suite.name, self.plan.split,
+                         p.run.backend, "complete", scores, folder, cached_requests=merged.hits,
+                         new_requests=merged.misses, seconds=time.perf_counter() - self.started[i],
+                         planned_tasks=merged.planned)
 
 
 def model_folder(ref: str, store: Store, opts: EvalOptions) -> str:
@@ -125,25 +232,6 @@ def model_folder(ref: str, store: Store, opts: EvalOptions) -> str:
         raise HarnessError(f"{ref} has no local folder; --workers hands folders to its actors",
                            "drop --workers for served models")
     return str(Path(target.path).resolve())
-
-
-def record(finished: Finished, store: Store, rerun: bool) -> RunResult | HarnessError:
-    """Write an actor's run into the store (the one writer); a complete run already there is kept."""
-    if finished.error is not None:
-        return HarnessError(*finished.error)
-    res = finished.result
-    assert res is not None and finished.run is not None and finished.samples is not None
-    base = res.run_id.split("-")[0]  # the run's id without the private store's attempt number ("r<hash>-2")
-    done = [a for a in store.attempts(base) if a.status == "complete"]
-    if done and not rerun:
-        with store.reading():
-            scores = store.scores(done[-1].run_id)
-        return replace(res, run_id=done[-1].run_id, scores=scores, reused=True)
-    run_id = store.attempt_id(base)
-    samples = finished.samples.assign(run_id=run_id)
-    store.start_run(replace(finished.run, run_id=run_id))
-    store.finish_run(run_id, list(finished.scores), samples)
-    return replace(res, run_id=run_id, reused=False)
 
 
 def actor_gpus(cluster: int, workers: int, per_engine: int) -> int:
@@ -159,10 +247,10 @@ def actor_gpus(cluster: int, workers: int, per_engine: int) -> int:
 
 
 class ActorPool:
-    """n Ray actors, each an EvalWorker; a model goes to whichever actor is free; a dead actor is replaced and its
-    model queued again."""
+    """n Ray actors, each an EvalWorker; a job goes to whichever actor is free; a dead actor is replaced and its
+    job queued again."""
 
-    def __init__(self, suite: str, opts: EvalOptions, n: int, address: str | None) -> None:
+    def __init__(self, opts: EvalOptions, n: int, address: str | None) -> None:
         from harness.cluster import connect_ray
 
         ray = connect_ray(address, "--workers", "drop --workers")
@@ -170,39 +258,46 @@ class ActorPool:
         threads = None if address or gpus else max(1, (os.cpu_count() or 1) // n)  # local CPUs shared out
         self.ray = ray
         self.remote = ray.remote(num_gpus=gpus, num_cpus=1, max_restarts=0)(EvalWorker)
-        self.args = (suite, opts, threads)
+        self.args = (opts, threads)
         self.actors = [self.remote.remote(*self.args) for _ in range(n)]
+        self.queue: list[tuple[Any, Job]] = []
 
-    def run(self, folders: dict[int, str]) -> Any:
-        """Yield (index, Finished or HarnessError) as runs finish."""
+    def drop(self, which: Callable[[Any], bool]) -> None:
+        """Forget the queued jobs whose key matches (their run failed)."""
+        self.queue = [(k, job) for k, job in self.queue if not which(k)]
+
+    def run(self, jobs: dict[Any, Job], on_start: Callable[[Any], None] | None = None) -> Any:
+        """Yield (key, Finished or HarnessError) as jobs finish; on_start(key) just before a job goes out."""
         from ray.exceptions import RayActorError, RayTaskError
 
-        queue, tries, idle, busy = list(folders.items()), dict.fromkeys(folders, 0), list(self.actors), {}
-        while queue or busy:
-            while queue and idle:
-                i, folder = queue.pop(0)
+        self.queue, tries, idle, busy = list(jobs.items()), dict.fromkeys(jobs, 0), list(self.actors), {}
+        while self.queue or busy:
+            while self.queue and idle:
+                key, job = self.queue.pop(0)
+                if on_start:
+                    on_start(key)
                 actor = idle.pop()
-                busy[actor.evaluate.remote(folder)] = (actor, i)
+                busy[actor.evaluate.remote(job)] = (actor, key)
             (ref,), _ = self.ray.wait(list(busy), num_returns=1)
-            actor, i = busy.pop(ref)
+            actor, key = busy.pop(ref)
             try:
                 finished = self.ray.get(ref)
-            except RayActorError:  # the worker died: nothing of this run reached the store
+            except RayActorError:  # the worker died: only this job is lost
                 self.actors.remove(actor)
                 idle.append(self._replace())
-                tries[i] += 1
-                if tries[i] <= RETRIES:
-                    queue.append((i, folders[i]))
+                tries[key] += 1
+                if tries[key] <= RETRIES:
+                    self.queue.append((key, jobs[key]))
                     continue
-                finished = HarnessError(f"the worker evaluating {folders[i]} died {tries[i]} times",
+                finished = HarnessError(f"the worker evaluating {_label(jobs[key])} died {tries[key]} times",
                                         "check the workers' memory and logs (ray logs), then run it again")
             except RayTaskError as exc:
                 idle.append(actor)
                 text = (str(exc.cause or exc).strip().splitlines() or ["error"])[-1][:300]
-                finished = HarnessError(f"the worker failed on {folders[i]}: {text}", "run it with --workers 1")
+                finished = HarnessError(f"the worker failed on {_label(jobs[key])}: {text}", "run it with --workers 1")
             else:
                 idle.append(actor)
-            yield i, finished
+            yield key, finished
 
     def _replace(self) -> Any:
         actor = self.remote.remote(*self.args)
@@ -215,3 +310,8 @@ class ActorPool:
     def close(self) -> None:
         for actor in self.actors:
             self.ray.kill(actor)
+
+
+def _label(job: Job) -> str:
+    tasks = job.plan.tasks
+    return f"{job.target.path or job.target.name} ({tasks[0]}{f' + {len(tasks) - 1} tasks' if len(tasks) > 1 else ''})"
