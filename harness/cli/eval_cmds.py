@@ -76,7 +76,8 @@ def eval_cmd(
     answer_temperature: float = typer.Option(
         None, "--answer-temperature", help="Judge suites: one answer temperature (FastChat: per category)."),
     workers: int = typer.Option(1, "--workers", min=1, max=1024,
-                                help="Ray actors to spread the models over, one engine each (docs/eval.md)."),
+                                help="Ray actors, one engine each: the models spread over them, and groups of a "
+                                     "model's tasks when they outnumber the models (docs/eval.md)."),
     ray_address: str = typer.Option(None, "--ray-address", help="A Ray cluster (default: a local Ray)."),
     tensor_parallel_size: int = typer.Option(1, "--tensor-parallel-size", help="vllm: GPUs one engine spans."),
     data_parallel_size: int = typer.Option(1, "--data-parallel-size", help="vllm: engine replicas per model (Ray)."),

@@ -31,11 +31,12 @@ if TYPE_CHECKING:
 SORTED_KEYS = ("configs", "versions", "n-shot", "higher_is_better")  # lm-eval writes these in name order
 
 
-def split_plan(plan: Plan, n: int) -> list[Plan]:
-    """At most n plans whose tasks together are the plan's, balanced by documents; [plan] when it can't be cut."""
+def split_plan(plan: Plan, n: int, docs: dict[str, int] | None = None) -> list[Plan]:
+    """At most n plans whose tasks together are the plan's, balanced by documents (`docs`: task_docs(plan), for a
+    caller cutting several runs of one plan); [plan] when it can't be cut."""
     if n <= 1 or len(plan.tasks) < 2 or plan.split == HUB_SPLIT:
         return [plan]
-    docs = task_docs(plan)
+    docs = docs or task_docs(plan)
     order = {t: k for k, t in enumerate(plan.tasks)}
     groups: list[list[str]] = [[] for _ in range(min(n, len(plan.tasks)))]
     loads = [0] * len(groups)

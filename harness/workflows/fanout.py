@@ -163,11 +163,13 @@ class Assembly:
         self.started: dict[int, float] = {}
 
     def cut(self, workers: int) -> None:
-        from harness.evaluate.pieces import split_plan
+        from harness.evaluate.pieces import split_plan, task_docs
 
-        for i, n in zip(self.runs, pieces_per_run(len(self.runs), workers), strict=True):
+        counts = pieces_per_run(len(self.runs), workers)
+        docs = task_docs(self.plan) if max(counts) > 1 and len(self.plan.tasks) > 1 else None  # once for all runs
+        for i, n in zip(self.runs, counts, strict=True):
             p = self.runs[i]
-            for j, sub in enumerate(split_plan(self.plan, n)):
+            for j, sub in enumerate(split_plan(self.plan, n, docs)):
                 self.jobs[(i, j)] = Job(p.target, sub, p.bo, p.run.settings)
 
     def run(self, pool: ActorPool) -> Any:
@@ -207,6 +209,7 @@ class Assembly:
 
     def record(self, i: int) -> RunResult | HarnessError:
         from harness.evaluate.pieces import merge_outputs
+        from harness.evaluate.run_errors import one_line
         from harness.evaluate.runner import RunResult, record_results
 
         p, pieces = self.runs[i], self.outputs.pop(i)
@@ -214,9 +217,11 @@ class Assembly:
         merged.config.start_time = self.started[i]  # the results file's evaluation time: this run's wall here
         try:
             scores, folder = record_results(p.target, p.run, merged, self.store)
-        except HarnessError as exc:
-            self.store.fail_run(p.run.run_id, exc.line())
-            return exc
+        except BaseException as exc:  # a non-finite score, a full disk: the run is failed, as the runner does
+            self.store.fail_run(p.run.run_id, one_line(exc))
+            if isinstance(exc, HarnessError):
+                return exc
+            raise
         return RunResult(p.run.run_id, p.target.model_id, p.target.name, self.plan.suite.name, self.plan.split,
                          p.run.backend, "complete", scores, folder, cached_requests=merged.hits,
                          new_requests=merged.misses, seconds=time.perf_counter() - self.started[i],
