@@ -108,6 +108,8 @@ def test_one_model_split_over_two_workers_gives_the_run_of_one(zoo_family, resul
     from harness.workflows.fanout import ActorPool, Assembly, evaluate_fanout, pieces_per_run, prepare_runs
     from tests.factories import run_cli
 
+    monkeypatch.setenv("HARNESS_SUITES", str(tmp_path / "suites"))  # before Ray starts: its workers read it
+    broken = broken_suite(tmp_path / "suites")
     model = str(zoo_family / "zoo-math")
     plan = plan_for("zoo_math", ZOO_OPTS)
     assert pieces_per_run(1, 2) == [2] and pieces_per_run(3, 2) == [1, 1, 1] and pieces_per_run(2, 5) == [3, 2]
@@ -139,7 +141,7 @@ def test_one_model_split_over_two_workers_gives_the_run_of_one(zoo_family, resul
         _, runs = prepare_runs([model], plan, ZOO_OPTS, dead_store)
         assembly = Assembly(plan, runs, dead_store)
         assembly.cut(2)
-        pool = ActorPool(ZOO_OPTS, 2, None)
+        pool = ActorPool("zoo_math", ZOO_OPTS, 2, None)
         try:
             os.kill(pool.pids()[0], signal.SIGKILL)
             (done,) = assembly.run(pool)
@@ -150,8 +152,6 @@ def test_one_model_split_over_two_workers_gives_the_run_of_one(zoo_family, resul
         assert [r.status for r in dead_store.list_runs(status=None)] == ["complete"]
 
         # one piece fails (its task's data file is not JSON), the other is fine: the run is failed with one line
-        monkeypatch.setenv("HARNESS_SUITES", str(tmp_path / "suites"))
-        broken = broken_suite(tmp_path / "suites")
         bad_store = Store(tmp_path / "bad.duckdb")
         (res,) = evaluate_fanout([model], broken, ZOO_OPTS, 2, store=bad_store).results
         assert isinstance(res, HarnessError) and "evaluating zoo-math failed" in res.problem, res

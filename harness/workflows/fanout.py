@@ -47,13 +47,14 @@ Key = tuple[int, int]  # (model index, piece index)
 
 @dataclass(frozen=True)
 class Job:
-    """One piece of one run, as an actor needs it: the model, the piece's plan, the run's backend options and
-    settings (the answer-changing ones key the request cache)."""
+    """One piece of one run, as an actor needs it: the model, the piece's tasks, the run's backend options and
+    settings (the answer-changing ones key the request cache), and the data hash the actor's plan must have."""
 
     target: ModelTarget
-    plan: Plan
+    tasks: tuple[str, ...]
     bo: BackendOptions
     settings: dict[str, Any]
+    data_hash: str | None
 
 
 @dataclass(frozen=True)
@@ -65,24 +66,35 @@ class Finished:
 
 
 class EvalWorker:
-    """One engine's worth of work: pieces evaluated with lm-eval; nothing written to any store."""
+    """One engine's worth of work: the suite's plan built once from this node's suites, pieces of it evaluated with
+    lm-eval; nothing written to any store."""
 
-    def __init__(self, opts: EvalOptions, threads: int | None) -> None:
+    def __init__(self, suite: str, opts: EvalOptions, threads: int | None) -> None:
+        from harness.evaluate.runner import plan_for
+
         if threads:
             import torch
 
             torch.set_num_threads(threads)
         self.opts = opts
+        self.plan = plan_for(suite, opts)
 
     def pid(self) -> int:
         return os.getpid()
 
     def evaluate(self, job: Job) -> Finished:
+        from harness.evaluate.pieces import piece
         from harness.evaluate.runner import lm_eval_results, quiet_engines
 
         quiet_engines()
+        if job.data_hash != self.plan.data_hash:
+            return Finished(None, error=(
+                f"the worker's copy of suite {self.plan.suite.name} differs from this machine's (data hash "
+                f"{str(self.plan.data_hash)[:12]}, here {str(job.data_hash)[:12]})",
+                "install the same harness and suites on every node of the cluster", 2))
         try:
-            return Finished(lm_eval_results(job.target, job.plan, self.opts, job.bo, job.settings))
+            plan = piece(self.plan, list(job.tasks))
+            return Finished(lm_eval_results(job.target, plan, self.opts, job.bo, job.settings))
         except HarnessError as exc:
             return Finished(None, error=(exc.problem, exc.fix, exc.exit_code))
 
@@ -110,7 +122,8 @@ def evaluate_fanout(
     if runs:
         assembly = Assembly(plan, runs, store)
         assembly.cut(workers)
-        pool = ActorPool(replace(opts, progress=None), max(1, min(workers, len(assembly.jobs))), ray_address)
+        n = max(1, min(workers, len(assembly.jobs)))
+        pool = ActorPool(suite_name, replace(opts, progress=None), n, ray_address)
         try:
             for i, res in assembly.run(pool):
                 out[i] = res
@@ -170,7 +183,7 @@ class Assembly:
         for i, n in zip(self.runs, counts, strict=True):
             p = self.runs[i]
             for j, sub in enumerate(split_plan(self.plan, n, docs)):
-                self.jobs[(i, j)] = Job(p.target, sub, p.bo, p.run.settings)
+                self.jobs[(i, j)] = Job(p.target, sub.tasks, p.bo, p.run.settings, self.plan.data_hash)
 
     def run(self, pool: ActorPool) -> Any:
         """Yield (model index, RunResult or HarnessError) as runs finish, the pieces evaluated by the pool."""
@@ -255,7 +268,7 @@ class ActorPool:
     """n Ray actors, each an EvalWorker; a job goes to whichever actor is free; a dead actor is replaced and its
     job queued again."""
 
-    def __init__(self, opts: EvalOptions, n: int, address: str | None) -> None:
+    def __init__(self, suite: str, opts: EvalOptions, n: int, address: str | None) -> None:
         from harness.cluster import connect_ray
 
         ray = connect_ray(address, "--workers", "drop --workers")
@@ -263,7 +276,7 @@ class ActorPool:
         threads = None if address or gpus else max(1, (os.cpu_count() or 1) // n)  # local CPUs shared out
         self.ray = ray
         self.remote = ray.remote(num_gpus=gpus, num_cpus=1, max_restarts=0)(EvalWorker)
-        self.args = (opts, threads)
+        self.args = (suite, opts, threads)
         self.actors = [self.remote.remote(*self.args) for _ in range(n)]
         self.queue: list[tuple[Any, Job]] = []
 
@@ -318,5 +331,5 @@ class ActorPool:
 
 
 def _label(job: Job) -> str:
-    tasks = job.plan.tasks
+    tasks = job.tasks
     return f"{job.target.path or job.target.name} ({tasks[0]}{f' + {len(tasks) - 1} tasks' if len(tasks) > 1 else ''})"
