@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_eval_workers.py                       # 8 random Llamas built here
     .venv/bin/python benchmarks/bench_eval_workers.py --models A B C ...    # your own folders (e.g. zoo models)
     .venv/bin/python benchmarks/bench_eval_workers.py --hidden 512 --layers 8 --limit 135   # more work per model
+    .venv/bin/python benchmarks/bench_eval_workers.py --models M --tasks all --limit 3   # one model cut in 2 pieces
 
 Each command runs in a fresh results folder with --no-cache (every answer computed), on mmlu (--tasks, --limit).
 Prints wall and CPU seconds of each, the speed-up, whether the scores of every model are identical, and the
@@ -30,7 +31,8 @@ def run(models: list[Path], work: Path, workers: int, args: argparse.Namespace) 
     res = work / f"res{workers}"
     env = {**os.environ, "HARNESS_RESULTS": str(res), "HARNESS_DB": str(res / "harness.duckdb"),
            "TOKENIZERS_PARALLELISM": "false"}
-    cmd = [sys.executable, "-m", "harness.cli", "eval", *map(str, models), "--suite", "mmlu", "--tasks", args.tasks,
+    tasks = [] if args.tasks == "all" else ["--tasks", args.tasks]
+    cmd = [sys.executable, "-m", "harness.cli", "eval", *map(str, models), "--suite", "mmlu", *tasks,
            "--limit", str(args.limit), "--device", "cpu", "--dtype", "float32", "--no-cache", "--json",
            "--workers", str(workers)]
     t0 = time.perf_counter()
@@ -48,7 +50,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", type=Path)
     ap.add_argument("--n", type=int, default=8, help="how many random models to build (without --models)")
-    ap.add_argument("--tasks", default="mmlu_anatomy,mmlu_astronomy")
+    ap.add_argument("--tasks", default="mmlu_anatomy,mmlu_astronomy", help="mmlu tasks, or 'all' (57)")
     ap.add_argument("--limit", type=int, default=20)
     ap.add_argument("--hidden", type=int, default=256, help="hidden size of the random models (without --models)")
     ap.add_argument("--layers", type=int, default=4, help="layers of the random models (without --models)")

@@ -9,8 +9,9 @@ pieces, groups of its tasks (harness/evaluate/pieces.py), only when there are mo
 workers are shared out over the runs (workers // runs pieces each, the first workers % runs runs one more, never
 more pieces than tasks), so one model with --workers 4 on mmlu's 57 tasks is 4 pieces of ~14 tasks balanced by
 documents, and 8 models with --workers 2 stay 8 whole runs (a piece costs an engine load; models alone keep every
-actor busy). Whichever actor is free takes the next piece and sends back lm-eval's output for it (results and
-logged samples), writing nothing. This process alone writes the store, each run in the runner's two steps: started
+actor busy). Each actor builds the suite's plan once from its node's suites (refusing pieces when its data hash is
+not this machine's); whichever actor is free takes the next piece and sends back lm-eval's output for it (results
+and logged samples), writing nothing. This process alone writes the store, each run in the runner's two steps: started
 when its first piece goes out, then, once every piece is back, the pieces' outputs joined and turned into rows by
 the runner's own code (runner.record_results: scores with the `_aggregate` row, samples, results/runs/<run-id>/)
 in one transaction. So a split run is stored exactly as a one-process run would be: same run id and record, same
