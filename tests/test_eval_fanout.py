@@ -28,7 +28,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 def rows(store, results) -> list[tuple]:
     """Per model: its scores and its samples, without run ids or times (2 models x 2 documents: the test pays Ray's
-    start and two actors' imports, ~1-3 min on the shared 2-core machine)."""
+    start and two actors' imports, 20-60 s on the shared 2-core machine)."""
     out = []
     for res in results:
         with store.reading():
