@@ -5,6 +5,7 @@
     paired_compare(a, b)               -> PairedComparison(mean_diff, CI, McNemar exact p for 0/1 scores)
     wilson_interval(p, n)              -> Wilson's score interval of a proportion (0/1 scores)
     bounded_intervals(value, se, n, binary, low, high) -> 95% intervals inside a metric's range
+    weighted_means_stderr([(scores, keys, c), ...]) -> stderr of sum_t c_t mean_t, questions shared across tasks
 
 Bootstrap intervals are percentile intervals; every function takes a `seed` so results are reproducible. The
 interval of 0/1 scores is Wilson's (docs/eval.md "Intervals"): it stays inside [0, 1] and does not collapse to a
@@ -13,7 +14,7 @@ point when every sample is right or every one wrong, as the normal and the boots
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -162,6 +163,34 @@ def summarize_clustered(x: ArrayLike, clusters: ArrayLike, iters: int = DEFAULT_
     reps = sums[idx].sum(axis=1) / counts[idx].sum(axis=1)
     lo, hi = percentile_ci(reps, alpha)
     return Estimate(mean, stderr, lo, hi, int(arr.size))
+
+
+def weighted_means_stderr(tasks: Sequence[tuple[ArrayLike, Sequence[Hashable], float]]) -> float:
+    """The standard error of sum_t c_t mean(x_t), where task t scored the items named by its keys: an item (a
+    question) that two tasks pose, multiple choice and generation, counts once, with both scores, because they are
+    correlated. Each item u contributes Z_u = sum_t c_t x_tu / n_t; the items posed by the same set of tasks are
+    i.i.d. draws of one stratum g (m_g items), so var = sum_g m_g / (m_g - 1) sum_{u in g} (Z_u - mean_g Z)^2.
+    A task sharing no item is c_t times lm-eval's mean stderr (sample sd / sqrt(n)); tasks sharing none are
+    combined as independent. NaN when a stratum has one item or a task none."""
+    units: dict[Hashable, float] = {}
+    member: dict[Hashable, set[int]] = {}
+    for t, (scores, keys, c) in enumerate(tasks):
+        x = np.asarray(scores, dtype=float)
+        if x.size == 0 or x.size != len(keys):
+            return float("nan")
+        for key, v in zip(keys, (x * (c / x.size)).tolist(), strict=True):
+            units[key] = units.get(key, 0.0) + v
+            member.setdefault(key, set()).add(t)
+    strata: dict[tuple[int, ...], list[float]] = {}
+    for key, z in units.items():
+        strata.setdefault(tuple(sorted(member[key])), []).append(z)
+    var = 0.0
+    for zs in strata.values():
+        if len(zs) < 2:
+            return float("nan")
+        arr = np.asarray(zs)
+        var += arr.size / (arr.size - 1) * float(np.sum((arr - arr.mean()) ** 2))
+    return var ** 0.5
 
 
 def aggregate(

@@ -113,6 +113,8 @@ def test_the_gate_on_the_zoo(zoo_family: Path, results: Path, store, tmp_path: P
     assert not broken.result.passed
     assert set(broken.result.failed_tasks) <= {"zoo_math_mc_public", "zoo_math_gen_public"}
     assert broken.result.failed_tasks and "FAIL" in broken.report
+    pooled = broken.result.pooled  # zoo_math asks each question twice (multiple choice, generation): counted once
+    assert pooled is not None and pooled.test == "sign-flip (pooled, by question)" and pooled.n == 2 * 300
 
     light = run_check(str(_noisy_copy(math, tmp_path / "light", 0.002)), "zoo-release", None, store, tolerance=0.05)
     assert light.result.passed, light.report

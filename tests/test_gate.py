@@ -132,3 +132,52 @@ def test_mde_never_claims_zero_and_constant_differences_need_items() -> None:
     tiny_a, tiny_b = {"t": {0: 0.5, 1: 0.5}}, {"t": {0: 0.2, 1: 0.2}}
     w = compare(tiny_a, tiny_b, tolerance=0.01).verdicts[0]
     assert w.p_value == 0.5 and not w.failed  # two items: the exact sign-flip p, not 0
+
+
+def _shared_questions(rng: np.random.Generator, n: int, drop: float = 0.0) -> tuple[dict, dict]:
+    """Baseline and candidate on n questions asked two ways (multiple choice and generation): a candidate change
+    to a question (right -> wrong or back, 10% each way, plus `drop` more towards wrong) shows in both tasks."""
+    p = rng.uniform(0.2, 0.8, n)
+    change = rng.choice([-1, 0, 1], size=n, p=[0.1 + drop, 0.8 - drop, 0.1])
+    base, cand = {}, {}
+    for task in ("mc", "gen"):
+        a = (rng.random(n) < p).astype(float)
+        b = np.where(change == 1, 1.0, np.where(change == -1, 0.0, a))
+        base[task], cand[task] = dict(enumerate(a)), dict(enumerate(b))
+    return base, cand
+
+
+def test_questions_asked_twice_keep_the_pooled_test_at_its_level() -> None:
+    """No true difference, 100 questions each scored by two tasks: counted as 200 independent items, the pooled
+    test rejects far more often than alpha = 5%; counted by question (the samples' doc_hash), at most alpha."""
+    from harness.analysis.gate import pooled_test
+
+    rng = np.random.default_rng(11)
+    keys = [np.array([f"q{i}" for i in range(100)], dtype=object)] * 2
+    reps, as_items, by_question = 600, 0, 0
+    for r in range(reps):
+        base, cand = _shared_questions(rng, 100)
+        pairs = [(np.array(list(base[t].values())), np.array(list(cand[t].values()))) for t in ("mc", "gen")]
+        as_items += pooled_test(pairs)[1] < 0.05
+        test, p, _, _, n = pooled_test(pairs, keys, seed=r)
+        by_question += p < 0.05
+        assert test == "sign-flip (pooled, by question)" and n == 200
+    assert as_items / reps > 0.07, as_items / reps
+    assert by_question / reps <= 0.05, by_question / reps
+    clusters = {t: {i: f"q{i}" for i in range(100)} for t in ("mc", "gen")}  # the gate passes them through
+    assert compare(base, cand, clusters=clusters).pooled.p_value == pooled_test(pairs, keys, seed=0)[1]
+
+
+def test_the_sign_flip_test_is_mcnemars_for_one_item_per_question_and_sees_a_real_drop() -> None:
+    from harness.analysis.gate import sign_flip_p
+
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        d = rng.choice([-1.0, 0.0, 1.0], size=40, p=[0.15, 0.7, 0.15])
+        d = d[:16] if np.count_nonzero(d) > 16 else d
+        nz = d[d != 0]
+        assert sign_flip_p(nz) == pytest.approx(mcnemar_exact(int(np.sum(nz < 0)), int(np.sum(nz > 0))), rel=1e-12)
+    base, cand = _shared_questions(np.random.default_rng(2), 300, drop=0.15)
+    clusters = {t: {i: f"q{i}" for i in range(300)} for t in ("mc", "gen")}
+    result = compare(base, cand, tolerance=1.0, clusters=clusters)
+    assert result.pooled.failed and result.pooled.p_value < 1e-3 and not result.passed

@@ -209,3 +209,21 @@ def test_nonfinite_sums_in_the_tensors_own_dtype_and_still_finds_every_bad_value
             t[2, 999] = bad
             t[0, 5] = bad
             assert nonfinite([("ok", torch.ones(3, dtype=dtype)), ("w", t)]) == ("w", 2)
+
+
+def test_a_recipe_mapping_yaml_cannot_write_is_refused_when_loaded(zoo, store, results):
+    """A recipe passed as a mapping (library callers) with a numpy number, a tuple or a Path in it: one line that
+    names where, when it is loaded, nothing merged; before, the merge ran and failed when its card was written."""
+    import numpy as np
+
+    from harness.merge.recipe import load_recipe
+
+    def recipe(weight, models=list):
+        return {"merge_method": "linear", "dtype": "float32",
+                "models": models([{"model": str(zoo[m]), "parameters": {"weight": weight}} for m in ("m0", "m1")])}
+
+    for bad, where in ((recipe(np.float64(0.5)), "recipe.models[0].parameters.weight is a numpy.float64"),
+                       (recipe(0.5, tuple), "recipe.models is a tuple"),
+                       (recipe(Path("x")), "recipe.models[0].parameters.weight is a pathlib.")):
+        assert fails(bad, store, results, where, "plain values").startswith(where)
+    assert load_recipe(recipe(0.5)).data["models"][0]["parameters"]["weight"] == 0.5

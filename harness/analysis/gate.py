@@ -8,7 +8,11 @@ over all items of the suite, stratified by task (the item-weighted mean differen
 exact McNemar on the pooled discordant pairs for 0/1 scores), catches a small drop spread over many tasks (57 MMLU
 subjects each 1.5 points down). p-values are Holm-corrected across the tasks and the pooled test together. A task
 FAILS when its drop is larger than its tolerance AND its Holm p-value is below alpha; the suite FAILS when the pooled
-drop is larger than `suite_tolerance` AND its Holm p-value is below alpha. Each test reports its minimum detectable
+drop is larger than `suite_tolerance` AND its Holm p-value is below alpha. When some tasks pose the same questions
+(zoo_math's multiple choice and generation score the same documents: `clusters` names each item's question, the
+samples' doc_hash), the pooled test counts each question once: a sign-flip test of the per-question sums of the
+differences (exact up to 16 questions that differ, else 20,000 seeded flips), with a stderr clustered by question;
+an item alone in its cluster makes it McNemar's test again. Each test reports its minimum detectable
 effect (MDE) at 80% power after correction, from the observed discordance (0/1 scores: the rate of discordant
 pairs, at least 3/n, the rule-of-three bound when none is seen) or the observed spread of the differences.
 """
@@ -119,9 +123,15 @@ def _p_value(a: np.ndarray, b: np.ndarray, mcnemar_p: float | None) -> tuple[str
     return "paired-t", float(ttest_rel(b, a).pvalue)
 
 
-def pooled_test(pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[str, float, float, float, int]:
+FLIPS = 20_000  # Monte Carlo sign flips of the clustered pooled test beyond EXACT_FLIPS questions that differ
+EXACT_FLIPS = 16
+
+
+def pooled_test(pairs: list[tuple[np.ndarray, np.ndarray]], keys: list[np.ndarray] | None = None,
+                seed: int = 0) -> tuple[str, float, float, float, int]:
     """The stratified test over all items: (test, p, mean diff, its stderr, n). 0/1 scores: exact McNemar on the
-    pooled discordant pairs; else a normal test of the item-weighted mean with the within-task variances."""
+    pooled discordant pairs; else a normal test of the item-weighted mean with the within-task variances. With
+    `keys` (each item's question) naming a question in more than one item: the test by question (clustered_test)."""
     from scipy.stats import norm
 
     from harness.stats import mcnemar_exact
@@ -129,6 +139,10 @@ def pooled_test(pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[str, float,
     n = sum(len(a) for a, _ in pairs)
     if n == 0:
         return "none", 1.0, 0.0, 0.0, 0
+    if keys is not None:
+        flat = np.concatenate([np.asarray(k, dtype=object) for k in keys])
+        if len(set(flat.tolist())) < flat.size:
+            return clustered_test(np.concatenate([b - a for a, b in pairs]), flat, seed)
     diff = sum(float(np.sum(b - a)) for a, b in pairs) / n
     var = sum(len(a) * float(np.var(b - a, ddof=1)) for a, b in pairs if len(a) > 1) / n ** 2
     if all(_binary(a) and _binary(b) for a, b in pairs):
@@ -140,6 +154,37 @@ def pooled_test(pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[str, float,
     return "stratified-z", float(2 * norm.sf(abs(diff) / np.sqrt(var))), diff, float(np.sqrt(var)), n
 
 
+def clustered_test(diff: np.ndarray, keys: np.ndarray, seed: int = 0) -> tuple[str, float, float, float, int]:
+    """The pooled test when items share questions: under "no difference" each question's sum of differences is as
+    likely to come out negated (the assumption McNemar's test makes of one item), so flipping the signs of the
+    per-question sums gives the null distribution of their total; stderr sqrt(G / (G - 1) sum_g (D_g - n_g d)^2) / n."""
+    _, inv = np.unique(keys.astype(str), return_inverse=True)
+    sums = np.bincount(inv, weights=diff)
+    sizes = np.bincount(inv).astype(float)
+    n, g = diff.size, sums.size
+    mean = float(diff.sum()) / n
+    se = float(np.sqrt(g / (g - 1) * np.sum((sums - sizes * mean) ** 2)) / n) if g > 1 else 0.0
+    return "sign-flip (pooled, by question)", sign_flip_p(sums[sums != 0], seed), mean, se, n
+
+
+def sign_flip_p(sums: np.ndarray, seed: int = 0) -> float:
+    """Two-sided p of |sum(sums)| among the totals with each sign flipped: exact for a few, else seeded Monte Carlo
+    ((1 + hits) / (1 + FLIPS), never 0)."""
+    m = sums.size
+    if m == 0:
+        return 1.0
+    observed = abs(float(sums.sum())) - 1e-9 * max(1.0, float(np.abs(sums).sum()))
+    if m <= EXACT_FLIPS:
+        signs = 1 - 2 * ((np.arange(2 ** m)[:, None] >> np.arange(m)) & 1)
+        return float(np.mean(np.abs(signs @ sums) >= observed))
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for start in range(0, FLIPS, 1000):
+        signs = rng.choice(np.array([-1.0, 1.0]), size=(min(1000, FLIPS - start), m))
+        hits += int(np.sum(np.abs(signs @ sums) >= observed))
+    return (1 + hits) / (1 + FLIPS)
+
+
 def compare(
     baseline: Mapping[str, Mapping[int, float]],
     candidate: Mapping[str, Mapping[int, float]],
@@ -148,8 +193,10 @@ def compare(
     alpha: float = 0.05,
     seed: int = 0,
     suite_tolerance: float = 0.01,
+    clusters: Mapping[str, Mapping[int, str]] | None = None,
 ) -> GateResult:
-    """Gate `candidate` against `baseline`: both map task -> {doc_id: score}."""
+    """Gate `candidate` against `baseline`: both map task -> {doc_id: score}; `clusters` task -> {doc_id: the
+    question it poses} (a doc_hash) for the pooled test, where tasks share questions."""
     from harness.stats import paired_compare
 
     per_task_tolerance = per_task_tolerance or {}
@@ -162,12 +209,13 @@ def compare(
         b = np.array([candidate[task][i] for i in ids], dtype=float)
         cmp = paired_compare(a, b, alpha=alpha, seed=seed)
         test, p = _p_value(a, b, cmp.mcnemar_p)
-        rows.append((task, a, b, cmp, test, p))
-    pooled = pooled_test([(r[1], r[2]) for r in rows]) if len(rows) > 1 else None
+        rows.append((task, a, b, cmp, test, p, [(clusters or {}).get(task, {}).get(i) or f"{task}#{i}" for i in ids]))
+    keys = [np.array(r[6], dtype=object) for r in rows] if clusters else None
+    pooled = pooled_test([(r[1], r[2]) for r in rows], keys, seed) if len(rows) > 1 else None
     m = len(rows) + (pooled is not None)
     adjusted = holm([r[5] for r in rows] + ([pooled[1]] if pooled else []))
     verdicts = []
-    for (task, a, b, cmp, test, p), p_adj in zip(rows, adjusted, strict=False):
+    for (task, a, b, cmp, test, p, _), p_adj in zip(rows, adjusted, strict=False):
         tol = float(per_task_tolerance.get(task, tolerance))
         task_mde = mde(diff_sd(a, b), len(a), alpha, m)
         failed = bool(cmp.mean_diff < -tol and p_adj < alpha)
@@ -187,6 +235,8 @@ def _pooled_verdict(rows: list, pooled: tuple, p_adj: float, tol: float, alpha: 
     base = sum(float(np.sum(r[1])) for r in rows) / n
     half = float(norm.ppf(1 - alpha / 2)) * se
     sd = float(np.sqrt(sum(len(r[1]) * diff_sd(r[1], r[2]) ** 2 for r in rows) / n))
+    if "by question" in test:  # questions asked twice: the clustered spread, where it is the larger
+        sd = max(sd, se * float(np.sqrt(n)))
     pooled_mde = mde(sd, n, alpha, m)
     return TaskVerdict(POOLED, n, base, base + diff, diff, diff - half, diff + half, test, p, p_adj, tol,
                        pooled_mde, pooled_mde <= tol, bool(diff < -tol and p_adj < alpha))

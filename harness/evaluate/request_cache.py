@@ -131,13 +131,19 @@ class _Hook:
 
 
 def _call(lm: LM, method: str, requests: list[Instance], quiet: bool) -> list[Any]:
-    """lm.<method>(requests), without the backend's own tqdm bar when we draw one or TQDM_DISABLE asks for none
-    (lm-eval passes `disable=` to tqdm explicitly, which overrides the environment variable)."""
+    """lm.<method>(requests), without the backend's own tqdm bar when we draw one or TQDM_DISABLE asks for none."""
     fn = getattr(lm, method)
     quiet = quiet or os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true")
-    if quiet and "disable_tqdm" in inspect.signature(fn).parameters:
-        return fn(requests, disable_tqdm=True)
-    return fn(requests)
+    return (without_bar(fn) if quiet else fn)(requests)
+
+
+def without_bar(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """An LM request method (loglikelihood, generate_until, ...) that draws no tqdm bar. lm-eval passes
+    `disable=disable_tqdm` to tqdm explicitly, and an explicit argument wins over TQDM_DISABLE, so only the
+    method's own `disable_tqdm` silences it; a method without one is returned as it is."""
+    import functools
+
+    return functools.partial(fn, disable_tqdm=True) if "disable_tqdm" in inspect.signature(fn).parameters else fn
 
 
 _NOT_WHILE_LAZY = frozenset({"MULTIMODAL", "tokenizer", "eot_token_id", "max_length", "get_model_info",

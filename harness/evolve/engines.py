@@ -194,15 +194,13 @@ def open_engine(backend: str, folder: Path, dtype: str, batch_size: int, add_bos
 
 def quiet_requests(lm: Any) -> None:
     """The LM's request methods without their tqdm bars ("Tokenizing inputs", "Running generate_until requests"):
-    one per task per candidate otherwise. lm-eval passes `disable=disable_tqdm` to tqdm explicitly, and an explicit
-    argument wins over TQDM_DISABLE, so the CLI's variable alone cannot silence them; the search draws its own."""
-    import functools
-    import inspect
+    one per task per candidate otherwise; the search draws its own (request_cache.without_bar)."""
+    from harness.evaluate.request_cache import without_bar
 
     for method in ("loglikelihood", "loglikelihood_rolling", "generate_until"):
         fn = getattr(lm, method, None)
-        if fn is not None and "disable_tqdm" in inspect.signature(fn).parameters:
-            setattr(lm, method, functools.partial(fn, disable_tqdm=True))
+        if fn is not None:
+            setattr(lm, method, without_bar(fn))
 
 
 def remember_tokens(lm: Any) -> None:

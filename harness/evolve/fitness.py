@@ -20,6 +20,8 @@ split, else the task's first metric (acc for multiple choice, exact_match for ge
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,7 +38,7 @@ class Score:
     fitness: float
     per_suite: dict[str, float]
     per_task: dict[str, float]
-    stderr: float | None = None  # of the fitness (fitness_stderr)
+    stderr: float | None = None  # of the fitness (SplitTasks.stderr)
 
 
 def load_suite(name: str, root: Path | None) -> Any:
@@ -65,6 +67,7 @@ class SplitTasks:
     members: dict[str, tuple[str, str, float]]  # task -> (suite, metric, suite weight)
     limit: int | None
     by_size: dict[str, bool] = field(default_factory=dict)  # suite -> its aggregate's weight_by_size
+    keys: dict[str, list[str]] = field(default_factory=dict)  # task -> its documents' content hashes (doc_keys)
 
     @classmethod
     def build(cls, fitness: tuple[FitnessSuite, ...], split: str, root: Path | None,
@@ -102,7 +105,7 @@ class SplitTasks:
 
         from harness.evaluate.lm_eval_speed import faster_lm_eval
 
-        with faster_lm_eval(), torch.inference_mode():  # as no_grad, without autograd's version counters: ~5% less
+        with faster_lm_eval(), torch.inference_mode(), per_item_metrics() as items:  # as no_grad, ~5% less
             results = evaluate(lm, self.task_dict, limit=self.limit, bootstrap_iters=0, log_samples=False)
         if results is None:
             raise HarnessError("lm-eval returned no results", "run the search in a single process")
@@ -117,8 +120,84 @@ class SplitTasks:
         per_suite = {s: sum(v * n for v, n in vs) / sum(n for _, n in vs) for s, vs in suites.items()}
         total = sum(weights.values())
         fitness = sum(weights[s] * per_suite[s] for s in per_suite) / total if total else 0.0
-        counts = {t: int((results.get("n-samples") or {}).get(t, {}).get("effective") or 0) for t in self.members}
-        return Score(fitness, per_suite, per_task, fitness_stderr(self.members, per_task, counts))
+        counts = {t: float(sizes.get(t, {}).get("effective") or 1) for t in self.members}
+        return Score(fitness, per_suite, per_task, self.stderr(items, self.coefficients(counts)))
+
+    def coefficients(self, sizes: dict[str, float]) -> dict[str, float]:
+        """c_t with fitness = sum_t c_t score_t (score's own sum, in another order): the suite's weight share times
+        the task's share of its suite, by documents evaluated (a task without any counting 1) or equal."""
+        total = sum({s: w for s, _, w in self.members.values()}.values())
+        by_suite: dict[str, list[str]] = {}
+        for t, (s, _, _) in self.members.items():
+            by_suite.setdefault(s, []).append(t)
+        out: dict[str, float] = {}
+        for s, ts in by_suite.items():
+            n = {t: sizes[t] if self.by_size.get(s, True) else 1.0 for t in ts}
+            for t in ts:
+                out[t] = self.members[t][2] / total * n[t] / sum(n.values()) if total else 0.0
+        return out
+
+    def stderr(self, items: dict[str, dict[tuple[str, str], list[Any]]], coef: dict[str, float]) -> float | None:
+        """The fitness's standard error from lm-eval's per-document values (stats.weighted_means_stderr): a
+        question two tasks pose (the same document: zoo_math's multiple choice and generation) counts once with
+        both scores. None where a task's metric is not a per-document mean or has fewer than 2 documents."""
+        from lm_eval.api.metrics import mean
+
+        from harness.stats import weighted_means_stderr
+
+        tasks = {t.config.task: t for t in _tasks_of(self.task_dict.get("tasks", self.task_dict))}
+        parts = []
+        for name, (_, metric, _) in self.members.items():
+            key = raw_key(items.get(name, {}), metric)
+            task = tasks.get(name)
+            if key is None or task is None or task.aggregation().get(key[0]) is not mean:
+                return None
+            values = items[name][key]
+            parts.append((values, self.doc_keys(name, task, len(values)), coef[name]))
+        se = weighted_means_stderr(parts)
+        return None if se != se else se
+
+    def doc_keys(self, name: str, task: Any, n: int) -> list[str]:
+        """The first n evaluated documents of a task (lm-eval's order), each named by its content, so that two
+        tasks over the same documents name them alike; hashed once per search."""
+        known = self.keys.get(name)
+        if known is None or len(known) < n:
+            from itertools import islice
+
+            from harness.hashing import hash_json
+
+            known = [hash_json(doc) for doc in islice(task.eval_docs, n)]
+            self.keys[name] = known
+        return known[:n]
+
+
+@contextmanager
+def per_item_metrics() -> Iterator[dict[str, dict[tuple[str, str], list[Any]]]]:
+    """Each task's per-document metric values ((metric, filter) -> values in document order), taken as lm-eval's
+    `evaluate` hands them to its aggregation: log_samples would copy and hash every sample (~10% of a zoo
+    candidate)."""
+    import lm_eval.evaluator as ev
+
+    real, seen = ev._process_results, {}
+
+    def capture(acc: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        seen.update({name: dict(a["raw_metrics"]) for name, a in acc.items()})
+        return real(acc, *args, **kwargs)
+
+    ev._process_results = capture
+    try:
+        yield seen
+    finally:
+        ev._process_results = real
+
+
+def raw_key(raw: dict[tuple[str, str], list[Any]], metric: str) -> tuple[str, str] | None:
+    """The (metric, filter) of lm-eval's per-document values that metric_value reads ('metric,filter' or a bare
+    metric under any filter)."""
+    for m, f in raw:
+        if f"{m},{f}" == metric or ("," not in metric and m == metric):
+            return m, f
+    return None
 
 
 def reuse_requests(task_dict: dict[str, Any]) -> None:
@@ -170,27 +249,6 @@ class _DocMemo:
         if key not in self.read:
             self.read[key] = list(self.real(**kwargs))
         return iter([(i, dict(doc) if isinstance(doc, dict) else doc) for i, doc in self.read[key]])
-
-
-def fitness_stderr(members: dict[str, tuple[str, str, float]], per_task: dict[str, float],
-                   counts: dict[str, int]) -> float | None:
-    """The fitness's standard error from each task's sqrt(p (1 - p) / (n - 1)) (lm-eval's mean_stderr for a
-    metric that is 0 or 1 per item: acc, exact_match), combined through the fitness's weights as if the tasks were
-    independent (tasks posing the same problems two ways are positively correlated: then this is a lower bound).
-    None when a task has fewer than 2 items or a metric outside [0, 1]."""
-    sizes: dict[str, int] = {}
-    weights: dict[str, float] = {}
-    for s, _, w in members.values():
-        sizes[s] = sizes.get(s, 0) + 1
-        weights[s] = w
-    total = sum(weights.values())
-    var = 0.0
-    for t, (s, _, w) in members.items():
-        p, n = per_task[t], counts.get(t, 0)
-        if n < 2 or not 0.0 <= p <= 1.0 or not total:
-            return None
-        var += (w / total / sizes[s]) ** 2 * p * (1 - p) / (n - 1)
-    return var ** 0.5
 
 
 def selected(task: str, split: str, tasks: tuple[str, ...] | None) -> bool:

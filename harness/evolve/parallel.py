@@ -38,7 +38,7 @@ class Outcome:
     seconds: float = 0.0
     swap_gap: float | None = None  # logprob gap engine vs transformers, when checked
     error: str | None = None
-    stderr: float | None = None  # of the fitness (harness.evolve.fitness.fitness_stderr)
+    stderr: float | None = None  # of the fitness (harness.evolve.fitness.SplitTasks.stderr)
 
 
 class Worker:

@@ -63,6 +63,7 @@ def load_recipe(source: str | Path | dict[str, Any] | Recipe) -> Recipe:
     path: Path | None = None
     text: str | dict[str, Any]
     if isinstance(source, dict):
+        check_plain(source, "recipe")
         data, text = dict(source), copy.deepcopy(source)
     else:
         text, path = _read_text(source)
@@ -79,6 +80,28 @@ def load_recipe(source: str | Path | dict[str, Any] | Recipe) -> Recipe:
     check_structure(data)
     name = extras.get("name") or (path.stem if path else None)
     return Recipe(data=data, source=text, path=path, name=name, extras=extras)
+
+
+PLAIN = (str, int, float, bool, type(None))
+
+
+def check_plain(value: Any, where: str) -> None:
+    """A recipe given as a mapping holds only what YAML writes back (its card and mergekit_config.yml are YAML):
+    mappings with string keys, lists, strings, numbers, booleans, null. Checked when it is loaded, not when the
+    card is written after the merge."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise HarnessError(f"{where} has a key {key!r} that is not a string",
+                                   "give recipe keys as strings")
+            check_plain(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            check_plain(item, f"{where}[{i}]")
+    elif type(value) not in PLAIN:  # exact: YAML's safe writer refuses subclasses (numpy.float64 is a float)
+        kind = f"{type(value).__module__}.{type(value).__qualname__}".removeprefix("builtins.")
+        raise HarnessError(f"{where} is a {kind}, which a YAML recipe cannot hold",
+                           "pass plain values (float(x), list(x), str(path)) in a recipe mapping")
 
 
 def _read_text(source: str | Path) -> tuple[str, Path | None]:

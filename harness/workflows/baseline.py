@@ -66,6 +66,17 @@ def task_samples(samples: Any, metric: str | None = None) -> dict[str, dict[str,
     return out
 
 
+def questions(samples: Any, metric: str | None = None) -> dict[str, dict[int, str]]:
+    """A run's per-sample rows -> {task: {doc_id: doc_hash}}: the question each item poses, the same hash where two
+    tasks score the same document (the gate's pooled test counts such a question once)."""
+    out: dict[str, dict[int, str]] = {}
+    for task, rows in samples.groupby("task"):
+        chosen = metric or primary_metric(sorted(set(rows["metric"])))
+        rows = rows[(rows["metric"] == chosen) & rows["doc_hash"].notna()]
+        out[str(task)] = {int(d): str(h) for d, h in zip(rows["doc_id"], rows["doc_hash"], strict=True)}
+    return out
+
+
 def scores_by_task(tasks: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[int, float]]:
     return {t: {int(k): float(v) for k, v in d["samples"].items()} for t, d in tasks.items()}
 

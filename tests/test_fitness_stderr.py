@@ -1,0 +1,83 @@
+"""The evolve fitness's standard error when tasks pose the same questions (zoo_math's multiple choice and
+generation score the same documents): simulated coverage, lm-eval's own stderr for one task, and the value a
+search reports checked against lm-eval's logged samples on a zoo model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.stats import Z95, weighted_means_stderr
+
+
+def paired_draw(rng: np.random.Generator, n: int, difficulty: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One model's 0/1 scores on n questions asked two ways: each question's own chance of being right, shared."""
+    p = difficulty[rng.integers(0, difficulty.size, n)]
+    return (rng.random(n) < p).astype(float), (rng.random(n) < p).astype(float)
+
+
+def independent_se(a: np.ndarray, b: np.ndarray, ca: float, cb: float) -> float:
+    """The formula the fitness used before: each task's sqrt(p (1 - p) / (n - 1)), combined as independent."""
+    var = sum(c * c * x.mean() * (1 - x.mean()) / (x.size - 1) for x, c in ((a, ca), (b, cb)))
+    return float(var ** 0.5)
+
+
+def test_shared_questions_keep_the_interval_at_95_percent() -> None:
+    """Two tasks over the same 60 questions whose difficulty varies (correlated scores): the interval
+    fitness +- 1.96 se covers the true fitness about 95% of the time; combining the tasks as independent covers
+    far less (its se is a lower bound)."""
+    rng = np.random.default_rng(7)
+    difficulty = np.array([0.05, 0.2, 0.5, 0.8, 0.95])
+    truth = float(difficulty.mean())
+    n, reps, hits, hits_indep = 60, 4000, 0, 0
+    for _ in range(reps):
+        a, b = paired_draw(rng, n, difficulty)
+        keys = [f"q{i}" for i in range(n)]
+        fit = 0.5 * a.mean() + 0.5 * b.mean()
+        se = weighted_means_stderr([(a, keys, 0.5), (b, keys, 0.5)])
+        hits += abs(fit - truth) <= Z95 * se
+        hits_indep += abs(fit - truth) <= Z95 * independent_se(a, b, 0.5, 0.5)
+    assert 0.93 <= hits / reps <= 0.97, hits / reps
+    assert hits_indep / reps < 0.91, hits_indep / reps
+
+
+def test_separate_questions_are_independent_and_one_task_is_lm_evals_stderr() -> None:
+    from lm_eval.api.metrics import mean_stderr
+
+    rng = np.random.default_rng(3)
+    a, b = (rng.random(40) < 0.3).astype(float), (rng.random(25) < 0.6).astype(float)
+    alone = weighted_means_stderr([(a, [f"a{i}" for i in range(40)], 1.0)])
+    assert alone == pytest.approx(mean_stderr(list(a)), rel=1e-12)
+    both = weighted_means_stderr([(a, [f"a{i}" for i in range(40)], 0.3), (b, [f"b{i}" for i in range(25)], 0.7)])
+    assert both == pytest.approx(independent_se(a, b, 0.3, 0.7), rel=1e-12)
+    assert np.isnan(weighted_means_stderr([(a[:1], ["a0"], 1.0)]))  # one document: no spread to measure
+
+
+@pytest.mark.slow
+def test_search_stderr_pairs_documents_as_lm_evals_logged_samples_do(zoo_family: Path) -> None:
+    """The stderr a search reports for zoo-math on zoo_math_L's search split (multiple choice + generation over
+    the same documents, size-weighted) equals the one computed by hand from lm-eval's logged samples, paired by
+    lm-eval's own doc_hash."""
+    import torch
+    from lm_eval.evaluator import evaluate
+
+    from harness.evolve.config import FitnessSuite
+    from harness.evolve.engines import open_engine
+    from harness.evolve.fitness import SplitTasks
+
+    engine = open_engine("hf", zoo_family / "zoo-math", "float32", 16, None)
+    tasks = SplitTasks.build((FitnessSuite(suite="zoo_math_L"),), "search", None, limit=30)
+    score = tasks.score(engine.lm)
+    with torch.inference_mode():
+        logged = evaluate(engine.lm, SplitTasks.build((FitnessSuite(suite="zoo_math_L"),), "search", None,
+                                                      limit=30).task_dict, limit=30, log_samples=True,
+                          bootstrap_iters=0)["samples"]
+    engine.close()
+    mc, gen = logged["zoo_math_L_mc_search"], logged["zoo_math_L_gen_search"]
+    assert [s["doc_hash"] for s in mc] == [s["doc_hash"] for s in gen]  # the same 30 questions
+    z = np.array([s["acc"] for s in mc]) / 60 + np.array([float(s["exact_match"]) for s in gen]) / 60
+    by_hand = float(np.sqrt(30 / 29 * np.sum((z - z.mean()) ** 2)))
+    assert score.stderr == pytest.approx(by_hand, rel=1e-12)
+    assert score.fitness == pytest.approx(float(z.sum()), abs=1e-12)
