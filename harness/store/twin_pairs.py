@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from harness.store import Store
 
 COLUMNS = ["pid", "n", "clusters", "diff", "se", "mean_a", "mean_b", "n_b_all", "mean_b_all", "se_b_all"]
-CHUNK_ROWS = 2_000_000  # twin documents held at once, whatever the number of pairs
+CHUNK_ROWS = 2_000_000  # twin document slots held at once, whatever the number of pairs
 
 
 def _read(con: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame, sql: str, numpy: bool = False) -> Any:
@@ -94,19 +94,10 @@ class PublicScores:
         import numpy as np
 
         blocks = blocks.assign(q=blocks["i"].to_numpy(dtype=np.int64) * n_pk + blocks["key"]).sort_values("q")
-        span = (blocks["hi"] - blocks["lo"] + 1).to_numpy(dtype=np.int64)
-        start = np.concatenate([[0], np.cumsum(span)]).astype(np.int64)
         self.q, self.lo, self.hi = (blocks[c].to_numpy(dtype=np.int64) for c in ("q", "lo", "hi"))
+        start, self.score, present = _dense(con, "public_in", blocks)
         self.base, self.n_pk = start[:-1] - self.lo, n_pk
-        docs = _read(con, "public_in", blocks[["rt", "lo", "hi"]].assign(base=self.base), """
-            SELECT b.base + d.doc_id AS slot, d.score FROM doc_scores d JOIN public_in b USING (rt)
-            WHERE d.doc_id BETWEEN b.lo AND b.hi""", numpy=True)
-        self.score = np.full(int(start[-1]), np.nan)
-        self.score[docs["slot"]] = docs["score"]
-        self.present = None  # a stored NaN score is a score: then presence is kept apart
-        if np.isnan(docs["score"]).any():
-            self.present = np.zeros(len(self.score), dtype=bool)
-            self.present[docs["slot"]] = True
+        self.present = present if np.isnan(self.score[present]).any() else None  # a stored NaN is a score
 
     def get(self, i: np.ndarray, pk: np.ndarray, doc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The public score of each (pair i, public key pk, doc), and whether the pair's public run has one."""
@@ -123,20 +114,42 @@ class PublicScores:
         return value, ok
 
 
+def _dense(con: duckdb.DuckDBPyConnection, name: str, blocks: pd.DataFrame,
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The scores of each block's (rt, lo, hi) documents laid out densely, block after block: document `doc` of
+    block j at slot start[j] + doc - lo[j]; returns start (one more than the blocks), scores, and which slots hold
+    one. Placed by slot, not in the order DuckDB returns the rows (which varies between reads of a large store), so
+    what is summed over them is summed in the same order every time."""
+    import numpy as np
+
+    lo = blocks["lo"].to_numpy(dtype=np.int64)
+    start = np.concatenate([[0], np.cumsum(blocks["hi"].to_numpy(dtype=np.int64) - lo + 1)]).astype(np.int64)
+    docs = _read(con, name, blocks[["rt", "lo", "hi"]].assign(base=start[:-1] - lo), f"""
+        SELECT b.base + d.doc_id AS slot, d.score FROM doc_scores d JOIN {name} b USING (rt)
+        WHERE d.doc_id BETWEEN b.lo AND b.hi""", numpy=True)  # name: one of two constants
+    score = np.full(int(start[-1]), np.nan)
+    score[docs["slot"]] = docs["score"]
+    present = np.zeros(len(score), dtype=bool)
+    present[docs["slot"]] = True
+    return start, score, present
+
+
 def _pair_stats(con: duckdb.DuckDBPyConnection, maps: MapIndex, public: PublicScores, twin: pd.DataFrame,
                 n_pairs: int) -> dict[str, np.ndarray]:
     """Per pair (by position i): the sums over its seeds: n, clusters, s, sa, sb, ss parts, from the twin blocks
-    `twin` (i, rt, key, lo, hi), read a chunk of about CHUNK_ROWS documents at a time."""
+    `twin` (i, rt, key, lo, hi), read a chunk of about CHUNK_ROWS document slots at a time."""
     import numpy as np
 
     seeds = [_seed_sums(np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0))]
-    chunk = np.cumsum(twin["docs"].to_numpy()) // CHUNK_ROWS
+    chunk = np.cumsum((twin["hi"] - twin["lo"] + 1).to_numpy()) // CHUNK_ROWS
     for _, part in twin.groupby(chunk):
-        d = _read(con, "twin_in", part[["i", "rt", "key", "lo", "hi"]], """
-            SELECT b.i, b.key, d.doc_id, d.score FROM doc_scores d JOIN twin_in b USING (rt)
-            WHERE d.doc_id BETWEEN b.lo AND b.hi""", numpy=True)
-        r = maps.rows(d["key"], d["doc_id"])
-        i, b, r = d["i"][r >= 0], d["score"][r >= 0], r[r >= 0]
+        start, score, present = _dense(con, "twin_in", part)
+        slot = np.flatnonzero(present)  # block after block, each in doc order: the same order every read
+        block = np.repeat(np.arange(len(part)), np.diff(start))[slot]
+        doc = part["lo"].to_numpy(dtype=np.int64)[block] + slot - start[block]
+        r = maps.rows(part["key"].to_numpy(dtype=np.int64)[block], doc)
+        mapped = r >= 0
+        i, b, r = part["i"].to_numpy(dtype=np.int64)[block[mapped]], score[slot[mapped]], r[mapped]
         a, ok = public.get(i, maps.pk[r], maps.public_doc[r])
         key, a, b = i[ok] * maps.n_seeds + maps.seed[r][ok], a[ok], b[ok]
         if maps.n_seeds == len(maps.seed):  # one twin item per seed (an aligned map): each item is its seed
