@@ -106,9 +106,12 @@ def _pools(data: Data, rows: dict) -> dict[tuple[str, str], dict[str, tuple[floa
         return data.verdicts_cache["pools"]
     pools: dict[tuple[str, str], dict[str, tuple[float, float]]] = {}
     data.verdicts_cache["pools"] = pools
-    exposed = data.exposure  # a model without any exposure is in-sample nowhere: most models, no call
+    exposed: dict[str, set[str]] = {}  # per model, the suites it is in-sample on (data.in_sample on the default
+    default = data.default_split       # split), found once per model rather than once per row
     for (mid, suite, kind), r in rows.items():
-        if mid not in exposed or not data.in_sample(mid, suite):
+        if mid not in exposed:
+            exposed[mid] = {s for s, sp, _p, _w in data.exposure.get(mid, ()) if sp is None or sp == default(s)}
+        if suite not in exposed[mid]:
             pools.setdefault((suite, kind), {})[mid] = (r["gap"], r["se"])
     return pools
 
