@@ -368,7 +368,7 @@ def _divergence_tests(data: Data, rows: dict, depth: dict[str, int], t: Threshol
 
 # ------------------------------------------------------------------------------------------------ signal 4
 def specialisation_flags(data: Data, t: Thresholds) -> list[Flag]:
-    sc = data.scores
+    sc = data.scores[["model_id", "suite", "split", "value", "se"]]  # the columns used: the filter copies them
     public = sc[sc["split"] == sc["suite"].map(data.default_split)]
     cols = [public[c].tolist() for c in ("model_id", "suite", "value", "se")]
     val = {(m, s): (v, e) for m, s, v, e in zip(*cols, strict=True)}

@@ -209,7 +209,7 @@ def coverage(data: Data, t: Thresholds, flags: Sequence[Any] = ()) -> list[Cover
         if x.ref.calibrated and (mine[1] is None or x.mde < mine[1].mde):  # min(): the first of equal ones
             mine[1] = x
         mine[2] = mine[2] or x.flagged
-    sc = data.scores
+    sc = data.scores[["model_id", "suite", "split"]]  # the columns used: the filter copies them
     public = sc[sc["split"] == sc["suite"].map(data.default_split)]
     pairs = set(zip(public["model_id"].tolist(), public["suite"].tolist(), strict=True))
     scored: set[tuple[str, str]] = set()  # (model, 'suite:split') of every score, read once if needed

@@ -98,6 +98,9 @@ class PublicScores:
         start, self.score, present = _dense(con, "public_in", blocks)
         self.base, self.n_pk = start[:-1] - self.lo, n_pk
         self.present = present if np.isnan(self.score[present]).any() else None  # a stored NaN is a score
+        self.n_pairs = int(blocks["i"].max()) + 1 if len(blocks) else 0
+        self.block = np.full(self.n_pairs * n_pk, -1, dtype=np.int64)  # (pair, public key) -> its block, or -1
+        self.block[self.q] = np.arange(len(self.q))
 
     def get(self, i: np.ndarray, pk: np.ndarray, doc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The public score of each (pair i, public key pk, doc), and whether the pair's public run has one."""
@@ -106,8 +109,8 @@ class PublicScores:
         q = i * self.n_pk + pk
         if not len(self.q):
             return np.full(len(q), np.nan), np.zeros(len(q), dtype=bool)
-        j = np.minimum(np.searchsorted(self.q, q), len(self.q) - 1)
-        inside = (self.q[j] == q) & (doc >= self.lo[j]) & (doc <= self.hi[j])
+        j = np.where(i < self.n_pairs, self.block[np.minimum(q, len(self.block) - 1)], -1)
+        inside = (j >= 0) & (doc >= self.lo[j]) & (doc <= self.hi[j])
         slot = np.where(inside, self.base[j] + doc, 0)
         value = self.score[slot]
         ok = inside & (~np.isnan(value) if self.present is None else self.present[slot])
