@@ -192,3 +192,16 @@ def test_pairing_sums_in_the_same_order_whatever_order_the_store_returns(tmp_pat
         for col in COLUMNS:
             a, b = got[col].to_numpy(dtype=float), want[col].to_numpy(dtype=float)
             assert np.array_equal(a, b, equal_nan=True), (seed, col, a - b)
+
+
+def test_pairing_read_in_chunks_is_the_same_bit_for_bit(written: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Twin documents read a few slots at a time (a store larger than CHUNK_ROWS): the same figures, bit for bit
+    (the first chunk is read with the public documents, the others on their own)."""
+    from harness.store import twin_pairs
+
+    pairs, maps, tasks = _inputs()
+    want = mapped_diffs(Store(written), pairs, maps, tasks)
+    monkeypatch.setattr(twin_pairs, "CHUNK_ROWS", 7)
+    got = mapped_diffs(Store(written), pairs, maps, tasks)
+    for col in COLUMNS:
+        assert np.array_equal(got[col].to_numpy(dtype=float), want[col].to_numpy(dtype=float), equal_nan=True), col
