@@ -214,7 +214,7 @@ def coverage(data: Data, t: Thresholds, flags: Sequence[Any] = ()) -> list[Cover
     public = sc[sc["split"] == sc["suite"].map(data.default_split)]
     pairs = set(zip(public["model_id"].tolist(), public["suite"].tolist(), strict=True))
     scored: set[tuple[str, str]] = set()  # (model, 'suite:split') of every score, read once if needed
-    tiers: dict[tuple[str, int | None], str] = {}
+    reaches: dict[tuple, str] = {}
     out = []
     for mid, suite in sorted(pairs, key=lambda ms: (data.names.get(ms[0], ms[0]), ms[1])):
         name = data.names.get(mid, mid[:12])
@@ -229,19 +229,19 @@ def coverage(data: Data, t: Thresholds, flags: Sequence[Any] = ()) -> list[Cover
         else:
             best = mine[1]
             out.append(Coverage(mid, name, suite, "checked", mine[2] or (mid, suite) in marked,
-                                _checked_detail(best, suite, t, tiers), best.mde))
+                                _checked_detail(best, suite, t, reaches), best.mde))
     return out
 
 
-def _checked_detail(best: TwinTest, suite: str, t: Thresholds, tiers: dict) -> str:
-    goal = f"{100 * t.gap_min:.0f} pts"
-    if best.items_needed is not None:
-        key = (suite, best.items_needed)
-        tier = tiers[key] if key in tiers else tiers.setdefault(key, tier_for(suite, best.items_needed))
-        reach = f"{goal} needs tier {tier}"
-    else:
-        reach = (f"no tier reaches {goal}: the natural gap alone varies by {100 * best.ref.spread:.1f} pts "
-                 "between models")
+def _checked_detail(best: TwinTest, suite: str, t: Thresholds, reaches: dict) -> str:
+    """The coverage detail of a checked (model, suite); `reaches` keeps the second half, shared by many rows."""
+    key = (suite, best.items_needed) if best.items_needed is not None else (None, best.ref.spread)
+    reach = reaches.get(key)
+    if reach is None:
+        goal = f"{100 * t.gap_min:.0f} pts"
+        reach = reaches[key] = (
+            f"{goal} needs tier {tier_for(suite, best.items_needed)}" if best.items_needed is not None else
+            f"no tier reaches {goal}: the natural gap alone varies by {100 * best.ref.spread:.1f} pts between models")
     return (f"smallest detectable excess {100 * best.mde:.1f} pts on twin {best.kind} (n={int(best.row['n'])}, "
             f"{'paired' if best.row['paired'] else 'unpaired'}); {reach}")
 
