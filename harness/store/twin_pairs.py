@@ -10,7 +10,9 @@ seed is a cluster (gsm_plus makes 7 perturbations of one seed), so the stderr is
 
 The per-document primary scores come from the store's per-document index (harness/store/doc_index.py), never from
 the per-sample rows: one read of the documents the maps name, laid out densely per (run, task) so that every mapped
-item is found by position, then sums per seed and per pair in numpy (docs/dashboard.md has the figures).
+item is found by position, then sums per seed and per pair in numpy (docs/dashboard.md has the figures). The sums
+follow the documents' places in that layout, never the order DuckDB returns them in, so every figure is the same bits
+on every read.
 """
 
 from __future__ import annotations
