@@ -12,11 +12,9 @@ folder cannot be written the analysis is simply computed each time.
 from __future__ import annotations
 
 import fcntl
-import gc
 import json
 import os
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -80,40 +78,12 @@ def compute_and_keep(db: str, version: str, compute: Callable[[], Analysis]) -> 
         kept = load(db, version)
         if kept is not None:
             return kept
-        with collector_paused():
-            result = compute()
-            try:
-                _write(_folder() / f"{_stem(db)}-{version}", *result)
-            except OSError:
-                pass  # a read-only results folder: the analysis is recomputed next time
+        result = compute()
+        try:
+            _write(_folder() / f"{_stem(db)}-{version}", *result)
+        except OSError:
+            pass  # a read-only results folder: the analysis is recomputed next time
         return result
-
-
-_PAUSE = {"lock": threading.Lock(), "depth": 0, "resume": False}  # the collector is one per process, so is this
-
-
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector off while an analysis runs, back on when the last one running ends.
-
-    An analysis of 10,000 models keeps ~10^5 containers alive until it ends (gap rows, tests, coverage, lineage
-    sets); every ~7,000 of them promoted, the collector walks each one again, and its full passes walk the whole
-    heap of a Streamlit server besides (0.3-0.45 CPU s of the Overfitting page's cold render, docs/dashboard.md).
-    Reference counting still frees everything that is not in a cycle; cycles made meanwhile wait for the first
-    collection after. Counted, because analyses can overlap (a page's and the background refresh): the collector is
-    switched back on by the last to end, and only if it was on when the first began."""
-    with _PAUSE["lock"]:
-        if _PAUSE["depth"] == 0:
-            _PAUSE["resume"] = gc.isenabled()
-            gc.disable()
-        _PAUSE["depth"] += 1
-    try:
-        yield
-    finally:
-        with _PAUSE["lock"]:
-            _PAUSE["depth"] -= 1
-            if _PAUSE["depth"] == 0 and _PAUSE["resume"]:
-                gc.enable()
 
 
 @contextmanager
