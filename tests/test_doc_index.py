@@ -163,3 +163,45 @@ def test_migration_back_fills_a_store_written_before_the_index(written: Path, tm
     assert _index_rows(old) == _index_rows(written)  # what finish_run wrote, from the samples alone
     _same(got, _reference(old, pairs, maps, tasks))
     assert store.counts()["doc_scores"] == sum(1 for r in _index_rows(old) if r[-2] is not None)
+
+
+
+def test_pairing_sums_in_the_same_order_whatever_order_the_store_returns(tmp_path: Path) -> None:
+    """The same documents stored in other orders (a parallel scan of a large store returns them in a varying order):
+    every figure of the pairing is the same bit for bit, since the documents are summed by their place in the map,
+    not in the order they come back (fractional scores, whose sums depend on their order)."""
+    path, rng, docs = tmp_path / "s.duckdb", np.random.default_rng(3), 400
+    store = Store(path)
+    for run, task in (("pub", "p1"), ("tw", "t1")):
+        store.start_run(RunRecord(run, "m", "s", "hf", "test", split="twin" if run == "tw" else None))
+        store.finish_run(run, [Score(task, "f1", 0.5, 0.1, docs)],
+                         [Sample(task, d, "f1", float(rng.random())) for d in range(docs)])
+    maps = pd.DataFrame([("B", "t1", d, "p1", (d * 7) % docs) for d in range(docs)],  # aligned: no sort by seed
+                        columns=["map_key", "twin_task", "twin_doc", "public_task", "public_doc"])
+    tasks = pd.DataFrame([("B", "t1")], columns=["map_key", "twin_task"])
+    pairs = pd.DataFrame([(0, "pub", "tw", "B")], columns=["pid", "run_a", "run_b", "map_key"])
+    want = mapped_diffs(store, pairs, maps, tasks)
+    for seed in (1, 2, 3):
+        con = duckdb.connect(str(path))
+        shuffled = con.execute("SELECT * FROM doc_scores").df().sample(frac=1, random_state=seed)
+        con.execute("DELETE FROM doc_scores")
+        con.register("shuffled_in", shuffled)
+        con.execute("INSERT INTO doc_scores SELECT * FROM shuffled_in")
+        con.close()
+        got = mapped_diffs(Store(path), pairs, maps, tasks)
+        for col in COLUMNS:
+            a, b = got[col].to_numpy(dtype=float), want[col].to_numpy(dtype=float)
+            assert np.array_equal(a, b, equal_nan=True), (seed, col, a - b)
+
+
+def test_pairing_read_in_chunks_is_the_same_bit_for_bit(written: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Twin documents read a few slots at a time (a store larger than CHUNK_ROWS): the same figures, bit for bit
+    (the first chunk is read with the public documents, the others on their own)."""
+    from harness.store import twin_pairs
+
+    pairs, maps, tasks = _inputs()
+    want = mapped_diffs(Store(written), pairs, maps, tasks)
+    monkeypatch.setattr(twin_pairs, "CHUNK_ROWS", 7)
+    got = mapped_diffs(Store(written), pairs, maps, tasks)
+    for col in COLUMNS:
+        assert np.array_equal(got[col].to_numpy(dtype=float), want[col].to_numpy(dtype=float), equal_nan=True), col

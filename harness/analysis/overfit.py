@@ -121,9 +121,8 @@ def exposure_flags(data: Data) -> list[Flag]:
     out = []
     reach = Counter(x for exposed in data.exposure.values() for x in exposed)  # the selector and its descendants
     for mid, exposed in data.exposure.items():
-        for suite, split, process, who in sorted(exposed, key=str):
-            if who != mid:
-                continue
+        own = [x for x in exposed if x[3] == mid]  # its own selections (a few models), sorted: not its ancestors'
+        for suite, split, process, _who in sorted(own, key=str) if own else ():
             n_desc = reach[(suite, split, process, mid)] - 1
             where = f"{suite}:{split or data.default_split(suite)}"
             out.append(Flag(
@@ -369,7 +368,7 @@ def _divergence_tests(data: Data, rows: dict, depth: dict[str, int], t: Threshol
 
 # ------------------------------------------------------------------------------------------------ signal 4
 def specialisation_flags(data: Data, t: Thresholds) -> list[Flag]:
-    sc = data.scores
+    sc = data.scores[["model_id", "suite", "split", "value", "se"]]  # the columns used: the filter copies them
     public = sc[sc["split"] == sc["suite"].map(data.default_split)]
     cols = [public[c].tolist() for c in ("model_id", "suite", "value", "se")]
     val = {(m, s): (v, e) for m, s, v, e in zip(*cols, strict=True)}

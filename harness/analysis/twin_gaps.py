@@ -53,13 +53,18 @@ def _unpaired(data: Data) -> pd.DataFrame:
     import pandas as pd
 
     sc, frames = data.scores, []
+    suites, splits = sc["suite"], sc["split"]
+    cols = ["model_id", "value", "se", "run_id", "n"]  # only what is used: each filter copies its columns
+
+    def scored(suite: str, split: str) -> pd.DataFrame:
+        return sc.loc[(suites == suite) & (splits == split), cols]
+
     for suite, kinds in data.twins.items():
-        pub = sc[(sc["suite"] == suite) & (sc["split"] == data.default_split(suite))]
+        pub = scored(suite, data.default_split(suite))
         for kind, spec in kinds.items():
             t_suite, _, t_split = spec.ref.partition(":")
             t_split = t_split or data.default_split(t_suite)
-            m = pub.merge(sc[(sc["suite"] == t_suite) & (sc["split"] == t_split)], on="model_id",
-                          suffixes=("", "_t"))
+            m = pub.merge(scored(t_suite, t_split), on="model_id", suffixes=("", "_t"))
             if not m.empty:
                 frames.append(pd.DataFrame({
                     "model_id": m["model_id"], "suite": suite, "kind": kind, "twin": f"{t_suite}:{t_split}",
@@ -77,8 +82,6 @@ def _unpaired(data: Data) -> pd.DataFrame:
 
 
 def twin_gaps(store: Store, data: Data) -> pd.DataFrame:
-    import numpy as np
-    import pandas as pd
 
     g = _unpaired(data)
     if g.empty:
@@ -86,8 +89,16 @@ def twin_gaps(store: Store, data: Data) -> pd.DataFrame:
     mapped = g[g["relation"] != "independent"]
     if mapped.empty:
         return g[GAP_COLUMNS]
+    with store.reading():  # one connection for the two reads
+        return _paired(store, data, g, mapped)
+
+
+def _paired(store: Store, data: Data, g: pd.DataFrame, mapped: pd.DataFrame) -> pd.DataFrame:
+    import numpy as np
+    import pandas as pd
+
     maps, tasks, keys, fits, wholes = [], [], {}, [], []
-    tops = max_docs(store, sorted(set(mapped["run_a"]) | set(mapped["run_b"])))
+    tops = max_docs(store, sorted(set(mapped["run_a"].tolist()) | set(mapped["run_b"].tolist())))
     tops = tops.astype({"run_id": object, "task": object})  # looked up by value below: hashing, not Arrow scans
     for suite, kind in mapped[["suite", "kind"]].drop_duplicates().itertuples(index=False):
         tm = twin_map(data, suite, kind, data.twins[suite][kind])
@@ -99,7 +110,8 @@ def twin_gaps(store: Store, data: Data) -> pd.DataFrame:
         wholes.append(_covers_public(tm, rows, tops))
     pairs = pd.DataFrame({"pid": mapped.index.to_numpy(), "run_a": mapped["run_a"].to_numpy(),
                           "run_b": mapped["run_b"].to_numpy(),
-                          "map_key": [keys[(s, k)] for s, k in zip(mapped["suite"], mapped["kind"], strict=True)]})
+                          "map_key": [keys[(s, k)] for s, k in zip(mapped["suite"].tolist(), mapped["kind"].tolist(),
+                                                                   strict=True)]})
     st = mapped_diffs(store, pairs, pd.concat(maps, ignore_index=True),
                       pd.concat(tasks, ignore_index=True)).set_index("pid")
     idx = st.index

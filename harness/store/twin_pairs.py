@@ -10,7 +10,9 @@ seed is a cluster (gsm_plus makes 7 perturbations of one seed), so the stderr is
 
 The per-document primary scores come from the store's per-document index (harness/store/doc_index.py), never from
 the per-sample rows: one read of the documents the maps name, laid out densely per (run, task) so that every mapped
-item is found by position, then sums per seed and per pair in numpy (docs/dashboard.md has the figures).
+item is found by position, then sums per seed and per pair in numpy (docs/dashboard.md has the figures). The sums
+follow the documents' places in that layout, never the order DuckDB returns them in, so every figure is the same bits
+on every read.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
     from harness.store import Store
 
 COLUMNS = ["pid", "n", "clusters", "diff", "se", "mean_a", "mean_b", "n_b_all", "mean_b_all", "se_b_all"]
-CHUNK_ROWS = 2_000_000  # twin documents held at once, whatever the number of pairs
+CHUNK_ROWS = 2_000_000  # twin document slots held at once, whatever the number of pairs
 
 
 def _read(con: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame, sql: str, numpy: bool = False) -> Any:
@@ -90,23 +92,21 @@ def _blocks(pairs: pd.DataFrame, side: str, ranges: pd.DataFrame, keys: pd.DataF
 class PublicScores:
     """The public runs' scores of the documents their pairs' maps name: one dense block per (pair, public task)."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, blocks: pd.DataFrame, n_pk: int) -> None:
+    def __init__(self, blocks: pd.DataFrame, n_pk: int) -> None:
         import numpy as np
 
-        blocks = blocks.assign(q=blocks["i"].to_numpy(dtype=np.int64) * n_pk + blocks["key"]).sort_values("q")
-        span = (blocks["hi"] - blocks["lo"] + 1).to_numpy(dtype=np.int64)
-        start = np.concatenate([[0], np.cumsum(span)]).astype(np.int64)
-        self.q, self.lo, self.hi = (blocks[c].to_numpy(dtype=np.int64) for c in ("q", "lo", "hi"))
-        self.base, self.n_pk = start[:-1] - self.lo, n_pk
-        docs = _read(con, "public_in", blocks[["rt", "lo", "hi"]].assign(base=self.base), """
-            SELECT b.base + d.doc_id AS slot, d.score FROM doc_scores d JOIN public_in b USING (rt)
-            WHERE d.doc_id BETWEEN b.lo AND b.hi""", numpy=True)
-        self.score = np.full(int(start[-1]), np.nan)
-        self.score[docs["slot"]] = docs["score"]
-        self.present = None  # a stored NaN score is a score: then presence is kept apart
-        if np.isnan(docs["score"]).any():
-            self.present = np.zeros(len(self.score), dtype=bool)
-            self.present[docs["slot"]] = True
+        self.blocks = blocks.assign(q=blocks["i"].to_numpy(dtype=np.int64) * n_pk + blocks["key"]).sort_values("q")
+        self.q, self.lo, self.hi = (self.blocks[c].to_numpy(dtype=np.int64) for c in ("q", "lo", "hi"))
+        self.n_pk, self.n_pairs = n_pk, int(self.blocks["i"].max()) + 1 if len(self.blocks) else 0
+        self.block = np.full(self.n_pairs * n_pk, -1, dtype=np.int64)  # (pair, public key) -> its block, or -1
+        self.block[self.q] = np.arange(len(self.q))
+
+    def fill(self, start: np.ndarray, score: np.ndarray, present: np.ndarray) -> None:
+        """The scores of `blocks` as _dense laid them out."""
+        import numpy as np
+
+        self.base, self.score = start[:-1] - self.lo, score
+        self.present = present if np.isnan(score[present]).any() else None  # a stored NaN is a score
 
     def get(self, i: np.ndarray, pk: np.ndarray, doc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The public score of each (pair i, public key pk, doc), and whether the pair's public run has one."""
@@ -115,28 +115,64 @@ class PublicScores:
         q = i * self.n_pk + pk
         if not len(self.q):
             return np.full(len(q), np.nan), np.zeros(len(q), dtype=bool)
-        j = np.minimum(np.searchsorted(self.q, q), len(self.q) - 1)
-        inside = (self.q[j] == q) & (doc >= self.lo[j]) & (doc <= self.hi[j])
+        j = np.where(i < self.n_pairs, self.block[np.minimum(q, len(self.block) - 1)], -1)
+        inside = (j >= 0) & (doc >= self.lo[j]) & (doc <= self.hi[j])
         slot = np.where(inside, self.base[j] + doc, 0)
         value = self.score[slot]
         ok = inside & (~np.isnan(value) if self.present is None else self.present[slot])
         return value, ok
 
 
-def _pair_stats(con: duckdb.DuckDBPyConnection, maps: MapIndex, public: PublicScores, twin: pd.DataFrame,
-                n_pairs: int) -> dict[str, np.ndarray]:
-    """Per pair (by position i): the sums over its seeds: n, clusters, s, sa, sb, ss parts, from the twin blocks
-    `twin` (i, rt, key, lo, hi), read a chunk of about CHUNK_ROWS documents at a time."""
+def _dense(con: duckdb.DuckDBPyConnection, parts: list[pd.DataFrame],
+           ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The scores of each block's (rt, lo, hi) documents laid out densely, block after block: document `doc` of
+    block j at slot start[j] + doc - lo[j]; per list of blocks in `parts` (read in one scan of the index): start
+    (one more than its blocks), scores, and which slots hold one. Placed by slot, not in the order DuckDB returns
+    the rows (which varies between reads of a large store), so what is summed over them is summed in the same order
+    every time."""
+    import numpy as np
+    import pandas as pd
+
+    blocks = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    lo = blocks["lo"].to_numpy(dtype=np.int64)
+    start = np.concatenate([[0], np.cumsum(blocks["hi"].to_numpy(dtype=np.int64) - lo + 1)]).astype(np.int64)
+    docs = _read(con, "blocks_in", blocks[["rt", "lo", "hi"]].assign(base=start[:-1] - lo), """
+        SELECT b.base + d.doc_id AS slot, d.score FROM doc_scores d JOIN blocks_in b USING (rt)
+        WHERE d.doc_id BETWEEN b.lo AND b.hi""", numpy=True)
+    score = np.full(int(start[-1]), np.nan)
+    score[docs["slot"]] = docs["score"]
+    present = np.zeros(len(score), dtype=bool)
+    present[docs["slot"]] = True
+    out, first = [], 0
+    for part in parts:
+        own = start[first:first + len(part) + 1]
+        out.append((own - own[0], score[own[0]:own[-1]], present[own[0]:own[-1]]))
+        first += len(part)
+    return out
+
+
+def _chunks(twin: pd.DataFrame) -> list[pd.DataFrame]:
+    """The twin blocks (i, rt, key, lo, hi) in chunks of about CHUNK_ROWS document slots."""
+    import numpy as np
+
+    return [part for _, part in twin.groupby(np.cumsum((twin["hi"] - twin["lo"] + 1).to_numpy()) // CHUNK_ROWS)]
+
+
+def _pair_stats(con: duckdb.DuckDBPyConnection, maps: MapIndex, public: PublicScores, chunks: list[pd.DataFrame],
+                read: list[tuple], n_pairs: int) -> dict[str, np.ndarray]:
+    """Per pair (by position i): the sums over its seeds: n, clusters, s, sa, sb, ss parts, from the twin blocks,
+    a chunk at a time (`read`: the first chunks' documents, already read)."""
     import numpy as np
 
     seeds = [_seed_sums(np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0))]
-    chunk = np.cumsum(twin["docs"].to_numpy()) // CHUNK_ROWS
-    for _, part in twin.groupby(chunk):
-        d = _read(con, "twin_in", part[["i", "rt", "key", "lo", "hi"]], """
-            SELECT b.i, b.key, d.doc_id, d.score FROM doc_scores d JOIN twin_in b USING (rt)
-            WHERE d.doc_id BETWEEN b.lo AND b.hi""", numpy=True)
-        r = maps.rows(d["key"], d["doc_id"])
-        i, b, r = d["i"][r >= 0], d["score"][r >= 0], r[r >= 0]
+    for j, part in enumerate(chunks):
+        start, score, present = read[j] if j < len(read) else _dense(con, [part])[0]
+        slot = np.flatnonzero(present)  # block after block, each in doc order: the same order every read
+        block = np.repeat(np.arange(len(part)), np.diff(start))[slot]
+        doc = part["lo"].to_numpy(dtype=np.int64)[block] + slot - start[block]
+        r = maps.rows(part["key"].to_numpy(dtype=np.int64)[block], doc)
+        mapped = r >= 0
+        i, b, r = part["i"].to_numpy(dtype=np.int64)[block[mapped]], score[slot[mapped]], r[mapped]
         a, ok = public.get(i, maps.pk[r], maps.public_doc[r])
         key, a, b = i[ok] * maps.n_seeds + maps.seed[r][ok], a[ok], b[ok]
         if maps.n_seeds == len(maps.seed):  # one twin item per seed (an aligned map): each item is its seed
@@ -206,8 +242,11 @@ def mapped_diffs(store: Store, pairs: pd.DataFrame, maps: pd.DataFrame, tasks: p
         keys = _read(con, "runs_in", pd.DataFrame({"run_id": runs, "run": np.arange(len(runs))}), """
             SELECT t.rt, r.run, t.task, t.low_doc, t.top_doc, t.docs, t.total, t.var
             FROM run_tasks t JOIN runs_in r USING (run_id)""")
-        public = PublicScores(con, _blocks(pairs, "a", index.public, keys), index.n_pk)
-        stats = _pair_stats(con, index, public, _blocks(pairs, "b", index.twin, keys), len(pairs))
+        public = PublicScores(_blocks(pairs, "a", index.public, keys), index.n_pk)
+        chunks = _chunks(_blocks(pairs, "b", index.twin, keys))
+        read = _dense(con, [public.blocks, *chunks[:1]])  # the public documents and the first chunk: one scan
+        public.fill(*read[0])
+        stats = _pair_stats(con, index, public, chunks, read[1:], len(pairs))
     out = pd.DataFrame({"pid": pairs["pid"], **stats}).join(_twin_all(keys, pairs, tasks), on="pid")
     c, n = out["clusters"].to_numpy(dtype=float), out["n"].to_numpy(dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
