@@ -54,12 +54,19 @@ def suite_metric(suite: str, split: str | None = None) -> str | None:
     return rule.metric_for(split) if rule else None
 
 
+def _metric_rows(samples: Any, metric: str | None) -> list[tuple[str, str, Any]]:
+    """(task, metric, its rows) per task: `metric`, else the task's primary metric."""
+    out = []
+    for task, rows in samples.groupby("task"):
+        chosen = metric or primary_metric(sorted(set(rows["metric"])))
+        out.append((str(task), chosen, rows[rows["metric"] == chosen]))
+    return out
+
+
 def task_samples(samples: Any, metric: str | None = None) -> dict[str, dict[str, Any]]:
     """A run's per-sample rows (DataFrame) -> {task: {metric, samples: {doc_id: score}}} on one metric per task."""
     out: dict[str, dict[str, Any]] = {}
-    for task, rows in samples.groupby("task"):
-        chosen = metric or primary_metric(sorted(set(rows["metric"])))
-        rows = rows[rows["metric"] == chosen]
+    for task, chosen, rows in _metric_rows(samples, metric):
         scores = {int(d): float(s) for d, s in zip(rows["doc_id"], rows["score"], strict=True) if s == s}
         if scores:
             out[str(task)] = {"metric": chosen, "samples": scores}
@@ -70,9 +77,8 @@ def questions(samples: Any, metric: str | None = None) -> dict[str, dict[int, st
     """A run's per-sample rows -> {task: {doc_id: doc_hash}}: the question each item poses, the same hash where two
     tasks score the same document (the gate's pooled test counts such a question once)."""
     out: dict[str, dict[int, str]] = {}
-    for task, rows in samples.groupby("task"):
-        chosen = metric or primary_metric(sorted(set(rows["metric"])))
-        rows = rows[(rows["metric"] == chosen) & rows["doc_hash"].notna()]
+    for task, _, rows in _metric_rows(samples, metric):
+        rows = rows[rows["doc_hash"].notna()]
         out[str(task)] = {int(d): str(h) for d, h in zip(rows["doc_id"], rows["doc_hash"], strict=True)}
     return out
 

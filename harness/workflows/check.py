@@ -130,11 +130,11 @@ def run_check(
     if problems and not allow_mismatch:
         raise HarnessError(f"the candidate's run differs from the baseline: {problems[0]}",
                            "re-save the baseline with the current suite and settings, or pass --allow-mismatch")
-    samples = store.samples(res.run_id)
-    cand = task_samples(samples, suite_metric(suite, run.split))
+    samples, metric = store.samples(res.run_id), suite_metric(suite, run.split)
+    cand = task_samples(samples, metric)
     result = compare(scores_by_task(doc["tasks"]), {t: d["samples"] for t, d in cand.items()},
                      tolerance=tolerance, per_task_tolerance=per_task, alpha=alpha, suite_tolerance=suite_tolerance,
-                     clusters=questions(samples, suite_metric(suite, run.split)))
+                     clusters=questions(samples, metric))
     check_id = "c" + hash_json({"candidate": res.model_id, "baseline": doc["run_id"], "tol": tolerance,
                                 "per_task": per_task, "alpha": alpha, "suite_tol": suite_tolerance})[:19]
     title = f"harness check: {res.model_name} vs {doc['name']} on {suite}"
