@@ -212,20 +212,28 @@ def tier_limit(tier: str, suite: Suite | str | None = None) -> int | None:
 JUDGE_SUMMARY_TASK = "overall"
 
 
-def score_rules(root: Path | None = None) -> dict[str, ScoreRule]:
-    """Suite name -> ScoreRule from every readable suite.yaml (a broken one is skipped: it cannot be scored now,
-    and the rows it left are read under the default rule)."""
+def readable_specs(root: Path | None = None) -> dict[str, tuple[Path, SuiteSpec]]:
+    """Suite name -> (its suite.yaml, what it says) for every suite.yaml that parses, the first of a name: a broken
+    one is skipped, for readers that must not stop at another suite's problem (scores, the gate's questions)."""
     roots = [Path(root)] if root else suite_roots()
-    rules: dict[str, ScoreRule] = {}
+    found: dict[str, tuple[Path, SuiteSpec]] = {}
     for path in [p for r in roots for p in sorted(r.rglob(SUITE_FILE))]:
         try:
             spec = _parse(path)
         except HarnessError:
             continue
+        found.setdefault(spec.name, (path, spec))
+    return found
+
+
+def score_rules(root: Path | None = None) -> dict[str, ScoreRule]:
+    """Suite name -> ScoreRule from every readable suite.yaml (a broken one is skipped: it cannot be scored now,
+    and the rows it left are read under the default rule)."""
+    rules: dict[str, ScoreRule] = {}
+    for name, (_, spec) in readable_specs(root).items():
         summary = JUDGE_SUMMARY_TASK if spec.kind == "judge" else None
         agg = spec.aggregate
-        rules.setdefault(spec.name, ScoreRule(agg.metric, agg.weight_by_size, summary,
-                                              tuple(sorted(agg.split_metrics.items()))))
+        rules[name] = ScoreRule(agg.metric, agg.weight_by_size, summary, tuple(sorted(agg.split_metrics.items())))
     return rules
 
 

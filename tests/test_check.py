@@ -144,3 +144,110 @@ def test_baseline_name_is_a_name_and_an_existing_file_needs_force(tiny_llama, re
                            "--force", "--batch-size", "8")
     assert code == 0, err
     assert len(json.loads((results / "baselines" / "rel1.json").read_text())["tasks"]["tiny_mc"]["samples"]) == 3
+
+
+LANGS = ("bn", "de", "en", "es", "fr", "ja", "ru", "sw", "te", "th", "zh")
+
+
+def _doc_hash(doc: dict) -> str:
+    """lm-eval's doc_hash of a document (lm_eval.evaluator: hash_string of its JSON, indent 2)."""
+    from lm_eval.utils import hash_string
+
+    return hash_string(json.dumps(doc, indent=2, ensure_ascii=False))
+
+
+def _mgsm_docs() -> dict[str, list[dict]]:
+    """mgsm:cot's documents as its task YAMLs read them (a TSV, no quoting, columns question and answer_number)."""
+    import csv
+
+    out = {}
+    for lang in LANGS:
+        with (REPO / f"suites/mgsm/data/mgsm_{lang}.tsv").open(encoding="utf-8", newline="") as f:
+            rows = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+            out[f"mgsm_8shot_cot_{lang}"] = [{"question": q, "answer_number": a} for q, a in rows]
+    return out
+
+
+def _gsm_plus_docs() -> dict[str, list[dict]]:
+    """gsm_plus:testmini's documents: the testmini rows of each perturbation type in file order (its process_docs)."""
+    out: dict[str, list[dict]] = {}
+    for line in (REPO / "suites/gsm_plus/data/gsmplus_testmini.jsonl").read_text(encoding="utf-8").splitlines():
+        doc = json.loads(line)
+        kind = doc["perturbation_type"]
+        if kind != "critical thinking":
+            out.setdefault("gsm_plus_" + kind.replace(" ", "_").replace("-", "_"), []).append(doc)
+    return out
+
+
+def _stored_samples(store, suite: str, split: str, metric: str, docs: dict[str, list[dict]]):
+    """A run of `suite`:`split` in the store, every document scored (at random), with lm-eval's doc_hash."""
+    import random
+
+    from harness.store.records import RunRecord, Sample
+
+    rng = random.Random(suite)
+    run_id = f"r-{suite}"
+    store.start_run(RunRecord(run_id, "m", suite, "synthetic", "0", suite_version="2", split=split))
+    store.finish_run(run_id, [], [Sample(task, i, metric, float(rng.random() < 0.5), doc_hash=_doc_hash(d))
+                                  for task, ds in docs.items() for i, d in enumerate(ds)])
+    return store.samples(run_id)
+
+
+def test_translations_and_rewrites_of_one_problem_are_one_question_of_the_gate(store) -> None:
+    """The real maps (mgsm xling, gsm8k mgsm_en and plus) name the question of each item of stored runs: mgsm:cot's
+    2,750 items are 250 questions of 11 items, one per language and all of English row i's doc id; gsm_plus's 2,100
+    are its 300 GSM8K seeds' 7 rewrites each, whose seed question is one text. By doc_hash alone every one of them
+    was a question of its own."""
+    from harness.workflows.baseline import questions, suite_metric
+
+    docs = _mgsm_docs()
+    samples = _stored_samples(store, "mgsm", "cot", suite_metric("mgsm", "cot"), docs)
+    keys = questions(samples, suite_metric("mgsm", "cot"), "mgsm", "cot")
+    by_key: dict[str, list[tuple[str, int]]] = {}
+    for task, items in keys.items():
+        for doc, key in items.items():
+            by_key.setdefault(key, []).append((task, doc))
+    assert len(by_key) == 250 and {len(v) for v in by_key.values()} == {11}
+    assert all(len({d for _, d in v}) == 1 and len({t for t, _ in v}) == 11 for v in by_key.values())
+    assert all(k.startswith("gsm8k/gsm8k_cot/") for k in by_key)
+    by_hash = questions(samples, suite_metric("mgsm", "cot"))  # the gate before the maps: one question per item
+    assert len({k for items in by_hash.values() for k in items.values()}) == 2750
+
+    plus = _gsm_plus_docs()
+    samples = _stored_samples(store, "gsm_plus", "testmini", suite_metric("gsm_plus", "testmini"), plus)
+    keys = questions(samples, suite_metric("gsm_plus", "testmini"), "gsm_plus", "testmini")
+    seed_texts: dict[str, set[str]] = {}
+    for task, items in keys.items():
+        for doc, key in items.items():
+            seed_texts.setdefault(key, set()).add(plus[task][doc]["seed_question"])
+    assert len(seed_texts) == 300 and all(len(v) == 1 for v in seed_texts.values())
+    assert sum(len(items) for items in keys.values()) == 2100 and all(k.startswith("gsm8k/") for k in seed_texts)
+    assert len({k for items in keys.values() for k in items.values()}) == 300
+
+
+def test_a_broken_or_foreign_map_leaves_the_questions_to_the_doc_hashes(store, tmp_path: Path, caplog,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refuse nothing new: another suite's broken suite.yaml or broken map twinned with mgsm:cot is left out (the
+    good maps still tie the languages), and a run scoring an item beyond a map (other data) keeps its doc_hash."""
+    from harness.seed_questions import question_keys
+    from harness.workflows.baseline import questions, suite_metric
+
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "suite.yaml").write_text("name: [\n")
+    (tmp_path / "mine" / "twins").mkdir(parents=True)
+    (tmp_path / "mine" / "suite.yaml").write_text(
+        "name: mine\nversion: 1\nkind: lm-eval\ndefault_split: a\nsplits: {a: [t]}\n"
+        "twins: {x: {ref: 'mgsm:cot', relation: derived, map: twins/x.json}}\n")
+    (tmp_path / "mine" / "twins" / "x.json").write_text("{not json")
+    monkeypatch.setenv("HARNESS_SUITES", str(tmp_path))
+    docs = {t: ds[:20] for t, ds in _mgsm_docs().items()}
+    samples = _stored_samples(store, "mgsm", "cot", suite_metric("mgsm", "cot"), docs)
+    keys = questions(samples, suite_metric("mgsm", "cot"), "mgsm", "cot")
+    assert len({k for items in keys.values() for k in items.values()}) == 20
+    assert "twin map mine:x" in caplog.text and "is not valid JSON" in caplog.text
+    hashes = {(t, i): _doc_hash(d) for t, ds in docs.items() for i, d in enumerate(ds)}
+    hashes[("mgsm_8shot_cot_bn", 250)] = "beyond"  # more Bengali items than the maps know: other data
+    other = question_keys("mgsm", "cot", hashes)
+    assert all(other[(t, 0)] == hashes[(t, 0)] for t in docs if t != "mgsm_8shot_cot_en")  # xling left out
+    assert "twin map mgsm:xling knows 250 items of mgsm_8shot_cot_bn, 251 were scored" in caplog.text
+    assert other[("mgsm_8shot_cot_en", 0)] == "gsm8k/gsm8k_cot/0"  # gsm8k's mgsm_en map still matches English

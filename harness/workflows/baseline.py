@@ -73,13 +73,22 @@ def task_samples(samples: Any, metric: str | None = None) -> dict[str, dict[str,
     return out
 
 
-def questions(samples: Any, metric: str | None = None) -> dict[str, dict[int, str]]:
-    """A run's per-sample rows -> {task: {doc_id: doc_hash}}: the question each item poses, the same hash where two
-    tasks score the same document (the gate's pooled test counts such a question once)."""
+def questions(samples: Any, metric: str | None = None, suite: str | None = None,
+              split: str | None = None) -> dict[str, dict[int, str]]:
+    """A run's per-sample rows -> {task: {doc_id: question}}: the question each item poses (the gate's pooled test
+    counts a question once): its doc_hash, the same where two tasks score the same document; with the run's `suite`
+    (and `split`), the seed a twin map ties it to, or an item of the same doc_hash (harness/seed_questions.py: an
+    MGSM problem's 11 languages, a GSM-Plus seed's 7 rewrites)."""
+    from harness.seed_questions import question_keys
+
     out: dict[str, dict[int, str]] = {}
+    hashes: dict[tuple[str, int], str | None] = {}
     for task, _, rows in _metric_rows(samples, metric):
-        rows = rows[rows["doc_hash"].notna()]
-        out[str(task)] = {int(d): str(h) for d, h in zip(rows["doc_id"], rows["doc_hash"], strict=True)}
+        out[task] = {}
+        hashes.update({(task, int(d)): h if isinstance(h, str) else None
+                       for d, h in zip(rows["doc_id"], rows["doc_hash"], strict=True)})
+    for (task, doc), key in question_keys(suite, split, hashes).items():
+        out[task][doc] = key
     return out
 
 

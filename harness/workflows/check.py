@@ -134,7 +134,7 @@ def run_check(
     cand = task_samples(samples, metric)
     result = compare(scores_by_task(doc["tasks"]), {t: d["samples"] for t, d in cand.items()},
                      tolerance=tolerance, per_task_tolerance=per_task, alpha=alpha, suite_tolerance=suite_tolerance,
-                     clusters=questions(samples, metric))
+                     clusters=questions(samples, metric, suite, run.split))
     check_id = "c" + hash_json({"candidate": res.model_id, "baseline": doc["run_id"], "tol": tolerance,
                                 "per_task": per_task, "alpha": alpha, "suite_tol": suite_tolerance})[:19]
     title = f"harness check: {res.model_name} vs {doc['name']} on {suite}"
