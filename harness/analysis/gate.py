@@ -9,8 +9,9 @@ exact McNemar on the pooled discordant pairs for 0/1 scores), catches a small dr
 subjects each 1.5 points down). p-values are Holm-corrected across the tasks and the pooled test together. A task
 FAILS when its drop is larger than its tolerance AND its Holm p-value is below alpha; the suite FAILS when the pooled
 drop is larger than `suite_tolerance` AND its Holm p-value is below alpha. When some tasks pose the same questions
-(zoo_math's multiple choice and generation score the same documents: `clusters` names each item's question, the
-samples' doc_hash), the pooled test counts each question once: a sign-flip test of the per-question sums of the
+(zoo_math's multiple choice and generation score the same documents; MGSM asks a problem in 11 languages:
+`clusters` names each item's question, the samples' doc_hash or the seed a twin map ties it to,
+harness/seed_questions.py), the pooled test counts each question once: a sign-flip test of the per-question sums of the
 differences (exact up to 16 questions that differ, else 20,000 seeded flips), with a stderr clustered by question;
 an item alone in its cluster makes it McNemar's test again. Each test reports its minimum detectable
 effect (MDE) at 80% power after correction, from the observed discordance (0/1 scores: the rate of discordant
@@ -196,7 +197,7 @@ def compare(
     clusters: Mapping[str, Mapping[int, str]] | None = None,
 ) -> GateResult:
     """Gate `candidate` against `baseline`: both map task -> {doc_id: score}; `clusters` task -> {doc_id: the
-    question it poses} (a doc_hash) for the pooled test, where tasks share questions."""
+    question it poses} (a doc_hash or a twin map's seed) for the pooled test, where tasks share questions."""
     from harness.stats import paired_compare
 
     per_task_tolerance = per_task_tolerance or {}
