@@ -68,6 +68,7 @@ class SplitTasks:
     limit: int | None
     by_size: dict[str, bool] = field(default_factory=dict)  # suite -> its aggregate's weight_by_size
     keys: dict[str, list[str]] = field(default_factory=dict)  # task -> its documents' content hashes (doc_keys)
+    named: dict[str, list[str]] = field(default_factory=dict)  # task -> the questions its documents pose (item_keys)
 
     @classmethod
     def build(cls, fitness: tuple[FitnessSuite, ...], split: str, root: Path | None,
@@ -139,23 +140,40 @@ class SplitTasks:
 
     def stderr(self, items: dict[str, dict[tuple[str, str], list[Any]]], coef: dict[str, float]) -> float | None:
         """The fitness's standard error from lm-eval's per-document values (stats.weighted_means_stderr): a
-        question two tasks pose (the same document: zoo_math's multiple choice and generation) counts once with
-        both scores. None where a task's metric is not a per-document mean or has fewer than 2 documents."""
+        question two tasks pose (the same document: zoo_math's multiple choice and generation; an MGSM problem in
+        its 11 languages, item_keys) counts once with all its scores. None where a task's metric is not a
+        per-document mean or has fewer than 2 documents."""
         from lm_eval.api.metrics import mean
 
         from harness.stats import weighted_means_stderr
 
         tasks = {t.config.task: t for t in _tasks_of(self.task_dict.get("tasks", self.task_dict))}
-        parts = []
+        found = {}
         for name, (_, metric, _) in self.members.items():
             key = raw_key(items.get(name, {}), metric)
             task = tasks.get(name)
             if key is None or task is None or task.aggregation().get(key[0]) is not mean:
                 return None
-            values = items[name][key]
-            parts.append((values, self.doc_keys(name, task, len(values)), coef[name]))
-        se = weighted_means_stderr(parts)
+            found[name] = (task, items[name][key])
+        keys = self.item_keys({name: (task, len(values)) for name, (task, values) in found.items()})
+        se = weighted_means_stderr([(values, keys[name], coef[name]) for name, (_, values) in found.items()])
         return None if se != se else se
+
+    def item_keys(self, wanted: dict[str, tuple[Any, int]]) -> dict[str, list[str]]:
+        """Each task's first n documents named by the question they pose (harness/seed_questions.py, as the gate
+        names them): their content hash (doc_keys), or the seed a twin map of the suite's split ties them to (an
+        MGSM problem's translations, a GSM8K seed's GSM-Plus rewrites); once per search."""
+        if any(len(self.named.get(name, ())) < n for name, (_, n) in wanted.items()):
+            from harness.seed_questions import question_keys
+
+            hashes = {(name, i): h for name, (task, n) in wanted.items()
+                      for i, h in enumerate(self.doc_keys(name, task, n))}
+            for suite in sorted({self.members[name][0] for name in wanted}):
+                mine = {k: h for k, h in hashes.items() if self.members[k[0]][0] == suite}
+                named = question_keys(suite, self.split, mine)
+                for name in {k[0] for k in mine}:
+                    self.named[name] = [named.get((name, i), hashes[(name, i)]) for i in range(wanted[name][1])]
+        return {name: self.named[name][:n] for name, (_, n) in wanted.items()}
 
     def doc_keys(self, name: str, task: Any, n: int) -> list[str]:
         """The first n evaluated documents of a task (lm-eval's order), each named by its content, so that two
