@@ -251,3 +251,28 @@ def test_a_broken_or_foreign_map_leaves_the_questions_to_the_doc_hashes(store, t
     assert all(other[(t, 0)] == hashes[(t, 0)] for t in docs if t != "mgsm_8shot_cot_en")  # xling left out
     assert "twin map mgsm:xling knows 250 items of mgsm_8shot_cot_bn, 251 were scored" in caplog.text
     assert other[("mgsm_8shot_cot_en", 0)] == "gsm8k/gsm8k_cot/0"  # gsm8k's mgsm_en map still matches English
+
+
+def test_a_twin_split_asking_each_question_twice_still_counts_it_once(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """zoo_math's shape: multiple choice and generation over the same documents, a twin split aligned per form with
+    the public one. A check of the twin split follows the map to two seeds per document, which its items' shared
+    doc_hash ties back into one question; the public split keeps its doc_hashes."""
+    from harness.seed_questions import question_keys
+
+    folder = tmp_path / "zq"
+    (folder / "twins").mkdir(parents=True)
+    (folder / "suite.yaml").write_text(
+        "name: zq\nversion: 1\nkind: lm-eval\ndefault_split: public\n"
+        "splits: {public: [zq_mc_public, zq_gen_public], twin: [zq_mc_twin, zq_gen_twin]}\n"
+        "twins: {perturbed: {ref: 'zq:twin', relation: aligned, map: twins/perturbed.json}}\n")
+    (folder / "twins" / "perturbed.json").write_text(json.dumps({
+        "suite": "zq", "kind": "perturbed", "twin": "zq:twin", "relation": "aligned",
+        "public_sizes": {"zq_mc_public": 5, "zq_gen_public": 5},
+        "tasks": {f"zq_{f}_twin": {"public_task": f"zq_{f}_public", "seeds": list(range(5))} for f in ("mc", "gen")}}))
+    monkeypatch.setenv("HARNESS_SUITES", str(tmp_path))
+    twin = question_keys("zq", "twin", {(f"zq_{f}_twin", i): f"t{i}" for f in ("mc", "gen") for i in range(5)})
+    assert len(set(twin.values())) == 5 and all(twin[("zq_mc_twin", i)] == twin[("zq_gen_twin", i)] for i in range(5))
+    assert twin[("zq_mc_twin", 0)] == "zq/zq_gen_public/0"
+    public = {(f"zq_{f}_public", i): f"p{i}" for f in ("mc", "gen") for i in range(5)}
+    assert question_keys("zq", "public", public) == public
