@@ -19,10 +19,13 @@ mmlu batch of a SmolLM2: 18.8 GB peak), and keeps only the continuation's positi
   construction, whatever the batch size asked for (which still caps the rows).
 
 Requests lm-eval would truncate (context + continuation longer than the model's window), models whose forward takes
-no `logits_to_keep` and models whose own cache cannot be repeated across rows go through lm-eval's own code (a
-shared prefix such a model's contexts have is simply not shared). Scores equal lm-eval's per request
+no `logits_to_keep` and models whose own cache cannot be repeated across rows (Mamba's state, the linear-attention
+layers of hybrids: `_repeatable`) go through lm-eval's own code (a shared prefix such a model's contexts have is
+simply not shared). Scores equal lm-eval's per request
 (tests/test_hf_scoring.py: identical on SmolLM2's 0-shot mmlu requests; on 5-shot ones and sums over many tokens
-within the float32 spread lm-eval shows against itself across batch sizes; identical greedy flags).
+within the float32 spread lm-eval shows against itself across batch sizes; identical greedy flags), and on tiny
+Qwen2, Mistral and Gemma2 (sliding windows of 16 tokens under 5-shot prompts), Phi-3, GPT-2, GPT-NeoX, Falcon,
+FalconMamba and LFM2 (tests/test_architectures.py).
 """
 
 from __future__ import annotations
@@ -152,8 +155,7 @@ class Scorer:
             yield alone[k], logprobs
 
     def _prefix_cache(self, prefix: tuple[int, ...]) -> Any:
-        cache = self._forward(torch.tensor([prefix], device=self.device), 1, use_cache=True).past_key_values
-        return cache if hasattr(cache, "batch_repeat_interleave") else None
+        return _repeatable(self._forward(torch.tensor([prefix], device=self.device), 1, use_cache=True))
 
     def _on_prefix(self, cache: Any, rests: list[tuple[int, ...]], members: list[int]) \
             -> Iterator[tuple[int, torch.Tensor]]:
@@ -182,8 +184,8 @@ class Scorer:
         start = 0 if base is None else base.get_seq_length()
         ctx = torch.tensor([context[start:]], device=self.device)
         out = self._forward(ctx, 1, None if base is None else copy.deepcopy(base), use_cache=True)
-        cache = out.past_key_values
-        if not hasattr(cache, "batch_repeat_interleave"):
+        cache = _repeatable(out)
+        if cache is None:
             return None
         first = self._log_softmax(out.logits[0, -1])
         longest = max(len(c) for c in conts)  # > 1: groups of one-token answers go through last_logprobs
@@ -206,6 +208,16 @@ class Scorer:
                     picked[r].append(lp.gather(1, target[:, None])[:, 0])
                     greedy[r].append(bool((lp.argmax(-1) == target).all()))
         return [(float(torch.cat(p).sum()), all(g)) for p, g in zip(picked, greedy, strict=True)]
+
+
+def _repeatable(out: Any) -> Any:
+    """The cache a forward returned, if it and each of its layers can be repeated across rows; else None: a model
+    that keeps its state elsewhere (Mamba's and FalconMamba's `cache_params`, RecurrentGemma's own state), a
+    legacy tuple, a hybrid cache whose linear-attention layers cannot be repeated (Jamba, LFM2)."""
+    cache = getattr(out, "past_key_values", None)
+    if not hasattr(cache, "batch_repeat_interleave"):
+        return None
+    return cache if all(hasattr(layer, "batch_repeat_interleave") for layer in getattr(cache, "layers", ())) else None
 
 
 def prefix_groups(contexts: list[tuple[int, ...]]) -> tuple[list[tuple[int, list[int]]], list[int]]:
