@@ -95,15 +95,15 @@ def tiny_config(arch: str, vocab: int, hidden: int = 64, layers: int = 2, positi
     return transformers.AutoConfig.for_model(arch, **llama_like, **common)  # qwen2, phi3, gemma, qwen3, ...
 
 
-def make_tiny_causal(out: Path, arch: str, seed: int = 0, **config: int) -> Path:
+def make_tiny_causal(out: Path, arch: str, seed: int = 0, words: list[str] | None = None, **config: int) -> Path:
     """Save a random model of `arch` (see `tiny_config`) with the tiny Llama's tokenizer (plus mmlu's letters:
     MC_WORDS), float32 safetensors. transformers loads a model_type qwen2 folder's tokenizer as Qwen2Tokenizer
     whatever tokenizer_config.json says, which rebuilds this word-level one wrongly: pass
-    `make_tokenizer(MC_WORDS)` itself to whatever loads a qwen2 folder."""
+    `make_tokenizer(MC_WORDS)` itself to whatever must see the same tokens as the other architectures do."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    tok = make_tokenizer(MC_WORDS)
+    tok = make_tokenizer(words or MC_WORDS)
     torch.manual_seed(seed)
     cfg = tiny_config(arch, len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                       pad_token_id=tok.pad_token_id, **config)

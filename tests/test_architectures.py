@@ -110,7 +110,8 @@ def test_the_sliding_window_slides_and_its_cache_takes_the_fast_path(arch: str, 
 
 
 def eval_against_lm_eval(folder: Path, store) -> None:
-    """harness eval (the library API, hf backend) and lm_eval.simple_evaluate on 5-shot mmlu and gsm8k_cot."""
+    """harness eval (the library API, hf backend) and lm_eval.simple_evaluate on 5-shot mmlu and gsm8k_cot (both
+    load the folder's tokenizer: a qwen2 folder's as Qwen2Tokenizer, which splits words otherwise)."""
     import json
 
     import lm_eval
@@ -143,9 +144,26 @@ def eval_against_lm_eval(folder: Path, store) -> None:
 
 
 @pytest.mark.parametrize("arch", [pytest.param(a, marks=[] if a in ("mistral", "falcon_mamba") else slow)
-                                  for a in ARCHITECTURES + STATEFUL if a != "qwen2"])  # qwen2: make_tiny_causal
+                                  for a in ARCHITECTURES + STATEFUL])
 def test_harness_eval_equals_lm_eval(arch: str, models, store) -> None:
     eval_against_lm_eval(models[arch][0], store)
+
+
+def test_an_answer_the_tokenizer_loses_fails_in_one_line(store, tmp_path) -> None:
+    """A qwen2 folder's word-level tokenizer without mmlu's letters, loaded by transformers as Qwen2Tokenizer,
+    encodes " A" to nothing: lm-eval's HFLM stops on a bare AssertionError; harness eval names the answer and the
+    tokenizer."""
+    from harness.errors import HarnessError
+    from harness.evaluate.backends.base import BackendOptions
+    from harness.evaluate.runner import EvalOptions, evaluate_model
+    from tests.factories import WORDS
+
+    opts = EvalOptions(backend_options=BackendOptions(device="cpu", dtype="float32", batch_size=8))
+    folder = make_tiny_causal(tmp_path / "q", "qwen2", words=WORDS)
+    with pytest.raises(HarnessError) as info:
+        evaluate_model(str(folder), "mmlu", opts, store=store, tasks=("mmlu_marketing",), limit=2)
+    line = info.value.line()
+    assert "encodes to no tokens" in line and "Qwen2Tokenizer" in line and "\n" not in line, line
 
 
 def merge_recipes(folders: list[Path]) -> dict[str, dict]:

@@ -39,6 +39,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from lm_eval.models.huggingface import HFLM
 
+from harness.errors import HarnessError
+
 Request = tuple[Any, list[int], list[int]]  # (cache key, context tokens, continuation tokens), as HFLM gets them
 Answer = tuple[float, bool]
 TOKENS_PER_FORWARD = 4096  # padded tokens in one forward
@@ -53,6 +55,9 @@ class ContinuationHFLM(HFLM):
 
     def _loglikelihood_tokens(self, requests: Sequence[Request], disable_tqdm: bool = False,
                               override_bs: int | None = None) -> list[Answer]:  # type: ignore[override]
+        empty = next((r for r in requests if not r[2]), None)
+        if empty is not None:  # lm-eval's own code stops on it with a bare AssertionError
+            raise empty_answer(type(self.tokenizer).__name__, empty[0])
         if self.backend != "causal" or not _takes_logits_to_keep(self.model):
             return super()._loglikelihood_tokens(requests, disable_tqdm, override_bs)  # type: ignore[arg-type]
         rows = self.batch_size if isinstance(self.batch_size, int) else 16
@@ -68,6 +73,14 @@ class ContinuationHFLM(HFLM):
             slow = super()._loglikelihood_tokens([requests[i] for i in fallback], True, override_bs)
             answers.update(zip(fallback, slow, strict=True))
         return [answers[i] for i in range(len(requests))]
+
+
+def empty_answer(tokenizer: str, key: Any) -> HarnessError:
+    answer = f" {key[1]!r}" if isinstance(key, tuple) and len(key) == 2 else ""
+    return HarnessError(
+        f"the answer{answer} encodes to no tokens with the model's tokenizer ({tokenizer})",
+        "check that the folder's tokenizer loads as intended (AutoTokenizer; transformers loads a model_type qwen2 "
+        "folder's as Qwen2Tokenizer whatever tokenizer_config.json says)")
 
 
 def _takes_logits_to_keep(model: Any) -> bool:
