@@ -7,9 +7,9 @@ Falcon (tied), built with transformers' own config classes and the tiny Llama's 
   relative, identical greedy flags (tests/test_hf_scoring.py's tolerance);
 - `harness eval` against lm_eval.simple_evaluate: 5-shot mmlu per-sample log-likelihoods and gsm8k_cot's
   generations, sample by sample;
-- `harness merge` against mergekit's run_merge, tensor by tensor (linear and ties), and the merged folder loads
-  with nothing missing or re-initialised; checkpoints mergekit cannot merge (tied Falcon, GPT-NeoX as transformers
-  now saves them) fail in one line and leave nothing behind.
+- `harness merge` (the folder and the in-memory paths) against mergekit's run_merge, tensor by tensor (linear and
+  ties), and the merged folder loads with nothing missing or re-initialised; checkpoints mergekit cannot merge
+  (tied Falcon, GPT-NeoX as transformers now saves them) fail in one line and leave nothing behind.
 """
 
 from __future__ import annotations
@@ -67,7 +67,11 @@ def test_scores_equal_lm_evals(arch: str, models) -> None:
     """Stateful models (FalconMamba, LFM2's conv layers) score one-token answers batched and go through lm-eval's
     path where a cache would be repeated (an AttributeError before: no past_key_values, a layer that cannot be
     repeated)."""
+    from harness.evaluate.backends.hf_scoring import Scorer
+
     theirs, ours = both(models[arch][0])
+    cache = Scorer(ours.model, ours.device)._prefix_cache(tuple(range(4, 4 + 6 * SLIDING_WINDOW)))
+    assert (cache is None) == (arch in STATEFUL)  # the transformers ones take the fast path, sliding windows too
     zero = mmlu_requests(("mmlu_marketing",), 3)
     assert 1 == min(len(ours.tok_encode(r.args[1])) for r in zero) and shared_groups(ours, zero) == []
     assert_same(ours.loglikelihood(zero, disable_tqdm=True), theirs.loglikelihood(zero, disable_tqdm=True), 2e-6)
@@ -184,14 +188,16 @@ def test_merge_equals_mergekit(arch: str, method: str, models, store, results, t
 
     from transformers import AutoModelForCausalLM
 
-    from harness.merge import merge_to_folder
+    from harness.merge import InMemoryMerger, merge_to_folder
     from tests.test_merge import assert_same as same_tensors
     from tests.test_merge import load_folder, mergekit_run_merge, write_recipe
 
     recipe = merge_recipes(models[arch])[method]
-    folder = merge_to_folder(write_recipe(tmp_path, method, recipe), seed=7, store=store).path
+    path = write_recipe(tmp_path, method, recipe)
+    folder = merge_to_folder(path, seed=7, store=store).path
     ours = load_folder(folder)
     same_tensors(ours, mergekit_run_merge(recipe, tmp_path / "peer", seed=7))
+    same_tensors(InMemoryMerger(store=store, seed=7).merge(path), ours)  # the search loops' path
     assert sorted(ours) == sorted(load_folder(models[arch][0]))  # no tensor lost or added (a tied head stays tied)
     config = json.loads((models[arch][0] / "config.json").read_text())
     assert json.loads((folder / "config.json").read_text()) == config

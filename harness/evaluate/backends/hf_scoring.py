@@ -94,6 +94,7 @@ class Scorer:
                  max_rows: int = 16) -> None:
         self.model, self.device, self.max_rows = model, device, max_rows
         self.autocast_dtype, self.softmax_dtype = autocast_dtype, softmax_dtype
+        self.repeatable = True  # False once a forward returned a cache that cannot be repeated: not tried again
 
     def score(self, requests: list[Request], max_length: int, fallback: list[int],
               done: Callable[[int, Answer], None] | None = None) -> dict[int, Answer]:
@@ -168,7 +169,11 @@ class Scorer:
             yield alone[k], logprobs
 
     def _prefix_cache(self, prefix: tuple[int, ...]) -> Any:
-        return _repeatable(self._forward(torch.tensor([prefix], device=self.device), 1, use_cache=True))
+        if not self.repeatable:
+            return None
+        cache = _repeatable(self._forward(torch.tensor([prefix], device=self.device), 1, use_cache=True))
+        self.repeatable = cache is not None
+        return cache
 
     def _on_prefix(self, cache: Any, rests: list[tuple[int, ...]], members: list[int]) \
             -> Iterator[tuple[int, torch.Tensor]]:
@@ -194,11 +199,14 @@ class Scorer:
         """One context, its continuations on top of its KV cache (the context runs once; after a copy of `base`,
         the cache of a prefix it shares with others, when given). None when the model's own cache cannot be
         shared across rows (a custom cache class): lm-eval's path then."""
+        if not self.repeatable:
+            return None
         start = 0 if base is None else base.get_seq_length()
         ctx = torch.tensor([context[start:]], device=self.device)
         out = self._forward(ctx, 1, None if base is None else copy.deepcopy(base), use_cache=True)
         cache = _repeatable(out)
         if cache is None:
+            self.repeatable = False
             return None
         first = self._log_softmax(out.logits[0, -1])
         longest = max(len(c) for c in conts)  # > 1: groups of one-token answers go through last_logprobs
