@@ -53,6 +53,67 @@ def make_tiny_llama(
     return out
 
 
+ARCHITECTURES = ("qwen2", "mistral", "gemma2", "phi3", "gpt2", "gpt_neox", "falcon")
+STATEFUL = ("falcon_mamba", "lfm2")  # state the KV-cache path cannot repeat: Mamba's cache_params, LFM2's conv layers
+SLIDING_WINDOW = 16  # mistral and gemma2: a 5-shot mmlu context is far longer, so the window slides
+MC_WORDS = [*WORDS, "A", "B", "C", "D", "A.", "B.", "C.", "D.", "Answer:"]  # mmlu's letters are tokens of their own
+
+
+def tiny_config(arch: str, vocab: int, hidden: int = 64, layers: int = 2, positions: int = 4096, **ids: int):
+    """A transformers config of `arch` (one of ARCHITECTURES) for a tiny model: 2 heads (1 key-value head where
+    the architecture has grouped queries), the quirks each family ships with (qwen2: tied embeddings; mistral: a
+    sliding window; gemma2: soft capping and alternating sliding layers; gpt2, gemma2 and falcon tie their
+    embeddings by default), weights drawn wide enough (std 0.2) that the log-likelihoods of different answers
+    differ by more than float32 noise."""
+    import transformers
+
+    tie = {"tie_word_embeddings": True} if arch == "qwen2" else {}  # the others keep their config's default
+    common = {"vocab_size": vocab, "initializer_range": 0.2, **tie, **ids}
+    llama_like = {"hidden_size": hidden, "intermediate_size": 2 * hidden, "num_hidden_layers": layers,
+                  "num_attention_heads": 2, "num_key_value_heads": 1, "max_position_embeddings": positions}
+    if arch == "gpt2":
+        return transformers.GPT2Config(n_embd=hidden, n_layer=layers, n_head=2, n_positions=positions, **common)
+    if arch == "gpt_neox":
+        return transformers.GPTNeoXConfig(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+                                          num_attention_heads=2, max_position_embeddings=positions, **common)
+    if arch == "falcon":
+        return transformers.FalconConfig(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
+                                         max_position_embeddings=positions, new_decoder_architecture=True,
+                                         num_kv_heads=1, **common)
+    if arch == "gemma2":
+        return transformers.Gemma2Config(**llama_like, head_dim=hidden // 2, sliding_window=SLIDING_WINDOW,
+                                         query_pre_attn_scalar=hidden // 2, **common)
+    if arch == "mistral":
+        return transformers.MistralConfig(**llama_like, sliding_window=SLIDING_WINDOW, **common)
+    if arch == "falcon_mamba":
+        return transformers.FalconMambaConfig(hidden_size=hidden, num_hidden_layers=layers, state_size=8, **common)
+    if arch == "lfm2":
+        return transformers.Lfm2Config(**llama_like, layer_types=["conv", "full_attention"] * (layers // 2), **common)
+    if arch == "gemma3_text":
+        return transformers.Gemma3TextConfig(**llama_like, head_dim=hidden // 2, sliding_window=SLIDING_WINDOW,
+                                             query_pre_attn_scalar=hidden // 2, sliding_window_pattern=2, **common)
+    return transformers.AutoConfig.for_model(arch, **llama_like, **common)  # qwen2, phi3, gemma, qwen3, ...
+
+
+def make_tiny_causal(out: Path, arch: str, seed: int = 0, words: list[str] | None = None, **config: int) -> Path:
+    """Save a random model of `arch` (see `tiny_config`) with the tiny Llama's tokenizer (plus mmlu's letters:
+    MC_WORDS), float32 safetensors. transformers loads a model_type qwen2 folder's tokenizer as Qwen2Tokenizer
+    whatever tokenizer_config.json says, which rebuilds this word-level one wrongly: pass
+    `make_tokenizer(MC_WORDS)` itself to whatever must see the same tokens as the other architectures do."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    tok = make_tokenizer(words or MC_WORDS)
+    torch.manual_seed(seed)
+    cfg = tiny_config(arch, len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                      pad_token_id=tok.pad_token_id, **config)
+    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    return out
+
+
 def run_cli(*args: str) -> tuple[int, str, str]:
     """`harness ARGS` in this process, through the real entry point (`harness.cli.main`: errors become one line
     and an exit code): returns (exit code, stdout, stderr). Environment changes the CLI makes are undone."""

@@ -67,7 +67,8 @@ class HFEngine:
         self.model.eval()
         self._keys = set(self.model.state_dict())
         self._tied = tied_keys(self.model)
-        self._layers = list(self.model.get_decoder().layers)  # every decoder layer built so far (dfs reuses them)
+        self._blocks = block_list_name(self.model.get_decoder())  # "layers"; "h" in GPT-2 and Falcon
+        self._layers = list(getattr(self.model.get_decoder(), self._blocks))  # every layer built so far (dfs reuses)
 
     def fit_layers(self, n: int) -> None:
         """Give the live model n decoder layers (a dfs path's depth): layers built once are reused, new ones are
@@ -79,7 +80,7 @@ class HFEngine:
         param = next(first.parameters())
         while len(self._layers) < n:
             self._layers.append(type(first)(config, layer_idx=len(self._layers)).to(param.dtype).to(param.device))
-        decoder.layers = torch.nn.ModuleList(self._layers[:n])
+        setattr(decoder, self._blocks, torch.nn.ModuleList(self._layers[:n]))
         config.num_hidden_layers = n
         if getattr(config, "layer_types", None):
             config.layer_types = [config.layer_types[0]] * n
@@ -89,7 +90,7 @@ class HFEngine:
         import torch
 
         n = tensor_layers(tensors)
-        if n and n != len(self.model.get_decoder().layers):
+        if n and n != len(getattr(self.model.get_decoder(), self._blocks)):
             self.fit_layers(n)
         check_keys(tensors, self._keys, self._tied)
         with torch.no_grad():
@@ -107,11 +108,26 @@ class HFEngine:
         self.model = None
 
 
+def block_list_name(decoder: Any) -> str:
+    """The attribute of a decoder that holds its layers: `layers` (Llama, Mistral, Qwen2, GPT-NeoX...), `h` (GPT-2,
+    Falcon)."""
+    import torch
+
+    for name in BLOCK_LISTS:
+        if isinstance(getattr(decoder, name, None), torch.nn.ModuleList):
+            return name
+    raise HarnessError(f"the hf engine cannot find the layers of {type(decoder).__name__}",
+                       "evolve models whose decoder keeps its layers in .layers or .h (Llama, Mistral, GPT-2...)")
+
+
+BLOCK_LISTS = ("layers", "h")
+
+
 def tensor_layers(tensors: dict[str, Any]) -> int:
-    """The number of decoder layers a state dict holds (model.layers.N. names)."""
+    """The number of decoder layers a state dict holds (model.layers.N. or transformer.h.N. names)."""
     import re
 
-    found = [int(m.group(1)) for k in tensors if (m := re.search(r"\.layers\.(\d+)\.", k))]
+    found = [int(m.group(1)) for k in tensors if (m := re.search(r"\.(?:layers|h)\.(\d+)\.", k))]
     return max(found) + 1 if found else 0
 
 

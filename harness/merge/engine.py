@@ -279,4 +279,8 @@ def mergekit_error(exc: BaseException) -> HarnessError:
     fix = "fix the recipe or its models"
     if "size mismatch" in text.lower() or "vocabulary" in text.lower():
         fix = "merge models of the same shape, or set mergekit's tokenizer option (tokenizer: {source: union})"
+    elif "required but not present" in text:  # mergekit's definition of the architecture lists a tensor not saved
+        fix = ("mergekit cannot merge these checkpoints as saved: its definition of the architecture needs that "
+               "tensor, which recent transformers leave out when saving (a tied lm_head.weight, GPT-NeoX's "
+               "attention.bias buffers); merge checkpoints that hold it (docs/merge.md, Architectures)")
     return HarnessError(f"mergekit failed: {text}", fix)

@@ -19,10 +19,13 @@ mmlu batch of a SmolLM2: 18.8 GB peak), and keeps only the continuation's positi
   construction, whatever the batch size asked for (which still caps the rows).
 
 Requests lm-eval would truncate (context + continuation longer than the model's window), models whose forward takes
-no `logits_to_keep` and models whose own cache cannot be repeated across rows go through lm-eval's own code (a
-shared prefix such a model's contexts have is simply not shared). Scores equal lm-eval's per request
+no `logits_to_keep` and models whose own cache cannot be repeated across rows (Mamba's state, the linear-attention
+layers of hybrids: `_repeatable`) go through lm-eval's own code (a shared prefix such a model's contexts have is
+simply not shared). Scores equal lm-eval's per request
 (tests/test_hf_scoring.py: identical on SmolLM2's 0-shot mmlu requests; on 5-shot ones and sums over many tokens
-within the float32 spread lm-eval shows against itself across batch sizes; identical greedy flags).
+within the float32 spread lm-eval shows against itself across batch sizes; identical greedy flags), and on tiny
+Qwen2, Mistral and Gemma2 (sliding windows of 16 tokens under 5-shot prompts), Phi-3, GPT-2, GPT-NeoX, Falcon,
+FalconMamba and LFM2 (tests/test_architectures.py).
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F  # noqa: N812
 from lm_eval.models.huggingface import HFLM
+
+from harness.errors import HarnessError
 
 Request = tuple[Any, list[int], list[int]]  # (cache key, context tokens, continuation tokens), as HFLM gets them
 Answer = tuple[float, bool]
@@ -50,6 +55,9 @@ class ContinuationHFLM(HFLM):
 
     def _loglikelihood_tokens(self, requests: Sequence[Request], disable_tqdm: bool = False,
                               override_bs: int | None = None) -> list[Answer]:  # type: ignore[override]
+        empty = next((r for r in requests if not r[2]), None)
+        if empty is not None:  # lm-eval's own code stops on it with a bare AssertionError
+            raise empty_answer(type(self.tokenizer).__name__, empty[0])
         if self.backend != "causal" or not _takes_logits_to_keep(self.model):
             return super()._loglikelihood_tokens(requests, disable_tqdm, override_bs)  # type: ignore[arg-type]
         rows = self.batch_size if isinstance(self.batch_size, int) else 16
@@ -67,6 +75,14 @@ class ContinuationHFLM(HFLM):
         return [answers[i] for i in range(len(requests))]
 
 
+def empty_answer(tokenizer: str, key: Any) -> HarnessError:
+    answer = f" {key[1]!r}" if isinstance(key, tuple) and len(key) == 2 else ""
+    return HarnessError(
+        f"the answer{answer} encodes to no tokens with the model's tokenizer ({tokenizer})",
+        "check that the folder's tokenizer loads as intended (AutoTokenizer; transformers loads a model_type qwen2 "
+        "folder's as Qwen2Tokenizer whatever tokenizer_config.json says)")
+
+
 def _takes_logits_to_keep(model: Any) -> bool:
     return "logits_to_keep" in inspect.signature(model.forward).parameters
 
@@ -78,6 +94,7 @@ class Scorer:
                  max_rows: int = 16) -> None:
         self.model, self.device, self.max_rows = model, device, max_rows
         self.autocast_dtype, self.softmax_dtype = autocast_dtype, softmax_dtype
+        self.repeatable = True  # False once a forward returned a cache that cannot be repeated: not tried again
 
     def score(self, requests: list[Request], max_length: int, fallback: list[int],
               done: Callable[[int, Answer], None] | None = None) -> dict[int, Answer]:
@@ -152,8 +169,11 @@ class Scorer:
             yield alone[k], logprobs
 
     def _prefix_cache(self, prefix: tuple[int, ...]) -> Any:
-        cache = self._forward(torch.tensor([prefix], device=self.device), 1, use_cache=True).past_key_values
-        return cache if hasattr(cache, "batch_repeat_interleave") else None
+        if not self.repeatable:
+            return None
+        cache = _repeatable(self._forward(torch.tensor([prefix], device=self.device), 1, use_cache=True))
+        self.repeatable = cache is not None
+        return cache
 
     def _on_prefix(self, cache: Any, rests: list[tuple[int, ...]], members: list[int]) \
             -> Iterator[tuple[int, torch.Tensor]]:
@@ -179,11 +199,14 @@ class Scorer:
         """One context, its continuations on top of its KV cache (the context runs once; after a copy of `base`,
         the cache of a prefix it shares with others, when given). None when the model's own cache cannot be
         shared across rows (a custom cache class): lm-eval's path then."""
+        if not self.repeatable:
+            return None
         start = 0 if base is None else base.get_seq_length()
         ctx = torch.tensor([context[start:]], device=self.device)
         out = self._forward(ctx, 1, None if base is None else copy.deepcopy(base), use_cache=True)
-        cache = out.past_key_values
-        if not hasattr(cache, "batch_repeat_interleave"):
+        cache = _repeatable(out)
+        if cache is None:
+            self.repeatable = False
             return None
         first = self._log_softmax(out.logits[0, -1])
         longest = max(len(c) for c in conts)  # > 1: groups of one-token answers go through last_logprobs
@@ -206,6 +229,16 @@ class Scorer:
                     picked[r].append(lp.gather(1, target[:, None])[:, 0])
                     greedy[r].append(bool((lp.argmax(-1) == target).all()))
         return [(float(torch.cat(p).sum()), all(g)) for p, g in zip(picked, greedy, strict=True)]
+
+
+def _repeatable(out: Any) -> Any:
+    """The cache a forward returned, if it and each of its layers can be repeated across rows; else None: a model
+    that keeps its state elsewhere (Mamba's and FalconMamba's `cache_params`, RecurrentGemma's own state), a
+    legacy tuple, a hybrid cache whose linear-attention layers cannot be repeated (Jamba, LFM2)."""
+    cache = getattr(out, "past_key_values", None)
+    if not hasattr(cache, "batch_repeat_interleave"):
+        return None
+    return cache if all(hasattr(layer, "batch_repeat_interleave") for layer in getattr(cache, "layers", ())) else None
 
 
 def prefix_groups(contexts: list[tuple[int, ...]]) -> tuple[list[tuple[int, list[int]]], list[int]]:
