@@ -139,7 +139,7 @@ def _write(base: Path, gaps: pd.DataFrame, flags: list[Flag], cover: list[Covera
         gaps.to_parquet(tmp, index=False)
     # the JSON last: it marks the pair complete
     write_text_atomic(base.with_suffix(".json"), json.dumps(
-        {"flags": [vars(f) for f in flags], "coverage": [vars(c) for c in cover]}, default=str))  # the fields as
+        {"flags": [vars(f) for f in flags], "coverage": [c.to_dict() for c in cover]}, default=str))  # the fields as
     # they are: what asdict gives (no dataclass inside), without its deep copy of 20,000 rows and of the flags'
     # evidence (0.4 and 0.07-0.1 CPU s at 10,000 models)
     stem = base.name.rsplit("-", 1)[0]

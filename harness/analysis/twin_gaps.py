@@ -57,6 +57,7 @@ def _unpaired(data: Data) -> pd.DataFrame:
 
     sc = data.scores
     at = _positions(sc)
+    codes = pd.factorize(sc["model_id"])[0]
     pub, twin, labels = [], [], []
     for suite, kinds in data.twins.items():
         p_pos = at.get((suite, data.default_split(suite)))
@@ -66,7 +67,7 @@ def _unpaired(data: Data) -> pd.DataFrame:
             t_pos = at.get((t_suite, t_split))
             if p_pos is None or t_pos is None:
                 continue
-            a, b = _join(sc, p_pos, t_pos)
+            a, b = _join(codes, p_pos, t_pos, sc)
             if len(a):
                 pub.append(a)
                 twin.append(b)
@@ -98,27 +99,32 @@ def _positions(sc: pd.DataFrame) -> dict[tuple[str, str], np.ndarray]:
     import numpy as np
     import pandas as pd
 
-    codes, keys = pd.factorize(pd.MultiIndex.from_arrays([sc["suite"], sc["split"]]))
+    suite, suites = pd.factorize(sc["suite"])  # each column on its own: no tuple per row
+    split, splits = pd.factorize(sc["split"])
+    codes = np.where((suite >= 0) & (split >= 0), suite * len(splits) + split, -1)  # -1: a missing suite or split
     order = np.argsort(codes, kind="stable")
-    bounds = np.searchsorted(codes[order], np.arange(len(keys) + 1))
-    return {tuple(k): order[bounds[i]:bounds[i + 1]] for i, k in enumerate(keys) if k[0] == k[0] and k[1] == k[1]}
+    ordered = codes[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]]) if len(ordered) else ordered
+    bounds = np.r_[starts, len(ordered)]
+    return {(suites[c // len(splits)], splits[c % len(splits)]): order[bounds[i]:bounds[i + 1]]
+            for i, c in enumerate(ordered[starts].tolist()) if c >= 0}
 
 
-def _join(sc: pd.DataFrame, p_pos: np.ndarray, t_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Positions (public, twin) of the models scored on both, in the public scores' order (each model once on each
-    side, as suite_scores gives them; else the merge itself)."""
+def _join(codes: np.ndarray, p_pos: np.ndarray, t_pos: np.ndarray, sc: pd.DataFrame) -> tuple[np.ndarray, ...]:
+    """Positions (public, twin) of the models scored on both, in the public scores' order: the inner join on
+    model_id (`codes`: the frame's model ids as integers) when each model is scored once on each side, as
+    suite_scores gives them; else the merge itself."""
     import numpy as np
 
-    models = sc["model_id"]
-    twin_at = dict(zip(models.array.take(t_pos).tolist(), t_pos.tolist(), strict=True))
-    public_models = models.array.take(p_pos).tolist()
-    if len(twin_at) != len(t_pos) or len(set(public_models)) != len(p_pos):
+    pc, tc = codes[p_pos], codes[t_pos]
+    if np.unique(pc).size != pc.size or np.unique(tc).size != tc.size:
         m = sc.iloc[p_pos][["model_id"]].assign(a=p_pos).merge(sc.iloc[t_pos][["model_id"]].assign(b=t_pos),
                                                                on="model_id")
         return m["a"].to_numpy(dtype=np.int64), m["b"].to_numpy(dtype=np.int64)
-    keep = [(i, twin_at[mid]) for i, mid in zip(p_pos.tolist(), public_models, strict=True) if mid in twin_at]
-    return (np.array([x[0] for x in keep], dtype=np.int64).reshape(-1),
-            np.array([x[1] for x in keep], dtype=np.int64).reshape(-1))
+    twin_at = np.full(int(codes.max()) + 1, -1, dtype=np.int64)
+    twin_at[tc] = t_pos
+    b = twin_at[pc]
+    return p_pos[b >= 0], b[b >= 0]
 
 
 def twin_gaps(store: Store, data: Data) -> pd.DataFrame:
