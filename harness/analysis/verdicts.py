@@ -2,7 +2,8 @@
 
     tests = twin_tests(data, THRESHOLDS)     # TwinTests: columns, one test per (model, suite, twin kind) with both
                                              # scores; tests[i] (or iterating) makes the TwinTest of gap row i
-    rows = coverage(data, THRESHOLDS)        # one Coverage per (model, public suite): checked or why not
+    rows = coverage(data, THRESHOLDS)        # CoverageTable: one Coverage per (model, public suite), checked or
+                                             # why not (rows.column("status"): a column without the objects)
 
 A model's gap (public - twin) is compared with the *natural* gap of the reference pool: every model with that gap
 that is not exposed on the suite (no declared selection on it by itself or an ancestor), fine-tunes and merges
@@ -22,7 +23,7 @@ reach `gap_min` (sampling error shrinks with items, the spread between models do
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -78,6 +79,35 @@ class Coverage(NamedTuple):
 
     def to_dict(self) -> dict[str, Any]:
         return self._asdict()
+
+
+class CoverageTable(Sequence[Coverage]):
+    """The coverage rows, kept as plain tuples (the cyclic collector stops tracking a tuple of plain values, not a
+    named one: 30,000 rows at 10,000 models that a Streamlit process keeps); a Coverage made per row read."""
+
+    def __init__(self, rows: list[tuple]) -> None:
+        self.rows = rows
+
+    @classmethod
+    def from_dicts(cls, dicts: Sequence[dict[str, Any]]) -> CoverageTable:
+        return cls([tuple(Coverage(**d)) for d in dicts])
+
+    def column(self, name: str) -> list:
+        j = Coverage._fields.index(name)
+        return [r[j] for r in self.rows]
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        fields = Coverage._fields
+        return [dict(zip(fields, r, strict=True)) for r in self.rows]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> Coverage:  # type: ignore[override]
+        return Coverage._make(self.rows[i])
+
+    def __iter__(self) -> Iterator[Coverage]:
+        return map(Coverage._make, self.rows)
 
 
 def _p(z: float) -> float:
@@ -237,7 +267,7 @@ def tier_for(suite: str, items: int | None) -> str:
     return f"~{items:,} items"
 
 
-def coverage(data: Data, t: Thresholds, flags: Sequence[Any] = ()) -> list[Coverage]:
+def coverage(data: Data, t: Thresholds, flags: Sequence[Any] = ()) -> CoverageTable:
     """For every (model, suite) scored on the suite's default split: checked, not calibrated, not checkable (with
     the command that would make it checkable) or no twin (a suite that is itself another's twin, such as gsm_plus,
     is still a benchmark of the leaderboard: listed).
@@ -256,16 +286,15 @@ def coverage(data: Data, t: Thresholds, flags: Sequence[Any] = ()) -> list[Cover
         name = data.names.get(mid, mid[:12])
         first, best, flagged = mine.get((mid, suite), (-1, -1, False))
         if not data.twins.get(suite):
-            out.append(Coverage(mid, name, suite, "no twin", False,
-                                "no twin exists for this suite (suite.yaml twins:)"))
+            out.append((mid, name, suite, "no twin", False, "no twin exists for this suite (suite.yaml twins:)", None))
         elif first < 0:
-            out.append(_not_checkable(data, mid, name, suite, scored))
+            out.append(tuple(_not_checkable(data, mid, name, suite, scored)))
         elif best < 0:
-            out.append(Coverage(mid, name, suite, "not calibrated", False, tests.refs[first].basis))
+            out.append((mid, name, suite, "not calibrated", False, tests.refs[first].basis, None))
         else:
-            out.append(Coverage(mid, name, suite, "checked", flagged or (mid, suite) in marked,
-                                _checked_detail(tests, best, suite, t, reaches), tests.mde[best]))
-    return out
+            out.append((mid, name, suite, "checked", flagged or (mid, suite) in marked,
+                        _checked_detail(tests, best, suite, t, reaches), tests.mde[best]))
+    return CoverageTable(out)
 
 
 def _per_pair(tests: TwinTests) -> dict[tuple[str, str], tuple[int, int, bool]]:
@@ -313,8 +342,10 @@ def _not_checkable(data: Data, mid: str, name: str, suite: str, scored: set) -> 
 
 def coverage_summary(rows: Sequence[Coverage]) -> dict[str, Any]:
     """Counts for a headline: 'no flags among N checked; M not checked'."""
-    counts = {s: sum(r.status == s for r in rows) for s in ("checked", "not calibrated", "not checkable", "no twin")}
-    counts["flagged"] = sum(r.flagged for r in rows)
+    status, flagged = ((rows.column("status"), rows.column("flagged")) if isinstance(rows, CoverageTable)
+                       else ([r.status for r in rows], [r.flagged for r in rows]))
+    counts = {s: status.count(s) for s in ("checked", "not calibrated", "not checkable", "no twin")}
+    counts["flagged"] = sum(flagged)
     counts["not_checked"] = len(rows) - counts["checked"]
     return counts
 
