@@ -76,9 +76,11 @@ class Graph:
     def roots_of(self, nodes: Iterable[str]) -> dict[str, frozenset[str]]:
         """The parentless ancestors of every model (itself when it has no parents)."""
         roots: dict[str, frozenset[str]] = {}
+        distinct: dict[frozenset[str], frozenset[str]] = {}  # equal sets shared (found again by identity)
         for n in self.topological(nodes):
             ps = self.parents.get(n, ())
-            roots[n] = frozenset().union(*(roots.get(p, frozenset({p})) for p in ps)) if ps else frozenset({n})
+            found = frozenset().union(*(roots.get(p, frozenset({p})) for p in ps)) if ps else frozenset({n})
+            roots[n] = distinct.setdefault(found, found)
         return roots
 
     def ancestors(self, model_id: str, limit: int | None = None) -> dict[str, int]:

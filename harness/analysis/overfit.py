@@ -283,18 +283,19 @@ def _chain(data: Data, rows: GapRows, mid: str, suite: str, kind: str, depth: di
     return chain[::-1]
 
 
-def _root_means(rows: GapRows, roots: frozenset, suite: str, kind: str) -> tuple[int, float, float, float, float]:
-    """How many roots are scored, their mean public, twin and gap, and the variance of the mean gap."""
+def _root_means(c: dict[str, list], at: dict[str, int], roots: list[str]) -> tuple[int, float, float, float, float]:
+    """How many roots are scored, their mean public, twin and gap, and the variance of the mean gap; `at`: model ->
+    gap row of one (suite, twin kind), `roots` sorted (the sum must not follow the hash seed)."""
     k, pub, twin, gap, var = 0, 0.0, 0.0, 0.0, 0.0
-    index, c = rows.index, rows.col
-    for q in sorted(roots):  # one pass per distinct root set; sorted: the sum must not follow the hash seed
-        i = index.get((q, suite, kind))
+    public, twin_value, gaps, se = c["public"], c["twin_value"], c["gap"], c["se"]
+    for q in roots:
+        i = at.get(q)
         if i is not None:
             k += 1
-            pub += c["public"][i]
-            twin += c["twin_value"][i]
-            gap += c["gap"][i]
-            var += c["se"][i] ** 2
+            pub += public[i]
+            twin += twin_value[i]
+            gap += gaps[i]
+            var += se[i] ** 2
     if not k:
         return 0, 0.0, 0.0, 0.0, 0.0
     return k, pub / k, twin / k, gap / k, var / k ** 2
@@ -339,11 +340,23 @@ def _divergence_tests(data: Data, rows: GapRows, depth: dict[str, int], t: Thres
 
     keys, se_gap = rows.keys_, rows.col["se"]
     deep = np.flatnonzero(~(np.array([depth.get(m, 0) for m in rows.col["model_id"]], dtype=float) < t.min_depth))
-    roots, none, memo = data.graph.roots_of(data.models["model_id"].tolist()), frozenset(), {}
+    roots, none = data.graph.roots_of(data.models["model_id"].tolist()), frozenset()
+    at: dict[tuple[str, str], dict[str, int]] = {}  # (suite, kind) -> model -> gap row
+    for i, (mid, suite, kind) in enumerate(keys):
+        at.setdefault((suite, kind), {})[mid] = i
+    memo: dict[tuple, tuple] = {}  # one pass per distinct (roots, suite, kind), the roots sorted once per set
+    ordered: dict[frozenset, list[str]] = {}
     means = []
     for i in deep.tolist():
-        group = (roots.get(keys[i][0], none), keys[i][1], keys[i][2])
-        means.append(memo[group] if group in memo else memo.setdefault(group, _root_means(rows, *group)))
+        mid, suite, kind = keys[i]
+        group = (roots.get(mid, none), suite, kind)
+        found = memo.get(group)
+        if found is None:
+            order = ordered.get(group[0])
+            if order is None:
+                order = ordered[group[0]] = sorted(group[0])
+            found = memo[group] = _root_means(rows.col, at[(suite, kind)], order)
+        means.append(found)
     if not means:
         return []
     k, pub0, twin0, gap0, se2 = (np.array(c, dtype=float) for c in zip(*means, strict=True))

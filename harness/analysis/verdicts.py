@@ -144,12 +144,17 @@ def _pools(data: Data, rows: GapRows) -> dict[tuple[str, str], dict[str, tuple[f
     pools: dict[tuple[str, str], dict[str, tuple[float, float]]] = {}
     data.verdicts_cache["pools"] = pools
     exposed: dict[str, set[str]] = {}  # per model, the suites it is in-sample on (data.in_sample on the default
-    default = data.default_splits      # split), found once per model rather than once per row
+    default = data.default_splits      # split), found once per distinct exposure set rather than once per row
+    by_set: dict[int, set[str]] = {}   # (models share their exposure sets: lineage.Graph.propagate)
     c = rows.col
     for mid, suite, kind, gap, se in zip(c["model_id"], c["suite"], c["kind"], c["gap"], c["se"], strict=True):
         if mid not in exposed:  # (sp == data.default_split(s), inlined: ~27 selections per model at 10,000 models)
-            exposed[mid] = {s for s, sp, _p, _w in data.exposure.get(mid, ()) if sp is None
-                            or sp == default.get(s, "public")}
+            selections = data.exposure.get(mid, ())
+            found = by_set.get(id(selections))
+            if found is None:
+                found = by_set[id(selections)] = {s for s, sp, _p, _w in selections if sp is None
+                                                  or sp == default.get(s, "public")}
+            exposed[mid] = found
         if suite not in exposed[mid]:
             pools.setdefault((suite, kind), {})[mid] = (gap, se)
     return pools
