@@ -66,8 +66,8 @@ class TwinTest:
 
 
 class Coverage(NamedTuple):
-    """One row of the coverage table. A named tuple of plain values: made fast, and the cyclic collector stops
-    tracking it (a Streamlit process keeps 30,000 of them at 10,000 models); `to_dict` for JSON."""
+    """One row of the coverage table (CoverageTable keeps the rows as plain tuples and makes these when read);
+    `to_dict` for JSON."""
 
     model_id: str
     model: str
@@ -286,11 +286,12 @@ def coverage(data: Data, t: Thresholds, flags: Sequence[Any] = ()) -> CoverageTa
     pairs = set(zip(sc["model_id"][public].tolist(), sc["suite"][public].tolist(), strict=True))
     scored: set[tuple[str, str]] = set()  # (model, 'suite:split') of every score, read once if needed
     reaches: dict[tuple, str] = {}
+    names, twinned = data.names, {s: bool(data.twins.get(s)) for s in {s for _m, s in pairs}}
     out = []
-    for mid, suite in sorted(pairs, key=lambda ms: (data.names.get(ms[0], ms[0]), ms[1])):
-        name = data.names.get(mid, mid[:12])
+    for _name, suite, mid in sorted((names.get(m, m), s, m) for m, s in pairs):  # by name, then suite
+        name = names.get(mid, mid[:12])
         first, best, flagged = mine.get((mid, suite), (-1, -1, False))
-        if not data.twins.get(suite):
+        if not twinned[suite]:
             out.append((mid, name, suite, "no twin", False, "no twin exists for this suite (suite.yaml twins:)", None))
         elif first < 0:
             out.append(tuple(_not_checkable(data, mid, name, suite, scored)))
@@ -316,19 +317,18 @@ def _per_pair(tests: TwinTests) -> dict[tuple[str, str], tuple[int, int, bool]]:
 
 
 def _checked_detail(tests: TwinTests, i: int, suite: str, t: Thresholds, reaches: dict) -> str:
-    """The coverage detail of a checked (model, suite), from its test `i`; `reaches` keeps the second half, shared
-    by many rows."""
+    """The coverage detail of a checked (model, suite), from its test `i`; `reaches` keeps all but the number,
+    shared by many rows (tier_for reads a suite.yaml: once per suite and items needed)."""
     items, spread, mde = tests.items[i], tests.refs[i].spread, tests.mde[i]
-    key = (suite, items) if items is not None else (None, spread)
-    reach = reaches.get(key)
-    if reach is None:
-        goal = f"{100 * t.gap_min:.0f} pts"
-        reach = reaches[key] = (
-            f"{goal} needs tier {tier_for(suite, items)}" if items is not None else
-            f"no tier reaches {goal}: the natural gap alone varies by {100 * spread:.1f} pts between models")
     kind, n, paired = tests.rows.keys_[i][2], tests.rows.col["n"][i], tests.rows.col["paired"][i]
-    return (f"smallest detectable excess {100 * mde:.1f} pts on twin {kind} (n={int(n)}, "
-            f"{'paired' if paired else 'unpaired'}); {reach}")
+    key = (suite, items, kind, n, paired) if items is not None else (None, spread, kind, n, paired)
+    tail = reaches.get(key)
+    if tail is None:
+        goal = f"{100 * t.gap_min:.0f} pts"
+        reach = (f"{goal} needs tier {tier_for(suite, items)}" if items is not None else
+                 f"no tier reaches {goal}: the natural gap alone varies by {100 * spread:.1f} pts between models")
+        tail = reaches[key] = f" pts on twin {kind} (n={int(n)}, {'paired' if paired else 'unpaired'}); {reach}"
+    return f"smallest detectable excess {100 * mde:.1f}{tail}"
 
 
 def _not_checkable(data: Data, mid: str, name: str, suite: str, scored: set) -> Coverage:
