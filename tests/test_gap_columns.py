@@ -14,7 +14,7 @@ from harness.analysis.evidence import Data, gather
 from harness.analysis.gap_rows import GapRows, gap_rows
 from harness.analysis.overfit import THRESHOLDS, analyse_data
 from harness.analysis.twin_gaps import _unpaired
-from harness.analysis.verdicts import Coverage, CoverageTable, coverage
+from harness.analysis.verdicts import Coverage, CoverageTable, coverage, twin_tests
 from harness.store import Store
 
 
@@ -92,7 +92,7 @@ def test_coverage_table_columns_and_round_trip(data: Data) -> None:
     table = coverage(data, THRESHOLDS, analyse_data(data))
     rows = list(table)
     assert len(rows) == len(table) > 40 and all(isinstance(c, Coverage) for c in rows)
-    assert table[3] == rows[3] and table[-1] == rows[-1]
+    assert table[3] == rows[3] and table[-1] == rows[-1] and table[2:5] == rows[2:5]
     for name in Coverage._fields:
         assert table.column(name) == [getattr(c, name) for c in rows]
     assert table.to_dicts() == [c.to_dict() for c in rows]
@@ -125,3 +125,12 @@ def test_lineage_sets_are_shared_and_equal_to_per_model_ones(data: Data) -> None
             assert by_value.setdefault(s, id(s)) == id(s)  # equal sets: one object
     assert len({id(s) for s in roots.values()}) < len(roots)
     assert all(type(ps) is tuple for ps in g.parents.values())
+
+
+def test_twin_tests_read_by_index_and_slice(data: Data) -> None:
+    tests = twin_tests(data, THRESHOLDS)
+    every = list(tests)
+    assert len(every) == len(tests) == len(gap_rows(data))
+    assert tests[-1] == every[-1] and tests[1:4] == every[1:4] and tests[::7] == every[::7]
+    assert [x.flagged for x in every] == tests.flagged and any(tests.flagged)
+    assert all(x.row == gap_rows(data)[(x.model_id, x.suite, x.kind)] for x in every[:50])

@@ -104,6 +104,8 @@ class CoverageTable(Sequence[Coverage]):
         return len(self.rows)
 
     def __getitem__(self, i: int) -> Coverage:  # type: ignore[override]
+        if isinstance(i, slice):
+            return [Coverage._make(r) for r in self.rows[i]]  # type: ignore[return-value]
         return Coverage._make(self.rows[i])
 
     def __iter__(self) -> Iterator[Coverage]:
@@ -208,6 +210,8 @@ class TwinTests(Sequence[TwinTest]):
         return len(self.p)
 
     def __getitem__(self, i: int) -> TwinTest:  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]  # type: ignore[return-value]
         mid, suite, kind = self.rows.keys_[i]
         return TwinTest(mid, suite, kind, self.rows.row(i), self.refs[i], self.excess[i], self.se[i], self.p[i],
                         self.flagged[i], self.mde[i], self.items[i])
