@@ -20,6 +20,7 @@ import streamlit as st
 from harness.analysis import evidence
 from harness.analysis.overfit import SEVERITIES, Flag
 from harness.analysis.twin_gaps import twin_gaps
+from harness.analysis.verdicts import CoverageTable
 from harness.store import frames as views
 
 TTL = 30
@@ -188,7 +189,7 @@ def gaps(db: str) -> pd.DataFrame:
     return analysed(db)[0]
 
 
-def coverage(db: str) -> list:
+def coverage(db: str) -> CoverageTable:
     """Every (model, public suite): checked (with the smallest excess it could flag) or why not."""
     return analysed(db)[2]
 

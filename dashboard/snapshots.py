@@ -23,14 +23,14 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from harness.analysis.overfit import Flag
-from harness.analysis.verdicts import Coverage
+from harness.analysis.verdicts import CoverageTable
 from harness.atomic import atomic_file, write_text_atomic
 from harness.hashing import hash_json
 
 if TYPE_CHECKING:
     from harness.analysis.evidence import Data
 
-Analysis = tuple[pd.DataFrame, list[Flag], list[Coverage]]
+Analysis = tuple[pd.DataFrame, list[Flag], CoverageTable]
 
 
 def fingerprint(db: str) -> str:
@@ -128,18 +128,18 @@ def _read(base: Path) -> Analysis | None:
     try:
         kept = json.loads(base.with_suffix(".json").read_text())
         flags = [Flag(**f) for f in kept["flags"]]  # a list: an older format without coverage, computed again
-        cover = [Coverage(**c) for c in kept["coverage"]]
+        cover = CoverageTable.from_dicts(kept["coverage"])
         return pd.read_parquet(base.with_suffix(".parquet")), flags, cover
     except (OSError, ValueError, TypeError, KeyError):
         return None
 
 
-def _write(base: Path, gaps: pd.DataFrame, flags: list[Flag], cover: list[Coverage]) -> None:
+def _write(base: Path, gaps: pd.DataFrame, flags: list[Flag], cover: CoverageTable) -> None:
     with atomic_file(base.with_suffix(".parquet"), suffix=".parquet") as tmp:
         gaps.to_parquet(tmp, index=False)
     # the JSON last: it marks the pair complete
     write_text_atomic(base.with_suffix(".json"), json.dumps(
-        {"flags": [vars(f) for f in flags], "coverage": [vars(c) for c in cover]}, default=str))  # the fields as
+        {"flags": [vars(f) for f in flags], "coverage": cover.to_dicts()}, default=str))  # the fields as
     # they are: what asdict gives (no dataclass inside), without its deep copy of 20,000 rows and of the flags'
     # evidence (0.4 and 0.07-0.1 CPU s at 10,000 models)
     stem = base.name.rsplit("-", 1)[0]

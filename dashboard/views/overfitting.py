@@ -37,11 +37,11 @@ line = headline(cover)
 (st.warning if summary["flagged"] else st.info)(
     f"Coverage: {line}." + ("" if frame.empty else f" {len(frame)} flags of all signals below."))
 with st.expander(f"Coverage: {summary['checked']} checked, {summary['not_checked']} not checked", expanded=False):
-    cov = pd.DataFrame({  # column by column: no dict per row (20,000 at 10,000 models)
-        "model": [c.model for c in cover], "suite": [c.suite for c in cover], "status": [c.status for c in cover],
-        "flagged": [c.flagged for c in cover],
-        "smallest detectable excess (pts)": [None if c.mde is None else round(100 * c.mde, 1) for c in cover],
-        "detail": [c.detail for c in cover]})
+    cov = pd.DataFrame({  # column by column: no object per row (30,000 at 10,000 models)
+        "model": cover.column("model"), "suite": cover.column("suite"), "status": cover.column("status"),
+        "flagged": cover.column("flagged"),
+        "smallest detectable excess (pts)": [None if m is None else round(100 * m, 1) for m in cover.column("mde")],
+        "detail": cover.column("detail")})
     st.dataframe(cov, hide_index=True, width="stretch", height=320,
                  column_config={"detail": st.column_config.TextColumn("detail", width="large")})
 if frame.empty:

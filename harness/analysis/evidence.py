@@ -24,8 +24,10 @@ from harness.suite_schema import TwinSpec
 from harness.suites import score_rules
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
+    from harness.analysis.gap_rows import GapRows
     from harness.store import Store
 
 TWIN_SPLIT_NAMES = ("heldout", "twin", "perturbed")
@@ -44,13 +46,23 @@ class Data:
     exposure: dict[str, frozenset]  # model_id -> {(suite, split|None, process, selected model_id)}
     gaps: pd.DataFrame              # GAP_COLUMNS
     names: dict[str, str]
-    rows_cache: dict | None = None  # overfit._gap_rows
+    rows_cache: GapRows | None = None  # gap_rows.gap_rows
     verdicts_cache: dict | None = None  # verdicts.twin_tests, per Thresholds
     evolve: pd.DataFrame | None = None  # views.evolve_candidates
     suite_dirs: dict[str, Path] | None = None  # suite -> its folder (where its twin maps live)
 
     def default_split(self, suite: str) -> str:
         return self.default_splits.get(suite, "public")
+
+    def on_default_split(self, scores: pd.DataFrame) -> np.ndarray:
+        """Which rows of a scores frame are on their suite's default split (a boolean array): the default split
+        looked up once per suite, not once per row."""
+        import numpy as np
+        import pandas as pd
+
+        codes, suites = pd.factorize(scores["suite"], use_na_sentinel=False)
+        want = np.array([self.default_split(s) for s in suites], dtype=object)[codes]
+        return scores["split"].to_numpy(dtype=object) == want
 
     def in_sample(self, model_id: str, suite: str, split: str | None = None) -> bool:
         """Whether this model or an ancestor was selected on this suite and split (None: the default split)."""

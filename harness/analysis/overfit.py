@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from harness.analysis.evidence import Data, gather
+from harness.analysis.gap_rows import GapRows, gap_rows
 
 if TYPE_CHECKING:
     from harness.store import Store
@@ -136,37 +137,34 @@ def exposure_flags(data: Data) -> list[Flag]:
 
 
 # ------------------------------------------------------------------------------------------------ signal 2
-def _gap_rows(data: Data) -> dict[tuple[str, str, str], dict]:
-    """(model_id, suite, twin kind) -> gap row as a dict, built once per Data."""
-    if data.rows_cache is None:
-        g = data.gaps
-        cols = {c: g[c].tolist() for c in g.columns}
-        recs = [dict(zip(cols, vals, strict=True)) for vals in zip(*cols.values(), strict=True)]
-        data.rows_cache = {(r["model_id"], r["suite"], r["kind"]): r for r in recs}
-    return data.rows_cache
+def _gap_rows(data: Data) -> GapRows:
+    """(model_id, suite, twin kind) -> gap row: columns with an index, built once per Data (gap_rows.py)."""
+    return gap_rows(data)
 
 
 def twin_gap_flags(data: Data, t: Thresholds) -> list[Flag]:
     """Calibrated twin-gap tests (harness.analysis.verdicts) that Benjamini-Hochberg rejects with an excess of at
-    least gap_min: the strongest per (model, suite)."""
+    least gap_min: the strongest per (model, suite). Only the flagged tests are made into TwinTests."""
     from harness.analysis.verdicts import twin_tests
 
-    rows = _gap_rows(data)
+    rows, tests = _gap_rows(data), twin_tests(data, t)
     best: dict[tuple[str, str], Any] = {}
-    for x in twin_tests(data, t):
-        if x.flagged and ((x.model_id, x.suite) not in best or x.p < best[(x.model_id, x.suite)].p):
-            best[(x.model_id, x.suite)] = x
+    for i, flagged in enumerate(tests.flagged):
+        if flagged:
+            x = tests[i]
+            if (x.model_id, x.suite) not in best or x.p < best[(x.model_id, x.suite)].p:
+                best[(x.model_id, x.suite)] = x
     return [_twin_flag(data, rows, x, t) for x in best.values()]
 
 
-def _parent_gap(data: Data, rows: dict, mid: str, suite: str, kind: str) -> tuple[float, float] | None:
+def _parent_gap(data: Data, rows: GapRows, mid: str, suite: str, kind: str) -> tuple[float, float] | None:
     ps = [rows[(p, suite, kind)] for p in data.graph.parents.get(mid, ()) if (p, suite, kind) in rows]
     if not ps:
         return None
     return (sum(p["gap"] for p in ps) / len(ps), math.sqrt(sum(p["se"] ** 2 for p in ps)) / len(ps))
 
 
-def _twin_flag(data: Data, rows: dict, x: Any, t: Thresholds) -> Flag:
+def _twin_flag(data: Data, rows: GapRows, x: Any, t: Thresholds) -> Flag:
     r, ref, mid, suite, kind = x.row, x.ref, x.model_id, x.suite, x.kind
     name = data.names.get(mid, mid[:12])
     par = _parent_gap(data, rows, mid, suite, kind)
@@ -269,38 +267,41 @@ def _evolve_suite(config: Any) -> str | None:
 
 
 # ------------------------------------------------------------------------------------------------ signal 3
-def _chain(data: Data, rows: dict, mid: str, suite: str, kind: str, depth: dict[str, int]) -> list[dict]:
+def _chain(data: Data, rows: GapRows, mid: str, suite: str, kind: str, depth: dict[str, int]) -> list[dict]:
     """From the model up to a root, at each step the deepest scored parent (then the largest gap); root first."""
     chain, node, seen = [], mid, set()
+    index, c = rows.index, rows.col
     while node is not None and node not in seen:
         seen.add(node)
-        r = rows.get((node, suite, kind))
-        if r is not None:
+        i = index.get((node, suite, kind))
+        if i is not None:
             chain.append({"model_id": node, "model": data.names.get(node, node[:12]),
-                          "public": round(r["public"], 4), "twin": round(r["twin_value"], 4),
-                          "gap": round(r["gap"], 4)})
-        ps = [p for p in data.graph.parents.get(node, ()) if (p, suite, kind) in rows]
-        node = max(ps, key=lambda p: (depth.get(p, 0), rows[(p, suite, kind)]["gap"])) if ps else None
+                          "public": round(c["public"][i], 4), "twin": round(c["twin_value"][i], 4),
+                          "gap": round(c["gap"][i], 4)})
+        ps = [p for p in data.graph.parents.get(node, ()) if (p, suite, kind) in index]
+        node = max(ps, key=lambda p: (depth.get(p, 0), c["gap"][index[(p, suite, kind)]])) if ps else None
     return chain[::-1]
 
 
-def _root_means(rows: dict, roots: frozenset, suite: str, kind: str) -> tuple[int, float, float, float, float]:
-    """How many roots are scored, their mean public, twin and gap, and the variance of the mean gap."""
+def _root_means(c: dict[str, list], at: dict[str, int], roots: list[str]) -> tuple[int, float, float, float, float]:
+    """How many roots are scored, their mean public, twin and gap, and the variance of the mean gap; `at`: model ->
+    gap row of one (suite, twin kind), `roots` sorted (the sum must not follow the hash seed)."""
     k, pub, twin, gap, var = 0, 0.0, 0.0, 0.0, 0.0
-    for q in sorted(roots):  # one pass per distinct root set; sorted: the sum must not follow the hash seed
-        r = rows.get((q, suite, kind))
-        if r is not None:
+    public, twin_value, gaps, se = c["public"], c["twin_value"], c["gap"], c["se"]
+    for q in roots:
+        i = at.get(q)
+        if i is not None:
             k += 1
-            pub += r["public"]
-            twin += r["twin_value"]
-            gap += r["gap"]
-            var += r["se"] ** 2
+            pub += public[i]
+            twin += twin_value[i]
+            gap += gaps[i]
+            var += se[i] ** 2
     if not k:
         return 0, 0.0, 0.0, 0.0, 0.0
     return k, pub / k, twin / k, gap / k, var / k ** 2
 
 
-def _spreads(data: Data, rows: dict) -> dict[tuple[str, str], float]:
+def _spreads(data: Data, rows: GapRows) -> dict[tuple[str, str], float]:
     """Between-model spread (tau) of the natural gap per (suite, twin kind), over the reference pool."""
     from harness.analysis.verdicts import _pools, robust_reference
 
@@ -330,30 +331,42 @@ def divergence_flags(data: Data, t: Thresholds) -> list[Flag]:
     return out
 
 
-def _divergence_tests(data: Data, rows: dict, depth: dict[str, int], t: Thresholds) -> list[tuple]:
+def _divergence_tests(data: Data, rows: GapRows, depth: dict[str, int], t: Thresholds) -> list[tuple]:
     """(model, suite, kind, row, roots, public gain, twin gain, divergence, se, p) of the rows deep enough, with
     scored roots and a public gain, that Benjamini-Hochberg rejects with a divergence of at least divergence_min:
     the smallest p per (model, suite). Over arrays: the roots' means once per distinct (roots, suite, kind), the
     squares and tails through Python's own ** and erfc (each figure is the per-row formula's, bit for bit)."""
     import numpy as np
 
-    keys, vals = list(rows), list(rows.values())
-    deep = np.flatnonzero(~(np.array([depth.get(k[0], 0) for k in keys], dtype=float) < t.min_depth))
-    roots, none, memo = data.graph.roots_of(data.models["model_id"].tolist()), frozenset(), {}
+    keys, se_gap = rows.keys_, rows.col["se"]
+    deep = np.flatnonzero(~(np.array([depth.get(m, 0) for m in rows.col["model_id"]], dtype=float) < t.min_depth))
+    roots, none = data.graph.roots_of(data.models["model_id"].tolist()), frozenset()
+    at: dict[tuple[str, str], dict[str, int]] = {}  # (suite, kind) -> model -> gap row
+    for i, (mid, suite, kind) in enumerate(keys):
+        at.setdefault((suite, kind), {})[mid] = i
+    memo: dict[tuple, tuple] = {}  # one pass per distinct (roots, suite, kind), the roots sorted once per set
+    ordered: dict[frozenset, list[str]] = {}
     means = []
     for i in deep.tolist():
-        group = (roots.get(keys[i][0], none), keys[i][1], keys[i][2])
-        means.append(memo[group] if group in memo else memo.setdefault(group, _root_means(rows, *group)))
+        mid, suite, kind = keys[i]
+        group = (roots.get(mid, none), suite, kind)
+        found = memo.get(group)
+        if found is None:
+            order = ordered.get(group[0])
+            if order is None:
+                order = ordered[group[0]] = sorted(group[0])
+            found = memo[group] = _root_means(rows.col, at[(suite, kind)], order)
+        means.append(found)
     if not means:
         return []
     k, pub0, twin0, gap0, se2 = (np.array(c, dtype=float) for c in zip(*means, strict=True))
-    col = {c: np.array([vals[i][c] for i in deep.tolist()], dtype=float) for c in ("public", "twin_value", "gap")}
+    col = {c: rows.array(c)[deep] for c in ("public", "twin_value", "gap")}
     pub_gain, twin_gain, div = col["public"] - pub0, col["twin_value"] - twin0, col["gap"] - gap0
     live = np.flatnonzero((k != 0) & ~(pub_gain <= 0))
     idx, k, se2, pub_gain, twin_gain, div = (a[live] for a in (deep, k, se2, pub_gain, twin_gain, div))
     spread = _spreads(data, rows)
     tau2 = np.array([spread.get(keys[i][1:], 0.0) ** 2 for i in idx.tolist()], dtype=float)
-    se = np.sqrt(np.array([vals[i]["se"] ** 2 for i in idx.tolist()], dtype=float) + se2 + tau2 * (1 + 1 / k))
+    se = np.sqrt(np.array([se_gap[i] ** 2 for i in idx.tolist()], dtype=float) + se2 + tau2 * (1 + 1 / k))
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(se > 0, div / se, np.where(div > 0, np.inf, 0.0))
     p = [_p_one_sided(v) for v in z.tolist()]
@@ -362,17 +375,17 @@ def _divergence_tests(data: Data, rows: dict, depth: dict[str, int], t: Threshol
         key = keys[idx[j]][:2]
         if rej and div[j] >= t.divergence_min and (key not in best or p[j] < p[best[key]]):
             best[key] = j
-    return [(*keys[idx[j]], vals[idx[j]], int(k[j]), float(pub_gain[j]), float(twin_gain[j]), float(div[j]),
+    return [(*keys[idx[j]], rows.row(int(idx[j])), int(k[j]), float(pub_gain[j]), float(twin_gain[j]), float(div[j]),
              float(se[j]), p[j]) for j in best.values()]
 
 
 # ------------------------------------------------------------------------------------------------ signal 4
 def specialisation_flags(data: Data, t: Thresholds) -> list[Flag]:
-    sc = data.scores[["model_id", "suite", "split", "value", "se"]]  # the columns used: the filter copies them
-    public = sc[sc["split"] == sc["suite"].map(data.default_split)]
-    cols = [public[c].tolist() for c in ("model_id", "suite", "value", "se")]
+    sc = data.scores
+    on = data.on_default_split(sc)
+    cols = [sc[c][on].tolist() for c in ("model_id", "suite", "value", "se")]
     val = {(m, s): (v, e) for m, s, v, e in zip(*cols, strict=True)}
-    suites = sorted(public["suite"].unique())
+    suites = sorted(set(cols[1]))
     out = []
     for mid, exposed in data.exposure.items():
         targets = {s for s, _sp, _p, who in exposed if who == mid}

@@ -22,6 +22,7 @@ from harness.store.twin_pairs import mapped_diffs, max_docs
 from harness.twinmaps import TwinMap, load_map
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
     from harness.store import Store
@@ -48,37 +49,82 @@ def twin_map(data: Data, suite: str, kind: str, spec: TwinSpec) -> TwinMap:
 
 
 def _unpaired(data: Data) -> pd.DataFrame:
-    """Every (model, suite, twin kind) with both scores, unpaired, with the run ids to pair later."""
+    """Every (model, suite, twin kind) with both scores, unpaired, with the run ids to pair later: per twin, the
+    public scores (in the frame's order) that have a twin score of the same model, found by position (the inner
+    join on model_id that a merge would make, without a frame per suite and split)."""
     import numpy as np
     import pandas as pd
 
-    sc, frames = data.scores, []
-    suites, splits = sc["suite"], sc["split"]
-    cols = ["model_id", "value", "se", "run_id", "n"]  # only what is used: each filter copies its columns
-
-    def scored(suite: str, split: str) -> pd.DataFrame:
-        return sc.loc[(suites == suite) & (splits == split), cols]
-
+    sc = data.scores
+    at = _positions(sc)
+    codes = pd.factorize(sc["model_id"])[0]
+    pub, twin, labels = [], [], []
     for suite, kinds in data.twins.items():
-        pub = scored(suite, data.default_split(suite))
+        p_pos = at.get((suite, data.default_split(suite)))
         for kind, spec in kinds.items():
             t_suite, _, t_split = spec.ref.partition(":")
             t_split = t_split or data.default_split(t_suite)
-            m = pub.merge(scored(t_suite, t_split), on="model_id", suffixes=("", "_t"))
-            if not m.empty:
-                frames.append(pd.DataFrame({
-                    "model_id": m["model_id"], "suite": suite, "kind": kind, "twin": f"{t_suite}:{t_split}",
-                    "relation": spec.relation, "public": m["value"], "twin_value": m["value_t"],
-                    "se_public": m["se"], "se_twin": m["se_t"], "run_a": m["run_id"], "run_b": m["run_id_t"],
-                    "n_public": m["n"], "n_twin": m["n_t"]}))
-    if not frames:
+            t_pos = at.get((t_suite, t_split))
+            if p_pos is None or t_pos is None:
+                continue
+            a, b = _join(codes, p_pos, t_pos, sc)
+            if len(a):
+                pub.append(a)
+                twin.append(b)
+                labels.append((len(a), suite, kind, f"{t_suite}:{t_split}", spec.relation))
+    if not pub:
         return empty_gaps()
-    g = pd.concat(frames, ignore_index=True)
+    a, b = np.concatenate(pub), np.concatenate(twin)
+
+    def label(j: int) -> pd.Series:
+        return pd.Series(np.repeat(np.array([x[j] for x in labels], dtype=object), [x[0] for x in labels]),
+                         dtype="str")
+
+    def take(col: str, pos: np.ndarray) -> pd.Series:
+        return pd.Series(sc[col].array.take(pos))
+
+    g = pd.DataFrame({"model_id": take("model_id", a), "suite": label(1), "kind": label(2), "twin": label(3),
+                      "relation": label(4), "public": take("value", a), "twin_value": take("value", b),
+                      "se_public": take("se", a), "se_twin": take("se", b), "run_a": take("run_id", a),
+                      "run_b": take("run_id", b), "n_public": take("n", a), "n_twin": take("n", b)})
     g["gap"] = g["public"] - g["twin_value"]
     g["se"] = np.sqrt(g["se_public"] ** 2 + g["se_twin"] ** 2)
     g["n"] = np.minimum(g["n_public"], g["n_twin"]).fillna(0).astype(int)
     g["paired"] = False
     return g
+
+
+def _positions(sc: pd.DataFrame) -> dict[tuple[str, str], np.ndarray]:
+    """(suite, split) -> the positions of its scores in the frame, ascending."""
+    import numpy as np
+    import pandas as pd
+
+    suite, suites = pd.factorize(sc["suite"])  # each column on its own: no tuple per row
+    split, splits = pd.factorize(sc["split"])
+    codes = np.where((suite >= 0) & (split >= 0), suite * len(splits) + split, -1)  # -1: a missing suite or split
+    order = np.argsort(codes, kind="stable")
+    ordered = codes[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]]) if len(ordered) else ordered
+    bounds = np.r_[starts, len(ordered)]
+    return {(suites[c // len(splits)], splits[c % len(splits)]): order[bounds[i]:bounds[i + 1]]
+            for i, c in enumerate(ordered[starts].tolist()) if c >= 0}
+
+
+def _join(codes: np.ndarray, p_pos: np.ndarray, t_pos: np.ndarray, sc: pd.DataFrame) -> tuple[np.ndarray, ...]:
+    """Positions (public, twin) of the models scored on both, in the public scores' order: the inner join on
+    model_id (`codes`: the frame's model ids as integers) when each model is scored once on each side, as
+    suite_scores gives them; else the merge itself."""
+    import numpy as np
+
+    pc, tc = codes[p_pos], codes[t_pos]
+    if np.unique(pc).size != pc.size or np.unique(tc).size != tc.size:
+        m = sc.iloc[p_pos][["model_id"]].assign(a=p_pos).merge(sc.iloc[t_pos][["model_id"]].assign(b=t_pos),
+                                                               on="model_id")
+        return m["a"].to_numpy(dtype=np.int64), m["b"].to_numpy(dtype=np.int64)
+    twin_at = np.full(int(codes.max()) + 1, -1, dtype=np.int64)
+    twin_at[tc] = t_pos
+    b = twin_at[pc]
+    return p_pos[b >= 0], b[b >= 0]
 
 
 def twin_gaps(store: Store, data: Data) -> pd.DataFrame:

@@ -1,7 +1,9 @@
 """Twin-gap verdicts calibrated on the spread of real models, with their power and the coverage of the store.
 
-    tests = twin_tests(data, THRESHOLDS)     # one TwinTest per (model, suite, twin kind) with both scores
-    rows = coverage(data, THRESHOLDS)        # one Coverage per (model, public suite): checked or why not
+    tests = twin_tests(data, THRESHOLDS)     # TwinTests: columns, one test per (model, suite, twin kind) with both
+                                             # scores; tests[i] (or iterating) makes the TwinTest of gap row i
+    rows = coverage(data, THRESHOLDS)        # CoverageTable: one Coverage per (model, public suite), checked or
+                                             # why not (rows.column("status"): a column without the objects)
 
 A model's gap (public - twin) is compared with the *natural* gap of the reference pool: every model with that gap
 that is not exposed on the suite (no declared selection on it by itself or an ancestor), fine-tunes and merges
@@ -21,11 +23,12 @@ reach `gap_min` (sampling error shrinks with items, the spread between models do
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from harness.analysis.evidence import MIN_PAIRED_DOCS, MIN_PAIRED_SEEDS, Data
+from harness.analysis.gap_rows import GapRows, gap_rows
 
 if TYPE_CHECKING:
     from harness.analysis.overfit import Thresholds
@@ -62,8 +65,10 @@ class TwinTest:
     items_needed: int | None = None  # items for mde to reach gap_min; None: unreachable (spread too large)
 
 
-@dataclass(frozen=True)
-class Coverage:
+class Coverage(NamedTuple):
+    """One row of the coverage table (CoverageTable keeps the rows as plain tuples and makes these when read);
+    `to_dict` for JSON."""
+
     model_id: str
     model: str
     suite: str
@@ -71,6 +76,40 @@ class Coverage:
     flagged: bool
     detail: str        # mde and tier, the command that would make it checkable, ...
     mde: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return self._asdict()
+
+
+class CoverageTable(Sequence[Coverage]):
+    """The coverage rows, kept as plain tuples (the cyclic collector stops tracking a tuple of plain values, not a
+    named one: 30,000 rows at 10,000 models that a Streamlit process keeps); a Coverage made per row read."""
+
+    def __init__(self, rows: list[tuple]) -> None:
+        self.rows = rows
+
+    @classmethod
+    def from_dicts(cls, dicts: Sequence[dict[str, Any]]) -> CoverageTable:
+        return cls([tuple(Coverage(**d)) for d in dicts])
+
+    def column(self, name: str) -> list:
+        j = Coverage._fields.index(name)
+        return [r[j] for r in self.rows]
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        fields = Coverage._fields
+        return [dict(zip(fields, r, strict=True)) for r in self.rows]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> Coverage:  # type: ignore[override]
+        if isinstance(i, slice):
+            return [Coverage._make(r) for r in self.rows[i]]  # type: ignore[return-value]
+        return Coverage._make(self.rows[i])
+
+    def __iter__(self) -> Iterator[Coverage]:
+        return map(Coverage._make, self.rows)
 
 
 def _p(z: float) -> float:
@@ -98,7 +137,7 @@ def robust_reference(gaps: Sequence[float], ses: Sequence[float]) -> tuple[float
     return centre, math.sqrt(tau2), se_centre, k
 
 
-def _pools(data: Data, rows: dict) -> dict[tuple[str, str], dict[str, tuple[float, float]]]:
+def _pools(data: Data, rows: GapRows) -> dict[tuple[str, str], dict[str, tuple[float, float]]]:
     """(suite, kind) -> {model: (gap, se)} of the models not exposed on the suite (kept on `data`: read-only)."""
     if data.verdicts_cache is None:
         data.verdicts_cache = {}
@@ -107,13 +146,19 @@ def _pools(data: Data, rows: dict) -> dict[tuple[str, str], dict[str, tuple[floa
     pools: dict[tuple[str, str], dict[str, tuple[float, float]]] = {}
     data.verdicts_cache["pools"] = pools
     exposed: dict[str, set[str]] = {}  # per model, the suites it is in-sample on (data.in_sample on the default
-    default = data.default_splits      # split), found once per model rather than once per row
-    for (mid, suite, kind), r in rows.items():
+    default = data.default_splits      # split), found once per distinct exposure set rather than once per row
+    by_set: dict[int, set[str]] = {}   # (models share their exposure sets: lineage.Graph.propagate)
+    c = rows.col
+    for mid, suite, kind, gap, se in zip(c["model_id"], c["suite"], c["kind"], c["gap"], c["se"], strict=True):
         if mid not in exposed:  # (sp == data.default_split(s), inlined: ~27 selections per model at 10,000 models)
-            exposed[mid] = {s for s, sp, _p, _w in data.exposure.get(mid, ()) if sp is None
-                            or sp == default.get(s, "public")}
+            selections = data.exposure.get(mid, ())
+            found = by_set.get(id(selections))
+            if found is None:
+                found = by_set[id(selections)] = {s for s, sp, _p, _w in selections if sp is None
+                                                  or sp == default.get(s, "public")}
+            exposed[mid] = found
         if suite not in exposed[mid]:
-            pools.setdefault((suite, kind), {})[mid] = (r["gap"], r["se"])
+            pools.setdefault((suite, kind), {})[mid] = (gap, se)
     return pools
 
 
@@ -135,47 +180,83 @@ def _reference(data: Data, pool: dict, mid: str, relation: str, t: Thresholds, m
     return memo[key]
 
 
-def twin_tests(data: Data, t: Thresholds) -> list[TwinTest]:
+def _references(data: Data, rows: GapRows, t: Thresholds) -> list[Reference]:
+    """Per gap row, its reference (a pool larger than LOO_MAX leaves no one out: one lookup per pool)."""
+    pools, memo, empty, large = _pools(data, rows), {}, {}, {}
+    c = rows.col
+    out = []
+    for mid, suite, kind, relation in zip(c["model_id"], c["suite"], c["kind"], c["relation"], strict=True):
+        pool = pools.get((suite, kind), empty)
+        if len(pool) > LOO_MAX:
+            key = (suite, kind, relation == "aligned")
+            ref = large.get(key)
+            if ref is None:
+                ref = large[key] = _reference(data, pool, mid, relation, t, memo)
+            out.append(ref)
+        else:
+            out.append(_reference(data, pool, mid, relation, t, memo))
+    return out
+
+
+class TwinTests(Sequence[TwinTest]):
+    """Every twin-gap test as columns (test i is gap row i); a TwinTest is made only when one is asked for."""
+
+    def __init__(self, rows: GapRows, refs: list[Reference], excess: list[float], se: list[float],
+                 p: list[float], flagged: list[bool], mde: list[float], items: list[int | None]) -> None:
+        self.rows, self.refs, self.excess, self.se, self.p = rows, refs, excess, se, p
+        self.flagged, self.mde, self.items = flagged, mde, items
+
+    def __len__(self) -> int:
+        return len(self.p)
+
+    def __getitem__(self, i: int) -> TwinTest:  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]  # type: ignore[return-value]
+        mid, suite, kind = self.rows.keys_[i]
+        return TwinTest(mid, suite, kind, self.rows.row(i), self.refs[i], self.excess[i], self.se[i], self.p[i],
+                        self.flagged[i], self.mde[i], self.items[i])
+
+
+def twin_tests(data: Data, t: Thresholds) -> TwinTests:
     """Every twin-gap test of the store with its verdict and power (cached on `data` per thresholds). Column-wise:
     one reference per distinct pool, the arithmetic over arrays (squares and tails through Python's own ** and
-    erfc, so every figure is what the per-row formulas give), one TwinTest per row made once."""
+    erfc, so every figure is what the per-row formulas give), no object per row."""
     import numpy as np
 
-    from harness.analysis.overfit import _gap_rows, bh_reject
+    from harness.analysis.overfit import bh_reject
 
     cache = data.verdicts_cache if data.verdicts_cache is not None else {}
     data.verdicts_cache = cache
     if t in cache:
         return cache[t]
-    rows = _gap_rows(data)
-    pools, memo, empty = _pools(data, rows), {}, {}
-    refs = [_reference(data, pools.get((suite, kind), empty), mid, r.get("relation", "independent"), t, memo)
-            for (mid, suite, kind), r in rows.items()]
-    rs = list(rows.values())
-    excess = np.array([r["gap"] for r in rs], dtype=float) - np.array([x.centre for x in refs], dtype=float)
-    se = np.sqrt(np.array([r["se"] ** 2 + x.spread ** 2 + x.se ** 2 for r, x in zip(rs, refs, strict=True)],
+    rows = gap_rows(data)
+    refs = _references(data, rows, t)
+    se_gap, n = rows.col["se"], rows.col["n"]
+    excess = rows.array("gap") - np.array([x.centre for x in refs], dtype=float)
+    se = np.sqrt(np.array([s ** 2 + x.spread ** 2 + x.se ** 2 for s, x in zip(se_gap, refs, strict=True)],
                           dtype=float))
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(se > 0, excess / se, np.where(excess > 0, np.inf, 0.0))
     p = [_p(v) for v in z.tolist()]
     live = [i for i, x in enumerate(refs) if x.calibrated]
-    rejected = {i for i, rej in zip(live, bh_reject([p[i] for i in live], t.fdr), strict=True) if rej}
-    z_crit = _z(t.fdr * max(1, len(rejected)) / max(1, len(live)))
-    tests = [TwinTest(mid, suite, kind, r, ref, e, s, pv, i in rejected and e >= t.gap_min,
-                      max(t.gap_min, (z_crit + Z80) * s), _items_needed(r, ref, z_crit, t.gap_min))
-             for i, ((mid, suite, kind), r, ref, e, s, pv) in enumerate(zip(
-                 rows, rs, refs, excess.tolist(), se.tolist(), p, strict=True))]
-    cache[t] = tests
+    rejected = np.zeros(len(refs), dtype=bool)
+    rejected[[i for i, rej in zip(live, bh_reject([p[i] for i in live], t.fdr), strict=True) if rej]] = True
+    z_crit = _z(t.fdr * max(1, int(rejected.sum())) / max(1, len(live)))
+    flagged = (rejected & (excess >= t.gap_min)).tolist()
+    room = {id(x): (t.gap_min / (z_crit + Z80)) ** 2 - x.spread ** 2 - x.se ** 2 for x in refs}
+    items = [_items_needed(s, m, room[id(x)]) for s, m, x in zip(se_gap, n, refs, strict=True)]
+    mde = [max(t.gap_min, (z_crit + Z80) * s) for s in se.tolist()]
+    cache[t] = tests = TwinTests(rows, refs, excess.tolist(), se.tolist(), p, flagged, mde, items)
     return tests
 
 
-def _items_needed(row: dict, ref: Reference, z_crit: float, target: float) -> int | None:
-    """Items for (z_crit + z_0.8) * se to reach `target`: the sampling part shrinks as 1/n, the spread does not."""
-    room = (target / (z_crit + Z80)) ** 2 - ref.spread ** 2 - ref.se ** 2
-    n = max(int(row.get("n") or 0), 1)
+def _items_needed(se: float, n: Any, room: float) -> int | None:
+    """Items for (z_crit + z_0.8) * se to reach the target, `room` = (target / (z_crit + z_0.8))^2 - tau^2 -
+    se_centre^2: the sampling part shrinks as 1/n, the spread does not."""
     if room <= 0:
         return None
-    return max(n, math.ceil(row["se"] ** 2 * n / room))
+    n = max(int(n or 0), 1)
+    return max(n, math.ceil(se ** 2 * n / room))
 
 
 def tier_for(suite: str, items: int | None) -> str:
@@ -195,55 +276,63 @@ def tier_for(suite: str, items: int | None) -> str:
     return f"~{items:,} items"
 
 
-def coverage(data: Data, t: Thresholds, flags: Sequence[Any] = ()) -> list[Coverage]:
+def coverage(data: Data, t: Thresholds, flags: Sequence[Any] = ()) -> CoverageTable:
     """For every (model, suite) scored on the suite's default split: checked, not calibrated, not checkable (with
     the command that would make it checkable) or no twin (a suite that is itself another's twin, such as gsm_plus,
     is still a benchmark of the leaderboard: listed).
     `flags` (overfit.Flag) marks as flagged the checked ones with a twin_gap (an evolve run's too) or
     lineage_divergence flag."""
     marked = {(f.model_id, f.suite) for f in flags if f.signal in ("twin_gap", "lineage_divergence")}
-    tests: dict[tuple[str, str], list] = {}  # (model, suite) -> [its first test, its best calibrated, any flagged]
-    for x in twin_tests(data, t):
-        mine = tests.get((x.model_id, x.suite))
-        if mine is None:
-            mine = tests[(x.model_id, x.suite)] = [x, None, False]
-        if x.ref.calibrated and (mine[1] is None or x.mde < mine[1].mde):  # min(): the first of equal ones
-            mine[1] = x
-        mine[2] = mine[2] or x.flagged
-    sc = data.scores[["model_id", "suite", "split"]]  # the columns used: the filter copies them
-    public = sc[sc["split"] == sc["suite"].map(data.default_split)]
-    pairs = set(zip(public["model_id"].tolist(), public["suite"].tolist(), strict=True))
+    tests = twin_tests(data, t)
+    mine = _per_pair(tests)
+    sc = data.scores
+    public = data.on_default_split(sc)
+    pairs = set(zip(sc["model_id"][public].tolist(), sc["suite"][public].tolist(), strict=True))
     scored: set[tuple[str, str]] = set()  # (model, 'suite:split') of every score, read once if needed
     reaches: dict[tuple, str] = {}
+    names, twinned = data.names, {s: bool(data.twins.get(s)) for s in {s for _m, s in pairs}}
     out = []
-    for mid, suite in sorted(pairs, key=lambda ms: (data.names.get(ms[0], ms[0]), ms[1])):
-        name = data.names.get(mid, mid[:12])
-        mine = tests.get((mid, suite))
-        if not data.twins.get(suite):
-            out.append(Coverage(mid, name, suite, "no twin", False,
-                                "no twin exists for this suite (suite.yaml twins:)"))
-        elif mine is None:
-            out.append(_not_checkable(data, mid, name, suite, scored))
-        elif mine[1] is None:
-            out.append(Coverage(mid, name, suite, "not calibrated", False, mine[0].ref.basis))
+    for _name, suite, mid in sorted((names.get(m, m), s, m) for m, s in pairs):  # by name, then suite
+        name = names.get(mid, mid[:12])
+        first, best, flagged = mine.get((mid, suite), (-1, -1, False))
+        if not twinned[suite]:
+            out.append((mid, name, suite, "no twin", False, "no twin exists for this suite (suite.yaml twins:)", None))
+        elif first < 0:
+            out.append(tuple(_not_checkable(data, mid, name, suite, scored)))
+        elif best < 0:
+            out.append((mid, name, suite, "not calibrated", False, tests.refs[first].basis, None))
         else:
-            best = mine[1]
-            out.append(Coverage(mid, name, suite, "checked", mine[2] or (mid, suite) in marked,
-                                _checked_detail(best, suite, t, reaches), best.mde))
+            out.append((mid, name, suite, "checked", flagged or (mid, suite) in marked,
+                        _checked_detail(tests, best, suite, t, reaches), tests.mde[best]))
+    return CoverageTable(out)
+
+
+def _per_pair(tests: TwinTests) -> dict[tuple[str, str], tuple[int, int, bool]]:
+    """(model, suite) -> (its first test, its calibrated test of the smallest mde (the first of equal ones) or -1,
+    whether any of its tests is flagged), over the columns."""
+    out: dict[tuple[str, str], tuple[int, int, bool]] = {}
+    for i, ((mid, suite, _kind), ref, mde, flagged) in enumerate(zip(
+            tests.rows.keys_, tests.refs, tests.mde, tests.flagged, strict=True)):
+        first, best, any_flagged = out.get((mid, suite), (i, -1, False))
+        if ref.calibrated and (best < 0 or mde < tests.mde[best]):
+            best = i
+        out[(mid, suite)] = (first, best, any_flagged or flagged)
     return out
 
 
-def _checked_detail(best: TwinTest, suite: str, t: Thresholds, reaches: dict) -> str:
-    """The coverage detail of a checked (model, suite); `reaches` keeps the second half, shared by many rows."""
-    key = (suite, best.items_needed) if best.items_needed is not None else (None, best.ref.spread)
-    reach = reaches.get(key)
-    if reach is None:
+def _checked_detail(tests: TwinTests, i: int, suite: str, t: Thresholds, reaches: dict) -> str:
+    """The coverage detail of a checked (model, suite), from its test `i`; `reaches` keeps all but the number,
+    shared by many rows (tier_for reads a suite.yaml: once per suite and items needed)."""
+    items, spread, mde = tests.items[i], tests.refs[i].spread, tests.mde[i]
+    kind, n, paired = tests.rows.keys_[i][2], tests.rows.col["n"][i], tests.rows.col["paired"][i]
+    key = (suite, items, kind, n, paired) if items is not None else (None, spread, kind, n, paired)
+    tail = reaches.get(key)
+    if tail is None:
         goal = f"{100 * t.gap_min:.0f} pts"
-        reach = reaches[key] = (
-            f"{goal} needs tier {tier_for(suite, best.items_needed)}" if best.items_needed is not None else
-            f"no tier reaches {goal}: the natural gap alone varies by {100 * best.ref.spread:.1f} pts between models")
-    return (f"smallest detectable excess {100 * best.mde:.1f} pts on twin {best.kind} (n={int(best.row['n'])}, "
-            f"{'paired' if best.row['paired'] else 'unpaired'}); {reach}")
+        reach = (f"{goal} needs tier {tier_for(suite, items)}" if items is not None else
+                 f"no tier reaches {goal}: the natural gap alone varies by {100 * spread:.1f} pts between models")
+        tail = reaches[key] = f" pts on twin {kind} (n={int(n)}, {'paired' if paired else 'unpaired'}); {reach}"
+    return f"smallest detectable excess {100 * mde:.1f}{tail}"
 
 
 def _not_checkable(data: Data, mid: str, name: str, suite: str, scored: set) -> Coverage:
@@ -262,8 +351,10 @@ def _not_checkable(data: Data, mid: str, name: str, suite: str, scored: set) -> 
 
 def coverage_summary(rows: Sequence[Coverage]) -> dict[str, Any]:
     """Counts for a headline: 'no flags among N checked; M not checked'."""
-    counts = {s: sum(r.status == s for r in rows) for s in ("checked", "not calibrated", "not checkable", "no twin")}
-    counts["flagged"] = sum(r.flagged for r in rows)
+    status, flagged = ((rows.column("status"), rows.column("flagged")) if isinstance(rows, CoverageTable)
+                       else ([r.status for r in rows], [r.flagged for r in rows]))
+    counts = {s: status.count(s) for s in ("checked", "not calibrated", "not checkable", "no twin")}
+    counts["flagged"] = sum(flagged)
     counts["not_checked"] = len(rows) - counts["checked"]
     return counts
 

@@ -83,7 +83,6 @@ def overfit(
                                        "smallest excess it could flag) or why not."),
 ) -> None:
     """Flag benchmark overfitting across merge lineages: exposure, twin gaps, lineage divergence, specialisation."""
-    from dataclasses import asdict
 
     from harness.analysis.evidence import gather
     from harness.analysis.overfit import SEVERITIES, THRESHOLDS, analyse_data, confusion
@@ -111,7 +110,7 @@ def overfit(
         if known is not None:
             out["confusion"] = confusion(flags, known, min_severity)
         if show_coverage:
-            out["coverage"] = [asdict(c) for c in cover]
+            out["coverage"] = [c.to_dict() for c in cover]
         print_json(out)
         return
     print_table(f"{len(flags)} overfitting flags", ["severity", "signal", "model", "suite", "explanation"],
