@@ -105,3 +105,28 @@ def test_a_search_on_mgsm_counts_a_problem_once_over_its_languages() -> None:
                                           for t in tasks.members])
     print(f"mgsm fitness stderr: by problem {by_problem:.4f}, as 220 documents {as_documents:.4f}")
     assert as_documents < 0.5 * by_problem
+
+
+def test_a_search_over_its_own_suites_folder_names_questions_by_that_folders_maps(tmp_path: Path) -> None:
+    """An evolve config's suites_dir is the folder SplitTasks reads its suites from: the twin maps that tie the
+    documents into questions are that folder's too (a suite only there is tied by its own map; the shipped
+    suites' maps are not read for a folder that does not hold them)."""
+    import json
+
+    from harness.evolve.fitness import SplitTasks
+
+    folder = tmp_path / "mine" / "zq"
+    (folder / "twins").mkdir(parents=True)
+    (folder / "suite.yaml").write_text(
+        "name: zq\nversion: 1\nkind: lm-eval\ndefault_split: public\n"
+        "splits: {public: [zq_public], twin: [zq_a_twin, zq_b_twin]}\n"
+        "twins: {perturbed: {ref: 'zq:twin', relation: derived, map: twins/perturbed.json}}\n")
+    (folder / "twins" / "perturbed.json").write_text(json.dumps({
+        "suite": "zq", "kind": "perturbed", "twin": "zq:twin", "relation": "derived",
+        "public_sizes": {"zq_public": 4},
+        "tasks": {f"zq_{f}_twin": {"public_task": "zq_public", "seeds": list(range(4))} for f in ("a", "b")}}))
+    tasks = SplitTasks("twin", {}, {"zq_a_twin": ("zq", "acc", 1.0), "zq_b_twin": ("zq", "acc", 1.0)}, None,
+                       root=tmp_path / "mine")
+    tasks.keys = {"zq_a_twin": [f"a{i}" for i in range(4)], "zq_b_twin": [f"b{i}" for i in range(4)]}
+    named = tasks.item_keys({"zq_a_twin": (None, 4), "zq_b_twin": (None, 4)})
+    assert named["zq_a_twin"] == named["zq_b_twin"] == [f"zq/zq_public/{i}" for i in range(4)]

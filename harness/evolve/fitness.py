@@ -69,6 +69,7 @@ class SplitTasks:
     by_size: dict[str, bool] = field(default_factory=dict)  # suite -> its aggregate's weight_by_size
     keys: dict[str, list[str]] = field(default_factory=dict)  # task -> its documents' content hashes (doc_keys)
     named: dict[str, list[str]] = field(default_factory=dict)  # task -> the questions its documents pose (item_keys)
+    root: Path | None = None  # the suites folder the tasks were read from (its twin maps name the questions)
 
     @classmethod
     def build(cls, fitness: tuple[FitnessSuite, ...], split: str, root: Path | None,
@@ -98,7 +99,7 @@ class SplitTasks:
             logging.getLogger(name).setLevel(logging.WARNING)
         task_dict = TaskManager(include_defaults=False).load(configs)
         reuse_requests(task_dict)
-        return cls(split, task_dict, members, limit, by_size)
+        return cls(split, task_dict, members, limit, by_size, root=root)
 
     def score(self, lm: LM) -> Score:
         import torch
@@ -170,7 +171,7 @@ class SplitTasks:
                       for i, h in enumerate(self.doc_keys(name, task, n))}
             for suite in sorted({self.members[name][0] for name in wanted}):
                 mine = {k: h for k, h in hashes.items() if self.members[k[0]][0] == suite}
-                named = question_keys(suite, self.split, mine)
+                named = question_keys(suite, self.split, mine, self.root)
                 for name in {k[0] for k in mine}:
                     self.named[name] = [named.get((name, i), hashes[(name, i)]) for i in range(wanted[name][1])]
         return {name: self.named[name][:n] for name, (_, n) in wanted.items()}
