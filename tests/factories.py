@@ -89,6 +89,9 @@ def tiny_config(arch: str, vocab: int, hidden: int = 64, layers: int = 2, positi
         return transformers.FalconMambaConfig(hidden_size=hidden, num_hidden_layers=layers, state_size=8, **common)
     if arch == "lfm2":
         return transformers.Lfm2Config(**llama_like, layer_types=["conv", "full_attention"] * (layers // 2), **common)
+    if arch == "falcon_h1":  # every layer a hybrid: Mamba-2 state and attention keys and values in one cache layer
+        return transformers.FalconH1Config(**llama_like, mamba_d_ssm=hidden, mamba_n_heads=4, mamba_d_head=16,
+                                           mamba_d_state=8, mamba_n_groups=1, mamba_chunk_size=16, **common)
     if arch == "gemma3_text":
         return transformers.Gemma3TextConfig(**llama_like, head_dim=hidden // 2, sliding_window=SLIDING_WINDOW,
                                              query_pre_attn_scalar=hidden // 2, sliding_window_pattern=2, **common)

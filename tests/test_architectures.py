@@ -90,6 +90,24 @@ def test_scores_equal_lm_evals(arch: str, models) -> None:
     assert_same(got, theirs.loglikelihood_rolling(rolling, disable_tqdm=True), 2e-6)
 
 
+def test_a_hybrid_cache_layer_with_a_recurrent_state_takes_lm_evals_path(tmp_path: Path) -> None:
+    """FalconH1's cache layers hold attention keys and values and a Mamba-2 state together (transformers'
+    LinearAttentionAndFullAttentionLayer): they have batch_repeat_interleave, which repeats the keys and values
+    only, so the cache cannot be repeated across rows: lm-eval's path, the same scores (a RuntimeError before)."""
+    import torch
+
+    from harness.evaluate.backends.hf_scoring import Scorer, _repeatable
+
+    theirs, ours = both(make_tiny_causal(tmp_path / "falcon_h1", "falcon_h1"))
+    with torch.no_grad():
+        out = ours.model(torch.arange(4, 40)[None], use_cache=True)
+    assert all(hasattr(layer, "batch_repeat_interleave") for layer in out.past_key_values.layers)
+    assert _repeatable(out) is None
+    assert Scorer(ours.model, ours.device)._prefix_cache(tuple(range(4, 4 + 6 * SLIDING_WINDOW))) is None
+    ll, _ = free_requests()
+    assert_same(ours.loglikelihood(ll, disable_tqdm=True), theirs.loglikelihood(ll, disable_tqdm=True), 2e-6)
+
+
 @pytest.mark.parametrize("arch", ["mistral", "gemma2"])
 def test_the_sliding_window_slides_and_its_cache_takes_the_fast_path(arch: str, models) -> None:
     """The window changes the scores (so the comparison above covers it), and the model's own cache (sliding

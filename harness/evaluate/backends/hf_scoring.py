@@ -234,11 +234,19 @@ class Scorer:
 def _repeatable(out: Any) -> Any:
     """The cache a forward returned, if it and each of its layers can be repeated across rows; else None: a model
     that keeps its state elsewhere (Mamba's and FalconMamba's `cache_params`, RecurrentGemma's own state), a
-    legacy tuple, a hybrid cache whose linear-attention layers cannot be repeated (Jamba, LFM2)."""
+    legacy tuple, a hybrid cache whose linear-attention layers cannot be repeated (Jamba, LFM2), or a layer that
+    keeps a recurrent state beside its keys and values (FalconH1, Zamba: transformers'
+    LinearAttentionAndFullAttentionLayer, whose batch_repeat_interleave repeats the keys and values alone)."""
     cache = getattr(out, "past_key_values", None)
     if not hasattr(cache, "batch_repeat_interleave"):
         return None
-    return cache if all(hasattr(layer, "batch_repeat_interleave") for layer in getattr(cache, "layers", ())) else None
+    layers = getattr(cache, "layers", ())
+    return cache if all(_repeatable_layer(layer) for layer in layers) else None
+
+
+def _repeatable_layer(layer: Any) -> bool:
+    return hasattr(layer, "batch_repeat_interleave") and not any(
+        hasattr(layer, state) for state in ("conv_states", "recurrent_states"))
 
 
 def prefix_groups(contexts: list[tuple[int, ...]]) -> tuple[list[tuple[int, list[int]]], list[int]]:
