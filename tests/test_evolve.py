@@ -226,3 +226,26 @@ def test_requests_built_once_score_like_a_fresh_build(zoo_family: Path, capfd: p
     engine.close()
     err = capfd.readouterr().err
     assert "Tokenizing inputs" not in err and "Running generate_until requests" not in err
+
+
+def test_a_model_without_layers_n_tensors_is_searched_globally_or_refused(tmp_path: Path) -> None:
+    """Per-layer values reach tensors through mergekit filters 'layers.N.' (a substring of the name): GPT-2's and
+    Falcon's decoder layers are 'transformer.h.N.', which no such filter matches, so a per-layer search there would
+    set every tensor to the io group's value whatever the layer values: refused in one line (it built a space that
+    searched nothing per layer). granularity: global searches them; GPT-2's config says n_layer."""
+    from harness.evolve.loop import build_space
+    from tests.factories import make_tiny_causal
+
+    for arch in ("falcon", "gpt2"):
+        folders = [make_tiny_causal(tmp_path / f"{arch}{s}", arch, seed=s) for s in range(3)]
+        base, sources = folders[0], folders[1:]
+        for granularity in ("layer", "layer_groups"):
+            cfg = parse_config(make_config(tmp_path, base, sources, granularity=granularity, layer_groups=2))
+            with pytest.raises(HarnessError, match="layers.N."):
+                build_space(cfg, [str(s) for s in sources], str(base), str(base))
+        cfg = parse_config(make_config(tmp_path, base, sources, granularity="global"))
+        assert build_space(cfg, [str(s) for s in sources], str(base), str(base)).group_names == ["all"]
+    qwen = [make_tiny_causal(tmp_path / f"qwen2{s}", "qwen2", seed=s) for s in range(3)]
+    cfg = parse_config(make_config(tmp_path, qwen[0], qwen[1:], granularity="layer"))
+    assert build_space(cfg, [str(s) for s in qwen[1:]], str(qwen[0]), str(qwen[0])).group_names == \
+        ["layer0", "layer1", "io"]

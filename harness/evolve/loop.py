@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from harness.errors import HarnessError
 from harness.evolve import optimizer_state
 from harness.evolve.config import EvolveConfig, resolve_ref
-from harness.evolve.params import Space, num_layers
+from harness.evolve.params import Space, check_layer_names, num_layers
 from harness.hashing import hash_json
 from harness.store import evolve as records
 
@@ -129,7 +129,9 @@ def build_space(cfg: EvolveConfig, sources: list[str], base: str | None, engine_
         space = DfsSpace.build(cfg, sources)
         check_memory(space)
         return space
-    return Space.build(cfg, sources, base, num_layers(engine_folder))
+    n_layers = num_layers(engine_folder)
+    check_layer_names(engine_folder, n_layers, cfg.granularity)
+    return Space.build(cfg, sources, base, n_layers)
 
 
 class Search:

@@ -32,10 +32,28 @@ def num_layers(folder: str | Path) -> int:
         cfg = json.loads(cfg_file.read_text())
     except (OSError, ValueError) as exc:
         raise HarnessError(f"cannot read {cfg_file} ({exc})", "point base/sources at model folders") from None
-    n = cfg.get("num_hidden_layers") or (cfg.get("text_config") or {}).get("num_hidden_layers")
+    n = (cfg.get("num_hidden_layers") or cfg.get("n_layer")  # n_layer: GPT-2's config
+         or (cfg.get("text_config") or {}).get("num_hidden_layers"))
     if not n:
         raise HarnessError(f"{cfg_file} has no num_hidden_layers", "use granularity: global for this model")
     return int(n)
+
+
+def check_layer_names(folder: str | Path, n_layers: int, granularity: str) -> None:
+    """Per-layer values reach a tensor through a filter 'layers.N.' in its name (Space.setting): refuse a per-layer
+    granularity for a model whose decoder layers are named otherwise (GPT-2's and Falcon's 'transformer.h.N.'),
+    where every tensor would silently take the io group's value."""
+    from harness.merge.checks import safetensors_shapes
+
+    if granularity == "global":
+        return
+    names = list(safetensors_shapes(Path(folder)))
+    missing = [i for i in range(n_layers) if not any(f"layers.{i}." in k for k in names)]
+    if names and missing:
+        example = next((k for k in names if f".{missing[0]}." in k), names[0])
+        raise HarnessError(f"granularity {granularity} sets values per decoder layer through tensor names holding "
+                           f"'layers.N.', and {folder} has none for layer {missing[0]} (e.g. {example})",
+                           "use granularity: global for this model")
 
 
 def layer_groups(n_layers: int, granularity: str, k: int) -> list[list[int]]:
