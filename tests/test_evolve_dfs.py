@@ -4,6 +4,7 @@ input, and a short real search on tiny Llamas (harness.evolve.dfs)."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -220,3 +221,22 @@ def test_ps_dfs_from_one_config_searches_a_path_over_the_ps_merge_and_its_source
     assert code == 0 and "PS+DFS" in out and "vs best hand" in out, err
     code, _, err = run_cli("leaderboard", "--methods", "--db", str(store.path))
     assert code == 2 and "--suite" in err
+
+
+def test_layer_paths_of_models_with_layers_of_different_kinds_are_refused(tmp_path: Path) -> None:
+    """Gemma2's layers alternate sliding and full attention: a layer moved along a path would silently take the kind
+    of its new position (the engine once gave every layer the first one's), and mergekit-yaml cannot write such a
+    model at another depth either; GPT-2 (transformer.h.N.) is counted and sized like Llama."""
+    from harness.evolve.dfs import check_sources, layer_bytes
+    from harness.merge.checks import safetensors_shapes
+    from tests.factories import make_tiny_causal
+
+    gemma = [make_tiny_causal(tmp_path / f"g{i}", "gemma2", seed=i, layers=4) for i in range(2)]
+    with pytest.raises(HarnessError) as err:
+        check_sources([str(g) for g in gemma], scaled=False)
+    assert "layers are of different kinds (full_attention, sliding_attention)" in err.value.problem
+    gpt2 = [make_tiny_causal(tmp_path / f"p{i}", "gpt2", seed=i, layers=3) for i in range(2)]
+    assert check_sources([str(g) for g in gpt2], scaled=False) == [3, 3]
+    per_layer, other = layer_bytes(str(gpt2[0]), "float32")
+    shapes = safetensors_shapes(gpt2[0])
+    assert per_layer == sum(4 * math.prod(s) for k, s in shapes.items() if ".h.0." in k) > 0 and other > 0

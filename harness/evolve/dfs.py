@@ -29,7 +29,7 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.evolve.config import EvolveConfig
-from harness.evolve.params import DECIMALS
+from harness.evolve.params import DECIMALS, num_layers
 
 FOLDED = ("self_attn.o_proj", "mlp.down_proj")  # the tensors that carry 1/c_k
 PRE_NORM = ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM")
@@ -70,7 +70,19 @@ def check_sources(sources: list[str], scaled: bool) -> list[int]:
     if scaled and arch not in PRE_NORM:
         raise HarnessError(f"dfs scales fold into weights only for pre-norm RMSNorm models, not {arch}",
                            f"set dfs.scales: false, or use one of {', '.join(PRE_NORM)}")
-    return [int(c.get("num_hidden_layers") or 0) for c in cfgs]
+    for src, cfg in zip(sources, cfgs, strict=True):
+        check_layer_types(Path(src).name, cfg.get("layer_types"))
+    return [num_layers(s, "build layer paths from models whose config.json gives their layer count") for s in sources]
+
+
+def check_layer_types(name: str, types: list[str] | None) -> None:
+    """Refuse a model whose layers are of different kinds (Gemma2's sliding and full attention in turn): a layer moved
+    along a path would take the kind of its new position, and mergekit's passthrough cannot write such a model at
+    another depth either (transformers refuses its config: `layer_types` no longer has one entry per layer)."""
+    kinds = sorted(set(types or ()))
+    if len(kinds) > 1:
+        raise HarnessError(f"dfs cannot build layer paths of {name}: its layers are of different kinds "
+                           f"({', '.join(kinds)})", "search its merge parameters (a ps method) instead")
 
 
 @dataclass(frozen=True)
@@ -176,7 +188,7 @@ def layer_bytes(folder: str, dtype: str) -> tuple[int, int]:
     other = 0
     for name, shape in safetensors_shapes(Path(folder)).items():
         n = math.prod(shape) * size
-        m = re.search(r"layers\.(\d+)\.", name)
+        m = re.search(r"(?:layers|\bh)\.(\d+)\.", name)  # Llama's model.layers.N., GPT-2's transformer.h.N.
         if m:
             per_layer[int(m.group(1))] = per_layer.get(int(m.group(1)), 0) + n
         else:

@@ -75,7 +75,10 @@ class HFEngine:
         built by the model's own layer class; their weights all come from the next load_state_dict."""
         import torch
 
+        from harness.evolve.dfs import check_layer_types
+
         decoder, config = self.model.get_decoder(), self.model.config
+        check_layer_types(config.model_type, getattr(config, "layer_types", None))
         first = self._layers[0]
         param = next(first.parameters())
         while len(self._layers) < n:

@@ -26,7 +26,7 @@ from harness.evolve.config import EvolveConfig
 DECIMALS = 6  # parameters are rounded in recipes so that ids are stable and recipes readable
 
 
-def num_layers(folder: str | Path) -> int:
+def num_layers(folder: str | Path, fix: str = "use granularity: global for this model") -> int:
     cfg_file = Path(folder) / "config.json"
     try:
         cfg = json.loads(cfg_file.read_text())
@@ -35,7 +35,7 @@ def num_layers(folder: str | Path) -> int:
     n = (cfg.get("num_hidden_layers") or cfg.get("n_layer")  # n_layer: GPT-2's config
          or (cfg.get("text_config") or {}).get("num_hidden_layers"))
     if not n:
-        raise HarnessError(f"{cfg_file} has no num_hidden_layers", "use granularity: global for this model")
+        raise HarnessError(f"{cfg_file} has no num_hidden_layers", fix)
     return int(n)
 
 
