@@ -19,7 +19,7 @@ if scores.empty:
     st.stop()
 
 scores["column"] = scores["suite"] + ":" + scores["split"]
-defaults = sorted({f"{s}:{data.default_split(s)}" for s in scores["suite"]} & set(scores["column"]))
+defaults = sorted({f"{s}:{data.default_split(s)}" for s in scores["suite"].unique()} & set(scores["column"]))
 all_columns = sorted(scores["column"].unique())
 
 with st.sidebar:

@@ -189,12 +189,12 @@ def run_doc_means(store: Store, run_ids: Iterable[str]) -> pd.DataFrame:
     run of one task is its stored total over its count (run_tasks: no document read; equal to the mean over its
     documents up to the rounding of the sum), a run of several averages its documents across tasks first."""
     return _df(store, """
-        WITH t AS (SELECT rt, run_id, docs, total FROM run_tasks
+        WITH t AS (SELECT rt, run_id, docs, total, count(*) OVER (PARTITION BY run_id) AS tasks FROM run_tasks
                    JOIN (SELECT DISTINCT unnest(?::VARCHAR[]) AS run_id) USING (run_id)),
-        one AS (SELECT run_id FROM t GROUP BY run_id HAVING count(*) = 1),
-        d AS (SELECT t.run_id, d.doc_id, avg(d.score) AS score FROM doc_scores d JOIN t USING (rt)
-              WHERE t.run_id NOT IN (SELECT run_id FROM one) GROUP BY t.run_id, d.doc_id)
-        SELECT run_id, total / docs AS mean FROM t WHERE docs > 0 AND run_id IN (SELECT run_id FROM one)
+        many AS (SELECT rt, run_id FROM t WHERE tasks > 1),  -- joined first: no run of several tasks, no scan
+        d AS (SELECT m.run_id, d.doc_id, avg(d.score) AS score FROM doc_scores d JOIN many m USING (rt)
+              GROUP BY m.run_id, d.doc_id)
+        SELECT run_id, total / docs AS mean FROM t WHERE docs > 0 AND tasks = 1
         UNION ALL SELECT run_id, avg(score) AS mean FROM d GROUP BY run_id
         ORDER BY run_id""", [list(run_ids)])
 
