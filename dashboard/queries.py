@@ -295,7 +295,8 @@ def model_kinds(data: evidence.Data) -> pd.Series:
     """Each model's kind as the store knows it: merges and evolve candidates by their kind, a model with parents
     but no merge recipe (a zoo expert, fine-tuned from zoo-base) a fine-tune, anything else a source."""
     models = data.models.set_index("model_id")
-    has_parents = models.index.isin(list(data.graph.parents))
+    parents = data.graph.parents  # looked up in the dict: Index.isin of 10,000 Arrow strings is ~0.07 s
+    has_parents = np.fromiter((m in parents for m in models.index.to_numpy(dtype=object)), bool, len(models))
     kind = np.where(models["kind"].isin(["merge", "candidate"]), models["kind"],
                     np.where(has_parents, "fine-tune", "source"))
     return pd.Series(kind, index=models.index, name="kind")
