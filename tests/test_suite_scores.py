@@ -225,3 +225,30 @@ def test_a_judge_run_without_a_rating_has_no_suite_score(store) -> None:
     df = views.suite_scores(store, rules=rules)
     assert list(df["model_id"]) == ["m-r-rated"] and list(df["metric"]) == ["rating"]
     assert float(df["value"].iloc[0]) == 6.5
+
+
+def test_the_latest_complete_run_and_each_tasks_first_metric(store) -> None:
+    """Per (model, suite, split): the complete run that ended last (ties: the highest run_id; a run without an end
+    time only when no run has one, one from 1960 beats it), a failed run never; per task its first metric in
+    PRIMARY_METRICS order (exact_match before bleu), the run's metrics joined by '+', values weighted by size."""
+    from harness.store import RunRecord, Score
+
+    ended = {"a1": "2026-01-01", "a2": "2026-01-03", "a3": "2026-01-03", "a0": None, "b1": None, "b2": None,
+             "c1": None, "c0": "1960-01-01", "d1": "2026-01-02", "d2": "2026-01-05"}
+    for i, run_id in enumerate(ended):
+        store.start_run(RunRecord(run_id=run_id, model_id=f"m-{run_id[0]}", suite="latest", backend="hf",
+                                  harness_version="test", split="test"))
+        if run_id == "d2":
+            store.fail_run(run_id, "boom")
+            continue
+        store.finish_run(run_id, [Score("t1", "bleu", 0.9, 0.1, 10), Score("t1", "exact_match", i / 20, 0.1, 10),
+                                  Score("t2", "acc_norm", 0.5, 0.1, 30)], [])
+    with store.db.write() as con:
+        for run_id, at in ended.items():
+            con.execute("UPDATE runs SET ended = ?::TIMESTAMP WHERE run_id = ?", [at, run_id])
+    df = views.suite_scores(store, rules={}).set_index("model_id")
+    assert df["run_id"].to_dict() == {"m-a": "a3", "m-b": "b2", "m-c": "c0", "m-d": "d1"}
+    assert set(df["metric"]) == {"acc_norm+exact_match"} and set(df["tasks"]) == {2} and set(df["n"]) == {40}
+    index = list(ended).index
+    for model, run_id in df["run_id"].items():
+        assert df.loc[model, "value"] == pytest.approx((10 * index(run_id) / 20 + 30 * 0.5) / 40, abs=1e-12)

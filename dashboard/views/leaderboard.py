@@ -19,7 +19,7 @@ if scores.empty:
     st.stop()
 
 scores["column"] = scores["suite"] + ":" + scores["split"]
-defaults = sorted({f"{s}:{data.default_split(s)}" for s in scores["suite"]} & set(scores["column"]))
+defaults = sorted({f"{s}:{data.default_split(s)}" for s in scores["suite"].unique()} & set(scores["column"].unique()))
 all_columns = sorted(scores["column"].unique())
 
 with st.sidebar:
@@ -48,7 +48,8 @@ board["suites counted"] = counted.notna().sum(axis=1)
 marks = wide_in.fillna(False).astype(bool)
 names = np.array(marks.columns, dtype=object)
 board["in-sample on"] = pd.Series([", ".join(names[row]) for row in marks.to_numpy()], index=marks.index)
-board = board[board.index.isin(wide_value.index)]
+scored = set(wide_value.index.to_numpy(dtype=object))  # a set: Index.isin of 10,000 Arrow strings is ~0.1 s
+board = board[np.fromiter((m in scored for m in board.index.to_numpy(dtype=object)), bool, len(board))]
 board = board[board["kind"].isin(kinds)]
 if method_pick:
     board = board[board["method"].isin(method_pick)]

@@ -14,7 +14,7 @@ db = widgets.page_header("Merge methods",
                          "Score distributions of merged models by merge method, per suite (default split).")
 data = q.base(db)
 scores = q.scores_marked(db)
-public = scores[(scores["split"] == scores["suite"].map(data.default_split)) & scores["method"].notna()]
+public = scores[data.on_default_split(scores) & scores["method"].notna()]  # the default split, once per suite
 
 if public.empty:
     st.info("No scored merges yet.")

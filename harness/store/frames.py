@@ -39,7 +39,7 @@ BINARY_METRICS = ("acc", "acc_norm", "exact_match", "pass@1")  # 0 or 1 per samp
 METRIC_RANGES = {**{m: (0.0, 1.0) for m in (*BINARY_METRICS, "f1", "win_rate", "parse_rate")},
                  "rating": (1.0, 10.0)}  # FastChat's single-answer scale; other metrics: no known range
 
-_METRIC_RANK = "CASE s.metric " + " ".join(
+_METRIC_RANK = "CASE metric " + " ".join(
     f"WHEN '{m}' THEN {i}" for i, m in enumerate(PRIMARY_METRICS)) + f" ELSE {len(PRIMARY_METRICS)} END"
 
 # Parameters: five parallel lists, the suites' rules (suite, split, metric, weight_by_size, summary task): split ''
@@ -49,35 +49,39 @@ SUITE_SCORES_SQL = f"""
 WITH rules AS (
     SELECT unnest(?::VARCHAR[]) AS suite, unnest(?::VARCHAR[]) AS split, unnest(?::VARCHAR[]) AS want,
            unnest(?::BOOLEAN[]) AS by_size, unnest(?::VARCHAR[]) AS summary
+), ranked AS (  -- each (model, suite, split)'s latest complete run (ended, NULL last; then the highest run_id)
+    SELECT arg_max(run_id, {{'done': ended IS NOT NULL, 'at': coalesce(ended, TIMESTAMP 'epoch'), 'id': run_id}})
+        AS run_id
+    FROM runs WHERE status = 'complete' GROUP BY model_id, suite, coalesce(split, '')
 ), latest AS (
     SELECT r.run_id, r.model_id, r.suite, coalesce(r.split, '') AS split, r.backend, r.ended,
         coalesce(u.by_size, true) AS by_size, CASE WHEN us.suite IS NULL THEN u.want ELSE us.want END AS want,
-        u.summary,
-        row_number() OVER (PARTITION BY r.model_id, r.suite, coalesce(r.split, '')
-                           ORDER BY r.ended DESC NULLS LAST, r.run_id DESC) AS rn
-    FROM runs r LEFT JOIN rules u ON u.suite = r.suite AND u.split = ''
-        LEFT JOIN rules us ON us.suite = r.suite AND us.split <> '' AND us.split = r.split
-    WHERE r.status = 'complete'
-), prim AS (
-    SELECT s.run_id, s.task, s.metric, s.value, s.stderr, coalesce(s.n, 1) AS n,
-        row_number() OVER (PARTITION BY s.run_id, s.task ORDER BY {_METRIC_RANK}, s.metric) AS rk
-    FROM scores s JOIN latest l ON l.run_id = s.run_id AND l.rn = 1
+        u.summary
+    FROM runs r SEMI JOIN ranked USING (run_id) LEFT JOIN rules u ON u.suite = r.suite AND u.split = ''
+        LEFT JOIN rules us ON us.suite = r.suite AND us.split <> '' AND us.split = coalesce(r.split, '')
+), c AS (
+    SELECT s.run_id, s.task, s.metric, s.value, coalesce(s.n, 1) AS n, s.stderr
+    FROM scores s JOIN latest l ON l.run_id = s.run_id
     WHERE s.value IS NOT NULL AND (l.want IS NULL OR s.metric = l.want)
       AND CASE WHEN l.summary IS NULL THEN s.task <> '{AGGREGATE_TASK}'
                ELSE s.task = l.summary AND s.metric IN {JUDGE_METRICS} END
-), t AS (  -- one row per task: value, size, and lm-eval's stderr (else the binomial one)
-    SELECT run_id, task, metric, value, n,
-        coalesce(stderr, sqrt(greatest(value * (1 - value), 0) / greatest(n - 1, 1))) AS se
-    FROM prim WHERE rk = 1
+), t AS (  -- one row per task (its first metric by rank): value, size, and lm-eval's stderr (else the binomial one)
+    SELECT run_id, x.metric, x.value, x.n,
+        coalesce(x.stderr, sqrt(greatest(x.value * (1 - x.value), 0) / greatest(x.n - 1, 1))) AS se
+    FROM (SELECT run_id, arg_min({{'metric': metric, 'value': value, 'n': n, 'stderr': stderr}},
+                                 {{'rank': {_METRIC_RANK}, 'metric': metric}}) AS x
+          FROM c GROUP BY run_id, task)
+), a AS (  -- per run: grouped by run_id alone, joined to the run's columns after
+    SELECT run_id, sum(value * n) AS vn, sum(n) AS sn, avg(value) AS mean, sum((n - 1) * n * se * se) AS q,
+        sum(se * se) AS ss, count(*) AS tasks, list(metric) AS metrics
+    FROM t GROUP BY run_id
 )
 SELECT l.model_id, l.suite, l.split, l.run_id, l.backend, l.ended,
-    CASE WHEN l.by_size THEN sum(t.value * t.n) / sum(t.n) ELSE avg(t.value) END AS value,
+    CASE WHEN l.by_size THEN a.vn / a.sn ELSE a.mean END AS value,
     CASE WHEN l.by_size  -- lm-eval's pooled_sample_stderr, else its unweighted_mean_stderr
-        THEN sqrt(sum((t.n - 1) * t.n * t.se * t.se) / greatest(sum(t.n) - count(*), 1) / sum(t.n))
-        ELSE sqrt(sum(t.se * t.se)) / count(*) END AS se,
-    sum(t.n)::BIGINT AS n, count(*)::BIGINT AS tasks, string_agg(DISTINCT t.metric, '+' ORDER BY t.metric) AS metric
-FROM t JOIN latest l ON l.run_id = t.run_id AND l.rn = 1
-GROUP BY l.model_id, l.suite, l.split, l.run_id, l.backend, l.ended, l.by_size
+        THEN sqrt(a.q / greatest(a.sn - a.tasks, 1) / a.sn) ELSE sqrt(a.ss) / a.tasks END AS se,
+    a.sn::BIGINT AS n, a.tasks::BIGINT AS tasks, array_to_string(list_sort(list_distinct(a.metrics)), '+') AS metric
+FROM a JOIN latest l USING (run_id)
 """
 
 
@@ -185,12 +189,12 @@ def run_doc_means(store: Store, run_ids: Iterable[str]) -> pd.DataFrame:
     run of one task is its stored total over its count (run_tasks: no document read; equal to the mean over its
     documents up to the rounding of the sum), a run of several averages its documents across tasks first."""
     return _df(store, """
-        WITH t AS (SELECT rt, run_id, docs, total FROM run_tasks
+        WITH t AS (SELECT rt, run_id, docs, total, count(*) OVER (PARTITION BY run_id) AS tasks FROM run_tasks
                    JOIN (SELECT DISTINCT unnest(?::VARCHAR[]) AS run_id) USING (run_id)),
-        one AS (SELECT run_id FROM t GROUP BY run_id HAVING count(*) = 1),
-        d AS (SELECT t.run_id, d.doc_id, avg(d.score) AS score FROM doc_scores d JOIN t USING (rt)
-              WHERE t.run_id NOT IN (SELECT run_id FROM one) GROUP BY t.run_id, d.doc_id)
-        SELECT run_id, total / docs AS mean FROM t WHERE docs > 0 AND run_id IN (SELECT run_id FROM one)
+        many AS (SELECT rt, run_id FROM t WHERE tasks > 1),  -- joined first: no run of several tasks, no scan
+        d AS (SELECT m.run_id, d.doc_id, avg(d.score) AS score FROM doc_scores d JOIN many m USING (rt)
+              GROUP BY m.run_id, d.doc_id)
+        SELECT run_id, total / docs AS mean FROM t WHERE docs > 0 AND tasks = 1
         UNION ALL SELECT run_id, avg(score) AS mean FROM d GROUP BY run_id
         ORDER BY run_id""", [list(run_ids)])
 
