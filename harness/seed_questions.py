@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from harness.errors import HarnessError
 
 if TYPE_CHECKING:
-    from harness.suite_schema import TwinSpec
+    from harness.suite_schema import SuiteSpec, TwinSpec
     from harness.twinmaps import TwinMap
 
 log = logging.getLogger(__name__)
@@ -36,23 +36,39 @@ def question_keys(suite: str | None, split: str | None, hashes: Mapping[tuple[st
                   root: Path | None = None) -> dict[tuple[str, int], str]:
     """{(task, doc): the question it poses} for a run of suite:split (None: its default split) that scored these
     items, `hashes` their doc_hash: items that share a doc_hash or that twin maps tie together are one question,
-    named by the seed of its maps ("gsm8k/gsm8k_cot/17"), else by its doc_hash; an item with neither is left out."""
+    named by the seed of its maps ("gsm8k/gsm8k_cot/17"), else by its doc_hash; an item with neither is left out.
+    A split that asks the questions of another (suite.yaml `same_questions`) is named as that split's items are."""
+    from harness.suites import readable_specs
+
+    specs = readable_specs(root)
+    split, asked = _asked(specs, suite, split)
+    node = {(t, d): (suite or "", asked.get(t, t), d) for t, d in hashes}
     scored: dict[str, int] = {}
-    for task, doc in hashes:
+    for _, task, doc in node.values():
         scored[task] = max(scored.get(task, 0), doc + 1)
     edges: list[tuple[Node, Node]] = []
-    for owner, tm in _maps(suite, split, root) if suite else []:
+    for owner, tm in _maps(specs, suite, split) if suite else []:
         if _matches(tm, suite, owner, scored):
             twin = zip(tm.pairs["twin_task"], tm.pairs["twin_doc"], strict=True)
             public = zip(tm.pairs["public_task"], tm.pairs["public_doc"], strict=True)
             edges += [((suite, t, int(d)), (owner, p, int(s))) for (t, d), (p, s) in zip(twin, public, strict=True)]
     derived = {twin for twin, _ in edges}
-    edges += [((suite or "", t, d), ("#", h, 0)) for (t, d), h in hashes.items() if h is not None]
-    out: dict[tuple[str, int], str] = {}
+    edges += [(node[item], ("#", h, 0)) for item, h in hashes.items() if h is not None]
+    names: dict[Node, str] = {}
     for nodes in components(edges):
-        key = _name(nodes, derived)
-        out.update({(t, d): key for s, t, d in nodes if s == (suite or "") and (t, d) in hashes})
-    return out
+        names.update(dict.fromkeys(nodes, _name(nodes, derived)))
+    return {item: names[n] for item, n in node.items() if n in names}
+
+
+def _asked(specs: Mapping[str, tuple[Path, SuiteSpec]], suite: str | None, split: str | None,
+           ) -> tuple[str | None, dict[str, str]]:
+    """The split whose questions suite:split asks (itself unless suite.yaml's `same_questions` names another) and
+    {task of the split: the task of that split whose documents it asks}, task for task in suite.yaml's order."""
+    spec = specs[suite][1] if suite in specs else None
+    asked = spec.same_questions.get(split or spec.default_split) if spec else None
+    if spec is None or asked is None:
+        return split, {}
+    return asked, dict(zip(spec.splits[split or spec.default_split], spec.splits[asked], strict=True))
 
 
 def _name(nodes: list[Node], derived: set[Node]) -> str:
@@ -84,11 +100,8 @@ def components(edges: Iterable[tuple[Node, Node]]) -> list[list[Node]]:
     return list(members.values())
 
 
-def _maps(suite: str, split: str | None, root: Path | None) -> list[tuple[str, TwinMap]]:
+def _maps(specs: Mapping[str, tuple[Path, SuiteSpec]], suite: str, split: str | None) -> list[tuple[str, TwinMap]]:
     """(owner, map) of every twin relation whose twin side is suite:split and whose map loads."""
-    from harness.suites import readable_specs
-
-    specs = readable_specs(root)
     if suite not in specs:
         return []
     default = specs[suite][1].default_split

@@ -93,6 +93,10 @@ class SuiteSpec(BaseModel):
     hub_tasks: list[str] = Field(default_factory=list)
     aggregate: AggregateSpec = Field(default_factory=AggregateSpec)
     user_data: dict[str, UserDataSpec] = Field(default_factory=dict)  # data file name -> how the user supplies it
+    # split -> the split whose questions it asks, task for task (the i-th task of each, in the order listed) and
+    # document for document (mgsm: every split reads the same 11 files). Only the gate's and the fitness stderr's
+    # question naming reads it (harness/seed_questions.py); it is no twin: nothing is compared across it
+    same_questions: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("name")
     @classmethod
@@ -145,6 +149,20 @@ class SuiteSpec(BaseModel):
         unknown = sorted(set(self.aggregate.split_metrics) - set(self.splits))
         if unknown:
             raise ValueError(f"aggregate.split_metrics names {unknown[0]!r}, which is not one of the splits")
+        return self
+
+    @model_validator(mode="after")
+    def _same_questions(self) -> SuiteSpec:
+        for split, asked in self.same_questions.items():
+            unknown = [s for s in (split, asked) if s not in self.splits]
+            if unknown:
+                raise ValueError(f"same_questions names {unknown[0]!r}, which is not one of the splits")
+            if asked == split or asked in self.same_questions:
+                raise ValueError(f"same_questions: {split!r} names {asked!r}, which must be another split that "
+                                 "names none itself")
+            if len(self.splits[split]) != len(self.splits[asked]):
+                raise ValueError(f"same_questions: split {split!r} has {len(self.splits[split])} tasks, "
+                                 f"{asked!r} {len(self.splits[asked])} (its tasks ask theirs one for one)")
         return self
 
 

@@ -169,6 +169,9 @@ def build_bbh_permuted(src: Path) -> None:
 # problem. Derived, not aligned: ten twin items share one seed, and the natural gap (most models are weaker outside
 # English) is not zero by design, so it is calibrated on the references.
 MGSM_TWINS = {"xling": {"ref": "mgsm:cot", "relation": "derived", "map": "twins/xling.json"}}
+# Every mgsm split asks cot's questions: task i of each (the same language, MGSM_LANGS order) reads the same file,
+# row for row, so the gate and the fitness stderr count a problem's 11 translations once on every split (and name
+# it as cot does, by its GSM8K seed); no twin, so the overfitting analysis compares nothing across splits
 
 
 def mgsm_prompts(exemplars: dict[str, Any], lang: str) -> tuple[str, str, list[dict[str, str]]]:
@@ -242,7 +245,8 @@ def build_mgsm(src: Path) -> None:
         "default_split": "cot", "splits": splits, "tiers": {"smoke": 3, "quick": 25, "full": None},
         "twins": MGSM_TWINS, "hub_tasks": ["mgsm_cot_native"],
         "aggregate": {"metric": "exact_match,last-number", "weight_by_size": True,
-                      "split_metrics": {split: m for split, (_, _, m) in MGSM_UPSTREAM.items()}}}))
+                      "split_metrics": {split: m for split, (_, _, m) in MGSM_UPSTREAM.items()}},
+        "same_questions": {split: "cot" for split in splits if split != "cot"}}))
 
 
 # ---------------------------------------------------------------------------------------------- gsm8k family
