@@ -83,27 +83,30 @@ def test_search_stderr_pairs_documents_as_lm_evals_logged_samples_do(zoo_family:
     assert score.fitness == pytest.approx(float(z.sum()), abs=1e-12)
 
 
-def test_a_search_on_mgsm_counts_a_problem_once_over_its_languages() -> None:
-    """mgsm:cot as a fitness suite: the 11 translations of a problem are one question of the stderr (the seed the
-    real twin maps name, as the gate does), so the stderr is the spread of the per-problem sums; by content hash
-    alone they were 11 independent documents and the stderr came out smaller for scores that move together."""
+@pytest.mark.parametrize("split", ["cot", "direct", "lm_eval_direct", "lm_eval_native_cot", "lm_eval_en_cot"])
+def test_a_search_on_mgsm_counts_a_problem_once_over_its_languages(split: str) -> None:
+    """mgsm as a fitness suite, on every split: the 11 translations of a problem are one question of the stderr
+    (the seed the real twin maps name, as the gate does; the splits other than cot ask cot's questions, suite.yaml's
+    `same_questions`), so the stderr is the spread of the per-problem sums; by content hash alone they were 11
+    independent documents and the stderr came out smaller for scores that move together."""
     from harness.evolve.config import FitnessSuite
     from harness.evolve.fitness import SplitTasks
+    from harness.suites import load_suite
 
-    tasks = SplitTasks.build((FitnessSuite(suite="mgsm"),), "cot", None, limit=20)
+    tasks = SplitTasks.build((FitnessSuite(suite="mgsm"),), split, None, limit=20)
+    metric = tuple(load_suite("mgsm").aggregate.split_metrics.get(split, "exact_match,last-number").split(","))
     rng = np.random.default_rng(4)
     solved = rng.random(20) < 0.5  # a problem solved in every language, or in none but a few
-    items = {t: {("exact_match", "last-number"): list((solved | (rng.random(20) < 0.1)).astype(float))}
-             for t in tasks.members}
+    items = {t: {metric: list((solved | (rng.random(20) < 0.1)).astype(float))} for t in tasks.members}
     coef = tasks.coefficients(dict.fromkeys(tasks.members, 20.0))
-    z = sum(np.array(items[t][("exact_match", "last-number")]) * coef[t] / 20 for t in tasks.members)
+    z = sum(np.array(items[t][metric]) * coef[t] / 20 for t in tasks.members)
     by_problem = float(np.sqrt(20 / 19 * np.sum((z - z.mean()) ** 2)))
     assert tasks.stderr(items, coef) == pytest.approx(by_problem, rel=1e-12)
-    assert len({tasks.named[t][3] for t in tasks.members}) == 1 and tasks.named["mgsm_8shot_cot_en"][3] != \
-        tasks.keys["mgsm_8shot_cot_en"][3]
-    as_documents = weighted_means_stderr([(items[t][("exact_match", "last-number")], tasks.keys[t], coef[t])
-                                          for t in tasks.members])
-    print(f"mgsm fitness stderr: by problem {by_problem:.4f}, as 220 documents {as_documents:.4f}")
+    english = next(t for t in tasks.members if t.endswith("_en"))
+    assert len({tasks.named[t][3] for t in tasks.members}) == 1 and tasks.named[english][3] != tasks.keys[english][3]
+    assert tasks.named[english][:20] == [f"gsm8k/gsm8k_cot/{i}" for i in range(20)]
+    as_documents = weighted_means_stderr([(items[t][metric], tasks.keys[t], coef[t]) for t in tasks.members])
+    print(f"mgsm:{split} fitness stderr: by problem {by_problem:.4f}, as 220 documents {as_documents:.4f}")
     assert as_documents < 0.5 * by_problem
 
 

@@ -186,14 +186,16 @@ def test_the_sign_flip_test_is_mcnemars_for_one_item_per_question_and_sees_a_rea
 MGSM_LANGS = ("bn", "de", "en", "es", "fr", "ja", "ru", "sw", "te", "th", "zh")
 
 
-def _mgsm_questions(n: int) -> list[np.ndarray]:
-    """The question of each item of mgsm:cot's first n documents per language, as the gate names it from the real
-    twin maps (harness/seed_questions.py; each document's own hash where no map ties it)."""
+def _mgsm_questions(n: int, split: str = "cot") -> list[np.ndarray]:
+    """The question of each item of mgsm:`split`'s first n documents per language, as the gate names it from the
+    real twin maps (harness/seed_questions.py; each document's own hash where no map ties it; a split other than cot
+    asks cot's questions, suite.yaml's `same_questions`)."""
     from harness.seed_questions import question_keys
+    from harness.suites import load_suite
 
-    hashes = {(f"mgsm_8shot_cot_{lang}", i): f"{lang}{i}" for lang in MGSM_LANGS for i in range(n)}
-    keys = question_keys("mgsm", "cot", hashes)
-    return [np.array([keys[(f"mgsm_8shot_cot_{lang}", i)] for i in range(n)], dtype=object) for lang in MGSM_LANGS]
+    tasks = load_suite("mgsm").splits[split]
+    keys = question_keys("mgsm", split, {(t, i): f"{t}{i}" for t in tasks for i in range(n)})
+    return [np.array([keys[(t, i)] for i in range(n)], dtype=object) for t in tasks]
 
 
 def _translated(rng: np.random.Generator, n: int, drop: float = 0.0) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -212,16 +214,19 @@ def _translated(rng: np.random.Generator, n: int, drop: float = 0.0) -> list[tup
     return pairs
 
 
-def test_translations_count_once_in_the_pooled_test() -> None:
+@pytest.mark.parametrize(("split", "seed"), [("cot", 7), ("lm_eval_en_cot", 8)])
+def test_translations_count_once_in_the_pooled_test(split: str, seed: int) -> None:
     """MGSM-shaped, no true difference: 60 problems x 11 languages, each model's change on a problem shared by its
     translations. Counted as 660 independent items the pooled test rejects far more often than alpha = 5%; counted
     by the seed question the real twin maps name, at most alpha up to simulation error (1,000 reps: 2 sd = 1.4
-    points). A real drop (the candidate's latents 1.5 logits down: 17.6 points) is still detected."""
+    points), on cot and on lm-eval's own tasks (which ask cot's questions: `same_questions`). A real drop (the
+    candidate's latents 1.5 logits down: 17.6 points) is still detected."""
     from harness.analysis.gate import pooled_test
+    from harness.suites import load_suite
 
-    keys = _mgsm_questions(60)
+    keys, tasks = _mgsm_questions(60, split), load_suite("mgsm").splits[split]
     assert len(set(np.concatenate(keys).tolist())) == 60
-    rng = np.random.default_rng(7)
+    rng = np.random.default_rng(seed)
     reps, as_items, by_question = 1000, 0, 0
     for r in range(reps):
         pairs = _translated(rng, 60)
@@ -229,14 +234,14 @@ def test_translations_count_once_in_the_pooled_test() -> None:
         test, p, _, _, n = pooled_test(pairs, keys, seed=r)
         by_question += p < 0.05
         assert test == "sign-flip (pooled, by question)" and n == 660
-    print(f"pooled test rejections, no true difference, {reps} reps: as items {as_items / reps:.3f}, "
+    print(f"{split}: pooled test rejections, no true difference, {reps} reps: as items {as_items / reps:.3f}, "
           f"by question {by_question / reps:.3f}")
     assert as_items / reps > 0.15, as_items / reps
     assert by_question / reps <= 0.05 + 2 * np.sqrt(0.05 * 0.95 / reps), by_question / reps
     pairs = _translated(np.random.default_rng(3), 60, drop=1.5)
-    base = {f"mgsm_8shot_cot_{lang}": _scores(a) for lang, (a, _) in zip(MGSM_LANGS, pairs, strict=True)}
-    cand = {f"mgsm_8shot_cot_{lang}": _scores(b) for lang, (_, b) in zip(MGSM_LANGS, pairs, strict=True)}
-    clusters = {f"mgsm_8shot_cot_{lang}": dict(enumerate(k)) for lang, k in zip(MGSM_LANGS, keys, strict=True)}
+    base = {t: _scores(a) for t, (a, _) in zip(tasks, pairs, strict=True)}
+    cand = {t: _scores(b) for t, (_, b) in zip(tasks, pairs, strict=True)}
+    clusters = {t: dict(enumerate(k)) for t, k in zip(tasks, keys, strict=True)}
     result = compare(base, cand, tolerance=1.0, clusters=clusters)
     assert result.pooled.test == "sign-flip (pooled, by question)"
     assert result.pooled.failed and not result.passed and result.pooled.diff < -0.15, result.pooled

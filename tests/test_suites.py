@@ -201,6 +201,14 @@ def test_missing_data_file_is_named(tmp_path: Path) -> None:
      "field 'split': unknown field"),
     ("name: toy\nversion: '1'\nkind: lm-eval\ndefault_split: p\nsplits: {p: [toy_task]}\n"
      "aggregate: {metric: acc, split_metrics: {q: f1}}\n", "split_metrics names 'q', which is not one of the splits"),
+    ("name: toy\nversion: '1'\nkind: lm-eval\ndefault_split: p\nsplits: {p: [toy_task]}\n"
+     "same_questions: {p: q}\n", "same_questions names 'q', which is not one of the splits"),
+    ("name: toy\nversion: '1'\nkind: lm-eval\ndefault_split: p\nsplits: {p: [toy_task], q: [toy_task]}\n"
+     "same_questions: {p: p}\n", "'p' names 'p', which must be another split"),
+    ("name: toy\nversion: '1'\nkind: lm-eval\ndefault_split: p\nsplits: {p: [toy_task], q: [toy_task]}\n"
+     "same_questions: {p: q, q: p}\n", "which must be another split that names none itself"),
+    ("name: toy\nversion: '1'\nkind: lm-eval\ndefault_split: p\nsplits: {p: [toy_task], q: [toy_task, t2]}\n"
+     "same_questions: {p: q}\n", "split 'p' has 1 tasks, 'q' 2"),
     ("name: toy\nversion: '1'\nkind: lm-eval\ndefault_split: p\nsplits: {p: [toy_task]\n", "not valid YAML"),
     ("- just\n- a list\n", "must be a mapping"),
 ])
