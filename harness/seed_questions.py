@@ -8,11 +8,18 @@ rewrites of one GSM8K problem), pose one question, named by the seed at the end 
 for the 11 translations of GSM8K problem 17. So do items with the same doc_hash (zoo_math's multiple choice and
 generation score the same documents); a question no map ties is named by its doc_hash, as before maps were read.
 
+A split whose tasks ask another split's questions (suite.yaml `same_questions`: mgsm's direct and lm-eval's own
+lm_eval_* splits ask cot's 250 problems, task i of each in the same language, document for document) is named as
+that split's items are: its items take the names of the other split's tasks before the maps are followed, so
+"gsm8k/gsm8k_cot/17" names row 17's problem on every mgsm split. No twin map covers those splits: a map would also
+be an overfitting comparison (8-shot CoT English against 0-shot direct Bengali), which `same_questions` never is.
+
 A map that does not load (a broken file, another suite's broken suite.yaml) or does not match the items scored (an
 item beyond its size: other data than it was built from) is left out with a warning: those items keep their
 doc_hash, as before the maps were read, rather than stopping a check or a search at a problem of the map's own.
 
     question_keys("mgsm", "cot", {("mgsm_8shot_cot_bn", 0): doc_hash, ...})  # {(task, doc): "gsm8k/gsm8k_cot/0"}
+    question_keys("mgsm", "lm_eval_direct", {("mgsm_direct_bn", 0): doc_hash, ...})  # the same names
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ def question_keys(suite: str | None, split: str | None, hashes: Mapping[tuple[st
     A split that asks the questions of another (suite.yaml `same_questions`) is named as that split's items are."""
     from harness.suites import readable_specs
 
-    specs = readable_specs(root)
+    specs = readable_specs(root) if suite else {}
     split, asked = _asked(specs, suite, split)
     node = {(t, d): (suite or "", asked.get(t, t), d) for t, d in hashes}
     scored: dict[str, int] = {}
