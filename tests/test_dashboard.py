@@ -244,6 +244,15 @@ def test_evolve_only_evidence_on_the_overfitting_page(tmp_path: Path, monkeypatc
     assert json.loads(at.code[0].value)["source"] == "evolve"
 
 
+def test_what_lives_leaves_the_cyclic_collector_after_a_page(use_db: str) -> None:
+    """After a page has run, the objects then alive (the imports' modules, functions and classes) are frozen, so a
+    cold Overfitting render's full collections walk only what pages made since."""
+    import gc
+
+    open_page("leaderboard")
+    assert gc.get_freeze_count() > 50_000
+
+
 def test_analysis_is_kept_on_disk_per_store_version(db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A restarted dashboard on an unchanged store reads the flags from disk; after a write to the store the page
     shows the previous flags at once, says so, and the new analysis replaces them when its thread is done."""
