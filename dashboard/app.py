@@ -33,3 +33,4 @@ import queries  # noqa: E402 (needs the path above)
 if os.environ.get("HARNESS_DASHBOARD_PREWARM", "1") != "0" and Path(queries.db_path()).exists():
     queries.prewarm(queries.db_path())  # the overfitting analysis, in the background
 page.run()
+queries.freeze_what_lives()  # once per process, its imports done

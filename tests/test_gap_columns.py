@@ -5,6 +5,8 @@ sets against sets computed model by model."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -99,6 +101,18 @@ def test_coverage_table_columns_and_round_trip(data: Data) -> None:
     again = CoverageTable.from_dicts(table.to_dicts())
     assert list(again) == rows and all(type(r) is tuple for r in again.rows)
     assert {"checked", "no twin"} <= set(table.column("status"))
+
+
+def test_coverage_table_parquet_round_trip(data: Data, tmp_path: Path) -> None:
+    """What the dashboard keeps on disk: the same plain tuples back, None and float bits included."""
+    table = coverage(data, THRESHOLDS, analyse_data(data))
+    table.to_parquet(tmp_path / "c.parquet")
+    again = CoverageTable.from_parquet(tmp_path / "c.parquet")
+    assert again.rows == table.rows and all(type(r) is tuple for r in again.rows)
+    assert None in table.column("mde") and any(isinstance(m, float) for m in table.column("mde"))
+    assert [type(v) for v in again.rows[0]] == [type(v) for v in table.rows[0]]
+    CoverageTable([]).to_parquet(tmp_path / "empty.parquet")
+    assert CoverageTable.from_parquet(tmp_path / "empty.parquet").rows == []
 
 
 def test_lineage_sets_are_shared_and_equal_to_per_model_ones(data: Data) -> None:
