@@ -141,6 +141,28 @@ def run_cli(*args: str) -> tuple[int, str, str]:
         os.environ.clear()
         os.environ.update(saved_env)
     return code, out.getvalue(), err.getvalue()
+
+
+def write_twin_suite(folder: Path, twins: dict[str, str], size: int, relation: str) -> Path:
+    """A suite folder `folder` (its name is the suite's) with a public and a twin split and one twin map,
+    twins/perturbed.json: `twins` names each twin task's public task, each public task has `size` items and each
+    twin task seeds item i from public item i."""
+    import json
+
+    name = folder.name
+    public = list(dict.fromkeys(twins.values()))
+    (folder / "twins").mkdir(parents=True)
+    (folder / "suite.yaml").write_text(
+        f"name: {name}\nversion: 1\nkind: lm-eval\ndefault_split: public\n"
+        f"splits: {{public: [{', '.join(public)}], twin: [{', '.join(twins)}]}}\n"
+        f"twins: {{perturbed: {{ref: '{name}:twin', relation: {relation}, map: twins/perturbed.json}}}}\n")
+    (folder / "twins" / "perturbed.json").write_text(json.dumps({
+        "suite": name, "kind": "perturbed", "twin": f"{name}:twin", "relation": relation,
+        "public_sizes": dict.fromkeys(public, size),
+        "tasks": {t: {"public_task": p, "seeds": list(range(size))} for t, p in twins.items()}}))
+    return folder
+
+
 @dataclass(frozen=True)
 class RealModel:
     gguf: Path  # SmolLM2-135M-Instruct.Q4_1.gguf

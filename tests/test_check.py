@@ -259,17 +259,9 @@ def test_a_twin_split_asking_each_question_twice_still_counts_it_once(tmp_path: 
     the public one. A check of the twin split follows the map to two seeds per document, which its items' shared
     doc_hash ties back into one question; the public split keeps its doc_hashes."""
     from harness.seed_questions import question_keys
+    from tests.factories import write_twin_suite
 
-    folder = tmp_path / "zq"
-    (folder / "twins").mkdir(parents=True)
-    (folder / "suite.yaml").write_text(
-        "name: zq\nversion: 1\nkind: lm-eval\ndefault_split: public\n"
-        "splits: {public: [zq_mc_public, zq_gen_public], twin: [zq_mc_twin, zq_gen_twin]}\n"
-        "twins: {perturbed: {ref: 'zq:twin', relation: aligned, map: twins/perturbed.json}}\n")
-    (folder / "twins" / "perturbed.json").write_text(json.dumps({
-        "suite": "zq", "kind": "perturbed", "twin": "zq:twin", "relation": "aligned",
-        "public_sizes": {"zq_mc_public": 5, "zq_gen_public": 5},
-        "tasks": {f"zq_{f}_twin": {"public_task": f"zq_{f}_public", "seeds": list(range(5))} for f in ("mc", "gen")}}))
+    write_twin_suite(tmp_path / "zq", {f"zq_{f}_twin": f"zq_{f}_public" for f in ("mc", "gen")}, 5, "aligned")
     monkeypatch.setenv("HARNESS_SUITES", str(tmp_path))
     twin = question_keys("zq", "twin", {(f"zq_{f}_twin", i): f"t{i}" for f in ("mc", "gen") for i in range(5)})
     assert len(set(twin.values())) == 5 and all(twin[("zq_mc_twin", i)] == twin[("zq_gen_twin", i)] for i in range(5))

@@ -21,7 +21,7 @@ REFERENCE_SQL = f"""
 WITH prim AS MATERIALIZED (
     SELECT s.run_id, s.task, s.doc_id, avg(s.score) AS score
     FROM samples s JOIN (
-        SELECT run_id, task, arg_min(metric, ({_METRIC_RANK.replace('s.', '')}, metric)) AS metric
+        SELECT run_id, task, arg_min(metric, ({_METRIC_RANK}, metric)) AS metric
         FROM (SELECT DISTINCT run_id, task, metric FROM samples
               WHERE run_id IN (SELECT run_a FROM pairs_in UNION SELECT run_b FROM pairs_in) AND score IS NOT NULL)
         GROUP BY run_id, task

@@ -114,20 +114,10 @@ def test_a_search_over_its_own_suites_folder_names_questions_by_that_folders_map
     """An evolve config's suites_dir is the folder SplitTasks reads its suites from: the twin maps that tie the
     documents into questions are that folder's too (a suite only there is tied by its own map; the shipped
     suites' maps are not read for a folder that does not hold them)."""
-    import json
-
     from harness.evolve.fitness import SplitTasks
+    from tests.factories import write_twin_suite
 
-    folder = tmp_path / "mine" / "zq"
-    (folder / "twins").mkdir(parents=True)
-    (folder / "suite.yaml").write_text(
-        "name: zq\nversion: 1\nkind: lm-eval\ndefault_split: public\n"
-        "splits: {public: [zq_public], twin: [zq_a_twin, zq_b_twin]}\n"
-        "twins: {perturbed: {ref: 'zq:twin', relation: derived, map: twins/perturbed.json}}\n")
-    (folder / "twins" / "perturbed.json").write_text(json.dumps({
-        "suite": "zq", "kind": "perturbed", "twin": "zq:twin", "relation": "derived",
-        "public_sizes": {"zq_public": 4},
-        "tasks": {f"zq_{f}_twin": {"public_task": "zq_public", "seeds": list(range(4))} for f in ("a", "b")}}))
+    write_twin_suite(tmp_path / "mine" / "zq", {"zq_a_twin": "zq_public", "zq_b_twin": "zq_public"}, 4, "derived")
     tasks = SplitTasks("twin", {}, {"zq_a_twin": ("zq", "acc", 1.0), "zq_b_twin": ("zq", "acc", 1.0)}, None,
                        root=tmp_path / "mine")
     tasks.keys = {"zq_a_twin": [f"a{i}" for i in range(4)], "zq_b_twin": [f"b{i}" for i in range(4)]}

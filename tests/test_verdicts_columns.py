@@ -1,4 +1,4 @@
-"""The column-wise twin-gap tests, lineage divergence and coverage (harness.analysis.verdicts, overfit) against
+"""The column-wise twin-gap tests, lineage divergence and coverage (harness.analysis.verdicts, divergence) against
 plain per-row references (the formulas as docs/overfitting.md states them, one row at a time), on real DuckDB
 stores with planted overfit models: every field equal, bit for bit."""
 
@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from benchmarks.gen_store import TWINS, build, mapped_twins
+from harness.analysis.divergence import _divergence_tests
 from harness.analysis.evidence import MIN_PAIRED_DOCS, Data, gather
-from harness.analysis.overfit import THRESHOLDS, _divergence_tests, _gap_rows, analyse_data, bh_reject
+from harness.analysis.overfit import THRESHOLDS, _gap_rows, analyse_data, bh_reject
 from harness.analysis.verdicts import LOO_MAX, Z80, _z, coverage, robust_reference, tier_for, twin_tests
 from harness.store import Store
 
@@ -159,8 +160,9 @@ import sys
 from dataclasses import replace
 
 from benchmarks.gen_store import TWINS
+from harness.analysis.divergence import _divergence_tests
 from harness.analysis.evidence import gather
-from harness.analysis.overfit import THRESHOLDS, _divergence_tests, _gap_rows
+from harness.analysis.overfit import THRESHOLDS, _gap_rows
 from harness.store import Store
 
 data = gather(Store(sys.argv[1]), twins=TWINS)

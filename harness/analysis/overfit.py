@@ -6,10 +6,11 @@
 
 Signals: `exposure` (selected on a suite: its scores there are in-sample), `twin_gap` (public score far above its
 held-out/perturbed twin, more than in unrelated reference models), `lineage_divergence` (public gains along a chain
-of merges that the twins do not follow) and `specialisation` (a gain on the optimised suite with significant losses
-elsewhere). Each flag has a severity, its evidence (numbers with 95% intervals) and a one-sentence explanation.
-Significance across the many models and twins of a store is controlled with Benjamini-Hochberg (false discovery
-rate `Thresholds.fdr`) on one-sided normal p-values, and an effect must also clear a minimum size.
+of merges that the twins do not follow: harness/analysis/divergence.py) and `specialisation` (a gain on the
+optimised suite with significant losses elsewhere). Each flag has a severity, its evidence (numbers with 95%
+intervals) and a one-sentence explanation. Significance across the many models and twins of a store is controlled
+with Benjamini-Hochberg (false discovery rate `Thresholds.fdr`) on one-sided normal p-values, and an effect must
+also clear a minimum size.
 """
 
 from __future__ import annotations
@@ -78,6 +79,8 @@ def analyse(store: Store, twins: Mapping[str, Mapping[str, str]] | None = None,
 
 
 def analyse_data(data: Data, t: Thresholds = THRESHOLDS) -> list[Flag]:
+    from harness.analysis.divergence import divergence_flags  # signal 3 (it builds on this module's Flag)
+
     twin = twin_gap_flags(data, t)
     twin += evolve_flags(data, t, {(f.model_id, f.suite): f for f in twin})
     flags = exposure_flags(data) + twin + divergence_flags(data, t) + specialisation_flags(data, t)
@@ -264,119 +267,6 @@ def _evolve_suite(config: Any) -> str | None:
     if fitness and isinstance(fitness[0], dict) and fitness[0].get("suite"):
         return str(fitness[0]["suite"])
     return stored.get("suite")
-
-
-# ------------------------------------------------------------------------------------------------ signal 3
-def _chain(data: Data, rows: GapRows, mid: str, suite: str, kind: str, depth: dict[str, int]) -> list[dict]:
-    """From the model up to a root, at each step the deepest scored parent (then the largest gap); root first."""
-    chain, node, seen = [], mid, set()
-    index, c = rows.index, rows.col
-    while node is not None and node not in seen:
-        seen.add(node)
-        i = index.get((node, suite, kind))
-        if i is not None:
-            chain.append({"model_id": node, "model": data.names.get(node, node[:12]),
-                          "public": round(c["public"][i], 4), "twin": round(c["twin_value"][i], 4),
-                          "gap": round(c["gap"][i], 4)})
-        ps = [p for p in data.graph.parents.get(node, ()) if (p, suite, kind) in index]
-        node = max(ps, key=lambda p: (depth.get(p, 0), c["gap"][index[(p, suite, kind)]])) if ps else None
-    return chain[::-1]
-
-
-def _root_means(c: dict[str, list], at: dict[str, int], roots: list[str]) -> tuple[int, float, float, float, float]:
-    """How many roots are scored, their mean public, twin and gap, and the variance of the mean gap; `at`: model ->
-    gap row of one (suite, twin kind), `roots` sorted (the sum must not follow the hash seed)."""
-    k, pub, twin, gap, var = 0, 0.0, 0.0, 0.0, 0.0
-    public, twin_value, gaps, se = c["public"], c["twin_value"], c["gap"], c["se"]
-    for q in roots:
-        i = at.get(q)
-        if i is not None:
-            k += 1
-            pub += public[i]
-            twin += twin_value[i]
-            gap += gaps[i]
-            var += se[i] ** 2
-    if not k:
-        return 0, 0.0, 0.0, 0.0, 0.0
-    return k, pub / k, twin / k, gap / k, var / k ** 2
-
-
-def _spreads(data: Data, rows: GapRows) -> dict[tuple[str, str], float]:
-    """Between-model spread (tau) of the natural gap per (suite, twin kind), over the reference pool."""
-    from harness.analysis.verdicts import _pools, robust_reference
-
-    return {key: robust_reference([v[0] for v in pool.values()], [v[1] for v in pool.values()])[1]
-            for key, pool in _pools(data, rows).items()}
-
-
-def divergence_flags(data: Data, t: Thresholds) -> list[Flag]:
-    """Along merges of merges (merge depth >= min_depth): the model's excess over the references' gap minus its
-    roots' excess, tested against sampling error plus the spread of the natural gap between models (a clean model
-    differs from its roots by that spread: a better model on a harder twin is not divergent)."""
-    rows = _gap_rows(data)
-    depth = dict(zip(data.models["model_id"].tolist(), data.models["merge_depth"].tolist(), strict=True))
-    tests = _divergence_tests(data, rows, depth, t)
-    out = []
-    for mid, suite, kind, r, k, pub_gain, twin_gain, div, se, p in tests:
-        name = data.names.get(mid, mid[:12])
-        ev = {"suite": suite, "twin": r["twin"], "twin_kind": kind, "depth": depth.get(mid, 0), "roots": k,
-              "public_gain": round(pub_gain, 4), "twin_gain": round(twin_gain, 4),
-              "divergence": round(div, 4), "divergence_ci": _interval(div, se), "p_value": p,
-              "chain": _chain(data, rows, mid, suite, kind, depth), "in_sample": data.in_sample(mid, suite)}
-        out.append(Flag(
-            mid, name, "lineage_divergence", _severity(div, t), suite,
-            f"Over {depth.get(mid, 0)} merge steps {name} gained {_pts(pub_gain)} on {suite} over its {k} roots "
-            f"while its {kind} twin moved {_pts(twin_gain)}: a divergence of {_pts(div)} "
-            f"[{_pts(ev['divergence_ci'][0])}, {_pts(ev['divergence_ci'][1])}].", ev))
-    return out
-
-
-def _divergence_tests(data: Data, rows: GapRows, depth: dict[str, int], t: Thresholds) -> list[tuple]:
-    """(model, suite, kind, row, roots, public gain, twin gain, divergence, se, p) of the rows deep enough, with
-    scored roots and a public gain, that Benjamini-Hochberg rejects with a divergence of at least divergence_min:
-    the smallest p per (model, suite). Over arrays: the roots' means once per distinct (roots, suite, kind), the
-    squares and tails through Python's own ** and erfc (each figure is the per-row formula's, bit for bit)."""
-    import numpy as np
-
-    keys, se_gap = rows.keys_, rows.col["se"]
-    deep = np.flatnonzero(~(np.array([depth.get(m, 0) for m in rows.col["model_id"]], dtype=float) < t.min_depth))
-    roots, none = data.graph.roots_of(data.models["model_id"].tolist()), frozenset()
-    at: dict[tuple[str, str], dict[str, int]] = {}  # (suite, kind) -> model -> gap row
-    for i, (mid, suite, kind) in enumerate(keys):
-        at.setdefault((suite, kind), {})[mid] = i
-    memo: dict[tuple, tuple] = {}  # one pass per distinct (roots, suite, kind), the roots sorted once per set
-    ordered: dict[frozenset, list[str]] = {}
-    means = []
-    for i in deep.tolist():
-        mid, suite, kind = keys[i]
-        group = (roots.get(mid, none), suite, kind)
-        found = memo.get(group)
-        if found is None:
-            order = ordered.get(group[0])
-            if order is None:
-                order = ordered[group[0]] = sorted(group[0])
-            found = memo[group] = _root_means(rows.col, at[(suite, kind)], order)
-        means.append(found)
-    if not means:
-        return []
-    k, pub0, twin0, gap0, se2 = (np.array(c, dtype=float) for c in zip(*means, strict=True))
-    col = {c: rows.array(c)[deep] for c in ("public", "twin_value", "gap")}
-    pub_gain, twin_gain, div = col["public"] - pub0, col["twin_value"] - twin0, col["gap"] - gap0
-    live = np.flatnonzero((k != 0) & ~(pub_gain <= 0))
-    idx, k, se2, pub_gain, twin_gain, div = (a[live] for a in (deep, k, se2, pub_gain, twin_gain, div))
-    spread = _spreads(data, rows)
-    tau2 = np.array([spread.get(keys[i][1:], 0.0) ** 2 for i in idx.tolist()], dtype=float)
-    se = np.sqrt(np.array([se_gap[i] ** 2 for i in idx.tolist()], dtype=float) + se2 + tau2 * (1 + 1 / k))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(se > 0, div / se, np.where(div > 0, np.inf, 0.0))
-    p = [_p_one_sided(v) for v in z.tolist()]
-    best: dict[tuple[str, str], int] = {}
-    for j, rej in enumerate(bh_reject(p, t.fdr)):
-        key = keys[idx[j]][:2]
-        if rej and div[j] >= t.divergence_min and (key not in best or p[j] < p[best[key]]):
-            best[key] = j
-    return [(*keys[idx[j]], rows.row(int(idx[j])), int(k[j]), float(pub_gain[j]), float(twin_gain[j]), float(div[j]),
-             float(se[j]), p[j]) for j in best.values()]
 
 
 # ------------------------------------------------------------------------------------------------ signal 4

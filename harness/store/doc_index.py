@@ -42,12 +42,6 @@ DDL = [
 ]
 
 
-def _rank() -> str:
-    from harness.store.frames import _METRIC_RANK
-
-    return _METRIC_RANK.replace("s.", "")
-
-
 # {where} is one of two constant filters (the samples of one run, or of the runs not yet indexed), never data.
 _TASKS_SQL = """
 INSERT INTO run_tasks (rt, run_id, task, metric, low_doc, top_doc, docs)
@@ -72,9 +66,11 @@ _NEW_RUNS = "s.run_id NOT IN (SELECT run_id FROM run_tasks WHERE rt <= ?)"
 
 def _index(con: duckdb.DuckDBPyConnection, where: str, arg: object) -> None:
     """Index the samples of the runs `where` selects (none of which is indexed): run_tasks, doc_scores, totals."""
+    from harness.store.frames import _METRIC_RANK  # the suite score's rank of the primary metrics
+
     (last,) = con.execute("SELECT coalesce(max(rt), 0) FROM run_tasks").fetchone()
     arg = last if arg is None else arg
-    con.execute(_TASKS_SQL.format(rank=_rank(), where=where), [last, arg])
+    con.execute(_TASKS_SQL.format(rank=_METRIC_RANK, where=where), [last, arg])
     con.execute(_DOCS_SQL.format(where=where), [last, arg])
     con.execute(_TOTALS_SQL, [last])
 
