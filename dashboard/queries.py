@@ -111,9 +111,13 @@ def freeze_what_lives() -> None:
     DuckDB, Altair and harness: ~135,000 tracked containers, which live as long as the server) out of the cyclic
     collector's reach, so each of its full passes walks only what pages made since: 0.07 -> ~0.005 CPU s at
     10,000 models, and a cold Overfitting render makes one or more (docs/dashboard.md). Objects are still freed by
-    their reference counts; a cycle among the frozen ones would never be."""
+    their reference counts; a cycle among the frozen ones would never be, so they are unfrozen at exit, where the
+    interpreter's last collection frees them (else extension types report leaks: nanobind's in Triton)."""
+    import atexit
+
     gc.collect()
     gc.freeze()
+    atexit.register(gc.unfreeze)
 
 
 @st.cache_resource(show_spinner=False)
