@@ -179,6 +179,37 @@ def test_the_plain_mean_reads_its_own_and_a_changed_metric_reads_lm_evals(store)
         _lm_eval_se(list(arrays.values()), False), rel=1e-12)
 
 
+def test_a_store_written_before_v5_keeps_lm_evals_stderr(tmp_path: Path) -> None:
+    """A v4 file (no question columns) migrates on open: its runs have none, and their suite score keeps lm-eval's
+    pooled stderr; a run written after the migration gets the clustered one."""
+    import duckdb
+
+    from harness.store import Store
+    from harness.store.schema import SCHEMA_VERSION
+
+    path = tmp_path / "v4.duckdb"
+    store = Store(path)
+    store.init()
+    rng = np.random.default_rng(9)
+    rows = {t: [(float(rng.random() < 0.5), f"d{i}") for i in range(25)] for t in ("zoo_math_mc_public",
+                                                                                     "zoo_math_gen_public")}
+    old_id = _write_run(store, "zoo_math", "public", rows, "acc")
+    con = duckdb.connect(str(path))  # the file as a v4 harness wrote it
+    con.execute("DROP INDEX runs_model")
+    for column in ("question_metric", "question_se_size", "question_se_mean"):
+        con.execute(f"ALTER TABLE runs DROP COLUMN {column}")
+    con.execute("CREATE INDEX runs_model ON runs (model_id)")
+    con.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+    con.close()
+    store = Store(path)
+    arrays = [np.array([s for s, _ in v]) for v in rows.values()]
+    assert _board(store, old_id)["se"] == pytest.approx(_lm_eval_se(arrays, True), rel=1e-12)
+    assert store.schema_version() == SCHEMA_VERSION == 5 and _stored_columns(store, old_id) == (None, None, None)
+    new_id = _write_run(store, "zoo_math", "public", rows, "acc")
+    clustered = question_clustered_stderr([(x, list(range(25)), 0.5) for x in arrays])
+    assert _board(store, new_id)["se"] == pytest.approx(clustered, rel=1e-12) != _lm_eval_se(arrays, True)
+
+
 @pytest.mark.slow
 def test_a_zoo_math_run_through_the_runner_clusters_its_two_tasks(results: Path, store,
                                                                   tmp_path: Path) -> None:
