@@ -151,6 +151,24 @@ def test_an_mgsm_run_gets_the_clustered_stderr_and_gsm8k_keeps_lm_evals(store) -
     assert _board(store, gsm_id)["se"] == pytest.approx(pooled, rel=1e-12)
 
 
+def test_a_gsm_plus_run_counts_a_seed_once_over_its_perturbations(store) -> None:
+    """gsm_plus:testmini (gsm8k's `plus` map ties each item to its GSM8K seed): the stored se is clustered by seed,
+    as harness.seed_questions names them (what `harness check` clusters by)."""
+    from harness.seed_questions import question_keys
+    from harness.suites import load_suite
+
+    rng = np.random.default_rng(6)
+    tasks = load_suite("gsm_plus").splits["testmini"]
+    rows = {t: [(float(rng.random() < 0.5), f"{t}#{i}") for i in range(30)] for t in tasks}
+    run_id = _write_run(store, "gsm_plus", "testmini", rows, "exact_match,strict-match")
+    named = question_keys("gsm_plus", "testmini", {(t, i): h for t, v in rows.items() for i, (_, h) in enumerate(v)})
+    assert len(set(named.values())) == 30 and len(named) == 7 * 30  # row i of every perturbation: one seed
+    parts = [(np.array([x for x, _ in rows[t]]), [named[(t, i)] for i in range(30)], 30 / 210) for t in tasks]
+    row = _board(store, run_id)
+    assert row["se"] == pytest.approx(question_clustered_stderr(parts), rel=1e-12)
+    assert _stored_columns(store, run_id)[0] == "exact_match,strict-match"
+
+
 def test_the_plain_mean_reads_its_own_and_a_changed_metric_reads_lm_evals(store) -> None:
     """zoo_math's two tasks score the same documents: the run stores both definitions, and the suite score reads
     the one its rule asks for (the plain mean of task means: weight_by_size false); the stored stderr is for the
