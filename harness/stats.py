@@ -6,6 +6,7 @@
     wilson_interval(p, n)              -> Wilson's score interval of a proportion (0/1 scores)
     bounded_intervals(value, se, n, binary, low, high) -> 95% intervals inside a metric's range
     weighted_means_stderr([(scores, keys, c), ...]) -> stderr of sum_t c_t mean_t, questions shared across tasks
+    question_clustered_stderr([(scores, keys, c), ...]) -> the same, cluster-robust over questions (a suite score)
 
 Bootstrap intervals are percentile intervals; every function takes a `seed` so results are reproducible. The
 interval of 0/1 scores is Wilson's (docs/eval.md "Intervals"): it stays inside [0, 1] and does not collapse to a
@@ -191,6 +192,30 @@ def weighted_means_stderr(tasks: Sequence[tuple[ArrayLike, Sequence[Hashable], f
         arr = np.asarray(zs)
         var += arr.size / (arr.size - 1) * float(np.sum((arr - arr.mean()) ** 2))
     return var ** 0.5
+
+
+def question_clustered_stderr(tasks: Sequence[tuple[ArrayLike, Sequence[Hashable], float]]) -> float:
+    """The cluster-robust standard error of sum_t c_t mean(x_t), task t's items named by the question they pose
+    (keys; one question may be posed by several items of several tasks: an MGSM problem in 11 languages):
+        var = G / (G - 1) * sum_g (sum_{i in g} c_t(i) / n_t(i) * (x_i - mean_t(i)))^2
+    over the G questions, each item centred on its own task's mean (the task means are what the score averages).
+    With one item per question it is not a new number: for the size-weighted mean (c_t = n_t / N, N items in k
+    tasks) var = (N - k) / (N - 1) * lm-eval's pooled_sample_stderr^2; for the plain mean of task means
+    (c_t = 1 / k) var = sum_t N (n_t - 1) / ((N - 1) n_t) * se_t^2 / k^2 against lm-eval's sum_t se_t^2 / k^2
+    (se_t = sd_t / sqrt(n_t)). Where every question is posed once by every task it equals weighted_means_stderr.
+    NaN under two questions, or where a task has no items, a NaN score, or not one key per score."""
+    resid: dict[Hashable, float] = {}
+    for scores, keys, c in tasks:
+        x = np.asarray(scores, dtype=float).ravel()
+        if x.size == 0 or x.size != len(keys) or np.isnan(x).any():
+            return float("nan")
+        for key, r in zip(keys, ((x - x.mean()) * (c / x.size)).tolist(), strict=True):
+            resid[key] = resid.get(key, 0.0) + r
+    g = len(resid)
+    if g < 2:
+        return float("nan")
+    r = np.fromiter(resid.values(), dtype=float, count=g)
+    return float(np.sqrt(g / (g - 1) * np.sum(r * r)))
 
 
 def aggregate(

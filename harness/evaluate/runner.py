@@ -25,7 +25,7 @@ from harness.evaluate.backends.base import BackendOptions, ModelTarget, package_
 from harness.evaluate.plan import HUB_SPLIT, Plan, make_plan, task_configs
 from harness.evaluate.run_errors import as_harness_error, check_finite_scores, check_hub, hub_error, one_line
 from harness.hashing import hash_json
-from harness.store.records import RunRecord, Score
+from harness.store.records import RunRecord, Sample, Score
 
 if TYPE_CHECKING:
     from harness.evaluate.progress import RequestProgress
@@ -234,8 +234,23 @@ def record_results(target: ModelTarget, run: RunRecord, out: LmEvalOutput, store
     tracker = EvaluationTracker()
     tracker.general_config_tracker = out.config
     folder = write_run_dir(run, out.results, scores, tracker)
-    store.finish_run(run.run_id, scores, samples)
+    questions, metric = scored_questions(run, samples)
+    store.finish_run(run.run_id, scores, samples, questions, metric)
     return scores, folder
+
+
+def scored_questions(run: RunRecord, samples: list[Sample]) -> tuple[dict[tuple[str, int], str], str | None]:
+    """The question each scored item poses (harness/seed_questions.py, as the gate names them) and the metric the
+    run's suite is scored on: what the store needs for the suite score's question-clustered stderr. No questions
+    for a judge suite (its stored overall row is its score) or a suite.yaml that no longer reads."""
+    from harness.seed_questions import question_keys
+    from harness.suites import score_rules
+
+    rule = score_rules().get(run.suite)
+    if rule is None or rule.summary_task is not None:
+        return {}, None
+    hashes = {(s.task, s.doc_id): s.doc_hash for s in samples}
+    return question_keys(run.suite, run.split, hashes), rule.metric_for(run.split)
 
 
 def _evaluate(target: ModelTarget, plan: Plan, run: RunRecord, opts: EvalOptions,

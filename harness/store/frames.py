@@ -11,7 +11,10 @@ latest complete run's task rows (never the `_aggregate` row a run also stores) o
 `aggregate.split_metrics`; else each task's first of PRIMARY_METRICS, else its alphabetically first metric),
 combined as lm-eval combines a group's subtasks: the size-weighted mean with lm-eval's pooled stderr
 (`weight_by_size: true`, the default) or the plain mean of the task scores with the stderr of that mean
-(`weight_by_size: false`). Its 95% interval stays inside the metric's range (harness.stats.bounded_intervals):
+(`weight_by_size: false`), except where a question has several items in the run (MGSM's 11 languages, GSM-Plus's
+7 rewrites of a seed, a zoo document scored by multiple choice and by generation): there `se` is the run's
+question-clustered stderr, stored when the run was written (harness/store/suite_se.py; runs written before keep
+lm-eval's). Its 95% interval stays inside the metric's range (harness.stats.bounded_intervals):
 Wilson's for 0/1 metrics, the normal one clipped to the range otherwise. A judge suite's score is its
 stored `overall` row (rating or win rate, the interval clustered by question). The CLI leaderboard, the
 dashboard and `harness overfit` read suite scores through `suite_scores` (with harness.suites.score_rules());
@@ -56,7 +59,7 @@ WITH rules AS (
 ), latest AS (
     SELECT r.run_id, r.model_id, r.suite, coalesce(r.split, '') AS split, r.backend, r.ended,
         coalesce(u.by_size, true) AS by_size, CASE WHEN us.suite IS NULL THEN u.want ELSE us.want END AS want,
-        u.summary
+        u.summary, r.question_metric, r.question_se_size, r.question_se_mean
     FROM runs r SEMI JOIN ranked USING (run_id) LEFT JOIN rules u ON u.suite = r.suite AND u.split = ''
         LEFT JOIN rules us ON us.suite = r.suite AND us.split <> '' AND us.split = coalesce(r.split, '')
 ), c AS (
@@ -73,14 +76,18 @@ WITH rules AS (
           FROM c GROUP BY run_id, task)
 ), a AS (  -- per run: grouped by run_id alone, joined to the run's columns after
     SELECT run_id, sum(value * n) AS vn, sum(n) AS sn, avg(value) AS mean, sum((n - 1) * n * se * se) AS q,
-        sum(se * se) AS ss, count(*) AS tasks, list(metric) AS metrics
+        sum(se * se) AS ss, count(*) AS tasks,
+        array_to_string(list_sort(list_distinct(list(metric))), '+') AS metric
     FROM t GROUP BY run_id
 )
 SELECT l.model_id, l.suite, l.split, l.run_id, l.backend, l.ended,
     CASE WHEN l.by_size THEN a.vn / a.sn ELSE a.mean END AS value,
-    CASE WHEN l.by_size  -- lm-eval's pooled_sample_stderr, else its unweighted_mean_stderr
-        THEN sqrt(a.q / greatest(a.sn - a.tasks, 1) / a.sn) ELSE sqrt(a.ss) / a.tasks END AS se,
-    a.sn::BIGINT AS n, a.tasks::BIGINT AS tasks, array_to_string(list_sort(list_distinct(a.metrics)), '+') AS metric
+    coalesce(  -- the run's question-clustered stderr where it has one for these metrics (harness/store/suite_se.py)
+        CASE WHEN l.summary IS NULL AND l.question_metric = a.metric
+             THEN CASE WHEN l.by_size THEN l.question_se_size ELSE l.question_se_mean END END,
+        CASE WHEN l.by_size  -- else lm-eval's pooled_sample_stderr, or its unweighted_mean_stderr
+             THEN sqrt(a.q / greatest(a.sn - a.tasks, 1) / a.sn) ELSE sqrt(a.ss) / a.tasks END) AS se,
+    a.sn::BIGINT AS n, a.tasks::BIGINT AS tasks, a.metric
 FROM a JOIN latest l USING (run_id)
 """
 

@@ -11,12 +11,14 @@ run stays visible until the attempt completes (views take the newest complete ru
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
 from harness.store.doc_index import index_run
 from harness.store.records import RunRecord, Sample, Score
+from harness.store.suite_se import question_stderr, write_question_stderr
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -70,9 +72,14 @@ class RunsMixin:
                  run.split, run.data_hash, run.backend_version, json.dumps(run.settings), run.seed],
             )
 
-    def finish_run(self, run_id: str, scores: list[Score], samples: list[Sample] | pd.DataFrame) -> None:
-        """Write all scores and samples and mark the run complete, atomically."""
+    def finish_run(self, run_id: str, scores: list[Score], samples: list[Sample] | pd.DataFrame,
+                   questions: Mapping[tuple[str, int], str] | None = None, metric: str | None = None) -> None:
+        """Write all scores and samples and mark the run complete, atomically. `questions` ({(task, doc): the
+        question it poses}, harness/seed_questions.py) and `metric` (the one the suite is scored on, None: each
+        task's primary) give the run its question-clustered stderr where a question has several items
+        (harness/store/suite_se.py); without them the suite score keeps lm-eval's."""
         frame = samples if not isinstance(samples, list) else samples_frame(run_id, samples)
+        clustered = question_stderr(scores, frame, questions, metric) if questions else None
         with self.db.write() as con:
             status = con.execute("SELECT status FROM runs WHERE run_id = ?", [run_id]).fetchone()
             if status is None:
@@ -89,6 +96,7 @@ class RunsMixin:
                 con.execute(f"INSERT INTO samples SELECT {', '.join(SAMPLE_COLS)} FROM incoming_samples")
                 con.unregister("incoming_samples")
             index_run(con, run_id)  # the per-document index the twin pairing reads, in the same transaction
+            write_question_stderr(con, run_id, clustered)
             con.execute(
                 "UPDATE runs SET status = 'complete', error = NULL, ended = current_timestamp WHERE run_id = ?",
                 [run_id],

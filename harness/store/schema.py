@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from harness.store.doc_index import DDL as DOC_INDEX_DDL
 from harness.store.doc_index import index_all
+from harness.store.suite_se import DDL as QUESTION_SE_DDL
 
 if TYPE_CHECKING:
     import duckdb
@@ -161,7 +162,11 @@ V3 = [
 # (5 million samples: about 5 s).
 V4: list[str | Callable[[duckdb.DuckDBPyConnection], None]] = [*DOC_INDEX_DDL, index_all]
 
-MIGRATIONS: list[list[str | Callable[[duckdb.DuckDBPyConnection], None]]] = [V1, V2, V3, V4]
+# v5: a run's question-clustered stderr (harness/store/suite_se.py), which its suite score's se reads where a
+# question has several items (MGSM's 11 languages); NULL in runs written before, which keep lm-eval's stderr.
+V5: list[str | Callable[[duckdb.DuckDBPyConnection], None]] = [*QUESTION_SE_DDL]
+
+MIGRATIONS: list[list[str | Callable[[duckdb.DuckDBPyConnection], None]]] = [V1, V2, V3, V4, V5]
 SCHEMA_VERSION = len(MIGRATIONS)
 TABLES = (
     "meta", "models", "aliases", "recipes", "lineage", "runs", "scores", "samples",
