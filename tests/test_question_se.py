@@ -2,7 +2,7 @@
 multiple choice and by generation): question-clustered, computed when the run is written (harness/store/suite_se.py),
 read by SUITE_SCORES_SQL; lm-eval's own, bit for bit, where every question has one item.
 
-The simulation's figures are in docs/eval.md "Suite scores"."""
+The simulation's figures are in docs/overfitting.md "The suite score"."""
 
 from __future__ import annotations
 

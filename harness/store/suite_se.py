@@ -4,7 +4,8 @@ lm-eval's stderr of a group (the suite score's `se`, harness/store/frames.py SUI
 as an independent draw. A suite that asks one question several times does not: MGSM asks each of its 250 problems
 in 11 languages (11 tasks), GSM-Plus each GSM8K seed under 7 perturbations, a zoo suite scores one document by
 multiple choice and by generation. Their items are correlated through the question, and the pooled stderr is too
-narrow (a simulation of 60 problems x 11 languages: ~3x; docs/eval.md "Suite scores").
+narrow (a simulation of 60 problems x 11 languages: about half the true stderr; docs/overfitting.md "The
+suite score").
 
 `Store.finish_run` takes the question each item poses (harness/seed_questions.py `question_keys`, which the
 runner knows and the store may not import) and the metric the suite is scored on, and stores in `runs`, beside
