@@ -163,6 +163,23 @@ def write_twin_suite(folder: Path, twins: dict[str, str], size: int, relation: s
     return folder
 
 
+def downgrade_store(path: Path, version: int) -> None:
+    """Make a store file what an older harness wrote: schema `version` (3 or 4), without what later migrations
+    added (v5's question-stderr columns of runs; v4's per-document index tables), for the migration tests."""
+    import duckdb
+
+    con = duckdb.connect(str(path))
+    if version < 4:
+        con.execute("DROP TABLE doc_scores")
+        con.execute("DROP TABLE run_tasks")
+    con.execute("DROP INDEX runs_model")  # an index on the table blocks dropping a column
+    for column in ("question_metric", "question_se_size", "question_se_mean"):
+        con.execute(f"ALTER TABLE runs DROP COLUMN {column}")
+    con.execute("CREATE INDEX runs_model ON runs (model_id)")
+    con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(version)])
+    con.close()
+
+
 @dataclass(frozen=True)
 class RealModel:
     gguf: Path  # SmolLM2-135M-Instruct.Q4_1.gguf

@@ -15,6 +15,7 @@ from harness.store import RunRecord, Sample, Score, Store
 from harness.store.frames import _METRIC_RANK
 from harness.store.schema import SCHEMA_VERSION
 from harness.store.twin_pairs import COLUMNS, mapped_diffs, max_docs
+from tests.factories import downgrade_store
 
 MODELS = 6
 REFERENCE_SQL = f"""
@@ -151,15 +152,7 @@ def _index_rows(path: Path) -> list[tuple]:
 def test_migration_back_fills_a_store_written_before_the_index(written: Path, tmp_path: Path) -> None:
     old = tmp_path / "v3.duckdb"
     old.write_bytes(written.read_bytes())
-    con = duckdb.connect(str(old))  # the file as harness wrote it at schema v3: no index tables
-    con.execute("DROP TABLE doc_scores")
-    con.execute("DROP TABLE run_tasks")
-    con.execute("DROP INDEX runs_model")  # v5's columns out (an index on the table blocks dropping a column)
-    for column in ("question_metric", "question_se_size", "question_se_mean"):
-        con.execute(f"ALTER TABLE runs DROP COLUMN {column}")
-    con.execute("CREATE INDEX runs_model ON runs (model_id)")
-    con.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
-    con.close()
+    downgrade_store(old, 3)  # the file as harness wrote it at schema v3: no index tables
     store = Store(old)
     pairs, maps, tasks = _inputs()
     got = mapped_diffs(store, pairs, maps, tasks)  # the first read migrates, once

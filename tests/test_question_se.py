@@ -200,10 +200,9 @@ def test_the_plain_mean_reads_its_own_and_a_changed_metric_reads_lm_evals(store)
 def test_a_store_written_before_v5_keeps_lm_evals_stderr(tmp_path: Path) -> None:
     """A v4 file (no question columns) migrates on open: its runs have none, and their suite score keeps lm-eval's
     pooled stderr; a run written after the migration gets the clustered one."""
-    import duckdb
-
     from harness.store import Store
     from harness.store.schema import SCHEMA_VERSION
+    from tests.factories import downgrade_store
 
     path = tmp_path / "v4.duckdb"
     store = Store(path)
@@ -212,13 +211,7 @@ def test_a_store_written_before_v5_keeps_lm_evals_stderr(tmp_path: Path) -> None
     rows = {t: [(float(rng.random() < 0.5), f"d{i}") for i in range(25)] for t in ("zoo_math_mc_public",
                                                                                      "zoo_math_gen_public")}
     old_id = _write_run(store, "zoo_math", "public", rows, "acc")
-    con = duckdb.connect(str(path))  # the file as a v4 harness wrote it
-    con.execute("DROP INDEX runs_model")
-    for column in ("question_metric", "question_se_size", "question_se_mean"):
-        con.execute(f"ALTER TABLE runs DROP COLUMN {column}")
-    con.execute("CREATE INDEX runs_model ON runs (model_id)")
-    con.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
-    con.close()
+    downgrade_store(path, 4)  # the file as a v4 harness wrote it
     store = Store(path)
     arrays = [np.array([s for s, _ in v]) for v in rows.values()]
     assert _board(store, old_id)["se"] == pytest.approx(_lm_eval_se(arrays, True), rel=1e-12)
