@@ -32,5 +32,6 @@ import queries  # noqa: E402 (needs the path above)
 
 if os.environ.get("HARNESS_DASHBOARD_PREWARM", "1") != "0" and Path(queries.db_path()).exists():
     queries.prewarm(queries.db_path())  # the overfitting analysis, in the background
-page.run()
+with queries.collector_paused():  # a cold render's objects are not walked again and again
+    page.run()
 queries.freeze_what_lives()  # once per process, its imports done
