@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--json", help="also write the figures here")
     ap.add_argument("--keep", help="write the stores (and truth_<seed>.json) into this folder instead of a temp one")
     args = ap.parse_args(argv)
-    from harness.analysis.overfit import THRESHOLDS
+    from harness.analysis.flags import THRESHOLDS
 
     start = time.perf_counter()
     false, trials, plants = defaultdict(int), defaultdict(int), []

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from harness.analysis.overfit import Flag
+from harness.analysis.flags import Flag
 from harness.analysis.verdicts import CoverageTable
 from harness.atomic import atomic_file, write_text_atomic
 from harness.hashing import hash_json

@@ -104,6 +104,27 @@ def test_import_rules_catch_a_forbidden_import(tmp_path: Path) -> None:
     assert any("never run or merge models" in b for b in bad), bad
 
 
+def private_imports(files: list[Path]) -> list[str]:
+    """`from harness.x import _name`: a module reaching into another's private helpers (give them a public home)."""
+    bad = []
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in ("harness", "dashboard"):
+                bad += [f"{path.name}:{node.lineno} imports {node.module}.{a.name}" for a in node.names
+                        if a.name.startswith("_") and not a.name.startswith("__")]
+    return bad
+
+
+def test_analysis_and_the_dashboard_import_no_private_names(tmp_path: Path) -> None:
+    """What the overfitting signals share lives under public names (harness/analysis/flags.py); the checker itself
+    catches the private reach it replaced."""
+    bad = private_imports(python_files("harness/analysis", "dashboard"))
+    assert not bad, "\n".join(bad)
+    probe = tmp_path / "probe.py"
+    probe.write_text("def f():\n    from harness.analysis.overfit import Flag, _interval, bh_reject\n")
+    assert private_imports([probe]) == ["probe.py:2 imports harness.analysis.overfit._interval"]
+
+
 def sql_strings(path: Path) -> list[tuple[int, str]]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     return [(n.lineno, n.value[:60]) for n in ast.walk(tree)

@@ -15,7 +15,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from benchmarks.gen_store import build
-from harness.analysis.overfit import THRESHOLDS
+from harness.analysis.flags import THRESHOLDS
 from harness.store import Store
 
 REPO = Path(__file__).resolve().parent.parent

@@ -12,8 +12,9 @@ import pytest
 
 from benchmarks.gen_store import TWINS, build, mapped_twins
 from harness.analysis.evidence import gather
+from harness.analysis.flags import THRESHOLDS, bh_reject
 from harness.analysis.lineage import Graph
-from harness.analysis.overfit import THRESHOLDS, analyse, bh_reject, confusion
+from harness.analysis.overfit import analyse, confusion
 from harness.store import Store
 from harness.store.doc_index import rebuild
 from harness.store.frames import edges

@@ -12,7 +12,9 @@ import pytest
 from benchmarks.gen_store import TWINS, build, mapped_twins
 from harness.analysis.divergence import _divergence_tests
 from harness.analysis.evidence import MIN_PAIRED_DOCS, Data, gather
-from harness.analysis.overfit import THRESHOLDS, _gap_rows, analyse_data, bh_reject
+from harness.analysis.flags import THRESHOLDS, bh_reject
+from harness.analysis.gap_rows import gap_rows
+from harness.analysis.overfit import analyse_data
 from harness.analysis.verdicts import LOO_MAX, Z80, _z, coverage, robust_reference, tier_for, twin_tests
 from harness.store import Store
 
@@ -30,7 +32,7 @@ def data(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
 
 def reference_tests(data: Data) -> list[tuple]:
     """Per gap row: (model, suite, kind, reference, excess, se, p, flagged, mde, items needed), one at a time."""
-    rows = _gap_rows(data)
+    rows = gap_rows(data)
     pools: dict = {}
     for (mid, suite, kind), r in rows.items():
         if not data.in_sample(mid, suite):
@@ -71,7 +73,7 @@ def test_twin_tests_equal_the_per_row_reference(data: Data) -> None:
 
 def reference_divergence(data: Data) -> list[tuple]:
     """Every lineage-divergence test row by row, then Benjamini-Hochberg and the smallest p per (model, suite)."""
-    rows = _gap_rows(data)
+    rows = gap_rows(data)
     depth = dict(zip(data.models["model_id"], data.models["merge_depth"], strict=True))
     roots = data.graph.roots_of(list(data.models["model_id"]))
     pools: dict = {}
@@ -108,7 +110,7 @@ def reference_divergence(data: Data) -> list[tuple]:
 
 def test_divergence_tests_equal_the_per_row_reference(data: Data) -> None:
     depth = dict(zip(data.models["model_id"].tolist(), data.models["merge_depth"].tolist(), strict=True))
-    got = _divergence_tests(data, _gap_rows(data), depth, T)
+    got = _divergence_tests(data, gap_rows(data), depth, T)
     want = reference_divergence(data)
     assert got == want
     assert want or len(depth) < LOO_MAX  # the 120-model store's deep chains: 5 divergent (model, suite)
@@ -162,13 +164,14 @@ from dataclasses import replace
 from benchmarks.gen_store import TWINS
 from harness.analysis.divergence import _divergence_tests
 from harness.analysis.evidence import gather
-from harness.analysis.overfit import THRESHOLDS, _gap_rows
+from harness.analysis.flags import THRESHOLDS
+from harness.analysis.gap_rows import gap_rows
 from harness.store import Store
 
 data = gather(Store(sys.argv[1]), twins=TWINS)
 depth = dict(zip(data.models["model_id"].tolist(), data.models["merge_depth"].tolist(), strict=True))
 T = replace(THRESHOLDS, fdr=1.0, divergence_min=-1e9)  # every test, not only the rejections
-for x in sorted(_divergence_tests(data, _gap_rows(data), depth, T), key=lambda x: (x[0], x[1])):
+for x in sorted(_divergence_tests(data, gap_rows(data), depth, T), key=lambda x: (x[0], x[1])):
     print(x[0], x[1], repr(x[8]), repr(x[9]))
 """
 

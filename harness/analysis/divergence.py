@@ -12,8 +12,9 @@ the between-model spread of the natural gap, with Benjamini-Hochberg over the st
 from __future__ import annotations
 
 from harness.analysis.evidence import Data
-from harness.analysis.gap_rows import GapRows
-from harness.analysis.overfit import Flag, Thresholds, _gap_rows, _interval, _p_one_sided, _pts, _severity, bh_reject
+from harness.analysis.flags import Flag, Thresholds, bh_reject, interval, p_one_sided, pts, severity
+from harness.analysis.gap_rows import GapRows, gap_rows
+from harness.analysis.verdicts import reference_pools, robust_reference
 
 
 def _chain(data: Data, rows: GapRows, mid: str, suite: str, kind: str, depth: dict[str, int]) -> list[dict]:
@@ -52,17 +53,15 @@ def _root_means(c: dict[str, list], at: dict[str, int], roots: list[str]) -> tup
 
 def _spreads(data: Data, rows: GapRows) -> dict[tuple[str, str], float]:
     """Between-model spread (tau) of the natural gap per (suite, twin kind), over the reference pool."""
-    from harness.analysis.verdicts import _pools, robust_reference
-
     return {key: robust_reference([v[0] for v in pool.values()], [v[1] for v in pool.values()])[1]
-            for key, pool in _pools(data, rows).items()}
+            for key, pool in reference_pools(data, rows).items()}
 
 
 def divergence_flags(data: Data, t: Thresholds) -> list[Flag]:
     """Along merges of merges (merge depth >= min_depth): the model's excess over the references' gap minus its
     roots' excess, tested against sampling error plus the spread of the natural gap between models (a clean model
     differs from its roots by that spread: a better model on a harder twin is not divergent)."""
-    rows = _gap_rows(data)
+    rows = gap_rows(data)
     depth = dict(zip(data.models["model_id"].tolist(), data.models["merge_depth"].tolist(), strict=True))
     tests = _divergence_tests(data, rows, depth, t)
     out = []
@@ -70,13 +69,13 @@ def divergence_flags(data: Data, t: Thresholds) -> list[Flag]:
         name = data.names.get(mid, mid[:12])
         ev = {"suite": suite, "twin": r["twin"], "twin_kind": kind, "depth": depth.get(mid, 0), "roots": k,
               "public_gain": round(pub_gain, 4), "twin_gain": round(twin_gain, 4),
-              "divergence": round(div, 4), "divergence_ci": _interval(div, se), "p_value": p,
+              "divergence": round(div, 4), "divergence_ci": interval(div, se), "p_value": p,
               "chain": _chain(data, rows, mid, suite, kind, depth), "in_sample": data.in_sample(mid, suite)}
         out.append(Flag(
-            mid, name, "lineage_divergence", _severity(div, t), suite,
-            f"Over {depth.get(mid, 0)} merge steps {name} gained {_pts(pub_gain)} on {suite} over its {k} roots "
-            f"while its {kind} twin moved {_pts(twin_gain)}: a divergence of {_pts(div)} "
-            f"[{_pts(ev['divergence_ci'][0])}, {_pts(ev['divergence_ci'][1])}].", ev))
+            mid, name, "lineage_divergence", severity(div, t), suite,
+            f"Over {depth.get(mid, 0)} merge steps {name} gained {pts(pub_gain)} on {suite} over its {k} roots "
+            f"while its {kind} twin moved {pts(twin_gain)}: a divergence of {pts(div)} "
+            f"[{pts(ev['divergence_ci'][0])}, {pts(ev['divergence_ci'][1])}].", ev))
     return out
 
 
@@ -118,7 +117,7 @@ def _divergence_tests(data: Data, rows: GapRows, depth: dict[str, int], t: Thres
     se = np.sqrt(np.array([se_gap[i] ** 2 for i in idx.tolist()], dtype=float) + se2 + tau2 * (1 + 1 / k))
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(se > 0, div / se, np.where(div > 0, np.inf, 0.0))
-    p = [_p_one_sided(v) for v in z.tolist()]
+    p = [p_one_sided(v) for v in z.tolist()]
     best: dict[tuple[str, str], int] = {}
     for j, rej in enumerate(bh_reject(p, t.fdr)):
         key = keys[idx[j]][:2]

@@ -10,7 +10,8 @@ of merges that the twins do not follow: harness/analysis/divergence.py) and `spe
 optimised suite with significant losses elsewhere). Each flag has a severity, its evidence (numbers with 95%
 intervals) and a one-sentence explanation. Significance across the many models and twins of a store is controlled
 with Benjamini-Hochberg (false discovery rate `Thresholds.fdr`) on one-sided normal p-values, and an effect must
-also clear a minimum size.
+also clear a minimum size. The flag vocabulary (Flag, Thresholds, THRESHOLDS, SEVERITIES, SIGNALS) and the shared
+statistics live in harness/analysis/flags.py; they are importable from here too.
 """
 
 from __future__ import annotations
@@ -18,58 +19,27 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from harness.analysis.divergence import divergence_flags
 from harness.analysis.evidence import Data, gather
+from harness.analysis.flags import (
+    SEVERITIES,
+    SIGNALS,
+    THRESHOLDS,
+    Z95,
+    Flag,
+    Thresholds,
+    interval,
+    p_one_sided,
+    pct,
+    pts,
+    severity,
+)
 from harness.analysis.gap_rows import GapRows, gap_rows
 
 if TYPE_CHECKING:
     from harness.store import Store
-
-SEVERITIES = ("info", "low", "medium", "high")
-SIGNALS = ("exposure", "twin_gap", "lineage_divergence", "specialisation")
-Z95 = 1.959964
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """Documented in docs/overfitting.md; scores are fractions (0.05 = 5 points)."""
-
-    gap_min: float = 0.05        # excess twin gap (over reference models) before a twin_gap flag
-    medium: float = 0.08         # excess (or loss) from which a flag is medium
-    high: float = 0.15           # ... and high
-    divergence_min: float = 0.05  # public gain minus twin gain along a chain
-    min_depth: int = 2           # merges of merges: chains of at least this many merge steps
-    gain_z: float = 1.96         # the gain on the optimised suite must be significant at this z
-    loss_min: float = 0.03       # a loss elsewhere must be at least this large ...
-    loss_z: float = 2.576        # ... and significant at this z (99%)
-    spec_high: float = 0.10      # loss from which a specialisation flag is high
-    spec_medium: float = 0.05
-    fdr: float = 0.01            # Benjamini-Hochberg false discovery rate per signal
-    min_reference: int = 5       # reference models needed to calibrate a twin (aligned twins need none)
-    evolve_z: float = 2.576      # an evolve run's search gap must exceed generation 0's at this z
-
-
-THRESHOLDS = Thresholds()
-
-
-@dataclass(frozen=True)
-class Flag:
-    model_id: str
-    model: str
-    signal: str        # exposure | twin_gap | lineage_divergence | specialisation
-    severity: str      # info | low | medium | high
-    suite: str
-    explanation: str   # one sentence
-    evidence: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def rank(self) -> int:
-        return SEVERITIES.index(self.severity)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def analyse(store: Store, twins: Mapping[str, Mapping[str, str]] | None = None,
@@ -79,44 +49,10 @@ def analyse(store: Store, twins: Mapping[str, Mapping[str, str]] | None = None,
 
 
 def analyse_data(data: Data, t: Thresholds = THRESHOLDS) -> list[Flag]:
-    from harness.analysis.divergence import divergence_flags  # signal 3 (it builds on this module's Flag)
-
     twin = twin_gap_flags(data, t)
     twin += evolve_flags(data, t, {(f.model_id, f.suite): f for f in twin})
     flags = exposure_flags(data) + twin + divergence_flags(data, t) + specialisation_flags(data, t)
     return sorted(flags, key=lambda f: (-f.rank, SIGNALS.index(f.signal), f.model, f.suite))
-
-
-# ------------------------------------------------------------------------------------------------ helpers
-def _interval(value: float, se: float) -> list[float]:
-    return [round(value - Z95 * se, 4), round(value + Z95 * se, 4)]
-
-
-def _severity(size: float, t: Thresholds) -> str:
-    return "high" if size >= t.high else "medium" if size >= t.medium else "low"
-
-
-def _p_one_sided(z: float) -> float:
-    return 0.5 * math.erfc(z / math.sqrt(2))
-
-
-def bh_reject(pvalues: list[float], q: float) -> list[bool]:
-    """Benjamini-Hochberg: which hypotheses to reject at false discovery rate q."""
-    order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
-    m, cut = len(pvalues), -1
-    for rank, i in enumerate(order, 1):
-        if pvalues[i] <= q * rank / m:
-            cut = rank
-    keep = set(order[:cut]) if cut > 0 else set()
-    return [i in keep for i in range(len(pvalues))]
-
-
-def pct(x: float) -> str:
-    return f"{100 * x:.1f}"
-
-
-def _pts(x: float) -> str:
-    return f"{100 * x:+.1f} pts"
 
 
 # ------------------------------------------------------------------------------------------------ signal 1
@@ -140,17 +76,12 @@ def exposure_flags(data: Data) -> list[Flag]:
 
 
 # ------------------------------------------------------------------------------------------------ signal 2
-def _gap_rows(data: Data) -> GapRows:
-    """(model_id, suite, twin kind) -> gap row: columns with an index, built once per Data (gap_rows.py)."""
-    return gap_rows(data)
-
-
 def twin_gap_flags(data: Data, t: Thresholds) -> list[Flag]:
     """Calibrated twin-gap tests (harness.analysis.verdicts) that Benjamini-Hochberg rejects with an excess of at
     least gap_min: the strongest per (model, suite). Only the flagged tests are made into TwinTests."""
     from harness.analysis.verdicts import twin_tests
 
-    rows, tests = _gap_rows(data), twin_tests(data, t)
+    rows, tests = gap_rows(data), twin_tests(data, t)
     best: dict[tuple[str, str], Any] = {}
     for i, flagged in enumerate(tests.flagged):
         if flagged:
@@ -175,10 +106,10 @@ def _twin_flag(data: Data, rows: GapRows, x: Any, t: Thresholds) -> Flag:
         "suite": suite, "split": data.default_split(suite), "twin": r["twin"], "twin_kind": kind,
         "relation": r.get("relation", "independent"),
         "public": round(r["public"], 4), "twin_score": round(r["twin_value"], 4),
-        "gap": round(r["gap"], 4), "gap_ci": _interval(r["gap"], r["se"]), "paired": bool(r["paired"]),
+        "gap": round(r["gap"], 4), "gap_ci": interval(r["gap"], r["se"]), "paired": bool(r["paired"]),
         "n": int(r["n"]), "reference_gap": round(ref.centre, 4), "reference_spread": round(ref.spread, 4),
         "reference_models": ref.k, "reference": ref.basis,
-        "excess_over_reference": round(x.excess, 4), "excess_ci": _interval(x.excess, x.se), "p_value": x.p,
+        "excess_over_reference": round(x.excess, 4), "excess_ci": interval(x.excess, x.se), "p_value": x.p,
         "smallest_detectable_excess": round(x.mde, 4), "in_sample": data.in_sample(mid, suite),
     }
     origin = "new"
@@ -186,17 +117,17 @@ def _twin_flag(data: Data, rows: GapRows, x: Any, t: Thresholds) -> Flag:
         over_par = r["gap"] - par[0]
         se_par = math.sqrt(r["se"] ** 2 + par[1] ** 2)
         ev.update(parent_gap=round(par[0], 4), excess_over_parents=round(over_par, 4),
-                  excess_over_parents_ci=_interval(over_par, se_par))
+                  excess_over_parents_ci=interval(over_par, se_par))
         if over_par - Z95 * se_par <= 0 or over_par < t.gap_min / 2:
             origin = "inherited"
     ev["origin"] = origin
     tail = ("the gap is new in this model" if origin == "new" and par is not None
             else "it inherits the gap from its parents" if origin == "inherited" else "it has no scored parents")
     sentence = (f"{name} scores {pct(r['public'])} on {suite} but {pct(r['twin_value'])} on its {kind} twin "
-                f"{r['twin']}, a gap {_pts(x.excess)} [{_pts(ev['excess_ci'][0])}, {_pts(ev['excess_ci'][1])}] "
-                f"beyond the natural gap ({ref.basis}: {_pts(ref.centre)}, spread {100 * ref.spread:.1f} pts); "
+                f"{r['twin']}, a gap {pts(x.excess)} [{pts(ev['excess_ci'][0])}, {pts(ev['excess_ci'][1])}] "
+                f"beyond the natural gap ({ref.basis}: {pts(ref.centre)}, spread {100 * ref.spread:.1f} pts); "
                 f"{tail}.")
-    return Flag(mid, name, "twin_gap", _severity(x.excess, t), suite, sentence, ev)
+    return Flag(mid, name, "twin_gap", severity(x.excess, t), suite, sentence, ev)
 
 
 def evolve_flags(data: Data, t: Thresholds, existing: dict[tuple[str, str], Flag]) -> list[Flag]:
@@ -216,10 +147,10 @@ def evolve_flags(data: Data, t: Thresholds, existing: dict[tuple[str, str], Flag
             continue
         name = data.names.get(mid, mid[:12])
         out.append(Flag(
-            mid, name, "twin_gap", _severity(ev["excess"], t), suite,
+            mid, name, "twin_gap", severity(ev["excess"], t), suite,
             f"Evolve run {evolve_id} pushed the fitness of {name} on {suite} to {pct(ev['final_fitness'])} while its "
-            f"held-out score is {pct(ev['final_heldout'])}: a search gap {_pts(ev['excess'])} "
-            f"[{_pts(ev['excess_ci'][0])}, {_pts(ev['excess_ci'][1])}] beyond that of generation 0.", ev))
+            f"held-out score is {pct(ev['final_heldout'])}: a search gap {pts(ev['excess'])} "
+            f"[{pts(ev['excess_ci'][0])}, {pts(ev['excess_ci'][1])}] beyond that of generation 0.", ev))
     return out
 
 
@@ -249,7 +180,7 @@ def _evolve_evidence(data: Data, evolve_id: str, rows: Any) -> dict[str, Any] | 
             "generations": int(rows["generation"].nunique()), "final_fitness": round(float(row["fitness"]), 4),
             "final_heldout": round(float(row["heldout"]), 4), "final_gap": round(float(final), 4),
             "generation0_gap": round(base, 4), "excess": round(float(final - base), 4),
-            "excess_ci": _interval(float(final - base), se), "z": round(float((final - base) / se), 2),
+            "excess_ci": interval(float(final - base), se), "z": round(float((final - base) / se), 2),
             "history": history}
 
 
@@ -294,14 +225,14 @@ def specialisation_flags(data: Data, t: Thresholds) -> list[Flag]:
             size = -losses[worst][0]
             sev = "high" if size >= t.spec_high else "medium" if size >= t.spec_medium else "low"
             name = data.names.get(mid, mid[:12])
-            ev = {"optimised_suite": target, "gain": round(gain[0], 4), "gain_ci": _interval(*gain),
-                  "losses": {s: {"delta": round(d[0], 4), "ci": _interval(*d)} for s, d in losses.items()},
+            ev = {"optimised_suite": target, "gain": round(gain[0], 4), "gain_ci": interval(*gain),
+                  "losses": {s: {"delta": round(d[0], 4), "ci": interval(*d)} for s, d in losses.items()},
                   "parents": [data.names.get(p, p[:12]) for p in ps]}
             out.append(Flag(
                 mid, name, "specialisation", sev, target,
-                f"{name} gained {_pts(gain[0])} over its parents on {target}, the suite it was selected on, but "
-                f"lost {_pts(losses[worst][0])} [{_pts(ev['losses'][worst]['ci'][0])}, "
-                f"{_pts(ev['losses'][worst]['ci'][1])}] on {worst}"
+                f"{name} gained {pts(gain[0])} over its parents on {target}, the suite it was selected on, but "
+                f"lost {pts(losses[worst][0])} [{pts(ev['losses'][worst]['ci'][0])}, "
+                f"{pts(ev['losses'][worst]['ci'][1])}] on {worst}"
                 + (f" and significantly on {len(losses) - 1} more suite(s)." if len(losses) > 1 else "."), ev))
     return out
 
@@ -310,8 +241,8 @@ def _significant_losses(deltas: dict, target: str, t: Thresholds) -> dict[str, t
     """Losses elsewhere of at least loss_min that survive Holm's correction over the model's other suites at the
     one-sided level of loss_z (each suite compared is one more chance of a spurious loss)."""
     others = {s: d for s, d in deltas.items() if s != target and d is not None}
-    ps = sorted((_p_one_sided(-d[0] / max(d[1], 1e-9)), s) for s, d in others.items())
-    level, out = _p_one_sided(t.loss_z), {}
+    ps = sorted((p_one_sided(-d[0] / max(d[1], 1e-9)), s) for s, d in others.items())
+    level, out = p_one_sided(t.loss_z), {}
     for i, (p, s) in enumerate(ps):
         if p > level / (len(ps) - i):
             break

@@ -28,12 +28,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from harness.analysis.evidence import MIN_PAIRED_DOCS, MIN_PAIRED_SEEDS, Data
+from harness.analysis.flags import Thresholds, bh_reject, p_one_sided
 from harness.analysis.gap_rows import GapRows, gap_rows
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-    from harness.analysis.overfit import Thresholds
 
 Z80 = 0.841621  # one-sided z for 80% power
 MAD_SD = 1.4826
@@ -132,10 +131,6 @@ class CoverageTable(Sequence[Coverage]):
         return map(Coverage._make, self.rows)
 
 
-def _p(z: float) -> float:
-    return 0.5 * math.erfc(z / math.sqrt(2))
-
-
 def _z(p: float) -> float:
     from statistics import NormalDist
 
@@ -157,7 +152,7 @@ def robust_reference(gaps: Sequence[float], ses: Sequence[float]) -> tuple[float
     return centre, math.sqrt(tau2), se_centre, k
 
 
-def _pools(data: Data, rows: GapRows) -> dict[tuple[str, str], dict[str, tuple[float, float]]]:
+def reference_pools(data: Data, rows: GapRows) -> dict[tuple[str, str], dict[str, tuple[float, float]]]:
     """(suite, kind) -> {model: (gap, se)} of the models not exposed on the suite (kept on `data`: read-only)."""
     if data.verdicts_cache is None:
         data.verdicts_cache = {}
@@ -202,7 +197,7 @@ def _reference(data: Data, pool: dict, mid: str, relation: str, t: Thresholds, m
 
 def _references(data: Data, rows: GapRows, t: Thresholds) -> list[Reference]:
     """Per gap row, its reference (a pool larger than LOO_MAX leaves no one out: one lookup per pool)."""
-    pools, memo, empty, large = _pools(data, rows), {}, {}, {}
+    pools, memo, empty, large = reference_pools(data, rows), {}, {}, {}
     c = rows.col
     out = []
     for mid, suite, kind, relation in zip(c["model_id"], c["suite"], c["kind"], c["relation"], strict=True):
@@ -243,8 +238,6 @@ def twin_tests(data: Data, t: Thresholds) -> TwinTests:
     erfc, so every figure is what the per-row formulas give), no object per row."""
     import numpy as np
 
-    from harness.analysis.overfit import bh_reject
-
     cache = data.verdicts_cache if data.verdicts_cache is not None else {}
     data.verdicts_cache = cache
     if t in cache:
@@ -257,7 +250,7 @@ def twin_tests(data: Data, t: Thresholds) -> TwinTests:
                           dtype=float))
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(se > 0, excess / se, np.where(excess > 0, np.inf, 0.0))
-    p = [_p(v) for v in z.tolist()]
+    p = [p_one_sided(v) for v in z.tolist()]
     live = [i for i, x in enumerate(refs) if x.calibrated]
     rejected = np.zeros(len(refs), dtype=bool)
     rejected[[i for i, rej in zip(live, bh_reject([p[i] for i in live], t.fdr), strict=True) if rej]] = True
@@ -300,7 +293,7 @@ def coverage(data: Data, t: Thresholds, flags: Sequence[Any] = ()) -> CoverageTa
     """For every (model, suite) scored on the suite's default split: checked, not calibrated, not checkable (with
     the command that would make it checkable) or no twin (a suite that is itself another's twin, such as gsm_plus,
     is still a benchmark of the leaderboard: listed).
-    `flags` (overfit.Flag) marks as flagged the checked ones with a twin_gap (an evolve run's too) or
+    `flags` (flags.Flag) marks as flagged the checked ones with a twin_gap (an evolve run's too) or
     lineage_divergence flag."""
     marked = {(f.model_id, f.suite) for f in flags if f.signal in ("twin_gap", "lineage_divergence")}
     tests = twin_tests(data, t)
