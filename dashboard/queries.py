@@ -129,9 +129,9 @@ def collector_paused():
     A cold page at 10,000 models allocates millions of short-lived objects (frames, arrays, 30,000 coverage rows),
     and the collector's hundreds of passes over them took 0.1-0.25 of a cold Overfitting render's 2-3 CPU s
     (docs/dashboard.md). What they would find is freed at the next collection after the render instead of during
-    it (memory is reclaimed by reference counts as before; only garbage in cycles waits: +50 MB of peak RSS). Renders of several
-    sessions may overlap: the first to enter pauses, the last to leave resumes, and only a collector that was
-    enabled is ever enabled again."""
+    it (memory is reclaimed by reference counts as before; only garbage in cycles waits: +50 MB of peak RSS).
+    Renders of several sessions may overlap: the first to enter pauses, the last to leave resumes, and only a
+    collector that was enabled is ever enabled again."""
     with _PAUSE["lock"]:
         if _PAUSE["depth"] == 0:
             _PAUSE["was_enabled"] = gc.isenabled()
