@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from harness.store import RunRecord, Sample, Score, Store
-from harness.store.frames import _METRIC_RANK
+from harness.store.frames import METRIC_ORDER
 from harness.store.schema import SCHEMA_VERSION
 from harness.store.twin_pairs import COLUMNS, mapped_diffs, max_docs
 from tests.factories import downgrade_store
@@ -22,7 +22,7 @@ REFERENCE_SQL = f"""
 WITH prim AS MATERIALIZED (
     SELECT s.run_id, s.task, s.doc_id, avg(s.score) AS score
     FROM samples s JOIN (
-        SELECT run_id, task, arg_min(metric, ({_METRIC_RANK}, metric)) AS metric
+        SELECT run_id, task, arg_min(metric, {METRIC_ORDER}) AS metric
         FROM (SELECT DISTINCT run_id, task, metric FROM samples
               WHERE run_id IN (SELECT run_a FROM pairs_in UNION SELECT run_b FROM pairs_in) AND score IS NOT NULL)
         GROUP BY run_id, task

@@ -197,6 +197,32 @@ def test_the_plain_mean_reads_its_own_and_a_changed_metric_reads_lm_evals(store)
         _lm_eval_se(list(arrays.values()), False), rel=1e-12)
 
 
+def test_the_suites_metric_is_read_from_its_samples_and_a_value_they_do_not_make_stores_nothing(store) -> None:
+    """The suite's metric (f1, not the primary acc) over 3 sample rows per document: each document is the mean of
+    its rows, as the stored value is; a task whose stored value or size its documents do not make stores NULLs."""
+    from harness.store.records import RunRecord, Sample, Score
+
+    rng = np.random.default_rng(13)
+    f1 = {t: rng.random((20, 3)) for t in ("a", "b")}
+    samples = [Sample(t, d, "f1", float(x[d, k])) for t, x in f1.items() for d in range(20) for k in range(3)]
+    samples += [Sample(t, d, "acc", 1.0) for t in f1 for d in range(20)]
+    questions = {(t, d): f"q{d}" for t in f1 for d in range(20)}
+
+    def write(name: str, off: float = 0.0, n: int = 20) -> tuple:
+        store.start_run(RunRecord(name, "m", "s", "synthetic", "0"))
+        scores = [Score(t, "f1", float(x.mean(axis=1).mean()) + (off if t == "b" else 0), 0.1, n if t == "b" else 20)
+                  for t, x in f1.items()] + [Score(t, "acc", 1.0, 0.0, 20) for t in f1]
+        store.finish_run(name, scores, samples, questions, "f1")
+        return _stored_columns(store, name)
+
+    want = question_clustered_stderr([(f1[t].mean(axis=1), list(range(20)), 0.5) for t in f1])
+    metric, by_size, by_mean = write("exact")
+    assert metric == "f1" and by_size == pytest.approx(want, rel=1e-12) and by_mean == pytest.approx(want, rel=1e-12)
+    assert write("close", off=1e-12)[0] == "f1"
+    assert write("off", off=1e-6) == (None, None, None)
+    assert write("size", n=21) == (None, None, None)
+
+
 def test_a_store_written_before_v5_keeps_lm_evals_stderr(tmp_path: Path) -> None:
     """A v4 file (no question columns) migrates on open: its runs have none, and their suite score keeps lm-eval's
     pooled stderr; a run written after the migration gets the clustered one."""

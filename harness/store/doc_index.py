@@ -46,7 +46,7 @@ DDL = [
 _TASKS_SQL = """
 INSERT INTO run_tasks (rt, run_id, task, metric, low_doc, top_doc, docs)
 SELECT ? + row_number() OVER (ORDER BY run_id, task), *
-FROM (SELECT run_id, task, arg_min(metric, ({rank}, metric)) FILTER (WHERE score IS NOT NULL) AS metric,
+FROM (SELECT run_id, task, arg_min(metric, {order}) FILTER (WHERE score IS NOT NULL) AS metric,
              min(doc_id) AS low_doc, max(doc_id) AS top_doc, 0 AS docs
       FROM samples s WHERE {where} GROUP BY run_id, task)"""
 _DOCS_SQL = """
@@ -66,11 +66,11 @@ _NEW_RUNS = "s.run_id NOT IN (SELECT run_id FROM run_tasks WHERE rt <= ?)"
 
 def _index(con: duckdb.DuckDBPyConnection, where: str, arg: object) -> None:
     """Index the samples of the runs `where` selects (none of which is indexed): run_tasks, doc_scores, totals."""
-    from harness.store.frames import _METRIC_RANK  # the suite score's rank of the primary metrics
+    from harness.store.frames import METRIC_ORDER  # the suite score's order of a task's metrics
 
     (last,) = con.execute("SELECT coalesce(max(rt), 0) FROM run_tasks").fetchone()
     arg = last if arg is None else arg
-    con.execute(_TASKS_SQL.format(rank=_METRIC_RANK, where=where), [last, arg])
+    con.execute(_TASKS_SQL.format(order=METRIC_ORDER, where=where), [last, arg])
     con.execute(_DOCS_SQL.format(where=where), [last, arg])
     con.execute(_TOTALS_SQL, [last])
 

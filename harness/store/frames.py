@@ -42,8 +42,26 @@ BINARY_METRICS = ("acc", "acc_norm", "exact_match", "pass@1")  # 0 or 1 per samp
 METRIC_RANGES = {**{m: (0.0, 1.0) for m in (*BINARY_METRICS, "f1", "win_rate", "parse_rate")},
                  "rating": (1.0, 10.0)}  # FastChat's single-answer scale; other metrics: no known range
 
-_METRIC_RANK = "CASE metric " + " ".join(
-    f"WHEN '{m}' THEN {i}" for i, m in enumerate(PRIMARY_METRICS)) + f" ELSE {len(PRIMARY_METRICS)} END"
+# A task's metrics in the order the suite score picks its row (an arg_min key): PRIMARY_METRICS in order, then the
+# rest alphabetically. doc_index.py picks the per-document index's primary metric by it too.
+METRIC_ORDER = "{'rank': CASE metric " + " ".join(f"WHEN '{m}' THEN {i}" for i, m in enumerate(PRIMARY_METRICS)) \
+    + f" ELSE {len(PRIMARY_METRICS)} END, 'metric': metric}}"
+
+
+def task_rows_sql(rows: str) -> str:
+    """The suite score's choice of each (run, task)'s row, as SQL (columns run_id, task, x: a struct of metric,
+    value, n, stderr) over `rows`, a relation of score rows with their run's rule (run_id, task, metric, value, n,
+    stderr, want, summary): a row with a value, on the `want` metric where the rule names one, else the task's
+    first by METRIC_ORDER; never the `_aggregate` row, and with a summary task only its judge metric. One
+    definition for SUITE_SCORES_SQL and the question-clustered stderr written with the run (suite_se.py)."""
+    return f"""
+    SELECT run_id, task, arg_min({{'metric': metric, 'value': value, 'n': n, 'stderr': stderr}}, {METRIC_ORDER}) AS x
+    FROM {rows}
+    WHERE value IS NOT NULL AND (want IS NULL OR metric = want)
+      AND CASE WHEN summary IS NULL THEN task <> '{AGGREGATE_TASK}'
+               ELSE task = summary AND metric IN {JUDGE_METRICS} END
+    GROUP BY run_id, task"""
+
 
 # Parameters: five parallel lists, the suites' rules (suite, split, metric, weight_by_size, summary task): split ''
 # is the suite's rule, a named split overrides its metric; a suite without a rule is read under the default one
@@ -63,17 +81,12 @@ WITH rules AS (
     FROM runs r SEMI JOIN ranked USING (run_id) LEFT JOIN rules u ON u.suite = r.suite AND u.split = ''
         LEFT JOIN rules us ON us.suite = r.suite AND us.split <> '' AND us.split = coalesce(r.split, '')
 ), c AS (
-    SELECT s.run_id, s.task, s.metric, s.value, coalesce(s.n, 1) AS n, s.stderr
+    SELECT s.run_id, s.task, s.metric, s.value, coalesce(s.n, 1) AS n, s.stderr, l.want, l.summary
     FROM scores s JOIN latest l ON l.run_id = s.run_id
-    WHERE s.value IS NOT NULL AND (l.want IS NULL OR s.metric = l.want)
-      AND CASE WHEN l.summary IS NULL THEN s.task <> '{AGGREGATE_TASK}'
-               ELSE s.task = l.summary AND s.metric IN {JUDGE_METRICS} END
-), t AS (  -- one row per task (its first metric by rank): value, size, and lm-eval's stderr (else the binomial one)
+), t AS (  -- one row per task (task_rows_sql): value, size, and lm-eval's stderr (else the binomial one)
     SELECT run_id, x.metric, x.value, x.n,
         coalesce(x.stderr, sqrt(greatest(x.value * (1 - x.value), 0) / greatest(x.n - 1, 1))) AS se
-    FROM (SELECT run_id, arg_min({{'metric': metric, 'value': value, 'n': n, 'stderr': stderr}},
-                                 {{'rank': {_METRIC_RANK}, 'metric': metric}}) AS x
-          FROM c GROUP BY run_id, task)
+    FROM ({task_rows_sql("c")})
 ), a AS (  -- per run: grouped by run_id alone, joined to the run's columns after
     SELECT run_id, sum(value * n) AS vn, sum(n) AS sn, avg(value) AS mean, sum((n - 1) * n * se * se) AS q,
         sum(se * se) AS ss, count(*) AS tasks,

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from harness.errors import HarnessError
 from harness.store.doc_index import index_run
 from harness.store.records import RunRecord, Sample, Score
-from harness.store.suite_se import question_stderr, write_question_stderr
+from harness.store.suite_se import write_question_stderr
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -79,7 +79,6 @@ class RunsMixin:
         task's primary) give the run its question-clustered stderr where a question has several items
         (harness/store/suite_se.py); without them the suite score keeps lm-eval's."""
         frame = samples if not isinstance(samples, list) else samples_frame(run_id, samples)
-        clustered = question_stderr(scores, frame, questions, metric) if questions else None
         with self.db.write() as con:
             status = con.execute("SELECT status FROM runs WHERE run_id = ?", [run_id]).fetchone()
             if status is None:
@@ -96,7 +95,7 @@ class RunsMixin:
                 con.execute(f"INSERT INTO samples SELECT {', '.join(SAMPLE_COLS)} FROM incoming_samples")
                 con.unregister("incoming_samples")
             index_run(con, run_id)  # the per-document index the twin pairing reads, in the same transaction
-            write_question_stderr(con, run_id, clustered)
+            write_question_stderr(con, run_id, questions or {}, metric)  # from the rows just written
             con.execute(
                 "UPDATE runs SET status = 'complete', error = NULL, ended = current_timestamp WHERE run_id = ?",
                 [run_id],

@@ -12,7 +12,10 @@ runner knows and the store may not import) and the metric the suite is scored on
 the scores, the cluster-robust stderr of both suite-score definitions (harness.stats.question_clustered_stderr):
 `question_se_size` for the size-weighted mean (weight_by_size: true) and `question_se_mean` for the plain mean of
 the task means, with `question_metric`, the metric column SUITE_SCORES_SQL shows for the run, so that a suite.yaml
-whose aggregate changed later is read with the pooled stderr again. All three are NULL where no question has more
+whose aggregate changed later is read with the pooled stderr again. It reads the scores and samples that
+finish_run's write transaction has just written: each task's row as the suite score picks it (frames.py
+`task_rows_sql`, the one definition both use) and its documents' scores on that row's metric (the mean of each
+document's scored sample rows, in SQL). All three are NULL where no question has more
 than one item (the suite score keeps lm-eval's stderr, bit for bit), where the per-document scores do not make
 the stored task scores (a metric that is not a per-document mean, samples not logged), and in runs written before
 (migration v5 adds the columns and computes nothing).
@@ -24,15 +27,30 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from harness.store.records import AGGREGATE_TASK, Score
+from harness.store.frames import task_rows_sql
 
 if TYPE_CHECKING:
     import duckdb
-    import pandas as pd
 
 DDL = [f"ALTER TABLE runs ADD COLUMN {c}" for c in
        ("question_metric VARCHAR", "question_se_size DOUBLE", "question_se_mean DOUBLE")]
 TOLERANCE = 1e-9  # how far a task's stored value may be from the mean of its documents' scores
+
+# Parameters: the suite's metric (NULL: each task's primary), the run id twice. Per task the suite score reads (by
+# name): its chosen row's metric, value and n, and its documents' scores on that metric (each the mean of the
+# document's scored sample rows; favg: compensated, as pandas' group mean was), in doc_id order.
+_RUN_SCORES = """(SELECT run_id, task, metric, value, n, stderr, ?::VARCHAR AS want, NULL::VARCHAR AS summary
+                FROM scores WHERE run_id = ?)"""
+_TASK_DOCS_SQL = f"""
+WITH chosen AS ({task_rows_sql(_RUN_SCORES)}
+), docs AS (
+    SELECT task, metric, doc_id, favg(score) AS score FROM samples
+    WHERE run_id = ? AND score IS NOT NULL GROUP BY task, metric, doc_id
+)
+SELECT c.task, c.x.metric, c.x.value, c.x.n, list(d.score ORDER BY d.doc_id) FILTER (WHERE d.doc_id IS NOT NULL),
+       list(d.doc_id ORDER BY d.doc_id) FILTER (WHERE d.doc_id IS NOT NULL)
+FROM chosen c LEFT JOIN docs d ON d.task = c.task AND d.metric = c.x.metric
+GROUP BY ALL ORDER BY c.task"""
 
 
 @dataclass(frozen=True)
@@ -42,59 +60,38 @@ class QuestionStderr:
     by_mean: float     # stderr of the plain mean of the task means
 
 
-def chosen_metrics(scores: list[Score], want: str | None) -> dict[str, Score]:
-    """Each task's row the suite score reads (as SUITE_SCORES_SQL picks it): its `want` metric, else its first of
-    PRIMARY_METRICS, else its alphabetically first metric; rows without a value and the `_aggregate` row are out."""
-    from harness.store.frames import PRIMARY_METRICS
-
-    def rank(s: Score) -> tuple[int, str]:
-        m = s.metric
-        return (PRIMARY_METRICS.index(m) if m in PRIMARY_METRICS else len(PRIMARY_METRICS), m)
-
-    out: dict[str, Score] = {}
-    for s in scores:
-        if s.value is None or s.task == AGGREGATE_TASK or (want is not None and s.metric != want):
-            continue
-        if s.task not in out or rank(s) < rank(out[s.task]):
-            out[s.task] = s
-    return out
-
-
-def question_stderr(scores: list[Score], samples: pd.DataFrame, questions: Mapping[tuple[str, int], str],
+def question_stderr(con: duckdb.DuckDBPyConnection, run_id: str, questions: Mapping[tuple[str, int], str],
                     want: str | None) -> QuestionStderr | None:
-    """The clustered stderr of the run's suite score (both definitions), or None where no question has more than
-    one item or a task's per-document scores do not make its stored value (count and mean). An item `questions`
-    does not name is a question of its own."""
+    """The clustered stderr of the run's suite score (both definitions), from its scores and samples as stored
+    (inside the caller's write transaction), or None where no question has more than one item or a task's
+    per-document scores do not make its stored value (count and mean). An item `questions` does not name is a
+    question of its own."""
+    import numpy as np
+
     from harness.stats import question_clustered_stderr
 
-    rows = chosen_metrics(scores, want)
-    if not rows or not len(samples):
-        return None
-    scored = samples[samples["score"].notna()]
-    docs = scored.groupby(["task", "metric", "doc_id"], sort=True)["score"].mean()
     tasks: list[tuple[list[float], list[object], float]] = []
-    for task, row in sorted(rows.items()):
-        try:
-            per_doc = docs.loc[(task, row.metric)]
-        except KeyError:
+    rows = con.execute(_TASK_DOCS_SQL, [want, run_id, run_id]).fetchall()
+    for task, _, value, n, scores, doc_ids in rows:
+        if not scores or len(scores) != n or abs(float(np.mean(scores)) - value) > TOLERANCE:
             return None
-        if len(per_doc) != row.n or abs(float(per_doc.mean()) - float(row.value)) > TOLERANCE:
-            return None
-        keys = [questions.get((task, int(d)), ("#item", task, int(d))) for d in per_doc.index]
-        tasks.append((per_doc.tolist(), keys, float(len(per_doc))))
+        tasks.append((scores, [questions.get((task, d), ("#item", task, d)) for d in doc_ids], float(len(scores))))
     named = [k for _, keys, _ in tasks for k in keys]
-    if len(set(named)) == len(named):
+    if len(set(named)) == len(named):  # also where no task has a row
         return None
     total = sum(c for _, _, c in tasks)
     by_size = question_clustered_stderr([(x, k, c / total) for x, k, c in tasks])
     by_mean = question_clustered_stderr([(x, k, 1 / len(tasks)) for x, k, _ in tasks])
     if by_size != by_size or by_mean != by_mean:
         return None
-    return QuestionStderr("+".join(sorted({r.metric for r in rows.values()})), by_size, by_mean)
+    return QuestionStderr("+".join(sorted({r[1] for r in rows})), by_size, by_mean)
 
 
-def write_question_stderr(con: duckdb.DuckDBPyConnection, run_id: str, found: QuestionStderr | None) -> None:
-    """Store the run's clustered stderr (NULLs where there is none), inside the caller's write transaction."""
+def write_question_stderr(con: duckdb.DuckDBPyConnection, run_id: str, questions: Mapping[tuple[str, int], str],
+                          want: str | None) -> None:
+    """Compute and store the run's clustered stderr (NULLs where there is none) from its scores and samples as
+    just written, inside the caller's write transaction; no `questions`: NULLs."""
+    found = question_stderr(con, run_id, questions, want) if questions else None
     values = [found.metric, found.by_size, found.by_mean] if found else [None, None, None]
     con.execute("UPDATE runs SET question_metric = ?, question_se_size = ?, question_se_mean = ? WHERE run_id = ?",
                 [*values, run_id])
