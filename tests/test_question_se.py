@@ -199,7 +199,8 @@ def test_the_plain_mean_reads_its_own_and_a_changed_metric_reads_lm_evals(store)
 
 def test_the_suites_metric_is_read_from_its_samples_and_a_value_they_do_not_make_stores_nothing(store) -> None:
     """The suite's metric (f1, not the primary acc) over 3 sample rows per document: each document is the mean of
-    its rows, as the stored value is; a task whose stored value or size its documents do not make stores NULLs."""
+    its rows, as the stored value is; a task whose stored value (NaN included) or size its documents do not make
+    stores NULLs."""
     from harness.store.records import RunRecord, Sample, Score
 
     rng = np.random.default_rng(13)
@@ -221,6 +222,7 @@ def test_the_suites_metric_is_read_from_its_samples_and_a_value_they_do_not_make
     assert write("close", off=1e-12)[0] == "f1"
     assert write("off", off=1e-6) == (None, None, None)
     assert write("size", n=21) == (None, None, None)
+    assert write("nan", off=float("nan")) == (None, None, None)  # a NaN task value: no documents make it
 
 
 def test_a_store_written_before_v5_keeps_lm_evals_stderr(tmp_path: Path) -> None:

@@ -14,9 +14,10 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from harness.stats import Z95  # the one 95% normal quantile: intervals here, in study tables and in harness.stats
+
 SEVERITIES = ("info", "low", "medium", "high")
 SIGNALS = ("exposure", "twin_gap", "lineage_divergence", "specialisation")
-Z95 = 1.959964
 
 
 @dataclass(frozen=True)

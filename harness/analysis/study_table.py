@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from harness.stats import Z95
+
 if TYPE_CHECKING:
     from harness.store import Store
 
-Z95 = 1.959964
 REFERENCE = "vanilla"
 
 
