@@ -241,3 +241,22 @@ def test_ray_workers_train_the_same_bytes_as_one_process(tiny_llama, tmp_path: P
     with pytest.raises(HarnessError, match=r"training m1 diverged: the loss is \w+ at step \d of 2"):
         train_all(tasks(tmp_path / "bad", (1e-3, 1e30)), workers=2)
     assert not (tmp_path / "bad" / "m1").exists()
+
+
+def test_a_study_cell_scores_a_document_by_the_mean_of_its_rows(store) -> None:
+    """A document scored by several sample rows (repeats) counts once, at their mean, as the per-document index
+    keeps it; unscored rows are left out; the cell's difference is paired by document."""
+    from harness.analysis.study_table import document_scores, study_cell
+    from harness.store.records import RunRecord, Sample, Score
+
+    def write(run_id: str, rows: list[tuple[int, float | None]]) -> dict[int, float]:
+        store.start_run(RunRecord(run_id, "m", "s", "synthetic", "0"))
+        store.finish_run(run_id, [Score("t", "acc", 0.5, 0.1, 3)], [Sample("t", d, "acc", x) for d, x in rows])
+        return document_scores(store, run_id, "t", "acc")
+
+    mine = write("a", [(0, 1.0), (0, 0.0), (1, 1.0), (2, 0.0), (2, None)])
+    assert mine == {0: 0.5, 1: 1.0, 2: 0.0}
+    ref = write("b", [(0, 0.0), (1, 1.0), (2, 1.0)])
+    cell = study_cell(mine, ref)
+    assert cell["n"] == 3 and cell["value"] == pytest.approx(50.0)
+    assert cell["diff"] == pytest.approx(100 * (0.5 + 0.0 - 1.0) / 3)

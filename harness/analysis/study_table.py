@@ -23,13 +23,17 @@ def _columns(runs: dict[str, dict]) -> list[tuple[str, str, str]]:
     return [(suite, s.task, s.metric) for suite, res in ref.items() for s in res.scores if s.task != "_aggregate"]
 
 
-def _per_doc(store: Store, run_id: str, task: str, metric: str) -> dict[int, float]:
+def document_scores(store: Store, run_id: str, task: str, metric: str) -> dict[int, float]:
+    """Each document's score on `metric`: the mean of its scored sample rows (as the per-document index keeps it)."""
     df = store.samples(run_id, task)
-    df = df[df["metric"] == metric]
-    return dict(zip(df["doc_id"].astype(int), df["score"].astype(float), strict=True))
+    df = df[(df["metric"] == metric) & df["score"].notna()]
+    means = df.groupby(df["doc_id"].astype(int), sort=True)["score"].mean()
+    return {int(d): float(v) for d, v in means.items()}
 
 
-def _cell(mine: dict[int, float], ref: dict[int, float]) -> dict[str, Any]:
+def study_cell(mine: dict[int, float], ref: dict[int, float]) -> dict[str, Any]:
+    """One table cell: the mean of `mine` in points with its 95% half-width, and, over the documents both have,
+    the paired difference from `ref` with its half-width."""
     from harness.stats import mean_stderr
 
     docs = sorted(mine)
@@ -49,10 +53,10 @@ def table_rows(runs: dict[str, dict], order: list[str], store: Store) -> list[di
     cols = _columns(runs)
     with store.reading():
         need = [*order, *([REFERENCE] if REFERENCE in runs and REFERENCE not in order else [])]
-        per = {(label, c): _per_doc(store, runs[label][c[0]].run_id, c[1], c[2]) for label in need for c in cols}
+        per = {(label, c): document_scores(store, runs[label][c[0]].run_id, c[1], c[2]) for label in need for c in cols}
     out = []
     for label in order:
-        cells = {f"{s}/{t}/{m}": _cell(per[(label, (s, t, m))], per.get((REFERENCE, (s, t, m)), {}))
+        cells = {f"{s}/{t}/{m}": study_cell(per[(label, (s, t, m))], per.get((REFERENCE, (s, t, m)), {}))
                  for s, t, m in cols}
         out.append({"row": label, "cells": cells})
     return out
