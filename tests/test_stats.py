@@ -167,3 +167,12 @@ def test_bounded_intervals_clip_other_metrics_to_their_range() -> None:
                                [10.0, 10.0, float("nan")])
     assert list(hi) == pytest.approx([10.0, 5.0 + Z95, 3.0 + 2 * Z95])
     assert list(lo) == pytest.approx([9.5 - Z95, 5.0 - Z95, 3.0 - 2 * Z95])
+
+
+def test_z95_is_scipys_normal_quantile() -> None:
+    """The one 95% quantile every interval and flag uses is scipy's norm.ppf(0.975)."""
+    from scipy.stats import norm
+
+    from harness.stats import Z95
+
+    assert Z95 == pytest.approx(norm.ppf(0.975), abs=1e-15)

@@ -43,9 +43,10 @@ _RUN_SCORES = """(SELECT run_id, task, metric, value, n, stderr, ?::VARCHAR AS w
                 FROM scores WHERE run_id = ?)"""
 _TASK_DOCS_SQL = f"""
 WITH chosen AS ({task_rows_sql(_RUN_SCORES)}
-), docs AS (
-    SELECT task, metric, doc_id, favg(score) AS score FROM samples
-    WHERE run_id = ? AND score IS NOT NULL GROUP BY task, metric, doc_id
+), docs AS (  -- only the chosen metric's rows (bbh and gsm8k log two filters per document)
+    SELECT s.task, s.metric, s.doc_id, favg(s.score) AS score FROM samples s
+    SEMI JOIN chosen c ON c.task = s.task AND c.x.metric = s.metric
+    WHERE s.run_id = ? AND s.score IS NOT NULL GROUP BY s.task, s.metric, s.doc_id
 )
 SELECT c.task, c.x.metric, c.x.value, c.x.n, list(d.score ORDER BY d.doc_id) FILTER (WHERE d.doc_id IS NOT NULL),
        list(d.doc_id ORDER BY d.doc_id) FILTER (WHERE d.doc_id IS NOT NULL)
