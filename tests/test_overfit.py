@@ -8,10 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from benchmarks.gen_store import TWINS, build, mapped_twins
-from harness.analysis.evidence import gather
+from harness.analysis.evidence import gather, gather_base
 from harness.analysis.flags import THRESHOLDS, bh_reject
 from harness.analysis.lineage import Graph
 from harness.analysis.overfit import analyse, confusion
@@ -173,3 +174,18 @@ def test_over_searched_evolve_run_is_flagged_from_its_own_records(flags, tmp_pat
                and g.signal == "twin_gap"]
     assert only.evidence["source"] == "evolve" and only.suite == "zoo_math" and only.severity == "high"
     assert "Evolve run evo-overfit" in only.explanation
+
+
+def test_gathered_alike_in_a_read_and_in_a_write(planted) -> None:
+    """gather_base reads the suite scores on a second connection beside the lineage walk in a read, and on the
+    one connection inside a write: the same data either way."""
+    store = Store(planted[0])
+    outside = gather_base(store, twins=planted[2])
+    with store.writing():
+        inside = gather_base(store, twins=planted[2])
+    keys = ["model_id", "suite", "split"]
+    assert len(outside.scores) > 100
+    pd.testing.assert_frame_equal(outside.scores.sort_values(keys, ignore_index=True),
+                                  inside.scores.sort_values(keys, ignore_index=True))
+    pd.testing.assert_frame_equal(outside.models, inside.models)
+    assert outside.exposure == inside.exposure and outside.twins == inside.twins

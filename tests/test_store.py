@@ -173,6 +173,30 @@ def test_nested_calls_share_one_connection(store: Store) -> None:
             store.add_model(ModelRecord("n", "n", None, "source"))
 
 
+def test_a_query_alongside_reads_the_same_store(store: Store) -> None:
+    """db.alongside: a second connection in a thread while a read is open, its error raised to the caller; inside
+    a write, the write's own connection (which sees its uncommitted rows), in the caller's thread."""
+    import threading
+
+    def count(con: duckdb.DuckDBPyConnection) -> tuple[str, int]:
+        return threading.current_thread().name, con.execute("SELECT count(*) FROM models").fetchone()[0]
+
+    store.add_model(ModelRecord("m", "m", None, "source"))
+    with store.db.read() as con, store.db.alongside(con, count) as result:
+        assert con.execute("SELECT count(*) FROM models").fetchone()[0] == 1
+        assert result() == ("harness-read", 1)
+    with store.db.read() as con, store.db.alongside(con, lambda c: c.execute("SELECT * FROM nowhere")) as result:
+        with pytest.raises(duckdb.CatalogException, match="nowhere"):
+            result()
+    with store.db.write() as con:
+        con.execute("INSERT INTO models (model_id, name, kind) VALUES ('n', 'n', 'source')")
+        with store.db.read() as inner, store.db.alongside(inner, count) as result:
+            assert result() == (threading.current_thread().name, 2)
+    with pytest.raises(HarnessError, match="inside db.read"):
+        with store.db.alongside(duckdb.connect(), count):
+            pass
+
+
 def test_an_older_store_is_migrated_on_open(tmp_path: Path) -> None:
     from harness.store.schema import MIGRATIONS
 

@@ -139,29 +139,42 @@ def gather_base(store: Store, twins: Mapping[str, Mapping[str, str | TwinSpec]] 
     twin_map, defaults, dirs = suite_twins(twins)
     defaults.update(default_splits or {})
     rules = score_rules()  # each suite's own aggregation, from its suite.yaml
-    with store.db.read() as con:  # one consistent snapshot, even while a writer is busy
+    # one consistent snapshot, even while a writer is busy; the suite scores (the longest query) are read on a
+    # second connection while the lineage is walked
+    with store.db.read() as con, store.db.alongside(
+            con, lambda second: views.suite_scores(second, dict(defaults), rules=rules)) as read_scores:
         models = views.models(con)
         edges = views.edges(con)
-        scores = views.suite_scores(con, defaults, rules=rules)
         sels = views.selections(con)
         evolve = views.evolve_candidates(con)
-    graph = Graph.from_edges(edges)
+        graph = Graph.from_edges(edges)
+        _add_depths(models, graph)
+        exposure = graph.propagate(models["model_id"].tolist(), _selections(sels))
+        scores = read_scores()
+    infer_defaults(scores, defaults)
+    infer_twins(scores, twin_map, defaults)
+    names = dict(zip(models["model_id"].tolist(), models["name"].tolist(), strict=True))
+    return Data(models, graph, scores, twin_map, defaults, exposure, _empty_gaps(), names, evolve=evolve,
+                suite_dirs=dirs)
+
+
+def _add_depths(models: pd.DataFrame, graph: Graph) -> None:
+    """Each model's depth, merge depth (merges only) and number of parents, as columns."""
     depth = graph.depths(models["model_id"].tolist())
     models["depth"] = models["model_id"].map(depth).fillna(0).astype(int)
     merges = set(models.loc[models["method"].notna(), "model_id"].tolist())
     merge_depth = graph.merge_depths(models["model_id"].tolist(), merges)
     models["merge_depth"] = models["model_id"].map(merge_depth).fillna(0).astype(int)
     models["parents"] = models["model_id"].map(lambda m: len(graph.parents.get(m, ())))
-    infer_defaults(scores, defaults)
-    infer_twins(scores, twin_map, defaults)
+
+
+def _selections(sels: pd.DataFrame) -> dict[str, set]:
+    """Per model, its own selections: {(suite, split or None, process, model_id)}."""
     own: dict[str, set] = {}
     for r in sels.itertuples(index=False):
         split = None if r.split is None or (isinstance(r.split, float) and math.isnan(r.split)) else r.split
         own.setdefault(r.model_id, set()).add((r.suite, split, r.process, r.model_id))
-    exposure = graph.propagate(models["model_id"].tolist(), own)
-    names = dict(zip(models["model_id"].tolist(), models["name"].tolist(), strict=True))
-    return Data(models, graph, scores, twin_map, defaults, exposure, _empty_gaps(), names, evolve=evolve,
-                suite_dirs=dirs)
+    return own
 
 
 def _empty_gaps() -> pd.DataFrame:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from harness.atomic import atomic_file
 from harness.errors import HarnessError
@@ -18,6 +18,7 @@ from harness.store.schema import MIGRATIONS, SCHEMA_VERSION
 if TYPE_CHECKING:
     import duckdb
 
+T = TypeVar("T")
 FIX_FOREIGN = "point --db (or HARNESS_DB) at a harness store, or move the file away to start a new one"
 
 
@@ -215,6 +216,28 @@ class Database:
         with locked(self.path, False, self.stats, self.timeout):
             yield from self._reading(_connect(self.path, True, self.stats, self.timeout))
 
+    @contextmanager
+    def alongside(self, con: duckdb.DuckDBPyConnection, work: Callable[[duckdb.DuckDBPyConnection], T],
+                  ) -> Iterator[Callable[[], T]]:
+        """Inside `with db.read() as con`: `work(connection)` on a second connection in a thread, so a long query
+        runs while the caller reads and computes (DuckDB executes without the GIL; a scan of one row group uses
+        one core): `with db.alongside(con, q) as result: ...; value = result()`. Both connections read the same
+        data: read-only, under the one shared lock, so no writer of ours commits between them. Inside a write,
+        `work` runs at once on the write's connection (another would miss its uncommitted rows)."""
+        active = self._active()
+        if active is None or active[0] is not con:
+            raise HarnessError("alongside() needs the connection of an open read", "call it inside db.read()")
+        if active[1]:
+            value = work(con)
+            yield lambda: value
+            return
+        second = con.cursor()
+        try:
+            with _Beside(lambda: work(second)) as result:
+                yield result
+        finally:
+            second.close()
+
     def _reading(self, con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
         self._local.active = (con, False)
         try:
@@ -222,3 +245,31 @@ class Database:
         finally:
             self._local.active = None
             con.close()
+
+
+class _Beside:
+    """`work()` in a thread from entering to leaving; calling the object waits for its value (or raises its error).
+    Leaving always waits, so what it reads is never closed under it."""
+
+    def __init__(self, work: Callable[[], object]) -> None:
+        self._work, self._box = work, {}
+        self._thread = threading.Thread(target=self._run, name="harness-read", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self._box["value"] = self._work()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller by __call__
+            self._box["error"] = exc
+
+    def __enter__(self) -> _Beside:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._thread.join()
+
+    def __call__(self) -> object:
+        self._thread.join()
+        if "error" in self._box:
+            raise self._box["error"]
+        return self._box["value"]
