@@ -275,7 +275,26 @@ def _build(path: Path) -> Suite:
             if not p.is_file():
                 raise HarnessError(f"suite {spec.name!r} task {task!r}: data file {p} is missing",
                                    "restore it (see the suite's data/PROVENANCE.md) or fix data_files")
+    _check_same_questions(suite, spec.same_questions if spec.kind == "lm-eval" else {}, path)
     return suite
+
+
+def _check_same_questions(suite: Suite, same: dict[str, str], path: Path) -> None:
+    """suite.yaml `same_questions` pairs task i of a split with task i of the split it asks (harness/seed_questions.py
+    names the items of one by the questions of the other): where both tasks read data files, the files must be the
+    same, else a reordered list would pose German items as Bengali questions without a word."""
+    def files(task: str) -> list[Path]:
+        return sorted(_data_file_paths(_read_yaml(suite.task_files[task]), suite.path, suite.task_files[task],
+                                       suite.user_data))
+
+    for split, asked in same.items():
+        for task, other in zip(suite.splits[split], suite.splits[asked], strict=True):
+            mine, theirs = files(task), files(other)
+            if mine and theirs and mine != theirs:
+                names = f"{', '.join(p.name for p in mine)} against {', '.join(p.name for p in theirs)}"
+                raise HarnessError(f"{path}: same_questions pairs task {task!r} of split {split!r} with {other!r} of "
+                                   f"{asked!r}, which read other data ({names})",
+                                   "list the two splits' tasks in the same order (task i asks task i's documents)")
 
 
 # ---------------------------------------------------------------------- task YAMLs (without lm-eval)

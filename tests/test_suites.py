@@ -219,6 +219,26 @@ def test_malformed_suite_yaml_names_the_field(tmp_path: Path, text: str, needle:
     assert needle in one_line(e) and "suite.yaml" in str(e.value)
 
 
+def test_same_questions_pairs_tasks_that_read_the_same_data(tmp_path: Path) -> None:
+    """mgsm's direct split asks cot's questions task for task; listed in another order, its tasks would read other
+    languages' files than the cot tasks they are paired with: refused in one line naming both."""
+    import shutil
+
+    import yaml
+
+    shutil.copytree(SUITES / "mgsm", tmp_path / "mgsm")
+    assert load_suite("mgsm", tmp_path).splits["direct"][0] == "mgsm_8shot_direct_bn"  # the shipped order loads
+    spec_file = tmp_path / "mgsm" / "suite.yaml"
+    spec = yaml.safe_load(spec_file.read_text())
+    spec["splits"]["direct"][:2] = spec["splits"]["direct"][1::-1]  # de before bn
+    spec_file.write_text(yaml.safe_dump(spec, allow_unicode=True))
+    with pytest.raises(HarnessError) as e:
+        load_suite("mgsm", tmp_path)
+    assert ("same_questions pairs task 'mgsm_8shot_direct_de' of split 'direct' with 'mgsm_8shot_cot_bn' of 'cot', "
+            "which read other data (mgsm_de.tsv against mgsm_bn.tsv)") in one_line(e)
+    assert "same order" in str(e.value)
+
+
 def test_suite_yaml_is_safe_loaded(tmp_path: Path) -> None:
     make_suite(tmp_path, "name: !!python/object/apply:os.getcwd []\nversion: '1'\n")
     with pytest.raises(HarnessError, match="not valid YAML"):
