@@ -384,3 +384,37 @@ def test_dashboard_command_analyses_the_store_beside_the_server(db: str, tmp_pat
     finally:
         server.terminate()
         server.wait(30)
+
+
+def test_chart_specs_are_the_ones_altair_writes() -> None:
+    """dashboard/charts.py writes the Vega-Lite that Altair's classes wrote for the same charts (Altair, the peer,
+    is installed with Streamlit): the same marks and encodings, without Altair's per-render cost."""
+    import altair as alt
+    import pandas as pd
+
+    sys.path.insert(0, str(REPO / "dashboard"))
+    import charts
+
+    def altair_dict(chart: alt.TopLevelMixin) -> dict:
+        spec = chart.to_dict()
+        for key in ("$schema", "config", "data", "datasets"):
+            spec.pop(key, None)
+        return json.loads(json.dumps(spec))
+
+    def layer_shared(spec: dict) -> dict:  # a layer's shared encoding moved into each layer, as Altair writes it
+        shared = spec.pop("encoding")
+        spec["layer"] = [{**layer, "encoding": {**shared, **layer["encoding"]}} for layer in spec["layer"]]
+        return spec
+
+    frame = pd.DataFrame({"step": [0, 1], "score": [40.0, 45.5], "split": ["public", "twin"], "model": ["a", "b"],
+                          "who": ["x", "y"], "gap": [1.0, 2.0], "lo": [0.5, 1.5], "hi": [1.5, 2.5]})
+    mine = charts.lines("step:O", "score:Q", "split:N", charts.tooltips("model", "split", "score:Q"))
+    theirs = alt.Chart(frame).mark_line(point=True).encode(
+        x=alt.X("step:O"), y=alt.Y("score:Q", scale=alt.Scale(zero=False)), color="split:N",
+        tooltip=["model:N", "split:N", alt.Tooltip("score:Q", format=".1f")])
+    assert mine == altair_dict(theirs)
+    base = alt.Chart(frame).encode(y=alt.Y("who:N", title=None))
+    theirs = (base.mark_bar().encode(x=alt.X("gap:Q", title="public - twin (points)"))
+              + base.mark_rule(color="black").encode(x="lo:Q", x2="hi:Q"))
+    assert layer_shared(charts.bars_with_interval("who:N", "gap:Q", "public - twin (points)")) == altair_dict(theirs)
+    assert charts.field("B - A:Q", title=None) == {"field": "B - A", "type": "quantitative", "title": None}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import altair as alt
+import charts
 import pandas as pd
 import queries as q
 import streamlit as st
@@ -59,12 +59,10 @@ if frame.empty:
 long = frame.melt(id_vars=["chain", "step", "model", "in_sample"], value_vars=["public", "twin"],
                   var_name="split", value_name="score")
 long["score"] = long["score"] * 100
-chart = alt.Chart(long).mark_line(point=True).encode(
-    x=alt.X("step:O", title="merge step along the chain (root = 0)"),
-    y=alt.Y("score:Q", title=f"{suite} score (%)", scale=alt.Scale(zero=False)),
-    color=alt.Color("split:N", title=None),
-    shape=alt.Shape("in_sample:N", title="in-sample"),
-    tooltip=["chain", "step", "model", "split", alt.Tooltip("score:Q", format=".1f"), "in_sample"],
-).properties(width=320, height=220).facet(facet=alt.Facet("chain:N", title=None), columns=2)
-st.altair_chart(chart)
+chart = charts.lines(charts.field("step:O", title="merge step along the chain (root = 0)"),
+                     charts.unzeroed("score:Q", title=f"{suite} score (%)"), charts.field("split:N", title=None),
+                     charts.tooltips("chain", "step:O", "model", "split", "score:Q", "in_sample"),
+                     shape=charts.field("in_sample:N", title="in-sample"))
+st.vega_lite_chart(long, {"facet": charts.field("chain:N", title=None), "columns": 2,
+                          "spec": {**chart, "width": 320, "height": 220}})
 st.dataframe(pd.DataFrame(frame).round(4), hide_index=True, width="stretch")

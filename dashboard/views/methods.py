@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import altair as alt
+import charts
 import pandas as pd
 import queries as q
 import streamlit as st
@@ -21,13 +21,16 @@ if public.empty:
 else:
     drop_in = st.toggle("Leave out in-sample scores", value=True, key="m_drop")
     stats = q.method_stats(db, drop_in)
-    base = alt.Chart().encode(x=alt.X("method:N", title=None), color=alt.Color("method:N", legend=None))
-    box = alt.layer(  # a box plot from precomputed quantiles: small specs however many models there are
-        base.mark_rule().encode(y=alt.Y("min:Q", title="score (%)", scale=alt.Scale(zero=False)), y2="max:Q"),
-        base.mark_bar(size=18).encode(y="q1:Q", y2="q3:Q", tooltip=["method", "suite", "n", "q1", "median", "q3"]),
-        base.mark_tick(color="black", size=18).encode(y="median:Q"), data=stats,
-    ).properties(width=220, height=260).facet(column=alt.Column("suite:N", title=None))
-    st.altair_chart(box)
+    box = {  # a box plot from precomputed quantiles: small specs however many models there are
+        "facet": {"column": charts.field("suite:N", title=None)},
+        "spec": {"width": 220, "height": 260, "encoding": {
+            "x": charts.field("method:N", title=None), "color": charts.field("method:N", legend=None)}, "layer": [
+            {"mark": "rule", "encoding": {"y": charts.unzeroed("min:Q", title="score (%)"), "y2": {"field": "max"}}},
+            {"mark": {"type": "bar", "size": 18}, "encoding": {
+                "y": charts.field("q1:Q"), "y2": {"field": "q3"},
+                "tooltip": charts.tooltips("method", "suite", "n:Q", "q1:Q", "median:Q", "q3:Q")}},
+            {"mark": {"type": "tick", "color": "black", "size": 18}, "encoding": {"y": charts.field("median:Q")}}]}}
+    st.vega_lite_chart(stats, box)
     st.dataframe(stats.round(2), hide_index=True, width="stretch")
 
 st.header("Searches against hand recipes")
@@ -92,11 +95,11 @@ if not rows:
     st.stop()
 table = pd.DataFrame(rows)
 table["label"] = table["suite"] + ":" + table["split"] + " / " + table["task"]
-base_chart = alt.Chart(table).encode(y=alt.Y("label:N", title=None))
-bars = base_chart.mark_bar().encode(
-    x=alt.X("B - A:Q", title=f"{data.names.get(b)} minus {data.names.get(a)} (points)"),
-    color=alt.Color("significant:N", scale=alt.Scale(domain=[True, False], range=["#d62728", "#999999"])),
-    tooltip=["label", "n", "B - A", "ci_low", "ci_high", "mcnemar_p"])
-whiskers = base_chart.mark_rule().encode(x="ci_low:Q", x2="ci_high:Q")
-st.altair_chart(bars + whiskers, width="stretch")
+differences = {"encoding": {"y": charts.field("label:N", title=None)}, "layer": [
+    {"mark": "bar", "encoding": {
+        "x": charts.field("B - A:Q", title=f"{data.names.get(b)} minus {data.names.get(a)} (points)"),
+        "color": charts.field("significant:N", scale={"domain": [True, False], "range": ["#d62728", "#999999"]}),
+        "tooltip": charts.tooltips("label", "n:Q", "B - A:Q", "ci_low:Q", "ci_high:Q", "mcnemar_p:Q")}},
+    {"mark": "rule", "encoding": {"x": charts.field("ci_low:Q"), "x2": {"field": "ci_high"}}}]}
+st.vega_lite_chart(table, differences, width="stretch")
 st.dataframe(table.drop(columns="label").round(3), hide_index=True, width="stretch")

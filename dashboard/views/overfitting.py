@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-import altair as alt
+import charts
 import pandas as pd
 import queries as q
 import streamlit as st
@@ -85,8 +85,7 @@ if search:  # an evolve run's own record: fitness against the held-out score of 
     hist = pd.DataFrame(search["history"]).melt(id_vars="generation", var_name="series", value_name="score")
     hist["score"] *= 100
     st.caption(f"Evolve run {search['evolve_id']}: fitness and the held-out score of the fittest candidate.")
-    st.altair_chart(alt.Chart(hist).mark_line(point=True).encode(
-        x="generation:O", y=alt.Y("score:Q", scale=alt.Scale(zero=False)), color="series:N"), width="stretch")
+    st.vega_lite_chart(hist, charts.lines("generation:O", "score:Q", "series:N"), width="stretch")
 if flag.signal == "twin_gap" and "gap" in ev:
     bars = [{"who": "this model", "gap": ev["gap"], "lo": ev["gap_ci"][0], "hi": ev["gap_ci"][1]},
             {"who": f"reference models ({ev['reference_models']})", "gap": ev["reference_gap"],
@@ -96,25 +95,22 @@ if flag.signal == "twin_gap" and "gap" in ev:
                      "hi": ev["parent_gap"]})
     df = pd.DataFrame(bars)
     df[["gap", "lo", "hi"]] *= 100
-    base = alt.Chart(df).encode(y=alt.Y("who:N", title=None))
-    st.altair_chart(base.mark_bar().encode(x=alt.X("gap:Q", title=f"public - {ev['twin']} (points)"))
-                    + base.mark_rule(color="black").encode(x="lo:Q", x2="hi:Q"), width="stretch")
+    st.vega_lite_chart(df, charts.bars_with_interval("who:N", "gap:Q", f"public - {ev['twin']} (points)"),
+                       width="stretch")
 elif flag.signal == "lineage_divergence" and ev.get("chain"):
     chain = pd.DataFrame(ev["chain"]).reset_index(names="step")
     long = chain.melt(id_vars=["step", "model"], value_vars=["public", "twin"], var_name="split",
                       value_name="score")
     long["score"] *= 100
-    st.altair_chart(alt.Chart(long).mark_line(point=True).encode(
-        x=alt.X("step:O"), y=alt.Y("score:Q", scale=alt.Scale(zero=False)), color="split:N",
-        tooltip=["model", "split", "score"]), width="stretch")
+    st.vega_lite_chart(long, charts.lines("step:O", "score:Q", "split:N", charts.tooltips("model", "split", "score:Q")),
+                       width="stretch")
 elif flag.signal == "specialisation":
     rows = [{"suite": ev["optimised_suite"], "delta": ev["gain"], "lo": ev["gain_ci"][0], "hi": ev["gain_ci"][1]}]
     rows += [{"suite": s, "delta": d["delta"], "lo": d["ci"][0], "hi": d["ci"][1]} for s, d in ev["losses"].items()]
     df = pd.DataFrame(rows)
     df[["delta", "lo", "hi"]] *= 100
-    base = alt.Chart(df).encode(y=alt.Y("suite:N", title=None))
-    st.altair_chart(base.mark_bar().encode(x=alt.X("delta:Q", title="model - mean of parents (points)"))
-                    + base.mark_rule(color="black").encode(x="lo:Q", x2="hi:Q"), width="stretch")
+    st.vega_lite_chart(df, charts.bars_with_interval("suite:N", "delta:Q", "model - mean of parents (points)"),
+                       width="stretch")
 st.code(json.dumps(ev, indent=1, default=str), language="json")
 with st.expander("Thresholds"):
     st.json(THRESHOLDS.__dict__)

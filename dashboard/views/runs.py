@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-import altair as alt
+import charts
 import queries as q
 import streamlit as st
 import widgets
@@ -61,10 +61,8 @@ with tab_evolve:
                     f"**{data.names.get(best, str(best)[:12]) if best else '-'}**.")
         long = hist.melt(id_vars=["generation"], value_vars=["best_fitness", "mean_fitness", "heldout_of_fittest",
                                                              "mean_heldout"], var_name="series", value_name="score")
-        st.altair_chart(alt.Chart(long).mark_line(point=True).encode(
-            x=alt.X("generation:O"), y=alt.Y("score:Q", scale=alt.Scale(zero=False)),
-            color=alt.Color("series:N", title=None), tooltip=["generation", "series", "score"],
-        ), width="stretch")
+        st.vega_lite_chart(long, charts.lines("generation:O", "score:Q", charts.field("series:N", title=None),
+                                              charts.tooltips("generation:O", "series", "score:Q")), width="stretch")
         if len(hist) > 1:
             gap_now = hist["best_fitness"].iloc[-1] - hist["heldout_of_fittest"].iloc[-1]
             gap_first = hist["best_fitness"].iloc[0] - hist["heldout_of_fittest"].iloc[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-import altair as alt
+import charts
 import pandas as pd
 import queries as q
 import streamlit as st
@@ -43,11 +43,11 @@ st.dataframe(table.drop(columns=["fraction", "model_id"]).round(2), width="stret
 
 curve = frame(study["curve"])
 curve["low"], curve["high"] = curve.score - curve["±95%"], curve.score + curve["±95%"]
-x = alt.X("fraction:Q", title="fraction of the instruction data", scale=alt.Scale(domain=[0, 1]))
-lines = alt.Chart(curve).mark_line(point=True).encode(x, alt.Y("score:Q", title="score (%)"), color="task:N")
-bars = alt.Chart(curve).mark_errorbar().encode(x, alt.Y("low:Q"), alt.Y2("high:Q"), color="task:N")
+x = charts.field("fraction:Q", title="fraction of the instruction data", scale={"domain": [0, 1]})
 st.subheader("The alignment-tax curve: vanilla fine-tuning on more of the data")
-st.altair_chart(lines + bars, width="stretch")
+st.vega_lite_chart(curve, {"encoding": {"x": x, "color": charts.field("task:N")}, "layer": [
+    {"mark": {"type": "line", "point": True}, "encoding": {"y": charts.field("score:Q", title="score (%)")}},
+    {"mark": "errorbar", "encoding": {"y": charts.field("low:Q"), "y2": {"field": "high"}}}]}, width="stretch")
 
 recipes = table[~table.recipe.isin(["base", "vanilla"])].groupby("recipe", sort=False)["Δ vanilla"].mean()
 winner = recipes.idxmax()
