@@ -21,13 +21,10 @@ def field(shorthand: str, **props: Any) -> dict[str, Any]:
     return {"field": name, "type": TYPES[kind], **props}
 
 
-def tooltips(*shorthands: str) -> list[dict[str, Any]]:
-    """Tooltip fields; a bare name is nominal, 'name:Q' quantitative (scores shown with one decimal)."""
-    out = []
-    for s in shorthands:
-        f = field(s if ":" in s else f"{s}:N")
-        out.append({**f, "format": ".1f"} if f["type"] == "quantitative" else f)
-    return out
+def tooltips(*items: str | dict[str, Any]) -> list[dict[str, Any]]:
+    """Tooltip fields, values shown as they are: a bare name is nominal, 'name:Q' quantitative; a dict (field(...,
+    format=".1f")) is used as it is."""
+    return [item if isinstance(item, dict) else field(item if ":" in item else f"{item}:N") for item in items]
 
 
 def unzeroed(shorthand: str, **props: Any) -> dict[str, Any]:

@@ -411,7 +411,7 @@ def test_chart_specs_are_the_ones_altair_writes() -> None:
     mine = charts.lines("step:O", "score:Q", "split:N", charts.tooltips("model", "split", "score:Q"))
     theirs = alt.Chart(frame).mark_line(point=True).encode(
         x=alt.X("step:O"), y=alt.Y("score:Q", scale=alt.Scale(zero=False)), color="split:N",
-        tooltip=["model:N", "split:N", alt.Tooltip("score:Q", format=".1f")])
+        tooltip=["model:N", "split:N", "score:Q"])
     assert mine == altair_dict(theirs)
     base = alt.Chart(frame).encode(y=alt.Y("who:N", title=None))
     theirs = (base.mark_bar().encode(x=alt.X("gap:Q", title="public - twin (points)"))

@@ -61,7 +61,8 @@ long = frame.melt(id_vars=["chain", "step", "model", "in_sample"], value_vars=["
 long["score"] = long["score"] * 100
 chart = charts.lines(charts.field("step:O", title="merge step along the chain (root = 0)"),
                      charts.unzeroed("score:Q", title=f"{suite} score (%)"), charts.field("split:N", title=None),
-                     charts.tooltips("chain", "step:O", "model", "split", "score:Q", "in_sample"),
+                     charts.tooltips("chain", "step:O", "model", "split", charts.field("score:Q", format=".1f"),
+                                     "in_sample"),
                      shape=charts.field("in_sample:N", title="in-sample"))
 st.vega_lite_chart(long, {"facet": charts.field("chain:N", title=None), "columns": 2,
                           "spec": {**chart, "width": 320, "height": 220}})
