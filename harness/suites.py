@@ -270,26 +270,25 @@ def _build(path: Path) -> Suite:
         tiers=dict(spec.tiers), twins=dict(spec.twins), hub_tasks=tuple(spec.hub_tasks), aggregate=spec.aggregate,
         task_files=task_files, user_data=dict(spec.user_data),
     )
-    for task in suite.all_tasks if spec.kind == "lm-eval" else ():  # every data file exists before a run
-        for p in _data_file_paths(_read_yaml(task_files[task]), folder, task_files[task], dict(spec.user_data)):
+    files = {task: sorted(_data_file_paths(_read_yaml(task_files[task]), folder, task_files[task],
+                                           dict(spec.user_data)))
+             for task in (suite.all_tasks if spec.kind == "lm-eval" else ())}
+    for task, paths in files.items():  # every data file exists before a run
+        for p in paths:
             if not p.is_file():
                 raise HarnessError(f"suite {spec.name!r} task {task!r}: data file {p} is missing",
                                    "restore it (see the suite's data/PROVENANCE.md) or fix data_files")
-    _check_same_questions(suite, spec.same_questions if spec.kind == "lm-eval" else {}, path)
+    _check_same_questions(suite, spec.same_questions if spec.kind == "lm-eval" else {}, files, path)
     return suite
 
 
-def _check_same_questions(suite: Suite, same: dict[str, str], path: Path) -> None:
+def _check_same_questions(suite: Suite, same: dict[str, str], files: dict[str, list[Path]], path: Path) -> None:
     """suite.yaml `same_questions` pairs task i of a split with task i of the split it asks (harness/seed_questions.py
-    names the items of one by the questions of the other): where both tasks read data files, the files must be the
-    same, else a reordered list would pose German items as Bengali questions without a word."""
-    def files(task: str) -> list[Path]:
-        return sorted(_data_file_paths(_read_yaml(suite.task_files[task]), suite.path, suite.task_files[task],
-                                       suite.user_data))
-
+    names the items of one by the questions of the other): where both tasks read data files (`files`, per task),
+    the files must be the same, else a reordered list would pose German items as Bengali questions without a word."""
     for split, asked in same.items():
         for task, other in zip(suite.splits[split], suite.splits[asked], strict=True):
-            mine, theirs = files(task), files(other)
+            mine, theirs = files[task], files[other]
             if mine and theirs and mine != theirs:
                 names = f"{', '.join(p.name for p in mine)} against {', '.join(p.name for p in theirs)}"
                 raise HarnessError(f"{path}: same_questions pairs task {task!r} of split {split!r} with {other!r} of "
