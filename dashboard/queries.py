@@ -59,8 +59,10 @@ def base(db: str) -> evidence.Data:
     """Models (with depth and method), lineage, suite scores, twins and exposure (no per-sample reads).
 
     The one st.cache_resource: a shared object that pages only read, so the ~10 MB of lineage and scores of a
-    large store are not pickled and unpickled on every rerun as st.cache_data would; same TTL."""
-    return evidence.gather_base(_store(db))
+    large store are not pickled and unpickled on every rerun as st.cache_data would; same TTL. Its `version` is the
+    store's before the read (a write in between makes it older than what was read, never newer)."""
+    version = snapshots.fingerprint(db)
+    return dataclasses.replace(evidence.gather_base(_store(db)), version=version)
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
@@ -170,7 +172,7 @@ def analysed(db: str) -> snapshots.Analysis:
             current = state["current"]
             if current is not None and current[0] == version:
                 return current[1]
-            result = snapshots.compute_and_keep(db, version, lambda: _compute_analysis(db))
+            result = snapshots.compute_and_keep(db, version, lambda: _compute_analysis(db, version))
             state["current"] = (version, result)
         return result
     _refresh_in_background(db, version, state)
@@ -185,12 +187,13 @@ def analysis_is_stale(db: str) -> bool:
     return current is None or current[0] != snapshots.fingerprint(db)
 
 
-def _compute_analysis(db: str, fresh: bool = False) -> snapshots.Analysis:
-    """fresh=True reads the store again instead of the cached `base`, which may predate the write that made the
-    refresh necessary (the background refresh)."""
-    if fresh:
+def _compute_analysis(db: str, version: str | None = None) -> snapshots.Analysis:
+    """The analysis of the store at `version`: from the cached `base` when it was read at that version, else (the
+    background refresh: None) from a new read; a `base` cached before a write would give the flags of the store
+    before it, kept as the flags of the store after it."""
+    shared = base(db) if version is not None else None
+    if shared is None or shared.version != version:
         return snapshots.analyse_store(db)
-    shared = base(db)
     data = dataclasses.replace(shared, gaps=twin_gaps(_store(db), shared), rows_cache=None, verdicts_cache=None)
     return snapshots.analyse_gathered(data)
 
@@ -199,7 +202,7 @@ def _refresh_in_background(db: str, version: str, state: dict) -> None:
     def run() -> None:
         try:
             with collector_paused():
-                result = snapshots.compute_and_keep(db, version, lambda: _compute_analysis(db, fresh=True))
+                result = snapshots.compute_and_keep(db, version, lambda: _compute_analysis(db))
             state["current"] = (version, result)
         except Exception as exc:  # noqa: BLE001 - the next render tries again (and reports a real error)
             logging.getLogger("harness.dashboard").warning("analysis refresh failed: %s", exc)

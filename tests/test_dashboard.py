@@ -353,6 +353,31 @@ def test_analysis_is_kept_on_disk_per_store_version(db: str, tmp_path: Path, mon
     assert "new-model was selected on zoo_math:public" in now.read_text()  # the refresh read the new rows
 
 
+def test_a_first_analysis_reads_the_store_of_its_version(db: str, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lineage and scores a page cached (30 s) may predate a write; a store's first analysis, kept on disk under
+    the store's version, must not be computed from them: flags missing the new rows would be shown as current until
+    the next write."""
+    import shutil
+
+    from harness.store.records import ModelRecord, Selection
+
+    copy = tmp_path / "copy.duckdb"
+    shutil.copy(db, copy)
+    monkeypatch.setenv("HARNESS_DB", str(copy))
+    monkeypatch.setenv("HARNESS_RESULTS", str(tmp_path / "results"))
+    expire_caches()
+    open_page("leaderboard")  # caches the lineage and scores; no analysis yet
+    Store(copy).add_model(ModelRecord(model_id="f" * 64, name="new-model", path=None, kind="source"))
+    Store(copy).add_selection(Selection("sel-new", "f" * 64, "zoo_math", "user", "public"))
+    at = open_page("overfitting")  # same server, within the TTL
+    (kept,) = (tmp_path / "results" / "cache" / "dashboard").glob("*.json")
+    assert "new-model was selected on zoo_math:public" in kept.read_text()
+    info = [f for f in json.loads(kept.read_text())["flags"] if f["severity"] == "info"]
+    assert [m.value for m in at.metric if m.label == "selections (info)"] == [str(len(info))]  # the page shows it
+    assert not [i for i in at.info if "store has changed" in i.value]
+
+
 def test_dashboard_command_analyses_the_store_beside_the_server(db: str, tmp_path: Path) -> None:
     """`harness dashboard` starts the overfitting analysis while the server boots: it is kept on disk before any
     page is opened (Streamlit runs no page code until a browser connects), and no finished process is left

@@ -50,6 +50,7 @@ class Data:
     verdicts_cache: dict | None = None  # verdicts.twin_tests, per Thresholds
     evolve: pd.DataFrame | None = None  # views.evolve_candidates
     suite_dirs: dict[str, Path] | None = None  # suite -> its folder (where its twin maps live)
+    version: str | None = None  # the store's version when read, where the reader knows it (the dashboard's)
 
     def default_split(self, suite: str) -> str:
         return self.default_splits.get(suite, "public")
