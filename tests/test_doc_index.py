@@ -82,13 +82,16 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _inputs() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Two maps over the same runs: A pairs two twin items with each p1 seed and shuffles p2; B is the identity on
-    p1 (twin doc 31 of t1 has no seed in either)."""
+    """Three maps over the same runs: A pairs two twin items with each p1 seed and shuffles p2; B is the identity on
+    p1 (twin doc 31 of t1 has no seed in either); C gives p1 seeds items in two twin tasks (gsm_plus: each gsm8k
+    question has perturbations in eight tasks)."""
     a = [("A", "t1", d, "p1", d // 2) for d in range(31)] + [("A", "t2", d, "p2", (7 * d + 3) % 20) for d in range(20)]
     b = [("B", "t1", d, "p1", d) for d in range(30)]
-    maps = pd.DataFrame(a + b, columns=["map_key", "twin_task", "twin_doc", "public_task", "public_doc"])
-    tasks = pd.DataFrame([("A", "t1"), ("A", "t2"), ("A", "t3"), ("B", "t1")], columns=["map_key", "twin_task"])
-    rows = [(10 * j + k, f"pub-{j}", f"tw-{j}", key) for j in range(MODELS) for k, key in enumerate("AB")]
+    c = [("C", "t1", d, "p1", d % 15) for d in range(30)] + [("C", "t2", d, "p1", d) for d in range(20)]
+    maps = pd.DataFrame(a + b + c, columns=["map_key", "twin_task", "twin_doc", "public_task", "public_doc"])
+    tasks = pd.DataFrame([("A", "t1"), ("A", "t2"), ("A", "t3"), ("B", "t1"), ("C", "t1"), ("C", "t2")],
+                         columns=["map_key", "twin_task"])
+    rows = [(10 * j + k, f"pub-{j}", f"tw-{j}", key) for j in range(MODELS) for k, key in enumerate("ABC")]
     rows.append((99, "pub-0", "tw-gone", "A"))  # a twin run with no samples: nothing pairs, nothing to average
     return pd.DataFrame(rows, columns=["pid", "run_a", "run_b", "map_key"]), maps, tasks
 
@@ -124,7 +127,7 @@ def test_pairing_reads_the_index_and_equals_the_query_over_samples(written: Path
     assert by.loc[99, "n"] == 0 and by.loc[99, "n_b_all"] == 0 and np.isnan(by.loc[99, "diff"])
     assert (by.loc[[0, 10], "clusters"] < by.loc[[0, 10], "n"]).all()  # map A: two twin items per p1 seed
     assert by.loc[20, "n"] < by.loc[50, "n"]  # pub-2 has no p2; tw-5 scored more documents than tw-2
-    assert (by["n_b_all"] > 0).sum() == 2 * MODELS and by["se"].notna().sum() >= MODELS
+    assert (by["n_b_all"] > 0).sum() == 3 * MODELS and by["se"].notna().sum() >= MODELS
     aligned = pairs[pairs["map_key"] == "B"]  # one twin item per seed: each item is its own cluster
     _same(mapped_diffs(Store(written), aligned, maps[maps["map_key"] == "B"], tasks),
           _reference(written, aligned, maps[maps["map_key"] == "B"], tasks))

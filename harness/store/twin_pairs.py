@@ -152,10 +152,17 @@ def _dense(con: duckdb.DuckDBPyConnection, parts: list[pd.DataFrame],
 
 
 def _chunks(twin: pd.DataFrame) -> list[pd.DataFrame]:
-    """The twin blocks (i, rt, key, lo, hi) in chunks of about CHUNK_ROWS document slots."""
+    """The twin blocks (i, rt, key, lo, hi) in chunks of about CHUNK_ROWS document slots, each pair's blocks in one
+    chunk: a seed's items may lie in several twin tasks (gsm_plus: eight), and its sums must be made whole before
+    they are squared (the clustered stderr) and counted (its clusters)."""
     import numpy as np
 
-    return [part for _, part in twin.groupby(np.cumsum((twin["hi"] - twin["lo"] + 1).to_numpy()) // CHUNK_ROWS)]
+    twin = twin.sort_values("i", kind="stable", ignore_index=True)  # a pair's blocks together (_blocks keeps them so)
+    chunk = np.cumsum((twin["hi"] - twin["lo"] + 1).to_numpy()) // CHUNK_ROWS
+    i = twin["i"].to_numpy()
+    first = np.r_[True, i[1:] != i[:-1]] if len(i) else np.zeros(0, dtype=bool)
+    chunk = np.maximum.accumulate(np.where(first, chunk, 0))  # each pair in its first block's chunk
+    return [part for _, part in twin.groupby(chunk)]
 
 
 def _pair_stats(con: duckdb.DuckDBPyConnection, maps: MapIndex, public: PublicScores, chunks: list[pd.DataFrame],
