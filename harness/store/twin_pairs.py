@@ -61,10 +61,6 @@ class MapIndex:
         self.row_of = np.full(int(self.start[-1]), -1, dtype=np.int64)
         self.row_of[self.start[self.tk] + twin_doc - self.twin["lo"].to_numpy()[self.tk]] = np.arange(len(maps))
 
-    def rows(self, tk: np.ndarray, doc: np.ndarray) -> np.ndarray:
-        """The map row of each twin document (tk, doc) of the range its block was read with; -1 where unmapped."""
-        return self.row_of[self.start[tk] + doc - self.twin["lo"].to_numpy()[tk]]
-
 
 def _ranges(keys: pd.MultiIndex, code: np.ndarray, doc: np.ndarray) -> pd.DataFrame:
     """Per key (map_key, task): its position, and the lowest and highest doc the map names in it."""
@@ -171,31 +167,56 @@ def _pair_stats(con: duckdb.DuckDBPyConnection, maps: MapIndex, public: PublicSc
     a chunk at a time (`read`: the first chunks' documents, already read)."""
     import numpy as np
 
-    seeds = [_seed_sums(np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0))]
+    aligned = maps.n_seeds == len(maps.seed)  # one twin item per seed (an aligned map): each item is its seed
+    parts = []
     for j, part in enumerate(chunks):
         start, score, present = read[j] if j < len(read) else _dense(con, [part])[0]
-        slot = np.flatnonzero(present)  # block after block, each in doc order: the same order every read
-        block = np.repeat(np.arange(len(part)), np.diff(start))[slot]
-        doc = part["lo"].to_numpy(dtype=np.int64)[block] + slot - start[block]
-        r = maps.rows(part["key"].to_numpy(dtype=np.int64)[block], doc)
-        mapped = r >= 0
-        i, b, r = part["i"].to_numpy(dtype=np.int64)[block[mapped]], score[slot[mapped]], r[mapped]
+        i, b, r = _twin_items(maps, part, start, score, present)
         a, ok = public.get(i, maps.pk[r], maps.public_doc[r])
-        key, a, b = i[ok] * maps.n_seeds + maps.seed[r][ok], a[ok], b[ok]
-        if maps.n_seeds == len(maps.seed):  # one twin item per seed (an aligned map): each item is its seed
-            seeds.append((key, np.ones(len(key)), a - b, a, b))
+        if not ok.all():
+            i, a, b, r = i[ok], a[ok], b[ok], r[ok]
+        if aligned:
+            parts.append((i, None, a - b, a, b))
         else:
-            seeds.append(_seed_sums(key, a, b))
-    seeds = [x for x in seeds if len(x[0])] or seeds[:1]  # one chunk (most stores): its arrays, not copies
-    key, k, s, sa, sb = seeds[0] if len(seeds) == 1 else (np.concatenate([x[j] for x in seeds]) for j in range(5))
-    i = key // maps.n_seeds
-    n = np.bincount(i, weights=k, minlength=n_pairs)
+            key, k, s, sa, sb = _seed_sums(i * maps.n_seeds + maps.seed[r], a, b)
+            parts.append((key // maps.n_seeds, k, s, sa, sb))
+    if not parts:
+        parts.append((np.zeros(0, dtype=np.int64), None, np.zeros(0), np.zeros(0), np.zeros(0)))
+    parts = [x for x in parts if len(x[0])] or parts[:1]  # one chunk (most stores): its arrays, not copies
+    i, s, sa, sb = (parts[0][j] if len(parts) == 1 else np.concatenate([x[j] for x in parts]) for j in (0, 2, 3, 4))
+    clusters = np.bincount(i, minlength=n_pairs)
+    if aligned:  # k = 1 for every seed: the same figures as with its ones, without them
+        n = clusters.astype(float)
+    else:
+        k = parts[0][1] if len(parts) == 1 else np.concatenate([x[1] for x in parts])
+        n = np.bincount(i, weights=k, minlength=n_pairs)
     with np.errstate(divide="ignore", invalid="ignore"):
         diff = np.bincount(i, weights=s, minlength=n_pairs) / n
-        return {"n": n.astype(np.int64), "clusters": np.bincount(i, minlength=n_pairs), "diff": diff,
-                "ss": np.bincount(i, weights=(s - diff[i] * k) ** 2, minlength=n_pairs),
+        dev = s - diff[i] if aligned else s - diff[i] * k
+        return {"n": n.astype(np.int64), "clusters": clusters, "diff": diff,
+                "ss": np.bincount(i, weights=dev * dev, minlength=n_pairs),
                 "mean_a": np.bincount(i, weights=sa, minlength=n_pairs) / n,
                 "mean_b": np.bincount(i, weights=sb, minlength=n_pairs) / n}
+
+
+def _twin_items(maps: MapIndex, part: pd.DataFrame, start: np.ndarray, score: np.ndarray, present: np.ndarray,
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each scored and mapped twin item of a chunk, block after block, each in doc order (the same order every
+    read): its pair i, its score, its map row. Slot t of block j holds doc lo[j] + t - start[j], whose map row is
+    at map position start_m[key] + doc - lo_m[key]: one shift per block."""
+    import numpy as np
+
+    counts = np.diff(start)
+    key = part["key"].to_numpy(dtype=np.int64)
+    shift = maps.start[key] - maps.twin["lo"].to_numpy()[key] + part["lo"].to_numpy(dtype=np.int64) - start[:-1]
+    pair = np.repeat(part["i"].to_numpy(dtype=np.int64), counts)
+    if present.all():
+        i, b, r = pair, score, maps.row_of[np.arange(len(score)) + np.repeat(shift, counts)]
+    else:
+        slot = np.flatnonzero(present)
+        i, b, r = pair[slot], score[slot], maps.row_of[slot + np.repeat(shift, counts)[slot]]
+    mapped = r >= 0
+    return (i, b, r) if mapped.all() else (i[mapped], b[mapped], r[mapped])
 
 
 def _seed_sums(key: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, ...]:
