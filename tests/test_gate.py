@@ -245,3 +245,19 @@ def test_translations_count_once_in_the_pooled_test(split: str, seed: int) -> No
     result = compare(base, cand, tolerance=1.0, clusters=clusters)
     assert result.pooled.test == "sign-flip (pooled, by question)"
     assert result.pooled.failed and not result.passed and result.pooled.diff < -0.15, result.pooled
+
+
+def test_tasks_of_one_item_get_the_sign_flip_test_of_their_differences_not_2_to_the_1_minus_n() -> None:
+    """--limit 1 on a suite of continuous scores: no task has a within-task variance, but the differences differ
+    from task to task (8 down 0.5, 6 up 0.4), so the pooled p is the exact sign-flip p over the 14 items (0.417 by
+    enumeration), not 2^(1-14), which failed the suite."""
+    import itertools
+
+    d = np.array([-0.5] * 8 + [0.4] * 6)
+    exact = np.mean([abs(np.dot(s, d)) >= abs(d.sum()) - 1e-12 for s in itertools.product([-1, 1], repeat=d.size)])
+    base = {f"t{i:02d}": {0: 0.5} for i in range(d.size)}
+    result = compare(base, {t: {0: 0.5 + x} for t, x in zip(base, d, strict=True)})
+    assert result.pooled is not None and result.pooled.p_value == pytest.approx(exact)
+    assert result.passed
+    same = compare(base, {t: {0: 0.1} for t in base}).pooled  # every item 0.4 down: still 2^(1-n)
+    assert same is not None and same.p_value == 2.0 ** (1 - d.size) and same.failed

@@ -150,8 +150,13 @@ def pooled_test(pairs: list[tuple[np.ndarray, np.ndarray]], keys: list[np.ndarra
         a_only = sum(int(np.sum((a == 1) & (b == 0))) for a, b in pairs)
         b_only = sum(int(np.sum((a == 0) & (b == 1))) for a, b in pairs)
         return "mcnemar (pooled)", mcnemar_exact(a_only, b_only), diff, float(np.sqrt(var)), n
-    if var <= 0:
-        return ("none", 1.0, diff, 0.0, n) if diff == 0 else ("sign-flip", min(1.0, 2.0 ** (1 - n)), diff, 0.0, n)
+    if var <= 0:  # each task's differences constant (tasks of one item), not always one task's as another's
+        d = np.concatenate([b - a for a, b in pairs])
+        d = d[d != 0]
+        if diff == 0 or d.size == 0:
+            return "none", 1.0, diff, 0.0, n
+        p = min(1.0, 2.0 ** (1 - d.size)) if np.allclose(d, d[0]) else sign_flip_p(d, seed)
+        return "sign-flip", p, diff, 0.0, n
     return "stratified-z", float(2 * norm.sf(abs(diff) / np.sqrt(var))), diff, float(np.sqrt(var)), n
 
 
