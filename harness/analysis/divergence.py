@@ -115,8 +115,8 @@ def _divergence_tests(data: Data, rows: GapRows, depth: dict[str, int], t: Thres
     spread = _spreads(data, rows)
     tau2 = np.array([spread.get(keys[i][1:], 0.0) ** 2 for i in idx.tolist()], dtype=float)
     se = np.sqrt(np.array([se_gap[i] ** 2 for i in idx.tolist()], dtype=float) + se2 + tau2 * (1 + 1 / k))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(se > 0, div / se, np.where(div > 0, np.inf, 0.0))
+    with np.errstate(divide="ignore", invalid="ignore"):  # an unknown stderr (NaN): p NaN, never rejected
+        z = np.where(se == 0, np.where(div > 0, np.inf, 0.0), div / se)
     p = [p_one_sided(v) for v in z.tolist()]
     best: dict[tuple[str, str], int] = {}
     for j, rej in enumerate(bh_reject(p, t.fdr)):

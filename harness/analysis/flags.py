@@ -73,8 +73,9 @@ def p_one_sided(z: float) -> float:
 
 
 def bh_reject(pvalues: list[float], q: float) -> list[bool]:
-    """Benjamini-Hochberg: which hypotheses to reject at false discovery rate q."""
-    order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
+    """Benjamini-Hochberg: which hypotheses to reject at false discovery rate q. An unknown p-value (NaN) counts as
+    one more hypothesis, never rejected (sorted last: a NaN in the sort would leave the others out of order)."""
+    order = sorted(range(len(pvalues)), key=lambda i: pvalues[i] if pvalues[i] == pvalues[i] else math.inf)
     m, cut = len(pvalues), -1
     for rank, i in enumerate(order, 1):
         if pvalues[i] <= q * rank / m:

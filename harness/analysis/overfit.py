@@ -216,7 +216,7 @@ def specialisation_flags(data: Data, t: Thresholds) -> list[Flag]:
         deltas = {s: _delta(val, mid, ps, s) for s in suites}
         for target in sorted(targets):
             gain = deltas.get(target)
-            if gain is None or gain[0] <= 0 or gain[0] / max(gain[1], 1e-9) < t.gain_z:
+            if gain is None or gain[0] <= 0 or not gain[0] / max(gain[1], 1e-9) >= t.gain_z:  # NaN se: no gain
                 continue
             losses = _significant_losses(deltas, target, t)
             if not losses:
@@ -241,7 +241,8 @@ def _significant_losses(deltas: dict, target: str, t: Thresholds) -> dict[str, t
     """Losses elsewhere of at least loss_min that survive Holm's correction over the model's other suites at the
     one-sided level of loss_z (each suite compared is one more chance of a spurious loss)."""
     others = {s: d for s, d in deltas.items() if s != target and d is not None}
-    ps = sorted((p_one_sided(-d[0] / max(d[1], 1e-9)), s) for s, d in others.items())
+    ps = sorted((p if p == p else 1.0, s) for p, s in  # an unknown stderr (NaN): no evidence of a loss
+                ((p_one_sided(-d[0] / max(d[1], 1e-9)), s) for s, d in others.items()))
     level, out = p_one_sided(t.loss_z), {}
     for i, (p, s) in enumerate(ps):
         if p > level / (len(ps) - i):

@@ -147,8 +147,10 @@ def robust_reference(gaps: Sequence[float], ses: Sequence[float]) -> tuple[float
         return 0.0, 0.0, 0.0, 0
     centre = float(np.median(g))
     sd = MAD_SD * float(np.median(np.abs(g - centre))) if k > 1 else 0.0
-    tau2 = max(0.0, sd ** 2 - float(np.median(s ** 2)))
-    se_centre = MEDIAN_SE * max(sd, float(np.sqrt(np.median(s ** 2)))) / math.sqrt(k)
+    known = s[~np.isnan(s)]  # an unknown stderr (NaN) says nothing of the sampling variance (it zeroed tau)
+    var = float(np.median(known ** 2)) if known.size else 0.0
+    tau2 = max(0.0, sd ** 2 - var)
+    se_centre = MEDIAN_SE * max(sd, math.sqrt(var)) / math.sqrt(k)
     return centre, math.sqrt(tau2), se_centre, k
 
 
@@ -248,8 +250,8 @@ def twin_tests(data: Data, t: Thresholds) -> TwinTests:
     excess = rows.array("gap") - np.array([x.centre for x in refs], dtype=float)
     se = np.sqrt(np.array([s ** 2 + x.spread ** 2 + x.se ** 2 for s, x in zip(se_gap, refs, strict=True)],
                           dtype=float))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(se > 0, excess / se, np.where(excess > 0, np.inf, 0.0))
+    with np.errstate(divide="ignore", invalid="ignore"):  # an unknown stderr (NaN): p NaN, never rejected
+        z = np.where(se == 0, np.where(excess > 0, np.inf, 0.0), excess / se)
     p = [p_one_sided(v) for v in z.tolist()]
     live = [i for i, x in enumerate(refs) if x.calibrated]
     rejected = np.zeros(len(refs), dtype=bool)
@@ -258,7 +260,7 @@ def twin_tests(data: Data, t: Thresholds) -> TwinTests:
     flagged = (rejected & (excess >= t.gap_min)).tolist()
     room = {id(x): (t.gap_min / (z_crit + Z80)) ** 2 - x.spread ** 2 - x.se ** 2 for x in refs}
     items = [_items_needed(s, m, room[id(x)]) for s, m, x in zip(se_gap, n, refs, strict=True)]
-    mde = [max(t.gap_min, (z_crit + Z80) * s) for s in se.tolist()]
+    mde = [max(t.gap_min, (z_crit + Z80) * s) if s == s else math.nan for s in se.tolist()]  # NaN: no power known
     cache[t] = tests = TwinTests(rows, refs, excess.tolist(), se.tolist(), p, flagged, mde, items)
     return tests
 
@@ -266,7 +268,7 @@ def twin_tests(data: Data, t: Thresholds) -> TwinTests:
 def _items_needed(se: float, n: Any, room: float) -> int | None:
     """Items for (z_crit + z_0.8) * se to reach the target, `room` = (target / (z_crit + z_0.8))^2 - tau^2 -
     se_centre^2: the sampling part shrinks as 1/n, the spread does not."""
-    if room <= 0:
+    if room <= 0 or se != se:
         return None
     n = max(int(n or 0), 1)
     return max(n, math.ceil(se ** 2 * n / room))
@@ -313,7 +315,8 @@ def coverage(data: Data, t: Thresholds, flags: Sequence[Any] = ()) -> CoverageTa
         elif first < 0:
             out.append(tuple(_not_checkable(data, mid, name, suite, scored)))
         elif best < 0:
-            out.append((mid, name, suite, "not calibrated", False, tests.refs[first].basis, None))
+            basis = tests.refs[first].basis if not tests.refs[first].calibrated else "the gap's stderr is unknown"
+            out.append((mid, name, suite, "not calibrated", False, basis, None))
         else:
             out.append((mid, name, suite, "checked", flagged or (mid, suite) in marked,
                         _checked_detail(tests, best, suite, t, reaches), tests.mde[best]))
@@ -327,7 +330,7 @@ def _per_pair(tests: TwinTests) -> dict[tuple[str, str], tuple[int, int, bool]]:
     for i, ((mid, suite, _kind), ref, mde, flagged) in enumerate(zip(
             tests.rows.keys_, tests.refs, tests.mde, tests.flagged, strict=True)):
         first, best, any_flagged = out.get((mid, suite), (i, -1, False))
-        if ref.calibrated and (best < 0 or mde < tests.mde[best]):
+        if ref.calibrated and mde == mde and (best < 0 or mde < tests.mde[best]):  # NaN mde: stderr unknown
             best = i
         out[(mid, suite)] = (first, best, any_flagged or flagged)
     return out

@@ -1,0 +1,122 @@
+"""Edge cases of the overfitting verdicts on small hand-built analyses (a Data made of real frames and a real
+lineage Graph), each checked against a hand computation: a stderr that is unknown (NaN) is no evidence, and
+Benjamini-Hochberg is scipy's."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import false_discovery_control
+
+from harness.analysis.divergence import divergence_flags
+from harness.analysis.evidence import GAP_COLUMNS, Data, suite_twins
+from harness.analysis.flags import THRESHOLDS, bh_reject
+from harness.analysis.lineage import Graph
+from harness.analysis.overfit import specialisation_flags, twin_gap_flags
+from harness.analysis.verdicts import coverage, robust_reference, twin_tests
+
+NAN = float("nan")
+
+
+def _data(gaps: list[tuple[str, float, float, float]], edges: list[tuple[str, str]] = (),
+          scores: list[tuple[str, str, float, float]] = (), selections: dict[str, set] | None = None) -> Data:
+    """gaps: (model, public, twin, se of the gap) on suite s, independent twin s:heldout; edges (child, parent),
+    every child a merge; scores (model, suite, value, se) on the public split."""
+    ids = sorted({g[0] for g in gaps} | {m for e in edges for m in e} | {s[0] for s in scores})
+    graph = Graph.from_edges(pd.DataFrame({"child_id": [c for c, _ in edges], "parent_id": [p for _, p in edges],
+                                           "weight": [NAN] * len(edges)}))
+    children = {c for c, _ in edges}
+    models = pd.DataFrame({"model_id": ids, "name": ids, "method": [("linear" if m in children else None)
+                                                                    for m in ids]})
+    depth = graph.merge_depths(ids, children)
+    models["merge_depth"] = [depth.get(m, 0) for m in ids]
+    rows = pd.DataFrame([{"model_id": m, "suite": "s", "kind": "heldout", "twin": "s:heldout",
+                          "relation": "independent", "public": p, "twin_value": t, "gap": p - t, "se": se,
+                          "paired": False, "n": 300} for m, p, t, se in gaps], columns=GAP_COLUMNS)
+    sc = pd.DataFrame([{"model_id": m, "suite": s, "split": "public", "value": v, "se": e}
+                       for m, s, v, e in scores], columns=["model_id", "suite", "split", "value", "se"])
+    twins = suite_twins({"s": {"heldout": "s:heldout"}})[0]
+    exposure = graph.propagate(ids, selections or {})
+    return Data(models, graph, sc, twins, {}, exposure, rows, {m: m for m in ids})
+
+
+REFERENCE_GAPS = (0.00, 0.01, 0.02, 0.03, 0.04, 0.01, 0.02, 0.03)
+
+
+@pytest.mark.parametrize("spread", [1.0, 8.0], ids=["narrow-pool", "wide-pool"])
+def test_a_twin_gap_with_an_unknown_stderr_is_not_flagged_nor_counted_as_checked(spread: float) -> None:
+    refs = [(f"r{i}", 0.6, 0.6 - spread * g, 0.02) for i, g in enumerate(REFERENCE_GAPS)]
+    x_gap = 0.12 if spread == 1.0 else 0.40  # 10 (narrow) or 24 (wide) points beyond the references' median
+    data = _data([*refs, ("x", 0.7, 0.7 - x_gap, NAN)],
+                 scores=[(m, "s", p, 0.01) for m, p, _t, _se in [*refs, ("x", 0.7, 0, 0)]])
+    tests = twin_tests(data, THRESHOLDS)
+    x = next(t for t in tests if t.model_id == "x")
+    assert x.ref.calibrated and x.excess == pytest.approx(x_gap - 0.02 * spread)
+    assert not x.flagged and not x.p == 0.0  # no stderr: no evidence (it was z = inf, p = 0: flagged)
+    assert twin_gap_flags(data, THRESHOLDS) == []
+    (row,) = [c for c in coverage(data, THRESHOLDS) if c.model_id == "x"]
+    assert row.status != "checked" and row.mde is None and "stderr is unknown" in row.detail
+    assert {c.status for c in coverage(data, THRESHOLDS) if c.model_id != "x"} == {"checked"}
+
+
+def test_benjamini_hochberg_with_an_unknown_p_value_rejects_only_what_scipy_rejects() -> None:
+    for p in ([0.3, NAN, 0.001], [NAN, 0.3, 0.001, 0.002], [0.001, NAN, 0.3], [0.04, 0.5, NAN, 0.03, 0.2]):
+        # an unknown p-value is no evidence: counted as 1 (one more test, never rejected)
+        want = (false_discovery_control([1.0 if math.isnan(v) else v for v in p]) <= 0.05).tolist()
+        assert bh_reject(p, 0.05) == want, p
+
+
+def test_benjamini_hochberg_ties_and_bounds_agree_with_scipy() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        p = rng.choice([0.0, 0.001, 0.004, 0.01, 0.02, 0.03, 0.5, 1.0], size=int(rng.integers(1, 9))).tolist()
+        want = (false_discovery_control(p) <= 0.05).tolist()
+        assert bh_reject(p, 0.05) == want, p
+
+
+def test_a_divergence_with_an_unknown_stderr_is_not_flagged() -> None:
+    # roots a, b (gap 2 points); ab = a+b, abc = ab+c: merge depth 2; abc's public gain is 10 points its twin lacks
+    gaps = [(f"r{i}", 0.6, 0.6 - g, 0.02) for i, g in enumerate(REFERENCE_GAPS)]
+    gaps += [("a", 0.5, 0.48, 0.02), ("b", 0.5, 0.48, 0.02), ("c", 0.5, 0.48, 0.02), ("abc", 0.6, 0.48, NAN)]
+    data = _data(gaps, [("ab", "a"), ("ab", "b"), ("abc", "ab"), ("abc", "c")])
+    assert int(data.models.set_index("model_id").loc["abc", "merge_depth"]) == 2
+    assert not [f for f in divergence_flags(data, THRESHOLDS) if f.model_id == "abc"]
+
+
+def test_a_specialisation_loss_with_an_unknown_stderr_is_not_significant() -> None:
+    # x (merge of p, q) selected on code: +10 points there (se 0.01 each: z ~ 8); on judge -6 points, se unknown
+    scores = [("p", "code", 0.5, 0.01), ("q", "code", 0.5, 0.01), ("x", "code", 0.6, 0.01),
+              ("p", "judge", 0.5, NAN), ("q", "judge", 0.5, NAN), ("x", "judge", 0.44, NAN)]
+    data = _data([], [("x", "p"), ("x", "q")], scores, {"x": {("code", None, "user", "x")}})
+    assert specialisation_flags(data, THRESHOLDS) == []
+    # the same loss with a known stderr (0.01 each: z ~ 4.9) is one
+    known = [(m, s, v, 0.01 if math.isnan(e) else e) for m, s, v, e in scores]
+    (f,) = specialisation_flags(_data([], [("x", "p"), ("x", "q")], known, {"x": {("code", None, "user", "x")}}),
+                                THRESHOLDS)
+    assert list(f.evidence["losses"]) == ["judge"]
+
+
+def test_a_specialisation_gain_with_an_unknown_stderr_is_not_significant() -> None:
+    scores = [("p", "code", 0.5, NAN), ("q", "code", 0.5, NAN), ("x", "code", 0.6, NAN),
+              ("p", "judge", 0.5, 0.01), ("q", "judge", 0.5, 0.01), ("x", "judge", 0.40, 0.01)]
+    data = _data([], [("x", "p"), ("x", "q")], scores, {"x": {("code", None, "user", "x")}})
+    assert specialisation_flags(data, THRESHOLDS) == []
+
+
+def test_a_reference_with_an_unknown_stderr_leaves_the_spread_of_the_pool_as_it_is() -> None:
+    gaps = [8 * g for g in REFERENCE_GAPS] + [0.12]
+    ses = [0.02] * 8 + [NAN]
+    mad = float(np.median(np.abs(np.array(gaps) - np.median(gaps))))
+    tau = math.sqrt((1.4826 * mad) ** 2 - 0.02 ** 2)  # by hand: the median sampling variance of the known ses
+    centre, spread, se_c, k = robust_reference(gaps, ses)
+    assert (centre, k) == (float(np.median(gaps)), 9)
+    assert spread == pytest.approx(tau) and se_c == pytest.approx(1.2533 * 1.4826 * mad / 3)
+    # and the verdicts of the pool: a model 17 points above a pool spread over 32 is no outlier
+    refs = [(f"r{i}", 0.6, 0.6 - g, s) for i, (g, s) in enumerate(zip(gaps, ses, strict=True))]
+    data = _data([*refs, ("y", 0.7, 0.7 - 0.33, 0.02)])
+    y = next(t for t in twin_tests(data, THRESHOLDS) if t.model_id == "y")
+    assert y.ref.spread == pytest.approx(tau) and not y.flagged
+
