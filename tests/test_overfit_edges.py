@@ -5,6 +5,7 @@ Benjamini-Hochberg is scipy's."""
 from __future__ import annotations
 
 import math
+import statistics
 
 import numpy as np
 import pandas as pd
@@ -15,7 +16,7 @@ from harness.analysis.divergence import divergence_flags
 from harness.analysis.evidence import GAP_COLUMNS, Data, suite_twins
 from harness.analysis.flags import THRESHOLDS, bh_reject
 from harness.analysis.lineage import Graph
-from harness.analysis.overfit import specialisation_flags, twin_gap_flags
+from harness.analysis.overfit import evolve_flags, specialisation_flags, twin_gap_flags
 from harness.analysis.verdicts import coverage, robust_reference, twin_tests
 
 NAN = float("nan")
@@ -120,3 +121,32 @@ def test_a_reference_with_an_unknown_stderr_leaves_the_spread_of_the_pool_as_it_
     y = next(t for t in twin_tests(data, THRESHOLDS) if t.model_id == "y")
     assert y.ref.spread == pytest.approx(tau) and not y.flagged
 
+
+def _evolve(gen0_gaps: list[float], final_gap: float) -> Data:
+    """An evolve run on zoo_math: generation 0's candidates with these search-minus-held-out gaps, the pick in
+    generation 1 with `final_gap`."""
+    rows = [{"evolve_id": "e", "generation": 0, "idx": i, "model_id": f"c{i}", "fitness": 0.5 + g, "heldout": 0.5}
+            for i, g in enumerate(gen0_gaps)]
+    rows.append({"evolve_id": "e", "generation": 1, "idx": 0, "model_id": "pick", "fitness": 0.5 + final_gap,
+                 "heldout": 0.5})
+    evolve = pd.DataFrame(rows).assign(best_model_id="pick", config='{"suite": "zoo_math"}')
+    data = _data([], scores=[("pick", "zoo_math", 0.9, 0.01)])
+    data.evolve = evolve
+    return data
+
+
+def _z_of(gen0_gaps: list[float], final_gap: float) -> float:
+    """By hand: the excess over generation 0's median gap (odd k here), in units of their sd * sqrt(1 + 1/k)."""
+    k = len(gen0_gaps)
+    return (final_gap - statistics.median(gen0_gaps)) / (statistics.stdev(gen0_gaps) * math.sqrt(1 + 1 / k))
+
+
+def test_an_evolve_run_just_below_the_thresholds_is_not_flagged() -> None:
+    gen0 = [0.0, 0.1, 0.2]
+    se = statistics.stdev(gen0) * math.sqrt(1 + 1 / 3)
+    below_z = 0.1 + 2.5758 * se  # z = 2.5758 < evolve_z = 2.576 (it was rounded to 2.58 before the comparison)
+    assert _z_of(gen0, below_z) < THRESHOLDS.evolve_z
+    assert evolve_flags(_evolve(gen0, below_z), THRESHOLDS, {}) == []
+    tight = [0.0, 0.0001, 0.0002]  # z in the hundreds, the excess 4.996 points < gap_min (rounded to 5.00 before)
+    assert evolve_flags(_evolve(tight, 0.0001 + 0.04996), THRESHOLDS, {}) == []
+    assert len(evolve_flags(_evolve(tight, 0.0001 + 0.0501), THRESHOLDS, {})) == 1

@@ -138,8 +138,8 @@ def evolve_flags(data: Data, t: Thresholds, existing: dict[tuple[str, str], Flag
     if data.evolve is None or data.evolve.empty:
         return out
     for evolve_id, rows in data.evolve.groupby("evolve_id"):
-        ev = _evolve_evidence(data, str(evolve_id), rows)
-        if ev is None or ev["excess"] < t.gap_min or ev["z"] < t.evolve_z:
+        ev = _evolve_evidence(data, str(evolve_id), rows, t)
+        if ev is None:
             continue
         mid, suite = ev.pop("model_id"), ev["suite"]
         if (mid, suite) in existing:
@@ -154,8 +154,9 @@ def evolve_flags(data: Data, t: Thresholds, existing: dict[tuple[str, str], Flag
     return out
 
 
-def _evolve_evidence(data: Data, evolve_id: str, rows: Any) -> dict[str, Any] | None:
-
+def _evolve_evidence(data: Data, evolve_id: str, rows: Any, t: Thresholds) -> dict[str, Any] | None:
+    """The evidence of a run whose pick's excess is at least gap_min at z >= evolve_z (both before rounding), else
+    None."""
     first = rows[rows["generation"] == rows["generation"].min()]
     gaps0 = (first["fitness"] - first["heldout"]).tolist()
     best = rows["best_model_id"].iloc[0]
@@ -170,6 +171,8 @@ def _evolve_evidence(data: Data, evolve_id: str, rows: Any) -> dict[str, Any] | 
     base, sd = sorted(gaps0)[k // 2], math.sqrt(sum((g - sum(gaps0) / k) ** 2 for g in gaps0) / (k - 1))
     se = max(sd * math.sqrt(1 + 1 / k), 1e-9)
     final = row["fitness"] - row["heldout"]
+    if not (final - base >= t.gap_min and (final - base) / se >= t.evolve_z):
+        return None
     config = rows["config"].iloc[0]
     suite = _evolve_suite(config)
     history = rows.groupby("generation").apply(
