@@ -136,7 +136,7 @@ def _evolve(gen0_gaps: list[float], final_gap: float) -> Data:
 
 
 def _z_of(gen0_gaps: list[float], final_gap: float) -> float:
-    """By hand: the excess over generation 0's median gap (odd k here), in units of their sd * sqrt(1 + 1/k)."""
+    """By hand: the excess over generation 0's median gap, in units of their sd * sqrt(1 + 1/k)."""
     k = len(gen0_gaps)
     return (final_gap - statistics.median(gen0_gaps)) / (statistics.stdev(gen0_gaps) * math.sqrt(1 + 1 / k))
 
@@ -150,3 +150,11 @@ def test_an_evolve_run_just_below_the_thresholds_is_not_flagged() -> None:
     tight = [0.0, 0.0001, 0.0002]  # z in the hundreds, the excess 4.996 points < gap_min (rounded to 5.00 before)
     assert evolve_flags(_evolve(tight, 0.0001 + 0.04996), THRESHOLDS, {}) == []
     assert len(evolve_flags(_evolve(tight, 0.0001 + 0.0501), THRESHOLDS, {})) == 1
+
+
+def test_an_evolve_run_is_compared_with_the_median_of_generation_0() -> None:
+    gen0 = [0.0, 0.02, 0.04, 0.10]  # median 0.03 (the mean of the middle two)
+    (f,) = evolve_flags(_evolve(gen0, 0.40), THRESHOLDS, {})
+    assert f.evidence["generation0_gap"] == pytest.approx(statistics.median(gen0))
+    assert f.evidence["excess"] == pytest.approx(0.40 - statistics.median(gen0))
+    assert f.evidence["z"] == round(_z_of(gen0, 0.40), 2)

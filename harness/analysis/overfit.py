@@ -17,6 +17,7 @@ statistics live in harness/analysis/flags.py; they are importable from here too.
 from __future__ import annotations
 
 import math
+import statistics
 from collections import Counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -168,7 +169,7 @@ def _evolve_evidence(data: Data, evolve_id: str, rows: Any, t: Thresholds) -> di
     k = len(gaps0)
     if k < 2 or row["generation"] == first["generation"].iloc[0]:
         return None
-    base, sd = sorted(gaps0)[k // 2], math.sqrt(sum((g - sum(gaps0) / k) ** 2 for g in gaps0) / (k - 1))
+    base, sd = statistics.median(gaps0), math.sqrt(sum((g - sum(gaps0) / k) ** 2 for g in gaps0) / (k - 1))
     se = max(sd * math.sqrt(1 + 1 / k), 1e-9)
     final = row["fitness"] - row["heldout"]
     if not (final - base >= t.gap_min and (final - base) / se >= t.evolve_z):
