@@ -158,3 +158,17 @@ def test_an_evolve_run_is_compared_with_the_median_of_generation_0() -> None:
     assert f.evidence["generation0_gap"] == pytest.approx(statistics.median(gen0))
     assert f.evidence["excess"] == pytest.approx(0.40 - statistics.median(gen0))
     assert f.evidence["z"] == round(_z_of(gen0, 0.40), 2)
+
+
+def test_models_selected_on_the_twin_are_no_references_for_its_natural_gap() -> None:
+    """Nine models selected on the twin split (their twin scores in-sample: 5 points above public) and eight clean
+    ones with the twin's natural gap of 10 points: the pool is the eight. Counting the nine, its median was -5
+    points and a clean model with the natural gap was flagged 15 points beyond it."""
+    clean = [(f"r{i}", 0.6, 0.5 - 0.002 * i, 0.02) for i in range(8)]
+    tuned = [(f"t{i}", 0.55, 0.6, 0.02) for i in range(9)]
+    picked = {m: {("s", "heldout", "evolve", m)} for m, *_ in tuned}
+    data = _data([*clean, *tuned, ("x", 0.62, 0.52, 0.02)], selections=picked)
+    tests = {t.model_id: t for t in twin_tests(data, THRESHOLDS)}
+    assert tests["x"].ref.k == 8 and tests["x"].ref.centre == pytest.approx(0.107)  # the clean models, x left out
+    assert not tests["x"].flagged and twin_gap_flags(data, THRESHOLDS) == []
+    assert "not exposed on the suite or its twin" in tests["x"].ref.basis

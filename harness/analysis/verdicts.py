@@ -6,10 +6,11 @@
                                              # why not (rows.column("status"): a column without the objects)
 
 A model's gap (public - twin) is compared with the *natural* gap of the reference pool: every model with that gap
-that is not exposed on the suite (no declared selection on it by itself or an ancestor), fine-tunes and merges
-included, less the model itself and its parents (in pools of up to LOO_MAX models). The pool is summarised
-robustly, so a few undeclared contaminated references cannot move it: centre = median, between-model spread
-tau^2 = max(0, (1.4826 MAD)^2 - median sampling variance), stderr of the centre 1.2533 * 1.4826 MAD / sqrt(k).
+that is exposed neither on the suite nor on that twin (no declared selection on either by itself or an
+ancestor), fine-tunes and merges included, less the model itself and its parents (in pools of up to LOO_MAX
+models). The pool is summarised robustly, so a few undeclared contaminated references cannot move it: centre =
+median, between-model spread tau^2 = max(0, (1.4826 MAD)^2 - median sampling variance), stderr of the centre
+1.2533 * max(1.4826 MAD, sqrt(median sampling variance)) / sqrt(k).
 The excess gap is tested against sqrt(se_model^2 + tau^2 + se_centre^2) (random effects: a clean model's gap
 differs from the centre by the spread of real models plus sampling error). Fewer than `Thresholds.min_reference`
 references: "not calibrated" (shown, never flagged), unless the twin is aligned (the same items: its natural gap
@@ -155,27 +156,37 @@ def robust_reference(gaps: Sequence[float], ses: Sequence[float]) -> tuple[float
 
 
 def reference_pools(data: Data, rows: GapRows) -> dict[tuple[str, str], dict[str, tuple[float, float]]]:
-    """(suite, kind) -> {model: (gap, se)} of the models not exposed on the suite (kept on `data`: read-only)."""
+    """(suite, kind) -> {model: (gap, se)} of the models exposed neither on the suite nor on that twin (a selection
+    on the twin makes its score in-sample: the model's gap is no natural one). Kept on `data`: read-only."""
     if data.verdicts_cache is None:
         data.verdicts_cache = {}
     if "pools" in data.verdicts_cache:
         return data.verdicts_cache["pools"]
     pools: dict[tuple[str, str], dict[str, tuple[float, float]]] = {}
     data.verdicts_cache["pools"] = pools
-    exposed: dict[str, set[str]] = {}  # per model, the suites it is in-sample on (data.in_sample on the default
-    default = data.default_splits      # split), found once per distinct exposure set rather than once per row
-    by_set: dict[int, set[str]] = {}   # (models share their exposure sets: lineage.Graph.propagate)
+    exposed: dict[str, set[tuple[str, str]]] = {}  # per model, the (suite, split) it is in-sample on (data.in_sample),
+    default = data.default_splits                  # found once per distinct exposure set rather than once per row
+    by_set: dict[int, set[tuple[str, str]]] = {}   # (models share their exposure sets: lineage.Graph.propagate)
+    twin_of: dict[str, tuple[str, str]] = {}       # the gap row's twin "suite:split" as a pair
     c = rows.col
-    for mid, suite, kind, gap, se in zip(c["model_id"], c["suite"], c["kind"], c["gap"], c["se"], strict=True):
-        if mid not in exposed:  # (sp == data.default_split(s), inlined: ~27 selections per model at 10,000 models)
+    for mid, suite, kind, twin, gap, se in zip(c["model_id"], c["suite"], c["kind"], c["twin"], c["gap"], c["se"],
+                                               strict=True):
+        if mid not in exposed:  # (a selection without a split is on the suite's default split, inlined)
             selections = data.exposure.get(mid, ())
             found = by_set.get(id(selections))
             if found is None:
-                found = by_set[id(selections)] = {s for s, sp, _p, _w in selections if sp is None
-                                                  or sp == default.get(s, "public")}
+                found = by_set[id(selections)] = {(s, default.get(s, "public") if sp is None else sp)
+                                                  for s, sp, _p, _w in selections}
             exposed[mid] = found
-        if suite not in exposed[mid]:
-            pools.setdefault((suite, kind), {})[mid] = (gap, se)
+        on = exposed[mid]
+        if on:
+            pair = twin_of.get(twin)
+            if pair is None:
+                t_suite, _, t_split = str(twin).partition(":")
+                pair = twin_of[twin] = (t_suite, t_split or default.get(t_suite, "public"))
+            if (suite, default.get(suite, "public")) in on or pair in on:
+                continue
+        pools.setdefault((suite, kind), {})[mid] = (gap, se)
     return pools
 
 
@@ -188,12 +199,13 @@ def _reference(data: Data, pool: dict, mid: str, relation: str, t: Thresholds, m
         vals = [v for m, v in pool.items() if m not in skip]
         centre, tau, se_c, k = robust_reference([v[0] for v in vals], [v[1] for v in vals])
         if k >= t.min_reference:
-            memo[key] = Reference(centre, tau, se_c, k, True, f"median of {k} models not exposed on the suite")
+            memo[key] = Reference(centre, tau, se_c, k, True,
+                                  f"median of {k} models not exposed on the suite or its twin")
         elif relation == "aligned":
             memo[key] = Reference(0.0, 0.0, 0.0, k, True, "zero by design (aligned twin: the same items)")
         else:
-            memo[key] = Reference(centre, tau, se_c, k, False, f"only {k} models not exposed on the suite (need "
-                                                               f"{t.min_reference})")
+            memo[key] = Reference(centre, tau, se_c, k, False,
+                                  f"only {k} models not exposed on the suite or its twin (need {t.min_reference})")
     return memo[key]
 
 
