@@ -91,6 +91,23 @@ def test_suite_score_interval_stays_in_the_metric_range(store) -> None:
     assert (df.loc["r-mt"].ci_low, df.loc["r-mt"].ci_high) == pytest.approx((9.6 - 1.959964 * 0.4, 10.0))
 
 
+def test_a_task_without_a_stderr_on_a_score_that_is_no_proportion_has_an_unknown_stderr(store) -> None:
+    """The binomial stderr sqrt(v (1 - v) / (n - 1)) stands in for a missing one only where v is a proportion: for a
+    0-100 score (BLEU, say) it was 0, a suite score known exactly (and a twin-gap test at z = inf). Unknown instead,
+    for the task and for its suite; a proportion keeps the binomial one."""
+    import math
+
+    from harness.store import RunRecord, Score
+
+    for run_id, scores in (("r-bleu", [Score("t_bleu", "bleu", 31.5, None, 50), Score("t_acc", "acc", 0.5, 0.07, 50)]),
+                           ("r-acc", [Score("t_acc", "acc", 0.5, None, 51)])):
+        store.start_run(RunRecord(run_id, f"m-{run_id}", "s_mixed", "hf", "0", split="public"))
+        store.finish_run(run_id, scores, [])
+    df = views.suite_scores(store, rules={}).set_index("run_id")
+    assert math.isnan(df.loc["r-bleu", "se"]) and math.isnan(df.loc["r-bleu", "ci_low"])  # it was 0.0 and 0.07
+    assert df.loc["r-acc", "se"] == pytest.approx(math.sqrt(0.25 / 50))
+
+
 def upstream_group(path: Path) -> dict:
     import yaml
 

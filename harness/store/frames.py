@@ -66,6 +66,8 @@ def task_rows_sql(rows: str) -> str:
 # Parameters: five parallel lists, the suites' rules (suite, split, metric, weight_by_size, summary task): split ''
 # is the suite's rule, a named split overrides its metric; a suite without a rule is read under the default one
 # (primary metrics, size-weighted).
+UNIT_METRICS = "(" + ", ".join(f"'{m}'" for m, r in METRIC_RANGES.items() if r == (0.0, 1.0)) + ")"  # proportions
+
 SUITE_SCORES_SQL = f"""
 WITH rules AS (
     SELECT unnest(?::VARCHAR[]) AS suite, unnest(?::VARCHAR[]) AS split, unnest(?::VARCHAR[]) AS want,
@@ -83,13 +85,15 @@ WITH rules AS (
 ), c AS (
     SELECT s.run_id, s.task, s.metric, s.value, coalesce(s.n, 1) AS n, s.stderr, l.want, l.summary
     FROM scores s JOIN latest l ON l.run_id = s.run_id
-), t AS (  -- one row per task (task_rows_sql): value, size, and lm-eval's stderr (else the binomial one)
+), t AS (  -- one row per task (task_rows_sql): value, size, and lm-eval's stderr, else the binomial one where the
+            -- metric is a proportion, else unknown (NULL: a binomial stderr of a 0-100 score is 0, not none)
     SELECT run_id, x.metric, x.value, x.n,
-        coalesce(x.stderr, sqrt(greatest(x.value * (1 - x.value), 0) / greatest(x.n - 1, 1))) AS se
+        coalesce(x.stderr, CASE WHEN split_part(x.metric, ',', 1) IN {UNIT_METRICS}
+                                THEN sqrt(greatest(x.value * (1 - x.value), 0) / greatest(x.n - 1, 1)) END) AS se
     FROM ({task_rows_sql("c")})
 ), a AS (  -- per run: grouped by run_id alone, joined to the run's columns after
     SELECT run_id, sum(value * n) AS vn, sum(n) AS sn, avg(value) AS mean, sum((n - 1) * n * se * se) AS q,
-        sum(se * se) AS ss, count(*) AS tasks,
+        sum(se * se) AS ss, count(*) AS tasks, count(*) - count(se) AS unknown,
         array_to_string(list_sort(list_distinct(list(metric))), '+') AS metric
     FROM t GROUP BY run_id
 )
@@ -98,7 +102,8 @@ SELECT l.model_id, l.suite, l.split, l.run_id, l.backend, l.ended,
     coalesce(  -- the run's question-clustered stderr where it has one for these metrics (harness/store/suite_se.py)
         CASE WHEN l.summary IS NULL AND l.question_metric = a.metric
              THEN CASE WHEN l.by_size THEN l.question_se_size ELSE l.question_se_mean END END,
-        CASE WHEN l.by_size  -- else lm-eval's pooled_sample_stderr, or its unweighted_mean_stderr
+        CASE WHEN a.unknown > 0 THEN NULL  -- a task's stderr unknown: the suite's too (sum() would skip it)
+             WHEN l.by_size  -- else lm-eval's pooled_sample_stderr, or its unweighted_mean_stderr
              THEN sqrt(a.q / greatest(a.sn - a.tasks, 1) / a.sn) ELSE sqrt(a.ss) / a.tasks END) AS se,
     a.sn::BIGINT AS n, a.tasks::BIGINT AS tasks, a.metric
 FROM a JOIN latest l USING (run_id)
