@@ -165,3 +165,41 @@ def test_both_suites_with_a_vllm_served_judge(tiny_llama, store, results: Path) 
             turns = 2 if suite == "mt_bench" else 1
             rows = store.samples(res.run_id)
             assert len(rows) == 2 * turns and all(json.loads(e)["judgment"] for e in rows["extra"])
+
+
+def test_a_judge_whose_chat_template_has_no_system_role_still_reads_the_instructions(tiny_llama) -> None:
+    """FastChat's pairwise and second-turn prompts carry the judge's whole instruction (and the [[A]] / [[rating]]
+    format) in the system message. A chat template without a system role (Gemma's, Mistral-Instruct v0.1/v0.2's)
+    makes lm-eval drop the system message and keep only the user turn: the judge would grade uninstructed."""
+    from lm_eval.models.huggingface import HFLM
+    from transformers import AutoTokenizer
+
+    from harness.evaluate.judge.chat import ChatGenerator
+
+    path = tiny_llama("no-system-role")
+    tok = AutoTokenizer.from_pretrained(path)
+    tok.chat_template = (  # Gemma's rule: a system message is an error
+        "{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
+        "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}assistant: {% endif %}"
+    )
+    tok.save_pretrained(path)
+
+    class Recording(HFLM):  # lm-eval's model, recording the prompts it is asked to continue
+        seen: list[str] = []
+
+        def generate_until(self, requests, disable_tqdm: bool = False):
+            self.seen.extend(r.args[0] for r in requests)
+            return super().generate_until(requests, disable_tqdm)
+
+    lm = Recording(pretrained=str(path), device="cpu", batch_size=2)
+    judge = ChatGenerator(lm, {"model": "j", "backend": "hf"}, max_new_tokens=2)
+    data = load_judge_data(SUITES / "mt_bench" / "data")
+    writing_q = next(q for q in data.questions if q.category == "writing")
+    request = pairwise_request(data, writing_q, ["mine"], ["theirs"], 1)
+    judge.generate([request.messages()])
+    assert request.system.startswith("Please act as an impartial judge") and "[[A]]" in request.system
+    (prompt,) = lm.seen
+    assert request.system in prompt and request.user in prompt
+    assert prompt.index(request.system) < prompt.index(request.user)
+    assert judge.settings(system=True) != judge.settings()  # judgments cached before, uninstructed, are not reused

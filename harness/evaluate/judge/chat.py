@@ -4,7 +4,10 @@ greedy by default."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
+
+_PROBE = "harness-system-role-probe"
 
 
 @dataclass
@@ -16,8 +19,30 @@ class ChatGenerator:
     max_new_tokens: int = 1024
     temperature: float = 0.0
 
-    def settings(self) -> dict[str, Any]:
-        return {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature}
+    def settings(self, system: bool = False) -> dict[str, Any]:
+        """What decides a text besides the conversation; `system`: the conversations open with a system message
+        (judgments), whose place in the prompt then counts too."""
+        folded = {"system_in_first_turn": True} if system and not self.system_role else {}
+        return {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature, **folded}
+
+    @cached_property
+    def system_role(self) -> bool:
+        """Whether the chat template shows a system message. lm-eval drops one a template rejects (Gemma's,
+        Mistral-Instruct v0.1/v0.2's) or a template leaves it out silently."""
+        probe = [{"role": "system", "content": _PROBE}, {"role": "user", "content": "?"}]
+        try:
+            return _PROBE in str(self.lm.apply_chat_template(probe, True))
+        except Exception:  # noqa: BLE001 - no chat template at all: generate() raises its own error
+            return True
+
+    def _prompt(self, conv: list[dict[str, str]]) -> Any:
+        """The conversation in the chat template. Without a system role the system message opens the first user
+        turn, as FastChat's templates for such models place it: FastChat's judge instructions and output format
+        are in the system message of the pairwise and second-turn prompts, and must not be lost."""
+        if conv and conv[0]["role"] == "system" and len(conv) > 1 and not self.system_role:
+            system, first, *rest = conv
+            conv = [{**first, "content": f"{system['content']}\n\n{first['content']}"}, *rest]
+        return self.lm.apply_chat_template(conv, True)
 
     def generate(self, conversations: list[list[dict[str, str]]],
                  temperatures: list[float] | None = None) -> list[str]:
@@ -29,7 +54,7 @@ class ChatGenerator:
 
         temps = temperatures or [self.temperature] * len(conversations)
         requests = [
-            Instance("generate_until", {}, (self.lm.apply_chat_template(conv, True), self._kwargs(t)), i)
+            Instance("generate_until", {}, (self._prompt(conv), self._kwargs(t)), i)
             for i, (conv, t) in enumerate(zip(conversations, temps, strict=True))
         ]
         return [out.strip() for out in self.lm.generate_until(requests)]

@@ -83,7 +83,7 @@ def _answer_all(gen: ChatGenerator, questions: list[Question], cache: TextCache,
 
 
 def _judge_all(judge: ChatGenerator, requests: list[JudgeRequest], cache: TextCache) -> list[str]:
-    keys = [cache.key({"judgment": judge.identity, "settings": judge.settings(), "messages": r.messages()})
+    keys = [cache.key({"judgment": judge.identity, "settings": judge.settings(system=True), "messages": r.messages()})
             for r in requests]
     found = cache.get_many(keys)
     todo = sorted({k for k in keys if k not in found})
@@ -173,7 +173,7 @@ def run_judge_suite(
     mode = "pairwise" if baseline else "single"
     settings: dict[str, Any] = {
         "mode": mode, "limit": limit, "answer": answerer.settings(), "judge": judge.identity,
-        "judge_settings": judge.settings(), "baseline": baseline[0] if baseline else None,
+        "judge_settings": judge.settings(system=True), "baseline": baseline[0] if baseline else None,
         "rules": rules.as_dict(),
     }
     dhash = data_hash_value or data_hash(data_dir)
