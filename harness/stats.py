@@ -147,7 +147,8 @@ def summarize_clustered(x: ArrayLike, clusters: ArrayLike, iters: int = DEFAULT_
                         seed: int = 0) -> Estimate:
     """Mean of per-sample scores whose samples come in clusters (an MT-bench question's two turns): a
     cluster-robust stderr, sqrt(G / (G - 1) * sum_g (sum_i (x_gi - mean))^2) / N, and a bootstrap interval that
-    resamples whole clusters. With one sample per cluster it is `summarize`'s stderr."""
+    resamples whole clusters. With one sample per cluster it is `summarize`'s stderr. One cluster: NaN stderr and
+    interval (resampling it always redraws the same cluster, an interval of width 0)."""
     arr = np.asarray(x, dtype=float).ravel()
     ids = np.asarray(clusters).ravel()
     keep = ~np.isnan(arr)
@@ -157,8 +158,10 @@ def summarize_clustered(x: ArrayLike, clusters: ArrayLike, iters: int = DEFAULT_
     _, inv = np.unique(ids, return_inverse=True)
     sums, counts = np.bincount(inv, weights=arr), np.bincount(inv).astype(float)
     g, mean = sums.size, float(arr.mean())
+    if g < 2:
+        return Estimate(mean, float("nan"), float("nan"), float("nan"), int(arr.size))
     resid = sums - counts * mean
-    stderr = float(np.sqrt(g / (g - 1) * np.sum(resid**2)) / arr.size) if g > 1 else float("nan")
+    stderr = float(np.sqrt(g / (g - 1) * np.sum(resid**2)) / arr.size)
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, g, size=(iters, g))
     reps = sums[idx].sum(axis=1) / counts[idx].sum(axis=1)

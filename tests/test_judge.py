@@ -87,6 +87,21 @@ def test_turns_of_a_question_are_one_cluster_in_the_interval() -> None:
     assert one_each.stderr == pytest.approx(summarize(per_question).stderr)
 
 
+def test_one_question_has_no_interval() -> None:
+    """A category judged on one question (vicuna_bench's math at --tier quick, any category at smoke): both turns
+    are one cluster, so resampling questions always redraws the same one. Its spread is unknown, as its stderr says
+    (NaN), not zero: the bootstrap's [mean, mean] claimed a 95% interval of width 0."""
+    import math
+
+    from harness.stats import summarize_clustered
+
+    est = summarize_clustered([7.0, 9.0], [5, 5])
+    assert est.mean == 8.0 and est.n == 2 and math.isnan(est.stderr)
+    assert math.isnan(est.ci_low) and math.isnan(est.ci_high)
+    two = summarize_clustered([7.0, 9.0, 3.0, 4.0], [5, 5, 6, 6])  # two questions: an interval again
+    assert two.ci_low < two.mean < two.ci_high
+
+
 def test_both_orders() -> None:
     assert combine_orders("A", "B") == "win"  # model first and judged better; model second and judged better
     assert combine_orders("B", "A") == "loss"
