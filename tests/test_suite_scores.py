@@ -147,6 +147,34 @@ def judge_model(root: Path) -> Path:
     return make_tiny_llama(root, words=["Rating:", *[f"[[{i}]]" for i in range(1, 11)]])
 
 
+def test_a_pairwise_run_is_a_column_of_its_own_beside_the_rating(results: Path, store, tmp_path: Path) -> None:
+    """The leaderboard keeps one run per model, suite and split: a pairwise run in the rating's split replaced the
+    model's mt_bench rating (1-10) by a win rate (0-1) against some baseline, in the column every other model's
+    rating is in. A pairwise run has a split of its own, named by its baseline."""
+    from lm_eval.models.huggingface import HFLM
+
+    from harness.evaluate.judge.chat import ChatGenerator
+    from harness.evaluate.judge.pipeline import run_judge_suite
+    from harness.store import ModelRecord
+    from tests.factories import make_tiny_llama
+
+    path = judge_model(tmp_path / "judge")
+    store.add_model(ModelRecord("j1", "judge-tiny", str(path), "source"))
+    judge = ChatGenerator(HFLM(pretrained=str(path), device="cpu", batch_size=8),
+                          {"model": "j1", "name": "judge-tiny", "backend": "hf"}, max_new_tokens=6)
+    verdicts = make_tiny_llama(tmp_path / "verdicts", words=["[[A]]", "[[B]]", "[[C]]"])  # pairwise judgments parse
+    referee = ChatGenerator(HFLM(pretrained=str(verdicts), device="cpu", batch_size=8),
+                            {"model": "v1", "name": "verdicts-tiny", "backend": "hf"}, max_new_tokens=4)
+    common = {"limit": 4, "cache_path": tmp_path / "judge.sqlite"}
+    single = run_judge_suite(store, "mt_bench", "1", SUITES / "mt_bench" / "data", "j1", judge, judge, **common)
+    pair = run_judge_suite(store, "mt_bench", "1", SUITES / "mt_bench" / "data", "j1", judge, referee,
+                           baseline=("j1", judge), **common)
+    board = views.suite_scores(store, rules=score_rules()).set_index("split")
+    assert board.loc["test", "run_id"] == single.run_id and board.loc["test", "metric"] == "rating"
+    assert board.loc["test-vs-judge-tiny", "run_id"] == pair.run_id
+    assert board.loc["test-vs-judge-tiny", "metric"] == "win_rate"
+
+
 def test_leaderboard_cli_and_dashboard_show_the_same_scores(results: Path, store, model: Path, tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     from lm_eval.models.huggingface import HFLM

@@ -161,7 +161,9 @@ def run_judge_suite(
     backend_version: str | None = None, data_hash_value: str | None = None, split: str = "test",
     rules: JudgeRules | None = None,
 ) -> JudgeResult:
-    """Answer, judge, score and store one model on a judge suite; returns the stored scores."""
+    """Answer, judge, score and store one model on a judge suite; returns the stored scores. A pairwise run is
+    stored under a split of its own, `SPLIT-vs-BASELINE` (its win rate is no rating, and a win rate against one
+    baseline is none against another: the leaderboard keeps one run per model, suite and split)."""
     import time
 
     from harness.paths import cache_dir
@@ -171,6 +173,8 @@ def run_judge_suite(
     data = load_judge_data(data_dir)
     qs = pick_questions(data.questions, limit)
     mode = "pairwise" if baseline else "single"
+    if baseline:
+        split = f"{split}-vs-{baseline[1].identity.get('name') or baseline[0]}"
     settings: dict[str, Any] = {
         "mode": mode, "limit": limit, "answer": answerer.settings(), "judge": judge.identity,
         "judge_settings": judge.settings(system=True), "baseline": baseline[0] if baseline else None,
