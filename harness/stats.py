@@ -130,15 +130,16 @@ def bounded_intervals(value: ArrayLike, se: ArrayLike, n: ArrayLike, binary: Arr
     """95% intervals of scores whose stderr is lm-eval's, kept inside each metric's range [low, high] (NaN: none).
     0/1 metrics: Wilson's interval on the effective sample size p(1 - p) / se^2 (at most n; n itself where p is 0
     or 1 or se is missing), so it is as wide as the stderr says where the normal interval fits and stays in [0, 1]
-    where it does not. Other metrics: value +- z se, clipped to the range."""
+    where it does not. Other metrics: value +- z se, clipped to the range where the value is inside it (a judge's
+    rating of 85 on the 1-10 scale, which FastChat keeps, would get the interval [10, 10] beside it)."""
     v, s, m = (np.asarray(a, dtype=float) for a in (value, se, n))
     with np.errstate(invalid="ignore", divide="ignore"):
         eff = np.where((v > 0) & (v < 1) & (s > 0), np.minimum(m, v * (1 - v) / (s * s)), m)
     w_lo, w_hi = _wilson(v, np.maximum(eff, 1.0), z)
-    n_lo = np.clip(v - z * s, np.asarray(low, dtype=float), np.asarray(high, dtype=float))
-    n_hi = np.clip(v + z * s, np.asarray(low, dtype=float), np.asarray(high, dtype=float))
-    n_lo = np.where(np.isnan(np.asarray(low, dtype=float)), v - z * s, n_lo)
-    n_hi = np.where(np.isnan(np.asarray(high, dtype=float)), v + z * s, n_hi)
+    lo, hi = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
+    keep = np.isnan(lo) | np.isnan(hi) | (v < lo) | (v > hi)  # no range, or a value outside it: not clipped
+    n_lo = np.where(keep, v - z * s, np.clip(v - z * s, lo, hi))
+    n_hi = np.where(keep, v + z * s, np.clip(v + z * s, lo, hi))
     b = np.asarray(binary, dtype=bool)
     return np.where(b, w_lo, n_lo), np.where(b, w_hi, n_hi)
 

@@ -169,6 +169,13 @@ def test_bounded_intervals_clip_other_metrics_to_their_range() -> None:
     assert list(lo) == pytest.approx([9.5 - Z95, 5.0 - Z95, 3.0 - 2 * Z95])
 
 
+def test_a_value_outside_its_metrics_range_keeps_its_interval_around_it() -> None:
+    """FastChat keeps any rating a judge writes ([[85]] on the 1-10 scale): a mean of 80, stderr 2, was shown with
+    the interval [10, 10], which does not hold the value it is the interval of."""
+    (lo,), (hi,) = bounded_intervals([80.0], [2.0], [40], [False], [1.0], [10.0])
+    assert (lo, hi) == pytest.approx((80.0 - 2 * Z95, 80.0 + 2 * Z95))
+
+
 def test_z95_is_scipys_normal_quantile() -> None:
     """The one 95% quantile every interval and flag uses is scipy's norm.ppf(0.975)."""
     from scipy.stats import norm
