@@ -218,3 +218,32 @@ def test_a_judge_whose_chat_template_has_no_system_role_still_reads_the_instruct
     assert request.system in prompt and request.user in prompt
     assert prompt.index(request.system) < prompt.index(request.user)
     assert judge.settings(system=True) != judge.settings()  # judgments cached before, uninstructed, are not reused
+
+
+def test_judge_prompts_lm_eval_cuts_are_marked_and_counted(tiny_llama, store, tmp_path: Path,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    """lm-eval cuts a prompt longer than the judge's context less its new tokens from the start (FastChat's
+    instructions are there), with only a log line. Each judgment says whether its prompt was cut, and the run
+    stores the rate: counted against lm-eval's own warnings, one per prompt at batch size 1."""
+    import logging
+
+    from lm_eval.models.huggingface import HFLM
+
+    from harness.evaluate.judge.chat import ChatGenerator
+    from harness.evaluate.judge.pipeline import run_judge_suite
+
+    answerer = ChatGenerator(HFLM(pretrained=str(tiny_llama("answerer")), device="cpu", batch_size=8),
+                             {"model": "m1", "backend": "hf"}, max_new_tokens=8)
+    short = tiny_llama("short-context", words=["Rating:", *[f"[[{i}]]" for i in range(1, 11)]], max_positions=256)
+    judge = ChatGenerator(HFLM(pretrained=str(short), device="cpu", batch_size=1),
+                          {"model": "j", "backend": "hf"}, max_new_tokens=8)
+    with caplog.at_level(logging.WARNING):
+        res = run_judge_suite(store, "mt_bench", "1", SUITES / "mt_bench" / "data", "m1", answerer, judge, limit=4,
+                              cache_path=tmp_path / "judge.sqlite")
+    lm_eval_cuts = sum("Left truncation applied" in r.getMessage() for r in caplog.records)
+    rows = store.samples(res.run_id)
+    marked = sum(json.loads(e)["judge_prompt_cut"] for e in rows["extra"])
+    assert 0 < marked == lm_eval_cuts < len(rows)  # the second turns' longer prompts, not the first turns'
+    assert not any(json.loads(e)["answer_prompt_cut"] for e in rows["extra"])
+    rate = {(s.task, s.metric): s.value for s in res.scores}[("overall", "prompt_cut_rate")]
+    assert rate == pytest.approx(marked / len(rows))

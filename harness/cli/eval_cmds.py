@@ -184,6 +184,11 @@ def _as_json(model: str, res: Any, judged: bool) -> dict[str, Any]:
 
 def _print_judged(res: Any) -> None:
     typer.echo(f"run {res.run_id}: {res.n_judgments} judgments, parse rate {res.parse_rate:.0%}", err=True)
+    cut = next((s.value for s in res.scores if s.task == "overall" and s.metric == "prompt_cut_rate"), None)
+    if cut:
+        typer.echo(f"warning: {cut:.0%} of the judgments read a prompt cut from its start (the judge's or the "
+                   "model's context is too short for it plus its new tokens): use a model with a longer context "
+                   "or fewer --judge-max-new-tokens / --max-new-tokens", err=True)
     print_table(None, ["task", "metric", "value", "stderr", "95% CI", "n"],
                 [(s.task, s.metric, _fmt(s.value), _fmt(s.stderr), _interval(s.ci_low, s.ci_high), s.n)
                  for s in res.scores])

@@ -35,6 +35,15 @@ class ChatGenerator:
         except Exception:  # noqa: BLE001 - no chat template at all: generate() raises its own error
             return True
 
+    def cut(self, conversations: list[list[dict[str, str]]]) -> list[bool]:
+        """Which of these prompts lm-eval cuts from their start: on hf and vllm a prompt longer than the model's
+        context less the new tokens loses its beginning (the judge's instructions, a first turn) with only a log
+        line. An endpoint (openai) is never cut here: its server answers for its own context."""
+        if self.identity.get("backend") not in ("hf", "vllm"):
+            return [False] * len(conversations)
+        room = int(self.lm.max_length) - self.max_new_tokens
+        return [len(self.lm.tok_encode(self._prompt(c))) > room for c in conversations]
+
     def _prompt(self, conv: list[dict[str, str]]) -> Any:
         """The conversation in the chat template. Without a system role the system message opens the first user
         turn, as FastChat's templates for such models place it: FastChat's judge instructions and output format

@@ -126,12 +126,14 @@ def _single(data: JudgeData, qs: list[Question], answers: dict[int, list[str]], 
     pairs = [(q, t) for q in qs for t in range(1, len(q.turns) + 1)]
     reqs = [single_request(data, q, answers[q.question_id], t) for q, t in pairs]
     texts = _judge_all(judge, reqs, cache)
+    cut = judge.cut([r.messages() for r in reqs])
     return [
         Sample(q.category, q.question_id, f"rating_turn{t}", parse_rating(text, rules),
                prediction=answers[q.question_id][t - 1],
                target=q.references[t - 1] if q.needs_reference else None, prompt=q.turns[t - 1],
-               extra={"judgment": text, "judge_prompt": r.prompt_name, "parsed": parse_rating(text, rules) is not None})
-        for (q, t), r, text in zip(pairs, reqs, texts, strict=True)
+               extra={"judgment": text, "judge_prompt": r.prompt_name, "parsed": parse_rating(text, rules) is not None,
+                      "judge_prompt_cut": c})
+        for (q, t), r, text, c in zip(pairs, reqs, texts, cut, strict=True)
     ]
 
 
@@ -141,6 +143,7 @@ def _pairwise(data: JudgeData, qs: list[Question], answers: dict[int, list[str]]
     first = [pairwise_request(data, q, answers[q.question_id], base[q.question_id], t) for q, t in pairs]
     second = [pairwise_request(data, q, base[q.question_id], answers[q.question_id], t) for q, t in pairs]
     texts = _judge_all(judge, first + second, cache)
+    cut = judge.cut([r.messages() for r in first + second])
     out = []
     for i, (q, t) in enumerate(pairs):
         v1, v2 = parse_verdict(texts[i], rules), parse_verdict(texts[len(pairs) + i], rules)
@@ -149,9 +152,30 @@ def _pairwise(data: JudgeData, qs: list[Question], answers: dict[int, list[str]]
             q.category, q.question_id, f"pairwise_turn{t}", OUTCOME_SCORE.get(outcome or "", None),
             prediction=answers[q.question_id][t - 1], target=base[q.question_id][t - 1], prompt=q.turns[t - 1],
             extra={"judgment_model_first": texts[i], "judgment_model_second": texts[len(pairs) + i],
-                   "verdict_model_first": v1, "verdict_model_second": v2, "outcome": outcome},
+                   "verdict_model_first": v1, "verdict_model_second": v2, "outcome": outcome,
+                   "judge_prompt_cut": cut[i] or cut[len(pairs) + i]},
         ))
     return out
+
+
+def _mark_answers_cut(samples: list[Sample], qs: list[Question], answers: dict[int, list[str]],
+                      answerer: ChatGenerator, base: dict[int, list[str]] | None,
+                      baseline: ChatGenerator | None) -> None:
+    """`answer_prompt_cut` on each sample whose answer (or the baseline's) was written from a prompt lm-eval cut
+    from its start (a second turn whose first question and answer no longer fit the model's context)."""
+    def convs(replies: dict[int, list[str]]) -> list[list[dict[str, str]]]:
+        return [[m for i in range(t) for m in ({"role": "user", "content": q.turns[i]},
+                                               *([{"role": "assistant", "content": replies[q.question_id][i]}]
+                                                 if i < t - 1 else []))]
+                for q in qs for t in range(1, len(q.turns) + 1)]
+
+    cut = answerer.cut(convs(answers))
+    if base is not None and baseline is not None:
+        cut = [a or b for a, b in zip(cut, baseline.cut(convs(base)), strict=True)]
+    at = {(q.question_id, t): c for (q, t), c in zip(((q, t) for q in qs for t in range(1, len(q.turns) + 1)), cut,
+                                                   strict=True)}
+    for s in samples:
+        s.extra["answer_prompt_cut"] = at[(s.doc_id, int(s.metric.rsplit("turn", 1)[1]))]
 
 
 def run_judge_suite(
@@ -203,7 +227,11 @@ def run_judge_suite(
         else:
             samples = _single(data, qs, answers, judge, cache, rules)
         timings["judge_s"] = time.perf_counter() - t1
+        _mark_answers_cut(samples, qs, answers, answerer, base if baseline else None,
+                          baseline[1] if baseline else None)
         scores = _scores(samples, "win_rate" if baseline else "rating")
+        cut = [bool(s.extra.get("judge_prompt_cut") or s.extra.get("answer_prompt_cut")) for s in samples]
+        scores.append(Score(JUDGE_SUMMARY_TASK, "prompt_cut_rate", sum(cut) / max(len(cut), 1), None, len(cut)))
         store.finish_run(run_id, scores, samples)
     except BaseException as exc:
         store.fail_run(run_id, f"{type(exc).__name__}: {exc}")
