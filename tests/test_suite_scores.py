@@ -108,6 +108,27 @@ def test_a_task_without_a_stderr_on_a_score_that_is_no_proportion_has_an_unknown
     assert df.loc["r-acc", "se"] == pytest.approx(math.sqrt(0.25 / 50))
 
 
+@pytest.mark.parametrize("metrics", [("em", "f1"), ("exact_match", "exact_match,get-answer"), ("acc", "acc_norm"),
+                                     ("bleu", "chrf", "ter"),
+                                     ("exact_match,flexible-extract", "exact_match,strict-match")])
+def test_the_gate_judges_the_metric_the_leaderboard_shows(store, metrics: tuple[str, ...]) -> None:
+    """Where a suite names no metric, a task's metric for `harness check` is the one its suite score is on (DROP's
+    em and f1: the gate took em while the leaderboard showed f1); a baseline's own per-task metric is kept."""
+    from harness.store import RunRecord, Sample, Score
+    from harness.workflows.baseline import primary_metric, task_samples
+
+    run_id = "r-" + "-".join(metrics)
+    store.start_run(RunRecord(run_id, "m", "s_metrics", "hf", "0", split="public"))
+    store.finish_run(run_id, [Score("t", m, 0.5, 0.1, 4) for m in metrics],
+                     [Sample("t", d, m, float(d % 2)) for d in range(4) for m in metrics])
+    (row,) = views.suite_scores(store, rules={}).itertuples()
+    assert primary_metric(list(metrics)) == row.metric
+    samples = store.samples(run_id)
+    assert task_samples(samples)["t"]["metric"] == row.metric
+    other = next(m for m in metrics if m != row.metric)
+    assert task_samples(samples, {"t": other})["t"]["metric"] == other
+
+
 def upstream_group(path: Path) -> dict:
     import yaml
 

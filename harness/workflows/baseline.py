@@ -22,8 +22,6 @@ from harness.errors import HarnessError
 from harness.paths import results_dir
 
 FORMAT = 1
-# Metrics in the order a gate prefers them when a task reports several.
-METRIC_PREFERENCE = ("acc", "exact_match,last-number", "exact_match,get-answer", "exact_match", "acc_norm")
 
 
 def baselines_dir() -> Path:
@@ -38,11 +36,12 @@ def baseline_path(name_or_path: str) -> Path:
 
 
 def primary_metric(metrics: list[str]) -> str:
-    for m in METRIC_PREFERENCE:
-        if m in metrics:
-            return m
-    exact = sorted(m for m in metrics if m.startswith("exact_match"))
-    return exact[0] if exact else sorted(metrics)[0]
+    """A task's metric where the suite names none: the suite score's choice (PRIMARY_METRICS in their order, then
+    by name: harness.store.frames.METRIC_ORDER), so a gate judges what the leaderboard shows."""
+    from harness.store.frames import PRIMARY_METRICS
+
+    rank = {m: i for i, m in enumerate(PRIMARY_METRICS)}
+    return min(metrics, key=lambda m: (rank.get(m, len(PRIMARY_METRICS)), m))
 
 
 def suite_metric(suite: str, split: str | None = None) -> str | None:
@@ -54,16 +53,18 @@ def suite_metric(suite: str, split: str | None = None) -> str | None:
     return rule.metric_for(split) if rule else None
 
 
-def _metric_rows(samples: Any, metric: str | None) -> list[tuple[str, str, Any]]:
-    """(task, metric, its rows) per task: `metric`, else the task's primary metric."""
+def _metric_rows(samples: Any, metric: str | Mapping[str, str] | None) -> list[tuple[str, str, Any]]:
+    """(task, metric, its rows) per task: `metric` (one for all, or per task: a baseline's), else the task's
+    primary metric."""
     out = []
     for task, rows in samples.groupby("task"):
-        chosen = metric or primary_metric(sorted(set(rows["metric"])))
+        named = metric.get(str(task)) if isinstance(metric, Mapping) else metric
+        chosen = named or primary_metric(sorted(set(rows["metric"])))
         out.append((str(task), chosen, rows[rows["metric"] == chosen]))
     return out
 
 
-def task_samples(samples: Any, metric: str | None = None) -> dict[str, dict[str, Any]]:
+def task_samples(samples: Any, metric: str | Mapping[str, str] | None = None) -> dict[str, dict[str, Any]]:
     """A run's per-sample rows (DataFrame) -> {task: {metric, samples: {doc_id: score}}} on one metric per task."""
     out: dict[str, dict[str, Any]] = {}
     for task, chosen, rows in _metric_rows(samples, metric):
@@ -73,7 +74,7 @@ def task_samples(samples: Any, metric: str | None = None) -> dict[str, dict[str,
     return out
 
 
-def questions(samples: Any, metric: str | None = None, suite: str | None = None,
+def questions(samples: Any, metric: str | Mapping[str, str] | None = None, suite: str | None = None,
               split: str | None = None) -> dict[str, dict[int, str]]:
     """A run's per-sample rows -> {task: {doc_id: question}}: the question each item poses (the gate's pooled test
     counts a question once): its doc_hash, the same where two tasks score the same document; with the run's `suite`

@@ -130,7 +130,8 @@ def run_check(
     if problems and not allow_mismatch:
         raise HarnessError(f"the candidate's run differs from the baseline: {problems[0]}",
                            "re-save the baseline with the current suite and settings, or pass --allow-mismatch")
-    samples, metric = store.samples(res.run_id), suite_metric(suite, run.split)
+    samples = store.samples(res.run_id)  # each task on the baseline's metric: like with like, whatever rule made it
+    metric = {t: d["metric"] for t, d in doc["tasks"].items() if d.get("metric")} or suite_metric(suite, run.split)
     cand = task_samples(samples, metric)
     result = compare(scores_by_task(doc["tasks"]), {t: d["samples"] for t, d in cand.items()},
                      tolerance=tolerance, per_task_tolerance=per_task, alpha=alpha, suite_tolerance=suite_tolerance,
