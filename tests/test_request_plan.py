@@ -78,3 +78,29 @@ def test_cached_runs_import_no_engine(zoo_family: Path, results: Path, store) ->
     assert "torch" in _imports_after(args, results)  # the first run computes
     assert _imports_after(args, results) == []  # complete: answered from the store
     assert _imports_after([*args, "--rerun"], results) == ["lm_eval"]  # every answer cached: lm-eval scores
+
+
+def _plan_stats_in_a_new_process(suite: str, task: str) -> list[int]:
+    """[reused, built] when a fresh process renders `task` of `suite` (limit 2) through the plan cache."""
+    code = ("import json, sys\nfrom lm_eval.tasks import TaskManager\n"
+            "from harness.evaluate.plan import make_plan, task_configs\n"
+            "from harness.evaluate.request_plan import request_plans\n"
+            "plan = make_plan(sys.argv[1], None, 2, None, [sys.argv[2]])\n"
+            "parts = {'suite': plan.suite.name, 'split': plan.split, 'data_hash': plan.data_hash, 'seed': 1234}\n"
+            "with request_plans(parts) as stats:\n"
+            "    for t in TaskManager(include_defaults=False).load(task_configs(plan))['tasks'].values():\n"
+            "        t.build_all_requests(limit=2, rank=0, world_size=1)\n"
+            "print(json.dumps([stats.reused, stats.built]))")
+    out = subprocess.run([sys.executable, "-c", code, suite, task], capture_output=True, text=True, check=True,
+                         timeout=600)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize(("suite", "task"), [("mmlu", "mmlu_marketing"), ("gsm_plus", "gsm_plus_digit_expansion")])
+def test_a_plan_is_reused_by_the_next_process(results: Path, suite: str, task: str) -> None:
+    """Tasks whose few-shot config holds a `!function` (mmlu's process_docs): the key once held the function's
+    memory address (lm-eval's to_dict leaves fewshot_config's functions as objects), new in every process, so no
+    later `harness eval` ever reused the plan and every run added an entry."""
+    assert _plan_stats_in_a_new_process(suite, task) == [0, 1]
+    assert _plan_stats_in_a_new_process(suite, task) == [1, 0]
+    assert len(plan_rows(results)) == 1

@@ -15,6 +15,7 @@ is untouched: results are the same, sample for sample, as without the cache (tes
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -66,7 +67,22 @@ def _decode(text: str) -> list[Any]:
 
 def entry_key(parts: dict[str, Any], task_config: dict[str, Any], build: dict[str, Any]) -> str:
     """The task's whole config (templates, few-shot settings; functions by their source) is part of the key."""
-    return hash_json(["request_plan", parts, task_config, build])
+    return hash_json(["request_plan", parts, _by_source(task_config), build])
+
+
+def _by_source(value: Any) -> Any:
+    """`value` with every function as its source, as lm-eval's `TaskConfig.to_dict` gives the top-level ones: it
+    leaves those inside `fewshot_config` as objects, whose str() is their memory address, new in every process."""
+    if isinstance(value, dict):
+        return {k: _by_source(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_by_source(v) for v in value]
+    if callable(value):
+        try:
+            return inspect.getsource(value)
+        except (TypeError, OSError):
+            return str(value)
+    return value
 
 
 def _build_arguments(kw: dict[str, Any]) -> dict[str, Any] | None:
