@@ -240,3 +240,32 @@ def test_cli_eval_json_and_leaderboard(results: Path, store, model: Path, tmp_pa
     assert {r["task"] for r in per_task} == {"mmlu_anatomy", "all"}
     csv = runner.invoke(app, ["leaderboard", "--csv", "--suite", "mmlu"])
     assert csv.stdout.splitlines()[0].startswith("model,model_id,kind,suite,split,task,metric,value")
+
+
+def test_generations_lm_eval_samples_are_not_cached(model: Path, tmp_path: Path) -> None:
+    """A temperature above 0 without do_sample: lm-eval samples it (normalize_gen_kwargs sets do_sample), so, like
+    a do_sample: true request, it is computed afresh every time. It was cached: a resumed or forced re-run got the
+    first sample back, and a task's `repeats` (majority voting) all got one and the same sample."""
+    import torch
+    from lm_eval.api.instance import Instance
+
+    from harness.evaluate.backends.hf_scoring import ContinuationHFLM
+    from harness.evaluate.request_cache import RequestCache, cached_lm
+
+    gen = {"until": ["?"], "max_gen_toks": 8, "temperature": 1.0}
+    reqs = [Instance("generate_until", {}, (f"tom has {k} apples and", gen), k) for k in range(4)]
+
+    def answers(seed: int) -> tuple[list[str], int]:
+        cache = RequestCache(tmp_path / "answers.kv.sqlite")
+        torch.manual_seed(seed)
+        lm = cached_lm(lambda: ContinuationHFLM(pretrained=str(model), device="cpu", dtype="float32", batch_size=4),
+                       cache)
+        try:
+            return lm.generate_until(reqs), lm.hits
+        finally:
+            cache.close()
+
+    first, _ = answers(1)
+    second, hits = answers(2)
+    assert hits == 0
+    assert second != first  # sampled afresh: lm-eval samples these

@@ -67,6 +67,15 @@ def _nonfinite_error(label: str, method: str, requests: list[Instance], i: int, 
         "the model's weights or dtype overflow: try --dtype float32, or check the model; nothing was stored")
 
 
+def samples(gen_kwargs: dict[str, Any]) -> bool:
+    """Whether a generation is sampled: do_sample, or when that is not given a temperature above 0 (lm-eval's
+    `normalize_gen_kwargs` for hf and vllm; an OpenAI-compatible server samples at any temperature above 0)."""
+    do_sample = gen_kwargs.get("do_sample")
+    if do_sample is not None:
+        return bool(do_sample)
+    return float(gen_kwargs.get("temperature") or 0.0) > 0.0
+
+
 def _decode(method: str, text: str) -> Any:
     value = json.loads(text)
     return tuple(value) if method == "loglikelihood" else value
@@ -203,7 +212,7 @@ def cached_lm(
                     progress.finished()
                 return answers
             keys = [hash_args(method, r.args) for r in requests]
-            sampled = [method == "generate_until" and r.args[1].get("do_sample", False) for r in requests]
+            sampled = [method == "generate_until" and samples(r.args[1]) for r in requests]
             found = cache.get_many(method, [k for k, s in zip(keys, sampled, strict=True) if not s])
             todo = [i for i, (k, s) in enumerate(zip(keys, sampled, strict=True)) if s or k not in found]
             cache.hits += len(requests) - len(todo)
