@@ -107,6 +107,22 @@ def test_run_id_changes_with_what_changes_scores(results: Path, store, model: Pa
     assert d.run_id == a.run_id and d.reused
 
 
+def test_a_folder_changed_in_place_is_another_model(results: Path, store, suite, tmp_path: Path) -> None:
+    """The same folder, new weights (retrained, re-exported into the same place): a new model id, so neither the
+    stored run nor the request cache of the old weights answers for it. The store's record of the folder (by path)
+    used to win: the old run came back, reused, with the old model's scores."""
+    from harness.identity import model_id
+    from tests.factories import make_tiny_llama
+
+    folder = make_tiny_llama(tmp_path / "model", seed=0)
+    old = evaluate_model(str(folder), suite, OPTS, store=store, limit=5)
+    shutil.rmtree(folder)
+    make_tiny_llama(folder, seed=1)
+    new = evaluate_model(str(folder), suite, OPTS, store=store, limit=5)
+    assert new.model_id == model_id(folder) != old.model_id
+    assert not new.reused and new.cached_requests == 0 and new.run_id != old.run_id
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

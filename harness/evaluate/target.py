@@ -68,9 +68,9 @@ def resolve_model(ref: str, store: Store, base_url: str | None = None) -> ModelT
                                "or a recipe YAML")
         path = path.resolve()
         known = store.find_model(str(path))  # a merge or zoo model keeps the id the store gave it
-        if known is not None:
+        if known is not None and known.kind != "source":
             return ModelTarget(known.model_id, path, known.name or path.name)
-        model_id = identity.model_id(path)
+        model_id = identity.model_id(path)  # a source folder is what it holds now (edited in place: a new model)
         return ModelTarget(model_id, path, _register_folder(store, path, model_id))
     rec = store.find_model(ref)
     if rec is not None:
