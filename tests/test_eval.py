@@ -221,6 +221,32 @@ def test_unreachable_endpoint_fails_the_run(results: Path, store, model: Path, s
     assert run.backend == "openai" and "cannot reach" in run.error
 
 
+def test_another_tokenizer_is_another_run(results: Path, store, suite, tmp_path: Path) -> None:
+    """A model only the endpoint knows, scored through a local --tokenizer (openai backend): the tokenizer makes
+    the token ids sent for every request, so another tokenizer is another run and another request cache. Both
+    were keyed by the endpoint and the model name alone: the first tokenizer's run and answers came back."""
+    from dataclasses import replace
+
+    from harness.evaluate.request_cache import cache_path
+    from harness.evaluate.runner import Prepared, answer_settings, plan_for, prepare_run
+    from tests.factories import WORDS, make_tokenizer
+
+    def prepared(words: list[str]) -> Prepared:
+        folder = tmp_path / f"tokenizer-{len(words)}"
+        make_tokenizer(words).save_pretrained(folder)
+        bo = replace(OPTS.backend_options, base_url="http://127.0.0.1:9", tokenizer=str(folder))
+        opts = replace(OPTS, backend="openai", backend_options=bo, limit=3)
+        out = prepare_run("remote-model", plan_for(suite, opts), opts, store)
+        assert isinstance(out, Prepared)
+        return out
+
+    a, b = prepared(WORDS), prepared(WORDS[5:])
+    assert a.target.model_id == b.target.model_id and a.bo.add_bos_token == b.bo.add_bos_token
+    assert a.run.run_id != b.run.run_id
+    assert cache_path(a.target.model_id, "openai", answer_settings(a.run.settings)) != \
+        cache_path(b.target.model_id, "openai", answer_settings(b.run.settings))
+
+
 def test_recipe_without_merge_support_or_unknown_name(results: Path, store, suite) -> None:
     with pytest.raises(HarnessError, match="no model 'nope'"):
         evaluate_model("nope", suite, OPTS, store=store)

@@ -115,7 +115,20 @@ def score_settings(plan: Plan, opts: EvalOptions, bo: BackendOptions) -> dict[st
         "num_fewshot": None, "lm_eval_bootstrap_iters": LM_EVAL_BOOTSTRAP_ITERS,
         **({"lm_eval_tasks": package_version("lm_eval")} if plan.split == HUB_SPLIT else {}),  # tasks live there
         **({"samples": {t: list(d) for t, d in plan.samples}} if plan.samples else {}),  # a paired tier sample
+        **({"tokenizer": tokenizer_id(bo.tokenizer)} if bo.tokenizer else {}),  # openai: it makes the token ids
     }
+
+
+def tokenizer_id(tokenizer: str) -> str:
+    """A --tokenizer folder by its content (as a model folder is), anything else by its name."""
+    from harness.identity import model_id
+
+    return model_id(Path(tokenizer)) if Path(tokenizer).is_dir() else tokenizer
+
+
+def answer_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The run settings that change a model's answer to a request: they key its request cache."""
+    return {k: settings[k] for k in ("dtype", "add_bos_token", "max_length", "chat", "tokenizer") if k in settings}
 
 
 def run_id_for(target: ModelTarget, plan: Plan, backend: str, settings: dict[str, Any]) -> str:
@@ -189,8 +202,7 @@ def lm_eval_results(target: ModelTarget, plan: Plan, opts: EvalOptions, bo: Back
 
     cache = None
     if opts.use_cache:
-        keyed = {k: settings[k] for k in ("dtype", "add_bos_token", "max_length", "chat")}
-        cache = RequestCache(cache_path(target.model_id, opts.backend, keyed))
+        cache = RequestCache(cache_path(target.model_id, opts.backend, answer_settings(settings)))
     progress = opts.progress(target) if opts.progress is not None else None
     lm = cached_lm(build, cache, str(target.path or target.name), progress, label=target.name)
     try:
