@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,37 @@ def test_rerun_reuses_the_run_and_the_request_cache(results: Path, store, model:
     more = evaluate_model(str(model), suite, OPTS, store=store, limit=15)  # a new run, the first 10 docs cached
     assert more.run_id != first.run_id and more.cached_requests == 80 and more.new_requests == 40
     assert len(store.list_runs()) == 3
+
+
+def test_answers_cached_by_other_engines_are_never_read(results: Path, store, model: Path, suite) -> None:
+    """A request cache written by another lm-eval, transformers or torch (an upgrade, then `--rerun`): its answers
+    are not read. Wrong answers planted where another version keeps them, and where any version kept them before
+    the engines were part of the key, leave the scores as a run without the cache gives them."""
+    from dataclasses import replace
+
+    from harness.evaluate.request_cache import RequestCache, cache_path
+    from harness.evaluate.runner import answer_settings
+
+    clean = evaluate_model(str(model), suite, replace(OPTS, use_cache=False), store=store, limit=5)
+    settings = store.get_run(clean.run_id).settings
+    stale = [cache_path(clean.model_id, "hf", answer_settings(settings)),
+             cache_path(clean.model_id, "hf", {**answer_settings(settings), "engines": "lm_eval 0.4.0; transformers "
+                                               "4.40.0, torch 2.3.0"})]
+    forced = evaluate_model(str(model), suite, OPTS, store=store, limit=5, rerun=True)  # fills this version's cache
+    (written,) = (results / "cache" / "requests").glob("*.kv.sqlite")
+    con = sqlite3.connect(written)
+    rows = con.execute("SELECT key, value FROM answers").fetchall()
+    con.close()
+    assert rows and forced.new_requests > 0
+    for path in written.parent.glob(written.name + "*"):
+        path.unlink()  # this version's answers gone: only the stale files are left to read
+    for path in stale:
+        old = RequestCache(path)
+        old.kv.put_many({k: "[0.0, true]" for k, _ in rows})  # a certain, wrong answer to every request
+        old.close()
+    again = evaluate_model(str(model), suite, OPTS, store=store, limit=5, rerun=True)
+    assert again.cached_requests == 0 and again.new_requests == forced.new_requests
+    assert [(s.task, s.metric, s.value) for s in again.scores] == [(s.task, s.metric, s.value) for s in clean.scores]
 
 
 def test_run_id_changes_with_what_changes_scores(results: Path, store, model: Path, suite, tmp_path: Path) -> None:
@@ -227,8 +259,7 @@ def test_another_tokenizer_is_another_run(results: Path, store, suite, tmp_path:
     were keyed by the endpoint and the model name alone: the first tokenizer's run and answers came back."""
     from dataclasses import replace
 
-    from harness.evaluate.request_cache import cache_path
-    from harness.evaluate.runner import Prepared, answer_settings, plan_for, prepare_run
+    from harness.evaluate.runner import Prepared, answer_cache_path, plan_for, prepare_run
     from tests.factories import WORDS, make_tokenizer
 
     def prepared(words: list[str]) -> Prepared:
@@ -243,8 +274,8 @@ def test_another_tokenizer_is_another_run(results: Path, store, suite, tmp_path:
     a, b = prepared(WORDS), prepared(WORDS[5:])
     assert a.target.model_id == b.target.model_id and a.bo.add_bos_token == b.bo.add_bos_token
     assert a.run.run_id != b.run.run_id
-    assert cache_path(a.target.model_id, "openai", answer_settings(a.run.settings)) != \
-        cache_path(b.target.model_id, "openai", answer_settings(b.run.settings))
+    assert answer_cache_path(a.target.model_id, "openai", a.run.settings) != \
+        answer_cache_path(b.target.model_id, "openai", b.run.settings)
 
 
 def test_recipe_without_merge_support_or_unknown_name(results: Path, store, suite) -> None:

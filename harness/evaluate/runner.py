@@ -131,6 +131,17 @@ def answer_settings(settings: dict[str, Any]) -> dict[str, Any]:
     return {k: settings[k] for k in ("dtype", "add_bos_token", "max_length", "chat", "tokenizer") if k in settings}
 
 
+def answer_cache_path(model_id: str, backend: str, settings: dict[str, Any]) -> Path:
+    """The request cache of a model's answers: keyed by its answer settings and by the engines that answer (lm-eval,
+    which tokenizes and scores; the backend's transformers and torch, or vLLM): an answer cached by another version
+    of them is never read (a `--rerun` after an upgrade computes every answer again)."""
+    from harness.evaluate.backends import get_backend
+    from harness.evaluate.request_cache import cache_path
+
+    engines = f"lm_eval {package_version('lm_eval')}; {get_backend(backend).version()}"
+    return cache_path(model_id, backend, {**answer_settings(settings), "engines": engines})
+
+
 def run_id_for(target: ModelTarget, plan: Plan, backend: str, settings: dict[str, Any]) -> str:
     key = {"model": target.model_id, "suite": plan.suite.name, "suite_version": str(plan.suite.version),
            "split": plan.split, "data_hash": plan.data_hash, "backend": backend, "settings": settings}
@@ -179,7 +190,7 @@ def lm_eval_results(target: ModelTarget, plan: Plan, opts: EvalOptions, bo: Back
     from lm_eval.tasks import TaskManager
 
     from harness.evaluate.lm_eval_speed import faster_lm_eval
-    from harness.evaluate.request_cache import RequestCache, cache_path, cached_lm
+    from harness.evaluate.request_cache import RequestCache, cached_lm
     from harness.evaluate.request_plan import PlanStats, request_plans
 
     configs = task_configs(plan)
@@ -202,7 +213,7 @@ def lm_eval_results(target: ModelTarget, plan: Plan, opts: EvalOptions, bo: Back
 
     cache = None
     if opts.use_cache:
-        cache = RequestCache(cache_path(target.model_id, opts.backend, answer_settings(settings)))
+        cache = RequestCache(answer_cache_path(target.model_id, opts.backend, settings))
     progress = opts.progress(target) if opts.progress is not None else None
     lm = cached_lm(build, cache, str(target.path or target.name), progress, label=target.name)
     try:
