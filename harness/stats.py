@@ -234,8 +234,8 @@ def aggregate(
     if not tasks:
         return Estimate(float("nan"), float("nan"), float("nan"), float("nan"), 0)
     reps = np.mean([bootstrap_means(t, iters, seed + i) for i, t in enumerate(tasks)], axis=0)
-    ses = np.array([mean_stderr(t) for t in tasks])
-    stderr = float(np.sqrt(np.nansum(ses**2)) / len(tasks)) if not np.all(np.isnan(ses)) else float("nan")
+    ses = np.array([mean_stderr(t) for t in tasks])  # a task of one item has none (NaN): nor has the mean then,
+    stderr = float(np.sqrt(np.sum(ses**2)) / len(tasks))  # as lm-eval's group stderr is N/A (skipping it shrank it)
     lo, hi = percentile_ci(reps, alpha)
     mean = float(np.mean([t.mean() for t in tasks]))
     return Estimate(mean, stderr, lo, hi, int(sum(t.size for t in tasks)))

@@ -57,6 +57,14 @@ def test_aggregate_is_macro_mean_with_wider_interval_than_any_single_task_mean_s
     assert est.stderr == pytest.approx(math.sqrt(mean_stderr(tasks["b"]) ** 2) / 2)
 
 
+def test_aggregate_of_a_task_without_a_stderr_has_none() -> None:
+    """A task of one item has no stderr; the macro mean's, sqrt(sum se_t^2) / k, is then unknown too (lm-eval's
+    group stderr is N/A). Skipping the task's term counted it in k with no variance: a smaller stderr."""
+    est = aggregate({"a": np.array([1.0, 0.0, 1.0, 0.0]), "b": np.array([1.0])}, iters=200)
+    assert est.mean == pytest.approx((0.5 + 1.0) / 2) and est.n == 5
+    assert math.isnan(est.stderr)  # it was mean_stderr(a) / 2 = 0.144
+
+
 def test_mcnemar_exact_matches_scipy_binomtest() -> None:
     from scipy.stats import binomtest
 
