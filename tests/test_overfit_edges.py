@@ -167,8 +167,13 @@ def test_models_selected_on_the_twin_are_no_references_for_its_natural_gap() -> 
     clean = [(f"r{i}", 0.6, 0.5 - 0.002 * i, 0.02) for i in range(8)]
     tuned = [(f"t{i}", 0.55, 0.6, 0.02) for i in range(9)]
     picked = {m: {("s", "heldout", "evolve", m)} for m, *_ in tuned}
-    data = _data([*clean, *tuned, ("x", 0.62, 0.52, 0.02)], selections=picked)
+    gaps = [*clean, *tuned, ("x", 0.62, 0.52, 0.02)]
+    data = _data(gaps, scores=[(m, "s", p, 0.01) for m, p, _t, _se in gaps], selections=picked)
     tests = {t.model_id: t for t in twin_tests(data, THRESHOLDS)}
     assert tests["x"].ref.k == 8 and tests["x"].ref.centre == pytest.approx(0.107)  # the clean models, x left out
     assert not tests["x"].flagged and twin_gap_flags(data, THRESHOLDS) == []
     assert "not exposed on the suite or its twin" in tests["x"].ref.basis
+    # nor are they checked themselves: silence on a twin they were selected on is no health
+    cover = {c.model_id: c for c in coverage(data, THRESHOLDS)}
+    assert cover["x"].status == "checked"
+    assert all(cover[m].status == "not checkable" and "s:heldout is in-sample" in cover[m].detail for m in picked)

@@ -168,9 +168,11 @@ def reference_pools(data: Data, rows: GapRows) -> dict[tuple[str, str], dict[str
     default = data.default_splits                  # found once per distinct exposure set rather than once per row
     by_set: dict[int, set[tuple[str, str]]] = {}   # (models share their exposure sets: lineage.Graph.propagate)
     twin_of: dict[str, tuple[str, str]] = {}       # the gap row's twin "suite:split" as a pair
+    in_sample_twin: set[int] = set()                # rows whose model is exposed on the row's twin
+    data.verdicts_cache["in_sample_twin"] = in_sample_twin
     c = rows.col
-    for mid, suite, kind, twin, gap, se in zip(c["model_id"], c["suite"], c["kind"], c["twin"], c["gap"], c["se"],
-                                               strict=True):
+    for i, (mid, suite, kind, twin, gap, se) in enumerate(zip(c["model_id"], c["suite"], c["kind"], c["twin"],
+                                                              c["gap"], c["se"], strict=True)):
         if mid not in exposed:  # (a selection without a split is on the suite's default split, inlined)
             selections = data.exposure.get(mid, ())
             found = by_set.get(id(selections))
@@ -184,7 +186,10 @@ def reference_pools(data: Data, rows: GapRows) -> dict[tuple[str, str], dict[str
             if pair is None:
                 t_suite, _, t_split = str(twin).partition(":")
                 pair = twin_of[twin] = (t_suite, t_split or default.get(t_suite, "public"))
-            if (suite, default.get(suite, "public")) in on or pair in on:
+            if pair in on:
+                in_sample_twin.add(i)
+                continue
+            if (suite, default.get(suite, "public")) in on:
                 continue
         pools.setdefault((suite, kind), {})[mid] = (gap, se)
     return pools
@@ -311,7 +316,7 @@ def coverage(data: Data, t: Thresholds, flags: Sequence[Any] = ()) -> CoverageTa
     lineage_divergence flag."""
     marked = {(f.model_id, f.suite) for f in flags if f.signal in ("twin_gap", "lineage_divergence")}
     tests = twin_tests(data, t)
-    mine = _per_pair(tests)
+    mine = _per_pair(tests, (data.verdicts_cache or {}).get("in_sample_twin", set()))
     sc = data.scores
     public = data.on_default_split(sc)
     pairs = set(zip(sc["model_id"][public].tolist(), sc["suite"][public].tolist(), strict=True))
@@ -321,11 +326,15 @@ def coverage(data: Data, t: Thresholds, flags: Sequence[Any] = ()) -> CoverageTa
     out = []
     for _name, suite, mid in sorted((names.get(m, m), s, m) for m, s in pairs):  # by name, then suite
         name = names.get(mid, mid[:12])
-        first, best, flagged = mine.get((mid, suite), (-1, -1, False))
+        first, best, flagged, inside = mine.get((mid, suite), (-1, -1, False, -1))
         if not twinned[suite]:
             out.append((mid, name, suite, "no twin", False, "no twin exists for this suite (suite.yaml twins:)", None))
         elif first < 0:
             out.append(tuple(_not_checkable(data, mid, name, suite, scored)))
+        elif best < 0 and inside >= 0:
+            out.append((mid, name, suite, "not checkable", False,
+                        f"its twin {tests.rows.col['twin'][inside]} is in-sample (it or an ancestor was selected on "
+                        "it): a gap against an optimistic twin score is biased toward 0", None))
         elif best < 0:
             basis = tests.refs[first].basis if not tests.refs[first].calibrated else "the gap's stderr is unknown"
             out.append((mid, name, suite, "not calibrated", False, basis, None))
@@ -335,16 +344,20 @@ def coverage(data: Data, t: Thresholds, flags: Sequence[Any] = ()) -> CoverageTa
     return CoverageTable(out)
 
 
-def _per_pair(tests: TwinTests) -> dict[tuple[str, str], tuple[int, int, bool]]:
+def _per_pair(tests: TwinTests, in_sample: set[int]) -> dict[tuple[str, str], tuple[int, int, bool, int]]:
     """(model, suite) -> (its first test, its calibrated test of the smallest mde (the first of equal ones) or -1,
-    whether any of its tests is flagged), over the columns."""
-    out: dict[tuple[str, str], tuple[int, int, bool]] = {}
+    whether any of its tests is flagged, its first test on a twin it is in-sample on or -1), over the columns. A
+    test on an in-sample twin checks nothing unless it flagged (the twin's score is optimistic: its gap is biased
+    toward 0)."""
+    out: dict[tuple[str, str], tuple[int, int, bool, int]] = {}
     for i, ((mid, suite, _kind), ref, mde, flagged) in enumerate(zip(
             tests.rows.keys_, tests.refs, tests.mde, tests.flagged, strict=True)):
-        first, best, any_flagged = out.get((mid, suite), (i, -1, False))
-        if ref.calibrated and mde == mde and (best < 0 or mde < tests.mde[best]):  # NaN mde: stderr unknown
+        first, best, any_flagged, inside = out.get((mid, suite), (i, -1, False, -1))
+        if i in in_sample and not flagged:
+            inside = i if inside < 0 else inside
+        elif ref.calibrated and mde == mde and (best < 0 or mde < tests.mde[best]):  # NaN mde: stderr unknown
             best = i
-        out[(mid, suite)] = (first, best, any_flagged or flagged)
+        out[(mid, suite)] = (first, best, any_flagged or flagged, inside)
     return out
 
 
