@@ -57,9 +57,11 @@ def test_judge_suites_with_the_model_as_its_own_judge(real_model, results: Path,
         max_new_tokens=48, judge_max_new_tokens=48), store)
     assert res.n_judgments >= 1 and 0.0 <= res.parse_rate <= 1.0
     assert store.get_run(res.run_id).status == "complete"
-    ratings = [s for s in res.scores if s.metric != "parse_rate"]
+    ratings = [s for s in res.scores if s.metric == "rating"]
     rates = {s.task: s.value for s in res.scores if s.metric == "parse_rate"}
     assert 0.0 <= rates["overall"] <= 1.0  # the parse rate is stored with the scores
+    cut = {s.task: s.value for s in res.scores if s.metric == "prompt_cut_rate"}
+    assert cut == {"overall": 0.0}  # 8,192 positions hold every prompt and its 48 new tokens
     if res.parse_rate == 0:
         assert all(s.value is None and s.n == 0 for s in ratings), res.scores  # no score from no judgment
     else:
