@@ -124,6 +124,20 @@ def test_prompts_follow_fastchat() -> None:
     assert p.messages()[0]["role"] == "system"
 
 
+def test_a_second_turn_is_answered_after_the_models_own_first_answer() -> None:
+    """FastChat's gen_model_answer: each turn's question is appended to the conversation, and the model's reply to
+    it, before the next; answering and marking cut prompts build it alike."""
+    from harness.evaluate.judge.data import Question, question_turns
+
+    q = Question(7, "writing", ("first?", "second?"))
+    assert q.conversation(["one"], 1) == [{"role": "user", "content": "first?"}]
+    assert q.conversation(["one", "two"], 2) == [
+        {"role": "user", "content": "first?"}, {"role": "assistant", "content": "one"},
+        {"role": "user", "content": "second?"},
+    ]
+    assert question_turns([q, Question(8, "math", ("only",))]) == [(q, 1), (q, 2), (Question(8, "math", ("only",)), 1)]
+
+
 def test_pick_questions_spreads_over_categories() -> None:
     data = load_judge_data(SUITES / "vicuna_bench" / "data")
     assert len({q.category for q in pick_questions(data.questions, 9)}) == 9

@@ -23,6 +23,21 @@ class Question:
     def needs_reference(self) -> bool:
         return self.category in REFERENCE_CATEGORIES and bool(self.references)
 
+    def conversation(self, replies: list[str] | tuple[str, ...], turn: int) -> list[dict[str, str]]:
+        """What the model answers at `turn` (from 1): the question's turns up to it, each earlier one followed by
+        the model's own reply to it."""
+        messages = []
+        for i in range(turn):
+            messages.append({"role": "user", "content": self.turns[i]})
+            if i < turn - 1:
+                messages.append({"role": "assistant", "content": replies[i]})
+        return messages
+
+
+def question_turns(questions: list[Question]) -> list[tuple[Question, int]]:
+    """Every (question, turn) of these questions, turns from 1: one judgment (and one stored sample) each."""
+    return [(q, t) for q in questions for t in range(1, len(q.turns) + 1)]
+
 
 @dataclass(frozen=True)
 class JudgePrompt:

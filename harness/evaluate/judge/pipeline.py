@@ -12,7 +12,7 @@ from typing import Any
 
 from harness import __version__
 from harness.evaluate.judge.chat import ChatGenerator
-from harness.evaluate.judge.data import JudgeData, Question, load_judge_data
+from harness.evaluate.judge.data import JudgeData, Question, load_judge_data, question_turns
 from harness.evaluate.judge.parse import OUTCOME_SCORE, combine_orders, parse_rating, parse_verdict
 from harness.evaluate.judge.prompts import JudgeRequest, pairwise_request, single_request
 from harness.evaluate.judge.rules import JudgeRules
@@ -67,15 +67,12 @@ def _answer_all(gen: ChatGenerator, questions: list[Question], cache: TextCache,
     answers: dict[int, list[str]] = {qid: v for qid, v in cache.get_many(list(keys.values())).items()}
     answers = {qid: answers[k] for qid, k in keys.items() if k in answers}
     todo = [q for q in questions if q.question_id not in answers]
-    convs: dict[int, list[dict[str, str]]] = {q.question_id: [] for q in todo}
     partial: dict[int, list[str]] = {q.question_id: [] for q in todo}
-    for turn in range(max((len(q.turns) for q in todo), default=0)):
-        batch = [q for q in todo if len(q.turns) > turn]
-        for q in batch:
-            convs[q.question_id].append({"role": "user", "content": q.turns[turn]})
-        outs = gen.generate([convs[q.question_id] for q in batch], [temp[q.question_id] for q in batch])
+    for turn in range(1, max((len(q.turns) for q in todo), default=0) + 1):
+        batch = [q for q in todo if len(q.turns) >= turn]
+        outs = gen.generate([q.conversation(partial[q.question_id], turn) for q in batch],
+                            [temp[q.question_id] for q in batch])
         for q, out in zip(batch, outs, strict=True):
-            convs[q.question_id].append({"role": "assistant", "content": out})
             partial[q.question_id].append(out)
     cache.put_many({keys[qid]: a for qid, a in partial.items()})
     answers.update(partial)
@@ -123,7 +120,7 @@ def _scores(samples: list[Sample], metric: str) -> list[Score]:
 
 def _single(data: JudgeData, qs: list[Question], answers: dict[int, list[str]], judge: ChatGenerator,
             cache: TextCache, rules: JudgeRules) -> list[Sample]:
-    pairs = [(q, t) for q in qs for t in range(1, len(q.turns) + 1)]
+    pairs = question_turns(qs)
     reqs = [single_request(data, q, answers[q.question_id], t) for q, t in pairs]
     texts = _judge_all(judge, reqs, cache)
     cut = judge.cut([r.messages() for r in reqs])
@@ -139,7 +136,7 @@ def _single(data: JudgeData, qs: list[Question], answers: dict[int, list[str]], 
 
 def _pairwise(data: JudgeData, qs: list[Question], answers: dict[int, list[str]], base: dict[int, list[str]],
               judge: ChatGenerator, cache: TextCache, rules: JudgeRules) -> list[Sample]:
-    pairs = [(q, t) for q in qs for t in range(1, len(q.turns) + 1)]
+    pairs = question_turns(qs)
     first = [pairwise_request(data, q, answers[q.question_id], base[q.question_id], t) for q, t in pairs]
     second = [pairwise_request(data, q, base[q.question_id], answers[q.question_id], t) for q, t in pairs]
     texts = _judge_all(judge, first + second, cache)
@@ -163,17 +160,12 @@ def _mark_answers_cut(samples: list[Sample], qs: list[Question], answers: dict[i
                       baseline: ChatGenerator | None) -> None:
     """`answer_prompt_cut` on each sample whose answer (or the baseline's) was written from a prompt lm-eval cut
     from its start (a second turn whose first question and answer no longer fit the model's context)."""
-    def convs(replies: dict[int, list[str]]) -> list[list[dict[str, str]]]:
-        return [[m for i in range(t) for m in ({"role": "user", "content": q.turns[i]},
-                                               *([{"role": "assistant", "content": replies[q.question_id][i]}]
-                                                 if i < t - 1 else []))]
-                for q in qs for t in range(1, len(q.turns) + 1)]
-
-    cut = answerer.cut(convs(answers))
+    pairs = question_turns(qs)
+    cut = answerer.cut([q.conversation(answers[q.question_id], t) for q, t in pairs])
     if base is not None and baseline is not None:
-        cut = [a or b for a, b in zip(cut, baseline.cut(convs(base)), strict=True)]
-    at = {(q.question_id, t): c for (q, t), c in zip(((q, t) for q in qs for t in range(1, len(q.turns) + 1)), cut,
-                                                   strict=True)}
+        cut = [a or b for a, b in zip(cut, baseline.cut([q.conversation(base[q.question_id], t) for q, t in pairs]),
+                                      strict=True)]
+    at = {(q.question_id, t): c for (q, t), c in zip(pairs, cut, strict=True)}
     for s in samples:
         s.extra["answer_prompt_cut"] = at[(s.doc_id, int(s.metric.rsplit("turn", 1)[1]))]
 
