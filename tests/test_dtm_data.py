@@ -28,6 +28,8 @@ def test_reads_prompt_response_and_messages(tmp_path: Path) -> None:
      "line 2: the last message is not the assistant's"),
     ('{"messages": [{"role": "user"}]}', "line 2: a message lacks"),
     ("[1, 2]", "line 2 is not a JSON object"),
+    ('{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": " "}]}',
+     "line 2 has an empty response"),
 ])
 def test_bad_lines_name_their_number(tmp_path: Path, line: str, says: str) -> None:
     f = tmp_path / "d.jsonl"
@@ -143,3 +145,16 @@ def test_base_causal_lm_embedding_is_its_final_hidden_state(tiny_llama) -> None:
         with torch.no_grad():
             want = model(**ids, output_hidden_states=True).hidden_states[-1][0].mean(0)
         np.testing.assert_allclose(row, want.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize(("over", "says"), [
+    ({"soup_lrs": [1e-3, 0.0]}, "soup_lrs.1: Input should be greater than 0"),
+    ({"curve": [0.101, 0.104, 1.0]}, "curve fractions must differ in whole percents"),
+])
+def test_config_refuses_a_zero_soup_lr_and_curve_points_of_one_name(over: dict, says: str) -> None:
+    """A soup lr of 0 would train at train.lr (0 is falsy) under a record saying 0; two curve points of one percent
+    would share a model folder and a table row."""
+    from harness.workflows.dtm_config import parse_config
+
+    with pytest.raises(HarnessError, match=says):
+        parse_config({"base": "b", "data": {"zoo": {"n": 10}}, "suites": ["zoo_math"], **over})

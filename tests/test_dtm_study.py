@@ -211,6 +211,67 @@ def test_lora_l2_is_the_distance_of_the_merged_weights_to_the_base(tiny_llama, t
     assert dist(10.0, "l2") < 0.5 * dist(0.0, "free")
 
 
+def test_lora_finetune_is_seeded_whatever_ran_before(tiny_llama, tmp_path: Path) -> None:
+    """The adapters' initial weights come from the seed: a LoRA fine-tune resumed in a fresh process (or run on a
+    Ray worker) writes the bytes it writes after other fine-tunes, as its cache key promises (before: peft drew
+    lora_A from whatever state the global torch generator was left in)."""
+    import torch
+
+    base = tiny_llama("base")
+    hp = FinetuneParams(epochs=1, batch=8, lr=1e-2, seed=0, lora_rank=4, lora_targets=("q_proj", "v_proj"))
+    for i, pre in enumerate((1, 2)):
+        torch.manual_seed(pre)
+        finetune(base, "base-id", EXAMPLES, hp, tmp_path / f"ft{i}")
+    first, second = ((tmp_path / f"ft{i}" / "model.safetensors").read_bytes() for i in range(2))
+    assert first == second
+
+
+def test_a_sharded_finetune_is_cached(tiny_llama, tmp_path: Path) -> None:
+    """A model saved in shards (save_pretrained shards above 50 GB: a 13B base in float32) is found again, not
+    retrained on every resume."""
+    import shutil
+
+    from transformers import AutoModelForCausalLM
+
+    from harness.train.finetune import RECORD, cached
+
+    base = tiny_llama("base")
+    hp = FinetuneParams(epochs=1, batch=8, lr=1e-3)
+    done = finetune(base, "base-id", EXAMPLES, hp, tmp_path / "ft")
+    sharded = tmp_path / "sharded"
+    AutoModelForCausalLM.from_pretrained(done.path).save_pretrained(sharded, max_shard_size="200KB")
+    shutil.copy(done.path / RECORD, sharded / RECORD)
+    assert not (sharded / "model.safetensors").exists() and len(list(sharded.glob("model-*.safetensors"))) > 1
+    hit = cached(sharded, done.key)
+    assert hit is not None and hit.steps == done.steps and cached(sharded, "another-key") is None
+
+
+def test_another_config_of_the_same_name_and_seed_is_refused_before_training(tiny_llama, store) -> None:
+    """A study's fine-tunes are named <name>-s<seed>-<model>: when the store's model of that name is another
+    fine-tune (other data or parameters), the study stops before training anything, not after every fine-tune at
+    the first registration; the same fine-tune (an evaluation setting changed) passes."""
+    from harness.identity import model_id as model_hash
+    from harness.store import ModelRecord
+    from harness.workflows.dtm import Job, Model, _check_names, _register
+
+    folder = tiny_llama("base")
+    base = Model("base", folder, model_hash(folder))
+    store.add_model(ModelRecord(base.model_id, "base", str(folder), "source"))
+    hp = FinetuneParams(epochs=1, batch=8, lr=1e-3)
+    job = Job("dtm-c0", EXAMPLES[:8], hp, {"role": "dtm", "cluster": 0, "clustering": "kmeans"})
+    done = finetune(folder, base.model_id, job.examples, hp, folder.parent / "ft")
+    _register(store, "t-s0", base, job, done.path, done)
+    assert store.get_model("t-s0-dtm-c0").architecture == "LlamaForCausalLM"
+    _check_names(store, "t-s0", base, [job])  # the same fine-tune: fine
+    for other in (Job("dtm-c0", EXAMPLES[8:16], hp, job.meta), Job("dtm-c0", job.examples, FinetuneParams(lr=2e-3),
+                                                                     job.meta)):
+        with pytest.raises(HarnessError, match=r"the store's model 't-s0-dtm-c0' \(\w+\) is not this study's "
+                                               r"dtm-c0: another config has this name and seed: give the config "
+                                               r"another name"):
+            _check_names(store, "t-s0", base, [other])
+    _check_names(store, "t-s1", base, [job])  # another seed: other names
+
+
 def test_lora_target_that_is_no_module_is_one_line(tiny_llama, tmp_path: Path) -> None:
     hp = FinetuneParams(lora_rank=4, lora_targets=("q_proj", "qkv_proj"))
     with pytest.raises(HarnessError, match=r"LoRA targets \['qkv_proj'\] are no module of LlamaForCausalLM"):
@@ -260,3 +321,21 @@ def test_a_study_cell_scores_a_document_by_the_mean_of_its_rows(store) -> None:
     cell = study_cell(mine, ref)
     assert cell["n"] == 3 and cell["value"] == pytest.approx(50.0)
     assert cell["diff"] == pytest.approx(100 * (0.5 + 0.0 - 1.0) / 3)
+
+
+def test_lora_variant_of_a_real_model_is_registered_with_its_own_architecture(results: Path, store,
+                                                                               tmp_path: Path) -> None:
+    """harness/train/lora.py (scripts/real_variants.py): a registered LoRA variant of a Mistral folder, stored as a
+    MistralForCausalLM (it was written down as Llama whatever the base) with its finetuned_from edge; it imported
+    resolve_model from a module that has none, so it failed before training anything."""
+    from harness.train.lora import FinetuneConfig, finetune_registered
+    from tests.factories import make_tiny_causal
+
+    base = make_tiny_causal(tmp_path / "mistral", "mistral")
+    cfg = FinetuneConfig(steps=2, batch_size=2, rank=2, target_modules=("q_proj", "v_proj"))
+    rec = finetune_registered(str(base), ["tom has 3 apples", "the cat has 2 dogs"], "variant", store, cfg)
+    with store.reading():
+        (edge,) = store.parents(rec.model_id)
+        parent = store.get_model(edge.parent_id)
+    assert rec.architecture == "MistralForCausalLM" and edge.role == "finetuned_from"
+    assert parent.path == str(base.resolve()) and rec.meta["loss_first_last"]

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     import torch
 
 RECORD = "finetune.json"
+WEIGHTS = ("model.safetensors", "model.safetensors.index.json")  # one file, or shards (over 50 GB: 13B+ fp32)
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ def cached(out: Path, key: str) -> FinetuneResult | None:
         rec = json.loads((out / RECORD).read_text())
     except (OSError, ValueError):
         return None
-    if rec.get("key") != key or not (out / "model.safetensors").exists():
+    if rec.get("key") != key or not any((out / f).is_file() for f in WEIGHTS):
         return None
     t = rec["trained"]
     return FinetuneResult(out, key, t["steps"], t["tokens"], t["seconds"], t["last_loss"], cached=True)
@@ -204,6 +205,7 @@ def finetune(base_dir: Path, base_id: str, examples: list[Example], hp: Finetune
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     if hp.lora_rank:
+        torch.manual_seed(hp.seed)  # the adapters' initial weights: from the seed, not from what ran before
         model = with_lora(model, hp)
     start = time.perf_counter()
     tokens, last = train_loop(model, tokenizer, examples, hp, out.name)

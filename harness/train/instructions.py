@@ -49,6 +49,12 @@ def _from_messages(messages: object, where: str) -> Example:
     return Example(" ".join(c for _, c in turns[:-1]), turns[-1][1])
 
 
+def _checked(example: Example, where: str) -> Example:
+    if not example.response.strip():
+        raise HarnessError(f"{where} has an empty response", "give every example a response to learn")
+    return example
+
+
 def parse_line(line: str, where: str) -> Example:
     try:
         row = json.loads(line)
@@ -57,13 +63,11 @@ def parse_line(line: str, where: str) -> Example:
     if not isinstance(row, dict):
         raise HarnessError(f"{where} is not a JSON object", FIX)
     if "messages" in row:
-        return _from_messages(row["messages"], where)
+        return _checked(_from_messages(row["messages"], where), where)
     missing = [k for k in ("prompt", "response") if not isinstance(row.get(k), str)]
     if missing:
         raise HarnessError(f"{where} lacks a string {' and '.join(repr(k) for k in missing)}", FIX)
-    if not row["response"].strip():
-        raise HarnessError(f"{where} has an empty response", "give every example a response to learn")
-    return Example(row["prompt"], row["response"])
+    return _checked(Example(row["prompt"], row["response"]), where)
 
 
 def read_instructions(path: Path) -> list[Example]:

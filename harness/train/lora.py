@@ -4,6 +4,7 @@ give the same folder, made once, registered with a finetuned_from edge to the ba
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -62,8 +63,8 @@ def finetune(base: Path, texts: list[str], out: Path, cfg: FinetuneConfig) -> li
 def finetune_registered(base: str, texts: list[str], name: str, store: Store,
                         cfg: FinetuneConfig | None = None) -> ModelRecord:
     """Fine-tune a registered model or folder (once per base, texts and settings) and register the variant."""
+    from harness.evaluate.target import resolve_model
     from harness.identity import model_id as model_hash
-    from harness.identity import resolve_model
     from harness.merge.engine import staging
     from harness.store import LineageEdge, ModelRecord
 
@@ -79,8 +80,9 @@ def finetune_registered(base: str, texts: list[str], name: str, store: Store,
     meta = {"finetune": asdict(cfg), "texts": len(texts), "texts_hash": hash_json(texts), "key": key}
     if losses:
         meta["loss_first_last"] = [losses[0], losses[-1]]
+    arch = (json.loads((final / "config.json").read_text()).get("architectures") or [None])[0]
     store.add_model(ModelRecord(model_id=model_id, name=name, path=str(final), kind="source",
-                                source=f"LoRA fine-tune of {parent.name}", architecture="LlamaForCausalLM",
+                                source=f"LoRA fine-tune of {parent.name}", architecture=arch,
                                 meta=meta))
     store.add_lineage([LineageEdge(model_id, parent.model_id, "finetuned_from", params={"texts": len(texts)})])
     return store.get_model(model_id)

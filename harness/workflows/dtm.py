@@ -110,8 +110,8 @@ def _examples(cfg: DtmConfig, here: Path, folder: Path) -> list[Example]:
     random.Random(cfg.seed).shuffle(examples)
     write_instructions(folder / "data.jsonl", examples)
     texts = folder / "texts.jsonl"  # Fisher estimation reads {"text": ...}
-    if not texts.exists():
-        texts.write_text("".join(json.dumps({"text": e.text}) + "\n" for e in examples))
+    if not texts.exists():  # written whole or not at all: a study killed here resumes with every text
+        write_text_atomic(texts, "".join(json.dumps({"text": e.text}) + "\n" for e in examples))
     return examples
 
 
@@ -171,6 +171,25 @@ def _jobs(cfg: DtmConfig, examples: list[Example], labels: dict[str, list[int]])
     return jobs
 
 
+def _check_names(store: Store, study: str, base: Model, jobs: list[Job]) -> None:
+    """Before any training: a store name `<study>-<model>` that another fine-tune holds (the same name and seed,
+    another config: other data, parameters or base) would be refused only at registration, after every fine-tune."""
+    with store.reading():
+        for job in jobs:
+            holder = store.name_holder(name := f"{study}-{job.name}")
+            if holder is None:
+                continue
+            rec, parents = store.get_model(holder), store.parents(holder)
+            same = (rec.kind == "finetune" and rec.meta.get("slice") == slice_hash(job.examples)
+                    and rec.meta.get("params") == json.loads(json.dumps(job.params.identity()))
+                    and [e.parent_id for e in parents] == [base.model_id])
+            if not same:
+                raise HarnessError(f"the store's model {name!r} ({holder[:12]}) is not this study's {job.name}: "
+                                   "another config has this name and seed",
+                                   "give the config another name: (a study's models are named "
+                                   "<name>-s<seed>-<model>), or `harness models rename` the old model")
+
+
 def _register(store: Store, study: str, base: Model, job: Job, path: Path, record: Any) -> Model:
     from harness.identity import model_id as model_hash
     from harness.store import LineageEdge, ModelRecord
@@ -178,8 +197,9 @@ def _register(store: Store, study: str, base: Model, job: Job, path: Path, recor
     model_id = model_hash(path)
     meta = {"study": study, **job.meta, "slice": slice_hash(job.examples), "n_examples": len(job.examples),
             "params": job.params.identity(), "steps": record.steps, "tokens": record.tokens}
+    arch = (json.loads((path / "config.json").read_text()).get("architectures") or [None])[0]
     store.add_model(ModelRecord(model_id, f"{study}-{job.name}", str(path.resolve()), "finetune",
-                                source="harness dtm", architecture="LlamaForCausalLM", meta=meta))
+                                source="harness dtm", architecture=arch, meta=meta))
     store.add_lineage([LineageEdge(model_id, base.model_id, "finetuned_from", params=meta)])
     return Model(job.name, path, model_id)
 
@@ -320,7 +340,9 @@ def _run(cfg: DtmConfig, here: Path, folder: Path, store: Store, say: Callable[[
     labels = _clusters(cfg, base, examples, folder, here)
     clock["embedding"] = time.perf_counter() - t
     t = time.perf_counter()
-    models, trained = _train(cfg, base, _jobs(cfg, examples, labels), folder, store, study, say)
+    jobs = _jobs(cfg, examples, labels)
+    _check_names(store, study, base, jobs)
+    models, trained = _train(cfg, base, jobs, folder, store, study, say)
     clock["training"] = time.perf_counter() - t
     t = time.perf_counter()
     merged = _merges(cfg, base, models, folder, store, study, say)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, model_validator
 
 from harness.configs import load_yaml_config, validated
 from harness.train.finetune import FinetuneParams
@@ -66,7 +66,7 @@ class DtmConfig(_Frozen):
     embedding: Literal["base"] | str = "base"  # the base's mean hidden state, or another causal LM folder
     train: Train = Train()
     l2: float = Field(default=0.01, ge=0)  # vanilla+L2: weight of sum((w - w_base)^2)
-    soup_lrs: tuple[float, ...] = Field(default=(5e-4, 1e-3, 2e-3, 3e-3), min_length=1)
+    soup_lrs: tuple[PositiveFloat, ...] = Field(default=(5e-4, 1e-3, 2e-3, 3e-3), min_length=1)
     curve: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 1.0)  # fractions of the data for vanilla fine-tuning
     merges: tuple[Literal["linear", "fisher", "ties", "dare_ties"], ...] = MERGES
     density: float = Field(default=0.5, gt=0, le=1)  # ties / dare_ties
@@ -80,12 +80,15 @@ class DtmConfig(_Frozen):
         bad = [f for f in self.curve if not 0 < f <= 1]
         if bad:
             raise ValueError(f"curve fractions must lie in (0, 1], got {bad[0]}")
+        percents = [round(100 * f) for f in self.curve]  # a point's model and row are named by its percent
+        if len(set(percents)) < len(percents):
+            raise ValueError(f"curve fractions must differ in whole percents, got {list(self.curve)}")
         return self
 
     def params(self, lr: float | None = None, l2: float = 0.0, seed: int | None = None) -> FinetuneParams:
         t = self.train
         lora = {"lora_rank": t.lora.rank, "lora_alpha": t.lora.alpha, "lora_targets": t.lora.targets} if t.lora else {}
-        return FinetuneParams(epochs=t.epochs, batch=t.batch, lr=lr or t.lr, warmup=t.warmup, l2=l2,
+        return FinetuneParams(epochs=t.epochs, batch=t.batch, lr=t.lr if lr is None else lr, warmup=t.warmup, l2=l2,
                               seed=self.seed if seed is None else seed, **lora)
 
     def identity(self) -> dict[str, Any]:
