@@ -339,3 +339,38 @@ def test_lora_variant_of_a_real_model_is_registered_with_its_own_architecture(re
         parent = store.get_model(edge.parent_id)
     assert rec.architecture == "MistralForCausalLM" and edge.role == "finetuned_from"
     assert parent.path == str(base.resolve()) and rec.meta["loss_first_last"]
+
+
+def test_a_finetune_learns_the_tokens_lm_eval_scores(tmp_path: Path) -> None:
+    """With a byte-level BPE tokenizer (SmolLM2's, GPT-2's kind) lm-eval scores a target as the tokens of
+    " 11" after the prompt ("Ġ11"); encoding prompt and response apart taught "11" after no space. The labels a
+    fine-tune learns are lm-eval's continuation tokens (its own _encode_pair, target delimiter " "), then the end."""
+    import torch
+    from lm_eval.models.huggingface import HFLM
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from harness.zoo.train import encode
+
+    texts = [f"{e.prompt} {e.response}" for e in EXAMPLES] + ["Question: what is 7 + 4 ? Answer: 11"]
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=300, special_tokens=["<pad>", "</s>"],
+                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, pad_token="<pad>", eos_token="</s>")
+    lm = HFLM(pretrained=LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=64,
+                                                      num_hidden_layers=1, num_attention_heads=1)),
+              tokenizer=tok, device="cpu")
+    pairs = [(e.prompt, e.response) for e in EXAMPLES[:6]] + [("Question: what is 7 + 4 ? Answer:", "11"),
+                                                             ("Question: what is 7 + 4 ? Answer: ", "11")]
+    batch = encode(tok, pairs)
+    apart = 0
+    for row, labels, (prompt, response) in zip(batch["input_ids"], batch["labels"], pairs, strict=True):
+        context, continuation = lm._encode_pair(prompt, " " + response)
+        learned = labels[labels != -100].tolist()
+        assert learned == [*continuation, tok.eos_token_id]
+        assert row[:len(context) + len(continuation)].tolist() == context + continuation
+        apart += tok(response, add_special_tokens=False)["input_ids"] != continuation
+    assert apart == len(pairs)  # the tokens the old encoding taught were none of these
+    assert torch.equal(batch["attention_mask"].sum(1), torch.tensor([len(c) + len(t) + 1 for c, t in
+                                                                     (lm._encode_pair(p, " " + r) for p, r in pairs)]))

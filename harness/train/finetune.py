@@ -73,8 +73,12 @@ class FinetuneResult:
         return self.tokens / self.seconds if self.seconds else 0.0
 
 
+# How an example becomes tokens (harness.zoo.train.pair_ids): a fine-tune of another encoding is another model.
+ENCODING = "lm-eval-pair"
+
+
 def finetune_key(base_id: str, examples: list[Example], hp: FinetuneParams) -> str:
-    return hash_json({"base": base_id, "slice": slice_hash(examples), "params": hp.identity()})
+    return hash_json({"base": base_id, "slice": slice_hash(examples), "params": hp.identity(), "encoding": ENCODING})
 
 
 def cached(out: Path, key: str) -> FinetuneResult | None:

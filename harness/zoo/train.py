@@ -67,14 +67,32 @@ def new_model(tokenizer: PreTrainedTokenizerFast, shape: Shape, seed: int) -> Ll
     return LlamaForCausalLM(config)
 
 
+# What lm-eval puts between a context and its target (`target_delimiter`, " " unless a task names another).
+TARGET_DELIMITER = " "
+
+
+def pair_ids(tokenizer: PreTrainedTokenizerFast, prompt: str, completion: str) -> tuple[list[int], list[int]]:
+    """A prompt's and its completion's token ids as lm-eval scores them (TemplateLM._encode_pair): the completion
+    after the target delimiter, trailing spaces of the prompt moved to it, and the whole text encoded at once (a
+    BPE tokenizer reads " 11" as "Ġ11", not as ":" then "11"), so a fine-tune learns the tokens it is tested on."""
+    if not prompt:
+        return [], tokenizer(completion, add_special_tokens=False)["input_ids"]
+    completion = TARGET_DELIMITER + completion
+    spaces = len(prompt) - len(prompt.rstrip())
+    if spaces:
+        prompt, completion = prompt[:-spaces], prompt[-spaces:] + completion
+    p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    return p, tokenizer(prompt + completion, add_special_tokens=False)["input_ids"][len(p):]
+
+
 def encode(tokenizer: PreTrainedTokenizerFast, examples: Sequence[Example]) -> dict[str, torch.Tensor]:
     """Right-padded input ids, attention mask and labels (-100 on prompt and padding)."""
     import torch
 
     rows, labels = [], []
     for prompt, completion in examples:
-        p = tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else []
-        c = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        p, c = pair_ids(tokenizer, prompt, completion)
+        c = c + [tokenizer.eos_token_id]
         rows.append(p + c)
         labels.append([-100] * len(p) + c)
     width = max(len(r) for r in rows)
