@@ -7,7 +7,8 @@ indicator array I with CMA-ES) and, with `scales: true`, a scale coordinate mapp
 
 A path is a mergekit `passthrough` recipe with one slice per included slot, so a candidate is merged in memory like
 any recipe and the best one is materialised as a normal model folder with lineage (a frankenmerge). Embeddings come
-from the first slice's model, the final norm and head from the last slice's (mergekit's passthrough rule).
+from the first slice's model, the final norm and head from the last slice's (mergekit's passthrough rule); a model
+that ties its head to its embeddings (the zoo's) stores no head, so the head is the first slice's embeddings too.
 
 The scale s_k of slot k multiplies the residual stream entering that layer (the paper's W, one value per slot
 rather than per pair of consecutive layers). For a pre-norm block with RMSNorm (Llama, Mistral, Qwen2) this folds
