@@ -170,3 +170,26 @@ def test_vllm_json_stdout_is_only_json(results: Path, store, bos_model: Path, tm
     assert proc.returncode == 0, proc.stderr[-2000:]
     (row,) = json.loads(proc.stdout)
     assert row["status"] == "complete" and row["backend"] == "vllm"
+
+
+def test_openai_context_is_the_served_models(tmp_path: Path) -> None:
+    """Without --max-length the openai backend's context is the model's own (as for hf), not lm-eval's API default
+    of 2048: a 3,000-token request on a 4,096-position model is scored whole, as lm-eval's HFLM scores it."""
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+
+    from harness.evaluate.backends import get_backend
+    from harness.evaluate.backends.base import ModelTarget
+    from harness.evaluate.serve import serving
+    from tests.factories import make_tiny_llama
+
+    model = make_tiny_llama(tmp_path / "long", seed=3, max_positions=4096)
+    words = "tom has 3 apples and ana has 4 pears . how many apples ? ".split()
+    reqs = [Instance("loglikelihood", {}, (" ".join(words * 250), " 7 apples"), 0),  # 3,000 context tokens
+            Instance("loglikelihood", {}, ("ana buys 2 pears", " and 4 pears"), 1)]
+    hf = HFLM(pretrained=str(model), device="cpu", dtype="float32", batch_size=1, add_bos_token=False)
+    theirs = hf.loglikelihood(reqs)
+    with serving(model, name="long", dtype="float32") as server:
+        opts = BackendOptions(add_bos_token=False, base_url=server.base_url, served_model="long", batch_size=1)
+        ours = get_backend("openai").build(ModelTarget("x", model, "long"), opts).loglikelihood(reqs)
+    assert [abs(a[0] - b[0]) < 1e-3 for a, b in zip(theirs, ours, strict=True)] == [True, True], (theirs, ours)

@@ -28,6 +28,20 @@ def check_reachable(base_url: str, timeout: float = 5.0) -> None:
                            "start it (harness serve MODEL) or pass --serve / the right --base-url") from None
 
 
+def model_context(target: ModelTarget, tokenizer: str, trust_remote_code: bool) -> int:
+    """The served model's context, decided as lm-eval's HFLM decides it (its config, else its tokenizer's
+    model_max_length, else 2048): lm-eval's API models would otherwise cut every request to 2048 tokens."""
+    from lm_eval.models.utils import resolve_max_length
+    from transformers import AutoConfig, AutoTokenizer
+
+    folder = str(target.path) if target.path else tokenizer
+    try:
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError):  # a tokenizer-only folder: its model_max_length decides
+        config = None
+    return resolve_max_length(config, AutoTokenizer.from_pretrained(tokenizer, trust_remote_code=trust_remote_code))
+
+
 class OpenAIBackend:
     name = "openai"
 
@@ -49,8 +63,7 @@ class OpenAIBackend:
             "num_concurrent": options.num_concurrent, "seed": options.seed, "timeout": 120,
             "trust_remote_code": options.trust_remote_code,
         }
-        if options.max_length:
-            common["max_length"] = options.max_length
+        common["max_length"] = options.max_length or model_context(target, tokenizer, options.trust_remote_code)
         if options.chat:
             from lm_eval.models.openai_completions import LocalChatCompletion
 
