@@ -72,3 +72,18 @@ def test_one_member_equals_lm_evals_hf_backend(tiny_llama, tmp_path: Path) -> No
     rolling = [("tom has 3 apples . ana has 4 pears .",)]
     assert ens.loglikelihood_rolling(_instances("loglikelihood_rolling", rolling))[0] == pytest.approx(
         hf.loglikelihood_rolling(_instances("loglikelihood_rolling", rolling))[0], abs=1e-3)
+
+
+def test_a_member_changed_since_the_ensemble_was_made_is_refused(tiny_llama, tmp_path: Path, results: Path) -> None:
+    """The folder's identity (and so every run id and request cache key) is its members' ids when it was made: a
+    member whose folder now holds other weights would be scored under the old identity."""
+    from harness.errors import HarnessError
+
+    a, b = tiny_llama("a", seed=0), tiny_llama("b", seed=1)
+    folder = ensemble_folder([(a, hash_model_dir(a)), (b, hash_model_dir(b))], tmp_path / "ens")
+    before = hash_model_dir(folder)
+    lb_before, _ = _by_hand(b, *REQUESTS[0])
+    tiny_llama("b", seed=5)  # the member's folder is overwritten with another model
+    assert _by_hand(b, *REQUESTS[0])[0] != pytest.approx(lb_before, abs=1e-3) and hash_model_dir(folder) == before
+    with pytest.raises(HarnessError, match="changed since the ensemble was made"):
+        make_lm(folder, BackendOptions(device="cpu", add_bos_token=False))

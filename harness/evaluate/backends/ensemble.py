@@ -62,6 +62,22 @@ def members_of(folder: Path) -> list[Path]:
     return [Path(m["path"]) for m in listed]
 
 
+def checked_members(folder: Path) -> list[Path]:
+    """The members' folders, each still holding the model whose id the ensemble folder recorded (that id is part
+    of the folder's identity, so of every run id and request cache key of the ensemble)."""
+    from harness.identity import model_id
+
+    paths = members_of(folder)  # refuses a folder that is no ensemble
+    listed = json.loads((folder / "config.json").read_text())[KEY]["members"]
+    for path, member in zip(paths, listed, strict=True):
+        now = model_id(path) if (path / "config.json").is_file() else "missing"
+        if now != member["model_id"]:
+            raise HarnessError(f"ensemble member {path} changed since the ensemble was made (model id "
+                               f"{member['model_id'][:12]}, now {now[:12]})",
+                               "make the ensemble folder again from its members (ensemble_folder)")
+    return paths
+
+
 def make_lm(folder: Path, options: BackendOptions) -> LM:
     import torch
     from lm_eval.api.model import TemplateLM
@@ -74,7 +90,7 @@ def make_lm(folder: Path, options: BackendOptions) -> LM:
             super().__init__()
             self.dev = torch.device(options.device or ("cuda" if torch.cuda.is_available() else "cpu"))
             self.tokenizer = AutoTokenizer.from_pretrained(folder)
-            paths = members_of(folder)
+            paths = checked_members(folder)
             for p in paths:
                 if AutoTokenizer.from_pretrained(p).get_vocab() != self.tokenizer.get_vocab():
                     raise HarnessError(f"ensemble member {p} has another tokenizer", "ensemble models that share "
