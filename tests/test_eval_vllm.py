@@ -193,3 +193,29 @@ def test_openai_context_is_the_served_models(tmp_path: Path) -> None:
         opts = BackendOptions(add_bos_token=False, base_url=server.base_url, served_model="long", batch_size=1)
         ours = get_backend("openai").build(ModelTarget("x", model, "long"), opts).loglikelihood(reqs)
     assert [abs(a[0] - b[0]) < 1e-3 for a, b in zip(theirs, ours, strict=True)] == [True, True], (theirs, ours)
+
+
+def test_serve_refuses_a_port_another_server_holds(bos_model: Path, results: Path) -> None:
+    """/health answered by whatever already listens on the port is not our vllm serve: refused before it starts,
+    not reported as serving the model (the eval would talk to another server)."""
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from harness.errors import HarnessError
+    from harness.evaluate.serve import start_server, stop_server
+
+    class Healthy(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    other = HTTPServer(("127.0.0.1", 0), Healthy)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(HarnessError, match="in use"):
+            server = start_server(bos_model, port=other.server_address[1], dtype="float32", timeout=60)
+            stop_server(server)
+    finally:
+        other.shutdown()

@@ -46,6 +46,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def require_free(port: int) -> None:
+    """Refuse a port something already listens on: its /health would pass for our server's."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as vllm binds: a closed server's TIME_WAIT is free
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            raise HarnessError(f"port {port} on {HOST} is in use (another server?)",
+                               "pass another --port, or stop what listens there") from None
+
+
 def _command(model: Path, port: int, name: str, dtype: str, max_model_len: int | None,
              trust_remote_code: bool) -> list[str]:
     from harness.evaluate.backends.vllm import is_cpu_build
@@ -98,6 +109,8 @@ def start_server(
     from harness.evaluate.backends.vllm import prepare_environment
 
     prepare_environment()
+    if port:
+        require_free(port)
     port = port or free_port()
     name = name or model.name
     log_path = cache_dir() / "serve" / f"{name}-{port}.log"
