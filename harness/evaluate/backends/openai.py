@@ -46,7 +46,8 @@ class OpenAIBackend:
     name = "openai"
 
     def version(self) -> str:
-        return f"lm-eval local-completions, aiohttp {package_version('aiohttp')}"
+        # "context: the model's": answers cached when lm-eval cut every request to 2048 tokens are not read again
+        return f"lm-eval local-completions (context: the model's), aiohttp {package_version('aiohttp')}"
 
     def build(self, target: ModelTarget, options: BackendOptions) -> LM:
         if not options.base_url:
