@@ -218,8 +218,9 @@ def leaderboard(
     board = views.suite_board(store, suite_twins(None)[1], score_rules())
     if suite:
         tasks = store.leaderboard(suite)
-        tasks = tasks[tasks["task"] != AGGREGATE_TASK]
         board = board[board["suite"] == suite]
+        # the task rows of the runs the suite scores come from (a run without a split is its default split's)
+        tasks = tasks[(tasks["task"] != AGGREGATE_TASK) & tasks["run_id"].isin(set(board["run_id"]))]
         df = tasks.merge(board, how="outer") if not tasks.empty else board
         df = df[[c for c in board.columns if c in df.columns]]
     else:

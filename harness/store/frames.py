@@ -68,14 +68,18 @@ def task_rows_sql(rows: str) -> str:
 # (primary metrics, size-weighted).
 UNIT_METRICS = "(" + ", ".join(f"'{m}'" for m, r in METRIC_RANGES.items() if r == (0.0, 1.0)) + ")"  # proportions
 
+# Each (model, suite, split)'s latest complete run (ended, NULL last; then the highest run_id): the run a suite score
+# is read from (SUITE_SCORES_SQL) and the runs whose task rows `Store.leaderboard` shows beside it.
+LATEST_RUNS_SQL = """
+    SELECT arg_max(run_id, {'done': ended IS NOT NULL, 'at': coalesce(ended, TIMESTAMP 'epoch'), 'id': run_id})
+        AS run_id
+    FROM runs WHERE status = 'complete' GROUP BY model_id, suite, coalesce(split, '')"""
+
 SUITE_SCORES_SQL = f"""
 WITH rules AS (
     SELECT unnest(?::VARCHAR[]) AS suite, unnest(?::VARCHAR[]) AS split, unnest(?::VARCHAR[]) AS want,
            unnest(?::BOOLEAN[]) AS by_size, unnest(?::VARCHAR[]) AS summary
-), ranked AS (  -- each (model, suite, split)'s latest complete run (ended, NULL last; then the highest run_id)
-    SELECT arg_max(run_id, {{'done': ended IS NOT NULL, 'at': coalesce(ended, TIMESTAMP 'epoch'), 'id': run_id}})
-        AS run_id
-    FROM runs WHERE status = 'complete' GROUP BY model_id, suite, coalesce(split, '')
+), ranked AS ({LATEST_RUNS_SQL}
 ), latest AS (
     SELECT r.run_id, r.model_id, r.suite, coalesce(r.split, '') AS split, r.backend, r.ended,
         coalesce(u.by_size, true) AS by_size, CASE WHEN us.suite IS NULL THEN u.want ELSE us.want END AS want,
@@ -150,8 +154,20 @@ def suite_scores(store: Store | duckdb.DuckDBPyConnection, default_splits: dict[
     blank = df["split"] == ""
     if blank.any():
         df.loc[blank, "split"] = df.loc[blank, "suite"].map(lambda s: defaults.get(s, "default"))
+        df = latest_per_split(df)
     df["ci_low"], df["ci_high"] = metric_intervals(df["value"], df["se"], df["n"], df["metric"])
     return df
+
+
+def latest_per_split(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (model, suite, split) once runs without a split are read as runs of the default split (runs.split
+    NULL: the suite's default): where a model has both, its latest run in SUITE_SCORES_SQL's order (an end time
+    first, then the latest, then the highest run_id), as if the two had been one group there."""
+    key = ["model_id", "suite", "split"]
+    if not df.duplicated(key).any():
+        return df
+    order = df.assign(_done=df["ended"].notna()).sort_values(["_done", "ended", "run_id"], na_position="first")
+    return order.drop_duplicates(key, keep="last").drop(columns="_done").sort_index().reset_index(drop=True)
 
 
 def metric_intervals(value: pd.Series, se: pd.Series, n: pd.Series, metric: pd.Series) -> tuple:
@@ -195,6 +211,11 @@ def run_samples(store: Store, run_id: str, task: str | None = None, wrong_only: 
         SELECT task, doc_id, metric, prompt, prediction AS response, target, score
         FROM samples WHERE run_id = ? AND (? IS NULL OR task = ?) AND (NOT ? OR score < 1)
         ORDER BY task, doc_id, metric LIMIT ? OFFSET ?""", [run_id, task, task, wrong_only, limit, offset])
+
+
+def run_tasks_of(store: Store, run_id: str) -> list[str]:
+    """Every task with sample rows in one run, sorted (not only those of its first page of rows)."""
+    return _df(store, "SELECT DISTINCT task FROM samples WHERE run_id = ? ORDER BY task", [run_id])["task"].tolist()
 
 
 def doc_scores(store: Store, run_ids: Iterable[str]) -> pd.DataFrame:

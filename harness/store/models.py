@@ -170,11 +170,14 @@ class ModelsMixin:
         return self._walk(model_id, up=False)
 
     def depth(self, model_id: str) -> int:
-        """Merge depth: 0 for a model with no parents, else 1 + the deepest parent's depth."""
+        """Merge depth: 0 for a model with no parents, else 1 + the deepest parent's depth. The walk keeps each
+        (ancestor, distance) once (UNION): UNION ALL followed every path, and the paths of a lineage whose merges
+        share ancestors grow exponentially with its depth (a chain of merges of the two models before: 2 s at
+        depth 34, x1.6 per level)."""
         rows = self._fetch(
             """WITH RECURSIVE walk(node, depth) AS (
                     SELECT ?, 0
-                    UNION ALL
+                    UNION
                     SELECT l.parent_id, w.depth + 1 FROM lineage l JOIN walk w ON l.child_id = w.node
                     WHERE w.depth < 1000
                 ) SELECT max(depth) FROM walk""",

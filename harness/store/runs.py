@@ -102,9 +102,12 @@ class RunsMixin:
             )
 
     def fail_run(self, run_id: str, error: str) -> None:
+        """Mark a run that has not completed failed; a complete run is kept as it is (a writer whose start_run found
+        it completed by another process meanwhile, or that failed after finish_run, never hides it)."""
         with self.db.write() as con:
             con.execute(
-                "UPDATE runs SET status = 'failed', error = ?, ended = current_timestamp WHERE run_id = ?",
+                "UPDATE runs SET status = 'failed', error = ?, ended = current_timestamp "
+                "WHERE run_id = ? AND status <> 'complete'",
                 [error[:2000], run_id],
             )
 
@@ -163,20 +166,21 @@ class RunsMixin:
             return con.execute(sql + " ORDER BY task, doc_id, metric", args).df()
 
     def leaderboard(self, suite: str | None = None) -> pd.DataFrame:
-        """The latest complete score per model, suite, split, task and metric, with the model's name."""
-        sql = """
-            WITH latest AS (
-                SELECT r.*, row_number() OVER (
-                    PARTITION BY r.model_id, r.suite, coalesce(r.split, ''), s.task, s.metric
-                    ORDER BY r.ended DESC) AS rn,
-                    s.task, s.metric, s.value, s.stderr, s.n, s.ci_low, s.ci_high
-                FROM runs r JOIN scores s USING (run_id)
-                WHERE r.status = 'complete' AND (? IS NULL OR r.suite = ?)
-            )
-            SELECT coalesce(m.name, l.model_id) AS model, l.model_id, m.kind, l.suite, l.split, l.task,
-                   l.metric, l.value, l.stderr, l.n, l.ci_low, l.ci_high, l.backend, l.run_id
-            FROM latest l LEFT JOIN models m USING (model_id)
-            WHERE rn = 1 ORDER BY l.suite, l.task, model"""
+        """Every score row of each (model, suite, split)'s latest complete run, with the model's name: the run its
+        suite score is read from (harness/store/frames.py SUITE_SCORES_SQL, same order: an end time first, then the
+        latest, then the highest run_id), so a task's row never comes from another run than the suite score beside
+        it (picked per task, a later run of one task with --tasks showed that task's new score beside the other
+        tasks' old ones)."""
+        from harness.store.frames import LATEST_RUNS_SQL
+
+        sql = f"""
+            WITH latest AS ({LATEST_RUNS_SQL})
+            SELECT coalesce(m.name, r.model_id) AS model, r.model_id, m.kind, r.suite, r.split, s.task,
+                   s.metric, s.value, s.stderr, s.n, s.ci_low, s.ci_high, r.backend, r.run_id
+            FROM latest JOIN runs r USING (run_id) JOIN scores s USING (run_id)
+                LEFT JOIN models m ON m.model_id = r.model_id
+            WHERE ? IS NULL OR r.suite = ?
+            ORDER BY r.suite, s.task, model, s.metric"""  # noqa: S608 (a constant of the store, no data)
         with self.db.read() as con:
             return con.execute(sql, [suite, suite]).df()
 
