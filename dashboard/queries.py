@@ -280,6 +280,11 @@ def run_samples(db: str, run_id: str, task: str | None, wrong_only: bool, limit:
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
+def run_tasks_of(db: str, run_id: str) -> list[str]:
+    return views.run_tasks_of(_store(db), run_id)
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
 def doc_scores(db: str, run_ids: tuple[str, ...]) -> pd.DataFrame:
     return views.doc_scores(_store(db), run_ids)
 

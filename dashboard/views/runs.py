@@ -35,8 +35,7 @@ with tab_runs:
                 st.warning(f"{row['suite']}:{row['split']} is in-sample for this model: it or an ancestor was "
                            "selected on it.")
             c1, c2, c3 = st.columns(3)
-            first = q.run_samples(db, run_id, None, False, 1000, 0)
-            tasks = sorted(first["task"].unique()) if len(first) else []
+            tasks = q.run_tasks_of(db, run_id)  # every task of the run, not those of its first 1,000 rows
             task = c1.selectbox("Task", ["(all)", *tasks], key="runs_task")
             wrong = c2.toggle("Only score < 1", key="runs_wrong")
             total = int(row["samples"])
