@@ -2,9 +2,13 @@
 
     python -m tests.store_worker write DB WORKER_ID RUNS SAMPLES_PER_RUN
     python -m tests.store_worker read DB SECONDS
+    python -m tests.store_worker resume DB RUNS SAMPLES_PER_RUN   # the runs not complete yet, one line per run done
+    python -m tests.store_worker hold DB RUN_ID SAMPLES           # finish_run in a transaction left open: killed there
 
-Prints one JSON line of figures (operations, rows, lock retries, seconds waited) and exits 0, or non-zero with the
-error, which the test shows.
+write and read print one JSON line of figures (operations, rows, lock retries, seconds waited) and exit 0, or
+non-zero with the error, which the test shows. resume and hold write what `harness eval` writes for a run (start_run,
+then scores and samples in finish_run's one transaction), the same rows for a run id in every process, so a store
+killed and resumed can be compared with one written without a kill.
 """
 
 from __future__ import annotations
@@ -44,7 +48,51 @@ def read(db: str, seconds: float) -> dict:
             "retries": st.retries, "waited_s": round(st.waited_s, 3)}
 
 
+def run_rows(run_id: str, per_run: int) -> tuple[RunRecord, list[Score], list[Sample]]:
+    """A run's record, task scores and samples: four tasks, one row per document, the same in every process."""
+    i = int(run_id.rsplit("-", 1)[1])
+    samples = [Sample(f"t{d % 4}", d // 4, "acc", float((d * 7 + i) % 3 == 0), prediction=f"answer {d}",
+                      target=str(d % 5), extra={"d": d}) for d in range(per_run)]
+    by_task: dict[str, list[float]] = {}
+    for x in samples:
+        by_task.setdefault(x.task, []).append(x.score)
+    scores = [Score(t, "acc", sum(v) / len(v), 0.01, len(v)) for t, v in sorted(by_task.items())]
+    run = RunRecord(run_id, "model-r", f"suite{i % 3}", "hf", "test", split="public", settings={"i": i})
+    return run, scores, samples
+
+
+def resume(db: str, runs: int, per_run: int) -> None:
+    store = Store(db)
+    store.add_model(ModelRecord("model-r", "mr", None, "source"))
+    for i in range(runs):
+        run_id = f"run-{i}"
+        found = store.get_run(run_id)
+        if found is not None and found.status == "complete":
+            continue
+        run, scores, samples = run_rows(run_id, per_run)
+        store.start_run(run)
+        store.finish_run(run_id, scores, samples)
+        print(run_id, flush=True)
+
+
+def hold(db: str, run_id: str, per_run: int) -> None:
+    store = Store(db)
+    store.add_model(ModelRecord("model-r", "mr", None, "source"))
+    run, scores, samples = run_rows(run_id, per_run)
+    store.start_run(run)
+    with store.writing():  # finish_run joins this transaction: its rows are written, and never committed
+        store.finish_run(run_id, scores, samples)
+        print("holding", flush=True)
+        time.sleep(600)
+
+
 def main(argv: list[str]) -> None:
+    if argv[0] == "resume":
+        resume(argv[1], int(argv[2]), int(argv[3]))
+        return
+    if argv[0] == "hold":
+        hold(argv[1], argv[2], int(argv[3]))
+        return
     if argv[0] == "write":
         out = write(argv[1], argv[2], int(argv[3]), int(argv[4]))
     else:

@@ -165,6 +165,27 @@ def test_runs_samples_and_evolve(use_db: str, db: str) -> None:
     assert any("generation 0" in c.value for c in at.caption)
 
 
+def test_runs_page_offers_every_task_of_a_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The task picker listed the tasks of the run's first 1,000 sample rows (ordered by task): of mmlu's 57 tasks at
+    100 documents, the first 10. A run of three tasks of 600 rows each offers all three, and the last one's rows."""
+    from harness.store import ModelRecord, RunRecord, Sample, Score
+
+    path = tmp_path / "tasks.duckdb"
+    store = Store(path)
+    store.add_model(ModelRecord("m" * 64, "m", None, "source"))
+    store.start_run(RunRecord("r", "m" * 64, "s", "hf", "test", split="public"))
+    tasks = ("ta", "tb", "tc")
+    store.finish_run("r", [Score(t, "acc", 0.5, 0.02, 600) for t in tasks],
+                     [Sample(t, d, "acc", float(d % 2)) for t in tasks for d in range(600)])
+    monkeypatch.setenv("HARNESS_DB", str(path))
+    monkeypatch.setenv("HARNESS_RESULTS", str(tmp_path / "results"))
+    expire_caches()
+    at = open_page("runs", {"model": "m" * 64})
+    assert at.selectbox(key="runs_task").options == ["(all)", *tasks]
+    at.selectbox(key="runs_task").set_value("tc").run()
+    assert set(at.dataframe[1].value["task"]) == {"tc"} and len(at.dataframe[1].value) == 200
+
+
 def test_missing_store_is_an_error_not_a_crash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HARNESS_DB", str(tmp_path / "none.duckdb"))
     at = AppTest.from_file(APP, default_timeout=60)

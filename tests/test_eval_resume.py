@@ -1,5 +1,5 @@
 """A real `harness` evaluation killed halfway (SIGKILL) never shows as complete, leaves no scores, and the
-re-run finishes using the answers the killed run had already computed."""
+re-run finishes using the answers the killed run had already computed, with the rows of a run never killed."""
 
 from __future__ import annotations
 
@@ -71,3 +71,37 @@ def test_killed_run_resumes_from_the_cache(results: Path, store, tiny_llama, tmp
     assert run.status == "complete"
     assert {s.task for s in store.scores(run.run_id)} == {"tmp_mc", "tmp_mc2", "_aggregate"}
     assert len(store.samples(run.run_id)) == 2 * N_DOCS
+
+    # the same run in a fresh results folder, never killed: same run id, same rows (answers to float noise: the
+    # resumed run computed its uncached requests in other batches)
+    fresh = tmp_path / "fresh"
+    env2 = {**env, "HARNESS_RESULTS": str(fresh), "HARNESS_DB": str(fresh / "harness.duckdb")}
+    once = subprocess.run(_worker(model, tmp_path / "suite"), cwd=REPO, env=env2, capture_output=True, text=True,
+                          timeout=600)
+    assert once.returncode == 0, once.stderr[-2000:]
+    assert json.loads(once.stdout.strip().splitlines()[-1])["run_id"] == run.run_id
+    from harness.store import Store
+
+    other = Store(fresh / "harness.duckdb")
+    assert [(s.task, s.metric, s.n) for s in store.scores(run.run_id)] == [
+        (s.task, s.metric, s.n) for s in other.scores(run.run_id)]
+    for a, b in zip(store.scores(run.run_id), other.scores(run.run_id), strict=True):
+        assert a.value == pytest.approx(b.value, abs=1e-12) and a.stderr == pytest.approx(b.stderr, rel=1e-9)
+    mine, theirs = store.samples(run.run_id), other.samples(run.run_id)
+    keys = ["task", "doc_id", "metric", "doc_hash", "prompt_hash", "target_hash", "prompt", "target", "score"]
+    assert mine[keys].equals(theirs[keys])
+    for x, y in zip(mine["extra"], theirs["extra"], strict=True):  # per-choice loglikelihoods
+        x, y = json.loads(x), json.loads(y)
+        assert x.keys() == y.keys()
+        assert json.dumps(x, sort_keys=True) == json.dumps(y, sort_keys=True) or _close(x, y)
+
+
+def _close(x: object, y: object) -> bool:
+    """Equal structures, numbers within 1e-4 (a loglikelihood computed in another batch)."""
+    if isinstance(x, dict):
+        return isinstance(y, dict) and x.keys() == y.keys() and all(_close(x[k], y[k]) for k in x)
+    if isinstance(x, list):
+        return isinstance(y, list) and len(x) == len(y) and all(_close(a, b) for a, b in zip(x, y, strict=True))
+    if isinstance(x, float) and isinstance(y, float):
+        return abs(x - y) <= 1e-4
+    return x == y
