@@ -128,6 +128,17 @@ class Suite:
                  for n in data_file_names(_read_yaml(self.task_files[t]), self.task_files[t])}
         return {n: user_file(self.name, self.path, n, spec) for n, spec in self.user_data.items() if n in names}
 
+    def definition_hash(self, tasks: Sequence[str]) -> str:
+        """sha256 over the bytes of every file that defines these tasks (each task YAML, the files it includes, an
+        `lm_eval:` one from the installed lm-eval, and the Python modules beside each): an edited prompt, few-shot
+        count or generation setting, or an lm-eval upgrade that changes an included task, is another run."""
+        h = hashlib.sha256()
+        for task in tasks:
+            h.update(task.encode() + b"\0")
+            for path in dict.fromkeys(_definition_files(self.task_files[task])):
+                h.update(path.read_bytes() + b"\0")
+        return h.hexdigest()
+
     def data_hash(self, split: str | None = None) -> str:
         """sha256 over the relative names and bytes of the suite's shipped data files, plus the user-supplied files
         `split` reads when one is named (hashed once per process while sizes and mtimes stay the same)."""
@@ -312,6 +323,22 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except OSError:
         raise HarnessError(f"{path}: task YAML not found", "fix the include: or restore the file") from None
     return _read_yaml_cached(path, mtime, frozenset())
+
+
+def _definition_files(path: Path, seen: frozenset[Path] = frozenset()) -> list[Path]:
+    """A task YAML, the Python modules beside it (its `!function`s) and, recursively, the files it includes."""
+    path = path.resolve()
+    if path in seen:
+        raise HarnessError(f"{path}: include cycle", "remove the circular include:")
+    local = yaml.load(path.read_text(encoding="utf-8"), Loader=_TaskYamlLoader)  # noqa: S506 (safe subclass)
+    if not isinstance(local, dict):  # the suite's load read every chain: only a file changed since gets here
+        raise HarnessError(f"{path}: a task YAML must be a mapping", "fix the file")
+    upstream = _upstream_include(local, path)
+    includes = local.get("include")
+    files = [path, *sorted(path.parent.glob("*.py"))]
+    for inc in [] if includes is None else includes if isinstance(includes, list) else [includes]:
+        files += _definition_files(upstream if upstream is not None else path.parent / inc, seen | {path})
+    return files
 
 
 def lm_eval_tasks_dir() -> Path:

@@ -139,6 +139,62 @@ def test_run_id_changes_with_what_changes_scores(results: Path, store, model: Pa
     assert d.run_id == a.run_id and d.reused
 
 
+def test_an_edited_task_definition_is_another_run(results: Path, store, model: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A suite's task YAML edited in place (0 shots -> 3), suite version and data unchanged: another run, scored on
+    the new prompts. The run id knew only the suite's version: the 0-shot run came back, reused, as the 3-shot one
+    (and a --rerun was stored as its next attempt: two settings, one run)."""
+    from harness.suites import load_suite
+    from tests.test_eval_support import write_mc_data
+
+    folder = tmp_path / "suites" / "edited"
+    write_mc_data(folder / "data" / "mc.jsonl", 12)
+    (folder / "suite.yaml").write_text("name: edited\nversion: '1'\nkind: lm-eval\ndefault_split: public\n"
+                                       "splits: {public: [edited_mc]}\n")
+    task = folder / "edited_mc.yaml"
+    text = ("task: edited_mc\ndataset_path: json\ndataset_kwargs: {data_files: {test: data/mc.jsonl}}\n"
+            "test_split: test\nfewshot_split: test\nnum_fewshot: 0\noutput_type: multiple_choice\n"
+            "doc_to_text: '{{question}}'\ndoc_to_choice: '{{choices}}'\ndoc_to_target: '{{answer}}'\n"
+            "metric_list: [{metric: acc, aggregation: mean, higher_is_better: true}]\n")
+    task.write_text(text)
+    monkeypatch.setenv("HARNESS_SUITES", str(tmp_path / "suites"))
+    zero = evaluate_model(str(model), "edited", OPTS, store=store, limit=6)
+    task.write_text(text.replace("num_fewshot: 0", "num_fewshot: 3"))
+    three = evaluate_model(str(model), "edited", OPTS, store=store, limit=6)
+    assert three.run_id != zero.run_id and not three.reused
+    assert three.new_requests == 24 and three.cached_requests == 0  # 3-shot prompts: none of them asked before
+    prompts = store.samples(three.run_id, "edited_mc")["prompt"]
+    assert all(p.count(" . how many ?") == 4 for p in prompts)  # three shots and the question
+    suite = load_suite("edited")
+    before = suite.definition_hash(["edited_mc"])
+    (folder / "utils.py").write_text("def docs(dataset):\n    return dataset\n")  # where a !function lives
+    assert suite.definition_hash(["edited_mc"]) != before
+
+
+def test_the_installed_lm_eval_task_a_suite_includes_is_part_of_its_definition(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """gsm8k's task includes lm-eval's gsm8k-cot.yaml: an lm-eval whose file says otherwise (an upgrade that changes
+    the prompt, a stop sequence or a filter) defines another task, so its runs get another id."""
+    import harness.suites as suites_mod
+    from harness.suites import load_suite
+
+    suite = load_suite("gsm8k")
+    installed = suites_mod.lm_eval_tasks_dir().resolve()
+    files = [p.relative_to(installed.parent).as_posix()
+             for p in suites_mod._definition_files(suite.task_files["gsm8k_cot"]) if installed in p.parents]
+    assert files[0] == "tasks/gsm8k/gsm8k-cot.yaml"
+    before = suite.definition_hash(["gsm8k_cot"])
+    copy = tmp_path / "lm_eval" / "tasks"
+    shutil.copytree(suites_mod.lm_eval_tasks_dir() / "gsm8k", copy / "gsm8k")
+    monkeypatch.setattr(suites_mod, "lm_eval_tasks_dir", lambda: copy)
+    assert suite.definition_hash(["gsm8k_cot"]) == before  # the same bytes: the same definition
+    cot = copy / "gsm8k" / "gsm8k-cot.yaml"
+    text = cot.read_text()
+    cot.write_text(text.replace("  - 'Q:'\n", "  - 'Q:'\n  - 'Question:'\n"))  # one more stop sequence
+    assert cot.read_text() != text
+    assert suite.definition_hash(["gsm8k_cot"]) != before
+
+
 def test_a_folder_changed_in_place_is_another_model(results: Path, store, suite, tmp_path: Path) -> None:
     """The same folder, new weights (retrained, re-exported into the same place): a new model id, so neither the
     stored run nor the request cache of the old weights answers for it. The store's record of the folder (by path)

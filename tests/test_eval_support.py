@@ -66,6 +66,10 @@ class TmpSuite:
     def task_configs(self, split: str, tasks: Sequence[str] | None = None) -> list[dict[str, Any]]:
         return [json.loads(json.dumps(c)) for c in self.configs[split] if tasks is None or c["task"] in tasks]
 
+    def definition_hash(self, tasks: Sequence[str]) -> str:  # as Suite's: what defines the tasks is in the id
+        configs = {c["task"]: c for cs in self.configs.values() for c in cs}
+        return hashlib.sha256(json.dumps([configs[t] for t in tasks], sort_keys=True).encode()).hexdigest()
+
     def data_hash(self, split: str | None = None) -> str:  # its data is all shipped: the split adds nothing
         h = hashlib.sha256()
         for configs in self.configs.values():

@@ -114,6 +114,7 @@ def score_settings(plan: Plan, opts: EvalOptions, bo: BackendOptions) -> dict[st
         "add_bos_token": bo.add_bos_token, "max_length": bo.max_length, "chat": bo.chat,
         "num_fewshot": None, "lm_eval_bootstrap_iters": LM_EVAL_BOOTSTRAP_ITERS,
         **({"lm_eval_tasks": package_version("lm_eval")} if plan.split == HUB_SPLIT else {}),  # tasks live there
+        **({"task_definitions": plan.suite.definition_hash(plan.tasks)} if plan.split != HUB_SPLIT else {}),
         **({"samples": {t: list(d) for t, d in plan.samples}} if plan.samples else {}),  # a paired tier sample
         **({"tokenizer": tokenizer_id(bo.tokenizer)} if bo.tokenizer else {}),  # openai: it makes the token ids
     }
