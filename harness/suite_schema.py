@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from harness.errors import HarnessError
 
+HUB_SPLIT = "hub"  # the split a `--hub` run (the suite's hub_tasks, lm-eval's own) is stored under
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(:[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
 
@@ -23,7 +24,8 @@ class AggregateSpec(BaseModel):
     metric: str | None = None  # None: each task's primary metric (harness/store/frames.py PRIMARY_METRICS)
     weight_by_size: bool = True
     # split -> the metric of that split's tasks where a split's tasks report another one (mgsm: lm-eval's
-    # variants filter differently from harness's own); the other splits use `metric`
+    # variants filter differently from harness's own; "hub": the hub_tasks' own, where they report another);
+    # the other splits use `metric`
     split_metrics: dict[str, str] = Field(default_factory=dict)
 TwinRelation = Literal["aligned", "derived", "independent"]
 
@@ -146,9 +148,11 @@ class SuiteSpec(BaseModel):
     def _default_split(self) -> SuiteSpec:
         if self.default_split not in self.splits:
             raise ValueError(f"default_split {self.default_split!r} is not one of the splits: {', '.join(self.splits)}")
-        unknown = sorted(set(self.aggregate.split_metrics) - set(self.splits))
+        named = set(self.splits) | ({HUB_SPLIT} if self.hub_tasks else set())
+        unknown = sorted(set(self.aggregate.split_metrics) - named)
         if unknown:
-            raise ValueError(f"aggregate.split_metrics names {unknown[0]!r}, which is not one of the splits")
+            why = f" (nor {HUB_SPLIT!r}: the suite names no hub_tasks)" if unknown[0] == HUB_SPLIT else ""
+            raise ValueError(f"aggregate.split_metrics names {unknown[0]!r}, which is not one of the splits{why}")
         return self
 
     @model_validator(mode="after")

@@ -73,6 +73,8 @@ def suite_yaml(name: str, version: str, desc: str, splits: dict[str, list[str]],
     if hub:
         body["hub_tasks"] = hub
     body["aggregate"] = {"metric": "acc", "weight_by_size": True}  # lm-eval's mmlu group
+    if "mmlu_redux_generative" in hub:  # a --hub run generates a letter: lm-eval's group scores its `default` filter
+        body["aggregate"]["split_metrics"] = {"hub": "exact_match,default"}
     return header(SCRIPT) + dump(body)
 
 

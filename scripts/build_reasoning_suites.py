@@ -245,7 +245,8 @@ def build_mgsm(src: Path) -> None:
         "default_split": "cot", "splits": splits, "tiers": {"smoke": 3, "quick": 25, "full": None},
         "twins": MGSM_TWINS, "hub_tasks": ["mgsm_cot_native"],
         "aggregate": {"metric": "exact_match,last-number", "weight_by_size": True,
-                      "split_metrics": {split: m for split, (_, _, m) in MGSM_UPSTREAM.items()}},
+                      "split_metrics": {**{split: m for split, (_, _, m) in MGSM_UPSTREAM.items()},
+                                        "hub": "exact_match,strict-match"}},  # mgsm_cot_native: native_cot's
         "same_questions": {split: "cot" for split in splits if split != "cot"}}))
 
 

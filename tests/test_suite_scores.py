@@ -147,6 +147,43 @@ def test_suite_aggregate_is_the_installed_lm_eval_group(suite: str, group_yaml: 
     assert (rule.metric, rule.weight_by_size) == (want, bool(agg.get("weight_by_size", True)))
 
 
+def reported_metrics(tm, name) -> list[set[str]]:
+    """The metric keys ("metric" or "metric,filter") each task under an lm-eval task, tag or group name reports."""
+    if isinstance(name, dict):  # a group written inline in its parent's task list
+        return [m for t in (name["task"] if isinstance(name["task"], list) else [name["task"]])
+                for m in reported_metrics(tm, t)]
+    entry = tm.task_index[name]
+    if entry.kind.name == "TAG":
+        return [m for t in sorted(entry.tags) for m in reported_metrics(tm, t)]
+    if entry.kind.name == "GROUP":
+        return reported_metrics(tm, {"task": entry.cfg["task"]})
+    filters = [f["name"] for f in entry.cfg.get("filter_list") or []] or ["none"]
+    return [{m["metric"] if f == "none" else f"{m['metric']},{f}" for m in entry.cfg["metric_list"] for f in filters}]
+
+
+@pytest.mark.slow
+def test_a_hub_run_is_scored_on_a_metric_its_tasks_report() -> None:
+    """`--hub` runs lm-eval's own tasks (suite.yaml hub_tasks) and is stored under split `hub`: its suite score
+    reads the metric the rule names for `hub`, which every one of those tasks must report. mgsm's hub tasks
+    (mgsm_cot_native) report strict-match/flexible-extract, not last-number; mmlu_redux's (mmlu_redux_generative)
+    exact_match,default, not acc: their hub runs had no suite score at all (no leaderboard row, no dashboard)."""
+    from lm_eval.tasks import TaskManager
+
+    from harness.suites import load_suite
+
+    tm = TaskManager()
+    rules, checked = score_rules(), []
+    for name, rule in sorted(rules.items()):
+        if rule.summary_task is not None or not load_suite(name).hub_tasks:
+            continue
+        want = rule.metric_for("hub")
+        for task in load_suite(name).hub_tasks:
+            reported = reported_metrics(tm, task)
+            assert reported and all(want is None or want in m for m in reported), (name, task, want, reported[0])
+        checked.append(name)
+    assert {"mmlu", "mmlu_redux", "bbh", "mgsm", "gsm8k", "gsm_plus"} <= set(checked)
+
+
 @pytest.mark.parametrize("split", ["lm_eval_direct", "lm_eval_native_cot", "lm_eval_en_cot"])
 def test_mgsm_lm_eval_splits_score_on_their_tasks_first_filter(split: str) -> None:
     """lm-eval has no mgsm group (tags only): each lm-eval split's score is on its tasks' first filter, which

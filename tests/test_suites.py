@@ -202,6 +202,8 @@ def test_missing_data_file_is_named(tmp_path: Path) -> None:
     ("name: toy\nversion: '1'\nkind: lm-eval\ndefault_split: p\nsplits: {p: [toy_task]}\n"
      "aggregate: {metric: acc, split_metrics: {q: f1}}\n", "split_metrics names 'q', which is not one of the splits"),
     ("name: toy\nversion: '1'\nkind: lm-eval\ndefault_split: p\nsplits: {p: [toy_task]}\n"
+     "aggregate: {metric: acc, split_metrics: {hub: f1}}\n", "nor 'hub': the suite names no hub_tasks"),
+    ("name: toy\nversion: '1'\nkind: lm-eval\ndefault_split: p\nsplits: {p: [toy_task]}\n"
      "same_questions: {p: q}\n", "same_questions names 'q', which is not one of the splits"),
     ("name: toy\nversion: '1'\nkind: lm-eval\ndefault_split: p\nsplits: {p: [toy_task], q: [toy_task]}\n"
      "same_questions: {p: p}\n", "'p' names 'p', which must be another split"),

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError, did_you_mean
+from harness.suite_schema import HUB_SPLIT
 
 if TYPE_CHECKING:
     from harness.suites import Suite
@@ -77,7 +78,6 @@ def _some(names: Sequence[str], n: int = 6) -> str:
     return ", ".join(names[:n]) + (f" ... ({len(names)} in all)" if len(names) > n else "")
 
 
-HUB_SPLIT = "hub"  # the split name a --hub run is stored under
 
 
 def make_plan(
