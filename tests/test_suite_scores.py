@@ -68,6 +68,42 @@ def test_suite_score_is_lm_eval_group_result(by_size: bool, results: Path, store
         assert (default.value, default.se) == pytest.approx((row.value, row.se))
 
 
+def test_harness_eval_prints_the_suite_score_not_the_plain_mean(results: Path, store, model: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """`harness eval`'s table ended with the `_aggregate` row, the plain mean of the tasks, which reads as the suite's
+    score; lm-eval's group (mmlu: size-weighted) and `harness leaderboard` give another number. The table labels it
+    a plain mean and a line after it gives the suite score the leaderboard shows."""
+    import re
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    folder = tmp_path / "suites" / "uneven"
+    for task, n, seed in (("uneven_small", 9, 0), ("uneven_large", 31, 1)):
+        write_mc_data(folder / "data" / f"{task}.jsonl", n, seed=seed)
+        cfg = mc_config(task, Path(f"data/{task}.jsonl"))
+        (folder / f"{task}.yaml").write_text(yaml.safe_dump({**cfg, "dataset_kwargs": {
+            "data_files": {"test": f"data/{task}.jsonl"}}}))
+    (folder / "suite.yaml").write_text("name: uneven\nversion: '1'\nkind: lm-eval\ndefault_split: public\n"
+                                       "splits: {public: [uneven_small, uneven_large]}\n"
+                                       "aggregate: {metric: acc, weight_by_size: true}\n")
+    monkeypatch.setenv("HARNESS_SUITES", str(tmp_path / "suites"))
+    out = CliRunner().invoke(app, ["eval", str(model), "--suite", "uneven", "--device", "cpu", "--dtype", "float32"])
+    assert out.exit_code == 0, out.output
+    value = {t: float(v) for t, v in re.findall(r"│ (uneven_small|uneven_large|_aggregate \(plain mean\)) +│ acc +│ "
+                                               r"([0-9.]+)", out.stdout)}
+    small, large, plain = value["uneven_small"], value["uneven_large"], value["_aggregate (plain mean)"]
+    assert small != large and plain == pytest.approx((small + large) / 2, abs=1e-4)
+    (line,) = [x for x in out.stdout.splitlines() if x.startswith("suite score uneven:public acc ")]
+    shown = float(line.split()[4])
+    assert shown == pytest.approx((9 * small + 31 * large) / 40, abs=1e-4) and abs(shown - plain) > 1e-3
+    assert "size-weighted mean of 2 tasks, n 40" in line
+    (board,) = views.suite_scores(store, rules=score_rules()).itertuples()
+    assert shown == pytest.approx(board.value, abs=1e-4)
+
+
 def test_suite_score_interval_stays_in_the_metric_range(store) -> None:
     """bbh at limit 2 (one task, 2 documents, one right): the normal interval was [-0.48, 1.48]; the stored
     suite score keeps lm-eval's stderr and prints Wilson's interval, inside [0, 1]; a rating stays in 1..10."""

@@ -34,9 +34,35 @@ def _print_result(res: RunResult) -> None:
     how = "reused" if res.reused else f"{res.cached_requests} cached / {res.new_requests} new requests"
     typer.echo(f"{res.model_name} on {res.suite}:{res.split} ({res.backend}) run {res.run_id}: {how}, "
                f"{res.seconds:.1f} s -> {res.results_dir}", err=True)
+    from harness.store import AGGREGATE_TASK
+
     print_table(None, ["task", "metric", "value", "stderr", "95% CI", "n"],
-                [(s.task, s.metric, _fmt(s.value), _fmt(s.stderr), _interval(s.ci_low, s.ci_high), s.n)
-                 for s in res.scores])
+                [(f"{s.task} (plain mean)" if s.task == AGGREGATE_TASK else s.task, s.metric, _fmt(s.value),
+                  _fmt(s.stderr), _interval(s.ci_low, s.ci_high), s.n) for s in res.scores])
+    line = _suite_score_line(res)
+    if line:
+        typer.echo(line)
+
+
+def _suite_score_line(res: RunResult) -> str | None:
+    """The run's suite score as the leaderboard and the dashboard show it (the suite's own aggregation, lm-eval's
+    group: mmlu's is the size-weighted mean, not the `_aggregate` row's plain mean of its tasks); None when the
+    store's latest complete run of this model, suite and split is another one."""
+    from harness.store import Store
+    from harness.store import frames as views
+    from harness.suites import score_rules
+
+    store = Store()
+    if not store.path.is_file():
+        return None
+    rules = score_rules()
+    rows = views.suite_scores(store, rules=rules).query("run_id == @res.run_id")
+    if rows.empty:
+        return None
+    r, rule = rows.iloc[0], rules.get(res.suite)
+    how = "size-weighted mean" if rule is None or rule.weight_by_size else "plain mean"
+    return (f"suite score {res.suite}:{res.split} {r.metric} {_fmt(r.value)} {_interval(r.ci_low, r.ci_high)} "
+            f"(the {how} of {r.tasks} tasks, n {r.n}; what the leaderboard shows)")
 
 
 def eval_cmd(
