@@ -195,6 +195,36 @@ def test_the_installed_lm_eval_task_a_suite_includes_is_part_of_its_definition(t
     assert suite.definition_hash(["gsm8k_cot"]) != before
 
 
+def test_chat_is_lm_evals_chat_template(results: Path, store, model: Path, suite, tmp_path: Path) -> None:
+    """BackendOptions(chat=True) keys the run id and the request cache, but lm-eval was never asked for a chat
+    template: on hf the prompts were the plain ones (a chat run scored as a plain one under another id), and the
+    openai backend's local-chat-completions, which takes messages, refused every request as a string. chat=True is
+    lm-eval's apply_chat_template (few-shot as multi-turn, its default): the same prompts and scores."""
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    chatty = shutil.copytree(model, tmp_path / "chatty")
+    (chatty / "chat_template.jinja").write_text(
+        "{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|> {% endif %}")
+    bo = BackendOptions(device="cpu", dtype="float32", batch_size=8, chat=True)
+    res = evaluate_model(str(chatty), suite, EvalOptions(backend_options=bo), store=store, limit=4)
+    plain = evaluate_model(str(chatty), suite, OPTS, store=store, limit=4)
+    direct = lm_eval.simple_evaluate(
+        model="hf", model_args={"pretrained": str(chatty), "dtype": "float32", "add_bos_token": False},
+        tasks=suite.task_configs("public"), device="cpu", batch_size=8, limit=4, apply_chat_template=True,
+        task_manager=TaskManager(include_defaults=False), random_seed=1234, fewshot_random_seed=1234)
+    for task in ("tmp_mc", "tmp_mc2"):
+        ours = store.samples(res.run_id, task).sort_values("doc_id")
+        theirs = sorted(direct["samples"][task], key=lambda s: s["doc_id"])
+        assert list(ours["prompt"]) == [s["arguments"][0][0] for s in theirs]
+        assert all(p.startswith("<|user|> ") and p.endswith("<|assistant|> ") for p in ours["prompt"])
+        assert list(ours["score"]) == [s["acc"] for s in theirs]
+        assert res.score(task).value == direct["results"][task]["acc,none"]
+        assert not any(p.startswith("<|user|>") for p in store.samples(plain.run_id, task)["prompt"])
+    assert res.run_id != plain.run_id
+
+
 def test_a_folder_changed_in_place_is_another_model(results: Path, store, suite, tmp_path: Path) -> None:
     """The same folder, new weights (retrained, re-exported into the same place): a new model id, so neither the
     stored run nor the request cache of the old weights answers for it. The store's record of the folder (by path)

@@ -226,7 +226,7 @@ def lm_eval_results(target: ModelTarget, plan: Plan, opts: EvalOptions, bo: Back
                 model=lm, tasks=configs, limit=None if plan.samples else plan.limit,
                 samples={t: list(d) for t, d in plan.samples} if plan.samples else None,
                 bootstrap_iters=LM_EVAL_BOOTSTRAP_ITERS,
-                log_samples=True, evaluation_tracker=tracker,
+                log_samples=True, evaluation_tracker=tracker, apply_chat_template=bo.chat,  # few-shot multi-turn
                 task_manager=TaskManager(include_defaults=plan.split == HUB_SPLIT),
                 random_seed=opts.seed, numpy_random_seed=opts.seed, torch_random_seed=opts.seed,
                 fewshot_random_seed=opts.seed,

@@ -25,7 +25,7 @@ class BackendOptions:
     base_url: str | None = None  # openai: the server root, e.g. http://127.0.0.1:8000
     served_model: str | None = None  # openai: the model name the server knows
     tokenizer: str | None = None  # openai: a local tokenizer folder (default: the model folder)
-    chat: bool = False  # openai: use /v1/chat/completions (generation tasks only)
+    chat: bool = False  # lm-eval's apply_chat_template (openai: /v1/chat/completions, generation tasks only)
     num_concurrent: int = 4  # openai: parallel requests
     max_retries: int = 2  # openai
     tensor_parallel_size: int = 1  # vllm: GPUs one engine spans (vLLM's tensor_parallel_size)
