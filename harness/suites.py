@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -327,20 +328,34 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 def _definition_files(path: Path, seen: frozenset[Path] = frozenset()) -> list[Path]:
     """A task YAML, the Python modules beside it (its `!function`s) and, recursively, the files it includes."""
-    path = path.resolve()
+    path = Path(os.path.normpath(path.absolute()))
     if path in seen:
         raise HarnessError(f"{path}: include cycle", "remove the circular include:")
-    local = yaml.load(path.read_text(encoding="utf-8"), Loader=_TaskYamlLoader)  # noqa: S506 (safe subclass)
-    if not isinstance(local, dict):  # the suite's load read every chain: only a file changed since gets here
-        raise HarnessError(f"{path}: a task YAML must be a mapping", "fix the file")
+    local = _raw_yaml(path, path.stat().st_mtime_ns)
     upstream = _upstream_include(local, path)
     includes = local.get("include")
-    files = [path, *sorted(path.parent.glob("*.py"))]
+    files = [path, *_modules_beside(path.parent, path.parent.stat().st_mtime_ns)]
     for inc in [] if includes is None else includes if isinstance(includes, list) else [includes]:
         files += _definition_files(upstream if upstream is not None else path.parent / inc, seen | {path})
     return files
 
 
+@functools.lru_cache(maxsize=1024)
+def _modules_beside(folder: Path, _mtime_ns: int) -> tuple[Path, ...]:
+    """The Python modules of a folder (where a task YAML's `!function`s live), listed once per version of it."""
+    return tuple(sorted(folder.glob("*.py")))
+
+
+@functools.lru_cache(maxsize=4096)
+def _raw_yaml(path: Path, _mtime_ns: int) -> dict[str, Any]:
+    """A task YAML as written (its `include:` not followed), parsed once per version of the file."""
+    local = yaml.load(path.read_text(encoding="utf-8"), Loader=_TaskYamlLoader)  # noqa: S506 (safe subclass)
+    if not isinstance(local, dict):  # the suite's load read every chain: only a file changed since gets here
+        raise HarnessError(f"{path}: a task YAML must be a mapping", "fix the file")
+    return local
+
+
+@functools.lru_cache(maxsize=1)
 def lm_eval_tasks_dir() -> Path:
     """The installed lm-eval's tasks folder, found without importing lm-eval."""
     import importlib.util
