@@ -111,7 +111,7 @@ class Resolver:
     materialize: Materialize | None = None
     hashes: dict[tuple[str, str], str] = field(default_factory=dict)
     known: dict[tuple[str, str], bool] = field(default_factory=dict)
-    names: dict[str, tuple[str | None, str, str | None]] = field(default_factory=dict)
+    names: dict[str, tuple[str | None, str, str | None, str, str | None]] = field(default_factory=dict)
     stack: tuple[Path, ...] = ()  # recipe files being made, outermost first (to refuse cycles)
 
     def locate(self, ref: str, base_dir: Path) -> tuple[Path, str | None, str | None]:
@@ -133,13 +133,13 @@ class Resolver:
             if ref not in self.names:  # remembered for this resolver's life (a search loop asks again and again)
                 rec = self.store.find_model(ref)
                 if rec is not None:
-                    self.names[ref] = (rec.path, rec.model_id, rec.name)
+                    self.names[ref] = (rec.path, rec.model_id, rec.name, rec.kind, rec.meta.get("files_sig"))
             if ref in self.names:
-                path, mid, name = self.names[ref]
+                path, mid, name, kind, sig = self.names[ref]
                 if not path or not Path(path).is_dir():
                     raise HarnessError(f"model {ref!r} is in the store but its folder {path} is gone",
                                        "merge or download it again")
-                return Path(path), mid, name
+                return Path(path), mid if _still(Path(path), kind, sig) else None, name
         names = list(self.store.aliases()) if self.store is not None else []
         raise HarnessError(
             f"no model {ref!r}: not a folder, a recipe file or a name in the store{did_you_mean(ref, names)}",
@@ -172,6 +172,14 @@ class Resolver:
         if key not in self.known:
             self.known[key] = self.store is not None and self.store.find_model(self.hashes[key]) is not None
         return self.hashes[key], sig, self.known[key]
+
+
+def _still(folder: Path, kind: str, recorded_sig: str | None) -> bool:
+    """Whether a store record's id still stands for its folder. A source's id is its content, so a source is always
+    re-identified (`Resolver.identify`: its content hash, memoised per files signature, so edited in place it is a
+    new id, as evaluate.target does); a merge's or zoo model's id holds while its files' signature is the recorded
+    one (or none was recorded)."""
+    return kind != "source" and (not recorded_sig or files_signature(folder) == recorded_sig)
 
 
 def plan_merge(recipe: Recipe, resolver: Resolver, seed: int | None = 0) -> MergePlan:
