@@ -2,7 +2,8 @@
 
 Before: weights are safetensors (pickles only with --allow-pickle), architectures agree, tensors shared by
 name have one shape, tokenizers agree (unless the recipe sets mergekit's tokenizer options). After: every
-merged value is finite. Header and JSON reads only: no torch needed before the merge starts.
+merged value is finite, and the merge has a tokenizer when a parent had one. Header and JSON reads only: no
+torch needed before the merge starts.
 """
 
 from __future__ import annotations
@@ -113,6 +114,24 @@ def check_tokenizers(parents: list[Parent]) -> None:
             f"tokenizers differ between {label(first)} and {label(p)} ({len(diffs)} ids; first {shown})",
             TOKENIZER_FIX,
         )
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")  # any one of them is a usable tokenizer
+
+
+def check_output_tokenizer(plan: MergePlan, out: Path) -> None:
+    """mergekit logs a tokenizer it failed to copy or build and carries on: a merge without one is refused here
+    when a parent had one (merged weights whose ids no tokenizer reads are no model)."""
+    if any((out / f).is_file() for f in TOKENIZER_FILES):
+        return
+    had = [label(p) for p in plan.parents if any((Path(p.path) / f).is_file() for f in TOKENIZER_FILES)]
+    if had:
+        donor = next((label(p) for p in plan.parents if p.role == "base"), "one of the models")
+        raise HarnessError(
+            f"mergekit wrote no tokenizer for this merge (it copies the tokenizer from {donor}, which has no "
+            f"complete one; {', '.join(had)} has one)",
+            "give that model its tokenizer files (tokenizer_config.json with tokenizer.json or tokenizer.model) "
+            "or name a tokenizer source in the recipe (`tokenizer: {source: MODEL}`)")
 
 
 def check_finite(tensors: Any, where: str) -> None:

@@ -94,6 +94,9 @@ def merge_to_folder(
         run_mergekit(plan, tmp, device=device, allow_pickle=allow_pickle, shard_bytes=shard_bytes,
                      where=f"merge of {rec.path or 'recipe'}")
         from harness.merge.cards import write_card
+        from harness.merge.checks import check_output_tokenizer
+
+        check_output_tokenizer(plan, tmp)
 
         write_card(tmp, plan, name)
     from harness.merge.record import record_merge
