@@ -32,6 +32,13 @@ def files_signature(path: Path) -> str:
     return hash_json(rows)
 
 
+def files_sizes(path: Path) -> dict[str, int]:
+    """Name -> size of the files that define a model folder: what a merge records of itself (harness_merge.json)
+    to tell a damaged copy (a cut shard, a lost file) from the merge, without reading the weights."""
+    return {p.name: p.stat().st_size for p in sorted(Path(path).iterdir())
+            if p.is_file() and (p.suffix in MODEL_FILE_SUFFIXES or p.name in MODEL_FILE_NAMES)}
+
+
 def model_id(path: Path, signature: str | None = None) -> str:
     """The folder's content hash, remembered per (resolved folder, files signature)."""
     path = Path(path).resolve()

@@ -1,5 +1,6 @@
-"""What a merged folder says about itself: a Hub-style model card, the runnable mergekit config, and a JSON
-record of the merge (id, parents, seed, versions). None of these files enter the model's content hash."""
+"""What a merged folder says about itself: a Hub-style model card, the runnable mergekit config, and a JSON record of
+the merge (id, parents, seed, versions, the sizes of the files that define the model). None of these files enter the
+model's content hash."""
 
 from __future__ import annotations
 
@@ -58,12 +59,15 @@ def card_text(plan: MergePlan, name: str | None = None) -> str:
     )
 
 
-def merge_record(plan: MergePlan) -> dict:
+def merge_record(plan: MergePlan, folder: Path) -> dict:
+    from harness.identity import files_sizes
+
     return {
         "model_id": plan.model_id, "recipe_id": plan.recipe_id, "method": plan.method, "seed": plan.seed,
         "mergekit": plan.mergekit_version, "harness": __version__,
         "parents": [{"model_id": p.model_id, "path": p.path, "role": p.role, "name": p.name, "weight": p.weight}
                     for p in plan.parents],
+        "files": files_sizes(folder),
     }
 
 
@@ -72,4 +76,4 @@ def write_card(folder: Path, plan: MergePlan, name: str | None = None) -> None:
 
     (folder / "README.md").write_text(card_text(plan, name), encoding="utf-8")
     (folder / "mergekit_config.yml").write_text(yaml.safe_dump(plan.config_data, sort_keys=False), encoding="utf-8")
-    (folder / "harness_merge.json").write_text(json.dumps(merge_record(plan), indent=2), encoding="utf-8")
+    (folder / "harness_merge.json").write_text(json.dumps(merge_record(plan, folder), indent=2), encoding="utf-8")

@@ -13,7 +13,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,9 +88,10 @@ def merge_to_folder(
 
     plan.validate()
     check_inputs(plan, allow_pickle)
-    if final.exists() and any(final.iterdir()):
+    damaged = final.exists() and any(final.iterdir())  # a folder of this merge, damaged: made again, swapped in
+    if damaged and merge_record_id(final) != plan.model_id:
         raise HarnessError(f"{final} already exists and is not this merge", "pick another --out or remove it")
-    with staging(final) as tmp:
+    with staging(final, replace=lambda f: damaged and not is_this_merge(f, plan.model_id)) as tmp:
         run_mergekit(plan, tmp, device=device, allow_pickle=allow_pickle, shard_bytes=shard_bytes,
                      where=f"merge of {rec.path or 'recipe'}")
         from harness.merge.cards import write_card
@@ -147,32 +148,48 @@ def cached_folder(store: Store, plan: MergePlan, final: Path, name: str | None =
         return None
     if final == stored or final == merges_dir() / plan.model_id:
         return stored
-    if final.exists():
-        if is_this_merge(final, plan.model_id):
-            return final
+    if is_this_merge(final, plan.model_id):
+        return final
+    if final.exists() and any(final.iterdir()) and merge_record_id(final) != plan.model_id:
         raise HarnessError(f"{final} already exists and is not this merge", "pick another --out or remove it")
-    with staging(final) as tmp:
+    with staging(final, replace=lambda f: not is_this_merge(f, plan.model_id)) as tmp:  # a damaged copy: replaced
         shutil.copytree(stored, tmp, dirs_exist_ok=True)
     return final
 
 
-def is_this_merge(folder: Path, model_id: str) -> bool:
-    record = folder / "harness_merge.json"
-    if not record.is_file():
-        return False
+def merge_record(folder: Path) -> dict[str, Any]:
+    """The folder's harness_merge.json ({} when it has none or it does not parse)."""
     import json
 
     try:
-        return json.loads(record.read_text()).get("model_id") == model_id
+        record = json.loads((folder / "harness_merge.json").read_text())
     except (OSError, ValueError):
-        return False
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def merge_record_id(folder: Path) -> str | None:
+    """The merge id a folder's harness_merge.json names, whole or damaged."""
+    return merge_record(folder).get("model_id")
+
+
+def is_this_merge(folder: Path, model_id: str) -> bool:
+    """The folder is this merge, whole: its harness_merge.json names the id and the sizes of the files that define
+    the model are the ones recorded when it was made (a cut shard, a lost or added weights file: not this merge;
+    a record without sizes, written before they were recorded, cannot tell: not this merge, made again)."""
+    from harness.identity import files_sizes
+
+    record = merge_record(folder)
+    return record.get("model_id") == model_id and record.get("files") == files_sizes(folder)
 
 
 @contextmanager
-def staging(final: Path) -> Iterator[Path]:
+def staging(final: Path, replace: Callable[[Path], bool] = lambda _: False) -> Iterator[Path]:
     """A fresh folder beside `final`, renamed to `final` if the body succeeds, removed if it fails. The folder is
     locked (flock on it) while the merge runs, so staging folders a killed merge left behind are told from live
-    ones and removed (`clean_stale_staging`) before a new one starts."""
+    ones and removed (`clean_stale_staging`) before a new one starts. A non-empty `final` is kept (another process
+    made the same content-addressed folder first) unless `replace(final)` says it is damaged: then it is swapped
+    out (`final` never missing for more than two renames) and removed."""
     import fcntl
 
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -184,6 +201,9 @@ def staging(final: Path) -> Iterator[Path]:
     try:
         yield tmp
         if final.exists() and any(final.iterdir()):
+            if replace(final):
+                swap_in(tmp, final)
+                return
             shutil.rmtree(tmp)  # another process finished the same content-addressed merge first
             return
         if final.exists():
@@ -197,6 +217,15 @@ def staging(final: Path) -> Iterator[Path]:
         raise
     finally:
         os.close(held)  # releases the lock
+
+
+def swap_in(tmp: Path, final: Path) -> None:
+    """Replace the folder `final` with `tmp`: the old one is moved aside under a staging name (removed by
+    `clean_stale_staging` if this process dies before removing it)."""
+    old = final.parent / f".{final.name}{STAGING}old-{uuid.uuid4().hex[:8]}"
+    final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 STAGING = ".tmp-"
