@@ -152,3 +152,17 @@ def test_one_id_is_one_set_of_tensors_on_cpu_and_cuda(zoo, store, results, tmp_p
     cuda = merge_to_folder(recipe, tmp_path / "cuda", store=Store(tmp_path / "gpu.duckdb"), device="cuda")
     if cpu.model_id == cuda.model_id:
         assert_same(load_folder(cpu.path), load_folder(cuda.path))
+
+
+def test_the_device_enters_the_id_only_of_a_random_method_on_cuda(zoo):  # noqa: F811
+    """No GPU needed: the plan is made without mergekit. CPU ids are those made before the device counted."""
+    from harness.merge.recipe import load_recipe
+    from harness.merge.resolve import Resolver, plan_merge
+
+    dare = {"merge_method": "dare_ties", "base_model": str(zoo["m0"]), "models": [
+        {"model": str(zoo["m1"]), "parameters": {"weight": 0.5, "density": 0.5}}]}
+    for recipe, random in ((dare, True), (linear(zoo["m1"], zoo["m2"]), False)):
+        ids = {d: plan_merge(load_recipe(recipe), Resolver(), device=d).model_id for d in ("cpu", "cuda", "cuda:1")}
+        assert ids["cpu"] == plan_merge(load_recipe(recipe), Resolver()).model_id
+        assert ids["cuda"] == ids["cuda:1"]
+        assert (ids["cuda"] != ids["cpu"]) == random

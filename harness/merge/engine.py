@@ -73,7 +73,7 @@ def merge_to_folder(
         r = merge_to_folder(sub, seed=seed, device=device, allow_pickle=allow_pickle, store=store, _stack=stack)
         return str(r.path), r.model_id
 
-    plan = plan_merge(rec, Resolver(store=store, materialize=materialize, stack=stack), seed=seed)
+    plan = plan_merge(rec, Resolver(store=store, materialize=materialize, stack=stack), seed=seed, device=device)
     with store.reading():  # one connection for the name and the cache look-up
         name = _free(store, name or rec.name, plan.model_id)
         stored = store.find_model(plan.model_id)

@@ -87,7 +87,7 @@ class InMemoryMerger:
     def plan(self, recipe: str | Path | dict | Recipe, seed: int | None = None) -> MergePlan:
         rec = load_recipe(recipe)
         self.resolver.stack = (rec.path,) if rec.path else ()
-        return plan_merge(rec, self.resolver, seed=self.seed if seed is None else seed)
+        return plan_merge(rec, self.resolver, seed=self.seed if seed is None else seed, device=self.device)
 
     def model_id(self, recipe: str | Path | dict | Recipe, seed: int | None = None) -> str:
         return self.plan(recipe, seed).model_id

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     from harness.store import Store
 
 ID_FORMAT = 1  # bump when the way ids are computed changes
+# mergekit methods that draw random numbers on the math device (mergekit 0.1.5: DARE's bernoulli masks, DELLA's
+# magnitude-weighted ones, arcee_fusion's quantile sample of a tensor over 1M values): CUDA's draws are not the CPU's
+RANDOM_METHODS = frozenset({"dare_ties", "dare_linear", "della", "della_linear", "arcee_fusion"})
 
 
 @dataclass(frozen=True)
@@ -182,8 +185,9 @@ def _still(folder: Path, kind: str, recorded_sig: str | None) -> bool:
     return kind != "source" and (not recorded_sig or files_signature(folder) == recorded_sig)
 
 
-def plan_merge(recipe: Recipe, resolver: Resolver, seed: int | None = 0) -> MergePlan:
-    """Locate every reference, compute ids, and build mergekit's config. Writes nothing, imports no mergekit."""
+def plan_merge(recipe: Recipe, resolver: Resolver, seed: int | None = 0, device: str = "cpu") -> MergePlan:
+    """Locate every reference, compute ids, and build mergekit's config. Writes nothing, imports no mergekit.
+    `device` enters the id only where it changes the tensors (`draw_device`): CPU ids do not hold it."""
     from importlib.metadata import version
 
     from harness.merge.fisher import attach_fisher
@@ -215,10 +219,28 @@ def plan_merge(recipe: Recipe, resolver: Resolver, seed: int | None = 0) -> Merg
     norm = canonical(normalised)
     parents = _with_roles(found, data)
     mk = version("mergekit")
-    model_id = hash_json({"format": ID_FORMAT, "recipe": norm, "parents": sorted(p.model_id for p in parents),
-                          "mergekit": mk, "seed": seed})
+    what = {"format": ID_FORMAT, "recipe": norm, "parents": sorted(p.model_id for p in parents), "mergekit": mk,
+            "seed": seed}
+    drawn_on = draw_device(data, device)
+    if drawn_on is not None:
+        what["device"] = drawn_on
+    model_id = hash_json(what)
     return MergePlan(recipe=recipe, config_data=config_data, normalised=norm, parents=parents,
                      model_id=model_id, recipe_id=hash_json(norm), seed=seed, mergekit_version=mk)
+
+
+def draw_device(data: Any, device: str) -> str | None:
+    """The device kind ("cuda") a recipe's random draws are made on, when not the CPU and a method of the recipe
+    (top level, slices or modules) draws random numbers; else None (the id is the CPU's)."""
+    kind = device.split(":")[0]
+
+    def methods(node: Any) -> set[str]:
+        if isinstance(node, dict):
+            return {str(v) for k, v in node.items() if k == "merge_method"} | {
+                m for v in node.values() for m in methods(v)}
+        return {m for v in node for m in methods(v)} if isinstance(node, list) else set()
+
+    return kind if kind != "cpu" and methods(data) & RANDOM_METHODS else None
 
 
 def _hash_file_params(normalised: dict[str, Any], base_dir: Path, config_data: dict[str, Any]) -> None:
