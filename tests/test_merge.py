@@ -73,11 +73,15 @@ def assert_same(a: dict, b: dict) -> None:
 
 
 def mergekit_run_merge(recipe: dict, out: Path, seed: int) -> dict:
-    """mergekit's own library entry point, called the way mergekit-yaml calls it."""
-    from mergekit.config import MergeConfiguration
+    """mergekit's own library entry point, called the way mergekit-yaml calls it, with its models in recipe order:
+    mergekit's own order is a set's (another per process), which picks the donor of config.json and the tokenizer
+    when there is no base_model; harness fixes it to the recipe's (harness.merge.ordered), so the peer does too."""
     from mergekit.merge import MergeOptions, run_merge
 
-    run_merge(MergeConfiguration.model_validate(recipe), str(out), options=MergeOptions(random_seed=seed, quiet=True))
+    from harness.merge.ordered import OrderedMergeConfiguration
+
+    config = OrderedMergeConfiguration.model_validate(recipe)
+    run_merge(config, str(out), options=MergeOptions(random_seed=seed, quiet=True))
     return load_folder(out)
 
 

@@ -90,11 +90,12 @@ def canonical(node: Any, in_parameters: bool = False) -> Any:
 
 
 def to_merge_config(data: dict[str, Any]) -> Any:
-    from mergekit.config import MergeConfiguration
     from pydantic import ValidationError
 
+    from harness.merge.ordered import OrderedMergeConfiguration  # its models in recipe order, whatever the hash seed
+
     try:
-        return MergeConfiguration.model_validate(copy.deepcopy(data))
+        return OrderedMergeConfiguration.model_validate(copy.deepcopy(data))
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
