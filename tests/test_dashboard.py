@@ -464,3 +464,28 @@ def test_chart_specs_are_the_ones_altair_writes() -> None:
               + base.mark_rule(color="black").encode(x="lo:Q", x2="hi:Q"))
     assert layer_shared(charts.bars_with_interval("who:N", "gap:Q", "public - twin (points)")) == altair_dict(theirs)
     assert charts.field("B - A:Q", title=None) == {"field": "B - A", "type": "quantitative", "title": None}
+
+
+@pytest.mark.parametrize(("rows", "expected"), [
+    ([(0.30, 0.20), (0.50, 0.25), (0.40, 0.35), (0.10, 0.05)], 0.25),
+    ([(0.30, 0.20), (0.50, None), (0.40, 0.35)], None),  # arg_max skipped the NULL and gave 0.35 (m2's)
+    ([(0.50, 0.20), (0.50, 0.30)], 0.20),  # a fitness tie goes to the earliest, as records.best
+])
+def test_evolve_history_heldout_is_the_fittest_candidates(tmp_path: Path, rows, expected) -> None:
+    """The Runs page's evolve history: a generation's held-out score is its fittest candidate's, NULL when that
+    one has none, the number records.history (harness evolve --json) gives too."""
+    import math
+
+    from harness.store import evolve as records
+    from harness.store import frames as views
+
+    store = Store(tmp_path / "h.duckdb")
+    store.init()
+    records.start_run(store, "ev1", {"fitness_key": "k"})
+    with store.db.write() as con:
+        for idx, (fit, held) in enumerate(rows):
+            con.execute("INSERT INTO evolve_candidates VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        ["ev1", 1, idx, f"m{idx}", json.dumps({}), fit, held])
+    got = views.evolve_history(store, "ev1")["heldout_of_fittest"].tolist()[0]
+    assert (got is None or math.isnan(got)) if expected is None else got == expected
+    assert records.history(store, "ev1")[0]["heldout"] == expected

@@ -249,3 +249,28 @@ def test_a_model_without_layers_n_tensors_is_searched_globally_or_refused(tmp_pa
     cfg = parse_config(make_config(tmp_path, qwen[0], qwen[1:], granularity="layer"))
     assert build_space(cfg, [str(s) for s in qwen[1:]], str(qwen[0]), str(qwen[0])).group_names == \
         ["layer0", "layer1", "io"]
+
+
+def _plant_generation(store, rows: list[tuple[float | None, float | None]], evolve_id: str = "ev1") -> None:
+    """One generation of candidates written straight into the store: (fitness, held-out) per row."""
+    import json
+
+    from harness.store import evolve as records
+
+    records.start_run(store, evolve_id, {"fitness_key": "k"})
+    with store.db.write() as con:
+        for idx, (fit, held) in enumerate(rows):
+            con.execute("INSERT INTO evolve_candidates VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        [evolve_id, 1, idx, f"m{idx}", json.dumps({}), fit, held])
+
+
+@pytest.mark.parametrize(("rows", "expected"), [
+    ([(0.30, 0.20), (0.50, 0.25), (0.40, 0.35), (0.10, 0.05)], 0.25),  # the fittest's, not the last row's (0.05)
+    ([(0.30, 0.20), (0.50, None), (0.40, 0.35)], None),  # the fittest was not checked: no held-out number
+    ([(0.50, 0.20), (0.50, 0.30)], 0.20),  # a fitness tie goes to the earliest, as records.best
+])
+def test_history_heldout_is_the_fittest_candidates(store, rows, expected) -> None:
+    from harness.store import evolve as records
+
+    _plant_generation(store, rows)
+    assert records.history(store, "ev1")[0]["heldout"] == expected

@@ -154,7 +154,8 @@ def set_finalist(store: Store, evolve_id: str, model_id: str, split: str, value:
 
 
 def history(store: Store, evolve_id: str) -> list[dict[str, Any]]:
-    """Per generation: candidates, best, mean, best so far and the latest held-out check (for the dashboard)."""
+    """Per generation: candidates, best, mean, best so far, and the held-out score and fitness standard error of the
+    generation's fittest candidate (None when it was not checked)."""
     out: list[dict[str, Any]] = []
     so_far = float("-inf")
     by_gen: dict[int, list[Candidate]] = {}
@@ -163,11 +164,10 @@ def history(store: Store, evolve_id: str) -> list[dict[str, Any]]:
     for g, cs in sorted(by_gen.items()):
         fit = [c.fitness for c in cs if c.fitness is not None]
         so_far = max([so_far, *fit])
-        held = [c.heldout for c in cs if c.heldout is not None]
         top = best(cs)
         out.append({"generation": g, "candidates": len(cs), "best": max(fit) if fit else None,
                     "mean": sum(fit) / len(fit) if fit else None, "best_so_far": so_far,
-                    "heldout": held[-1] if held else None,
+                    "heldout": top.heldout if top else None,
                     "stderr": top.params.get("stderr") if top else None})  # of the generation's best fitness
     return out
 

@@ -280,10 +280,13 @@ def evolve_candidates(store: Store | duckdb.DuckDBPyConnection) -> pd.DataFrame:
 
 
 def evolve_history(store: Store, evolve_id: str) -> pd.DataFrame:
-    """Per generation: best and mean fitness, the held-out score of the fittest candidate, and its mean."""
+    """Per generation: best and mean fitness, the held-out score of the fittest candidate (NULL when it has none;
+    ties go to the earliest, as harness.store.evolve.best), and the mean held-out score."""
     return _df(store, """
         SELECT generation, max(fitness) AS best_fitness, avg(fitness) AS mean_fitness,
-               arg_max(heldout, fitness) AS heldout_of_fittest, avg(heldout) AS mean_heldout, count(*) AS candidates
+               first(CASE WHEN fitness IS NOT NULL THEN heldout END ORDER BY fitness DESC NULLS LAST, idx)
+                   AS heldout_of_fittest,
+               avg(heldout) AS mean_heldout, count(*) AS candidates
         FROM evolve_candidates WHERE evolve_id = ? GROUP BY generation ORDER BY generation""", [evolve_id])
 
 
