@@ -274,3 +274,25 @@ def test_history_heldout_is_the_fittest_candidates(store, rows, expected) -> Non
 
     _plant_generation(store, rows)
     assert records.history(store, "ev1")[0]["heldout"] == expected
+
+
+@pytest.mark.parametrize("dist", ["lm_eval", "transformers", "torch"])
+def test_fitness_key_names_the_engines_that_score(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dist: str) -> None:
+    """A fitness cached under another lm-eval, transformers or torch (an upgrade) is another fitness: the key that
+    decides whether a stored fitness is reused changes with each engine's version, as the request cache's does."""
+    import importlib.metadata
+
+    from harness.evolve.loop import Search
+    from harness.store import Store
+    from tests.test_evolve_support import make_suite
+
+    make_suite(tmp_path / "suites")
+    base, sources = make_models(tmp_path / "models")
+    store = Store(tmp_path / "h.duckdb")
+    store.init()
+    cfg = parse_config(make_config(tmp_path, base, sources))
+    now = Search(cfg, tmp_path, store).fitness_key
+    assert Search(cfg, tmp_path, store).fitness_key == now
+    real = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda d: "0.0.1" if d == dist else real(d))
+    assert Search(cfg, tmp_path, store).fitness_key != now

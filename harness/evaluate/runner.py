@@ -136,11 +136,15 @@ def answer_cache_path(model_id: str, backend: str, settings: dict[str, Any]) -> 
     """The request cache of a model's answers: keyed by its answer settings and by the engines that answer (lm-eval,
     which tokenizes and scores; the backend's transformers and torch, or vLLM): an answer cached by another version
     of them is never read (a `--rerun` after an upgrade computes every answer again)."""
-    from harness.evaluate.backends import get_backend
     from harness.evaluate.request_cache import cache_path
 
-    engines = f"lm_eval {package_version('lm_eval')}; {get_backend(backend).version()}"
-    return cache_path(model_id, backend, {**answer_settings(settings), "engines": engines})
+    return cache_path(model_id, backend, {**answer_settings(settings), "engines": engine_versions(backend)})
+
+
+def engine_versions(backend: str) -> str:
+    """The versions of what turns a model into scores: lm-eval (tokenizes and scores) and the backend's engine
+    (transformers and torch, or vLLM). Every cache of answers or scores is keyed by them."""
+    return f"lm_eval {package_version('lm_eval')}; {get_backend(backend).version()}"
 
 
 def run_id_for(target: ModelTarget, plan: Plan, backend: str, settings: dict[str, Any]) -> str:

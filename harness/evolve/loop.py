@@ -138,6 +138,7 @@ class Search:
     """One evolution run: set up from a config, then `run()`."""
 
     def __init__(self, cfg: EvolveConfig, base_dir: Path, store: Store) -> None:
+        from harness.evaluate.runner import engine_versions
         from harness.merge import InMemoryMerger
 
         self.cfg, self.store = cfg, store
@@ -150,7 +151,8 @@ class Search:
         plan = self.merger.plan(self.space.parent_recipe())
         self.parents = {p.path: p.model_id for p in plan.parents}
         self.names = {p.path: Path(p.path).name for p in plan.parents}
-        self.fitness_key = hash_json({**cfg.fitness_key(), "data": self._data_hashes(), "score": self._score_rules()})
+        self.fitness_key = hash_json({**cfg.fitness_key(), "data": self._data_hashes(), "score": self._score_rules(),
+                                      "engines": engine_versions(cfg.backend)})
         self.evolve_id = "ev" + hash_json({"config": cfg.identity(), "parents": self.parents})[:18]
 
     def _data_hashes(self) -> dict[str, str]:
