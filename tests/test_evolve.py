@@ -296,3 +296,18 @@ def test_fitness_key_names_the_engines_that_score(tmp_path: Path, monkeypatch: p
     real = importlib.metadata.version
     monkeypatch.setattr(importlib.metadata, "version", lambda d: "0.0.1" if d == dist else real(d))
     assert Search(cfg, tmp_path, store).fitness_key != now
+
+
+def test_the_pick_among_finalists_is_one_of_the_count_fittest() -> None:
+    """A run extended with a larger budget keeps the finalist scores of its first pass: m2 (public 0.9) was a
+    finalist then and is no longer among the 2 fittest, so the pick is the better of m0 and m1 on public."""
+    from harness.store.evolve import Candidate, pick
+
+    def cand(idx: int, fit: float, public: float | None) -> Candidate:
+        params = {} if public is None else {"finalist": {"split": "public", "fitness": public}}
+        return Candidate(1, idx, f"m{idx}", params, fit, None)
+
+    cands = [cand(0, 0.8, 0.3), cand(1, 0.7, 0.5), cand(2, 0.6, 0.9), cand(3, 0.5, None)]
+    assert pick(cands, "public", 2).model_id == "m1"
+    assert pick(cands, "public", 3).model_id == "m2"
+    assert pick(cands).model_id == "m0"

@@ -239,3 +239,33 @@ def test_declared_finalists_decide_on_their_split_and_are_recorded_as_a_selectio
         finalists[res.best_model_id]["fitness"])  # the runner's held-out score is what the finalists were scored
     again = run_evolve(write(tmp, cfg), store=store)
     assert again.best_model_id == res.best_model_id
+
+
+def test_a_finished_run_extended_with_a_larger_budget_picks_among_the_fittest_of_the_whole_run(tmp_path, store) -> None:
+    """docs/evolve.md: resume a finished run with a larger budget to search further. The new pick (another model
+    than the first) is materialised under a name of its own, the run completes, and with `finalists` the pick is
+    the best on their split of the `count` fittest candidates of the whole run: a finalist of the first pass that
+    is no longer among them does not compete."""
+    make_suite(tmp_path / "suites", sizes={"search": 40, "heldout": 40, "public": 40})
+    base, sources = make_models(tmp_path / "models")
+
+    def cfg(gens: int) -> Path:
+        return write(tmp_path, make_config(tmp_path, base, sources, budget={"generations": gens}, check_every=0,
+                                           population=4, sigma=0.4, finalists={"count": 2, "split": "public"}),
+                     f"g{gens}.yaml")
+
+    first = run_evolve(cfg(1), store=store)
+    again = run_evolve(cfg(6), store=store, resume=True)
+    assert again.evolve_id == first.evolve_id and again.status == "complete" and again.generations == 6
+    cands = records.candidates(store, again.evolve_id)
+    top2 = records.top(cands, 2)
+    public = {c.model_id: c.params["finalist"]["fitness"] for c in top2}  # both scored on public
+    assert again.best_model_id == max(top2, key=lambda c: (public[c.model_id], c.fitness)).model_id
+    assert again.best_model_id != first.best_model_id  # the case that failed: the pick changed
+    run = records.get_run(store, again.evolve_id)
+    assert run.status == "complete" and run.best_model_id == again.best_model_id
+    model = store.get_model(again.best_model_id)
+    assert model.kind == "merge" and Path(model.path).is_dir() and again.path == model.path
+    assert store.get_model(first.best_model_id).path != model.path  # the first pick keeps its own folder and name
+    notes = [s.note for s in store.selections([again.best_model_id]) if s.split == "public"]
+    assert notes and "of the 2 fittest" in notes[0]

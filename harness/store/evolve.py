@@ -132,10 +132,12 @@ def top(cands: list[Candidate], count: int) -> list[Candidate]:
     return list(out.values())
 
 
-def pick(cands: list[Candidate], finalists_split: str | None = None) -> Candidate | None:
-    """The run's pick: the fittest candidate, or, with declared finalists, the best of them on their split (ties:
-    the fitter on the search split)."""
-    scored = [c for c in cands if (f := c.params.get("finalist")) and f["split"] == finalists_split
+def pick(cands: list[Candidate], finalists_split: str | None = None, count: int | None = None) -> Candidate | None:
+    """The run's pick: the fittest candidate, or, with declared finalists, the best on their split of the `count`
+    fittest (ties: the fitter on the search split). A finalist of an earlier pass of a run since extended that is
+    no longer among the `count` fittest does not compete."""
+    among = top(cands, count) if count is not None else cands
+    scored = [c for c in among if (f := c.params.get("finalist")) and f["split"] == finalists_split
               and f["fitness"] is not None]
     if finalists_split is None or not scored:
         return best(cands)

@@ -66,12 +66,12 @@ def run_ps_dfs(cfg: EvolveConfig, folder: Path, store: Store, resume: bool,
 def finish(search: Search, generation: int, wall_s: float) -> EvolveResult:
     """Materialise and evaluate the best candidate, and mark the run complete."""
     store, evolve_id = search.store, search.evolve_id
-    best = records.pick(records.candidates(store, evolve_id), finalists_split(search.cfg))
+    best = records.pick(records.candidates(store, evolve_id), *finalists_of(search.cfg))
     if best is None:
         records.finish_run(store, evolve_id, "failed")
         raise HarnessError(f"evolve run {evolve_id}: every candidate failed to merge",
                            "narrow the parameter bounds (weights that cancel out give NaN merges)")
-    recipe = {**search.space.recipe(best.params["x"]), "name": f"evolve-{evolve_id[2:10]}"}
+    recipe = {**search.space.recipe(best.params["x"]), "name": pick_name(store, evolve_id, best.model_id)}
     evaluate_best(search, recipe, best)
     records.finish_run(store, evolve_id, "complete", best.model_id)
     return summary(search, generation, wall_s)
@@ -80,7 +80,7 @@ def finish(search: Search, generation: int, wall_s: float) -> EvolveResult:
 def summary(search: Search, generation: int, wall_s: float, status: str | None = None) -> EvolveResult:
     store, evolve_id = search.store, search.evolve_id
     cands = records.candidates(store, evolve_id)
-    best = records.pick(cands, finalists_split(search.cfg))
+    best = records.pick(cands, *finalists_of(search.cfg))
     run = records.get_run(store, evolve_id)
     model = store.find_model(best.model_id) if best else None
     return EvolveResult(
@@ -92,8 +92,17 @@ def summary(search: Search, generation: int, wall_s: float, status: str | None =
     )
 
 
-def finalists_split(cfg: EvolveConfig) -> str | None:
-    return cfg.finalists.split if cfg.finalists else None
+def finalists_of(cfg: EvolveConfig) -> tuple[str | None, int | None]:
+    """(split, count) of the declared finalists, (None, None) without."""
+    return (cfg.finalists.split, cfg.finalists.count) if cfg.finalists else (None, None)
+
+
+def pick_name(store: Store, evolve_id: str, model_id: str) -> str:
+    """The pick's name: `evolve-<id>`, or, when a run extended with a larger budget picks another model than the one
+    that holds it (the first pick keeps its name, folder and selections), `evolve-<id>-<model id>`."""
+    name = f"evolve-{evolve_id[2:10]}"
+    holder = store.name_holder(name)
+    return name if holder in (None, model_id) else f"{name}-{model_id[:8]}"
 
 
 def evaluate_best(search: Search, recipe: dict[str, Any], best: records.Candidate) -> str:
