@@ -269,3 +269,40 @@ def test_a_finished_run_extended_with_a_larger_budget_picks_among_the_fittest_of
     assert store.get_model(first.best_model_id).path != model.path  # the first pick keeps its own folder and name
     notes = [s.note for s in store.selections([again.best_model_id]) if s.split == "public"]
     assert notes and "of the 2 fittest" in notes[0]
+
+
+def _killed_in(store, cfg_path: Path, method: str, at: int) -> None:
+    """Run the search in a forked child that dies (os._exit, as a SIGKILL would leave it) at the `at`-th call of
+    Store.`method`."""
+    from harness.store import Store
+
+    if os.fork() == 0:
+        real, calls = getattr(Store, method), [0]
+
+        def dying(self, *a, **k):
+            calls[0] += 1
+            if calls[0] == at:
+                os._exit(9)
+            return real(self, *a, **k)
+
+        setattr(Store, method, dying)
+        try:
+            run_evolve(cfg_path, store=Store(store.path))
+        finally:
+            os._exit(0)
+    os.wait()
+
+
+def test_a_kill_while_a_generations_rows_are_written_leaves_no_partial_generation(setup, store) -> None:
+    """Killed after 2 of generation 2's 4 candidates were recorded: no generation is shown with fewer candidates
+    than the population (--json history, the dashboard's evolve history, the candidates read back)."""
+    from harness.store import frames as views
+
+    tmp, base, sources = setup
+    cfg_path = write(tmp, make_config(tmp, base, sources, budget={"generations": 3}, check_every=0))
+    _killed_in(store, cfg_path, "add_model", 7)  # generation 1's 4 candidates, then 2 of generation 2's
+    (evolve_id,) = views.evolve_runs(store)["evolve_id"]
+    assert records.get_run(store, evolve_id).status == "running"
+    hist = records.history(store, evolve_id)
+    assert hist and all(h["candidates"] == 4 for h in hist), [h["candidates"] for h in hist]
+    assert set(views.evolve_history(store, evolve_id)["candidates"]) == {4}

@@ -311,24 +311,28 @@ class Search:
         outcomes = dict(zip(todo, pool.map([recipes[i] for i in todo]), strict=True))  # type: ignore[misc]
         fits: list[float | None] = []
         errs: list[float | None] = []
+        rows: list[records.CandidateRow] = []
         for i, (x, plan) in enumerate(zip(xs, plans, strict=True)):
             out = outcomes.get(i)
             errs.append(out.stderr if out is not None else None)
             if plan is None:
-                records.record_empty_candidate(self.store, self.evolve_id, generation, i, self.space.describe(x),
-                                               {"x": [float(v) for v in x], "error": "the path selects no layer"})
+                rows.append(records.CandidateRow(i, "empty-path", {
+                    "values": self.space.describe(x), "x": [float(v) for v in x],
+                    "error": "the path selects no layer"}, None))
                 fits.append(None)
                 continue
             fit = out.fitness if out is not None else known.get(plan.model_id)
             if out is not None:
                 known[plan.model_id] = fit
+            values = self.space.describe(x, self.names)
             extra = {"x": [float(v) for v in x], "reused": out is None}
             if out is not None:
                 extra.update(per_suite=out.per_suite, seconds=round(out.seconds, 3), swap_gap=out.swap_gap,
                              error=out.error, stderr=out.stderr)
-            records.record_candidate(self.store, self.evolve_id, generation, i, plan,
-                                     self.space.describe(x, self.names), fit, extra)
+            records.add_candidate_model(self.store, self.evolve_id, generation, i, plan, values)
+            rows.append(records.CandidateRow(i, plan.model_id, {"values": values, **extra}, fit))
             fits.append(fit)
+        records.record_generation(self.store, self.evolve_id, generation, rows)
         return Scored(plans, fits, errs, todo)
 
     def baseline_check(self, plans: list, recipes: list, fits: list[float | None], pool: Pool) -> None:

@@ -63,34 +63,43 @@ def finish_run(store: Store, evolve_id: str, status: str, best_model_id: str | N
                     "ended = current_timestamp WHERE evolve_id = ?", [status, best_model_id, evolve_id])
 
 
-def record_candidate(store: Store, evolve_id: str, generation: int, idx: int, plan: Any,
-                     params: dict[str, Any], fitness: float | None, extra: dict[str, Any]) -> None:
-    """The candidate's model row (unless a model with that id exists), recipe, lineage and evolve_candidates row.
-    `plan` is a harness.merge MergePlan (model_id, recipe_id, method, normalised_yaml(), parents, seed,
-    mergekit_version); the store does not import the merge package."""
+@dataclass(frozen=True)
+class CandidateRow:
+    """One evolve_candidates row to write: `model_id` is "empty-path" for a layer path selecting no layer."""
+
+    idx: int
+    model_id: str
+    params: dict[str, Any]
+    fitness: float | None
+
+
+def add_candidate_model(store: Store, evolve_id: str, generation: int, idx: int, plan: Any,
+                        params: dict[str, Any]) -> None:
+    """The candidate's model row (unless a model with that id exists), recipe and lineage. `plan` is a harness.merge
+    MergePlan (model_id, recipe_id, method, normalised_yaml(), parents, seed, mergekit_version); the store does not
+    import the merge package."""
     from harness.store import LineageEdge, ModelRecord
 
-    if store.find_model(plan.model_id) is None:
-        store.add_recipe(plan.recipe_id, plan.method, plan.normalised_yaml())
-        store.add_model(ModelRecord(
-            model_id=plan.model_id, name=None, path=None, kind="candidate", source="evolve",
-            recipe_id=plan.recipe_id, materialized=False,
-            meta={"evolve_id": evolve_id, "generation": generation, "idx": idx, "params": params,
-                  "seed": plan.seed, "method": plan.method, "mergekit": plan.mergekit_version},
-        ))
-        store.add_lineage([LineageEdge(child_id=plan.model_id, parent_id=p.model_id, role=p.role, weight=p.weight,
-                                       params=p.params) for p in plan.parents])
-    with store.db.write() as con:
-        con.execute("INSERT OR REPLACE INTO evolve_candidates VALUES (?, ?, ?, ?, ?, ?, NULL)",
-                    [evolve_id, generation, idx, plan.model_id, json.dumps({"values": params, **extra}), fitness])
+    if store.find_model(plan.model_id) is not None:
+        return
+    store.add_recipe(plan.recipe_id, plan.method, plan.normalised_yaml())
+    store.add_model(ModelRecord(
+        model_id=plan.model_id, name=None, path=None, kind="candidate", source="evolve",
+        recipe_id=plan.recipe_id, materialized=False,
+        meta={"evolve_id": evolve_id, "generation": generation, "idx": idx, "params": params,
+              "seed": plan.seed, "method": plan.method, "mergekit": plan.mergekit_version},
+    ))
+    store.add_lineage([LineageEdge(child_id=plan.model_id, parent_id=p.model_id, role=p.role, weight=p.weight,
+                                   params=p.params) for p in plan.parents])
 
 
-def record_empty_candidate(store: Store, evolve_id: str, generation: int, idx: int, params: dict[str, Any],
-                           extra: dict[str, Any]) -> None:
-    """A candidate that is no model (a layer path selecting no layer): fitness NULL, no model row, no lineage."""
+def record_generation(store: Store, evolve_id: str, generation: int, rows: list[CandidateRow]) -> None:
+    """A generation's evolve_candidates rows, in one transaction: a kill leaves all of them or none (a generation
+    shown with part of its candidates would be read as a whole one)."""
     with store.db.write() as con:
-        con.execute("INSERT OR REPLACE INTO evolve_candidates VALUES (?, ?, ?, ?, ?, NULL, NULL)",
-                    [evolve_id, generation, idx, "empty-path", json.dumps({"values": params, **extra})])
+        for r in rows:
+            con.execute("INSERT OR REPLACE INTO evolve_candidates VALUES (?, ?, ?, ?, ?, ?, NULL)",
+                        [evolve_id, generation, r.idx, r.model_id, json.dumps(r.params), r.fitness])
 
 
 def set_heldout(store: Store, evolve_id: str, model_id: str, value: float) -> None:
