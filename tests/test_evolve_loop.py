@@ -306,3 +306,38 @@ def test_a_kill_while_a_generations_rows_are_written_leaves_no_partial_generatio
     hist = records.history(store, evolve_id)
     assert hist and all(h["candidates"] == 4 for h in hist), [h["candidates"] for h in hist]
     assert set(views.evolve_history(store, evolve_id)["candidates"]) == {4}
+
+
+def test_candidates_scored_before_a_kill_mid_generation_are_not_scored_again(setup, store, tmp_path,
+                                                                            monkeypatch) -> None:
+    """A kill (os._exit in a forked child, inside lm-eval) while generation 2's second candidate is scored: on
+    resume its first candidate's fitness comes from the cache (3 scored, 1 reused), and the run's candidates and
+    per-generation history equal an uninterrupted run's."""
+    import lm_eval.evaluator
+
+    tmp, base, sources = setup
+    cfg_path = write(tmp, make_config(tmp, base, sources, budget={"generations": 3}, check_every=0))
+    whole, full = uninterrupted(cfg_path, tmp_path, monkeypatch)
+    if os.fork() == 0:
+        real, calls = lm_eval.evaluator.evaluate, [0]
+
+        def dying(*a, **k):
+            calls[0] += 1
+            if calls[0] == 6:  # generation 1's 4 candidates, generation 2's first, then the kill
+                os._exit(9)
+            return real(*a, **k)
+
+        lm_eval.evaluator.evaluate = dying
+        try:
+            run_evolve(cfg_path, store=store)
+        finally:
+            os._exit(0)
+    os.wait()
+    assert records.get_run(store, full.evolve_id).generation == 1
+    reports = []
+    resumed = run_evolve(cfg_path, store=store, resume=True, on_generation=reports.append)
+    assert [(r.generation, r.evaluated, r.reused) for r in reports] == [(2, 3, 1), (3, 4, 0)]
+    a = [(c.generation, c.idx, c.model_id, c.fitness, c.params["x"]) for c in records.candidates(whole, full.evolve_id)]
+    b = [(c.generation, c.idx, c.model_id, c.fitness, c.params["x"]) for c in records.candidates(store, full.evolve_id)]
+    assert a == b and len(a) == 12
+    assert resumed.history == full.history  # the stderr of each generation's fittest included

@@ -77,7 +77,8 @@ class Scored:
     todo: list[int]
 
     def best_stderr(self) -> float | None:
-        """The standard error of the fittest point's fitness (None when it came from the cache)."""
+        """The standard error of the fittest point's fitness (from the cache when it was scored before; None when the
+        cache predates the fitness cache table)."""
         ok = [(f, -i) for i, f in enumerate(self.fits) if f is not None]
         return self.stderrs[-max(ok)[1]] if ok else None
 
@@ -92,18 +93,24 @@ class Searched:
     status: str
 
 
+def scoring_of(out: Any) -> dict[str, Any]:
+    """What a candidate's scoring gave besides its fitness (an Outcome), as stored with it and in the cache."""
+    return {"per_suite": out.per_suite, "seconds": round(out.seconds, 3), "swap_gap": out.swap_gap,
+            "error": out.error, "stderr": out.stderr}
+
+
 class LazyPool:
     """Opens the workers (engines load here) only when a candidate needs scoring."""
 
     def __init__(self, opener: Callable[[], Pool]) -> None:
         self.opener, self.pool = opener, None
 
-    def map(self, recipes: list[dict[str, Any]], split: str = "search") -> list[Any]:
+    def map(self, recipes: list[dict[str, Any]], split: str = "search", each: Any = None) -> list[Any]:
         if not recipes:
             return []
         if self.pool is None:
             self.pool = self.opener()
-        return self.pool.map(recipes, split)
+        return self.pool.map(recipes, split, each)
 
     def close(self) -> None:
         if self.pool is not None:
@@ -298,42 +305,52 @@ class Search:
         scored now (not cached); every point is recorded as a candidate of `generation`."""
         recipes = [self.space.recipe(x) for x in xs]
         plans = [None if r is None else self.merger.plan(r) for r in recipes]
-        known: dict[str, float | None] = {}
-        todo: list[int] = []
-        for i, plan in enumerate(plans):
-            if plan is None:  # a dfs path that selects no layer: fitness NULL, never merged nor loaded
-                continue
-            found, fit = records.cached_fitness(self.store, plan.model_id, self.fitness_key)
-            if found:
-                known[plan.model_id] = fit
-            elif plan.model_id not in {plans[j].model_id for j in todo}:  # type: ignore[union-attr]
-                todo.append(i)
-        outcomes = dict(zip(todo, pool.map([recipes[i] for i in todo]), strict=True))  # type: ignore[misc]
+        known, todo = self.cached(plans)
+
+        def keep(k: int, out: Any) -> None:  # cached as soon as scored: a kill mid-generation keeps it
+            records.cache_fitness(self.store, plans[todo[k]].model_id, self.fitness_key,  # type: ignore[union-attr]
+                                  out.fitness, scoring_of(out))
+
+        outcomes = dict(zip(todo, pool.map([recipes[i] for i in todo], each=keep), strict=True))  # type: ignore[misc]
         fits: list[float | None] = []
         errs: list[float | None] = []
         rows: list[records.CandidateRow] = []
         for i, (x, plan) in enumerate(zip(xs, plans, strict=True)):
             out = outcomes.get(i)
-            errs.append(out.stderr if out is not None else None)
             if plan is None:
+                errs.append(None)
                 rows.append(records.CandidateRow(i, "empty-path", {
                     "values": self.space.describe(x), "x": [float(v) for v in x],
                     "error": "the path selects no layer"}, None))
                 fits.append(None)
                 continue
-            fit = out.fitness if out is not None else known.get(plan.model_id)
             if out is not None:
-                known[plan.model_id] = fit
+                known[plan.model_id] = (out.fitness, scoring_of(out))
+            fit, scoring = known[plan.model_id]
+            errs.append(scoring.get("stderr"))
             values = self.space.describe(x, self.names)
-            extra = {"x": [float(v) for v in x], "reused": out is None}
-            if out is not None:
-                extra.update(per_suite=out.per_suite, seconds=round(out.seconds, 3), swap_gap=out.swap_gap,
-                             error=out.error, stderr=out.stderr)
+            kept = scoring if out is not None else {k: scoring[k] for k in ("per_suite", "stderr") if k in scoring}
+            extra = {"x": [float(v) for v in x], "reused": out is None, **kept}
             records.add_candidate_model(self.store, self.evolve_id, generation, i, plan, values)
             rows.append(records.CandidateRow(i, plan.model_id, {"values": values, **extra}, fit))
             fits.append(fit)
         records.record_generation(self.store, self.evolve_id, generation, rows)
         return Scored(plans, fits, errs, todo)
+
+    def cached(self, plans: list[Any]) -> tuple[dict[str, tuple[float | None, dict[str, Any]]], list[int]]:
+        """(model id -> (fitness, what its scoring gave) from the fitness cache, indices to score: the first of
+        each model not cached). An empty dfs path (plan None) is neither: fitness NULL, never merged nor loaded."""
+        known: dict[str, tuple[float | None, dict[str, Any]]] = {}
+        todo: list[int] = []
+        for i, plan in enumerate(plans):
+            if plan is None:
+                continue
+            found, fit, outcome = records.cached_fitness(self.store, plan.model_id, self.fitness_key)
+            if found:
+                known[plan.model_id] = (fit, outcome)
+            elif plan.model_id not in {plans[j].model_id for j in todo}:
+                todo.append(i)
+        return known, todo
 
     def baseline_check(self, plans: list, recipes: list, fits: list[float | None], pool: Pool) -> None:
         """Held-out scores of every first-generation candidate: before any selection, their search-minus-held-out

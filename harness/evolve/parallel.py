@@ -12,6 +12,7 @@ worker evaluated a candidate, so a parallel search gives the same result as a se
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -39,6 +40,9 @@ class Outcome:
     swap_gap: float | None = None  # logprob gap engine vs transformers, when checked
     error: str | None = None
     stderr: float | None = None  # of the fitness (harness.evolve.fitness.SplitTasks.stderr)
+
+
+Each = Callable[[int, Outcome], None] | None  # called with (index, outcome) as each recipe is scored
 
 
 class Worker:
@@ -100,7 +104,7 @@ class Worker:
 
 
 class Pool(Protocol):
-    def map(self, recipes: list[dict[str, Any]], split: str = "search") -> list[Outcome]: ...
+    def map(self, recipes: list[dict[str, Any]], split: str = "search", each: Each = None) -> list[Outcome]: ...
 
     def close(self) -> None: ...
 
@@ -109,8 +113,8 @@ class LocalPool:
     def __init__(self, spec: WorkerSpec) -> None:
         self.worker = Worker(spec)
 
-    def map(self, recipes: list[dict[str, Any]], split: str = "search") -> list[Outcome]:
-        return [self.worker.evaluate(r, split) for r in recipes]
+    def map(self, recipes: list[dict[str, Any]], split: str = "search", each: Each = None) -> list[Outcome]:
+        return told((self.worker.evaluate(r, split) for r in recipes), each)
 
     def close(self) -> None:
         self.worker.close()
@@ -128,15 +132,25 @@ class RayPool:
         self.ray = ray
         self.actors = [actor.remote(spec) for _ in range(n)]
 
-    def map(self, recipes: list[dict[str, Any]], split: str = "search") -> list[Outcome]:
+    def map(self, recipes: list[dict[str, Any]], split: str = "search", each: Each = None) -> list[Outcome]:
         from ray.util import ActorPool
 
         pool = ActorPool(self.actors)
-        return list(pool.map(lambda a, r: a.evaluate.remote(r, split), recipes))
+        return told(pool.map(lambda a, r: a.evaluate.remote(r, split), recipes), each)
 
     def close(self) -> None:
         for a in self.actors:
             self.ray.kill(a)
+
+
+def told(outcomes: Any, each: Each) -> list[Outcome]:
+    """The outcomes in order, each passed to `each` as soon as it comes (an iterator is consumed lazily)."""
+    out: list[Outcome] = []
+    for i, o in enumerate(outcomes):
+        if each is not None:
+            each(i, o)
+        out.append(o)
+    return out
 
 
 def open_pool(spec: WorkerSpec, workers: int, address: str | None) -> Pool:

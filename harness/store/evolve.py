@@ -108,15 +108,30 @@ def set_heldout(store: Store, evolve_id: str, model_id: str, value: float) -> No
                     [value, evolve_id, model_id])
 
 
-def cached_fitness(store: Store, model_id: str, fitness_key: str) -> tuple[bool, float | None]:
-    """(found, fitness) of this model under the same fitness key in any evolution run."""
+def cache_fitness(store: Store, model_id: str, fitness_key: str, fitness: float | None,
+                  outcome: dict[str, Any]) -> None:
+    """A scored candidate's fitness under a fitness key, written as soon as it is scored (before its generation's
+    rows): a run killed mid-generation reuses it on resume."""
+    with store.db.write() as con:
+        con.execute("INSERT OR REPLACE INTO evolve_fitness (model_id, fitness_key, fitness, outcome) "
+                    "VALUES (?, ?, ?, ?)", [model_id, fitness_key, fitness, json.dumps(outcome)])
+
+
+def cached_fitness(store: Store, model_id: str, fitness_key: str) -> tuple[bool, float | None, dict[str, Any]]:
+    """(found, fitness, what else its scoring gave: per_suite, stderr) of this model under the same fitness key,
+    from the fitness cache or any evolution run's candidates (stores written before the cache)."""
     with store.db.read() as con:
-        row = con.execute(
-            "SELECT c.fitness FROM evolve_candidates c JOIN evolve_runs r USING (evolve_id) "
-            "WHERE c.model_id = ? AND json_extract_string(r.config, '$.fitness_key') = ? LIMIT 1",
-            [model_id, fitness_key],
-        ).fetchone()
-    return (row is not None, None if row is None else row[0])
+        row = con.execute("SELECT fitness, outcome FROM evolve_fitness WHERE model_id = ? AND fitness_key = ?",
+                          [model_id, fitness_key]).fetchone()
+        if row is None:
+            row = con.execute(
+                "SELECT c.fitness, NULL FROM evolve_candidates c JOIN evolve_runs r USING (evolve_id) "
+                "WHERE c.model_id = ? AND json_extract_string(r.config, '$.fitness_key') = ? LIMIT 1",
+                [model_id, fitness_key],
+            ).fetchone()
+    if row is None:
+        return False, None, {}
+    return True, row[0], json.loads(row[1]) if row[1] else {}
 
 
 def candidates(store: Store, evolve_id: str) -> list[Candidate]:

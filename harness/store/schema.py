@@ -166,9 +166,23 @@ V4: list[str | Callable[[duckdb.DuckDBPyConnection], None]] = [*DOC_INDEX_DDL, i
 # question has several items (MGSM's 11 languages); NULL in runs written before, which keep lm-eval's stderr.
 V5: list[str | Callable[[duckdb.DuckDBPyConnection], None]] = [*QUESTION_SE_DDL]
 
-MIGRATIONS: list[list[str | Callable[[duckdb.DuckDBPyConnection], None]]] = [V1, V2, V3, V4, V5]
+# v6: evolve's fitness cache, one row per (candidate model, fitness key), written as soon as a candidate is scored:
+# a resumed run reuses the candidates its killed generation had scored (evolve_candidates rows are written per
+# generation, in one transaction). Rows before v6 stay readable through evolve_candidates.
+V6 = [
+    """CREATE TABLE evolve_fitness (
+        model_id VARCHAR NOT NULL,
+        fitness_key VARCHAR NOT NULL,
+        fitness DOUBLE,                        -- NULL: the merge failed (non-finite weights)
+        outcome JSON,                          -- per-suite scores, stderr, seconds, swap gap, error
+        created TIMESTAMP NOT NULL DEFAULT current_timestamp,
+        PRIMARY KEY (model_id, fitness_key)
+    )""",
+]
+
+MIGRATIONS: list[list[str | Callable[[duckdb.DuckDBPyConnection], None]]] = [V1, V2, V3, V4, V5, V6]
 SCHEMA_VERSION = len(MIGRATIONS)
 TABLES = (
     "meta", "models", "aliases", "recipes", "lineage", "runs", "scores", "samples",
-    "selections", "evolve_runs", "evolve_candidates", "checks", "run_tasks", "doc_scores",
+    "selections", "evolve_runs", "evolve_candidates", "evolve_fitness", "checks", "run_tasks", "doc_scores",
 )
