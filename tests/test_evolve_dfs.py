@@ -146,6 +146,23 @@ def test_config_rules() -> None:
     assert parse_config({**ps, "dfs": {}}).ps_dfs
 
 
+
+@pytest.mark.parametrize("low", [0.0, -1.0])
+def test_a_scale_at_or_below_zero_is_refused_when_the_config_is_read(low: float) -> None:
+    """A scale of 0 (CMA-ES clips to the lower bound) divided by zero in path_recipe; a negative one flips the sign
+    of the stream, which the fold cannot carry (RMSNorm(c v) = sign(c) RMSNorm(v)): logits 2.8-3.6 off the scaled
+    path."""
+    from harness.evolve.dfs import Slot, path_recipe
+
+    with pytest.raises(ZeroDivisionError):  # what the bound let through
+        path_recipe([(Slot("a", 0, 0), 0.0)], "float32")
+    base = {"sources": ["a", "b"], "method": "dfs", "fitness": [{"suite": "s"}], "budget": {"generations": 1}}
+    with pytest.raises(HarnessError) as err:
+        parse_config({**base, "dfs": {"scale": {"low": low, "high": 2.0, "init": 1.0}}}, "cfg.yaml")
+    line = err.value.line()
+    assert "field dfs.scale:" in line and "above 0" in line and "\n" not in line
+    assert parse_config({**base, "dfs": {"scale": {"low": 0.01, "high": 2.0, "init": 1.0}}}).dfs is not None
+
 @pytest.mark.slow
 def test_dfs_search_records_paths_and_an_empty_path_is_never_loaded(tmp_path: Path, store) -> None:
     """A real DFS search (hf, tiny Llamas, the tiny suite): candidates are passthrough merges with lineage to the

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from harness.configs import load_yaml_config, validated
 
@@ -87,6 +87,16 @@ class DfsSettings(_Frozen):
     start: Literal["first", "all"] = "first"  # the starting path: the first source's layers, or every slot
     margin: float = Field(default=0.25, gt=0, le=0.5)  # start indicators at 0.5 +- margin
     memory_gb: float | None = Field(default=None, gt=0)  # the memory a candidate may use (default: what is free)
+
+    @field_validator("scale")
+    @classmethod
+    def _positive(cls, scale: Bounds) -> Bounds:
+        """A scale of 0 cannot be folded (1/c_k); a negative one flips the stream's sign, which RMSNorm removes, so
+        the folded weights would not be the scaled path (harness/evolve/dfs.py)."""
+        if scale.low <= 0:
+            raise ValueError(f"low ({scale.low}) must be above 0: a scale multiplies the residual stream and "
+                             "is folded as 1/scale; use e.g. low: 0.5")
+        return scale
 
 
 class Finalists(_Frozen):
