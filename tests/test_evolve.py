@@ -54,6 +54,20 @@ def test_config_errors_name_the_field(over: dict, field: str, words: str) -> Non
     assert f"field {field}:" in line and words in line and "\n" not in line
 
 
+
+@pytest.mark.parametrize(("low", "high"), [(0.0, 1.5), (-0.5, 1.0)])
+def test_a_density_outside_0_1_is_refused(low: float, high: float) -> None:
+    """mergekit treats a density >= 1 as 1 and <= 0 as 0 (nothing kept): the part of the range outside [0, 1] is flat
+    for CMA-ES, silently."""
+    import torch
+    from mergekit.sparsify import magnitude
+
+    t = torch.arange(1.0, 9.0)
+    assert torch.equal(magnitude(t, 1.5), magnitude(t, 1.0)) and torch.equal(magnitude(t, -0.5), magnitude(t, 0.0))
+    line = bad(parameters={"weight": {"low": 0.0, "high": 1.0}, "density": {"low": low, "high": high}})
+    assert "field config:" in line and "density" in line and "[0.0, 1.0]" in line and "\n" not in line
+    assert parse_config({**GOOD, "parameters": {"density": {"low": 0.0, "high": 1.0}}})  # the edges are fine
+
 def test_slerp_needs_one_source_and_t() -> None:
     assert "exactly one source" in bad(method="slerp", parameters={"t": {"low": 0, "high": 1}})
     cfg = parse_config({**GOOD, "method": "slerp", "sources": ["m1"], "parameters": {"t": {"low": 0, "high": 1}}})

@@ -26,6 +26,9 @@ METHOD_PARAMS: dict[str, tuple[str, ...]] = {
     "slerp": ("t",),
     "dfs": (),
 }
+# parameters mergekit clamps to a domain (sparsify: a density >= 1 keeps everything, <= 0 nothing): bounds beyond it
+# would give CMA-ES a flat stretch; weight and slerp's t are not clamped (negative weights, extrapolation)
+DOMAINS: dict[str, tuple[float, float]] = {"density": (0.0, 1.0)}
 BACKENDS = ("hf", "vllm")
 
 
@@ -147,9 +150,7 @@ class EvolveConfig(_Frozen):
         if self.method == "slerp" and len(self.sources) != 1:
             raise ValueError("slerp merges `base` with exactly one source: give one entry in `sources`")
         allowed = METHOD_PARAMS[self.method]
-        for name in self.parameters:
-            if name not in allowed:
-                raise ValueError(f"parameters.{name} is not searched by {self.method} (use {', '.join(allowed)})")
+        self._check_parameters(allowed)
         if self.method == "dfs":
             self._check_dfs()
         elif not self.parameters:
@@ -162,6 +163,15 @@ class EvolveConfig(_Frozen):
         if self.finalists is not None and self.finalists.split == self.search_split:
             raise ValueError("finalists.split must differ from search_split: the finalists are its fittest already")
         return self
+
+    def _check_parameters(self, allowed: tuple[str, ...]) -> None:
+        for name, b in self.parameters.items():
+            if name not in allowed:
+                raise ValueError(f"parameters.{name} is not searched by {self.method} (use {', '.join(allowed)})")
+            lo, hi = DOMAINS.get(name, (float("-inf"), float("inf")))
+            if b.low < lo or b.high > hi:
+                raise ValueError(f"parameters.{name}: [{b.low}, {b.high}] leaves [{lo}, {hi}], where mergekit clamps "
+                                 f"{name} (the rest of the range is flat for the search): keep the bounds inside it")
 
     def _check_dfs(self) -> None:
         if self.dfs is None:
