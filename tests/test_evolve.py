@@ -210,6 +210,37 @@ def test_fitness_is_the_suite_score(by_size: bool, tmp_path: Path, store) -> Non
     assert score.fitness == pytest.approx(row.value, abs=1e-12) and row.tasks == 2
 
 
+
+@pytest.mark.slow
+def test_two_entries_of_one_suite_keep_their_weights(tmp_path: Path) -> None:
+    """fitness: [{suite, tasks: [a], weight: 3}, {suite, tasks: [b], weight: 1}] is 3:1 over the two entries (each its
+    tasks' score); it came out as the suite's document-weighted mean under the last entry's weight (zoo_math_L's mc
+    and gen at 3:1: 0.1000 instead of 0.1375, audit fitness_check.py). Entries whose tasks overlap are refused."""
+    from lm_eval.models.huggingface import HFLM
+
+    from harness.evolve.fitness import SplitTasks
+    from tests.factories import make_tiny_llama
+    from tests.test_evolve_support import make_suite
+
+    folder = make_suite(tmp_path / "suites", sizes={"a": 9, "b": 31})
+    (folder / "suite.yaml").write_text("name: tiny_sum\nversion: '1'\nkind: lm-eval\ndefault_split: search\n"
+                                       "splits: {search: [tiny_sum_mc_a, tiny_sum_mc_b]}\n")
+    entries = [{"suite": "tiny_sum", "tasks": ["tiny_sum_mc_a"], "weight": 3.0},
+               {"suite": "tiny_sum", "tasks": ["tiny_sum_mc_b"], "weight": 1.0}]
+    cfg = parse_config({**GOOD, "fitness": entries})
+    model = make_tiny_llama(tmp_path / "model", seed=3)
+    tasks = SplitTasks.build(cfg.fitness, "search", tmp_path / "suites")
+    score = tasks.score(HFLM(pretrained=str(model), device="cpu", batch_size=8, dtype="float32"))
+    a, b = score.per_task["tiny_sum_mc_a"], score.per_task["tiny_sum_mc_b"]
+    assert a != b  # so the weighting matters to the number
+    assert score.fitness == pytest.approx((3 * a + b) / 4, abs=1e-12)
+    coef = tasks.coefficients({"tiny_sum_mc_a": 9.0, "tiny_sum_mc_b": 31.0})  # the stderr's weights agree
+    assert coef == pytest.approx({"tiny_sum_mc_a": 0.75, "tiny_sum_mc_b": 0.25})
+    for overlap in ([{"suite": "tiny_sum"}, {"suite": "tiny_sum", "tasks": ["tiny_sum_mc_b"]}],
+                    [{"suite": "tiny_sum", "tasks": ["a", "b"]}, {"suite": "tiny_sum", "tasks": ["b"]}]):
+        line = bad(fitness=overlap)
+        assert "tiny_sum" in line and "more than once" in line and "\n" not in line
+
 @pytest.mark.slow
 def test_requests_built_once_score_like_a_fresh_build(zoo_family: Path, capfd: pytest.CaptureFixture) -> None:
     """The search's fixed work done once per split (each task's requests and documents, the tokenizer's

@@ -156,6 +156,7 @@ class EvolveConfig(_Frozen):
         elif not self.parameters:
             raise ValueError(f"parameters: give bounds for at least one of {', '.join(allowed)}")
         self._check_starts()
+        self._check_fitness()
         if self.dfs is not None and self.backend != "hf":
             raise ValueError("a dfs search runs on backend hf (a live vLLM engine cannot change its layer count)")
         if self.search_split == self.heldout_split:
@@ -178,6 +179,15 @@ class EvolveConfig(_Frozen):
             raise ValueError("method dfs needs a `dfs:` block (repeats, scales, scale bounds)")
         if self.base:
             raise ValueError("method dfs takes no `base`: the path is built from the layers of `sources`")
+
+    def _check_fitness(self) -> None:
+        """Entries of one suite are weighted apart, so each must name its own tasks (a task in two would count twice
+        under two weights)."""
+        for k, f in enumerate(self.fitness):
+            for g in self.fitness[:k]:
+                if f.suite == g.suite and (f.tasks is None or g.tasks is None or set(f.tasks) & set(g.tasks)):
+                    raise ValueError(f"fitness lists suite {f.suite} more than once with overlapping tasks: give each "
+                                     "entry its own `tasks` (entries are weighted apart), or list the suite once")
 
     def _check_starts(self) -> None:
         if self.starts and self.method == "dfs":

@@ -70,6 +70,7 @@ class SplitTasks:
     keys: dict[str, list[str]] = field(default_factory=dict)  # task -> its documents' content hashes (doc_keys)
     named: dict[str, list[str]] = field(default_factory=dict)  # task -> the questions its documents pose (item_keys)
     root: Path | None = None  # the suites folder the tasks were read from (its twin maps name the questions)
+    entry: dict[str, str] = field(default_factory=dict)  # task -> its fitness entry (entry_name)
 
     @classmethod
     def build(cls, fitness: tuple[FitnessSuite, ...], split: str, root: Path | None,
@@ -79,6 +80,7 @@ class SplitTasks:
         configs: list[dict[str, Any]] = []
         members: dict[str, tuple[str, str, float]] = {}
         by_size: dict[str, bool] = {}
+        entry: dict[str, str] = {}
         for fs in fitness:
             suite = load_suite(fs.suite, root)
             agg = suite.aggregate
@@ -92,14 +94,18 @@ class SplitTasks:
                 raise HarnessError(f"fitness suite {fs.suite!r}: no task of split {split!r} matches {fs.tasks}",
                                    f"pick tasks from {', '.join(suite.splits[split])}")
             for c in chosen:
+                if c["task"] in members:
+                    raise HarnessError(f"fitness scores task {c['task']!r} in two entries of suite {fs.suite!r}",
+                                       "give each entry of a suite its own `tasks`")
                 metric = fs.metric or agg.split_metrics.get(split, agg.metric)
                 members[c["task"]] = (fs.suite, task_metric(c, metric), fs.weight)
+                entry[c["task"]] = entry_name(fs, fitness)
             configs += chosen
         for name in ("lm-eval", "lm_eval"):
             logging.getLogger(name).setLevel(logging.WARNING)
         task_dict = TaskManager(include_defaults=False).load(configs)
         reuse_requests(task_dict)
-        return cls(split, task_dict, members, limit, by_size, root=root)
+        return cls(split, task_dict, members, limit, by_size, root=root, entry=entry)
 
     def score(self, lm: LM) -> Score:
         import torch
@@ -117,8 +123,8 @@ class SplitTasks:
         weights: dict[str, float] = {}
         for t, (s, _, w) in self.members.items():
             n = float(sizes.get(t, {}).get("effective") or 1) if self.by_size.get(s, True) else 1.0
-            suites.setdefault(s, []).append((per_task[t], n))
-            weights[s] = w
+            suites.setdefault(self.entry.get(t, s), []).append((per_task[t], n))
+            weights[self.entry.get(t, s)] = w
         per_suite = {s: sum(v * n for v, n in vs) / sum(n for _, n in vs) for s, vs in suites.items()}
         total = sum(weights.values())
         fitness = sum(weights[s] * per_suite[s] for s in per_suite) / total if total else 0.0
@@ -128,13 +134,13 @@ class SplitTasks:
     def coefficients(self, sizes: dict[str, float]) -> dict[str, float]:
         """c_t with fitness = sum_t c_t score_t (score's own sum, in another order): the suite's weight share times
         the task's share of its suite, by documents evaluated (a task without any counting 1) or equal."""
-        total = sum({s: w for s, _, w in self.members.values()}.values())
-        by_suite: dict[str, list[str]] = {}
+        total = sum({self.entry.get(t, s): w for t, (s, _, w) in self.members.items()}.values())
+        by_entry: dict[str, list[str]] = {}
         for t, (s, _, _) in self.members.items():
-            by_suite.setdefault(s, []).append(t)
+            by_entry.setdefault(self.entry.get(t, s), []).append(t)
         out: dict[str, float] = {}
-        for s, ts in by_suite.items():
-            n = {t: sizes[t] if self.by_size.get(s, True) else 1.0 for t in ts}
+        for ts in by_entry.values():
+            n = {t: sizes[t] if self.by_size.get(self.members[t][0], True) else 1.0 for t in ts}
             for t in ts:
                 out[t] = self.members[t][2] / total * n[t] / sum(n.values()) if total else 0.0
         return out
@@ -188,6 +194,14 @@ class SplitTasks:
             known = [hash_json(doc) for doc in islice(task.eval_docs, n)]
             self.keys[name] = known
         return known[:n]
+
+
+def entry_name(fs: FitnessSuite, fitness: tuple[FitnessSuite, ...]) -> str:
+    """The key of a fitness entry in Score.per_suite: its suite, or suite[tasks] where the suite has several entries
+    (the config refuses entries of one suite whose tasks overlap)."""
+    if sum(f.suite == fs.suite for f in fitness) == 1:
+        return fs.suite
+    return f"{fs.suite}[{','.join(fs.tasks or ())}]"
 
 
 @contextmanager
