@@ -11,7 +11,7 @@ import yaml
 
 from harness.errors import HarnessError
 from harness.evolve.config import load_config, parse_config
-from tests.test_evolve_support import make_config, make_models
+from tests.test_evolve_support import make_config, make_models, make_suite
 
 GOOD = {
     "base": "b", "sources": ["m1", "m2"], "method": "ties",
@@ -240,6 +240,45 @@ def test_two_entries_of_one_suite_keep_their_weights(tmp_path: Path) -> None:
                     [{"suite": "tiny_sum", "tasks": ["a", "b"]}, {"suite": "tiny_sum", "tasks": ["b"]}]):
         line = bad(fitness=overlap)
         assert "tiny_sum" in line and "more than once" in line and "\n" not in line
+
+
+def test_a_heldout_split_that_asks_the_search_splits_questions_is_refused() -> None:
+    """The held-out split is the check the search never saw (docs/evolve.md): mgsm's direct and cot splits pose the
+    same 250 problems (11 languages each) and were accepted (only the split names were compared); the zoo's search
+    and heldout splits (disjoint) still are."""
+    from harness.evolve.fitness import check_heldout_apart
+
+    mgsm = parse_config({**GOOD, "fitness": [{"suite": "mgsm"}], "search_split": "direct", "heldout_split": "cot"})
+    with pytest.raises(HarnessError) as err:
+        check_heldout_apart(mgsm, None)
+    assert "(2750 of its 2750 documents)" in err.value.line() and "\n" not in err.value.line()
+    check_heldout_apart(parse_config({**GOOD, "search_split": "search"}), None)  # zoo_math_L: disjoint
+
+
+@pytest.mark.slow
+def test_a_heldout_file_holding_search_documents_is_refused_before_any_merge(tmp_path: Path, store) -> None:
+    """A held-out file holding 3 of the search split's documents: run_evolve stops in one line before it merges,
+    evaluates or records anything (before, it ran the whole search)."""
+    import shutil
+
+    from harness.evolve.loop import Search
+    from harness.workflows.evolve import run_evolve
+
+    base, sources = make_models(tmp_path)
+    folder = make_suite(tmp_path / "suites", sizes={"search": 12, "heldout": 12})
+    data = folder / "data"
+    search = (data / "search.jsonl").read_text().splitlines()
+    (data / "heldout.jsonl").write_text("\n".join(data.joinpath("heldout.jsonl").read_text().splitlines()[3:]
+                                                  + search[4:7]) + "\n")
+    cfg = parse_config(make_config(tmp_path, base, sources))
+    with pytest.raises(HarnessError, match=r"asks questions the search split 'search' asks \(3 of its 12 documents"):
+        run_evolve(cfg, store=store, base_dir=tmp_path)
+    with store.db.read() as con:
+        assert con.execute("SELECT count(*) FROM models").fetchone()[0] == 0  # nothing merged
+        assert con.execute("SELECT count(*) FROM evolve_runs").fetchone()[0] == 0
+    shutil.rmtree(folder)
+    make_suite(tmp_path / "suites", sizes={"search": 12, "heldout": 12})  # other documents: accepted
+    assert Search(cfg, tmp_path, store).evolve_id
 
 @pytest.mark.slow
 def test_requests_built_once_score_like_a_fresh_build(zoo_family: Path, capfd: pytest.CaptureFixture) -> None:

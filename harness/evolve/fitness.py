@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError, did_you_mean
-from harness.evolve.config import FitnessSuite
+from harness.evolve.config import EvolveConfig, FitnessSuite
 
 if TYPE_CHECKING:
     from lm_eval.api.model import LM
@@ -182,6 +182,15 @@ class SplitTasks:
                     self.named[name] = [named.get((name, i), hashes[(name, i)]) for i in range(wanted[name][1])]
         return {name: self.named[name][:n] for name, (_, n) in wanted.items()}
 
+    def questions(self) -> list[set[str]]:
+        """What each scored document (the first `limit` of each task) asks: its question (item_keys) and its content
+        hash (doc_keys), so that a document matches another split's by either name."""
+        tasks = {t.config.task: t for t in _tasks_of(self.task_dict.get("tasks", self.task_dict))}
+        wanted = {name: (task, min(self.limit or len(task.eval_docs), len(task.eval_docs)))
+                  for name, task in tasks.items() if name in self.members}
+        named = self.item_keys(wanted)
+        return [{q, h} for name in wanted for q, h in zip(named[name], self.keys[name], strict=False)]
+
     def doc_keys(self, name: str, task: Any, n: int) -> list[str]:
         """The first n evaluated documents of a task (lm-eval's order), each named by its content, so that two
         tasks over the same documents name them alike; hashed once per search."""
@@ -194,6 +203,20 @@ class SplitTasks:
             known = [hash_json(doc) for doc in islice(task.eval_docs, n)]
             self.keys[name] = known
         return known[:n]
+
+
+def check_heldout_apart(cfg: EvolveConfig, root: Path | None) -> None:
+    """Refuse, before the search, a held-out split that asks any question the search split asks (mgsm's direct and
+    cot splits pose the same 250 problems): the held-out check is honest only on documents the search never saw.
+    Compared per fitness entry over the documents each split scores (limit, heldout_limit)."""
+    for fs in cfg.fitness:
+        seen = set().union(*SplitTasks.build((fs,), cfg.search_split, root, cfg.limit).questions())
+        held = SplitTasks.build((fs,), cfg.heldout_split, root, cfg.heldout_limit).questions()
+        shared = sum(bool(doc & seen) for doc in held)
+        if shared:
+            raise HarnessError(f"heldout_split {cfg.heldout_split!r} of suite {fs.suite!r} asks questions the "
+                               f"search split {cfg.search_split!r} asks ({shared} of its {len(held)} documents)",
+                               "pick a held-out split of other documents (the zoo's: search and heldout)")
 
 
 def entry_name(fs: FitnessSuite, fitness: tuple[FitnessSuite, ...]) -> str:

@@ -146,6 +146,7 @@ class Search:
 
     def __init__(self, cfg: EvolveConfig, base_dir: Path, store: Store) -> None:
         from harness.evaluate.runner import engine_versions
+        from harness.evolve.fitness import check_heldout_apart
         from harness.merge import InMemoryMerger
 
         self.cfg, self.store = cfg, store
@@ -154,6 +155,7 @@ class Search:
         self.engine_folder = self.base or self.sources[0]
         self.suites_root = str(resolve_ref(cfg.suites_dir, base_dir)) if cfg.suites_dir else None
         self.space = build_space(cfg, self.sources, self.base, self.engine_folder)
+        check_heldout_apart(cfg, Path(self.suites_root) if self.suites_root else None)  # before any merge
         self.merger: InMemoryMerger = InMemoryMerger(store=store, seed=cfg.seed)
         plan = self.merger.plan(self.space.parent_recipe())
         self.parents = {p.path: p.model_id for p in plan.parents}
