@@ -106,6 +106,28 @@ def test_a_slot_scale_multiplies_that_layers_input(tmp_path: Path, eps: float, t
     assert torch.equal(got_model.model.layers[0].mlp.down_proj.weight, plain.model.layers[0].mlp.down_proj.weight)
 
 
+
+def test_sources_whose_configs_differ_beyond_the_layer_count_are_refused(tmp_path: Path) -> None:
+    """Two sources alike but for rope_theta and rms_norm_eps: the live engine scored every candidate with the first
+    source's config while the saved folder took mergekit's output config from a set's first item (PYTHONHASHSEED
+    decided; audit cfg_mismatch.py), so a candidate's score could come from another model than its folder. Refused
+    in one line naming the keys; a difference in storage fields only (dtype, transformers_version: a PS merge next
+    to its sources in PS+DFS) and in the layer count is not."""
+    from harness.evolve.dfs import check_sources
+
+    _, sources = make_models(tmp_path, n_sources=3, layers=2)
+    f = sources[1] / "config.json"
+    cfg = json.loads(f.read_text())
+    rope = {"rope_theta": 5e5, "rope_type": "default"}
+    f.write_text(json.dumps({**cfg, "rms_norm_eps": 0.1, "rope_parameters": rope}))
+    with pytest.raises(HarnessError) as err:
+        check_sources([str(s) for s in sources[:2]], scaled=True)
+    line = err.value.line()
+    assert "src0 and src1 differ in rms_norm_eps, rope_parameters" in line and "\n" not in line
+    g = sources[2] / "config.json"
+    g.write_text(json.dumps({**json.loads(g.read_text()), "dtype": "bfloat16", "transformers_version": "0"}))
+    assert check_sources([str(sources[0]), str(sources[2])], scaled=True) == [2, 2]
+
 def test_sources_of_different_width_or_tokenizer_are_refused_naming_both(tmp_path: Path, tiny_llama) -> None:
     from tests.factories import run_cli
 

@@ -35,6 +35,9 @@ from harness.evolve.params import DECIMALS, num_layers
 FOLDED = ("self_attn.o_proj", "mlp.down_proj")  # the tensors that carry 1/c_k
 PRE_NORM = ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM")
 EMPTY_PATH = "empty-path"  # the model id recorded for a candidate whose path selects no layer (never loaded)
+# config.json fields sources may differ in: the layer count (a path sets its own) and how the file was stored
+LAYER_COUNT_KEYS = ("num_hidden_layers", "n_layer", "layer_types", "max_window_layers")
+STORAGE_KEYS = ("_name_or_path", "transformers_version", "torch_dtype", "dtype", "use_cache")
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,10 @@ def check_sources(sources: list[str], scaled: bool) -> list[int]:
         if vocabulary(_Ref(src)) != vocabulary(_Ref(sources[0])):
             raise HarnessError(f"dfs sources have different tokenizers: {name0} and {name}",
                                "build a layer path from models that share a tokenizer")
+        if differ := config_differences(first, cfg):
+            raise HarnessError(f"dfs sources {name0} and {name} differ in {', '.join(differ)} (config.json): the "
+                               "search scores a path with the first's config, its saved folder may take another's",
+                               "build a layer path from models of one configuration")
     arch = (first.get("architectures") or ["?"])[0]
     if scaled and arch not in PRE_NORM:
         raise HarnessError(f"dfs scales fold into weights only for pre-norm RMSNorm models, not {arch}",
@@ -74,6 +81,19 @@ def check_sources(sources: list[str], scaled: bool) -> list[int]:
     for src, cfg in zip(sources, cfgs, strict=True):
         check_layer_types(Path(src).name, cfg.get("layer_types"))
     return [num_layers(s, "build layer paths from models whose config.json gives their layer count") for s in sources]
+
+
+def config_differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    """The config.json keys two sources differ in, besides the layer count and storage fields (text_config: its
+    keys, prefixed)."""
+    out = []
+    for key in sorted((set(a) | set(b)) - set(LAYER_COUNT_KEYS) - set(STORAGE_KEYS)):
+        va, vb = a.get(key), b.get(key)
+        if key == "text_config" and isinstance(va, dict) and isinstance(vb, dict):
+            out += config_differences(va, vb, f"{prefix}{key}.")
+        elif va != vb:
+            out.append(prefix + key)
+    return out
 
 
 def check_layer_types(name: str, types: list[str] | None) -> None:
