@@ -10,7 +10,20 @@ if [ -f "$stamp" ]; then exit 0; fi
 
 start=$(date +%s)
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@"; }
+# The registry's connection can drop mid-download (CI once lost a 133 MB wheel at 109 MB six times over): pip
+# resumes and retries (these settings reach the upgraded pip; older ones ignore the options they lack), and a failed
+# install is tried again from the start, up to four times.
+export PIP_RESUME_RETRIES=${PIP_RESUME_RETRIES:-20} PIP_RETRIES=${PIP_RETRIES:-10} PIP_TIMEOUT=${PIP_TIMEOUT:-60}
+pip() {
+    local attempt
+    for attempt in 1 2 3 4; do
+        "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@" && return 0
+        [ "$1" = install ] || return 1
+        echo "setup: pip $* failed (attempt $attempt of 4); trying again in $((attempt * 15)) s" >&2
+        sleep $((attempt * 15))
+    done
+    return 1
+}
 pip install -U pip
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
     echo "setup: NVIDIA GPU found: installing harness with vllm (GPU)"
