@@ -297,7 +297,7 @@ def search_labels(db: str) -> dict[str, str]:
     data = base(db)  # its lineage graph: no second read of the 20,000 edges
     edges = pd.DataFrame([(c, p) for c, ps in data.graph.parents.items() for p in ps],
                          columns=["child_id", "parent_id"])
-    return labels(data.models, views.evolve_runs(_store(db)), edges)
+    return labels(data.models, views.evolve_runs(_store(db)), edges, views.selections(_store(db)))
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)

@@ -1,14 +1,15 @@
 """Hand recipes against the searches (PS, DFS, PS+DFS) as methods, from stored results only.
 
-    labels = search_labels(models, evolve_runs, edges)   # model_id -> "hand" | "PS" | "DFS" | "PS+DFS"
+    labels = search_labels(models, evolve_runs, edges, selections)  # model_id -> "hand" | "PS" | "DFS" | "PS+DFS"
     table = method_comparison(labels, docs, chosen_on="search", compare_on="heldout")
 
-Each complete evolve run's best merge is labelled by its search: "DFS" when the run searched a layer path,
-"PS+DFS" when that path's parents include another evolve run's best, else "PS"; every other merge is a "hand"
-recipe. Per method, the model with the highest score on `chosen_on` (the search split: the choice is itself a
-selection, never made on the split compared) is compared with the best hand recipe chosen the same way, per
-document on `compare_on` (a document's score: the mean over the suite's tasks of its primary metric), with a paired
-bootstrap 95% interval (harness.stats.paired_compare).
+Every merge an evolve run picked (its best when it completed, and each pick it recorded as a selection: a run
+extended with a larger budget picks again, and its earlier pick stays its search's) is labelled by its search:
+"DFS" when the run searched a layer path, "PS+DFS" when that path's parents include another evolve run's pick,
+else "PS"; every other merge is a "hand" recipe. Per method, the model with the highest score on `chosen_on` (the
+search split: the choice is itself a selection, never made on the split compared) is compared with the best hand
+recipe chosen the same way, per document on `compare_on` (a document's score: the mean over the suite's tasks of
+its primary metric), with a paired bootstrap 95% interval (harness.stats.paired_compare).
 """
 
 from __future__ import annotations
@@ -26,17 +27,29 @@ if TYPE_CHECKING:
 METHOD_ORDER = ("hand", "PS", "DFS", "PS+DFS")
 
 
-def search_labels(models: pd.DataFrame, evolve_runs: pd.DataFrame, edges: pd.DataFrame) -> dict[str, str]:
-    best: dict[str, dict[str, Any]] = {}
-    for r in evolve_runs.itertuples():
-        if r.status == "complete" and isinstance(r.best_model_id, str):
-            cfg = json.loads(r.config) if isinstance(r.config, str) else dict(r.config or {})
-            best[r.best_model_id] = cfg.get("config", {})
+def search_picks(evolve_runs: pd.DataFrame, selections: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """model_id -> the config of the evolve run that picked it: each complete run's best, and every model an evolve
+    run recorded as its selection (harness.store.evolve.add_selection; a run's earlier picks too)."""
+    configs = {r.evolve_id: r.config for r in evolve_runs.itertuples()}
+    chosen = [(r.best_model_id, r.config) for r in evolve_runs.itertuples()
+              if r.status == "complete" and isinstance(r.best_model_id, str)]
+    chosen += [(s.model_id, configs[s.process_id]) for s in selections.itertuples()
+               if s.process == "evolve" and s.process_id in configs]
+    out: dict[str, dict[str, Any]] = {}
+    for mid, config in chosen:
+        cfg = json.loads(config) if isinstance(config, str) else dict(config or {})
+        out.setdefault(mid, cfg.get("config", {}))
+    return out
+
+
+def search_labels(models: pd.DataFrame, evolve_runs: pd.DataFrame, edges: pd.DataFrame,
+                  selections: pd.DataFrame) -> dict[str, str]:
+    picks = search_picks(evolve_runs, selections)
     out: dict[str, str] = {}
-    for mid, cfg in best.items():
+    for mid, cfg in picks.items():
         if cfg.get("method") == "dfs":
             parents = set(edges.loc[edges["child_id"] == mid, "parent_id"])
-            out[mid] = "PS+DFS" if parents & set(best) else "DFS"
+            out[mid] = "PS+DFS" if parents & set(picks) else "DFS"
         else:
             out[mid] = "PS"
     for r in models.itertuples():
@@ -121,14 +134,15 @@ def stored_comparison(store: Store, suite: str, chosen_on: str = "search", compa
     with store.db.read() as con:
         models, edges = views.models(con), views.edges(con)
         scores = views.suite_scores(con, suite_twins(None)[1], rules=score_rules())
-    labels = search_labels(models, views.evolve_runs(store), edges)
+        selections = views.selections(con)
+    labels = search_labels(models, views.evolve_runs(store), edges, selections)
     sc = scores[(scores["suite"] == suite) & scores["split"].isin([chosen_on, compare_on])
                 & scores["model_id"].isin(labels)]
     if sc.empty:
         return pd.DataFrame()
     sc = contender_scores(store, labels, sc, chosen_on, compare_on)
     docs = views.doc_scores(store, sorted(sc["run_id"])).merge(sc[["run_id", "model_id", "split"]], on="run_id")
-    return method_comparison(labels, docs, chosen_on, compare_on, selections_of(views.selections(store), suite))
+    return method_comparison(labels, docs, chosen_on, compare_on, selections_of(selections, suite))
 
 
 def selections_of(selections: pd.DataFrame, suite: str) -> frozenset[tuple[str, str]]:
