@@ -302,21 +302,16 @@ def search_labels(db: str) -> dict[str, str]:
 
 @st.cache_data(ttl=TTL, show_spinner=False)
 def search_comparison(db: str, suite: str, chosen_on: str, compare_on: str) -> pd.DataFrame:
-    """Per search method, its pick on `chosen_on` against the best hand recipe's, paired per document."""
-    from harness.analysis.search_methods import contender_scores, method_comparison, selections_of
+    """Per search method, its pick on `chosen_on` against the best hand recipe's, paired per question."""
+    from harness.analysis.search_methods import compare_scores
 
     labels = search_labels(db)
     sc = scores_marked(db)
     sc = sc[(sc["suite"] == suite) & sc["split"].isin([chosen_on, compare_on]) & sc["model_id"].isin(labels)]
-    with _store(db).reading():  # its four reads on one connection (each connection opens the file: ~0.02 s)
-        sc = contender_scores(_store(db), labels, sc, chosen_on, compare_on)  # then the documents of a few
-        if sc.empty:
-            return pd.DataFrame()
-        docs = doc_scores(db, tuple(sorted(sc["run_id"])))
-        sels = views.selections(_store(db))
-    docs = docs.merge(sc[["run_id", "model_id", "split"]], on="run_id")
-    picked = selections_of(sels, suite)
-    return method_comparison(labels, docs, chosen_on, compare_on, picked)
+    if sc.empty:
+        return pd.DataFrame()
+    with _store(db).reading():  # its reads on one connection (each connection opens the file: ~0.02 s)
+        return compare_scores(_store(db), labels, sc, suite, chosen_on, compare_on)  # the picks' items only
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)

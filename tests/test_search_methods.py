@@ -1,5 +1,5 @@
-"""Searches as methods (harness.analysis.search_methods): labels from evolve runs and lineage, picks made on the
-selection split, paired differences on the compared split."""
+"""Searches as methods (harness.analysis.search_methods): labels from evolve runs, their selections and lineage,
+picks made on the selection split by suite score, paired differences per question on the compared split."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
-from harness.analysis.search_methods import method_comparison, search_labels, stored_comparison
+from harness.analysis.search_methods import search_labels, stored_comparison
 
 PS = {"config": {"method": "task_arithmetic"}}
 DFS = {"config": {"method": "dfs"}}
@@ -35,70 +36,6 @@ def test_labels_follow_the_search_that_made_each_model() -> None:
     hand recipe, and a layer path over it is PS+DFS. Before: ps0 "hand", psdfs "DFS"."""
     labels = search_labels(*frames())
     assert labels == {"ps": "PS", "ps0": "PS", "dfs": "DFS", "psdfs": "PS+DFS", "h1": "hand", "h2": "hand"}
-
-
-def test_picks_are_made_on_the_selection_split_and_compared_paired_on_the_other() -> None:
-    rng = np.random.default_rng(0)
-    n = 200
-    truth = {"h1": 0.30, "h2": 0.20, "ps": 0.45, "dfs": 0.30, "psdfs": 0.60}
-    rows = []
-    for mid, p in truth.items():
-        for split in ("search", "heldout"):
-            for task in ("mc", "gen"):
-                for d in range(n):
-                    rows.append({"model_id": mid, "split": split, "task": f"{task}_{split}", "doc_id": d,
-                                 "score": float(rng.random() < p)})
-    docs = pd.DataFrame(rows)
-    labels = search_labels(*frames())
-    table = method_comparison(labels, docs, "search", "heldout").set_index("method")
-    assert list(table.index) == ["hand", "PS", "DFS", "PS+DFS"]
-    assert table.loc["hand", "model_id"] == "h1" and table.loc["hand", "vs best hand"] == 0.0
-    held = docs[docs["split"] == "heldout"].groupby(["model_id", "doc_id"])["score"].mean()
-    want = 100 * (held.loc["psdfs"] - held.loc["h1"]).mean()
-    assert abs(table.loc["PS+DFS", "vs best hand"] - want) < 1e-9
-    assert table.loc["PS+DFS", "ci_low"] > 0 and table.loc["PS+DFS", "n"] == n
-    assert table.loc["DFS", "ci_low"] < 0 < table.loc["DFS", "ci_high"]
-    assert method_comparison(labels, docs[~docs["model_id"].isin(["h1", "h2"])], "search",
-                             "heldout").empty  # no hand recipe: nothing to compare with
-    assert not table["in_sample"].any()
-    finalists = method_comparison(labels, docs, "search", "heldout", frozenset({("psdfs", "heldout"),
-                                                                                  ("ps", "search")}))
-    assert finalists.set_index("method")["in_sample"].to_dict() == {"hand": False, "PS": False, "DFS": False,
-                                                                     "PS+DFS": True}
-
-
-def test_stored_comparison_reads_only_contenders_and_equals_the_whole_comparison(tmp_path) -> None:
-    """On a generated DuckDB store: the per-run document means from the index equal the pandas means of the
-    documents, and the comparison over the contenders' documents equals method_comparison over every model's."""
-    from benchmarks.gen_store import build
-    from harness.analysis.search_methods import selections_of
-    from harness.store import Store
-    from harness.store import frames as views
-
-    build(tmp_path / "s.duckdb", models=60, docs=40, sources=4, seed=4)
-    store = Store(tmp_path / "s.duckdb")
-    with store.db.read() as con:
-        models, edges, sels = views.models(con), views.edges(con), views.selections(con)
-        scores = views.suite_scores(con, rules={})
-    labels = search_labels(models, views.evolve_runs(store), edges, sels)
-    assert {"hand", "PS"} <= set(labels.values())
-    runs = sorted(scores["run_id"])
-    docs = views.doc_scores(store, runs)
-    want = docs.groupby(["run_id", "doc_id"])["score"].mean().groupby("run_id").mean()
-    got = views.run_doc_means(store, runs).set_index("run_id")["mean"]
-    assert list(got.index) == list(want.index) and np.allclose(got, want, rtol=0, atol=1e-12)
-    compared = 0
-    for suite in sorted(scores["suite"].unique()):
-        splits = sorted(scores.loc[scores["suite"] == suite, "split"].unique())
-        for a in splits:
-            for b in splits:
-                sc = scores[(scores["suite"] == suite) & scores["split"].isin([a, b])
-                            & scores["model_id"].isin(labels)]
-                every = docs.merge(sc[["run_id", "model_id", "split"]], on="run_id")
-                whole = method_comparison(labels, every, a, b, selections_of(views.selections(store), suite))
-                pd.testing.assert_frame_equal(stored_comparison(store, suite, a, b), whole)
-                compared += not whole.empty
-    assert compared
 
 
 # ---------------------------------------------------------------------------------------- real stores
@@ -138,6 +75,29 @@ def add_evolve(store, evolve_id: str, picks: list[str], suite: str, config: dict
     records.finish_run(store, evolve_id, "complete", picks[-1])
 
 
+def hand_figures(items: pd.DataFrame, by_size: bool) -> pd.Series:
+    """(model, split) -> suite score, from the items (model, split, task, doc, score) by pandas."""
+    if by_size:
+        return items.groupby(["model", "split"])["score"].mean()
+    return items.groupby(["model", "split", "task"])["score"].mean().groupby(["model", "split"]).mean()
+
+
+def mmlu_like(rng: np.random.Generator) -> dict[str, dict[str, dict[str, np.ndarray]]]:
+    """model -> split -> task -> 0/1 scores. Search: abstract algebra 10 documents, anatomy 30; h1 answers 16 of
+    anatomy's documents 10-29, h2 every document 0-9 of both (suite scores 40.0 and 50.0; by doc_id averaged over
+    the tasks, as before: 53.3 and 33.3). Held-out: 12 and 36 documents, random at each model's own rate."""
+    def blocks(alg: int, low: int, high: int) -> dict[str, np.ndarray]:
+        return {"alg_s": (np.arange(10) < alg).astype(float),
+                "anat_s": np.r_[np.arange(10) < low, np.arange(20) < high].astype(float)}
+
+    search = {"h1": blocks(0, 0, 16), "h2": blocks(10, 10, 0), "h3": blocks(4, 4, 6),
+              "ps0": blocks(6, 6, 6), "ps": blocks(10, 10, 4)}
+    rate = {"h1": 0.7, "h2": 0.4, "h3": 0.5, "ps0": 0.6, "ps": 0.55}
+    return {m: {"search": s, "heldout": {"alg_h": (rng.random(12) < rate[m]).astype(float),
+                                         "anat_h": (rng.random(36) < rate[m]).astype(float)}}
+            for m, s in search.items()}
+
+
 def build(store, suites: Path, suite: str, data: dict, shared: bool, by_size: bool = True) -> pd.DataFrame:
     splits = {sp: list(tasks) for sp, tasks in next(iter(data.values())).items()}
     write_suite(suites, suite, splits, by_size)
@@ -148,6 +108,57 @@ def build(store, suites: Path, suite: str, data: dict, shared: bool, by_size: bo
     return pd.DataFrame([(m, sp, t, d, v) for m, per in data.items() for sp, tasks in per.items()
                          for t, x in tasks.items() for d, v in enumerate(x)],
                         columns=["model", "split", "task", "doc", "score"])
+
+
+@pytest.mark.parametrize("by_size", [True, False])
+def test_an_mmlu_like_suite_is_picked_by_suite_score_and_paired_by_question(store, tmp_path, monkeypatch,
+                                                                            by_size) -> None:
+    """Tasks holding different documents of different sizes: the picks and means are the suite scores (size-weighted
+    or the plain mean of the task means, per suite.yaml), the pairing unit a question (48 held-out questions, not
+    36 doc ids) and the paired difference the suite scores' difference. Before: hand h1 (doc_id averages 53.3 vs
+    h2's 33.3, suite scores 40.0 vs 50.0), n 36, differences of averages of unrelated documents."""
+    suites = tmp_path / "suites"
+    monkeypatch.setenv("HARNESS_SUITES", str(suites))
+    items = build(store, suites, "mmlike", mmlu_like(np.random.default_rng(1)), shared=False, by_size=by_size)
+    add_evolve(store, "e1", ["ps0", "ps"], "mmlike", PS)
+    score = hand_figures(items, by_size)
+    table = stored_comparison(store, "mmlike").set_index("method")
+    hands = score.xs("search", level="split").loc[["h1", "h2", "h3"]]
+    assert table.loc["hand", "model_id"] == hands.idxmax() == "h2"
+    searched = score.xs("search", level="split").loc[["ps0", "ps"]]
+    assert table.loc["PS", "model_id"] == searched.idxmax()
+    for method, mid in table["model_id"].items():
+        assert table.loc[method, "search"] == pytest.approx(100 * score[(mid, "search")], abs=1e-9)
+        assert table.loc[method, "heldout"] == pytest.approx(100 * score[(mid, "heldout")], abs=1e-9)
+        want = 100 * (score[(mid, "heldout")] - score[("h2", "heldout")])
+        assert table.loc[method, "vs best hand"] == pytest.approx(want, abs=1e-9)
+        assert table.loc[method, "n"] == 48
+    held = items[items["split"] == "heldout"].pivot_table(index=["task", "doc"], columns="model", values="score")
+    if by_size:  # one question per item: the mean of the item differences
+        ps = table.loc["PS", "model_id"]
+        assert table.loc["PS", "vs best hand"] == pytest.approx(100 * (held[ps] - held["h2"]).mean(), abs=1e-9)
+    assert table.loc["PS", "ci_low"] < table.loc["PS", "vs best hand"] < table.loc["PS", "ci_high"]
+
+
+def test_a_zoo_suite_pairs_a_document_once_with_both_its_tasks(store, tmp_path, monkeypatch) -> None:
+    """Tasks posing the same documents (a zoo suite's multiple choice and generation: one doc_hash): unchanged, a
+    document is one question, its score the mean over the tasks; picks by suite score."""
+    suites = tmp_path / "suites"
+    monkeypatch.setenv("HARNESS_SUITES", str(suites))
+    rng = np.random.default_rng(2)
+    rate = {"h1": 0.3, "h2": 0.5, "ps": 0.6}
+    data = {m: {sp: {f"{k}_{sp}": (rng.random(40) < p).astype(float) for k in ("mc", "gen")}
+                for sp in ("search", "heldout")} for m, p in rate.items()}
+    items = build(store, suites, "zoolike", data, shared=True)
+    add_evolve(store, "e1", ["ps"], "zoolike", PS)
+    table = stored_comparison(store, "zoolike").set_index("method")
+    score = hand_figures(items, True)
+    assert table.loc["hand", "model_id"] == score.xs("search", level="split").loc[["h1", "h2"]].idxmax()
+    doc = items[items["split"] == "heldout"].groupby(["model", "doc"])["score"].mean()
+    hand = table.loc["hand", "model_id"]
+    assert table.loc["PS", "vs best hand"] == pytest.approx(100 * (doc.loc["ps"] - doc.loc[hand]).mean(), abs=1e-9)
+    assert table.loc["PS", "n"] == 40 and table.loc["hand", "vs best hand"] == 0.0
+    assert table.loc["PS", "heldout"] == pytest.approx(100 * score[("ps", "heldout")], abs=1e-9)
 
 
 def test_an_extended_runs_earlier_pick_stays_its_searchs(store, tmp_path, monkeypatch) -> None:
@@ -170,3 +181,37 @@ def test_an_extended_runs_earlier_pick_stays_its_searchs(store, tmp_path, monkey
     assert table["in_sample"].to_dict() == {"hand": False, "PS": False}
     records.add_selection(store, "ps0", "onetask", "heldout", "e1", note="finalist")
     assert stored_comparison(store, "onetask")["in_sample"].tolist() == [False, True]
+
+
+def test_stored_comparison_on_a_generated_store_equals_pandas(tmp_path) -> None:
+    """On a generated DuckDB store (one task per split, thousands of documents): per suite and pair of splits, the
+    picks are the suite scores' best, and each difference the pandas mean of the per-document differences."""
+    from benchmarks.gen_store import build as generate
+    from harness.store import Store
+    from harness.store import frames as views
+
+    generate(tmp_path / "s.duckdb", models=60, docs=40, sources=4, seed=4)
+    store = Store(tmp_path / "s.duckdb")
+    with store.db.read() as con:
+        models, edges, sels = views.models(con), views.edges(con), views.selections(con)
+        scores = views.suite_scores(con, rules={})
+    labels = search_labels(models, views.evolve_runs(store), edges, sels)
+    assert {"hand", "PS"} <= set(labels.values())
+    docs = views.doc_scores(store, sorted(scores["run_id"])).merge(scores[["run_id", "model_id", "split", "suite"]])
+    compared = 0
+    for suite in sorted(scores["suite"].unique()):
+        sc = scores[(scores["suite"] == suite) & scores["model_id"].isin(labels)]
+        for a in sorted(sc["split"].unique()):
+            for b in sorted(set(sc["split"]) - {a}):
+                table = stored_comparison(store, suite, a, b).set_index("method")
+                both = sc.pivot_table(index="model_id", columns="split", values="value")[[a, b]].dropna()
+                for method, mid in table["model_id"].items():
+                    own = both[both.index.map(labels) == method][a]
+                    assert mid == max(own.index[own == own.max()])  # ties: the highest id
+                    hand = table.loc["hand", "model_id"]
+                    per = docs[(docs["suite"] == suite) & (docs["split"] == b)].pivot_table(
+                        index="doc_id", columns="model_id", values="score")
+                    want = 100 * (per[mid] - per[hand]).dropna().mean()
+                    assert table.loc[method, "vs best hand"] == pytest.approx(want, abs=1e-9)
+                compared += not table.empty
+    assert compared

@@ -34,13 +34,14 @@ else:
     st.dataframe(stats.round(2), hide_index=True, width="stretch")
 
 st.header("Searches against hand recipes")
-st.caption("Each evolve run's best merge labelled by its search (PS, DFS, PS+DFS; other merges are hand recipes). "
-           "Per method, the model with the best score on the selection split is compared, per document (mean over "
-           "the suite's tasks), with the best hand recipe chosen the same way: paired bootstrap 95% interval.")
+st.caption("Every merge an evolve run picked labelled by its search (PS, DFS, PS+DFS; other merges are hand "
+           "recipes). Per method, the model with the best suite score on the selection split is compared with the "
+           "best hand recipe chosen the same way, paired per question (weighted as the suite score weights it, so "
+           "the mean difference is the suite scores' difference): paired bootstrap 95% interval.")
 labels = q.search_labels(db)
 searched = scores[scores["model_id"].isin([m for m, lab in labels.items() if lab != "hand"])]
 if searched.empty:
-    st.info("No complete evolve run with a scored best merge yet.")
+    st.info("No evolve run with a scored pick yet.")
 else:
     s1, s2, s3 = st.columns(3)
     suites = sorted(searched["suite"].unique())

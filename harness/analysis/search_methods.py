@@ -1,15 +1,19 @@
 """Hand recipes against the searches (PS, DFS, PS+DFS) as methods, from stored results only.
 
     labels = search_labels(models, evolve_runs, edges, selections)  # model_id -> "hand" | "PS" | "DFS" | "PS+DFS"
-    table = method_comparison(labels, docs, chosen_on="search", compare_on="heldout")
+    table = stored_comparison(store, suite, chosen_on="search", compare_on="heldout")
 
 Every merge an evolve run picked (its best when it completed, and each pick it recorded as a selection: a run
 extended with a larger budget picks again, and its earlier pick stays its search's) is labelled by its search:
 "DFS" when the run searched a layer path, "PS+DFS" when that path's parents include another evolve run's pick,
-else "PS"; every other merge is a "hand" recipe. Per method, the model with the highest score on `chosen_on` (the
-search split: the choice is itself a selection, never made on the split compared) is compared with the best hand
-recipe chosen the same way, per document on `compare_on` (a document's score: the mean over the suite's tasks of
-its primary metric), with a paired bootstrap 95% interval (harness.stats.paired_compare).
+else "PS"; every other merge is a "hand" recipe. Per method, the model with the highest suite score on `chosen_on`
+(the search split: the choice is itself a selection, never made on the split compared) is compared with the best
+hand recipe chosen the same way, on `compare_on`. The scores are the suite scores the leaderboard shows
+(harness/store/frames.py SUITE_SCORES_SQL: the size-weighted or plain mean over the suite's tasks, per its rules);
+the pairing unit is a question (harness/seed_questions.py question_keys: a zoo document scored by multiple choice
+and by generation is one question, document 0 of two MMLU subjects are two), each weighted as the suite score
+weights its items, so that the paired mean difference is the difference of the two suite scores; with a paired
+bootstrap 95% interval over questions (harness.stats.paired_compare).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from harness.stats import paired_compare
@@ -25,6 +30,7 @@ if TYPE_CHECKING:
     from harness.store import Store
 
 METHOD_ORDER = ("hand", "PS", "DFS", "PS+DFS")
+ITEM_COLUMNS = ["model_id", "task", "doc_id", "score", "question"]
 
 
 def search_picks(evolve_runs: pd.DataFrame, selections: pd.DataFrame) -> dict[str, dict[str, Any]]:
@@ -58,70 +64,104 @@ def search_labels(models: pd.DataFrame, evolve_runs: pd.DataFrame, edges: pd.Dat
     return out
 
 
-def per_document(docs: pd.DataFrame) -> pd.DataFrame:
-    """(model_id, split, doc_id) -> score: the mean over tasks of each document's score. `docs` has model_id,
-    split, task, doc_id, score (one suite; task names carry the split, so tasks pair up by their position)."""
-    return docs.groupby(["model_id", "split", "doc_id"], as_index=False)["score"].mean()
-
-
-def method_comparison(labels: dict[str, str], docs: pd.DataFrame, chosen_on: str,
-                      compare_on: str, selected_on: frozenset[tuple[str, str]] = frozenset()) -> pd.DataFrame:
-    """One row per method with a model scored on both splits: its pick, scores, and the paired difference with the
-    best hand recipe on `compare_on` (points), or an empty frame when no hand recipe is scored on both.
-    `selected_on` holds the recorded (model id, split) selections of the suite: a pick selected on `compare_on` (an
-    evolve run's declared finalists, say) is marked `in_sample`, its difference there no honest check."""
-    doc = per_document(docs[docs["model_id"].isin(labels)])
-    means = doc.groupby(["model_id", "split"])["score"].mean().unstack("split")
-    if chosen_on not in means or compare_on not in means:
-        return pd.DataFrame()
-    means = means.dropna(subset=[chosen_on, compare_on])
+def method_picks(labels: dict[str, str], scores: pd.DataFrame, chosen_on: str, compare_on: str) -> dict[str, str]:
+    """method -> the model with the highest suite score on `chosen_on` of those with one on both splits (ties: the
+    highest id). `scores` has model_id, split, value (suite scores, frames.suite_scores)."""
+    wide = scores.pivot_table(index="model_id", columns="split", values="value", aggfunc="first")
+    if chosen_on not in wide or compare_on not in wide:
+        return {}
+    on = wide.dropna(subset=[chosen_on, compare_on])[chosen_on]
     picks: dict[str, str] = {}
     for method in METHOD_ORDER:
-        cands = [m for m in means.index if labels.get(m) == method]
+        cands = [m for m in on.index if labels.get(m) == method]
         if cands:
-            picks[method] = max(cands, key=lambda m: (means.loc[m, chosen_on], m))
+            picks[method] = max(cands, key=lambda m: (on[m], m))
+    return picks
+
+
+def question_scores(items: pd.DataFrame, by_size: bool) -> pd.Series:
+    """question -> its share of the suite score: the sum of its items' scores, each weighted as the suite score
+    weights it (1/N of the N items, or 1/(T n_t) for the plain mean of T task means); the shares sum to the score.
+    `items` has task, score, question (one run's)."""
+    if items.empty:
+        return pd.Series(dtype=float)
+    per_task = items.groupby("task")["score"].transform("size")
+    weight = 1.0 / len(items) if by_size else 1.0 / (items["task"].nunique() * per_task)
+    return (items["score"] * weight).groupby(items["question"]).sum()
+
+
+def paired_by_question(ref: pd.DataFrame, other: pd.DataFrame, by_size: bool) -> Any:
+    """harness.stats.paired_compare of two runs' items (task, score, question) over the questions both scored,
+    each question's share of the suite score times their number Q: the mean difference is the difference of the
+    two suite scores over those questions (a question counts once, with all its items)."""
+    common = np.intersect1d(ref["question"].unique(), other["question"].unique())
+    a = question_scores(ref[ref["question"].isin(common)], by_size).reindex(common)
+    b = question_scores(other[other["question"].isin(common)], by_size).reindex(common)
+    return paired_compare(len(common) * a.to_numpy(), len(common) * b.to_numpy(), iters=2000)
+
+
+def method_comparison(labels: dict[str, str], scores: pd.DataFrame, items: pd.DataFrame, chosen_on: str,
+                      compare_on: str, by_size: bool = True,
+                      selected_on: frozenset[tuple[str, str]] = frozenset()) -> pd.DataFrame:
+    """One row per method with a model scored on both splits: its pick (method_picks), suite scores, and the paired
+    difference with the best hand recipe on `compare_on` (points), or an empty frame when no hand recipe is scored
+    on both. `items` has ITEM_COLUMNS: the picks' items on `compare_on` (a pick without items: no difference, n 0).
+    `selected_on` holds the recorded (model id, split) selections of the suite: a pick selected on `compare_on` (an
+    evolve run's declared finalists, say) is marked `in_sample`, its difference there no honest check."""
+    picks = method_picks(labels, scores, chosen_on, compare_on)
     if "hand" not in picks:
         return pd.DataFrame()
-    on = doc[doc["split"] == compare_on].set_index(["model_id", "doc_id"])["score"]
-    ref = on.loc[picks["hand"]]
+    value = scores.set_index(["model_id", "split"])["value"]
+    of = dict(tuple(items.groupby("model_id")))
+    ref = of.get(picks["hand"], pd.DataFrame(columns=ITEM_COLUMNS))
     rows = []
     for method, mid in picks.items():
-        both = pd.concat([ref.rename("a"), on.loc[mid].rename("b")], axis=1, join="inner")
-        cmp = paired_compare(both["a"].to_numpy(), both["b"].to_numpy(), iters=2000)
-        rows.append({"method": method, "model_id": mid, chosen_on: 100 * means.loc[mid, chosen_on],
-                     compare_on: 100 * means.loc[mid, compare_on], "vs best hand": 100 * cmp.mean_diff,
+        cmp = paired_by_question(ref, of.get(mid, pd.DataFrame(columns=ITEM_COLUMNS)), by_size)
+        rows.append({"method": method, "model_id": mid, chosen_on: 100 * value[(mid, chosen_on)],
+                     compare_on: 100 * value[(mid, compare_on)], "vs best hand": 100 * cmp.mean_diff,
                      "ci_low": 100 * cmp.ci_low, "ci_high": 100 * cmp.ci_high, "n": cmp.n,
                      "in_sample": (mid, compare_on) in selected_on})
     return pd.DataFrame(rows)
 
 
-def contenders(labels: dict[str, str], means: pd.DataFrame, chosen_on: str, compare_on: str,
-               tol: float = 1e-9) -> set[str]:
-    """The models that can be a method's pick: `means` has model_id, split and mean (the mean over documents of a
-    document's mean over tasks, harness.store.frames.run_doc_means, per run); of the models with a mean on both
-    splits, each within `tol` of its method's best on `chosen_on`. method_comparison over their documents alone
-    makes the picks it makes over every model's (it computes the means again from the documents; `tol` covers the
-    rounding of two summation orders), without reading the documents of thousands of hand recipes."""
-    wide = means.pivot_table(index="model_id", columns="split", values="mean", aggfunc="first")
-    if chosen_on not in wide or compare_on not in wide:
-        return set()
-    on = wide.dropna(subset=[chosen_on, compare_on])[chosen_on]
-    best = on.groupby(on.index.map(labels)).transform("max")
-    return set(on.index[on >= best - tol])
+def run_items(store: Store, suite: str, split: str, run_id: str, metric: str) -> pd.DataFrame:
+    """A run's items as its suite score reads them (harness/store/suite_se.py task_documents: the suite's metric,
+    `metric` as frames.suite_scores shows it, several joined by '+' where each task takes its primary) with the
+    question each poses (harness/seed_questions.py question_keys; an item without one is a question of its own);
+    no rows where a task's documents do not make its stored value (no honest pairing)."""
+    from harness.seed_questions import question_keys
+    from harness.store.suite_se import task_documents
+
+    with store.db.read() as con:
+        tasks = task_documents(con, run_id, None if "+" in metric else metric)
+    if not tasks or not all(t.makes_value() for t in tasks):
+        return pd.DataFrame(columns=ITEM_COLUMNS[1:])
+    items = pd.DataFrame([(t.task, d, x, h) for t in tasks for d, x, h in zip(t.doc_ids, t.scores, t.hashes,
+                                                                               strict=True)],
+                         columns=["task", "doc_id", "score", "doc_hash"])
+    hashes = {(t, int(d)): h for t, d, h in zip(items["task"], items["doc_id"], items["doc_hash"], strict=True)}
+    named = question_keys(suite, split, hashes)
+    items["question"] = [named.get(k, f"{k[0]}#{k[1]}") for k in hashes]
+    return items.drop(columns="doc_hash")
 
 
-def contender_scores(store: Store, labels: dict[str, str], sc: pd.DataFrame, chosen_on: str,
-                     compare_on: str) -> pd.DataFrame:
-    """The rows of `sc` (suite scores of one suite: model_id, split, run_id) of the models that can be a method's
-    pick (`contenders`): document means of the runs on `chosen_on` only (frames.run_doc_means); on `compare_on`
-    only whether the run has a scored document matters (frames.scored_runs)."""
+def compare_scores(store: Store, labels: dict[str, str], sc: pd.DataFrame, suite: str, chosen_on: str,
+                   compare_on: str) -> pd.DataFrame:
+    """method_comparison over `sc` (suite scores of `suite` on the two splits: model_id, split, run_id, value,
+    metric), reading the items of the picks' runs on `compare_on` only."""
     from harness.store import frames as views
+    from harness.suites import score_rules
 
-    on, other = sc[sc["split"] == chosen_on], sc[sc["split"] == compare_on]
-    means = views.run_doc_means(store, on["run_id"]).merge(on[["run_id", "model_id", "split"]], on="run_id")
-    present = other[other["run_id"].isin(views.scored_runs(store, other["run_id"]))]
-    means = pd.concat([means[["model_id", "split", "mean"]], present[["model_id", "split"]].assign(mean=0.0)])
-    return sc[sc["model_id"].isin(contenders(labels, means, chosen_on, compare_on))]
+    picks = method_picks(labels, sc, chosen_on, compare_on)
+    if "hand" not in picks:
+        return pd.DataFrame()
+    runs = sc[(sc["split"] == compare_on) & sc["model_id"].isin(picks.values())]
+    items = [run_items(store, suite, compare_on, r.run_id, r.metric).assign(model_id=r.model_id)
+             for r in runs.itertuples()]
+    rule = score_rules().get(suite)
+    sels = selections_of(views.selections(store), suite)
+    return method_comparison(labels, sc, pd.concat(items, ignore_index=True)[ITEM_COLUMNS], chosen_on, compare_on,
+                             rule.weight_by_size if rule else True, sels)
 
 
 def stored_comparison(store: Store, suite: str, chosen_on: str = "search", compare_on: str = "heldout") -> pd.DataFrame:
@@ -138,11 +178,7 @@ def stored_comparison(store: Store, suite: str, chosen_on: str = "search", compa
     labels = search_labels(models, views.evolve_runs(store), edges, selections)
     sc = scores[(scores["suite"] == suite) & scores["split"].isin([chosen_on, compare_on])
                 & scores["model_id"].isin(labels)]
-    if sc.empty:
-        return pd.DataFrame()
-    sc = contender_scores(store, labels, sc, chosen_on, compare_on)
-    docs = views.doc_scores(store, sorted(sc["run_id"])).merge(sc[["run_id", "model_id", "split"]], on="run_id")
-    return method_comparison(labels, docs, chosen_on, compare_on, selections_of(selections, suite))
+    return compare_scores(store, labels, sc, suite, chosen_on, compare_on) if len(sc) else pd.DataFrame()
 
 
 def selections_of(selections: pd.DataFrame, suite: str) -> frozenset[tuple[str, str]]:

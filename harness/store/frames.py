@@ -229,30 +229,6 @@ def doc_scores(store: Store, run_ids: Iterable[str]) -> pd.DataFrame:
         [list(run_ids)])
 
 
-def run_doc_means(store: Store, run_ids: Iterable[str]) -> pd.DataFrame:
-    """(run_id, mean): per run, the mean over its documents of each document's mean primary score over the run's
-    tasks (a document is its doc_id), from the per-document index; a run without scored documents has no row. A
-    run of one task is its stored total over its count (run_tasks: no document read; equal to the mean over its
-    documents up to the rounding of the sum), a run of several averages its documents across tasks first."""
-    return _df(store, """
-        WITH t AS (SELECT rt, run_id, docs, total, count(*) OVER (PARTITION BY run_id) AS tasks FROM run_tasks
-                   JOIN (SELECT DISTINCT unnest(?::VARCHAR[]) AS run_id) USING (run_id)),
-        many AS (SELECT rt, run_id FROM t WHERE tasks > 1),  -- joined first: no run of several tasks, no scan
-        d AS (SELECT m.run_id, d.doc_id, avg(d.score) AS score FROM doc_scores d JOIN many m USING (rt)
-              GROUP BY m.run_id, d.doc_id)
-        SELECT run_id, total / docs AS mean FROM t WHERE docs > 0 AND tasks = 1
-        UNION ALL SELECT run_id, avg(score) AS mean FROM d GROUP BY run_id
-        ORDER BY run_id""", [list(run_ids)])
-
-
-def scored_runs(store: Store, run_ids: Iterable[str]) -> set[str]:
-    """The runs, of these, with at least one scored document in the per-document index (no documents read)."""
-    found = _df(store, """
-        SELECT DISTINCT run_id FROM run_tasks JOIN (SELECT DISTINCT unnest(?::VARCHAR[]) AS run_id) USING (run_id)
-        WHERE docs > 0""", [list(run_ids)])
-    return set(found["run_id"].tolist())
-
-
 def runs_of(store: Store, model_id: str) -> pd.DataFrame:
     """A model's runs (newest first) with their number of sample rows."""
     return _df(store, """

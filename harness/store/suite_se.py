@@ -38,20 +38,51 @@ TOLERANCE = 1e-9  # how far a task's stored value may be from the mean of its do
 
 # Parameters: the suite's metric (NULL: each task's primary), the run id twice. Per task the suite score reads (by
 # name): its chosen row's metric, value and n, and its documents' scores on that metric (each the mean of the
-# document's scored sample rows; favg: compensated, as pandas' group mean was), in doc_id order.
+# document's scored sample rows; favg: compensated, as pandas' group mean was) and doc_hashes, in doc_id order.
 _RUN_SCORES = """(SELECT run_id, task, metric, value, n, stderr, ?::VARCHAR AS want, NULL::VARCHAR AS summary
                 FROM scores WHERE run_id = ?)"""
 _TASK_DOCS_SQL = f"""
 WITH chosen AS ({task_rows_sql(_RUN_SCORES)}
 ), docs AS (  -- only the chosen metric's rows (bbh and gsm8k log two filters per document)
-    SELECT s.task, s.metric, s.doc_id, favg(s.score) AS score FROM samples s
+    SELECT s.task, s.metric, s.doc_id, favg(s.score) AS score, min(s.doc_hash) AS doc_hash FROM samples s
     SEMI JOIN chosen c ON c.task = s.task AND c.x.metric = s.metric
     WHERE s.run_id = ? AND s.score IS NOT NULL GROUP BY s.task, s.metric, s.doc_id
 )
 SELECT c.task, c.x.metric, c.x.value, c.x.n, list(d.score ORDER BY d.doc_id) FILTER (WHERE d.doc_id IS NOT NULL),
-       list(d.doc_id ORDER BY d.doc_id) FILTER (WHERE d.doc_id IS NOT NULL)
+       list(d.doc_id ORDER BY d.doc_id) FILTER (WHERE d.doc_id IS NOT NULL),
+       list(d.doc_hash ORDER BY d.doc_id) FILTER (WHERE d.doc_id IS NOT NULL)
 FROM chosen c LEFT JOIN docs d ON d.task = c.task AND d.metric = c.x.metric
 GROUP BY ALL ORDER BY c.task"""
+
+
+@dataclass(frozen=True)
+class TaskDocuments:
+    """One task of a run as its suite score reads it: the chosen row (metric, value, n) and its documents' scores on
+    that metric, with their doc ids and doc_hashes (None where a sample has none), in doc_id order."""
+
+    task: str
+    metric: str
+    value: float
+    n: int
+    scores: list[float]
+    doc_ids: list[int]
+    hashes: list[str | None]
+
+    def makes_value(self) -> bool:
+        """Whether the documents' scores make the task's stored value (count and mean): a metric that is not a
+        per-document mean, or samples not logged, do not."""
+        import numpy as np
+
+        # `not <=`: a stored NaN is not made by any documents' scores
+        return bool(self.scores) and len(self.scores) == self.n \
+            and abs(float(np.mean(self.scores)) - self.value) <= TOLERANCE
+
+
+def task_documents(con: duckdb.DuckDBPyConnection, run_id: str, want: str | None) -> list[TaskDocuments]:
+    """Each task of the run on the suite score's row (`want`: the suite's metric, None: each task's primary), with
+    its documents' scores on that metric, by task name."""
+    rows = con.execute(_TASK_DOCS_SQL, [want, run_id, run_id]).fetchall()
+    return [TaskDocuments(t, m, v, n, s or [], d or [], h or []) for t, m, v, n, s, d, h in rows]
 
 
 @dataclass(frozen=True)
@@ -67,17 +98,15 @@ def question_stderr(con: duckdb.DuckDBPyConnection, run_id: str, questions: Mapp
     (inside the caller's write transaction), or None where no question has more than one item or a task's
     per-document scores do not make its stored value (count and mean). An item `questions` does not name is a
     question of its own."""
-    import numpy as np
-
     from harness.stats import question_clustered_stderr
 
     tasks: list[tuple[list[float], list[object], float]] = []
-    rows = con.execute(_TASK_DOCS_SQL, [want, run_id, run_id]).fetchall()
-    for task, _, value, n, scores, doc_ids in rows:
-        # `not <=`: a stored NaN is not made by any documents' scores
-        if not scores or len(scores) != n or not abs(float(np.mean(scores)) - value) <= TOLERANCE:
+    rows = task_documents(con, run_id, want)
+    for t in rows:
+        if not t.makes_value():
             return None
-        tasks.append((scores, [questions.get((task, d), ("#item", task, d)) for d in doc_ids], float(len(scores))))
+        tasks.append((t.scores, [questions.get((t.task, d), ("#item", t.task, d)) for d in t.doc_ids],
+                      float(len(t.scores))))
     named = [k for _, keys, _ in tasks for k in keys]
     if len(set(named)) == len(named):  # also where no task has a row
         return None
@@ -86,7 +115,7 @@ def question_stderr(con: duckdb.DuckDBPyConnection, run_id: str, questions: Mapp
     by_mean = question_clustered_stderr([(x, k, 1 / len(tasks)) for x, k, _ in tasks])
     if by_size != by_size or by_mean != by_mean:
         return None
-    return QuestionStderr("+".join(sorted({r[1] for r in rows})), by_size, by_mean)
+    return QuestionStderr("+".join(sorted({r.metric for r in rows})), by_size, by_mean)
 
 
 def write_question_stderr(con: duckdb.DuckDBPyConnection, run_id: str, questions: Mapping[tuple[str, int], str],
