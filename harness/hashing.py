@@ -7,11 +7,17 @@ import json
 from pathlib import Path
 from typing import Any
 
-# Files that define a model's behaviour. Model cards and other docs are left out on purpose.
+# Files that define a model's behaviour. Model cards and other docs are left out on purpose. The names are every
+# file mergekit 0.1.5 copies from a parent into a merge (merge._copy_tokenizer's list, the architectures'
+# tagalong_files) or reads into it (config.json; the tokenizer's vocabulary files, which transformers reads when
+# mergekit re-serialises the tokenizer), so a parent changed in any of them is a new parent and its merges new ids.
+# A name added here changes the id only of a folder that holds such a file (none of the zoo's models do).
 MODEL_FILE_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 MODEL_FILE_NAMES = (
     "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
     "special_tokens_map.json", "tokenizer.model", "vocab.json", "merges.txt", "chat_template.jinja",
+    "chat_template.json", "added_tokens.json", "vocab.txt", "spiece.model", "sentencepiece.bpe.model",
+    "preprocessor_config.json", "processor_config.json", "video_preprocessor_config.json", "normalizer.json",
 )
 CHUNK = 1 << 20  # fits the CPU's cache between read() and sha256: 0.72-0.84 CPU s per GB here, 8 MiB 0.77-0.86
 

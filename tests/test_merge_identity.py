@@ -168,3 +168,24 @@ def test_the_device_enters_the_id_only_of_a_random_method_on_cuda(zoo):  # noqa:
         assert ids["cpu"] == plan_merge(load_recipe(recipe), Resolver()).model_id
         assert ids["cuda"] == ids["cuda:1"]
         assert (ids["cuda"] != ids["cpu"]) == random
+
+
+@pytest.mark.parametrize("name, before, after", [
+    ("chat_template.json", '{"chat_template": "{{ messages[0].content }}"}',
+     '{"chat_template": "{{ messages[-1].content }} edited"}'),
+    ("added_tokens.json", '{"<extra_a>": 512}', '{"<extra_b>": 512}'),
+])
+def test_a_parent_whose_tokenizer_file_changed_in_place_is_a_new_merge(zoo, store, results, tmp_path,  # noqa: F811
+                                                                       name, before, after):
+    """mergekit copies chat_template.json and added_tokens.json from the donor into the merge (merge._copy_tokenizer):
+    a parent whose file changed in place must be a new merge, not the stale cached one."""
+    from harness.merge import merge_to_folder
+
+    mine = shutil.copytree(zoo["m1"], tmp_path / "mine")
+    (mine / name).write_text(before)
+    first = merge_to_folder(linear(mine, zoo["m2"]), store=store)
+    assert (first.path / name).read_text() == before  # mergekit copied it from the donor
+    (mine / name).write_text(after)  # another template / other added words, same folder
+    again = merge_to_folder(linear(mine, zoo["m2"]), store=store)
+    assert (again.path / name).read_text() == (mine / name).read_text() == after, "the stale merge came back"
+    assert again.model_id != first.model_id and not again.cached
