@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.factories import WORDS, make_tiny_llama
+from tests.test_cli_edges import suites  # noqa: F401
 from tests.test_merge import SMALL, assert_same, load_folder, zoo  # noqa: F401
 
 
@@ -189,3 +190,26 @@ def test_a_parent_whose_tokenizer_file_changed_in_place_is_a_new_merge(zoo, stor
     again = merge_to_folder(linear(mine, zoo["m2"]), store=store)
     assert (again.path / name).read_text() == (mine / name).read_text() == after, "the stale merge came back"
     assert again.model_id != first.model_id and not again.cached
+
+
+def test_eval_of_a_recipe_merges_with_the_seed_it_is_given(zoo, results, suites, tmp_path):  # noqa: F811
+    """`harness eval recipe.yaml` merged with seed 0 whatever was asked, while `harness merge` takes --seed: a DARE
+    recipe evaluated with --merge-seed 1 must be DARE's seed-1 merge (mergekit's own, seeded the same), another id."""
+    from harness.store import Store
+    from tests.factories import run_cli
+    from tests.test_merge import mergekit_run_merge, recipes, write_recipe
+
+    recipe = recipes(zoo)["dare_ties"]
+    ids = {}
+    for seed in (0, 1):
+        path = str(write_recipe(tmp_path, f"dare-{seed}", recipe))  # one text; a file each for a name each
+        code, out, err = run_cli("eval", path, "--suite", "tiny_mc", "--device", "cpu", "--limit", "2",
+                                 "--merge-seed", str(seed), "--json")
+        assert code == 0, err[-800:]
+        ids[seed] = json.loads(out)[0]["model_id"]
+        folder = Path(str(Store().get_model(ids[seed]).path))
+        assert_same(load_folder(folder), mergekit_run_merge(recipe, tmp_path / f"peer{seed}", seed))
+        assert ids[seed] == json.loads(run_cli("merge", path, "--seed", str(seed), "--json")[1])["model_id"]
+    assert ids[0] != ids[1]
+    a, b = mergekit_run_merge(recipe, tmp_path / "p0", 0), mergekit_run_merge(recipe, tmp_path / "p1", 1)
+    assert any(not a[k].equal(b[k]) for k in a)  # the two seeds are two models

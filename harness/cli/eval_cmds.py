@@ -79,6 +79,9 @@ def eval_cmd(
     max_length: int = typer.Option(None, "--max-length", min=1, help="Context length in tokens (default: model's)."),
     seed: int = typer.Option(1234, "--seed", min=0, max=2**32 - 1,
                               help="Seed for python, numpy, torch and few-shot sampling."),
+    merge_seed: int = typer.Option(0, "--merge-seed", min=0, max=2**32 - 1,
+                                   help="Recipes given as models: the merge's seed, as `harness merge --seed` "
+                                        "(random methods such as DARE; part of the merge id)."),
     base_url: str = typer.Option(None, "--base-url", help="openai: server root, e.g. http://127.0.0.1:8000."),
     serve_it: bool = typer.Option(False, "--serve", help="openai: run `vllm serve` on the model for the run."),
     tokenizer: str = typer.Option(None, "--tokenizer", help="openai: local tokenizer folder (default: model)."),
@@ -171,9 +174,10 @@ def eval_cmd(
                     raise HarnessError("--workers fans out lm-eval suites; judge suites run in one process",
                                        "drop --workers for mt_bench / vicuna_bench")
 
-                results = evaluate_fanout(models, suite, opts, workers, ray_address, on_done=on_done).results
+                results = evaluate_fanout(models, suite, opts, workers, ray_address, on_done=on_done,
+                                          merge_seed=merge_seed).results
             else:
-                results = evaluate(models, suite, opts, judge=jopts, on_done=on_done).results
+                results = evaluate(models, suite, opts, judge=jopts, on_done=on_done, merge_seed=merge_seed).results
     if as_json:
         print_json([_as_json(m, r, jopts is not None) for m, r in zip(models, results, strict=True)])
     failures = [r for r in results if isinstance(r, HarnessError)]

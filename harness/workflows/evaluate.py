@@ -35,19 +35,20 @@ def suite_kind_check(suite: Suite, judged: bool) -> None:
                            "use --suite mt_bench or vicuna_bench, or drop --judge")
 
 
-def materialise(ref: str, store: Store) -> str:
-    """A merge recipe YAML given as a model is merged (or found in the merge cache); anything else passes through."""
+def materialise(ref: str, store: Store, merge_seed: int = 0) -> str:
+    """A merge recipe YAML given as a model is merged with `merge_seed` (or found in the merge cache: the seed is
+    part of the merge id, as `harness merge --seed`); anything else passes through."""
     path = Path(ref).expanduser()
     if not (path.is_file() and path.suffix in (".yaml", ".yml")):
         return ref
     from harness.merge import merge_to_folder
 
-    return merge_to_folder(path, store=store).model_id
+    return merge_to_folder(path, seed=merge_seed, store=store).model_id
 
 
 def evaluate(
     models: Sequence[str], suite_name: str, opts: EvalOptions, judge: JudgeOptions | None = None,
-    store: Store | None = None, on_done: Callable[[str, Any], None] | None = None,
+    store: Store | None = None, on_done: Callable[[str, Any], None] | None = None, merge_seed: int = 0,
 ) -> Evaluation:
     """Evaluate each model; a model that fails is reported (HarnessError in the list) and the rest go on.
     Problems shared by every model (unknown suite, split, tier, task or backend) raise once, before any run."""
@@ -58,7 +59,7 @@ def evaluate(
     suite_kind_check(suite, judge is not None)
     store = store or Store()
     if judge is not None:
-        return Evaluation(suite, _judged(models, suite, judge, store, on_done))
+        return Evaluation(suite, _judged(models, suite, judge, store, on_done, merge_seed))
     from harness.evaluate.runner import evaluate_model, get_backend, plan_for
 
     get_backend(opts.backend)
@@ -66,7 +67,7 @@ def evaluate(
     out: list[RunResult | HarnessError] = []
     for ref in models:
         try:
-            res: RunResult | HarnessError = evaluate_model(materialise(ref, store), plan.suite, opts, store,
+            res: RunResult | HarnessError = evaluate_model(materialise(ref, store, merge_seed), plan.suite, opts, store,
                                                            plan=plan)
         except HarnessError as exc:
             res = exc
@@ -77,12 +78,12 @@ def evaluate(
 
 
 def _judged(models: Sequence[str], suite: Suite, judge: JudgeOptions, store: Store,
-            on_done: Callable[[str, Any], None] | None) -> list[Any]:
+            on_done: Callable[[str, Any], None] | None, merge_seed: int = 0) -> list[Any]:
     from harness.evaluate.judge.evaluate import evaluate_judge
 
     out = []
     for ref in models:
-        res = evaluate_judge(materialise(ref, store), suite, judge, store)
+        res = evaluate_judge(materialise(ref, store, merge_seed), suite, judge, store)
         out.append(res)
         if on_done:
             on_done(ref, res)

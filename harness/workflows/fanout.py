@@ -102,7 +102,7 @@ class EvalWorker:
 
 def evaluate_fanout(
     models: Sequence[str], suite_name: str, opts: EvalOptions, workers: int, ray_address: str | None = None,
-    store: Store | None = None, on_done: Callable[[str, Any], None] | None = None,
+    store: Store | None = None, on_done: Callable[[str, Any], None] | None = None, merge_seed: int = 0,
 ) -> Any:
     """Like workflows.evaluate.evaluate for lm-eval suites, with models and pieces spread over `workers` actors."""
     from harness.evaluate.runner import get_backend, plan_for
@@ -119,7 +119,7 @@ def evaluate_fanout(
         store.init()
     get_backend(opts.backend)
     plan = plan_for(suite_name if ":" in suite_name else suite, opts)  # bad split/tier/tasks: fail before actors
-    out, runs = prepare_runs(models, plan, opts, store, on_done)
+    out, runs = prepare_runs(models, plan, opts, store, on_done, merge_seed)
     if runs:
         assembly = Assembly(plan, runs, store)
         assembly.cut(workers)
@@ -136,9 +136,10 @@ def evaluate_fanout(
 
 
 def prepare_runs(models: Sequence[str], plan: Plan, opts: EvalOptions, store: Store,
-                 on_done: Callable[[str, Any], None] | None = None) -> tuple[dict[int, Any], dict[int, Prepared]]:
-    """Each model resolved (recipes merged) and its run prepared here: a reused run or a model that can't be
-    evaluated is done already (first dict); the runs left to evaluate (second)."""
+                 on_done: Callable[[str, Any], None] | None = None,
+                 merge_seed: int = 0) -> tuple[dict[int, Any], dict[int, Prepared]]:
+    """Each model resolved (recipes merged with `merge_seed`) and its run prepared here: a reused run or a model
+    that can't be evaluated is done already (first dict); the runs left to evaluate (second)."""
     from harness.evaluate.runner import RunResult, prepare_run
     from harness.workflows.evaluate import materialise
 
@@ -146,7 +147,7 @@ def prepare_runs(models: Sequence[str], plan: Plan, opts: EvalOptions, store: St
     runs: dict[int, Prepared] = {}
     for i, ref in enumerate(models):
         try:
-            prepared = prepare_run(model_folder(materialise(ref, store), store, opts), plan, opts, store)
+            prepared = prepare_run(model_folder(materialise(ref, store, merge_seed), store, opts), plan, opts, store)
         except HarnessError as exc:
             prepared = exc
         if isinstance(prepared, (RunResult, HarnessError)):
