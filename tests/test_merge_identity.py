@@ -213,3 +213,31 @@ def test_eval_of_a_recipe_merges_with_the_seed_it_is_given(zoo, results, suites,
     assert ids[0] != ids[1]
     a, b = mergekit_run_merge(recipe, tmp_path / "p0", 0), mergekit_run_merge(recipe, tmp_path / "p1", 1)
     assert any(not a[k].equal(b[k]) for k in a)  # the two seeds are two models
+
+
+def test_torch_s_release_enters_the_id_only_of_a_method_that_draws(zoo):  # noqa: F811
+    """DARE's masks are torch.bernoulli draws: another torch release may draw others (torch promises no
+    reproducibility across releases), so the release is part of the id of a recipe that draws random numbers. The
+    release is simulated by the function that reads installed versions; ids of other methods do not hold it."""
+    from importlib.metadata import version
+
+    from harness.merge.recipe import load_recipe
+    from harness.merge.resolve import Resolver, plan_merge
+
+    def torch_at(release: str):
+        return lambda package: release if package == "torch" else version(package)
+
+    dare = {"merge_method": "dare_ties", "base_model": str(zoo["m0"]), "models": [
+        {"model": str(zoo["m1"]), "parameters": {"weight": 0.5, "density": 0.5}}]}
+    nested = {"merge_method": "linear", "slices": [{"sources": [
+        {"model": str(zoo["m1"]), "layer_range": [0, 2]}, {"model": str(zoo["m2"]), "layer_range": [0, 2]}],
+        "merge_method": "della", "parameters": {"weight": 0.5, "density": 0.5}}]}
+    for recipe, random in ((dare, True), (nested, True), (linear(zoo["m1"], zoo["m2"]), False)):
+        ids = {r: plan_merge(load_recipe(recipe), Resolver(), version=torch_at(r)).model_id
+               for r in ("2.4.1", "2.5.0", "2.5.0+cu121", "2.5.0+cpu")}
+        assert ids["2.5.0"] == ids["2.5.0+cu121"] == ids["2.5.0+cpu"]  # one release, whatever the build
+        assert (ids["2.4.1"] != ids["2.5.0"]) == random
+        here = version("torch").partition("+")[0]
+        installed = plan_merge(load_recipe(recipe), Resolver()).model_id  # the default reads the installed torch
+        assert installed == plan_merge(load_recipe(recipe), Resolver(), version=torch_at(here)).model_id
+        assert (installed != ids["2.4.1"]) == (random and here != "2.4.1")

@@ -3,7 +3,8 @@
 A reference is tried as a recipe file (a merge of merges, made first), a model folder or a .gguf file (converted
 once into a cached folder; relative to the recipe, then the cwd), then a name, id or id prefix in the store. The
 id of a merge is a hash of the normalised recipe (references replaced by the parents' ids, files named in
-parameters by their hashes), the parents' ids, the mergekit version and the seed.
+parameters by their hashes), the parents' ids, the mergekit version and the seed; for a recipe whose methods draw
+random numbers (RANDOM_METHODS) also torch's release and the device kind when not the CPU.
 """
 
 from __future__ import annotations
@@ -186,12 +187,17 @@ def _still(folder: Path, kind: str, recorded_sig: str | None) -> bool:
     return kind != "source" and (not recorded_sig or files_signature(folder) == recorded_sig)
 
 
-def plan_merge(recipe: Recipe, resolver: Resolver, seed: int | None = 0, device: str = "cpu") -> MergePlan:
+def plan_merge(recipe: Recipe, resolver: Resolver, seed: int | None = 0, device: str = "cpu",
+               version: Callable[[str], str] | None = None) -> MergePlan:
     """Locate every reference, compute ids, and build mergekit's config. Writes nothing, imports no mergekit.
-    `device` enters the id only where it changes the tensors (`draw_device`): CPU ids do not hold it."""
-    from importlib.metadata import version
+    `device` and torch's version enter the id only where they change the tensors (`draws`): CPU ids do not hold
+    the device, nor the ids of methods that draw no random numbers torch's version. `version`: what reads an
+    installed package's version (importlib.metadata's by default)."""
+    from importlib.metadata import version as installed
 
     from harness.merge.fisher import attach_fisher
+
+    version = version or installed
 
     data = copy.deepcopy(recipe.data)
     if recipe.extras.get("fisher"):
@@ -222,6 +228,8 @@ def plan_merge(recipe: Recipe, resolver: Resolver, seed: int | None = 0, device:
     mk = version("mergekit")
     what = {"format": ID_FORMAT, "recipe": norm, "parents": sorted(p.model_id for p in parents), "mergekit": mk,
             "seed": seed}
+    if draws(data):  # torch's generator (and its kernels) may draw other numbers in another release
+        what["torch"] = version("torch").partition("+")[0]
     drawn_on = draw_device(data, device)
     if drawn_on is not None:
         what["device"] = drawn_on
@@ -230,10 +238,8 @@ def plan_merge(recipe: Recipe, resolver: Resolver, seed: int | None = 0, device:
                      model_id=model_id, recipe_id=hash_json(norm), seed=seed, mergekit_version=mk)
 
 
-def draw_device(data: Any, device: str) -> str | None:
-    """The device kind ("cuda") a recipe's random draws are made on, when not the CPU and a method of the recipe
-    (top level, slices or modules) draws random numbers; else None (the id is the CPU's)."""
-    kind = device.split(":")[0]
+def draws(data: Any) -> bool:
+    """Whether a method of the recipe (top level, slices or modules) draws random numbers (RANDOM_METHODS)."""
 
     def methods(node: Any) -> set[str]:
         if isinstance(node, dict):
@@ -241,7 +247,14 @@ def draw_device(data: Any, device: str) -> str | None:
                 m for v in node.values() for m in methods(v)}
         return {m for v in node for m in methods(v)} if isinstance(node, list) else set()
 
-    return kind if kind != "cpu" and methods(data) & RANDOM_METHODS else None
+    return bool(methods(data) & RANDOM_METHODS)
+
+
+def draw_device(data: Any, device: str) -> str | None:
+    """The device kind ("cuda") a recipe's random draws are made on, when not the CPU and the recipe `draws`; else
+    None (the id is the CPU's)."""
+    kind = device.split(":")[0]
+    return kind if kind != "cpu" and draws(data) else None
 
 
 def _hash_file_params(normalised: dict[str, Any], base_dir: Path, config_data: dict[str, Any]) -> None:
