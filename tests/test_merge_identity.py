@@ -241,3 +241,39 @@ def test_torch_s_release_enters_the_id_only_of_a_method_that_draws(zoo):  # noqa
         installed = plan_merge(load_recipe(recipe), Resolver()).model_id  # the default reads the installed torch
         assert installed == plan_merge(load_recipe(recipe), Resolver(), version=torch_at(here)).model_id
         assert (installed != ids["2.4.1"]) == (random and here != "2.4.1")
+
+
+_RECORD_READS: list[str] = []
+
+
+def _count_record_reads(event: str, args: tuple) -> None:
+    if event == "open" and str(args[0]).endswith("harness_merge.json") and "r" in str(args[1] or "r"):
+        _RECORD_READS.append(str(args[0]))
+
+
+def test_a_cache_check_reads_the_merge_record_once(zoo, store, results, tmp_path):  # noqa: F811
+    """The target folder's harness_merge.json was read up to three times per cache check (is_this_merge,
+    merge_record_id, the staging folder's replace check); copying the stored folder reads the stored one, not
+    counted. Counted by Python's own audit hook on open(); what comes back is unchanged: a damaged
+    copy elsewhere is replaced by the stored merge, a damaged folder without a store row is made again."""
+    import sys
+
+    from harness.merge import merge_to_folder
+    from harness.store import Store
+
+    sys.addaudithook(_count_record_reads)  # for the process's life; it only appends to a list
+    recipe = linear(zoo["m1"], zoo["m2"])
+    first = merge_to_folder(recipe, store=store)
+    good = {k: v.clone() for k, v in load_folder(first.path).items()}
+    copy = tmp_path / "copy"
+    merge_to_folder(recipe, copy, store=store)
+    (copy / "model.safetensors").write_bytes((copy / "model.safetensors").read_bytes()[:1000])  # a damaged copy
+    _RECORD_READS.clear()
+    hit = merge_to_folder(recipe, copy, store=store)  # the stored merge, copied over the damaged one
+    assert hit.cached and _RECORD_READS.count(str(copy / "harness_merge.json")) == 1, _RECORD_READS
+    assert_same(load_folder(copy), good)
+    (copy / "model.safetensors").write_bytes((copy / "model.safetensors").read_bytes()[:1000])
+    _RECORD_READS.clear()
+    again = merge_to_folder(recipe, copy, store=Store(tmp_path / "other.duckdb"))  # no row: made again
+    assert not again.cached and _RECORD_READS.count(str(copy / "harness_merge.json")) == 1, _RECORD_READS
+    assert_same(load_folder(copy), good)

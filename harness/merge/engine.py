@@ -78,7 +78,8 @@ def merge_to_folder(
         name = _free(store, name or rec.name, plan.model_id)
         stored = store.find_model(plan.model_id)
     final = Path(out).resolve() if out else merges_dir() / plan.model_id
-    hit = cached_folder(store, plan, final, name, stored)
+    seen = FolderMerge.read(final, plan.model_id)  # its harness_merge.json, read once for the whole check
+    hit = cached_folder(store, plan, final, name, stored, seen)
     if hit is not None:
         if asked_name is not None and stored is not None and stored.name != asked_name:
             store.rename(plan.model_id, asked_name)  # the name the user asked for now (free: checked above)
@@ -89,9 +90,9 @@ def merge_to_folder(
     plan.validate()
     check_inputs(plan, allow_pickle)
     damaged = final.exists() and any(final.iterdir())  # a folder of this merge, damaged: made again, swapped in
-    if damaged and merge_record_id(final) != plan.model_id:
+    if damaged and seen.named != plan.model_id:
         raise HarnessError(f"{final} already exists and is not this merge", "pick another --out or remove it")
-    with staging(final, replace=lambda f: damaged and not is_this_merge(f, plan.model_id)) as tmp:
+    with staging(final, replace=lambda f: damaged and not seen.whole) as tmp:
         run_mergekit(plan, tmp, device=device, allow_pickle=allow_pickle, shard_bytes=shard_bytes,
                      where=f"merge of {rec.path or 'recipe'}")
         from harness.merge.cards import write_card
@@ -132,11 +133,12 @@ def _free(store: Store, name: str | None, model_id: str) -> str | None:
 
 
 def cached_folder(store: Store, plan: MergePlan, final: Path, name: str | None = None,
-                  rec: ModelRecord | None = None) -> Path | None:
+                  rec: ModelRecord | None = None, seen: FolderMerge | None = None) -> Path | None:
     """The stored folder of this merge if it is intact (copied to `final` if asked elsewhere), else None. `rec`:
-    the store's row for the merge when the caller has read it already."""
+    the store's row for the merge when the caller has read it already; `seen`: what `final` holds, likewise."""
     rec = rec or store.find_model(plan.model_id)
-    if rec is None and is_this_merge(final, plan.model_id):  # made before, store row lost: register again
+    seen = seen or FolderMerge.read(final, plan.model_id)
+    if rec is None and seen.whole:  # made before, store row lost: register again
         from harness.merge.record import record_merge
 
         record_merge(store, plan, final, name)
@@ -148,11 +150,11 @@ def cached_folder(store: Store, plan: MergePlan, final: Path, name: str | None =
         return None
     if final == stored or final == merges_dir() / plan.model_id:
         return stored
-    if is_this_merge(final, plan.model_id):
+    if seen.whole:
         return final
-    if final.exists() and any(final.iterdir()) and merge_record_id(final) != plan.model_id:
+    if final.exists() and any(final.iterdir()) and seen.named != plan.model_id:
         raise HarnessError(f"{final} already exists and is not this merge", "pick another --out or remove it")
-    with staging(final, replace=lambda f: not is_this_merge(f, plan.model_id)) as tmp:  # a damaged copy: replaced
+    with staging(final, replace=lambda f: not seen.whole) as tmp:  # a damaged copy: replaced
         shutil.copytree(stored, tmp, dirs_exist_ok=True)
     return final
 
@@ -168,19 +170,24 @@ def merge_record(folder: Path) -> dict[str, Any]:
     return record if isinstance(record, dict) else {}
 
 
-def merge_record_id(folder: Path) -> str | None:
-    """The merge id a folder's harness_merge.json names, whole or damaged."""
-    return merge_record(folder).get("model_id")
+@dataclass(frozen=True)
+class FolderMerge:
+    """What a folder's harness_merge.json says of it, read once per cache check: `named`, the merge id it names
+    (whole or damaged); `whole`, the folder is merge `model_id` whole: the record names that id and the sizes of
+    the files that define the model are the ones recorded when it was made (a cut shard, a lost or added weights
+    file: not whole; a record without sizes, written before they were recorded, cannot tell: not whole, made
+    again)."""
 
+    named: str | None
+    whole: bool
 
-def is_this_merge(folder: Path, model_id: str) -> bool:
-    """The folder is this merge, whole: its harness_merge.json names the id and the sizes of the files that define
-    the model are the ones recorded when it was made (a cut shard, a lost or added weights file: not this merge;
-    a record without sizes, written before they were recorded, cannot tell: not this merge, made again)."""
-    from harness.identity import files_sizes
+    @classmethod
+    def read(cls, folder: Path, model_id: str) -> FolderMerge:
+        from harness.identity import files_sizes
 
-    record = merge_record(folder)
-    return record.get("model_id") == model_id and record.get("files") == files_sizes(folder)
+        record = merge_record(folder)
+        named = record.get("model_id")
+        return cls(named, named == model_id and record.get("files") == files_sizes(folder))
 
 
 @contextmanager
