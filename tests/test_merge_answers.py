@@ -107,3 +107,24 @@ def test_answers_hang_only_on_fingerprinted_inputs(zoo, results, tmp_path):  # n
     assert self_contained(plan_merge(load_recipe(sub), Resolver()))
     assert not self_contained(plan_merge(load_recipe(top), made_before))
     assert not self_contained(plan_merge(load_recipe(with_file), Resolver()))
+
+
+def test_an_answer_is_not_given_under_another_torch_or_mergekit(zoo, results, tmp_path, monkeypatch, capsys):  # noqa: F811
+    """A merge id holds mergekit's version, and torch's for a method that draws: an upgrade makes another id, so the
+    remembered answer (the id made under the old release) must not be printed. Another release is simulated the
+    way one is found: a site folder ahead on sys.path holding the package and its dist-info."""
+    from harness.cli.answers import answer_merge
+    from tests.factories import run_cli
+
+    recipe = str(write_recipe(tmp_path, "dare", recipes(zoo)["dare_ties"]))
+    assert run_cli("merge", recipe)[0] == 0
+    assert answer_merge(["merge", recipe])
+    for package, release in (("torch", "0.0.1"), ("mergekit", "0.0.1")):
+        site = tmp_path / f"site-{package}"
+        (site / package).mkdir(parents=True)
+        (site / f"{package}-{release}.dist-info").mkdir()
+        with monkeypatch.context() as m:
+            m.syspath_prepend(str(site))
+            assert not answer_merge(["merge", recipe]), f"answered under {package} {release}"
+    assert answer_merge(["merge", recipe])  # the installed releases again: answered
+    capsys.readouterr()

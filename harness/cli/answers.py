@@ -3,8 +3,9 @@
 The full command (merge_cmds.py) remembers each answer it prints in results/cache/merge_answers.json (through
 identity's `memo`: under a file lock, written atomically), keyed by what the answer depends on: the recipe file's
 path and bytes, the working folder (references may be relative to it), --out, --seed, the store's and the results'
-paths. An entry also holds fingerprints: the store file's (size, mtime, inode, and its WAL's), each parent folder's
-and the output folder's (`files_signature`: names, sizes and mtimes, as the normal path checks them).
+paths, and the installed mergekit's and torch's releases (a merge id holds them). An entry also holds fingerprints:
+the store file's (size, mtime, inode, and its WAL's), each parent folder's and the output folder's
+(`files_signature`: names, sizes and mtimes, as the normal path checks them).
 
 `answer_merge` prints the remembered answer only for exactly `harness merge RECIPE [--out DIR] [--seed N] [--json]`
 with every fingerprint unchanged. The store stays the source of truth: any write to it, a changed parent, a missing
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -85,7 +87,21 @@ def answer_key(recipe: str, out: str | None, seed: int) -> str:
         "recipe": str(path), "text": hashlib.sha256(path.read_bytes()).hexdigest(), "cwd": os.getcwd(),
         "out": str(Path(out).resolve()) if out else None, "seed": seed,
         "db": str(default_db_path().resolve()), "results": str(results_dir().resolve()),
+        "engines": [dist_info(p) for p in ENGINES],
     })
+
+
+ENGINES = ("mergekit", "torch")  # whose versions a merge id holds (harness.merge.resolve.plan_merge)
+
+
+def dist_info(package: str) -> list[str] | None:
+    """The dist-info folder names (name-version) beside the `package` that an import would find (the first sys.path
+    entry holding it), read without importing it or importlib.metadata (70 modules): an upgrade is another key."""
+    for entry in sys.path:
+        site = Path(entry or ".")
+        if (site / package).is_dir():
+            return sorted(n for n in os.listdir(site) if n.startswith(f"{package}-") and n.endswith(".dist-info"))
+    return None
 
 
 def store_state() -> list[Any]:
