@@ -200,9 +200,9 @@ def test_eval_of_a_recipe_merges_with_the_seed_it_is_given(zoo, results, suites,
     from tests.test_merge import mergekit_run_merge, recipes, write_recipe
 
     recipe = recipes(zoo)["dare_ties"]
+    path = str(write_recipe(tmp_path, "dare", recipe))  # one file: seed 1's merge is named dare-seed1
     ids = {}
     for seed in (0, 1):
-        path = str(write_recipe(tmp_path, f"dare-{seed}", recipe))  # one text; a file each for a name each
         code, out, err = run_cli("eval", path, "--suite", "tiny_mc", "--device", "cpu", "--limit", "2",
                                  "--merge-seed", str(seed), "--json")
         assert code == 0, err[-800:]
@@ -211,6 +211,7 @@ def test_eval_of_a_recipe_merges_with_the_seed_it_is_given(zoo, results, suites,
         assert_same(load_folder(folder), mergekit_run_merge(recipe, tmp_path / f"peer{seed}", seed))
         assert ids[seed] == json.loads(run_cli("merge", path, "--seed", str(seed), "--json")[1])["model_id"]
     assert ids[0] != ids[1]
+    assert [Store().get_model(ids[s]).name for s in (0, 1)] == ["dare", "dare-seed1"]
     a, b = mergekit_run_merge(recipe, tmp_path / "p0", 0), mergekit_run_merge(recipe, tmp_path / "p1", 1)
     assert any(not a[k].equal(b[k]) for k in a)  # the two seeds are two models
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from harness.errors import HarnessError
 from harness.identity import files_signature
 from harness.merge.recipe import Recipe, load_recipe
-from harness.merge.resolve import MergePlan, Parent, Resolver, plan_merge
+from harness.merge.resolve import MergePlan, Parent, Resolver, draws, plan_merge
 from harness.merge.stream import SHARD_BYTES
 from harness.paths import results_dir
 
@@ -75,7 +75,7 @@ def merge_to_folder(
 
     plan = plan_merge(rec, Resolver(store=store, materialize=materialize, stack=stack), seed=seed, device=device)
     with store.reading():  # one connection for the name and the cache look-up
-        name = _free(store, name or rec.name, plan.model_id)
+        name = _free(store, name or default_name(rec, seed), plan.model_id)
         stored = store.find_model(plan.model_id)
     final = Path(out).resolve() if out else merges_dir() / plan.model_id
     seen = FolderMerge.read(final, plan.model_id)  # its harness_merge.json, read once for the whole check
@@ -119,6 +119,15 @@ def self_contained(plan: MergePlan) -> bool:
         return False
     return all(not p.ref.lower().endswith(".gguf") and is_recipe_file(p.ref, plan.recipe.base_dir) is None
                for p in plan.parents)
+
+
+def default_name(rec: Recipe, seed: int | None) -> str | None:
+    """The store name of a merge not named by the caller: the recipe's `name:`, else its file's stem, and for a
+    recipe that draws random numbers with another seed than 0 that stem with `-seed<N>` (the seeds' merges are
+    different models: `harness merge dare.yaml --seed 1` after the seed-0 merge was refused as "name taken")."""
+    if rec.name is None or rec.extras.get("name") or not seed or not draws(rec.data):
+        return rec.name
+    return f"{rec.name}-seed{seed}"
 
 
 def _free(store: Store, name: str | None, model_id: str) -> str | None:
