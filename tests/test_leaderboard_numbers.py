@@ -1,9 +1,10 @@
 """Every number the Leaderboard page shows, against the same numbers computed here from the per-sample rows with
 pandas and numpy alone: each suite score (size-weighted task means), its stderr (lm-eval's pooled_sample_stderr)
-and Wilson interval, the run it comes from (the latest complete one: never a failed or killed attempt, never two
-runs averaged), in-sample marks inherited through the lineage, lineage depth, kind, the overall column (in-sample
-scores left out, a missing suite not counted), the order of the rows, ties included; and the CLI's per-task rows,
-which come from the run the suite score comes from."""
+and Wilson interval, the run it comes from (the complete one that scored the most documents, then the latest: never
+a failed or killed attempt, never two runs averaged, never a later --limit or --tasks run over a whole one), in-sample
+marks inherited through the lineage, lineage depth, kind, the overall column (in-sample scores left out, a missing
+suite not counted), the order of the rows, ties included; and the CLI's per-task rows, which come from the run the
+suite score comes from."""
 
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ def planted(path: Path) -> Store:
     rng = np.random.default_rng(7)
     kinds = {"src-a": "source", "src-b": "source", "ft-a": "zoo", "mrg-ab": "merge", "mrg-abx": "merge",
              "dup-1": "source", "dup-2": "source", "only-alpha": "source", "zero": "source", "reran": "source",
-             "unscored-task": "source", "no-runs": "source"}
+             "unscored-task": "source", "no-runs": "source", "partial": "source"}
     for m, kind in kinds.items():
         store.add_model(ModelRecord(m, m, None, kind))
     store.add_lineage([LineageEdge("ft-a", "src-a", "finetuned_from"),
@@ -66,7 +67,7 @@ def planted(path: Path) -> Store:
     store.add_selection(Selection("sel-ab", "mrg-ab", "aud_beta", "user", split=None))  # None: the default split
     tie = {"t1": _docs(rng, 30, 0.6), "t2": _docs(rng, 10, 0.3)}
     for i, m in enumerate(kinds):
-        if m in ("no-runs", "zero", "reran", "unscored-task"):
+        if m in ("no-runs", "zero", "reran", "unscored-task", "partial"):
             continue
         alpha = tie if m.startswith("dup-") else {"t1": _docs(rng, 30, 0.3 + 0.05 * i), "t2": _docs(rng, 10, 0.5)}
         _write_run(store, f"{m}-alpha", m, "aud_alpha", alpha, ended=1)
@@ -86,6 +87,13 @@ def planted(path: Path) -> Store:
     # a task whose every document is unscorable has no value: the suite score is the other task's
     _write_run(store, "unscored-alpha", "unscored-task", "aud_alpha",
                {"t1": _docs(rng, 30, 0.5), "t2": [None] * 10}, 1)
+    # partial: a whole run, then a later --limit 5 run and a later --tasks t1 run: the whole one is shown; on
+    # aud_beta only a --limit run, shown since nothing more complete exists
+    whole = {"t1": _docs(rng, 30, 0.4), "t2": _docs(rng, 10, 0.6)}
+    _write_run(store, "partial-alpha", "partial", "aud_alpha", whole, 1)
+    _write_run(store, "partial-alpha-limit", "partial", "aud_alpha", {"t1": [1.0] * 5, "t2": [1.0] * 5}, 2)
+    _write_run(store, "partial-alpha-tasks", "partial", "aud_alpha", {"t1": _docs(rng, 30, 0.9)}, 3)
+    _write_run(store, "partial-beta-limit", "partial", "aud_beta", {"u": _docs(rng, 5, 0.5)}, 1)
     return store
 
 
@@ -117,7 +125,9 @@ def oracle(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     runs, samples, edges, sels = _samples(path)
     done = runs[runs["status"] == "complete"].copy()
     done["split"] = done["split"].fillna("public")
-    done = done.sort_values(["ended", "run_id"]).groupby(["model_id", "suite", "split"]).tail(1)
+    scored = samples.dropna(subset=["score"]).groupby("run_id").size()  # each run's scored documents, all tasks
+    done["docs"] = done["run_id"].map(scored).fillna(0)
+    done = done.sort_values(["docs", "ended", "run_id"]).groupby(["model_id", "suite", "split"]).tail(1)
     rows = []
     for r in done.itertuples():
         per_task = (samples[(samples["run_id"] == r.run_id)].dropna(subset=["score"])
@@ -173,13 +183,15 @@ def test_suite_scores_are_the_per_sample_computation(page_env: Path) -> None:
     want, _ = oracle(page_env)
     got = views.suite_scores(Store(page_env), rules={})
     merged = want.merge(got, on=["model_id", "suite", "split"], suffixes=("", "_got"), validate="one_to_one")
-    assert len(merged) == len(want) == len(got) == 20
+    assert len(merged) == len(want) == len(got) == 22
     assert (merged["run_id"] == merged["run_id_got"]).all()
     assert (merged["n"] == merged["n_got"]).all() and (merged["tasks"] == merged["tasks_got"]).all()
     for col in ("value", "se", "ci_low", "ci_high"):
         np.testing.assert_allclose(merged[f"{col}_got"], merged[col], rtol=1e-12, atol=1e-15, err_msg=col)
     by = merged.set_index(["model_id", "suite"])
     assert by.loc[("reran", "aud_alpha"), "run_id"] == "reran-alpha-2"  # the rerun, not the mean of both
+    assert by.loc[("partial", "aud_alpha"), "run_id"] == "partial-alpha"  # not the later --limit / --tasks runs
+    assert by.loc[("partial", "aud_beta"), ["run_id", "n"]].tolist() == ["partial-beta-limit", 5]  # all there is
     assert by.loc[("src-a", "aud_alpha"), "run_id"] == "src-a-alpha"  # neither the failed nor the killed attempt
     assert by.loc[("unscored-task", "aud_alpha"), "tasks"] == 1
     assert (by.loc[("zero", "aud_alpha"), ["value", "ci_low"]] == 0).all()
@@ -195,7 +207,7 @@ def test_leaderboard_page_shows_the_per_sample_computation(page_env: Path) -> No
     at.sidebar.multiselect(key="lb_columns").set_value(columns).run()
     assert not at.exception, [e.value for e in at.exception]
     board = at.dataframe[0].value
-    assert len(board) == len(want) == 11  # every scored model once; no-runs has nothing to show
+    assert len(board) == len(want) == 12  # every scored model once; no-runs has nothing to show
     got = board.set_index("name")
     want = want.set_index("name").reindex(got.index)
     np.testing.assert_allclose(got["overall"].to_numpy(float), want["overall"].to_numpy(float), rtol=1e-12)
@@ -212,25 +224,34 @@ def test_leaderboard_page_shows_the_per_sample_computation(page_env: Path) -> No
     assert abs(order.index("dup-1") - order.index("dup-2")) == 1
     assert got.loc["dup-1", "overall"] == got.loc["dup-2", "overall"]
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Models"] == "11" and metrics["With in-sample scores"] == "2"
+    assert metrics["Models"] == "12" and metrics["With in-sample scores"] == "2"
 
 
 def test_cli_task_rows_come_from_the_run_of_the_suite_score(results: Path, store: Store) -> None:
-    """`harness leaderboard --suite S`: a later run of one task (--tasks t1) is the suite score's run; the other
-    task's row is not taken from the older run beside it (picked per task, t2 showed the full run's score in a row
-    whose `all` was t1's alone)."""
+    """`harness leaderboard --suite S` and Store.leaderboard: every row (each task's and `all`) comes from one run, the
+    suite score's. After a whole run, a later run of one task (--tasks t1) and a later --limit 2 run showed the --limit
+    run's 2 documents a task (t1 0.5, t2 1.0, all 0.75) in place of the whole run's 40; the whole run is shown, its
+    figures those of its per-sample rows."""
     from typer.testing import CliRunner
 
     from harness.cli import app
 
     store.add_model(ModelRecord("m", "m", None, "source"))
-    _write_run(store, "full", "m", "aud_alpha", {"t1": [1.0, 0.0] * 10, "t2": [1.0] * 20}, ended=1)
+    _write_run(store, "full", "m", "aud_alpha", {"t1": [1.0, 0.0, 0.0] * 10, "t2": [1.0] * 9 + [0.0]}, ended=1)
     _write_run(store, "one-task", "m", "aud_alpha", {"t1": [1.0, 1.0, 0.0, 1.0]}, ended=2)
+    _write_run(store, "limit", "m", "aud_alpha", {"t1": [1.0, 0.0], "t2": [1.0, 1.0]}, ended=3)
+    samples = store.samples("full")
+    want = samples.groupby("task")["score"].mean().to_dict() | {"all": samples["score"].mean()}
+    assert want == pytest.approx({"t1": 10 / 30, "t2": 0.9, "all": 19 / 40})
     out = CliRunner().invoke(app, ["leaderboard", "--suite", "aud_alpha", "--json"])
     assert out.exit_code == 0, out.output
     rows = {r["task"]: r for r in json.loads(out.stdout)}
-    assert set(rows) == {"all", "t1"} and {r["run_id"] for r in rows.values()} == {"one-task"}
-    assert rows["all"]["value"] == rows["t1"]["value"] == 0.75
+    assert set(rows) == {"all", "t1", "t2"} and {r["run_id"] for r in rows.values()} == {"full"}
+    assert {t: r["value"] for t, r in rows.items()} == pytest.approx(want, abs=1e-12)
+    assert rows["all"]["n"] == 40
+    board = store.leaderboard("aud_alpha").query("task != '_aggregate'")
+    assert set(board["run_id"]) == {"full"}
+    assert dict(zip(board["task"], board["value"], strict=True)) == pytest.approx({"t1": 10 / 30, "t2": 0.9})
 
 
 def test_a_run_without_a_split_is_one_column_with_its_default_split(store: Store) -> None:

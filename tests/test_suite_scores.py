@@ -102,6 +102,14 @@ def test_harness_eval_prints_the_suite_score_not_the_plain_mean(results: Path, s
     assert "size-weighted mean of 2 tasks, n 40" in line
     (board,) = views.suite_scores(store, rules=score_rules()).itertuples()
     assert shown == pytest.approx(board.value, abs=1e-4)
+    # a later --limit run is not what the leaderboard shows: the line names the whole run it shows instead
+    out = CliRunner().invoke(app, ["eval", str(model), "--suite", "uneven", "--device", "cpu", "--dtype", "float32",
+                                   "--limit", "3"])
+    assert out.exit_code == 0, out.output
+    assert not [x for x in out.stdout.splitlines() if x.startswith("suite score ")]
+    (line,) = [x for x in out.stdout.splitlines() if x.startswith("not on the leaderboard: ")]
+    assert f"shows run {board.run_id} of uneven:public" in line and "n 40)" in line
+    assert f"acc {shown:.4f}" in line
 
 
 def test_suite_score_interval_stays_in_the_metric_range(store) -> None:
@@ -391,3 +399,40 @@ def test_the_latest_complete_run_and_each_tasks_first_metric(store) -> None:
     index = list(ended).index
     for model, run_id in df["run_id"].items():
         assert df.loc[model, "value"] == pytest.approx((10 * index(run_id) / 20 + 30 * 0.5) / 40, abs=1e-12)
+
+
+def test_the_run_with_the_most_documents_then_the_latest(store) -> None:
+    """Per (model, suite, split) the suite score, Store.leaderboard's rows and the CLI read one run: the complete one
+    that scored the most documents (per task the largest n of its rows, summed over the tasks, the `_aggregate` row
+    never counted), then the latest. A later --limit run replaced a whole one (m-a showed t1 0.0 and t2 1.0 on 10
+    documents in place of 0.5 on 40); a later whole run still replaces an earlier one (m-c); a --limit run alone
+    is shown (m-d); a run without a split counts with its suite's default split's runs (m-e)."""
+    from harness.store import RunRecord, Score
+
+    def run(run_id: str, day: int, t1: int, t2: int, value: float, split: str | None = "test",
+            extra: tuple[Score, ...] = ()) -> None:
+        store.start_run(RunRecord(run_id=run_id, model_id=f"m-{run_id[0]}", suite="most", backend="hf",
+                                  harness_version="test", split=split))
+        store.finish_run(run_id, [Score("t1", "exact_match", value, 0.1, t1), Score("t2", "acc", 1 - value, 0.1, t2),
+                                  *extra], [])
+        with store.db.write() as con:
+            con.execute("UPDATE runs SET ended = ?::TIMESTAMP WHERE run_id = ?", [f"2026-01-0{day}", run_id])
+
+    run("a1", 1, 10, 30, 0.5)
+    run("a2", 3, 5, 5, 0.0)  # --limit 5, later
+    run("b1", 3, 5, 5, 0.2, extra=(Score("_aggregate", "acc", 0.4, 0.0, 1000),))  # the _aggregate row counts nothing
+    run("b2", 1, 10, 30, 0.3)
+    run("c1", 1, 10, 30, 0.6)
+    run("c2", 2, 10, 30, 0.7)  # the whole split again, other settings: the later one
+    run("d1", 1, 5, 5, 0.8)
+    run("e1", 1, 10, 30, 0.9, split=None)  # the suite's default split, 'test'
+    run("e2", 2, 10, 0, 0.1)  # --tasks t1 on the default split by name
+    run("f1", 1, 10, 30, 0.25, extra=(Score("t2", "acc_norm", 0.5, 0.1, 31),))  # t2 counts 31: the most of its rows
+    run("f2", 2, 10, 30, 0.75)
+    want = {"m-a": "a1", "m-b": "b2", "m-c": "c2", "m-d": "d1", "m-e": "e1", "m-f": "f1"}
+    df = views.suite_scores(store, {"most": "test"}, rules={}).set_index("model_id")
+    assert df["run_id"].to_dict() == want and set(df["split"]) == {"test"}
+    assert df.loc["m-a", ["value", "n"]].tolist() == pytest.approx([(10 * 0.5 + 30 * 0.5) / 40, 40])
+    board = store.leaderboard("most", {"most": "test"})
+    assert board.groupby("model_id")["run_id"].agg(set).to_dict() == {m: {r} for m, r in want.items()}
+    assert set(board["split"]) == {"test"}

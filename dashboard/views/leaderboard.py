@@ -11,7 +11,8 @@ import widgets
 
 from harness.store import frames as views
 
-db = widgets.page_header("Leaderboard", "Latest complete score per model and suite:split, with its 95% interval.")
+db = widgets.page_header("Leaderboard", "Score per model and suite:split, with its 95% interval: of the complete "
+                         "runs, the one that scored the most documents, then the latest.")
 data = q.base(db)
 scores = q.scores_marked(db)
 if scores.empty:

@@ -165,7 +165,7 @@ def compare_scores(store: Store, labels: dict[str, str], sc: pd.DataFrame, suite
 
 
 def stored_comparison(store: Store, suite: str, chosen_on: str = "search", compare_on: str = "heldout") -> pd.DataFrame:
-    """method_comparison over a store's latest complete runs of `suite` (what `harness leaderboard --methods`
+    """method_comparison over the runs of `suite` the suite scores are read from (what `harness leaderboard --methods`
     prints)."""
     from harness.analysis.evidence import suite_twins
     from harness.store import frames as views

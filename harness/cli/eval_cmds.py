@@ -46,8 +46,9 @@ def _print_result(res: RunResult) -> None:
 
 def _suite_score_line(res: RunResult) -> str | None:
     """The run's suite score as the leaderboard and the dashboard show it (the suite's own aggregation, lm-eval's
-    group: mmlu's is the size-weighted mean, not the `_aggregate` row's plain mean of its tasks); None when the
-    store's latest complete run of this model, suite and split is another one."""
+    group: mmlu's is the size-weighted mean, not the `_aggregate` row's plain mean of its tasks); when the store's
+    run of this model, suite and split is another one (frames.CHOSEN_RUNS_SQL: one that scored more documents, or
+    as many and later), that run's score, so a --limit run's figure is never read as the leaderboard's."""
     from harness.store import Store
     from harness.store import frames as views
     from harness.suites import score_rules
@@ -56,9 +57,16 @@ def _suite_score_line(res: RunResult) -> str | None:
     if not store.path.is_file():
         return None
     rules = score_rules()
-    rows = views.suite_scores(store, rules=rules).query("run_id == @res.run_id")
+    board = views.suite_scores(store, rules=rules)
+    rows = board.query("run_id == @res.run_id")
     if rows.empty:
-        return None
+        shown = board.query("model_id == @res.model_id and suite == @res.suite and split == @res.split")
+        if shown.empty:
+            return None
+        r = shown.iloc[0]
+        return (f"not on the leaderboard: it shows run {r.run_id} of {res.suite}:{res.split} (suite score {r.metric} "
+                f"{_fmt(r.value)} {_interval(r.ci_low, r.ci_high)}, n {r.n}), the complete run that scored the most "
+                "documents")
     r, rule = rows.iloc[0], rules.get(res.suite)
     how = "size-weighted mean" if rule is None or rule.weight_by_size else "plain mean"
     return (f"suite score {res.suite}:{res.split} {r.metric} {_fmt(r.value)} {_interval(r.ci_low, r.ci_high)} "
@@ -234,8 +242,9 @@ def leaderboard(
     chosen_on: str = typer.Option("search", "--chosen-on", help="--methods: the split picks are made on."),
     compared_on: str = typer.Option("heldout", "--compared-on", help="--methods: the split compared."),
 ) -> None:
-    """Models x suites (or x tasks with --suite): the latest complete suite score of each (the suite's own
-    aggregation, as the dashboard shows it), with its 95% interval."""
+    """Models x suites (or x tasks with --suite): the suite score of each (the suite's own aggregation, as the
+    dashboard shows it, from the complete run that scored the most documents, then the latest), with its 95%
+    interval."""
     if methods:
         _methods_board(suite, chosen_on, compared_on, as_json)
         return
@@ -245,11 +254,12 @@ def leaderboard(
     from harness.suites import score_rules
 
     store = Store.existing()
-    board = views.suite_board(store, suite_twins(None)[1], score_rules())
+    defaults = suite_twins(None)[1]
+    board = views.suite_board(store, defaults, score_rules())
     if suite:
-        tasks = store.leaderboard(suite)
+        tasks = store.leaderboard(suite, defaults)  # the same run of each (model, suite, split) as the board's
         board = board[board["suite"] == suite]
-        # the task rows of the runs the suite scores come from (a run without a split is its default split's)
+        # the task rows of the runs with a suite score (a judge run without a rating has none)
         tasks = tasks[(tasks["task"] != AGGREGATE_TASK) & tasks["run_id"].isin(set(board["run_id"]))]
         df = tasks.merge(board, how="outer") if not tasks.empty else board
         df = df[[c for c in board.columns if c in df.columns]]

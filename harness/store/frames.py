@@ -5,20 +5,20 @@ lock, never a write); the table readers also take an open read connection, so se
 They return pandas DataFrames built by one SQL statement each, so they stay fast on stores
 with thousands of models and millions of per-sample rows; the dashboard caches them (dashboard/queries.py).
 
-A *suite score* is one number per (model, suite, split), defined here and only here (SUITE_SCORES_SQL): the
-latest complete run's task rows (never the `_aggregate` row a run also stores) on the suite's aggregate metric
-(suite.yaml `aggregate.metric`, as lm-eval's group config names it, or the split's own in
-`aggregate.split_metrics`; else each task's first of PRIMARY_METRICS, else its alphabetically first metric),
-combined as lm-eval combines a group's subtasks: the size-weighted mean with lm-eval's pooled stderr
-(`weight_by_size: true`, the default) or the plain mean of the task scores with the stderr of that mean
-(`weight_by_size: false`), except where a question has several items in the run (MGSM's 11 languages, GSM-Plus's
-7 rewrites of a seed, a zoo document scored by multiple choice and by generation): there `se` is the run's
+A *suite score* is one number per (model, suite, split), defined here and only here (SUITE_SCORES_SQL): the task rows
+(never the `_aggregate` row a run also stores) of the one run CHOSEN_RUNS_SQL picks (the complete run that scored the
+most documents, then the latest) on the suite's aggregate metric (suite.yaml `aggregate.metric`, as lm-eval's group
+config names it, or the split's own in `aggregate.split_metrics`; else each task's first of PRIMARY_METRICS, else its
+alphabetically first metric), combined as lm-eval combines a group's subtasks: the size-weighted mean with lm-eval's
+pooled stderr (`weight_by_size: true`, the default) or the plain mean of the task scores with the stderr of that mean
+(`weight_by_size: false`), except where a question has several items in the run (MGSM's 11 languages, GSM-Plus's 7
+rewrites of a seed, a zoo document scored by multiple choice and by generation): there `se` is the run's
 question-clustered stderr, stored when the run was written (harness/store/suite_se.py; runs written before keep
-lm-eval's). Its 95% interval stays inside the metric's range (harness.stats.bounded_intervals):
-Wilson's for 0/1 metrics, the normal one clipped to the range otherwise. A judge suite's score is its
-stored `overall` row (rating or win rate, the interval clustered by question). The CLI leaderboard, the
-dashboard and `harness overfit` read suite scores through `suite_scores` (with harness.suites.score_rules());
-`harness check` gates per task on the suite's aggregate metric.
+lm-eval's). Its 95% interval stays inside the metric's range (harness.stats.bounded_intervals): Wilson's for 0/1
+metrics, the normal one clipped to the range otherwise. A judge suite's score is its stored `overall` row (rating or
+win rate, the interval clustered by question). The CLI leaderboard, the dashboard and `harness overfit` read suite
+scores through `suite_scores` (with harness.suites.score_rules()); `harness check` gates per task on the suite's
+aggregate metric.
 """
 
 from __future__ import annotations
@@ -68,23 +68,45 @@ def task_rows_sql(rows: str) -> str:
 # (primary metrics, size-weighted).
 UNIT_METRICS = "(" + ", ".join(f"'{m}'" for m, r in METRIC_RANGES.items() if r == (0.0, 1.0)) + ")"  # proportions
 
-# Each (model, suite, split)'s latest complete run (ended, NULL last; then the highest run_id): the run a suite score
-# is read from (SUITE_SCORES_SQL) and the runs whose task rows `Store.leaderboard` shows beside it.
-LATEST_RUNS_SQL = """
-    SELECT arg_max(run_id, {'done': ended IS NOT NULL, 'at': coalesce(ended, TIMESTAMP 'epoch'), 'id': run_id})
-        AS run_id
-    FROM runs WHERE status = 'complete' GROUP BY model_id, suite, coalesce(split, '')"""
+# The one rule that picks "the run" of a (model, suite, split): the run a suite score is read from (SUITE_SCORES_SQL)
+# and whose task rows `Store.leaderboard` shows beside it. Columns run_id and split. Parameters: two parallel lists,
+# suites and their default splits (a run without a split is a run of its suite's default split, 'default' for a suite
+# not listed). Of the group's complete runs, the one that scored the most documents: per task the largest n of its
+# rows (lm-eval's sample count, the same for each metric of a task; a row without n counts 1), summed over the run's
+# tasks, never the `_aggregate` row; so a later --limit, --tier or --tasks run never hides a whole one. Of runs with
+# as many documents, the latest: one with an end time first, then the latest end, then the highest run_id.
+CHOSEN_RUNS_SQL = f"""
+    WITH defaults AS (SELECT unnest(?::VARCHAR[]) AS suite, unnest(?::VARCHAR[]) AS split
+    ), done AS (
+        SELECT r.run_id, r.model_id, r.suite, coalesce(r.split, d.split, 'default') AS split, r.ended
+        FROM runs r LEFT JOIN defaults d ON r.split IS NULL AND d.suite = r.suite WHERE r.status = 'complete'
+    ), docs AS (
+        SELECT run_id, sum(n) AS docs
+        FROM (SELECT run_id, max(coalesce(n, 1)) AS n FROM scores
+              WHERE task <> '{AGGREGATE_TASK}' GROUP BY run_id, task)
+        GROUP BY run_id
+    )
+    SELECT arg_max(run_id, {{'docs': coalesce(docs, 0), 'done': ended IS NOT NULL,
+                            'at': coalesce(ended, TIMESTAMP 'epoch'), 'id': run_id}}) AS run_id, split
+    FROM done LEFT JOIN docs USING (run_id) GROUP BY model_id, suite, split"""
+
+
+def default_split_args(default_splits: dict[str, str] | None) -> list[list[str]]:
+    """CHOSEN_RUNS_SQL's parameters: the suites and their default splits, as two lists."""
+    pairs = sorted((default_splits or {}).items())
+    return [[s for s, _ in pairs], [d for _, d in pairs]]
+
 
 SUITE_SCORES_SQL = f"""
 WITH rules AS (
     SELECT unnest(?::VARCHAR[]) AS suite, unnest(?::VARCHAR[]) AS split, unnest(?::VARCHAR[]) AS want,
            unnest(?::BOOLEAN[]) AS by_size, unnest(?::VARCHAR[]) AS summary
-), ranked AS ({LATEST_RUNS_SQL}
+), chosen AS ({CHOSEN_RUNS_SQL}
 ), latest AS (
-    SELECT r.run_id, r.model_id, r.suite, coalesce(r.split, '') AS split, r.backend, r.ended,
+    SELECT r.run_id, r.model_id, r.suite, k.split, r.backend, r.ended,
         coalesce(u.by_size, true) AS by_size, CASE WHEN us.suite IS NULL THEN u.want ELSE us.want END AS want,
         u.summary, r.question_metric, r.question_se_size, r.question_se_mean
-    FROM runs r SEMI JOIN ranked USING (run_id) LEFT JOIN rules u ON u.suite = r.suite AND u.split = ''
+    FROM runs r JOIN chosen k USING (run_id) LEFT JOIN rules u ON u.suite = r.suite AND u.split = ''
         LEFT JOIN rules us ON us.suite = r.suite AND us.split <> '' AND us.split = coalesce(r.split, '')
 ), c AS (
     SELECT s.run_id, s.task, s.metric, s.value, coalesce(s.n, 1) AS n, s.stderr, l.want, l.summary
@@ -143,31 +165,17 @@ def selections(store: Store | duckdb.DuckDBPyConnection) -> pd.DataFrame:
 
 def suite_scores(store: Store | duckdb.DuckDBPyConnection, default_splits: dict[str, str] | None = None,
                  *, rules: dict[str, ScoreRule]) -> pd.DataFrame:
-    """One row per (model, suite, split) with value, se, 95% interval, n, tasks, metric; NULL splits become the
-    default split. `rules` (suite -> ScoreRule): every suite.yaml's, from harness.suites.score_rules(); a suite
-    without one is read under the default rule."""
+    """One row per (model, suite, split) with value, se, 95% interval, n, tasks, metric, from the run CHOSEN_RUNS_SQL
+    picks; a run without a split is one of its suite's default split (`default_splits`, else 'default'). `rules`
+    (suite -> ScoreRule): every suite.yaml's, from harness.suites.score_rules(); a suite without one is read under
+    the default rule."""
     rows = [(n, "", r.metric, r.weight_by_size, r.summary_task) for n, r in sorted(rules.items())]
     rows += [(n, split, metric, r.weight_by_size, r.summary_task)
              for n, r in sorted(rules.items()) for split, metric in r.split_metrics]
-    df = _df(store, SUITE_SCORES_SQL, [list(col) for col in zip(*rows, strict=True)] if rows else [[]] * 5)
-    defaults = default_splits or {}
-    blank = df["split"] == ""
-    if blank.any():
-        df.loc[blank, "split"] = df.loc[blank, "suite"].map(lambda s: defaults.get(s, "default"))
-        df = latest_per_split(df)
+    args = [list(col) for col in zip(*rows, strict=True)] if rows else [[]] * 5
+    df = _df(store, SUITE_SCORES_SQL, args + default_split_args(default_splits))
     df["ci_low"], df["ci_high"] = metric_intervals(df["value"], df["se"], df["n"], df["metric"])
     return df
-
-
-def latest_per_split(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per (model, suite, split) once runs without a split are read as runs of the default split (runs.split
-    NULL: the suite's default): where a model has both, its latest run in SUITE_SCORES_SQL's order (an end time
-    first, then the latest, then the highest run_id), as if the two had been one group there."""
-    key = ["model_id", "suite", "split"]
-    if not df.duplicated(key).any():
-        return df
-    order = df.assign(_done=df["ended"].notna()).sort_values(["_done", "ended", "run_id"], na_position="first")
-    return order.drop_duplicates(key, keep="last").drop(columns="_done").sort_index().reset_index(drop=True)
 
 
 def metric_intervals(value: pd.Series, se: pd.Series, n: pd.Series, metric: pd.Series) -> tuple:

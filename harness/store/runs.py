@@ -165,24 +165,23 @@ class RunsMixin:
         with self.db.read() as con:
             return con.execute(sql + " ORDER BY task, doc_id, metric", args).df()
 
-    def leaderboard(self, suite: str | None = None) -> pd.DataFrame:
-        """Every score row of each (model, suite, split)'s latest complete run, with the model's name: the run its
-        suite score is read from (harness/store/frames.py SUITE_SCORES_SQL, same order: an end time first, then the
-        latest, then the highest run_id), so a task's row never comes from another run than the suite score beside
-        it (picked per task, a later run of one task with --tasks showed that task's new score beside the other
-        tasks' old ones)."""
-        from harness.store.frames import LATEST_RUNS_SQL
+    def leaderboard(self, suite: str | None = None, default_splits: dict[str, str] | None = None) -> pd.DataFrame:
+        """Every score row of each (model, suite, split)'s run as harness/store/frames.py CHOSEN_RUNS_SQL picks it
+        (the complete run that scored the most documents, then the latest; a run without a split is one of its
+        suite's default split, from `default_splits`, else 'default'), with the model's name: the run its suite score
+        is read from, so a task's row never comes from another run than the suite score beside it."""
+        from harness.store.frames import CHOSEN_RUNS_SQL, default_split_args
 
         sql = f"""
-            WITH latest AS ({LATEST_RUNS_SQL})
-            SELECT coalesce(m.name, r.model_id) AS model, r.model_id, m.kind, r.suite, r.split, s.task,
+            WITH chosen AS ({CHOSEN_RUNS_SQL})
+            SELECT coalesce(m.name, r.model_id) AS model, r.model_id, m.kind, r.suite, chosen.split, s.task,
                    s.metric, s.value, s.stderr, s.n, s.ci_low, s.ci_high, r.backend, r.run_id
-            FROM latest JOIN runs r USING (run_id) JOIN scores s USING (run_id)
+            FROM chosen JOIN runs r USING (run_id) JOIN scores s USING (run_id)
                 LEFT JOIN models m ON m.model_id = r.model_id
             WHERE ? IS NULL OR r.suite = ?
             ORDER BY r.suite, s.task, model, s.metric"""  # noqa: S608 (a constant of the store, no data)
         with self.db.read() as con:
-            return con.execute(sql, [suite, suite]).df()
+            return con.execute(sql, [*default_split_args(default_splits), suite, suite]).df()
 
     def counts(self) -> dict[str, int]:
         from harness.store.schema import TABLES
