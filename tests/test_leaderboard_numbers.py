@@ -1,10 +1,10 @@
-"""Every number the Leaderboard page shows, against the same numbers computed here from the per-sample rows with
-pandas and numpy alone: each suite score (size-weighted task means), its stderr (lm-eval's pooled_sample_stderr)
-and Wilson interval, the run it comes from (the complete one that scored the most documents, then the latest: never
-a failed or killed attempt, never two runs averaged, never a later --limit or --tasks run over a whole one), in-sample
-marks inherited through the lineage, lineage depth, kind, the overall column (in-sample scores left out, a missing
-suite not counted), the order of the rows, ties included; and the CLI's per-task rows, which come from the run the
-suite score comes from."""
+"""Every number the Leaderboard page shows, against the same numbers computed here from the per-sample rows with pandas
+and numpy alone: each suite score (size-weighted task means), its stderr (lm-eval's pooled_sample_stderr) and Wilson
+interval, the run it comes from (the complete one that scored the most documents, then the latest: never a failed or
+killed attempt, never two runs averaged, never a later --limit or --tasks run over a whole one), in-sample marks
+inherited through the lineage, lineage depth, kind, the overall column (in-sample scores left out, a missing suite
+not counted), the order of the rows (most suites counted first, then overall), ties included; and the CLI's per-task
+rows, which come from the run the suite score comes from."""
 
 from __future__ import annotations
 
@@ -218,8 +218,15 @@ def test_leaderboard_page_shows_the_per_sample_computation(page_env: Path) -> No
     assert got.loc["mrg-abx", "in-sample on"] == "aud_beta:public"  # inherited from mrg-ab
     assert got.loc[["src-a", "ft-a", "mrg-ab", "mrg-abx"], "kind"].tolist() == ["source", "fine-tune", "merge",
                                                                                  "merge"]
-    # sorted by overall, highest first; the two models with the same samples are tied and adjacent
-    assert got["overall"].is_monotonic_decreasing
+    # ranked like with like: the models with the most suites counted first, then by overall, highest first (an overall
+    # over one easy suite ranked above models scored on both); the two models with the same samples tied, adjacent
+    most = want["suites counted"].max()
+    fewer = want["suites counted"] < most
+    assert want.loc[fewer, "overall"].max() > want.loc[~fewer, "overall"].min()  # the store has such a model
+    hand = want.assign(_n=-want["suites counted"], _o=-want["overall"]).sort_values(["_n", "_o"])
+    assert list(zip(got["suites counted"], got["overall"], strict=True)) == list(
+        zip(hand["suites counted"], hand["overall"], strict=True))
+    assert (got["suites counted"].iloc[:int((~fewer).sum())] == most).all()
     order = list(got.index)
     assert abs(order.index("dup-1") - order.index("dup-2")) == 1
     assert got.loc["dup-1", "overall"] == got.loc["dup-2", "overall"]

@@ -63,7 +63,10 @@ c1, c2 = st.columns([3, 1])
 sort_by = c1.selectbox("Sort by", sort_options, key="lb_sort")
 ascending = c2.toggle("Ascending", value=sort_by == "name", key="lb_asc")
 key = wide_value[sort_by].reindex(board.index) if sort_by in columns else board[sort_by]
-board = board.assign(_key=key).sort_values("_key", ascending=ascending, na_position="last").drop(columns="_key")
+# overall is ranked like with like: a mean over fewer suites (one easy suite, or in-sample ones left out) is never
+# ranked against a mean over more, so the most suites counted come first, then overall in the order asked for
+keys, order = (["suites counted", "_key"], [False, ascending]) if sort_by == "overall" else (["_key"], [ascending])
+board = board.assign(_key=key).sort_values(keys, ascending=order, na_position="last").drop(columns="_key")
 
 top = board.head(int(limit)).copy()
 for col in columns:
@@ -81,7 +84,8 @@ m3.metric("With in-sample scores", f"{int((board['in-sample on'] != '').sum()):,
 m4.metric("Suites:splits shown", len(columns))
 st.caption(f"A score marked ({q.IN_SAMPLE}) was selected or optimised on by the model or an ancestor (evolve, "
            "check, user or train). Overall = mean of the shown suites"
-           + (", without in-sample scores." if exclude else ", in-sample scores included."))
+           + (", without in-sample scores" if exclude else ", in-sample scores included")
+           + "; sorted by overall, models with the most suites counted come first, each group by its overall.")
 st.dataframe(
     top, hide_index=True, width="stretch", height=560,
     column_config={"overall": st.column_config.NumberColumn("overall", format="%.1f"),
