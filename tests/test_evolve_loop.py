@@ -341,3 +341,26 @@ def test_candidates_scored_before_a_kill_mid_generation_are_not_scored_again(set
     b = [(c.generation, c.idx, c.model_id, c.fitness, c.params["x"]) for c in records.candidates(store, full.evolve_id)]
     assert a == b and len(a) == 12
     assert resumed.history == full.history  # the stderr of each generation's fittest included
+
+
+def test_the_search_builds_each_splits_tasks_once_and_scores_as_a_fresh_build(setup, store) -> None:
+    """The held-out check's tasks (search and held-out splits) are the ones the local worker scores with: built once
+    per search, not once for the check and again for the worker; a candidate's fitness on each split equals that of
+    tasks built afresh for it, scored on the same engine."""
+    from harness.evolve.config import parse_config
+    from harness.evolve.fitness import SplitTasks
+    from harness.evolve.loop import Search
+
+    tmp, base, sources = setup
+    cfg = parse_config(make_config(tmp, base, sources, heldout_limit=5, limit=7))
+    search = Search(cfg, tmp, store)
+    pool = search.open_pool()
+    try:
+        recipe = search.space.recipe(search.space.start())
+        for split, limit in (("search", 7), ("heldout", 5)):
+            out = pool.map([recipe], split=split)[0]
+            assert pool.worker.split_tasks(split) is search.built[split]
+            fresh = SplitTasks.build(cfg.fitness, split, tmp / "suites", limit).score(pool.worker.engine.lm)
+            assert out.fitness == fresh.fitness and out.stderr == fresh.stderr
+    finally:
+        pool.close()

@@ -166,29 +166,35 @@ class SplitTasks:
         se = weighted_means_stderr([(values, keys[name], coef[name]) for name, (_, values) in found.items()])
         return None if se != se else se
 
-    def item_keys(self, wanted: dict[str, tuple[Any, int]]) -> dict[str, list[str]]:
+    def item_keys(self, wanted: dict[str, tuple[Any, int]], keep: bool = True) -> dict[str, list[str]]:
         """Each task's first n documents named by the question they pose (harness/seed_questions.py, as the gate
         names them): their content hash (doc_keys), or the seed a twin map of the suite's split ties them to (an
-        MGSM problem's translations, a GSM8K seed's GSM-Plus rewrites); once per search."""
-        if any(len(self.named.get(name, ())) < n for name, (_, n) in wanted.items()):
+        MGSM problem's translations, a GSM8K seed's GSM-Plus rewrites); once per search. `keep=False` names them
+        among `wanted` alone (one fitness entry's tasks), without keeping the names stderr reads."""
+        if not keep or any(len(self.named.get(name, ())) < n for name, (_, n) in wanted.items()):
             from harness.seed_questions import question_keys
 
             hashes = {(name, i): h for name, (task, n) in wanted.items()
                       for i, h in enumerate(self.doc_keys(name, task, n))}
+            found: dict[str, list[str]] = {}
             for suite in sorted({self.members[name][0] for name in wanted}):
                 mine = {k: h for k, h in hashes.items() if self.members[k[0]][0] == suite}
                 named = question_keys(suite, self.split, mine, self.root)
                 for name in {k[0] for k in mine}:
-                    self.named[name] = [named.get((name, i), hashes[(name, i)]) for i in range(wanted[name][1])]
+                    found[name] = [named.get((name, i), hashes[(name, i)]) for i in range(wanted[name][1])]
+            if not keep:
+                return found
+            self.named.update(found)
         return {name: self.named[name][:n] for name, (_, n) in wanted.items()}
 
-    def questions(self) -> list[set[str]]:
-        """What each scored document (the first `limit` of each task) asks: its question (item_keys) and its content
-        hash (doc_keys), so that a document matches another split's by either name."""
+    def questions(self, entry: str) -> list[set[str]]:
+        """What each scored document (the first `limit` of each task) of a fitness entry (entry_name) asks: its
+        question (item_keys, among the entry's tasks) and its content hash (doc_keys), so that a document matches
+        another split's by either name."""
         tasks = {t.config.task: t for t in _tasks_of(self.task_dict.get("tasks", self.task_dict))}
         wanted = {name: (task, min(self.limit or len(task.eval_docs), len(task.eval_docs)))
-                  for name, task in tasks.items() if name in self.members}
-        named = self.item_keys(wanted)
+                  for name, task in tasks.items() if name in self.members and self.entry.get(name) == entry}
+        named = self.item_keys(wanted, keep=False)
         return [{q, h} for name in wanted for q, h in zip(named[name], self.keys[name], strict=False)]
 
     def doc_keys(self, name: str, task: Any, n: int) -> list[str]:
@@ -205,18 +211,31 @@ class SplitTasks:
         return known[:n]
 
 
-def check_heldout_apart(cfg: EvolveConfig, root: Path | None) -> None:
+def split_tasks_of(cfg: EvolveConfig, root: Path | None) -> dict[str, SplitTasks]:
+    """The search and held-out splits' tasks of every fitness entry, built once per search: the held-out check reads
+    them, and the search's local worker scores with them."""
+    return {cfg.search_split: SplitTasks.build(cfg.fitness, cfg.search_split, root, cfg.limit),
+            cfg.heldout_split: SplitTasks.build(cfg.fitness, cfg.heldout_split, root, cfg.heldout_limit)}
+
+
+def check_heldout_apart(cfg: EvolveConfig, root: Path | None,
+                        built: dict[str, SplitTasks] | None = None) -> dict[str, SplitTasks]:
     """Refuse, before the search, a held-out split that asks any question the search split asks (mgsm's direct and
     cot splits pose the same 250 problems): the held-out check is honest only on documents the search never saw.
-    Compared per fitness entry over the documents each split scores (limit, heldout_limit)."""
+    Compared per fitness entry over the documents each split scores (limit, heldout_limit). Returns the two splits'
+    tasks (`built`: split_tasks_of's, else built here)."""
+    built = built if built is not None else split_tasks_of(cfg, root)
+    search, heldout = built[cfg.search_split], built[cfg.heldout_split]
     for fs in cfg.fitness:
-        seen = set().union(*SplitTasks.build((fs,), cfg.search_split, root, cfg.limit).questions())
-        held = SplitTasks.build((fs,), cfg.heldout_split, root, cfg.heldout_limit).questions()
+        name = entry_name(fs, cfg.fitness)
+        seen = set().union(*search.questions(name))
+        held = heldout.questions(name)
         shared = sum(bool(doc & seen) for doc in held)
         if shared:
             raise HarnessError(f"heldout_split {cfg.heldout_split!r} of suite {fs.suite!r} asks questions the "
                                f"search split {cfg.search_split!r} asks ({shared} of its {len(held)} documents)",
                                "pick a held-out split of other documents (the zoo's: search and heldout)")
+    return built
 
 
 def entry_name(fs: FitnessSuite, fitness: tuple[FitnessSuite, ...]) -> str:

@@ -155,7 +155,8 @@ class Search:
         self.engine_folder = self.base or self.sources[0]
         self.suites_root = str(resolve_ref(cfg.suites_dir, base_dir)) if cfg.suites_dir else None
         self.space = build_space(cfg, self.sources, self.base, self.engine_folder)
-        check_heldout_apart(cfg, Path(self.suites_root) if self.suites_root else None)  # before any merge
+        # before any merge; the local worker scores with the tasks the check built
+        self.built = check_heldout_apart(cfg, Path(self.suites_root) if self.suites_root else None)
         self.merger: InMemoryMerger = InMemoryMerger(store=store, seed=cfg.seed)
         plan = self.merger.plan(self.space.parent_recipe())
         self.parents = {p.path: p.model_id for p in plan.parents}
@@ -264,7 +265,7 @@ class Search:
     def open_pool(self) -> Pool:
         from harness.evolve.parallel import open_pool
 
-        return open_pool(self.worker_spec(), self.cfg.workers, self.cfg.ray_address)
+        return open_pool(self.worker_spec(), self.cfg.workers, self.cfg.ray_address, self.built)
 
     def spent(self, generation: int, elapsed: float) -> bool:
         b = self.cfg.budget

@@ -46,7 +46,9 @@ Each = Callable[[int, Outcome], None] | None  # called with (index, outcome) as 
 
 
 class Worker:
-    def __init__(self, spec: WorkerSpec) -> None:
+    def __init__(self, spec: WorkerSpec, built: dict[str, Any] | None = None) -> None:
+        """`built`: split -> its SplitTasks where the caller has them (the search's, built for its held-out
+        check), else each split's are built here when first asked."""
         from harness.evolve.config import EvolveConfig
         from harness.evolve.engines import Reference, open_engine, probe_prompts
         from harness.evolve.fitness import SplitTasks
@@ -63,7 +65,10 @@ class Worker:
                                   spec.add_bos_token)
         self.reference = Reference(Path(spec.engine_folder), self.cfg.dtype)
         self.probes = probe_prompts(spec.probe_vocab)
-        self.tasks = {"search": SplitTasks.build(self.cfg.fitness, self.cfg.search_split, root, self.cfg.limit)}
+        self.built = built or {}
+        search = self.built.get(self.cfg.search_split)
+        self.tasks = {"search": search or SplitTasks.build(self.cfg.fitness, self.cfg.search_split, root,
+                                                           self.cfg.limit)}
         self._root = root
         self.swaps = 0
 
@@ -85,7 +90,7 @@ class Worker:
 
         if split not in self.tasks:
             limit = self.cfg.limit if split == self.cfg.search_split else self.cfg.heldout_limit
-            self.tasks[split] = SplitTasks.build(self.cfg.fitness, split, self._root, limit)
+            self.tasks[split] = self.built.get(split) or SplitTasks.build(self.cfg.fitness, split, self._root, limit)
         return self.tasks[split]
 
     def evaluate(self, recipe: dict[str, Any], split: str = "search") -> Outcome:
@@ -110,8 +115,8 @@ class Pool(Protocol):
 
 
 class LocalPool:
-    def __init__(self, spec: WorkerSpec) -> None:
-        self.worker = Worker(spec)
+    def __init__(self, spec: WorkerSpec, built: dict[str, Any] | None = None) -> None:
+        self.worker = Worker(spec, built)
 
     def map(self, recipes: list[dict[str, Any]], split: str = "search", each: Each = None) -> list[Outcome]:
         return told((self.worker.evaluate(r, split) for r in recipes), each)
@@ -153,7 +158,9 @@ def told(outcomes: Any, each: Each) -> list[Outcome]:
     return out
 
 
-def open_pool(spec: WorkerSpec, workers: int, address: str | None) -> Pool:
+def open_pool(spec: WorkerSpec, workers: int, address: str | None, built: dict[str, Any] | None = None) -> Pool:
+    """One local worker (scoring with `built`, split -> SplitTasks, where given) or `workers` Ray actors (each
+    builds its own: task objects do not travel)."""
     if workers <= 1:
-        return LocalPool(spec)
+        return LocalPool(spec, built)
     return RayPool(spec, workers, address)
