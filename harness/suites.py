@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -328,16 +327,30 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 def _definition_files(path: Path, seen: frozenset[Path] = frozenset()) -> list[Path]:
     """A task YAML, the Python modules beside it (its `!function`s) and, recursively, the files it includes."""
-    path = Path(os.path.normpath(path.absolute()))
+    path = path.resolve()
     if path in seen:
         raise HarnessError(f"{path}: include cycle", "remove the circular include:")
-    local = _raw_yaml(path, path.stat().st_mtime_ns)
-    upstream = _upstream_include(local, path)
-    includes = local.get("include")
     files = [path, *_modules_beside(path.parent, path.parent.stat().st_mtime_ns)]
-    for inc in [] if includes is None else includes if isinstance(includes, list) else [includes]:
-        files += _definition_files(upstream if upstream is not None else path.parent / inc, seen | {path})
+    for inc in _includes(_raw_yaml(path, path.stat().st_mtime_ns), path):
+        files += _definition_files(inc, seen | {path})
     return files
+
+
+def _includes(cfg: dict[str, Any], path: Path) -> list[Path]:
+    """The files a task YAML (`cfg`, read from `path`, resolved) includes, in order, as lm-eval's loader finds them:
+    `include: lm_eval:...`, that file of the installed lm-eval; else each name relative to the including file's
+    folder. The one include rule of the config reader (_read_yaml) and the run id's hash (_definition_files)."""
+    upstream = _upstream_include(cfg, path)
+    if upstream is not None:
+        return [upstream]
+    includes = cfg.get("include")
+    found = []
+    for inc in [] if includes is None else includes if isinstance(includes, list) else [includes]:
+        inc_path = (path.parent / inc).resolve()
+        if not inc_path.is_file():
+            raise HarnessError(f"{path}: include {inc!r} not found", "fix the include: or restore the file")
+        found.append(inc_path)
+    return found
 
 
 @functools.lru_cache(maxsize=1024)
@@ -393,17 +406,12 @@ def _read_yaml_cached(path: Path, mtime: int, _seen: frozenset[Path]) -> dict[st
         raise HarnessError(f"{path}: cannot read task YAML ({type(e).__name__})", "fix the file") from None
     if not isinstance(cfg, dict):
         raise HarnessError(f"{path}: a task YAML must be a mapping", "fix the file")
-    upstream = _upstream_include(cfg, path)
-    includes = cfg.pop("include", None)
     merged: dict[str, Any] = {}
-    for inc in [] if includes is None else includes if isinstance(includes, list) else [includes]:
-        inc_path = upstream if upstream is not None else (path.parent / inc).resolve()
-        if not inc_path.is_file():
-            raise HarnessError(f"{path}: include {inc!r} not found", "fix the include: or restore the file")
+    for inc_path in _includes(cfg, path):
         inc_cfg = dict(_read_yaml_cached(inc_path, inc_path.stat().st_mtime_ns, _seen | {path}))
         inc_cfg.pop("task_list", None)
         merged.update(inc_cfg)
-    merged.update(cfg)
+    merged.update({k: v for k, v in cfg.items() if k != "include"})
     return merged
 
 

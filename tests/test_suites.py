@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -494,3 +495,70 @@ def test_judge_suites_need_no_task_yamls(tmp_path: Path) -> None:
     assert suite.splits == {"q": ("q1", "q2")} and suite.data_files() == [folder / "data" / "test.jsonl"]
     with pytest.raises(HarnessError, match="judge suite"):
         suite.task_configs()
+
+
+NESTED = {  # a.yaml -> sub/b.yaml -> ../c.yaml (a nested include, relative to each including file's folder)
+    "a.yaml": "task: nested_a\ninclude: sub/b.yaml\nfrom_a: 1\n",
+    "sub/b.yaml": "include: ../c.yaml\nfrom_b: 1\nnum_fewshot: 2\n",
+    "c.yaml": ("from_c: 1\nnum_fewshot: 0\ndataset_path: json\ndataset_kwargs: {data_files: {test: data/t.jsonl}}\n"
+               "test_split: test\noutput_type: multiple_choice\ndoc_to_text: '{{q}}'\ndoc_to_choice: '{{c}}'\n"
+               "doc_to_target: '{{a}}'\n"),
+}
+
+
+def _suite_of(tmp_path: Path, files: dict[str, str], task: str) -> Any:
+    folder = tmp_path / "suites" / "inc"
+    for rel, text in {**files, "data/t.jsonl": '{"q": "1+1", "c": ["2", "3"], "a": 0}\n'}.items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_text(text)
+    (folder / "suite.yaml").write_text('name: inc\nversion: "1"\nkind: lm-eval\ndescription: Includes.\n'
+                                       f"default_split: test\nsplits:\n  test: [{task}]\n")
+    return folder
+
+
+@pytest.mark.parametrize("case", ["nested", "upstream", "symlink"])
+def test_the_run_ids_hash_and_the_config_reader_follow_includes_as_lm_eval_does(case: str, tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """One include rule (harness/suites.py _includes) for the two walkers of a task's include chain: the files
+    definition_hash hashes (the run id) and the config _read_yaml merges are those lm-eval's own loader reads for
+    the task (its load_yaml, every file it opens recorded), for a nested relative include, for gsm8k's include of
+    the installed lm-eval's gsm8k-cot.yaml, and for a task YAML that is a link (lm-eval resolves it: its include is
+    beside the target, where the hash read the link's folder's file of that name until 2026-12-03); the merged
+    config is lm-eval's (its !function left as written)."""
+    import lm_eval.tasks._yaml_loader as loader
+
+    import harness.suites as suites_mod
+
+    if case == "nested":
+        _suite_of(tmp_path, NESTED, "nested_a")
+        suite, task = load_suite("inc", tmp_path / "suites"), "nested_a"
+    elif case == "symlink":  # a task YAML linked from a folder outside the suite: its include is beside the target
+        shared = tmp_path / "shared"
+        shared.mkdir()
+        (shared / "real.yaml").write_text("task: linked\ninclude: c.yaml\n")
+        (shared / "c.yaml").write_text(NESTED["c.yaml"])
+        folder = _suite_of(tmp_path, {"c.yaml": NESTED["c.yaml"].replace("from_c", "decoy")}, "linked")
+        (folder / "link.yaml").symlink_to(shared / "real.yaml")
+        suite, task = load_suite("inc", tmp_path / "suites"), "linked"
+    else:
+        suite, task = load_suite("gsm8k"), "gsm8k_cot"
+    real, read = loader.load_yaml, []
+
+    def recording(path: Any, **kwargs: Any) -> Any:
+        read.append(Path(path).resolve())
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(loader, "load_yaml", recording)  # lm-eval's recursion calls it by this name
+    suite.task_configs(suite.default_split, [task])
+    path = suite.task_files[task]
+    hashed = [p for p in dict.fromkeys(suites_mod._definition_files(path)) if p.suffix != ".py"]
+    assert hashed == list(dict.fromkeys(read)) and len(hashed) == {"nested": 3, "upstream": 2, "symlink": 2}[case]
+    monkeypatch.setattr(loader, "load_yaml", real)
+    local = real(path, resolve_func=False, recursive=False)
+    if case != "upstream":
+        expected = real(path, resolve_func=False)
+        assert "decoy" not in expected and "from_c" in expected
+        assert case == "symlink" or ({"from_a", "from_b"} <= set(expected) and expected["num_fewshot"] == 2)
+    else:
+        expected = {**real(hashed[1], resolve_func=False), **{k: v for k, v in local.items() if k != "include"}}
+    assert suites_mod._read_yaml(path) == {k: getattr(v, "__name__", v) for k, v in expected.items()}
