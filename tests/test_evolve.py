@@ -382,6 +382,24 @@ def test_fitness_key_names_the_engines_that_score(tmp_path: Path, monkeypatch: p
     assert Search(cfg, tmp_path, store).fitness_key != now
 
 
+def test_a_run_is_resumed_only_under_the_fitness_it_started_with() -> None:
+    """check_same_fitness (before a resume scores anything; tests/test_evolve_loop.py resumes a real run after an
+    upgrade): the same key resumes; another one is refused in one line naming the engine versions that changed, or
+    else the data/score rules, or, for a run stored before its engines were (no `engines`), the key as a whole."""
+    from harness.evolve.fitness import check_same_fitness
+
+    was = "lm_eval 0.4.13; vllm 0.10.1"
+    check_same_fitness("ev1", {"fitness_key": "a", "engines": was}, "a", was)
+    for stored, now, expected in [
+        ({"fitness_key": "a", "engines": was}, "lm_eval 0.4.14; vllm 0.10.1", "(lm_eval 0.4.13 -> 0.4.14)"),
+        ({"fitness_key": "a", "engines": was}, was, "its fitness suites' data or aggregate rules changed"),
+        ({"fitness_key": "a"}, was, "its fitness (data, score rules or engines) changed"),
+    ]:
+        with pytest.raises(HarnessError) as err:
+            check_same_fitness("ev1", stored, "b", now)
+        assert expected in err.value.line() and "vllm" not in err.value.line() and "\n" not in err.value.line()
+
+
 def test_the_pick_among_finalists_is_one_of_the_count_fittest() -> None:
     """A run extended with a larger budget keeps the finalist scores of its first pass: m2 (public 0.9) was a
     finalist then and is no longer among the 2 fittest, so the pick is the better of m0 and m1 on public."""

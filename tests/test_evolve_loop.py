@@ -364,3 +364,29 @@ def test_the_search_builds_each_splits_tasks_once_and_scores_as_a_fresh_build(se
             assert out.fitness == fresh.fitness and out.stderr == fresh.stderr
     finally:
         pool.close()
+
+
+def test_a_run_resumed_under_other_engine_versions_is_refused(setup, store, monkeypatch) -> None:
+    """A run killed, then resumed after an upgrade of transformers (here its reported version), would score its
+    next generations under the new engine beside the fitnesses of the old one in one search (and pick among them):
+    the resume is refused in one line naming both versions, before anything is scored; under the versions it
+    started with, it resumes."""
+    import importlib.metadata
+
+    from harness.errors import HarnessError
+
+    tmp, base, sources = setup
+    cfg_path = write(tmp, make_config(tmp, base, sources, budget={"generations": 2}, check_every=0))
+    part = run_evolve(cfg_path, store=store, stop_after=1)
+    assert part.status == "running" and len(records.candidates(store, part.evolve_id)) == 4
+    real = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda d: "9.9.9" if d == "transformers" else real(d))
+    with pytest.raises(HarnessError) as err:
+        run_evolve(cfg_path, store=store, resume=True)
+    line = err.value.line()
+    assert f"(transformers {real('transformers')} -> 9.9.9)" in line and "torch" not in line and "\n" not in line
+    run = records.get_run(store, part.evolve_id)
+    assert run.generation == 1 and len(records.candidates(store, part.evolve_id)) == 4
+    monkeypatch.setattr(importlib.metadata, "version", real)
+    done = run_evolve(cfg_path, store=store, resume=True)
+    assert done.status == "complete" and done.generations == 2 and done.evaluations == 8

@@ -238,6 +238,31 @@ def check_heldout_apart(cfg: EvolveConfig, root: Path | None,
     return built
 
 
+def check_same_fitness(evolve_id: str, stored: dict[str, Any], key: str, engines: str) -> None:
+    """Refuse to continue a run (`stored`: its config in the store) whose fitness key has changed since it started:
+    its next candidates would be scored under other engines (an lm-eval, transformers, torch or vLLM upgrade), data or
+    score rules than its first ones, both picked from in one search and the new ones cached under the old key."""
+    if stored.get("fitness_key") in (None, key):
+        return
+    was = stored.get("engines")
+    if was is not None and was != engines:
+        old, new = _versions(was), _versions(engines)
+        changed = ", ".join(f"{n} {old.get(n, '(none)')} -> {new.get(n, '(none)')}"
+                            for n in dict.fromkeys([*old, *new]) if old.get(n) != new.get(n)) or f"{was} -> {engines}"
+        raise HarnessError(f"evolve run {evolve_id} was scored under other engine versions than these ({changed})",
+                           "resume it under the versions it started with (pip install them), or start another run "
+                           "under these (change the config's seed)")
+    changed = "its fitness suites' data or aggregate rules" if was else "its fitness (data, score rules or engines)"
+    raise HarnessError(f"evolve run {evolve_id}: {changed} changed since it started",
+                       "restore what it was scored with to resume it, or start another run (change the config's seed)")
+
+
+def _versions(engines: str) -> dict[str, str]:
+    """'lm_eval 0.4.13; transformers 4.57.1, torch 2.8.0' (runner.engine_versions) -> {package: version}."""
+    pairs = [p.strip().rpartition(" ") for p in engines.replace(";", ",").split(",")]
+    return {name or version: version for name, _, version in pairs}
+
+
 def entry_name(fs: FitnessSuite, fitness: tuple[FitnessSuite, ...]) -> str:
     """The key of a fitness entry in Score.per_suite: its suite, or suite[tasks] where the suite has several entries
     (the config refuses entries of one suite whose tasks overlap)."""

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from harness.errors import HarnessError
 from harness.evolve import optimizer_state
 from harness.evolve.config import EvolveConfig, resolve_ref
+from harness.evolve.fitness import check_same_fitness
 from harness.evolve.params import Space, check_layer_names, num_layers
 from harness.hashing import hash_json
 from harness.store import evolve as records
@@ -161,8 +162,9 @@ class Search:
         plan = self.merger.plan(self.space.parent_recipe())
         self.parents = {p.path: p.model_id for p in plan.parents}
         self.names = {p.path: Path(p.path).name for p in plan.parents}
+        self.engines = engine_versions(cfg.backend)
         self.fitness_key = hash_json({**cfg.fitness_key(), "data": self._data_hashes(), "score": self._score_rules(),
-                                      "engines": engine_versions(cfg.backend)})
+                                      "engines": self.engines})
         self.evolve_id = "ev" + hash_json({"config": cfg.identity(), "parents": self.parents})[:18]
 
     def _data_hashes(self) -> dict[str, str]:
@@ -181,7 +183,7 @@ class Search:
         return {f.suite: load_suite(f.suite, root).aggregate.model_dump(mode="json") for f in self.cfg.fitness}
 
     def stored_config(self) -> dict[str, Any]:
-        return {"config": self.cfg.model_dump(mode="json"), "fitness_key": self.fitness_key,
+        return {"config": self.cfg.model_dump(mode="json"), "fitness_key": self.fitness_key, "engines": self.engines,
                 "parents": self.parents, "slots": [list(s) for s in self.space.slots()],
                 "sources": self.sources, "base": self.base}
 
@@ -210,6 +212,8 @@ class Search:
                 return Searched(prev.generation, time.perf_counter() - t0, "complete")
             raise HarnessError(f"evolve run {self.evolve_id} exists ({prev.status}, generation {prev.generation})",
                                "pass --resume to continue it, or change the config (e.g. its seed)")
+        if prev is not None:  # one search, one fitness: never resumed under other engines, data or score rules
+            check_same_fitness(self.evolve_id, prev.config, self.fitness_key, self.engines)
         state = prev.optimizer_state if prev and prev.optimizer_state else None
         if state is not None:
             optimizer_state.load(state, self.new_optimizer())  # a damaged or crafted state is refused before any work
