@@ -221,6 +221,13 @@ def tier_limit(tier: str, suite: Suite | str | None = None) -> int | None:
 
 
 JUDGE_SUMMARY_TASK = "overall"
+JUDGED_BY = "-by-"  # a judge run's split is SPLIT[-vs-BASELINE]-by-JUDGE (harness.evaluate.judge.pipeline.judged_split)
+
+
+def rated_on(split: str, default: str) -> bool:
+    """Whether a run's split holds scores of the suite's default split: it, or its judge-rated form `DEFAULT-by-J`
+    (a rating by each judge is a column of its own; a pairwise run's `-vs-BASELINE` split is not)."""
+    return split == default or split.startswith(default + JUDGED_BY)
 
 
 def readable_specs(root: Path | None = None) -> dict[str, tuple[Path, SuiteSpec]]:

@@ -261,3 +261,54 @@ def test_judge_prompts_lm_eval_cuts_are_marked_and_counted(tiny_llama, store, tm
     assert not any(json.loads(e)["answer_prompt_cut"] for e in rows["extra"])
     rate = {(s.task, s.metric): s.value for s in res.scores}[("overall", "prompt_cut_rate")]
     assert rate == pytest.approx(marked / len(rows))
+
+
+def test_ratings_by_two_judges_are_two_columns(results: Path, store, tmp_path: Path) -> None:
+    """A rating by one judge is no rating by another: two judges' runs of one model were stored under the split
+    `test`, one column, and the later judge's rating silently replaced the first's. Each judge's runs have a
+    column of their own, `test-by-JUDGE`, holding that judge's mean rating (pandas, from the per-sample rows);
+    re-running a judge replaces its own column only."""
+    from harness.evaluate.backends.base import BackendOptions
+    from harness.evaluate.judge.evaluate import JudgeOptions, evaluate_judge
+    from harness.store import frames as views
+    from harness.suites import score_rules
+    from tests.factories import make_tiny_llama
+
+    model = make_tiny_llama(tmp_path / "answerer")
+    lenient, strict = (make_tiny_llama(tmp_path / name, words=["Rating:", *words])  # judgments that parse
+                       for name, words in (("lenient", ["[[8]]", "[[9]]"]), ("strict", ["[[2]]", "[[3]]"])))
+    bo = BackendOptions(device="cpu", dtype="float32", batch_size=8)
+
+    def judged(judge: Path, limit: int) -> tuple[str, float]:
+        opts = JudgeOptions(judge=str(judge), limit=limit, max_new_tokens=6, judge_max_new_tokens=6,
+                            backend_options=bo)
+        res = evaluate_judge(str(model), "mt_bench", opts, store)
+        return res.run_id, store.samples(res.run_id)["score"].astype(float).mean()  # NULL (unparsed) skipped
+
+    def board() -> dict[str, tuple[str, float]]:
+        df = views.suite_scores(store, rules=score_rules())
+        return {r.split: (r.run_id, r.value) for r in df[df["suite"] == "mt_bench"].itertuples()}
+
+    by_lenient, by_strict = judged(lenient, 4), judged(strict, 4)
+    assert by_lenient[1] != pytest.approx(by_strict[1])  # the two judges rate differently
+    runs = board()
+    assert len(runs) == 2, runs  # one column per judge
+    column = {run_id: (split, value) for split, (run_id, value) in runs.items()}
+    for run_id, mean in (by_lenient, by_strict):
+        split, value = column[run_id]
+        assert split.startswith("test-by-") and value == pytest.approx(mean)
+        assert store.get_run(run_id).settings["judge"]["name"] in split
+    again = judged(lenient, 3)  # the same judge again: its own column changes, the other judge's stays
+    after = board()
+    assert after[column[by_lenient[0]][0]] == (again[0], pytest.approx(again[1]))
+    assert after[column[by_strict[0]][0]] == runs[column[by_strict[0]][0]]
+    assert len(after) == 2
+
+
+def test_check_refuses_a_judge_suite_in_one_line(results: Path, tmp_path: Path) -> None:
+    """`harness check` gates lm-eval runs only: it never pairs a candidate's rating with a baseline's, so never one
+    judge's rating with another judge's (a judge suite has no judge option there)."""
+    from tests.factories import run_cli
+
+    code, _, err = run_cli("check", "--candidate", str(tmp_path), "--baseline", str(tmp_path), "--suite", "mt_bench")
+    assert code == 2 and "is a judge suite, not an lm-eval one" in err and "Traceback" not in err

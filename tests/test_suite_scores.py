@@ -272,9 +272,10 @@ def test_a_pairwise_run_is_a_column_of_its_own_beside_the_rating(results: Path, 
     pair = run_judge_suite(store, "mt_bench", "1", SUITES / "mt_bench" / "data", "j1", judge, referee,
                            baseline=("j1", judge), **common)
     board = views.suite_scores(store, rules=score_rules()).set_index("split")
-    assert board.loc["test", "run_id"] == single.run_id and board.loc["test", "metric"] == "rating"
-    assert board.loc["test-vs-judge-tiny", "run_id"] == pair.run_id
-    assert board.loc["test-vs-judge-tiny", "metric"] == "win_rate"
+    rated, versus = "test-by-judge-tiny@j1", "test-vs-judge-tiny-by-verdicts-tiny@v1"  # named by judge too
+    assert board.loc[rated, "run_id"] == single.run_id and board.loc[rated, "metric"] == "rating"
+    assert board.loc[versus, "run_id"] == pair.run_id
+    assert board.loc[versus, "metric"] == "win_rate"
 
 
 def test_leaderboard_cli_and_dashboard_show_the_same_scores(results: Path, store, model: Path, tmp_path: Path,
@@ -301,17 +302,18 @@ def test_leaderboard_cli_and_dashboard_show_the_same_scores(results: Path, store
     cli = CliRunner().invoke(app, ["leaderboard", "--json"])
     assert cli.exit_code == 0, cli.output
     rows = {(r["model"], r["suite"], r["split"]): r for r in json.loads(cli.stdout)}
-    judged = rows[("judge-tiny", "mt_bench", "test")]
+    judged = rows[("judge-tiny", "mt_bench", "test-by-j1")]  # a judge without a name: its id
     assert judged["metric"] == "rating" and judged["value"] == pytest.approx(overall["rating"].value)
     assert judged["stderr"] == pytest.approx(overall["rating"].stderr)
     assert rows[("tiny", "tmp_suite", "public")]["tasks"] == 2
     text = CliRunner().invoke(app, ["leaderboard"]).stdout
-    assert "mt_bench:test rating" in text and f"{judged['value']:.3f}" in text
+    assert "mt_bench:test-by-j1 rating" in text and f"{judged['value']:.3f}" in text
 
     monkeypatch.setenv("HARNESS_DASHBOARD_PREWARM", "0")
     at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py"), default_timeout=120)
     at.run()
-    at.sidebar.multiselect(key="lb_columns").set_value(["mt_bench:test", "tmp_suite:public"]).run()
+    assert "mt_bench:test-by-j1" in at.sidebar.multiselect(key="lb_columns").value  # a judge's rating: a default
+    at.sidebar.multiselect(key="lb_columns").set_value(["mt_bench:test-by-j1", "tmp_suite:public"]).run()
     assert not at.exception, [e.value for e in at.exception]
     board = at.dataframe[0].value.set_index("name")
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "dashboard"))

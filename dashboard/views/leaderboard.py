@@ -10,6 +10,7 @@ import streamlit as st
 import widgets
 
 from harness.store import frames as views
+from harness.suites import rated_on
 
 db = widgets.page_header("Leaderboard", "Score per model and suite:split, with its 95% interval: of the complete "
                          "runs, the one that scored the most documents, then the latest.")
@@ -20,7 +21,8 @@ if scores.empty:
     st.stop()
 
 scores["column"] = scores["suite"] + ":" + scores["split"]
-defaults = sorted({f"{s}:{data.default_split(s)}" for s in scores["suite"].unique()} & set(scores["column"].unique()))
+defaults = sorted({c for s, sp, c in scores[["suite", "split", "column"]].drop_duplicates().itertuples(index=False)
+                   if rated_on(sp, data.default_split(s))})  # a judge suite's: each judge's rating column
 all_columns = sorted(scores["column"].unique())
 
 with st.sidebar:

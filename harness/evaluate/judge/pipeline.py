@@ -19,7 +19,7 @@ from harness.evaluate.judge.rules import JudgeRules
 from harness.evaluate.judge.text_cache import TextCache
 from harness.hashing import hash_json, sha256_file
 from harness.store import RunRecord, Sample, Score, Store
-from harness.suites import JUDGE_SUMMARY_TASK
+from harness.suites import JUDGE_SUMMARY_TASK, JUDGED_BY
 
 Progress = Callable[[str], None]
 
@@ -170,6 +170,22 @@ def _mark_answers_cut(samples: list[Sample], qs: list[Question], answers: dict[i
         s.extra["answer_prompt_cut"] = at[(s.doc_id, int(s.metric.rsplit("turn", 1)[1]))]
 
 
+def judge_label(identity: dict[str, Any]) -> str:
+    """A judge as its runs' split names it: its name and the first 8 characters of its model id (a name can later
+    point to another model; an endpoint's judge is named by its served model and its id hashes the base URL too)."""
+    model, name = str(identity.get("model") or ""), identity.get("name")
+    return f"{name}@{model[:8]}" if name and name != model else model[:12]
+
+
+def judged_split(split: str, judge: ChatGenerator, baseline: tuple[str, ChatGenerator] | None = None) -> str:
+    """The split a judge run is stored under, `SPLIT[-vs-BASELINE]-by-JUDGE`: the leaderboard keeps one run per
+    model, suite and split, and shows one column per suite and split. A win rate is no rating, a win rate against
+    one baseline is none against another, and a rating (or a verdict) by one judge is none by another."""
+    if baseline:
+        split = f"{split}-vs-{baseline[1].identity.get('name') or baseline[0]}"
+    return f"{split}{JUDGED_BY}{judge_label(judge.identity)}"
+
+
 def run_judge_suite(
     store: Store, suite_name: str, suite_version: str, data_dir: Path, model_id: str, answerer: ChatGenerator,
     judge: ChatGenerator, baseline: tuple[str, ChatGenerator] | None = None, limit: int | None = None,
@@ -177,9 +193,8 @@ def run_judge_suite(
     backend_version: str | None = None, data_hash_value: str | None = None, split: str = "test",
     rules: JudgeRules | None = None,
 ) -> JudgeResult:
-    """Answer, judge, score and store one model on a judge suite; returns the stored scores. A pairwise run is
-    stored under a split of its own, `SPLIT-vs-BASELINE` (its win rate is no rating, and a win rate against one
-    baseline is none against another: the leaderboard keeps one run per model, suite and split)."""
+    """Answer, judge, score and store one model on a judge suite; returns the stored scores. The run is stored
+    under a split of its own judge (and baseline): `judged_split`."""
     import time
 
     from harness.paths import cache_dir
@@ -189,8 +204,7 @@ def run_judge_suite(
     data = load_judge_data(data_dir)
     qs = pick_questions(data.questions, limit)
     mode = "pairwise" if baseline else "single"
-    if baseline:
-        split = f"{split}-vs-{baseline[1].identity.get('name') or baseline[0]}"
+    split = judged_split(split, judge, baseline)
     settings: dict[str, Any] = {
         "mode": mode, "limit": limit, "answer": answerer.settings(), "judge": judge.identity,
         "judge_settings": judge.settings(system=True), "baseline": baseline[0] if baseline else None,
