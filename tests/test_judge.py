@@ -268,6 +268,9 @@ def test_ratings_by_two_judges_are_two_columns(results: Path, store, tmp_path: P
     `test`, one column, and the later judge's rating silently replaced the first's. Each judge's runs have a
     column of their own, `test-by-JUDGE`, holding that judge's mean rating (pandas, from the per-sample rows);
     re-running a judge replaces its own column only."""
+    from typer.testing import CliRunner
+
+    from harness.cli import app
     from harness.evaluate.backends.base import BackendOptions
     from harness.evaluate.judge.evaluate import JudgeOptions, evaluate_judge
     from harness.store import frames as views
@@ -303,6 +306,8 @@ def test_ratings_by_two_judges_are_two_columns(results: Path, store, tmp_path: P
     assert after[column[by_lenient[0]][0]] == (again[0], pytest.approx(again[1]))
     assert after[column[by_strict[0]][0]] == runs[column[by_strict[0]][0]]
     assert len(after) == 2
+    text = CliRunner().invoke(app, ["leaderboard", "--suite", "mt_bench", "--metric", "rating"]).stdout
+    assert all(f"{value:.3f} [" in text for _, value in after.values())  # a column per judge there too
 
 
 def test_check_refuses_a_judge_suite_in_one_line(results: Path, tmp_path: Path) -> None:

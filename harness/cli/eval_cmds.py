@@ -277,8 +277,9 @@ def leaderboard(
         typer.echo("no complete runs yet" + (f" for suite {suite!r}" if suite else ""))
         return
     cells: dict[tuple[str, str], str] = {}  # keyed by model id: two models never share a row
+    splits = df["split"].nunique() > 1  # --suite: a column per split and task (a judge's ratings are its own)
     for r in df.itertuples():
-        where = r.task if suite else f"{r.suite}:{r.split}"
+        where = (f"{r.split} {r.task}" if splits else r.task) if suite else f"{r.suite}:{r.split}"
         cells[(r.model_id, f"{where} {r.metric}")] = f"{_fmt(r.value, 3)} {_interval(r.ci_low, r.ci_high)}".strip()
     columns = sorted({c for _, c in cells}, key=lambda c: (not c.startswith("all "), c))
     labels = _labels(df)
