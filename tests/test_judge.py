@@ -301,7 +301,7 @@ def test_ratings_by_two_judges_are_two_columns(results: Path, store, tmp_path: P
         split, value = column[run_id]
         assert split.startswith("test-by-") and value == pytest.approx(mean)
         assert store.get_run(run_id).settings["judge"]["name"] in split
-    again = judged(lenient, 3)  # the same judge again: its own column changes, the other judge's stays
+    again = judged(lenient, 5)  # the same judge over more questions: its own column changes, the other stays
     after = board()
     assert after[column[by_lenient[0]][0]] == (again[0], pytest.approx(again[1]))
     assert after[column[by_strict[0]][0]] == runs[column[by_strict[0]][0]]
