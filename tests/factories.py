@@ -164,12 +164,17 @@ def write_twin_suite(folder: Path, twins: dict[str, str], size: int, relation: s
 
 
 def downgrade_store(path: Path, version: int) -> None:
-    """Make a store file what an older harness wrote: schema `version` (3 or 4), without what later migrations
-    added (v6's evolve fitness cache; v5's question-stderr columns of runs; v4's per-document index tables), for the
-    migration tests."""
+    """Make a store file what an older harness wrote: schema `version` (3 to 6), without what later migrations
+    added (v7's cut counts; v6's evolve fitness cache; v5's question-stderr columns of runs; v4's per-document index
+    tables), for the migration tests."""
     import duckdb
 
     con = duckdb.connect(str(path))
+    con.execute("DROP TABLE IF EXISTS run_cuts")
+    if version == 6:
+        con.execute("UPDATE meta SET value = '6' WHERE key = 'schema_version'")
+        con.close()
+        return
     con.execute("DROP TABLE IF EXISTS evolve_fitness")
     if version < 4:
         con.execute("DROP TABLE doc_scores")

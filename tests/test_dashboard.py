@@ -188,6 +188,31 @@ def test_runs_page_offers_every_task_of_a_run(tmp_path: Path, monkeypatch: pytes
     assert set(at.dataframe[1].value["task"]) == {"tc"} and len(at.dataframe[1].value) == 200
 
 
+def test_runs_page_warns_of_a_run_cut_to_fit_the_context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run whose requests were cut shows how many, beside its columns; a run with none cut, or one stored before
+    they were counted, shows no warning."""
+    from harness.store import ModelRecord, RunRecord, Score
+    from harness.store.records import TaskCuts
+
+    path = tmp_path / "cuts.duckdb"
+    store = Store(path)
+    store.add_model(ModelRecord("m" * 64, "m", None, "source"))
+    for run_id, cuts in (("cut", [TaskCuts("ta", 256, 40, 12, 0), TaskCuts("tb", 256, 20, 0, 3)]),
+                         ("whole", [TaskCuts("ta", 256, 40, 0, 0)]), ("older", None)):
+        store.start_run(RunRecord(run_id, "m" * 64, "s", "hf", "test", split="public"))
+        store.finish_run(run_id, [Score("ta", "acc", 0.5, 0.02, 10)], [], cuts=cuts)
+    monkeypatch.setenv("HARNESS_DB", str(path))
+    monkeypatch.setenv("HARNESS_RESULTS", str(tmp_path / "results"))
+    expire_caches()
+    at = open_page("runs", {"model": "m" * 64})
+    runs = at.dataframe[0].value.set_index("run_id")
+    assert list(runs.loc[["cut", "whole"], "cut"]) == [15, 0] and runs.loc["older", ["cut", "requests"]].isna().all()
+    for run_id, warned in (("cut", ["15 of 60 requests cut to the 256-token context: scores not comparable with a "
+                                    "longer context."]), ("whole", []), ("older", [])):
+        at.selectbox(key="runs_run").set_value(run_id).run()
+        assert [w.value for w in at.warning] == warned
+
+
 def test_missing_store_is_an_error_not_a_crash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HARNESS_DB", str(tmp_path / "none.duckdb"))
     at = AppTest.from_file(APP, default_timeout=60)

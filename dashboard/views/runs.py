@@ -1,10 +1,12 @@
-"""Runs: per-sample drill-down of one evaluation run, and the history of evolve runs."""
+"""Runs: per-sample drill-down of one evaluation run (with its requests cut to fit the context), and the history
+of evolve runs."""
 
 from __future__ import annotations
 
 import json
 
 import charts
+import pandas as pd
 import queries as q
 import streamlit as st
 import widgets
@@ -31,6 +33,10 @@ with tab_runs:
             run_id = st.selectbox("Run", list(runs["run_id"]), key="runs_run", format_func=lambda r: (
                 f"{r[:10]} {by_id.loc[r, 'suite']}:{by_id.loc[r, 'split']} ({by_id.loc[r, 'status']})"))
             row = by_id.loc[run_id]
+            if not pd.isna(row["cut"]) and row["cut"] > 0:  # NA: a run stored before cuts were counted
+                from harness.store.records import cut_sentence
+
+                st.warning(cut_sentence(int(row["cut"]), int(row["requests"]), [int(row["context"])]) + ".")
             if row["in_sample"]:
                 st.warning(f"{row['suite']}:{row['split']} is in-sample for this model: it or an ancestor was "
                            "selected on it.")

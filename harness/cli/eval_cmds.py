@@ -42,6 +42,11 @@ def _print_result(res: RunResult) -> None:
     line = _suite_score_line(res)
     if line:
         typer.echo(line)
+    from harness.evaluate.cuts import cut_warning
+
+    warning = cut_warning(res.cuts)
+    if warning:
+        typer.echo(warning, err=True)
 
 
 def _suite_score_line(res: RunResult) -> str | None:

@@ -109,7 +109,8 @@ def _count(path: Path, config: dict[str, Any]) -> int | None:
 
 def merge_outputs(plan: Plan, outputs: list[LmEvalOutput]) -> LmEvalOutput:
     """The pieces' lm-eval outputs as one: per-task entries joined (in the plan's task order, or lm-eval's name
-    order where it sorts), the rest (model config, versions, date) from the first piece; request counts summed."""
+    order where it sorts), the rest (model config, versions, date) from the first piece; request counts summed,
+    each piece's cut counts (its own tasks) joined."""
     from harness.evaluate.runner import LmEvalOutput
 
     if len(outputs) == 1:
@@ -127,4 +128,4 @@ def merge_outputs(plan: Plan, outputs: list[LmEvalOutput]) -> LmEvalOutput:
         names = sorted(joined) if key in SORTED_KEYS else sorted(joined, key=lambda t: (order.get(t, len(order)), t))
         results[key] = {t: joined[t] for t in names}
     return LmEvalOutput(results, outputs[0].config, sum(o.hits for o in outputs), sum(o.misses for o in outputs),
-                        sum(o.planned for o in outputs))
+                        sum(o.planned for o in outputs), tuple(c for o in outputs for c in o.cuts))

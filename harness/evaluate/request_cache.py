@@ -176,6 +176,7 @@ def cached_lm(
             self._inner: LM | None = None
             self.hits = 0  # requests answered from the cache
             self.misses = 0  # requests the model answered (all of them without a cache)
+            self.seen: list[tuple[str, str, tuple[Any, ...]]] = []  # (method, task, arguments) of every request
 
         @property
         def inner(self) -> LM:
@@ -190,12 +191,13 @@ def cached_lm(
             return self._inner is not None
 
         def __getattr__(self, attr: str) -> Any:  # everything else is the inner model's
-            own = attr.startswith("__") or attr in ("_inner", "hits", "misses")
+            own = attr.startswith("__") or attr in ("_inner", "hits", "misses", "seen")
             if own or (attr in _NOT_WHILE_LAZY and self._inner is None):
                 raise AttributeError(attr)
             return getattr(self.inner, attr)
 
         def _answer(self, method: str, requests: list[Instance]) -> list[Any]:
+            self.seen += [(method, r.task_name, r.args) for r in requests]  # cached or not: cuts.py counts them
             answers = self._answers(method, requests)
             bad = first_nonfinite(method, answers)
             if bad is not None:

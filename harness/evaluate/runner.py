@@ -25,7 +25,7 @@ from harness.evaluate.backends.base import BackendOptions, ModelTarget, package_
 from harness.evaluate.plan import HUB_SPLIT, Plan, make_plan, task_configs
 from harness.evaluate.run_errors import as_harness_error, check_finite_scores, check_hub, hub_error, one_line
 from harness.hashing import hash_json
-from harness.store.records import RunRecord, Sample, Score
+from harness.store.records import RunRecord, Sample, Score, TaskCuts
 
 if TYPE_CHECKING:
     from harness.evaluate.progress import RequestProgress
@@ -70,6 +70,7 @@ class RunResult:
     seconds: float = 0.0
     error: str | None = None
     planned_tasks: int = 0  # tasks whose rendered requests came from the request plan cache
+    cuts: tuple[TaskCuts, ...] = ()  # per task: requests, and those cut to fit the context (evaluate/cuts.py)
 
     def score(self, task: str, metric: str = "acc") -> Score | None:
         return next((s for s in self.scores if s.task == task and s.metric == metric), None)
@@ -184,6 +185,7 @@ class LmEvalOutput:
     hits: int = 0
     misses: int = 0
     planned: int = 0  # tasks whose rendered requests came from the request plan cache
+    cuts: tuple[TaskCuts, ...] = ()  # per task: requests, and those cut to fit the context (evaluate/cuts.py)
 
 
 def lm_eval_results(target: ModelTarget, plan: Plan, opts: EvalOptions, bo: BackendOptions,
@@ -242,11 +244,14 @@ def lm_eval_results(target: ModelTarget, plan: Plan, opts: EvalOptions, bo: Back
     finally:
         if cache is not None:
             cache.close()
-        built, counts = lm.built, (lm.hits, lm.misses)
+        built, counts, seen = lm.built, (lm.hits, lm.misses), lm.seen
         lm = None
         if built:
             _free_memory()
-    return LmEvalOutput(results, tracker.general_config_tracker, counts[0], counts[1], pstats.reused)
+    from harness.evaluate.cuts import count_cuts
+
+    cuts = tuple(count_cuts(seen, opts.backend, target, bo))
+    return LmEvalOutput(results, tracker.general_config_tracker, counts[0], counts[1], pstats.reused, cuts)
 
 
 def record_results(target: ModelTarget, run: RunRecord, out: LmEvalOutput, store: Store) -> tuple[list[Score], Path]:
@@ -263,7 +268,7 @@ def record_results(target: ModelTarget, run: RunRecord, out: LmEvalOutput, store
     tracker.general_config_tracker = out.config
     folder = write_run_dir(run, out.results, scores, tracker)
     questions, metric = scored_questions(run, samples)
-    store.finish_run(run.run_id, scores, samples, questions, metric)
+    store.finish_run(run.run_id, scores, samples, questions, metric, list(out.cuts))
     return scores, folder
 
 
@@ -289,7 +294,7 @@ def _evaluate(target: ModelTarget, plan: Plan, run: RunRecord, opts: EvalOptions
     return RunResult(
         run.run_id, target.model_id, target.name, plan.suite.name, plan.split, opts.backend, "complete",
         scores, folder, cached_requests=out.hits, new_requests=out.misses,
-        seconds=time.perf_counter() - start, planned_tasks=out.planned,
+        seconds=time.perf_counter() - start, planned_tasks=out.planned, cuts=out.cuts,
     )
 
 
@@ -317,9 +322,9 @@ def _reuse(store: Store, attempts: list[RunRecord], target: ModelTarget, plan: P
         return None
     run_id = max(done, key=lambda a: (a.ended is not None, a.ended or a.started)).run_id
     with store.reading():
-        scores = store.scores(run_id)
+        scores, cuts = store.scores(run_id), tuple(store.cuts(run_id))
     return RunResult(run_id, target.model_id, target.name, plan.suite.name, plan.split, backend, "complete",
-                     scores, run_dir(run_id), reused=True)
+                     scores, run_dir(run_id), reused=True, cuts=cuts)
 
 
 @dataclass(frozen=True)

@@ -238,15 +238,20 @@ def doc_scores(store: Store, run_ids: Iterable[str]) -> pd.DataFrame:
 
 
 def runs_of(store: Store, model_id: str) -> pd.DataFrame:
-    """A model's runs (newest first) with their number of sample rows."""
+    """A model's runs (newest first) with their number of sample rows and of requests cut to fit the context."""
     return _df(store, """
         WITH r AS (
             SELECT run_id, suite, split, status, backend, backend_version, suite_version, seed, started, ended, error
             FROM runs WHERE model_id = ?
         ), c AS (
             SELECT run_id, count(*) AS samples FROM samples WHERE run_id IN (SELECT run_id FROM r) GROUP BY run_id
+        ), k AS (  -- requests cut to fit the context (NULL: a run written before they were counted)
+            SELECT run_id, sum(requests)::BIGINT AS requests, sum(cut_loglikelihood + cut_generate)::BIGINT AS cut,
+                max(context) AS context
+            FROM run_cuts WHERE run_id IN (SELECT run_id FROM r) GROUP BY run_id
         )
-        SELECT r.*, coalesce(c.samples, 0) AS samples FROM r LEFT JOIN c USING (run_id)
+        SELECT r.*, coalesce(c.samples, 0) AS samples, k.requests, k.cut, k.context
+        FROM r LEFT JOIN c USING (run_id) LEFT JOIN k USING (run_id)
         ORDER BY started DESC, suite, split""", [model_id])
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -77,6 +78,28 @@ class Score:
     n: int | None = None
     ci_low: float | None = None
     ci_high: float | None = None
+
+
+@dataclass(frozen=True)
+class TaskCuts:
+    """A task's requests in one run and those cut from their start to fit the context (harness/evaluate/cuts.py)."""
+
+    task: str
+    context: int  # the context length, in tokens, the backend cut requests to
+    requests: int  # requests the task made (every kind)
+    loglikelihood: int = 0  # loglikelihood requests cut
+    generate: int = 0  # generation contexts cut
+
+    @property
+    def cut(self) -> int:
+        return self.loglikelihood + self.generate
+
+
+def cut_sentence(cut: int, requests: int, contexts: Iterable[int]) -> str:
+    """"12 of 684 requests cut to the 256-token context: ...": what `harness eval` and the Runs page say."""
+    sizes = "/".join(str(c) for c in sorted(set(contexts)))
+    return (f"{cut} of {requests} requests cut to the {sizes}-token context: scores not comparable with a longer "
+            "context")
 
 
 @dataclass(frozen=True)

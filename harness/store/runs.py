@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
 from harness.store.doc_index import index_run
-from harness.store.records import RunRecord, Sample, Score
+from harness.store.records import RunRecord, Sample, Score, TaskCuts
 from harness.store.suite_se import write_question_stderr
 
 if TYPE_CHECKING:
@@ -73,11 +73,13 @@ class RunsMixin:
             )
 
     def finish_run(self, run_id: str, scores: list[Score], samples: list[Sample] | pd.DataFrame,
-                   questions: Mapping[tuple[str, int], str] | None = None, metric: str | None = None) -> None:
+                   questions: Mapping[tuple[str, int], str] | None = None, metric: str | None = None,
+                   cuts: list[TaskCuts] | None = None) -> None:
         """Write all scores and samples and mark the run complete, atomically. `questions` ({(task, doc): the
         question it poses}, harness/seed_questions.py) and `metric` (the one the suite is scored on, None: each
         task's primary) give the run its question-clustered stderr where a question has several items
-        (harness/store/suite_se.py); without them the suite score keeps lm-eval's."""
+        (harness/store/suite_se.py); without them the suite score keeps lm-eval's. `cuts`: each task's requests
+        and those cut to fit the context (harness/evaluate/cuts.py); None: not counted (no rows)."""
         frame = samples if not isinstance(samples, list) else samples_frame(run_id, samples)
         with self.db.write() as con:
             status = con.execute("SELECT status FROM runs WHERE run_id = ?", [run_id]).fetchone()
@@ -94,6 +96,10 @@ class RunsMixin:
                 con.register("incoming_samples", frame)
                 con.execute(f"INSERT INTO samples SELECT {', '.join(SAMPLE_COLS)} FROM incoming_samples")
                 con.unregister("incoming_samples")
+            con.execute("DELETE FROM run_cuts WHERE run_id = ?", [run_id])
+            for c in cuts or []:
+                con.execute("INSERT INTO run_cuts VALUES (?, ?, ?, ?, ?, ?)",
+                            [run_id, c.task, c.context, c.requests, c.loglikelihood, c.generate])
             index_run(con, run_id)  # the per-document index the twin pairing reads, in the same transaction
             write_question_stderr(con, run_id, questions or {}, metric)  # from the rows just written
             con.execute(
@@ -155,6 +161,13 @@ class RunsMixin:
                 "ORDER BY task, metric", [run_id]
             ).fetchall()
         return [Score(*r) for r in rows]
+
+    def cuts(self, run_id: str) -> list[TaskCuts]:
+        """Each task's requests and those cut to fit the context; [] for a run written before they were counted."""
+        with self.db.read() as con:
+            rows = con.execute("SELECT task, context, requests, cut_loglikelihood, cut_generate FROM run_cuts "
+                               "WHERE run_id = ? ORDER BY task", [run_id]).fetchall()
+        return [TaskCuts(*r) for r in rows]
 
     def samples(self, run_id: str, task: str | None = None) -> pd.DataFrame:
         sql = f"SELECT {', '.join(SAMPLE_COLS)} FROM samples WHERE run_id = ?"

@@ -180,9 +180,24 @@ V6 = [
     )""",
 ]
 
-MIGRATIONS: list[list[str | Callable[[duckdb.DuckDBPyConnection], None]]] = [V1, V2, V3, V4, V5, V6]
+# v7: per (run, task), the requests lm-eval cut from their start to fit the context (harness/evaluate/cuts.py),
+# written by Store.finish_run with the scores. Runs written before have no rows: not counted, shown as unknown.
+V7 = [
+    """CREATE TABLE run_cuts (
+        run_id VARCHAR NOT NULL,
+        task VARCHAR NOT NULL,
+        context BIGINT NOT NULL,               -- the context length (tokens) the backend cut requests to
+        requests BIGINT NOT NULL,              -- requests the task made, every kind
+        cut_loglikelihood BIGINT NOT NULL,     -- loglikelihood requests cut (context + continuation too long)
+        cut_generate BIGINT NOT NULL,          -- generation contexts cut (context + max_gen_toks too long)
+        PRIMARY KEY (run_id, task)
+    )""",
+]
+
+MIGRATIONS: list[list[str | Callable[[duckdb.DuckDBPyConnection], None]]] = [V1, V2, V3, V4, V5, V6, V7]
 SCHEMA_VERSION = len(MIGRATIONS)
 TABLES = (
     "meta", "models", "aliases", "recipes", "lineage", "runs", "scores", "samples",
     "selections", "evolve_runs", "evolve_candidates", "evolve_fitness", "checks", "run_tasks", "doc_scores",
+    "run_cuts",
 )

@@ -240,7 +240,7 @@ class Assembly:
         return RunResult(p.run.run_id, p.target.model_id, p.target.name, self.plan.suite.name, self.plan.split,
                          p.run.backend, "complete", scores, folder, cached_requests=merged.hits,
                          new_requests=merged.misses, seconds=time.perf_counter() - self.started[i],
-                         planned_tasks=merged.planned)
+                         planned_tasks=merged.planned, cuts=merged.cuts)
 
 
 def model_folder(ref: str, store: Store, opts: EvalOptions) -> str:
