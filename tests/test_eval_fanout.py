@@ -132,6 +132,8 @@ def test_one_model_split_over_two_workers_gives_the_run_of_one(zoo_family, resul
         assert row["run_id"] == serial.run_id
         fan_store = Store(fan_db)
         assert run_rows(fan_store, serial.run_id) == run_rows(serial_store, serial.run_id)
+        cuts = serial_store.cuts(serial.run_id)  # each piece counts its own tasks' requests
+        assert fan_store.cuts(serial.run_id) == cuts and {c.task for c in cuts} == set(plan.tasks)
         again = evaluate([model], "zoo_math", ZOO_OPTS, store=fan_store).results[0]  # one process reuses it
         assert (again.reused, again.run_id) == (True, serial.run_id)
 

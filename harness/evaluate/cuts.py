@@ -18,7 +18,7 @@ prompt counts as cut when it and its max_gen_toks exceed L (the hf rule).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from harness.store.records import TaskCuts, cut_sentence
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from harness.evaluate.backends.base import BackendOptions, ModelTarget
 
 DEFAULT_GEN_TOKS = 256  # lm-eval's default max_gen_toks on every backend
+SURE_MARGIN = 8  # tokens a text may add beyond one per character: a word-start prefix, BOS/EOS (see _short)
 
 
 def context_length(backend: str, target: ModelTarget, bo: BackendOptions) -> int:
@@ -76,9 +77,9 @@ def gen_tokens(backend: str, gen_kwargs: dict[str, Any]) -> int:
 class _Lengths:
     """Token counts of texts as lm-eval's tok_encode gives them (BOS as the run decided it), memoised."""
 
-    def __init__(self, tokenizer: Any, add_bos: bool | None, backend: str) -> None:
-        self.tok, self.add_bos, self.backend = tokenizer, add_bos, backend
-        self.bos = tokenizer.bos_token
+    def __init__(self, load: Callable[[], Any], add_bos: bool | None, backend: str) -> None:
+        self.load, self.add_bos, self.backend = load, add_bos, backend
+        self.tok: Any = None  # loaded when a text needs tokenizing
         self.known: dict[tuple[str, bool], int] = {}
 
     def _special(self, text: str, special: bool) -> bool | None:
@@ -86,12 +87,14 @@ class _Lengths:
             return False
         if self.backend == "openai":
             return bool(self.add_bos)
-        if self.bos is not None and text.startswith(self.bos):
+        if self.tok.bos_token is not None and text.startswith(self.tok.bos_token):
             return False  # HFLM's has_bos_prefix
         return self.add_bos
 
     def fill(self, texts: Iterable[tuple[str, bool]]) -> None:
         todo = sorted({t for t in texts if t not in self.known})
+        if todo and self.tok is None:
+            self.tok = self.load()
         for special in (True, False):
             for flag in {self._special(s, special) for s, sp in todo if sp == special}:
                 batch = [s for s, sp in todo if sp == special and self._special(s, special) == flag]
@@ -118,27 +121,64 @@ def _ll_length(lengths: _Lengths, context: str, continuation: str) -> int:
     return max(ctx, whole)  # context_enc + whole[len(context_enc):]
 
 
+def _short(text: str, room: int) -> bool:
+    """Surely at most `room` tokens, untokenized: ASCII text (which no normaliser lengthens) makes at most one token
+    per character with any tokenizer, plus SURE_MARGIN for a word-start prefix and special tokens."""
+    return len(text) + SURE_MARGIN <= room and text.isascii()
+
+
+def _ll_cut(lengths: _Lengths, context: str, continuation: str, top: int) -> bool:
+    if _short(context + continuation, top):
+        return False
+    if context and lengths[(context.rstrip(), True)] > top:
+        return True  # the context alone is over: lm-eval's total is at least its tokens
+    return _ll_length(lengths, context, continuation) > top
+
+
 def count_cuts(requests: list[tuple[str, str, tuple[Any, ...]]], backend: str, target: ModelTarget,
                bo: BackendOptions) -> list[TaskCuts]:
     """Per task (in first-seen order): its requests and those cut, from (method, task, arguments) triples; [] (not
-    counted) without requests or a tokenizer to count with (an endpoint with no --tokenizer)."""
+    counted) without requests or a tokenizer to count with (an endpoint with no --tokenizer). Only texts that might
+    be over are tokenized (`_short`), contexts first, each once."""
     if not requests or not (bo.tokenizer or target.path):
         return []
     context = context_length(backend, target, bo)
     ll_top, gen_base = limits(backend, context, bo.chat)
-    lengths = _Lengths(_tokenizer(target, bo), bo.add_bos_token, backend)
-    lengths.fill(t for m, _, a in requests if m == "loglikelihood" for t in _ll_texts(a[0], a[1]))
-    if gen_base is not None:
-        lengths.fill((a[0], True) for m, _, a in requests if m == "generate_until")
+    lengths = _Lengths(lambda: _tokenizer(target, bo), bo.add_bos_token, backend)
+    ll = [a for m, _, a in requests if m == "loglikelihood" and not _short(a[0] + a[1], ll_top)]
+    lengths.fill((a[0].rstrip(), True) for a in ll if a[0])
+    lengths.fill(t for a in ll if not a[0] or lengths[(a[0].rstrip(), True)] <= ll_top for t in _ll_texts(*a[:2]))
+    gen = [m == "generate_until" and gen_base is not None and gen_base - gen_tokens(backend, a[1]) for m, _, a in
+           requests]
+    lengths.fill((a[0], True) for (_, _, a), room in zip(requests, gen, strict=True)
+                 if room is not False and not _short(a[0], room))
     rows: dict[str, list[int]] = {}
-    for method, task, args in requests:
+    for (method, task, args), room in zip(requests, gen, strict=True):
         row = rows.setdefault(task, [0, 0, 0])
         row[0] += 1
         if method == "loglikelihood":
-            row[1] += _ll_length(lengths, args[0], args[1]) > ll_top
-        elif method == "generate_until" and gen_base is not None:
-            row[2] += lengths[(args[0], True)] > gen_base - gen_tokens(backend, args[1])
+            row[1] += _ll_cut(lengths, args[0], args[1], ll_top)
+        elif room is not False:
+            row[2] += not _short(args[0], room) and lengths[(args[0], True)] > room
     return [TaskCuts(task, context, n, ll, gen) for task, (n, ll, gen) in rows.items()]
+
+
+def remembered_cuts(requests: list[tuple[str, str, tuple[Any, ...]]], backend: str, target: ModelTarget,
+                    bo: BackendOptions, answers: list[Any]) -> list[TaskCuts]:
+    """count_cuts, remembered under results/cache/cuts.json by what keys the run's cached answers (`answers`: model,
+    backend, answer settings, engines), the tokenizer's engine and the requests themselves: a re-run answered from
+    the request cache counts without loading a tokenizer (or torch)."""
+    from harness.evaluate.backends.base import package_version
+    from harness.hashing import hash_json
+    from harness.identity import memo
+
+    key = hash_json(["cuts", answers, package_version("transformers"), package_version("tokenizers"), requests])
+    known = memo("cuts").get(key)
+    if known is not None:
+        return [TaskCuts(*row) for row in known]
+    cuts = count_cuts(requests, backend, target, bo)
+    memo("cuts", key, [[c.task, c.context, c.requests, c.loglikelihood, c.generate] for c in cuts])
+    return cuts
 
 
 def cut_warning(cuts: Iterable[TaskCuts]) -> str | None:

@@ -248,9 +248,11 @@ def lm_eval_results(target: ModelTarget, plan: Plan, opts: EvalOptions, bo: Back
         lm = None
         if built:
             _free_memory()
-    from harness.evaluate.cuts import count_cuts
+    from harness.evaluate.cuts import count_cuts, remembered_cuts
 
-    cuts = tuple(count_cuts(seen, opts.backend, target, bo))
+    answers = [target.model_id, opts.backend, answer_settings(settings), engine_versions(opts.backend)]
+    cuts = tuple(remembered_cuts(seen, opts.backend, target, bo, answers) if opts.use_cache
+                 else count_cuts(seen, opts.backend, target, bo))
     return LmEvalOutput(results, tracker.general_config_tracker, counts[0], counts[1], pstats.reused, cuts)
 
 
