@@ -286,7 +286,9 @@ def run_tasks_of(db: str, run_id: str) -> list[str]:
 
 @st.cache_data(ttl=TTL, show_spinner=False)
 def doc_scores(db: str, run_ids: tuple[str, ...]) -> pd.DataFrame:
-    return views.doc_scores(_store(db), run_ids)
+    from harness.suites import score_rules
+
+    return views.doc_scores(_store(db), run_ids, score_rules())  # each task on the metric its suite score reads
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)

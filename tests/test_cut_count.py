@@ -149,7 +149,7 @@ def test_a_run_stored_before_v7_shows_no_count(tmp_path: Path) -> None:
             store = Store(path)
     cuts = [TaskCuts("zoo_math_mc_public", 256, 40, 3, 0), TaskCuts("zoo_math_gen_public", 256, 10, 0, 2)]
     store.finish_run("new", [Score("zoo_math_mc_public", "acc", 0.5)], [], cuts=cuts)
-    assert store.schema_version() == SCHEMA_VERSION == 7 and store.cuts("old") == [] and store.cuts("new") == sorted(
+    assert store.schema_version() == SCHEMA_VERSION == 8 and store.cuts("old") == [] and store.cuts("new") == sorted(
         cuts, key=lambda c: c.task)
     runs = runs_of(store, "m1").set_index("run_id")
     assert runs.loc["old", ["requests", "cut", "context"]].isna().all()

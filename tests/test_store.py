@@ -12,6 +12,7 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.store import LineageEdge, ModelRecord, RunRecord, Sample, Score, Selection, Store
+from harness.store import frames as views
 from harness.store.schema import SCHEMA_VERSION
 
 REPO = Path(__file__).resolve().parent.parent
@@ -347,7 +348,7 @@ def test_writers_killed_at_random_resume_to_the_rows_of_one_never_killed(tmp_pat
 
 def test_every_table_of_a_v1_store_keeps_its_rows_through_the_migrations(tmp_path: Path) -> None:
     """A v1 file with rows in every table it had: after opening, each table's v1 columns hold the same rows, the
-    runs' v5 columns are NULL (nothing recomputed) and the per-document index (v4) is back-filled from the samples
+    runs' v5 columns are NULL (nothing recomputed) and the per-document index (v4, v8) is back-filled from the samples
     as finish_run writes it."""
     from harness.store.schema import MIGRATIONS
 
@@ -391,9 +392,12 @@ def test_every_table_of_a_v1_store_keeps_its_rows_through_the_migrations(tmp_pat
         after = {t: con.execute(f"SELECT {', '.join(columns[t])} FROM {t} ORDER BY ALL").fetchall() for t in before}
         assert con.execute("SELECT count(*) FROM runs WHERE question_metric IS NOT NULL OR question_se_size IS NOT "
                            "NULL OR question_se_mean IS NOT NULL").fetchone()[0] == 0
-        index = con.execute("SELECT run_id, task, metric, low_doc, top_doc, docs, total FROM run_tasks").fetchall()
+        index = con.execute("SELECT run_id, task, metric, low_doc, top_doc, docs, total FROM run_tasks "
+                            "ORDER BY ALL").fetchall()
     assert after == before and sum(len(rows) for rows in before.values()) == 19
-    assert index == [("r1", "t", "acc", 0, 3, 4, 2.0)]
+    # every metric of the task (v8), each over the task's doc range; read on acc, the suite score's metric
+    assert index == [("r1", "t", "acc", 0, 3, 4, 2.0), ("r1", "t", "acc_norm", 0, 3, 1, 1.0)]
+    assert views.doc_scores(store, ["r1"])["score"].tolist() == [1.0, 0.0, 1.0, 0.0]
 
 
 def test_a_migration_killed_half_way_leaves_the_old_store_or_the_new_one(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from harness.analysis.evidence import GAP_COLUMNS, MIN_PAIRED_DOCS, MIN_PAIRED_SEEDS, Data
 from harness.errors import HarnessError
 from harness.store.twin_pairs import mapped_diffs, max_docs
+from harness.suites import score_rules
 from harness.twinmaps import TwinMap, load_map
 
 if TYPE_CHECKING:
@@ -158,8 +159,8 @@ def _paired(store: Store, data: Data, g: pd.DataFrame, mapped: pd.DataFrame) -> 
                           "run_b": mapped["run_b"].to_numpy(),
                           "map_key": [keys[(s, k)] for s, k in zip(mapped["suite"].tolist(), mapped["kind"].tolist(),
                                                                    strict=True)]})
-    st = mapped_diffs(store, pairs, pd.concat(maps, ignore_index=True),
-                      pd.concat(tasks, ignore_index=True)).set_index("pid")
+    st = mapped_diffs(store, pairs, pd.concat(maps, ignore_index=True), pd.concat(tasks, ignore_index=True),
+                      score_rules()).set_index("pid")  # each run on the metric its suite score reads
     idx = st.index
     fit = pd.concat(fits).reindex(idx).fillna(False).astype(bool)
     ok = (st["n"] >= MIN_PAIRED_DOCS) & (st["clusters"] >= MIN_PAIRED_SEEDS) & fit

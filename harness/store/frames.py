@@ -43,7 +43,7 @@ METRIC_RANGES = {**{m: (0.0, 1.0) for m in (*BINARY_METRICS, "f1", "win_rate", "
                  "rating": (1.0, 10.0)}  # FastChat's single-answer scale; other metrics: no known range
 
 # A task's metrics in the order the suite score picks its row (an arg_min key): PRIMARY_METRICS in order, then the
-# rest alphabetically. doc_index.py picks the per-document index's primary metric by it too.
+# rest alphabetically. doc_index.chosen_sql reads the per-document index by it too (where the rule names no metric).
 METRIC_ORDER = "{'rank': CASE metric " + " ".join(f"WHEN '{m}' THEN {i}" for i, m in enumerate(PRIMARY_METRICS)) \
     + f" ELSE {len(PRIMARY_METRICS)} END, 'metric': metric}}"
 
@@ -169,13 +169,20 @@ def suite_scores(store: Store | duckdb.DuckDBPyConnection, default_splits: dict[
     picks; a run without a split is one of its suite's default split (`default_splits`, else 'default'). `rules`
     (suite -> ScoreRule): every suite.yaml's, from harness.suites.score_rules(); a suite without one is read under
     the default rule."""
-    rows = [(n, "", r.metric, r.weight_by_size, r.summary_task) for n, r in sorted(rules.items())]
-    rows += [(n, split, metric, r.weight_by_size, r.summary_task)
-             for n, r in sorted(rules.items()) for split, metric in r.split_metrics]
-    args = [list(col) for col in zip(*rows, strict=True)] if rows else [[]] * 5
-    df = _df(store, SUITE_SCORES_SQL, args + default_split_args(default_splits))
+    df = _df(store, SUITE_SCORES_SQL, rule_lists(rules) + default_split_args(default_splits))
     df["ci_low"], df["ci_high"] = metric_intervals(df["value"], df["se"], df["n"], df["metric"])
     return df
+
+
+def rule_lists(rules: dict[str, ScoreRule] | None) -> list[list]:
+    """The suites' rules as SUITE_SCORES_SQL's five parallel lists (suite, split, metric, weight_by_size, summary
+    task): split '' is the suite's rule, a named split's row overrides its metric; None: no rules (every suite under
+    the default one)."""
+    items = sorted((rules or {}).items())
+    rows = [(n, "", r.metric, r.weight_by_size, r.summary_task) for n, r in items]
+    rows += [(n, split, metric, r.weight_by_size, r.summary_task)
+             for n, r in items for split, metric in r.split_metrics]
+    return [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in range(5)]
 
 
 def metric_intervals(value: pd.Series, se: pd.Series, n: pd.Series, metric: pd.Series) -> tuple:
@@ -226,15 +233,18 @@ def run_tasks_of(store: Store, run_id: str) -> list[str]:
     return _df(store, "SELECT DISTINCT task FROM samples WHERE run_id = ? ORDER BY task", [run_id])["task"].tolist()
 
 
-def doc_scores(store: Store, run_ids: Iterable[str]) -> pd.DataFrame:
-    """Per-document primary-metric scores of some runs (run_id, task, doc_id, score) for paired comparisons: the
-    per-document index (harness/store/doc_index.py), which holds exactly this (the mean of the primary metric's
-    scored sample rows of each document), instead of the sample rows."""
-    return _df(store, """
-        WITH t AS (SELECT rt, run_id, task FROM run_tasks
-                   JOIN (SELECT DISTINCT unnest(?::VARCHAR[]) AS run_id) USING (run_id))
+def doc_scores(store: Store, run_ids: Iterable[str], rules: dict[str, ScoreRule] | None = None) -> pd.DataFrame:
+    """Per-document scores of some runs (run_id, task, doc_id, score) for paired comparisons, each task on the
+    metric its suite score reads under `rules` (harness.suites.score_rules(); None: every suite under the default
+    rule, each task's primary metric): the per-document index (harness/store/doc_index.py chosen_sql), which holds
+    exactly this (the mean of the metric's scored sample rows of each document), instead of the sample rows."""
+    from harness.store.doc_index import chosen_sql
+
+    runs = "(SELECT unnest(?::VARCHAR[]) AS run_id)"
+    return _df(store, f"""
+        WITH t AS ({chosen_sql(runs)})
         SELECT t.run_id, t.task, d.doc_id, d.score FROM doc_scores d JOIN t USING (rt) ORDER BY ALL""",
-        [list(run_ids)])
+        [*rule_lists(rules)[:3], list(run_ids)])
 
 
 def runs_of(store: Store, model_id: str) -> pd.DataFrame:

@@ -8,11 +8,12 @@ Documents are matched only through the map: twin item (twin_task, twin_doc) of r
 (public_task, public_doc) of run_a; a doc_id that happens to be equal on both sides means nothing. Each public
 seed is a cluster (gsm_plus makes 7 perturbations of one seed), so the stderr is cluster-robust over seeds.
 
-The per-document primary scores come from the store's per-document index (harness/store/doc_index.py), never from
-the per-sample rows: one read of the documents the maps name, laid out densely per (run, task) so that every mapped
-item is found by position, then sums per seed and per pair in numpy (docs/dashboard.md has the figures). The sums
-follow the documents' places in that layout, never the order DuckDB returns them in, so every figure is the same bits
-on every read.
+The per-document scores come from the store's per-document index (harness/store/doc_index.py), each task's on the
+metric its suite score reads (the suites' rules: gsm8k's strict-match, not the flexible-extract rows logged beside
+it), never from the per-sample rows: one read of the documents the maps name, laid out densely per (run, task) so
+that every mapped item is found by position, then sums per seed and per pair in numpy (docs/dashboard.md has the
+figures). The sums follow the documents' places in that layout, never the order DuckDB returns them in, so every
+figure is the same bits on every read.
 """
 
 from __future__ import annotations
@@ -25,16 +26,18 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from harness.store import Store
+    from harness.store.records import ScoreRule
 
 COLUMNS = ["pid", "n", "clusters", "diff", "se", "mean_a", "mean_b", "n_b_all", "mean_b_all", "se_b_all"]
 CHUNK_ROWS = 2_000_000  # twin document slots held at once, whatever the number of pairs
 
 
-def _read(con: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame, sql: str, numpy: bool = False) -> Any:
+def _read(con: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame, sql: str, numpy: bool = False,
+          args: list[object] | None = None) -> Any:
     """One query over `frame` registered as `name`: a DataFrame, or numpy arrays by column."""
     con.register(name, frame)
     try:
-        result = con.execute(sql)
+        result = con.execute(sql, args or [])
         return result.fetchnumpy() if numpy else result.df()
     finally:
         con.unregister(name)
@@ -251,12 +254,17 @@ def _twin_all(keys: pd.DataFrame, pairs: pd.DataFrame, tasks: pd.DataFrame) -> p
     return out.assign(n_b_all=n.reindex(out.index).fillna(0).astype(np.int64), mean_b_all=mean, var_b_all=var)
 
 
-def mapped_diffs(store: Store, pairs: pd.DataFrame, maps: pd.DataFrame, tasks: pd.DataFrame) -> pd.DataFrame:
+def mapped_diffs(store: Store, pairs: pd.DataFrame, maps: pd.DataFrame, tasks: pd.DataFrame,
+                 rules: dict[str, ScoreRule] | None = None) -> pd.DataFrame:
     """Per pair: mapped items n, seeds (clusters), mean(public - twin) with its cluster-robust stderr, both means
     over the mapped items, and the twin run's mean over all documents of the map's twin tasks (`tasks`: map_key,
-    twin_task) for an unpaired comparison when few items pair."""
+    twin_task) for an unpaired comparison when few items pair. Each run's tasks are read on the metric its suite
+    score reads under `rules` (harness.suites.score_rules(); None: each task's primary metric)."""
     import numpy as np
     import pandas as pd
+
+    from harness.store.doc_index import chosen_sql
+    from harness.store.frames import rule_lists
 
     if pairs.empty:
         return pd.DataFrame(columns=COLUMNS)
@@ -267,9 +275,9 @@ def mapped_diffs(store: Store, pairs: pd.DataFrame, maps: pd.DataFrame, tasks: p
                           "map_key": pairs["map_key"].to_numpy()})
     index = MapIndex(maps.reset_index(drop=True))
     with store.db.read() as con:
-        keys = _read(con, "runs_in", pd.DataFrame({"run_id": runs, "run": np.arange(len(runs))}), """
+        keys = _read(con, "runs_in", pd.DataFrame({"run_id": runs, "run": np.arange(len(runs))}), f"""
             SELECT t.rt, r.run, t.task, t.low_doc, t.top_doc, t.docs, t.total, t.var
-            FROM run_tasks t JOIN runs_in r USING (run_id)""")
+            FROM ({chosen_sql("runs_in")}) t JOIN runs_in r USING (run_id)""", args=rule_lists(rules)[:3])
         public = PublicScores(_blocks(pairs, "a", index.public, keys), index.n_pk)
         chunks = _chunks(_blocks(pairs, "b", index.twin, keys))
         read = _dense(con, [public.blocks, *chunks[:1]])  # the public documents and the first chunk: one scan
@@ -290,4 +298,5 @@ def max_docs(store: Store, run_ids: list[str]) -> pd.DataFrame:
 
     with store.db.read() as con:
         return _read(con, "runs_in", pd.DataFrame({"run_id": list(run_ids)}, dtype=object),
-                     "SELECT run_id, task, top_doc AS top FROM run_tasks JOIN runs_in USING (run_id)")
+                     "SELECT run_id, task, max(top_doc) AS top FROM run_tasks JOIN runs_in USING (run_id) "
+                     "GROUP BY run_id, task")  # every row of a task has its top
