@@ -114,14 +114,14 @@ def test_migration_rebuilds_an_index_of_one_metric(written: tuple[Path, pd.DataF
     """A store whose index v4 wrote (one metric per task: the first by rank, else the alphabetically first, here
     flexible-extract) is rebuilt on open: its paired scores are the strict-match ones after."""
     path, samples = written
-    old = tmp_path / "v6.duckdb"
+    old = tmp_path / "v7.duckdb"
     old.write_bytes(path.read_bytes())
     con = duckdb.connect(str(old))
     con.execute("DELETE FROM doc_scores WHERE rt IN (SELECT rt FROM run_tasks WHERE metric NOT IN "
                 "('exact_match,flexible-extract', 'exact_match,last-number', 'acc'))")  # what v4 kept
     con.execute("DELETE FROM run_tasks WHERE metric NOT IN "
                 "('exact_match,flexible-extract', 'exact_match,last-number', 'acc')")
-    con.execute("UPDATE meta SET value = '6' WHERE key = 'schema_version'")
+    con.execute("UPDATE meta SET value = '7' WHERE key = 'schema_version'")
     con.close()
     docs = views.doc_scores(Store(old), ["gsm8k"], score_rules())
     strict = samples[(samples["run_id"] == "gsm8k") & (samples["metric"] == STRICT)]
