@@ -390,3 +390,27 @@ def test_a_run_resumed_under_other_engine_versions_is_refused(setup, store, monk
     monkeypatch.setattr(importlib.metadata, "version", real)
     done = run_evolve(cfg_path, store=store, resume=True)
     assert done.status == "complete" and done.generations == 2 and done.evaluations == 8
+
+
+def test_a_heldout_split_named_search_is_scored_on_its_own_documents(setup) -> None:
+    """The worker kept the search split's tasks under the literal key "search": with search_split public and a
+    held-out split that is itself named "search", every held-out score was the public split's (an in-sample
+    held-out check, silently). Each split must be scored on its own documents: compared with a fresh build."""
+    from harness.evolve.config import parse_config
+    from harness.evolve.fitness import SplitTasks
+    from harness.evolve.parallel import Worker, WorkerSpec
+
+    tmp, base, sources = setup
+    cfg = parse_config(make_config(tmp, base, sources, search_split="public", heldout_split="search"))
+    worker = Worker(WorkerSpec(cfg.model_dump(mode="json"), str(base), str(tmp / "suites"), True, 100, 1))
+    recipe = {"merge_method": "linear", "dtype": "float32",
+              "models": [{"model": str(s), "parameters": {"weight": 0.5}} for s in sources]}
+    on_search, on_public = worker.evaluate(recipe, "search"), worker.evaluate(recipe)
+    fresh = {split: SplitTasks.build(cfg.fitness, split, tmp / "suites", None).score(worker.engine.lm).per_task
+             for split in ("search", "public")}
+    assert set(on_search.per_suite) == {"tiny_sum"} and on_search.stderr is not None
+    assert worker.split_tasks("search").score(worker.engine.lm).per_task == fresh["search"]
+    assert worker.split_tasks("public").score(worker.engine.lm).per_task == fresh["public"]
+    assert list(fresh["search"]) == ["tiny_sum_mc_search"] and list(fresh["public"]) == ["tiny_sum_mc_public"]
+    assert on_search.fitness == fresh["search"]["tiny_sum_mc_search"]
+    assert on_public.fitness == fresh["public"]["tiny_sum_mc_public"]

@@ -106,7 +106,7 @@ class LazyPool:
     def __init__(self, opener: Callable[[], Pool]) -> None:
         self.opener, self.pool = opener, None
 
-    def map(self, recipes: list[dict[str, Any]], split: str = "search", each: Any = None) -> list[Any]:
+    def map(self, recipes: list[dict[str, Any]], split: str | None = None, each: Any = None) -> list[Any]:
         if not recipes:
             return []
         if self.pool is None:

@@ -67,7 +67,7 @@ class Worker:
         self.probes = probe_prompts(spec.probe_vocab)
         self.built = built or {}
         search = self.built.get(self.cfg.search_split)
-        self.tasks = {"search": search or SplitTasks.build(self.cfg.fitness, self.cfg.search_split, root,
+        self.tasks = {self.cfg.search_split: search or SplitTasks.build(self.cfg.fitness, self.cfg.search_split, root,
                                                            self.cfg.limit)}
         self._root = root
         self.swaps = 0
@@ -93,7 +93,9 @@ class Worker:
             self.tasks[split] = self.built.get(split) or SplitTasks.build(self.cfg.fitness, split, self._root, limit)
         return self.tasks[split]
 
-    def evaluate(self, recipe: dict[str, Any], split: str = "search") -> Outcome:
+    def evaluate(self, recipe: dict[str, Any], split: str | None = None) -> Outcome:
+        """Score a recipe on `split` (None: the config's search split), each split's tasks by its own name: a held-out
+        split that is literally named "search" beside another search split is that split, not the search one."""
         t0 = time.perf_counter()
         try:
             gap = self.load(recipe)
@@ -101,7 +103,7 @@ class Worker:
             if "not finite" in exc.problem or "non-finite" in exc.problem or "NaN" in exc.problem:
                 return Outcome(None, seconds=time.perf_counter() - t0, error=exc.line())
             raise
-        score = self.split_tasks(split).score(self.engine.lm)
+        score = self.split_tasks(split or self.cfg.search_split).score(self.engine.lm)
         return Outcome(score.fitness, score.per_suite, time.perf_counter() - t0, gap, stderr=score.stderr)
 
     def close(self) -> None:
@@ -109,7 +111,7 @@ class Worker:
 
 
 class Pool(Protocol):
-    def map(self, recipes: list[dict[str, Any]], split: str = "search", each: Each = None) -> list[Outcome]: ...
+    def map(self, recipes: list[dict[str, Any]], split: str | None = None, each: Each = None) -> list[Outcome]: ...
 
     def close(self) -> None: ...
 
@@ -118,7 +120,7 @@ class LocalPool:
     def __init__(self, spec: WorkerSpec, built: dict[str, Any] | None = None) -> None:
         self.worker = Worker(spec, built)
 
-    def map(self, recipes: list[dict[str, Any]], split: str = "search", each: Each = None) -> list[Outcome]:
+    def map(self, recipes: list[dict[str, Any]], split: str | None = None, each: Each = None) -> list[Outcome]:
         return told((self.worker.evaluate(r, split) for r in recipes), each)
 
     def close(self) -> None:
@@ -137,7 +139,7 @@ class RayPool:
         self.ray = ray
         self.actors = [actor.remote(spec) for _ in range(n)]
 
-    def map(self, recipes: list[dict[str, Any]], split: str = "search", each: Each = None) -> list[Outcome]:
+    def map(self, recipes: list[dict[str, Any]], split: str | None = None, each: Each = None) -> list[Outcome]:
         from ray.util import ActorPool
 
         pool = ActorPool(self.actors)
