@@ -51,7 +51,6 @@ class Worker:
         check), else each split's are built here when first asked."""
         from harness.evolve.config import EvolveConfig
         from harness.evolve.engines import Reference, open_engine, probe_prompts
-        from harness.evolve.fitness import SplitTasks
         from harness.merge import InMemoryMerger
 
         if spec.threads:
@@ -65,11 +64,8 @@ class Worker:
                                   spec.add_bos_token)
         self.reference = Reference(Path(spec.engine_folder), self.cfg.dtype)
         self.probes = probe_prompts(spec.probe_vocab)
-        self.built = built or {}
-        search = self.built.get(self.cfg.search_split)
-        self.tasks = {self.cfg.search_split: search or SplitTasks.build(self.cfg.fitness, self.cfg.search_split, root,
-                                                           self.cfg.limit)}
-        self._root = root
+        self.built, self.tasks, self._root = built or {}, {}, root
+        self.split_tasks(self.cfg.search_split)  # built now (or taken from `built`): the first candidate waits less
         self.swaps = 0
 
     def load(self, recipe: dict[str, Any]) -> float | None:
