@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from harness.store.frames import METRIC_ORDER
+from harness.store.frames import METRIC_ORDER, RULE_JOINS_SQL, WANT_SQL
 
 if TYPE_CHECKING:
     import duckdb
@@ -81,10 +81,8 @@ def chosen_sql(runs: str) -> str:
     WITH rules AS (
         SELECT unnest(?::VARCHAR[]) AS suite, unnest(?::VARCHAR[]) AS split, unnest(?::VARCHAR[]) AS want
     ), wanted AS (
-        SELECT x.run_id, CASE WHEN us.suite IS NULL THEN u.want ELSE us.want END AS want
-        FROM (SELECT DISTINCT run_id FROM {runs}) x LEFT JOIN runs r USING (run_id)
-            LEFT JOIN rules u ON u.suite = r.suite AND u.split = ''
-            LEFT JOIN rules us ON us.suite = r.suite AND us.split <> '' AND us.split = coalesce(r.split, '')
+        SELECT x.run_id, {WANT_SQL} AS want
+        FROM (SELECT DISTINCT run_id FROM {runs}) x LEFT JOIN runs r USING (run_id) {RULE_JOINS_SQL}
     )
     SELECT t.rt, t.run_id, t.task, t.metric, t.low_doc, t.top_doc, t.docs, t.total, t.var
     FROM run_tasks t JOIN wanted w USING (run_id)

@@ -97,6 +97,13 @@ def default_split_args(default_splits: dict[str, str] | None) -> list[list[str]]
     return [[s for s, _ in pairs], [d for _, d in pairs]]
 
 
+# The metric a run's suite score reads (`want`; NULL: each task's first by METRIC_ORDER): its split's own where the
+# rules (a relation `rules` with suite, split, want) name one, else its suite's. Over `runs r`; one definition for
+# SUITE_SCORES_SQL and the per-document index's readers (doc_index.chosen_sql).
+RULE_JOINS_SQL = """LEFT JOIN rules u ON u.suite = r.suite AND u.split = ''
+        LEFT JOIN rules us ON us.suite = r.suite AND us.split <> '' AND us.split = coalesce(r.split, '')"""
+WANT_SQL = "CASE WHEN us.suite IS NULL THEN u.want ELSE us.want END"
+
 SUITE_SCORES_SQL = f"""
 WITH rules AS (
     SELECT unnest(?::VARCHAR[]) AS suite, unnest(?::VARCHAR[]) AS split, unnest(?::VARCHAR[]) AS want,
@@ -104,10 +111,9 @@ WITH rules AS (
 ), chosen AS ({CHOSEN_RUNS_SQL}
 ), latest AS (
     SELECT r.run_id, r.model_id, r.suite, k.split, r.backend, r.ended,
-        coalesce(u.by_size, true) AS by_size, CASE WHEN us.suite IS NULL THEN u.want ELSE us.want END AS want,
+        coalesce(u.by_size, true) AS by_size, {WANT_SQL} AS want,
         u.summary, r.question_metric, r.question_se_size, r.question_se_mean
-    FROM runs r JOIN chosen k USING (run_id) LEFT JOIN rules u ON u.suite = r.suite AND u.split = ''
-        LEFT JOIN rules us ON us.suite = r.suite AND us.split <> '' AND us.split = coalesce(r.split, '')
+    FROM runs r JOIN chosen k USING (run_id) {RULE_JOINS_SQL}
 ), c AS (
     SELECT s.run_id, s.task, s.metric, s.value, coalesce(s.n, 1) AS n, s.stderr, l.want, l.summary
     FROM scores s JOIN latest l ON l.run_id = s.run_id
