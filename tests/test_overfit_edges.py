@@ -177,3 +177,33 @@ def test_models_selected_on_the_twin_are_no_references_for_its_natural_gap() -> 
     cover = {c.model_id: c for c in coverage(data, THRESHOLDS)}
     assert cover["x"].status == "checked"
     assert all(cover[m].status == "not checkable" and "s:heldout is in-sample" in cover[m].detail for m in picked)
+
+
+LINEAGE_REFS = [(f"r{i}", 0.6, 0.6 - g, 0.01) for i, g in enumerate((0.0, 0.01, 0.02, 0.01, 0.0, 0.02, 0.01, 0.015))]
+
+
+def test_a_gap_inherited_from_a_grandparent_through_an_unscored_parent_is_not_new() -> None:
+    """O (trained on s, gap 40 pts) and C1 make P, never scored on the twin; P and C2 make G (gap 10 pts). G's parents'
+    mean gap is P's (looked through: the mean of O's and C1's, 20 pts) and C2's (0): 10 pts, so G inherits its gap.
+    It had read C2 alone (0 pts) and called G's gap new in this model."""
+    gaps = [*LINEAGE_REFS, ("O", 0.9, 0.5, 0.01), ("C1", 0.6, 0.6, 0.01), ("C2", 0.6, 0.6, 0.01),
+            ("G", 0.7, 0.6, 0.01)]
+    data = _data(gaps, [("P", "O"), ("P", "C1"), ("G", "P"), ("G", "C2")],
+                 selections={"O": {("s", None, "train", "O")}})
+    (g,) = [f for f in twin_gap_flags(data, THRESHOLDS) if f.model == "G"]
+    want = statistics.mean([statistics.mean([0.4, 0.0]), 0.0])  # by hand: P stands for the mean of its parents
+    want_se = math.sqrt((0.01 ** 2 + 0.01 ** 2) / 4 + 0.01 ** 2) / 2
+    assert g.evidence["in_sample"] and g.evidence["parent_gap"] == pytest.approx(want)
+    assert g.evidence["excess_over_parents_ci"][1] - g.evidence["excess_over_parents"] == pytest.approx(
+        1.959964 * math.sqrt(0.01 ** 2 + want_se ** 2), abs=1e-4)
+    assert g.evidence["origin"] == "inherited" and "inherits the gap" in g.explanation
+
+
+def test_a_merge_with_a_parent_no_line_of_which_is_scored_has_no_known_origin() -> None:
+    """M merges A (scored, gap 1 pt) and B (a source never scored on the twin); M's gap is 30 pts. Where it comes from
+    is unknown (B may carry it); it had been called new against A's gap alone."""
+    gaps = [*LINEAGE_REFS, ("A", 0.6, 0.59, 0.01), ("M", 0.9, 0.6, 0.01)]
+    data = _data(gaps, [("M", "A"), ("M", "B")])
+    (m,) = [f for f in twin_gap_flags(data, THRESHOLDS) if f.model == "M"]
+    assert m.evidence["origin"] == "unknown" and "parent_gap" not in m.evidence
+    assert "not scored on" in m.explanation and "new in this model" not in m.explanation

@@ -93,10 +93,28 @@ def twin_gap_flags(data: Data, t: Thresholds) -> list[Flag]:
 
 
 def _parent_gap(data: Data, rows: GapRows, mid: str, suite: str, kind: str) -> tuple[float, float] | None:
-    ps = [rows[(p, suite, kind)] for p in data.graph.parents.get(mid, ()) if (p, suite, kind) in rows]
-    if not ps:
+    """The mean gap of the model's parents on this twin and its stderr. A parent never scored on the twin stands for
+    the mean of its own parents, up to scored ancestors (a merge of an overfit model carries its gap); None when a
+    parent's line has no scored model (its gap, and so the origin of the model's, is unknown). It had averaged the
+    scored parents only: an unscored merge of an overfit model read as nothing, and the gap as new."""
+    memo: dict[str, tuple[float, float] | None] = {}
+
+    def line(node: str, seen: frozenset[str]) -> tuple[float, float] | None:  # (gap, variance)
+        if (node, suite, kind) in rows:
+            r = rows[(node, suite, kind)]
+            return r["gap"], r["se"] ** 2
+        if node not in memo:
+            ps = data.graph.parents.get(node, ())
+            parts = [line(p, seen | {node}) for p in ps if p not in seen]
+            memo[node] = None if not ps or len(parts) < len(ps) or None in parts else (
+                sum(x[0] for x in parts) / len(parts), sum(x[1] for x in parts) / len(parts) ** 2)
+        return memo[node]
+
+    found = [line(p, frozenset({mid})) for p in data.graph.parents.get(mid, ())]
+    known = [x for x in found if x is not None]
+    if not found or len(known) < len(found):
         return None
-    return (sum(p["gap"] for p in ps) / len(ps), math.sqrt(sum(p["se"] ** 2 for p in ps)) / len(ps))
+    return sum(x[0] for x in known) / len(known), math.sqrt(sum(x[1] for x in known)) / len(known)
 
 
 def _twin_flag(data: Data, rows: GapRows, x: Any, t: Thresholds) -> Flag:
@@ -113,7 +131,7 @@ def _twin_flag(data: Data, rows: GapRows, x: Any, t: Thresholds) -> Flag:
         "excess_over_reference": round(x.excess, 4), "excess_ci": interval(x.excess, x.se), "p_value": x.p,
         "smallest_detectable_excess": round(x.mde, 4), "in_sample": data.in_sample(mid, suite),
     }
-    origin = "new"
+    origin = "new" if par is not None or not data.graph.parents.get(mid) else "unknown"
     if par is not None:
         over_par = r["gap"] - par[0]
         se_par = math.sqrt(r["se"] ** 2 + par[1] ** 2)
@@ -123,7 +141,9 @@ def _twin_flag(data: Data, rows: GapRows, x: Any, t: Thresholds) -> Flag:
             origin = "inherited"
     ev["origin"] = origin
     tail = ("the gap is new in this model" if origin == "new" and par is not None
-            else "it inherits the gap from its parents" if origin == "inherited" else "it has no scored parents")
+            else "it inherits the gap from its parents" if origin == "inherited" else "it has no parents"
+            if origin == "new" else f"a parent's line is not scored on {r['twin']}, so whether it inherits the gap "
+            "is unknown")
     sentence = (f"{name} scores {pct(r['public'])} on {suite} but {pct(r['twin_value'])} on its {kind} twin "
                 f"{r['twin']}, a gap {pts(x.excess)} [{pts(ev['excess_ci'][0])}, {pts(ev['excess_ci'][1])}] "
                 f"beyond the natural gap ({ref.basis}: {pts(ref.centre)}, spread {100 * ref.spread:.1f} pts); "
