@@ -138,6 +138,8 @@ def test_lineage_graph_and_chains(use_db: str, db: str) -> None:
     at.radio(key="lin_colour").set_value("flag").run()
     dot = at.get("graphviz_chart")[0].proto.spec
     assert not at.exception and 'label="zoo-overfit\\nhigh flag", fillcolor="#d62728"' in dot
+    # a merge of a fine-tune (zoo-overfit of src-a): depth 2, merge depth 1 as the divergence signal counts it
+    assert any("merge-of-overfit: merge depth 1," in c.value for c in at.caption), [c.value for c in at.caption]
 
 
 def test_overfitting_flags_and_evidence(use_db: str) -> None:

@@ -77,6 +77,32 @@ def test_lineage_queries(store: Store) -> None:
     assert store.parents("m2")[1].params == {"density": 0.5}
 
 
+def test_lineage_command_counts_merge_depth_as_the_analysis_does(store: Store) -> None:
+    """`harness lineage` printed the depth over every edge as "merge depth": a merge of a fine-tune of a source read
+    merge depth 2 where the overfitting analysis (a fine-tune step does not count) says 1. Compared with networkx:
+    the longest path for depth, the most merge nodes on a path for merge depth."""
+    import networkx as nx
+
+    from tests.factories import run_cli
+
+    store.add_recipe("r", "linear", "merge_method: linear")
+    for mid, kind in (("s1", "source"), ("s2", "source"), ("ft", "source"), ("m1", "merge"), ("m2", "merge")):
+        store.add_model(ModelRecord(mid, mid, None, kind, recipe_id="r" if kind == "merge" else None))
+    edges = [("ft", "s1", "finetuned_from"), ("m1", "ft", "base"), ("m1", "s2", "source"), ("m2", "m1", "base"),
+             ("m2", "ft", "source")]
+    store.add_lineage([LineageEdge(c, p, r) for c, p, r in edges])
+    g = nx.DiGraph([(p, c) for c, p, _ in edges])
+    for mid in ("ft", "m1", "m2"):
+        paths = [p for r in ("s1", "s2") if nx.has_path(g, r, mid) for p in nx.all_simple_paths(g, r, mid)]
+        want_depth = nx.dag_longest_path_length(g.subgraph(nx.ancestors(g, mid) | {mid}))
+        want_merges = max(sum(n in ("m1", "m2") for n in p) for p in paths)
+        code, out, err = run_cli("--db", str(store.path), "lineage", mid, "--json")
+        got = json.loads(out)
+        assert code == 0 and (got["depth"], got["merge_depth"]) == (want_depth, want_merges), (mid, got, err)
+        code, out, _ = run_cli("--db", str(store.path), "lineage", mid)
+        assert f"depth {want_depth}, merge depth {want_merges}" in out.splitlines()[0], out
+
+
 def test_exposure_follows_ancestors(store: Store) -> None:
     _chain(store)
     store.add_selection(Selection("sel1", "m1", "zoo_math", "evolve", split="search", process_id="evo1"))

@@ -34,7 +34,7 @@ public = data.scores[(data.scores["suite"] == suite) & (data.scores["split"] == 
 values = dict(zip(public["model_id"].tolist(), public["value"].tolist(), strict=True))
 severity = q.worst_severity(db) if colour_by == "flag" else {}
 st.graphviz_chart(dot_graph(data, nodes, model_id, values if colour_by == "score" else None, severity, suite))
-depth = int(data.models.set_index("model_id").loc[model_id, "depth"])
+depth = int(data.models.set_index("model_id").loc[model_id, "merge_depth"])  # fine-tunes not counted
 st.caption(f"{data.names.get(model_id)}: merge depth {depth}, {len(data.graph.ancestors(model_id)):,} ancestors"
            + (f" (the nearest {MAX_NODES} drawn)" if len(ancestors) >= MAX_NODES else "")
            + ". Nodes: score on the suite's default split (darker = higher), or the worst flag; a double outline "

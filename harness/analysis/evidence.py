@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.analysis.lineage import Graph
+from harness.analysis.lineage import Graph, merge_ids
 from harness.store import frames as views
 from harness.suite_schema import TwinSpec
 from harness.suites import score_rules
@@ -163,8 +163,7 @@ def _add_depths(models: pd.DataFrame, graph: Graph) -> None:
     """Each model's depth, merge depth (merges only) and number of parents, as columns."""
     depth = graph.depths(models["model_id"].tolist())
     models["depth"] = models["model_id"].map(depth).fillna(0).astype(int)
-    merges = set(models.loc[models["method"].notna(), "model_id"].tolist())
-    merge_depth = graph.merge_depths(models["model_id"].tolist(), merges)
+    merge_depth = graph.merge_depths(models["model_id"].tolist(), merge_ids(models))
     models["merge_depth"] = models["model_id"].map(merge_depth).fillna(0).astype(int)
     models["parents"] = models["model_id"].map(lambda m: len(graph.parents.get(m, ())))
 

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pandas as pd
 
+    from harness.store import Store
+
 
 @dataclass
 class Graph:
@@ -112,3 +114,18 @@ class Graph:
             else:
                 out[n] = empty
         return out
+
+
+def merge_ids(models: pd.DataFrame) -> set[str]:
+    """The merges among `models` (frames.models): those with a merge recipe; a fine-tune has none."""
+    return set(models.loc[models["method"].notna(), "model_id"].tolist())
+
+
+def merge_depth(store: Store, model_id: str) -> int:
+    """One model's merge depth as the overfitting analysis counts it (Graph.merge_depths: a fine-tune step adds
+    nothing), from the store's models and edges."""
+    from harness.store import frames
+
+    with store.reading() as con:
+        models, edges = frames.models(con), frames.edges(con)
+    return Graph.from_edges(edges).merge_depths([model_id], merge_ids(models)).get(model_id, 0)

@@ -95,12 +95,14 @@ def lineage(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Show a model's ancestors (with depth), descendants and root sources."""
+    from harness.analysis.lineage import merge_depth
     from harness.store import Store
 
     store = Store.existing()
     rec = store.get_model(model)
     out = {
         "model_id": rec.model_id, "name": rec.name, "depth": store.depth(rec.model_id),
+        "merge_depth": merge_depth(store, rec.model_id),
         "parents": [e.__dict__ for e in store.parents(rec.model_id)],
         "ancestors": store.ancestors(rec.model_id), "descendants": store.descendants(rec.model_id),
         "roots": store.roots(rec.model_id),
@@ -110,7 +112,8 @@ def lineage(
         print_json(out)
         return
     names = {m.model_id: m.name or m.model_id[:12] for m in store.list_models()}
-    typer.echo(f"{rec.name or rec.model_id} ({rec.model_id[:12]}), merge depth {out['depth']}")
+    typer.echo(f"{rec.name or rec.model_id} ({rec.model_id[:12]}), depth {out['depth']}, "
+               f"merge depth {out['merge_depth']}")
     for e in store.parents(rec.model_id):
         typer.echo(f"  parent {names.get(e.parent_id, e.parent_id[:12])} role={e.role} weight={e.weight}")
     for a, d in out["ancestors"].items():
