@@ -251,7 +251,8 @@ def score_rules(root: Path | None = None) -> dict[str, ScoreRule]:
     for name, (_, spec) in readable_specs(root).items():
         summary = JUDGE_SUMMARY_TASK if spec.kind == "judge" else None
         agg = spec.aggregate
-        rules[name] = ScoreRule(agg.metric, agg.weight_by_size, summary, tuple(sorted(agg.split_metrics.items())))
+        rules[name] = ScoreRule(agg.metric, agg.weight_by_size, summary, tuple(sorted(agg.split_metrics.items())),
+                                spec.default_split)
     return rules
 
 

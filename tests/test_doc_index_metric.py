@@ -199,3 +199,49 @@ def test_a_real_lm_eval_run_with_two_filters_is_indexed_on_the_suite_metric(
     docs = views.doc_scores(store, [res.run_id], rules)
     assert suite["metric"] == "exact_match,strict" and suite["value"] == pytest.approx(means["exact_match,strict"])
     assert len(docs) == 60 and docs["score"].mean() == pytest.approx(means["exact_match,strict"], abs=1e-12)
+
+
+DEFAULT_SPLIT_SUITE = """name: tmp_own_default
+version: "1"
+kind: lm-eval
+default_split: public
+splits:
+  public: [tmp_own_public]
+  other: [tmp_own_other]
+aggregate:
+  metric: exact_match,flexible-extract
+  split_metrics:
+    public: exact_match,strict-match
+"""
+
+
+def test_a_run_without_a_split_is_read_on_its_default_splits_metric(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run stored with split NULL ran its suite's default split (CHOSEN_RUNS_SQL files it there), so its score is
+    read on that split's own metric (aggregate.split_metrics), as a run stored under the split's name is: the
+    leaderboard, the per-document index and ScoreRule.metric_for. They read the suite-level metric before
+    (flexible-extract, 0.625 on these rows, against strict-match's 0.225). The split without its own metric keeps
+    the suite's."""
+    folder = tmp_path / "suites" / "tmp_own_default"
+    folder.mkdir(parents=True)
+    (folder / "suite.yaml").write_text(DEFAULT_SPLIT_SUITE)
+    monkeypatch.setenv("HARNESS_SUITES", str(tmp_path / "suites"))
+    rule = score_rules()["tmp_own_default"]
+    assert rule.metric_for(None) == rule.metric_for("public") == STRICT
+    assert rule.metric_for("other") == FLEX
+    store = Store(tmp_path / "s.duckdb")
+    samples = pd.concat([_write(store, "unnamed", "tmp_own_default", None, {"tmp_own_public": (STRICT, FLEX)}, 6),
+                         _write(store, "named", "tmp_own_default", "public", {"tmp_own_public": (STRICT, FLEX)}, 7),
+                         _write(store, "other", "tmp_own_default", "other", {"tmp_own_other": (STRICT, FLEX)}, 8)])
+    want = {"unnamed": STRICT, "named": STRICT, "other": FLEX}
+    suite = views.suite_scores(store, {"tmp_own_default": "public"}, rules=score_rules()).set_index("run_id")
+    docs = views.doc_scores(store, sorted(want), score_rules())
+    for run, metric in want.items():
+        rows = samples[(samples["run_id"] == run) & (samples["metric"] == metric)]
+        other = samples[(samples["run_id"] == run) & (samples["metric"] != metric)]
+        assert abs(rows["score"].mean() - other["score"].mean()) > 0.1, run  # the metrics differ here
+        assert suite.loc[run, "metric"] == metric, run
+        assert suite.loc[run, "value"] == pytest.approx(rows["score"].mean(), abs=1e-12), run
+        got = docs[docs["run_id"] == run].sort_values("doc_id")["score"].tolist()
+        assert got == rows.groupby("doc_id")["score"].mean().sort_index().tolist(), run
+    assert suite.loc["unnamed", "split"] == "public"

@@ -64,8 +64,8 @@ def task_rows_sql(rows: str) -> str:
 
 
 # Parameters: five parallel lists, the suites' rules (suite, split, metric, weight_by_size, summary task): split ''
-# is the suite's rule, a named split overrides its metric; a suite without a rule is read under the default one
-# (primary metrics, size-weighted).
+# is the suite's rule, a named split overrides its metric, split NULL is the rule of runs stored without a split (its
+# default split's own metric); a suite without a rule is read under the default one (primary metrics, size-weighted).
 UNIT_METRICS = "(" + ", ".join(f"'{m}'" for m, r in METRIC_RANGES.items() if r == (0.0, 1.0)) + ")"  # proportions
 
 # The one rule that picks "the run" of a (model, suite, split): the run a suite score is read from (SUITE_SCORES_SQL)
@@ -98,10 +98,12 @@ def default_split_args(default_splits: dict[str, str] | None) -> list[list[str]]
 
 
 # The metric a run's suite score reads (`want`; NULL: each task's first by METRIC_ORDER): its split's own where the
-# rules (a relation `rules` with suite, split, want) name one, else its suite's. Over `runs r`; one definition for
-# SUITE_SCORES_SQL and the per-document index's readers (doc_index.chosen_sql).
+# rules (a relation `rules` with suite, split, want) name one (a run without a split: the NULL split's row, its
+# default split's, rule_lists), else its suite's. Over `runs r`; one definition for SUITE_SCORES_SQL and the
+# per-document index's readers (doc_index.chosen_sql).
 RULE_JOINS_SQL = """LEFT JOIN rules u ON u.suite = r.suite AND u.split = ''
-        LEFT JOIN rules us ON us.suite = r.suite AND us.split <> '' AND us.split = coalesce(r.split, '')"""
+        LEFT JOIN rules us ON us.suite = r.suite AND us.split IS DISTINCT FROM ''
+                          AND us.split IS NOT DISTINCT FROM r.split"""
 WANT_SQL = "CASE WHEN us.suite IS NULL THEN u.want ELSE us.want END"
 
 SUITE_SCORES_SQL = f"""
@@ -182,12 +184,15 @@ def suite_scores(store: Store | duckdb.DuckDBPyConnection, default_splits: dict[
 
 def rule_lists(rules: dict[str, ScoreRule] | None) -> list[list]:
     """The suites' rules as SUITE_SCORES_SQL's five parallel lists (suite, split, metric, weight_by_size, summary
-    task): split '' is the suite's rule, a named split's row overrides its metric; None: no rules (every suite under
-    the default one)."""
+    task): split '' is the suite's rule, a named split's row overrides its metric, and where the default split has
+    its own, a row of split None gives it to runs stored without a split (ScoreRule.metric_for(None)); None: no rules
+    (every suite under the default one)."""
     items = sorted((rules or {}).items())
     rows = [(n, "", r.metric, r.weight_by_size, r.summary_task) for n, r in items]
     rows += [(n, split, metric, r.weight_by_size, r.summary_task)
              for n, r in items for split, metric in r.split_metrics]
+    rows += [(n, None, r.metric_for(None), r.weight_by_size, r.summary_task)
+             for n, r in items if r.default_split in dict(r.split_metrics)]
     return [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in range(5)]
 
 

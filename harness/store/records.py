@@ -63,10 +63,11 @@ class ScoreRule:
     weight_by_size: bool = True       # lm-eval's weight_by_size: tasks weighted by their document counts
     summary_task: str | None = None   # judge suites: their stored 'overall' row is the score
     split_metrics: tuple[tuple[str, str], ...] = ()  # (split, metric) where a split's tasks report another one
+    default_split: str | None = None  # the split a run stored without one ran (suite.yaml default_split)
 
     def metric_for(self, split: str | None) -> str | None:
-        """The metric a run of this split is scored on."""
-        return dict(self.split_metrics).get(split or "", self.metric)
+        """The metric a run of this split is scored on; a run without a split ran the suite's default split."""
+        return dict(self.split_metrics).get(split or self.default_split or "", self.metric)
 
 
 @dataclass(frozen=True)
