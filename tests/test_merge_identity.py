@@ -216,6 +216,27 @@ def test_eval_of_a_recipe_merges_with_the_seed_it_is_given(zoo, results, suites,
     assert any(not a[k].equal(b[k]) for k in a)  # the two seeds are two models
 
 
+def test_a_recipe_is_gated_and_saved_as_the_merge_of_the_seed_it_is_given(zoo, results, suites, tmp_path):  # noqa: F811
+    """`harness check --candidate recipe.yaml` and `harness baseline save recipe.yaml` merged with seed 0 only: a DARE
+    recipe could be gated only as its seed-0 merge. With --merge-seed N each is `harness merge --seed N`'s model."""
+    from harness.workflows.baseline import read_baseline
+    from tests.factories import run_cli
+    from tests.test_merge import recipes, write_recipe
+
+    path = str(write_recipe(tmp_path, "dare", recipes(zoo)["dare_ties"]))
+    merged = {s: json.loads(run_cli("merge", path, "--seed", str(s), "--json")[1])["model_id"] for s in (0, 1)}
+    assert merged[0] != merged[1]
+    code, _, err = run_cli("baseline", "save", path, "--suite", "tiny_mc", "--name", "dare1", "--limit", "2",
+                           "--merge-seed", "1")
+    assert code == 0, err[-800:]
+    assert read_baseline("dare1")["model"]["id"] == merged[1]
+    for seed in (0, 1):
+        code, out, err = run_cli("check", "--candidate", path, "--baseline", "dare1", "--merge-seed", str(seed),
+                                 "--no-promote", "--json")
+        assert code in (0, 1), err[-800:]
+        assert json.loads(out)["candidate"] == merged[seed], seed
+
+
 def test_torch_s_release_enters_the_id_only_of_a_method_that_draws(zoo):  # noqa: F811
     """DARE's masks are torch.bernoulli draws: another torch release may draw others (torch promises no
     reproducibility across releases), so the release is part of the id of a recipe that draws random numbers. The

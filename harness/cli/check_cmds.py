@@ -9,6 +9,8 @@ import typer
 from harness.cli.output import print_json
 from harness.errors import HarnessError
 
+MERGE_SEED_HELP = "A recipe given as the model: the merge's seed, as `harness merge --seed` (DARE; part of the id)."
+
 
 def register(app: typer.Typer) -> None:
     baseline_app = typer.Typer(help="Release baselines (results/baselines/NAME.json, meant to be committed).",
@@ -39,6 +41,7 @@ def baseline_save(
     dtype: str = typer.Option("auto", "--dtype", help="auto | float32 | bfloat16 | float16."),
     seed: int = typer.Option(1234, "--seed", min=0, max=2**32 - 1, help="Seed."),
     device: str = typer.Option(None, "--device", help="hf: cpu, cuda ..."),
+    merge_seed: int = typer.Option(0, "--merge-seed", min=0, max=2**32 - 1, help=MERGE_SEED_HELP),
     force: bool = typer.Option(False, "--force", help="Replace an existing baseline file of that name."),
 ) -> None:
     """Evaluate a model (or reuse its cached run) and write a baseline file with per-sample scores."""
@@ -47,7 +50,7 @@ def baseline_save(
 
     store = Store()
     path = save_baseline(model, suite, name, _options(split, limit, tier, backend, batch_size, dtype, seed, device),
-                         store, force=force)
+                         store, force=force, merge_seed=merge_seed)
     typer.echo(f"baseline {name}: {path}")
 
 
@@ -82,6 +85,7 @@ def check(
     tier: str = typer.Option(None, "--tier", help="With a baseline model: smoke | quick | full."),
     backend: str = typer.Option("hf", "--backend", "-b", help="With a baseline model: hf | vllm | openai."),
     device: str = typer.Option(None, "--device", help="hf: cpu, cuda ..."),
+    merge_seed: int = typer.Option(0, "--merge-seed", min=0, max=2**32 - 1, help=MERGE_SEED_HELP),
     report: Path = typer.Option(None, "--report", help="Write the Markdown report here (for a PR comment)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing --report file."),
     as_json: bool = typer.Option(False, "--json", help="Print the verdicts as JSON."),
@@ -96,7 +100,7 @@ def check(
     opts = _options(split, limit, tier, backend, "16", "auto", 1234, device)
     outcome = run_check(candidate, baseline, suite, Store(), opts, tolerance=default, per_task=per_task,
                         alpha=alpha, allow_mismatch=allow_mismatch, promote=not no_promote, device=device,
-                        suite_tolerance=suite_tolerance)
+                        suite_tolerance=suite_tolerance, merge_seed=merge_seed)
     if report:
         from harness.atomic import write_text_atomic
 

@@ -52,24 +52,27 @@ class CheckOutcome:
         }
 
 
-def _evaluate(model: str, suite: str, opts: Any, store: Store) -> tuple[Any, Any]:
+def _evaluate(model: str, suite: str, opts: Any, store: Store, merge_seed: int = 0) -> tuple[Any, Any]:
+    """Evaluate `model` (a recipe merged with `merge_seed`, as `harness merge --seed`): its result and run record."""
     from harness.evaluate.runner import evaluate_model
     from harness.workflows.evaluate import materialise
 
-    res = evaluate_model(materialise(model, store), suite, opts, store)
+    res = evaluate_model(materialise(model, store, merge_seed), suite, opts, store)
     run = store.get_run(res.run_id)
     return res, run
 
 
-def save_baseline(model: str, suite: str, name: str, opts: Any, store: Store, force: bool = False) -> Path:
-    """Evaluate (or reuse) `model` on `suite` and write results/baselines/NAME.json. `name` is a name, never a
-    path; an existing file is replaced only with `force` (both checked before any evaluation)."""
+def save_baseline(model: str, suite: str, name: str, opts: Any, store: Store, force: bool = False,
+                  merge_seed: int = 0) -> Path:
+    """Evaluate (or reuse) `model` (a recipe: merged with `merge_seed`) on `suite` and write
+    results/baselines/NAME.json. `name` is a name, never a path; an existing file is replaced only with `force`
+    (both checked before any evaluation)."""
     from harness.names import check_name
 
     path = baselines_dir() / f"{check_name(name)}.json"
     if path.exists() and not force:
         raise HarnessError(f"baseline {name!r} exists ({path})", "pass --force to replace it, or another --name")
-    res, run = _evaluate(model, suite, opts, store)
+    res, run = _evaluate(model, suite, opts, store, merge_seed)
     doc = build_baseline(name, run, store.get_model(res.model_id), store.samples(res.run_id), options_dict(opts))
     return write_baseline(doc, path)
 
@@ -107,8 +110,10 @@ def run_check(
     candidate: str, baseline: str, suite: str | None, store: Store, opts: Any | None = None,
     tolerance: float = 0.02, per_task: dict[str, float] | None = None, alpha: float = 0.05,
     allow_mismatch: bool = False, promote: bool = True, device: str | None = None, suite_tolerance: float = 0.01,
+    merge_seed: int = 0,
 ) -> CheckOutcome:
-    """Gate `candidate` against a baseline file (or a baseline model evaluated with `opts`)."""
+    """Gate `candidate` (a recipe: merged with `merge_seed`) against a baseline file (or a baseline model evaluated
+    with `opts`)."""
     from harness.evaluate.options import eval_options
 
     store.init()
@@ -125,7 +130,7 @@ def run_check(
         opts = opts or eval_options()
         doc = _baseline_doc(baseline, suite, opts, store)
     _check_suite_now(doc, suite, allow_mismatch)
-    res, run = _evaluate(candidate, suite, replace(opts, rerun=False), store)
+    res, run = _evaluate(candidate, suite, replace(opts, rerun=False), store, merge_seed)
     problems = _mismatches(doc, run)
     if problems and not allow_mismatch:
         raise HarnessError(f"the candidate's run differs from the baseline: {problems[0]}",
