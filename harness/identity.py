@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.atomic import write_text_atomic
-from harness.hashing import MODEL_FILE_NAMES, MODEL_FILE_SUFFIXES, hash_json, hash_model_dir
+from harness.hashing import hash_json, hash_model_dir, model_files
 from harness.paths import cache_dir
 
 IDS_MEMO = "model_ids"
@@ -25,18 +25,14 @@ IDS_MEMO = "model_ids"
 
 def files_signature(path: Path) -> str:
     """A cheap fingerprint of a model folder (names, sizes, mtimes of the files that define it)."""
-    rows = sorted(
-        (p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in Path(path).iterdir()
-        if p.is_file() and (p.suffix in MODEL_FILE_SUFFIXES or p.name in MODEL_FILE_NAMES)
-    )
+    rows = [(name, p.stat().st_size, p.stat().st_mtime_ns) for name, p in model_files(path)]
     return hash_json(rows)
 
 
 def files_sizes(path: Path) -> dict[str, int]:
     """Name -> size of the files that define a model folder: what a merge records of itself (harness_merge.json)
     to tell a damaged copy (a cut shard, a lost file) from the merge, without reading the weights."""
-    return {p.name: p.stat().st_size for p in sorted(Path(path).iterdir())
-            if p.is_file() and (p.suffix in MODEL_FILE_SUFFIXES or p.name in MODEL_FILE_NAMES)}
+    return {name: p.stat().st_size for name, p in model_files(path)}
 
 
 def model_id(path: Path, signature: str | None = None) -> str:

@@ -192,6 +192,40 @@ def test_a_parent_whose_tokenizer_file_changed_in_place_is_a_new_merge(zoo, stor
     assert again.model_id != first.model_id and not again.cached
 
 
+def test_a_named_chat_template_is_part_of_the_id(zoo, store, results, tmp_path):  # noqa: F811
+    """transformers reads every additional_chat_templates/*.jinja of a tokenizer folder as a named chat template (the
+    one named `default` is the template apply_chat_template uses), but the id hashed top-level files only: a template
+    changed there kept the folder's id (and the remembered one), and a merge of it came back stale from the cache.
+    A folder without one keeps its id, and other files in that folder do not count (transformers does not read them)."""
+    from transformers import AutoTokenizer
+
+    from harness.hashing import hash_model_dir
+    from harness.identity import model_id
+    from harness.merge import merge_to_folder
+
+    mine = shutil.copytree(zoo["m1"], tmp_path / "mine")
+    plain = hash_model_dir(mine)
+    assert plain == hash_model_dir(zoo["m1"]) == model_id(mine)
+    first = merge_to_folder(linear(mine, zoo["m2"]), store=store)
+    (mine / "additional_chat_templates").mkdir()
+    (mine / "additional_chat_templates" / "notes.txt").write_text("not a template")
+    assert hash_model_dir(mine) == plain
+    (mine / "additional_chat_templates" / "default.jinja").write_text("{% for m in messages %}A{{ m.content }}"
+                                                                       "{% endfor %}")
+    chat = [{"role": "user", "content": "hi"}]
+    assert AutoTokenizer.from_pretrained(mine).apply_chat_template(chat, tokenize=False) == "Ahi"  # what it reads
+    ids = {plain, model_id(mine)}
+    (mine / "additional_chat_templates" / "default.jinja").write_text("{% for m in messages %}BB{{ m.content }}"
+                                                                       "{% endfor %}")  # in place (another size:
+    assert AutoTokenizer.from_pretrained(mine).apply_chat_template(chat, tokenize=False) == "BBhi"  # an mtime tick)
+    ids.add(model_id(mine))
+    (mine / "additional_chat_templates" / "default.jinja").rename(mine / "additional_chat_templates" / "b.jinja")
+    ids.add(model_id(mine))
+    assert len(ids) == 4 and model_id(mine) == hash_model_dir(mine)
+    again = merge_to_folder(linear(mine, zoo["m2"]), store=store)
+    assert again.model_id != first.model_id and not again.cached, "the stale merge came back"
+
+
 def test_eval_of_a_recipe_merges_with_the_seed_it_is_given(zoo, results, suites, tmp_path):  # noqa: F811
     """`harness eval recipe.yaml` merged with seed 0 whatever was asked, while `harness merge` takes --seed: a DARE
     recipe evaluated with --merge-seed 1 must be DARE's seed-1 merge (mergekit's own, seeded the same), another id."""
