@@ -2,10 +2,10 @@
 
 A suite is a folder under `suites/` with a `suite.yaml` (safe-loaded, validated here) and ordinary lm-eval task
 YAMLs. `load_suite(name)` reads and checks the suite.yaml and indexes the task YAMLs of its folder without importing
-lm-eval; `Suite.task_configs(split)` then loads the task YAMLs with lm-eval's own loader
-(`lm_eval.tasks._yaml_loader.load_yaml`: `include:` merged, `!function` resolved to callables; lm-eval 0.4.13 has no
-public `load_yaml_config` any more) and makes every `dataset_kwargs.data_files` path absolute (relative to the suite
-folder), so the dicts work from any working directory without a hub.
+lm-eval (harness/task_yaml.py reads them); `Suite.task_configs(split)` then loads the task YAMLs with lm-eval's own
+loader (`lm_eval.tasks._yaml_loader.load_yaml`: `include:` merged, `!function` resolved to callables; lm-eval 0.4.13
+has no public `load_yaml_config` any more) and makes every `dataset_kwargs.data_files` path absolute (relative to the
+suite folder), so the dicts work from any working directory without a hub.
 
 How the dicts reach lm-eval 0.4.13 (checked offline in tests/test_suites.py):
 
@@ -35,9 +35,9 @@ from harness.paths import suite_roots
 from harness.store.records import ScoreRule
 from harness.suite_data import absolute_data_files, data_file_names, user_file
 from harness.suite_schema import AggregateSpec, SuiteSpec, TwinSpec, UserDataSpec, parse_suite_yaml
+from harness.task_yaml import definition_files, read_yaml, upstream_include
 
 SUITE_FILE = "suite.yaml"
-UPSTREAM = "lm_eval:"  # `include: lm_eval:tasks/gsm8k/gsm8k-cot.yaml` = that file of the installed lm-eval
 TIERS = ("smoke", "quick", "full")
 DEFAULT_TIERS: dict[str, int | None] = {"smoke": 20, "quick": 100, "full": None}
 
@@ -91,7 +91,7 @@ class Suite:
                 continue
             path = self.task_files[task]
             local = load_yaml(path, resolve_func=True, recursive=False)
-            upstream = _upstream_include(local, path)
+            upstream = upstream_include(local, path)
             if upstream is None:
                 cfg = load_yaml(path, resolve_func=True)
             else:  # upstream's task as lm-eval itself loads it, then only our keys (where the data comes from)
@@ -117,7 +117,7 @@ class Suite:
             return sorted(p for p in (self.path / "data").rglob("*") if p.is_file())
         files: set[Path] = set()
         for task in self.all_tasks:
-            cfg = _read_yaml(self.task_files[task])
+            cfg = read_yaml(self.task_files[task])
             files.update(_data_file_paths(cfg, self.path, self.task_files[task], self.user_data))
         return sorted(files)
 
@@ -125,7 +125,7 @@ class Suite:
         """Name -> where it is, for the user-supplied files a split's tasks read (HarnessError when one is not at
         hand); none for a split that reads none."""
         names = {n for t in self.split_tasks(split) if self.kind == "lm-eval"
-                 for n in data_file_names(_read_yaml(self.task_files[t]), self.task_files[t])}
+                 for n in data_file_names(read_yaml(self.task_files[t]), self.task_files[t])}
         return {n: user_file(self.name, self.path, n, spec) for n, spec in self.user_data.items() if n in names}
 
     def definition_hash(self, tasks: Sequence[str]) -> str:
@@ -135,7 +135,7 @@ class Suite:
         h = hashlib.sha256()
         for task in tasks:
             h.update(task.encode() + b"\0")
-            for path in dict.fromkeys(_definition_files(self.task_files[task])):
+            for path in dict.fromkeys(definition_files(self.task_files[task])):
                 h.update(path.read_bytes() + b"\0")
         return h.hexdigest()
 
@@ -289,7 +289,7 @@ def _build(path: Path) -> Suite:
         tiers=dict(spec.tiers), twins=dict(spec.twins), hub_tasks=tuple(spec.hub_tasks), aggregate=spec.aggregate,
         task_files=task_files, user_data=dict(spec.user_data),
     )
-    files = {task: sorted(_data_file_paths(_read_yaml(task_files[task]), folder, task_files[task],
+    files = {task: sorted(_data_file_paths(read_yaml(task_files[task]), folder, task_files[task],
                                            dict(spec.user_data)))
              for task in (suite.all_tasks if spec.kind == "lm-eval" else ())}
     for task, paths in files.items():  # every data file exists before a run
@@ -315,121 +315,14 @@ def _check_same_questions(suite: Suite, same: dict[str, str], files: dict[str, l
                                    "list the two splits' tasks in the same order (task i asks task i's documents)")
 
 
-# ---------------------------------------------------------------------- task YAMLs (without lm-eval)
-class _TaskYamlLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """Safe loader that keeps `!function x.y` as the string 'x.y' (enough to index tasks and data files)."""
-
-
-_TaskYamlLoader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    """A task YAML with its `include:` chain merged the way lm-eval merges it (local keys win). Read-only."""
-    path = path.resolve()
-    try:
-        mtime = path.stat().st_mtime_ns
-    except OSError:
-        raise HarnessError(f"{path}: task YAML not found", "fix the include: or restore the file") from None
-    return _read_yaml_cached(path, mtime, frozenset())
-
-
-def _definition_files(path: Path, seen: frozenset[Path] = frozenset()) -> list[Path]:
-    """A task YAML, the Python modules beside it (its `!function`s) and, recursively, the files it includes."""
-    path = path.resolve()
-    if path in seen:
-        raise HarnessError(f"{path}: include cycle", "remove the circular include:")
-    files = [path, *_modules_beside(path.parent, path.parent.stat().st_mtime_ns)]
-    for inc in _includes(_raw_yaml(path, path.stat().st_mtime_ns), path):
-        files += _definition_files(inc, seen | {path})
-    return files
-
-
-def _includes(cfg: dict[str, Any], path: Path) -> list[Path]:
-    """The files a task YAML (`cfg`, read from `path`, resolved) includes, in order, as lm-eval's loader finds them:
-    `include: lm_eval:...`, that file of the installed lm-eval; else each name relative to the including file's
-    folder. The one include rule of the config reader (_read_yaml) and the run id's hash (_definition_files)."""
-    upstream = _upstream_include(cfg, path)
-    if upstream is not None:
-        return [upstream]
-    includes = cfg.get("include")
-    found = []
-    for inc in [] if includes is None else includes if isinstance(includes, list) else [includes]:
-        inc_path = (path.parent / inc).resolve()
-        if not inc_path.is_file():
-            raise HarnessError(f"{path}: include {inc!r} not found", "fix the include: or restore the file")
-        found.append(inc_path)
-    return found
-
-
-@functools.lru_cache(maxsize=1024)
-def _modules_beside(folder: Path, _mtime_ns: int) -> tuple[Path, ...]:
-    """The Python modules of a folder (where a task YAML's `!function`s live), listed once per version of it."""
-    return tuple(sorted(folder.glob("*.py")))
-
-
-@functools.lru_cache(maxsize=4096)
-def _raw_yaml(path: Path, _mtime_ns: int) -> dict[str, Any]:
-    """A task YAML as written (its `include:` not followed), parsed once per version of the file."""
-    local = yaml.load(path.read_text(encoding="utf-8"), Loader=_TaskYamlLoader)  # noqa: S506 (safe subclass)
-    if not isinstance(local, dict):  # the suite's load read every chain: only a file changed since gets here
-        raise HarnessError(f"{path}: a task YAML must be a mapping", "fix the file")
-    return local
-
-
-@functools.lru_cache(maxsize=1)
-def lm_eval_tasks_dir() -> Path:
-    """The installed lm-eval's tasks folder, found without importing lm-eval."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("lm_eval")
-    if spec is None or spec.origin is None:
-        raise HarnessError("lm-eval is not installed", "pip install 'lm-eval==0.4.13'", exit_code=3)
-    return Path(spec.origin).parent / "tasks"
-
-
-def _upstream_include(cfg: dict[str, Any], path: Path) -> Path | None:
-    """The installed lm-eval task YAML a task YAML includes with `lm_eval:...`; a one-line error naming the task
-    and lm-eval's version when this lm-eval no longer ships it (a renamed or moved upstream task)."""
-    inc = cfg.get("include")
-    if not isinstance(inc, str) or not inc.startswith(UPSTREAM):
-        return None
-    rel = inc.removeprefix(UPSTREAM)
-    target = lm_eval_tasks_dir().parent / rel
-    if not target.is_file():
-        from importlib.metadata import version
-
-        raise HarnessError(
-            f"{path}: task {cfg.get('task')!r} includes {rel}, which lm-eval {version('lm_eval')} does not ship",
-            "install the lm-eval version the suite was written for (see its README) or update the suite's include:")
-    return target
-
-
-@functools.lru_cache(maxsize=4096)
-def _read_yaml_cached(path: Path, mtime: int, _seen: frozenset[Path]) -> dict[str, Any]:
-    if path in _seen:
-        raise HarnessError(f"{path}: include cycle", "remove the circular include:")
-    try:
-        cfg = yaml.load(path.read_text(encoding="utf-8"), Loader=_TaskYamlLoader)  # noqa: S506 (safe subclass)
-    except (yaml.YAMLError, OSError) as e:
-        raise HarnessError(f"{path}: cannot read task YAML ({type(e).__name__})", "fix the file") from None
-    if not isinstance(cfg, dict):
-        raise HarnessError(f"{path}: a task YAML must be a mapping", "fix the file")
-    merged: dict[str, Any] = {}
-    for inc_path in _includes(cfg, path):
-        inc_cfg = dict(_read_yaml_cached(inc_path, inc_path.stat().st_mtime_ns, _seen | {path}))
-        inc_cfg.pop("task_list", None)
-        merged.update(inc_cfg)
-    merged.update({k: v for k, v in cfg.items() if k != "include"})
-    return merged
-
-
+# ---------------------------------------------------------------------- a suite folder's task YAMLs
 def _index_tasks(folder: Path) -> dict[str, Path]:
     """Task name -> YAML file for the *.yaml files of a suite folder (nested suites excluded)."""
     index: dict[str, Path] = {}
     for p in sorted(folder.rglob("*.yaml")):
         if p.name == SUITE_FILE or _in_nested_suite(p, folder):
             continue
-        task = _read_yaml(p).get("task")
+        task = read_yaml(p).get("task")
         if not isinstance(task, str):
             continue  # groups and helper files are not tasks
         if task in index:

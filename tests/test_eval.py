@@ -175,18 +175,18 @@ def test_the_installed_lm_eval_task_a_suite_includes_is_part_of_its_definition(t
                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """gsm8k's task includes lm-eval's gsm8k-cot.yaml: an lm-eval whose file says otherwise (an upgrade that changes
     the prompt, a stop sequence or a filter) defines another task, so its runs get another id."""
-    import harness.suites as suites_mod
+    import harness.task_yaml as task_yaml
     from harness.suites import load_suite
 
     suite = load_suite("gsm8k")
-    installed = suites_mod.lm_eval_tasks_dir()
+    installed = task_yaml.lm_eval_tasks_dir()
     files = [p.relative_to(installed.parent).as_posix()
-             for p in suites_mod._definition_files(suite.task_files["gsm8k_cot"]) if installed in p.parents]
+             for p in task_yaml.definition_files(suite.task_files["gsm8k_cot"]) if installed in p.parents]
     assert files[0] == "tasks/gsm8k/gsm8k-cot.yaml"
     before = suite.definition_hash(["gsm8k_cot"])
     copy = tmp_path / "lm_eval" / "tasks"
-    shutil.copytree(suites_mod.lm_eval_tasks_dir() / "gsm8k", copy / "gsm8k")
-    monkeypatch.setattr(suites_mod, "lm_eval_tasks_dir", lambda: copy)
+    shutil.copytree(task_yaml.lm_eval_tasks_dir() / "gsm8k", copy / "gsm8k")
+    monkeypatch.setattr(task_yaml, "lm_eval_tasks_dir", lambda: copy)
     assert suite.definition_hash(["gsm8k_cot"]) == before  # the same bytes: the same definition
     cot = copy / "gsm8k" / "gsm8k-cot.yaml"
     text = cot.read_text()

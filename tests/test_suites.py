@@ -519,15 +519,15 @@ def _suite_of(tmp_path: Path, files: dict[str, str], task: str) -> Any:
 @pytest.mark.parametrize("case", ["nested", "upstream", "symlink"])
 def test_the_run_ids_hash_and_the_config_reader_follow_includes_as_lm_eval_does(case: str, tmp_path: Path,
                                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    """One include rule (harness/suites.py _includes) for the two walkers of a task's include chain: the files
-    definition_hash hashes (the run id) and the config _read_yaml merges are those lm-eval's own loader reads for
+    """One include rule (harness/task_yaml.py _includes) for the two walkers of a task's include chain: the files
+    definition_hash hashes (the run id) and the config read_yaml merges are those lm-eval's own loader reads for
     the task (its load_yaml, every file it opens recorded), for a nested relative include, for gsm8k's include of
     the installed lm-eval's gsm8k-cot.yaml, and for a task YAML that is a link (lm-eval resolves it: its include is
     beside the target, where the hash read the link's folder's file of that name until 2026-12-03); the merged
     config is lm-eval's (its !function left as written)."""
     import lm_eval.tasks._yaml_loader as loader
 
-    import harness.suites as suites_mod
+    import harness.task_yaml as task_yaml
 
     if case == "nested":
         _suite_of(tmp_path, NESTED, "nested_a")
@@ -551,7 +551,7 @@ def test_the_run_ids_hash_and_the_config_reader_follow_includes_as_lm_eval_does(
     monkeypatch.setattr(loader, "load_yaml", recording)  # lm-eval's recursion calls it by this name
     suite.task_configs(suite.default_split, [task])
     path = suite.task_files[task]
-    hashed = [p for p in dict.fromkeys(suites_mod._definition_files(path)) if p.suffix != ".py"]
+    hashed = [p for p in dict.fromkeys(task_yaml.definition_files(path)) if p.suffix != ".py"]
     assert hashed == list(dict.fromkeys(read)) and len(hashed) == {"nested": 3, "upstream": 2, "symlink": 2}[case]
     monkeypatch.setattr(loader, "load_yaml", real)
     local = real(path, resolve_func=False, recursive=False)
@@ -561,4 +561,4 @@ def test_the_run_ids_hash_and_the_config_reader_follow_includes_as_lm_eval_does(
         assert case == "symlink" or ({"from_a", "from_b"} <= set(expected) and expected["num_fewshot"] == 2)
     else:
         expected = {**real(hashed[1], resolve_func=False), **{k: v for k, v in local.items() if k != "include"}}
-    assert suites_mod._read_yaml(path) == {k: getattr(v, "__name__", v) for k, v in expected.items()}
+    assert task_yaml.read_yaml(path) == {k: getattr(v, "__name__", v) for k, v in expected.items()}

@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from harness.errors import HarnessError
-from harness.suites import UPSTREAM, Suite, lm_eval_tasks_dir, load_suite, score_rules
+from harness.suites import Suite, load_suite, score_rules
+from harness.task_yaml import UPSTREAM, lm_eval_tasks_dir
 
 REAL = ["bbh", "bbh_permuted", "gsm1k", "gsm8k", "gsm_plus", "mgsm", "mmlu", "mmlu_permuted", "mmlu_redux",
         "mmlu_redux_permuted"]
