@@ -88,7 +88,7 @@ def dfs_recipes(sources: list[Path], n: int, seed: int) -> tuple[list[dict], obj
 def fast_path(backend: str, base: Path, recs: list[dict], tasks: object) -> tuple[float, list[float], list[float]]:
     """(engine start seconds, seconds per candidate, fitness per candidate)."""
     from harness.evaluate.backends.base import BackendOptions, ModelTarget
-    from harness.evaluate.runner import resolve_bos
+    from harness.evaluate.run_settings import resolve_bos
     from harness.evolve.engines import open_engine
     from harness.merge import InMemoryMerger
 
@@ -124,7 +124,7 @@ def disk_path(backend: str, base: Path, recs: list[dict], tasks: object, work: P
     import gc
 
     from harness.evaluate.backends.base import BackendOptions, ModelTarget
-    from harness.evaluate.runner import resolve_bos
+    from harness.evaluate.run_settings import resolve_bos
     from harness.evolve.engines import backend_lm
     from harness.merge import merge_to_folder
     from harness.store import Store

@@ -105,7 +105,7 @@ def test_answers_cached_by_other_engines_are_never_read(results: Path, store, mo
     from dataclasses import replace
 
     from harness.evaluate.request_cache import RequestCache, cache_path
-    from harness.evaluate.runner import answer_settings
+    from harness.evaluate.run_settings import answer_settings
 
     clean = evaluate_model(str(model), suite, replace(OPTS, use_cache=False), store=store, limit=5)
     settings = store.get_run(clean.run_id).settings
@@ -345,7 +345,8 @@ def test_another_tokenizer_is_another_run(results: Path, store, suite, tmp_path:
     were keyed by the endpoint and the model name alone: the first tokenizer's run and answers came back."""
     from dataclasses import replace
 
-    from harness.evaluate.runner import Prepared, answer_cache_path, plan_for, prepare_run
+    from harness.evaluate.run_settings import answer_cache_path
+    from harness.evaluate.runner import Prepared, plan_for, prepare_run
     from tests.factories import WORDS, make_tokenizer
 
     def prepared(words: list[str]) -> Prepared:

@@ -96,7 +96,7 @@ def _write_run(store, suite: str, split: str, rows: dict[str, list[tuple[float, 
     a second metric with the same scores."""
     from lm_eval.api.metrics import mean_stderr
 
-    from harness.evaluate.runner import scored_questions
+    from harness.evaluate.lm_eval_run import scored_questions
     from harness.store.records import RunRecord, Sample, Score
 
     run = RunRecord(f"r-{suite}-{split}-{len(store.list_runs(status=None))}", f"m-{suite}", suite, "synthetic", "0",

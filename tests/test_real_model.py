@@ -74,7 +74,7 @@ def test_chat_template_and_bos_are_the_models_own(real_model, results: Path, sto
     from transformers import AutoTokenizer
 
     from harness.evaluate.backends import get_backend
-    from harness.evaluate.runner import resolve_bos
+    from harness.evaluate.run_settings import resolve_bos
     from harness.evaluate.target import resolve_model
 
     target = resolve_model(str(real_model.folder), store)

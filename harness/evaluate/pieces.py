@@ -26,7 +26,7 @@ from harness.errors import HarnessError
 from harness.evaluate.plan import HUB_SPLIT, Plan, data_files, task_configs
 
 if TYPE_CHECKING:
-    from harness.evaluate.runner import LmEvalOutput
+    from harness.evaluate.lm_eval_run import LmEvalOutput
 
 SORTED_KEYS = ("configs", "versions", "n-shot", "higher_is_better")  # lm-eval writes these in name order
 
@@ -111,7 +111,7 @@ def merge_outputs(plan: Plan, outputs: list[LmEvalOutput]) -> LmEvalOutput:
     """The pieces' lm-eval outputs as one: per-task entries joined (in the plan's task order, or lm-eval's name
     order where it sorts), the rest (model config, versions, date) from the first piece; request counts summed,
     each piece's cut counts (its own tasks) joined."""
-    from harness.evaluate.runner import LmEvalOutput
+    from harness.evaluate.lm_eval_run import LmEvalOutput
 
     if len(outputs) == 1:
         return outputs[0]

@@ -2,18 +2,17 @@
 
     evaluate_model(model_ref, suite, split=..., backend=..., limit=...) -> RunResult
 
-The run id is a hash of everything that decides the scores, so a re-run finds its previous work: a complete
-run is returned from the store, and a killed one resumes from the request cache. The store is written once
+The run id is a hash of everything that decides the scores (harness/evaluate/run_settings.py), so a re-run finds its
+previous work: a complete run is returned from the store, and a killed one resumes from the request cache. lm-eval
+itself runs, and its results are recorded, in harness/evaluate/lm_eval_run.py. The store is written once
 at the start (running) and once at the end (scores + samples + complete, in one transaction), or marked failed.
 """
 
 from __future__ import annotations
 
-import gc
 import logging
 import time
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,18 +20,17 @@ from typing import TYPE_CHECKING, Any
 import harness
 from harness.errors import HarnessError
 from harness.evaluate.backends import get_backend
-from harness.evaluate.backends.base import BackendOptions, ModelTarget, package_version
-from harness.evaluate.plan import HUB_SPLIT, Plan, make_plan, task_configs
-from harness.evaluate.run_errors import as_harness_error, check_finite_scores, check_hub, hub_error, one_line
-from harness.hashing import hash_json
-from harness.store.records import RunRecord, Sample, Score, TaskCuts
+from harness.evaluate.backends.base import BackendOptions, ModelTarget
+from harness.evaluate.lm_eval_run import lm_eval_results, record_results
+from harness.evaluate.plan import Plan, make_plan
+from harness.evaluate.run_errors import one_line
+from harness.evaluate.run_settings import resolve_bos, run_id_for, score_settings
+from harness.store.records import RunRecord, Score, TaskCuts
 
 if TYPE_CHECKING:
     from harness.evaluate.progress import RequestProgress
     from harness.store import Store
     from harness.suites import Suite
-
-LM_EVAL_BOOTSTRAP_ITERS = 1000
 
 
 @dataclass(frozen=True)
@@ -81,211 +79,9 @@ def plan_for(suite: str | Suite, opts: EvalOptions) -> Plan:
     return make_plan(suite, opts.split, opts.limit, opts.tier, list(opts.tasks) if opts.tasks else None, opts.hub)
 
 
-def resolve_bos(target: ModelTarget, options: BackendOptions) -> bool | None:
-    """Whether this model's tokenizer adds BOS by default: decided once, passed to every backend alike.
-
-    Remembered per model id and tokenizer under results/cache/, so a re-run does not load the tokenizer."""
-    if options.add_bos_token is not None:
-        return options.add_bos_token
-    folder = options.tokenizer or (str(target.path) if target.path else None)
-    if folder is None:
-        return None
-    from harness.identity import memo
-
-    key = hash_json(["bos", target.model_id, folder])
-    known = memo("bos").get(key)
-    if known is not None:
-        return bool(known)
-    from transformers import AutoTokenizer
-
-    try:
-        tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=options.trust_remote_code)
-    except Exception:  # noqa: BLE001 - a broken folder fails (and is recorded) when the backend loads it
-        return None
-    ids = tok("a b").input_ids
-    adds = bool(tok.bos_token_id is not None and ids and ids[0] == tok.bos_token_id)
-    memo("bos", key, adds)
-    return adds
-
-
-def score_settings(plan: Plan, opts: EvalOptions, bo: BackendOptions) -> dict[str, Any]:
-    """The settings that can change scores: part of the run id (batch size and device are not)."""
-    return {
-        "tasks": list(plan.tasks), "limit": plan.limit, "seed": opts.seed, "dtype": bo.dtype,
-        "add_bos_token": bo.add_bos_token, "max_length": bo.max_length, "chat": bo.chat,
-        "num_fewshot": None, "lm_eval_bootstrap_iters": LM_EVAL_BOOTSTRAP_ITERS,
-        **({"lm_eval_tasks": package_version("lm_eval")} if plan.split == HUB_SPLIT else {}),  # tasks live there
-        **({"task_definitions": plan.suite.definition_hash(plan.tasks)} if plan.split != HUB_SPLIT else {}),
-        **({"samples": {t: list(d) for t, d in plan.samples}} if plan.samples else {}),  # a paired tier sample
-        **({"tokenizer": tokenizer_id(bo.tokenizer)} if bo.tokenizer else {}),  # openai: it makes the token ids
-    }
-
-
-def tokenizer_id(tokenizer: str) -> str:
-    """A --tokenizer folder by its content (as a model folder is), anything else by its name."""
-    from harness.identity import model_id
-
-    return model_id(Path(tokenizer)) if Path(tokenizer).is_dir() else tokenizer
-
-
-def answer_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    """The run settings that change a model's answer to a request: they key its request cache."""
-    return {k: settings[k] for k in ("dtype", "add_bos_token", "max_length", "chat", "tokenizer") if k in settings}
-
-
-def answer_cache_path(model_id: str, backend: str, settings: dict[str, Any]) -> Path:
-    """The request cache of a model's answers: keyed by its answer settings and by the engines that answer (lm-eval,
-    which tokenizes and scores; the backend's transformers and torch, or vLLM): an answer cached by another version
-    of them is never read (a `--rerun` after an upgrade computes every answer again)."""
-    from harness.evaluate.request_cache import cache_path
-
-    return cache_path(model_id, backend, {**answer_settings(settings), "engines": engine_versions(backend)})
-
-
-def engine_versions(backend: str) -> str:
-    """The versions of what turns a model into scores: lm-eval (tokenizes and scores) and the backend's engine
-    (transformers and torch, or vLLM). Every cache of answers or scores is keyed by them."""
-    return f"lm_eval {package_version('lm_eval')}; {get_backend(backend).version()}"
-
-
-def run_id_for(target: ModelTarget, plan: Plan, backend: str, settings: dict[str, Any]) -> str:
-    key = {"model": target.model_id, "suite": plan.suite.name, "suite_version": str(plan.suite.version),
-           "split": plan.split, "data_hash": plan.data_hash, "backend": backend, "settings": settings}
-    return "r" + hash_json(key)[:19]
-
-
 def quiet_engines() -> None:
     for name in ("lm-eval", "lm_eval", "vllm", "transformers", "datasets", "httpx"):
         logging.getLogger(name).setLevel(logging.WARNING)
-
-
-def _free_memory() -> None:
-    """Give a GPU's memory back before the next model; on CPU, dropping the last reference is enough."""
-    import sys
-
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        gc.collect()
-        torch.cuda.empty_cache()
-
-
-def _plan_parts(plan: Plan, opts: EvalOptions) -> dict[str, Any]:
-    """What request plans are keyed by besides each task's config and limit: no model (see request_plan.py)."""
-    return {"suite": plan.suite.name, "suite_version": str(plan.suite.version), "split": plan.split,
-            "data_hash": plan.data_hash, "seed": opts.seed}
-
-
-@dataclass(frozen=True)
-class LmEvalOutput:
-    """What lm-eval gave for a plan's tasks: its results (with the logged samples), its tracker's general config
-    (model name and arguments, for the results file) and the request cache's hits and misses."""
-
-    results: dict[str, Any]
-    config: Any  # lm_eval.loggers.evaluation_tracker.GeneralConfigTracker
-    hits: int = 0
-    misses: int = 0
-    planned: int = 0  # tasks whose rendered requests came from the request plan cache
-    cuts: tuple[TaskCuts, ...] = ()  # per task: requests, and those cut to fit the context (evaluate/cuts.py)
-
-
-def lm_eval_results(target: ModelTarget, plan: Plan, opts: EvalOptions, bo: BackendOptions,
-                    settings: dict[str, Any]) -> LmEvalOutput:
-    """Run lm-eval on the plan's tasks (the model built lazily, answers through the request cache); writes nothing
-    to the store. `settings` are the run's (the answer-changing ones key the request cache)."""
-    import lm_eval
-    from lm_eval.loggers import EvaluationTracker
-    from lm_eval.tasks import TaskManager
-
-    from harness.evaluate.lm_eval_speed import faster_lm_eval
-    from harness.evaluate.request_cache import RequestCache, cached_lm
-    from harness.evaluate.request_plan import PlanStats, request_plans
-
-    configs = task_configs(plan)
-    if plan.split == HUB_SPLIT:
-        check_hub(plan)
-    backend = get_backend(opts.backend)
-
-    def build() -> Any:
-        from harness.evaluate.target import check_finite_weights
-
-        try:
-            check_finite_weights(target)
-            if opts.backend in ("hf", "vllm", "ensemble"):
-                import torch
-
-                torch.manual_seed(opts.seed)  # lm-eval's torch seed, deferred to here (lm_eval_speed)
-            return backend.build(target, bo)
-        except Exception as exc:  # noqa: BLE001
-            raise as_harness_error(exc, target, opts, "load") from None
-
-    cache = None
-    if opts.use_cache:
-        cache = RequestCache(answer_cache_path(target.model_id, opts.backend, settings))
-    progress = opts.progress(target) if opts.progress is not None else None
-    lm = cached_lm(build, cache, str(target.path or target.name), progress, label=target.name)
-    try:
-        tracker = EvaluationTracker()
-        plans = opts.use_cache and plan.split != HUB_SPLIT  # the hub's data can change under one version
-        plan_cache = request_plans(_plan_parts(plan, opts)) if plans else nullcontext(PlanStats())
-        with faster_lm_eval(), plan_cache as pstats:
-            results = lm_eval.simple_evaluate(
-                model=lm, tasks=configs, limit=None if plan.samples else plan.limit,
-                samples={t: list(d) for t, d in plan.samples} if plan.samples else None,
-                bootstrap_iters=LM_EVAL_BOOTSTRAP_ITERS,
-                log_samples=True, evaluation_tracker=tracker, apply_chat_template=bo.chat,  # few-shot multi-turn
-                task_manager=TaskManager(include_defaults=plan.split == HUB_SPLIT),
-                random_seed=opts.seed, numpy_random_seed=opts.seed, torch_random_seed=opts.seed,
-                fewshot_random_seed=opts.seed,
-            )
-    except Exception as exc:  # noqa: BLE001
-        if plan.split == HUB_SPLIT and not isinstance(exc, HarnessError):
-            raise hub_error(one_line(exc), plan) from None
-        raise as_harness_error(exc, target, opts, "eval") from None
-    finally:
-        if cache is not None:
-            cache.close()
-        built, counts, seen = lm.built, (lm.hits, lm.misses), lm.seen
-        lm = None
-        if built:
-            _free_memory()
-    from harness.evaluate.cuts import count_cuts, remembered_cuts
-
-    answers = [target.model_id, opts.backend, answer_settings(settings), engine_versions(opts.backend)]
-    cuts = tuple(remembered_cuts(seen, opts.backend, target, bo, answers) if opts.use_cache
-                 else count_cuts(seen, opts.backend, target, bo))
-    return LmEvalOutput(results, tracker.general_config_tracker, counts[0], counts[1], pstats.reused, cuts)
-
-
-def record_results(target: ModelTarget, run: RunRecord, out: LmEvalOutput, store: Store) -> tuple[list[Score], Path]:
-    """lm-eval's results -> Score and Sample rows, results/runs/<run-id>/, then the store (scores, samples and
-    complete in one transaction); a non-finite score raises before anything is written."""
-    from lm_eval.loggers import EvaluationTracker
-
-    from harness.evaluate.lm_eval_rows import to_records
-    from harness.evaluate.results_dir import write_run_dir
-
-    scores, samples = to_records(out.results, seed=run.seed or 0)  # before the tracker sanitizes the samples
-    check_finite_scores(target, scores)
-    tracker = EvaluationTracker()
-    tracker.general_config_tracker = out.config
-    folder = write_run_dir(run, out.results, scores, tracker)
-    questions, metric = scored_questions(run, samples)
-    store.finish_run(run.run_id, scores, samples, questions, metric, list(out.cuts))
-    return scores, folder
-
-
-def scored_questions(run: RunRecord, samples: list[Sample]) -> tuple[dict[tuple[str, int], str], str | None]:
-    """The question each scored item poses (harness/seed_questions.py, as the gate names them) and the metric the
-    run's suite is scored on: what the store needs for the suite score's question-clustered stderr. No questions
-    for a judge suite (its stored overall row is its score) or a suite.yaml that no longer reads."""
-    from harness.seed_questions import question_keys
-    from harness.suites import score_rules
-
-    rule = score_rules().get(run.suite)
-    if rule is None or rule.summary_task is not None:
-        return {}, None
-    hashes = {(s.task, s.doc_id): s.doc_hash for s in samples}
-    return question_keys(run.suite, run.split, hashes), rule.metric_for(run.split)
 
 
 def _evaluate(target: ModelTarget, plan: Plan, run: RunRecord, opts: EvalOptions,

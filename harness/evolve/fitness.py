@@ -258,7 +258,7 @@ def check_same_fitness(evolve_id: str, stored: dict[str, Any], key: str, engines
 
 
 def _versions(engines: str) -> dict[str, str]:
-    """'lm_eval 0.4.13; transformers 4.57.1, torch 2.8.0' (runner.engine_versions) -> {package: version}."""
+    """'lm_eval 0.4.13; transformers 4.57.1, torch 2.8.0' (run_settings.engine_versions) -> {package: version}."""
     pairs = [p.strip().rpartition(" ") for p in engines.replace(";", ",").split(",")]
     return {name or version: version for name, _, version in pairs}
 

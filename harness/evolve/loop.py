@@ -146,7 +146,7 @@ class Search:
     """One evolution run: set up from a config, then `run()`."""
 
     def __init__(self, cfg: EvolveConfig, base_dir: Path, store: Store) -> None:
-        from harness.evaluate.runner import engine_versions
+        from harness.evaluate.run_settings import engine_versions
         from harness.evolve.fitness import check_heldout_apart
         from harness.merge import InMemoryMerger
 
@@ -191,7 +191,7 @@ class Search:
         import json
 
         from harness.evaluate.backends.base import BackendOptions, ModelTarget
-        from harness.evaluate.runner import resolve_bos
+        from harness.evaluate.run_settings import resolve_bos
         from harness.evolve.parallel import WorkerSpec
 
         folder = Path(self.engine_folder)

@@ -13,7 +13,7 @@ actor busy). Each actor builds the suite's plan once from its node's suites (ref
 not this machine's); whichever actor is free takes the next piece and sends back lm-eval's output for it (results
 and logged samples), writing nothing. This process alone writes the store, each run in the runner's two steps: started
 when its first piece goes out, then, once every piece is back, the pieces' outputs joined and turned into rows by
-the runner's own code (runner.record_results: scores with the `_aggregate` row, samples, results/runs/<run-id>/)
+the runner's own code (lm_eval_run.record_results: scores with the `_aggregate` row, samples, results/runs/<run-id>/)
 in one transaction. So a split run is stored exactly as a one-process run would be: same run id and record, same
 rows.
 
@@ -38,8 +38,9 @@ from harness.errors import HarnessError
 
 if TYPE_CHECKING:
     from harness.evaluate.backends.base import BackendOptions, ModelTarget
+    from harness.evaluate.lm_eval_run import LmEvalOutput
     from harness.evaluate.plan import Plan
-    from harness.evaluate.runner import EvalOptions, LmEvalOutput, Prepared, RunResult
+    from harness.evaluate.runner import EvalOptions, Prepared, RunResult
     from harness.store import Store
 
 RETRIES = 2  # fresh actors a piece gets after the one evaluating it died
@@ -84,8 +85,9 @@ class EvalWorker:
         return os.getpid()
 
     def evaluate(self, job: Job) -> Finished:
+        from harness.evaluate.lm_eval_run import lm_eval_results
         from harness.evaluate.pieces import piece
-        from harness.evaluate.runner import lm_eval_results, quiet_engines
+        from harness.evaluate.runner import quiet_engines
 
         quiet_engines()
         if job.data_hash != self.plan.data_hash:
@@ -223,9 +225,10 @@ class Assembly:
         return err
 
     def record(self, i: int) -> RunResult | HarnessError:
+        from harness.evaluate.lm_eval_run import record_results
         from harness.evaluate.pieces import merge_outputs
         from harness.evaluate.run_errors import one_line
-        from harness.evaluate.runner import RunResult, record_results
+        from harness.evaluate.runner import RunResult
 
         p, pieces = self.runs[i], self.outputs.pop(i)
         merged = merge_outputs(self.plan, [pieces[j] for j in sorted(pieces)])
