@@ -112,9 +112,9 @@ def write_store(path: Path, lin: gs.Lineage, rob: dict[str, float], docs: int, s
 
 
 def score(path: Path, lin: gs.Lineage, plants: dict, docs: int) -> dict:
+    from harness.analysis.coverage import coverage
     from harness.analysis.evidence import gather
     from harness.analysis.overfit import THRESHOLDS, analyse_data
-    from harness.analysis.verdicts import coverage
     from harness.store import Store
 
     data = gather(Store(path), twins=gs.mapped_twins(path, docs))

@@ -22,9 +22,9 @@ import snapshots
 import streamlit as st
 
 from harness.analysis import evidence
+from harness.analysis.coverage import CoverageTable
 from harness.analysis.flags import SEVERITIES, Flag
 from harness.analysis.twin_gaps import twin_gaps
-from harness.analysis.verdicts import CoverageTable
 from harness.store import frames as views
 
 TTL = 30

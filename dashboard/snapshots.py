@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from harness.analysis.coverage import CoverageTable
 from harness.analysis.flags import Flag
-from harness.analysis.verdicts import CoverageTable
 from harness.atomic import atomic_file, write_text_atomic
 from harness.hashing import hash_json
 
@@ -110,8 +110,8 @@ def analyse_store(db: str) -> Analysis:
 
 
 def analyse_gathered(data: Data) -> Analysis:
+    from harness.analysis.coverage import coverage
     from harness.analysis.overfit import THRESHOLDS, analyse_data
-    from harness.analysis.verdicts import coverage
 
     flags = analyse_data(data)
     return data.gaps, flags, coverage(data, THRESHOLDS, flags)

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.analysis.coverage import coverage
 from harness.analysis.evidence import gather
 from harness.analysis.overfit import THRESHOLDS, analyse_data
-from harness.analysis.verdicts import coverage
 from harness.store import Store
 from harness.store.records import ModelRecord, RunRecord, Sample, Score
 

@@ -12,11 +12,12 @@ import pandas as pd
 import pytest
 
 from benchmarks.gen_store import TWINS, build
+from harness.analysis.coverage import Coverage, CoverageTable, coverage
 from harness.analysis.evidence import Data, gather
 from harness.analysis.gap_rows import GapRows, gap_rows
 from harness.analysis.overfit import THRESHOLDS, analyse_data
 from harness.analysis.twin_gaps import _unpaired
-from harness.analysis.verdicts import Coverage, CoverageTable, coverage, twin_tests
+from harness.analysis.verdicts import twin_tests
 from harness.store import Store
 
 

@@ -12,12 +12,13 @@ import pandas as pd
 import pytest
 from scipy.stats import false_discovery_control
 
+from harness.analysis.coverage import coverage
 from harness.analysis.divergence import divergence_flags
 from harness.analysis.evidence import GAP_COLUMNS, Data, suite_twins
 from harness.analysis.flags import THRESHOLDS, bh_reject
 from harness.analysis.lineage import Graph
 from harness.analysis.overfit import evolve_flags, specialisation_flags, twin_gap_flags
-from harness.analysis.verdicts import coverage, robust_reference, twin_tests
+from harness.analysis.verdicts import robust_reference, twin_tests
 
 NAN = float("nan")
 

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from benchmarks.gen_store import TWINS, build, mapped_twins
+from harness.analysis.coverage import coverage, headline
 from harness.analysis.evidence import gather
 from harness.analysis.overfit import THRESHOLDS, analyse_data
-from harness.analysis.verdicts import coverage, headline, robust_reference, twin_tests
+from harness.analysis.verdicts import robust_reference, twin_tests
 from harness.store import Store
 from harness.store.doc_index import rebuild
 

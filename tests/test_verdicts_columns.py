@@ -1,5 +1,5 @@
-"""The column-wise twin-gap tests, lineage divergence and coverage (harness.analysis.verdicts, divergence) against
-plain per-row references (the formulas as docs/overfitting.md states them, one row at a time), on real DuckDB
+"""The column-wise twin-gap tests, lineage divergence and coverage (harness.analysis.verdicts, divergence, coverage)
+against plain per-row references (the formulas as docs/overfitting.md states them, one row at a time), on real DuckDB
 stores with planted overfit models: every field equal, bit for bit."""
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 
 from benchmarks.gen_store import TWINS, build, mapped_twins
+from harness.analysis.coverage import coverage, tier_for
 from harness.analysis.divergence import _divergence_tests
 from harness.analysis.evidence import MIN_PAIRED_DOCS, Data, gather
 from harness.analysis.flags import THRESHOLDS, bh_reject
 from harness.analysis.gap_rows import gap_rows
 from harness.analysis.overfit import analyse_data
-from harness.analysis.verdicts import LOO_MAX, Z80, _z, coverage, robust_reference, tier_for, twin_tests
+from harness.analysis.verdicts import LOO_MAX, Z80, _z, robust_reference, twin_tests
 from harness.store import Store
 
 T = THRESHOLDS

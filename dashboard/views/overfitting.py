@@ -12,8 +12,8 @@ import queries as q
 import streamlit as st
 import widgets
 
+from harness.analysis.coverage import coverage_summary, headline
 from harness.analysis.flags import SEVERITIES, SIGNALS, THRESHOLDS
-from harness.analysis.verdicts import coverage_summary, headline
 
 db = widgets.page_header("Overfitting flags", "Exposure, twin gaps, lineage divergence and specialisation cost "
                                         "(docs/overfitting.md).")

@@ -84,9 +84,9 @@ def overfit(
 ) -> None:
     """Flag benchmark overfitting across merge lineages: exposure, twin gaps, lineage divergence, specialisation."""
 
+    from harness.analysis.coverage import coverage, headline
     from harness.analysis.evidence import gather
     from harness.analysis.overfit import SEVERITIES, THRESHOLDS, analyse_data, confusion
-    from harness.analysis.verdicts import coverage, headline
     from harness.errors import did_you_mean
 
     if min_severity not in SEVERITIES:
