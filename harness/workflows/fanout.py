@@ -107,7 +107,8 @@ def evaluate_fanout(
     store: Store | None = None, on_done: Callable[[str, Any], None] | None = None, merge_seed: int = 0,
 ) -> Any:
     """Like workflows.evaluate.evaluate for lm-eval suites, with models and pieces spread over `workers` actors."""
-    from harness.evaluate.runner import get_backend, plan_for
+    from harness.evaluate.backends import get_backend
+    from harness.evaluate.runner import plan_for
     from harness.store import Store
     from harness.suites import load_suite
     from harness.workflows.evaluate import Evaluation
