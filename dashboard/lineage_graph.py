@@ -31,24 +31,24 @@ def paths_to_roots(data: Data, model_id: str, limit: int = 6, max_len: int = 500
     return out
 
 
-def chains(data: Data, model_id: str, suite: str, twin_ref: str, limit: int = 6) -> pd.DataFrame:
-    """One row per (chain, step): the model on it, its public and twin score, the gap, and an in-sample mark."""
+def chains(data: Data, gaps: pd.DataFrame, model_id: str, suite: str, kind: str, limit: int = 6) -> pd.DataFrame:
+    """One row per (chain, step): the model on it, its public and twin score and their gap as the overfitting
+    analysis has them (`gaps`: harness.analysis.twin_gaps, paired through the twin's map over the items both runs
+    scored, as `harness overfit` flags on), and an in-sample mark."""
     import pandas as pd
 
-    t_suite, _, t_split = twin_ref.partition(":")
-    t_split = t_split or data.default_split(t_suite)
-    sc = data.scores
-    pub = sc[(sc["suite"] == suite) & (sc["split"] == data.default_split(suite))].set_index("model_id")["value"]
-    twin = sc[(sc["suite"] == t_suite) & (sc["split"] == t_split)].set_index("model_id")["value"]
+    own = gaps[(gaps["suite"] == suite) & (gaps["kind"] == kind)].drop_duplicates("model_id").set_index("model_id")
     rows = []
     for i, path in enumerate(paths_to_roots(data, model_id, limit), 1):
         label = f"chain {i}: {data.names.get(path[0], path[0][:12])} ... ({len(path) - 1} steps)"
         for step, m in enumerate(path):
-            if m in pub.index and m in twin.index:
+            if m in own.index:
+                g = own.loc[m]
                 rows.append({"chain": label, "step": step, "model": data.names.get(m, m[:12]), "model_id": m,
-                             "public": float(pub[m]), "twin": float(twin[m]),
-                             "gap": float(pub[m] - twin[m]), "in_sample": data.in_sample(m, suite)})
-    return pd.DataFrame(rows, columns=["chain", "step", "model", "model_id", "public", "twin", "gap", "in_sample"])
+                             "public": float(g["public"]), "twin": float(g["twin_value"]), "gap": float(g["gap"]),
+                             "paired": bool(g["paired"]), "in_sample": data.in_sample(m, suite)})
+    return pd.DataFrame(rows, columns=["chain", "step", "model", "model_id", "public", "twin", "gap", "paired",
+                                       "in_sample"])
 
 
 def _ramp(x: float) -> str:

@@ -142,6 +142,53 @@ def test_lineage_graph_and_chains(use_db: str, db: str) -> None:
     assert any("merge-of-overfit: merge depth 1," in c.value for c in at.caption), [c.value for c in at.caption]
 
 
+def _zoo_math_run(store: Store, run_id: str, model: str, split: str, score) -> None:
+    """A complete zoo_math run of `split`: documents 0-39 of each public task (0-19 of each twin task), scored
+    score(d), on the metric its suite score reads (mc: acc, gen: exact_match,strip)."""
+    from harness.store import RunRecord, Sample, Score
+
+    docs = 40 if split == "public" else 20
+    tasks = {f"zoo_math_mc_{split}": "acc", f"zoo_math_gen_{split}": "exact_match,strip"}
+    store.start_run(RunRecord(run_id, model, "zoo_math", "hf", "test", split=split))
+    xs = [float(score(d)) for d in range(docs)]
+    store.finish_run(run_id, [Score(t, m, sum(xs) / docs, 0.05, docs) for t, m in tasks.items()],
+                     [Sample(t, d, m, x) for t, m in tasks.items() for d, x in enumerate(xs)])
+
+
+def test_lineage_chain_gap_is_the_analysis_gap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Lineage page's public - twin along a chain is the gap the overfitting analysis flags on (`harness
+    overfit`, the Overfitting page's evidence): paired through the twin's map over the items both runs scored. It
+    was the two suite scores' difference, over different items when the public run scored more documents than the
+    twin run: 0.0 where the analysis (and a hand count) finds 50 points."""
+    from harness.analysis.evidence import gather
+    from harness.store import LineageEdge, ModelRecord
+
+    store = Store(tmp_path / "gap.duckdb")
+    store.add_model(ModelRecord("r" * 64, "root", None, "source"))
+    store.add_model(ModelRecord("m" * 64, "merged", None, "merge"))
+    store.add_lineage([LineageEdge("m" * 64, "r" * 64, "base")])
+    _zoo_math_run(store, "rp", "r" * 64, "public", lambda d: d % 2 == 0)  # 50%, and 50% on seeds 0-19
+    _zoo_math_run(store, "rt", "r" * 64, "twin", lambda d: d % 2 == 0)  # 50%
+    _zoo_math_run(store, "mp", "m" * 64, "public", lambda d: d < 20)  # 50%: 100% on seeds 0-19, 0% on 20-39
+    _zoo_math_run(store, "mt", "m" * 64, "twin", lambda d: d % 2 == 0)  # 50%
+    seeds = json.loads((REPO / "suites/zoo/zoo_math/twins/perturbed.json").read_text())["tasks"]
+    public = {d: float(d < 20) for d in range(40)}  # merged's public documents, each task alike
+    by_hand = sum(public[seeds[t]["seeds"][d]] - float(d % 2 == 0) for t in seeds for d in range(20)) / 40
+    gaps = gather(store).gaps.set_index(["model_id", "kind"])
+    assert by_hand == 0.5 and gaps.loc[("m" * 64, "perturbed"), "gap"] == pytest.approx(by_hand)
+    monkeypatch.setenv("HARNESS_DB", str(tmp_path / "gap.duckdb"))
+    monkeypatch.setenv("HARNESS_RESULTS", str(tmp_path / "results"))
+    expire_caches()
+    at = open_page("lineage", {"model": "m" * 64, "suite": "zoo_math"})
+    at.selectbox(key="lin_kind").set_value("perturbed").run()
+    chain = at.dataframe[0].value.set_index("model")
+    print("chain:", chain[["public", "twin", "gap"]].to_dict("index"), "analysis:", gaps["gap"].to_dict())
+    for name, model_id in (("merged", "m" * 64), ("root", "r" * 64)):
+        row = gaps.loc[(model_id, "perturbed")]
+        assert chain.loc[name, ["public", "twin", "gap"]].tolist() == pytest.approx(
+            [row["public"], row["twin_value"], row["gap"]], abs=1e-4)
+
+
 def test_overfitting_flags_and_evidence(use_db: str) -> None:
     at = open_page("overfitting")
     cover, table = at.dataframe[0].value, at.dataframe[1].value  # coverage first, then the flags

@@ -46,13 +46,18 @@ if exposed:
     st.warning("In-sample: " + "; ".join(f"{s}:{sp} (selected by {proc} on {who})" for s, sp, proc, who in exposed))
 
 st.header("Public versus twin along each chain")
+st.caption("Public and twin as the overfitting analysis compares them (`harness overfit`): over the items the twin's "
+           "map pairs and both runs scored where enough pair (`paired`), else the two suite scores.")
 kinds = data.twins.get(suite or "", {})
 if not kinds:
     st.info("This suite has no twin (suite.yaml `twins:`), so there is nothing to compare along the chains.")
     st.stop()
 kind = st.selectbox("Twin", list(kinds), key="lin_kind",
                     format_func=lambda k: f"{k} ({kinds[k].ref}, {kinds[k].relation})")
-frame = chains(data, model_id, suite, kinds[kind].ref, limit=MAX_CHAINS)
+frame = chains(data, q.gaps(db), model_id, suite, kind, limit=MAX_CHAINS)  # the gaps `harness overfit` flags on
+if q.analysis_is_stale(db):
+    st.info("The store has changed since these gaps were computed: the new ones are being computed. Reload in a "
+            "few seconds.")
 if frame.empty:
     st.info("No scores along this model's chains for this suite and twin.")
     st.stop()
