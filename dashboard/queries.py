@@ -1,9 +1,10 @@
 """The dashboard's only way to the data: cached, read-only queries over harness.analysis and the Store's read
 connections (`store.db.read()`: a shared lock and a read-only DuckDB connection per query, never a write).
 
-Results are cached with st.cache_data for TTL seconds, keyed by the store path, so a
-page render after the first is a cache hit and new runs show up within a minute; `base` (lineage, scores, exposure)
-is a read-only shared st.cache_resource with the same TTL, to spare pickling it on every rerun.
+Results are cached with st.cache_data, keyed by the store path and its version (snapshots.fingerprint, which every
+committed write changes), so a page render after the first is a cache hit and the render after a write shows it;
+old versions leave with the TTL. `base` (lineage, scores, exposure) is a read-only shared st.cache_resource, to
+spare pickling it on every rerun.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import functools
 import gc
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -54,18 +57,37 @@ def _store(db: str):
     return Store(db)
 
 
-@st.cache_resource(ttl=TTL, show_spinner=False)
 def base(db: str) -> evidence.Data:
-    """Models (with depth and method), lineage, suite scores, twins and exposure (no per-sample reads).
+    """Models (with depth and method), lineage, suite scores, twins and exposure (no per-sample reads) of the store
+    as it is now: its version is the store's before the read (a write in between makes it older than what was
+    read, never newer)."""
+    return _base(db, snapshots.fingerprint(db))
 
-    The one st.cache_resource: a shared object that pages only read, so the ~10 MB of lineage and scores of a
-    large store are not pickled and unpickled on every rerun as st.cache_data would; same TTL. Its `version` is the
-    store's before the read (a write in between makes it older than what was read, never newer)."""
-    version = snapshots.fingerprint(db)
+
+@st.cache_resource(ttl=TTL, max_entries=4, show_spinner=False)
+def _base(db: str, version: str) -> evidence.Data:
+    """The one st.cache_resource: a shared object that pages only read, so the ~10 MB of lineage and scores of a
+    large store are not pickled and unpickled on every rerun as st.cache_data would; same TTL."""
     return dataclasses.replace(evidence.gather_base(_store(db)), version=version)
 
 
-@st.cache_data(ttl=TTL, show_spinner=False)
+def per_version(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`fn(db, ...)` cached by its arguments and the store's version (snapshots.fingerprint), so the render after a
+    write shows the new figures instead of those read before it until the TTL (which now only frees old versions)."""
+    def keyed(db: str, version: str, *args: Any) -> Any:
+        return fn(db, *args)
+
+    keyed.__module__, keyed.__qualname__ = fn.__module__, fn.__qualname__  # Streamlit keys a cache by these
+    cached = st.cache_data(ttl=TTL, show_spinner=False)(keyed)
+
+    @functools.wraps(fn)
+    def call(db: str, *args: Any) -> Any:
+        return cached(db, snapshots.fingerprint(db), *args)
+
+    return call
+
+
+@per_version
 def wide(db: str, columns: tuple[str, ...]) -> tuple[pd.DataFrame, ...]:
     """Leaderboard matrices (model_id x suite:split): value, interval low, interval high, in-sample."""
     sc = scores_marked(db)
@@ -75,7 +97,7 @@ def wide(db: str, columns: tuple[str, ...]) -> tuple[pd.DataFrame, ...]:
                  for v in ("value", "ci_low", "ci_high", "in_sample"))
 
 
-@st.cache_data(ttl=TTL, show_spinner=False)
+@per_version
 def method_stats(db: str, drop_in_sample: bool) -> pd.DataFrame:
     """Per merge method and suite (default split): count, min, quartiles, max and mean of merged models' scores."""
     data = base(db)
@@ -252,13 +274,13 @@ def worst_severity(db: str) -> dict[str, str]:
     return out
 
 
-@st.cache_data(ttl=TTL, show_spinner=False)
+@per_version
 def in_sample_table(db: str) -> pd.DataFrame:
     """(model_id, suite, split) rows of every in-sample score (the model or an ancestor was selected there)."""
     return evidence.exposure_frame(base(db))
 
 
-@st.cache_data(ttl=TTL, show_spinner=False)
+@per_version
 def scores_marked(db: str) -> pd.DataFrame:
     """Suite scores with the model's name, kind, method, depth and an in_sample column."""
     data = base(db)
@@ -269,29 +291,29 @@ def scores_marked(db: str) -> pd.DataFrame:
     return sc.merge(meta, on="model_id", how="left")
 
 
-@st.cache_data(ttl=TTL, show_spinner=False)
+@per_version
 def runs_of(db: str, model_id: str) -> pd.DataFrame:
     return views.runs_of(_store(db), model_id)
 
 
-@st.cache_data(ttl=TTL, show_spinner=False)
+@per_version
 def run_samples(db: str, run_id: str, task: str | None, wrong_only: bool, limit: int, offset: int) -> pd.DataFrame:
     return views.run_samples(_store(db), run_id, task, wrong_only, limit, offset)
 
 
-@st.cache_data(ttl=TTL, show_spinner=False)
+@per_version
 def run_tasks_of(db: str, run_id: str) -> list[str]:
     return views.run_tasks_of(_store(db), run_id)
 
 
-@st.cache_data(ttl=TTL, show_spinner=False)
+@per_version
 def doc_scores(db: str, run_ids: tuple[str, ...]) -> pd.DataFrame:
     from harness.suites import score_rules
 
     return views.doc_scores(_store(db), run_ids, score_rules())  # each task on the metric its suite score reads
 
 
-@st.cache_data(ttl=TTL, show_spinner=False)
+@per_version
 def search_labels(db: str) -> dict[str, str]:
     """model_id -> hand | PS | DFS | PS+DFS (harness.analysis.search_methods)."""
     from harness.analysis.search_methods import search_labels as labels
@@ -302,7 +324,7 @@ def search_labels(db: str) -> dict[str, str]:
     return labels(data.models, views.evolve_runs(_store(db)), edges, views.selections(_store(db)))
 
 
-@st.cache_data(ttl=TTL, show_spinner=False)
+@per_version
 def search_comparison(db: str, suite: str, chosen_on: str, compare_on: str) -> pd.DataFrame:
     """Per search method, its pick on `chosen_on` against the best hand recipe's, paired per question."""
     from harness.analysis.search_methods import compare_scores
@@ -316,17 +338,17 @@ def search_comparison(db: str, suite: str, chosen_on: str, compare_on: str) -> p
         return compare_scores(_store(db), labels, sc, suite, chosen_on, compare_on)  # the picks' items only
 
 
-@st.cache_data(ttl=TTL, show_spinner=False)
+@per_version
 def evolve_runs(db: str) -> pd.DataFrame:
     return views.evolve_runs(_store(db))
 
 
-@st.cache_data(ttl=TTL, show_spinner=False)
+@per_version
 def evolve_history(db: str, evolve_id: str) -> pd.DataFrame:
     return views.evolve_history(_store(db), evolve_id)
 
 
-@st.cache_data(ttl=TTL, show_spinner=False)
+@per_version
 def checks(db: str) -> pd.DataFrame:
     return views.checks(_store(db))
 
