@@ -283,9 +283,13 @@ def in_sample_table(db: str) -> pd.DataFrame:
 @per_version
 def scores_marked(db: str) -> pd.DataFrame:
     """Suite scores with the model's name, kind, method, depth and an in_sample column."""
+    from harness.suites import question_split
+
     data = base(db)
-    marked = in_sample_table(db).assign(in_sample=True)
-    sc = data.scores.merge(marked, on=["model_id", "suite", "split"], how="left")
+    marked = in_sample_table(db).assign(in_sample=True).rename(columns={"split": "questions"})
+    asked = {sp: question_split(sp) for sp in data.scores["split"].unique()}  # a judge's rating: its split's questions
+    sc = data.scores.assign(questions=data.scores["split"].map(asked).astype(object))
+    sc = sc.merge(marked, on=["model_id", "suite", "questions"], how="left").drop(columns="questions")
     sc["in_sample"] = sc["in_sample"].fillna(False).astype(bool)
     meta = data.models[["model_id", "name", "kind", "method", "depth"]]
     return sc.merge(meta, on="model_id", how="left")

@@ -230,6 +230,12 @@ def rated_on(split: str, default: str) -> bool:
     return split == default or split.startswith(default + JUDGED_BY)
 
 
+def question_split(split: str) -> str:
+    """The split whose questions a run answered: SPLIT for a judge run's `SPLIT[-vs-BASELINE]-by-JUDGE` (a model
+    selected on SPLIT is in-sample in every judge's rating of it), the split itself otherwise."""
+    return split.split(JUDGED_BY, 1)[0].split("-vs-", 1)[0] if JUDGED_BY in split else split
+
+
 def readable_specs(root: Path | None = None) -> dict[str, tuple[Path, SuiteSpec]]:
     """Suite name -> (its suite.yaml, what it says) for every suite.yaml that parses, the first of a name: a broken
     one is skipped, for readers that must not stop at another suite's problem (scores, the gate's questions)."""

@@ -210,6 +210,29 @@ def test_a_write_shows_on_the_next_render(tmp_path: Path, monkeypatch: pytest.Mo
     assert cell.startswith("100.0 [")
 
 
+def test_a_judge_rating_of_a_selected_split_is_in_sample(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A judge's rating of a split (`SPLIT-by-JUDGE`, a column of its own) is a score on that split's questions: a
+    model selected on mt_bench (its default split, test) is in-sample in its rating column, on the Leaderboard and
+    the Runs page. The marks matched the split's name, so the rating of a selected model showed no mark."""
+    from harness.store import ModelRecord, RunRecord, Sample, Score
+
+    path = tmp_path / "judge.duckdb"
+    store = Store(path)
+    store.add_model(ModelRecord("c" * 64, "chat", None, "source"))
+    store.start_run(RunRecord("rated", "c" * 64, "mt_bench", "hf", "test", split="test-by-j1"))
+    store.finish_run("rated", [Score("overall", "rating", 6.5, 0.3, 20)],
+                     [Sample("mt_bench", d, "rating", 6.0 + d % 2) for d in range(20)])
+    store.select("c" * 64, "mt_bench", "user")  # no split: the suite's default, test
+    monkeypatch.setenv("HARNESS_DB", str(path))
+    monkeypatch.setenv("HARNESS_RESULTS", str(tmp_path / "results"))
+    expire_caches()
+    row = open_page("leaderboard").dataframe[0].value.set_index("name").loc["chat"]
+    assert row["mt_bench:test-by-j1"] == "6.50 [5.91, 7.09] (in-sample)"  # 6.5 +- 1.96 x 0.3
+    assert row["in-sample on"] == "mt_bench:test-by-j1"
+    runs = open_page("runs", {"model": "c" * 64}).dataframe[0].value
+    assert runs.set_index("run_id").loc["rated", "in_sample"]
+
+
 def test_overfitting_flags_and_evidence(use_db: str) -> None:
     at = open_page("overfitting")
     cover, table = at.dataframe[0].value, at.dataframe[1].value  # coverage first, then the flags

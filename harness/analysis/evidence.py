@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from harness.analysis.lineage import Graph, merge_ids
 from harness.store import frames as views
 from harness.suite_schema import TwinSpec
-from harness.suites import score_rules
+from harness.suites import question_split, score_rules
 
 if TYPE_CHECKING:
     import numpy as np
@@ -66,19 +66,22 @@ class Data:
         return scores["split"].to_numpy(dtype=object) == want
 
     def in_sample(self, model_id: str, suite: str, split: str | None = None) -> bool:
-        """Whether this model or an ancestor was selected on this suite and split (None: the default split)."""
-        split = split or self.default_split(suite)
+        """Whether this model or an ancestor was selected on this suite and split (None: the default split), a judge's
+        rating of a split being on that split's questions (harness.suites.question_split)."""
+        split = question_split(split or self.default_split(suite))
         for s, sp, _proc, _who in self.exposure.get(model_id, ()):
-            if s == suite and (sp == split or (sp is None and split == self.default_split(suite))):
+            if s == suite and question_split(sp or self.default_split(suite)) == split:
                 return True
         return False
 
 
 def exposure_frame(data: Data) -> pd.DataFrame:
-    """Every (model_id, suite, split) a model is exposed on (its own or an ancestor's selection), one row each."""
+    """Every (model_id, suite, split) a model is exposed on (its own or an ancestor's selection), one row each; the
+    split is the one whose questions were selected on (harness.suites.question_split: a judge rating's split)."""
     import pandas as pd
 
-    rows = {(m, s, sp or data.default_split(s)) for m, exp in data.exposure.items() for s, sp, _p, _w in exp}
+    rows = {(m, s, question_split(sp or data.default_split(s))) for m, exp in data.exposure.items()
+            for s, sp, _p, _w in exp}
     return pd.DataFrame(sorted(rows), columns=["model_id", "suite", "split"])
 
 
