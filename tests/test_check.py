@@ -64,6 +64,27 @@ def test_self_check_passes_and_a_changed_suite_is_refused(tiny_llama, results, t
     assert refused.stderr.count("\n") == 1
 
 
+def test_a_failed_gate_exits_1(tiny_llama, results, tiny_suite, store) -> None:
+    """The exit code is what CI reads: a FAILED gate exits 1, with or without --json. Before, `typer.Exit(1)` under
+    click's standalone_mode=False was returned, not raised, and `harness check` exited 0 on a failed gate."""
+    from tests.factories import run_cli
+
+    model = tiny_llama("m")
+    code, _, err = run_cli("baseline", "save", str(model), "--suite", "tiny_mc", "--name", "rel1", "--batch-size", "8")
+    assert code == 0, err
+    path = results / "baselines" / "rel1.json"
+    doc = json.loads(path.read_text())
+    task = doc["tasks"]["tiny_mc"]
+    assert task["value"] < 0.6  # a random model: far below a baseline that got every item right
+    task["samples"] = {k: 1.0 for k in task["samples"]}
+    task["value"] = 1.0
+    path.write_text(json.dumps(doc))
+    code, out, err = run_cli("check", "--candidate", str(model), "--baseline", "rel1", "--no-promote")
+    assert code == 1 and "FAILED" in out, (code, err)
+    code, out, err = run_cli("check", "--candidate", str(model), "--baseline", "rel1", "--no-promote", "--json")
+    assert code == 1 and json.loads(out)["passed"] is False, (code, err)
+
+
 def test_bad_tolerance_and_missing_baseline(results) -> None:
     from harness.cli.check_cmds import _tolerances
 

@@ -99,7 +99,7 @@ for _name in COMMAND_MODULES:
 def main() -> None:
     """Run the app, turning HarnessError into one line on stderr and its exit code."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # click returns (not raises) a command's typer.Exit code here
     except HarnessError as exc:
         if os.environ.get("HARNESS_DEBUG"):
             raise
@@ -121,3 +121,5 @@ def main() -> None:
             raise
         typer.echo(f"error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True)
         sys.exit(1)
+    if isinstance(code, int) and code:
+        sys.exit(code)
