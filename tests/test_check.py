@@ -85,6 +85,39 @@ def test_a_failed_gate_exits_1(tiny_llama, results, tiny_suite, store) -> None:
     assert code == 1 and json.loads(out)["passed"] is False, (code, err)
 
 
+def test_a_baseline_whose_documents_differ_or_that_is_broken_is_refused_in_one_line(tiny_llama, results, tiny_suite,
+                                                                                      store) -> None:
+    """A baseline file edited by hand, or a candidate run that scored other documents than the baseline: exit 2, one
+    line, never a verdict on the documents both happen to have. Before, 5 extra baseline documents (or 10 missing)
+    were dropped silently and the gate PASSED on the rest (n 40 / 30 in the report); a task without `samples` or a
+    score that is not a number exited 1, the code of a failed gate, with a KeyError / ValueError."""
+    from tests.factories import run_cli
+
+    model = tiny_llama("m")
+    code, _, err = run_cli("baseline", "save", str(model), "--suite", "tiny_mc", "--name", "rel1", "--batch-size", "8")
+    assert code == 0, err
+    good = json.loads((results / "baselines" / "rel1.json").read_text())
+
+    def check_against(edit) -> tuple[int, str]:
+        doc = json.loads(json.dumps(good))
+        edit(doc["tasks"]["tiny_mc"])
+        (results / "baselines" / "edited.json").write_text(json.dumps(doc))
+        code, _, err = run_cli("check", "--candidate", str(model), "--baseline", "edited", "--no-promote")
+        return code, err
+
+    more = check_against(lambda t: t["samples"].update({str(40 + i): 1.0 for i in range(5)}))
+    assert more[0] == 2 and more[1].count("\n") == 1 and "40 of the baseline's 45 documents" in more[1], more
+    fewer = check_against(lambda t: [t["samples"].pop(str(i)) for i in range(10)])
+    assert fewer[0] == 2 and fewer[1].count("\n") == 1 and "tiny_mc" in fewer[1], fewer
+    for edit, words in ((lambda t: t.pop("samples"), "per-sample scores"),
+                        (lambda t: t["samples"].update({"3": "right"}), "not a number")):
+        code, err = check_against(edit)
+        assert code == 2 and err.count("\n") == 1 and words in err and "edited.json" in err, (code, err)
+    (results / "baselines" / "cut.json").write_text(json.dumps(good)[:-50])
+    code, _, err = run_cli("check", "--candidate", str(model), "--baseline", "cut", "--no-promote")
+    assert code == 2 and err.count("\n") == 1 and "not valid JSON" in err, (code, err)
+
+
 def test_bad_tolerance_and_missing_baseline(results) -> None:
     from harness.cli.check_cmds import _tolerances
 

@@ -131,11 +131,28 @@ def read_baseline(name_or_path: str) -> dict[str, Any]:
         doc = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise HarnessError(f"{path} is not valid JSON (line {exc.lineno})", "restore it from version control") from exc
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT or "tasks" not in doc:
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("tasks"), dict):
         raise HarnessError(
             f"{path} is not a harness baseline (format {FORMAT})", "save it again with harness baseline save"
         )
+    for task, d in doc["tasks"].items():
+        problem = _samples_problem(d)
+        if problem:
+            raise HarnessError(f"{path}: task {task!r} {problem}", "restore it from version control or save it again")
     return doc
+
+
+def _samples_problem(task: Any) -> str | None:
+    """What is wrong with a baseline task's per-sample scores ({doc_id: number}), or None."""
+    samples = task.get("samples") if isinstance(task, dict) else None
+    if not isinstance(samples, dict) or not samples:
+        return "has no per-sample scores"
+    for k, v in samples.items():
+        if not str(k).isdigit():
+            return f"has document id {k!r}, not a number"
+        if isinstance(v, bool) or not isinstance(v, int | float) or v != v:
+            return f"document {k} has score {v!r}, not a number"
+    return None
 
 
 def options_dict(opts: Any) -> dict[str, Any]:

@@ -106,6 +106,19 @@ def _mismatches(doc: dict[str, Any], run: Any) -> list[str]:
     return out
 
 
+def _other_documents(doc: dict[str, Any], cand: dict[str, dict[str, Any]]) -> list[str]:
+    """Tasks the candidate scored on other documents than the baseline (a baseline edited by hand, unscorable
+    samples): the gate would judge only the documents both have."""
+    out = []
+    for task, d in sorted(doc["tasks"].items()):
+        have = set(cand.get(task, {}).get("samples", {}))
+        want = {int(k) for k in d["samples"]}
+        if have and have != want:
+            out.append(f"task {task}: the candidate scored {len(have & want)} of the baseline's {len(want)} "
+                       f"documents (and {len(have - want)} others)")
+    return out
+
+
 def run_check(
     candidate: str, baseline: str, suite: str | None, store: Store, opts: Any | None = None,
     tolerance: float = 0.02, per_task: dict[str, float] | None = None, alpha: float = 0.05,
@@ -131,13 +144,13 @@ def run_check(
         doc = _baseline_doc(baseline, suite, opts, store)
     _check_suite_now(doc, suite, allow_mismatch)
     res, run = _evaluate(candidate, suite, replace(opts, rerun=False), store, merge_seed)
-    problems = _mismatches(doc, run)
-    if problems and not allow_mismatch:
-        raise HarnessError(f"the candidate's run differs from the baseline: {problems[0]}",
-                           "re-save the baseline with the current suite and settings, or pass --allow-mismatch")
     samples = store.samples(res.run_id)  # each task on the baseline's metric: like with like, whatever rule made it
     metric = {t: d["metric"] for t, d in doc["tasks"].items() if d.get("metric")} or suite_metric(suite, run.split)
     cand = task_samples(samples, metric)
+    problems = _mismatches(doc, run) + _other_documents(doc, cand)
+    if problems and not allow_mismatch:
+        raise HarnessError(f"the candidate's run differs from the baseline: {problems[0]}",
+                           "re-save the baseline with the current suite and settings, or pass --allow-mismatch")
     result = compare(scores_by_task(doc["tasks"]), {t: d["samples"] for t, d in cand.items()},
                      tolerance=tolerance, per_task_tolerance=per_task, alpha=alpha, suite_tolerance=suite_tolerance,
                      clusters=questions(samples, metric, suite, run.split))
