@@ -261,3 +261,65 @@ def test_tasks_of_one_item_get_the_sign_flip_test_of_their_differences_not_2_to_
     assert result.passed
     same = compare(base, {t: {0: 0.1} for t in base}).pooled  # every item 0.4 down: still 2^(1-n)
     assert same is not None and same.p_value == 2.0 ** (1 - d.size) and same.failed
+
+
+def _equal_models(rng: np.random.Generator, reps: int, tasks: int, n: int, drop: float = 0.0) -> np.ndarray:
+    """(reps, tasks, 2, n) 0/1 scores of a baseline and a candidate on n documents per task: a document's difficulty
+    (logit N(0.5, 1.5)) is shared by both models, each model has its own effect per document (N(0, 1.5)), the
+    candidate's shifted `drop` logits down. drop 0: equal true accuracy, correlated pairs."""
+    theta = rng.normal(0.5, 1.5, (reps, tasks, 1, n))
+    shift = rng.normal(0.0, 1.5, (reps, tasks, 2, n)) - np.array([0.0, drop])[:, None]
+    return (rng.random((reps, tasks, 2, n)) < 1 / (1 + np.exp(-(theta + shift)))).astype(float)
+
+
+def _core_verdicts(scores: np.ndarray, alpha: float = 0.05, mdes: bool = False) -> tuple:
+    """The gate's decision for one suite (tolerances 0) from its statistical core: per-task exact McNemar, the pooled
+    test, Holm over both, 'drop and Holm p < alpha'; with `mdes`, the MDEs the gate reports (per task, pooled)."""
+    from functools import cache
+
+    from harness.analysis.gate import diff_sd, mde, pooled_test
+
+    mcnemar = cache(mcnemar_exact)  # discordant counts repeat: one scipy call each
+    pairs = [(t[0], t[1]) for t in scores]
+    p = [mcnemar(int(np.sum(a > b)), int(np.sum(b > a))) for a, b in pairs]
+    _, pp, pdiff, _, n = pooled_test(pairs)
+    adj, m = holm([*p, pp]), len(pairs) + 1
+    failed = [bool(np.mean(b - a) < 0 and q < alpha) for (a, b), q in zip(pairs, adj, strict=False)]
+    if not mdes:
+        return failed, bool(pdiff < 0 and adj[-1] < alpha)
+    sd = float(np.sqrt(sum(len(a) * diff_sd(a, b) ** 2 for a, b in pairs) / n))
+    return [mde(diff_sd(a, b), len(a), alpha, m) for a, b in pairs], mde(sd, n, alpha, m)
+
+
+def test_equal_models_fail_at_most_alpha_and_a_drop_of_the_mde_is_found_80_percent_of_the_time() -> None:
+    """2,000 simulated suites of 10 tasks x 200 documents, two models of equal true accuracy (correlated pairs): the
+    gate (tolerances 0) fails at most alpha / 2 of them (it fails drops only; its tests are two-sided at alpha).
+    A true drop of the MDE the gate reports (per task, and pooled over the suite) is found at least 80% of the time
+    up to simulation error. The core's verdicts and MDEs are the gate's own (checked on the first suites)."""
+    rng = np.random.default_rng(2024)
+    reps, tasks, n, alpha = 2000, 10, 200, 0.05
+    sims = _equal_models(rng, reps, tasks, n)
+    for s in sims[:5]:  # compare() decides as the core does
+        res = compare({f"t{j}": _scores(t[0]) for j, t in enumerate(s)}, {f"t{j}": _scores(t[1]) for j, t in
+                      enumerate(s)}, tolerance=0.0, suite_tolerance=0.0)
+        assert ([v.failed for v in res.verdicts], res.pooled.failed) == _core_verdicts(s)
+        mdes, pooled_mde = _core_verdicts(s, mdes=True)
+        assert [v.mde for v in res.verdicts] == pytest.approx(mdes) and res.pooled.mde == pytest.approx(pooled_mde)
+    false_rate = np.mean([any(f) or p for f, p in map(_core_verdicts, sims)])
+    bound = alpha / 2 + 2 * np.sqrt(alpha / 2 * (1 - alpha / 2) / reps)
+    task_mde = float(np.mean([_core_verdicts(s, mdes=True)[0] for s in sims[:100]]))
+    pooled_mde = float(np.mean([_core_verdicts(s, mdes=True)[1] for s in sims[:100]]))
+    power_reps, se = 600, 2 * np.sqrt(0.8 * 0.2 / 600)
+    found = {}
+    for kind, logits in (("task", 1.12), ("pooled", 0.37)):  # logit drops whose accuracy drop is the MDE
+        drops = _equal_models(rng, power_reps, tasks, n, logits)
+        verdicts = [_core_verdicts(s) for s in drops]
+        found[kind] = (float(np.mean(drops[:, :, 0] - drops[:, :, 1])),
+                       float(np.mean([f for v in verdicts for f in v[0]]) if kind == "task" else
+                             np.mean([v[1] for v in verdicts])))
+    print(f"equal models, {reps} suites: false regressions {false_rate:.4f} (alpha {alpha}); per task MDE "
+          f"{task_mde:.4f}, true drop {found['task'][0]:.4f} found {found['task'][1]:.3f}; pooled MDE "
+          f"{pooled_mde:.4f}, true drop {found['pooled'][0]:.4f} found {found['pooled'][1]:.3f}")
+    assert false_rate <= bound, false_rate
+    assert abs(found["task"][0] - task_mde) < 0.01 and abs(found["pooled"][0] - pooled_mde) < 0.005, found
+    assert found["task"][1] >= 0.8 - se and found["pooled"][1] >= 0.8 - se, found
