@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
+from typing import Any, NoReturn
 
 import click
 import typer
@@ -97,9 +99,14 @@ for _name in COMMAND_MODULES:
 
 
 def main() -> None:
-    """Run the app, turning HarnessError into one line on stderr and its exit code."""
+    """Run the app, turning HarnessError into one line on stderr and its exit code, and Ctrl-C into exit 130.
+
+    With standalone_mode=False typer returns (does not raise) a command's typer.Exit(n), and the Exit(130) it makes
+    of a KeyboardInterrupt: that code is the exit status here."""
+    interrupts: list[int] = []
+    previous = _count_interrupts(interrupts)
     try:
-        code = app(standalone_mode=False)  # click returns (not raises) a command's typer.Exit code here
+        code = app(standalone_mode=False)
     except HarnessError as exc:
         if os.environ.get("HARNESS_DEBUG"):
             raise
@@ -111,15 +118,44 @@ def main() -> None:
         typer.echo("aborted", err=True)
         sys.exit(130)
     except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        sys.exit(130)
+        _interrupted()
     except Exception as exc:  # click usage errors and the like
         if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # click usage errors
             exc.show()
             sys.exit(exc.exit_code)
         if os.environ.get("HARNESS_DEBUG"):
             raise
+        if interrupts:  # a library made its own error of the Ctrl-C (duckdb "Query interrupted", a lazy import)
+            _interrupted()
         typer.echo(f"error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True)
         sys.exit(1)
-    if isinstance(code, int) and code:
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    if code == 130 and interrupts:
+        _interrupted()
+    if isinstance(code, int) and not isinstance(code, bool) and code:
         sys.exit(code)
+
+
+def _count_interrupts(seen: list[int]) -> Any:
+    """Note each SIGINT in `seen`, then raise KeyboardInterrupt as Python does; returns the handler it replaced
+    (None when SIGINT is not Python's default here: ignored in a background job, or not the main thread)."""
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is not signal.default_int_handler:
+        return None
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        seen.append(signum)
+        signal.default_int_handler(signum, frame)
+
+    try:
+        signal.signal(signal.SIGINT, on_sigint)
+    except ValueError:  # not the main thread
+        return None
+    return previous
+
+
+def _interrupted() -> NoReturn:
+    typer.echo("interrupted", err=True)
+    sys.exit(130)
