@@ -34,3 +34,21 @@ def test_ctrl_c_during_a_merge_exits_130_and_leaves_nothing(zoo, results, tmp_pa
     assert not merges.exists() or not any(merges.iterdir())  # no staging folder, no half-written merge
     again, out, err = run_cli("merge", str(recipe))  # a re-run merges from scratch and records the model
     assert again == 0 and "merged in" in out, err
+
+
+def test_a_typo_in_a_recipe_key_is_refused_not_ignored(zoo, results, store, tmp_path: Path) -> None:
+    # mergekit's config ignores keys it does not know: `densty: 0.2` merged with ties' default density 1.0, and a
+    # typo'd `tokenizer_sorce:` merged with the default tokenizer, both exit 0 with a new model id in the store
+    base, m1, m2 = (str(zoo[k]) for k in ("m0", "m1", "m2"))
+    ties = {"merge_method": "ties", "base_model": base, "dtype": "float32",
+            "models": [{"model": m1, "parameters": {"weight": 1.0, "densty": 0.2}},
+                       {"model": m2, "parameters": {"weight": 1.0, "density": 0.7}}]}
+    top = {**ties, "models": [{"model": m1, "parameters": {"weight": 1.0}}], "tokenizer_sorce": "base"}
+    entry = {**ties, "models": [{"model": m1, "parameters": {"weight": 1.0}, "paramters": {"density": 0.5}}]}
+    for recipe, want in ((ties, "'densty' (did you mean 'density'?)"),
+                         (top, "'tokenizer_sorce' (did you mean 'tokenizer_source'?)"),
+                         (entry, "'paramters' (did you mean 'parameters'?)")):
+        code, out, err = run_cli("merge", str(shared.write_recipe(tmp_path, "typo", recipe)))
+        assert code == 2 and want in err and err.count("\n") == 1, (code, out, err)
+    assert not (results / "merges").exists() or not any((results / "merges").iterdir())
+    assert store.list_models(kind="merge") == []

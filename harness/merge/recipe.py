@@ -134,6 +134,38 @@ def check_method(data: dict[str, Any]) -> None:
                            "pick one of: " + ", ".join(sorted(names)))
 
 
+def check_keys(data: dict[str, Any]) -> None:
+    """Keys mergekit would ignore without a word (its config models allow extra keys): the recipe's own, each model
+    entry's, slice's, source's and module's, and the parameter names, which must be the method's."""
+    from mergekit import config as mc
+    from mergekit import merge_methods
+
+    params = [p.name for p in merge_methods.get(str(data["merge_method"])).spec.parameters]
+
+    def check(node: Any, allowed: Any, where: str) -> None:
+        if not isinstance(node, dict):
+            return  # mergekit's validation names a wrong shape
+        for key in node:
+            if key not in allowed.model_fields:
+                close = did_you_mean(str(key), list(allowed.model_fields))
+                raise HarnessError(f"{where} has an unknown key {key!r}{close}",
+                                   "fix the key (mergekit would ignore it); see docs/merge.md")
+        for name in node.get("parameters") or {}:
+            if name not in params:
+                raise HarnessError(f"{where}: {data['merge_method']} has no parameter {name!r}"
+                                   f"{did_you_mean(str(name), params)}", "use one of: " + ", ".join(params))
+        for i, m in enumerate(node.get("models") or []):
+            check(m, mc.InputModelDefinition, f"{where} models[{i}]")
+        for i, s in enumerate(node.get("slices") or []):
+            check(s, mc.OutputSliceDefinition, f"{where} slices[{i}]")
+        for i, src in enumerate(node.get("sources") or []):
+            check(src, mc.InputSliceDefinition, f"{where} sources[{i}]")
+
+    check(data, mc.MergeConfiguration, "the recipe")
+    for name, module in (data.get("modules") or {}).items():
+        check(module, mc.OutputModuleDefinition, f"the recipe module {name!r}")
+
+
 def ref_slots(data: dict[str, Any]) -> Iterator[tuple[dict[str, Any], str, str]]:
     """Every place a recipe names a model: (mapping, key, role), in document order."""
     if data.get("base_model"):

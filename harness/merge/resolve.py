@@ -72,9 +72,10 @@ class MergePlan:
 
     def validate(self) -> None:
         """The checks that need mergekit: a registered method and a config mergekit accepts."""
-        from harness.merge.recipe import check_method
+        from harness.merge.recipe import check_keys, check_method
 
         check_method(self.config_data)
+        check_keys(self.config_data)
         self.config()
 
 
