@@ -52,3 +52,14 @@ def test_a_typo_in_a_recipe_key_is_refused_not_ignored(zoo, results, store, tmp_
         assert code == 2 and want in err and err.count("\n") == 1, (code, out, err)
     assert not (results / "merges").exists() or not any((results / "merges").iterdir())
     assert store.list_models(kind="merge") == []
+
+
+def test_an_out_folder_that_cannot_be_made_is_one_line(zoo, results, store, tmp_path: Path) -> None:
+    # before: `error: FileExistsError: [Errno 17] ...` / `NotADirectoryError: [Errno 20] ...`, exit 1, no fix
+    recipe = shared.write_recipe(tmp_path, "lin", shared.recipes(zoo)["linear"])
+    a_file = tmp_path / "afile"
+    a_file.write_text("not a folder")
+    for out, want in ((a_file, "is a file"), (a_file / "m", "cannot write")):
+        code, stdout, err = run_cli("merge", str(recipe), "--out", str(out))
+        assert code == 2 and want in err and err.count("\n") == 1 and "Traceback" not in err, (out, code, err)
+    assert a_file.read_text() == "not a folder" and store.list_models(kind="merge") == []

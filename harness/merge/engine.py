@@ -78,6 +78,8 @@ def merge_to_folder(
         name = _free(store, name or default_name(rec, seed), plan.model_id)
         stored = store.find_model(plan.model_id)
     final = Path(out).resolve() if out else merges_dir() / plan.model_id
+    if final.exists() and not final.is_dir():
+        raise HarnessError(f"the merge's output {final} is a file", "pass --out a folder (new or empty)")
     seen = FolderMerge.read(final, plan.model_id)  # its harness_merge.json, read once for the whole check
     hit = cached_folder(store, plan, final, name, stored, seen)
     if hit is not None:
@@ -208,10 +210,13 @@ def staging(final: Path, replace: Callable[[Path], bool] = lambda _: False) -> I
     out (`final` never missing for more than two renames) and removed."""
     import fcntl
 
-    final.parent.mkdir(parents=True, exist_ok=True)
-    clean_stale_staging(final.parent)
     tmp = final.parent / f".{final.name}{STAGING}{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        clean_stale_staging(final.parent)
+        tmp.mkdir()
+    except OSError as exc:  # a read-only folder, a file on the way
+        raise disk_error(exc, final) from exc
     held = os.open(tmp, os.O_RDONLY)
     fcntl.flock(held, fcntl.LOCK_EX)
     try:
