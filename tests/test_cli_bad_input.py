@@ -63,3 +63,21 @@ def test_an_out_folder_that_cannot_be_made_is_one_line(zoo, results, store, tmp_
         code, stdout, err = run_cli("merge", str(recipe), "--out", str(out))
         assert code == 2 and want in err and err.count("\n") == 1 and "Traceback" not in err, (out, code, err)
     assert a_file.read_text() == "not a folder" and store.list_models(kind="merge") == []
+
+
+def test_evolve_bounds_must_be_finite(zoo, results, tmp_path: Path) -> None:
+    # before: `low: -.inf` passed the config check and CMA-ES stopped with
+    # "error: AssertionError: Abs of all elements of mean vector must be less than 1e+32", exit 1
+    for bounds in ("{low: -.inf, high: 1.0, init: 0.5}", "{low: 0.0, high: .inf, init: 0.5}",
+                   "{low: .nan, high: 1.0}"):
+        cfg = tmp_path / "ev.yaml"
+        cfg.write_text(f"name: ev\nbase: {zoo['m0']}\nsources: [{zoo['m1']}, {zoo['m2']}]\nmethod: linear\n"
+                       f"parameters:\n  weight: {bounds}\nfitness:\n  - suite: zoo_math\nsearch_split: public\n"
+                       "heldout_split: heldout\nbudget: {generations: 1}\n")
+        code, out, err = run_cli("evolve", str(cfg))
+        assert code == 2 and "parameters.weight" in err and "finite" in err and err.count("\n") == 1, (bounds, err)
+    if (results / "harness.duckdb").exists():  # no evolve run was started (a failed one was, before)
+        import duckdb
+
+        with duckdb.connect(str(results / "harness.duckdb"), read_only=True) as con:
+            assert con.sql("SELECT count(*) FROM evolve_runs").fetchone() == (0,)

@@ -8,6 +8,7 @@ folders; otherwise they are names or ids in the store.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,6 +46,8 @@ class Bounds(_Frozen):
 
     @model_validator(mode="after")
     def _check(self) -> Bounds:
+        if not (math.isfinite(self.low) and math.isfinite(self.high)):
+            raise ValueError(f"low ({self.low}) and high ({self.high}) must be finite numbers")
         if not self.low < self.high:
             raise ValueError(f"low ({self.low}) must be below high ({self.high})")
         if self.init is not None and not self.low <= self.init <= self.high:
