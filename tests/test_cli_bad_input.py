@@ -81,3 +81,13 @@ def test_evolve_bounds_must_be_finite(zoo, results, tmp_path: Path) -> None:
 
         with duckdb.connect(str(results / "harness.duckdb"), read_only=True) as con:
             assert con.sql("SELECT count(*) FROM evolve_runs").fetchone() == (0,)
+
+
+def test_fisher_of_a_missing_model_folder_is_one_line(results, tmp_path: Path) -> None:
+    # before: transformers took the path for a hub repo id: "error: OSError: Repo id must be in the form ...", exit 1
+    data = tmp_path / "texts.txt"
+    data.write_text("one text\nanother text\n")
+    out = tmp_path / "f.safetensors"
+    code, stdout, err = run_cli("fisher", str(tmp_path / "nomodel"), "--data", str(data), "--out", str(out))
+    assert code == 2 and "no model folder at" in err and err.count("\n") == 1, (code, err)
+    assert not out.exists()

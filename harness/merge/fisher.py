@@ -58,6 +58,8 @@ def load_texts(path: str | Path, limit: int | None = None) -> list[str]:
 def estimate_fisher(model_dir: str | Path, texts: list[str], out: str | Path, *, max_length: int = DEFAULT_MAX_LENGTH,
                     device: str = "cpu") -> Path:
     """Estimate the diagonal (empirical) Fisher of a causal LM on `texts` and save it to `out` (safetensors)."""
+    if not (Path(model_dir) / "config.json").is_file():  # else transformers reads the path as a hub repo id
+        raise HarnessError(f"no model folder at {model_dir}", "pass a model folder (config.json and safetensors)")
     import torch
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
