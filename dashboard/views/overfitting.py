@@ -105,7 +105,8 @@ elif flag.signal == "lineage_divergence" and ev.get("chain"):
     st.vega_lite_chart(long, charts.lines("step:O", "score:Q", "split:N", charts.tooltips("model", "split", "score:Q")),
                        width="stretch")
 elif flag.signal == "specialisation":
-    rows = [{"suite": ev["optimised_suite"], "delta": ev["gain"], "lo": ev["gain_ci"][0], "hi": ev["gain_ci"][1]}]
+    rows = [{"suite": f"{ev['optimised_suite']}:{ev['optimised_split']}", "delta": ev["gain"],
+             "lo": ev["gain_ci"][0], "hi": ev["gain_ci"][1]}]
     rows += [{"suite": s, "delta": d["delta"], "lo": d["ci"][0], "hi": d["ci"][1]} for s, d in ev["losses"].items()]
     df = pd.DataFrame(rows)
     df[["delta", "lo", "hi"]] *= 100

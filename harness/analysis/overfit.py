@@ -226,39 +226,58 @@ def _evolve_suite(config: Any) -> str | None:
 
 # ------------------------------------------------------------------------------------------------ signal 4
 def specialisation_flags(data: Data, t: Thresholds) -> list[Flag]:
+    """A model's gain over its parents on the (suite, split) it was selected on (a pick on a held-out split gained
+    there, not on public), with significant losses on other suites' default splits; one flag per suite selected on
+    (its selected split of the strongest gain)."""
     sc = data.scores
-    on = data.on_default_split(sc)
-    cols = [sc[c][on].tolist() for c in ("model_id", "suite", "value", "se")]
-    val = {(m, s): (v, e) for m, s, v, e in zip(*cols, strict=True)}
-    suites = sorted(set(cols[1]))
+    cols = [sc[c].tolist() for c in ("model_id", "suite", "split", "value", "se")]
+    val = {(m, s, sp): (v, e) for m, s, sp, v, e in zip(*cols, strict=True)}
+    suites = sorted(set(sc["suite"][data.on_default_split(sc)].tolist()))
     out = []
     for mid, exposed in data.exposure.items():
-        targets = {s for s, _sp, _p, who in exposed if who == mid}
+        targets: dict[str, set[str]] = {}
+        for s, sp, _p, who in exposed:
+            if who == mid:
+                targets.setdefault(s, set()).add(sp or data.default_split(s))
         ps = data.graph.parents.get(mid, ())
         if not targets or not ps:
             continue
-        deltas = {s: _delta(val, mid, ps, s) for s in suites}
+        deltas = {s: _delta(val, mid, ps, s, data.default_split(s)) for s in suites}
         for target in sorted(targets):
-            gain = deltas.get(target)
-            if gain is None or gain[0] <= 0 or not gain[0] / max(gain[1], 1e-9) >= t.gain_z:  # NaN se: no gain
-                continue
-            losses = _significant_losses(deltas, target, t)
+            found = _selected_gain(val, mid, ps, target, targets[target], t)
+            losses = _significant_losses(deltas, target, t) if found else None
             if not losses:
                 continue
+            split, gain = found
             worst = min(losses, key=lambda s: losses[s][0])
             size = -losses[worst][0]
             sev = "high" if size >= t.spec_high else "medium" if size >= t.spec_medium else "low"
             name = data.names.get(mid, mid[:12])
-            ev = {"optimised_suite": target, "gain": round(gain[0], 4), "gain_ci": interval(*gain),
+            ev = {"optimised_suite": target, "optimised_split": split, "gain": round(gain[0], 4),
+                  "gain_ci": interval(*gain),
                   "losses": {s: {"delta": round(d[0], 4), "ci": interval(*d)} for s, d in losses.items()},
                   "parents": [data.names.get(p, p[:12]) for p in ps]}
             out.append(Flag(
                 mid, name, "specialisation", sev, target,
-                f"{name} gained {pts(gain[0])} over its parents on {target}, the suite it was selected on, but "
-                f"lost {pts(losses[worst][0])} [{pts(ev['losses'][worst]['ci'][0])}, "
+                f"{name} gained {pts(gain[0])} over its parents on {target}:{split}, the split it was selected on, "
+                f"but lost {pts(losses[worst][0])} [{pts(ev['losses'][worst]['ci'][0])}, "
                 f"{pts(ev['losses'][worst]['ci'][1])}] on {worst}"
                 + (f" and significantly on {len(losses) - 1} more suite(s)." if len(losses) > 1 else "."), ev))
     return out
+
+
+def _selected_gain(val: dict, mid: str, parents: tuple | list, suite: str, splits: set[str],
+                   t: Thresholds) -> tuple[str, tuple[float, float]] | None:
+    """Of the splits of `suite` the model was selected on, the one whose gain over its parents is positive and
+    significant at gain_z with the largest z (split, (gain, se)); None when none is (a NaN se: no gain)."""
+    best = None
+    for split in sorted(splits):
+        gain = _delta(val, mid, parents, suite, split)
+        if gain is None or gain[0] <= 0 or not gain[0] / max(gain[1], 1e-9) >= t.gain_z:
+            continue
+        if best is None or gain[0] / max(gain[1], 1e-9) > best[1][0] / max(best[1][1], 1e-9):
+            best = (split, gain)
+    return best
 
 
 def _significant_losses(deltas: dict, target: str, t: Thresholds) -> dict[str, tuple[float, float]]:
@@ -276,14 +295,14 @@ def _significant_losses(deltas: dict, target: str, t: Thresholds) -> dict[str, t
     return out
 
 
-def _delta(val: dict, mid: str, parents: tuple | list, suite: str) -> tuple[float, float] | None:
-    """Model minus the mean of its parents on one suite, with an unpaired stderr."""
-    if (mid, suite) not in val:
+def _delta(val: dict, mid: str, parents: tuple | list, suite: str, split: str) -> tuple[float, float] | None:
+    """Model minus the mean of its parents on one suite and split, with an unpaired stderr."""
+    if (mid, suite, split) not in val:
         return None
-    ps = [val[(p, suite)] for p in parents if (p, suite) in val]
+    ps = [val[(p, suite, split)] for p in parents if (p, suite, split) in val]
     if not ps:
         return None
-    v, e = val[(mid, suite)]
+    v, e = val[(mid, suite, split)]
     mean = sum(p[0] for p in ps) / len(ps)
     se = math.sqrt(e ** 2 + sum(p[1] ** 2 for p in ps) / len(ps) ** 2)
     return v - mean, se
