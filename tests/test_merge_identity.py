@@ -333,3 +333,33 @@ def test_a_cache_check_reads_the_merge_record_once(zoo, store, results, tmp_path
     again = merge_to_folder(recipe, copy, store=Store(tmp_path / "other.duckdb"))  # no row: made again
     assert not again.cached and _RECORD_READS.count(str(copy / "harness_merge.json")) == 1, _RECORD_READS
     assert_same(load_folder(copy), good)
+
+
+def test_a_moved_merge_folder_keeps_its_id_and_lineage(zoo, store, results, tmp_path):  # noqa: F811
+    """A merge folder moved with `mv` (names, sizes and mtimes kept) is still the merge by its new path: `harness
+    lineage`, a merge of merges that names it and `harness eval`'s target keep its id and its parents. It had been
+    hashed as a new source (its content hash, no parents): `lineage` failed, a merge of it and its evaluation hung
+    from a parentless model. A folder edited in place is what it holds (it had kept the merge's id by its path)."""
+    from harness.evaluate.target import resolve_model
+    from harness.hashing import hash_model_dir
+    from harness.merge import merge_to_folder
+    from tests.factories import run_cli
+
+    first = merge_to_folder(linear(zoo["m1"], zoo["m2"]), tmp_path / "merged", store=store)
+    moved = tmp_path / "elsewhere" / "moved"
+    moved.parent.mkdir()
+    first.path.rename(moved)
+    parents = {hash_model_dir(zoo["m1"]), hash_model_dir(zoo["m2"])}  # content hashes, computed again
+    code, out, err = run_cli("lineage", str(moved), "--json")
+    assert code == 0, err
+    assert json.loads(out)["model_id"] == first.model_id
+    assert {e["parent_id"] for e in json.loads(out)["parents"]} == parents
+    child = merge_to_folder(linear(moved, zoo["m0"]), store=store)
+    assert {e.parent_id for e in store.parents(child.model_id)} == {first.model_id, hash_model_dir(zoo["m0"])}
+    target = resolve_model(str(moved), store)
+    assert target.model_id == first.model_id and store.find_model(str(moved)).model_id == first.model_id
+    assert store.find_model(hash_model_dir(moved)) is None  # no new source was registered
+    assert {e.parent_id for e in store.parents(target.model_id)} == parents
+    shutil.copy(zoo["m0"] / "model.safetensors", moved / "model.safetensors")  # edited in place: a new model
+    edited = resolve_model(str(moved), store).model_id
+    assert edited == hash_model_dir(moved) != first.model_id

@@ -95,11 +95,15 @@ def lineage(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Show a model's ancestors (with depth), descendants and root sources."""
+    from pathlib import Path
+
     from harness.analysis.lineage import merge_depth
+    from harness.merge.resolve import stored_model
     from harness.store import Store
 
     store = Store.existing()
-    rec = store.get_model(model)
+    folder = Path(model).expanduser()
+    rec = (stored_model(store, folder.resolve()) if folder.is_dir() else None) or store.get_model(model)
     out = {
         "model_id": rec.model_id, "name": rec.name, "depth": store.depth(rec.model_id),
         "merge_depth": merge_depth(store, rec.model_id),

@@ -3,6 +3,7 @@ openai --base-url) a model served elsewhere. A merge recipe YAML is merged first
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -13,6 +14,7 @@ from harness.errors import HarnessError
 from harness.evaluate.backends.base import ModelTarget
 from harness.hashing import hash_json
 from harness.identity import memo
+from harness.merge.resolve import stored_model
 
 if TYPE_CHECKING:
     from harness.store import Store
@@ -67,8 +69,10 @@ def resolve_model(ref: str, store: Store, base_url: str | None = None) -> ModelT
                                "pass a folder saved with save_pretrained, a .gguf file, a registered name, "
                                "or a recipe YAML")
         path = path.resolve()
-        known = store.find_model(str(path))  # a merge or zoo model keeps the id the store gave it
-        if known is not None and known.kind != "source":
+        known = stored_model(store, path)  # a merge or zoo model keeps the id the store gave it, moved too
+        if known is not None:
+            if known.path != str(path) and not Path(str(known.path)).is_dir():  # moved: its record follows it
+                store.add_model(dataclasses.replace(known, path=str(path)))
             return ModelTarget(known.model_id, path, known.name or path.name)
         model_id = identity.model_id(path)  # a source folder is what it holds now (edited in place: a new model)
         return ModelTarget(model_id, path, _register_folder(store, path, model_id))

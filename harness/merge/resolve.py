@@ -23,7 +23,7 @@ from harness.identity import files_signature, model_id, prefetch_ids
 from harness.merge.recipe import Recipe, is_recipe_file, ref_slots, ref_text
 
 if TYPE_CHECKING:
-    from harness.store import Store
+    from harness.store import ModelRecord, Store
 
 ID_FORMAT = 1  # bump when the way ids are computed changes
 # mergekit methods that draw random numbers on the math device (mergekit 0.1.5: DARE's bernoulli masks, DELLA's
@@ -174,7 +174,8 @@ class Resolver:
             if rec is not None and rec.meta.get("files_sig") == sig:
                 self.hashes[key] = rec.model_id
             else:
-                self.hashes[key] = model_id(folder, sig)
+                moved = stored_model(self.store, folder, sig) if self.store is not None else None
+                self.hashes[key] = moved.model_id if moved is not None else model_id(folder, sig)
         if key not in self.known:
             self.known[key] = self.store is not None and self.store.find_model(self.hashes[key]) is not None
         return self.hashes[key], sig, self.known[key]
@@ -186,6 +187,25 @@ def _still(folder: Path, kind: str, recorded_sig: str | None) -> bool:
     new id, as evaluate.target does); a merge's or zoo model's id holds while its files' signature is the recorded
     one (or none was recorded)."""
     return kind != "source" and (not recorded_sig or files_signature(folder) == recorded_sig)
+
+
+def stored_model(store: Store, folder: Path, sig: str | None = None) -> ModelRecord | None:
+    """The store's merge or zoo model for a folder (their ids are not what a folder's content hashes to): the one
+    recorded at this path while its id still stands (`_still`), else the merge the folder's harness_merge.json
+    names when the folder has the files signature recorded for it (names, sizes and mtimes: a merge folder moved
+    with `mv` keeps them, an edited one does not). None: the folder is what it holds (its content hash). A moved
+    merge had been hashed as a new source, without its lineage."""
+    from harness.merge.engine import merge_record
+
+    sig = sig or files_signature(folder)
+    rec = store.find_model(str(folder))
+    if rec is not None and rec.kind != "source" and rec.meta.get("files_sig") in (None, sig):
+        return rec
+    named = merge_record(folder).get("model_id")
+    rec = store.find_model(named) if isinstance(named, str) and named else None
+    if rec is None or rec.model_id != named or rec.kind == "source" or rec.meta.get("files_sig") != sig:
+        return None
+    return rec
 
 
 def plan_merge(recipe: Recipe, resolver: Resolver, seed: int | None = 0, device: str = "cpu",
