@@ -158,3 +158,26 @@ def test_config_refuses_a_zero_soup_lr_and_curve_points_of_one_name(over: dict, 
 
     with pytest.raises(HarnessError, match=says):
         parse_config({"base": "b", "data": {"zoo": {"n": 10}}, "suites": ["zoo_math"], **over})
+
+
+def test_random_clusters_are_random_whatever_the_files_order(tiny_llama, tmp_path: Path) -> None:
+    """The random-cluster control of a study on a JSONL file: the study shuffles the data with its seed, and the
+    random split used to shuffle its labels with a generator of the same seed, so it drew the same permutation
+    and put line i of the file in cluster i % K: a file that alternates two kinds of example gave two pure
+    clusters (shares 1.0 and 0.0). Counted here by hand: each random cluster holds about half of each kind; both
+    clusterings partition the data (every example in exactly one cluster, none lost)."""
+    from harness.workflows.dtm import Model, _clusters, _examples
+    from harness.workflows.dtm_config import parse_config
+
+    data = tmp_path / "alternating.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"{'tom has' if i % 2 else 'which is more'} {i} ?",
+                                        "response": f"{i}"}) + "\n" for i in range(200)))
+    cfg = parse_config({"base": "b", "data": {"path": str(data)}, "k": 2, "suites": ["zoo_math"]})
+    examples = _examples(cfg, tmp_path, tmp_path)
+    labels = _clusters(cfg, Model("base", tiny_llama("base"), "base-id"), examples, tmp_path, tmp_path)
+    for kind in ("kmeans", "random"):
+        members = groups(labels[kind], 2)
+        assert sorted(i for g in members for i in g) == list(range(200)), kind
+    shares = [sum(examples[i].prompt.startswith("tom") for i in g) / len(g) for g in groups(labels["random"], 2)]
+    assert [len(g) for g in groups(labels["random"], 2)] == [100, 100]
+    assert all(0.35 < s < 0.65 for s in shares), shares

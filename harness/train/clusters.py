@@ -79,10 +79,11 @@ def kmeans_labels(vectors: np.ndarray, k: int, seed: int) -> list[int]:
 
 
 def random_labels(n: int, k: int, seed: int) -> list[int]:
-    """An even split into k groups at random (sizes differ by at most one)."""
+    """An even split into k groups at random (sizes differ by at most one). Its generator is not `random.Random(seed)`:
+    the study shuffles its data with that one, and the same permutation would put line i of the file in i % k."""
     check_k(k, n)
     labels = [i % k for i in range(n)]
-    random.Random(seed).shuffle(labels)
+    random.Random(f"random-clusters-{seed}").shuffle(labels)
     return labels
 
 

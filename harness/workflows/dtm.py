@@ -131,7 +131,7 @@ def _clusters(cfg: DtmConfig, base: Model, examples: list[Example], folder: Path
 
     check_k(cfg.k, len(examples))
     key = hash_json({"base": base.model_id, "data": slice_hash(examples), "k": cfg.k, "seed": cfg.seed,
-                     "embedding": cfg.embedding})
+                     "embedding": cfg.embedding, "random": 2})  # 2: the random split's own generator
     path = folder / "clusters.json"
     if path.exists() and (known := json.loads(path.read_text())).get("key") == key:
         return known["labels"]
