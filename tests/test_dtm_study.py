@@ -72,7 +72,46 @@ def test_tiny_study_end_to_end(zoo_family: Path, results: Path, store, tmp_path:
     assert sub.model_id in merge_parents and len(merge_parents) == 2
     again = run_dtm(_config(tmp_path, zoo_family), store=store)
     assert again.cached and again.rows == json.loads(json.dumps(study.rows))
+    _average_is_the_mean_of_the_sub_models(study.folder, Path(merge.path))
+    _table_is_the_stores(study, store)
     _studies_page_shows(study, merge_parents)
+
+
+def _average_is_the_mean_of_the_sub_models(folder: Path, merged: Path) -> None:
+    """DTM average: every tensor the numpy mean of the K sub-models' (the tied embedding once, as in each)."""
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    subs = [load_file(str(folder / "models" / f"dtm-c{c}" / "model.safetensors")) for c in range(2)]
+    ours = {k: v for f in sorted(merged.glob("*.safetensors")) for k, v in load_file(str(f)).items()}
+    assert set(ours) == set(subs[0]) and "lm_head.weight" not in ours
+    assert all(np.array_equal(ours[k], np.mean([s[k] for s in subs], axis=0)) for k in ours)
+    assert any(not np.array_equal(subs[0][k], subs[1][k]) for k in ours)
+
+
+def _table_is_the_stores(study, store) -> None:
+    """Each cell is its run's stored lm-eval score, its difference the mean of the per-document differences from
+    vanilla's run (pandas, from the stored samples), and each row's suite score (frames.suite_scores, what the
+    leaderboard shows) is the size-weighted mean of its cells."""
+    from harness.store.frames import suite_scores
+    from harness.suites import score_rules
+
+    with store.reading():
+        runs = {r.model_id: r.run_id for m in {r["model_id"] for r in study.rows} for r in store.list_runs(m)}
+    boards = suite_scores(store, rules=score_rules()).set_index("run_id")["value"]
+    vanilla = store.samples(runs[study.rows[1]["model_id"]]).groupby(["task", "metric", "doc_id"])["score"].mean()
+    for row in study.rows:
+        run_id = runs[row["model_id"]]
+        stored = {(s.task, s.metric): 100 * s.value for s in store.scores(run_id)}
+        mine = store.samples(run_id).groupby(["task", "metric", "doc_id"])["score"].mean()
+        for col, cell in row["cells"].items():
+            _, task, metric = col.split("/")
+            assert cell["value"] == pytest.approx(stored[(task, metric)]), (row["row"], col)
+            diff = (mine[(task, metric)] - vanilla[(task, metric)]).dropna()
+            assert cell["diff"] == pytest.approx(100 * diff.mean(), abs=1e-9), (row["row"], col)
+        cells = row["cells"].values()
+        weighted = sum(c["value"] * c["n"] for c in cells) / sum(c["n"] for c in cells)
+        assert 100 * boards[run_id] == pytest.approx(weighted), row["row"]
 
 
 def _studies_page_shows(study, merge_parents: set[str]) -> None:
