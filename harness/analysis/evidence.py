@@ -51,6 +51,7 @@ class Data:
     evolve: pd.DataFrame | None = None  # views.evolve_candidates
     suite_dirs: dict[str, Path] | None = None  # suite -> its folder (where its twin maps live)
     version: str | None = None  # the store's version when read, where the reader knows it (the dashboard's)
+    exposed_cache: dict | None = None  # exposed_on, per distinct exposure set
 
     def default_split(self, suite: str) -> str:
         return self.default_splits.get(suite, "public")
@@ -68,11 +69,23 @@ class Data:
     def in_sample(self, model_id: str, suite: str, split: str | None = None) -> bool:
         """Whether this model or an ancestor was selected on this suite and split (None: the default split), a judge's
         rating of a split being on that split's questions (harness.suites.question_split)."""
-        split = question_split(split or self.default_split(suite))
-        for s, sp, _proc, _who in self.exposure.get(model_id, ()):
-            if s == suite and question_split(sp or self.default_split(suite)) == split:
-                return True
-        return False
+        on = self.exposed_on(model_id)
+        return bool(on) and (suite, question_split(split or self.default_split(suite))) in on
+
+    def exposed_on(self, model_id: str) -> frozenset[tuple[str, str]]:
+        """The (suite, split) pairs whose questions this model or an ancestor was selected on (a selection without a
+        split: its suite's default split), found once per distinct exposure set (models share them:
+        lineage.Graph.propagate)."""
+        selections = self.exposure.get(model_id, frozenset())
+        if not selections:
+            return frozenset()
+        if self.exposed_cache is None:
+            self.exposed_cache = {}
+        found = self.exposed_cache.get(selections)
+        if found is None:
+            found = self.exposed_cache[selections] = frozenset(
+                (s, question_split(sp or self.default_split(s))) for s, sp, _p, _w in selections)
+        return found
 
 
 def exposure_frame(data: Data) -> pd.DataFrame:
@@ -80,8 +93,7 @@ def exposure_frame(data: Data) -> pd.DataFrame:
     split is the one whose questions were selected on (harness.suites.question_split: a judge rating's split)."""
     import pandas as pd
 
-    rows = {(m, s, question_split(sp or data.default_split(s))) for m, exp in data.exposure.items()
-            for s, sp, _p, _w in exp}
+    rows = {(m, s, sp) for m in data.exposure for s, sp in data.exposed_on(m)}
     return pd.DataFrame(sorted(rows), columns=["model_id", "suite", "split"])
 
 

@@ -95,32 +95,17 @@ def reference_pools(data: Data, rows: GapRows) -> dict[tuple[str, str], dict[str
         return data.verdicts_cache["pools"]
     pools: dict[tuple[str, str], dict[str, tuple[float, float]]] = {}
     data.verdicts_cache["pools"] = pools
-    exposed: dict[str, set[tuple[str, str]]] = {}  # per model, the (suite, split) it is in-sample on (data.in_sample),
-    default = data.default_splits                  # found once per distinct exposure set rather than once per row
-    by_set: dict[int, set[tuple[str, str]]] = {}   # (models share their exposure sets: lineage.Graph.propagate)
-    twin_of: dict[str, tuple[str, str]] = {}       # the gap row's twin "suite:split" as a pair
-    in_sample_twin: set[int] = set()                # rows whose model is exposed on the row's twin
+    in_sample_twin: set[int] = set()  # rows whose model is exposed on the row's twin
     data.verdicts_cache["in_sample_twin"] = in_sample_twin
     c = rows.col
     for i, (mid, suite, kind, twin, gap, se) in enumerate(zip(c["model_id"], c["suite"], c["kind"], c["twin"],
                                                               c["gap"], c["se"], strict=True)):
-        if mid not in exposed:  # (a selection without a split is on the suite's default split, inlined)
-            selections = data.exposure.get(mid, ())
-            found = by_set.get(id(selections))
-            if found is None:
-                found = by_set[id(selections)] = {(s, default.get(s, "public") if sp is None else sp)
-                                                  for s, sp, _p, _w in selections}
-            exposed[mid] = found
-        on = exposed[mid]
-        if on:
-            pair = twin_of.get(twin)
-            if pair is None:
-                t_suite, _, t_split = str(twin).partition(":")
-                pair = twin_of[twin] = (t_suite, t_split or default.get(t_suite, "public"))
-            if pair in on:
+        if data.exposed_on(mid):  # the one in-sample rule (judge ratings on their split's questions): evidence's
+            t_suite, _, t_split = str(twin).partition(":")
+            if data.in_sample(mid, t_suite, t_split or None):
                 in_sample_twin.add(i)
                 continue
-            if (suite, default.get(suite, "public")) in on:
+            if data.in_sample(mid, suite):
                 continue
         pools.setdefault((suite, kind), {})[mid] = (gap, se)
     return pools

@@ -1,0 +1,75 @@
+"""Overfitting verdicts on small real stores written with the library's writers (Store.add_model, add_lineage,
+start_run/finish_run, select), each figure checked against a hand computation."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+import pytest
+
+from harness.analysis.coverage import coverage
+from harness.analysis.evidence import gather
+from harness.analysis.flags import THRESHOLDS
+from harness.analysis.verdicts import twin_tests
+from harness.hashing import hash_json
+from harness.store import LineageEdge, ModelRecord, RunRecord, Sample, Score, Store
+
+
+def _mid(name: str) -> str:
+    return hash_json({"model": name})
+
+
+def _models(store: Store, names: list[str], merges: dict[str, list[str]]) -> None:
+    """Sources, and merges (linear recipes) of the given parents."""
+    store.add_recipe("linear-recipe", "linear", "merge_method: linear\n")
+    for name in names:
+        merge = name in merges
+        store.add_model(ModelRecord(_mid(name), name, None, "merge" if merge else "source",
+                                    recipe_id="linear-recipe" if merge else None))
+    store.add_lineage([LineageEdge(_mid(c), _mid(p), "source") for c, ps in merges.items() for p in ps])
+
+
+def _run(store: Store, name: str, suite: str, split: str, task: str, metric: str, value: float, se: float,
+         n: int = 20) -> None:
+    """A complete run of one task, its stored score `value` with stderr `se` over n documents."""
+    run_id = f"{name}-{suite}-{split}"
+    store.start_run(RunRecord(run_id, _mid(name), suite, "hf", "test", split=split))
+    store.finish_run(run_id, [Score(task, metric, value, se, n)], [Sample(task, d, metric, value) for d in range(n)])
+
+
+def test_models_selected_on_the_questions_of_a_judge_rated_twin_are_no_references(tmp_path: Path) -> None:
+    """mt_bench rated by judge j1: public = its rating of the test split (`test-by-j1`), twin = its rating of a
+    heldout split (`heldout-by-j1`). Twelve models were selected on mt_bench:heldout (the twin's questions: their
+    twin ratings are in-sample) and three on mt_bench:test (their public ratings are); eight are clean, with a
+    natural gap of 0.50-0.57 rating points. x is clean (gap 0.54). The pool is the eight: the in-sample rule is
+    evidence's (Data.in_sample, judge splits mapped to the split whose questions were rated). verdicts.py had its
+    own copy matching split names, which took `heldout-by-j1` for another split than `heldout`: the 15 exposed
+    models were references, the median gap -0.50, and x flagged 1.04 points beyond it."""
+    clean = {f"r{i}": (6.0, 6.0 - (0.50 + 0.01 * i)) for i in range(8)}
+    tuned = {f"t{i}": (5.5, 6.0) for i in range(12)}   # selected on the twin's questions: twin rating in-sample
+    picked = {f"p{i}": (7.5, 6.0) for i in range(3)}   # selected on the public questions
+    scores = {**clean, **tuned, **picked, "x": (6.1, 5.56)}
+    store = Store(tmp_path / "judge.duckdb")
+    _models(store, list(scores), {})
+    for name, (public, twin) in scores.items():
+        _run(store, name, "mt_bench", "test-by-j1", "overall", "rating", public, 0.05)
+        _run(store, name, "mt_bench", "heldout-by-j1", "overall", "rating", twin, 0.05)
+    for name in tuned:
+        store.select(_mid(name), "mt_bench", "evolve", split="heldout")
+    for name in picked:
+        store.select(_mid(name), "mt_bench", "evolve", split="test")
+    data = gather(store, twins={"mt_bench": {"heldout": "mt_bench:heldout-by-j1"}},
+                  default_splits={"mt_bench": "test-by-j1"})
+    assert all(data.in_sample(_mid(t), "mt_bench", "heldout-by-j1") for t in tuned)
+    assert all(data.in_sample(_mid(p), "mt_bench") for p in picked)
+    tests = {data.names[t.model_id]: t for t in twin_tests(data, THRESHOLDS)}
+    want = statistics.median(pub - twin for pub, twin in clean.values())  # by hand: the eight clean models
+    print("x: reference", tests["x"].ref, "excess", tests["x"].excess, "hand median", want)
+    assert tests["x"].ref.k == 8 and tests["x"].ref.centre == pytest.approx(want)
+    assert tests["x"].excess == pytest.approx(0.54 - want) and not tests["x"].flagged
+    cover = {(data.names[c.model_id]): c for c in coverage(data, THRESHOLDS)}
+    assert cover["x"].status == "checked"
+    assert all(cover[t].status == "not checkable" and "mt_bench:heldout-by-j1 is in-sample" in cover[t].detail
+               for t in tuned)
+
