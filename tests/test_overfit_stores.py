@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness.analysis.coverage import coverage
+from harness.analysis.divergence import divergence_flags
 from harness.analysis.evidence import gather
 from harness.analysis.flags import THRESHOLDS
 from harness.analysis.verdicts import twin_tests
@@ -73,3 +74,28 @@ def test_models_selected_on_the_questions_of_a_judge_rated_twin_are_no_reference
     assert all(cover[t].status == "not checkable" and "mt_bench:heldout-by-j1 is in-sample" in cover[t].detail
                for t in tuned)
 
+
+def test_a_divergence_chain_reaches_the_root_through_parents_never_scored_on_the_twin(tmp_path: Path) -> None:
+    """P = merge(R, C1) and Q = merge(C1, C2) were never scored on s; G = merge(P, C2) and H = merge(P, Q) were, with
+    a public gain of 20 points their heldout twin lacks. Each step of the chain goes to the deepest parent (then the
+    largest gap), a parent never scored standing for its scored ancestors (as a twin gap's parent_gap does): P (merge
+    depth 1) over C2 (a root), then R (gap 5 points) over C1 (0). So both chains are R -> the model. They had skipped
+    unscored parents: G's chain went to C2, H's stopped at H itself."""
+    scores = {**{f"r{i}": (0.6, 0.6 - 0.0025 * i) for i in range(8)},   # references: gaps of 0-1.75 points
+              "R": (0.6, 0.55), "C1": (0.6, 0.6), "C2": (0.6, 0.59), "G": (0.8, 0.6), "H": (0.8, 0.6)}
+    merges = {"P": ["R", "C1"], "Q": ["C1", "C2"], "G": ["P", "C2"], "H": ["P", "Q"]}
+    store = Store(tmp_path / "chain.duckdb")
+    _models(store, [*scores, "P", "Q"], merges)
+    for name, (public, twin) in scores.items():
+        _run(store, name, "s", "public", "s_public", "acc", public, 0.01)
+        _run(store, name, "s", "heldout", "s_heldout", "acc", twin, 0.01)
+    data = gather(store, twins={"s": {"heldout": "s:heldout"}})
+    flags = {f.model: f for f in divergence_flags(data, THRESHOLDS)}
+    for name in ("G", "H"):
+        chain = flags[name].evidence["chain"]
+        print(name, "chain:", [(c["model"], c["public"], c["twin"], c["gap"]) for c in chain])
+        want = [(m, round(scores[m][0], 4), round(scores[m][1], 4), round(scores[m][0] - scores[m][1], 4))
+                for m in ("R", name)]  # by hand: the written scores of R and the model
+        assert [(c["model"], c["public"], c["twin"], c["gap"]) for c in chain] == want
+        assert [c["model_id"] for c in chain] == [_mid("R"), _mid(name)]
+        assert flags[name].evidence["roots"] == 3 and flags[name].evidence["depth"] == 2

@@ -18,18 +18,30 @@ from harness.analysis.verdicts import reference_pools, robust_reference
 
 
 def _chain(data: Data, rows: GapRows, mid: str, suite: str, kind: str, depth: dict[str, int]) -> list[dict]:
-    """From the model up to a root, at each step the deepest scored parent (then the largest gap); root first."""
-    chain, node, seen = [], mid, set()
+    """The scored models from a root down to the model: from the model up, at each step the deepest parent (then the
+    largest gap), a parent never scored on the twin standing for its best scored line (lineage.Graph.stand_ins, as
+    a twin gap's parent_gap looks through it). It had skipped unscored parents: a chain through an unscored merge
+    went to a shallower parent, or stopped short of any root."""
     index, c = rows.index, rows.col
-    while node is not None and node not in seen:
-        seen.add(node)
+
+    def scored(node: str) -> tuple[int, float, str] | None:  # (depth, gap, the scored model reached)
         i = index.get((node, suite, kind))
-        if i is not None:
-            chain.append({"model_id": node, "model": data.names.get(node, node[:12]),
-                          "public": round(c["public"][i], 4), "twin": round(c["twin_value"][i], 4),
-                          "gap": round(c["gap"][i], 4)})
-        ps = [p for p in data.graph.parents.get(node, ()) if (p, suite, kind) in index]
-        node = max(ps, key=lambda p: (depth.get(p, 0), c["gap"][index[(p, suite, kind)]])) if ps else None
+        return None if i is None else (depth.get(node, 0), c["gap"][i], node)
+
+    def best(node: str, parts: list[tuple[int, float, str] | None]) -> tuple[int, float, str] | None:
+        got = [x for x in parts if x is not None]
+        return (depth.get(node, 0), *max(got, key=lambda x: x[:2])[1:]) if got else None
+
+    chain: list[dict] = []
+    node: str | None = mid
+    while node is not None and node not in {x["model_id"] for x in chain}:
+        i = index.get((node, suite, kind))
+        if i is None:
+            break
+        chain.append({"model_id": node, "model": data.names.get(node, node[:12]), "public": round(c["public"][i], 4),
+                      "twin": round(c["twin_value"][i], 4), "gap": round(c["gap"][i], 4)})
+        got = [x for x in data.graph.stand_ins(node, scored, best) if x is not None]
+        node = max(got, key=lambda x: x[:2])[2] if got else None
     return chain[::-1]
 
 

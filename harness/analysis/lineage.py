@@ -4,14 +4,16 @@ for thousands of models without a query per model (the store's recursive SQL ans
 from __future__ import annotations
 
 from collections import defaultdict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from harness.store import Store
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -74,6 +76,23 @@ class Graph:
             top = max((depth.get(p, 0) for p in ps), default=0)
             depth[n] = top + 1 if ps and (n in merges or len(ps) > 1) else top
         return depth
+
+    def stand_ins(self, node: str, known: Callable[[str], T | None],
+                  combine: Callable[[str, list[T | None]], T | None]) -> list[T | None]:
+        """Per parent of `node`, known(parent); where that is None (a parent not scored on what is compared) what
+        combine(parent, its own parents' stand-ins) makes of them, up to ancestors that are known. A parent met again
+        on its own line (a cycle) stands as None."""
+        memo: dict[str, T | None] = {}
+
+        def line(n: str, seen: frozenset[str]) -> T | None:
+            value = known(n)
+            if value is not None:
+                return value
+            if n not in memo:
+                memo[n] = combine(n, [None if p in seen else line(p, seen | {n}) for p in self.parents.get(n, ())])
+            return memo[n]
+
+        return [line(p, frozenset({node})) for p in self.parents.get(node, ())]
 
     def roots_of(self, nodes: Iterable[str]) -> dict[str, frozenset[str]]:
         """The parentless ancestors of every model (itself when it has no parents)."""

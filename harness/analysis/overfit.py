@@ -94,23 +94,22 @@ def twin_gap_flags(data: Data, t: Thresholds) -> list[Flag]:
 
 def _parent_gap(data: Data, rows: GapRows, mid: str, suite: str, kind: str) -> tuple[float, float] | None:
     """The mean gap of the model's parents on this twin and its stderr. A parent never scored on the twin stands for
-    the mean of its own parents, up to scored ancestors (a merge of an overfit model carries its gap); None when a
-    parent's line has no scored model (its gap, and so the origin of the model's, is unknown). It had averaged the
-    scored parents only: an unscored merge of an overfit model read as nothing, and the gap as new."""
-    memo: dict[str, tuple[float, float] | None] = {}
+    the mean of its own parents, up to scored ancestors (lineage.Graph.stand_ins: a merge of an overfit model carries
+    its gap); None when a parent's line has no scored model (its gap, and so the origin of the model's, is unknown).
+    It had averaged the scored parents only: an unscored merge of an overfit model read as nothing, and the gap as
+    new."""
 
-    def line(node: str, seen: frozenset[str]) -> tuple[float, float] | None:  # (gap, variance)
-        if (node, suite, kind) in rows:
-            r = rows[(node, suite, kind)]
-            return r["gap"], r["se"] ** 2
-        if node not in memo:
-            ps = data.graph.parents.get(node, ())
-            parts = [line(p, seen | {node}) for p in ps if p not in seen]
-            memo[node] = None if not ps or len(parts) < len(ps) or None in parts else (
-                sum(x[0] for x in parts) / len(parts), sum(x[1] for x in parts) / len(parts) ** 2)
-        return memo[node]
+    def scored(node: str) -> tuple[float, float] | None:  # (gap, variance)
+        i = rows.index.get((node, suite, kind))
+        return None if i is None else (rows.col["gap"][i], rows.col["se"][i] ** 2)
 
-    found = [line(p, frozenset({mid})) for p in data.graph.parents.get(mid, ())]
+    def mean(_node: str, parts: list[tuple[float, float] | None]) -> tuple[float, float] | None:
+        got = [x for x in parts if x is not None]
+        if not parts or len(got) < len(parts):
+            return None
+        return sum(g for g, _v in got) / len(got), sum(v for _g, v in got) / len(got) ** 2
+
+    found = data.graph.stand_ins(mid, scored, mean)
     known = [x for x in found if x is not None]
     if not found or len(known) < len(found):
         return None
