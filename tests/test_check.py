@@ -118,6 +118,67 @@ def test_a_baseline_whose_documents_differ_or_that_is_broken_is_refused_in_one_l
     assert code == 2 and err.count("\n") == 1 and "not valid JSON" in err, (code, err)
 
 
+def write_plain_mean_suite(root: Path, sizes: dict[str, int]) -> Path:
+    """A suite of multiple-choice tasks of the given sizes whose score is the plain mean of its task means
+    (`aggregate.weight_by_size: false`), in a folder of its own."""
+    folder = root / "plain_mc"
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    words = ["tom", "ana", "bob", "kim"]
+    for k, (task, n) in enumerate(sizes.items()):
+        rows = [{"question": f"{words[(i + k) % 4]} has {i} pears", "choices": words,
+                 "answer": (i * (k + 1)) % 4} for i in range(n)]
+        (folder / "data" / f"{task}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        (folder / f"{task}.yaml").write_text(
+            f"task: {task}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: data/{task}.jsonl\n"
+            "test_split: test\noutput_type: multiple_choice\ndoc_to_text: '{{question}} answer :'\n"
+            "doc_to_choice: '{{choices}}'\ndoc_to_target: answer\nmetric_list:\n  - metric: acc\n")
+    (folder / "suite.yaml").write_text(
+        f"name: plain_mc\nversion: '1'\nkind: lm-eval\ndefault_split: test\nsplits:\n  test: {list(sizes)}\n"
+        "aggregate: {metric: acc, weight_by_size: false}\n")
+    return folder
+
+
+def test_a_plain_mean_suite_is_gated_on_the_leaderboard_s_number(tiny_llama, results, tmp_path: Path, store,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A suite whose score is the plain mean of its task means (weight_by_size: false), tasks of 8 and 120
+    documents: the gate's pooled difference is the leaderboard's candidate minus baseline, its baseline the
+    baseline's suite score, its stderr the plain mean's (numpy: sqrt(sum_t var_t / n_t) / k). Before, the pooled
+    test weighed every item alike: it judged the size-weighted mean, another number than the leaderboard's."""
+    import numpy as np
+    from scipy.stats import norm
+
+    from tests.factories import run_cli
+
+    monkeypatch.setenv("HARNESS_SUITES", str(tmp_path / "suites"))
+    write_plain_mean_suite(tmp_path / "suites", {"plain_small": 8, "plain_large": 120})
+    base, cand = tiny_llama("base", seed=0), tiny_llama("cand", seed=5)
+    code, _, err = run_cli("baseline", "save", str(base), "--suite", "plain_mc", "--name", "rel1", "--batch-size", "8")
+    assert code == 0, err
+    code, out, err = run_cli("check", "--candidate", str(cand), "--baseline", "rel1", "--no-promote", "--json",
+                             "--tolerance", "1", "--suite-tolerance", "1")
+    assert code == 0, err
+    verdict = json.loads(out)
+    pooled = verdict["pooled"]
+    code, out, err = run_cli("leaderboard", "--json")
+    assert code == 0, err
+    doc = json.loads((results / "baselines" / "rel1.json").read_text())
+    board = {{doc["model"]["id"]: "base", verdict["candidate"]: "cand"}[r["model_id"]]: r["value"]
+             for r in json.loads(out) if r["suite"] == "plain_mc"}
+    a = {t: np.array([d["samples"][k] for k in sorted(d["samples"], key=int)]) for t, d in doc["tasks"].items()}
+    samples = store.samples(verdict["candidate_run"])
+    b = {t: samples[(samples["task"] == t) & (samples["metric"] == "acc")].sort_values("doc_id")["score"].to_numpy()
+         for t in a}
+    weighted = sum(float(np.sum(b[t] - a[t])) for t in a) / sum(len(x) for x in a.values())
+    se = (pooled["ci_high"] - pooled["ci_low"]) / 2 / norm.ppf(0.975)
+    want_se = float(np.sqrt(sum(np.var(b[t] - a[t], ddof=1) / len(a[t]) for t in a)) / len(a))
+    print(f"plain-mean suite: leaderboard {board}, pooled diff {pooled['diff']:+.4f} (item-weighted "
+          f"{weighted:+.4f}), stderr {se:.5f} (numpy {want_se:.5f})")
+    assert len(board) == 2 and abs(pooled["diff"] - weighted) > 1e-3  # the weighting matters to the number
+    assert pooled["diff"] == pytest.approx(board["cand"] - board["base"], abs=1e-9)
+    assert pooled["baseline"] == pytest.approx(board["base"], abs=1e-9)
+    assert se == pytest.approx(want_se, rel=1e-9)
+
+
 def test_bad_tolerance_and_missing_baseline(results) -> None:
     from harness.cli.check_cmds import _tolerances
 

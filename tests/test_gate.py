@@ -323,3 +323,88 @@ def test_equal_models_fail_at_most_alpha_and_a_drop_of_the_mde_is_found_80_perce
     assert false_rate <= bound, false_rate
     assert abs(found["task"][0] - task_mde) < 0.01 and abs(found["pooled"][0] - pooled_mde) < 0.005, found
     assert found["task"][1] >= 0.8 - se and found["pooled"][1] >= 0.8 - se, found
+
+
+def _plain_mean_se(pairs: list[tuple[np.ndarray, np.ndarray]], keys: list[np.ndarray] | None = None) -> float:
+    """The stderr of the plain mean of the tasks' mean differences, by pandas: each item weighs 1 / (k n_t); by
+    task, sqrt(sum_t var_t / n_t) / k; by question, the clustered sqrt(G / (G - 1) sum_g (S_g - W_g D)^2) (S_g, W_g:
+    the question's weighted differences and weights, D the weighted total)."""
+    import pandas as pd
+
+    k = len(pairs)
+    df = pd.concat([pd.DataFrame({"task": t, "d": b - a, "w": 1 / (k * len(a)),
+                                  "q": keys[t] if keys is not None else [f"{t}#{i}" for i in range(len(a))]})
+                    for t, (a, b) in enumerate(pairs)])
+    if keys is None:
+        return float(np.sqrt(sum(g["d"].var(ddof=1) / len(g) for _, g in df.groupby("task"))) / k)
+    df["wd"] = df["w"] * df["d"]
+    total = df["wd"].sum()
+    by_q = df.groupby("q")[["wd", "w"]].sum()
+    g = len(by_q)
+    return float(np.sqrt(g / (g - 1) * ((by_q["wd"] - by_q["w"] * total) ** 2).sum()))
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_a_plain_mean_suite_is_gated_on_the_plain_mean_of_its_task_differences(shared: bool) -> None:
+    """A suite whose score is the plain mean of its task means (`aggregate.weight_by_size: false`): the pooled
+    difference is that score's difference (each task weighs 1/k, not n_t/N), its interval the stderr of that
+    difference. Tasks of 12, 60 and 400 items: the small one up 40 points, the large one down 3. Before, the pooled
+    difference was the item-weighted mean (-3.0 points) where the suite score moved +8.7 points."""
+    from scipy.stats import norm
+
+    rng = np.random.default_rng(3)
+    sizes, moves = {"small": 12, "mid": 60, "large": 400}, {"small": 0.4, "mid": 0.0, "large": -0.03}
+    base, cand = {}, {}
+    for t, n in sizes.items():
+        a = (rng.random(n) < 0.5).astype(float)
+        b = np.where(rng.random(n) < 0.15, 1 - a, a)  # noise both ways
+        up = np.flatnonzero(b == 0)[:round(moves[t] * n)] if moves[t] > 0 else []
+        down = np.flatnonzero(b == 1)[:round(-moves[t] * n)] if moves[t] < 0 else []
+        b[up], b[down] = 1.0, 0.0
+        base[t], cand[t] = _scores(a), _scores(b)
+    clusters = {t: {i: f"q{i}" if t != "large" else f"L{i}" for i in range(n)} for t, n in sizes.items()} \
+        if shared else None  # small and mid ask the same first 12 questions
+    pairs = [(np.array(list(base[t].values())), np.array(list(cand[t].values()))) for t in sorted(sizes)]
+    keys = [np.array(list(clusters[t].values()), dtype=object) for t in sorted(sizes)] if shared else None
+    plain = float(np.mean([np.mean(b - a) for a, b in pairs]))
+    weighted = float(np.sum([np.sum(b - a) for a, b in pairs]) / sum(sizes.values()))
+    assert plain - weighted > 0.1  # so the weighting matters to the verdict
+    pooled = compare(base, cand, tolerance=1.0, clusters=clusters, weight_by_size=False).pooled
+    se = (pooled.ci_high - pooled.ci_low) / 2 / norm.ppf(0.975)
+    print(f"plain-mean suite (shared {shared}): pooled diff {pooled.diff:+.4f} (plain {plain:+.4f}, item-weighted "
+          f"{weighted:+.4f}), stderr {se:.5f} (pandas {_plain_mean_se(pairs, keys):.5f}), {pooled.test}")
+    assert pooled.diff == pytest.approx(plain, abs=1e-12)
+    assert pooled.baseline == pytest.approx(np.mean([np.mean(a) for a, _ in pairs]), abs=1e-12)
+    assert pooled.candidate == pytest.approx(np.mean([np.mean(b) for _, b in pairs]), abs=1e-12)
+    assert se == pytest.approx(_plain_mean_se(pairs, keys), rel=1e-9)
+    by_size = compare(base, cand, tolerance=1.0, clusters=clusters).pooled  # the default: as before
+    assert by_size.diff == pytest.approx(weighted, abs=1e-12)
+
+
+def test_a_plain_mean_suite_s_pooled_test_keeps_its_level() -> None:
+    """No true difference, tasks of 10, 20, 40, 80 and 300 items weighed equally (weight_by_size: false): the pooled
+    test of the plain mean (a sign-flip test of the weighted differences) rejects at most alpha = 5% up to
+    simulation error (1,000 reps: 2 sd = 1.4 points); the gate's verdict on a suite (tolerances 0) fails at most
+    alpha. Equal sizes give McNemar's test, as with weight_by_size: true."""
+    from harness.analysis.gate import pooled_test
+
+    rng = np.random.default_rng(17)
+    sizes, reps, rejected, failed = (10, 20, 40, 80, 300), 1000, 0, 0
+    for r in range(reps):
+        pairs = []
+        for n in sizes:
+            p = rng.beta(2, 1.5, n)
+            pairs.append(((rng.random(n) < p).astype(float), (rng.random(n) < p).astype(float)))
+        test, p_value, *_ = pooled_test(pairs, seed=r, weight_by_size=False)
+        rejected += p_value < 0.05
+        if r < 200:
+            base = {f"t{j}": _scores(a) for j, (a, _) in enumerate(pairs)}
+            cand = {f"t{j}": _scores(b) for j, (_, b) in enumerate(pairs)}
+            failed += not compare(base, cand, tolerance=0.0, suite_tolerance=0.0, weight_by_size=False).passed
+    print(f"plain-mean suite, no true difference, {reps} reps: pooled rejections {rejected / reps:.3f}, "
+          f"gate failures {failed}/200 ({test})")
+    assert test == "sign-flip (pooled, tasks weighted equally)"
+    assert rejected / reps <= 0.05 + 2 * np.sqrt(0.05 * 0.95 / reps), rejected / reps
+    assert binomtest(failed, 200).proportion_ci(0.95).low <= 0.05, failed
+    same = [(np.array([1.0, 0, 1, 0]), np.array([0.0, 0, 1, 1])), (np.array([1.0, 1, 0, 0]), np.array([0.0, 1, 0, 0]))]
+    assert pooled_test(same, weight_by_size=False)[:2] == pooled_test(same)[:2]

@@ -6,9 +6,11 @@ difference": McNemar's exact test when both are 0/1 scores, a paired t-test othe
 exact sign-flip p-value 2^(1-n), so one or two items never give p = 0). Besides the per-task tests, a pooled test
 over all items of the suite, stratified by task (the item-weighted mean difference with the within-task variance;
 exact McNemar on the pooled discordant pairs for 0/1 scores), catches a small drop spread over many tasks (57 MMLU
-subjects each 1.5 points down). p-values are Holm-corrected across the tasks and the pooled test together. A task
-FAILS when its drop is larger than its tolerance AND its Holm p-value is below alpha; the suite FAILS when the pooled
-drop is larger than `suite_tolerance` AND its Holm p-value is below alpha. When some tasks pose the same questions
+subjects each 1.5 points down); on a suite whose score is the plain mean of its task means (weight_by_size: false)
+each item weighs 1 / (k n_t) (task_weights), so the pooled difference is the leaderboard's. p-values are
+Holm-corrected across the tasks and the pooled test together. A task FAILS when its drop is larger than its
+tolerance AND its Holm p-value is below alpha; the suite FAILS when the pooled drop is larger than
+`suite_tolerance` AND its Holm p-value is below alpha. When some tasks pose the same questions
 (zoo_math's multiple choice and generation score the same documents; MGSM asks a problem in 11 languages:
 `clusters` names each item's question, the samples' doc_hash or the seed a twin map ties it to,
 harness/seed_questions.py), the pooled test counts each question once: a sign-flip test of the per-question sums of the
@@ -128,11 +130,21 @@ FLIPS = 20_000  # Monte Carlo sign flips of the clustered pooled test beyond EXA
 EXACT_FLIPS = 16
 
 
+def task_weights(sizes: list[int], weight_by_size: bool = True) -> np.ndarray:
+    """Each task's item weight relative to 1 / N (N items in all): 1 for the size-weighted mean (every item alike),
+    N / (k n_t) for the plain mean of k task means (a suite's `aggregate.weight_by_size: false`), so the weighted
+    items' sum over N is the difference of the suite score as its rule defines it."""
+    n, k = sum(sizes), len(sizes)
+    return np.ones(k) if weight_by_size else np.array([n / (k * m) for m in sizes])
+
+
 def pooled_test(pairs: list[tuple[np.ndarray, np.ndarray]], keys: list[np.ndarray] | None = None,
-                seed: int = 0) -> tuple[str, float, float, float, int]:
-    """The stratified test over all items: (test, p, mean diff, its stderr, n). 0/1 scores: exact McNemar on the
-    pooled discordant pairs; else a normal test of the item-weighted mean with the within-task variances. With
-    `keys` (each item's question) naming a question in more than one item: the test by question (clustered_test)."""
+                seed: int = 0, weight_by_size: bool = True) -> tuple[str, float, float, float, int]:
+    """The stratified test over all items: (test, p, mean diff, its stderr, n), the mean weighted as the suite score
+    is (task_weights). 0/1 scores: exact McNemar on the pooled discordant pairs (tasks weighted equally and of
+    unequal sizes: the sign-flip test of the weighted differences, McNemar's with weights); else a normal test with
+    the within-task variances. With `keys` (each item's question) naming a question in more than one item: the
+    test by question (clustered_test)."""
     from scipy.stats import norm
 
     from harness.stats import mcnemar_exact
@@ -140,18 +152,26 @@ def pooled_test(pairs: list[tuple[np.ndarray, np.ndarray]], keys: list[np.ndarra
     n = sum(len(a) for a, _ in pairs)
     if n == 0:
         return "none", 1.0, 0.0, 0.0, 0
+    w = task_weights([len(a) for a, _ in pairs], weight_by_size)
+    equal = bool(np.allclose(w, 1.0))
     if keys is not None:
         flat = np.concatenate([np.asarray(k, dtype=object) for k in keys])
         if len(set(flat.tolist())) < flat.size:
-            return clustered_test(np.concatenate([b - a for a, b in pairs]), flat, seed)
-    diff = sum(float(np.sum(b - a)) for a, b in pairs) / n
-    var = sum(len(a) * float(np.var(b - a, ddof=1)) for a, b in pairs if len(a) > 1) / n ** 2
+            item_w = np.concatenate([np.full(len(a), c) for (a, _), c in zip(pairs, w, strict=True)])
+            return clustered_test(np.concatenate([b - a for a, b in pairs]), flat, seed, None if equal else item_w)
+    diff = sum(c * float(np.sum(b - a)) for (a, b), c in zip(pairs, w, strict=True)) / n
+    var = sum(c * c * len(a) * float(np.var(b - a, ddof=1)) for (a, b), c in zip(pairs, w, strict=True)
+              if len(a) > 1) / n ** 2
     if all(_binary(a) and _binary(b) for a, b in pairs):
+        if not equal:
+            d = np.concatenate([c * (b - a) for (a, b), c in zip(pairs, w, strict=True)])
+            return "sign-flip (pooled, tasks weighted equally)", sign_flip_p(d[d != 0], seed), diff, \
+                float(np.sqrt(var)), n
         a_only = sum(int(np.sum((a == 1) & (b == 0))) for a, b in pairs)
         b_only = sum(int(np.sum((a == 0) & (b == 1))) for a, b in pairs)
         return "mcnemar (pooled)", mcnemar_exact(a_only, b_only), diff, float(np.sqrt(var)), n
     if var <= 0:  # each task's differences constant (tasks of one item), not always one task's as another's
-        d = np.concatenate([b - a for a, b in pairs])
+        d = np.concatenate([c * (b - a) for (a, b), c in zip(pairs, w, strict=True)])
         d = d[d != 0]
         if diff == 0 or d.size == 0:
             return "none", 1.0, diff, 0.0, n
@@ -160,15 +180,19 @@ def pooled_test(pairs: list[tuple[np.ndarray, np.ndarray]], keys: list[np.ndarra
     return "stratified-z", float(2 * norm.sf(abs(diff) / np.sqrt(var))), diff, float(np.sqrt(var)), n
 
 
-def clustered_test(diff: np.ndarray, keys: np.ndarray, seed: int = 0) -> tuple[str, float, float, float, int]:
+def clustered_test(diff: np.ndarray, keys: np.ndarray, seed: int = 0,
+                   weights: np.ndarray | None = None) -> tuple[str, float, float, float, int]:
     """The pooled test when items share questions: under "no difference" each question's sum of differences is as
     likely to come out negated (the assumption McNemar's test makes of one item), so flipping the signs of the
-    per-question sums gives the null distribution of their total; stderr sqrt(G / (G - 1) sum_g (D_g - n_g d)^2) / n."""
+    per-question sums gives the null distribution of their total; stderr sqrt(G / (G - 1) sum_g (D_g - W_g d)^2) / n
+    (D_g: the question's sum of weighted differences, W_g: of its items' weights, task_weights; 1 each unless the
+    suite weighs its tasks equally)."""
+    wd = diff if weights is None else weights * diff
     _, inv = np.unique(keys.astype(str), return_inverse=True)
-    sums = np.bincount(inv, weights=diff)
-    sizes = np.bincount(inv).astype(float)
+    sums = np.bincount(inv, weights=wd)
+    sizes = np.bincount(inv, weights=weights).astype(float)
     n, g = diff.size, sums.size
-    mean = float(diff.sum()) / n
+    mean = float(wd.sum()) / n
     se = float(np.sqrt(g / (g - 1) * np.sum((sums - sizes * mean) ** 2)) / n) if g > 1 else 0.0
     return "sign-flip (pooled, by question)", sign_flip_p(sums[sums != 0], seed), mean, se, n
 
@@ -200,9 +224,12 @@ def compare(
     seed: int = 0,
     suite_tolerance: float = 0.01,
     clusters: Mapping[str, Mapping[int, str]] | None = None,
+    weight_by_size: bool = True,
 ) -> GateResult:
     """Gate `candidate` against `baseline`: both map task -> {doc_id: score}; `clusters` task -> {doc_id: the
-    question it poses} (a doc_hash or a twin map's seed) for the pooled test, where tasks share questions."""
+    question it poses} (a doc_hash or a twin map's seed) for the pooled test, where tasks share questions;
+    `weight_by_size` the suite's rule (False: its score is the plain mean of its task means, and so is the pooled
+    difference)."""
     from harness.stats import paired_compare
 
     per_task_tolerance = per_task_tolerance or {}
@@ -217,7 +244,7 @@ def compare(
         test, p = _p_value(a, b, cmp.mcnemar_p)
         rows.append((task, a, b, cmp, test, p, [(clusters or {}).get(task, {}).get(i) or f"{task}#{i}" for i in ids]))
     keys = [np.array(r[6], dtype=object) for r in rows] if clusters else None
-    pooled = pooled_test([(r[1], r[2]) for r in rows], keys, seed) if len(rows) > 1 else None
+    pooled = pooled_test([(r[1], r[2]) for r in rows], keys, seed, weight_by_size) if len(rows) > 1 else None
     m = len(rows) + (pooled is not None)
     adjusted = holm([r[5] for r in rows] + ([pooled[1]] if pooled else []))
     verdicts = []
@@ -229,18 +256,21 @@ def compare(
             task, cmp.n, cmp.mean_a, cmp.mean_b, cmp.mean_diff, cmp.ci_low, cmp.ci_high, test, p, p_adj, tol,
             task_mde, task_mde <= tol, failed,
         ))
-    pooled_v = _pooled_verdict(rows, pooled, adjusted[-1], suite_tolerance, alpha, m) if pooled else None
+    pooled_v = _pooled_verdict(rows, pooled, adjusted[-1], suite_tolerance, alpha, m, weight_by_size) \
+        if pooled else None
     passed = not any(v.failed for v in verdicts) and not missing and not (pooled_v and pooled_v.failed)
     return GateResult(passed, alpha, verdicts, missing, pooled_v)
 
 
-def _pooled_verdict(rows: list, pooled: tuple, p_adj: float, tol: float, alpha: float, m: int) -> TaskVerdict:
+def _pooled_verdict(rows: list, pooled: tuple, p_adj: float, tol: float, alpha: float, m: int,
+                    weight_by_size: bool = True) -> TaskVerdict:
     from scipy.stats import norm
 
     test, p, diff, se, n = pooled
-    base = sum(float(np.sum(r[1])) for r in rows) / n
+    w = task_weights([len(r[1]) for r in rows], weight_by_size)
+    base = sum(c * float(np.sum(r[1])) for r, c in zip(rows, w, strict=True)) / n
     half = float(norm.ppf(1 - alpha / 2)) * se
-    sd = float(np.sqrt(sum(len(r[1]) * diff_sd(r[1], r[2]) ** 2 for r in rows) / n))
+    sd = float(np.sqrt(sum(c * c * len(r[1]) * diff_sd(r[1], r[2]) ** 2 for r, c in zip(rows, w, strict=True)) / n))
     if "by question" in test:  # questions asked twice: the clustered spread, where it is the larger
         sd = max(sd, se * float(np.sqrt(n)))
     pooled_mde = mde(sd, n, alpha, m)

@@ -53,6 +53,15 @@ def suite_metric(suite: str, split: str | None = None) -> str | None:
     return rule.metric_for(split) if rule else None
 
 
+def suite_weighs_by_size(suite: str) -> bool:
+    """Whether the suite's score weighs its tasks by size (suite.yaml `aggregate.weight_by_size`, default true) or
+    is the plain mean of its task means, so a gate's pooled difference is the leaderboard's."""
+    from harness.suites import score_rules
+
+    rule = score_rules().get(suite)
+    return rule.weight_by_size if rule else True
+
+
 def _metric_rows(samples: Any, metric: str | Mapping[str, str] | None) -> list[tuple[str, str, Any]]:
     """(task, metric, its rows) per task: `metric` (one for all, or per task: a baseline's), else the task's
     primary metric."""

@@ -26,6 +26,7 @@ from harness.workflows.baseline import (
     read_baseline,
     scores_by_task,
     suite_metric,
+    suite_weighs_by_size,
     task_samples,
     write_baseline,
 )
@@ -153,7 +154,8 @@ def run_check(
                            "re-save the baseline with the current suite and settings, or pass --allow-mismatch")
     result = compare(scores_by_task(doc["tasks"]), {t: d["samples"] for t, d in cand.items()},
                      tolerance=tolerance, per_task_tolerance=per_task, alpha=alpha, suite_tolerance=suite_tolerance,
-                     clusters=questions(samples, metric, suite, run.split))
+                     clusters=questions(samples, metric, suite, run.split),
+                     weight_by_size=suite_weighs_by_size(suite))
     check_id = "c" + hash_json({"candidate": res.model_id, "baseline": doc["run_id"], "tol": tolerance,
                                 "per_task": per_task, "alpha": alpha, "suite_tol": suite_tolerance})[:19]
     title = f"harness check: {res.model_name} vs {doc['name']} on {suite}"
