@@ -179,6 +179,32 @@ def test_a_plain_mean_suite_is_gated_on_the_leaderboard_s_number(tiny_llama, res
     assert se == pytest.approx(want_se, rel=1e-9)
 
 
+def test_a_baseline_saved_under_other_engines_is_said_not_refused(tiny_llama, results, tiny_suite, store) -> None:
+    """A baseline saved under another transformers than the candidate's run: the check still gates (an upgrade
+    must not break every baseline) but says it, one report line and `engines_changed` in --json naming what
+    changed. Before, backend.version was recorded and never compared: the two were compared silently."""
+    from importlib.metadata import version
+
+    from tests.factories import run_cli
+
+    model = tiny_llama("m")
+    code, _, err = run_cli("baseline", "save", str(model), "--suite", "tiny_mc", "--name", "rel1", "--batch-size", "8")
+    assert code == 0, err
+    path = results / "baselines" / "rel1.json"
+    doc = json.loads(path.read_text())
+    now = version("transformers")
+    assert f"transformers {now}" in doc["backend"]["version"]
+    code, out, err = run_cli("check", "--candidate", str(model), "--baseline", "rel1", "--no-promote")
+    assert code == 0 and "engines differ" not in out, (code, err)
+    doc["backend"]["version"] = doc["backend"]["version"].replace(f"transformers {now}", "transformers 4.0.0")
+    path.write_text(json.dumps(doc))
+    code, out, err = run_cli("check", "--candidate", str(model), "--baseline", "rel1", "--no-promote", "--json")
+    assert code == 0 and json.loads(out)["engines_changed"] == f"transformers 4.0.0 -> {now}", (code, out, err)
+    code, out, err = run_cli("check", "--candidate", str(model), "--baseline", "rel1", "--no-promote")
+    (line,) = [x for x in out.splitlines() if "engines differ" in x]
+    assert code == 0 and f"engines differ: transformers 4.0.0 -> {now}" in line, (code, out, err)
+
+
 def test_bad_tolerance_and_missing_baseline(results) -> None:
     from harness.cli.check_cmds import _tolerances
 

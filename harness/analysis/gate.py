@@ -22,7 +22,7 @@ pairs, at least 3/n, the rule-of-three bound when none is seen) or the observed 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -278,10 +278,10 @@ def _pooled_verdict(rows: list, pooled: tuple, p_adj: float, tol: float, alpha: 
                        pooled_mde, pooled_mde <= tol, bool(diff < -tol and p_adj < alpha))
 
 
-def markdown_report(result: GateResult, title: str) -> str:
-    """A pull-request comment: verdict first, then one row per task."""
+def markdown_report(result: GateResult, title: str, notes: Sequence[str] = ()) -> str:
+    """A pull-request comment: verdict first (with `notes`, one line each), then one row per task."""
     head = "PASSED" if result.passed else "FAILED"
-    lines = [f"## {title}: {head}", ""]
+    lines = [f"## {title}: {head}", "", *notes]
     if result.failed_tasks:
         lines.append(f"Significant drops beyond tolerance: {', '.join(result.failed_tasks)}.")
     if result.missing:

@@ -8,6 +8,7 @@ event: the candidate was chosen for release on this suite, which the overfitting
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ class CheckOutcome:
     result: GateResult
     candidate_run: str
     report: str  # Markdown
+    engines_changed: str | None = None  # the baseline's engines -> the candidate's, where they differ
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -49,7 +51,7 @@ class CheckOutcome:
             "underpowered_tasks": self.result.underpowered_tasks, "missing_tasks": self.result.missing,
             "candidate_run": self.candidate_run, "tasks": [v.to_dict() for v in self.result.verdicts],
             "pooled": self.result.pooled.to_dict() if self.result.pooled else None,
-            "interval_level": self.result.level,
+            "interval_level": self.result.level, "engines_changed": self.engines_changed,
         }
 
 
@@ -107,6 +109,19 @@ def _mismatches(doc: dict[str, Any], run: Any) -> list[str]:
     return out
 
 
+def engine_changes(before: str | None, after: str | None) -> str | None:
+    """What changed between two runs' engines (their backend versions, 'transformers 4.57.1, torch 2.8.0'): each
+    engine whose version differs, 'transformers 4.57.1 -> 5.0.0'; None when alike."""
+    if (before or None) == (after or None):
+        return None
+    if not before or not after:
+        return f"{before or 'not recorded'} -> {after or 'not recorded'}"
+    old, new = (dict(re.findall(r"([A-Za-z][\w.-]*) (\d[\w.+-]*)", v)) for v in (before, after))
+    names = [*old, *(k for k in new if k not in old)]
+    changed = [f"{k} {old.get(k, '(none)')} -> {new.get(k, '(none)')}" for k in names if old.get(k) != new.get(k)]
+    return ", ".join(changed) or f"{before!r} -> {after!r}"
+
+
 def _other_documents(doc: dict[str, Any], cand: dict[str, dict[str, Any]]) -> list[str]:
     """Tasks the candidate scored on other documents than the baseline (a baseline edited by hand, unscorable
     samples): the gate would judge only the documents both have."""
@@ -159,8 +174,11 @@ def run_check(
     check_id = "c" + hash_json({"candidate": res.model_id, "baseline": doc["run_id"], "tol": tolerance,
                                 "per_task": per_task, "alpha": alpha, "suite_tol": suite_tolerance})[:19]
     title = f"harness check: {res.model_name} vs {doc['name']} on {suite}"
+    engines = engine_changes(doc.get("backend", {}).get("version"), run.backend_version)
+    notes = [f"engines differ: {engines} (baseline -> candidate); scores can move with them: re-save the "
+             "baseline under the candidate's engines to compare like with like."] if engines else []
     outcome = CheckOutcome(check_id, res.model_id, doc["name"], suite, result, res.run_id,
-                           markdown_report(result, title))
+                           markdown_report(result, title, notes), engines)
     store.add_check(check_id, res.model_id, doc["name"], suite, result.passed, outcome.to_dict())
     if result.passed and promote:
         store.select(res.model_id, suite, "check", split=run.split, process_id=check_id,
