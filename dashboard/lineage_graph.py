@@ -31,15 +31,15 @@ def paths_to_roots(data: Data, model_id: str, limit: int = 6, max_len: int = 500
     return out
 
 
-def chains(data: Data, gaps: pd.DataFrame, model_id: str, suite: str, kind: str, limit: int = 6) -> pd.DataFrame:
-    """One row per (chain, step): the model on it, its public and twin score and their gap as the overfitting
-    analysis has them (`gaps`: harness.analysis.twin_gaps, paired through the twin's map over the items both runs
-    scored, as `harness overfit` flags on), and an in-sample mark."""
+def chains(data: Data, gaps: pd.DataFrame, paths: list[list[str]], suite: str, kind: str) -> pd.DataFrame:
+    """One row per (chain, step) of `paths` (paths_to_roots): the model on it, its public and twin score and their
+    gap as the overfitting analysis has them (`gaps`: harness.analysis.twin_gaps, paired through the twin's map over
+    the items both runs scored, as `harness overfit` flags on), and an in-sample mark."""
     import pandas as pd
 
     own = gaps[(gaps["suite"] == suite) & (gaps["kind"] == kind)].drop_duplicates("model_id").set_index("model_id")
     rows = []
-    for i, path in enumerate(paths_to_roots(data, model_id, limit), 1):
+    for i, path in enumerate(paths, 1):
         label = f"chain {i}: {data.names.get(path[0], path[0][:12])} ... ({len(path) - 1} steps)"
         for step, m in enumerate(path):
             if m in own.index:

@@ -252,6 +252,13 @@ def gaps(db: str) -> pd.DataFrame:
     return analysed(db)[0]
 
 
+@per_version
+def gaps_of(db: str, models: tuple[str, ...]) -> pd.DataFrame:
+    """The twin gaps of these models (the Lineage page's chains) at the store's version: their rows of `gaps`, the
+    same figures (each row comes from its own two runs), without the whole analysis of a store never analysed."""
+    return twin_gaps(_store(db), base(db), models=models)
+
+
 def coverage(db: str) -> CoverageTable:
     """Every (model, public suite): checked (with the smallest excess it could flag) or why not."""
     return analysed(db)[2]

@@ -165,6 +165,27 @@ def test_pairing_only_through_the_map_and_shuffled_ids_do_not_pair(store, tmp_pa
     assert not any(r.paired for r in unmapped.values())
 
 
+def test_the_gaps_of_some_models_are_their_rows_of_every_models_gaps(store) -> None:
+    """twin_gaps(..., models=) (the dashboard's Lineage page: the models on one model's chains, not the whole store)
+    gives each of those models' rows as every model's gaps have them, bit for bit: a row is computed from its own
+    two runs (paired through the map, or unpaired)."""
+    import pandas as pd
+
+    from harness.analysis.twin_gaps import twin_gaps
+
+    path, docs = store
+    data = gather(Store(path), twins=mapped_twins(path, docs))
+    every, key = data.gaps, ["model_id", "suite", "kind"]
+    ids = sorted(set(every["model_id"].tolist()))
+    assert every["paired"].any() and (~every["paired"]).any() and len(ids) > 6
+    for some in (ids[::3], ids[-1:], ["nobody"]):
+        got = twin_gaps(Store(path), data, models=some).sort_values(key, ignore_index=True)
+        want = every[every["model_id"].isin(some)].sort_values(key, ignore_index=True)
+        assert len(got) == len(want)
+        pd.testing.assert_frame_equal(got, want, check_exact=True, check_dtype=bool(len(want)),
+                                      check_index_type=False)
+
+
 def test_a_map_that_does_not_know_a_scored_item_refuses_to_pair(store, tmp_path: Path) -> None:
     path, docs = store
     small = mapped_twins(tmp_path / "small", docs - 10)  # a map of 110 items for runs of 120: other data

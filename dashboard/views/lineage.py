@@ -7,7 +7,7 @@ import pandas as pd
 import queries as q
 import streamlit as st
 import widgets
-from lineage_graph import chains, dot_graph
+from lineage_graph import chains, dot_graph, paths_to_roots
 
 MAX_NODES = 80
 MAX_CHAINS = 6
@@ -54,10 +54,9 @@ if not kinds:
     st.stop()
 kind = st.selectbox("Twin", list(kinds), key="lin_kind",
                     format_func=lambda k: f"{k} ({kinds[k].ref}, {kinds[k].relation})")
-frame = chains(data, q.gaps(db), model_id, suite, kind, limit=MAX_CHAINS)  # the gaps `harness overfit` flags on
-if q.analysis_is_stale(db):
-    st.info("The store has changed since these gaps were computed: the new ones are being computed. Reload in a "
-            "few seconds.")
+paths = paths_to_roots(data, model_id, MAX_CHAINS)
+on_chains = tuple(sorted({m for path in paths for m in path}))
+frame = chains(data, q.gaps_of(db, on_chains), paths, suite, kind)  # the gaps `harness overfit` flags on
 if frame.empty:
     st.info("No scores along this model's chains for this suite and twin.")
     st.stop()

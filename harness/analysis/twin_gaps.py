@@ -1,6 +1,7 @@
 """The gap between each public score and its twins: paired through the twin's map, else unpaired.
 
     gaps = twin_gaps(store, data)    # one row per (model, suite, twin kind): evidence.GAP_COLUMNS
+    some = twin_gaps(store, data, models=["3f2a..."])  # those models' rows of it
 
 An independent twin (different items) is compared unpaired: public - twin, stderr sqrt(se_p^2 + se_t^2). An aligned
 or derived twin pairs each twin item with its public seed through the map (harness/twinmaps.py,
@@ -13,6 +14,7 @@ English): then there is no gap rather than a wrong one.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -128,9 +130,13 @@ def _join(codes: np.ndarray, p_pos: np.ndarray, t_pos: np.ndarray, sc: pd.DataFr
     return p_pos[b >= 0], b[b >= 0]
 
 
-def twin_gaps(store: Store, data: Data) -> pd.DataFrame:
-
+def twin_gaps(store: Store, data: Data, models: Collection[str] | None = None) -> pd.DataFrame:
+    """The gaps of every model, or of `models` only (the dashboard's Lineage page: the models on one model's chains):
+    the same rows, each computed from its own two runs, without reading every model's documents."""
     g = _unpaired(data)
+    if models is not None:
+        wanted = set(models)
+        g = g[[m in wanted for m in g["model_id"].tolist()]]  # in a set: Series.isin hashes Arrow strings slowly
     if g.empty:
         return empty_gaps()
     mapped = g[g["relation"] != "independent"]
