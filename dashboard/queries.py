@@ -250,8 +250,9 @@ def flags(db: str) -> list[Flag]:
 
 @per_version
 def gaps_of(db: str, models: tuple[str, ...]) -> pd.DataFrame:
-    """The twin gaps of these models (the Lineage page's chains) at the store's version: their rows of the analysis's gaps, the
-    same figures (each row comes from its own two runs), without the whole analysis of a store never analysed."""
+    """The twin gaps of these models (the Lineage page's chains) at the store's version: their rows of the
+    analysis's gaps, the same figures (each row comes from its own two runs), without the whole analysis of a store
+    never analysed."""
     return twin_gaps(_store(db), base(db), models=models)
 
 
