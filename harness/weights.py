@@ -12,19 +12,31 @@ from pathlib import Path
 from typing import Any
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
-ENSEMBLE_KEY = "harness_ensemble"  # config.json of an ensemble folder lists its members under this key
+ENSEMBLE_KEY = "harness_ensemble"  # config.json of an ensemble folder lists its members' model ids under this key
+ENSEMBLE_PATHS = "ensemble_members.json"  # and where they are: no model file, so no part of the ensemble's id
 
 
-def weight_folders(folder: Path) -> list[Path]:
-    """The folders that hold a model's weights: the folder itself, or an ensemble folder's members."""
+def ensemble_members(folder: Path) -> list[tuple[Path, str]] | None:
+    """An ensemble folder's members as (folder, model id), in order; None for a folder that is no ensemble. Their
+    paths are in ENSEMBLE_PATHS (a folder made before it lists them in config.json)."""
     import json
 
     try:
         listed = json.loads((folder / "config.json").read_text()).get(ENSEMBLE_KEY) or {}
-    except (OSError, ValueError, AttributeError):
-        return [folder]
-    members = listed.get("members") if isinstance(listed, dict) else None
-    return [Path(m["path"]) for m in members] if members else [folder]
+        members = listed.get("members") if isinstance(listed, dict) else None
+        if not members:
+            return None
+        there = folder / ENSEMBLE_PATHS
+        paths = json.loads(there.read_text()) if there.is_file() else [m["path"] for m in members]
+        return [(Path(p), m["model_id"]) for p, m in zip(paths, members, strict=True)]
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        return None
+
+
+def weight_folders(folder: Path) -> list[Path]:
+    """The folders that hold a model's weights: the folder itself, or an ensemble folder's members."""
+    members = ensemble_members(folder)
+    return [p for p, _ in members] if members else [folder]
 
 
 def pickle_files(folder: Path) -> list[Path]:

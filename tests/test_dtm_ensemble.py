@@ -87,3 +87,25 @@ def test_a_member_changed_since_the_ensemble_was_made_is_refused(tiny_llama, tmp
     assert _by_hand(b, *REQUESTS[0])[0] != pytest.approx(lb_before, abs=1e-3) and hash_model_dir(folder) == before
     with pytest.raises(HarnessError, match="changed since the ensemble was made"):
         make_lm(folder, BackendOptions(device="cpu", add_bos_token=False))
+
+
+def test_an_ensembles_id_is_its_members_ids_wherever_they_are(tiny_llama, tmp_path: Path, results: Path) -> None:
+    """The same members in two folders (the same study run from another results folder) make one ensemble id, so
+    its runs are shared; the id follows the members' ids, and the folder still finds (and checks) its members."""
+    import shutil
+
+    from harness.evaluate.backends.ensemble import checked_members
+    from harness.weights import weight_folders
+
+    a, b = tiny_llama("a", seed=0), tiny_llama("b", seed=1)
+    ids = [hash_model_dir(a), hash_model_dir(b)]
+    ens = {}
+    for where in ("here", "there"):
+        members = [shutil.copytree(m, tmp_path / where / "models" / m.name) for m in (a, b)]
+        assert [hash_model_dir(m) for m in members] == ids  # copies: the same model ids
+        ens[where] = ensemble_folder([(m, i) for m, i in zip(members, ids, strict=True)], tmp_path / where / "ens")
+        assert checked_members(ens[where]) == [m.resolve() for m in members] == weight_folders(ens[where])
+    assert hash_model_dir(ens["here"]) == hash_model_dir(ens["there"])
+    c = tiny_llama("c", seed=2)
+    other = ensemble_folder([(a, ids[0]), (c, hash_model_dir(c))], tmp_path / "other")
+    assert hash_model_dir(other) != hash_model_dir(ens["here"])

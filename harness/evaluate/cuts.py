@@ -44,7 +44,7 @@ def context_length(backend: str, target: ModelTarget, bo: BackendOptions) -> int
     if backend == "ensemble":
         from harness.evaluate.backends.ensemble import members_of
 
-        return min(AutoConfig.from_pretrained(p).max_position_embeddings for p in members_of(target.path))
+        return min(AutoConfig.from_pretrained(p).max_position_embeddings for p, _ in members_of(target.path))
     config = AutoConfig.from_pretrained(str(target.path), trust_remote_code=bo.trust_remote_code)
     return resolve_max_length(config, _tokenizer(target, bo), default=2048)  # HFLM's and VLLM's default
 

@@ -1,8 +1,9 @@
 """A K-model ensemble: every token's log-probability is the average of its members' log-probabilities.
 
 An ensemble is a folder made by `ensemble_folder(members, out)`: the first member's tokenizer and config.json,
-with the members (paths and content ids) listed under config.json's `harness_ensemble` key, so the folder's
-content hash, and every run id, changes with its members. Evaluate it like any model:
+with the members' content ids listed under config.json's `harness_ensemble` key, so the folder's content hash, and
+every run id, changes with its members and only with them: their paths are in ensemble_members.json, which is no
+model file, so the same members in another folder make the same ensemble. Evaluate it like any model:
 
     harness eval results/ensembles/E --suite zoo_math --backend ensemble
 
@@ -24,12 +25,12 @@ from typing import TYPE_CHECKING, Any
 from harness.atomic import atomic_dir
 from harness.errors import HarnessError
 from harness.evaluate.backends.base import BackendOptions, ModelTarget, package_version
-from harness.weights import ENSEMBLE_KEY
+from harness.weights import ENSEMBLE_KEY, ENSEMBLE_PATHS, ensemble_members
 
 if TYPE_CHECKING:
     from lm_eval.api.model import LM
 
-KEY = ENSEMBLE_KEY  # the members listed in config.json (harness.weights reads them too)
+KEY = ENSEMBLE_KEY  # the members' ids listed in config.json (harness.weights reads them)
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
                    "vocab.json", "merges.txt", "chat_template.jinja")
 
@@ -40,26 +41,29 @@ def ensemble_folder(members: list[tuple[Path, str]], out: Path) -> Path:
         raise HarnessError("an ensemble needs at least one member", "list the member models")
     first = Path(members[0][0])
     config = json.loads((first / "config.json").read_text())
-    config[KEY] = {"members": [{"path": str(Path(p).resolve()), "model_id": mid} for p, mid in members]}
+    config[KEY] = {"members": [{"model_id": mid} for _, mid in members]}
     text = json.dumps(config, indent=2, sort_keys=True) + "\n"
-    if (out / "config.json").is_file() and (out / "config.json").read_text() == text:
+    paths = json.dumps([str(Path(p).resolve()) for p, _ in members], indent=2) + "\n"
+    if all((out / n).is_file() and (out / n).read_text() == t for n, t in (("config.json", text), (ENSEMBLE_PATHS,
+                                                                                                 paths))):
         return out
     with atomic_dir(out) as tmp:
         for name in TOKENIZER_FILES:
             if (first / name).is_file():
                 shutil.copy2(first / name, tmp / name)
         (tmp / "config.json").write_text(text)
+        (tmp / ENSEMBLE_PATHS).write_text(paths)
         (tmp / "README.md").write_text("# ensemble\n\n" + "\n".join(f"- {p} ({m[:12]})" for p, m in members) + "\n")
     return out
 
 
-def members_of(folder: Path) -> list[Path]:
-    try:
-        listed = json.loads((folder / "config.json").read_text())[KEY]["members"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise HarnessError(f"{folder} is not an ensemble folder (no {KEY} in config.json)",
-                           "make one with harness.evaluate.backends.ensemble.ensemble_folder") from None
-    return [Path(m["path"]) for m in listed]
+def members_of(folder: Path) -> list[tuple[Path, str]]:
+    """(folder, model id) of each member."""
+    members = ensemble_members(folder)
+    if members is None:
+        raise HarnessError(f"{folder} is not an ensemble folder (no {KEY} in config.json or no {ENSEMBLE_PATHS})",
+                           "make one with harness.evaluate.backends.ensemble.ensemble_folder")
+    return members
 
 
 def checked_members(folder: Path) -> list[Path]:
@@ -67,15 +71,14 @@ def checked_members(folder: Path) -> list[Path]:
     of the folder's identity, so of every run id and request cache key of the ensemble)."""
     from harness.identity import model_id
 
-    paths = members_of(folder)  # refuses a folder that is no ensemble
-    listed = json.loads((folder / "config.json").read_text())[KEY]["members"]
-    for path, member in zip(paths, listed, strict=True):
+    members = members_of(folder)  # refuses a folder that is no ensemble
+    for path, made in members:
         now = model_id(path) if (path / "config.json").is_file() else "missing"
-        if now != member["model_id"]:
+        if now != made:
             raise HarnessError(f"ensemble member {path} changed since the ensemble was made (model id "
-                               f"{member['model_id'][:12]}, now {now[:12]})",
+                               f"{made[:12]}, now {now[:12]})",
                                "make the ensemble folder again from its members (ensemble_folder)")
-    return paths
+    return [p for p, _ in members]
 
 
 def make_lm(folder: Path, options: BackendOptions) -> LM:
