@@ -181,3 +181,34 @@ def test_random_clusters_are_random_whatever_the_files_order(tiny_llama, tmp_pat
     shares = [sum(examples[i].prompt.startswith("tom") for i in g) / len(g) for g in groups(labels["random"], 2)]
     assert [len(g) for g in groups(labels["random"], 2)] == [100, 100]
     assert all(0.35 < s < 0.65 for s in shares), shares
+
+
+def test_training_data_holding_evaluated_questions_is_refused_before_training(results: Path, store,
+                                                                            tmp_path: Path) -> None:
+    """A study on a JSONL file that holds questions of a suite split it evaluates would score every model on
+    questions it was trained on. Three of zoo_math's heldout questions (read from the suite's own data file; one with
+    other case and spacing) among the zoo's instruction data are refused before anything is written or trained; the
+    zoo's data alone (disjoint from every suite item by construction) passes the same check."""
+    from harness.train.overlap import check_disjoint
+    from harness.workflows.dtm import run_dtm, study_folder
+    from harness.workflows.dtm_config import load_config
+    from harness.zoo.instructions import zoo_instructions
+
+    repo = Path(__file__).resolve().parent.parent
+    heldout = [json.loads(line) for line in (repo / "suites/zoo/zoo_math/data/heldout.jsonl").read_text().splitlines()]
+    clean = zoo_instructions(64, 0.5, 0)
+    leaked = [Example(d["question"], d["answer"]) for d in heldout[5:8]]
+    leaked[1] = Example("  " + leaked[1].prompt.upper().replace(" ", "   ") + " ", leaked[1].response)
+    write_instructions(tmp_path / "clean.jsonl", clean)
+    write_instructions(tmp_path / "leaky.jsonl", clean[:30] + leaked + clean[30:])
+    check_disjoint(clean, ("zoo_math:heldout", "zoo_logic:heldout"), "the zoo's data")  # passes
+    cfg = {"name": "leak", "base": "not-needed-before-training", "data": {"path": str(tmp_path / "leaky.jsonl")},
+           "k": 2, "suites": ["zoo_math:heldout"], "limit": 6}
+    (tmp_path / "leak.yaml").write_text(json.dumps(cfg))
+    with pytest.raises(HarnessError, match=r"3 of the 67 training examples in .*leaky.jsonl pose a question the "
+                                           r"study evaluates \(e\.g\. example 31: '.+' is zoo_math:heldout "
+                                           r"zoo_math_\w+_heldout document 5\): .*remove them"):
+        run_dtm(tmp_path / "leak.yaml", store=store)
+    assert not study_folder(load_config(tmp_path / "leak.yaml")[0]).exists()  # refused before anything is written
+    with pytest.raises(HarnessError, match="3 of the 67"):
+        check_disjoint(read_instructions(tmp_path / "leaky.jsonl"), ("zoo_logic:heldout", "zoo_math:heldout"), "f")

@@ -287,10 +287,12 @@ def _evaluate(cfg: DtmConfig, rows: list[Model], store: Store, say: Callable[[st
 
 
 def _check_inputs(cfg: DtmConfig, here: Path) -> None:
-    """Bad data, K or suites fail here, before the study folder is marked started or anything is trained."""
+    """Bad data, K or suites, and training data that holds an evaluated question, fail here, before the study
+    folder is marked started or anything is trained."""
     from harness.evaluate.plan import make_plan
     from harness.train.clusters import check_k
     from harness.train.instructions import read_instructions
+    from harness.train.overlap import check_disjoint
 
     for suite in cfg.suites:
         name, _, split = suite.partition(":")
@@ -298,9 +300,13 @@ def _check_inputs(cfg: DtmConfig, here: Path) -> None:
     if cfg.embedding != "base":
         _embedding_folder(cfg, here)
     if cfg.data.zoo is not None:
-        check_k(cfg.k, cfg.data.zoo.n)
+        from harness.zoo.instructions import zoo_instructions
+
+        examples, source = zoo_instructions(cfg.data.zoo.n, cfg.data.zoo.biased, cfg.seed), "the zoo's data"
     else:
-        check_k(cfg.k, len(read_instructions(_data_path(cfg, here))))
+        examples, source = read_instructions(_data_path(cfg, here)), str(_data_path(cfg, here))
+    check_k(cfg.k, len(examples))
+    check_disjoint(examples, cfg.suites, source)
 
 
 def run_dtm(config: str | Path, resume: bool = False, seed: int | None = None, store: Store | None = None,
