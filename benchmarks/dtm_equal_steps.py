@@ -24,7 +24,7 @@ def main() -> None:
     sys.path.insert(0, str(REPO))
     import torch
 
-    from harness.analysis.study_table import document_scores, study_cell
+    from harness.analysis.study_table import document_scores, interval, study_cell
     from harness.evaluate.runner import evaluate_model
     from harness.identity import model_id as model_hash
     from harness.merge import merge_to_folder
@@ -65,8 +65,8 @@ def main() -> None:
                 runs = [r for r in store.list_runs() if r.suite == name and r.status == "complete"
                         and r.model_id == store.get_model(f"{cfg.name}-s{cfg.seed}-vanilla").model_id]
                 ref = document_scores(store, runs[0].run_id, s.task, s.metric)
-            cell = study_cell(ours, ref)
-            print(f"{s.task}: {cell['value']:.1f} ± {cell['ci95']:.1f}, vanilla "
+            cell = study_cell(ours, ref, (s.ci_low, s.ci_high))
+            print(f"{s.task}: {interval(cell)}, vanilla "
                   f"{vanilla['cells'][f'{suite}/{s.task}/{s.metric}']['value']:.1f}, "
                   f"Δ {cell['diff']:+.1f} ± {cell['diff_ci95']:.1f}")
 

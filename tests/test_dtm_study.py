@@ -72,6 +72,11 @@ def test_tiny_study_end_to_end(zoo_family: Path, results: Path, store, tmp_path:
     assert sub.model_id in merge_parents and len(merge_parents) == 2
     again = run_dtm(_config(tmp_path, zoo_family), store=store)
     assert again.cached and again.rows == json.loads(json.dumps(study.rows))
+    old = json.loads((study.folder / "study.json").read_text())  # a study finished under the table of before
+    old.pop("table_version")
+    (study.folder / "study.json").write_text(json.dumps(old))
+    remade = run_dtm(_config(tmp_path, zoo_family), store=store)  # from its cached models and runs
+    assert not remade.cached and remade.rows == study.rows and all(t["cached"] for t in remade.trained)
     _average_is_the_mean_of_the_sub_models(study.folder, Path(merge.path))
     _table_is_the_stores(study, store)
     _studies_page_shows(study, merge_parents)
@@ -99,6 +104,7 @@ def _table_is_the_stores(study, store) -> None:
     with store.reading():
         runs = {r.model_id: r.run_id for m in {r["model_id"] for r in study.rows} for r in store.list_runs(m)}
     boards = suite_scores(store, rules=score_rules()).set_index("run_id")["value"]
+    tasks = store.leaderboard("zoo_math").set_index(["run_id", "task", "metric"])  # harness leaderboard --suite
     vanilla = store.samples(runs[study.rows[1]["model_id"]]).groupby(["task", "metric", "doc_id"])["score"].mean()
     for row in study.rows:
         run_id = runs[row["model_id"]]
@@ -107,6 +113,8 @@ def _table_is_the_stores(study, store) -> None:
         for col, cell in row["cells"].items():
             _, task, metric = col.split("/")
             assert cell["value"] == pytest.approx(stored[(task, metric)]), (row["row"], col)
+            board = tasks.loc[(run_id, task, metric)]
+            assert (cell["ci_low"], cell["ci_high"]) == pytest.approx((100 * board.ci_low, 100 * board.ci_high))
             diff = (mine[(task, metric)] - vanilla[(task, metric)]).dropna()
             assert cell["diff"] == pytest.approx(100 * diff.mean(), abs=1e-9), (row["row"], col)
         cells = row["cells"].values()
@@ -360,6 +368,23 @@ def test_a_study_cell_scores_a_document_by_the_mean_of_its_rows(store) -> None:
     cell = study_cell(mine, ref)
     assert cell["n"] == 3 and cell["value"] == pytest.approx(50.0)
     assert cell["diff"] == pytest.approx(100 * (0.5 + 0.0 - 1.0) / 3)
+
+
+def test_a_study_cells_interval_is_wilsons_not_a_zero_half_width() -> None:
+    """0 of 6 right: the table printed "0.0 ± 0.0" (value ± 1.96 stderr, a stderr of 0) where the leaderboard gives
+    the run's Wilson interval [0, 39.0%]; by hand, Wilson's upper bound at p = 0 is z^2 / (n + z^2). A cell takes
+    its run's stored interval where there is one."""
+    from harness.analysis.study_table import format_table, study_cell
+
+    z2 = 1.959963984540054 ** 2
+    cell = study_cell(dict.fromkeys(range(6), 0.0), {})
+    assert cell["value"] == 0.0 and (cell["ci_low"], cell["ci_high"]) == pytest.approx((0.0, 100 * z2 / (6 + z2)))
+    assert "0.0 [0.0, 39.0]" in format_table([{"row": "base", "cells": {"s/t/acc": cell}}])
+    p, n = 4 / 6, 6  # 4 of 6: Wilson's centre and half-width by hand
+    centre, half = (p + z2 / (2 * n)) / (1 + z2 / n), (z2 / n * (p * (1 - p) + z2 / (4 * n))) ** 0.5 / (1 + z2 / n)
+    cell = study_cell({d: float(d < 4) for d in range(6)}, {})
+    assert (cell["ci_low"], cell["ci_high"]) == pytest.approx((100 * (centre - half), 100 * (centre + half)))
+    assert study_cell(dict.fromkeys(range(6), 0.0), {}, (0.0, 0.5))["ci_high"] == 50.0  # the run's stored one
 
 
 def test_lora_variant_of_a_real_model_is_registered_with_its_own_architecture(results: Path, store,

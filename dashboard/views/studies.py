@@ -28,7 +28,8 @@ def frame(rows: list[dict]) -> pd.DataFrame:
     out = []
     for r in rows:
         for col, c in r["cells"].items():
-            out.append({"recipe": r["row"], "task": col.split("/")[1], "score": c["value"], "±95%": c["ci95"],
+            out.append({"recipe": r["row"], "task": col.split("/")[1], "score": c["value"],
+                        "95% low": c.get("ci_low"), "95% high": c.get("ci_high"),  # none in a study.json of table 1
                         "Δ vanilla": c.get("diff"), "Δ ±95%": c.get("diff_ci95"), "n": c["n"],
                         "fraction": r.get("fraction"), "model_id": r.get("model_id")})
     return pd.DataFrame(out)
@@ -37,12 +38,13 @@ def frame(rows: list[dict]) -> pd.DataFrame:
 table = frame(study["rows"])
 wide = table.pivot_table(index="recipe", columns="task", values=["score", "Δ vanilla"], sort=False).round(1)
 st.dataframe(wide, width="stretch")
-st.caption("Intervals: " + "; ".join(f"{t}: ±{table[table.task == t]['±95%'].max():.1f} points at most"
+widths = table["95% high"] - table["95% low"]
+st.caption("Intervals: " + "; ".join(f"{t}: {widths[table.task == t].max():.1f} points wide at most"
                                     for t in table.task.unique()) + ". Full table with intervals below.")
 st.dataframe(table.drop(columns=["fraction", "model_id"]).round(2), width="stretch", hide_index=True)
 
 curve = frame(study["curve"])
-curve["low"], curve["high"] = curve.score - curve["±95%"], curve.score + curve["±95%"]
+curve["low"], curve["high"] = curve["95% low"], curve["95% high"]
 x = charts.field("fraction:Q", title="fraction of the instruction data", scale={"domain": [0, 1]})
 st.subheader("The alignment-tax curve: vanilla fine-tuning on more of the data")
 st.vega_lite_chart(curve, {"encoding": {"x": x, "color": charts.field("task:N")}, "layer": [

@@ -1,5 +1,6 @@
-"""A study's table from stored runs: each recipe's score per suite task with a 95% interval, and its paired
-difference against a reference row (the same documents, so the interval is that of the per-document difference).
+"""A study's table from stored runs: each recipe's score per suite task with its run's stored 95% interval (the one
+`harness leaderboard --suite` shows: Wilson's for 0/1 scores, harness.stats.summarize), and its paired difference
+against a reference row (the same documents, so the interval is that of the per-document difference).
 
     rows = table_rows({"vanilla": {"zoo_math:heldout": run}, ...}, order, store)
     print(format_table(rows))
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     from harness.store import Store
 
 REFERENCE = "vanilla"
+TABLE_VERSION = 2  # 2: a cell's interval is its run's stored one (ci_low, ci_high); 1 printed value ± z * stderr
 
 
 def _columns(runs: dict[str, dict]) -> list[tuple[str, str, str]]:
@@ -31,15 +33,20 @@ def document_scores(store: Store, run_id: str, task: str, metric: str) -> dict[i
     return {int(d): float(v) for d, v in means.items()}
 
 
-def study_cell(mine: dict[int, float], ref: dict[int, float]) -> dict[str, Any]:
-    """One table cell: the mean of `mine` in points with its 95% half-width, and, over the documents both have,
-    the paired difference from `ref` with its half-width."""
-    from harness.stats import mean_stderr
+def study_cell(mine: dict[int, float], ref: dict[int, float],
+               interval: tuple[float | None, float | None] = (None, None)) -> dict[str, Any]:
+    """One table cell: the mean of `mine` in points with its 95% interval (`interval`, the run's stored one, else
+    summarize's of the document scores: the function the stored one comes from), and, over the documents both
+    have, the paired difference from `ref` with its half-width."""
+    from harness.stats import mean_stderr, summarize
 
     docs = sorted(mine)
     vals = [mine[d] for d in docs]
-    mean, se = sum(vals) / len(vals), mean_stderr(vals)
-    cell = {"n": len(vals), "value": 100 * mean, "ci95": 100 * Z95 * se}
+    if None in interval:
+        est = summarize(vals)
+        interval = (est.ci_low, est.ci_high)
+    low, high = interval
+    cell = {"n": len(vals), "value": 100 * sum(vals) / len(vals), "ci_low": 100 * low, "ci_high": 100 * high}
     both = [d for d in docs if d in ref]
     if both:
         diffs = [mine[d] - ref[d] for d in both]
@@ -56,10 +63,16 @@ def table_rows(runs: dict[str, dict], order: list[str], store: Store) -> list[di
         per = {(label, c): document_scores(store, runs[label][c[0]].run_id, c[1], c[2]) for label in need for c in cols}
     out = []
     for label in order:
-        cells = {f"{s}/{t}/{m}": study_cell(per[(label, (s, t, m))], per.get((REFERENCE, (s, t, m)), {}))
+        cells = {f"{s}/{t}/{m}": study_cell(per[(label, (s, t, m))], per.get((REFERENCE, (s, t, m)), {}),
+                                            _stored_interval(runs[label][s], t, m))
                  for s, t, m in cols}
         out.append({"row": label, "cells": cells})
     return out
+
+
+def _stored_interval(run: Any, task: str, metric: str) -> tuple[float | None, float | None]:
+    score = run.score(task, metric)
+    return (None, None) if score is None else (score.ci_low, score.ci_high)
 
 
 def curve_rows(runs: dict[str, dict], fractions: tuple[float, ...], store: Store) -> list[dict[str, Any]]:
@@ -71,22 +84,27 @@ def curve_rows(runs: dict[str, dict], fractions: tuple[float, ...], store: Store
     return rows
 
 
+def interval(cell: dict[str, Any]) -> str:
+    """A cell's score and its 95% interval in points: `0.0 [0.0, 39.0]`."""
+    return f"{cell['value']:.1f} [{cell['ci_low']:.1f}, {cell['ci_high']:.1f}]"
+
+
 def format_table(rows: list[dict[str, Any]]) -> str:
-    """A fixed-width text table: score ± 95% half-width, then the paired difference against vanilla."""
+    """A fixed-width text table: score [95% interval], then the paired difference against vanilla ± its half-width."""
     if not rows:
         return ""
     cols = list(rows[0]["cells"])
     short = [c.split("/")[1] for c in cols]
     width = max(len(r["row"]) for r in rows) + 2
-    head = "".ljust(width) + "".join(f"{s:>30}" for s in short)
-    lines = [head, "".ljust(width) + "".join(f"{'score ± 95%   Δ vanilla ± 95%':>30}" for _ in short)]
+    head = "".ljust(width) + "".join(f"{s:>36}" for s in short)
+    lines = [head, "".ljust(width) + "".join(f"{'score [95%]   Δ vanilla ± 95%':>36}" for _ in short)]
     for r in rows:
         parts = []
         for c in cols:
             x = r["cells"][c]
             diff = "" if r["row"] == REFERENCE or "diff" not in x else f"{x['diff']:+5.1f} ± {x['diff_ci95']:4.1f}"
-            parts.append(f"{x['value']:5.1f} ± {x['ci95']:4.1f}  {diff:>14}")
-        lines.append(r["row"].ljust(width) + "".join(f"{p:>30}" for p in parts))
+            parts.append(f"{interval(x)}  {diff:>14}")
+        lines.append(r["row"].ljust(width) + "".join(f"{p:>36}" for p in parts))
     return "\n".join(lines)
 
 
@@ -100,6 +118,6 @@ def format_markdown(rows: list[dict[str, Any]]) -> str:
         for c in cols:
             x = r["cells"][c]
             d = "" if r["row"] == REFERENCE or "diff" not in x else f"{x['diff']:+.1f} ± {x['diff_ci95']:.1f}"
-            cells += [f"{x['value']:.1f} ± {x['ci95']:.1f}", d]
+            cells += [interval(x), d]
         lines.append(f"| {r['row']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

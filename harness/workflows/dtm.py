@@ -55,6 +55,7 @@ class Study:
     curve: list[dict[str, Any]]  # vanilla fine-tuning on a fraction of the data
     seconds: dict[str, float]  # embedding, training, merging, evaluation, total
     trained: list[dict[str, Any]] = field(default_factory=list)  # per fine-tune: steps, tokens, seconds, cached
+    table_version: int = 1  # harness.analysis.study_table.TABLE_VERSION of the rows (study.json before it: 1)
     cached: bool = False
 
 
@@ -318,7 +319,12 @@ def run_dtm(config: str | Path, resume: bool = False, seed: int | None = None, s
         cfg = cfg.model_copy(update={"seed": seed})
     folder = study_folder(cfg)
     if (folder / FINISHED).is_file():
-        return Study(**{**json.loads((folder / FINISHED).read_text()), "folder": folder, "cached": True})
+        from harness.analysis.study_table import TABLE_VERSION
+
+        done = json.loads((folder / FINISHED).read_text())
+        if done.get("table_version", 1) == TABLE_VERSION:
+            return Study(**{**done, "folder": folder, "cached": True})
+        resume = True  # an older table: every model and run is cached, so only the table is made again
     _check_inputs(cfg, here)
     if (folder / STARTED).is_file() and not resume:
         raise HarnessError(f"study {folder.name} was started and did not finish ({folder})",
@@ -333,7 +339,7 @@ def run_dtm(config: str | Path, resume: bool = False, seed: int | None = None, s
 def _run(cfg: DtmConfig, here: Path, folder: Path, store: Store, say: Callable[[str], None]) -> Study:
     import torch
 
-    from harness.analysis.study_table import curve_rows, table_rows
+    from harness.analysis.study_table import TABLE_VERSION, curve_rows, table_rows
 
     torch.set_num_threads(cfg.threads)
     study = f"{cfg.name}-s{cfg.seed}"
@@ -370,7 +376,7 @@ def _run(cfg: DtmConfig, here: Path, folder: Path, store: Store, say: Callable[[
         first = next(iter(runs[r["row"]].values()))
         r["model_id"], r["model"] = first.model_id, first.model_name
     result = Study(folder, cfg.model_dump(mode="json"), table, curve_table,
-                   {k: round(v, 2) for k, v in clock.items()}, trained)
+                   {k: round(v, 2) for k, v in clock.items()}, trained, TABLE_VERSION)
     data = asdict(result)
     data.pop("folder")
     data.pop("cached")
