@@ -164,25 +164,24 @@ def write_twin_suite(folder: Path, twins: dict[str, str], size: int, relation: s
 
 
 def downgrade_store(path: Path, version: int) -> None:
-    """Make a store file what an older harness wrote: schema `version` (3 to 6), without what later migrations
+    """Make a store file what an older harness wrote: schema `version` (3 to 7), without what later migrations
     added (v7's cut counts; v6's evolve fitness cache; v5's question-stderr columns of runs; v4's per-document index
-    tables), for the migration tests."""
+    tables), for the migration tests (its schema is MIGRATIONS[:version]'s: tests/test_migration_shapes.py)."""
     import duckdb
 
     con = duckdb.connect(str(path))
-    con.execute("DROP TABLE IF EXISTS run_cuts")
-    if version == 6:
-        con.execute("UPDATE meta SET value = '6' WHERE key = 'schema_version'")
-        con.close()
-        return
-    con.execute("DROP TABLE IF EXISTS evolve_fitness")
+    if version < 7:
+        con.execute("DROP TABLE IF EXISTS run_cuts")
+    if version < 6:
+        con.execute("DROP TABLE IF EXISTS evolve_fitness")
+    if version < 5:
+        con.execute("DROP INDEX runs_model")  # an index on the table blocks dropping a column
+        for column in ("question_metric", "question_se_size", "question_se_mean"):
+            con.execute(f"ALTER TABLE runs DROP COLUMN {column}")
+        con.execute("CREATE INDEX runs_model ON runs (model_id)")
     if version < 4:
         con.execute("DROP TABLE doc_scores")
         con.execute("DROP TABLE run_tasks")
-    con.execute("DROP INDEX runs_model")  # an index on the table blocks dropping a column
-    for column in ("question_metric", "question_se_size", "question_se_mean"):
-        con.execute(f"ALTER TABLE runs DROP COLUMN {column}")
-    con.execute("CREATE INDEX runs_model ON runs (model_id)")
     con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(version)])
     con.close()
 
