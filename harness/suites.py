@@ -189,15 +189,19 @@ def list_suites(root: Path | None = None) -> list[str]:
     return sorted(_suite_files(root))
 
 
+def unknown_suite(name: str, known: list[str]) -> HarnessError:
+    """The one-line error for a suite name that is not among `known` (with did-you-mean)."""
+    return HarnessError(f"unknown suite {name!r}{did_you_mean(name, known)}",
+                        f"use one of: {', '.join(sorted(known))}" if known else
+                        "no suite.yaml found under the suites folder")
+
+
 def load_suite(name: str, root: Path | None = None) -> Suite:
     """Load and validate one suite by name (also accepts 'name:split' and checks the split)."""
     name, _, split = name.partition(":")
     files = _suite_files(root)
     if name not in files:
-        raise HarnessError(
-            f"unknown suite {name!r}{did_you_mean(name, list(files))}",
-            f"use one of: {', '.join(sorted(files))}" if files else "no suite.yaml found under the suites folder",
-        )
+        raise unknown_suite(name, list(files))
     suite = _build(files[name])
     if split:
         suite.split_tasks(split)

@@ -91,3 +91,13 @@ def test_fisher_of_a_missing_model_folder_is_one_line(results, tmp_path: Path) -
     code, stdout, err = run_cli("fisher", str(tmp_path / "nomodel"), "--data", str(data), "--out", str(out))
     assert code == 2 and "no model folder at" in err and err.count("\n") == 1, (code, err)
     assert not out.exists()
+
+
+def test_leaderboard_of_an_unknown_suite_is_refused(store) -> None:
+    # before: `harness leaderboard --suite zoo_mat` (a typo) printed "no complete runs yet for suite 'zoo_mat'", exit 0
+    for args in (("--suite", "zoo_mat"), ("--suite", "zoo_mat", "--json"), ("--methods", "--suite", "zoo_mat")):
+        code, out, err = run_cli("leaderboard", *args)
+        assert code == 2 and "unknown suite 'zoo_mat' (did you mean 'zoo_math'?)" in err, (args, code, out, err)
+        assert err.count("\n") == 1 and out == "", (args, out, err)
+    code, out, err = run_cli("leaderboard", "--suite", "zoo_math")  # a known suite without runs: as before
+    assert code == 0 and out == "no complete runs yet for suite 'zoo_math'\n", (code, out, err)

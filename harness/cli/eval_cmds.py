@@ -259,6 +259,8 @@ def leaderboard(
     from harness.suites import score_rules
 
     store = Store.existing()
+    if suite:
+        _require_known_suite(store, suite)
     defaults = suite_twins(None)[1]
     board = views.suite_board(store, defaults, score_rules())
     if suite:
@@ -301,7 +303,9 @@ def _methods_board(suite: str | None, chosen_on: str, compared_on: str, as_json:
     if not suite or chosen_on == compared_on:
         raise HarnessError("--methods compares on one suite between two splits",
                            "pass --suite NAME and different --chosen-on / --compared-on splits")
-    table = stored_comparison(Store.existing(), suite, chosen_on, compared_on)
+    store = Store.existing()
+    _require_known_suite(store, suite)
+    table = stored_comparison(store, suite, chosen_on, compared_on)
     if as_json:
         print_json(table.to_dict(orient="records"))
         return
@@ -316,6 +320,15 @@ def _methods_board(suite: str | None, chosen_on: str, compared_on: str, as_json:
     if table["in_sample"].any():
         typer.echo(f"* selected on {compared_on} too (declared finalists): in-sample there; compare on another "
                    "split (e.g. --compared-on twin)")
+
+
+def _require_known_suite(store: Any, suite: str) -> None:
+    """A --suite that is neither a suite on disk nor one with stored runs is a typo: refused, not an empty board."""
+    from harness.suites import list_suites, unknown_suite
+
+    names = list_suites()
+    if suite not in names and not store.list_runs(suite=suite, status=None):
+        raise unknown_suite(suite, names)
 
 
 def _labels(df: Any) -> dict[str, str]:
