@@ -101,3 +101,18 @@ def test_leaderboard_of_an_unknown_suite_is_refused(store) -> None:
         assert err.count("\n") == 1 and out == "", (args, out, err)
     code, out, err = run_cli("leaderboard", "--suite", "zoo_math")  # a known suite without runs: as before
     assert code == 0 and out == "no complete runs yet for suite 'zoo_math'\n", (code, out, err)
+
+
+def test_an_openai_eval_without_an_endpoint_writes_no_run(zoo, results, store) -> None:
+    # before: the "needs an endpoint" check ran in the backend's build, after the run had started: exit 2 but a
+    # `failed` runs row (and the model registered) for what is bad input; so did --serve on another backend
+    import duckdb
+
+    for args, want in ((("--backend", "openai"), "the openai backend needs an endpoint: pass --base-url URL"),
+                       (("--serve",), "--serve works with --backend openai only")):
+        code, out, err = run_cli("eval", str(zoo["m0"]), "--suite", "zoo_math", "--limit", "2", *args)
+        assert code == 2 and want in err and err.count("\n") == 1, (args, code, out, err)
+    with duckdb.connect(str(store.path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM runs").fetchone() == (0,)
+        assert con.execute("SELECT count(*) FROM models").fetchone() == (0,)
+

@@ -32,8 +32,25 @@ def eval_options(
         tasks = tuple(tasks)
     bo = BackendOptions(batch_size=batch_size_value(batch_size), device=device, dtype=dtype, max_length=max_length,
                         trust_remote_code=trust_remote_code, base_url=base_url, tokenizer=tokenizer, **backend_extra)
-    return EvalOptions(split=split, backend=backend, limit=limit, tier=tier, tasks=tasks or None, seed=seed,
+    opts = EvalOptions(split=split, backend=backend, limit=limit, tier=tier, tasks=tasks or None, seed=seed,
                        rerun=rerun, use_cache=use_cache, serve=serve, hub=hub, backend_options=bo)
+    check_backend(opts)
+    return opts
+
+
+def check_backend(opts: EvalOptions) -> None:
+    """What is wrong with the backend options whatever the model (an unknown backend, --serve off the openai
+    backend, openai without an endpoint): refused before a model is registered or a run row written."""
+    from harness.errors import HarnessError
+    from harness.evaluate.backends import get_backend
+
+    get_backend(opts.backend)
+    if opts.serve and opts.backend != "openai":
+        raise HarnessError("--serve works with --backend openai only", "add --backend openai or drop --serve")
+    if opts.backend == "openai":
+        from harness.evaluate.backends.openai import require_endpoint
+
+        require_endpoint(opts.backend_options.base_url, opts.serve)
 
 
 VLLM_ONLY = {"tensor_parallel_size": 1, "data_parallel_size": 1, "gpu_memory_utilization": None}

@@ -22,6 +22,7 @@ from harness.errors import HarnessError
 from harness.evaluate.backends import get_backend
 from harness.evaluate.backends.base import BackendOptions, ModelTarget
 from harness.evaluate.lm_eval_run import lm_eval_results, record_results
+from harness.evaluate.options import check_backend
 from harness.evaluate.plan import Plan, make_plan
 from harness.evaluate.run_errors import one_line
 from harness.evaluate.run_settings import resolve_bos, run_id_for, score_settings
@@ -100,8 +101,6 @@ def _evaluate_served(target: ModelTarget, plan: Plan, run: RunRecord, opts: Eval
                      bo: BackendOptions, store: Store) -> RunResult:
     from harness.evaluate.serve import serving
 
-    if opts.backend != "openai":
-        raise HarnessError("--serve works with --backend openai only", "add --backend openai or drop --serve")
     if target.path is None:
         raise HarnessError(f"--serve needs a local model folder, got {target.name!r}", "pass a folder")
     with serving(target.path, name=target.name, dtype=bo.dtype, max_model_len=bo.max_length,
@@ -178,7 +177,7 @@ def evaluate_model(
     if not store.path.exists():
         store.init()  # an existing store is checked (and migrated if older) by its first read
     quiet_engines()
-    get_backend(opts.backend)  # unknown backend: fail before anything else
+    check_backend(opts)  # an unknown backend, openai without an endpoint: fail before anything else
     plan = plan or plan_for(suite, opts)
     prepared = prepare_run(model_ref, plan, opts, store)
     if isinstance(prepared, RunResult):
@@ -204,7 +203,7 @@ def evaluate_models(
     Problems shared by every model (unknown backend, suite, split, tier or task) raise once, before any run.
     """
     opts = replace(options or EvalOptions(), **overrides)
-    get_backend(opts.backend)
+    check_backend(opts)
     plan = plan_for(suite, opts)  # once, for every model: unknown suites, splits, tiers and tasks fail here
     out: list[RunResult | HarnessError] = []
     for ref in model_refs:

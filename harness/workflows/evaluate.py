@@ -60,10 +60,10 @@ def evaluate(
     store = store or Store()
     if judge is not None:
         return Evaluation(suite, _judged(models, suite, judge, store, on_done, merge_seed))
-    from harness.evaluate.backends import get_backend
+    from harness.evaluate.options import check_backend
     from harness.evaluate.runner import evaluate_model, plan_for
 
-    get_backend(opts.backend)
+    check_backend(opts)
     plan = plan_for(suite_name if ":" in suite_name else suite, opts)
     out: list[RunResult | HarnessError] = []
     for ref in models:

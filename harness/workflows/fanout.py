@@ -107,7 +107,7 @@ def evaluate_fanout(
     store: Store | None = None, on_done: Callable[[str, Any], None] | None = None, merge_seed: int = 0,
 ) -> Any:
     """Like workflows.evaluate.evaluate for lm-eval suites, with models and pieces spread over `workers` actors."""
-    from harness.evaluate.backends import get_backend
+    from harness.evaluate.options import check_backend
     from harness.evaluate.runner import plan_for
     from harness.store import Store
     from harness.suites import load_suite
@@ -120,7 +120,7 @@ def evaluate_fanout(
     store = store or Store()
     if not store.path.exists():
         store.init()
-    get_backend(opts.backend)
+    check_backend(opts)
     plan = plan_for(suite_name if ":" in suite_name else suite, opts)  # bad split/tier/tasks: fail before actors
     out, runs = prepare_runs(models, plan, opts, store, on_done, merge_seed)
     if runs:

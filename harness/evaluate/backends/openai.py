@@ -28,6 +28,12 @@ def check_reachable(base_url: str, timeout: float = 5.0) -> None:
                            "start it (harness serve MODEL) or pass --serve / the right --base-url") from None
 
 
+def require_endpoint(base_url: str | None, serve: bool = False) -> None:
+    """The openai backend scores through an endpoint: --base-url, or --serve to start one for the run."""
+    if not base_url and not serve:
+        raise HarnessError("the openai backend needs an endpoint", "pass --base-url URL or --serve")
+
+
 def model_context(target: ModelTarget, tokenizer: str, trust_remote_code: bool) -> int:
     """The served model's context, decided as lm-eval's HFLM decides it (its config, else its tokenizer's
     model_max_length, else 2048): lm-eval's API models would otherwise cut every request to 2048 tokens."""
@@ -50,8 +56,7 @@ class OpenAIBackend:
         return f"lm-eval local-completions (context: the model's), aiohttp {package_version('aiohttp')}"
 
     def build(self, target: ModelTarget, options: BackendOptions) -> LM:
-        if not options.base_url:
-            raise HarnessError("the openai backend needs an endpoint", "pass --base-url URL or --serve")
+        require_endpoint(options.base_url)
         check_reachable(options.base_url)
         tokenizer = options.tokenizer or (str(target.path) if target.path else None)
         if tokenizer is None:
