@@ -116,3 +116,20 @@ def test_an_openai_eval_without_an_endpoint_writes_no_run(zoo, results, store) -
         assert con.execute("SELECT count(*) FROM runs").fetchone() == (0,)
         assert con.execute("SELECT count(*) FROM models").fetchone() == (0,)
 
+
+def test_a_weight_that_is_not_a_number_names_its_parameter_and_model(zoo, results, store, tmp_path: Path) -> None:
+    # before: "error: mergekit failed: 1 validation error for float: fix the recipe or its models" (exit 2), from
+    # inside mergekit's run, naming neither the parameter nor the model
+    m1, m2 = str(zoo["m1"]), str(zoo["m2"])
+    lin = {"merge_method": "linear", "dtype": "float32",
+           "models": [{"model": m1, "parameters": {"weight": 1.0}}, {"model": m2, "parameters": {"weight": "abc"}}]}
+    cond = {**lin, "models": [lin["models"][0], {"model": m2, "parameters": {"weight": [{"filter": "mlp", "value": 1.0},
+                                                                                        {"value": [0.5, "x"]}]}}]}
+    for recipe, bad in ((lin, "'abc'"), (cond, "'x'")):
+        code, out, err = run_cli("merge", str(shared.write_recipe(tmp_path, "strw", recipe)))
+        assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, (code, out, err)
+        assert f"models[1] ({m2})" in err and f"'weight' is {bad}, not a float" in err, err
+    assert store.list_models(kind="merge") == []
+    ok = {**lin, "models": [lin["models"][0], {"model": m2, "parameters": {"weight": "1e-1"}}]}  # mergekit parses it
+    code, out, err = run_cli("merge", str(shared.write_recipe(tmp_path, "sci", ok)))
+    assert code == 0 and "merged in" in out, err

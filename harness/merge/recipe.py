@@ -136,11 +136,13 @@ def check_method(data: dict[str, Any]) -> None:
 
 def check_keys(data: dict[str, Any]) -> None:
     """Keys mergekit would ignore without a word (its config models allow extra keys): the recipe's own, each model
-    entry's, slice's, source's and module's, and the parameter names, which must be the method's."""
+    entry's, slice's, source's and module's, and the parameter names, which must be the method's (their values too:
+    check_setting)."""
     from mergekit import config as mc
     from mergekit import merge_methods
 
-    params = [p.name for p in merge_methods.get(str(data["merge_method"])).spec.parameters]
+    specs = {p.name: p for p in merge_methods.get(str(data["merge_method"])).spec.parameters}
+    params = list(specs)
 
     def check(node: Any, allowed: Any, where: str) -> None:
         if not isinstance(node, dict):
@@ -150,10 +152,12 @@ def check_keys(data: dict[str, Any]) -> None:
                 close = did_you_mean(str(key), list(allowed.model_fields))
                 raise HarnessError(f"{where} has an unknown key {key!r}{close}",
                                    "fix the key (mergekit would ignore it); see docs/merge.md")
-        for name in node.get("parameters") or {}:
+        for name, setting in (node.get("parameters") or {}).items():
             if name not in params:
                 raise HarnessError(f"{where}: {data['merge_method']} has no parameter {name!r}"
                                    f"{did_you_mean(str(name), params)}", "use one of: " + ", ".join(params))
+            model = f" ({node['model']})" if isinstance(node.get("model"), str) else ""
+            check_setting(specs[name], setting, f"{where}{model}")
         for i, m in enumerate(node.get("models") or []):
             check(m, mc.InputModelDefinition, f"{where} models[{i}]")
         for i, s in enumerate(node.get("slices") or []):
@@ -164,6 +168,25 @@ def check_keys(data: dict[str, Any]) -> None:
     check(data, mc.MergeConfiguration, "the recipe")
     for name, module in (data.get("modules") or {}).items():
         check(module, mc.OutputModuleDefinition, f"the recipe module {name!r}")
+
+
+def check_setting(spec: Any, setting: Any, where: str) -> None:
+    """Every value of a parameter setting (a value, a gradient list, {filter, value} conditions) through the method's
+    own validator, as mergekit checks it tensor by tensor mid-merge: a wrong one names its parameter and model here,
+    where mergekit's says only "1 validation error for float"."""
+    if isinstance(setting, dict):
+        return check_setting(spec, setting.get("value"), where)
+    if isinstance(setting, list):
+        for item in setting:
+            check_setting(spec, item, where)
+        return None
+    try:
+        spec.validate(setting)
+    except ValueError:  # pydantic's ValidationError
+        kind = getattr(spec.value_type, "__name__", str(spec.value_type))
+        raise HarnessError(f"{where}: parameter {spec.name!r} is {setting!r}, not a {kind}",
+                           f"give {spec.name} a {kind} (or a list of them for a gradient)") from None
+    return None
 
 
 def ref_slots(data: dict[str, Any]) -> Iterator[tuple[dict[str, Any], str, str]]:
