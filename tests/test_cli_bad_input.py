@@ -133,3 +133,17 @@ def test_a_weight_that_is_not_a_number_names_its_parameter_and_model(zoo, result
     ok = {**lin, "models": [lin["models"][0], {"model": m2, "parameters": {"weight": "1e-1"}}]}  # mergekit parses it
     code, out, err = run_cli("merge", str(shared.write_recipe(tmp_path, "sci", ok)))
     assert code == 0 and "merged in" in out, err
+
+
+def test_a_merge_prints_no_torch_dtype_notice(zoo, results, tmp_path: Path) -> None:
+    # before: every merge wrote "[transformers] `torch_dtype` is deprecated! Use `dtype` instead!" to stderr (mergekit
+    # sets config.torch_dtype on the merged model's config), so an error after it came out as two lines; so did the
+    # search loops' in-memory merge. transformers' logger writes to the real stderr: a subprocess sees it.
+    recipe = shared.write_recipe(tmp_path, "lin", {**shared.recipes(zoo)["linear"], "dtype": "float32"})
+    merge = subprocess.run([sys.executable, "-m", "harness.cli", "merge", str(recipe)], capture_output=True,
+                           text=True, timeout=300)
+    assert merge.returncode == 0 and "merged in" in merge.stdout and merge.stderr == "", merge.stderr
+    code = ("import sys\nfrom harness.merge import InMemoryMerger\n"
+            "print(len(InMemoryMerger(seed=0).merge(sys.argv[1])))\n")
+    memory = subprocess.run([sys.executable, "-c", code, str(recipe)], capture_output=True, text=True, timeout=300)
+    assert memory.returncode == 0 and int(memory.stdout) > 0 and "torch_dtype" not in memory.stderr, memory.stderr

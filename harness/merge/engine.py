@@ -301,7 +301,8 @@ def run_mergekit(plan: MergePlan, out: Path, *, device: str, allow_pickle: bool,
     options = merge_options(plan.seed, device, allow_pickle).model_copy(update={"out_shard_size": shard_bytes})
     config = plan.config()
     try:
-        with seeded(plan.seed), bounded_loaders(config, options), finite_writer(where), reused_memory():
+        with seeded(plan.seed), bounded_loaders(config, options), finite_writer(where), reused_memory(), \
+                no_torch_dtype_notice():
             run_merge(config, str(out), options=options)
     except (HarnessError, KeyboardInterrupt):
         raise
@@ -311,6 +312,25 @@ def run_mergekit(plan: MergePlan, out: Path, *, device: str, allow_pickle: bool,
         if "No space left" in str(exc) or "too large" in str(exc):
             raise disk_error(exc, out) from exc
         raise mergekit_error(exc) from exc
+
+
+@contextmanager
+def no_torch_dtype_notice() -> Iterator[None]:
+    """mergekit 0.1.5 sets `torch_dtype` on the merged model's config (merge._model_out_config), and transformers
+    answers with "`torch_dtype` is deprecated! Use `dtype` instead!" on stderr every merge: that one message of that
+    one logger is dropped while mergekit runs; every other transformers message still shows."""
+    import logging
+
+    logger = logging.getLogger("transformers.configuration_utils")
+
+    def keep(record: logging.LogRecord) -> bool:
+        return "`torch_dtype` is deprecated" not in record.getMessage()
+
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
 
 
 def merge_options(seed: int | None, device: str, allow_pickle: bool) -> Any:

@@ -117,7 +117,7 @@ class InMemoryMerger:
         from mergekit.plan import MergePlanner
 
         from harness.hashing import hash_json
-        from harness.merge.engine import merge_options, mergekit_error
+        from harness.merge.engine import merge_options, mergekit_error, no_torch_dtype_notice
 
         options = merge_options(plan.seed, self.device, self.allow_pickle)
         config = plan.config()
@@ -126,7 +126,8 @@ class InMemoryMerger:
             shape_key = hash_json(strip_parameters(plan.config_data))
             if shape_key not in self._arch:
                 arch = get_architecture_info(config, options)
-                self._arch[shape_key] = (arch, _model_out_config(config, arch, trust_remote_code=False))
+                with no_torch_dtype_notice():
+                    self._arch[shape_key] = (arch, _model_out_config(config, arch, trust_remote_code=False))
             arch, out_cfg = self._arch[shape_key]
             with configs_read_once(self._configs):
                 planner = MergePlanner(config, arch, options=options, out_model_config=out_cfg)
