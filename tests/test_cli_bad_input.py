@@ -147,3 +147,19 @@ def test_a_merge_prints_no_torch_dtype_notice(zoo, results, tmp_path: Path) -> N
             "print(len(InMemoryMerger(seed=0).merge(sys.argv[1])))\n")
     memory = subprocess.run([sys.executable, "-c", code, str(recipe)], capture_output=True, text=True, timeout=300)
     assert memory.returncode == 0 and int(memory.stdout) > 0 and "torch_dtype" not in memory.stderr, memory.stderr
+
+
+def test_importing_a_file_that_is_no_gguf_says_so(zoo, results, store, tmp_path: Path) -> None:
+    # before: a safetensors file renamed .gguf was "not a complete GGUF file (GGUF magic invalid): download it again
+    # (it may be truncated)", and a .safetensors file was told to "pass ... a model folder", which import refuses
+    import shutil
+
+    renamed = shutil.copy(zoo["m0"] / "model.safetensors", tmp_path / "m0.gguf")
+    code, out, err = run_cli("models", "import", str(renamed))
+    assert code == 2 and err.count("\n") == 1 and "download" not in err, (code, err)
+    assert "m0.gguf is not a GGUF file (it does not start with the GGUF magic)" in err, err
+    assert "pass a real GGUF file" in err and "pass its folder" in err, err
+    code, out, err = run_cli("models", "import", str(zoo["m0"] / "model.safetensors"))
+    assert code == 2 and err.count("\n") == 1 and "a model folder or" not in err, (code, err)
+    assert "model.safetensors is not a .gguf file" in err and "harness eval" in err, err
+    assert not (results / "cache" / "gguf").exists() and store.list_models() == []

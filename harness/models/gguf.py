@@ -77,8 +77,16 @@ def read_info(path: Path) -> GgufInfo:
                     has_chat_template=bool(template))
 
 
+GGUF_MAGIC = b"GGUF"  # every GGUF file's first 4 bytes
+
+
 def _architecture(path: Path) -> str:
     """general.architecture, read with the gguf package; a truncated or foreign file fails here."""
+    with path.open("rb") as f:
+        if f.read(len(GGUF_MAGIC)) != GGUF_MAGIC:  # another format (safetensors, a pickle) named .gguf
+            raise HarnessError(f"{path.name} is not a GGUF file (it does not start with the GGUF magic)",
+                               "pass a real GGUF file; a safetensors model needs no conversion: pass its folder "
+                               "(e.g. harness eval FOLDER)")
     try:
         from gguf import GGUFReader
     except ImportError as exc:

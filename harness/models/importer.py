@@ -19,6 +19,8 @@ from harness.paths import cache_dir
 if TYPE_CHECKING:
     from harness.store import ModelRecord, Store
 
+NOT_GGUF_FIX = ("pass a .gguf file or the name of a PyPI package shipping one (a safetensors model folder needs no "
+                "import: pass it to harness eval)")
 _PACKAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -32,11 +34,10 @@ def import_model(ref: str, store: Store, name: str | None = None) -> ModelRecord
     path = Path(ref).expanduser()
     if path.is_file():
         if not is_gguf(path):
-            raise HarnessError(f"{ref} is not a .gguf file", "pass a .gguf file, a model folder or a package name")
+            raise HarnessError(f"{ref} is not a .gguf file", NOT_GGUF_FIX)
         return import_gguf(path, store, name)
     if path.is_dir() or not _PACKAGE.match(ref):
-        raise HarnessError(f"cannot import {ref}", "pass a .gguf file or the name of a PyPI package shipping one "
-                           "(a model folder needs no import: pass it to harness eval)")
+        raise HarnessError(f"cannot import {ref}", NOT_GGUF_FIX)
     gguf, source = package_gguf(ref)
     return import_gguf(gguf, store, name, source=source)
 
