@@ -80,7 +80,7 @@ def test_evolve_bounds_must_be_finite(zoo, results, tmp_path: Path) -> None:
         import duckdb
 
         with duckdb.connect(str(results / "harness.duckdb"), read_only=True) as con:
-            assert con.sql("SELECT count(*) FROM evolve_runs").fetchone() == (0,)
+            assert con.execute("SELECT count(*) FROM evolve_runs").fetchone() == (0,)
 
 
 def test_fisher_of_a_missing_model_folder_is_one_line(results, tmp_path: Path) -> None:
