@@ -324,12 +324,9 @@ def doc_scores(db: str, run_ids: tuple[str, ...]) -> pd.DataFrame:
 @per_version
 def search_labels(db: str) -> dict[str, str]:
     """model_id -> hand | PS | DFS | PS+DFS (harness.analysis.search_methods)."""
-    from harness.analysis.search_methods import search_labels as labels
+    from harness.analysis.search_methods import stored_labels
 
-    data = base(db)  # its lineage graph: no second read of the 20,000 edges
-    edges = pd.DataFrame([(c, p) for c, ps in data.graph.parents.items() for p in ps],
-                         columns=["child_id", "parent_id"])
-    return labels(data.models, views.evolve_runs(_store(db)), edges, views.selections(_store(db)))
+    return stored_labels(_store(db), base(db))  # its lineage graph: no second read of the 20,000 edges
 
 
 @per_version
@@ -343,7 +340,7 @@ def search_comparison(db: str, suite: str, chosen_on: str, compare_on: str) -> p
     if sc.empty:
         return pd.DataFrame()
     with _store(db).reading():  # its reads on one connection (each connection opens the file: ~0.02 s)
-        return compare_scores(_store(db), labels, sc, suite, chosen_on, compare_on)  # the picks' items only
+        return compare_scores(_store(db), base(db), labels, sc, suite, chosen_on, compare_on)  # the picks' items only
 
 
 @per_version

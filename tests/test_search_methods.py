@@ -215,3 +215,54 @@ def test_stored_comparison_on_a_generated_store_equals_pandas(tmp_path) -> None:
                     assert table.loc[method, "vs best hand"] == pytest.approx(want, abs=1e-9)
                 compared += not table.empty
     assert compared
+
+
+JUDGED = "heldout-by-judge@j1"  # a judge's rating of the held-out split: its questions are heldout's
+
+
+def lineage_store(store, suites: Path) -> None:
+    """onetask: hand h1, h2 (children of `hbase`), PS picks ps0, ps (children of `pbase`), scored on search,
+    heldout and a judge's rating of heldout; `pbase` selected on heldout, `hbase` on the suite's default split
+    (a selection without a split: search)."""
+    from harness.store import LineageEdge, ModelRecord
+
+    rng = np.random.default_rng(5)
+    rate = {"h1": 0.3, "h2": 0.4, "ps0": 0.9, "ps": 0.6}
+    data = {m: {sp: {f"t_{sp}": (rng.random(40) < p).astype(float)} for sp in ("search", "heldout", JUDGED)}
+            for m, p in rate.items()}
+    build(store, suites, "onetask", data, shared=False)
+    add_evolve(store, "e1", ["ps0", "ps"], "onetask", PS)
+    for base, children in (("pbase", ["ps0", "ps"]), ("hbase", ["h1", "h2"])):
+        store.add_model(ModelRecord(base, base, None, "source"))
+        store.add_lineage([LineageEdge(c, base, "source", 1.0) for c in children])
+    store.select("pbase", "onetask", "user", split="heldout")
+    store.select("hbase", "onetask", "user")
+
+
+# by hand: each model's (and its ancestors') selections, as the questions of the split selected on
+EXPOSED = {"ps0": {"search", "heldout"}, "ps": {"search", "heldout"}, "h1": {"search"}, "h2": {"search"}}
+
+
+@pytest.mark.parametrize(("chosen_on", "compare_on"), [("search", "heldout"), ("search", JUDGED),
+                                                       ("heldout", "search")])
+def test_in_sample_is_the_one_rule_a_parents_selection_and_a_judges_split_count(store, tmp_path, monkeypatch,
+                                                                               chosen_on, compare_on) -> None:
+    """A pick whose PARENT was selected on the compared split (or on the split a judge rated, or on the default split
+    through a selection without one) is in-sample there, in `harness leaderboard --methods` and on the dashboard's
+    Methods page alike (harness.analysis.evidence Data.in_sample). Before: only the pick's own selections of that raw
+    split name counted: PS on heldout, both on the judge's split and hand on search all False."""
+    import sys
+
+    suites = tmp_path / "suites"
+    monkeypatch.setenv("HARNESS_SUITES", str(suites))
+    lineage_store(store, suites)
+    question = {JUDGED: "heldout"}.get(compare_on, compare_on)
+    table = stored_comparison(store, "onetask", chosen_on, compare_on)
+    want = {r.method: question in EXPOSED[r.model_id] for r in table.itertuples()}
+    assert set(want) == {"hand", "PS"} and any(want.values())
+    assert dict(zip(table["method"], table["in_sample"], strict=True)) == want
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "dashboard"))
+    import queries
+
+    shown = queries.search_comparison(str(store.path), "onetask", chosen_on, compare_on)
+    assert dict(zip(shown["method"], shown["in_sample"], strict=True)) == want

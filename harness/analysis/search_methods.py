@@ -27,6 +27,7 @@ import pandas as pd
 from harness.stats import paired_compare
 
 if TYPE_CHECKING:
+    from harness.analysis.evidence import Data
     from harness.store import Store
 
 METHOD_ORDER = ("hand", "PS", "DFS", "PS+DFS")
@@ -102,12 +103,13 @@ def paired_by_question(ref: pd.DataFrame, other: pd.DataFrame, by_size: bool) ->
 
 def method_comparison(labels: dict[str, str], scores: pd.DataFrame, items: pd.DataFrame, chosen_on: str,
                       compare_on: str, by_size: bool = True,
-                      selected_on: frozenset[tuple[str, str]] = frozenset()) -> pd.DataFrame:
+                      in_sample: frozenset[str] = frozenset()) -> pd.DataFrame:
     """One row per method with a model scored on both splits: its pick (method_picks), suite scores, and the paired
     difference with the best hand recipe on `compare_on` (points), or an empty frame when no hand recipe is scored
     on both. `items` has ITEM_COLUMNS: the picks' items on `compare_on` (a pick without items: no difference, n 0).
-    `selected_on` holds the recorded (model id, split) selections of the suite: a pick selected on `compare_on` (an
-    evolve run's declared finalists, say) is marked `in_sample`, its difference there no honest check."""
+    `in_sample` holds the models whose `compare_on` scores are in-sample (evidence.Data.in_sample: it or an ancestor
+    was selected on those questions, an evolve run's declared finalists, say): such a pick is marked `in_sample`, its
+    difference there no honest check."""
     picks = method_picks(labels, scores, chosen_on, compare_on)
     if "hand" not in picks:
         return pd.DataFrame()
@@ -120,7 +122,7 @@ def method_comparison(labels: dict[str, str], scores: pd.DataFrame, items: pd.Da
         rows.append({"method": method, "model_id": mid, chosen_on: 100 * value[(mid, chosen_on)],
                      compare_on: 100 * value[(mid, compare_on)], "vs best hand": 100 * cmp.mean_diff,
                      "ci_low": 100 * cmp.ci_low, "ci_high": 100 * cmp.ci_high, "n": cmp.n,
-                     "in_sample": (mid, compare_on) in selected_on})
+                     "in_sample": mid in in_sample})
     return pd.DataFrame(rows)
 
 
@@ -145,11 +147,11 @@ def run_items(store: Store, suite: str, split: str, run_id: str, metric: str) ->
     return items.drop(columns="doc_hash")
 
 
-def compare_scores(store: Store, labels: dict[str, str], sc: pd.DataFrame, suite: str, chosen_on: str,
+def compare_scores(store: Store, data: Data, labels: dict[str, str], sc: pd.DataFrame, suite: str, chosen_on: str,
                    compare_on: str) -> pd.DataFrame:
     """method_comparison over `sc` (suite scores of `suite` on the two splits: model_id, split, run_id, value,
-    metric), reading the items of the picks' runs on `compare_on` only."""
-    from harness.store import frames as views
+    metric), reading the items of the picks' runs on `compare_on` only; a pick in-sample there by the one rule
+    (`data`.in_sample) is marked."""
     from harness.suites import score_rules
 
     picks = method_picks(labels, sc, chosen_on, compare_on)
@@ -159,29 +161,28 @@ def compare_scores(store: Store, labels: dict[str, str], sc: pd.DataFrame, suite
     items = [run_items(store, suite, compare_on, r.run_id, r.metric).assign(model_id=r.model_id)
              for r in runs.itertuples()]
     rule = score_rules().get(suite)
-    sels = selections_of(views.selections(store), suite)
+    inside = frozenset(m for m in picks.values() if data.in_sample(m, suite, compare_on))
     return method_comparison(labels, sc, pd.concat(items, ignore_index=True)[ITEM_COLUMNS], chosen_on, compare_on,
-                             rule.weight_by_size if rule else True, sels)
+                             rule.weight_by_size if rule else True, inside)
+
+
+def stored_labels(store: Store, data: Data) -> dict[str, str]:
+    """search_labels of the stored models, over `data`'s lineage graph (no second read of the edges)."""
+    from harness.store import frames as views
+
+    edges = pd.DataFrame([(c, p) for c, ps in data.graph.parents.items() for p in ps],
+                         columns=["child_id", "parent_id"])
+    return search_labels(data.models, views.evolve_runs(store), edges, views.selections(store))
 
 
 def stored_comparison(store: Store, suite: str, chosen_on: str = "search", compare_on: str = "heldout") -> pd.DataFrame:
     """method_comparison over the runs of `suite` the suite scores are read from (what `harness leaderboard --methods`
     prints)."""
-    from harness.analysis.evidence import suite_twins
-    from harness.store import frames as views
-    from harness.suites import score_rules
+    from harness.analysis.evidence import gather_base
 
-    with store.db.read() as con:
-        models, edges = views.models(con), views.edges(con)
-        scores = views.suite_scores(con, suite_twins(None)[1], rules=score_rules())
-        selections = views.selections(con)
-    labels = search_labels(models, views.evolve_runs(store), edges, selections)
+    data = gather_base(store)  # the suite scores, lineage and exposure (the one in-sample rule)
+    labels = stored_labels(store, data)
+    scores = data.scores
     sc = scores[(scores["suite"] == suite) & scores["split"].isin([chosen_on, compare_on])
                 & scores["model_id"].isin(labels)]
-    return compare_scores(store, labels, sc, suite, chosen_on, compare_on) if len(sc) else pd.DataFrame()
-
-
-def selections_of(selections: pd.DataFrame, suite: str) -> frozenset[tuple[str, str]]:
-    """(model id, split) of every recorded selection on `suite` (harness.store.frames.selections)."""
-    own = selections[selections["suite"] == suite]
-    return frozenset(zip(own["model_id"], own["split"], strict=True))
+    return compare_scores(store, data, labels, sc, suite, chosen_on, compare_on) if len(sc) else pd.DataFrame()

@@ -318,8 +318,8 @@ def _methods_board(suite: str | None, chosen_on: str, compared_on: str, as_json:
                   _fmt(r[compared_on], 1), f"{r['vs best hand']:+.1f}", f"[{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]",
                   r["n"]] for r in table.to_dict(orient="records")])
     if table["in_sample"].any():
-        typer.echo(f"* selected on {compared_on} too (declared finalists): in-sample there; compare on another "
-                   "split (e.g. --compared-on twin)")
+        typer.echo(f"* it or an ancestor was selected on {compared_on}'s questions (declared finalists, say): "
+                   "in-sample there; compare on another split (e.g. --compared-on twin)")
 
 
 def _require_known_suite(store: Any, suite: str) -> None:
