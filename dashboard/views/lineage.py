@@ -38,7 +38,8 @@ depth = int(data.models.set_index("model_id").loc[model_id, "merge_depth"])  # f
 st.caption(f"{data.names.get(model_id)}: merge depth {depth}, {len(data.graph.ancestors(model_id)):,} ancestors"
            + (f" (the nearest {MAX_NODES} drawn)" if len(ancestors) >= MAX_NODES else "")
            + ". Nodes: score on the suite's default split (darker = higher), or the worst flag; a double outline "
-             "marks a model selected on the suite; edges carry the merge weight.")
+             "marks a model in-sample there (it or an ancestor was selected on that split); edges carry the merge "
+             "weight.")
 
 exposed = sorted({(s, sp or data.default_split(s), proc, data.names.get(who, who[:12]))
                   for s, sp, proc, who in data.exposure.get(model_id, ())})
