@@ -118,6 +118,50 @@ def test_a_baseline_whose_documents_differ_or_that_is_broken_is_refused_in_one_l
     assert code == 2 and err.count("\n") == 1 and "not valid JSON" in err, (code, err)
 
 
+def test_a_baseline_whose_documents_hold_other_content_is_refused(tiny_llama, results, tiny_suite, store) -> None:
+    """A baseline saved from data whose documents 3 and 5 are swapped (same doc ids, other contents) whose data hash
+    did not say so: the check refuses it in one line, naming document 3. Before, the baseline file held no document
+    hashes and the gate paired the baseline's document 3 with the candidate's (another question) silently (exit 0).
+    A baseline saved before files held hashes pairs by doc id, as before."""
+    from tests.factories import run_cli
+
+    model = tiny_llama("m")
+    data = tiny_suite / "data" / "test.jsonl"
+    original = data.read_text()
+    rows = [json.loads(x) for x in original.splitlines()]
+    swapped = [rows[{3: 5, 5: 3}.get(i, i)] for i in range(len(rows))]
+    data.write_text("".join(json.dumps(r) + "\n" for r in swapped))
+    code, _, err = run_cli("baseline", "save", str(model), "--suite", "tiny_mc", "--name", "swapped", "--batch-size",
+                           "8")
+    assert code == 0, err
+    data.write_text(original)
+    code, _, err = run_cli("baseline", "save", str(model), "--suite", "tiny_mc", "--name", "rel1", "--batch-size", "8")
+    assert code == 0, err
+    good = json.loads((results / "baselines" / "rel1.json").read_text())["tasks"]["tiny_mc"]["doc_hashes"]
+    assert good == {str(i): _doc_hash(r) for i, r in enumerate(rows)}  # lm-eval's hash of each document, by hand
+    path = results / "baselines" / "swapped.json"
+    doc = json.loads(path.read_text())
+    hashes = doc["tasks"]["tiny_mc"]["doc_hashes"]
+    assert [k for k in good if hashes[k] != good[k]] == ["3", "5"] and hashes["3"] == good["5"]
+    data_hash = json.loads((results / "baselines" / "rel1.json").read_text())["suite"]["data_hash"]
+    assert doc["suite"]["data_hash"] != data_hash  # refused on it today; a data hash that missed the swap:
+    doc["suite"]["data_hash"] = data_hash  # only the documents can tell
+    path.write_text(json.dumps(doc))
+    code, _, err = run_cli("check", "--candidate", str(model), "--baseline", "swapped", "--no-promote")
+    assert code == 2 and err.count("\n") == 1 and "document 3" in err and "2 of the baseline's 40" in err, (code, err)
+    code, _, err = run_cli("check", "--candidate", str(model), "--baseline", "swapped", "--no-promote",
+                           "--allow-mismatch")
+    assert code == 0, (code, err)  # allowed: compared on doc ids, as asked
+    doc["tasks"]["tiny_mc"]["doc_hashes"]["7"] = 7
+    path.write_text(json.dumps(doc))
+    code, _, err = run_cli("check", "--candidate", str(model), "--baseline", "swapped", "--no-promote")
+    assert code == 2 and err.count("\n") == 1 and "document 7 has doc_hash 7" in err, (code, err)
+    del doc["tasks"]["tiny_mc"]["doc_hashes"]  # a baseline saved before files held hashes: paired by doc id
+    path.write_text(json.dumps(doc))
+    code, _, err = run_cli("check", "--candidate", str(model), "--baseline", "swapped", "--no-promote")
+    assert code == 0, (code, err)
+
+
 def write_plain_mean_suite(root: Path, sizes: dict[str, int]) -> Path:
     """A suite of multiple-choice tasks of the given sizes whose score is the plain mean of its task means
     (`aggregate.weight_by_size: false`), in a folder of its own."""

@@ -4,8 +4,11 @@
         "format": 1, "name", "created", "model": {id, name}, "suite": {name, version, split, data_hash},
         "backend": {name, version}, "harness_version", "run_id", "settings" (the run's score settings),
         "options" (what `harness check` needs to evaluate a candidate exactly alike),
-        "tasks": {task: {"metric", "value", "n", "samples": {doc_id: score}}}
+        "tasks": {task: {"metric", "value", "n", "samples": {doc_id: score}, "doc_hashes": {doc_id: doc_hash}}}
     }
+
+`doc_hashes` (lm-eval's hash of each document, as the store's samples hold it) lets the check see that its doc_id i
+is the baseline's document i; files saved before it are read as before, paired by doc_id alone.
 """
 
 from __future__ import annotations
@@ -74,12 +77,15 @@ def _metric_rows(samples: Any, metric: str | Mapping[str, str] | None) -> list[t
 
 
 def task_samples(samples: Any, metric: str | Mapping[str, str] | None = None) -> dict[str, dict[str, Any]]:
-    """A run's per-sample rows (DataFrame) -> {task: {metric, samples: {doc_id: score}}} on one metric per task."""
+    """A run's per-sample rows (DataFrame) -> {task: {metric, samples: {doc_id: score}, doc_hashes: {doc_id:
+    doc_hash}}} on one metric per task (doc_hashes of the scored documents that have one)."""
     out: dict[str, dict[str, Any]] = {}
     for task, chosen, rows in _metric_rows(samples, metric):
         scores = {int(d): float(s) for d, s in zip(rows["doc_id"], rows["score"], strict=True) if s == s}
+        hashes = {int(d): h for d, h in zip(rows["doc_id"], rows["doc_hash"], strict=True)
+                  if int(d) in scores and isinstance(h, str)}
         if scores:
-            out[str(task)] = {"metric": chosen, "samples": scores}
+            out[str(task)] = {"metric": chosen, "samples": scores, "doc_hashes": hashes}
     return out
 
 
@@ -161,6 +167,12 @@ def _samples_problem(task: Any) -> str | None:
             return f"has document id {k!r}, not a number"
         if isinstance(v, bool) or not isinstance(v, int | float) or v != v:
             return f"document {k} has score {v!r}, not a number"
+    hashes = task.get("doc_hashes", {})
+    if not isinstance(hashes, dict):
+        return f"has doc_hashes {hashes!r}, not a mapping of document ids to hashes"
+    for k, h in hashes.items():
+        if not str(k).isdigit() or not isinstance(h, str):
+            return f"document {k} has doc_hash {h!r}, not a hash"
     return None
 
 

@@ -135,6 +135,24 @@ def _other_documents(doc: dict[str, Any], cand: dict[str, dict[str, Any]]) -> li
     return out
 
 
+def _other_contents(doc: dict[str, Any], cand: dict[str, dict[str, Any]]) -> list[str]:
+    """Tasks where a document id holds another document than the baseline's (their doc_hashes differ: data reordered
+    or edited past the data hash): the gate pairs by doc_id, so it would compare two questions. Refused rather than
+    paired by hash: a task may hold one document twice (mmlu_redux's us_foreign_policy), and a moved document can be
+    prompted with other few-shot examples (lm-eval draws them in document order). Baselines saved without
+    doc_hashes are paired by doc_id."""
+    out = []
+    for task, d in sorted(doc["tasks"].items()):
+        now = cand.get(task, {}).get("doc_hashes", {})
+        then = {int(k): h for k, h in d.get("doc_hashes", {}).items() if int(k) in now}
+        differ = sorted(k for k, h in then.items() if h != now[k])
+        if differ:
+            out.append(f"task {task}: {len(differ)} of the baseline's {len(d['samples'])} documents hold other "
+                       f"content now (document {differ[0]}: doc_hash {then[differ[0]][:12]} (baseline) vs "
+                       f"{now[differ[0]][:12]})")
+    return out
+
+
 def run_check(
     candidate: str, baseline: str, suite: str | None, store: Store, opts: Any | None = None,
     tolerance: float = 0.02, per_task: dict[str, float] | None = None, alpha: float = 0.05,
@@ -163,7 +181,7 @@ def run_check(
     samples = store.samples(res.run_id)  # each task on the baseline's metric: like with like, whatever rule made it
     metric = {t: d["metric"] for t, d in doc["tasks"].items() if d.get("metric")} or suite_metric(suite, run.split)
     cand = task_samples(samples, metric)
-    problems = _mismatches(doc, run) + _other_documents(doc, cand)
+    problems = _mismatches(doc, run) + _other_documents(doc, cand) + _other_contents(doc, cand)
     if problems and not allow_mismatch:
         raise HarnessError(f"the candidate's run differs from the baseline: {problems[0]}",
                            "re-save the baseline with the current suite and settings, or pass --allow-mismatch")
