@@ -223,10 +223,13 @@ def test_a_plain_mean_suite_is_gated_on_the_leaderboard_s_number(tiny_llama, res
     assert se == pytest.approx(want_se, rel=1e-9)
 
 
-def test_a_baseline_saved_under_other_engines_is_said_not_refused(tiny_llama, results, tiny_suite, store) -> None:
+def test_a_baseline_saved_under_other_engines_or_harness_is_said_not_refused(tiny_llama, results, tiny_suite,
+                                                                              store) -> None:
     """A baseline saved under another transformers than the candidate's run: the check still gates (an upgrade
     must not break every baseline) but says it, one report line and `engines_changed` in --json naming what
-    changed. Before, backend.version was recorded and never compared: the two were compared silently."""
+    changed. Before, backend.version was recorded and never compared: the two were compared silently. So with
+    another harness version (the file's harness_version, that of the run its scores came from: before, the version
+    that wrote the file, which a reused older run's scores did not come from), never compared before either."""
     from importlib.metadata import version
 
     from tests.factories import run_cli
@@ -247,6 +250,26 @@ def test_a_baseline_saved_under_other_engines_is_said_not_refused(tiny_llama, re
     code, out, err = run_cli("check", "--candidate", str(model), "--baseline", "rel1", "--no-promote")
     (line,) = [x for x in out.splitlines() if "engines differ" in x]
     assert code == 0 and f"engines differ: transformers 4.0.0 -> {now}" in line, (code, out, err)
+    import harness
+
+    doc["harness_version"] = "0.0.1"  # and an older harness saved it: said too
+    path.write_text(json.dumps(doc))
+    code, out, err = run_cli("check", "--candidate", str(model), "--baseline", "rel1", "--no-promote", "--json")
+    want = f"harness 0.0.1 -> {harness.__version__}, transformers 4.0.0 -> {now}"
+    assert code == 0 and json.loads(out)["engines_changed"] == want, (code, out, err)
+    doc["backend"]["version"] = doc["backend"]["version"].replace("transformers 4.0.0", f"transformers {now}")
+    path.write_text(json.dumps(doc))
+    code, out, err = run_cli("check", "--candidate", str(model), "--baseline", "rel1", "--no-promote")
+    (line,) = [x for x in out.splitlines() if "engines differ" in x]
+    assert code == 0 and f"engines differ: harness 0.0.1 -> {harness.__version__} (baseline" in line, (code, out)
+    with store.db.write() as con:  # the baseline's run was made by an older harness, and is reused by the save:
+        con.execute("UPDATE runs SET harness_version = '0.0.9' WHERE run_id = ?", [doc["run_id"]])
+    code, _, err = run_cli("baseline", "save", str(model), "--suite", "tiny_mc", "--name", "rel1", "--batch-size", "8",
+                           "--force")
+    doc = json.loads(path.read_text())
+    assert code == 0 and doc["harness_version"] == "0.0.9", (code, err, doc["harness_version"])  # what made its scores
+    code, out, err = run_cli("check", "--candidate", str(model), "--baseline", "rel1", "--no-promote", "--json")
+    assert code == 0 and json.loads(out)["engines_changed"] is None, (code, out, err)  # the same run: nothing moved
 
 
 def test_bad_tolerance_and_missing_baseline(results) -> None:

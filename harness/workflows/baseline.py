@@ -2,7 +2,7 @@
 
     results/baselines/NAME.json = {
         "format": 1, "name", "created", "model": {id, name}, "suite": {name, version, split, data_hash},
-        "backend": {name, version}, "harness_version", "run_id", "settings" (the run's score settings),
+        "backend": {name, version}, "harness_version" (the run's), "run_id", "settings" (the run's score settings),
         "options" (what `harness check` needs to evaluate a candidate exactly alike),
         "tasks": {task: {"metric", "value", "n", "samples": {doc_id: score}, "doc_hashes": {doc_id: doc_hash}}}
     }
@@ -113,9 +113,8 @@ def scores_by_task(tasks: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[int
 
 
 def build_baseline(name: str, run: Any, model: Any, samples: Any, options: dict[str, Any]) -> dict[str, Any]:
-    """The baseline document for a complete run (RunRecord), its model (ModelRecord) and its samples."""
-    import harness
-
+    """The baseline document for a complete run (RunRecord), its model (ModelRecord) and its samples; its
+    harness_version is the run's, the harness its scores came from (a reused run may be older than this one)."""
     tasks = task_samples(samples, suite_metric(run.suite, run.split))
     for d in tasks.values():
         vals = list(d["samples"].values())
@@ -125,7 +124,7 @@ def build_baseline(name: str, run: Any, model: Any, samples: Any, options: dict[
         "model": {"id": model.model_id, "name": model.name},
         "suite": {"name": run.suite, "version": run.suite_version, "split": run.split, "data_hash": run.data_hash},
         "backend": {"name": run.backend, "version": run.backend_version},
-        "harness_version": harness.__version__, "run_id": run.run_id,
+        "harness_version": run.harness_version, "run_id": run.run_id,
         "settings": {k: v for k, v in run.settings.items() if k not in ("device", "base_url")},
         "options": options, "tasks": tasks,
     }

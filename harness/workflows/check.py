@@ -122,6 +122,15 @@ def engine_changes(before: str | None, after: str | None) -> str | None:
     return ", ".join(changed) or f"{before!r} -> {after!r}"
 
 
+def _engines_changed(doc: dict[str, Any], run: Any) -> str | None:
+    """The baseline file's harness and engines -> the candidate run's, where they differ ('harness 0.1.0 -> 0.2.0,
+    transformers 4.57.1 -> 5.0.0'); None when alike."""
+    then, now = doc.get("harness_version"), run.harness_version
+    changes = (engine_changes(then and f"harness {then}", now and f"harness {now}"),
+               engine_changes(doc.get("backend", {}).get("version"), run.backend_version))
+    return ", ".join(c for c in changes if c) or None
+
+
 def _other_documents(doc: dict[str, Any], cand: dict[str, dict[str, Any]]) -> list[str]:
     """Tasks the candidate scored on other documents than the baseline (a baseline edited by hand, unscorable
     samples): the gate would judge only the documents both have."""
@@ -192,7 +201,7 @@ def run_check(
     check_id = "c" + hash_json({"candidate": res.model_id, "baseline": doc["run_id"], "tol": tolerance,
                                 "per_task": per_task, "alpha": alpha, "suite_tol": suite_tolerance})[:19]
     title = f"harness check: {res.model_name} vs {doc['name']} on {suite}"
-    engines = engine_changes(doc.get("backend", {}).get("version"), run.backend_version)
+    engines = _engines_changed(doc, run)
     notes = [f"engines differ: {engines} (baseline -> candidate); scores can move with them: re-save the "
              "baseline under the candidate's engines to compare like with like."] if engines else []
     outcome = CheckOutcome(check_id, res.model_id, doc["name"], suite, result, res.run_id,
