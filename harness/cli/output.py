@@ -4,6 +4,7 @@ types cannot say (a batch size: a positive integer or `auto`)."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -37,7 +38,24 @@ def stdout_to_stderr() -> Iterator[None]:
 
 
 def print_json(obj: Any) -> None:
-    print(json.dumps(obj, indent=2, default=str))
+    """`obj` as JSON any parser reads (RFC 8259: no NaN or Infinity tokens): a NaN, an infinity, pandas' NA and NaT
+    are null; numpy scalars are their Python values; any other object its str()."""
+    print(json.dumps(json_ready(obj), indent=2, default=str, allow_nan=False))
+
+
+def json_ready(obj: Any) -> Any:
+    """`obj` with every missing or non-finite number as None, through dicts, lists and tuples."""
+    if isinstance(obj, dict):
+        return {k: json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_ready(v) for v in obj]
+    if type(obj).__module__ == "numpy" and hasattr(obj, "item"):  # np.float32, np.int64, np.bool_ (no numpy import)
+        obj = obj.item()
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if type(obj).__name__ in ("NAType", "NaTType"):  # pandas' missing values (no pandas import)
+        return None
+    return obj
 
 
 def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
