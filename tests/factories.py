@@ -170,6 +170,7 @@ def downgrade_store(path: Path, version: int) -> None:
     import duckdb
 
     con = duckdb.connect(str(path))
+    con.execute("DELETE FROM meta WHERE key = 'question_se:filled'")  # no release before wrote it (suite_se.py)
     if version < 7:
         con.execute("DROP TABLE IF EXISTS run_cuts")
     if version < 6:

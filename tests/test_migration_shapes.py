@@ -6,7 +6,7 @@ no shipped migration is edited and the factory drops exactly what later versions
 stores written by the CLI of three older commits of main (`harness merge` of zoo-base and zoo-math, `harness eval`
 of the three on zoo_math's three splits, --limit 8): dbe08f7 (v3), c2f4abc (v6) and 33593a3 (v7). Opened by today's
 code, each kept every row of every table, and its leaderboard (27 rows), lineage and overfit coverage gave the old
-figures (a v3 store's suite scores keep lm-eval's pooled stderr: v5 computes nothing for runs written before).
+figures (a v3 store's suite scores keep lm-eval's pooled stderr until `harness db info` or an evaluation fills them).
 """
 
 from __future__ import annotations

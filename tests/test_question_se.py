@@ -225,28 +225,48 @@ def test_the_suites_metric_is_read_from_its_samples_and_a_value_they_do_not_make
     assert write("nan", off=float("nan")) == (None, None, None)  # a NaN task value: no documents make it
 
 
-def test_a_store_written_before_v5_keeps_lm_evals_stderr(tmp_path: Path) -> None:
-    """A v4 file (no question columns) migrates on open: its runs have none, and their suite score keeps lm-eval's
-    pooled stderr; a run written after the migration gets the clustered one."""
+def _zoo_math_run(zoo_family: Path, path: Path) -> tuple[str, float]:
+    """zoo-math on zoo_math:public through the runner (lm-eval, 16 documents a task) into the store at `path`:
+    its run id and the suite score's se the leaderboard shows."""
+    from harness.evaluate.backends.base import BackendOptions
+    from harness.evaluate.runner import EvalOptions, evaluate_model
     from harness.store import Store
-    from harness.store.schema import SCHEMA_VERSION
-    from tests.factories import downgrade_store
 
-    path = tmp_path / "v4.duckdb"
+    opts = EvalOptions(backend_options=BackendOptions(device="cpu", dtype="float32", batch_size=8), use_cache=False)
     store = Store(path)
-    store.init()
-    rng = np.random.default_rng(9)
-    rows = {t: [(float(rng.random() < 0.5), f"d{i}") for i in range(25)] for t in ("zoo_math_mc_public",
-                                                                                     "zoo_math_gen_public")}
-    old_id = _write_run(store, "zoo_math", "public", rows, "acc")
-    downgrade_store(path, 4)  # the file as a v4 harness wrote it
-    store = Store(path)
-    arrays = [np.array([s for s, _ in v]) for v in rows.values()]
-    assert _board(store, old_id)["se"] == pytest.approx(_lm_eval_se(arrays, True), rel=1e-12)
-    assert store.schema_version() == SCHEMA_VERSION >= 5 and _stored_columns(store, old_id) == (None, None, None)
-    new_id = _write_run(store, "zoo_math", "public", rows, "acc")
-    clustered = question_clustered_stderr([(x, list(range(25)), 0.5) for x in arrays])
-    assert _board(store, new_id)["se"] == pytest.approx(clustered, rel=1e-12) != _lm_eval_se(arrays, True)
+    res = evaluate_model(str(zoo_family / "zoo-math"), "zoo_math", opts, store=store, limit=16)
+    return res.run_id, float(_board(store, res.run_id)["se"])
+
+
+def test_a_run_written_before_v5_gets_the_stderr_a_new_run_of_its_samples_gets(zoo_family: Path, results: Path,
+                                                                                 tmp_path: Path) -> None:
+    """A real zoo_math run in a v4 file (no question columns) migrates on open; `harness db info`, or the next run
+    recorded in the store, computes the clustered stderr of the runs written before from their stored samples: the
+    leaderboard's se then equals the fresh store's bit for bit. Before, the old run kept lm-eval's pooled se (0.134
+    against 0.189 on the audit's zoo-math twin; here the figures the test prints) beside new runs' clustered one."""
+    import shutil
+
+    from harness.store import Store
+    from tests.factories import downgrade_store, run_cli
+
+    fresh = results / "harness.duckdb"
+    run_id, want = _zoo_math_run(zoo_family, fresh)
+    samples = Store(fresh).samples(run_id)
+    arrays = [samples[(samples["task"] == t) & (samples["metric"] == m)].sort_values("doc_id")["score"].to_numpy()
+              for t, m in (("zoo_math_mc_public", "acc"), ("zoo_math_gen_public", "exact_match,strip"))]
+    pooled = _lm_eval_se(arrays, False)
+    assert want != pytest.approx(pooled, rel=1e-6), "these samples do not tell the two rules apart"
+    for how in ("db info", "eval"):
+        old = tmp_path / f"{how}.duckdb"
+        shutil.copy(fresh, old)
+        downgrade_store(old, 4)  # the file as a v4 harness wrote it
+        if how == "db info":
+            assert run_cli("--db", str(old), "db", "info")[0] == 0
+        else:
+            _zoo_math_run(zoo_family, old)  # a re-run: a new attempt, recorded in the migrated store
+        got = float(_board(Store(old), run_id)["se"])
+        print(f"{how}: the old run's se {got!r}, a fresh store's {want!r}, lm-eval's pooled {pooled!r}")
+        assert got == want
 
 
 @pytest.mark.slow

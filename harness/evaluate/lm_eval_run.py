@@ -149,14 +149,8 @@ def record_results(target: ModelTarget, run: RunRecord, out: LmEvalOutput, store
 
 
 def scored_questions(run: RunRecord, samples: list[Sample]) -> tuple[dict[tuple[str, int], str], str | None]:
-    """The question each scored item poses (harness/seed_questions.py, as the gate names them) and the metric the
-    run's suite is scored on: what the store needs for the suite score's question-clustered stderr. No questions
-    for a judge suite (its stored overall row is its score) or a suite.yaml that no longer reads."""
-    from harness.seed_questions import question_keys
-    from harness.suites import score_rules
+    """The question each scored item poses and the metric the run's suite is scored on
+    (harness/evaluate/run_questions.py): what the store needs for the suite score's question-clustered stderr."""
+    from harness.evaluate.run_questions import run_questions
 
-    rule = score_rules().get(run.suite)
-    if rule is None or rule.summary_task is not None:
-        return {}, None
-    hashes = {(s.task, s.doc_id): s.doc_hash for s in samples}
-    return question_keys(run.suite, run.split, hashes), rule.metric_for(run.split)
+    return run_questions(run, {(s.task, s.doc_id): s.doc_hash for s in samples})

@@ -170,12 +170,14 @@ def evaluate_model(
     `overrides` set EvalOptions fields by name, e.g. evaluate_model(path, "zoo_math", split="public", limit=20).
     `plan` is the plan_for(suite, options) a caller evaluating several models built once.
     """
+    from harness.evaluate.run_questions import fill_question_stderr
     from harness.store import Store
 
     opts = replace(options or EvalOptions(), **overrides)
     store = store or Store()
     if not store.path.exists():
         store.init()  # an existing store is checked (and migrated if older) by its first read
+    fill_question_stderr(store)  # runs written before v5: once per store (harness/evaluate/run_questions.py)
     quiet_engines()
     check_backend(opts)  # an unknown backend, openai without an endpoint: fail before anything else
     plan = plan or plan_for(suite, opts)

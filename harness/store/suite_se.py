@@ -17,8 +17,12 @@ finish_run's write transaction has just written: each task's row as the suite sc
 `task_rows_sql`, the one definition both use) and its documents' scores on that row's metric (the mean of each
 document's scored sample rows, in SQL). All three are NULL where no question has more
 than one item (the suite score keeps lm-eval's stderr, bit for bit), where the per-document scores do not make
-the stored task scores (a metric that is not a per-document mean, samples not logged), and in runs written before
-(migration v5 adds the columns and computes nothing).
+the stored task scores (a metric that is not a per-document mean, samples not logged).
+
+Runs written before v5 (migration v5 adds the columns and computes nothing: the store cannot name questions) get
+theirs from their stored samples, as a new run of the same samples would: harness/evaluate/run_questions.py
+`fill_question_stderr`, which `harness db info` and each evaluation call, recomputes every complete run whose
+columns are NULL (`unfilled_runs`) once, then marks the store filled (meta FILLED_KEY).
 """
 
 from __future__ import annotations
@@ -126,3 +130,26 @@ def write_question_stderr(con: duckdb.DuckDBPyConnection, run_id: str, questions
     values = [found.metric, found.by_size, found.by_mean] if found else [None, None, None]
     con.execute("UPDATE runs SET question_metric = ?, question_se_size = ?, question_se_mean = ? WHERE run_id = ?",
                 [*values, run_id])
+
+
+FILLED_KEY = "question_se:filled"  # meta: the runs written before v5 have had their clustered stderr computed
+
+
+def unfilled_runs(con: duckdb.DuckDBPyConnection) -> list[str] | None:
+    """The complete runs whose clustered stderr may never have been computed (NULL columns: written before v5, or
+    computed and found none), until the store is marked filled; None after."""
+    if con.execute("SELECT value FROM meta WHERE key = ?", [FILLED_KEY]).fetchall():
+        return None
+    return [r[0] for r in con.execute("SELECT run_id FROM runs WHERE status = 'complete' AND question_metric IS NULL "
+                                      "ORDER BY run_id").fetchall()]
+
+
+def doc_hashes(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[tuple[str, int], str | None]:
+    """{(task, doc id): doc_hash} of the run's stored samples: what the runner names the run's questions from."""
+    rows = con.execute("SELECT task, doc_id, min(doc_hash) FROM samples WHERE run_id = ? GROUP BY task, doc_id",
+                       [run_id]).fetchall()
+    return {(t, int(d)): h for t, d, h in rows}
+
+
+def mark_filled(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("INSERT OR REPLACE INTO meta VALUES (?, 'yes')", [FILLED_KEY])
