@@ -177,10 +177,10 @@ def evaluate_model(
     store = store or Store()
     if not store.path.exists():
         store.init()  # an existing store is checked (and migrated if older) by its first read
-    fill_question_stderr(store)  # runs written before v5: once per store (harness/evaluate/run_questions.py)
     quiet_engines()
     check_backend(opts)  # an unknown backend, openai without an endpoint: fail before anything else
     plan = plan or plan_for(suite, opts)
+    fill_question_stderr(store)  # runs written before v5: once per store (harness/evaluate/run_questions.py)
     prepared = prepare_run(model_ref, plan, opts, store)
     if isinstance(prepared, RunResult):
         return prepared

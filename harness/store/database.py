@@ -93,6 +93,10 @@ def migrate(con: duckdb.DuckDBPyConnection, path: Path) -> int:
         con.execute(
             "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
         )
+        if found == 0:  # a new store holds no run written before v5: nothing for fill_question_stderr to compute
+            from harness.store.suite_se import mark_filled
+
+            mark_filled(con)
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")
