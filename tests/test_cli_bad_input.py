@@ -163,3 +163,30 @@ def test_importing_a_file_that_is_no_gguf_says_so(zoo, results, store, tmp_path:
     assert code == 2 and err.count("\n") == 1 and "a model folder or" not in err, (code, err)
     assert "model.safetensors is not a .gguf file" in err and "harness eval" in err, err
     assert not (results / "cache" / "gguf").exists() and store.list_models() == []
+
+
+def test_a_model_that_fails_before_its_run_is_one_line(zoo, results, store, tmp_path: Path) -> None:
+    # before: `[1/1] nw: zoo_math (hf)`, a blank line (the request bars' empty table), then the error: three lines
+    # for a folder without weights or a file that is no GGUF. The real stderr, so a subprocess.
+    import shutil
+
+    nw = tmp_path / "nw"
+    nw.mkdir()
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(zoo["m0"] / name, nw / name)
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"not a gguf file")
+    base = [sys.executable, "-m", "harness.cli", "eval", "--suite", "zoo_math", "--limit", "2", "--device", "cpu"]
+    for model, want in ((nw, "has no weights"), (bad, "is not a GGUF file")):
+        proc = subprocess.run([*base, str(model)], capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 2 and proc.stdout == "", (proc.returncode, proc.stdout, proc.stderr)
+        assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1 and want in proc.stderr, proc.stderr
+    # several models: the failing one is its error line alone, the next still runs with its progress line
+    proc = subprocess.run([*base, str(nw), str(zoo["m0"])], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "zoo_math_mc_public" in proc.stdout, (proc.returncode, proc.stderr)
+    lines = proc.stderr.splitlines()
+    assert lines[0].startswith(f"error: {nw}: ") and "has no weights" in lines[0], proc.stderr
+    assert lines[1] == "[2/2] m0: zoo_math (hf)" and "[1/2]" not in proc.stderr.split("[2/2]")[0], lines
+    again = subprocess.run([*base, str(zoo["m0"])], capture_output=True, text=True, timeout=300)  # reused: no bar
+    assert again.returncode == 0 and again.stderr.startswith("[1/1] m0: zoo_math (hf)\n"), again.stderr
+    assert "reused" in again.stderr.splitlines()[1] and again.stderr.count("\n") == 2, again.stderr

@@ -153,14 +153,19 @@ def eval_cmd(
                              tier=tier, max_new_tokens=max_new_tokens, judge_max_new_tokens=judge_max_new_tokens,
                              rules=rules_from(judge_option, answer_temperature))
     total = len(models)
+    done: list[Any] = []
+    shown: set[int] = set()
 
-    def started(i: int, ref: str) -> None:
+    def started(ref: str) -> None:
+        """The model's line, once: when its run starts (its bar) or its result comes (a reused run draws none), so
+        a model refused before its run (no weights, no GGUF file) shows its error line alone."""
+        if len(done) in shown:
+            return
+        shown.add(len(done))
         if jopts is not None:
             typer.echo(f"{_display_name(ref)}: {suite} judged by {jopts.judge} ({jopts.judge_backend})", err=True)
         else:
-            typer.echo(f"[{i + 1}/{total}] {_display_name(ref)}: {suite} ({backend})", err=True)
-
-    done: list[Any] = []
+            typer.echo(f"[{len(done) + 1}/{total}] {_display_name(ref)}: {suite} ({backend})", err=True)
 
     def on_done(ref: str, res: Any) -> None:
         if isinstance(res, HarnessError):
@@ -169,17 +174,24 @@ def eval_cmd(
         elif jopts is not None:
             if not as_json:
                 _print_judged(res)
-        elif not as_json:
-            _print_result(res)
+        else:
+            started(ref)  # a reused run, or one on Ray workers, draws no bar: its line comes with its result
+            if not as_json:
+                _print_result(res)
         done.append(res)
-        if len(done) < total:
-            started(len(done), models[len(done)])
+        if jopts is not None and len(done) < total:
+            started(models[len(done)])  # a judge run draws no bar: its line comes before it
+
+    def bar(target: Any) -> RequestBar:
+        started(models[len(done)])
+        return RequestBar(bars, f"[{len(done) + 1}/{total}] {target.name}")
 
     quiet = stdout_to_stderr() if as_json else contextlib.nullcontext()
     with quiet:
-        started(0, models[0])
+        if jopts is not None:
+            started(models[0])
         with request_bars() as bars:
-            opts = replace(opts, progress=lambda target: RequestBar(bars, f"[{len(done) + 1}/{total}] {target.name}"))
+            opts = replace(opts, progress=bar)
             if workers > 1 or ray_address:
                 from harness.workflows.fanout import evaluate_fanout
 

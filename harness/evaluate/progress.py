@@ -37,6 +37,7 @@ class RequestBar:
     def __init__(self, progress: object, label: str) -> None:
         self._progress = progress
         self._label = label
+        progress.start()  # type: ignore[attr-defined]  # request_bars draws from the first bar on
         self._task = progress.add_task(label, total=None, cached="")  # type: ignore[attr-defined]
         self._total = 0
         self._cached = 0
@@ -64,7 +65,8 @@ class RequestBar:
 
 @contextmanager
 def request_bars(enabled: bool = True) -> Iterator[object]:
-    """A rich Progress on stderr for `RequestBar`s; with enabled=False nothing is drawn."""
+    """A rich Progress on stderr for `RequestBar`s, drawn from the first bar on (none: nothing drawn, not even the
+    blank line rich ends an empty display with); with enabled=False nothing is drawn."""
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -77,5 +79,9 @@ def request_bars(enabled: bool = True) -> Iterator[object]:
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("requests"),
                TextColumn("{task.fields[cached]}"), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True), disable=not enabled, transient=False) as progress:
+    progress = Progress(*columns, console=Console(stderr=True), disable=not enabled, transient=False)
+    try:
         yield progress
+    finally:
+        if progress.tasks:
+            progress.stop()
