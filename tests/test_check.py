@@ -476,3 +476,22 @@ def test_a_twin_split_asking_each_question_twice_still_counts_it_once(tmp_path: 
     assert twin[("zq_mc_twin", 0)] == "zq/zq_gen_public/0"
     public = {(f"zq_{f}_public", i): f"p{i}" for f in ("mc", "gen") for i in range(5)}
     assert question_keys("zq", "public", public) == public
+
+
+def test_the_gate_refuses_the_openai_backend_in_its_own_words(tiny_llama, results, tiny_suite, store) -> None:
+    # before: "the openai backend needs an endpoint: pass --base-url URL or --serve", flags that neither baseline
+    # save nor check has; and check scores a candidate with a baseline file's options, which keep no endpoint
+    from harness.evaluate.options import eval_options
+    from harness.workflows.check import save_baseline
+    from tests.factories import run_cli
+
+    model = str(tiny_llama("m"))
+    for args in (("baseline", "save", model, "--suite", "tiny_mc", "--name", "rel"),
+                 ("check", "--candidate", model, "--baseline", model, "--suite", "tiny_mc")):
+        code, out, err = run_cli(*args, "--backend", "openai")
+        assert code == 2 and err.count("\n") == 1 and out == "", (args, code, out, err)
+        assert "do not support the openai backend" in err and "--base-url" not in err, err
+    opts = eval_options(backend="openai", base_url="http://127.0.0.1:9")  # a library caller with an endpoint
+    with pytest.raises(HarnessError, match="do not support the openai backend"):
+        save_baseline(model, "tiny_mc", "rel", opts, store)
+    assert not (results / "baselines").exists() and store.list_runs(status=None) == []

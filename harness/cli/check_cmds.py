@@ -24,7 +24,9 @@ def _options(split: str | None, limit: int | None, tier: str | None, backend: st
              dtype: str, seed: int, device: str | None):
     from harness.cli.output import parse_batch_size
     from harness.evaluate.options import eval_options
+    from harness.workflows.check import require_gate_backend
 
+    require_gate_backend(backend)  # before eval_options, whose refusal names endpoint flags these commands lack
     return eval_options(split=split, backend=backend, limit=limit, tier=tier, seed=seed,
                         batch_size=parse_batch_size(batch_size), dtype=dtype, device=device)
 
@@ -36,7 +38,7 @@ def baseline_save(
     split: str = typer.Option(None, "--split", help="Suite split (default: the suite's default)."),
     limit: int = typer.Option(None, "--limit", min=1, help="At most N documents per task."),
     tier: str = typer.Option(None, "--tier", help="smoke | quick | full."),
-    backend: str = typer.Option("hf", "--backend", "-b", help="hf | vllm | openai."),
+    backend: str = typer.Option("hf", "--backend", "-b", help="hf | vllm."),
     batch_size: str = typer.Option("16", "--batch-size", help="Batch size (scores can move with it: it is kept)."),
     dtype: str = typer.Option("auto", "--dtype", help="auto | float32 | bfloat16 | float16."),
     seed: int = typer.Option(1234, "--seed", min=0, max=2**32 - 1, help="Seed."),
@@ -83,7 +85,7 @@ def check(
     split: str = typer.Option(None, "--split", help="With a baseline model: the split."),
     limit: int = typer.Option(None, "--limit", min=1, help="With a baseline model: at most N documents per task."),
     tier: str = typer.Option(None, "--tier", help="With a baseline model: smoke | quick | full."),
-    backend: str = typer.Option("hf", "--backend", "-b", help="With a baseline model: hf | vllm | openai."),
+    backend: str = typer.Option("hf", "--backend", "-b", help="With a baseline model: hf | vllm."),
     device: str = typer.Option(None, "--device", help="hf: cpu, cuda ..."),
     merge_seed: int = typer.Option(0, "--merge-seed", min=0, max=2**32 - 1, help=MERGE_SEED_HELP),
     report: Path = typer.Option(None, "--report", help="Write the Markdown report here (for a PR comment)."),

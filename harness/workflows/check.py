@@ -65,6 +65,15 @@ def _evaluate(model: str, suite: str, opts: Any, store: Store, merge_seed: int =
     return res, run
 
 
+def require_gate_backend(backend: str) -> None:
+    """A baseline file keeps no endpoint and check scores the candidate with the file's options: a baseline
+    scored through an OpenAI-compatible server could never be checked, so none is made."""
+    if backend == "openai":
+        raise HarnessError("baseline save and check do not support the openai backend (they take no endpoint, "
+                           "so a baseline made through one could not be checked)",
+                           "use --backend hf or vllm on the model folder")
+
+
 def save_baseline(model: str, suite: str, name: str, opts: Any, store: Store, force: bool = False,
                   merge_seed: int = 0) -> Path:
     """Evaluate (or reuse) `model` (a recipe: merged with `merge_seed`) on `suite` and write
@@ -72,6 +81,7 @@ def save_baseline(model: str, suite: str, name: str, opts: Any, store: Store, fo
     (both checked before any evaluation)."""
     from harness.names import check_name
 
+    require_gate_backend(opts.backend)
     path = baselines_dir() / f"{check_name(name)}.json"
     if path.exists() and not force:
         raise HarnessError(f"baseline {name!r} exists ({path})", "pass --force to replace it, or another --name")
