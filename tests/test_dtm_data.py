@@ -206,9 +206,70 @@ def test_training_data_holding_evaluated_questions_is_refused_before_training(re
            "k": 2, "suites": ["zoo_math:heldout"], "limit": 6}
     (tmp_path / "leak.yaml").write_text(json.dumps(cfg))
     with pytest.raises(HarnessError, match=r"3 of the 67 training examples in .*leaky.jsonl pose a question the "
-                                           r"study evaluates \(e\.g\. example 31: '.+' is zoo_math:heldout "
-                                           r"zoo_math_\w+_heldout document 5\): .*remove them"):
+                                           r"study evaluates \(e\.g\. example 31: '.+' shares '.+' with "
+                                           r"zoo_math:heldout zoo_math_\w+_heldout document 5\): .*remove them"):
         run_dtm(tmp_path / "leak.yaml", store=store)
     assert not study_folder(load_config(tmp_path / "leak.yaml")[0]).exists()  # refused before anything is written
     with pytest.raises(HarnessError, match="3 of the 67"):
         check_disjoint(read_instructions(tmp_path / "leaky.jsonl"), ("zoo_logic:heldout", "zoo_math:heldout"), "f")
+
+
+def _heldout(suite: str) -> list[dict]:
+    path = Path(__file__).resolve().parent.parent / f"suites/zoo/{suite}/data/heldout.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_a_question_inside_other_text_or_in_the_response_is_refused_and_a_near_miss_passes() -> None:
+    """The exact check let through an evaluated question wrapped in "Question: ... Answer:" or placed in the
+    response. Now: a zoo_math heldout question (17 words: 15-word runs) wrapped, one in a response, and a
+    zoo_logic question (8 words, matched whole) wrapped are refused; a zoo_math question with its change edited,
+    which shares no 13-word run with any heldout question by lm-eval's own n-grams, passes."""
+    from lm_eval.decontamination.janitor import Janitor, word_ngrams
+
+    from harness.train.overlap import check_disjoint
+    from harness.zoo.instructions import zoo_instructions
+
+    math, logic = _heldout("zoo_math"), _heldout("zoo_logic")
+    q = next(d["question"] for d in math if "more" in d["question"])  # an addition: 17 words
+    wrapped = Example(f"Question: {q.replace(' ?', '?').replace(' .', '.')}\nAnswer:", "the number")
+    in_response = Example("Repeat this sentence word for word.", q.upper())
+    short = Example(f"Question: {logic[3]['question']} Answer:", logic[3]["answer"])
+    words = q.split()
+    i = words.index("more") - 1
+    words[i] = str(int(words[i]) + 30)  # "Leo buys 9 more" -> "Leo buys 39 more": every 13-word run holds it
+    near = Example(" ".join(words), "?")
+    janitor = Janitor()
+    grams = {g for d in math for g in word_ngrams(janitor.normalize_string(d["question"]), 13)}
+    assert not set(word_ngrams(janitor.normalize_string(near.text), 13)) & grams
+    clean = zoo_instructions(40, 0.5, 0)
+    check_disjoint([*clean, near], ("zoo_math:heldout", "zoo_logic:heldout"), "f")  # passes
+    for leaked in (wrapped, in_response, short):
+        with pytest.raises(HarnessError, match=r"1 of the 41 training examples in f pose a question the study "
+                                               r"evaluates \(e\.g\. example 41: .* document \d+\)"):
+            check_disjoint([*clean, leaked], ("zoo_math:heldout", "zoo_logic:heldout"), "f")
+    with pytest.raises(HarnessError, match=r"3 of the 43 .*example 21: .*zoo_math:heldout zoo_math_\w+_heldout"):
+        check_disjoint([*clean[:20], wrapped, in_response, short, *clean[20:]], ("zoo_math:heldout",
+                                                                               "zoo_logic:heldout"), "f")
+
+
+def test_runs_are_lm_evals_word_ngrams_and_the_zoos_data_is_clean_at_n_not_at_13() -> None:
+    """Our words and runs equal lm-eval's (Janitor.normalize_string, word_ngrams) on ASCII text. At lm-eval's 13 the
+    zoo's own stories that differ from a heldout zoo_math question in the first amount only share a run with it
+    (19 of 2,000); at N = 15 none does, since every 15-word run of a zoo_math question holds the whole question."""
+    from lm_eval.decontamination.janitor import Janitor, word_ngrams
+
+    from harness.train.overlap import N, ngrams, shared_run, suite_runs, words
+    from harness.zoo.instructions import zoo_instructions
+
+    texts = ["Question: What's 2+2?\n\nA. 3\tB. 4  C. (five)\nAnswer:", "  ,, I'm a very !dirty,, ,,  dirty boy. "
+             "Clean me daddy. \n\nhe he he hehe heh.  lastword  " * 2, "Tom has 9 hats . Tom gets 9 more hats .", "."]
+    for text in texts:
+        for n in (1, 3, 13):
+            assert list(ngrams(words(text), n)) == list(word_ngrams(Janitor().normalize_string(text), n))
+    examples, suites = zoo_instructions(2000, 0.4, 0), ("zoo_math:heldout", "zoo_logic:heldout")
+    runs_13, runs = suite_runs(suites, 13), suite_runs(suites)
+    at_13 = [e for e in examples if shared_run(e.text, runs_13)]
+    assert N == 15 and len(at_13) == 19 and not [e for e in examples if shared_run(e.text, runs)]
+    run, where = shared_run(at_13[0].text, runs_13)
+    asked = _heldout("zoo_math")[int(where.rsplit(" ", 1)[1])]["question"]
+    assert at_13[0].prompt != asked and at_13[0].prompt.split()[3:] == asked.split()[3:]  # only "X has N" differs
