@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import signal
 import sys
 from typing import Any, NoReturn
 
@@ -102,14 +101,27 @@ def main() -> None:
     """Run the app, turning HarnessError into one line on stderr and its exit code, and Ctrl-C into exit 130.
 
     With standalone_mode=False typer returns (does not raise) a command's typer.Exit(n), and the Exit(130) it makes
-    of a KeyboardInterrupt: that code is the exit status here."""
-    interrupts: list[int] = []
-    previous = _count_interrupts(interrupts)
+    of a KeyboardInterrupt: that code is the exit status here. A Ctrl-C that library code caught and dropped still
+    ends in 130 (harness/cli/interrupts.py): the command ran to its end, and what it wrote is whole (a merge or a
+    run is recorded in one transaction once complete), so it is kept and the line says so."""
+    from harness.cli.interrupts import noting_interrupts
+
+    with noting_interrupts() as interrupts:
+        code = _run(interrupts)
+        if interrupts:
+            _interrupted(finished=code != 130)
+    if isinstance(code, int) and not isinstance(code, bool) and code:
+        sys.exit(code)
+
+
+def _run(interrupts: list[int]) -> Any:
     try:
-        code = app(standalone_mode=False)
+        return app(standalone_mode=False)
     except HarnessError as exc:
         if os.environ.get("HARNESS_DEBUG"):
             raise
+        if interrupts:  # made of the Ctrl-C's own error by a library ("mergekit failed: Query interrupted")
+            _interrupted()
         typer.echo(f"error: {exc.line()}", err=True)
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
@@ -129,33 +141,12 @@ def main() -> None:
             _interrupted()
         typer.echo(f"error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True)
         sys.exit(1)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
-    if code == 130 and interrupts:
-        _interrupted()
-    if isinstance(code, int) and not isinstance(code, bool) and code:
-        sys.exit(code)
 
 
-def _count_interrupts(seen: list[int]) -> Any:
-    """Note each SIGINT in `seen`, then raise KeyboardInterrupt as Python does; returns the handler it replaced
-    (None when SIGINT is not Python's default here: ignored in a background job, or not the main thread)."""
-    previous = signal.getsignal(signal.SIGINT)
-    if previous is not signal.default_int_handler:
-        return None
-
-    def on_sigint(signum: int, frame: Any) -> None:
-        seen.append(signum)
-        signal.default_int_handler(signum, frame)
-
-    try:
-        signal.signal(signal.SIGINT, on_sigint)
-    except ValueError:  # not the main thread
-        return None
-    return previous
-
-
-def _interrupted() -> NoReturn:
-    typer.echo("interrupted", err=True)
+def _interrupted(finished: bool = False) -> NoReturn:
+    if finished:
+        typer.echo("interrupted, but the Ctrl-C was caught inside a library and the command ran to its end: "
+                   "what it wrote is complete and kept", err=True)
+    else:
+        typer.echo("interrupted", err=True)
     sys.exit(130)

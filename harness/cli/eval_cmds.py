@@ -385,8 +385,8 @@ def serve(
         try:
             while server.alive():
                 time.sleep(1)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # raised on: the server stops on leaving the block, the exit is 130
             typer.echo("stopping", err=True)
-            return
+            raise
     raise HarnessError(f"vllm serve exited with code {server.proc.returncode}", f"see {server.log_path}",
                        exit_code=3)

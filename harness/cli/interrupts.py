@@ -1,0 +1,71 @@
+"""Ctrl-C in the `harness` command: each SIGINT is noted and raised as KeyboardInterrupt, as Python does, and raised
+again where code that cannot raise swallowed it.
+
+    with noting_interrupts() as interrupts:   # interrupts: one entry per SIGINT delivered
+        ...
+
+Python runs the handler wherever the main thread is, in a finalizer too: a KeyboardInterrupt raised in a `__del__`
+or a weakref callback is printed as "Exception ignored in ..." and dropped (seen: a regex pattern collected while
+`harness merge` imported torch; the merge then ran to its end and exited 0). Python hands such an exception to
+sys.unraisablehook: here the hook raises it again at the main thread's next call or return, outside the finalizer.
+An interrupt that library code catches and drops (`except BaseException: pass`) leaves no trace but its entry in
+`interrupts`, for the caller to act on once the command has returned.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+
+@contextmanager
+def noting_interrupts() -> Iterator[list[int]]:
+    """Within the block, note each SIGINT in the list it yields and raise KeyboardInterrupt, again after a finalizer
+    swallowed it. Nothing is installed where SIGINT is not Python's default (ignored in a background job, another
+    handler) or off the main thread: the list then stays empty."""
+    seen: list[int] = []
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is not signal.default_int_handler:
+        yield seen
+        return
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        seen.append(signum)
+        signal.default_int_handler(signum, frame)
+
+    try:
+        signal.signal(signal.SIGINT, on_sigint)
+    except ValueError:  # not the main thread
+        yield seen
+        return
+    unraisable = sys.unraisablehook
+    sys.unraisablehook = _raise_again_after(unraisable)
+    try:
+        yield seen
+    finally:
+        sys.unraisablehook = unraisable
+        signal.signal(signal.SIGINT, previous)
+
+
+def _raise_again_after(fallback: Any) -> Any:
+    """An unraisablehook that, for a swallowed KeyboardInterrupt, sets a profile function raising it at the thread's
+    next call or return outside this hook (then removed), and hands anything else to `fallback`."""
+
+    def hook(unraisable: Any) -> None:
+        if unraisable.exc_type is None or not issubclass(unraisable.exc_type, KeyboardInterrupt):
+            fallback(unraisable)
+            return
+        before = sys.getprofile()
+
+        def raise_once(frame: Any, event: str, arg: Any) -> None:
+            if frame.f_code is hook.__code__:  # this hook returning
+                return
+            sys.setprofile(before)
+            raise KeyboardInterrupt
+
+        sys.setprofile(raise_once)
+
+    return hook
