@@ -3,6 +3,8 @@ exit, nothing half written. Found by the CLI audit (branch auditcli)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from tests import test_merge as shared
