@@ -385,8 +385,11 @@ def serve(
         try:
             while server.alive():
                 time.sleep(1)
-        except KeyboardInterrupt:  # raised on: the server stops on leaving the block, the exit is 130
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the way to stop a server, so a clean exit 0
+            from harness.cli.interrupts import handled
+
+            handled()
             typer.echo("stopping", err=True)
-            raise
+            return
     raise HarnessError(f"vllm serve exited with code {server.proc.returncode}", f"see {server.log_path}",
                        exit_code=3)

@@ -20,6 +20,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+_ACTIVE: list[list[int]] = []  # the lists noting_interrupts is filling (the process's SIGINT handler is global)
+
+
+def handled() -> None:
+    """The command stopped on purpose at the Ctrl-C it received (`harness serve`): it is no interrupted work."""
+    for seen in _ACTIVE:
+        seen.clear()
+
 
 @contextmanager
 def noting_interrupts() -> Iterator[list[int]]:
@@ -43,9 +51,11 @@ def noting_interrupts() -> Iterator[list[int]]:
         return
     unraisable = sys.unraisablehook
     sys.unraisablehook = _raise_again_after(unraisable)
+    _ACTIVE.append(seen)
     try:
         yield seen
     finally:
+        _ACTIVE.remove(seen)
         sys.unraisablehook = unraisable
         signal.signal(signal.SIGINT, previous)
 
