@@ -6,10 +6,8 @@ from pathlib import Path
 
 import typer
 
-from harness.cli.output import print_json
+from harness.cli.output import MERGE_SEED_HELP, print_json
 from harness.errors import HarnessError
-
-MERGE_SEED_HELP = "A recipe given as the model: the merge's seed, as `harness merge --seed` (DARE; part of the id)."
 
 
 def register(app: typer.Typer) -> None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from harness.cli.output import parse_batch_size, print_json, print_table, stdout_to_stderr
+from harness.cli.output import MERGE_SEED_HELP, parse_batch_size, print_json, print_table, stdout_to_stderr
 from harness.errors import HarnessError
 
 if TYPE_CHECKING:
@@ -92,9 +92,7 @@ def eval_cmd(
     max_length: int = typer.Option(None, "--max-length", min=1, help="Context length in tokens (default: model's)."),
     seed: int = typer.Option(1234, "--seed", min=0, max=2**32 - 1,
                               help="Seed for python, numpy, torch and few-shot sampling."),
-    merge_seed: int = typer.Option(0, "--merge-seed", min=0, max=2**32 - 1,
-                                   help="Recipes given as models: the merge's seed, as `harness merge --seed` "
-                                        "(random methods such as DARE; part of the merge id)."),
+    merge_seed: int = typer.Option(0, "--merge-seed", min=0, max=2**32 - 1, help=MERGE_SEED_HELP),
     base_url: str = typer.Option(None, "--base-url", help="openai: server root, e.g. http://127.0.0.1:8000."),
     serve_it: bool = typer.Option(False, "--serve", help="openai: run `vllm serve` on the model for the run."),
     tokenizer: str = typer.Option(None, "--tokenizer", help="openai: local tokenizer folder (default: model)."),

@@ -1,5 +1,5 @@
-"""Printing helpers shared by commands (tables through rich, JSON for --json) and the option values typer's
-types cannot say (a batch size: a positive integer or `auto`)."""
+"""Printing helpers shared by commands (tables through rich, JSON for --json), the option values typer's
+types cannot say (a batch size: a positive integer or `auto`), and the help of options several commands share."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
+
+MERGE_SEED_HELP = ("Recipes given as models: the merge's seed, as `harness merge --seed` (random methods such as DARE; "
+                   "part of the merge id).")
 
 
 @contextmanager
