@@ -13,6 +13,10 @@ twin), so the reference gap varies between models. Planted positives (true publi
 - `winners_curse`: the best of K candidates picked on the public split, undeclared: the pick's public score is
   inflated by the expected maximum of K sampling errors (K = 10 .. 200; c = se x E[max of K normals]);
 - `chain`: a chain of 3 .. 6 merges, each picked on public (declared), each adding 2 pts of public-only lift.
+`--natural floor` makes the natural gap what real benchmarks show near chance: zero at chance level and growing with
+ability above it, gap = (FLOOR_RHO + 2 x robustness) x max(0, skill - CHANCE) (the zoo's held-out split: -2 to -6 pts
+for chance-level models, +10 to +16 for the math expert's capable merges), with `--chance-sources` of the 12 sources
+at chance level (0.25): reference pools mostly of chance-level models, whose gaps say little of a capable one's.
 Clean = true c below 2 pts (gen_store.NEGATIVE_C). A false flag is a twin_gap or lineage_divergence flag on a
 clean (model, suite) checked, or a specialisation flag on a clean selected model; nominal levels: the
 Benjamini-Hochberg rate `fdr` for the first two, the one-sided Holm level of `loss_z` for specialisation.
@@ -38,6 +42,8 @@ from benchmarks import gen_store as gs  # noqa: E402
 
 SIGNALS = ("twin_gap", "lineage_divergence", "specialisation")
 TWIN_GAP_SKILL = 0.10  # natural gap grows by this much per unit of skill
+CHANCE = 0.25          # --natural floor: the skill of a model that guesses
+FLOOR_RHO = 0.25       # --natural floor: natural gap per unit of skill above chance
 
 
 def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -49,12 +55,15 @@ def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def population(seed: int, n_models: int, docs: int) -> tuple[gs.Lineage, dict[str, float], dict[str, tuple]]:
+def population(seed: int, n_models: int, docs: int, chance_sources: int = 0
+               ) -> tuple[gs.Lineage, dict[str, float], dict[str, tuple]]:
     """Clean models and plants; returns the lineage, each model's robustness, and plant name -> (kind, c)."""
     lin = gs.Lineage(seed)
     rng = lin.rng
     for i in range(12):
-        lin.source(f"source-{i:03d}", level=float(rng.uniform(0.3, 0.75)))
+        level = CHANCE if i < chance_sources else float(rng.uniform(0.3, 0.75) if not chance_sources
+                                                           else rng.uniform(0.55, 0.85))
+        lin.source(f"source-{i:03d}", level=level)
     gs.random_population(lin, n_models, 0, contaminate=0.0)
     clean = list(lin.models)
     for i in range(10):  # clean fine-tunes, and clean models picked on public (no lift)
@@ -101,11 +110,19 @@ def _robustness(lin: gs.Lineage) -> dict[str, float]:
     return rob
 
 
-def write_store(path: Path, lin: gs.Lineage, rob: dict[str, float], docs: int, seed: int) -> None:
+def natural_gap(rob: float, skill: float, natural: str) -> float:
+    """A clean model's expected public - twin gap (module docstring)."""
+    if natural == "floor":
+        return (FLOOR_RHO + 2 * rob) * max(0.0, skill - CHANCE)
+    return rob + TWIN_GAP_SKILL * (skill - 0.5)
+
+
+def write_store(path: Path, lin: gs.Lineage, rob: dict[str, float], docs: int, seed: int,
+                natural: str = "linear") -> None:
     fr = gs.frames(lin, None, seed)
     by_id = {m.model_id: m for m in lin.models.values()}
     runs = fr["gen_runs"]
-    nat = [0.0 if split == "public" else rob[by_id[mid].name] + TWIN_GAP_SKILL * (by_id[mid].ability[suite] - 0.5)
+    nat = [0.0 if split == "public" else natural_gap(rob[by_id[mid].name], by_id[mid].ability[suite], natural)
            for mid, suite, split in zip(runs["model_id"], runs["suite"], runs["split"], strict=True)]
     runs["p"] = np.clip(runs["p"].to_numpy() - np.asarray(nat), 0.02, 0.98)
     gs.write(path, fr, docs, None, False)
@@ -140,6 +157,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--stores", type=int, default=5)
     ap.add_argument("--models", type=int, default=240)
     ap.add_argument("--docs", type=int, default=300)
+    ap.add_argument("--natural", choices=("linear", "floor"), default="linear",
+                    help="the natural gap's shape: linear in skill, or zero at chance and growing above it")
+    ap.add_argument("--chance-sources", type=int, default=8, help="with --natural floor: sources at chance level")
     ap.add_argument("--json", help="also write the figures here")
     ap.add_argument("--keep", help="write the stores (and truth_<seed>.json) into this folder instead of a temp one")
     args = ap.parse_args(argv)
@@ -151,9 +171,10 @@ def main(argv: list[str] | None = None) -> None:
         folder = Path(args.keep or tmp)
         folder.mkdir(parents=True, exist_ok=True)
         for seed in range(args.stores):
-            lin, rob, planted = population(seed, args.models, args.docs)
+            lin, rob, planted = population(seed, args.models, args.docs,
+                                           args.chance_sources if args.natural == "floor" else 0)
             path = folder / f"cal{seed}.duckdb"
-            write_store(path, lin, rob, args.docs, seed)
+            write_store(path, lin, rob, args.docs, seed, args.natural)
             if args.keep:
                 truth = {m.name: max(m.contamination.values(), default=0.0) for m in lin.models.values()}
                 (folder / f"truth_{seed}.json").write_text(json.dumps(truth))
@@ -164,9 +185,9 @@ def main(argv: list[str] | None = None) -> None:
             plants += got["plants"]
     nominal = {"twin_gap": THRESHOLDS.fdr, "lineage_divergence": THRESHOLDS.fdr,
                "specialisation": 0.5 * math.erfc(THRESHOLDS.loss_z / math.sqrt(2))}
-    report = {"stores": args.stores, "models": args.models, "docs": args.docs,
+    report = {"stores": args.stores, "models": args.models, "docs": args.docs, "natural": args.natural,
               "seconds": round(time.perf_counter() - start, 1), "false_flag_rate": {}, "recall": {}}
-    print(f"{args.stores} stores x ~{args.models} models, {args.docs} docs per split "
+    print(f"{args.stores} stores x ~{args.models} models, {args.docs} docs per split, natural gap {args.natural} "
           f"({report['seconds']} s)\nsignal               false/trials  rate    95% interval    nominal")
     for s in SIGNALS:
         lo, hi = wilson(false[s], trials[s])

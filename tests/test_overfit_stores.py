@@ -99,3 +99,34 @@ def test_a_divergence_chain_reaches_the_root_through_parents_never_scored_on_the
         assert [(c["model"], c["public"], c["twin"], c["gap"]) for c in chain] == want
         assert [c["model_id"] for c in chain] == [_mid("R"), _mid(name)]
         assert flags[name].evidence["roots"] == 3 and flags[name].evidence["depth"] == 2
+
+
+def test_a_capable_model_is_read_against_references_of_its_ability_not_a_pool_at_chance(tmp_path: Path) -> None:
+    """Twelve chance-level models (public 0.25, natural gap -1.1 to +1.1 points: a guesser loses nothing on a harder
+    twin) and five capable clean ones (public 0.66-0.86, natural gap 0.2 x (public - 0.25): 8-12 points, as the
+    zoo's math expert and its merges lose 10-16 points on the held-out split). c is clean and capable (public 0.80,
+    gap 12 points: near the capable references' line at 0.80, 11 points by hand), o is overfit (public 0.95, gap 35
+    points). The median of the others (0.5 points, spread 0) made c's gap an excess of 11.5 points (p 7e-6) and
+    flagged it; the references' line read at c's ability does not, and flags o by the 21 points it has beyond
+    that line."""
+    noise = (-0.011, -0.008, -0.006, -0.004, -0.002, -0.001, 0.001, 0.002, 0.004, 0.006, 0.008, 0.011)
+    chance = {f"g{i}": (0.25, 0.25 - e) for i, e in enumerate(noise)}
+    capable = {f"k{i}": (p, p - 0.2 * (p - 0.25)) for i, p in enumerate((0.66, 0.70, 0.75, 0.80, 0.86))}
+    scores = {**chance, **capable, "c": (0.80, 0.68), "o": (0.95, 0.60)}
+    store = Store(tmp_path / "ability.duckdb")
+    _models(store, list(scores), {})
+    for name, (public, twin) in scores.items():
+        _run(store, name, "s", "public", "s_public", "acc", public, 0.018, n=600)
+        _run(store, name, "s", "heldout", "s_heldout", "acc", twin, 0.018, n=600)
+    data = gather(store, twins={"s": {"heldout": "s:heldout"}})
+    tests = {data.names[t.model_id]: t for t in twin_tests(data, THRESHOLDS)}
+    c, o = tests["c"], tests["o"]
+    print("c:", c.ref, c.excess, c.p, "\no:", o.ref, o.excess, o.p)
+    by_hand = 0.2 * (0.80 - 0.25)  # the capable references' natural gap at c's public score
+    assert c.ref.k == 18 and c.ref.slope > 0 and c.ref.centre == pytest.approx(by_hand, abs=0.01)
+    assert not c.flagged and c.excess == pytest.approx(0.12 - c.ref.centre)
+    median = statistics.median(p - t for n, (p, t) in scores.items() if n != "c")
+    assert 0.12 - median > THRESHOLDS.gap_min  # what the median made of it
+    assert o.flagged and o.excess == pytest.approx(0.35 - o.ref.centre) and o.excess > 0.15
+    cover = {(data.names[x.model_id]): x for x in coverage(data, THRESHOLDS)}
+    assert cover["c"].status == "checked" and not cover["c"].flagged and cover["o"].flagged

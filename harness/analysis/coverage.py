@@ -87,18 +87,30 @@ class CoverageTable(Sequence[Coverage]):
         return map(Coverage._make, self.rows)
 
 
-def tier_for(suite: str, items: int | None) -> str:
-    """The smallest tier of the suite whose per-task limit gives `items` (estimated as limit x tasks)."""
+def tier_for(suite: str, items: int | None, known: dict | None = None) -> str:
+    """The smallest tier of the suite whose per-task limit gives `items` (estimated as limit x tasks); `known` keeps
+    each suite's tiers between calls (a reference read at each model's ability needs a different number of items
+    for each model: one suite.yaml read per suite, not per model)."""
     if items is None:
         return "none"
-    try:
-        from harness.suites import load_suite
+    key = ("tiers", suite)
+    if known is None or key not in known:
+        try:
+            from harness.suites import load_suite
 
-        s = load_suite(suite)
-    except Exception:  # noqa: BLE001 - a suite of the store without a suite.yaml: say the number of items
+            s = load_suite(suite)
+            tiers = (len(s.split_tasks()), sorted(s.tiers.items(),
+                                                  key=lambda kv: math.inf if kv[1] is None else kv[1]))
+        except Exception:  # noqa: BLE001 - a suite of the store without a suite.yaml: say the number of items
+            tiers = None
+        if known is not None:
+            known[key] = tiers
+    else:
+        tiers = known[key]
+    if tiers is None:
         return f"~{items:,} items"
-    tasks = len(s.split_tasks())
-    for tier, limit in sorted(s.tiers.items(), key=lambda kv: math.inf if kv[1] is None else kv[1]):
+    tasks, ordered = tiers
+    for tier, limit in ordered:
         if limit is None or limit * tasks >= items:
             return f"{tier} (~{items:,} items)"
     return f"~{items:,} items"
@@ -162,12 +174,16 @@ def _checked_detail(tests: TwinTests, i: int, suite: str, t: Thresholds, reaches
     shared by many rows (tier_for reads a suite.yaml: once per suite and items needed)."""
     items, spread, mde = tests.items[i], tests.refs[i].spread, tests.mde[i]
     kind, n, paired = tests.rows.keys_[i][2], tests.rows.col["n"][i], tests.rows.col["paired"][i]
-    key = (suite, items, kind, n, paired) if items is not None else (None, spread, kind, n, paired)
+    widest = spread >= tests.se_centre[i]  # what keeps the target out of reach: the spread, or the line's stderr
+    width = spread if widest else tests.se_centre[i]
+    key = (suite, items, kind, n, paired) if items is not None else (None, widest, round(width, 3), kind, n, paired)
     tail = reaches.get(key)
     if tail is None:
         goal = f"{100 * t.gap_min:.0f} pts"
-        reach = (f"{goal} needs tier {tier_for(suite, items)}" if items is not None else
-                 f"no tier reaches {goal}: the natural gap alone varies by {100 * spread:.1f} pts between models")
+        reach = (f"{goal} needs tier {tier_for(suite, items, reaches)}" if items is not None else
+                 f"no tier reaches {goal}: the natural gap alone varies by {100 * spread:.1f} pts between models"
+                 if widest else f"no tier reaches {goal}: the reference at its ability has a stderr of "
+                 f"{100 * width:.1f} pts (more reference models near its ability would narrow it)")
         tail = reaches[key] = f" pts on twin {kind} (n={int(n)}, {'paired' if paired else 'unpaired'}); {reach}"
     return f"smallest detectable excess {100 * mde:.1f}{tail}"
 

@@ -126,6 +126,7 @@ def _twin_flag(data: Data, rows: GapRows, x: Any, t: Thresholds) -> Flag:
         "public": round(r["public"], 4), "twin_score": round(r["twin_value"], 4),
         "gap": round(r["gap"], 4), "gap_ci": interval(r["gap"], r["se"]), "paired": bool(r["paired"]),
         "n": int(r["n"]), "reference_gap": round(ref.centre, 4), "reference_spread": round(ref.spread, 4),
+        "reference_slope": round(ref.slope, 4),
         "reference_models": ref.k, "reference": ref.basis,
         "excess_over_reference": round(x.excess, 4), "excess_ci": interval(x.excess, x.se), "p_value": x.p,
         "smallest_detectable_excess": round(x.mde, 4), "in_sample": data.in_sample(mid, suite),
@@ -145,7 +146,8 @@ def _twin_flag(data: Data, rows: GapRows, x: Any, t: Thresholds) -> Flag:
             "is unknown")
     sentence = (f"{name} scores {pct(r['public'])} on {suite} but {pct(r['twin_value'])} on its {kind} twin "
                 f"{r['twin']}, a gap {pts(x.excess)} [{pts(ev['excess_ci'][0])}, {pts(ev['excess_ci'][1])}] "
-                f"beyond the natural gap ({ref.basis}: {pts(ref.centre)}, spread {100 * ref.spread:.1f} pts); "
+                f"beyond the natural gap ({ref.basis}{' ' + pct(r['public']) if ref.slope else ''}: "
+                f"{pts(ref.centre)}, spread {100 * ref.spread:.1f} pts); "
                 f"{tail}.")
     return Flag(mid, name, "twin_gap", severity(x.excess, t), suite, sentence, ev)
 
