@@ -3,6 +3,8 @@ start_run/finish_run, select), each figure checked against a hand computation.""
 
 from __future__ import annotations
 
+import json
+import math
 import statistics
 from pathlib import Path
 
@@ -130,3 +132,59 @@ def test_a_capable_model_is_read_against_references_of_its_ability_not_a_pool_at
     assert o.flagged and o.excess == pytest.approx(0.35 - o.ref.centre) and o.excess > 0.15
     cover = {(data.names[x.model_id]): x for x in coverage(data, THRESHOLDS)}
     assert cover["c"].status == "checked" and not cover["c"].flagged and cover["o"].flagged
+
+
+def _run_docs(store: Store, name: str, suite: str, split: str, task: str, right: list[int]) -> None:
+    """A complete run of one task whose document d is answered right (1) or wrong (0): score and stderr as lm-eval
+    gives them (mean, sample sd / sqrt(n))."""
+    n = len(right)
+    mean = sum(right) / n
+    se = statistics.stdev(right) / n ** 0.5
+    run_id = f"{name}-{suite}-{split}"
+    store.start_run(RunRecord(run_id, _mid(name), suite, "hf", "test", split=split))
+    store.finish_run(run_id, [Score(task, "acc", mean, se, n)], [Sample(task, d, "acc", float(v))
+                                                                  for d, v in enumerate(right)])
+
+
+def test_an_aligned_twin_with_few_references_is_tested_against_them_too(tmp_path: Path) -> None:
+    """An aligned twin (item i of s:twin is item i of s:public, new numbers), 200 items. Two chance-level models
+    (paired gap 0), three capable clean ones that each lose 10 points on the twin (30 items lost, 10 won: paired se
+    3.1 points), and o, trained on the public split (declared), 100 -> 55. Each capable model has 4 references once
+    it is left out: under min_reference, so the aligned twin's natural gap was taken as zero by design, and all
+    three were flagged (p 6e-4 each, under Benjamini-Hochberg's cutoff after o). Their references include the other
+    capable models, whose line at 80 points is a gap of 10: tested against both, the stricter test stands, and none
+    is flagged; o still is (against five references)."""
+    n = 200
+
+    def capable(lost: range, won: range) -> tuple[list[int], list[int]]:  # public 80% right, twin 70%
+        public = [1 if i < 160 else 0 for i in range(n)]
+        twin = [0 if i in lost else 1 if i in won else public[i] for i in range(n)]
+        return public, twin
+
+    guess = [1 if i % 4 == 0 else 0 for i in range(n)]  # 25%, the same items on both: gap 0
+    models = {"g0": (guess, guess), "g1": (guess[1:] + guess[:1], guess[1:] + guess[:1]),
+              "k0": capable(range(0, 30), range(160, 170)), "k1": capable(range(30, 60), range(170, 180)),
+              "k2": capable(range(60, 90), range(180, 190)),
+              "o": ([1] * n, [1 if i < 110 else 0 for i in range(n)])}
+    store = Store(tmp_path / "aligned.duckdb")
+    _models(store, list(models), {})
+    for name, (public, twin) in models.items():
+        _run_docs(store, name, "s", "public", "s_public", public)
+        _run_docs(store, name, "s", "twin", "s_twin", twin)
+    store.select(_mid("o"), "s", "train", split="public")
+    twin_map = tmp_path / "perturbed.json"
+    twin_map.write_text(json.dumps({"suite": "s", "kind": "perturbed", "twin": "s:twin", "relation": "aligned",
+                                    "public_sizes": {"s_public": n},
+                                    "tasks": {"s_twin": {"public_task": "s_public", "seeds": list(range(n))}}}))
+    data = gather(store, twins={"s": {"perturbed": {"ref": "s:twin", "relation": "aligned", "map": str(twin_map)}}})
+    tests = {data.names[t.model_id]: t for t in twin_tests(data, THRESHOLDS)}
+    for name in ("k0", "k1", "k2"):
+        x = tests[name]
+        diffs = [a - b for a, b in zip(*models[name], strict=True)]  # by hand: the paired gap and its stderr
+        gap, se = statistics.mean(diffs), statistics.stdev(diffs) / n ** 0.5
+        zero = 0.5 * math.erfc(gap / se / math.sqrt(2))
+        print(name, x.ref, x.excess, x.p, "zero by design: p", zero)
+        assert x.row["paired"] and x.row["gap"] == pytest.approx(gap) and x.row["se"] == pytest.approx(se)
+        assert zero < 0.001 and x.ref.k == 4 and "zero by design, the stricter stands" in x.ref.basis
+        assert x.p > 0.1 and not x.flagged
+    assert tests["o"].flagged and tests["o"].ref.k == 5

@@ -48,10 +48,10 @@ def test_known_positives_on_the_zoo_are_flagged_and_clean_models_are_not(
     if counts["false"] and all(_zero_by_design(flags, m) for m in counts["false"]):
         # The zoo's bytes depend on the CPU kind (docs/zoo.md, Determinism). On the machine of 2026-12-04 zoo-math
         # and its merges lose 10 points on zoo_math's perturbed twin (79.5 -> 69.5: a public split easier for them
-        # by chance), and a merge has fewer than min_reference references once its parents are left out, so the
-        # aligned twin's natural gap is taken as zero by design: a flag at z ~2.5 there would be false. A known
-        # limitation of that assumption (docs/overfitting.md), said here on every such run rather than hidden; any
-        # other false flag or miss fails the test.
+        # by chance). An aligned twin with fewer than 2 references (a merge's parents are left out of its pool) is
+        # tested against zero by design alone: a flag at z ~2.5 there would be false. A known limitation of that
+        # assumption (docs/overfitting.md), said here on every such run rather than hidden; any other false flag or
+        # miss fails the test.
         pytest.xfail(f"{counts['false']} flagged against an aligned twin's zero-by-design reference: known "
                      "limitation, docs/overfitting.md")
     assert counts["false"] == [], explain
@@ -62,5 +62,5 @@ def test_known_positives_on_the_zoo_are_flagged_and_clean_models_are_not(
 def _zero_by_design(flags: list, model: str) -> bool:
     """Whether every flag of `model` is a twin gap measured against the aligned twin's zero-by-design reference."""
     mine = [f for f in flags if f.model == model and f.severity != "info"]
-    return bool(mine) and all(f.signal == "twin_gap" and "zero by design" in str(f.evidence.get("reference", ""))
-                              for f in mine)
+    return bool(mine) and all(f.signal == "twin_gap" and str(f.evidence.get("reference", "")).startswith(
+        "zero by design") for f in mine)

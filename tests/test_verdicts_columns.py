@@ -71,21 +71,26 @@ def reference_tests(data: Data) -> list[list]:
         x = r["public"]
         centre, tau, se_c, k = reference_line(vals, x) if vals else (0.0, 0.0, 0.0, 0)
         calibrated = k >= T.min_reference or r["relation"] == "aligned"
-        if k < T.min_reference and r["relation"] == "aligned":
-            centre, tau, se_c = 0.0, 0.0, 0.0
-        excess = r["gap"] - centre
-        se = math.sqrt(r["se"] ** 2 + tau ** 2 + se_c ** 2)
-        z = excess / se if se > 0 else (math.inf if excess > 0 else 0.0)
-        out.append([mid, suite, kind, (centre, tau, se_c, k, calibrated), excess, se,
-                    0.5 * math.erfc(z / math.sqrt(2)), r])
+        tried = [(centre, tau, se_c)]
+        if k < T.min_reference and r["relation"] == "aligned":  # zero by design, and their line when k >= 2
+            tried = [(0.0, 0.0, 0.0)] + ([(centre, tau, se_c)] if k >= 2 else [])
+        tests = []
+        for centre, tau, se_c in tried:
+            excess = r["gap"] - centre
+            se = math.sqrt(r["se"] ** 2 + tau ** 2 + se_c ** 2)
+            z = excess / se if se > 0 else (math.inf if excess > 0 else 0.0)
+            tests.append(((centre, tau, se_c, k, calibrated), excess, se, 0.5 * math.erfc(z / math.sqrt(2))))
+        pick = max(tests, key=lambda x: x[3])  # the stricter test: the larger p (the first of equal ones)
+        out.append([mid, suite, kind, *pick, min(x[1] for x in tests), r])
     live = [i for i, x in enumerate(out) if x[3][4]]
     rejected = {i for i, rej in zip(live, bh_reject([out[i][6] for i in live], T.fdr), strict=True) if rej}
     z_crit = _z(T.fdr * max(1, len(rejected)) / max(1, len(live)))
     for i, x in enumerate(out):
-        (_c, tau, se_c, _k, _cal), excess, se, r = x[3], x[4], x[5], x.pop()
+        r, least = x.pop(), x.pop()
+        (_c, tau, se_c, _k, _cal), se = x[3], x[5]
         room = (T.gap_min / (z_crit + Z80)) ** 2 - tau ** 2 - se_c ** 2
         n = max(int(r.get("n") or 0), 1)
-        x += [i in rejected and excess >= T.gap_min, max(T.gap_min, (z_crit + Z80) * se),
+        x += [i in rejected and least >= T.gap_min, max(T.gap_min, (z_crit + Z80) * se),
               None if room <= 0 else max(n, math.ceil(r["se"] ** 2 * n / room))]
     return out
 

@@ -66,6 +66,7 @@ class Reference:
     x: float = math.nan  # the ability the centre is read at
     x_mean: float = math.nan  # the pool's mean ability
     sxx: float = 0.0   # sum of squared deviations of the pool's abilities
+    alt: Reference | None = None  # aligned twin, too few references: theirs, tested too (the stricter test stands)
 
     def lever(self, x: float) -> float:
         """sqrt(1 + k (x - mean)^2 / Sxx): how much wider the line's stderr is at `x` than at the pool's mean."""
@@ -220,7 +221,15 @@ def _reference(data: Data, pool: dict, mid: str, relation: str, t: Thresholds, m
             basis = f"line through {who}, at its public score" if slope else f"median of {who}"
             memo[key] = Reference(centre, tau, se_c, k, True, basis, slope, x_mean, x_mean, sxx)
         elif relation == "aligned":
-            memo[key] = Reference(0.0, 0.0, 0.0, k, True, "zero by design (aligned twin: the same items)")
+            alt = None
+            if k >= 2:
+                who = f"{k} models not exposed on the suite or its twin"
+                note = f" (under {t.min_reference}: tested against them and against the aligned twin's zero by " \
+                    "design, the stricter stands)"
+                alt = Reference(centre, tau, se_c, k, True, (f"line through {who}, at its public score" if slope
+                                                             else f"median of {who}") + note, slope, x_mean, x_mean,
+                                sxx)
+            memo[key] = Reference(0.0, 0.0, 0.0, k, True, "zero by design (aligned twin: the same items)", alt=alt)
         else:
             memo[key] = Reference(centre, tau, se_c, k, False,
                                   f"only {k} models not exposed on the suite or its twin (need {t.min_reference})")
@@ -282,6 +291,36 @@ def twin_tests(data: Data, t: Thresholds) -> TwinTests:
     refs = _references(data, rows, t)
     x = abilities(rows)
     se_gap, n = rows.col["se"], rows.col["n"]
+    se_c, excess, se, p = _against(rows, refs, x)
+    least = list(excess)  # the smaller excess where two references are tested (both must clear gap_min)
+    alt = [i for i, r in enumerate(refs) if r.alt is not None]
+    if alt:  # an aligned twin with too few references: the stricter of zero by design and their line stands
+        both = [r.alt if r.alt is not None else r for r in refs]
+        a_se_c, a_excess, a_se, a_p = _against(rows, both, x)
+        for i in alt:
+            least[i] = min(excess[i], a_excess[i])
+            if a_p[i] > p[i] or (a_p[i] != a_p[i] and p[i] == p[i]):
+                refs[i], se_c[i], excess[i], se[i], p[i] = both[i], a_se_c[i], a_excess[i], a_se[i], a_p[i]
+    se = np.array(se, dtype=float)
+    live = [i for i, r in enumerate(refs) if r.calibrated]
+    rejected = np.zeros(len(refs), dtype=bool)
+    rejected[[i for i, rej in zip(live, bh_reject([p[i] for i in live], t.fdr), strict=True) if rej]] = True
+    z_crit = _z(t.fdr * max(1, int(rejected.sum())) / max(1, len(live)))
+    flagged = (rejected & (np.array(least, dtype=float) >= t.gap_min)).tolist()
+    target = (t.gap_min / (z_crit + Z80)) ** 2
+    items = [_items_needed(s, m, target - r.spread ** 2 - c ** 2)
+             for s, m, r, c in zip(se_gap, n, refs, se_c, strict=True)]
+    mde = [max(t.gap_min, (z_crit + Z80) * s) if s == s else math.nan for s in se.tolist()]  # NaN: no power known
+    cache[t] = tests = TwinTests(rows, refs, x, se_c, excess, se.tolist(), p, flagged, mde, items)
+    return tests
+
+
+def _against(rows: GapRows, refs: list[Reference], x: list[float]
+             ) -> tuple[list[float], list[float], list[float], list[float]]:
+    """Per row, against its reference read at its ability: (se of the centre, excess, se, p)."""
+    import numpy as np
+
+    se_gap = rows.col["se"]
     centre = [r.centre + r.slope * (a - r.x_mean) if r.sxx > 0 and a == a else r.centre
               for r, a in zip(refs, x, strict=True)]
     se_c = [r.se * r.lever(a) for r, a in zip(refs, x, strict=True)]
@@ -290,18 +329,7 @@ def twin_tests(data: Data, t: Thresholds) -> TwinTests:
                           dtype=float))
     with np.errstate(divide="ignore", invalid="ignore"):  # an unknown stderr (NaN): p NaN, never rejected
         z = np.where(se == 0, np.where(excess > 0, np.inf, 0.0), excess / se)
-    p = [p_one_sided(v) for v in z.tolist()]
-    live = [i for i, r in enumerate(refs) if r.calibrated]
-    rejected = np.zeros(len(refs), dtype=bool)
-    rejected[[i for i, rej in zip(live, bh_reject([p[i] for i in live], t.fdr), strict=True) if rej]] = True
-    z_crit = _z(t.fdr * max(1, int(rejected.sum())) / max(1, len(live)))
-    flagged = (rejected & (excess >= t.gap_min)).tolist()
-    target = (t.gap_min / (z_crit + Z80)) ** 2
-    items = [_items_needed(s, m, target - r.spread ** 2 - c ** 2)
-             for s, m, r, c in zip(se_gap, n, refs, se_c, strict=True)]
-    mde = [max(t.gap_min, (z_crit + Z80) * s) if s == s else math.nan for s in se.tolist()]  # NaN: no power known
-    cache[t] = tests = TwinTests(rows, refs, x, se_c, excess.tolist(), se.tolist(), p, flagged, mde, items)
-    return tests
+    return se_c, excess.tolist(), se.tolist(), [p_one_sided(v) for v in z.tolist()]
 
 
 def _items_needed(se: float, n: Any, room: float) -> int | None:
