@@ -35,25 +35,33 @@ def data(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
 def reference_line(vals: list[tuple], x: float) -> tuple[float, float, float, int]:
     """(centre at ability x, tau, se of the centre at x, k) of pool values (gap, se, ability), as docs/overfitting.md
     states it, with scipy's Theil-Sen slope (less the tilt of the public score's sampling error) and the median of
-    gap - slope x, kept when the slope is beyond 2 of its stderrs (residual scale / sqrt(Sxx)), else the median."""
+    gap - slope x, kept when the slope is beyond 2 of its stderrs (residual scale / sqrt(Sxx)), else the median;
+    fitted again without the references more than 2.5 (tau^2 + median sampling variance)^0.5 above the line."""
     from scipy.stats import theilslopes
 
-    g, s, a = (np.array([v[i] for v in vals], dtype=float) for i in range(3))
-    k = len(g)
-    var = float(np.median(s ** 2))
-    sxx = float(((a - a.mean()) ** 2).sum())
-    slope, intercept = 0.0, float(np.median(g))
-    if k > 2 and sxx / k > var:  # abilities spread beyond the public's sampling variance (var / 2) twice
-        b = float(theilslopes(g, a)[0])
-        slope = (b * sxx / k - var / 2) / (sxx / k - var / 2)  # less the tilt of the public's own noise
-        intercept = float(np.median(g - slope * a))
-    sd = 1.4826 * float(np.median(np.abs(g - intercept - slope * a))) * (math.sqrt(k / (k - 2)) if slope else 1.0)
-    if slope and abs(slope) < 2.0 * max(sd, math.sqrt(var)) / math.sqrt(sxx):  # no trend beyond noise: the median
+    def fit(g: np.ndarray, s: np.ndarray, a: np.ndarray) -> tuple:
+        k = len(g)
+        var = float(np.median(s ** 2))
+        sxx = float(((a - a.mean()) ** 2).sum())
         slope, intercept = 0.0, float(np.median(g))
-        sd = 1.4826 * float(np.median(np.abs(g - intercept)))
-    lever = math.sqrt(1 / k + (x - a.mean()) ** 2 / sxx) * math.sqrt(k) if slope else 1.0
+        if k > 2 and sxx / k > var:  # abilities spread beyond the public's sampling variance (var / 2) twice
+            b = float(theilslopes(g, a)[0])
+            slope = (b * sxx / k - var / 2) / (sxx / k - var / 2)  # less the tilt of the public's own noise
+            intercept = float(np.median(g - slope * a))
+        sd = 1.4826 * float(np.median(np.abs(g - intercept - slope * a))) * (math.sqrt(k / (k - 2)) if slope else 1)
+        if slope and abs(slope) < 2.0 * max(sd, math.sqrt(var)) / math.sqrt(sxx):  # no trend beyond noise
+            slope, intercept = 0.0, float(np.median(g))
+            sd = 1.4826 * float(np.median(np.abs(g - intercept)))
+        return k, var, sxx, slope, intercept, sd, math.sqrt(max(0.0, sd ** 2 - var)), a.mean()
+
+    g, s, a = (np.array([v[i] for v in vals], dtype=float) for i in range(3))
+    k, var, sxx, slope, intercept, sd, tau, mean = fit(g, s, a)
+    keep = g - intercept - slope * a <= 2.5 * math.sqrt(tau ** 2 + var)
+    if k >= 3 and tau ** 2 + var > 0 and not keep.all() and keep.sum() >= 3:
+        k, var, sxx, slope, intercept, sd, tau, mean = fit(g[keep], s[keep], a[keep])
+    lever = math.sqrt(1 / k + (x - mean) ** 2 / sxx) * math.sqrt(k) if slope else 1.0
     se_c = 1.2533 * max(sd, math.sqrt(var)) / math.sqrt(k) * lever
-    return intercept + slope * x, math.sqrt(max(0.0, sd ** 2 - var)), se_c, k
+    return intercept + slope * x, tau, se_c, k
 
 
 def reference_tests(data: Data) -> list[list]:

@@ -23,7 +23,9 @@ parameters, between-model spread tau^2 = max(0, s^2 - median sampling variance),
 abilities gets a wide reference, not a confident extrapolation. No line (slope 0: the median of the gaps, stderr
 1.2533 * max(s, sqrt(median sampling variance)) / sqrt(k), s their 1.4826 MAD) when the abilities' variance is under
 twice v_n (alike abilities: the slope would be noise) or the slope is within SLOPE_Z of its stderrs (max(s,
-sqrt(median sampling variance)) / sqrt(Sxx)).
+sqrt(median sampling variance)) / sqrt(Sxx)). References more than TRIM_Z (tau^2 + median sampling variance)^0.5
+above the first fit are left out and the line fitted again, once (undeclared overfit references sit at high public
+scores with large gaps: they tilt the line up where overfit models are read).
 The excess gap is tested against sqrt(se_model^2 + tau^2 + se_centre^2) (random effects: a clean model's gap
 differs from the centre by the spread of real models plus sampling error). Fewer than `Thresholds.min_reference`
 references: "not calibrated" (shown, never flagged), unless the twin is aligned (the same items: its natural gap
@@ -48,6 +50,7 @@ from harness.analysis.gap_rows import GapRows, gap_rows
 Z80 = 0.841621  # one-sided z for 80% power
 MAD_SD = 1.4826
 MEDIAN_SE = 1.2533
+TRIM_Z = 2.5    # a reference this many (tau^2 + sampling variance)^0.5 above the line is left out (one pass)
 SLOPE_Z = 2.0   # a slope is used when it exceeds this many of its stderrs (residual scale / sqrt(Sxx)); else 0
 SLOPE_PAIRS = 200_000  # pairwise slopes drawn for the Theil-Sen slope of a larger pool (all pairs up to ~630 models)
 LOO_MAX = 50    # pools up to this size leave the model and its parents out; a larger pool's median and MAD barely
@@ -118,12 +121,29 @@ def robust_reference(gaps: Sequence[float], ses: Sequence[float]) -> tuple[float
 
 
 def reference_line(gaps: Sequence[float], ses: Sequence[float], xs: Sequence[float]
-                   ) -> tuple[float, float, float, int, float, float, float]:
-    """(level at the mean ability, tau, se of the level there, k, slope, mean ability, Sxx) of reference gaps
-    against abilities: the Theil-Sen line, its robust residual spread less sampling error (module docstring)."""
+                   ) -> tuple[float, float, float, int, float, float, float, int]:
+    """(level at the mean ability, tau, se of the level there, k, slope, mean ability, Sxx, references left out) of
+    reference gaps against abilities: the Theil-Sen line, its robust residual spread less sampling error, fitted
+    again without the references far above it (module docstring)."""
     import numpy as np
 
     g, s, x = (np.asarray(v, dtype=float) for v in (gaps, ses, xs))
+    fit = _fit_line(g, s, x)
+    centre, tau, _se, k, slope, x_mean, _sxx = fit
+    if k < 3:
+        return (*fit, 0)
+    known = s[~np.isnan(s)]
+    scale = math.sqrt(tau ** 2 + (float(np.median(known ** 2)) if known.size else 0.0))
+    keep = g - (centre + slope * (x - x_mean)) <= TRIM_Z * scale
+    if keep.all() or keep.sum() < 3 or scale == 0:
+        return (*fit, 0)
+    return (*_fit_line(g[keep], s[keep], x[keep]), int((~keep).sum()))
+
+
+def _fit_line(g: Any, s: Any, x: Any) -> tuple[float, float, float, int, float, float, float]:
+    """reference_line's fit, once."""
+    import numpy as np
+
     k = int(g.size)
     if k == 0:
         return 0.0, 0.0, 0.0, 0, 0.0, math.nan, 0.0
@@ -214,16 +234,18 @@ def _reference(data: Data, pool: dict, mid: str, relation: str, t: Thresholds, m
     key = (id(pool), skip, relation == "aligned")
     if key not in memo:
         vals = [v for m, v in pool.items() if m not in skip]
-        centre, tau, se_c, k, slope, x_mean, sxx = reference_line([v[0] for v in vals], [v[1] for v in vals],
-                                                                  [v[2] for v in vals])
+        centre, tau, se_c, k, slope, x_mean, sxx, out = reference_line([v[0] for v in vals], [v[1] for v in vals],
+                                                                       [v[2] for v in vals])
         if k >= t.min_reference:
-            who = f"{k} models not exposed on the suite or its twin"
+            who = f"{k} models not exposed on the suite or its twin" + (f" ({out} far above it left out)" if out
+                                                                         else "")
             basis = f"line through {who}, at its public score" if slope else f"median of {who}"
             memo[key] = Reference(centre, tau, se_c, k, True, basis, slope, x_mean, x_mean, sxx)
         elif relation == "aligned":
             alt = None
             if k >= 2:
-                who = f"{k} models not exposed on the suite or its twin"
+                who = f"{k} models not exposed on the suite or its twin" + (f" ({out} far above it left out)"
+                                                                             if out else "")
                 note = f" (under {t.min_reference}: tested against them and against the aligned twin's zero by " \
                     "design, the stricter stands)"
                 alt = Reference(centre, tau, se_c, k, True, (f"line through {who}, at its public score" if slope
