@@ -317,3 +317,37 @@ def test_check_refuses_a_judge_suite_in_one_line(results: Path, tmp_path: Path) 
 
     code, _, err = run_cli("check", "--candidate", str(tmp_path), "--baseline", str(tmp_path), "--suite", "mt_bench")
     assert code == 2 and "is a judge suite, not an lm-eval one" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("suite", ["mt_bench", "zoo_math"])  # judged, and the lm-eval path it must match
+def test_a_model_that_fails_is_reported_and_the_rest_are_evaluated(zoo_family: Path, results: Path,
+                                                                   tmp_path: Path, suite: str) -> None:
+    """`harness eval GOOD MISSING GOOD --suite mt_bench --judge J` stopped at the missing folder: the third model
+    was never evaluated (an lm-eval suite reports the failure and goes on). Both report the failure, evaluate the
+    rest, and exit 2 at the end, through the real CLI in a subprocess."""
+    import subprocess
+    import sys
+
+    from harness.store import Store
+
+    good, missing, other = zoo_family / "zoo-base", tmp_path / "no-such-model", zoo_family / "zoo-math"
+    args = [str(good), str(missing), str(other), "--suite", suite, "--limit", "1", "--device", "cpu", "--dtype",
+            "float32"]
+    if suite == "mt_bench":
+        args += ["--judge", str(good), "--max-new-tokens", "4", "--judge-max-new-tokens", "4"]
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", "eval", *args, "--json"], capture_output=True,
+                          text=True, cwd=Path(__file__).resolve().parent.parent)
+    assert proc.returncode == 2, proc.stderr  # a missing folder is bad input: 2, as one model alone exits
+    assert f"error: {missing}: no model folder at {missing}: check the path" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    listed = json.loads(proc.stdout)
+    assert [m["model"] for m in listed] == [str(good), str(missing), str(other)]
+    assert listed[1]["status"] == "failed" and "no model folder" in listed[1]["error"]
+    store = Store(results / "harness.duckdb")
+    runs = {store.get_model(r.model_id).path: r for r in store.list_runs(suite=suite, status=None)}
+    assert set(runs) == {str(good.resolve()), str(other.resolve())}  # nothing stored for the missing folder
+    assert all(r.status == "complete" for r in runs.values())
+    assert runs[str(other.resolve())].run_id in {m.get("run_id") for m in listed}
+    if suite == "mt_bench":  # one question of two turns: two judgments each
+        assert [m["judgments"] for m in (listed[0], listed[2])] == [2, 2]
+        assert len(store.samples(runs[str(other.resolve())].run_id)) == 2

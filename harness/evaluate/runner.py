@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import harness
 from harness.errors import HarnessError
@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from harness.evaluate.progress import RequestProgress
     from harness.store import Store
     from harness.suites import Suite
+
+R = TypeVar("R")  # what one model's evaluation returns: a RunResult, or a judge suite's JudgeResult
 
 
 @dataclass(frozen=True)
@@ -195,6 +197,24 @@ def evaluate_model(
         raise
 
 
+def each_model(
+    model_refs: Sequence[str], evaluate_one: Callable[[str], R],
+    on_done: Callable[[str, R | HarnessError], None] | None = None,
+) -> list[R | HarnessError]:
+    """`evaluate_one` on each model in turn: a model that fails is reported (its HarnessError in the list and to
+    `on_done`) and the rest go on. The one per-model loop of every evaluation of several models, lm-eval or judged."""
+    out: list[R | HarnessError] = []
+    for ref in model_refs:
+        try:
+            res: R | HarnessError = evaluate_one(ref)
+        except HarnessError as exc:
+            res = exc
+        out.append(res)
+        if on_done:
+            on_done(ref, res)
+    return out
+
+
 def evaluate_models(
     model_refs: Sequence[str], suite: str | Suite, options: EvalOptions | None = None,
     store: Store | None = None, on_done: Callable[[str, RunResult | HarnessError], None] | None = None,
@@ -207,16 +227,7 @@ def evaluate_models(
     opts = replace(options or EvalOptions(), **overrides)
     check_backend(opts)
     plan = plan_for(suite, opts)  # once, for every model: unknown suites, splits, tiers and tasks fail here
-    out: list[RunResult | HarnessError] = []
-    for ref in model_refs:
-        try:
-            res: RunResult | HarnessError = evaluate_model(ref, plan.suite, opts, store, plan=plan)
-        except HarnessError as exc:
-            res = exc
-        out.append(res)
-        if on_done:
-            on_done(ref, res)
-    return out
+    return each_model(model_refs, lambda ref: evaluate_model(ref, plan.suite, opts, store, plan=plan), on_done)
 
 
 def result_dict(res: RunResult) -> dict[str, Any]:

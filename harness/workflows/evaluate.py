@@ -14,7 +14,7 @@ from harness.errors import HarnessError
 
 if TYPE_CHECKING:
     from harness.evaluate.judge.evaluate import JudgeOptions
-    from harness.evaluate.runner import EvalOptions, RunResult
+    from harness.evaluate.runner import EvalOptions
     from harness.store import Store
     from harness.suites import Suite
 
@@ -52,40 +52,27 @@ def evaluate(
 ) -> Evaluation:
     """Evaluate each model; a model that fails is reported (HarnessError in the list) and the rest go on.
     Problems shared by every model (unknown suite, split, tier, task or backend) raise once, before any run."""
+    from harness.evaluate.runner import each_model
     from harness.store import Store
     from harness.suites import load_suite
 
     suite = load_suite(suite_name.partition(":")[0])
     suite_kind_check(suite, judge is not None)
     store = store or Store()
+    return Evaluation(suite, each_model(models, _evaluator(suite_name, suite, opts, judge, store, merge_seed), on_done))
+
+
+def _evaluator(suite_name: str, suite: Suite, opts: EvalOptions, judge: JudgeOptions | None, store: Store,
+               merge_seed: int) -> Callable[[str], Any]:
+    """One model's evaluation: by the judge on a judge suite, else by lm-eval on one plan built here for every
+    model (checked before any model loads)."""
     if judge is not None:
-        return Evaluation(suite, _judged(models, suite, judge, store, on_done, merge_seed))
+        from harness.evaluate.judge.evaluate import evaluate_judge
+
+        return lambda ref: evaluate_judge(materialise(ref, store, merge_seed), suite, judge, store)
     from harness.evaluate.options import check_backend
     from harness.evaluate.runner import evaluate_model, plan_for
 
     check_backend(opts)
     plan = plan_for(suite_name if ":" in suite_name else suite, opts)
-    out: list[RunResult | HarnessError] = []
-    for ref in models:
-        try:
-            res: RunResult | HarnessError = evaluate_model(materialise(ref, store, merge_seed), plan.suite, opts, store,
-                                                           plan=plan)
-        except HarnessError as exc:
-            res = exc
-        out.append(res)
-        if on_done:
-            on_done(ref, res)
-    return Evaluation(suite, out)
-
-
-def _judged(models: Sequence[str], suite: Suite, judge: JudgeOptions, store: Store,
-            on_done: Callable[[str, Any], None] | None, merge_seed: int = 0) -> list[Any]:
-    from harness.evaluate.judge.evaluate import evaluate_judge
-
-    out = []
-    for ref in models:
-        res = evaluate_judge(materialise(ref, store, merge_seed), suite, judge, store)
-        out.append(res)
-        if on_done:
-            on_done(ref, res)
-    return out
+    return lambda ref: evaluate_model(materialise(ref, store, merge_seed), plan.suite, opts, store, plan=plan)
