@@ -61,20 +61,36 @@ def test_zoo_instructions_mix_bias_and_round_trip(tmp_path: Path) -> None:
     assert read_instructions(tmp_path / "z.jsonl") == ex
 
 
-def test_kmeans_finds_planted_clusters_and_random_is_even() -> None:
+def _planted(sizes: tuple[int, ...]):
+    """Vectors around the corners of a cube, `sizes[c]` of them around corner c, in that order."""
     import numpy as np
 
     rng = np.random.default_rng(0)
-    centres = np.eye(3) * 10
-    vecs = np.concatenate([c + rng.normal(size=(n, 3)) for c, n in zip(centres, (30, 20, 10), strict=True)])
-    labels = kmeans_labels(vecs, 3, seed=0)
+    centres = np.eye(len(sizes)) * 10
+    return np.concatenate([c + rng.normal(size=(n, len(sizes))) for c, n in zip(centres, sizes, strict=True)])
+
+
+def test_kmeans_finds_planted_clusters() -> None:
+    labels = kmeans_labels(_planted((30, 20, 10)), 3, seed=0)
     assert [len(g) for g in groups(labels, 3)] == [30, 20, 10]  # ids ordered by size
     assert len(set(labels[:30])) == 1
-    assert sorted(len(g) for g in groups(random_labels(10, 3, seed=0), 3)) == [3, 3, 4]
-    with pytest.raises(HarnessError, match="K=11 clusters for 10 examples"):
-        random_labels(10, 11, seed=0)
     with pytest.raises(HarnessError, match="K=61 clusters for 60 examples"):
-        kmeans_labels(vecs, 61, seed=0)
+        kmeans_labels(_planted((30, 20, 10)), 61, seed=0)
+
+
+def test_random_control_is_a_seeded_permutation_cut_at_the_kmeans_sizes() -> None:
+    """The control differs from k-means in membership only: random cluster c holds exactly as many examples as
+    k-means cluster c (per index, not just the same sorted sizes, since random-cN is trained and compared beside
+    dtm-cN), drawn at random: of planted cluster 0's 30 examples, random cluster 0 (30 of 60) holds about half."""
+    import numpy as np
+
+    km = kmeans_labels(_planted((30, 20, 10)), 3, seed=0)
+    sizes = np.bincount(km).tolist()
+    assert sizes == [30, 20, 10]
+    control = random_labels(sizes, seed=0)
+    assert np.bincount(control, minlength=3).tolist() == sizes and len(control) == 60
+    assert control != km and 8 <= sum(c == 0 for c in control[:30]) <= 22
+    assert random_labels(sizes, seed=0) == control and random_labels(sizes, seed=1) != control
 
 
 TEXTS = ["tom has 3 apples", "how many apples", "the cat sat", "tom"]
@@ -179,7 +195,7 @@ def test_random_clusters_are_random_whatever_the_files_order(tiny_llama, tmp_pat
         members = groups(labels[kind], 2)
         assert sorted(i for g in members for i in g) == list(range(200)), kind
     shares = [sum(examples[i].prompt.startswith("tom") for i in g) / len(g) for g in groups(labels["random"], 2)]
-    assert [len(g) for g in groups(labels["random"], 2)] == [100, 100]
+    assert [len(g) for g in groups(labels["random"], 2)] == [len(g) for g in groups(labels["kmeans"], 2)]
     assert all(0.35 < s < 0.65 for s in shares), shares
 
 
@@ -273,3 +289,32 @@ def test_runs_are_lm_evals_word_ngrams_and_the_zoos_data_is_clean_at_n_not_at_13
     run, where = shared_run(at_13[0].text, runs_13)
     asked = _heldout("zoo_math")[int(where.rsplit(" ", 1)[1])]["question"]
     assert at_13[0].prompt != asked and at_13[0].prompt.split()[3:] == asked.split()[3:]  # only "X has N" differs
+
+
+def test_study_control_has_the_kmeans_sizes_when_they_are_uneven(tiny_llama, tmp_path: Path) -> None:
+    """A file of 150 word problems and 50 comparisons: k-means (on the base's embeddings) splits it 150 / 50 by
+    kind. The control was an even split (100 / 100), so it differed from k-means in sizes as well as membership and
+    the study could not attribute a difference to the clustering. Now random cluster c has k-means cluster c's size
+    (counted here from the labels) with random members: the 50-example random cluster is not the 50 comparisons but
+    holds about their overall share (25%). The sizes are recorded in clusters.json."""
+    from collections import Counter
+
+    from harness.workflows.dtm import Model, _clusters, _examples
+    from harness.workflows.dtm_config import parse_config
+
+    data = tmp_path / "uneven.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"tom has {i} apples and gets {i} more apples . how many apples "
+                                                  "does tom have now ?" if i % 4 else f"which is more : {i} or 7 ?",
+                                        "response": f"{i}"}) + "\n" for i in range(200)))
+    cfg = parse_config({"base": "b", "data": {"path": str(data)}, "k": 2, "suites": ["zoo_math"]})
+    examples = _examples(cfg, tmp_path, tmp_path)
+    labels = _clusters(cfg, Model("base", tiny_llama("base"), "base-id"), examples, tmp_path, tmp_path)
+    kmeans, control = Counter(labels["kmeans"]), Counter(labels["random"])
+    comparisons = [examples[i].prompt.startswith("which") for i in range(200)]
+    assert [kmeans[0], kmeans[1]] == [150, 50]  # uneven: the premise
+    assert all(comparisons[i] for i, c in enumerate(labels["kmeans"]) if c == 1)  # k-means' small cluster: by kind
+    assert [control[0], control[1]] == [kmeans[0], kmeans[1]]  # per index
+    assert labels["random"] != labels["kmeans"]
+    assert 0.1 < sum(comparisons[i] for i, c in enumerate(labels["random"]) if c == 1) / 50 < 0.45
+    record = json.loads((tmp_path / "clusters.json").read_text())
+    assert record["sizes"] == {"kmeans": [150, 50], "random": [150, 50]}

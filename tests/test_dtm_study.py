@@ -60,6 +60,11 @@ def test_tiny_study_end_to_end(zoo_family: Path, results: Path, store, tmp_path:
     assert cell["n"] == 6 and 0 <= cell["value"] <= 100 and "diff_ci95" in cell
     assert [r["fraction"] for r in study.curve] == [0.5, 1.0]
     assert {t["name"] for t in study.trained} >= {"dtm-c0", "dtm-c1", "random-c0", "vanilla", "soup-1", "curve-50"}
+    trained = {t["name"]: t["n_examples"] for t in study.trained}  # the control trains on k-means' sizes
+    assert [trained["random-c0"], trained["random-c1"]] == [trained["dtm-c0"], trained["dtm-c1"]]
+    assert study.clusters["sizes"] == {"kmeans": [trained["dtm-c0"], trained["dtm-c1"]],
+                                       "random": [trained["random-c0"], trained["random-c1"]]}
+    assert "cut at the k-means clusters' sizes" in study.clusters["random_control"]
     # lineage: each sub-model is a fine-tune of the base with its slice and cluster; the average merges them
     with store.reading():
         sub = store.get_model("t-s0-dtm-c1")
@@ -71,7 +76,7 @@ def test_tiny_study_end_to_end(zoo_family: Path, results: Path, store, tmp_path:
     assert edge.params["cluster"] == 1 and len(edge.params["slice"]) == 64 and edge.params["params"]["lr"] == 1e-3
     assert sub.model_id in merge_parents and len(merge_parents) == 2
     again = run_dtm(_config(tmp_path, zoo_family), store=store)
-    assert again.cached and again.rows == json.loads(json.dumps(study.rows))
+    assert again.cached and again.rows == json.loads(json.dumps(study.rows)) and again.clusters == study.clusters
     old = json.loads((study.folder / "study.json").read_text())  # a study finished under the table of before
     old.pop("table_version")
     (study.folder / "study.json").write_text(json.dumps(old))

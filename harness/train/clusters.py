@@ -2,7 +2,7 @@
 
     vectors = embed(model_dir, texts)              # a model's mean (or CLS) last hidden state, one row a text
     labels = kmeans_labels(vectors, k, seed)       # cluster id per example
-    labels = random_labels(n, k, seed)             # same sizes as an even split, random membership
+    labels = random_labels(sizes(labels, k), seed) # the control: k-means' sizes, random membership
 """
 
 from __future__ import annotations
@@ -78,12 +78,27 @@ def kmeans_labels(vectors: np.ndarray, k: int, seed: int) -> list[int]:
     return [rename[int(c)] for c in raw]
 
 
-def random_labels(n: int, k: int, seed: int) -> list[int]:
-    """An even split into k groups at random (sizes differ by at most one). Its generator is not `random.Random(seed)`:
-    the study shuffles its data with that one, and the same permutation would put line i of the file in i % k."""
-    check_k(k, n)
-    labels = [i % k for i in range(n)]
-    random.Random(f"random-clusters-{seed}").shuffle(labels)
+def sizes(labels: list[int], k: int) -> list[int]:
+    """How many examples each of the k clusters holds, by cluster id."""
+    out = [0] * k
+    for c in labels:
+        out[c] += 1
+    return out
+
+
+def random_labels(cluster_sizes: list[int], seed: int) -> list[int]:
+    """The control: a seeded random permutation of the examples cut at `cluster_sizes`, so cluster c holds exactly
+    cluster_sizes[c] examples (k-means' own, so the control differs from k-means in membership only). Its generator
+    is not `random.Random(seed)`: the study shuffles its data with that one, and the same permutation would tie the
+    clusters to the file's line order (an even split drawn so put line i in cluster i % k)."""
+    order = list(range(sum(cluster_sizes)))
+    random.Random(f"random-clusters-{seed}").shuffle(order)
+    labels = [0] * len(order)
+    start = 0
+    for c, size in enumerate(cluster_sizes):
+        for i in order[start:start + size]:
+            labels[i] = c
+        start += size
     return labels
 
 

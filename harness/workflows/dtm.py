@@ -56,6 +56,7 @@ class Study:
     seconds: dict[str, float]  # embedding, training, merging, evaluation, total
     trained: list[dict[str, Any]] = field(default_factory=list)  # per fine-tune: steps, tokens, seconds, cached
     table_version: int = 1  # harness.analysis.study_table.TABLE_VERSION of the rows (study.json before it: 1)
+    clusters: dict[str, Any] = field(default_factory=dict)  # cluster_record: sizes per clustering, the control's draw
     cached: bool = False
 
 
@@ -125,23 +126,36 @@ def _embedding_folder(cfg: DtmConfig, here: Path) -> Path:
                        "download the sentence-embedding model to a folder and name it, or use embedding: base")
 
 
+RANDOM_CONTROL = "a seeded random permutation of the examples cut at the k-means clusters' sizes"
+
+
 def _clusters(cfg: DtmConfig, base: Model, examples: list[Example], folder: Path,
               here: Path) -> dict[str, list[int]]:
-    """k-means labels on the embeddings and the random control, cached in clusters.json."""
-    from harness.train.clusters import check_k, embed, kmeans_labels, random_labels
+    """k-means labels on the embeddings and the random control of k-means' sizes, cached in clusters.json."""
+    from harness.train.clusters import check_k, embed, kmeans_labels, random_labels, sizes
 
     check_k(cfg.k, len(examples))
     key = hash_json({"base": base.model_id, "data": slice_hash(examples), "k": cfg.k, "seed": cfg.seed,
                      "embedding": cfg.embedding, "random": 2})  # 2: the random split's own generator
     path = folder / "clusters.json"
     if path.exists() and (known := json.loads(path.read_text())).get("key") == key:
-        return known["labels"]
+        return known["labels"]  # a study's cached split: from before "random_control", an even one
     model = base.path if cfg.embedding == "base" else _embedding_folder(cfg, here)
-    vectors = embed(model, [e.text for e in examples])
-    labels = {"kmeans": kmeans_labels(vectors, cfg.k, cfg.seed), "random": random_labels(len(examples), cfg.k,
-                                                                                          cfg.seed)}
-    _write_json(path, {"key": key, "labels": labels})
+    kmeans = kmeans_labels(embed(model, [e.text for e in examples]), cfg.k, cfg.seed)
+    labels = {"kmeans": kmeans, "random": random_labels(sizes(kmeans, cfg.k), cfg.seed)}
+    _write_json(path, {"key": key, "labels": labels, "random_control": RANDOM_CONTROL,
+                       "sizes": {kind: sizes(v, cfg.k) for kind, v in labels.items()}})
     return labels
+
+
+def cluster_record(cfg: DtmConfig, labels: dict[str, list[int]], folder: Path) -> dict[str, Any]:
+    """The study's record of its clusters: each clustering's sizes by cluster id and how the control was drawn."""
+    from harness.train.clusters import sizes
+
+    stored = json.loads((folder / "clusters.json").read_text()).get("random_control")
+    return {"k": cfg.k, "seed": cfg.seed, "sizes": {kind: sizes(v, cfg.k) for kind, v in labels.items()},
+            "random_control": stored or "an even random split (a study clustered before the control took "
+                                        "k-means' sizes)"}
 
 
 @dataclass(frozen=True)
@@ -376,7 +390,8 @@ def _run(cfg: DtmConfig, here: Path, folder: Path, store: Store, say: Callable[[
         first = next(iter(runs[r["row"]].values()))
         r["model_id"], r["model"] = first.model_id, first.model_name
     result = Study(folder, cfg.model_dump(mode="json"), table, curve_table,
-                   {k: round(v, 2) for k, v in clock.items()}, trained, TABLE_VERSION)
+                   {k: round(v, 2) for k, v in clock.items()}, trained, TABLE_VERSION,
+                   cluster_record(cfg, labels, folder))
     data = asdict(result)
     data.pop("folder")
     data.pop("cached")
