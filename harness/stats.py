@@ -1,6 +1,7 @@
 """Statistics over per-sample scores: pure numpy/scipy, no store or engine imports.
 
     summarize(scores)                  -> Estimate(mean, stderr, ci_low, ci_high, n)
+    t_half_width(differences)          -> half-width of the t interval of their mean (paired differences)
     aggregate({task: scores, ...})     -> Estimate of the macro mean over tasks (stratified bootstrap)
     paired_compare(a, b)               -> PairedComparison(mean_diff, CI, McNemar exact p for 0/1 scores)
     wilson_interval(p, n)              -> Wilson's score interval of a proportion (0/1 scores)
@@ -107,6 +108,16 @@ def summarize(x: ArrayLike, iters: int = DEFAULT_ITERS, alpha: float = 0.05, see
     else:
         lo, hi = percentile_ci(bootstrap_means(arr, iters, seed), alpha)
     return Estimate(float(arr.mean()), mean_stderr(arr), lo, hi, int(arr.size))
+
+
+def t_half_width(x: ArrayLike, alpha: float = 0.05) -> float:
+    """Half-width of the (1 - alpha) Student t interval of the mean of x (NaN dropped; n - 1 degrees of freedom),
+    the interval scipy's ttest_rel gives for paired differences; NaN below 2 values. Wider than the normal one
+    at small n (2.57 standard errors at n = 6, 2.05 at 30, 1.97 at 300, against 1.96)."""
+    from scipy.stats import t
+
+    n = _clean(x).size
+    return float(t.ppf(1 - alpha / 2, n - 1)) * mean_stderr(x) if n >= 2 else float("nan")
 
 
 def wilson_interval(p: float, n: float, z: float = Z95) -> tuple[float, float]:

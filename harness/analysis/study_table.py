@@ -1,6 +1,6 @@
 """A study's table from stored runs: each recipe's score per suite task with its run's stored 95% interval (the one
 `harness leaderboard --suite` shows: Wilson's for 0/1 scores, harness.stats.summarize), and its paired difference
-against a reference row (the same documents, so the interval is that of the per-document difference).
+against a reference row (the same documents, so the interval is the t interval of the per-document differences).
 
     rows = table_rows({"vanilla": {"zoo_math:heldout": run}, ...}, order, store)
     print(format_table(rows))
@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from harness.stats import Z95
-
 if TYPE_CHECKING:
     from harness.store import Store
 
 REFERENCE = "vanilla"
-TABLE_VERSION = 2  # 2: a cell's interval is its run's stored one (ci_low, ci_high); 1 printed value ± z * stderr
+TABLE_VERSION = 3  # 3: a difference's half-width is the t interval's (2: z * stderr); 2: a cell's interval is its
+# run's stored one (ci_low, ci_high); 1 printed value ± z * stderr
 
 
 def _columns(runs: dict[str, dict]) -> list[tuple[str, str, str]]:
@@ -37,8 +36,8 @@ def study_cell(mine: dict[int, float], ref: dict[int, float],
                interval: tuple[float | None, float | None] = (None, None)) -> dict[str, Any]:
     """One table cell: the mean of `mine` in points with its 95% interval (`interval`, the run's stored one, else
     summarize's of the document scores: the function the stored one comes from), and, over the documents both
-    have, the paired difference from `ref` with its half-width."""
-    from harness.stats import mean_stderr, summarize
+    have, the paired difference from `ref` with its t interval's half-width (n - 1 degrees of freedom)."""
+    from harness.stats import summarize, t_half_width
 
     docs = sorted(mine)
     vals = [mine[d] for d in docs]
@@ -51,7 +50,7 @@ def study_cell(mine: dict[int, float], ref: dict[int, float],
     if both:
         diffs = [mine[d] - ref[d] for d in both]
         cell["diff"] = 100 * sum(diffs) / len(diffs)
-        cell["diff_ci95"] = 100 * Z95 * mean_stderr(diffs)
+        cell["diff_ci95"] = 100 * t_half_width(diffs)
     return cell
 
 
