@@ -272,6 +272,58 @@ def test_a_baseline_saved_under_other_engines_or_harness_is_said_not_refused(tin
     assert code == 0 and json.loads(out)["engines_changed"] is None, (code, out, err)  # the same run: nothing moved
 
 
+def test_a_baseline_saved_under_another_lm_eval_is_said(tiny_llama, results, tiny_suite, store) -> None:
+    """lm-eval builds the prompts and computes the metrics, so an upgrade of it moves scores as one of transformers
+    does; a run's backend version did not name it ('transformers 5.x, torch 2.x'), and a baseline saved under
+    another lm-eval was compared silently. Now the run records it and the check says it. A baseline saved before
+    runs recorded it says lm-eval was not recorded (once: re-save it)."""
+    from importlib.metadata import version
+
+    from tests.factories import run_cli
+
+    model = tiny_llama("m")
+    code, _, err = run_cli("baseline", "save", str(model), "--suite", "tiny_mc", "--name", "rel1", "--batch-size", "8")
+    assert code == 0, err
+    path = results / "baselines" / "rel1.json"
+    doc = json.loads(path.read_text())
+    now = version("lm_eval")
+    assert f"lm_eval {now}" in doc["backend"]["version"], doc["backend"]
+    assert store.get_run(doc["run_id"]).backend_version == doc["backend"]["version"]
+    doc["backend"]["version"] = doc["backend"]["version"].replace(f"lm_eval {now}", "lm_eval 0.4.2")
+    path.write_text(json.dumps(doc))
+    code, out, err = run_cli("check", "--candidate", str(model), "--baseline", "rel1", "--no-promote", "--json")
+    assert code == 0 and json.loads(out)["engines_changed"] == f"lm_eval 0.4.2 -> {now}", (code, out, err)
+    code, out, err = run_cli("check", "--candidate", str(model), "--baseline", "rel1", "--no-promote")
+    (line,) = [x for x in out.splitlines() if "engines differ" in x]
+    assert code == 0 and f"engines differ: lm_eval 0.4.2 -> {now} (baseline -> candidate)" in line, (code, out, err)
+    doc["backend"]["version"] = doc["backend"]["version"].replace("lm_eval 0.4.2; ", "")  # saved before it was kept
+    path.write_text(json.dumps(doc))
+    code, out, err = run_cli("check", "--candidate", str(model), "--baseline", "rel1", "--no-promote", "--json")
+    assert code == 0 and json.loads(out)["engines_changed"] == f"lm_eval (not recorded) -> {now}", (code, out, err)
+
+
+def test_the_request_cache_key_of_each_backend_is_what_it_was() -> None:
+    """The request cache is keyed by engine_versions: lm-eval's version, then the backend's engines. A backend's
+    version now names lm-eval itself; the key must stay the string it was, or every answer cached before is
+    computed again (and evolve runs refuse to resume). Written here from the package versions alone."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from harness.evaluate.run_settings import engine_versions
+
+    def v(dist: str) -> str:
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            return "unknown"
+
+    lm = f"lm_eval {v('lm_eval')}; "
+    assert engine_versions("hf") == f"{lm}transformers {v('transformers')}, torch {v('torch')}"
+    assert engine_versions("vllm") == f"{lm}vllm {v('vllm')}"
+    assert engine_versions("ensemble") == f"{lm}ensemble (mean log-probs), transformers {v('transformers')}"
+    assert engine_versions("openai") == (f"{lm}lm-eval local-completions (context: the model's), "
+                                         f"aiohttp {v('aiohttp')}")
+
+
 def test_bad_tolerance_and_missing_baseline(results) -> None:
     from harness.cli.check_cmds import _tolerances
 

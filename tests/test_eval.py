@@ -63,7 +63,8 @@ def test_store_and_results_folder_agree(results: Path, store, model: Path, suite
     res = evaluate_model(str(model), suite, OPTS, store=store, limit=10)
     run = store.get_run(res.run_id)
     assert run.status == "complete" and run.model_id == res.model_id and run.suite == "tmp_suite"
-    assert run.data_hash == suite.data_hash() and run.backend_version.startswith("transformers")
+    assert run.data_hash == suite.data_hash() and run.backend_version.startswith("lm_eval 0.4")
+    assert "; transformers " in run.backend_version
     assert run.settings["limit"] == 10 and run.settings["add_bos_token"] is False
     folder = results / "runs" / res.run_id
     assert folder == res.results_dir

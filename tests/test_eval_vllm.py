@@ -15,6 +15,7 @@ import threading
 import time
 import urllib.request
 from dataclasses import replace
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -60,7 +61,7 @@ def test_hf_and_vllm_agree(results: Path, store, bos_model: Path, tmp_path: Path
     assert store.get_run(vl.run_id).settings["tensor_parallel_size"] == 1  # passed to the engine, recorded
     assert "tensor_parallel_size" not in store.get_run(hf.run_id).settings
     assert _compare(store, hf, vl) < 1e-3
-    assert store.get_run(vl.run_id).backend_version.startswith("vllm 0.32")
+    assert store.get_run(vl.run_id).backend_version.startswith(f"lm_eval {version('lm_eval')}; vllm 0.32")
 
 
 def test_openai_serve_agrees_with_hf(results: Path, store, bos_model: Path, tmp_path: Path) -> None:

@@ -86,8 +86,9 @@ def answer_cache_path(model_id: str, backend: str, settings: dict[str, Any]) -> 
 
 def engine_versions(backend: str) -> str:
     """The versions of what turns a model into scores: lm-eval (tokenizes and scores) and the backend's engine
-    (transformers and torch, or vLLM). Every cache of answers or scores is keyed by them."""
-    return f"lm_eval {package_version('lm_eval')}; {get_backend(backend).version()}"
+    (transformers and torch, or vLLM), as the backend's version names them ('lm_eval 0.4.13; transformers 5.0.0,
+    torch 2.8.0'), the one a run records. Every cache of answers or scores is keyed by them."""
+    return get_backend(backend).version()
 
 
 def run_id_for(target: ModelTarget, plan: Plan, backend: str, settings: dict[str, Any]) -> str:

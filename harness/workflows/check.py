@@ -120,15 +120,17 @@ def _mismatches(doc: dict[str, Any], run: Any) -> list[str]:
 
 
 def engine_changes(before: str | None, after: str | None) -> str | None:
-    """What changed between two runs' engines (their backend versions, 'transformers 4.57.1, torch 2.8.0'): each
-    engine whose version differs, 'transformers 4.57.1 -> 5.0.0'; None when alike."""
+    """What changed between two runs' engines (their backend versions, 'lm_eval 0.4.13; transformers 4.57.1, torch
+    2.8.0'): each engine whose version differs, 'transformers 4.57.1 -> 5.0.0'; None when alike. An engine the
+    baseline does not name was not recorded then (lm_eval, before backend versions named it)."""
     if (before or None) == (after or None):
         return None
     if not before or not after:
         return f"{before or 'not recorded'} -> {after or 'not recorded'}"
     old, new = (dict(re.findall(r"([A-Za-z][\w.-]*) (\d[\w.+-]*)", v)) for v in (before, after))
     names = [*old, *(k for k in new if k not in old)]
-    changed = [f"{k} {old.get(k, '(none)')} -> {new.get(k, '(none)')}" for k in names if old.get(k) != new.get(k)]
+    changed = [f"{k} {old.get(k, '(not recorded)')} -> {new.get(k, '(none)')}" for k in names
+               if old.get(k) != new.get(k)]
     return ", ".join(changed) or f"{before!r} -> {after!r}"
 
 

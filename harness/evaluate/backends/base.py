@@ -57,7 +57,7 @@ class Backend(Protocol):
     name: str
 
     def version(self) -> str:
-        """The engine's version, stored with every run."""
+        """lm-eval's version and the engine's (`through_lm_eval`), stored with every run and keying its answers."""
         ...
 
     def build(self, target: ModelTarget, options: BackendOptions) -> LM:
@@ -72,3 +72,10 @@ def package_version(dist: str) -> str:
         return version(dist)
     except PackageNotFoundError:
         return "unknown"
+
+
+def through_lm_eval(engines: str) -> str:
+    """'lm_eval 0.4.13; ENGINES': every backend scores through lm-eval, which builds the prompts and computes the
+    metrics, so its version is part of each backend's. The format is the request cache key's from before lm-eval
+    was in a backend's version (run_settings.engine_versions), so answers cached then are still found."""
+    return f"lm_eval {package_version('lm_eval')}; {engines}"

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.atomic import atomic_dir
 from harness.errors import HarnessError
-from harness.evaluate.backends.base import BackendOptions, ModelTarget, package_version
+from harness.evaluate.backends.base import BackendOptions, ModelTarget, package_version, through_lm_eval
 from harness.weights import ENSEMBLE_KEY, ENSEMBLE_PATHS, ensemble_members
 
 if TYPE_CHECKING:
@@ -201,7 +201,7 @@ class EnsembleBackend:
     name = "ensemble"
 
     def version(self) -> str:
-        return f"ensemble (mean log-probs), transformers {package_version('transformers')}"
+        return through_lm_eval(f"ensemble (mean log-probs), transformers {package_version('transformers')}")
 
     def build(self, target: ModelTarget, options: BackendOptions) -> LM:
         if target.path is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
-from harness.evaluate.backends.base import BackendOptions, ModelTarget, package_version
+from harness.evaluate.backends.base import BackendOptions, ModelTarget, package_version, through_lm_eval
 
 if TYPE_CHECKING:
     from lm_eval.api.model import LM
@@ -21,7 +21,7 @@ class HFBackend:
     name = "hf"
 
     def version(self) -> str:
-        return f"transformers {package_version('transformers')}, torch {package_version('torch')}"
+        return through_lm_eval(f"transformers {package_version('transformers')}, torch {package_version('torch')}")
 
     def build(self, target: ModelTarget, options: BackendOptions) -> LM:
         from harness.evaluate.backends.hf_scoring import ContinuationHFLM

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
-from harness.evaluate.backends.base import BackendOptions, ModelTarget, package_version
+from harness.evaluate.backends.base import BackendOptions, ModelTarget, package_version, through_lm_eval
 
 if TYPE_CHECKING:
     from lm_eval.api.model import LM
@@ -53,7 +53,8 @@ class OpenAIBackend:
 
     def version(self) -> str:
         # "context: the model's": answers cached when lm-eval cut every request to 2048 tokens are not read again
-        return f"lm-eval local-completions (context: the model's), aiohttp {package_version('aiohttp')}"
+        aiohttp = package_version("aiohttp")
+        return through_lm_eval(f"lm-eval local-completions (context: the model's), aiohttp {aiohttp}")
 
     def build(self, target: ModelTarget, options: BackendOptions) -> LM:
         require_endpoint(options.base_url)

@@ -17,7 +17,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
-from harness.evaluate.backends.base import BackendOptions, ModelTarget, package_version
+from harness.evaluate.backends.base import BackendOptions, ModelTarget, package_version, through_lm_eval
 from harness.paths import cache_dir
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ class VLLMBackend:
     name = "vllm"
 
     def version(self) -> str:
-        return f"vllm {package_version('vllm')}"
+        return through_lm_eval(f"vllm {package_version('vllm')}")
 
     def build(self, target: ModelTarget, options: BackendOptions) -> LM:
         from importlib.util import find_spec
