@@ -261,6 +261,35 @@ def test_cli_task_rows_come_from_the_run_of_the_suite_score(results: Path, store
     assert dict(zip(board["task"], board["value"], strict=True)) == pytest.approx({"t1": 10 / 30, "t2": 0.9})
 
 
+def test_leaderboard_json_counts_tasks_as_integers(results: Path, store: Store) -> None:
+    """`harness leaderboard --suite S --json` printed the suite row's `tasks` as 2.0: the outer merge with the task
+    rows (which have no task count) made the column float. A count is an integer, as `leaderboard --json` prints it;
+    the task rows' count is null."""
+    import os
+    import subprocess
+    import sys
+
+    store.add_model(ModelRecord("m", "m", None, "source"))
+    _write_run(store, "full", "m", "aud_alpha", {"t1": [1.0, 0.0, 0.0], "t2": [1.0, 1.0]}, ended=1)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+
+    def cli(*args: str) -> tuple[str, list[dict]]:
+        done = subprocess.run([sys.executable, "-m", "harness.cli", "leaderboard", *args, "--json"], env=env,
+                              capture_output=True, text=True, cwd=REPO)
+        assert done.returncode == 0, done.stderr
+        return done.stdout, json.loads(done.stdout)
+
+    text, rows = cli("--suite", "aud_alpha")
+    by_task = {r["task"]: r for r in rows}
+    assert set(by_task) == {"all", "t1", "t2"}
+    assert '"tasks": 2,' in text and '"tasks": 2.0' not in text, text
+    assert type(by_task["all"]["tasks"]) is int and by_task["all"]["tasks"] == 2  # t1 and t2
+    assert by_task["t1"]["tasks"] is None and by_task["t2"]["tasks"] is None
+    assert [type(r["n"]) for r in rows] == [int] * 3 and by_task["all"]["n"] == 5  # 3 + 2 documents
+    text, (row,) = cli()
+    assert type(row["tasks"]) is int and row["tasks"] == 2
+
+
 def test_a_run_without_a_split_is_one_column_with_its_default_split(store: Store) -> None:
     """runs.split NULL means the suite's default split: a model with such a run and a later run on the default
     split by name has one score there, the later one (both were shown as two rows of one cell, and the dashboard's

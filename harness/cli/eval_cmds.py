@@ -263,6 +263,8 @@ def leaderboard(
     if methods:
         _methods_board(suite, chosen_on, compared_on, as_json)
         return
+    from pandas.api.types import is_integer_dtype
+
     from harness.analysis.evidence import suite_twins
     from harness.store import AGGREGATE_TASK, Store
     from harness.store import frames as views
@@ -280,6 +282,8 @@ def leaderboard(
         tasks = tasks[(tasks["task"] != AGGREGATE_TASK) & tasks["run_id"].isin(set(board["run_id"]))]
         df = tasks.merge(board, how="outer") if not tasks.empty else board
         df = df[[c for c in board.columns if c in df.columns]]
+        # the task rows have no task count: its column, float after the merge (2.0), is an integer one with nulls
+        df = df.astype({c: "Int64" for c in df.columns if is_integer_dtype(board[c])})
     else:
         df = board
     if metric:
