@@ -3,4 +3,4 @@
 Importing this package is cheap: it must not import torch, transformers or vllm.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one home of the version: pyproject.toml reads it (dynamic)
