@@ -60,8 +60,10 @@ def _quote(text: str) -> str:
 
 
 def dot_graph(data: Data, nodes: list[str], focus: str, values: dict[str, float] | None,
-              severity: dict[str, str], suite: str | None) -> str:
-    """The ancestry of `focus` (the given nodes) as DOT; fill by score (values) or by worst flag (severity)."""
+              severity: dict[str, str], suite: str | None, split: str | None = None, percent: bool = True) -> str:
+    """The ancestry of `focus` (the given nodes) as DOT; fill by score (values: proportions written in %, else as
+    they are, a judge's rating) or by worst flag (severity); a double outline on the models in-sample on
+    suite:split (None: the suite's default split)."""
     keep = set(nodes)
     shown = [v for n, v in (values or {}).items() if n in keep]
     lo, hi = (min(shown), max(shown)) if shown else (0.0, 1.0)
@@ -72,14 +74,14 @@ def dot_graph(data: Data, nodes: list[str], focus: str, values: dict[str, float]
         if values is not None:
             v = values.get(n)
             fill = _ramp((v - lo) / (hi - lo) if v is not None and hi > lo else 0.5) if v is not None else "#eeeeee"
-            label += f"\\n{100 * v:.1f}" if v is not None else "\\n-"
+            label += ("\\n-" if v is None else f"\\n{100 * v:.1f}" if percent else f"\\n{v:.2f}")
             font = "white" if v is not None and hi > lo and (v - lo) / (hi - lo) > 0.6 else "black"
         else:
             sev = severity.get(n)
             fill, font = SEVERITY_COLOURS.get(sev, SEVERITY_COLOURS[None]), "black"
             label += f"\\n{sev} flag" if sev else ""
         extra = ", penwidth=3" if n == focus else ""
-        if suite and data.in_sample(n, suite):
+        if suite and data.in_sample(n, suite, split):
             extra += ", peripheries=2"
         lines.append(f'n{i} [label={_quote(label)}, fillcolor="{fill}", fontcolor="{font}"{extra}];')
     index = {n: i for i, n in enumerate(nodes)}

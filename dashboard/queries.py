@@ -98,14 +98,27 @@ def wide(db: str, columns: tuple[str, ...]) -> tuple[pd.DataFrame, ...]:
 
 
 @per_version
-def method_stats(db: str, drop_in_sample: bool) -> pd.DataFrame:
-    """Per merge method and suite (default split): count, min, quartiles, max and mean of merged models' scores."""
+def method_splits(db: str) -> dict[str, list[str]]:
+    """Each split merged models are scored on (a judge's rating split included) -> the suites scored there."""
+    sc = scores_marked(db)
+    merged = sc[sc["method"].notna()]
+    return {split: sorted(suites) for split, suites in merged.groupby("split")["suite"].unique().items()}
+
+
+@per_version
+def method_stats(db: str, drop_in_sample: bool, split: str | None = None) -> pd.DataFrame:
+    """Per merge method and suite: count, min, quartiles, max and mean of merged models' scores on `split` (None:
+    each suite's default split), in % (a judge's rating as it is: `unit`); `drop_in_sample` leaves out the scores
+    in-sample on that split."""
     data = base(db)
     sc = scores_marked(db)
-    sc = sc[data.on_default_split(sc) & sc["method"].notna()]  # looked up once per suite, not per row
+    sc = sc[sc["method"].notna()]
+    sc = sc[data.on_default_split(sc)] if split is None else sc[sc["split"] == split]  # default: once per suite
     if drop_in_sample:
         sc = sc[~sc["in_sample"]]
-    g = (sc.assign(score=sc["value"] * 100)).groupby(["method", "suite"])["score"]
+    raw = sc["metric"].isin(views.RAW_SCALE_METRICS).to_numpy()
+    sc = sc.assign(score=np.where(raw, sc["value"], sc["value"] * 100), unit=np.where(raw, "rating", "%"))
+    g = sc.groupby(["method", "suite", "unit"])["score"]
     out = g.agg(n="count", min="min", mean="mean", max="max")
     out["q1"], out["median"], out["q3"] = g.quantile(0.25), g.median(), g.quantile(0.75)
     return out.reset_index()

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
@@ -630,3 +631,182 @@ def test_evolve_history_heldout_is_the_fittest_candidates(tmp_path: Path, rows, 
     got = views.evolve_history(store, "ev1")["heldout_of_fittest"].tolist()[0]
     assert (got is None or math.isnan(got)) if expected is None else got == expected
     assert records.history(store, "ev1")[0]["heldout"] == expected
+
+
+def _split_scores(db: str, suite: str, split: str) -> pd.DataFrame:
+    """Each model's score (%) on suite:split from the per-sample rows alone (benchmarks/gen_store.py writes one run
+    of one task per model, suite and split), with its merge method from its recipe."""
+    import duckdb
+
+    with duckdb.connect(db, read_only=True) as con:
+        return con.execute("""
+            SELECT m.model_id, m.name, rec.method, 100 * avg(s.score) AS score
+            FROM runs r JOIN samples s USING (run_id) JOIN models m USING (model_id)
+                LEFT JOIN recipes rec USING (recipe_id)
+            WHERE r.suite = ? AND r.split = ? AND s.task NOT LIKE '\\_%' ESCAPE '\\'
+            GROUP BY ALL""", [suite, split]).df()
+
+
+def _exposed(db: str, suite: str, split: str) -> set[str]:
+    """The models selected on suite:split or descending from one that was, by a recursive walk of the lineage table."""
+    import duckdb
+
+    with duckdb.connect(db, read_only=True) as con:
+        return {m for (m,) in con.execute("""
+            WITH RECURSIVE up(model_id, ancestor) AS (
+                SELECT model_id, model_id FROM models
+                UNION SELECT up.model_id, l.parent_id FROM up JOIN lineage l ON l.child_id = up.ancestor)
+            SELECT DISTINCT up.model_id FROM up JOIN selections s ON s.model_id = up.ancestor
+            WHERE s.suite = ? AND s.split = ?""", [suite, split]).fetchall()}
+
+
+def _box_data(at: AppTest) -> pd.DataFrame:
+    """The rows the Methods page's box plots are drawn from (the chart's own data, not the table beside it)."""
+    import pyarrow as pa
+
+    raw = charts(at)[0].proto.data.data
+    return pa.ipc.open_stream(raw).read_all().to_pandas().set_index(["method", "suite"]).sort_index()
+
+
+def _expected_box(scores: pd.DataFrame, suite: str) -> pd.DataFrame:
+    merged = scores[scores["method"].notna()]
+    g = merged.groupby("method")["score"]
+    out = pd.DataFrame({"n": g.count(), "min": g.min(), "q1": g.quantile(0.25), "median": g.median(),
+                        "q3": g.quantile(0.75), "max": g.max()})
+    return out.assign(suite=suite).set_index("suite", append=True).sort_index()
+
+
+@pytest.fixture()
+def heldout_pick(db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the planted store where creep-4 and merge-deeper (merges no model descends from) were also selected
+    on zoo_math's heldout split; every other selection of the store is on public."""
+    import shutil
+
+    copy = tmp_path / "heldout.duckdb"
+    shutil.copy(db, copy)
+    store = Store(copy)
+    for name in ("creep-4", "merge-deeper"):
+        store.select(store.get_model(name).model_id, "zoo_math", "user", split="heldout")
+    monkeypatch.setenv("HARNESS_DB", str(copy))
+    monkeypatch.setenv("HARNESS_RESULTS", str(tmp_path / "results"))
+    expire_caches()
+    return copy
+
+
+def test_methods_box_plots_show_the_split_picked(heldout_pick: Path) -> None:
+    """The Methods page's box plots were fixed to each suite's default split: no way to compare merge methods on
+    heldout. Its split picker opens on the default (the figures as before) and, on heldout, plots every merge's
+    heldout score, leaving out (when asked) the models in-sample on heldout, not those selected on public."""
+    db = str(heldout_pick)
+    at = open_page("methods")
+    picker = at.selectbox(key="m_split")
+    assert picker.value is None and picker.options == [  # each split with the suites merges are scored on there
+        "each suite's default", "heldout (zoo_math)", "public (zoo_code, zoo_lang, zoo_math)",
+        "twin (zoo_lang, zoo_math)"]
+    at.toggle(key="m_drop").set_value(False).run()
+    default = _box_data(at)
+    for suite in ("zoo_math", "zoo_lang", "zoo_code"):  # each suite's default split: public
+        want = _expected_box(_split_scores(db, suite, "public"), suite)
+        got = default.xs(suite, level="suite", drop_level=False)[want.columns]
+        pd.testing.assert_frame_equal(got, want, check_dtype=False, check_names=False)
+
+    picker.select("heldout").run()
+    heldout = _box_data(at)
+    want = _expected_box(_split_scores(db, "zoo_math", "heldout"), "zoo_math")  # the one suite with a heldout split
+    print("heldout medians:", heldout["median"].round(2).to_dict())
+    pd.testing.assert_frame_equal(heldout[want.columns], want, check_dtype=False, check_names=False)
+    assert not heldout["median"].equals(default.xs("zoo_math", level="suite", drop_level=False)["median"])
+
+    at.toggle(key="m_drop").set_value(True).run()  # in-sample on heldout: its own selections' models only
+    scores = _split_scores(db, "zoo_math", "heldout")
+    left_out = _exposed(db, "zoo_math", "heldout")
+    assert {"creep-4", "merge-deeper"} == set(scores.loc[scores["model_id"].isin(left_out), "name"])
+    want = _expected_box(scores[~scores["model_id"].isin(left_out)], "zoo_math")
+    pd.testing.assert_frame_equal(_box_data(at)[want.columns], want, check_dtype=False, check_names=False)
+
+
+def _dot_nodes(dot: str) -> dict[str, tuple[str, str, bool]]:
+    """name -> (the value written under it, its fill colour, whether it has a double outline)."""
+    import re
+
+    found = re.findall(r'label="([^"\\]+)\\n([^"]*)", fillcolor="(#\w+)"([^\]]*)\];', dot)
+    return {name: (value, fill, "peripheries=2" in rest) for name, value, fill, rest in found}
+
+
+def test_lineage_colours_show_the_split_picked(heldout_pick: Path) -> None:
+    """The Lineage page coloured nodes by their score on the suite's default split only. Its split picker opens on
+    the default (public here: the values and double outlines as before) and, on heldout, writes and colours each
+    node by its heldout score, with the double outline on the models in-sample on heldout."""
+    sys.path.insert(0, str(REPO / "dashboard"))
+    from lineage_graph import RAMP
+
+    db = str(heldout_pick)
+    creep = Store(db).get_model("creep-4").model_id
+    at = open_page("lineage", {"model": creep, "suite": "zoo_math"})
+    picker = at.selectbox(key="lin_split_zoo_math")
+    assert picker.value == "public" and set(picker.options) == {"public", "heldout", "twin"}
+    for split in ("public", "heldout"):
+        picker.select(split).run()
+        nodes = _dot_nodes(at.get("graphviz_chart")[0].proto.spec)
+        scores = _split_scores(db, "zoo_math", split).set_index("name")["score"].loc[list(nodes)]
+        print(split, {n: v for n, (v, _f, _d) in nodes.items()})
+        assert {"creep-4", "creep-1", "src-d", "src-b"} <= set(nodes)
+        assert {n: v for n, (v, _f, _d) in nodes.items()} == {n: f"{s:.1f}" for n, s in scores.items()}
+        frac = (scores - scores.min()) / (scores.max() - scores.min())
+        assert {n: f for n, (_v, f, _d) in nodes.items()} == {
+            n: RAMP[min(len(RAMP) - 1, int(x * len(RAMP)))] for n, x in frac.items()}
+        ids = {Store(db).get_model(n).model_id: n for n in nodes}
+        assert {n for n, (_v, _f, double) in nodes.items() if double} == {
+            ids[m] for m in _exposed(db, "zoo_math", split) if m in ids}
+    assert {n for n, (_v, _f, double) in nodes.items() if double} == {"creep-4"}  # heldout: its own selection only
+
+
+def test_a_judged_suites_rating_splits_are_offered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A judged suite is scored by a judge's ratings of a split (`test-by-j1`, `heldout-by-j1`; 1-10, not a
+    proportion). The Methods and Lineage pages offer those splits, plot the ratings as they are (not x 100), and the
+    Lineage page opens on the rating of the suite's default split's questions (mt_bench: test), which has no scores
+    of its own."""
+    import numpy as np
+
+    from harness.store import LineageEdge, ModelRecord, RunRecord, Sample, Score
+
+    path = tmp_path / "judged.duckdb"
+    store = Store(path)
+    store.add_model(ModelRecord("c" * 64, "chat", None, "source"))
+    store.add_recipe("lin", "linear", "merge_method: linear\n")
+    store.add_recipe("ties", "ties", "merge_method: ties\n")
+    models = {"chat": ("c" * 64, None), "lin-a": ("a" * 64, "lin"), "lin-b": ("b" * 64, "lin"),
+              "ties-a": ("d" * 64, "ties")}
+    means: dict[tuple[str, str], float] = {}
+    for i, (name, (mid, recipe)) in enumerate(models.items()):
+        if recipe:
+            store.add_model(ModelRecord(mid, name, None, "merge", recipe_id=recipe))
+            store.add_lineage([LineageEdge(mid, "c" * 64, "base")])
+        for split, shift in (("test-by-j1", 0.0), ("heldout-by-j1", -2.0)):
+            xs = [4.0 + shift + (d * (i + 1)) % 6 for d in range(20)]
+            means[(name, split)] = float(np.mean(xs))
+            run = f"{name}-{split}"
+            store.start_run(RunRecord(run, mid, "mt_bench", "hf", "test", split=split))
+            store.finish_run(run, [Score("overall", "rating", means[(name, split)], 0.3, 20)],
+                             [Sample("mt_bench", d, "rating", x) for d, x in enumerate(xs)])
+    monkeypatch.setenv("HARNESS_DB", str(path))
+    monkeypatch.setenv("HARNESS_RESULTS", str(tmp_path / "results"))
+    expire_caches()
+
+    at = open_page("methods")
+    assert at.selectbox(key="m_split").options == [
+        "each suite's default", "heldout-by-j1 (mt_bench)", "test-by-j1 (mt_bench)"]
+    at.selectbox(key="m_split").select("test-by-j1").run()
+    box = _box_data(at)
+    lin = [means[("lin-a", "test-by-j1")], means[("lin-b", "test-by-j1")]]
+    assert box.loc[("linear", "mt_bench"), ["n", "min", "median", "max"]].tolist() == pytest.approx(
+        [2, min(lin), float(np.median(lin)), max(lin)])
+    assert box.loc[("ties", "mt_bench"), "median"] == pytest.approx(means[("ties-a", "test-by-j1")])
+
+    at = open_page("lineage", {"model": "a" * 64, "suite": "mt_bench"})
+    picker = at.selectbox(key="lin_split_mt_bench")
+    assert picker.value == "test-by-j1" and picker.options == ["heldout-by-j1", "test-by-j1"]
+    for split in ("test-by-j1", "heldout-by-j1"):
+        picker.select(split).run()
+        nodes = _dot_nodes(at.get("graphviz_chart")[0].proto.spec)
+        assert {n: v for n, (v, _f, _d) in nodes.items()} == {n: f"{means[(n, split)]:.2f}" for n in ("lin-a", "chat")}

@@ -9,6 +9,9 @@ import streamlit as st
 import widgets
 from lineage_graph import chains, dot_graph, paths_to_roots
 
+from harness.store import frames as views
+from harness.suites import question_split
+
 MAX_NODES = 80
 MAX_CHAINS = 6
 
@@ -21,25 +24,34 @@ if data.models.empty:
 model_id = widgets.pick_model(data, "Model", "lin_model")
 suites = sorted(data.scores["suite"].unique())
 twin_suites = [s for s in sorted(data.twins) if s in suites]
-c1, c2 = st.columns(2)
+c1, c2, c3 = st.columns(3)
 colour_by = c1.radio("Colour nodes by", ["score", "flag"], horizontal=True, key="lin_colour")
 wanted = st.query_params.get("suite")
 suite_options = twin_suites or suites
 suite = c2.selectbox("Suite", suite_options, key="lin_suite",
                      index=suite_options.index(wanted) if wanted in suite_options else 0) if suite_options else None
+of_suite = data.scores[data.scores["suite"] == suite]
+splits = sorted(of_suite["split"].unique())  # every split it has scores on, a judge's rating splits included
+split = data.default_split(suite or "")
+if splits:  # one picker per suite, opening on its default split (else a judge's rating of its questions)
+    opening = next((i for i, sp in enumerate(splits) if sp == split), None)
+    opening = next((i for i, sp in enumerate(splits) if question_split(sp) == split), 0) if opening is None else opening
+    split = c3.selectbox("Split", splits, key=f"lin_split_{suite}", index=opening)
 
 ancestors = data.graph.ancestors(model_id, limit=MAX_NODES)
 nodes = [model_id, *ancestors]
-public = data.scores[(data.scores["suite"] == suite) & (data.scores["split"] == data.default_split(suite or ""))]
-values = dict(zip(public["model_id"].tolist(), public["value"].tolist(), strict=True))
+on_split = of_suite[of_suite["split"] == split]
+values = dict(zip(on_split["model_id"].tolist(), on_split["value"].tolist(), strict=True))
 severity = q.worst_severity(db) if colour_by == "flag" else {}
-st.graphviz_chart(dot_graph(data, nodes, model_id, values if colour_by == "score" else None, severity, suite))
+percent = not on_split["metric"].isin(views.RAW_SCALE_METRICS).any()  # a judge's rating is written as it is
+st.graphviz_chart(dot_graph(data, nodes, model_id, values if colour_by == "score" else None, severity, suite,
+                            split, percent))
 depth = int(data.models.set_index("model_id").loc[model_id, "merge_depth"])  # fine-tunes not counted
 st.caption(f"{data.names.get(model_id)}: merge depth {depth}, {len(data.graph.ancestors(model_id)):,} ancestors"
            + (f" (the nearest {MAX_NODES} drawn)" if len(ancestors) >= MAX_NODES else "")
-           + ". Nodes: score on the suite's default split (darker = higher), or the worst flag; a double outline "
-             "marks a model in-sample there (it or an ancestor was selected on that split); edges carry the merge "
-             "weight.")
+           + f". Nodes: score on {suite}:{split} (darker = higher), or the worst flag; a double outline marks a "
+             "model in-sample there (it or an ancestor was selected on that split's questions); edges carry the "
+             "merge weight.")
 
 exposed = sorted({(s, sp or data.default_split(s), proc, data.names.get(who, who[:12]))
                   for s, sp, proc, who in data.exposure.get(model_id, ())})

@@ -10,28 +10,40 @@ import widgets
 
 from harness.stats import paired_compare
 
-db = widgets.page_header("Merge methods",
-                         "Score distributions of merged models by merge method, per suite (default split).")
+db = widgets.page_header("Merge methods", "Score distributions of merged models by merge method, per suite, on "
+                                          "each suite's default split or the split picked.")
 data = q.base(db)
 scores = q.scores_marked(db)
-public = scores[data.on_default_split(scores) & scores["method"].notna()]  # the default split, once per suite
+merged_splits = q.method_splits(db)  # split -> the suites merged models are scored on there
 
-if public.empty:
+if not merged_splits:
     st.info("No scored merges yet.")
 else:
-    drop_in = st.toggle("Leave out in-sample scores", value=True, key="m_drop")
-    stats = q.method_stats(db, drop_in)
+    c1, c2 = st.columns(2)
+    split = c1.selectbox("Split", [None, *merged_splits], key="m_split",
+                         format_func=lambda sp: "each suite's default" if sp is None
+                         else f"{sp} ({', '.join(merged_splits[sp])})")
+    drop_in = c2.toggle("Leave out in-sample scores", value=True, key="m_drop",
+                        help="Scores of models that were (or descend from one) selected on this split.")
+    stats = q.method_stats(db, drop_in, split)
+    units = set(stats["unit"])  # % for proportions, a judge's rating as it is
+    y_title = "score (%)" if units <= {"%"} else "rating" if units == {"rating"} else "score (% or rating)"
     box = {  # a box plot from precomputed quantiles: small specs however many models there are
         "facet": {"column": charts.field("suite:N", title=None)},
         "spec": {"width": 220, "height": 260, "encoding": {
             "x": charts.field("method:N", title=None), "color": charts.field("method:N", legend=None)}, "layer": [
-            {"mark": "rule", "encoding": {"y": charts.unzeroed("min:Q", title="score (%)"), "y2": {"field": "max"}}},
+            {"mark": "rule", "encoding": {"y": charts.unzeroed("min:Q", title=y_title), "y2": {"field": "max"}}},
             {"mark": {"type": "bar", "size": 18}, "encoding": {
                 "y": charts.field("q1:Q"), "y2": {"field": "q3"},
                 "tooltip": charts.tooltips("method", "suite", "n:Q", "q1:Q", "median:Q", "q3:Q")}},
             {"mark": {"type": "tick", "color": "black", "size": 18}, "encoding": {"y": charts.field("median:Q")}}]}}
-    st.vega_lite_chart(stats, box)
-    st.dataframe(stats.round(2), hide_index=True, width="stretch")
+    if len(units) > 1:
+        box["resolve"] = {"scale": {"y": "independent"}}  # ratings (1-10) beside percentages
+    if stats.empty:
+        st.info("No merged model's score is left on this split.")
+    else:
+        st.vega_lite_chart(stats, box)
+        st.dataframe(stats.round(2), hide_index=True, width="stretch")
 
 st.header("Searches against hand recipes")
 st.caption("Every merge an evolve run picked labelled by its search (PS, DFS, PS+DFS; other merges are hand "
