@@ -34,9 +34,8 @@ of_suite = data.scores[data.scores["suite"] == suite]
 splits = sorted(of_suite["split"].unique())  # every split it has scores on, a judge's rating splits included
 split = data.default_split(suite or "")
 if splits:  # one picker per suite, opening on its default split (else a judge's rating of its questions)
-    opening = next((i for i, sp in enumerate(splits) if sp == split), None)
-    opening = next((i for i, sp in enumerate(splits) if question_split(sp) == split), 0) if opening is None else opening
-    split = c3.selectbox("Split", splits, key=f"lin_split_{suite}", index=opening)
+    opening = split if split in splits else next((sp for sp in splits if question_split(sp) == split), splits[0])
+    split = c3.selectbox("Split", splits, key=f"lin_split_{suite}", index=splits.index(opening))
 
 ancestors = data.graph.ancestors(model_id, limit=MAX_NODES)
 nodes = [model_id, *ancestors]
