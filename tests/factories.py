@@ -170,7 +170,8 @@ def downgrade_store(path: Path, version: int) -> None:
     import duckdb
 
     con = duckdb.connect(str(path))
-    con.execute("DELETE FROM meta WHERE key = 'question_se:filled'")  # no release before wrote it (suite_se.py)
+    # no release before wrote them (suite_se.py)
+    con.execute("DELETE FROM meta WHERE key IN ('question_se:filled', 'question_se:before_v5')")
     if version < 7:
         con.execute("DROP TABLE IF EXISTS run_cuts")
     if version < 6:

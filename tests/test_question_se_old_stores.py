@@ -84,6 +84,38 @@ def old_store(zoo_family: Path, tmp_path: Path) -> tuple[Path, str, object]:
     return old, run_id, samples
 
 
+def test_the_leaderboard_of_a_store_written_before_v5_shows_the_filled_stderr_without_writing_it(
+        old_store: tuple[Path, str, object], tmp_path: Path) -> None:
+    """`harness leaderboard --json` on the v4 store gives the interval it gives after `harness db info` filled a copy
+    (the stderr clustered by question, by hand); before, the pooled stderr (narrower) until a writer ran. The read
+    leaves the fill unwritten; so do `harness overfit` and the dashboard's evidence (the same suite scores)."""
+    from harness.analysis.evidence import gather_base
+    from harness.store import Store
+    from tests.factories import run_cli
+
+    old, run_id, samples = old_store
+    clustered, pooled = _by_hand(samples)
+    assert clustered != pytest.approx(pooled, rel=1e-3), "these samples do not tell the two rules apart"
+    filled = tmp_path / "filled.duckdb"
+    shutil.copy(old, filled)
+    assert run_cli("--db", str(filled), "db", "info")[0] == 0
+    want = _row(_leaderboard(filled), run_id)
+    assert want["stderr"] == pytest.approx(clustered, rel=1e-12)
+
+    got = _row(_leaderboard(old), run_id)
+    print(f"read-only se {got['stderr']!r}, after db info {want['stderr']!r}, clustered by hand {clustered!r}, "
+          f"pooled {pooled!r}")
+    assert (got["stderr"], got["ci_low"], got["ci_high"]) == (want["stderr"], want["ci_low"], want["ci_high"])
+    assert _unfilled(old, run_id), "a read-only view wrote the fill"
+
+    scores = gather_base(Store(old)).scores.set_index("run_id")  # what `harness overfit` and the dashboard read
+    assert float(scores.loc[run_id, "se"]) == want["stderr"]
+    assert _unfilled(old, run_id)
+    code, _, err = run_cli("--db", str(old), "overfit", "--json")
+    assert code == 0, err
+    assert _unfilled(old, run_id)
+
+
 def test_eval_with_workers_fills_a_store_written_before_v5(old_store: tuple[Path, str, object],
                                                            zoo_family: Path) -> None:
     """`harness eval --workers 2` over the v4 store (the run is complete: reused, no actor starts) fills the old

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.analysis.lineage import Graph, merge_ids
+from harness.run_questions import run_questions
 from harness.store import frames as views
 from harness.suite_schema import TwinSpec
 from harness.suites import question_split, score_rules
@@ -158,7 +159,8 @@ def gather_base(store: Store, twins: Mapping[str, Mapping[str, str | TwinSpec]] 
     # one consistent snapshot, even while a writer is busy; the suite scores (the longest query) are read on a
     # second connection while the lineage is walked
     with store.db.read() as con, store.db.alongside(
-            con, lambda second: views.suite_scores(second, dict(defaults), rules=rules)) as read_scores:
+            con, lambda second: views.suite_scores(second, dict(defaults), rules=rules,
+                                                   questions=run_questions)) as read_scores:
         models = views.models(con)
         edges = views.edges(con)
         sels = views.selections(con)

@@ -54,6 +54,7 @@ def _suite_score_line(res: RunResult) -> str | None:
     group: mmlu's is the size-weighted mean, not the `_aggregate` row's plain mean of its tasks); when the store's
     run of this model, suite and split is another one (frames.CHOSEN_RUNS_SQL: one that scored more documents, or
     as many and later), that run's score, so a --limit run's figure is never read as the leaderboard's."""
+    from harness.run_questions import run_questions
     from harness.store import Store
     from harness.store import frames as views
     from harness.suites import score_rules
@@ -62,7 +63,7 @@ def _suite_score_line(res: RunResult) -> str | None:
     if not store.path.is_file():
         return None
     rules = score_rules()
-    board = views.suite_scores(store, rules=rules)
+    board = views.suite_scores(store, rules=rules, questions=run_questions)
     rows = board.query("run_id == @res.run_id")
     if rows.empty:
         shown = board.query("model_id == @res.model_id and suite == @res.suite and split == @res.split")
@@ -266,6 +267,7 @@ def leaderboard(
     from pandas.api.types import is_integer_dtype
 
     from harness.analysis.evidence import suite_twins
+    from harness.run_questions import run_questions
     from harness.store import AGGREGATE_TASK, Store
     from harness.store import frames as views
     from harness.suites import score_rules
@@ -274,7 +276,7 @@ def leaderboard(
     if suite:
         _require_known_suite(store, suite)
     defaults = suite_twins(None)[1]
-    board = views.suite_board(store, defaults, score_rules())
+    board = views.suite_board(store, defaults, score_rules(), run_questions)  # a store not yet filled: as if filled
     if suite:
         tasks = store.leaderboard(suite, defaults)  # the same run of each (model, suite, split) as the board's
         board = board[board["suite"] == suite]

@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
 def db_info(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Create or migrate the store (runs written before v5 get their question-clustered stderr) and print its path,
     schema version and row counts."""
-    from harness.evaluate.run_questions import fill_question_stderr
+    from harness.run_questions import fill_question_stderr
     from harness.store import Store
 
     store = Store()

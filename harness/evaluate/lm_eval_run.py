@@ -150,7 +150,7 @@ def record_results(target: ModelTarget, run: RunRecord, out: LmEvalOutput, store
 
 def scored_questions(run: RunRecord, samples: list[Sample]) -> tuple[dict[tuple[str, int], str], str | None]:
     """The question each scored item poses and the metric the run's suite is scored on
-    (harness/evaluate/run_questions.py): what the store needs for the suite score's question-clustered stderr."""
-    from harness.evaluate.run_questions import run_questions
+    (harness/run_questions.py): what the store needs for the suite score's question-clustered stderr."""
+    from harness.run_questions import run_questions
 
-    return run_questions(run, {(s.task, s.doc_id): s.doc_hash for s in samples})
+    return run_questions(run.suite, run.split, {(s.task, s.doc_id): s.doc_hash for s in samples})

@@ -172,7 +172,7 @@ def evaluate_model(
     `overrides` set EvalOptions fields by name, e.g. evaluate_model(path, "zoo_math", split="public", limit=20).
     `plan` is the plan_for(suite, options) a caller evaluating several models built once.
     """
-    from harness.evaluate.run_questions import fill_question_stderr
+    from harness.run_questions import fill_question_stderr
     from harness.store import Store
 
     opts = replace(options or EvalOptions(), **overrides)
@@ -182,7 +182,7 @@ def evaluate_model(
     quiet_engines()
     check_backend(opts)  # an unknown backend, openai without an endpoint: fail before anything else
     plan = plan or plan_for(suite, opts)
-    fill_question_stderr(store)  # runs written before v5: once per store (harness/evaluate/run_questions.py)
+    fill_question_stderr(store)  # runs written before v5: once per store (harness/run_questions.py)
     prepared = prepare_run(model_ref, plan, opts, store)
     if isinstance(prepared, RunResult):
         return prepared

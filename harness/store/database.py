@@ -93,10 +93,12 @@ def migrate(con: duckdb.DuckDBPyConnection, path: Path) -> int:
         con.execute(
             "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
         )
-        if found == 0:  # a new store holds no run written before v5: nothing for fill_question_stderr to compute
-            from harness.store.suite_se import mark_filled
+        from harness.store.suite_se import mark_before_v5, mark_filled
 
+        if found == 0:  # a new store holds no run written before v5: nothing for fill_question_stderr to compute
             mark_filled(con)
+        elif found < 5:  # its runs have no question-clustered stderr: readers compute it until a writer fills it
+            mark_before_v5(con)
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")

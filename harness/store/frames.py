@@ -13,9 +13,10 @@ alphabetically first metric), combined as lm-eval combines a group's subtasks: t
 pooled stderr (`weight_by_size: true`, the default) or the plain mean of the task scores with the stderr of that mean
 (`weight_by_size: false`), except where a question has several items in the run (MGSM's 11 languages, GSM-Plus's 7
 rewrites of a seed, a zoo document scored by multiple choice and by generation): there `se` is the run's
-question-clustered stderr, stored when the run was written (harness/store/suite_se.py; runs written before keep
-lm-eval's). Its 95% interval stays inside the metric's range (harness.stats.bounded_intervals): Wilson's for 0/1
-metrics, the normal one clipped to the range otherwise. A judge suite's score is its stored `overall` row (rating or
+question-clustered stderr, stored when the run was written (harness/store/suite_se.py; for runs written before v5,
+computed from their samples at the read until a writer stores it, where the caller names questions). Its 95%
+interval stays inside the metric's range (harness.stats.bounded_intervals): Wilson's for 0/1 metrics, the normal
+one clipped to the range otherwise. A judge suite's score is its stored `overall` row (rating or
 win rate, the interval clustered by question). The CLI leaderboard, the dashboard and `harness overfit` read suite
 scores through `suite_scores` (with harness.suites.score_rules()); `harness check` gates per task on the suite's
 aggregate metric.
@@ -23,7 +24,8 @@ aggregate metric.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from harness.store.records import AGGREGATE_TASK, ScoreRule
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
 
     from harness.store import Store
     from harness.store.records import ScoreRule
+    from harness.store.suite_se import QuestionNamer
 
 PRIMARY_METRICS = ("acc", "exact_match", "acc_norm", "score", "pass@1", "f1", "rating", "win_rate")
 JUDGE_METRICS = ("rating", "win_rate")  # a judge suite's score is one of these, never its parse rate
@@ -110,12 +113,16 @@ SUITE_SCORES_SQL = f"""
 WITH rules AS (
     SELECT unnest(?::VARCHAR[]) AS suite, unnest(?::VARCHAR[]) AS split, unnest(?::VARCHAR[]) AS want,
            unnest(?::BOOLEAN[]) AS by_size, unnest(?::VARCHAR[]) AS summary
+), computed AS (  -- a run written before v5 of a store not yet filled: its clustered stderr, computed for this read
+    SELECT unnest(?::VARCHAR[]) AS run_id, unnest(?::VARCHAR[]) AS metric, unnest(?::DOUBLE[]) AS se_size,
+           unnest(?::DOUBLE[]) AS se_mean
 ), chosen AS ({CHOSEN_RUNS_SQL}
 ), latest AS (
     SELECT r.run_id, r.model_id, r.suite, k.split, r.backend, r.ended,
-        coalesce(u.by_size, true) AS by_size, {WANT_SQL} AS want,
-        u.summary, r.question_metric, r.question_se_size, r.question_se_mean
-    FROM runs r JOIN chosen k USING (run_id) {RULE_JOINS_SQL}
+        coalesce(u.by_size, true) AS by_size, {WANT_SQL} AS want, u.summary,
+        coalesce(r.question_metric, q.metric) AS question_metric, coalesce(r.question_se_size, q.se_size)
+        AS question_se_size, coalesce(r.question_se_mean, q.se_mean) AS question_se_mean
+    FROM runs r JOIN chosen k USING (run_id) LEFT JOIN computed q ON q.run_id = r.run_id {RULE_JOINS_SQL}
 ), c AS (
     SELECT s.run_id, s.task, s.metric, s.value, coalesce(s.n, 1) AS n, s.stderr, l.want, l.summary
     FROM scores s JOIN latest l ON l.run_id = s.run_id
@@ -144,11 +151,19 @@ FROM a JOIN latest l USING (run_id)
 """
 
 
-def _df(src: Store | duckdb.DuckDBPyConnection, sql: str, args: list[object] | None = None) -> pd.DataFrame:
-    """Run one query: on an open read connection (several queries, one consistent snapshot) or a Store."""
+@contextmanager
+def _reading(src: Store | duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """An open read connection (several queries, one consistent snapshot), or a Store's short read."""
     if hasattr(src, "execute"):
-        return src.execute(sql, args or []).df()
+        yield src
+        return
     with src.db.read() as con:
+        yield con
+
+
+def _df(src: Store | duckdb.DuckDBPyConnection, sql: str, args: list[object] | None = None) -> pd.DataFrame:
+    """Run one query: on an open read connection or a Store."""
+    with _reading(src) as con:
         return con.execute(sql, args or []).df()
 
 
@@ -172,12 +187,20 @@ def selections(store: Store | duckdb.DuckDBPyConnection) -> pd.DataFrame:
 
 
 def suite_scores(store: Store | duckdb.DuckDBPyConnection, default_splits: dict[str, str] | None = None,
-                 *, rules: dict[str, ScoreRule]) -> pd.DataFrame:
+                 *, rules: dict[str, ScoreRule], questions: QuestionNamer | None = None) -> pd.DataFrame:
     """One row per (model, suite, split) with value, se, 95% interval, n, tasks, metric, from the run CHOSEN_RUNS_SQL
     picks; a run without a split is one of its suite's default split (`default_splits`, else 'default'). `rules`
     (suite -> ScoreRule): every suite.yaml's, from harness.suites.score_rules(); a suite without one is read under
-    the default rule."""
-    df = _df(store, SUITE_SCORES_SQL, rule_lists(rules) + default_split_args(default_splits))
+    the default rule. `questions` (harness/run_questions.py run_questions): in a store not yet filled, the runs
+    written before v5 get the clustered stderr a writer's fill stores, computed for this read (suite_se.py
+    unfilled_stderr), where the store was migrated from before v5 and not yet filled (holds_runs_before_v5); None:
+    they keep lm-eval's until a writer fills them."""
+    from harness.store.suite_se import holds_runs_before_v5, unfilled_lists, unfilled_stderr
+
+    with _reading(store) as con:
+        found = unfilled_stderr(con, questions) if questions and holds_runs_before_v5(con) else {}
+        computed = unfilled_lists(found)
+        df = con.execute(SUITE_SCORES_SQL, rule_lists(rules) + computed + default_split_args(default_splits)).df()
     df["ci_low"], df["ci_high"] = metric_intervals(df["value"], df["se"], df["n"], df["metric"])
     return df
 
@@ -218,11 +241,12 @@ BOARD_COLUMNS = ["model", "model_id", "kind", "suite", "split", "task", "metric"
                  "ci_low", "ci_high", "backend", "run_id"]
 
 
-def suite_board(store: Store, default_splits: dict[str, str] | None,
-                rules: dict[str, ScoreRule]) -> pd.DataFrame:
-    """Suite scores with each model's name and kind, in `harness leaderboard`'s columns (task 'all')."""
+def suite_board(store: Store, default_splits: dict[str, str] | None, rules: dict[str, ScoreRule],
+                questions: QuestionNamer | None = None) -> pd.DataFrame:
+    """Suite scores (`questions`: as suite_scores) with each model's name and kind, in `harness leaderboard`'s
+    columns (task 'all')."""
     with store.db.read() as con:
-        df = suite_scores(con, default_splits, rules=rules)
+        df = suite_scores(con, default_splits, rules=rules, questions=questions)
         names = models(con)[["model_id", "name", "kind"]]
     df = df.merge(names, on="model_id", how="left")
     df["model"] = df["name"].fillna(df["model_id"])

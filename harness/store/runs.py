@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING
 from harness.errors import HarnessError
 from harness.store.doc_index import index_run
 from harness.store.records import RunRecord, Sample, Score, TaskCuts
-from harness.store.suite_se import doc_hashes, mark_filled, unfilled_runs, write_question_stderr
+from harness.store.suite_se import is_filled, mark_filled, store_question_stderr, unfilled_stderr, write_question_stderr
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from harness.store.database import Database
+    from harness.store.suite_se import QuestionNamer
 
 _RUN_COLS = (
     "run_id, model_id, suite, backend, harness_version, status, suite_version, split, data_hash, "
@@ -107,25 +108,20 @@ class RunsMixin:
                 [run_id],
             )
 
-    def question_se_unfilled(self) -> list[tuple[RunRecord, dict[tuple[str, int], str | None]]] | None:
-        """The complete runs whose question-clustered stderr may never have been computed (written before v5), each
-        with its stored doc_hashes by (task, doc id); None once the store is marked filled (store/suite_se.py)."""
+    def fill_question_stderr(self, name: QuestionNamer) -> int:
+        """Store the clustered stderr of the complete runs written before v5 (NULL columns) from their stored scores
+        and samples, their questions named by `name` (harness/run_questions.py run_questions), as finish_run stores
+        a new run's, and mark the store filled, in one transaction; once filled, a read of one meta row. Returns the
+        runs computed (store/suite_se.py unfilled_stderr, which the readers compute in memory until then)."""
         with self.db.read() as con:
-            runs = unfilled_runs(con)
-            return None if runs is None else [
-                (_run(con.execute(f"SELECT {_RUN_COLS} FROM runs WHERE run_id = ?", [r]).fetchall()[0]),
-                 doc_hashes(con, r)) for r in runs]
-
-    def fill_question_stderr(self, fills: list[tuple[str, Mapping[tuple[str, int], str], str | None]]) -> None:
-        """Compute and store the clustered stderr of complete runs from their stored scores and samples, each
-        (run id, its questions, the suite's metric) as finish_run takes them, and mark the store filled, in one
-        transaction; a run given a stderr meanwhile is left as it is."""
+            if is_filled(con):
+                return 0
         with self.db.write() as con:
-            for run_id, questions, metric in fills:
-                if con.execute("SELECT 1 FROM runs WHERE run_id = ? AND status = 'complete' "
-                               "AND question_metric IS NULL", [run_id]).fetchall():
-                    write_question_stderr(con, run_id, questions, metric)
+            found = unfilled_stderr(con, name)
+            for run_id, stderr in found.items():
+                store_question_stderr(con, run_id, stderr)
             mark_filled(con)
+        return len(found)
 
     def fail_run(self, run_id: str, error: str) -> None:
         """Mark a run that has not completed failed; a complete run is kept as it is (a writer whose start_run found

@@ -20,14 +20,17 @@ than one item (the suite score keeps lm-eval's stderr, bit for bit), where the p
 the stored task scores (a metric that is not a per-document mean, samples not logged).
 
 Runs written before v5 (migration v5 adds the columns and computes nothing: the store cannot name questions) get
-theirs from their stored samples, as a new run of the same samples would: harness/evaluate/run_questions.py
-`fill_question_stderr`, which `harness db info` and each evaluation call, recomputes every complete run whose
-columns are NULL (`unfilled_runs`) once, then marks the store filled (meta FILLED_KEY).
+theirs from their stored samples, as a new run of the same samples would (`unfilled_stderr`, the questions named by
+harness/run_questions.py `run_questions`): `Store.fill_question_stderr`, which `harness db info` and each evaluation
+call, stores them for every complete run whose columns are NULL once, then marks the store filled (meta
+FILLED_KEY); until then the suite scores' readers compute the same figures in memory at each read
+(frames.py `suite_scores`), so a read-only view shows them without writing, where the migration found the store
+older than v5 (meta BEFORE_V5_KEY: `holds_runs_before_v5`, one meta row, keeps every other store's reads free).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -38,6 +41,9 @@ if TYPE_CHECKING:
 
 DDL = [f"ALTER TABLE runs ADD COLUMN {c}" for c in
        ("question_metric VARCHAR", "question_se_size DOUBLE", "question_se_mean DOUBLE")]
+# (suite, split, {(task, doc): doc_hash}) -> ({(task, doc): question}, the suite's metric): harness/run_questions.py
+QuestionNamer = Callable[[str, str | None, Mapping[tuple[str, int], str | None]],
+                         tuple[Mapping[tuple[str, int], str], str | None]]
 TOLERANCE = 1e-9  # how far a task's stored value may be from the mean of its documents' scores
 
 # Parameters: the suite's metric (NULL: each task's primary), the run id twice. Per task the suite score reads (by
@@ -126,30 +132,64 @@ def write_question_stderr(con: duckdb.DuckDBPyConnection, run_id: str, questions
                           want: str | None) -> None:
     """Compute and store the run's clustered stderr (NULLs where there is none) from its scores and samples as
     just written, inside the caller's write transaction; no `questions`: NULLs."""
-    found = question_stderr(con, run_id, questions, want) if questions else None
+    store_question_stderr(con, run_id, question_stderr(con, run_id, questions, want) if questions else None)
+
+
+def store_question_stderr(con: duckdb.DuckDBPyConnection, run_id: str, found: QuestionStderr | None) -> None:
     values = [found.metric, found.by_size, found.by_mean] if found else [None, None, None]
     con.execute("UPDATE runs SET question_metric = ?, question_se_size = ?, question_se_mean = ? WHERE run_id = ?",
                 [*values, run_id])
 
 
 FILLED_KEY = "question_se:filled"  # meta: the runs written before v5 have had their clustered stderr computed
+BEFORE_V5_KEY = "question_se:before_v5"  # meta: the migration found a store older than v5 (its runs have none)
 
 
-def unfilled_runs(con: duckdb.DuckDBPyConnection) -> list[str] | None:
-    """The complete runs whose clustered stderr may never have been computed (NULL columns: written before v5, or
-    computed and found none), until the store is marked filled; None after."""
-    if con.execute("SELECT value FROM meta WHERE key = ?", [FILLED_KEY]).fetchall():
-        return None
-    return [r[0] for r in con.execute("SELECT run_id FROM runs WHERE status = 'complete' AND question_metric IS NULL "
-                                      "ORDER BY run_id").fetchall()]
+def is_filled(con: duckdb.DuckDBPyConnection) -> bool:
+    return bool(con.execute("SELECT value FROM meta WHERE key = ?", [FILLED_KEY]).fetchall())
 
 
-def doc_hashes(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[tuple[str, int], str | None]:
-    """{(task, doc id): doc_hash} of the run's stored samples: what the runner names the run's questions from."""
-    rows = con.execute("SELECT task, doc_id, min(doc_hash) FROM samples WHERE run_id = ? GROUP BY task, doc_id",
-                       [run_id]).fetchall()
-    return {(t, int(d)): h for t, d, h in rows}
+def holds_runs_before_v5(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the store holds runs written before v5 that no writer has filled yet: a store this harness migrated
+    from v1-v4 (meta BEFORE_V5_KEY, written by database.migrate), not marked filled. One meta read: what keeps the
+    readers of every other store (new ones, filled ones, and those an older harness migrated past v5, which the
+    next writer fills) free of unfilled_stderr."""
+    keys = {k for (k,) in con.execute("SELECT key FROM meta WHERE key IN (?, ?)", [FILLED_KEY, BEFORE_V5_KEY])
+            .fetchall()}
+    return keys == {BEFORE_V5_KEY}
+
+
+def unfilled_stderr(con: duckdb.DuckDBPyConnection, name: QuestionNamer) -> dict[str, QuestionStderr | None]:
+    """Until the store is marked filled, each complete run whose clustered stderr may never have been computed (NULL
+    columns: written before v5, or computed and found none) with the one a new run of its stored samples gets (None:
+    none), its questions named by `name` (harness/run_questions.py run_questions); {} once filled (one meta row).
+    About 70 ms a run (its samples read, its questions named): readers call it only where holds_runs_before_v5."""
+    if is_filled(con):
+        return {}
+    pending = "FROM runs WHERE status = 'complete' AND question_metric IS NULL"
+    runs = con.execute(f"SELECT run_id, suite, split {pending} ORDER BY run_id").fetchall()
+    hashes: dict[str, dict[tuple[str, int], str | None]] = {r: {} for r, _, _ in runs}
+    for run_id, task, doc, doc_hash in con.execute(  # what the runner names a run's questions from, for all at once
+            f"SELECT run_id, task, doc_id, min(doc_hash) FROM samples WHERE run_id IN (SELECT run_id {pending}) "
+            "GROUP BY ALL").fetchall():
+        hashes[run_id][(task, int(doc))] = doc_hash
+    out: dict[str, QuestionStderr | None] = {}
+    for run_id, suite, split in runs:
+        questions, want = name(suite, split, hashes[run_id])
+        out[run_id] = question_stderr(con, run_id, questions, want) if questions else None
+    return out
+
+
+def unfilled_lists(found: Mapping[str, QuestionStderr | None]) -> list[list]:
+    """frames.py SUITE_SCORES_SQL's `computed` parameters: run ids, metrics, both stderrs of the runs that have one."""
+    have = sorted((r, f) for r, f in found.items() if f is not None)
+    return [[r for r, _ in have], [f.metric for _, f in have], [f.by_size for _, f in have],
+            [f.by_mean for _, f in have]]
 
 
 def mark_filled(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("INSERT OR REPLACE INTO meta VALUES (?, 'yes')", [FILLED_KEY])
+
+
+def mark_before_v5(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("INSERT OR REPLACE INTO meta VALUES (?, 'yes')", [BEFORE_V5_KEY])

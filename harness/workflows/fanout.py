@@ -108,8 +108,8 @@ def evaluate_fanout(
 ) -> Any:
     """Like workflows.evaluate.evaluate for lm-eval suites, with models and pieces spread over `workers` actors."""
     from harness.evaluate.options import check_backend
-    from harness.evaluate.run_questions import fill_question_stderr
     from harness.evaluate.runner import plan_for
+    from harness.run_questions import fill_question_stderr
     from harness.store import Store
     from harness.suites import load_suite
     from harness.workflows.evaluate import Evaluation
@@ -123,7 +123,7 @@ def evaluate_fanout(
         store.init()
     check_backend(opts)
     plan = plan_for(suite_name if ":" in suite_name else suite, opts)  # bad split/tier/tasks: fail before actors
-    fill_question_stderr(store)  # runs written before v5, as evaluate_model does (harness/evaluate/run_questions.py)
+    fill_question_stderr(store)  # runs written before v5, as evaluate_model does (harness/run_questions.py)
     out, runs = prepare_runs(models, plan, opts, store, on_done, merge_seed)
     if runs:
         assembly = Assembly(plan, runs, store)
