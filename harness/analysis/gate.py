@@ -278,9 +278,10 @@ def _pooled_verdict(rows: list, pooled: tuple, p_adj: float, tol: float, alpha: 
                        pooled_mde, pooled_mde <= tol, bool(diff < -tol and p_adj < alpha))
 
 
-def markdown_report(result: GateResult, title: str, notes: Sequence[str] = ()) -> str:
-    """A pull-request comment: verdict first (with `notes`, one line each), then one row per task."""
-    head = "PASSED" if result.passed else "FAILED"
+def markdown_report(result: GateResult, title: str, notes: Sequence[str] = (), partial: bool = False) -> str:
+    """A pull-request comment: verdict first (`partial`: on what the baseline and the candidate have in common; with
+    `notes`, one line each), then one row per task."""
+    head = ("PASSED" if result.passed else "FAILED") + (" (partial comparison)" if partial else "")
     lines = [f"## {title}: {head}", "", *notes]
     if result.failed_tasks:
         lines.append(f"Significant drops beyond tolerance: {', '.join(result.failed_tasks)}.")

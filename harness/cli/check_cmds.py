@@ -78,7 +78,9 @@ def check(
     alpha: float = typer.Option(0.05, "--alpha", min=0.0, max=1.0, help="Significance level after Holm correction."),
     suite_tolerance: float = typer.Option(
         0.01, "--suite-tolerance", help="Allowed drop of the pooled test over all items of the suite."),
-    allow_mismatch: bool = typer.Option(False, "--allow-mismatch", help="Run although suite or settings differ."),
+    allow_mismatch: bool = typer.Option(
+        False, "--allow-mismatch",
+        help="Run although suite, settings or documents differ: compare what is common, list each difference."),
     no_promote: bool = typer.Option(False, "--no-promote", help="Do not record a pass as a release selection."),
     split: str = typer.Option(None, "--split", help="With a baseline model: the split."),
     limit: int = typer.Option(None, "--limit", min=1, help="With a baseline model: at most N documents per task."),

@@ -31,6 +31,7 @@ from harness.workflows.baseline import (
     task_samples,
     write_baseline,
 )
+from harness.workflows.check_mismatches import Mismatch, other_contents, other_documents, run_mismatches
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class CheckOutcome:
     candidate_run: str
     report: str  # Markdown
     engines_changed: str | None = None  # the baseline's engines -> the candidate's, where they differ
+    mismatches: tuple[Mismatch, ...] = ()  # what --allow-mismatch let through: the gate compared what is common
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -52,6 +54,7 @@ class CheckOutcome:
             "candidate_run": self.candidate_run, "tasks": [v.to_dict() for v in self.result.verdicts],
             "pooled": self.result.pooled.to_dict() if self.result.pooled else None,
             "interval_level": self.result.level, "engines_changed": self.engines_changed,
+            "mismatches": [m.to_dict() for m in self.mismatches],
         }
 
 
@@ -102,23 +105,6 @@ def _baseline_doc(baseline: str, suite: str, opts: Any, store: Store) -> dict[st
     return build_baseline(baseline, run, store.get_model(res.model_id), store.samples(res.run_id), options_dict(opts))
 
 
-def _mismatches(doc: dict[str, Any], run: Any) -> list[str]:
-    out = []
-    want = doc["suite"]
-    for key, have in (("version", run.suite_version), ("data_hash", run.data_hash), ("split", run.split)):
-        if str(want.get(key)) != str(have):
-            out.append(f"suite {key} {want.get(key)!r} (baseline) vs {have!r} (now)")
-    if doc["suite"]["name"] != run.suite:
-        out.append(f"suite {doc['suite']['name']!r} (baseline) vs {run.suite!r}")
-    if doc["backend"]["name"] != run.backend:
-        out.append(f"backend {doc['backend']['name']!r} (baseline) vs {run.backend!r}")
-    settings = {k: v for k, v in run.settings.items() if k not in ("device", "base_url")}
-    for key in sorted(set(doc["settings"]) | set(settings)):
-        if doc["settings"].get(key) != settings.get(key):
-            out.append(f"setting {key} {doc['settings'].get(key)!r} (baseline) vs {settings.get(key)!r}")
-    return out
-
-
 def engine_changes(before: str | None, after: str | None) -> str | None:
     """What changed between two runs' engines (their backend versions, 'lm_eval 0.4.13; transformers 4.57.1, torch
     2.8.0'): each engine whose version differs, 'transformers 4.57.1 -> 5.0.0'; None when alike. An engine the
@@ -141,37 +127,6 @@ def _engines_changed(doc: dict[str, Any], run: Any) -> str | None:
     changes = (engine_changes(then and f"harness {then}", now and f"harness {now}"),
                engine_changes(doc.get("backend", {}).get("version"), run.backend_version))
     return ", ".join(c for c in changes if c) or None
-
-
-def _other_documents(doc: dict[str, Any], cand: dict[str, dict[str, Any]]) -> list[str]:
-    """Tasks the candidate scored on other documents than the baseline (a baseline edited by hand, unscorable
-    samples): the gate would judge only the documents both have."""
-    out = []
-    for task, d in sorted(doc["tasks"].items()):
-        have = set(cand.get(task, {}).get("samples", {}))
-        want = {int(k) for k in d["samples"]}
-        if have and have != want:
-            out.append(f"task {task}: the candidate scored {len(have & want)} of the baseline's {len(want)} "
-                       f"documents (and {len(have - want)} others)")
-    return out
-
-
-def _other_contents(doc: dict[str, Any], cand: dict[str, dict[str, Any]]) -> list[str]:
-    """Tasks where a document id holds another document than the baseline's (their doc_hashes differ: data reordered
-    or edited past the data hash): the gate pairs by doc_id, so it would compare two questions. Refused rather than
-    paired by hash: a task may hold one document twice (mmlu_redux's us_foreign_policy), and a moved document can be
-    prompted with other few-shot examples (lm-eval draws them in document order). Baselines saved without
-    doc_hashes are paired by doc_id."""
-    out = []
-    for task, d in sorted(doc["tasks"].items()):
-        now = cand.get(task, {}).get("doc_hashes", {})
-        then = {int(k): h for k, h in d.get("doc_hashes", {}).items() if int(k) in now}
-        differ = sorted(k for k, h in then.items() if h != now[k])
-        if differ:
-            out.append(f"task {task}: {len(differ)} of the baseline's {len(d['samples'])} documents hold other "
-                       f"content now (document {differ[0]}: doc_hash {then[differ[0]][:12]} (baseline) vs "
-                       f"{now[differ[0]][:12]})")
-    return out
 
 
 def run_check(
@@ -202,9 +157,9 @@ def run_check(
     samples = store.samples(res.run_id)  # each task on the baseline's metric: like with like, whatever rule made it
     metric = {t: d["metric"] for t, d in doc["tasks"].items() if d.get("metric")} or suite_metric(suite, run.split)
     cand = task_samples(samples, metric)
-    problems = _mismatches(doc, run) + _other_documents(doc, cand) + _other_contents(doc, cand)
-    if problems and not allow_mismatch:
-        raise HarnessError(f"the candidate's run differs from the baseline: {problems[0]}",
+    mismatches = run_mismatches(doc, run) + other_documents(doc, cand) + other_contents(doc, cand)
+    if mismatches and not allow_mismatch:
+        raise HarnessError(f"the candidate's run differs from the baseline: {mismatches[0].refusal}",
                            "re-save the baseline with the current suite and settings, or pass --allow-mismatch")
     result = compare(scores_by_task(doc["tasks"]), {t: d["samples"] for t, d in cand.items()},
                      tolerance=tolerance, per_task_tolerance=per_task, alpha=alpha, suite_tolerance=suite_tolerance,
@@ -216,8 +171,13 @@ def run_check(
     engines = _engines_changed(doc, run)
     notes = [f"engines differ: {engines} (baseline -> candidate); scores can move with them: re-save the "
              "baseline under the candidate's engines to compare like with like."] if engines else []
-    outcome = CheckOutcome(check_id, res.model_id, doc["name"], suite, result, res.run_id,
-                           markdown_report(result, title, notes), engines)
+    if mismatches:
+        notes.append(f"Compared in part: {len(mismatches)} mismatch{'es' if len(mismatches) > 1 else ''} with the "
+                     "baseline allowed (--allow-mismatch):")
+        notes += [f"- {m.allowed}" for m in mismatches] + [""]
+    report = markdown_report(result, title, notes, partial=bool(mismatches))
+    outcome = CheckOutcome(check_id, res.model_id, doc["name"], suite, result, res.run_id, report, engines,
+                           tuple(mismatches))
     store.add_check(check_id, res.model_id, doc["name"], suite, result.passed, outcome.to_dict())
     if result.passed and promote:
         store.select(res.model_id, suite, "check", split=run.split, process_id=check_id,
