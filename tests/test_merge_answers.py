@@ -128,3 +128,60 @@ def test_an_answer_is_not_given_under_another_torch_or_mergekit(zoo, results, tm
             assert not answer_merge(["merge", recipe]), f"answered under {package} {release}"
     assert answer_merge(["merge", recipe])  # the installed releases again: answered
     capsys.readouterr()
+
+
+def merge_as_before_keys_were_checked(recipe: Path) -> dict:
+    """What `harness merge RECIPE` did before recipe keys were checked (73d5bf7), with the library's own writers:
+    the merge made by mergekit, recorded in the store and its answer remembered, no check of the recipe's keys."""
+    from harness.cli.answers import remember_merge
+    from harness.merge import load_recipe, plan_merge
+    from harness.merge.cards import write_card
+    from harness.merge.engine import MergeResult, merges_dir, run_mergekit, staging
+    from harness.merge.record import record_merge
+    from harness.merge.resolve import Resolver
+    from harness.store import Store
+
+    store = Store()
+    store.init()
+    plan = plan_merge(load_recipe(recipe), Resolver(store=store))
+    final = merges_dir() / plan.model_id
+    with staging(final) as tmp:
+        run_mergekit(plan, tmp, device="cpu", allow_pickle=False)
+        write_card(tmp, plan, recipe.stem)
+    record_merge(store, plan, final, recipe.stem)
+    answer = MergeResult(plan.model_id, final, plan.parents, plan.recipe_id, False, 1.0, True).as_json()
+    remember_merge(str(recipe), None, 0, answer, {p.path: p.files_sig for p in plan.parents})
+    return answer
+
+
+def test_a_typo_merged_before_keys_were_checked_is_refused_not_answered(zoo, results, tmp_path, monkeypatch):  # noqa: F811
+    # before: a recipe with `densty: 0.2` merged by a release without the key check was answered "cached", exit 0,
+    # by the answers index and by the store alike; a fresh merge of the same recipe is refused (exit 2)
+    from harness.cli.answers import answer_merge
+    from harness.store import Store
+    from tests.factories import run_cli
+
+    typo = recipes(zoo)["ties"]
+    typo["models"][0]["parameters"] = {"weight": 0.5, "densty": 0.2}
+    recipe = write_recipe(tmp_path, "typo", typo)
+    old = merge_as_before_keys_were_checked(recipe)
+    rows = [(m.model_id, m.name) for m in Store().list_models(kind="merge")]
+    assert rows == [(old["model_id"], "typo")]
+    remembered = answers_file(results).read_bytes()
+
+    for path in ("answers index", "store"):
+        if path == "store":
+            answers_file(results).unlink()
+        assert not answer_merge(["merge", str(recipe)]), path
+        code, out, err = run_cli("merge", str(recipe))
+        assert code == 2 and out == "" and err.count("\n") == 1, (path, code, out, err)
+        assert "'densty' (did you mean 'density'?)" in err and "Traceback" not in err, (path, err)
+        assert [(m.model_id, m.name) for m in Store().list_models(kind="merge")] == rows, path
+        if path == "answers index":
+            assert answers_file(results).read_bytes() == remembered  # nothing remembered again
+    assert not answers_file(results).exists()
+
+    fresh = tmp_path / "fresh"  # the same recipe in a store that never saw it: the same one line
+    monkeypatch.setenv("HARNESS_RESULTS", str(fresh))
+    monkeypatch.setenv("HARNESS_DB", str(fresh / "harness.duckdb"))
+    assert run_cli("merge", str(recipe)) == (2, "", err)

@@ -8,9 +8,11 @@ the store file's (size, mtime, inode, and its WAL's), each parent folder's and t
 (`files_signature`: names, sizes and mtimes, as the normal path checks them).
 
 `answer_merge` prints the remembered answer only for exactly `harness merge RECIPE [--out DIR] [--seed N] [--json]`
-with every fingerprint unchanged. The store stays the source of truth: any write to it, a changed parent, a missing
-output folder, an unknown flag or anything unexpected falls through to the normal path, which answers from the store
-and remembers again. This module imports no typer, duckdb, pydantic, yaml, torch or mergekit.
+with every fingerprint unchanged, of a merge whose recipe passed this release's recipe checks (harness.merge.checks
+`checked`: an answer remembered before a check existed is not given). The store stays the source of truth: any
+write to it, a changed parent, a missing output folder, an unchecked recipe, an unknown flag or anything unexpected
+falls through to the normal path, which checks, answers from the store and remembers again. This module imports no
+typer, duckdb, pydantic, yaml, torch or mergekit.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 
 from harness.hashing import hash_json
 from harness.identity import files_signature, memo
+from harness.merge.checks import checked
 from harness.paths import default_db_path, results_dir
 
 ANSWERS_MEMO = "merge_answers"
@@ -37,8 +40,8 @@ def answer_merge(argv: list[str]) -> bool:
         if args is None:
             return False
         entry = memo(ANSWERS_MEMO).get(answer_key(*args[:3]))
-        if not isinstance(entry, dict) or not still_holds(entry):
-            return False
+        if not isinstance(entry, dict) or not still_holds(entry) or not checked(entry["answer"]["model_id"]):
+            return False  # unchecked: remembered before a recipe check existed; the normal path checks it
         answer = dict(entry["answer"])
     except Exception:  # noqa: BLE001 (a cache: whatever is odd, the normal path answers and reports)
         return False

@@ -1,5 +1,10 @@
 """Checks before and after a merge, each ending in one-line HarnessError that names the problem and the fix.
 
+The recipe's own checks (MergePlan.validate: a known method, keys and parameters mergekit reads, a config it
+accepts) need mergekit, so a merge that passed them is remembered as checked (`check_recipe`, `checked`): a cache
+hit, from the store or from the answers index, asks that instead of importing mergekit, and a merge made before a
+check existed is checked on its next hit and refused as a new merge of its recipe is.
+
 Before: weights are safetensors (pickles only with --allow-pickle), architectures agree, tensors shared by
 name have one shape, tokenizers agree (unless the recipe sets mergekit's tokenizer options). After: every
 merged value is finite, and the merge has a tokenizer when a parent had one. Header and JSON reads only: no
@@ -14,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
+from harness.identity import memo
 from harness.weights import nonfinite, require_safe_weights
 
 if TYPE_CHECKING:
@@ -22,6 +28,25 @@ if TYPE_CHECKING:
 VOCAB_TENSOR_HINTS = ("embed_tokens", "lm_head", "wte", "embed_out", "word_embeddings")
 TOKENIZER_FIX = ("set mergekit's tokenizer option in the recipe, e.g. `tokenizer: {source: union}` "
                  "(or `source: base`), or merge models that share a tokenizer")
+
+
+CHECKED_MEMO = "merge_checks"
+# The recipe checks' release: bumped when a check is added that refuses a recipe an earlier release merged
+# (1: unknown keys and parameter names, 73d5bf7, and parameter values mergekit refuses, 4191656).
+RECIPE_CHECKS = 1
+
+
+def checked(model_id: str) -> bool:
+    """The recipe of merge `model_id` passed this release's recipe checks (a merge id holds its whole recipe)."""
+    return memo(CHECKED_MEMO).get(model_id) == RECIPE_CHECKS
+
+
+def check_recipe(plan: MergePlan) -> None:
+    """The recipe's checks (plan.validate, which imports mergekit) unless this merge passed them already."""
+    if checked(plan.model_id):
+        return
+    plan.validate()
+    memo(CHECKED_MEMO, plan.model_id, RECIPE_CHECKS)
 
 
 def label(p: Parent) -> str:

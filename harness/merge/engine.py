@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
 from harness.identity import files_signature
+from harness.merge.checks import check_inputs, check_recipe
 from harness.merge.recipe import Recipe, load_recipe
 from harness.merge.resolve import MergePlan, Parent, Resolver, draws, plan_merge
 from harness.merge.stream import SHARD_BYTES
@@ -74,6 +75,7 @@ def merge_to_folder(
         return str(r.path), r.model_id
 
     plan = plan_merge(rec, Resolver(store=store, materialize=materialize, stack=stack), seed=seed, device=device)
+    check_recipe(plan)  # on a cache hit too: a merge stored before a check existed is refused as a new one is
     with store.reading():  # one connection for the name and the cache look-up
         name = _free(store, name or default_name(rec, seed), plan.model_id)
         stored = store.find_model(plan.model_id)
@@ -87,9 +89,6 @@ def merge_to_folder(
             store.rename(plan.model_id, asked_name)  # the name the user asked for now (free: checked above)
         return MergeResult(plan.model_id, hit, plan.parents, plan.recipe_id, True, time.perf_counter() - t0,
                            self_contained(plan))
-    from harness.merge.checks import check_inputs
-
-    plan.validate()
     check_inputs(plan, allow_pickle)
     damaged = final.exists() and any(final.iterdir())  # a folder of this merge, damaged: made again, swapped in
     if damaged and seen.named != plan.model_id:
