@@ -1,5 +1,5 @@
 """Ctrl-C during `harness merge`, through the real entry point in a subprocess: exit 130, "interrupted", nothing
-half written, wherever the SIGINT lands (harness/cli/interrupts.py).
+half written, wherever the SIGINT lands (harness/cli/interrupts.py), in the answers index's path too.
 
 The SIGINT is sent from an audit hook at a known phase of the merge, not after a delay: a timer of 0.5 s landed
 in the imports on a loaded machine and after the merge on an idle one. Where it lands decides who sees it:
@@ -57,6 +57,8 @@ PHASES = {
     "starting": ("import", "mergekit.merge", "its staging folder made, no tensor merged"),
     "weights written": ("os.rename", "model-1.safetensors", "the weights in the staging folder"),
     "last file": ("open", "harness_merge.json", "every file but its record written"),
+    "answering": ("open", "merge_answers.json", "a complete merge's answer being read from the answers index"),
+    "handing over": ("import", "harness.cli.commands", "no answer in the index: the full command line loading"),
 }
 
 
@@ -143,3 +145,38 @@ def test_a_ctrl_c_a_finalizer_swallowed_is_raised_at_the_next_call() -> None:
         assert sys.getprofile() is None
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def test_ctrl_c_while_the_answers_index_answers_exits_130_and_changes_nothing(zoo, tmp_path: Path) -> None:
+    # before: the answers index (harness/cli/answers.py) ran before any handler: `raised` and `finalizer` printed
+    # Python's KeyboardInterrupt traceback; `converted` fell through to the store, which answered, exit 0
+    recipe = shared.write_recipe(tmp_path, "ties", shared.recipes(zoo)["ties"])
+    results = tmp_path / "results"
+    made = merge_with_ctrl_c(recipe, results, "last file", "none")  # the hook fires, does nothing
+    assert made.returncode == 0 and "merged in" in made.stdout, made.stderr[-2000:]
+    index = results / "cache" / "merge_answers.json"
+    remembered = index.read_bytes()
+    answered = merge_with_ctrl_c(recipe, results, "answering", "none")
+    assert answered.returncode == 0 and " cached: " in answered.stdout and index.read_bytes() == remembered
+    for phase, how in (("answering", "raised"), ("answering", "finalizer"), ("answering", "converted"),
+                       ("handing over", "raised"), ("handing over", "finalizer")):
+        if phase == "handing over":
+            index.unlink(missing_ok=True)  # no answer: the full command line takes over
+        proc = merge_with_ctrl_c(recipe, results, phase, how)
+        seen = (phase, how, proc.returncode, proc.stdout, proc.stderr[-2000:])
+        assert proc.returncode == 130 and proc.stderr.strip().splitlines() == ["interrupted"], seen
+        assert proc.stdout == "", seen
+        assert merge_rows(results) == 1 and len(list((results / "merges").iterdir())) == 1, seen
+        assert (index.read_bytes() == remembered) if phase == "answering" else not index.exists(), seen
+        print(f"Ctrl-C {how} when {phase} ({PHASES[phase][2]}): exit 130, one line, store and index unchanged")
+
+
+def test_a_ctrl_c_dropped_while_the_answers_index_answers_exits_130_after_the_answer(zoo, tmp_path: Path) -> None:
+    # as the full command line ends a command that ran to its end past a Ctrl-C a library dropped; before: exit 0
+    recipe = shared.write_recipe(tmp_path, "ties", shared.recipes(zoo)["ties"])
+    results = tmp_path / "results"
+    assert merge_with_ctrl_c(recipe, results, "last file", "none").returncode == 0
+    answered = merge_with_ctrl_c(recipe, results, "answering", "none").stdout
+    proc = merge_with_ctrl_c(recipe, results, "answering", "dropped")
+    assert proc.returncode == 130 and proc.stdout == answered and " cached: " in answered, proc.stderr[-2000:]
+    assert "interrupted" in proc.stderr and "complete and kept" in proc.stderr and "Traceback" not in proc.stderr

@@ -9,13 +9,14 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 import typer
 from typer.core import TyperGroup
 
 from harness import __version__
+from harness.cli.interrupts import interrupted, noting_interrupts
 from harness.errors import HarnessError
 
 # One line per command module; each exposes `register(app)`.
@@ -104,12 +105,10 @@ def main() -> None:
     of a KeyboardInterrupt: that code is the exit status here. A Ctrl-C that library code caught and dropped still
     ends in 130 (harness/cli/interrupts.py): the command ran to its end, and what it wrote is whole (a merge or a
     run is recorded in one transaction once complete), so it is kept and the line says so."""
-    from harness.cli.interrupts import noting_interrupts
-
     with noting_interrupts() as interrupts:
         code = _run(interrupts)
         if interrupts:
-            _interrupted(finished=code != 130)
+            interrupted(finished=code != 130)
     if isinstance(code, int) and not isinstance(code, bool) and code:
         sys.exit(code)
 
@@ -121,7 +120,7 @@ def _run(interrupts: list[int]) -> Any:
         if os.environ.get("HARNESS_DEBUG"):
             raise
         if interrupts:  # made of the Ctrl-C's own error by a library ("mergekit failed: Query interrupted")
-            _interrupted()
+            interrupted()
         typer.echo(f"error: {exc.line()}", err=True)
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
@@ -130,7 +129,7 @@ def _run(interrupts: list[int]) -> Any:
         typer.echo("aborted", err=True)
         sys.exit(130)
     except KeyboardInterrupt:
-        _interrupted()
+        interrupted()
     except Exception as exc:  # click usage errors and the like
         if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # click usage errors
             exc.show()
@@ -138,15 +137,6 @@ def _run(interrupts: list[int]) -> Any:
         if os.environ.get("HARNESS_DEBUG"):
             raise
         if interrupts:  # a library made its own error of the Ctrl-C (duckdb "Query interrupted", a lazy import)
-            _interrupted()
+            interrupted()
         typer.echo(f"error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True)
         sys.exit(1)
-
-
-def _interrupted(finished: bool = False) -> NoReturn:
-    if finished:
-        typer.echo("interrupted, but the Ctrl-C was caught inside a library and the command ran to its end: "
-                   "what it wrote is complete and kept", err=True)
-    else:
-        typer.echo("interrupted", err=True)
-    sys.exit(130)

@@ -2,7 +2,8 @@
 again where code that cannot raise swallowed it.
 
     with noting_interrupts() as interrupts:   # interrupts: one entry per SIGINT delivered
-        ...
+        ...                                   # KeyboardInterrupt caught: interrupted()
+    if interrupts: interrupted(finished=...)  # none raised: the command ran to its end
 
 Python runs the handler wherever the main thread is, in a finalizer too: a KeyboardInterrupt raised in a `__del__`
 or a weakref callback is printed as "Exception ignored in ..." and dropped (seen: a regex pattern collected while
@@ -18,9 +19,20 @@ import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 _ACTIVE: list[list[int]] = []  # the lists noting_interrupts is filling (the process's SIGINT handler is global)
+
+
+def interrupted(finished: bool = False) -> NoReturn:
+    """End the command on a Ctrl-C: one line on stderr, exit 130. `finished`: the Ctrl-C was dropped by library code
+    and the command ran to its end (what it wrote is whole: a merge or a run is recorded once complete)."""
+    if finished:
+        print("interrupted, but the Ctrl-C was caught inside a library and the command ran to its end: "
+              "what it wrote is complete and kept", file=sys.stderr)
+    else:
+        print("interrupted", file=sys.stderr)
+    sys.exit(130)
 
 
 def handled() -> None:
