@@ -5,78 +5,19 @@ from __future__ import annotations
 import contextlib
 import sys
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import typer
 
+from harness.cli.eval_report import failure_summary, fmt, interval, print_judged, print_result, result_json
 from harness.cli.output import MERGE_SEED_HELP, parse_batch_size, print_json, print_table, stdout_to_stderr
 from harness.errors import HarnessError
-
-if TYPE_CHECKING:
-    from harness.evaluate.runner import RunResult
 
 
 def register(app: typer.Typer) -> None:
     app.command("eval")(eval_cmd)
     app.command("leaderboard")(leaderboard)
     app.command("serve")(serve)
-
-
-def _fmt(v: Any, digits: int = 4) -> str:
-    return "" if v is None or v != v else f"{v:.{digits}f}"
-
-
-def _interval(lo: Any, hi: Any) -> str:
-    return "" if lo is None or lo != lo else f"[{_fmt(lo, 3)}, {_fmt(hi, 3)}]"
-
-
-def _print_result(res: RunResult) -> None:
-    how = "reused" if res.reused else f"{res.cached_requests} cached / {res.new_requests} new requests"
-    typer.echo(f"{res.model_name} on {res.suite}:{res.split} ({res.backend}) run {res.run_id}: {how}, "
-               f"{res.seconds:.1f} s -> {res.results_dir}", err=True)
-    from harness.store import AGGREGATE_TASK
-
-    print_table(None, ["task", "metric", "value", "stderr", "95% CI", "n"],
-                [(f"{s.task} (plain mean)" if s.task == AGGREGATE_TASK else s.task, s.metric, _fmt(s.value),
-                  _fmt(s.stderr), _interval(s.ci_low, s.ci_high), s.n) for s in res.scores])
-    line = _suite_score_line(res)
-    if line:
-        typer.echo(line)
-    from harness.evaluate.cuts import cut_warning
-
-    warning = cut_warning(res.cuts)
-    if warning:
-        typer.echo(warning, err=True)
-
-
-def _suite_score_line(res: RunResult) -> str | None:
-    """The run's suite score as the leaderboard and the dashboard show it (the suite's own aggregation, lm-eval's
-    group: mmlu's is the size-weighted mean, not the `_aggregate` row's plain mean of its tasks); when the store's
-    run of this model, suite and split is another one (frames.CHOSEN_RUNS_SQL: one that scored more documents, or
-    as many and later), that run's score, so a --limit run's figure is never read as the leaderboard's."""
-    from harness.run_questions import run_questions
-    from harness.store import Store
-    from harness.store import frames as views
-    from harness.suites import score_rules
-
-    store = Store()
-    if not store.path.is_file():
-        return None
-    rules = score_rules()
-    board = views.suite_scores(store, rules=rules, questions=run_questions)
-    rows = board.query("run_id == @res.run_id")
-    if rows.empty:
-        shown = board.query("model_id == @res.model_id and suite == @res.suite and split == @res.split")
-        if shown.empty:
-            return None
-        r = shown.iloc[0]
-        return (f"not on the leaderboard: it shows run {r.run_id} of {res.suite}:{res.split} (suite score {r.metric} "
-                f"{_fmt(r.value)} {_interval(r.ci_low, r.ci_high)}, n {r.n}), the complete run that scored the most "
-                "documents")
-    r, rule = rows.iloc[0], rules.get(res.suite)
-    how = "size-weighted mean" if rule is None or rule.weight_by_size else "plain mean"
-    return (f"suite score {res.suite}:{res.split} {r.metric} {_fmt(r.value)} {_interval(r.ci_low, r.ci_high)} "
-            f"(the {how} of {r.tasks} tasks, n {r.n}; what the leaderboard shows)")
 
 
 def eval_cmd(
@@ -156,8 +97,9 @@ def eval_cmd(
     shown: set[int] = set()
 
     def started(ref: str) -> None:
-        """The model's line, once: when its run starts (its bar) or its result comes (a reused run draws none), so
-        a model refused before its run (no weights, no GGUF file) shows its error line alone."""
+        """The model's line, once: when its run starts (its bar, or a judged model's once it resolves) or its result
+        comes (a reused run draws none), so a model refused before its run (no folder, no weights, no GGUF file)
+        shows its error line alone."""
         if len(done) in shown:
             return
         shown.add(len(done))
@@ -172,23 +114,21 @@ def eval_cmd(
                 typer.echo(f"error: {ref}: {res.line()}", err=True)
         elif jopts is not None:
             if not as_json:
-                _print_judged(res)
+                print_judged(res)
         else:
             started(ref)  # a reused run, or one on Ray workers, draws no bar: its line comes with its result
             if not as_json:
-                _print_result(res)
+                print_result(res)
         done.append(res)
-        if jopts is not None and len(done) < total:
-            started(models[len(done)])  # a judge run draws no bar: its line comes before it
 
     def bar(target: Any) -> RequestBar:
         started(models[len(done)])
         return RequestBar(bars, f"[{len(done) + 1}/{total}] {target.name}")
 
+    if jopts is not None:  # a judge run draws no bar: its line comes once its model resolves
+        jopts = replace(jopts, started=lambda target: started(models[len(done)]))
     quiet = stdout_to_stderr() if as_json else contextlib.nullcontext()
     with quiet:
-        if jopts is not None:
-            started(models[0])
         with request_bars() as bars:
             opts = replace(opts, progress=bar)
             if workers > 1 or ray_address:
@@ -203,11 +143,12 @@ def eval_cmd(
             else:
                 results = evaluate(models, suite, opts, judge=jopts, on_done=on_done, merge_seed=merge_seed).results
     if as_json:
-        print_json([_as_json(m, r, jopts is not None) for m, r in zip(models, results, strict=True)])
+        print_json([result_json(m, r, jopts is not None) for m, r in zip(models, results, strict=True)])
     failures = [r for r in results if isinstance(r, HarnessError)]
     if failures:
         if len(failures) == len(results) and len(results) == 1:
             raise failures[0]
+        typer.echo(failure_summary(models, results), err=True)  # last: the error lines above scroll away
         raise typer.Exit(max(f.exit_code for f in failures))
 
 
@@ -223,29 +164,6 @@ def _display_name(ref: str) -> str:
     path = Path(ref).expanduser()
     rec = store.find_model(str(path.resolve()) if path.is_dir() else ref)
     return rec.name if rec is not None and rec.name else ref
-
-
-def _as_json(model: str, res: Any, judged: bool) -> dict[str, Any]:
-    from harness.evaluate.runner import result_dict
-
-    if isinstance(res, HarnessError):
-        return {"model": model, "status": "failed", "error": res.line()}
-    if judged:
-        return {"model": model, "run_id": res.run_id, "parse_rate": res.parse_rate, "judgments": res.n_judgments,
-                "seconds": res.seconds, "scores": [s.__dict__ for s in res.scores]}
-    return {"model": model, **result_dict(res)}
-
-
-def _print_judged(res: Any) -> None:
-    typer.echo(f"run {res.run_id}: {res.n_judgments} judgments, parse rate {res.parse_rate:.0%}", err=True)
-    cut = next((s.value for s in res.scores if s.task == "overall" and s.metric == "prompt_cut_rate"), None)
-    if cut:
-        typer.echo(f"warning: {cut:.0%} of the judgments read a prompt cut from its start (the judge's or the "
-                   "model's context is too short for it plus its new tokens): use a model with a longer context "
-                   "or fewer --judge-max-new-tokens / --max-new-tokens", err=True)
-    print_table(None, ["task", "metric", "value", "stderr", "95% CI", "n"],
-                [(s.task, s.metric, _fmt(s.value), _fmt(s.stderr), _interval(s.ci_low, s.ci_high), s.n)
-                 for s in res.scores])
 
 
 def leaderboard(
@@ -303,7 +221,7 @@ def leaderboard(
     splits = df["split"].nunique() > 1  # --suite: a column per split and task (a judge's ratings are its own)
     for r in df.itertuples():
         where = (f"{r.split} {r.task}" if splits else r.task) if suite else f"{r.suite}:{r.split}"
-        cells[(r.model_id, f"{where} {r.metric}")] = f"{_fmt(r.value, 3)} {_interval(r.ci_low, r.ci_high)}".strip()
+        cells[(r.model_id, f"{where} {r.metric}")] = f"{fmt(r.value, 3)} {interval(r.ci_low, r.ci_high)}".strip()
     columns = sorted({c for _, c in cells}, key=lambda c: (not c.startswith("all "), c))
     labels = _labels(df)
     models = sorted({m for m, _ in cells}, key=lambda m: (labels[m], m))
@@ -330,8 +248,8 @@ def _methods_board(suite: str | None, chosen_on: str, compared_on: str, as_json:
         return
     print_table(f"{suite}: picks chosen on {chosen_on}, compared on {compared_on} (points, paired 95% CI)",
                 ["method", "model", chosen_on, compared_on, "vs best hand", "95% CI", "n"],
-                [[r["method"], r["model_id"][:12] + (" *" if r["in_sample"] else ""), _fmt(r[chosen_on], 1),
-                  _fmt(r[compared_on], 1), f"{r['vs best hand']:+.1f}", f"[{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]",
+                [[r["method"], r["model_id"][:12] + (" *" if r["in_sample"] else ""), fmt(r[chosen_on], 1),
+                  fmt(r[compared_on], 1), f"{r['vs best hand']:+.1f}", f"[{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]",
                   r["n"]] for r in table.to_dict(orient="records")])
     if table["in_sample"].any():
         typer.echo(f"* it or an ancestor was selected on {compared_on}'s questions (declared finalists, say): "

@@ -3,6 +3,7 @@ same way as every other evaluation, then the judge runner."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -10,7 +11,7 @@ from harness.errors import HarnessError
 from harness.evaluate.judge.rules import ANSWER_MAX_NEW_TOKENS, JUDGE_MAX_NEW_TOKENS, JudgeRules
 
 if TYPE_CHECKING:
-    from harness.evaluate.backends.base import BackendOptions
+    from harness.evaluate.backends.base import BackendOptions, ModelTarget
     from harness.evaluate.judge.pipeline import JudgeResult
     from harness.store import Store
     from harness.suites import Suite
@@ -30,16 +31,20 @@ class JudgeOptions:
     judge_max_new_tokens: int = JUDGE_MAX_NEW_TOKENS  # FastChat's judge budget (2048)
     rules: JudgeRules = field(default_factory=JudgeRules)  # FastChat's behaviour; named deviations off
     extra: dict[str, Any] = field(default_factory=dict)
+    started: Callable[[ModelTarget], None] | None = field(default=None, compare=False)  # the model resolved
 
 
 def _generator(ref: str, backend: str, bo: BackendOptions, store: Store, max_new_tokens: int,
-               temperature: float, role: str) -> tuple[str, Any]:
+               temperature: float, role: str,
+               started: Callable[[ModelTarget], None] | None = None) -> tuple[str, Any]:
     from harness.evaluate.backends import get_backend
     from harness.evaluate.judge.chat import ChatGenerator
     from harness.evaluate.target import resolve_model
 
     be = get_backend(backend)
     target = resolve_model(ref, store, bo.base_url)
+    if started is not None:
+        started(target)
     if backend == "openai":  # `harness serve FOLDER` serves the model under its folder's name
         bo = replace(bo, chat=True, served_model=bo.served_model or (target.path.name if target.path else target.name))
     try:
@@ -69,8 +74,8 @@ def evaluate_judge(model_ref: str, suite_name: str | Suite, opts: JudgeOptions,
                            "use --suite mt_bench or vicuna_bench, or drop --judge")
     limit = opts.limit if opts.limit is not None else (suite.tier_limit(opts.tier) if opts.tier else None)
     bo = opts.backend_options or BackendOptions()
-    model_id, answerer = _generator(model_ref, opts.backend, bo, store, opts.max_new_tokens, 0.0,
-                                    "model")
+    model_id, answerer = _generator(model_ref, opts.backend, bo, store, opts.max_new_tokens, 0.0, "model",
+                                    opts.started)
     baseline = None
     if opts.baseline:
         base_id, base_gen = _generator(opts.baseline, opts.backend, bo, store, opts.max_new_tokens,
