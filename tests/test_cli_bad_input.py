@@ -18,7 +18,9 @@ def test_eval_of_models_that_all_fail_exits_non_zero(results, store, tmp_path: P
     # dropped it and exited 0 (`harness eval A B` with every model failing, `harness check` with a failing gate)
     code, out, err = run_cli("eval", str(tmp_path / "nope1"), str(tmp_path / "nope2"), "--suite", "zoo_math")
     assert code == 2, (code, err)
-    assert err.count("no model folder") == 2 and "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert sum(line.startswith("error: ") and "no model folder" in line for line in lines) == 2, err
+    assert lines[-1].startswith("2 of 2 models failed: ") and "Traceback" not in err
 
 
 def test_a_typo_in_a_recipe_key_is_refused_not_ignored(zoo, results, store, tmp_path: Path) -> None:
