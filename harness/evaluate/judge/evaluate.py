@@ -3,6 +3,7 @@ same way as every other evaluation, then the judge runner."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,9 @@ class JudgeOptions:
     started: Callable[[ModelTarget], None] | None = field(default=None, compare=False)  # the model resolved
 
 
+log = logging.getLogger(__name__)
+
+
 def _generator(ref: str, backend: str, bo: BackendOptions, store: Store, max_new_tokens: int,
                temperature: float, role: str,
                started: Callable[[ModelTarget], None] | None = None) -> tuple[str, Any]:
@@ -47,6 +51,7 @@ def _generator(ref: str, backend: str, bo: BackendOptions, store: Store, max_new
         started(target)
     if backend == "openai":  # `harness serve FOLDER` serves the model under its folder's name
         bo = replace(bo, chat=True, served_model=bo.served_model or (target.path.name if target.path else target.name))
+    log.info("loading %s %s with %s", role, target.name, backend)  # one line per backend build: a model load
     try:
         lm = be.build(target, bo)
     except HarnessError:
