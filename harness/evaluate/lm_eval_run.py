@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from harness.store import Store
 
 
-def _free_memory() -> None:
+def free_memory() -> None:
     """Give a GPU's memory back before the next model; on CPU, dropping the last reference is enough."""
     import sys
 
@@ -121,7 +121,7 @@ def lm_eval_results(target: ModelTarget, plan: Plan, opts: EvalOptions, bo: Back
         built, counts, seen = lm.built, (lm.hits, lm.misses), lm.seen
         lm = None
         if built:
-            _free_memory()
+            free_memory()
     from harness.evaluate.cuts import count_cuts, remembered_cuts
 
     answers = [target.model_id, opts.backend, answer_settings(settings), engine_versions(opts.backend)]

@@ -1,7 +1,7 @@
 """`harness eval`: models (folders, names, ids or merge recipes) on one suite. The suite is loaded once and its kind
 picks the runner: lm-eval suites go through harness.evaluate.runner with one plan for every model; judge suites
-(mt_bench, vicuna_bench) through the judge. A merge recipe given as a model is merged first (cached), then
-evaluated like any folder."""
+(mt_bench, vicuna_bench) through the judge, loaded once for every model. A merge recipe given as a model is merged
+first (cached), then evaluated like any folder."""
 
 from __future__ import annotations
 
@@ -51,7 +51,8 @@ def evaluate(
     store: Store | None = None, on_done: Callable[[str, Any], None] | None = None, merge_seed: int = 0,
 ) -> Evaluation:
     """Evaluate each model; a model that fails is reported (HarnessError in the list) and the rest go on.
-    Problems shared by every model (unknown suite, split, tier, task or backend) raise once, before any run."""
+    Problems shared by every model (unknown suite, split, tier, task or backend; a judge that won't load) raise
+    once, before any run."""
     from harness.evaluate.runner import each_model
     from harness.store import Store
     from harness.suites import load_suite
@@ -59,17 +60,19 @@ def evaluate(
     suite = load_suite(suite_name.partition(":")[0])
     suite_kind_check(suite, judge is not None)
     store = store or Store()
-    return Evaluation(suite, each_model(models, _evaluator(suite_name, suite, opts, judge, store, merge_seed), on_done))
+    if judge is None:
+        return Evaluation(suite, each_model(models, _evaluator(suite_name, suite, opts, store, merge_seed), on_done))
+    from harness.evaluate.judge.evaluate import evaluate_judge, judge_engine
+
+    with judge_engine(judge, store) as engine:  # one judge load for every model, released after the last
+        return Evaluation(suite, each_model(
+            models, lambda ref: evaluate_judge(materialise(ref, store, merge_seed), suite, judge, store, engine),
+            on_done))
 
 
-def _evaluator(suite_name: str, suite: Suite, opts: EvalOptions, judge: JudgeOptions | None, store: Store,
+def _evaluator(suite_name: str, suite: Suite, opts: EvalOptions, store: Store,
                merge_seed: int) -> Callable[[str], Any]:
-    """One model's evaluation: by the judge on a judge suite, else by lm-eval on one plan built here for every
-    model (checked before any model loads)."""
-    if judge is not None:
-        from harness.evaluate.judge.evaluate import evaluate_judge
-
-        return lambda ref: evaluate_judge(materialise(ref, store, merge_seed), suite, judge, store)
+    """One model's evaluation by lm-eval on one plan built here for every model (checked before any model loads)."""
     from harness.evaluate.options import check_backend
     from harness.evaluate.runner import evaluate_model, plan_for
 

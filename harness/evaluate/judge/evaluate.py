@@ -1,10 +1,12 @@
 """`harness eval MODEL --suite mt_bench --judge JUDGE [--baseline MODEL]`: models and backends resolved the
-same way as every other evaluation, then the judge runner."""
+same way as every other evaluation, then the judge runner. Several models share one judge: `judge_engine` builds
+it once and releases it after the last."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +15,7 @@ from harness.evaluate.judge.rules import ANSWER_MAX_NEW_TOKENS, JUDGE_MAX_NEW_TO
 
 if TYPE_CHECKING:
     from harness.evaluate.backends.base import BackendOptions, ModelTarget
+    from harness.evaluate.judge.chat import ChatGenerator
     from harness.evaluate.judge.pipeline import JudgeResult
     from harness.store import Store
     from harness.suites import Suite
@@ -46,7 +49,12 @@ def _generator(ref: str, backend: str, bo: BackendOptions, store: Store, max_new
     from harness.evaluate.target import resolve_model
 
     be = get_backend(backend)
-    target = resolve_model(ref, store, bo.base_url)
+    try:
+        target = resolve_model(ref, store, bo.base_url)
+    except HarnessError as exc:  # say which of the run's models it is, unless it is the one the line names
+        if role == "model":
+            raise
+        raise HarnessError(f"{role}: {exc.problem}", exc.fix, exc.exit_code) from None
     if started is not None:
         started(target)
     if backend == "openai":  # `harness serve FOLDER` serves the model under its folder's name
@@ -63,9 +71,35 @@ def _generator(ref: str, backend: str, bo: BackendOptions, store: Store, max_new
     return target.model_id, ChatGenerator(lm, identity, max_new_tokens, temperature)
 
 
+def load_judge(opts: JudgeOptions, store: Store) -> ChatGenerator:
+    """The judge, built by its backend (a local judge is a whole model load)."""
+    from harness.evaluate.backends.base import BackendOptions
+
+    store.init()
+    bo = opts.backend_options or BackendOptions()
+    judge_bo = BackendOptions(base_url=opts.judge_base_url, device=bo.device, dtype=bo.dtype,
+                              batch_size=bo.batch_size)
+    return _generator(opts.judge, opts.judge_backend, judge_bo, store, opts.judge_max_new_tokens, 0.0, "judge")[1]
+
+
+@contextmanager
+def judge_engine(opts: JudgeOptions, store: Store) -> Iterator[ChatGenerator]:
+    """The judge loaded once for every model of one evaluation (pass it to `evaluate_judge`), released after the
+    last. A judge that won't load raises here, once, before any model answers."""
+    from harness.evaluate.lm_eval_run import free_memory
+
+    judge = load_judge(opts, store)
+    try:
+        yield judge
+    finally:
+        judge.lm = None  # the last reference to the engine: its memory (a GPU's too) goes back
+        free_memory()
+
+
 def evaluate_judge(model_ref: str, suite_name: str | Suite, opts: JudgeOptions,
-                   store: Store | None = None) -> JudgeResult:
-    """Answer with the model, judge with the judge, store the run; returns the judge result."""
+                   store: Store | None = None, judge: ChatGenerator | None = None) -> JudgeResult:
+    """Answer with the model, judge with the judge (`judge_engine`'s, else one loaded for this model alone), store
+    the run; returns the judge result."""
     from harness.evaluate.backends.base import BackendOptions
     from harness.evaluate.judge.pipeline import run_judge_suite
     from harness.store import Store
@@ -86,9 +120,7 @@ def evaluate_judge(model_ref: str, suite_name: str | Suite, opts: JudgeOptions,
         base_id, base_gen = _generator(opts.baseline, opts.backend, bo, store, opts.max_new_tokens,
                                        0.0, "baseline")
         baseline = (base_id, base_gen)
-    judge_bo = BackendOptions(base_url=opts.judge_base_url, device=bo.device, dtype=bo.dtype,
-                              batch_size=bo.batch_size)
-    _, judge = _generator(opts.judge, opts.judge_backend, judge_bo, store, opts.judge_max_new_tokens, 0.0, "judge")
+    judge = judge or load_judge(opts, store)
     from harness.evaluate.backends import get_backend
 
     return run_judge_suite(
