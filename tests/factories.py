@@ -143,6 +143,23 @@ def run_cli(*args: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
+def write_mc_suite(folder: Path, rows: dict[str, list[dict]], fields: str, suite_extra: str = "",
+                   version: str = "1") -> Path:
+    """An lm-eval multiple-choice suite of JSON tasks in `folder` (named after it): task -> its rows; `fields` the
+    task yaml's prompt lines (doc_to_text, doc_to_choice, doc_to_target ...); `suite_extra` more suite.yaml lines."""
+    import json
+
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    for task, docs in rows.items():
+        (folder / "data" / f"{task}.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+        (folder / f"{task}.yaml").write_text(
+            f"task: {task}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: data/{task}.jsonl\n"
+            f"test_split: test\noutput_type: multiple_choice\n{fields}metric_list:\n  - metric: acc\n")
+    (folder / "suite.yaml").write_text(f"name: {folder.name}\nversion: '{version}'\nkind: lm-eval\ndefault_split: "
+                                       f"test\nsplits:\n  test: {list(rows)}\n{suite_extra}")
+    return folder
+
+
 def write_twin_suite(folder: Path, twins: dict[str, str], size: int, relation: str) -> Path:
     """A suite folder `folder` (its name is the suite's) with a public and a twin split and one twin map,
     twins/perturbed.json: `twins` names each twin task's public task, each public task has `size` items and each

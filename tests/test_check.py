@@ -165,21 +165,13 @@ def test_a_baseline_whose_documents_hold_other_content_is_refused(tiny_llama, re
 def write_plain_mean_suite(root: Path, sizes: dict[str, int]) -> Path:
     """A suite of multiple-choice tasks of the given sizes whose score is the plain mean of its task means
     (`aggregate.weight_by_size: false`), in a folder of its own."""
-    folder = root / "plain_mc"
-    (folder / "data").mkdir(parents=True, exist_ok=True)
+    from tests.factories import write_mc_suite
+
     words = ["tom", "ana", "bob", "kim"]
-    for k, (task, n) in enumerate(sizes.items()):
-        rows = [{"question": f"{words[(i + k) % 4]} has {i} pears", "choices": words,
-                 "answer": (i * (k + 1)) % 4} for i in range(n)]
-        (folder / "data" / f"{task}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-        (folder / f"{task}.yaml").write_text(
-            f"task: {task}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: data/{task}.jsonl\n"
-            "test_split: test\noutput_type: multiple_choice\ndoc_to_text: '{{question}} answer :'\n"
-            "doc_to_choice: '{{choices}}'\ndoc_to_target: answer\nmetric_list:\n  - metric: acc\n")
-    (folder / "suite.yaml").write_text(
-        f"name: plain_mc\nversion: '1'\nkind: lm-eval\ndefault_split: test\nsplits:\n  test: {list(sizes)}\n"
-        "aggregate: {metric: acc, weight_by_size: false}\n")
-    return folder
+    rows = {task: [{"question": f"{words[(i + k) % 4]} has {i} pears", "choices": words, "answer": (i * (k + 1)) % 4}
+                   for i in range(n)] for k, (task, n) in enumerate(sizes.items())}
+    return write_mc_suite(root / "plain_mc", rows, "doc_to_text: '{{question}} answer :'\ndoc_to_choice: "
+                          "'{{choices}}'\ndoc_to_target: answer\n", "aggregate: {metric: acc, weight_by_size: false}\n")
 
 
 def test_a_plain_mean_suite_is_gated_on_the_leaderboard_s_number(tiny_llama, results, tmp_path: Path, store,
@@ -230,17 +222,9 @@ def test_a_baseline_saved_under_other_engines_or_harness_is_said_not_refused(tin
     changed. Before, backend.version was recorded and never compared: the two were compared silently. So with
     another harness version (the file's harness_version, that of the run its scores came from: before, the version
     that wrote the file, which a reused older run's scores did not come from), never compared before either."""
-    from importlib.metadata import version
-
     from tests.factories import run_cli
 
-    model = tiny_llama("m")
-    code, _, err = run_cli("baseline", "save", str(model), "--suite", "tiny_mc", "--name", "rel1", "--batch-size", "8")
-    assert code == 0, err
-    path = results / "baselines" / "rel1.json"
-    doc = json.loads(path.read_text())
-    now = version("transformers")
-    assert f"transformers {now}" in doc["backend"]["version"]
+    model, path, doc, now = _saved_rel1(tiny_llama, results, "transformers")
     code, out, err = run_cli("check", "--candidate", str(model), "--baseline", "rel1", "--no-promote")
     assert code == 0 and "engines differ" not in out, (code, err)
     doc["backend"]["version"] = doc["backend"]["version"].replace(f"transformers {now}", "transformers 4.0.0")
@@ -272,11 +256,9 @@ def test_a_baseline_saved_under_other_engines_or_harness_is_said_not_refused(tin
     assert code == 0 and json.loads(out)["engines_changed"] is None, (code, out, err)  # the same run: nothing moved
 
 
-def test_a_baseline_saved_under_another_lm_eval_is_said(tiny_llama, results, tiny_suite, store) -> None:
-    """lm-eval builds the prompts and computes the metrics, so an upgrade of it moves scores as one of transformers
-    does; a run's backend version did not name it ('transformers 5.x, torch 2.x'), and a baseline saved under
-    another lm-eval was compared silently. Now the run records it and the check says it. A baseline saved before
-    runs recorded it says lm-eval was not recorded (once: re-save it)."""
+def _saved_rel1(tiny_llama, results: Path, package: str) -> tuple[Path, Path, dict, str]:
+    """A tiny model's baseline rel1 saved: (model, its file, the file's JSON, `package`'s version, which the
+    backend version it recorded names)."""
     from importlib.metadata import version
 
     from tests.factories import run_cli
@@ -286,20 +268,39 @@ def test_a_baseline_saved_under_another_lm_eval_is_said(tiny_llama, results, tin
     assert code == 0, err
     path = results / "baselines" / "rel1.json"
     doc = json.loads(path.read_text())
-    now = version("lm_eval")
-    assert f"lm_eval {now}" in doc["backend"]["version"], doc["backend"]
+    now = version(package)
+    assert f"{package} {now}" in doc["backend"]["version"], doc["backend"]
+    return model, path, doc, now
+
+
+def _engines_said(model: Path) -> tuple[str | None, str]:
+    """A check of `model` against baseline rel1: its --json `engines_changed`, and its report's "engines differ"
+    line ('' when there is none)."""
+    from tests.factories import run_cli
+
+    code, out, err = run_cli("check", "--candidate", str(model), "--baseline", "rel1", "--no-promote", "--json")
+    assert code == 0, (code, out, err)
+    changed = json.loads(out)["engines_changed"]
+    code, out, err = run_cli("check", "--candidate", str(model), "--baseline", "rel1", "--no-promote")
+    assert code == 0, (code, out, err)
+    return changed, next((x for x in out.splitlines() if "engines differ" in x), "")
+
+
+def test_a_baseline_saved_under_another_lm_eval_is_said(tiny_llama, results, tiny_suite, store) -> None:
+    """lm-eval builds the prompts and computes the metrics, so an upgrade of it moves scores as one of transformers
+    does; a run's backend version did not name it ('transformers 5.x, torch 2.x'), and a baseline saved under
+    another lm-eval was compared silently. Now the run records it and the check says it. A baseline saved before
+    runs recorded it says lm-eval was not recorded (once: re-save it)."""
+    model, path, doc, now = _saved_rel1(tiny_llama, results, "lm_eval")
     assert store.get_run(doc["run_id"]).backend_version == doc["backend"]["version"]
     doc["backend"]["version"] = doc["backend"]["version"].replace(f"lm_eval {now}", "lm_eval 0.4.2")
     path.write_text(json.dumps(doc))
-    code, out, err = run_cli("check", "--candidate", str(model), "--baseline", "rel1", "--no-promote", "--json")
-    assert code == 0 and json.loads(out)["engines_changed"] == f"lm_eval 0.4.2 -> {now}", (code, out, err)
-    code, out, err = run_cli("check", "--candidate", str(model), "--baseline", "rel1", "--no-promote")
-    (line,) = [x for x in out.splitlines() if "engines differ" in x]
-    assert code == 0 and f"engines differ: lm_eval 0.4.2 -> {now} (baseline -> candidate)" in line, (code, out, err)
+    changed, line = _engines_said(model)
+    assert changed == f"lm_eval 0.4.2 -> {now}" and f"engines differ: lm_eval 0.4.2 -> {now} (baseline -> candidate)" \
+        in line, (changed, line)
     doc["backend"]["version"] = doc["backend"]["version"].replace("lm_eval 0.4.2; ", "")  # saved before it was kept
     path.write_text(json.dumps(doc))
-    code, out, err = run_cli("check", "--candidate", str(model), "--baseline", "rel1", "--no-promote", "--json")
-    assert code == 0 and json.loads(out)["engines_changed"] == f"lm_eval (not recorded) -> {now}", (code, out, err)
+    assert _engines_said(model)[0] == f"lm_eval (not recorded) -> {now}"
 
 
 def test_the_request_cache_key_of_each_backend_is_what_it_was() -> None:

@@ -17,18 +17,10 @@ TASKS = {"zoo_arith_a": range(0, 60), "zoo_arith_b": range(100, 140)}  # task ->
 
 def write_arith_suite(root: Path, version: str = "1", rows: dict[str, list[dict]] | None = None) -> Path:
     """zoo_math's multiple-choice questions as a suite of two tasks (`TASKS`, or the given rows per task)."""
-    folder = root / "zoo_arith"
-    (folder / "data").mkdir(parents=True, exist_ok=True)
-    rows = rows or arith_rows()
-    for task, docs in rows.items():
-        (folder / "data" / f"{task}.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
-        (folder / f"{task}.yaml").write_text(
-            f"task: {task}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: data/{task}.jsonl\n"
-            "test_split: test\ndoc_to_text: '{{question}}'\ntarget_delimiter: ' '\noutput_type: multiple_choice\n"
-            "doc_to_choice: choices\ndoc_to_target: label\nmetric_list:\n  - metric: acc\n")
-    (folder / "suite.yaml").write_text(
-        f"name: zoo_arith\nversion: '{version}'\nkind: lm-eval\ndefault_split: test\nsplits:\n  test: {list(rows)}\n")
-    return folder
+    from tests.factories import write_mc_suite
+
+    return write_mc_suite(root / "zoo_arith", rows or arith_rows(), "doc_to_text: '{{question}}'\ntarget_delimiter: "
+                          "' '\ndoc_to_choice: choices\ndoc_to_target: label\n", version=version)
 
 
 def arith_rows() -> dict[str, list[dict]]:
@@ -57,6 +49,15 @@ def _save(model: Path, name: str, results: Path) -> dict:
 
 def _check(model: Path, baseline: str, *extra: str) -> subprocess.CompletedProcess:
     return _cli("check", "--candidate", str(model), "--baseline", baseline, "--no-promote", *extra)
+
+
+def _allowed(model: Path, baseline: str, refusal: str) -> dict:
+    """The check refused without --allow-mismatch (its line holds `refusal`); with it, the --json verdict."""
+    refused = _check(model, baseline)
+    assert refused.returncode == 2 and refusal in refused.stderr, refused.stderr
+    proc = _check(model, baseline, "--allow-mismatch", "--json")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
 
 
 def _run_docs(store, run_id: str, task: str) -> dict[int, str]:
@@ -94,12 +95,7 @@ def test_documents_only_on_one_side_are_listed_with_the_counts_compared(zoo_fami
     long = _save(model, "long", results)
     write_arith_suite(arith, rows={**rows, "zoo_arith_a": rows["zoo_arith_a"][:45]})
     short = _save(model, "short", results)
-    refused = _check(model, "long")
-    assert refused.returncode == 2 and "--allow-mismatch" in refused.stderr, refused.stderr
-
-    proc = _check(model, "long", "--allow-mismatch", "--json")
-    assert proc.returncode == 0, proc.stderr
-    verdict = json.loads(proc.stdout)
+    verdict = _allowed(model, "long", "--allow-mismatch")
     run = store.get_run(verdict["candidate_run"])
     then, now = set(map(int, long["tasks"]["zoo_arith_a"]["samples"])), set(_run_docs(store, run.run_id, "zoo_arith_a"))
     assert (len(then - now), len(then & now), len(now - then)) == (15, 45, 0)  # the file and the store, by hand
@@ -145,11 +141,7 @@ def test_documents_holding_other_content_are_listed(zoo_family: Path, results: P
     a[3], a[5] = a[5], a[3]
     a[7] = {**a[7], "question": a[7]["question"].replace("How many", "How many, then,")}
     write_arith_suite(arith, rows={**rows, "zoo_arith_a": a})
-    assert _check(model, "rel1").returncode == 2
-
-    proc = _check(model, "rel1", "--allow-mismatch", "--json")
-    assert proc.returncode == 0, proc.stderr
-    verdict = json.loads(proc.stdout)
+    verdict = _allowed(model, "rel1", "--allow-mismatch")
     then = {int(k): h for k, h in doc["tasks"]["zoo_arith_a"]["doc_hashes"].items()}
     now = _run_docs(store, verdict["candidate_run"], "zoo_arith_a")
     differ = sorted(k for k in then.keys() & now.keys() if then[k] != now[k])
@@ -171,12 +163,7 @@ def test_a_changed_suite_version_is_listed(zoo_family: Path, results: Path, arit
     model = zoo_family / "zoo-math"
     doc = _save(model, "rel1", results)
     write_arith_suite(arith, version="2")
-    refused = _check(model, "rel1")
-    assert refused.returncode == 2 and "version 1" in refused.stderr, refused.stderr
-
-    proc = _check(model, "rel1", "--allow-mismatch", "--json")
-    assert proc.returncode == 0, proc.stderr
-    verdict = json.loads(proc.stdout)
+    verdict = _allowed(model, "rel1", "version 1")
     run = store.get_run(verdict["candidate_run"])
     assert verdict["mismatches"] == [{"task": None, "kind": "suite", "field": "version",
                                       "baseline": doc["suite"]["version"], "candidate": run.suite_version,
