@@ -189,3 +189,29 @@ def test_an_aligned_twin_with_few_references_is_tested_against_them_too(tmp_path
         assert zero < 0.001 and x.ref.k == 4 and "zero by design, the stricter stands" in x.ref.basis
         assert x.p > 0.1 and not x.flagged
     assert tests["o"].flagged and tests["o"].ref.k == 5
+
+
+def test_a_pool_of_guessers_does_not_calibrate_a_capable_model(tmp_path: Path) -> None:
+    """Twelve chance-level models (public 0.25, gaps -1.1 to +1.1 points) and c, clean and capable (public 0.80, a
+    natural gap of 12 points, as zoo-math loses on its held-out split): nothing in the pool says what a capable
+    model loses, and its abilities hold no trend to read. The median (0.0) flagged c at 12 points (p 5e-6); now its
+    verdict is not calibrated, with the reason, and a guesser of the pool is still checked."""
+    noise = (-0.011, -0.008, -0.006, -0.004, -0.002, -0.001, 0.001, 0.002, 0.004, 0.006, 0.008, 0.011)
+    scores = {**{f"g{i}": (0.25, 0.25 - e) for i, e in enumerate(noise)}, "c": (0.80, 0.68)}
+    store = Store(tmp_path / "guessers.duckdb")
+    _models(store, list(scores), {})
+    for name, (public, twin) in scores.items():
+        _run(store, name, "s", "public", "s_public", "acc", public, 0.018, n=600)
+        _run(store, name, "s", "heldout", "s_heldout", "acc", twin, 0.018, n=600)
+    data = gather(store, twins={"s": {"heldout": "s:heldout"}})
+    tests = {data.names[t.model_id]: t for t in twin_tests(data, THRESHOLDS)}
+    c = tests["c"]
+    widen = max(0.022 / 2, 2 * (0.018 ** 2 * 2 / 2) ** 0.5)  # half the range, or two stderrs of a score (by hand)
+    lo, hi = 0.25 - 0.011 - widen, 0.25 + 0.011 + widen  # the pool's public and twin scores, widened
+    print(c.ref.basis, c.p)
+    assert not c.ref.calibrated and not c.flagged and c.ref.k == 12 and c.ref.slope == 0
+    assert c.ref.basis == (f"no reference of its ability: the 12 models not exposed score {100 * lo:.1f}-"
+                           f"{100 * hi:.1f} (widened), it 80.0 and 68.0 on the twin, and their gaps show no trend to "
+                           "read"), c.ref.basis
+    cover = {(data.names[x.model_id]): x for x in coverage(data, THRESHOLDS)}
+    assert cover["c"].status == "not calibrated" and cover["g3"].status == "checked"

@@ -70,6 +70,7 @@ class Reference:
     x_mean: float = math.nan  # the pool's mean ability
     sxx: float = 0.0   # sum of squared deviations of the pool's abilities
     alt: Reference | None = None  # aligned twin, too few references: theirs, tested too (the stricter test stands)
+    reach: tuple[float, float] = (-math.inf, math.inf)  # a median's twin scores it calibrates (the pool's range)
 
     def lever(self, x: float) -> float:
         """sqrt(1 + k (x - mean)^2 / Sxx): how much wider the line's stderr is at `x` than at the pool's mean."""
@@ -240,7 +241,8 @@ def _reference(data: Data, pool: dict, mid: str, relation: str, t: Thresholds, m
             who = f"{k} models not exposed on the suite or its twin" + (f" ({out} far above it left out)" if out
                                                                          else "")
             basis = f"line through {who}, at its public score" if slope else f"median of {who}"
-            memo[key] = Reference(centre, tau, se_c, k, True, basis, slope, x_mean, x_mean, sxx)
+            memo[key] = Reference(centre, tau, se_c, k, True, basis, slope, x_mean, x_mean, sxx,
+                                  reach=_reach(vals) if not slope and relation != "aligned" else (-math.inf, math.inf))
         elif relation == "aligned":
             alt = None
             if k >= 2:
@@ -256,6 +258,22 @@ def _reference(data: Data, pool: dict, mid: str, relation: str, t: Thresholds, m
             memo[key] = Reference(centre, tau, se_c, k, False,
                                   f"only {k} models not exposed on the suite or its twin (need {t.min_reference})")
     return memo[key]
+
+
+def _reach(vals: list[tuple[float, float, float]]) -> tuple[float, float]:
+    """The scores a median reference calibrates: its models' public and twin scores (public - gap), widened by half
+    their range, and by at least two sampling stderrs of a score (the natural gap depends on ability: a pool of
+    guessers says nothing of a capable model's, while a pool's own extremes, and a model whose public or twin score
+    alone lies beyond them, are still read on it)."""
+    import numpy as np
+
+    scores = [v for g, _s, x in vals for v in (x, x - g) if v == v]
+    known = [se for _g, se, _x in vals if se == se]
+    if not scores:
+        return -math.inf, math.inf
+    lo, hi = min(scores), max(scores)
+    widen = max((hi - lo) / 2, 2 * math.sqrt(float(np.median(np.square(known))) / 2) if known else 0.0)
+    return lo - widen, hi + widen
 
 
 def _references(data: Data, rows: GapRows, t: Thresholds) -> list[Reference]:
@@ -313,6 +331,11 @@ def twin_tests(data: Data, t: Thresholds) -> TwinTests:
     refs = _references(data, rows, t)
     x = abilities(rows)
     se_gap, n = rows.col["se"], rows.col["n"]
+    for i, (r, pub, tw) in enumerate(zip(refs, x, rows.col["twin_value"], strict=True)):
+        if r.calibrated and tw == tw and pub == pub and (min(pub, tw) > r.reach[1] or max(pub, tw) < r.reach[0]):
+            refs[i] = replace(r, calibrated=False, basis=f"no reference of its ability: the {r.k} models not exposed "
+                              f"score {100 * r.reach[0]:.1f}-{100 * r.reach[1]:.1f} (widened), it {100 * pub:.1f} "
+                              f"and {100 * tw:.1f} on the twin, and their gaps show no trend to read")
     se_c, excess, se, p = _against(rows, refs, x)
     least = list(excess)  # the smaller excess where two references are tested (both must clear gap_min)
     alt = [i for i, r in enumerate(refs) if r.alt is not None]
