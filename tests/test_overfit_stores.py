@@ -103,6 +103,22 @@ def test_a_divergence_chain_reaches_the_root_through_parents_never_scored_on_the
         assert flags[name].evidence["roots"] == 3 and flags[name].evidence["depth"] == 2
 
 
+GUESSERS = {f"g{i}": (0.25, 0.25 - e) for i, e in enumerate(  # chance level, gaps -1.1 to +1.1 points
+    (-0.011, -0.008, -0.006, -0.004, -0.002, -0.001, 0.001, 0.002, 0.004, 0.006, 0.008, 0.011))}
+
+
+def _heldout_tests(path: Path, scores: dict[str, tuple[float, float]]) -> tuple:
+    """A store of sources scored (public, heldout) on suite s, 600 documents each at stderr 0.018: its Data and
+    its twin tests by model name."""
+    store = Store(path)
+    _models(store, list(scores), {})
+    for name, (public, twin) in scores.items():
+        _run(store, name, "s", "public", "s_public", "acc", public, 0.018, n=600)
+        _run(store, name, "s", "heldout", "s_heldout", "acc", twin, 0.018, n=600)
+    data = gather(store, twins={"s": {"heldout": "s:heldout"}})
+    return data, {data.names[t.model_id]: t for t in twin_tests(data, THRESHOLDS)}
+
+
 def test_a_capable_model_is_read_against_references_of_its_ability_not_a_pool_at_chance(tmp_path: Path) -> None:
     """Twelve chance-level models (public 0.25, natural gap -1.1 to +1.1 points: a guesser loses nothing on a harder
     twin) and five capable clean ones (public 0.66-0.86, natural gap 0.2 x (public - 0.25): 8-12 points, as the
@@ -111,17 +127,10 @@ def test_a_capable_model_is_read_against_references_of_its_ability_not_a_pool_at
     points). The median of the others (0.5 points, spread 0) made c's gap an excess of 11.5 points (p 7e-6) and
     flagged it; the references' line read at c's ability does not (o, undeclared, is in c's pool, and left out of it
     as far above the line), and flags o by the 21 points it has beyond that line."""
-    noise = (-0.011, -0.008, -0.006, -0.004, -0.002, -0.001, 0.001, 0.002, 0.004, 0.006, 0.008, 0.011)
-    chance = {f"g{i}": (0.25, 0.25 - e) for i, e in enumerate(noise)}
+    chance = GUESSERS
     capable = {f"k{i}": (p, p - 0.2 * (p - 0.25)) for i, p in enumerate((0.66, 0.70, 0.75, 0.80, 0.86))}
     scores = {**chance, **capable, "c": (0.80, 0.68), "o": (0.95, 0.60)}
-    store = Store(tmp_path / "ability.duckdb")
-    _models(store, list(scores), {})
-    for name, (public, twin) in scores.items():
-        _run(store, name, "s", "public", "s_public", "acc", public, 0.018, n=600)
-        _run(store, name, "s", "heldout", "s_heldout", "acc", twin, 0.018, n=600)
-    data = gather(store, twins={"s": {"heldout": "s:heldout"}})
-    tests = {data.names[t.model_id]: t for t in twin_tests(data, THRESHOLDS)}
+    data, tests = _heldout_tests(tmp_path / "ability.duckdb", scores)
     c, o = tests["c"], tests["o"]
     print("c:", c.ref, c.excess, c.p, "\no:", o.ref, o.excess, o.p)
     by_hand = 0.2 * (0.80 - 0.25)  # the capable references' natural gap at c's public score
@@ -196,15 +205,8 @@ def test_a_pool_of_guessers_does_not_calibrate_a_capable_model(tmp_path: Path) -
     natural gap of 12 points, as zoo-math loses on its held-out split): nothing in the pool says what a capable
     model loses, and its abilities hold no trend to read. The median (0.0) flagged c at 12 points (p 5e-6); now its
     verdict is not calibrated, with the reason, and a guesser of the pool is still checked."""
-    noise = (-0.011, -0.008, -0.006, -0.004, -0.002, -0.001, 0.001, 0.002, 0.004, 0.006, 0.008, 0.011)
-    scores = {**{f"g{i}": (0.25, 0.25 - e) for i, e in enumerate(noise)}, "c": (0.80, 0.68)}
-    store = Store(tmp_path / "guessers.duckdb")
-    _models(store, list(scores), {})
-    for name, (public, twin) in scores.items():
-        _run(store, name, "s", "public", "s_public", "acc", public, 0.018, n=600)
-        _run(store, name, "s", "heldout", "s_heldout", "acc", twin, 0.018, n=600)
-    data = gather(store, twins={"s": {"heldout": "s:heldout"}})
-    tests = {data.names[t.model_id]: t for t in twin_tests(data, THRESHOLDS)}
+    scores = {**GUESSERS, "c": (0.80, 0.68)}
+    data, tests = _heldout_tests(tmp_path / "guessers.duckdb", scores)
     c = tests["c"]
     widen = max(0.022 / 2, 2 * (0.018 ** 2 * 2 / 2) ** 0.5)  # half the range, or two stderrs of a score (by hand)
     lo, hi = 0.25 - 0.011 - widen, 0.25 + 0.011 + widen  # the pool's public and twin scores, widened
