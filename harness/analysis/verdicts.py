@@ -76,11 +76,13 @@ class Reference:
         """sqrt(1 + k (x - mean)^2 / Sxx): how much wider the line's stderr is at `x` than at the pool's mean."""
         return math.sqrt(1 + self.k * (x - self.x_mean) ** 2 / self.sxx) if self.sxx > 0 and x == x else 1.0
 
+    def centre_at(self, x: float) -> float:
+        """The natural gap the line gives at ability `x` (the centre itself without a line)."""
+        return self.centre + self.slope * (x - self.x_mean) if self.sxx > 0 and x == x else self.centre
+
     def at(self, x: float) -> Reference:
         """The reference read at ability `x` (a model's public score)."""
-        if self.sxx <= 0 or x != x:
-            return replace(self, x=x)
-        return replace(self, centre=self.centre + self.slope * (x - self.x_mean), se=self.se * self.lever(x), x=x)
+        return replace(self, centre=self.centre_at(x), se=self.se * self.lever(x), x=x)
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,15 @@ def _z(p: float) -> float:
     return NormalDist().inv_cdf(1 - min(max(p, 1e-300), 0.5))
 
 
+def median_variance(ses: Any) -> float:
+    """The median sampling variance of the known stderrs (an unknown one, NaN, says nothing of it: it zeroed tau)."""
+    import numpy as np
+
+    s = np.asarray(ses, dtype=float)
+    known = s[~np.isnan(s)]
+    return float(np.median(known ** 2)) if known.size else 0.0
+
+
 def robust_reference(gaps: Sequence[float], ses: Sequence[float]) -> tuple[float, float, float, int]:
     """(centre, tau, se of centre, k) of reference gaps: median, MAD spread less sampling error."""
     import numpy as np
@@ -114,8 +125,7 @@ def robust_reference(gaps: Sequence[float], ses: Sequence[float]) -> tuple[float
         return 0.0, 0.0, 0.0, 0
     centre = float(np.median(g))
     sd = MAD_SD * float(np.median(np.abs(g - centre))) if k > 1 else 0.0
-    known = s[~np.isnan(s)]  # an unknown stderr (NaN) says nothing of the sampling variance (it zeroed tau)
-    var = float(np.median(known ** 2)) if known.size else 0.0
+    var = median_variance(s)
     tau2 = max(0.0, sd ** 2 - var)
     se_centre = MEDIAN_SE * max(sd, math.sqrt(var)) / math.sqrt(k)
     return centre, math.sqrt(tau2), se_centre, k
@@ -133,8 +143,7 @@ def reference_line(gaps: Sequence[float], ses: Sequence[float], xs: Sequence[flo
     centre, tau, _se, k, slope, x_mean, _sxx = fit
     if k < 3:
         return (*fit, 0)
-    known = s[~np.isnan(s)]
-    scale = math.sqrt(tau ** 2 + (float(np.median(known ** 2)) if known.size else 0.0))
+    scale = math.sqrt(tau ** 2 + median_variance(s))
     keep = g - (centre + slope * (x - x_mean)) <= TRIM_Z * scale
     if keep.all() or keep.sum() < 3 or scale == 0:
         return (*fit, 0)
@@ -143,13 +152,11 @@ def reference_line(gaps: Sequence[float], ses: Sequence[float], xs: Sequence[flo
 
 def _fit_line(g: Any, s: Any, x: Any) -> tuple[float, float, float, int, float, float, float]:
     """reference_line's fit, once."""
-    import numpy as np
 
     k = int(g.size)
     if k == 0:
         return 0.0, 0.0, 0.0, 0, 0.0, math.nan, 0.0
-    known = s[~np.isnan(s)]  # an unknown stderr (NaN) says nothing of the sampling variance (it zeroed tau)
-    var = float(np.median(known ** 2)) if known.size else 0.0
+    var = median_variance(s)
     x_mean = float(x.mean())
     sxx = float(((x - x_mean) ** 2).sum())
     v_n = var / 2  # the public score's sampling variance, in the gap's
@@ -238,20 +245,14 @@ def _reference(data: Data, pool: dict, mid: str, relation: str, t: Thresholds, m
         centre, tau, se_c, k, slope, x_mean, sxx, out = reference_line([v[0] for v in vals], [v[1] for v in vals],
                                                                        [v[2] for v in vals])
         if k >= t.min_reference:
-            who = f"{k} models not exposed on the suite or its twin" + (f" ({out} far above it left out)" if out
-                                                                         else "")
-            basis = f"line through {who}, at its public score" if slope else f"median of {who}"
-            memo[key] = Reference(centre, tau, se_c, k, True, basis, slope, x_mean, x_mean, sxx,
+            memo[key] = Reference(centre, tau, se_c, k, True, _pool_words(k, out, slope), slope, x_mean, x_mean, sxx,
                                   reach=_reach(vals) if not slope and relation != "aligned" else (-math.inf, math.inf))
         elif relation == "aligned":
             alt = None
             if k >= 2:
-                who = f"{k} models not exposed on the suite or its twin" + (f" ({out} far above it left out)"
-                                                                             if out else "")
                 note = f" (under {t.min_reference}: tested against them and against the aligned twin's zero by " \
                     "design, the stricter stands)"
-                alt = Reference(centre, tau, se_c, k, True, (f"line through {who}, at its public score" if slope
-                                                             else f"median of {who}") + note, slope, x_mean, x_mean,
+                alt = Reference(centre, tau, se_c, k, True, _pool_words(k, out, slope) + note, slope, x_mean, x_mean,
                                 sxx)
             memo[key] = Reference(0.0, 0.0, 0.0, k, True, "zero by design (aligned twin: the same items)", alt=alt)
         else:
@@ -260,19 +261,22 @@ def _reference(data: Data, pool: dict, mid: str, relation: str, t: Thresholds, m
     return memo[key]
 
 
+def _pool_words(k: int, out: int, slope: float) -> str:
+    """The reference pool in an explanation's words."""
+    who = f"{k} models not exposed on the suite or its twin" + (f" ({out} far above it left out)" if out else "")
+    return f"line through {who}, at its public score" if slope else f"median of {who}"
+
+
 def _reach(vals: list[tuple[float, float, float]]) -> tuple[float, float]:
     """The scores a median reference calibrates: its models' public and twin scores (public - gap), widened by half
     their range, and by at least two sampling stderrs of a score (the natural gap depends on ability: a pool of
     guessers says nothing of a capable model's, while a pool's own extremes, and a model whose public or twin score
     alone lies beyond them, are still read on it)."""
-    import numpy as np
-
     scores = [v for g, _s, x in vals for v in (x, x - g) if v == v]
-    known = [se for _g, se, _x in vals if se == se]
     if not scores:
         return -math.inf, math.inf
     lo, hi = min(scores), max(scores)
-    widen = max((hi - lo) / 2, 2 * math.sqrt(float(np.median(np.square(known))) / 2) if known else 0.0)
+    widen = max((hi - lo) / 2, 2 * math.sqrt(median_variance([se for _g, se, _x in vals]) / 2))
     return lo - widen, hi + widen
 
 
@@ -340,12 +344,11 @@ def twin_tests(data: Data, t: Thresholds) -> TwinTests:
     least = list(excess)  # the smaller excess where two references are tested (both must clear gap_min)
     alt = [i for i, r in enumerate(refs) if r.alt is not None]
     if alt:  # an aligned twin with too few references: the stricter of zero by design and their line stands
-        both = [r.alt if r.alt is not None else r for r in refs]
-        a_se_c, a_excess, a_se, a_p = _against(rows, both, x)
-        for i in alt:
-            least[i] = min(excess[i], a_excess[i])
-            if a_p[i] > p[i] or (a_p[i] != a_p[i] and p[i] == p[i]):
-                refs[i], se_c[i], excess[i], se[i], p[i] = both[i], a_se_c[i], a_excess[i], a_se[i], a_p[i]
+        theirs = _against(rows, [refs[i].alt for i in alt], x, alt)
+        for i, a_se_c, a_excess, a_se, a_p in zip(alt, *theirs, strict=True):
+            least[i] = min(excess[i], a_excess)
+            if a_p > p[i] or (a_p != a_p and p[i] == p[i]):
+                refs[i], se_c[i], excess[i], se[i], p[i] = refs[i].alt, a_se_c, a_excess, a_se, a_p
     se = np.array(se, dtype=float)
     live = [i for i, r in enumerate(refs) if r.calibrated]
     rejected = np.zeros(len(refs), dtype=bool)
@@ -360,16 +363,18 @@ def twin_tests(data: Data, t: Thresholds) -> TwinTests:
     return tests
 
 
-def _against(rows: GapRows, refs: list[Reference], x: list[float]
+def _against(rows: GapRows, refs: list[Reference], x: list[float], only: list[int] | None = None
              ) -> tuple[list[float], list[float], list[float], list[float]]:
-    """Per row, against its reference read at its ability: (se of the centre, excess, se, p)."""
+    """Per row (the rows `only`, in that order, with `refs` theirs), against its reference read at its ability:
+    (se of the centre, excess, se, p)."""
     import numpy as np
 
-    se_gap = rows.col["se"]
-    centre = [r.centre + r.slope * (a - r.x_mean) if r.sxx > 0 and a == a else r.centre
-              for r, a in zip(refs, x, strict=True)]
+    se_gap, gap = rows.col["se"], rows.array("gap")
+    if only is not None:
+        se_gap, gap, x = [se_gap[i] for i in only], gap[only], [x[i] for i in only]
+    centre = [r.centre_at(a) for r, a in zip(refs, x, strict=True)]
     se_c = [r.se * r.lever(a) for r, a in zip(refs, x, strict=True)]
-    excess = rows.array("gap") - np.array(centre, dtype=float)
+    excess = gap - np.array(centre, dtype=float)
     se = np.sqrt(np.array([s ** 2 + r.spread ** 2 + c ** 2 for s, r, c in zip(se_gap, refs, se_c, strict=True)],
                           dtype=float))
     with np.errstate(divide="ignore", invalid="ignore"):  # an unknown stderr (NaN): p NaN, never rejected
