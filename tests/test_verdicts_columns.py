@@ -32,11 +32,12 @@ def data(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     return gather(Store(path), twins=mapped_twins(path, 120) if mapped else TWINS)
 
 
-def reference_line(vals: list[tuple], x: float) -> tuple[float, float, float, int]:
-    """(centre at ability x, tau, se of the centre at x, k) of pool values (gap, se, ability), as docs/overfitting.md
-    states it, with scipy's Theil-Sen slope (less the tilt of the public score's sampling error) and the median of
-    gap - slope x, kept when the slope is beyond 2 of its stderrs (residual scale / sqrt(Sxx)), else the median;
-    fitted again without the references more than 2.5 (tau^2 + median sampling variance)^0.5 above the line."""
+def reference_line(vals: list[tuple], x: float) -> tuple[float, float, float, int, float]:
+    """(centre at ability x, tau, se of the centre at x, k, slope) of pool values (gap, se, ability), as
+    docs/overfitting.md states it, with scipy's Theil-Sen slope (less the tilt of the public score's sampling error)
+    and the median of gap - slope x, kept when the slope is beyond 2 of its stderrs (residual scale / sqrt(Sxx)),
+    else the median; fitted again without the references more than 2.5 (tau^2 + median sampling variance)^0.5
+    above the line."""
     from scipy.stats import theilslopes
 
     def fit(g: np.ndarray, s: np.ndarray, a: np.ndarray) -> tuple:
@@ -61,7 +62,21 @@ def reference_line(vals: list[tuple], x: float) -> tuple[float, float, float, in
         k, var, sxx, slope, intercept, sd, tau, mean = fit(g[keep], s[keep], a[keep])
     lever = math.sqrt(1 / k + (x - mean) ** 2 / sxx) * math.sqrt(k) if slope else 1.0
     se_c = 1.2533 * max(sd, math.sqrt(var)) / math.sqrt(k) * lever
-    return intercept + slope * x, tau, se_c, k
+    return intercept + slope * x, tau, se_c, k, slope
+
+
+def out_of_reach(vals: list[tuple], public: float, twin: float) -> bool:
+    """A median (no line) calibrates no model whose public and twin scores both lie beyond its references' public
+    and twin scores (public - gap), widened by half their range and at least two stderrs of a score (the gap's
+    median sampling variance, halved)."""
+    g, s, a = (np.array([v[i] for v in vals], dtype=float) for i in range(3))
+    scores = np.concatenate([a, a - g])
+    scores = scores[~np.isnan(scores)]
+    s = s[~np.isnan(s)]
+    if not scores.size or public != public or twin != twin:
+        return False
+    widen = max((scores.max() - scores.min()) / 2, 2 * math.sqrt(float(np.median(s ** 2)) / 2 if s.size else 0.0))
+    return min(public, twin) > scores.max() + widen or max(public, twin) < scores.min() - widen
 
 
 def reference_tests(data: Data) -> list[list]:
@@ -77,8 +92,11 @@ def reference_tests(data: Data) -> list[list]:
         skip = {mid, *data.graph.parents.get(mid, ())} if len(pool) <= LOO_MAX else set()
         vals = [v for m, v in pool.items() if m not in skip]
         x = r["public"]
-        centre, tau, se_c, k = reference_line(vals, x) if vals else (0.0, 0.0, 0.0, 0)
+        centre, tau, se_c, k, slope = reference_line(vals, x) if vals else (0.0, 0.0, 0.0, 0, 0.0)
         calibrated = k >= T.min_reference or r["relation"] == "aligned"
+        if k >= T.min_reference and not slope and r["relation"] != "aligned" \
+                and out_of_reach(vals, x, r["twin_value"]):
+            calibrated = False
         tried = [(centre, tau, se_c)]
         if k < T.min_reference and r["relation"] == "aligned":  # zero by design, and their line when k >= 2
             tried = [(0.0, 0.0, 0.0)] + ([(centre, tau, se_c)] if k >= 2 else [])
@@ -112,14 +130,31 @@ def _close(a: object, b: object) -> bool:
     return a == b
 
 
-def test_twin_tests_equal_the_per_row_reference(data: Data) -> None:
+def _compared(data: Data) -> list[list]:
+    """The per-row reference's tests, after checking that the column-wise ones equal them."""
     got = [(x.model_id, x.suite, x.kind, (x.ref.centre, x.ref.spread, x.ref.se, x.ref.k, x.ref.calibrated),
             x.excess, x.se, x.p, x.flagged, x.mde, x.items_needed) for x in twin_tests(data, T)]
     want = reference_tests(data)
     bad = [(g, w) for g, w in zip(got, want, strict=True) if not _close(list(g), w)]
     assert len(got) == len(want) and not bad, bad[:3]
+    return want
+
+
+def test_twin_tests_equal_the_per_row_reference(data: Data) -> None:
+    want = _compared(data)
     assert any(x[7] for x in want) and any(x[3][4] for x in want)  # planted models flagged, calibrated pools
     assert any(x[3][4] and x[3][0] != 0 for x in want)  # a pool's line read at the model's ability
+
+
+def test_twin_tests_equal_the_per_row_reference_beyond_a_median_s_reach(tmp_path: Path) -> None:
+    """Twelve guessers, a capable model beyond their scores (not calibrated), a model just above them (within the
+    widened range: calibrated) and e, 20 points lower on the twin only (its public score in range: calibrated)."""
+    from tests.test_overfit_stores import GUESSERS, _heldout_tests
+
+    scores = {**GUESSERS, "c": (0.80, 0.68), "d": (0.27, 0.26), "e": (0.25, 0.05)}
+    data, _ = _heldout_tests(tmp_path / "g.duckdb", scores)
+    want = {data.names[x[0]]: x for x in _compared(data)}
+    assert [n for n, x in want.items() if not x[3][4]] == ["c"] and want["c"][3][3] == 13  # e left out: far above
 
 
 def reference_divergence(data: Data) -> list[tuple]:
