@@ -1,7 +1,7 @@
 """`harness eval`: models (folders, names, ids or merge recipes) on one suite. The suite is loaded once and its kind
 picks the runner: lm-eval suites go through harness.evaluate.runner with one plan for every model; judge suites
-(mt_bench, vicuna_bench) through the judge, loaded once for every model. A merge recipe given as a model is merged
-first (cached), then evaluated like any folder."""
+(mt_bench, vicuna_bench) through the judge and a pairwise run's baseline, each loaded once for every model. A merge
+recipe given as a model is merged first (cached), then evaluated like any folder."""
 
 from __future__ import annotations
 
@@ -51,8 +51,8 @@ def evaluate(
     store: Store | None = None, on_done: Callable[[str, Any], None] | None = None, merge_seed: int = 0,
 ) -> Evaluation:
     """Evaluate each model; a model that fails is reported (HarnessError in the list) and the rest go on.
-    Problems shared by every model (unknown suite, split, tier, task or backend; a judge that won't load) raise
-    once, before any run."""
+    Problems shared by every model (unknown suite, split, tier, task or backend; a judge or baseline that won't
+    load) raise once, before any run."""
     from harness.evaluate.runner import each_model
     from harness.store import Store
     from harness.suites import load_suite
@@ -62,11 +62,12 @@ def evaluate(
     store = store or Store()
     if judge is None:
         return Evaluation(suite, each_model(models, _evaluator(suite_name, suite, opts, store, merge_seed), on_done))
-    from harness.evaluate.judge.evaluate import evaluate_judge, judge_engine
+    from harness.evaluate.judge.evaluate import baseline_engine, evaluate_judge, judge_engine
 
-    with judge_engine(judge, store) as engine:  # one judge load for every model, released after the last
+    # one judge load and one baseline load for every model, each released after the last
+    with judge_engine(judge, store) as engine, baseline_engine(judge, store) as base:
         return Evaluation(suite, each_model(
-            models, lambda ref: evaluate_judge(materialise(ref, store, merge_seed), suite, judge, store, engine),
+            models, lambda ref: evaluate_judge(materialise(ref, store, merge_seed), suite, judge, store, engine, base),
             on_done))
 
 

@@ -1,6 +1,6 @@
 """`harness eval MODEL --suite mt_bench --judge JUDGE [--baseline MODEL]`: models and backends resolved the
-same way as every other evaluation, then the judge runner. Several models share one judge: `judge_engine` builds
-it once and releases it after the last."""
+same way as every other evaluation, then the judge runner. Several models share one judge and one baseline:
+`judge_engine` and `baseline_engine` build each once and release it after the last model."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from harness.evaluate.judge.pipeline import JudgeResult
     from harness.store import Store
     from harness.suites import Suite
+
+    Baseline = tuple[str, ChatGenerator]  # a pairwise run's baseline: its model id and its generator
 
 
 @dataclass(frozen=True)
@@ -82,24 +84,55 @@ def load_judge(opts: JudgeOptions, store: Store) -> ChatGenerator:
     return _generator(opts.judge, opts.judge_backend, judge_bo, store, opts.judge_max_new_tokens, 0.0, "judge")[1]
 
 
+def load_baseline(opts: JudgeOptions, store: Store) -> Baseline | None:
+    """The baseline of a pairwise run (its model id and generator), built by the answering models' backend; None
+    without `--baseline`."""
+    from harness.evaluate.backends.base import BackendOptions
+
+    if not opts.baseline:
+        return None
+    store.init()
+    return _generator(opts.baseline, opts.backend, opts.backend_options or BackendOptions(), store,
+                      opts.max_new_tokens, 0.0, "baseline")
+
+
+@contextmanager
+def _released(gen: ChatGenerator | None) -> Iterator[None]:
+    """After the last model: the generator's engine dropped, its memory (a GPU's too) given back."""
+    from harness.evaluate.lm_eval_run import free_memory
+
+    try:
+        yield
+    finally:
+        if gen is not None:
+            gen.lm = None  # the last reference to the engine
+            free_memory()
+
+
 @contextmanager
 def judge_engine(opts: JudgeOptions, store: Store) -> Iterator[ChatGenerator]:
     """The judge loaded once for every model of one evaluation (pass it to `evaluate_judge`), released after the
     last. A judge that won't load raises here, once, before any model answers."""
-    from harness.evaluate.lm_eval_run import free_memory
-
     judge = load_judge(opts, store)
-    try:
+    with _released(judge):
         yield judge
-    finally:
-        judge.lm = None  # the last reference to the engine: its memory (a GPU's too) goes back
-        free_memory()
 
 
-def evaluate_judge(model_ref: str, suite_name: str | Suite, opts: JudgeOptions,
-                   store: Store | None = None, judge: ChatGenerator | None = None) -> JudgeResult:
-    """Answer with the model, judge with the judge (`judge_engine`'s, else one loaded for this model alone), store
-    the run; returns the judge result."""
+@contextmanager
+def baseline_engine(opts: JudgeOptions, store: Store) -> Iterator[Baseline | None]:
+    """The baseline loaded once for every model of one pairwise evaluation (pass it to `evaluate_judge`): its
+    answers are made with the first model and read from the answer cache for the others. Released after the last;
+    a baseline that won't load raises here, once, before any model answers. None without `--baseline`."""
+    baseline = load_baseline(opts, store)
+    with _released(baseline[1] if baseline else None):
+        yield baseline
+
+
+def evaluate_judge(model_ref: str, suite_name: str | Suite, opts: JudgeOptions, store: Store | None = None,
+                   judge: ChatGenerator | None = None, baseline: Baseline | None = None) -> JudgeResult:
+    """Answer with the model, judge with the judge (`judge_engine`'s, else one loaded for this model alone) against
+    the baseline's answers on a pairwise run (`baseline_engine`'s, else one loaded for this model alone), store the
+    run; returns the judge result."""
     from harness.evaluate.backends.base import BackendOptions
     from harness.evaluate.judge.pipeline import run_judge_suite
     from harness.store import Store
@@ -115,11 +148,7 @@ def evaluate_judge(model_ref: str, suite_name: str | Suite, opts: JudgeOptions,
     bo = opts.backend_options or BackendOptions()
     model_id, answerer = _generator(model_ref, opts.backend, bo, store, opts.max_new_tokens, 0.0, "model",
                                     opts.started)
-    baseline = None
-    if opts.baseline:
-        base_id, base_gen = _generator(opts.baseline, opts.backend, bo, store, opts.max_new_tokens,
-                                       0.0, "baseline")
-        baseline = (base_id, base_gen)
+    baseline = baseline or load_baseline(opts, store)
     judge = judge or load_judge(opts, store)
     from harness.evaluate.backends import get_backend
 
