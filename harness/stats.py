@@ -3,13 +3,14 @@
     summarize(scores)                  -> Estimate(mean, stderr, ci_low, ci_high, n)
     t_half_width(differences)          -> half-width of the t interval of their mean (paired differences)
     aggregate({task: scores, ...})     -> Estimate of the macro mean over tasks (stratified bootstrap)
-    paired_compare(a, b)               -> PairedComparison(mean_diff, CI, McNemar exact p for 0/1 scores)
+    paired_compare(a, b)               -> PairedComparison(mean_diff, t interval, McNemar exact p for 0/1 scores)
     wilson_interval(p, n)              -> Wilson's score interval of a proportion (0/1 scores)
     bounded_intervals(value, se, n, binary, low, high) -> 95% intervals inside a metric's range
     weighted_means_stderr([(scores, keys, c), ...]) -> stderr of sum_t c_t mean_t, questions shared across tasks
     question_clustered_stderr([(scores, keys, c), ...]) -> the same, cluster-robust over questions (a suite score)
 
-Bootstrap intervals are percentile intervals; every function takes a `seed` so results are reproducible. The
+Bootstrap intervals are percentile intervals; every function that resamples takes a `seed` so results are
+reproducible. A paired difference gets Student's t interval, not a bootstrap (paired_compare). The
 interval of 0/1 scores is Wilson's (docs/eval.md "Intervals"): it stays inside [0, 1] and does not collapse to a
 point when every sample is right or every one wrong, as the normal and the bootstrap intervals do at small n.
 """
@@ -266,12 +267,20 @@ def _is_binary(x: np.ndarray) -> bool:
     return bool(np.all((x == 0) | (x == 1)))
 
 
-def paired_compare(
-    a: ArrayLike, b: ArrayLike, iters: int = DEFAULT_ITERS, alpha: float = 0.05, seed: int = 0
-) -> PairedComparison:
+def paired_compare(a: ArrayLike, b: ArrayLike, alpha: float = 0.05) -> PairedComparison:
     """Compare two models scored on the same samples, in the same order: b - a.
 
-    Pairs where either score is NaN are dropped. The interval is a paired bootstrap (resampling items).
+    Pairs where either score is NaN are dropped. The interval is Student's t interval of the mean of the paired
+    differences (n - 1 degrees of freedom, the sample sd): scipy's `ttest_rel(b, a).confidence_interval()`, so it
+    excludes 0 exactly when the gate's paired t-test rejects at alpha. Its coverage of the true mean difference
+    (seeded simulations, 2,000 samples each, n = 5, 10, 20, 50, 200): 94.9-95.8% for normal differences, 88.9% at
+    n = 5 to 94.8% at 200 for skewed ones (exponential), 81% to 93% for very skewed (lognormal); for 0/1 scores
+    (exact, every outcome) 94.1-95.4% wherever discordant pairs are likely (n = 10, a right alone on 15% of the
+    items, b on 30%: 94.9%). The percentile bootstrap it replaces covered 84.6% (normal, n = 5), 90.7% (n = 10),
+    90.8% (0/1, the same n = 10 case). Degenerate samples: no difference on any item, [0, 0]; a constant difference
+    d, [d, d] (the sample shows no spread); otherwise NaN below 2 pairs. For 0/1 scores with no discordant pair the
+    interval is [0, 0], so where the models rarely disagree it misses a true difference as often as no discordant
+    pair is seen (docs/check.md).
     """
     xa, xb = np.asarray(a, dtype=float).ravel(), np.asarray(b, dtype=float).ravel()
     if xa.shape != xb.shape:
@@ -279,7 +288,7 @@ def paired_compare(
     keep = ~(np.isnan(xa) | np.isnan(xb))
     xa, xb = xa[keep], xb[keep]
     diff = xb - xa
-    lo, hi = percentile_ci(bootstrap_means(diff, iters, seed), alpha)
+    lo, hi = paired_t_interval(diff, alpha)
     p = a_only = b_only = None
     if xa.size and _is_binary(xa) and _is_binary(xb):
         a_only, b_only = int(np.sum((xa == 1) & (xb == 0))), int(np.sum((xa == 0) & (xb == 1)))
@@ -290,3 +299,14 @@ def paired_compare(
         mean_diff=float(diff.mean()) if diff.size else nan, stderr=mean_stderr(diff), ci_low=lo, ci_high=hi,
         n=int(diff.size), mcnemar_p=p, a_only=a_only, b_only=b_only,
     )
+
+
+def paired_t_interval(diff: np.ndarray, alpha: float = 0.05) -> tuple[float, float]:
+    """The (1 - alpha) t interval of mean(diff): [d, d] where every difference is d (0 at any n, else n >= 2);
+    NaN with no pair, or one pair that differs."""
+    if diff.size and np.all(diff == diff[0]) and (diff.size >= 2 or diff[0] == 0):
+        return float(diff[0]), float(diff[0])
+    if diff.size < 2:
+        return float("nan"), float("nan")
+    mean, half = float(diff.mean()), t_half_width(diff, alpha)
+    return mean - half, mean + half

@@ -49,7 +49,7 @@ st.header("Searches against hand recipes")
 st.caption("Every merge an evolve run picked labelled by its search (PS, DFS, PS+DFS; other merges are hand "
            "recipes). Per method, the model with the best suite score on the selection split is compared with the "
            "best hand recipe chosen the same way, paired per question (weighted as the suite score weights it, so "
-           "the mean difference is the suite scores' difference): paired bootstrap 95% interval.")
+           "the mean difference is the suite scores' difference): paired t 95% interval.")
 labels = q.search_labels(db)
 searched = scores[scores["model_id"].isin([m for m, lab in labels.items() if lab != "hand"])]
 if searched.empty:
@@ -71,7 +71,7 @@ else:
         st.dataframe(table.round(2), hide_index=True, width="stretch")
 
 st.header("Paired comparison")
-st.caption("Per-task difference (B - A) over the documents both models answered, with a paired bootstrap 95% "
+st.caption("Per-task difference (B - A) over the documents both models answered, with a paired t 95% "
            "interval and McNemar's exact test for 0/1 scores.")
 merged_first = data.models.sort_values(["depth", "name"], ascending=[False, True])
 ids = list(merged_first["model_id"])
@@ -96,7 +96,7 @@ for suite, split in common:
     for task, grp in both.groupby(level="task"):
         if len(grp) < 2:
             continue
-        cmp = paired_compare(grp["a"].to_numpy(), grp["b"].to_numpy(), iters=1000)
+        cmp = paired_compare(grp["a"].to_numpy(), grp["b"].to_numpy())
         rows.append({"suite": suite, "split": split, "task": task, "n": cmp.n, "A": 100 * cmp.mean_a,
                      "B": 100 * cmp.mean_b, "B - A": 100 * cmp.mean_diff, "ci_low": 100 * cmp.ci_low,
                      "ci_high": 100 * cmp.ci_high, "mcnemar_p": cmp.mcnemar_p,

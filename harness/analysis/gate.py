@@ -1,7 +1,7 @@
 """The regression gate: is a candidate no worse than a baseline, task by task and over the whole suite?
 
 Per task the candidate and the baseline are paired on document ids (the same task, the same documents). The
-difference (candidate - baseline) gets a paired bootstrap interval at level 1 - alpha and a p-value for "no
+difference (candidate - baseline) gets a paired t interval at level 1 - alpha and a p-value for "no
 difference": McNemar's exact test when both are 0/1 scores, a paired t-test otherwise (a constant difference: the
 exact sign-flip p-value 2^(1-n), so one or two items never give p = 0). Besides the per-task tests, a pooled test
 over all items of the suite, stratified by task (the item-weighted mean difference with the within-task variance;
@@ -240,7 +240,7 @@ def compare(
         ids = sorted(set(baseline[task]) & set(candidate[task]))
         a = np.array([baseline[task][i] for i in ids], dtype=float)
         b = np.array([candidate[task][i] for i in ids], dtype=float)
-        cmp = paired_compare(a, b, alpha=alpha, seed=seed)
+        cmp = paired_compare(a, b, alpha=alpha)
         test, p = _p_value(a, b, cmp.mcnemar_p)
         rows.append((task, a, b, cmp, test, p, [(clusters or {}).get(task, {}).get(i) or f"{task}#{i}" for i in ids]))
     keys = [np.array(r[6], dtype=object) for r in rows] if clusters else None

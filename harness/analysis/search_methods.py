@@ -13,7 +13,7 @@ hand recipe chosen the same way, on `compare_on`. The scores are the suite score
 the pairing unit is a question (harness/seed_questions.py question_keys: a zoo document scored by multiple choice
 and by generation is one question, document 0 of two MMLU subjects are two), each weighted as the suite score
 weights its items, so that the paired mean difference is the difference of the two suite scores; with a paired
-bootstrap 95% interval over questions (harness.stats.paired_compare).
+t 95% interval over questions (harness.stats.paired_compare).
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def paired_by_question(ref: pd.DataFrame, other: pd.DataFrame, by_size: bool) ->
     common = np.intersect1d(ref["question"].unique(), other["question"].unique())
     a = question_scores(ref[ref["question"].isin(common)], by_size).reindex(common)
     b = question_scores(other[other["question"].isin(common)], by_size).reindex(common)
-    return paired_compare(len(common) * a.to_numpy(), len(common) * b.to_numpy(), iters=2000)
+    return paired_compare(len(common) * a.to_numpy(), len(common) * b.to_numpy())
 
 
 def method_comparison(labels: dict[str, str], scores: pd.DataFrame, items: pd.DataFrame, chosen_on: str,
