@@ -36,5 +36,15 @@ def run_questions(suite: str, split: str | None, hashes: Mapping[tuple[str, int]
 
 def fill_question_stderr(store: Store) -> int:
     """Give the complete runs written before v5 (NULL question columns) the clustered stderr a new run of their
-    samples gets, once per store (then marked filled: later calls read one meta row); returns the runs computed."""
-    return store.fill_question_stderr(run_questions)
+    samples gets, once per store (then marked filled: later calls read one meta row), a chunk of runs a write
+    transaction (a killed fill resumes where it stopped), with a bar on stderr where that is a terminal; returns
+    the runs computed."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    with Progress(TextColumn("question stderr of runs written before v5"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, disable=not console.is_terminal, transient=True) as bar:
+        task = bar.add_task("fill", total=None)
+        return store.fill_question_stderr(run_questions,
+                                          progress=lambda done, total: bar.update(task, completed=done, total=total))

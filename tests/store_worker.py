@@ -4,6 +4,7 @@
     python -m tests.store_worker read DB SECONDS
     python -m tests.store_worker resume DB RUNS SAMPLES_PER_RUN   # the runs not complete yet, one line per run done
     python -m tests.store_worker hold DB RUN_ID SAMPLES           # finish_run in a transaction left open: killed there
+    python -m tests.store_worker fill DB CHUNK KILL_AFTER         # the pre-v5 fill, SIGKILLed after KILL_AFTER chunks
 
 write and read print one JSON line of figures (operations, rows, lock retries, seconds waited) and exit 0, or
 non-zero with the error, which the test shows. resume and hold write what `harness eval` writes for a run (start_run,
@@ -86,7 +87,30 @@ def hold(db: str, run_id: str, per_run: int) -> None:
         time.sleep(600)
 
 
+def fill(db: str, chunk: int, kill_after: int) -> None:
+    """The pre-v5 question-stderr fill (`harness db info`'s), in chunks of `chunk` runs; the process kills itself
+    with SIGKILL once `kill_after` chunks are committed, as a user's kill would stop it between two chunks."""
+    import os
+    import signal
+
+    from harness.run_questions import run_questions
+
+    chunks = 0
+
+    def after_chunk(done: int, total: int) -> None:
+        nonlocal chunks
+        chunks += 1
+        print(f"chunk {chunks}: {done}/{total}", flush=True)
+        if chunks == kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    Store(db).fill_question_stderr(run_questions, chunk=chunk, progress=after_chunk)
+
+
 def main(argv: list[str]) -> None:
+    if argv[0] == "fill":
+        fill(argv[1], int(argv[2]), int(argv[3]))
+        return
     if argv[0] == "resume":
         resume(argv[1], int(argv[2]), int(argv[3]))
         return

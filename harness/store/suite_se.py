@@ -20,12 +20,14 @@ than one item (the suite score keeps lm-eval's stderr, bit for bit), where the p
 the stored task scores (a metric that is not a per-document mean, samples not logged).
 
 Runs written before v5 (migration v5 adds the columns and computes nothing: the store cannot name questions) get
-theirs from their stored samples, as a new run of the same samples would (`unfilled_stderr`, the questions named by
+theirs from their stored samples, as a new run of the same samples would (the questions named by
 harness/run_questions.py `run_questions`): `Store.fill_question_stderr`, which `harness db info` and each evaluation
-call, stores them for every complete run whose columns are NULL once, then marks the store filled (meta
-FILLED_KEY); until then the suite scores' readers compute the same figures in memory at each read
-(frames.py `suite_scores`), so a read-only view shows them without writing, where the migration found the store
-older than v5 (meta BEFORE_V5_KEY: `holds_runs_before_v5`, one meta row, keeps every other store's reads free).
+call, stores them for every complete run whose columns are NULL, a chunk of runs a write transaction in run id order
+(meta CURSOR_KEY: where the last committed chunk ended, so a killed fill resumes there), then marks the store filled
+(meta FILLED_KEY); until then the suite scores' readers compute the same figures in memory at each read
+(`unfilled_stderr`, frames.py `suite_scores`), so a read-only view shows them without writing, where the migration
+found the store older than v5 (meta BEFORE_V5_KEY: `holds_runs_before_v5`, one meta row, keeps every other store's
+reads free). All three compute through store/question_se_bulk.py, many runs at once.
 """
 
 from __future__ import annotations
@@ -102,46 +104,37 @@ class QuestionStderr:
     by_mean: float     # stderr of the plain mean of the task means
 
 
-def question_stderr(con: duckdb.DuckDBPyConnection, run_id: str, questions: Mapping[tuple[str, int], str],
-                    want: str | None) -> QuestionStderr | None:
-    """The clustered stderr of the run's suite score (both definitions), from its scores and samples as stored
-    (inside the caller's write transaction), or None where no question has more than one item or a task's
-    per-document scores do not make its stored value (count and mean). An item `questions` does not name is a
-    question of its own."""
-    from harness.stats import question_clustered_stderr
-
-    tasks: list[tuple[list[float], list[object], float]] = []
-    rows = task_documents(con, run_id, want)
-    for t in rows:
-        if not t.makes_value():
-            return None
-        tasks.append((t.scores, [questions.get((t.task, d), ("#item", t.task, d)) for d in t.doc_ids],
-                      float(len(t.scores))))
-    named = [k for _, keys, _ in tasks for k in keys]
-    if len(set(named)) == len(named):  # also where no task has a row
-        return None
-    total = sum(c for _, _, c in tasks)
-    by_size = question_clustered_stderr([(x, k, c / total) for x, k, c in tasks])
-    by_mean = question_clustered_stderr([(x, k, 1 / len(tasks)) for x, k, _ in tasks])
-    if by_size != by_size or by_mean != by_mean:
-        return None
-    return QuestionStderr("+".join(sorted({r.metric for r in rows})), by_size, by_mean)
-
-
 def write_question_stderr(con: duckdb.DuckDBPyConnection, run_id: str, questions: Mapping[tuple[str, int], str],
                           want: str | None) -> None:
     """Compute and store the run's clustered stderr (NULLs where there is none) from its scores and samples as
-    just written, inside the caller's write transaction; no `questions`: NULLs."""
-    store_question_stderr(con, run_id, question_stderr(con, run_id, questions, want) if questions else None)
+    just written, inside the caller's write transaction (store/question_se_bulk.py, as the pre-v5 fill computes
+    many runs'); no `questions`: NULLs."""
+    from harness.store.question_se_bulk import question_stderrs
+
+    store_question_stderrs(con, question_stderrs(con, [([run_id], questions, want)]))
 
 
-def store_question_stderr(con: duckdb.DuckDBPyConnection, run_id: str, found: QuestionStderr | None) -> None:
-    values = [found.metric, found.by_size, found.by_mean] if found else [None, None, None]
-    con.execute("UPDATE runs SET question_metric = ?, question_se_size = ?, question_se_mean = ? WHERE run_id = ?",
-                [*values, run_id])
+def store_question_stderrs(con: duckdb.DuckDBPyConnection, found: Mapping[str, QuestionStderr | None]) -> None:
+    """Store each run's clustered stderr (NULLs for None), in one statement."""
+    import pandas as pd
+
+    rows = [(r, *((f.metric, f.by_size, f.by_mean) if f else (None, None, None))) for r, f in found.items()]
+    if not rows:
+        return
+    frame = pd.DataFrame(rows, columns=["run_id", "metric", "by_size", "by_mean"]).astype(
+        {"metric": object, "by_size": float, "by_mean": float})
+    con.register("found_question_se", frame)
+    try:
+        con.execute("UPDATE runs SET question_metric = f.metric, question_se_size = f.by_size, "
+                    "question_se_mean = f.by_mean FROM found_question_se f WHERE runs.run_id = f.run_id")
+    finally:
+        con.unregister("found_question_se")
 
 
 FILLED_KEY = "question_se:filled"  # meta: the runs written before v5 have had their clustered stderr computed
+CURSOR_KEY = "question_se:filled_through"  # meta: the fill's last committed chunk ends at this run id
+# the runs the fill computes, after the cursor (parameter): complete, never given a clustered stderr
+PENDING_SQL = "FROM runs WHERE status = 'complete' AND question_metric IS NULL AND run_id > ?"
 BEFORE_V5_KEY = "question_se:before_v5"  # meta: the migration found a store older than v5 (its runs have none)
 
 
@@ -159,25 +152,25 @@ def holds_runs_before_v5(con: duckdb.DuckDBPyConnection) -> bool:
     return keys == {BEFORE_V5_KEY}
 
 
+def filled_through(con: duckdb.DuckDBPyConnection) -> str:
+    """The last run id of the fill's last committed chunk ('' before the first): the runs up to it are computed."""
+    row = con.execute("SELECT value FROM meta WHERE key = ?", [CURSOR_KEY]).fetchone()
+    return row[0] if row else ""
+
+
 def unfilled_stderr(con: duckdb.DuckDBPyConnection, name: QuestionNamer) -> dict[str, QuestionStderr | None]:
     """Until the store is marked filled, each complete run whose clustered stderr may never have been computed (NULL
-    columns: written before v5, or computed and found none) with the one a new run of its stored samples gets (None:
-    none), its questions named by `name` (harness/run_questions.py run_questions); {} once filled (one meta row).
-    About 70 ms a run (its samples read, its questions named): readers call it only where holds_runs_before_v5."""
+    columns after the fill's last chunk: written before v5, or computed and found none) with the one a new run of
+    its stored samples gets (None: none), its questions named by `name` (harness/run_questions.py run_questions);
+    {} once filled (one meta row). All at once (store/question_se_bulk.py: 60,000 runs in about a minute, 70 ms a
+    run before): readers call it only where holds_runs_before_v5."""
+    from harness.store.question_se_bulk import named_groups, question_stderrs
+
     if is_filled(con):
         return {}
-    pending = "FROM runs WHERE status = 'complete' AND question_metric IS NULL"
-    runs = con.execute(f"SELECT run_id, suite, split {pending} ORDER BY run_id").fetchall()
-    hashes: dict[str, dict[tuple[str, int], str | None]] = {r: {} for r, _, _ in runs}
-    for run_id, task, doc, doc_hash in con.execute(  # what the runner names a run's questions from, for all at once
-            f"SELECT run_id, task, doc_id, min(doc_hash) FROM samples WHERE run_id IN (SELECT run_id {pending}) "
-            "GROUP BY ALL").fetchall():
-        hashes[run_id][(task, int(doc))] = doc_hash
-    out: dict[str, QuestionStderr | None] = {}
-    for run_id, suite, split in runs:
-        questions, want = name(suite, split, hashes[run_id])
-        out[run_id] = question_stderr(con, run_id, questions, want) if questions else None
-    return out
+    ids = [r for (r,) in con.execute(f"SELECT run_id {PENDING_SQL} ORDER BY run_id", [filled_through(con)])
+           .fetchall()]
+    return question_stderrs(con, named_groups(con, ids, name)) if ids else {}
 
 
 def unfilled_lists(found: Mapping[str, QuestionStderr | None]) -> list[list]:
@@ -189,6 +182,11 @@ def unfilled_lists(found: Mapping[str, QuestionStderr | None]) -> list[list]:
 
 def mark_filled(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("INSERT OR REPLACE INTO meta VALUES (?, 'yes')", [FILLED_KEY])
+    con.execute("DELETE FROM meta WHERE key = ?", [CURSOR_KEY])
+
+
+def mark_filled_through(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
+    con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [CURSOR_KEY, run_id])
 
 
 def mark_before_v5(con: duckdb.DuckDBPyConnection) -> None:
