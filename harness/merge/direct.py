@@ -35,11 +35,14 @@ class DirectRunner:
 
     def run_planned(self, targets: list[Any], device: str) -> list[Any] | None:
         """Each target's value, in order; None when this graph must go through mergekit's Executor."""
-        if device != "cpu" or not all(self._supported(t) for t in targets):
+        if not self.supports(targets, device):
             return None
-        values = [t.execute(tensors=self._gathered(t.gather_tensors)) for t in targets]
+        values = [t.execute(tensors=self.inputs(t.gather_tensors)) for t in targets]
         self.runs += 1
         return values
+
+    def supports(self, targets: list[Any], device: str) -> bool:
+        return device == "cpu" and all(self._supported(t) for t in targets)
 
     def _supported(self, task: Any) -> bool:
         from mergekit.io.tasks import GatherTensors
@@ -48,7 +51,8 @@ class DirectRunner:
         return (isinstance(task, ExecuteMergeMethodTask) and task.method_name in DETERMINISTIC
                 and type(task.gather_tensors) is GatherTensors)
 
-    def _gathered(self, gather: Any) -> Any:
+    def inputs(self, gather: Any) -> Any:
+        """A GatherTensors' value (parent tensors by model), computed once per content."""
         # by content: mergekit's ImmutableMap compares by identity, and each plan builds new ones
         key = (tuple(gather.weight_info.items()), gather.dtype, gather.device)
         if key not in self.gathered:

@@ -6,9 +6,10 @@
 
 The plan is mergekit's own (MergePlanner.plan_in_memory) run by mergekit's Executor, seeded as run_merge seeds
 it, so random methods (DARE) draw the same masks in the same order; deterministic methods on the CPU skip the
-Executor's per-merge schedule and run the planned tasks directly (harness.merge.direct). Parent tensors are kept
-in a TensorCache across calls and handed to the executor as already-computed values. Sub-recipes (merges of
-merges) are made through the folder path once and then read like any other parent.
+Executor's per-merge schedule and run the planned tasks directly (harness.merge.direct), and are planned once per
+recipe shape, each later candidate's parameter values bound into the planned tasks (harness.merge.rebind). Parent
+tensors are kept in a TensorCache across calls and handed to the executor as already-computed values. Sub-recipes
+(merges of merges) are made through the folder path once and then read like any other parent.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
 from harness.merge.direct import DirectRunner
+from harness.merge.rebind import Rebinder, ShapeKey, shape_key, with_sentinels
 from harness.merge.recipe import Recipe, load_recipe
-from harness.merge.resolve import MergePlan, Resolver, plan_merge
+from harness.merge.resolve import MergePlan, Resolver, plan_merge, to_merge_config
 
 if TYPE_CHECKING:
     import torch
@@ -64,6 +66,7 @@ class InMemoryMerger:
     cache: TensorCache = field(default_factory=TensorCache)
     resolver: Resolver = field(init=False)
     direct: DirectRunner = field(init=False)
+    rebinder: Rebinder = field(default_factory=Rebinder)
 
     def __post_init__(self) -> None:
         from harness.merge.methods import register_methods
@@ -93,48 +96,46 @@ class InMemoryMerger:
         return self.plan(recipe, seed).model_id
 
     def merge(self, recipe: str | Path | dict | Recipe, seed: int | None = None) -> dict[str, torch.Tensor]:
-        """The merged state dict (on the CPU), exactly as the folder path would write it."""
-        plan = self.plan(recipe, seed)
-        plan.validate()
-        key = tuple(sorted(p.model_id for p in plan.parents)) + (
-            str(plan.config_data.get("tokenizer")), str(plan.config_data.get("tokenizer_source")))
-        if key not in self._checked:  # parent checks once per set of parents
-            from harness.merge.checks import check_inputs
+        """The merged state dict (on the CPU), exactly as the folder path would write it. A recipe of a shape
+        merged before (same recipe but for the floats of its parameters) is neither planned nor checked again."""
+        rec = load_recipe(recipe)
+        key = shape_key(rec) if self.device == "cpu" else None
+        shape = self.rebinder.shapes.get(key.shape) if key is not None else None
+        if key is not None and shape is not None:
+            tensors = self._bound(shape, key)
+        else:
+            plan = self.plan(rec, seed)
+            plan.validate()
+            parents = tuple(sorted(p.model_id for p in plan.parents)) + (
+                str(plan.config_data.get("tokenizer")), str(plan.config_data.get("tokenizer_source")))
+            if parents not in self._checked:  # parent checks once per set of parents
+                from harness.merge.checks import check_inputs
 
-            check_inputs(plan, self.allow_pickle)
-            self._checked.add(key)
-        tensors = self._execute(plan)
+                check_inputs(plan, self.allow_pickle)
+                self._checked.add(parents)
+            tensors = self._execute(plan, None if key is None or key.shape in self.rebinder.unbindable else key)
         if self.check_finite:
             from harness.merge.checks import check_finite
 
             check_finite(tensors.items(), "in-memory merge")
         return tensors
 
-    def _execute(self, plan: MergePlan) -> dict[str, torch.Tensor]:
-        from mergekit.architecture import get_architecture_info
+    def _execute(self, plan: MergePlan, key: ShapeKey | None) -> dict[str, torch.Tensor]:
+        """Plan with mergekit and run; with a key, first try to keep the plan for the recipe's shape."""
         from mergekit.io.tasks import LoaderCache
-        from mergekit.merge import _model_out_config
-        from mergekit.plan import MergePlanner
 
-        from harness.hashing import hash_json
-        from harness.merge.engine import merge_options, mergekit_error, no_torch_dtype_notice
+        from harness.merge.engine import merge_options, mergekit_error
 
         options = merge_options(plan.seed, self.device, self.allow_pickle)
         config = plan.config()
         try:
             LoaderCache().setup(options=options)
-            shape_key = hash_json(strip_parameters(plan.config_data))
-            if shape_key not in self._arch:
-                arch = get_architecture_info(config, options)
-                with no_torch_dtype_notice():
-                    self._arch[shape_key] = (arch, _model_out_config(config, arch, trust_remote_code=False))
-            arch, out_cfg = self._arch[shape_key]
-            with configs_read_once(self._configs):
-                planner = MergePlanner(config, arch, options=options, out_model_config=out_cfg)
-                # plan_in_memory() fails in mergekit 0.1.5 (ReturnTensor rejects its tensor_task), so we take the
-                # planned (weight, task) pairs and apply ReturnTensor's/SaveTensor's dtype cast ourselves.
-                planner._plan()
-            weights = {task: w for w, task in planner._tensors}
+            planned = self._planned(config, plan.config_data, options)
+            if key is not None and self.direct.supports([task for _, task in planned], str(options.device)):
+                shape = self._learn(plan, key, planned, options)
+                if shape is not None:
+                    return shape.run(key.values)
+            weights = {task: w for w, task in planned}
             values = self._run(list(weights), options.device, plan.seed)
         except HarnessError:
             raise
@@ -142,6 +143,48 @@ class InMemoryMerger:
             raise mergekit_error(exc) from exc
         return {weights[task].name: cast(value, weights[task].force_dtype or config.out_dtype)
                 for task, value in values if value is not None}
+
+    def _planned(self, config: Any, config_data: dict[str, Any], options: Any) -> list[tuple[Any, Any]]:
+        """mergekit's planned (weight, task) pairs. plan_in_memory() fails in mergekit 0.1.5 (ReturnTensor rejects
+        its tensor_task), so the caller applies ReturnTensor's/SaveTensor's dtype cast itself."""
+        from mergekit.architecture import get_architecture_info
+        from mergekit.merge import _model_out_config
+        from mergekit.plan import MergePlanner
+
+        from harness.hashing import hash_json
+        from harness.merge.engine import no_torch_dtype_notice
+
+        arch_key = hash_json(strip_parameters(config_data))
+        if arch_key not in self._arch:
+            arch = get_architecture_info(config, options)
+            with no_torch_dtype_notice():
+                self._arch[arch_key] = (arch, _model_out_config(config, arch, trust_remote_code=False))
+        arch, out_cfg = self._arch[arch_key]
+        with configs_read_once(self._configs):
+            planner = MergePlanner(config, arch, options=options, out_model_config=out_cfg)
+            planner._plan()
+        return list(planner._tensors)
+
+    def _learn(self, plan: MergePlan, key: ShapeKey, planned: list[tuple[Any, Any]], options: Any) -> Any:
+        """The recipe's shape planned with a sentinel in each slot (harness.merge.rebind), or None: then the
+        shape is planned per candidate (a sentinel plan that fails says only that)."""
+        try:
+            data = with_sentinels(plan.config_data)
+            sentinel = self._planned(to_merge_config(data), data, options)
+        except Exception:  # noqa: BLE001
+            self.rebinder.unbindable.add(key.shape)
+            return None
+        return self.rebinder.learn(key, plan.method, planned, sentinel, self.direct.inputs, plan.config().out_dtype)
+
+    def _bound(self, shape: Any, key: ShapeKey) -> dict[str, torch.Tensor]:
+        from harness.merge.engine import mergekit_error
+
+        try:
+            return shape.run(key.values)
+        except HarnessError:
+            raise
+        except Exception as exc:
+            raise mergekit_error(exc) from exc
 
     def _run(self, targets: list[Any], device: Any, seed: int | None) -> list[tuple[Any, Any]]:
         """(task, value) of each planned target: directly (harness.merge.direct: methods that draw no random number,
