@@ -151,3 +151,21 @@ def torch_equal(a, b) -> bool:  # noqa: ANN001
     import torch
 
     return torch.equal(a, b)
+
+
+def test_a_search_reads_package_versions_once(zoo, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """A search plans every candidate for its id (harness.evolve.loop); the installed mergekit's version (an id
+    ingredient, 0.4 ms to read from the package metadata) is read once per merger, and the ids are those of a
+    plan made from scratch."""
+    import importlib.metadata
+
+    from harness.merge import InMemoryMerger
+    from harness.merge.recipe import load_recipe
+    from harness.merge.resolve import Resolver, plan_merge
+
+    fresh = [plan_merge(load_recipe(r), Resolver(), seed=5).model_id for r in search_recipes(zoo, "dare_linear", 3)]
+    reads, real = [], importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: reads.append(name) or real(name))
+    merger = InMemoryMerger(seed=5)
+    assert [merger.model_id(r) for r in search_recipes(zoo, "dare_linear", 3)] == fresh
+    assert sorted(reads) == ["mergekit", "torch"]  # dare draws random numbers: torch's release is in its id

@@ -79,6 +79,7 @@ class InMemoryMerger:
         self._checked: set[tuple[str, ...]] = set()
         self._arch: dict[str, tuple[Any, Any]] = {}  # mergekit architecture and output config per recipe shape
         self._configs: dict[tuple[Any, bool], Any] = {}  # each parent's config, read once (configs_read_once)
+        self._versions: dict[str, str] = {}
 
     def _materialize(self, sub: Path) -> tuple[str, str]:
         from harness.merge.engine import merge_to_folder
@@ -90,7 +91,17 @@ class InMemoryMerger:
     def plan(self, recipe: str | Path | dict | Recipe, seed: int | None = None) -> MergePlan:
         rec = load_recipe(recipe)
         self.resolver.stack = (rec.path,) if rec.path else ()
-        return plan_merge(rec, self.resolver, seed=self.seed if seed is None else seed, device=self.device)
+        return plan_merge(rec, self.resolver, seed=self.seed if seed is None else seed, device=self.device,
+                          version=self._version)
+
+    def _version(self, package: str) -> str:
+        """An installed package's version (an id ingredient), read once per merger: reading the package metadata
+        took 0.4 ms of each search candidate's 1.06 ms plan (the evolve loop plans each candidate for its id)."""
+        from importlib.metadata import version
+
+        if package not in self._versions:
+            self._versions[package] = version(package)
+        return self._versions[package]
 
     def model_id(self, recipe: str | Path | dict | Recipe, seed: int | None = None) -> str:
         return self.plan(recipe, seed).model_id
