@@ -169,3 +169,33 @@ def test_a_search_reads_package_versions_once(zoo, monkeypatch: pytest.MonkeyPat
     merger = InMemoryMerger(seed=5)
     assert [merger.model_id(r) for r in search_recipes(zoo, "dare_linear", 3)] == fresh
     assert sorted(reads) == ["mergekit", "torch"]  # dare draws random numbers: torch's release is in its id
+
+
+def test_a_binding_that_does_not_give_back_the_plan_is_refused(zoo) -> None:  # noqa: F811
+    """The check that keeps a shape: its tasks, re-bound with the first candidate's values, must be mergekit's plan
+    of that candidate. Given another candidate's plan in place of the sentinel plan (its values are constants, not
+    slots), the re-bound tasks hold the other values and the shape is refused; given the sentinel plan, kept."""
+    from harness.merge import InMemoryMerger
+    from harness.merge.engine import merge_options
+    from harness.merge.rebind import Rebinder, shape_key, with_sentinels
+    from harness.merge.recipe import load_recipe
+    from harness.merge.resolve import to_merge_config
+
+    merger = InMemoryMerger(seed=5)
+    first, other = search_recipes(zoo, "task_arithmetic", 2)
+    merger.merge(first)
+    options = merge_options(5, "cpu", False)
+
+    def planned(data: dict) -> list:
+        return merger._planned(to_merge_config(data), data, options)
+
+    plan = merger.plan(first)
+    key = shape_key(load_recipe(first))
+    real, wrong = planned(plan.config_data), planned(merger.plan(other).config_data)
+    refused = Rebinder()
+    assert refused.learn(key, "task_arithmetic", real, wrong, merger.direct.inputs, "float32") is None
+    assert refused.unbindable == {key.shape}
+    kept = Rebinder()
+    sentinel = planned(with_sentinels(plan.config_data)[0])
+    assert kept.learn(key, "task_arithmetic", real, sentinel, merger.direct.inputs, "float32") is not None
+    assert list(kept.shapes) == [key.shape]

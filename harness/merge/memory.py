@@ -180,9 +180,11 @@ class InMemoryMerger:
         """The recipe's shape planned with a sentinel in each slot (harness.merge.rebind), or None: then the
         shape is planned per candidate (a sentinel plan that fails says only that)."""
         try:
-            data = with_sentinels(plan.config_data)
-            sentinel = self._planned(to_merge_config(data), data, options)
+            data, slots = with_sentinels(plan.config_data)
+            sentinel = self._planned(to_merge_config(data), data, options) if slots == len(key.values) else None
         except Exception:  # noqa: BLE001
+            sentinel = None
+        if sentinel is None:
             self.rebinder.unbindable.add(key.shape)
             return None
         return self.rebinder.learn(key, plan.method, planned, sentinel, self.direct.inputs, plan.config().out_dtype)

@@ -71,15 +71,15 @@ def shape_key(rec: Recipe) -> ShapeKey | None:
     return ShapeKey(json.dumps([str(rec.base_dir), shape]), tuple(names), tuple(values))
 
 
-def with_sentinels(data: dict[str, Any]) -> dict[str, Any]:
-    """The recipe with slot k set to its sentinel (document order, as shape_key numbers them)."""
+def with_sentinels(data: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """The recipe with slot k set to its sentinel (document order, as shape_key numbers them), and its slot count."""
     count = [0]
 
     def sentinel(_name: str, _value: float) -> float:
         count[0] += 1
         return 0.5 + count[0] * SENTINEL_STEP
 
-    return walk_slots(data, sentinel)
+    return walk_slots(data, sentinel), count[0]
 
 
 def sentinel_slot(value: Any) -> int | None:
