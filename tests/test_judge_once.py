@@ -61,26 +61,34 @@ def _cache(results: Path) -> dict[str, str]:
         return dict(con.execute("SELECT key, value FROM kv").fetchall())
 
 
-def test_three_models_judged_together_store_what_each_alone_stores(zoo_family: Path, results: Path, store,
-                                                                  tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    """Judging three models with one judge load gives the runs, rows and judge cache entries (keys and texts) of
-    three separate runs, one model each, each with its own store and cache (so nothing is read from the other)."""
+def _each_alone(zoo_family: Path, models: tuple[str, ...], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                **judged: object) -> tuple[dict[str, tuple[str, dict, pd.DataFrame]], dict[str, str]]:
+    """Each model judged alone, with its own store and cache (so nothing is read from another): the stored runs and
+    the cache entries of all of them."""
     from harness.store import Store
 
-    together = _judged(zoo_family, MODELS, store)
-    stored, cached = _stored(store), _cache(results)
     alone: dict[str, tuple[str, dict, pd.DataFrame]] = {}
     alone_cache: dict[str, str] = {}
-    for m in MODELS:
+    for m in models:
         own = tmp_path / f"alone-{m}"
         monkeypatch.setenv("HARNESS_RESULTS", str(own))
         monkeypatch.setenv("HARNESS_DB", str(own / "harness.duckdb"))
         one = Store(own / "harness.duckdb")
         one.init()
-        _judged(zoo_family, (m,), one)
+        _judged(zoo_family, (m,), one, **judged)
         alone.update(_stored(one))
         alone_cache.update(_cache(own))
+    return alone, alone_cache
+
+
+def test_three_models_judged_together_store_what_each_alone_stores(zoo_family: Path, results: Path, store,
+                                                                  tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Judging three models with one judge load gives the runs, rows and judge cache entries (keys and texts) of
+    three separate runs, one model each, each with its own store and cache (so nothing is read from the other)."""
+    together = _judged(zoo_family, MODELS, store)
+    stored, cached = _stored(store), _cache(results)
+    alone, alone_cache = _each_alone(zoo_family, MODELS, tmp_path, monkeypatch)
     assert sorted(stored) == sorted(alone) == sorted(r.run_id for r in together)
     for run_id, (split, settings, rows) in stored.items():
         assert split == alone[run_id][0] and settings == alone[run_id][1]
@@ -132,22 +140,10 @@ def test_two_models_judged_pairwise_together_store_what_each_alone_stores(zoo_fa
     """Two models judged against one baseline loaded once give the runs, rows (both orders' judgments, the
     baseline's answers) and cache entries of two separate one-model runs, each with its own store and cache, so
     each of those made the baseline's answers itself."""
-    from harness.store import Store
-
     models = MODELS[:2]
     together = _judged(zoo_family, models, store, baseline=BASELINE)
     stored, cached = _stored(store), _cache(results)
-    alone: dict[str, tuple[str, dict, pd.DataFrame]] = {}
-    alone_cache: dict[str, str] = {}
-    for m in models:
-        own = tmp_path / f"alone-{m}"
-        monkeypatch.setenv("HARNESS_RESULTS", str(own))
-        monkeypatch.setenv("HARNESS_DB", str(own / "harness.duckdb"))
-        one = Store(own / "harness.duckdb")
-        one.init()
-        _judged(zoo_family, (m,), one, baseline=BASELINE)
-        alone.update(_stored(one))
-        alone_cache.update(_cache(own))
+    alone, alone_cache = _each_alone(zoo_family, models, tmp_path, monkeypatch, baseline=BASELINE)
     assert sorted(stored) == sorted(alone) == sorted(r.run_id for r in together)
     for run_id, (split, settings, rows) in stored.items():
         assert split == alone[run_id][0] and split.startswith(f"test-vs-{BASELINE}-by-")
