@@ -71,8 +71,8 @@ else:
         st.dataframe(table.round(2), hide_index=True, width="stretch")
 
 st.header("Paired comparison")
-st.caption("Per-task difference (B - A) over the documents both models answered, with a paired t 95% "
-           "interval and McNemar's exact test for 0/1 scores.")
+st.caption("Per-task difference (B - A) over the documents both models answered, with a 95% interval (Tango's "
+           "score interval for 0/1 scores, a paired t interval otherwise) and McNemar's exact test for 0/1 scores.")
 merged_first = data.models.sort_values(["depth", "name"], ascending=[False, True])
 ids = list(merged_first["model_id"])
 if len(ids) < 2:
