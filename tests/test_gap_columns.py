@@ -29,12 +29,13 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Data:
 
 
 def merged(data: Data) -> pd.DataFrame:
-    """The unpaired gaps as one pandas merge on model_id per (suite, twin kind)."""
+    """The unpaired gaps as one pandas merge on model_id per (suite, twin kind), suite by suite and kind by kind in
+    name order."""
     sc, frames = data.scores, []
-    for suite, kinds in data.twins.items():
+    for suite, kinds in sorted(data.twins.items()):
         split = data.default_split(suite)
         pub = sc[(sc["suite"] == suite) & (sc["split"] == split)]
-        for kind, spec in kinds.items():
+        for kind, spec in sorted(kinds.items()):
             t_suite, _, t_split = spec.ref.partition(":")
             t_split = t_split or data.default_split(t_suite)
             m = pub.merge(sc[(sc["suite"] == t_suite) & (sc["split"] == t_split)], on="model_id", suffixes=("", "_t"))

@@ -52,9 +52,10 @@ def twin_map(data: Data, suite: str, kind: str, spec: TwinSpec) -> TwinMap:
 
 
 def _unpaired(data: Data) -> pd.DataFrame:
-    """Every (model, suite, twin kind) with both scores, unpaired, with the run ids to pair later: per twin, the
-    public scores (in the frame's order) that have a twin score of the same model, found by position (the inner
-    join on model_id that a merge would make, without a frame per suite and split)."""
+    """Every (model, suite, twin kind) with both scores, unpaired, with the run ids to pair later, sorted by suite,
+    twin kind and model_id (suite_scores' order of models): per twin, the public scores (in the frame's order) that
+    have a twin score of the same model, found by position (the inner join on model_id that a merge would make,
+    without a frame per suite and split)."""
     import numpy as np
     import pandas as pd
 
@@ -62,9 +63,9 @@ def _unpaired(data: Data) -> pd.DataFrame:
     at = _positions(sc)
     codes = pd.factorize(sc["model_id"])[0]
     pub, twin, labels = [], [], []
-    for suite, kinds in data.twins.items():
+    for suite, kinds in sorted(data.twins.items()):
         p_pos = at.get((suite, data.default_split(suite)))
-        for kind, spec in kinds.items():
+        for kind, spec in sorted(kinds.items()):
             t_suite, _, t_split = spec.ref.partition(":")
             t_split = t_split or data.default_split(t_suite)
             t_pos = at.get((t_suite, t_split))

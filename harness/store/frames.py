@@ -128,15 +128,21 @@ WITH rules AS (
     FROM scores s JOIN latest l ON l.run_id = s.run_id
 ), t AS (  -- one row per task (task_rows_sql): value, size, and lm-eval's stderr, else the binomial one where the
             -- metric is a proportion, else unknown (NULL: a binomial stderr of a 0-100 score is 0, not none)
-    SELECT run_id, x.metric, x.value, x.n,
+    SELECT run_id, task, x.metric, x.value, x.n,
         coalesce(x.stderr, CASE WHEN split_part(x.metric, ',', 1) IN {UNIT_METRICS}
                                 THEN sqrt(greatest(x.value * (1 - x.value), 0) / greatest(x.n - 1, 1)) END) AS se
     FROM ({task_rows_sql("c")})
-), a AS (  -- per run: grouped by run_id alone, joined to the run's columns after
-    SELECT run_id, sum(value * n) AS vn, sum(n) AS sn, avg(value) AS mean, sum((n - 1) * n * se * se) AS q,
-        sum(se * se) AS ss, count(*) AS tasks, count(*) - count(se) AS unknown,
+), terms AS (  -- per run, grouped by run_id alone: its tasks' terms in task order (the threads hand a run's tasks
+                -- over in any order, and a float sum taken in another order differs in its last bits)
+    SELECT run_id, list_sort(list({{'task': task, 'vn': value * n, 'v': value, 'q': (n - 1) * n * se * se,
+                                    'ss': se * se}})) AS x,
+        sum(n) AS sn, count(*) AS tasks, count(*) - count(se) AS unknown,
         array_to_string(list_sort(list_distinct(list(metric))), '+') AS metric
     FROM t GROUP BY run_id
+), a AS (  -- per run, summed in that order; joined to the run's columns after
+    SELECT run_id, list_sum([e.vn FOR e IN x]) AS vn, sn, list_avg([e.v FOR e IN x]) AS mean,
+        list_sum([e.q FOR e IN x]) AS q, list_sum([e.ss FOR e IN x]) AS ss, tasks, unknown, metric
+    FROM terms
 )
 SELECT l.model_id, l.suite, l.split, l.run_id, l.backend, l.ended,
     CASE WHEN l.by_size THEN a.vn / a.sn ELSE a.mean END AS value,
@@ -148,6 +154,7 @@ SELECT l.model_id, l.suite, l.split, l.run_id, l.backend, l.ended,
              THEN sqrt(a.q / greatest(a.sn - a.tasks, 1) / a.sn) ELSE sqrt(a.ss) / a.tasks END) AS se,
     a.sn::BIGINT AS n, a.tasks::BIGINT AS tasks, a.metric
 FROM a JOIN latest l USING (run_id)
+ORDER BY l.model_id, l.suite, l.split  -- a fixed order: the groups above come in whichever order the threads left them
 """
 
 
@@ -183,18 +190,19 @@ def edges(store: Store | duckdb.DuckDBPyConnection) -> pd.DataFrame:
 def selections(store: Store | duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Every selection (which model was chosen or optimised on which suite/split, by what process)."""
     return _df(store, "SELECT selection_id, model_id, suite, split, process, process_id, note, created "
-                      "FROM selections ORDER BY created")
+                      "FROM selections ORDER BY created, selection_id")
 
 
 def suite_scores(store: Store | duckdb.DuckDBPyConnection, default_splits: dict[str, str] | None = None,
                  *, rules: dict[str, ScoreRule], questions: QuestionNamer | None = None) -> pd.DataFrame:
-    """One row per (model, suite, split) with value, se, 95% interval, n, tasks, metric, from the run CHOSEN_RUNS_SQL
-    picks; a run without a split is one of its suite's default split (`default_splits`, else 'default'). `rules`
-    (suite -> ScoreRule): every suite.yaml's, from harness.suites.score_rules(); a suite without one is read under
-    the default rule. `questions` (harness/run_questions.py run_questions): in a store not yet filled, the runs
-    written before v5 get the clustered stderr a writer's fill stores, computed for this read (suite_se.py
-    unfilled_stderr), where the store was migrated from before v5 and not yet filled (holds_runs_before_v5); None:
-    they keep lm-eval's until a writer fills them."""
+    """One row per (model, suite, split), sorted by model_id, suite and split, with value, se, 95% interval, n,
+    tasks, metric, from the run CHOSEN_RUNS_SQL picks; a run without a split is one of its suite's default split
+    (`default_splits`, else 'default'). `rules` (suite -> ScoreRule): every suite.yaml's, from
+    harness.suites.score_rules(); a suite without one is read under the default rule. `questions`
+    (harness/run_questions.py run_questions): in a store not yet filled, the runs written before v5 get the
+    clustered stderr a writer's fill stores, computed for this read (suite_se.py unfilled_stderr), where the store
+    was migrated from before v5 and not yet filled (holds_runs_before_v5); None: they keep lm-eval's until a writer
+    fills them."""
     from harness.store.suite_se import holds_runs_before_v5, unfilled_lists, unfilled_stderr
 
     with _reading(store) as con:
@@ -297,12 +305,12 @@ def runs_of(store: Store, model_id: str) -> pd.DataFrame:
         )
         SELECT r.*, coalesce(c.samples, 0) AS samples, k.requests, k.cut, k.context
         FROM r LEFT JOIN c USING (run_id) LEFT JOIN k USING (run_id)
-        ORDER BY started DESC, suite, split""", [model_id])
+        ORDER BY started DESC, suite, split, run_id""", [model_id])
 
 
 def evolve_runs(store: Store) -> pd.DataFrame:
     return _df(store, "SELECT evolve_id, status, generation, best_model_id, config, started, ended "
-                      "FROM evolve_runs ORDER BY started DESC")
+                      "FROM evolve_runs ORDER BY started DESC, evolve_id")
 
 
 def evolve_candidates(store: Store | duckdb.DuckDBPyConnection) -> pd.DataFrame:
@@ -325,4 +333,5 @@ def evolve_history(store: Store, evolve_id: str) -> pd.DataFrame:
 
 
 def checks(store: Store) -> pd.DataFrame:
-    return _df(store, "SELECT check_id, candidate_id, baseline, suite, passed, created FROM checks ORDER BY created")
+    return _df(store, "SELECT check_id, candidate_id, baseline, suite, passed, created FROM checks "
+                      "ORDER BY created, check_id")

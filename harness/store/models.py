@@ -233,7 +233,7 @@ class ModelsMixin:
         if model_ids is not None:
             sql += " WHERE list_contains(?, model_id)"
             args.append(model_ids)
-        return [Selection(*r) for r in self._fetch(sql + " ORDER BY created", args)]
+        return [Selection(*r) for r in self._fetch(sql + " ORDER BY created, selection_id", args)]
 
     def exposure(self, model_id: str) -> list[Selection]:
         """Selections of this model or any ancestor: the suites its scores are in-sample on."""

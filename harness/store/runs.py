@@ -256,6 +256,6 @@ class ChecksMixin:
             sql += " WHERE candidate_id = ?"
             args.append(candidate_id)
         with self.db.read() as con:
-            rows = con.execute(sql + " ORDER BY created", args).fetchall()
+            rows = con.execute(sql + " ORDER BY created, check_id", args).fetchall()
         keys = ("check_id", "candidate_id", "baseline", "suite", "passed", "report", "created")
         return [dict(zip(keys, (*r[:5], json.loads(r[5]) if r[5] else {}, r[6]), strict=True)) for r in rows]
