@@ -5,7 +5,6 @@ changes the statistics; an xfail that starts passing means the bug was fixed (dr
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from pathlib import Path
@@ -20,7 +19,7 @@ from harness.analysis.flags import THRESHOLDS, p_one_sided
 from harness.analysis.verdicts import twin_tests
 from harness.store import Store
 from tests.test_overfit_edges import _data
-from tests.test_overfit_stores import GUESSERS, _models, _run, _run_docs
+from tests.test_overfit_stores import GUESSERS, _models, _run, aligned_tests
 
 
 def _natural(public: float) -> float:
@@ -60,17 +59,7 @@ def test_a_pool_of_guessers_does_not_calibrate_a_capable_model_on_an_aligned_twi
               for i in range(6)}
     public = [1 if i < 480 else 0 for i in range(n)]
     models["c"] = (public, [0 if i < 90 else 1 if 480 <= i < 510 else public[i] for i in range(n)])
-    store = Store(tmp_path / "aligned.duckdb")
-    _models(store, list(models), {})
-    for name, (pub, twin) in models.items():
-        _run_docs(store, name, "s", "public", "s_public", pub)
-        _run_docs(store, name, "s", "twin", "s_twin", twin)
-    twin_map = tmp_path / "perturbed.json"
-    twin_map.write_text(json.dumps({"suite": "s", "kind": "perturbed", "twin": "s:twin", "relation": "aligned",
-                                    "public_sizes": {"s_public": n},
-                                    "tasks": {"s_twin": {"public_task": "s_public", "seeds": list(range(n))}}}))
-    data = gather(store, twins={"s": {"perturbed": {"ref": "s:twin", "relation": "aligned", "map": str(twin_map)}}})
-    tests = {data.names[t.model_id]: t for t in twin_tests(data, THRESHOLDS)}
+    _data, tests = aligned_tests(tmp_path, models, n)
     c = tests["c"]
     diffs = [a - b for a, b in zip(*models["c"], strict=True)]  # by hand: c's paired gap, 10 points
     assert c.row["paired"] and c.row["gap"] == pytest.approx(statistics.mean(diffs)) == pytest.approx(0.10)

@@ -156,6 +156,26 @@ def _run_docs(store: Store, name: str, suite: str, split: str, task: str, right:
                                                                   for d, v in enumerate(right)])
 
 
+def aligned_tests(tmp_path: Path, models: dict[str, tuple[list[int], list[int]]], n: int,
+                  trained: tuple[str, ...] = ()) -> tuple:
+    """A store of models scored per document on suite s's public split and on its twin, aligned item for item
+    (the map: twin item i is public item i), `trained` selected on the public split: its Data and twin tests by
+    model name."""
+    store = Store(tmp_path / "aligned.duckdb")
+    _models(store, list(models), {})
+    for name, (public, twin) in models.items():
+        _run_docs(store, name, "s", "public", "s_public", public)
+        _run_docs(store, name, "s", "twin", "s_twin", twin)
+    for name in trained:
+        store.select(_mid(name), "s", "train", split="public")
+    twin_map = tmp_path / "perturbed.json"
+    twin_map.write_text(json.dumps({"suite": "s", "kind": "perturbed", "twin": "s:twin", "relation": "aligned",
+                                    "public_sizes": {"s_public": n},
+                                    "tasks": {"s_twin": {"public_task": "s_public", "seeds": list(range(n))}}}))
+    data = gather(store, twins={"s": {"perturbed": {"ref": "s:twin", "relation": "aligned", "map": str(twin_map)}}})
+    return data, {data.names[t.model_id]: t for t in twin_tests(data, THRESHOLDS)}
+
+
 def test_an_aligned_twin_with_few_references_is_tested_against_them_too(tmp_path: Path) -> None:
     """An aligned twin (item i of s:twin is item i of s:public, new numbers), 200 items. Two chance-level models
     (paired gap 0), three capable clean ones that each lose 10 points on the twin (30 items lost, 10 won: paired se
@@ -176,18 +196,7 @@ def test_an_aligned_twin_with_few_references_is_tested_against_them_too(tmp_path
               "k0": capable(range(0, 30), range(160, 170)), "k1": capable(range(30, 60), range(170, 180)),
               "k2": capable(range(60, 90), range(180, 190)),
               "o": ([1] * n, [1 if i < 110 else 0 for i in range(n)])}
-    store = Store(tmp_path / "aligned.duckdb")
-    _models(store, list(models), {})
-    for name, (public, twin) in models.items():
-        _run_docs(store, name, "s", "public", "s_public", public)
-        _run_docs(store, name, "s", "twin", "s_twin", twin)
-    store.select(_mid("o"), "s", "train", split="public")
-    twin_map = tmp_path / "perturbed.json"
-    twin_map.write_text(json.dumps({"suite": "s", "kind": "perturbed", "twin": "s:twin", "relation": "aligned",
-                                    "public_sizes": {"s_public": n},
-                                    "tasks": {"s_twin": {"public_task": "s_public", "seeds": list(range(n))}}}))
-    data = gather(store, twins={"s": {"perturbed": {"ref": "s:twin", "relation": "aligned", "map": str(twin_map)}}})
-    tests = {data.names[t.model_id]: t for t in twin_tests(data, THRESHOLDS)}
+    data, tests = aligned_tests(tmp_path, models, n, trained=("o",))
     for name in ("k0", "k1", "k2"):
         x = tests[name]
         diffs = [a - b for a, b in zip(*models[name], strict=True)]  # by hand: the paired gap and its stderr
